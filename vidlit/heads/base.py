@@ -1,0 +1,63 @@
+"""The head contract: the public API downstream repositories subclass."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from torch import Tensor, nn
+from torchmetrics import MetricCollection
+
+
+class TaskHead(nn.Module):
+    """Base class of every task head: plain PyTorch, no Lightning.
+
+    A head has four responsibilities and nothing more. :class:`vidlit.tasks.TaskModule` calls
+    them in this order and owns everything else (optimizer, scheduler, freezing, logging):
+
+    1. ``forward(features, batch)``: raw outputs from backbone or pre-extracted features.
+    2. ``loss(outputs, batch)``: a dict with a ``"loss"`` entry plus named parts to log.
+    3. ``predict(outputs, batch)``: one post-processed prediction dict per sample, in the
+       format the task's metric takes (and the dataset's submission writer exports).
+    4. ``metrics()``: a fresh ``MetricCollection`` implementing the official protocol; its
+       ``update(preds, targets)`` receives ``predict``'s output and ``batch["targets"]``.
+
+    Class attributes declare what the head consumes, so the task module knows whether to run
+    a backbone and what shape to hand over:
+
+    Attributes:
+        input: batch key the head reads when no backbone is configured (``"features"`` for
+            pre-extracted features, ``"video"`` for raw clips, ...).
+        feature_layout: ``"temporal"`` (``[B, T, C]``), ``"tokens"`` (``[B, N, C]``) or
+            ``"pooled"`` (``[B, C]``): what the head wants from a backbone.
+
+    Example:
+        A downstream repo trains its own head with ``class_path: mypkg.heads.MyHead``::
+
+            class MyHead(TaskHead):
+                def __init__(self, in_dim: int, num_classes: int):
+                    super().__init__()
+                    self.fc = nn.Linear(in_dim, num_classes)
+
+                def forward(self, features, batch):
+                    return self.fc(features)
+                ...
+    """
+
+    input: ClassVar[str] = "features"
+    feature_layout: ClassVar[Literal["temporal", "tokens", "pooled"]] = "temporal"
+
+    def forward(self, features: Tensor, batch: dict[str, Any]) -> Any:
+        """Raw predictions from features laid out as :attr:`feature_layout` declares."""
+        raise NotImplementedError
+
+    def loss(self, outputs: Any, batch: dict[str, Any]) -> dict[str, Tensor]:
+        """Training loss: ``{"loss": total, **named_parts}``."""
+        raise NotImplementedError
+
+    def predict(self, outputs: Any, batch: dict[str, Any]) -> list[dict[str, Any]]:
+        """Post-processed predictions, one dict per sample, ready for the metric."""
+        raise NotImplementedError
+
+    def metrics(self) -> MetricCollection:
+        """A new collection of the task's official metrics."""
+        raise NotImplementedError
