@@ -1,0 +1,31 @@
+"""Shared fixtures: sample datasets are generated once per test session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("WANDB_MODE", "offline")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def mq_root(tmp_path_factory) -> Path:
+    """The synthetic Ego4D MQ sample dataset the recipe uses, generated once."""
+    from vidlit.data.synth.ego4d_mq import write_ego4d_mq
+
+    return write_ego4d_mq(tmp_path_factory.mktemp("ego4d_mq") / "data")

@@ -1,0 +1,123 @@
+import math
+
+import pytest
+import torch
+
+from vidlit.core.segments import seconds_to_steps, segment_iou, soft_nms, steps_to_seconds
+
+
+def test_segment_iou_worked_examples():
+    a = torch.tensor([[0.0, 10.0], [5.0, 5.0]])
+    b = torch.tensor([[2.0, 10.0], [20.0, 30.0], [5.0, 5.0]])
+    iou = segment_iou(a, b)
+    assert iou.shape == (2, 3)
+    assert iou[0, 0] == pytest.approx(0.8)
+    assert iou[0, 1] == 0
+    assert iou[1, 2] == 0  # two zero-length segments: union 0
+
+
+def test_seconds_steps_round_trip():
+    # Ego4D SlowFast: stride 16 frames at 30 fps, window 32 frames -> step i centred at 16/30 * i + 32/60
+    step, offset = 16 / 30, 32 / 60
+    seconds = torch.tensor([[offset, offset + 10 * step]])
+    steps = seconds_to_steps(seconds, step, offset)
+    assert torch.allclose(steps, torch.tensor([[0.0, 10.0]]), atol=1e-5)
+    assert torch.allclose(steps_to_seconds(steps, step, offset), seconds)
+
+
+def test_soft_nms_gaussian_decays_overlapping_lower_score():
+    segments = torch.tensor([[0.0, 10.0], [2.0, 10.0], [20.0, 30.0]])
+    scores = torch.tensor([0.9, 0.8, 0.5])
+    out_segments, out_scores, out_labels = soft_nms(segments, scores, sigma=0.5, min_score=0.001)
+    # [2, 10] overlaps [0, 10] with IoU 0.8: 0.8 * exp(-0.8**2 / 0.5); [20, 30] is untouched
+    decayed = 0.8 * math.exp(-(0.8**2) / 0.5)
+    assert torch.allclose(out_scores, torch.tensor([0.9, 0.5, decayed]))
+    assert torch.equal(out_segments, torch.tensor([[0.0, 10.0], [20.0, 30.0], [2.0, 10.0]]))
+    assert torch.equal(out_labels, torch.zeros(3, dtype=torch.long))
+
+
+def test_soft_nms_decay_compounds_in_selection_order():
+    # C overlaps both A (selected first) and B (selected second): decayed twice
+    segments = torch.tensor([[0.0, 4.0], [4.0, 8.0], [2.0, 6.0]])
+    scores = torch.tensor([0.9, 0.8, 0.7])
+    _, out_scores, _ = soft_nms(segments, scores, sigma=1.0)
+    iou = 2 / 6
+    assert torch.allclose(out_scores, torch.tensor([0.9, 0.8, 0.7 * math.exp(-(iou**2)) ** 2]))
+
+
+def test_soft_nms_is_per_class():
+    segments = torch.tensor([[0.0, 10.0], [2.0, 10.0], [2.0, 10.0]])
+    scores = torch.tensor([0.9, 0.8, 0.7])
+    labels = torch.tensor([3, 3, 5])
+    out_segments, out_scores, out_labels = soft_nms(segments, scores, labels, sigma=0.5)
+    # the class-5 segment is not suppressed by the class-3 one
+    assert torch.allclose(out_scores, torch.tensor([0.9, 0.7, 0.8 * math.exp(-(0.8**2) / 0.5)]))
+    assert out_labels.tolist() == [3, 5, 3]
+    assert out_labels.dtype == torch.long
+
+
+def test_soft_nms_min_score_and_max_segments():
+    segments = torch.tensor([[0.0, 10.0], [0.0, 10.0], [20.0, 30.0], [40.0, 50.0]])
+    scores = torch.tensor([0.9, 0.8, 0.0005, 0.3])
+    # identical segment decays to 0.8 * exp(-1/0.5) = 0.108 < 0.2: dropped; 0.0005 never enters
+    _, out_scores, _ = soft_nms(segments, scores, sigma=0.5, min_score=0.2)
+    assert torch.allclose(out_scores, torch.tensor([0.9, 0.3]))
+    _, out_scores, _ = soft_nms(segments, scores, sigma=0.5, min_score=0.001, max_segments=2)
+    assert torch.allclose(out_scores, torch.tensor([0.9, 0.3]))
+
+
+def test_soft_nms_hard_is_classic_nms():
+    segments = torch.tensor([[0.0, 10.0], [1.0, 10.0], [9.0, 20.0]])
+    scores = torch.tensor([0.9, 0.8, 0.7])
+    out_segments, out_scores, _ = soft_nms(segments, scores, method="hard", iou_threshold=0.5)
+    assert torch.equal(out_segments, torch.tensor([[0.0, 10.0], [9.0, 20.0]]))
+    assert torch.allclose(out_scores, torch.tensor([0.9, 0.7]))
+    # linear: only pairs with IoU >= 0.5 decay, by 1 - IoU ([9, 20] overlaps [0, 10] by 1/20 only)
+    _, out_scores, _ = soft_nms(segments, scores, method="linear", iou_threshold=0.5)
+    assert torch.allclose(out_scores, torch.tensor([0.9, 0.7, 0.8 * (1 - 0.9)]))
+
+
+def test_soft_nms_empty_and_bad_input():
+    segments, scores, labels = soft_nms(torch.zeros(0, 2), torch.zeros(0), torch.zeros(0, dtype=torch.long))
+    assert segments.shape == (0, 2) and scores.shape == (0,) and labels.shape == (0,)
+    with pytest.raises(ValueError, match="method"):
+        soft_nms(torch.zeros(1, 2), torch.ones(1), method="box")
+    with pytest.raises(ValueError, match="segments"):
+        soft_nms(torch.zeros(3), torch.ones(3))
+
+
+def _actionformer_soft_nms(segments, scores, labels, sigma, min_score, max_segments):
+    """Sequential per-class Gaussian Soft-NMS, step by step as ActionFormer's ``nms_1d_cpu.softnms``."""
+    out = []
+    for c in labels.unique().tolist():
+        segs = segments[labels == c].tolist()
+        sc = scores[labels == c].tolist()
+        kept = []
+        while segs and len(kept) < max_segments:
+            i = max(range(len(sc)), key=lambda k: sc[k])
+            (s, e), score = segs.pop(i), sc.pop(i)
+            kept.append((s, e, score, c))
+            for k, (s2, e2) in enumerate(segs):
+                inter = max(0.0, min(e, e2) - max(s, s2))
+                sc[k] *= math.exp(-((inter / ((e - s) + (e2 - s2) - inter)) ** 2) / sigma)
+            alive = [k for k in range(len(sc)) if sc[k] >= min_score]
+            segs, sc = [segs[k] for k in alive], [sc[k] for k in alive]
+        out.extend(kept)
+    out.sort(key=lambda x: -x[2])
+    return out[:max_segments]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_soft_nms_matches_sequential_reference(seed):
+    g = torch.Generator().manual_seed(seed)
+    n = 60
+    starts = torch.rand(n, generator=g) * 50
+    segments = torch.stack([starts, starts + 0.5 + torch.rand(n, generator=g) * 20], dim=1)
+    scores = 0.01 + torch.rand(n, generator=g)
+    labels = torch.randint(0, 4, (n,), generator=g)
+    segs, sc, lab = soft_nms(segments, scores, labels, sigma=0.9, min_score=0.05, max_segments=25)
+    ref = _actionformer_soft_nms(segments, scores, labels, sigma=0.9, min_score=0.05, max_segments=25)
+    assert len(ref) == len(sc)
+    assert torch.allclose(sc, torch.tensor([r[2] for r in ref]), atol=1e-5)
+    assert torch.allclose(segs, torch.tensor([r[:2] for r in ref]))
+    assert lab.tolist() == [r[3] for r in ref]

@@ -1,0 +1,74 @@
+"""Pre-extracted feature files and the batching of variable-length feature sequences."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+FEATURE_SUFFIXES = (".pt", ".npy")
+
+
+def find_feature_file(feature_dir: str | Path, key: str) -> Path | None:
+    """The ``<key>.pt`` or ``<key>.npy`` file in ``feature_dir``, or None when neither exists."""
+    for suffix in FEATURE_SUFFIXES:
+        path = Path(feature_dir) / f"{key}{suffix}"
+        if path.is_file():
+            return path
+    return None
+
+
+def load_feature_file(path: str | Path, expected_dim: int | None = None, what: str = "") -> Tensor:
+    """Load a ``[T, C]`` float feature sequence from ``.pt`` (tensor) or ``.npy``.
+
+    ``.pt`` files are read with ``weights_only=True``: a feature file never needs to run code.
+
+    Args:
+        path: the file.
+        expected_dim: C the caller configured; a mismatch raises.
+        what: what the file belongs to (e.g. ``"clip 1a2b"``), for error messages.
+
+    Raises:
+        ValueError: unreadable file, not 2-D, empty, non-finite, or of the wrong dim; the
+            message names the file and ``what``.
+    """
+    path = Path(path)
+    where = f"{path}{f' ({what})' if what else ''}"
+    try:
+        if path.suffix == ".npy":
+            array = torch.from_numpy(np.load(path, allow_pickle=False))
+        else:
+            array = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{where}: feature file not found") from None
+    except Exception as e:  # noqa: BLE001 - any decoder error becomes one readable line
+        raise ValueError(f"{where}: cannot read feature file: {e}") from e
+    if not isinstance(array, Tensor):
+        raise ValueError(f"{where}: expected a tensor of shape [T, C], got {type(array).__name__}")
+    if array.ndim != 2 or array.shape[0] == 0:
+        raise ValueError(f"{where}: expected features of shape [T, C] with T > 0, got {tuple(array.shape)}")
+    if expected_dim is not None and array.shape[1] != expected_dim:
+        raise ValueError(f"{where}: features have dim {array.shape[1]} but feature_dim is {expected_dim}")
+    array = array.float()
+    if not torch.isfinite(array).all():
+        raise ValueError(f"{where}: features contain NaN or Inf")
+    return array
+
+
+def pad_sequences(sequences: list[Tensor], multiple_of: int = 1) -> tuple[Tensor, Tensor]:
+    """Stack ``[T_i, C]`` sequences into ``[B, T, C]`` zero-padded features and a ``[B, T]`` mask.
+
+    Args:
+        sequences: per-sample sequences.
+        multiple_of: pad T up to a multiple of this (pyramids that halve T need it).
+    """
+    length = max(s.shape[0] for s in sequences)
+    length = -(-length // multiple_of) * multiple_of
+    features = sequences[0].new_zeros(len(sequences), length, sequences[0].shape[1])
+    mask = torch.zeros(len(sequences), length, dtype=torch.bool)
+    for i, seq in enumerate(sequences):
+        features[i, : seq.shape[0]] = seq
+        mask[i, : seq.shape[0]] = True
+    return features, mask

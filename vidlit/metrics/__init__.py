@@ -1,0 +1,5 @@
+"""Metrics implementing each dataset's official evaluation protocol, as torchmetrics Metrics."""
+
+from vidlit.metrics.temporal_map import TemporalActionMAP
+
+__all__ = ["TemporalActionMAP"]
