@@ -1,0 +1,78 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from vidlit.cli import config_error_line, main
+
+RECIPE = "recipes/ego4d_mq.yaml"
+
+
+def _error_of(args, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("vidlit: error:")]
+    assert len(lines) == 1
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        (["--trainer.max_epochz", "3"], "unknown key 'trainer.max_epochz'"),
+        (
+            ["--model.init_args.head.init_args.windw", "3"],
+            "unknown key 'model.init_args.head.init_args.windw'",
+        ),
+        (["--data.init_args.batch_size", "many"], "'data.init_args.batch_size': expected int, got 'many'"),
+    ],
+)
+def test_bad_config_is_one_line_naming_the_key(override, expected, capsys):
+    line = _error_of(["fit", "--config", RECIPE, *override], capsys)
+    assert expected in line
+
+
+def test_bad_key_in_yaml_file(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  init_args:\n    optimizer:\n      init_args:\n        lrr: 0.1\n")
+    line = _error_of(["fit", "--config", RECIPE, "--config", str(bad)], capsys)
+    assert "unknown key 'model.init_args.optimizer.init_args.lrr'" in line
+
+
+def test_config_error_line_nested_message():
+    message = """Parser key "model":
+  Does not validate against any of the Union subtypes
+  Errors:
+    - Problem with given class_path 'vidlit.tasks.TaskModule':
+        Parser key "head":
+          Problem with given class_path 'mypkg.Head':
+            Parser key "levels":
+              Expected a <class 'int'>. Got value: eight
+    - Expected a <class 'NoneType'>
+  Given value type: <class 'dict'>"""
+    assert config_error_line(message) == "'model.init_args.head.init_args.levels': expected int, got 'eight'"
+
+
+def test_data_synth_command(tmp_path):
+    main(["data", "synth", "ego4d_mq", "--out", str(tmp_path / "mq"), "--seed", "3"])
+    doc = json.loads((tmp_path / "mq" / "moments_val.json").read_text())
+    clip = doc["videos"][0]["clips"][0]
+    assert (tmp_path / "mq" / "features" / f"{clip['clip_uid']}.pt").is_file()
+    assert {"start_time", "end_time", "label", "primary"} <= set(clip["annotations"][0]["labels"][0])
+
+
+def test_console_script_is_installed():
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from importlib.metadata import entry_points; "
+            "print([e.value for e in entry_points(group='console_scripts') if e.name == 'vidlit'])",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "vidlit.cli:main" in out.stdout

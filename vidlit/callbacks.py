@@ -1,0 +1,102 @@
+"""Callbacks the vidlit CLI adds to every run."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
+
+log = logging.getLogger(__name__)
+
+
+class ReproducibleEpochs(L.Callback):
+    """Reseed Python, NumPy and torch at every epoch start from ``(seed, epoch, rank)``.
+
+    Together with :class:`vidlit.data.base.EpochShuffleSampler`, an epoch's randomness (data
+    order, dropout, augmentation) depends only on the seed and the epoch number, so a run
+    resumed from an end-of-epoch checkpoint trains exactly as the uninterrupted run would.
+    The seed is ``seed_everything``'s (``PL_GLOBAL_SEED``); without one nothing is reseeded.
+    """
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if "PL_GLOBAL_SEED" not in os.environ:
+            return
+        seed = (
+            int(os.environ["PL_GLOBAL_SEED"]) * 1_000_003 + trainer.current_epoch * 1009 + trainer.global_rank
+        )
+        seed %= 2**32
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+
+
+class ResumableCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` whose ``last.ckpt`` is refreshed at every save point.
+
+    Since Lightning 2.6, ``save_last=True`` rewrites ``last.ckpt`` only when a top-k checkpoint
+    was saved in the same step, so with ``monitor`` and ``save_top_k: 1`` it keeps the best
+    epoch's weights, and ``--ckpt_path last`` would resume from (or test) the wrong epoch.
+    Here ``last.ckpt`` always holds the latest state. Arguments are ``ModelCheckpoint``'s.
+    """
+
+    def _refresh_last(self, trainer: L.Trainer) -> None:
+        if self.save_last and self._last_global_step_saved != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_skip_saving_checkpoint(trainer) and not self._should_save_on_train_epoch_end(
+            trainer
+        ):
+            self._refresh_last(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if not self._should_skip_saving_checkpoint(trainer) and self._should_save_on_train_epoch_end(trainer):
+            self._refresh_last(trainer)
+
+
+class SubmissionWriter(BasePredictionWriter):
+    """Write ``vidlit predict`` output in the dataset's official submission format.
+
+    The data module decides the format through its ``write_submission(predictions, path)``
+    method (e.g. the Ego4D MQ challenge JSON).
+
+    Args:
+        path: output file; defaults to ``submission.json`` in the run's log directory.
+    """
+
+    def __init__(self, path: str | None = None):
+        super().__init__(write_interval="epoch")
+        self.path = path
+
+    def write_on_epoch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, predictions: Any, batch_indices: Any
+    ) -> None:
+        datamodule = trainer.datamodule
+        if not hasattr(datamodule, "write_submission"):
+            raise TypeError(f"{type(datamodule).__name__} has no write_submission(predictions, path) method")
+        if (
+            predictions
+            and isinstance(predictions[0], list)
+            and predictions[0]
+            and isinstance(predictions[0][0], list)
+        ):
+            predictions = [batch for loader in predictions for batch in loader]  # several predict loaders
+        flat = [sample for batch in predictions for sample in batch]
+        if trainer.world_size > 1:
+            gathered = [None] * trainer.world_size
+            torch.distributed.all_gather_object(gathered, flat)
+            flat = [sample for part in gathered for sample in part]
+        if trainer.is_global_zero:
+            path = Path(self.path or Path(trainer.log_dir or trainer.default_root_dir) / "submission.json")
+            written = datamodule.write_submission(flat, path)
+            log.info("wrote %d predictions to %s", len(flat), written)
+            print(f"Submission written to {written}")

@@ -1,0 +1,220 @@
+"""The ``vidlit`` command: LightningCLI for fit / validate / test / predict, plus ``vidlit data``.
+
+Examples::
+
+    vidlit fit --config recipes/ego4d_mq.yaml
+    vidlit test --config recipes/ego4d_mq.yaml --ckpt_path last
+    vidlit predict --config recipes/ego4d_mq.yaml --ckpt_path last --submission.path mq.json
+    vidlit data synth ego4d_mq --out data/ego4d_mq_synth
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import lightning as L
+from jsonargparse._common import debug_mode_active
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.plugins.io import CheckpointIO
+
+# imported so that short class names (``class_path: ActionFormerHead``) resolve in YAML
+import vidlit.data  # noqa: F401
+import vidlit.heads  # noqa: F401
+from vidlit.callbacks import ReproducibleEpochs, SubmissionWriter
+from vidlit.checkpoint_io import AtomicCheckpointIO
+from vidlit.tasks import TaskModule  # noqa: F401
+
+_NOISE = ("Does not validate against", "Subtypes:", "Errors:", "Given value", "Expected a <class 'NoneType'>")
+
+
+def config_error_line(message: str) -> str:
+    """Condense a jsonargparse error (nested over subclass types) into one line naming the key."""
+    if m := re.search(r"Group '([^']+)' does not accept option '([^']+)'", message):
+        return f"unknown key '{m[1]}.{m[2]}'"
+    if m := re.search(r"nrecognized arguments: --(\S+)", message):
+        return f"unknown key '{m[1]}'"
+    path: list[str] = []
+    leaf = ""
+    for raw in message.splitlines():
+        line = raw.strip().removeprefix("- ").strip()
+        if m := re.match(r'Parser key "([^"]+)"', line):
+            path.append(m[1])
+        elif line.startswith("Problem with given class_path"):
+            path.append("init_args")
+        elif line and not line.startswith(_NOISE) and not leaf:
+            leaf = line
+    leaf = leaf or message.strip().splitlines()[0]
+    if "expects a function or a callable class" in leaf:
+        path.append("init_args")
+        leaf = leaf.split(": ", 1)[-1]
+    if m := re.search(r"Option '([^']+)' is not accepted", leaf):
+        return f"unknown key '{'.'.join([*path, m[1]])}'"
+    if m := re.match(r"Expected a (?:<class '([^']+)'>|(.+?))\. Got value: (.*)", leaf):
+        return f"'{'.'.join(path)}': expected {m[1] or m[2]}, got {m[3]!r}"
+    key = ".".join(path)
+    return f"'{key}': {leaf}" if key else leaf
+
+
+class VidlitArgumentParser(LightningArgumentParser):
+    """LightningArgumentParser whose errors are one readable line that names the config key."""
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        if not self.exit_on_error or debug_mode_active():
+            super().error(message, ex)
+        line = config_error_line(message)
+        if m := re.match(r"unknown key '([^']+)'", line):
+            known = [o.lstrip("-") for o in self._option_string_actions if o.startswith("--")]
+            if close := difflib.get_close_matches(m[1], known, n=1):
+                line += f" (did you mean '{close[0]}'?)"
+        sys.stderr.write(f"vidlit: error: {line}\n(see `vidlit {{fit,validate,test,predict}} --help`)\n")
+        sys.exit(2)
+
+
+def _link_from_data(attribute: str):
+    def compute(datamodule: L.LightningDataModule) -> Any:
+        if not hasattr(datamodule, attribute):
+            raise ValueError(f"data: {type(datamodule).__name__} has no {attribute!r} to pass on to the head")
+        return getattr(datamodule, attribute)
+
+    return compute
+
+
+class VidlitCLI(LightningCLI):
+    """LightningCLI with vidlit's defaults.
+
+    - model and data in subclass mode (``class_path`` + ``init_args``), OmegaConf interpolation;
+    - optimizers and schedulers are ``TaskModule`` arguments (callables), not CLI magic;
+    - the data module's ``feature_dim`` and ``num_classes`` flow into the head's ``in_dim`` and
+      ``num_classes``, so a recipe states each size once;
+    - checkpoints are written atomically and loaded with ``weights_only=True``;
+    - without a ``trainer.logger``, runs log to CSV under ``trainer.default_root_dir``;
+    - ``--ckpt_path last`` finds the newest ``last.ckpt`` under ``trainer.default_root_dir``,
+      including earlier versions' log folders, so a killed run resumes where it stopped;
+    - ``predict`` writes the dataset's official submission file (``--submission.path``).
+    """
+
+    def __init__(self, args: list[str] | None = None, run: bool = True):
+        super().__init__(
+            model_class=L.LightningModule,
+            datamodule_class=L.LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            parser_class=VidlitArgumentParser,
+            parser_kwargs={"parser_mode": "omegaconf"},
+            auto_configure_optimizers=False,
+            trainer_defaults={"callbacks": [ReproducibleEpochs()]},
+            args=args,
+            run=run,
+        )
+
+    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+        # instances cannot live in trainer_defaults (the saved config must serialize), so the
+        # atomic checkpoint IO and the default CSV logger are added here
+        config = self._get(self.config_init, "trainer", default={})
+        plugins = config.get("plugins") or []
+        plugins = plugins if isinstance(plugins, list) else [plugins]
+        if not any(isinstance(p, CheckpointIO) for p in plugins):
+            kwargs["plugins"] = [*plugins, AtomicCheckpointIO()]
+        if config.get("logger") in (None, True):
+            # CSV unless the config names a logger; Lightning would pick TensorBoard when installed
+            kwargs["logger"] = CSVLogger(save_dir=config.get("default_root_dir") or ".", name="")
+        return super().instantiate_trainer(**kwargs)
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(SubmissionWriter, "submission")
+        for source, target in (("feature_dim", "in_dim"), ("num_classes", "num_classes")):
+            parser.link_arguments(
+                "data",
+                f"model.init_args.head.init_args.{target}",
+                compute_fn=_link_from_data(source),
+                apply_on="instantiate",
+            )
+
+    def _resolve_last_checkpoint(self) -> None:
+        config = self.config_init[self.subcommand]
+        if config.get("ckpt_path") != "last":
+            return
+        root = Path(self.trainer.default_root_dir)
+        candidates = sorted(root.rglob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
+        if not candidates:
+            raise FileNotFoundError(f"--ckpt_path last: no last.ckpt under {root} (trainer.default_root_dir)")
+        config["ckpt_path"] = str(candidates[-1])
+        print(f"Resuming from {candidates[-1]}")
+
+    def before_fit(self) -> None:
+        self._resolve_last_checkpoint()
+
+    def before_validate(self) -> None:
+        self._resolve_last_checkpoint()
+
+    def before_test(self) -> None:
+        self._resolve_last_checkpoint()
+
+    def before_predict(self) -> None:
+        self._resolve_last_checkpoint()
+
+    def after_fit(self) -> None:
+        if not self.trainer.is_global_zero:
+            return
+        metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("val/")}
+        checkpoint = self.trainer.checkpoint_callback
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"Validation metrics after epoch {self.trainer.current_epoch - 1}")
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        for name, value in sorted(metrics.items()):
+            table.add_row(name, f"{value:.4f}")
+        console = Console()
+        console.print(table)
+        if checkpoint is not None:
+            console.print(f"best checkpoint: {checkpoint.best_model_path or '-'}")
+            console.print(f"last checkpoint: {checkpoint.last_model_path or '-'}")
+        console.print(f"logs and resolved config: {self.trainer.log_dir}")
+
+
+def data_main(args: list[str]) -> None:
+    """``vidlit data``: dataset tools."""
+    from vidlit.data.synth import SYNTHESIZERS
+
+    parser = argparse.ArgumentParser(prog="vidlit data", description="Dataset tools.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    synth = commands.add_parser("synth", help="write a synthetic sample dataset in a task's official layout")
+    synth.add_argument("task", choices=sorted(SYNTHESIZERS))
+    synth.add_argument("--out", required=True, type=Path, help="output folder")
+    synth.add_argument("--seed", type=int, default=0)
+    options = parser.parse_args(args)
+    if options.command == "synth":
+        out = SYNTHESIZERS[options.task](options.out, seed=options.seed)
+        print(f"wrote synthetic {options.task} sample data to {out}")
+
+
+def _wandb_offline_without_credentials() -> None:
+    # a run must never block on a W&B login prompt: without credentials, W&B logs offline
+    if "WANDB_API_KEY" in os.environ or "WANDB_MODE" in os.environ:
+        return
+    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    if not (netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")):
+        os.environ["WANDB_MODE"] = "offline"
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point of the ``vidlit`` command (``args`` defaults to ``sys.argv[1:]``)."""
+    argv = sys.argv[1:] if args is None else list(args)
+    if argv[:1] == ["data"]:
+        data_main(argv[1:])
+        return
+    _wandb_offline_without_credentials()
+    VidlitCLI(args=args)
+
+
+if __name__ == "__main__":
+    main()

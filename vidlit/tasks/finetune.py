@@ -1,0 +1,133 @@
+"""TaskModule: a backbone (optional) and a task head, trained with Lightning."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+
+from vidlit.heads.base import TaskHead
+from vidlit.tasks.schedulers import WarmupCosineLR
+
+log = logging.getLogger(__name__)
+
+OptimizerCallable = Callable[[Iterable], Optimizer]
+LRSchedulerCallable = Callable[[Optimizer], LRScheduler]
+
+
+def default_optimizer(params: Iterable) -> Optimizer:
+    """AdamW, lr 1e-4, weight decay 0.05: ActionFormer's and VideoMAE fine-tuning's choice."""
+    return torch.optim.AdamW(params, lr=1e-4, weight_decay=0.05)
+
+
+class TaskModule(L.LightningModule):
+    """Train one task head, on pre-extracted features or on a backbone's features.
+
+    The module owns everything that is not the head's business: running the backbone (or
+    reading ``batch[head.input]`` when there is none), freezing, the optimizer and scheduler
+    (injected as callables by the CLI), stopping on a non-finite loss, logging losses and the
+    head's official metrics under ``train/``, ``val/`` and ``test/``.
+
+    Args:
+        head: the task head.
+        backbone: a module mapping ``batch["video"]`` to features in the layout the head
+            declares; None when the data already holds features.
+        optimizer: builds the optimizer from the trainable parameters.
+        scheduler: builds a learning-rate scheduler from the optimizer, or None.
+        scheduler_interval: step the scheduler every ``"step"`` or every ``"epoch"``.
+        freeze_backbone: keep the backbone's weights fixed (and in eval mode).
+    """
+
+    def __init__(
+        self,
+        head: TaskHead,
+        backbone: nn.Module | None = None,
+        optimizer: OptimizerCallable = default_optimizer,
+        scheduler: LRSchedulerCallable | None = None,
+        scheduler_interval: str = "step",
+        freeze_backbone: bool = False,
+    ):
+        super().__init__()
+        if scheduler_interval not in ("step", "epoch"):
+            raise ValueError(f"scheduler_interval must be 'step' or 'epoch', got {scheduler_interval!r}")
+        self.head = head
+        self.backbone = backbone
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.scheduler_interval = scheduler_interval
+        self.freeze_backbone = freeze_backbone
+        if backbone is not None and freeze_backbone:
+            backbone.requires_grad_(False)
+        self.val_metrics = head.metrics().clone(prefix="val/")
+        self.test_metrics = head.metrics().clone(prefix="test/")
+
+    def forward(self, batch: dict[str, Any]) -> Any:
+        """Head outputs for a batch."""
+        if self.backbone is None:
+            features = batch[self.head.input]
+        else:
+            features = self.backbone(batch["video"], output=self.head.feature_layout)
+        return self.head(features, batch)
+
+    def on_train_epoch_start(self) -> None:
+        if self.backbone is not None and self.freeze_backbone:
+            self.backbone.eval()
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        losses = self.head.loss(self(batch), batch)
+        loss = losses["loss"]
+        if not torch.isfinite(loss):
+            parts = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
+            raise FloatingPointError(
+                f"non-finite training loss at epoch {self.current_epoch}, step {self.global_step}, "
+                f"batch {batch_idx} ({parts}); samples in the batch: {batch.get('video_ids')}"
+            )
+        size = len(batch["targets"]) if "targets" in batch else None
+        self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, prog_bar=False, batch_size=size)
+        self.log("loss", loss.detach(), prog_bar=True, logger=False, batch_size=size)
+        return loss
+
+    def _evaluate(self, batch: dict[str, Any], metrics: Any, stage: str) -> None:
+        outputs = self(batch)
+        losses = self.head.loss(outputs, batch)
+        size = len(batch["targets"])
+        self.log(f"{stage}/loss", losses["loss"], batch_size=size, sync_dist=True)
+        metrics.update(self.head.predict(outputs, batch), batch["targets"])
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, self.val_metrics, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, self.test_metrics, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_dict(self.val_metrics.compute(), prog_bar=True)
+        self.val_metrics.reset()
+
+    def on_test_epoch_end(self) -> None:
+        self.log_dict(self.test_metrics.compute())
+        self.test_metrics.reset()
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
+        return self.head.predict(self(batch), batch)
+
+    def configure_optimizers(self) -> Any:
+        params = [p for p in self.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError("nothing to train: every parameter is frozen")
+        optimizer = self.optimizer(params)
+        if self.scheduler is None:
+            return optimizer
+        scheduler = self.scheduler(optimizer)
+        if isinstance(scheduler, WarmupCosineLR) and scheduler.total_steps == 0:
+            scheduler.set_total_steps(int(self.trainer.estimated_stepping_batches))
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval},
+        }
