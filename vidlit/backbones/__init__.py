@@ -1,0 +1,18 @@
+"""Video backbones behind a timm-style name registry.
+
+``create_backbone("vit_base_patch16_16x224", drop_path_rate=0.1)`` builds a named size;
+``list_backbones()`` lists the names; ``VideoViT.from_pretrained(path)`` loads transformers'
+VideoMAE folders and original VideoMAE / InternVideo checkpoints.
+"""
+
+from vidlit.backbones._registry import create_backbone, list_backbones, register_backbone
+from vidlit.backbones.vit import Block, VideoViT, checkpoint_filter_fn
+
+__all__ = [
+    "Block",
+    "VideoViT",
+    "checkpoint_filter_fn",
+    "create_backbone",
+    "list_backbones",
+    "register_backbone",
+]
