@@ -1,0 +1,33 @@
+"""Tiny synthetic videos shared by the data tests (written once per session)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vidlit.data.synth.videos import write_corrupt_videos, write_synthetic_videos
+
+NUM_FRAMES = 24
+SIZE = 64
+FPS = 15
+
+
+@pytest.fixture(scope="session")
+def synthetic_videos(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
+    """Eight labelled clips (two per motion direction), with a tone audio track."""
+    root = tmp_path_factory.mktemp("synthetic_videos")
+    records = write_synthetic_videos(root, 8, num_frames=NUM_FRAMES, size=SIZE, fps=FPS, seed=0, audio=True)
+    return root, records
+
+
+@pytest.fixture(scope="session")
+def video_path(synthetic_videos: tuple[Path, list[dict]]) -> str:
+    """One clip of :func:`synthetic_videos`."""
+    return synthetic_videos[1][0]["path"]
+
+
+@pytest.fixture(scope="session")
+def corrupt_videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Zero-byte, random-bytes and truncated ``.mp4`` files by kind."""
+    return write_corrupt_videos(tmp_path_factory.mktemp("corrupt_videos"))

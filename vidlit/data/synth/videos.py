@@ -1,0 +1,334 @@
+"""Synthetic action-recognition videos: coloured shapes moving across a dark, noisy background.
+
+Every clip shows one shape (square, circle or triangle) in one colour (red, green or blue)
+sliding left, right, up or down. The label is one of those three attributes (``label_by``), so a
+video model has to look at appearance or at motion to get it right, and each record carries the
+other two, so captions ("a red circle moving left") can be generated for video-text training.
+
+The layout is the Kinetics-style list format::
+
+    out_dir/
+      videos/000000.mp4 ...
+      videos.csv        path,label   (path relative to out_dir, label = class name)
+      classes.txt       one class name per line; line number = class index
+
+Videos are H.264 (PyAV's ``libx264`` encoder, ``yuv420p``, byte-identical for a given seed) with
+a keyframe every 8 frames and B-frames, so readers are exercised on seeking and reordering.
+When the PyAV build has no ``libx264``, ``mpeg4`` is used instead, with a logged warning; the
+codec is in every record.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from collections.abc import Sequence
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+SHAPES = ("square", "circle", "triangle")
+COLORS = {"red": (220, 40, 40), "green": (40, 200, 40), "blue": (40, 70, 230)}
+MOTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
+LABEL_ATTRIBUTES = {"shape": SHAPES, "color": tuple(COLORS), "motion": tuple(MOTIONS)}
+# a tone per shape, so an audio track (when asked for) carries the same signal as the pixels
+TONE_HZ = {"square": 440.0, "circle": 660.0, "triangle": 880.0}
+
+
+def preferred_video_codec() -> str:
+    """``libx264`` when this PyAV build can encode with it, else ``mpeg4``."""
+    return "libx264" if "libx264" in av.codecs_available else "mpeg4"
+
+
+def shape_mask(shape: str, size: int, center: tuple[float, float], extent: float) -> np.ndarray:
+    """A ``[size, size]`` bool mask of one shape.
+
+    Args:
+        shape: one of :data:`SHAPES`.
+        size: frame side in pixels.
+        center: ``(x, y)`` in pixels.
+        extent: side of the square / diameter of the circle / base and height of the triangle.
+    """
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+    cx, cy = center
+    half = extent / 2
+    if shape == "square":
+        return (np.abs(x - cx) <= half) & (np.abs(y - cy) <= half)
+    if shape == "circle":
+        return (x - cx) ** 2 + (y - cy) ** 2 <= half**2
+    if shape == "triangle":
+        # apex up: the half-width grows linearly from 0 at the top edge to ``half`` at the base
+        top = cy - half
+        inside_rows = (y >= top) & (y <= cy + half)
+        return inside_rows & (np.abs(x - cx) <= (y - top) / 2)
+    raise ValueError(f"unknown shape {shape!r}; expected one of {SHAPES}")
+
+
+def _render_clip(
+    rng: np.random.Generator, shape: str, color: str, motion: str, num_frames: int, size: int
+) -> np.ndarray:
+    """``[T, H, W, 3]`` uint8 frames of one shape crossing the frame."""
+    extent = size / 4
+    dx, dy = MOTIONS[motion]
+    # the centre travels half the frame along the motion axis, starting a little off the
+    # quarter line; the other coordinate is random but keeps the shape fully inside
+    start = size * (0.25 + rng.uniform(-0.04, 0.04))
+    travel = size * 0.5
+    across = rng.uniform(extent, size - extent)
+    background = rng.integers(8, 40, size=(size, size, 1)).repeat(3, axis=2).astype(np.int16)
+    frames = np.empty((num_frames, size, size, 3), dtype=np.uint8)
+    for t in range(num_frames):
+        along = start + travel * t / max(num_frames - 1, 1)
+        if dx:
+            center = (along if dx > 0 else size - along, across)
+        else:
+            center = (across, along if dy > 0 else size - along)
+        frame = background + rng.integers(-4, 5, size=background.shape, dtype=np.int16)
+        frame[shape_mask(shape, size, center, extent)] = COLORS[color]
+        frames[t] = np.clip(frame, 0, 255).astype(np.uint8)
+    return frames
+
+
+def write_video(
+    path: str | Path,
+    frames: np.ndarray,
+    fps: int = 15,
+    codec: str | None = None,
+    gop_size: int = 8,
+    audio: np.ndarray | None = None,
+    sample_rate: int = 16000,
+    faststart: bool = False,
+) -> str:
+    """Encode ``[T, H, W, 3]`` uint8 frames (and optionally a mono waveform) into one file.
+
+    Args:
+        path: output file; the container follows the suffix (``.mp4``, ``.mkv``, ...).
+        frames: RGB frames; H and W must be even (``yuv420p``).
+        fps: frame rate.
+        codec: video encoder; defaults to :func:`preferred_video_codec`.
+        gop_size: frames between keyframes.
+        audio: ``[N]`` float waveform in ``[-1, 1]``, encoded as AAC.
+        sample_rate: rate of ``audio``.
+        faststart: put the MP4 index (``moov``) before the media data, as web videos do.
+
+    Returns:
+        The codec used.
+    """
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"{path}: frames must be uint8 [T, H, W, 3], got {frames.dtype} {frames.shape}")
+    if frames.shape[1] % 2 or frames.shape[2] % 2:
+        raise ValueError(f"{path}: frame height and width must be even for yuv420p, got {frames.shape[1:3]}")
+    codec = codec or preferred_video_codec()
+    options = {"movflags": "+faststart"} if faststart else {}
+    with av.open(str(path), mode="w", options=options) as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.gop_size = gop_size
+        # one encoder thread: tiny frames gain nothing from more, and output stays reproducible
+        stream.codec_context.thread_count = 1
+        if codec == "libx264":
+            # mbtree off: with it, x264 (SIMD) output varied from run to run on these tiny frames
+            stream.options = {"crf": "18", "bf": "2", "sc_threshold": "0", "x264-params": "mbtree=0"}
+        else:
+            stream.codec_context.bit_rate = 2_000_000
+        audio_stream = None
+        if audio is not None:
+            audio_stream = container.add_stream("aac", rate=sample_rate)
+            audio_stream.layout = "mono"
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+        if audio_stream is not None:
+            chunk = 1024
+            samples = np.asarray(audio, dtype=np.float32)
+            for offset in range(0, len(samples), chunk):
+                piece = samples[None, offset : offset + chunk]
+                audio_frame = av.AudioFrame.from_ndarray(
+                    np.ascontiguousarray(piece), format="fltp", layout="mono"
+                )
+                audio_frame.sample_rate = sample_rate
+                audio_frame.pts = offset
+                audio_frame.time_base = Fraction(1, sample_rate)
+                container.mux(audio_stream.encode(audio_frame))
+            container.mux(audio_stream.encode())
+    return codec
+
+
+def write_synthetic_videos(
+    out_dir: str | Path,
+    num_videos: int,
+    num_frames: int = 32,
+    size: int = 64,
+    fps: int = 15,
+    seed: int = 0,
+    classes: Sequence[str] | None = None,
+    label_by: str = "motion",
+    audio: bool = False,
+    sample_rate: int = 16000,
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """Write ``num_videos`` labelled clips, ``videos.csv`` and ``classes.txt`` into ``out_dir``.
+
+    Labels cycle through ``classes`` (so every class gets ``num_videos / len(classes)`` clips,
+    give or take one); the attributes that are not the label are drawn at random.
+
+    Args:
+        out_dir: dataset folder (created).
+        num_videos: clips to write.
+        num_frames: frames per clip.
+        size: frame height and width (even, at least 16).
+        fps: frame rate.
+        seed: everything is a function of it.
+        classes: label values to use, a subset of the ``label_by`` attribute's values
+            (:data:`SHAPES`, the keys of :data:`COLORS` or of :data:`MOTIONS`); all by default.
+        label_by: which attribute is the label: ``"shape"``, ``"color"`` or ``"motion"``.
+        audio: add a mono AAC track, a tone whose pitch depends on the shape (:data:`TONE_HZ`).
+        sample_rate: audio sample rate.
+        progress: show a progress bar (``rich``).
+
+    Returns:
+        One record per clip: ``path`` (absolute, str), ``label`` (class name), ``label_index``,
+        ``shape``, ``color``, ``motion`` (direction), ``caption``, ``num_frames``, ``fps`` and
+        ``codec``.
+    """
+    if label_by not in LABEL_ATTRIBUTES:
+        raise ValueError(f"label_by must be one of {tuple(LABEL_ATTRIBUTES)}, got {label_by!r}")
+    values = LABEL_ATTRIBUTES[label_by]
+    classes = tuple(values if classes is None else classes)
+    unknown = [c for c in classes if c not in values]
+    if unknown or not classes or len(set(classes)) != len(classes):
+        raise ValueError(f"classes must be distinct values of {label_by!r} from {values}, got {classes}")
+    if num_videos < 1 or num_frames < 1:
+        raise ValueError(f"num_videos and num_frames must be positive, got {num_videos} and {num_frames}")
+    if size < 16 or size % 2:
+        raise ValueError(f"size must be even and at least 16, got {size}")
+    codec = preferred_video_codec()
+    if codec != "libx264":
+        log.warning("PyAV has no libx264 encoder; writing synthetic videos as %s", codec)
+    out_dir = Path(out_dir)
+    (out_dir / "videos").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    order = range(num_videos)
+    if progress:
+        from rich.progress import track
+
+        order = track(order, description=f"writing {num_videos} videos")
+    records = []
+    for i in order:
+        attributes = {
+            "shape": SHAPES[rng.integers(len(SHAPES))],
+            "color": tuple(COLORS)[rng.integers(len(COLORS))],
+            "motion": tuple(MOTIONS)[rng.integers(len(MOTIONS))],
+        }
+        attributes[label_by] = classes[i % len(classes)]
+        frames = _render_clip(rng, num_frames=num_frames, size=size, **attributes)
+        waveform = None
+        if audio:
+            t = np.arange(int(round(num_frames / fps * sample_rate))) / sample_rate
+            waveform = 0.5 * np.sin(2 * math.pi * TONE_HZ[attributes["shape"]] * t)
+        path = out_dir / "videos" / f"{i:06d}.mp4"
+        write_video(path, frames, fps=fps, codec=codec, audio=waveform, sample_rate=sample_rate)
+        records.append(
+            {
+                "path": str(path.resolve()),
+                "label": attributes[label_by],
+                "label_index": classes.index(attributes[label_by]),
+                **attributes,
+                "caption": f"a {attributes['color']} {attributes['shape']} moving {attributes['motion']}",
+                "num_frames": num_frames,
+                "fps": fps,
+                "codec": codec,
+            }
+        )
+    with open(out_dir / "videos.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "label"])
+        for record in records:
+            writer.writerow([Path(record["path"]).relative_to(out_dir.resolve()).as_posix(), record["label"]])
+    (out_dir / "classes.txt").write_text("".join(f"{c}\n" for c in classes))
+    return records
+
+
+def write_edit_list_video(source: str | Path, path: str | Path, hidden_frames: int) -> Path:
+    """Remux an MP4 (no re-encoding) so an edit list hides its first ``hidden_frames`` frames.
+
+    This is what ``ffmpeg -ss T -i in.mp4 -c copy out.mp4`` leaves behind, common in downloaded
+    datasets: the packets before the cut stay in the file (later frames need them as references)
+    but are flagged to be decoded and dropped. Readers must report and return only the others.
+
+    Args:
+        source: an MP4 written by :func:`write_video` (constant frame rate).
+        path: the output ``.mp4``.
+        hidden_frames: leading frames to hide.
+
+    Returns:
+        ``path``.
+    """
+    path = Path(path)
+    with av.open(str(source)) as inp, av.open(str(path), mode="w") as out:
+        stream = inp.streams.video[0]
+        out_stream = out.add_stream_from_template(stream)
+        shift = round(hidden_frames / (stream.average_rate * stream.time_base))
+        for packet in inp.demux(stream):
+            if packet.dts is None:
+                continue
+            # timestamps that start below zero make the MP4 muxer write the edit list
+            packet.pts -= shift
+            packet.dts -= shift
+            packet.stream = out_stream
+            out.mux(packet)
+    return path
+
+
+def write_corrupt_videos(out_dir: str | Path, seed: int = 0) -> dict[str, Path]:
+    """Write broken video files for tests of the skip / strict logic.
+
+    Args:
+        out_dir: folder (created).
+        seed: seeds the valid source clips and the random bytes.
+
+    Returns:
+        Paths by kind:
+
+        - ``"zero_byte"``: an empty ``.mp4``.
+        - ``"random_bytes"``: 4 KiB of noise named ``.mp4``.
+        - ``"truncated"``: the first half of the bytes of a valid MP4 whose index (``moov``) sits
+          at the end, as PyAV and ffmpeg write by default: nothing can open it.
+        - ``"truncated_faststart"``: the first half of a valid MP4 with its index at the front
+          (``+faststart``): the header still lists all 32 frames, but half their data is gone.
+        - ``"damaged_packets"``: a complete 32-frame MP4 (keyframe every 8 frames) whose packets
+          from the 17th in decode order on are overwritten with ``0xff``: the file opens and its
+          first GOP (frames 0-7) decodes, frames from 16 on cannot; how many in between still
+          come out depends on the decoder's read-ahead (10 with decord 0.6, 14 with PyAV).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    frames = _render_clip(rng, "square", "red", "right", num_frames=32, size=64)
+    kinds = ("zero_byte", "random_bytes", "truncated", "truncated_faststart", "damaged_packets")
+    paths = {kind: out_dir / f"{kind}.mp4" for kind in kinds}
+    paths["zero_byte"].write_bytes(b"")
+    paths["random_bytes"].write_bytes(rng.integers(0, 256, size=4096, dtype=np.uint8).tobytes())
+    for kind, faststart in (("truncated", False), ("truncated_faststart", True)):
+        whole = out_dir / f"_{kind}_source.mp4"
+        write_video(whole, frames, faststart=faststart, gop_size=8)
+        data = whole.read_bytes()
+        paths[kind].write_bytes(data[: len(data) // 2])
+        whole.unlink()
+    write_video(paths["damaged_packets"], frames, faststart=True, gop_size=8)
+    with av.open(str(paths["damaged_packets"])) as container:
+        # the MP4 index lists packets in decode order, with their byte offsets
+        spans = [(entry.pos, entry.size) for entry in container.streams.video[0].index_entries]
+    data = bytearray(paths["damaged_packets"].read_bytes())
+    for pos, size in spans[16:]:
+        data[pos : pos + size] = b"\xff" * size
+    paths["damaged_packets"].write_bytes(bytes(data))
+    return paths

@@ -1,0 +1,636 @@
+"""One small interface over a video file, with decord, PyAV and torchcodec backends.
+
+``open_video(path)`` returns a :class:`VideoReader`: ``len(reader)`` frames, ``reader.fps``,
+``reader.duration`` and ``reader.get_frames(indices) -> uint8 [t, h, w, 3]`` (RGB, frames in the
+requested order, duplicates allowed). Backends:
+
+- ``decord`` (default): ``decord.VideoReader(path, ctx=cpu(0), num_threads=1)``; one decode
+  thread per reader, because a DataLoader already runs one reader per worker process.
+- ``pyav``: the fallback. It demuxes (without decoding) every packet once at open to learn each
+  frame's timestamp and the keyframes, as decord and torchcodec's exact mode do; a request then
+  seeks to the keyframe at or before each needed frame and decodes forward, so any set of indices,
+  sorted or not, comes back exact.
+- ``torchcodec``: when the package is installed (``seek_mode="exact"``).
+
+Errors, the same for every backend:
+
+- a missing file raises :class:`VideoNotFoundError`, which is both a :class:`VideoDecodeError`
+  and a :class:`FileNotFoundError`, so a dataset that skips bad videos catches
+  :class:`VideoDecodeError` alone;
+- a zero-byte, random, truncated or otherwise unreadable file raises :class:`VideoDecodeError` at
+  open. A truncated MP4 whose index survived (``+faststart``) still fails at open: its packets
+  cannot all be read, and decord refuses it there, so PyAV is made to refuse it too rather than
+  hand out a video shorter than its header says;
+- a frame that cannot be decoded later raises :class:`VideoDecodeError` naming the frame;
+- an index outside ``[0, len(reader))`` raises :class:`IndexError` naming the file.
+
+Every message starts with the file's path.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("decord", "pyav", "torchcodec")
+_BACKEND_PACKAGES = {"decord": "decord", "pyav": "av", "torchcodec": "torchcodec"}
+
+Resize = int | tuple[int, int] | None
+
+
+class VideoDecodeError(RuntimeError):
+    """A video file that cannot be opened or decoded.
+
+    Args:
+        path: the file.
+        reason: what went wrong.
+    """
+
+    def __init__(self, path: str | Path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # DataLoader workers pickle exceptions to the main process; keep (path, reason) intact
+        return type(self), (self.path, self.reason)
+
+
+class VideoNotFoundError(VideoDecodeError, FileNotFoundError):
+    """A video file that does not exist (also a :class:`FileNotFoundError`)."""
+
+
+class VideoBackendUnavailable(ImportError):
+    """The package behind a requested backend is not installed.
+
+    Args:
+        backend: the backend asked for.
+    """
+
+    def __init__(self, backend: str):
+        package = _BACKEND_PACKAGES[backend]
+        super().__init__(
+            f"video backend {backend!r} needs the {package!r} package, which is not installed "
+            f"(pip install {package})",
+            name=package,
+        )
+        self.backend = backend
+
+
+def backend_available(backend: str) -> bool:
+    """Whether ``backend``'s package can be imported."""
+    if backend not in _BACKEND_PACKAGES:
+        raise ValueError(f"unknown video backend {backend!r}; expected one of {BACKENDS}")
+    return importlib.util.find_spec(_BACKEND_PACKAGES[backend]) is not None
+
+
+def check_video_file(path: str | Path) -> Path:
+    """Reject what no backend can read before a decoder sees it.
+
+    Raises:
+        VideoNotFoundError: no such file.
+        VideoDecodeError: a directory or an empty file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise VideoNotFoundError(path, "no such video file")
+    if not path.is_file():
+        raise VideoDecodeError(path, "not a regular file")
+    if path.stat().st_size == 0:
+        raise VideoDecodeError(path, "empty file (0 bytes)")
+    return path
+
+
+def output_size(height: int, width: int, resize: Resize) -> tuple[int, int]:
+    """``(h, w)`` of decoded frames: unchanged, the short side set to ``resize``, or ``resize``."""
+    if resize is None:
+        return height, width
+    if isinstance(resize, int):
+        if resize < 1:
+            raise ValueError(f"resize must be positive, got {resize}")
+        scale = resize / min(height, width)
+        return (
+            (resize, max(1, round(width * scale)))
+            if height <= width
+            else (max(1, round(height * scale)), resize)
+        )
+    h, w = resize
+    if h < 1 or w < 1:
+        raise ValueError(f"resize must be positive, got {resize}")
+    return int(h), int(w)
+
+
+def _resize_frames(frames: Tensor, size: tuple[int, int]) -> Tensor:
+    """Antialiased bilinear resize of uint8 ``[t, h, w, 3]`` frames, for backends without one."""
+    if tuple(frames.shape[1:3]) == size:
+        return frames
+    x = rearrange(frames, "t h w c -> t c h w").float()
+    x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+    return rearrange(x.round().clamp(0, 255).to(torch.uint8), "t c h w -> t h w c").contiguous()
+
+
+class VideoReader(ABC):
+    """Random access to the frames of one video file.
+
+    Use as a context manager, or call :meth:`close`. Subclasses implement :meth:`__len__`,
+    :attr:`fps` and :meth:`_decode_sorted`; index checking, de-duplication and ordering live here.
+
+    Args:
+        path: the video file.
+        resize: output frame size, applied while decoding where the backend can: an int sets the
+            short side (aspect ratio kept), a pair is ``(h, w)``; None keeps the stored size.
+        num_threads: decoder threads (1 suits DataLoader workers).
+    """
+
+    backend: ClassVar[str]
+
+    def __init__(self, path: str | Path, resize: Resize = None, num_threads: int = 1):
+        self.path = check_video_file(path)
+        self.resize = resize
+        self.num_threads = num_threads
+        self._closed = False
+
+    @abstractmethod
+    def __len__(self) -> int:
+        """Number of frames."""
+
+    @property
+    @abstractmethod
+    def fps(self) -> float:
+        """Average frame rate."""
+
+    @property
+    def duration(self) -> float:
+        """Seconds covered by the frames: ``len(self) / fps`` (each frame lasts ``1 / fps``)."""
+        return len(self) / self.fps
+
+    @abstractmethod
+    def _decode_sorted(self, indices: list[int]) -> np.ndarray | Tensor:
+        """uint8 ``[len(indices), h, w, 3]`` frames for distinct, ascending, in-range indices."""
+
+    def get_frames(self, indices: Sequence[int] | np.ndarray | Tensor) -> Tensor:
+        """Decode frames by index.
+
+        Args:
+            indices: frame indices in ``[0, len(self))``, in any order, repeats allowed.
+
+        Returns:
+            uint8 ``[t, h, w, 3]`` RGB frames, ``t = len(indices)``, in the order asked for.
+
+        Raises:
+            IndexError: an index out of range (the message names the file).
+            ValueError: no indices, indices that are not integers, or a closed reader.
+            VideoDecodeError: a frame that cannot be decoded.
+        """
+        if self._closed:
+            raise ValueError(f"{self.path}: reader is closed")
+        if isinstance(indices, Tensor):
+            indices = indices.detach().cpu().numpy()
+        order = np.asarray(indices)
+        if order.ndim != 1 or order.size == 0:
+            raise ValueError(
+                f"{self.path}: expected a non-empty 1-D sequence of frame indices, got shape {order.shape}"
+            )
+        if not np.issubdtype(order.dtype, np.integer):
+            raise ValueError(f"{self.path}: frame indices must be integers, got dtype {order.dtype}")
+        bad = order[(order < 0) | (order >= len(self))]
+        if bad.size:
+            raise IndexError(
+                f"{self.path}: frame index {int(bad[0])} out of range for a video of {len(self)} frames"
+            )
+        unique, inverse = np.unique(order, return_inverse=True)
+        frames = self._decode_sorted(unique.tolist())
+        frames = torch.as_tensor(frames)
+        return (
+            frames
+            if len(unique) == len(order) and (unique == order).all()
+            else frames[torch.from_numpy(inverse)]
+        )
+
+    def close(self) -> None:
+        """Release the decoder; further :meth:`get_frames` calls raise."""
+        self._closed = True
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{len(self)} frames at {self.fps:.3g} fps"
+        return f"{type(self).__name__}({str(self.path)!r}, {state})"
+
+
+def _probe_size(path: Path) -> tuple[int, int]:
+    """``(h, w)`` of the first video stream, from the container header (no decoding)."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise VideoDecodeError(path, "no video stream")
+            context = container.streams.video[0].codec_context
+            return context.height, context.width
+    except av.FFmpegError as e:
+        raise VideoDecodeError(path, f"cannot open: {e}") from e
+
+
+class DecordReader(VideoReader):
+    """Frames through decord (one decode thread by default).
+
+    Files whose MP4 edit list hides leading frames are refused with :class:`VideoDecodeError`:
+    decord counts the hidden frames and its seeks land off by several frames (see
+    :func:`open_video`, which reads them with PyAV instead).
+
+    decord resizes at decode time through FFmpeg's scaler (bilinear). decord 0.6 fails for some
+    small output widths (8, 16, 24, 48 and 72 pixels at least: it keeps the source width and then
+    refuses to copy the frame); when that happens the reader reopens at full size, resizes with
+    :func:`torch.nn.functional.interpolate` instead (logged at INFO).
+    """
+
+    backend = "decord"
+
+    def __init__(self, path: str | Path, resize: Resize = None, num_threads: int = 1):
+        super().__init__(path, resize, num_threads)
+        try:
+            import decord
+        except ImportError:
+            raise VideoBackendUnavailable("decord") from None
+        self._decord = decord
+        # decode_size: what decord is asked to scale to; post_size: what torch scales to after
+        self._decode_size = None
+        if resize is not None:
+            source = resize if isinstance(resize, tuple) else _probe_size(self.path)
+            self._decode_size = output_size(*source, resize)
+        self._post_size = None
+        self._reader = self._open(self._decode_size)
+        # frames an MP4 edit list hides (a file cut with `ffmpeg -ss ... -c copy`) have negative
+        # timestamps; decord counts them and its seeks then land frames off, so refuse the file
+        # (open_video's "auto" then reads it with PyAV, which skips them)
+        first_timestamp = float(self._reader.get_frame_timestamp([0])[0, 0])
+        if first_timestamp < -1e-6:
+            hidden = int((self._reader.get_frame_timestamp(range(len(self._reader)))[:, 0] < -1e-6).sum())
+            self._reader = None
+            raise VideoDecodeError(
+                self.path,
+                f"an edit list hides {hidden} frames, which decord miscounts and mis-seeks; "
+                "use the pyav backend",
+            )
+
+    def _open(self, size: tuple[int, int] | None) -> Any:
+        kwargs = {} if size is None else {"height": size[0], "width": size[1]}
+        try:
+            return self._decord.VideoReader(
+                str(self.path), ctx=self._decord.cpu(0), num_threads=self.num_threads, **kwargs
+            )
+        except Exception as e:  # noqa: BLE001 - decord raises bare RuntimeError / DECORDError
+            raise VideoDecodeError(self.path, f"decord cannot open: {_first_line(e)}") from e
+
+    def __len__(self) -> int:
+        return len(self._reader)
+
+    @property
+    def fps(self) -> float:
+        return float(self._reader.get_avg_fps())
+
+    def _decode_sorted(self, indices: list[int]) -> Tensor:
+        try:
+            frames = self._reader.get_batch(indices).asnumpy()
+        except Exception as e:  # noqa: BLE001
+            if self._decode_size is not None and "must exactly match" in str(e):
+                self._resize_after_decoding()
+                return self._decode_sorted(indices)
+            raise VideoDecodeError(
+                self.path, f"decord cannot decode frames {indices[0]}..{indices[-1]}: {_first_line(e)}"
+            ) from e
+        if self._decode_size is not None and frames.shape[1:3] != self._decode_size:
+            self._resize_after_decoding()
+            return self._decode_sorted(indices)
+        frames = torch.from_numpy(frames)
+        return frames if self._post_size is None else _resize_frames(frames, self._post_size)
+
+    def _resize_after_decoding(self) -> None:
+        log.info(
+            "%s: decord cannot resize to %s; resizing after decoding instead", self.path, self._decode_size
+        )
+        self._post_size, self._decode_size = self._decode_size, None
+        self._reader = self._open(None)
+
+    def close(self) -> None:
+        self._reader = None
+        super().close()
+
+
+class PyAVReader(VideoReader):
+    """Frames through PyAV: exact frame indices from a packet scan, keyframe seeks, forward decoding.
+
+    At open, every packet of the first video stream is demuxed (not decoded): frame ``i`` is the
+    packet with the ``i``-th smallest presentation timestamp, which is what decord counts too.
+    A packet flagged corrupt, or fewer packets than the container header declares, means a
+    truncated file and raises :class:`VideoDecodeError`.
+
+    Decoding keeps its position between requests: a frame after the last one decoded, with no
+    keyframe in between, is reached by decoding on; anything else seeks to the nearest keyframe
+    at or before it. Resizing is done by FFmpeg's scaler (bilinear, like decord) during the
+    conversion to RGB.
+    """
+
+    backend = "pyav"
+
+    def __init__(self, path: str | Path, resize: Resize = None, num_threads: int = 1):
+        super().__init__(path, resize, num_threads)
+        try:
+            import av
+        except ImportError:
+            raise VideoBackendUnavailable("pyav") from None
+        self._av = av
+        try:
+            self._container = av.open(str(self.path))
+        except av.FFmpegError as e:
+            raise VideoDecodeError(self.path, f"PyAV cannot open: {e}") from e
+        try:
+            self._index_packets()
+        except BaseException:
+            self._container.close()
+            raise
+        self._frames = None  # live decode generator
+        self._position = -1  # index of the last frame it produced
+
+    def _index_packets(self) -> None:
+        if not self._container.streams.video:
+            raise VideoDecodeError(self.path, "no video stream")
+        stream = self._stream = self._container.streams.video[0]
+        stream.codec_context.thread_count = self.num_threads
+        timestamps, keyframe_flags, discarded = [], [], 0
+        try:
+            for packet in self._container.demux(stream):
+                if packet.size == 0:  # end-of-stream flush
+                    continue
+                if packet.is_discard:  # cut by an edit list: decoded for reference, never shown
+                    discarded += 1
+                    continue
+                if packet.is_corrupt:
+                    raise VideoDecodeError(
+                        self.path, f"corrupt packet after {len(timestamps)} frames (truncated file?)"
+                    )
+                timestamp = packet.pts if packet.pts is not None else packet.dts
+                if timestamp is None:
+                    raise VideoDecodeError(self.path, f"packet {len(timestamps)} has no timestamp")
+                timestamps.append(timestamp)
+                keyframe_flags.append(packet.is_keyframe)
+        except self._av.FFmpegError as e:
+            raise VideoDecodeError(self.path, f"cannot read packets: {e}") from e
+        if not timestamps:
+            raise VideoDecodeError(self.path, "video stream has no frames")
+        if stream.frames and len(timestamps) + discarded < stream.frames:
+            raise VideoDecodeError(
+                self.path,
+                f"header declares {stream.frames} frames but only {len(timestamps)} can be read "
+                "(truncated file?)",
+            )
+        order = np.argsort(timestamps, kind="stable")
+        self._pts = np.asarray(timestamps, dtype=np.int64)[order]
+        keyframes = np.flatnonzero(np.asarray(keyframe_flags)[order])
+        # a stream that starts on a non-keyframe can only be decoded from its start
+        self._keyframes = (
+            keyframes if keyframes.size and keyframes[0] == 0 else np.concatenate([[0], keyframes])
+        )
+        rate = stream.average_rate or stream.guessed_rate
+        if rate:
+            self._fps = float(rate)
+        elif len(self._pts) > 1:
+            self._fps = (len(self._pts) - 1) / float((self._pts[-1] - self._pts[0]) * stream.time_base)
+        else:
+            raise VideoDecodeError(self.path, "cannot determine the frame rate")
+        height, width = stream.codec_context.height, stream.codec_context.width
+        self._size = None if self.resize is None else output_size(height, width, self.resize)
+
+    def __len__(self) -> int:
+        return len(self._pts)
+
+    @property
+    def fps(self) -> float:
+        return self._fps
+
+    def _index_of(self, frame: Any) -> int:
+        timestamp = frame.pts if frame.pts is not None else frame.dts
+        if timestamp is None:
+            return self._position + 1
+        i = int(np.searchsorted(self._pts, timestamp))
+        if i == len(self._pts) or (i > 0 and timestamp - self._pts[i - 1] < self._pts[i] - timestamp):
+            i -= 1  # nearest packet timestamp; decoders normally reproduce them exactly
+        return i
+
+    def _seek(self, keyframe: int) -> None:
+        self._container.seek(int(self._pts[keyframe]), stream=self._stream, backward=True, any_frame=False)
+        self._frames = self._container.decode(self._stream)
+        self._position = -1
+
+    def _to_array(self, frame: Any) -> np.ndarray:
+        if self._size is None:
+            return frame.to_ndarray(format="rgb24")
+        return frame.to_ndarray(
+            format="rgb24", height=self._size[0], width=self._size[1], interpolation="BILINEAR"
+        )
+
+    def _decode_sorted(self, indices: list[int]) -> np.ndarray:
+        wanted, decoded = set(indices), {}
+        try:
+            for target in indices:
+                if target not in decoded:
+                    self._decode_through(target, wanted, decoded)
+        except self._av.FFmpegError as e:
+            self._frames = None
+            raise VideoDecodeError(self.path, f"cannot decode frame {target}: {e}") from e
+        return np.stack([decoded[i] for i in indices])
+
+    def _decode_through(self, target: int, wanted: set[int], decoded: dict[int, np.ndarray]) -> None:
+        """Decode up to frame ``target``, keeping every wanted frame passed on the way."""
+        keyframe = int(self._keyframes[np.searchsorted(self._keyframes, target, side="right") - 1])
+        if self._frames is None or not keyframe <= self._position < target:
+            self._seek(keyframe)
+        for attempt in range(2):
+            first = True
+            for frame in self._frames:
+                index = self._index_of(frame)
+                if first and index > target:
+                    break  # the demuxer landed after the target: retry from the start
+                first = False
+                self._position = index
+                if index in wanted and index not in decoded:
+                    decoded[index] = self._to_array(frame)
+                if index >= target:
+                    break
+            else:
+                self._frames = None  # decoder drained; the next request seeks
+            if target in decoded:
+                return
+            if attempt == 0 and first:
+                self._seek(0)
+                continue
+            break
+        raise VideoDecodeError(self.path, f"frame {target} of {len(self)} could not be decoded")
+
+    def close(self) -> None:
+        if not self._closed:
+            self._frames = None
+            self._container.close()
+        super().close()
+
+
+class TorchCodecReader(VideoReader):
+    """Frames through torchcodec's ``VideoDecoder`` (``seek_mode="exact"``, NHWC output).
+
+    Resizing happens after decoding (antialiased bilinear, :func:`torch.nn.functional.interpolate`).
+    """
+
+    backend = "torchcodec"
+
+    def __init__(self, path: str | Path, resize: Resize = None, num_threads: int = 1):
+        super().__init__(path, resize, num_threads)
+        try:
+            from torchcodec.decoders import VideoDecoder
+        except ImportError:
+            raise VideoBackendUnavailable("torchcodec") from None
+        try:
+            self._decoder = VideoDecoder(
+                str(self.path), dimension_order="NHWC", num_ffmpeg_threads=num_threads, seek_mode="exact"
+            )
+            metadata = self._decoder.metadata
+            self._num_frames = int(metadata.num_frames)
+            self._fps = float(metadata.average_fps)
+            height, width = int(metadata.height), int(metadata.width)
+        except Exception as e:  # noqa: BLE001 - torchcodec raises RuntimeError / ValueError
+            raise VideoDecodeError(self.path, f"torchcodec cannot open: {_first_line(e)}") from e
+        if self._num_frames < 1:
+            raise VideoDecodeError(self.path, "video stream has no frames")
+        self._size = None if resize is None else output_size(height, width, resize)
+
+    def __len__(self) -> int:
+        return self._num_frames
+
+    @property
+    def fps(self) -> float:
+        return self._fps
+
+    def _decode_sorted(self, indices: list[int]) -> Tensor:
+        try:
+            frames = self._decoder.get_frames_at(indices=indices).data
+        except Exception as e:  # noqa: BLE001
+            raise VideoDecodeError(
+                self.path, f"torchcodec cannot decode frames {indices[0]}..{indices[-1]}: {_first_line(e)}"
+            ) from e
+        return frames if self._size is None else _resize_frames(frames, self._size)
+
+    def close(self) -> None:
+        self._decoder = None
+        super().close()
+
+
+READERS: dict[str, type[VideoReader]] = {
+    "decord": DecordReader,
+    "pyav": PyAVReader,
+    "torchcodec": TorchCodecReader,
+}
+
+
+def _first_line(error: BaseException) -> str:
+    """The first line of an error message, without decord's ``[hh:mm:ss] file.cc:123:`` prefixes."""
+    text = re.sub(r"\[\d\d:\d\d:\d\d\] \S+:\d+: ", "", str(error)).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def open_video(
+    path: str | Path, backend: str = "auto", resize: Resize = None, num_threads: int = 1
+) -> VideoReader:
+    """Open a video with the chosen backend.
+
+    ``"auto"`` uses decord when installed, else PyAV; a file decord cannot open is retried
+    with PyAV (decord 0.6 lacks newer codecs such as AV1), and only when both fail does it raise.
+
+    Args:
+        path: the video file.
+        backend: ``"auto"``, ``"decord"``, ``"pyav"`` or ``"torchcodec"``.
+        resize: see :class:`VideoReader`.
+        num_threads: decoder threads.
+
+    Raises:
+        VideoNotFoundError: no such file.
+        VideoDecodeError: the file cannot be opened.
+        VideoBackendUnavailable: the named backend's package is not installed.
+        ValueError: an unknown backend.
+    """
+    if backend != "auto":
+        if backend not in READERS:
+            raise ValueError(f"unknown video backend {backend!r}; expected 'auto' or one of {BACKENDS}")
+        return READERS[backend](path, resize=resize, num_threads=num_threads)
+    check_video_file(path)
+    candidates = [name for name in ("decord", "pyav") if backend_available(name)]
+    if not candidates:
+        raise VideoBackendUnavailable("pyav")
+    errors: dict[str, VideoDecodeError] = {}
+    for name in candidates:
+        try:
+            return READERS[name](path, resize=resize, num_threads=num_threads)
+        except VideoDecodeError as e:
+            errors[name] = e
+        except VideoBackendUnavailable:
+            continue  # found but broken install (e.g. a missing shared library): try the next
+    if not errors:
+        raise VideoBackendUnavailable("pyav")
+    if len(errors) == 1:
+        raise next(iter(errors.values()))
+    reason = "; ".join(f"{name}: {e.reason}" for name, e in errors.items())
+    raise VideoDecodeError(path, reason) from errors[list(errors)[-1]]
+
+
+def read_audio(path: str | Path, sample_rate: int | None = None, mono: bool = False) -> tuple[Tensor, int]:
+    """Decode the first audio stream of a media file with PyAV.
+
+    Args:
+        path: video or audio file.
+        sample_rate: resample to this rate; None keeps the stream's.
+        mono: downmix to one channel (FFmpeg's rematrixing).
+
+    Returns:
+        ``(waveform, sample_rate)``: float32 ``[c, n]`` in ``[-1, 1]`` and its rate.
+
+    Raises:
+        VideoNotFoundError: no such file.
+        VideoDecodeError: unreadable file or no audio stream.
+    """
+    import av
+
+    path = check_video_file(path)
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise VideoDecodeError(path, "no audio stream")
+            stream = container.streams.audio[0]
+            rate = sample_rate or stream.codec_context.sample_rate
+            resampler = av.AudioResampler(
+                format="fltp", layout="mono" if mono else stream.layout.name, rate=rate
+            )
+            chunks = []
+            for frame in container.decode(stream):
+                chunks.extend(out.to_ndarray() for out in resampler.resample(frame))
+            chunks.extend(out.to_ndarray() for out in resampler.resample(None))
+    except av.FFmpegError as e:
+        raise VideoDecodeError(path, f"cannot decode audio: {e}") from e
+    if not chunks:
+        raise VideoDecodeError(path, "audio stream has no samples")
+    return torch.from_numpy(np.concatenate(chunks, axis=1).astype(np.float32, copy=False)), rate
