@@ -76,3 +76,20 @@ def test_console_script_is_installed():
         check=True,
     )
     assert "vidlit.cli:main" in out.stdout
+
+
+def test_head_in_dim_comes_from_backbone_or_data():
+    from jsonargparse import Namespace
+
+    from vidlit.cli import head_in_dim
+
+    data = Namespace(class_path="vidlit.data.Ego4DMomentQueries", init_args=Namespace(feature_dim=256))
+    assert head_in_dim(None, data) == 256
+    vit = Namespace(class_path="vidlit.backbones.VideoViT", init_args=Namespace(embed_dim=96))
+    assert head_in_dim(vit, data) == 96
+    named = Namespace(
+        class_path="vidlit.backbones.create_backbone", init_args=Namespace(name="vit_base_patch16_16x224")
+    )
+    assert head_in_dim(named, None) == 768
+    with pytest.raises(ValueError, match="no feature_dim"):
+        head_in_dim(None, Namespace(class_path="mypkg.Data", init_args=Namespace()))

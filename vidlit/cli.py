@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import lightning as L
+import torch
 from jsonargparse._common import debug_mode_active
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger
@@ -77,13 +78,35 @@ class VidlitArgumentParser(LightningArgumentParser):
         sys.exit(2)
 
 
-def _link_from_data(attribute: str):
-    def compute(datamodule: L.LightningDataModule) -> Any:
-        if not hasattr(datamodule, attribute):
-            raise ValueError(f"data: {type(datamodule).__name__} has no {attribute!r} to pass on to the head")
-        return getattr(datamodule, attribute)
+def head_in_dim(backbone: Any, data: Any) -> int:
+    """The head's ``in_dim``: the backbone's width when the model has one, else ``data.feature_dim``.
 
-    return compute
+    Works on the parsed (not yet instantiated) config: a backbone given by ``embed_dim`` (e.g.
+    ``class_path: vidlit.backbones.VideoViT``) or by registered name
+    (``class_path: vidlit.backbones.create_backbone``, ``init_args: {name: ...}``), which is
+    built on the meta device to read its width without allocating weights.
+    """
+    if backbone is not None:
+        init = getattr(backbone, "init_args", None) or {}
+        if init.get("embed_dim") is not None:
+            return int(init["embed_dim"])
+        if init.get("name") is not None:
+            from vidlit.backbones import create_backbone
+
+            with torch.device("meta"):
+                return int(create_backbone(init["name"]).embed_dim)
+        raise ValueError("model.init_args.backbone: give its embed_dim or a registered name to size the head")
+    init = getattr(data, "init_args", None) or {}
+    if init.get("feature_dim") is None:
+        name = getattr(data, "class_path", data)
+        raise ValueError(f"data: {name} has no feature_dim to size the head's in_dim")
+    return int(init["feature_dim"])
+
+
+def _num_classes(datamodule: L.LightningDataModule) -> int:
+    if not hasattr(datamodule, "num_classes"):
+        raise ValueError(f"data: {type(datamodule).__name__} has no num_classes to pass on to the head")
+    return datamodule.num_classes
 
 
 class VidlitCLI(LightningCLI):
@@ -91,8 +114,9 @@ class VidlitCLI(LightningCLI):
 
     - model and data in subclass mode (``class_path`` + ``init_args``), OmegaConf interpolation;
     - optimizers and schedulers are ``TaskModule`` arguments (callables), not CLI magic;
-    - the data module's ``feature_dim`` and ``num_classes`` flow into the head's ``in_dim`` and
-      ``num_classes``, so a recipe states each size once;
+    - the head's ``in_dim`` is the backbone's width, or the data module's ``feature_dim`` when
+      heads train on stored features, and its ``num_classes`` the data module's, so a recipe
+      states each size once;
     - checkpoints are written atomically and loaded with ``weights_only=True``;
     - without a ``trainer.logger``, runs log to CSV under ``trainer.default_root_dir``;
     - ``--ckpt_path last`` finds the newest ``last.ckpt`` under ``trainer.default_root_dir``,
@@ -129,13 +153,18 @@ class VidlitCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(SubmissionWriter, "submission")
-        for source, target in (("feature_dim", "in_dim"), ("num_classes", "num_classes")):
-            parser.link_arguments(
-                "data",
-                f"model.init_args.head.init_args.{target}",
-                compute_fn=_link_from_data(source),
-                apply_on="instantiate",
-            )
+        parser.link_arguments(
+            ("model.init_args.backbone", "data"),
+            "model.init_args.head.init_args.in_dim",
+            compute_fn=head_in_dim,
+        )
+        # the class list is read from the annotation files, so it is known once data exists
+        parser.link_arguments(
+            "data",
+            "model.init_args.head.init_args.num_classes",
+            compute_fn=_num_classes,
+            apply_on="instantiate",
+        )
 
     def _resolve_last_checkpoint(self) -> None:
         config = self.config_init[self.subcommand]
@@ -168,7 +197,7 @@ class VidlitCLI(LightningCLI):
         from rich.console import Console
         from rich.table import Table
 
-        table = Table(title=f"Validation metrics after epoch {self.trainer.current_epoch - 1}")
+        table = Table(title=f"Validation metrics, epoch {self.trainer.current_epoch - 1}", min_width=40)
         table.add_column("metric")
         table.add_column("value", justify="right")
         for name, value in sorted(metrics.items()):

@@ -153,3 +153,15 @@ def test_non_finite_loss_stops_naming_the_clips(data_root, tmp_path):
                 str(tmp_path / "runs"),
             ]
         )
+
+
+def test_wandb_logger_offline(data_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    main(["fit", "--config", RECIPE, "--data.init_args.root", data_root, *SMALL, "--trainer.max_epochs", "1",
+          "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "2",
+          "--trainer.default_root_dir", str(tmp_path / "runs"),
+          "--trainer.logger", "lightning.pytorch.loggers.WandbLogger",
+          "--trainer.logger.save_dir", str(tmp_path), "--trainer.logger.project", "vidlit-test"])
+    (run,) = (tmp_path / "wandb").glob("offline-run-*")
+    assert list(run.glob("*.wandb"))  # the offline run file W&B syncs later

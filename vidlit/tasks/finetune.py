@@ -107,7 +107,10 @@ class TaskModule(L.LightningModule):
         self._evaluate(batch, self.test_metrics, "test")
 
     def on_validation_epoch_end(self) -> None:
-        self.log_dict(self.val_metrics.compute(), prog_bar=True)
+        values = self.val_metrics.compute()
+        # a metric's first value is its headline number (e.g. mAP): the one on the progress bar
+        for i, (name, value) in enumerate(values.items()):
+            self.log(name, value, prog_bar=i == 0)
         self.val_metrics.reset()
 
     def on_test_epoch_end(self) -> None:
