@@ -23,6 +23,16 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture
+def one_thread():
+    """Run a test with one intra-op thread: tiny tensors gain nothing from more, and OpenMP
+    threads spin badly on a busy CI machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def mq_root(tmp_path_factory) -> Path:
     """The synthetic Ego4D MQ sample dataset the recipe uses, generated once."""

@@ -11,13 +11,7 @@ IN_DIM, NUM_CLASSES, T = 16, 3, 64
 TINY = dict(embed_dim=32, head_dim=32, num_heads=4, levels=4, window=5)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny tensors gain nothing from intra-op threads, and OpenMP threads spin badly on a busy CI box
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _head(**kwargs) -> ActionFormerHead:

@@ -8,14 +8,7 @@ from vidlit.layers.temporal_pyramid import (
     local_attention,
 )
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny tensors gain nothing from intra-op threads, and OpenMP threads spin badly on a busy CI box
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _dense_reference(q, k, v, mask, window):

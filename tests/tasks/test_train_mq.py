@@ -109,25 +109,17 @@ def test_sigkilled_run_resumes_to_the_same_metrics(data_root, tmp_path):
         assert resumed[key] == pytest.approx(expected[key], abs=1e-6), key
 
 
-def test_downstream_head_trains_by_class_path(data_root, tmp_path):
+def _fit_with_head(class_path: str, data_root: str, tmp_path: Path, *overrides: str) -> None:
+    # swapping class_path in a second config drops the recipe head's init_args, as a user's override would
     head = tmp_path / "head.yaml"
-    head.write_text(
-        "model:\n  init_args:\n    head:\n      class_path: downstream_pkg.heads.FrameThresholdHead\n"
-    )
-    main(
-        [
-            "fit",
-            "--config",
-            RECIPE,
-            "--config",
-            str(head),
-            "--data.init_args.root",
-            data_root,
-            "--trainer.max_epochs",
-            "6",
-            "--trainer.default_root_dir",
-            str(tmp_path / "runs"),
-        ]
+    head.write_text(f"model:\n  init_args:\n    head:\n      class_path: {class_path}\n")
+    common = ["--data.init_args.root", data_root, "--trainer.default_root_dir", str(tmp_path / "runs")]
+    main(["fit", "--config", RECIPE, "--config", str(head), *common, *overrides])
+
+
+def test_downstream_head_trains_by_class_path(data_root, tmp_path):
+    _fit_with_head(
+        "downstream_pkg.heads.FrameThresholdHead", data_root, tmp_path, "--trainer.max_epochs", "6"
     )
     run = _run_dirs(tmp_path / "runs")[-1]
     assert "downstream_pkg.heads.FrameThresholdHead" in (run / "config.yaml").read_text()
@@ -135,33 +127,37 @@ def test_downstream_head_trains_by_class_path(data_root, tmp_path):
 
 
 def test_non_finite_loss_stops_naming_the_clips(data_root, tmp_path):
-    head = tmp_path / "head.yaml"
-    head.write_text("model:\n  init_args:\n    head:\n      class_path: downstream_pkg.heads.ExplodingHead\n")
-    with pytest.raises(
-        FloatingPointError, match=r"non-finite training loss at epoch 0, step 2, batch 2.*'[0-9a-f-]{36}'"
-    ):
-        main(
-            [
-                "fit",
-                "--config",
-                RECIPE,
-                "--config",
-                str(head),
-                "--data.init_args.root",
-                data_root,
-                "--trainer.default_root_dir",
-                str(tmp_path / "runs"),
-            ]
-        )
+    expected = r"non-finite training loss at epoch 0, step 2, batch 2.*'[0-9a-f-]{36}'"
+    with pytest.raises(FloatingPointError, match=expected):
+        _fit_with_head("downstream_pkg.heads.ExplodingHead", data_root, tmp_path)
 
 
 def test_wandb_logger_offline(data_root, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
-    main(["fit", "--config", RECIPE, "--data.init_args.root", data_root, *SMALL, "--trainer.max_epochs", "1",
-          "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "2",
-          "--trainer.default_root_dir", str(tmp_path / "runs"),
-          "--trainer.logger", "lightning.pytorch.loggers.WandbLogger",
-          "--trainer.logger.save_dir", str(tmp_path), "--trainer.logger.project", "vidlit-test"])
+    main(
+        [
+            "fit",
+            "--config",
+            RECIPE,
+            "--data.init_args.root",
+            data_root,
+            *SMALL,
+            "--trainer.max_epochs",
+            "1",
+            "--trainer.limit_train_batches",
+            "2",
+            "--trainer.limit_val_batches",
+            "2",
+            "--trainer.default_root_dir",
+            str(tmp_path / "runs"),
+            "--trainer.logger",
+            "lightning.pytorch.loggers.WandbLogger",
+            "--trainer.logger.save_dir",
+            str(tmp_path),
+            "--trainer.logger.project",
+            "vidlit-test",
+        ]
+    )
     (run,) = (tmp_path / "wandb").glob("offline-run-*")
     assert list(run.glob("*.wandb"))  # the offline run file W&B syncs later
