@@ -2,5 +2,6 @@
 
 from vidlit.data.base import VidlitDataModule
 from vidlit.data.ego4d import Ego4DMomentQueries
+from vidlit.data.video_list import VideoListDataModule
 
-__all__ = ["Ego4DMomentQueries", "VidlitDataModule"]
+__all__ = ["Ego4DMomentQueries", "VideoListDataModule", "VidlitDataModule"]

@@ -1,6 +1,7 @@
 """Task heads. Importing this package makes vidlit's heads resolvable by short name in YAML."""
 
 from vidlit.heads.base import TaskHead
+from vidlit.heads.classification import AttentiveProbeHead, ClassificationHead, LinearProbeHead
 from vidlit.heads.moment_queries import ActionFormerHead
 
-__all__ = ["ActionFormerHead", "TaskHead"]
+__all__ = ["ActionFormerHead", "AttentiveProbeHead", "ClassificationHead", "LinearProbeHead", "TaskHead"]

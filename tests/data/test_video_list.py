@@ -1,0 +1,338 @@
+import csv
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+
+from vidlit.backbones import create_backbone
+from vidlit.cli import main
+from vidlit.data import VideoListDataModule
+from vidlit.data.synth.videos import write_corrupt_videos
+from vidlit.data.video import VideoDecodeError, VideoNotFoundError
+from vidlit.data.video_list import (
+    VideoEntry,
+    VideoListDataset,
+    collate_video_clips,
+    infer_class_names,
+    read_video_list,
+    write_synthetic_video_list,
+)
+from vidlit.heads import LinearProbeHead
+from vidlit.tasks import TaskModule
+
+CLASSES = ["left", "right", "up", "down"]
+BAD = ("zero_byte", "random_bytes", "truncated", "damaged_packets")
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory) -> Path:
+    """8 good 16-frame 32 px clips, 4 corrupt files, and lists mixing them with a missing file."""
+    root = tmp_path_factory.mktemp("video_list")
+    write_synthetic_video_list(root, num_videos=8, num_frames=16, size=32)
+    corrupt = write_corrupt_videos(root / "bad")
+    with open(root / "videos.csv") as f:
+        good = list(csv.reader(f))[1:]
+    bad = [[f"bad/{corrupt[kind].name}", "left"] for kind in BAD] + [["videos/missing.mp4", "up"]]
+    for name, rows in {"good.csv": good, "mixed.csv": good[:4] + bad + good[4:], "val.csv": good}.items():
+        with open(root / name, "w", newline="") as f:
+            csv.writer(f).writerows([["path", "label"], *rows])
+    return root
+
+
+def _bad_paths(root: Path) -> list[str]:
+    corrupt = [str(root / "bad" / f"{kind}.mp4") for kind in BAD]
+    return sorted([*corrupt, str(root / "videos" / "missing.mp4")])
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+# -- list files ------------------------------------------------------------------------------------
+
+
+def test_read_csv_and_jsonl(tmp_path):
+    csv_list = _write(
+        tmp_path / "list.csv", "path,label,start,end,extra\na.mp4,up,,,x\n\n/abs/b.mp4,3,1.5,4,y\n"
+    )
+    a, b = read_video_list(csv_list, CLASSES)
+    assert a == VideoEntry(tmp_path / "a.mp4", "a.mp4", 2, "up", None, None, 2)
+    assert (b.path, b.label, b.start, b.end, b.line) == (Path("/abs/b.mp4"), 3, 1.5, 4.0, 4)
+    assert b.video_id == "/abs/b.mp4@1.5-4"
+    jsonl = _write(tmp_path / "list.jsonl", '{"path": "a.mp4", "label": 1}\n\n{"path": "c.mp4"}\n')
+    a, c = read_video_list(jsonl, CLASSES)
+    assert (a.label, a.line, c.label, c.label_name, c.line) == (1, 1, None, None, 3)
+    # without a class list labels stay names
+    assert read_video_list(csv_list)[0].label is None and read_video_list(csv_list)[0].label_name == "up"
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("l.csv", "file,label\na.mp4,up\n", r"l\.csv:1: the header row must name a 'path' column"),
+        (
+            "l.csv",
+            "path,label\na.mp4,up\nb.mp4,up,extra\n",
+            r"l\.csv:3: expected 2 fields \(path,label\), got 3",
+        ),
+        ("l.csv", "path,label\na.mp4,up\n,down\n", r"l\.csv:3: no video path"),
+        ("l.csv", "path,label\na.mp4,up\nb.mp4,sideways\n", r"l\.csv:3: unknown label 'sideways'"),
+        ("l.csv", "path,label\na.mp4,rihgt\n", r"l\.csv:2: unknown label 'rihgt'.*did you mean 'right'"),
+        ("l.csv", "path,label\na.mp4,7\n", r"l\.csv:2: label index 7 is out of range for 4 classes"),
+        ("l.csv", "path,label,start,end\na.mp4,up,3,2\n", r"l\.csv:2: end \(2.0 s\) must be after start"),
+        ("l.csv", "path,start\na.mp4,soon\n", r"l\.csv:2: start must be a number of seconds, got 'soon'"),
+        ("l.csv", "path,label\na.mp4,up\n\na.mp4,down\n", r"l\.csv:4: a\.mp4 is already listed on line 2"),
+        ("l.jsonl", '{"path": "a.mp4"}\n{"path": "b.mp4",\n', r"l\.jsonl:2: invalid JSON"),
+        ("l.jsonl", '["a.mp4", "up"]\n', r"l\.jsonl:1: expected a JSON object, got list"),
+        (
+            "l.jsonl",
+            '{"path": "a.mp4", "label": 2.5}\n',
+            r"l\.jsonl:1: label must be a class name or an integer",
+        ),
+    ],
+)
+def test_malformed_lists_name_file_and_line(tmp_path, name, text, message):
+    with pytest.raises(ValueError, match=message):
+        read_video_list(_write(tmp_path / name, text), CLASSES)
+
+
+def test_missing_list_names_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"nope\.csv: video list not found"):
+        read_video_list(tmp_path / "nope.csv")
+
+
+def test_infer_class_names(tmp_path):
+    names = read_video_list(_write(tmp_path / "l.csv", "path,label\na,up\nb,down\nc,up\n"))
+    assert infer_class_names(names) == ["down", "up"]
+    indices = read_video_list(_write(tmp_path / "i.jsonl", '{"path": "a", "label": 2}\n'))
+    assert infer_class_names(indices) == ["0", "1", "2"]
+
+
+def test_data_module_checks_lists_up_front(root, tmp_path):
+    shutil.copy(root / "classes.txt", tmp_path / "classes.txt")
+    _write(tmp_path / "train.csv", "path,label\na.mp4,up\nb.mp4,\n")
+    _write(tmp_path / "val.csv", "path,label\na.mp4,up\n")
+    dm = VideoListDataModule(root=str(tmp_path), size=16)
+    assert dm.num_classes == 4 and dm.class_names == CLASSES
+    with pytest.raises(ValueError, match=r"train\.csv:3: no label \(every train video needs one\)"):
+        dm.setup("fit")
+    with pytest.raises(FileNotFoundError, match=r"labels\.txt: class list not found \(set classes: null"):
+        VideoListDataModule(root=str(tmp_path), classes="labels.txt")
+    _write(tmp_path / "train.csv", "path,label\na.mp4,up\nb.mp4,down\n")
+    assert VideoListDataModule(root=str(tmp_path), classes=None).class_names == ["down", "up"]
+
+
+# -- dataset -----------------------------------------------------------------------------------------
+
+
+def test_training_clips_depend_on_seed_epoch_and_index_only(root):
+    entries = read_video_list(root / "good.csv", CLASSES)
+    dataset = VideoListDataset(entries, num_frames=4, frame_stride=2, train=True, short_side=16, seed=5)
+    first = dataset.frame_indices(entries[0], 16, 15.0, 0)
+    assert torch.equal(dataset[0]["video"], dataset[0]["video"])
+    assert np.array_equal(dataset.frame_indices(entries[0], 16, 15.0, 0), first)
+    draws = {tuple(dataset.frame_indices(entries[0], 16, 15.0, 0)[0]) for dataset.seed in range(20)}
+    assert len(draws) > 1  # the start varies with the seed...
+    dataset.seed = 5
+    dataset.set_epoch(1)  # ... and with the epoch
+    epochs = {tuple(dataset.frame_indices(entries[0], 16, 15.0, 0)[0])}
+    for epoch in range(2, 12):
+        dataset.set_epoch(epoch)
+        epochs.add(tuple(dataset.frame_indices(entries[0], 16, 15.0, 0)[0]))
+    assert len(epochs) > 1
+
+
+def test_item_shapes_views_and_windows(root):
+    entries = read_video_list(root / "good.csv", CLASSES)
+    item = VideoListDataset(entries, num_frames=4, short_side=16)[1]
+    assert item["video"].shape == (4, 16, 16, 3) and item["video"].dtype == torch.uint8
+    assert item["label"] == entries[1].label and item["video_id"] == "videos/000001.mp4"
+    views = VideoListDataset(entries, num_frames=4, frame_stride=2, num_clips=3, short_side=16)
+    assert views[0]["video"].shape == (3, 4, 16, 16, 3)
+    batch = collate_video_clips([views[0], views[1]])
+    assert batch["video"].shape == (6, 4, 16, 16, 3)
+    assert batch["video_ids"] == ["videos/000000.mp4"] * 3 + ["videos/000001.mp4"] * 3
+    segments = VideoListDataset(entries, num_frames=5, sampling="segments", train=True, short_side=16)
+    assert segments[0]["video"].shape == (5, 16, 16, 3)
+    repeated = VideoListDataset(entries, num_frames=4, repeated_aug=3, train=True, short_side=16, seed=1)
+    indices = repeated.frame_indices(entries[0], 16, 15.0, 0)
+    assert indices.shape == (3, 4) and len({tuple(row) for row in indices}) > 1  # independent draws
+    assert repeated[0]["video"].shape == (3, 4, 16, 16, 3)
+    # a window of 0.2-0.6 s at 15 fps is frames 3..8
+    windowed = VideoEntry(entries[0].path, "w", 0, "left", 0.2, 0.6, 2)
+    indices = VideoListDataset([windowed], num_frames=4, frame_stride=3, train=True).frame_indices(
+        windowed, 16, 15.0, 0
+    )
+    assert indices.min() >= 3 and indices.max() <= 8
+
+
+def test_unreadable_videos_become_markers_or_raise_when_strict(root):
+    entries = read_video_list(root / "mixed.csv", CLASSES)
+    dataset = VideoListDataset(entries, num_frames=4, short_side=16)
+    items = [dataset[i] for i in range(len(dataset))]
+    failed = [item for item in items if "error" in item]
+    assert sorted(item["error"] for item in failed) == _bad_paths(root)
+    batch = collate_video_clips(items)
+    assert len(batch["labels"]) == 8 and sorted(batch["skipped"]) == _bad_paths(root)
+    assert all(batch["skip_reasons"])
+    dataset.strict = True
+    with pytest.raises(VideoDecodeError, match=r"zero_byte\.mp4"):
+        dataset[4]
+
+
+def test_a_batch_of_only_unreadable_videos_is_empty_but_well_formed(root):
+    entries = read_video_list(root / "mixed.csv", CLASSES)[4:6]
+    dataset = VideoListDataset(entries, num_frames=4, short_side=16)
+    batch = collate_video_clips([dataset[0], dataset[1]], num_frames=4, empty_size=16)
+    assert batch["video"].shape == (0, 4, 16, 16, 3) and batch["labels"].shape == (0,)
+    assert len(batch["skipped"]) == 2 and batch["targets"] == []
+
+
+# -- data module: skip and count, strict -------------------------------------------------------------
+
+
+def _model():
+    return TaskModule(LinearProbeHead(64, 4), backbone=create_backbone("vit_test", depth=1))
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_skipped_videos_are_counted_per_epoch(root, num_workers, caplog):
+    dm = VideoListDataModule(
+        root=str(root),
+        train_list="mixed.csv",
+        val_list="mixed.csv",
+        num_frames=8,
+        size=32,
+        short_side=32,
+        batch_size=4,
+        num_workers=num_workers,
+    )
+    trainer = L.Trainer(
+        max_epochs=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
+    with caplog.at_level(logging.WARNING, logger="vidlit.data.video_list"):
+        trainer.fit(_model(), dm)
+    bad = _bad_paths(root)
+    assert sorted(dm.skipped_videos["train"]) == sorted(bad * 2)  # once per epoch
+    assert sorted(dm.skipped_videos["val"]) == sorted(bad * 2)  # sanity-check batches not counted
+    warnings = [r.getMessage() for r in caplog.records if "could not be read" in r.getMessage()]
+    assert any(m.startswith("train epoch 0: skipped 5 of 13 videos") for m in warnings), warnings
+    assert any(m.startswith("val epoch 1: skipped 5 of 13 videos") for m in warnings), warnings
+    assert "zero_byte.mp4 (empty file (0 bytes))" in next(
+        m for m in warnings if m.startswith("train epoch 1")
+    )
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_strict_mode_raises_naming_the_video(root, num_workers):
+    dm = VideoListDataModule(
+        root=str(root),
+        train_list="mixed.csv",
+        val_list="mixed.csv",
+        size=32,
+        short_side=32,
+        strict=True,
+        batch_size=13,
+        num_workers=num_workers,
+    )
+    dm.setup("validate")
+    batch = next(iter(dm.val_dataloader()))
+    with pytest.raises(VideoDecodeError, match=r"bad/zero_byte\.mp4: empty file .*strict=True"):
+        dm.on_after_batch_transfer(batch, 0)
+    batch["skipped"], batch["skip_reasons"] = batch["skipped"][-1:], batch["skip_reasons"][-1:]
+    with pytest.raises(VideoNotFoundError, match=r"videos/missing\.mp4"):
+        dm.on_after_batch_transfer(batch, 0)
+
+
+def test_batches_after_transfer(root):
+    dm = VideoListDataModule(
+        root=str(root),
+        train_list="good.csv",
+        val_list="good.csv",
+        size=24,
+        short_side=32,
+        num_frames=4,
+        batch_size=3,
+    )
+    dm.setup("validate")
+    batch = dm.on_after_batch_transfer(next(iter(dm.val_dataloader())), 0)
+    assert batch["video"].shape == (3, 3, 4, 24, 24) and batch["video"].dtype == torch.float32
+    assert batch["labels"].tolist() == [0, 1, 2] and batch["video_ids"][0] == "videos/000000.mp4"
+    assert batch["targets"][1] == {"video_id": "videos/000001.mp4", "label": 1}
+    assert batch["skipped"] == [] and "frame_size" not in batch
+
+
+def test_write_submission(root, tmp_path):
+    dm = VideoListDataModule(root=str(root), train_list="good.csv", val_list="good.csv")
+    predictions = [
+        {"video_id": "a", "label": 0, "scores": torch.tensor([0.7, 0.1, 0.1, 0.1])},
+        {"video_id": "a", "label": 1, "scores": torch.tensor([0.1, 0.5, 0.2, 0.2])},
+    ]
+    doc = json.loads(dm.write_submission(predictions, tmp_path / "out" / "sub.json").read_text())
+    top = doc["results"]["a"]
+    assert [t["label"] for t in top[:2]] == ["left", "right"] and top[0]["score"] == pytest.approx(0.4)
+    assert doc["external_data"] == {"used": False, "details": ""}
+
+
+# -- vidlit data check ----------------------------------------------------------------------------
+
+
+def test_data_check_reports_unreadable_videos(root, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["data", "check", str(root / "mixed.csv"), "--workers", "2"])
+    assert exit_info.value.code == 1
+    out = capsys.readouterr().out
+    assert "mixed.csv: 8 readable, 5 unreadable" in out
+    for path in _bad_paths(root):
+        assert path in out
+    assert "damaged_packets.mp4 (line 9): " in out  # decodes at first, fails on the last frame
+    main(["data", "check", str(root / "good.csv")])  # all readable: exit status 0
+    assert "good.csv: 8 readable, 0 unreadable" in capsys.readouterr().out
+
+
+def test_data_check_bad_list_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["data", "check", str(_write(tmp_path / "l.csv", "path,label\na.mp4,up,extra\n"))])
+    assert exit_info.value.code == 2
+    assert "l.csv:2: expected 2 fields (path,label), got 3" in capsys.readouterr().err
+
+
+def test_persistent_workers_follow_the_epoch(root):
+    """Clips loaded by live workers are the ones (seed, epoch, index) picks in this process."""
+    dm = VideoListDataModule(
+        root=str(root),
+        train_list="good.csv",
+        val_list="good.csv",
+        size=32,
+        short_side=16,
+        num_frames=3,
+        frame_stride=2,
+        batch_size=4,
+        num_workers=2,
+    )
+    dm.setup("fit")
+    clock = type("Clock", (), {"current_epoch": 0})()
+    dm.trainer = clock  # what EpochShuffleSampler and the dataset read the epoch from
+    loader = dm.train_dataloader()
+    dataset = dm.datasets["train"]
+    index = {entry.video_id: i for i, entry in enumerate(dataset.entries)}
+    seen = []
+    for epoch in (0, 1, 2):
+        clock.current_epoch = epoch
+        clips = {vid: clip for batch in loader for vid, clip in zip(batch["video_ids"], batch["video"])}
+        dataset.set_epoch(epoch)
+        for video_id, clip in clips.items():
+            assert torch.equal(clip, dataset[index[video_id]]["video"]), (epoch, video_id)
+        seen.append(clips)
+    assert any(not torch.equal(seen[0][v], seen[2][v]) for v in seen[0])  # new clips each epoch

@@ -1,0 +1,859 @@
+"""Video classification from a list file (Kinetics-style CSV or JSONL) over raw video files.
+
+A list names one video per row. CSV, with a header row, as ``vidlit data synth videos`` writes and
+Kinetics-style lists use::
+
+    path,label
+    videos/abseiling/0347ZoDXyP0_000095_000105.mp4,abseiling
+    /data/k400/val/zumba/zzzz.mp4,zumba
+
+or JSONL (``.jsonl``, ``.ndjson`` or ``.json``), one object per line with the same keys::
+
+    {"path": "videos/000001.mp4", "label": 3, "start": 2.5, "end": 7.0}
+
+- ``path``: relative to the list file's folder, or absolute.
+- ``label`` (optional): a class name from the class list, or an integer class index. A CSV value
+  is a name when the class list has it, else an index if it is a whole number.
+- ``start`` / ``end`` (optional, seconds): frames are sampled inside ``[start, end)`` only, for
+  lists that cut clips out of longer videos.
+
+Other columns / keys are ignored. Every row is checked when the list is read: errors name the
+file and the line. Unreadable videos (missing, zero-byte, truncated, corrupt) are found while
+loading: they are skipped and counted (see :class:`VideoListDataModule`), or raise
+:class:`~vidlit.data.video.VideoDecodeError` in strict mode. ``vidlit data check LIST`` finds them
+all up front.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import functools
+import json
+import logging
+import math
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from vidlit.data.base import VidlitDataModule
+from vidlit.data.sampling import dense_clip, multi_view_clips, sample_in_window, uniform_segments
+from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoBatchTransform
+from vidlit.data.video import VideoDecodeError, VideoNotFoundError, open_video
+
+log = logging.getLogger(__name__)
+
+JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
+SAMPLINGS = ("dense", "segments")
+_REPORT_PATHS = 5  # skipped paths named in an end-of-epoch warning
+
+
+@dataclass(frozen=True)
+class VideoEntry:
+    """One row of a video list.
+
+    Attributes:
+        path: the video file, resolved against the list file's folder.
+        video_id: the path as the list writes it (plus ``@start-end`` for a time window); unique
+            within a list. Predictions and metrics are keyed by it.
+        label: class index; None for an unlabelled row, or when the list was read without a
+            class list.
+        label_name: the label as written (a class name or an index), None without one.
+        start: window start in seconds; None for the start of the video.
+        end: window end in seconds; None for the end of the video.
+        line: line number in the list file (1-based).
+    """
+
+    path: Path
+    video_id: str
+    label: int | None
+    label_name: str | None
+    start: float | None
+    end: float | None
+    line: int
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line number, {key: value})`` for each non-blank row of a CSV or JSONL list."""
+    if path.suffix.lower() in JSONL_SUFFIXES:
+        with path.open(encoding="utf-8") as f:
+            for number, text in enumerate(f, 1):
+                if not text.strip():
+                    continue
+                try:
+                    row = json.loads(text)
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{path}:{number}: invalid JSON (column {e.colno}): {e.msg}") from None
+                if not isinstance(row, dict):
+                    raise ValueError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
+                yield number, row
+        return
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        header = None
+        for row in reader:
+            if not any(field.strip() for field in row):
+                continue
+            if header is None:
+                header = [field.strip() for field in row]
+                if "path" not in header:
+                    raise ValueError(
+                        f"{path}:{reader.line_num}: the header row must name a 'path' column, got {row}"
+                    )
+                if len(set(header)) != len(header):
+                    raise ValueError(f"{path}:{reader.line_num}: duplicate column names in {header}")
+                continue
+            if len(row) != len(header):
+                raise ValueError(
+                    f"{path}:{reader.line_num}: expected {len(header)} fields ({','.join(header)}), "
+                    f"got {len(row)}"
+                )
+            yield reader.line_num, dict(zip(header, row))
+
+
+def _seconds(value: Any, key: str, where: str) -> float | None:
+    if _blank(value):
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"{where}: {key} must be a number of seconds, got {value!r}")
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: {key} must be a number of seconds, got {value!r}") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"{where}: {key} must be a finite, non-negative number of seconds, got {value!r}")
+    return seconds
+
+
+def _label_name(value: Any, where: str) -> str | None:
+    if _blank(value):
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ValueError(f"{where}: label must be a class name or an integer index, got {value!r}")
+    return str(value).strip()
+
+
+def _resolve_label(raw: str | int, class_index: dict[str, int], where: str) -> int:
+    # a JSON number is an index; a string is a class name first, an index if it is a whole number
+    name = str(raw).strip()
+    if isinstance(raw, str) and name in class_index:
+        return class_index[name]
+    num_classes = len(class_index)
+    if isinstance(raw, int) or name.lstrip("-").isdigit():
+        index = int(name)
+        if 0 <= index < num_classes:
+            return index
+        raise ValueError(f"{where}: label index {index} is out of range for {num_classes} classes")
+    close = difflib.get_close_matches(name, class_index, n=3)
+    hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+    raise ValueError(f"{where}: unknown label {name!r} (not in the {num_classes}-class list){hint}")
+
+
+def read_video_list(path: str | Path, class_names: Sequence[str] | None = None) -> list[VideoEntry]:
+    """Parse and check a video list.
+
+    Args:
+        path: a JSONL list (``.jsonl``, ``.ndjson``, ``.json``) or a CSV one (any other suffix).
+        class_names: the class list labels resolve against; None leaves ``label`` unset (only
+            ``label_name`` is filled in).
+
+    Returns:
+        The rows in file order.
+
+    Raises:
+        FileNotFoundError: no such list file.
+        ValueError: naming the file and line: a malformed row (wrong field count, invalid JSON,
+            no path, bad times, ``end <= start``), a video listed twice, or an unknown label.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: video list not found")
+    class_index = None if class_names is None else {name: i for i, name in enumerate(class_names)}
+    folder = path.parent
+    entries: list[VideoEntry] = []
+    first_line: dict[str, int] = {}
+    for line, row in _rows(path):
+        where = f"{path}:{line}"
+        raw_path = row.get("path")
+        if _blank(raw_path) or not isinstance(raw_path, str):
+            raise ValueError(f"{where}: no video path (the 'path' field is empty or missing)")
+        raw_path = raw_path.strip()
+        start = _seconds(row.get("start"), "start", where)
+        end = _seconds(row.get("end"), "end", where)
+        if start is not None and end is not None and end <= start:
+            raise ValueError(f"{where}: end ({end} s) must be after start ({start} s)")
+        video_id = raw_path
+        if start is not None or end is not None:
+            video_id = f"{raw_path}@{start or 0:g}-{'end' if end is None else format(end, 'g')}"
+        if video_id in first_line:
+            raise ValueError(f"{where}: {video_id} is already listed on line {first_line[video_id]}")
+        first_line[video_id] = line
+        raw_label = row.get("label")
+        name = _label_name(raw_label, where)
+        label = None if name is None or class_index is None else _resolve_label(raw_label, class_index, where)
+        entries.append(VideoEntry(folder / raw_path, video_id, label, name, start, end, line))
+    return entries
+
+
+def read_class_names(path: str | Path) -> list[str]:
+    """Class names from a text file, one per line; the line order gives the class index.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: no names, or a name listed twice (naming both lines).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: class list not found")
+    names: list[str] = []
+    seen: dict[str, int] = {}
+    for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        name = text.strip()
+        if not name:
+            continue
+        if name in seen:
+            raise ValueError(f"{path}:{number}: class {name!r} is already listed on line {seen[name]}")
+        seen[name] = number
+        names.append(name)
+    if not names:
+        raise ValueError(f"{path}: no class names")
+    return names
+
+
+def infer_class_names(entries: Sequence[VideoEntry]) -> list[str]:
+    """The class list implied by the labels of some lists: sorted names, or ``0..max`` for indices."""
+    names = {e.label_name for e in entries if e.label_name is not None}
+    if not names:
+        raise ValueError("no labels to infer the class list from")
+    if all(name.isdigit() for name in names):
+        return [str(i) for i in range(max(int(name) for name in names) + 1)]
+    return sorted(names)
+
+
+class VideoListDataset(Dataset):
+    """Clips decoded from the videos of a list, for classification.
+
+    Each item opens its video (one decode thread: a DataLoader worker runs one reader), samples
+    frames and resizes them at decode time so the short side is ``short_side``:
+
+    - ``sampling="dense"``: ``num_frames`` frames ``frame_stride`` apart, from a random start in
+      training (I3D / SlowFast / VideoMAE); evaluation takes ``num_clips`` evenly spaced clips
+      (:func:`~vidlit.data.sampling.multi_view_clips`, the centre clip when ``num_clips=1``).
+    - ``sampling="segments"``: TSN's one frame from each of ``num_frames`` equal segments, random
+      in training, segment centres in evaluation (one view).
+
+    With ``repeated_aug > 1`` a training item holds that many independently sampled clips of its
+    video: repeated augmentation (Hoffer et al., "Augment Your Batch", CVPR 2020), which
+    MAE-ST and VideoMAE v2 fine-tuning use because one decode then feeds several clips (the
+    batch transform gives each its own crop). A list row with ``start`` / ``end`` is sampled
+    inside that window only. Training randomness
+    is a function of ``(seed, epoch, index)`` (``epoch`` lives in shared memory, so persistent
+    DataLoader workers see it change), never of the worker that loads the item.
+
+    Args:
+        entries: the list's rows.
+        num_frames: frames per clip.
+        frame_stride: frames between consecutive clip frames (dense sampling).
+        sampling: ``"dense"`` or ``"segments"``.
+        num_clips: evaluation views per video (dense sampling).
+        repeated_aug: training clips per video and item.
+        train: random (True) or deterministic (False) sampling.
+        short_side: decode-time resize of the short side; None keeps the stored size.
+        backend: video backend for :func:`~vidlit.data.video.open_video`.
+        strict: raise on an unreadable video instead of returning a failure marker.
+        seed: base seed of the training randomness.
+
+    Items are ``{"video": uint8 [t, h, w, 3] ([v, t, h, w, 3] for v > 1 clips), "label": int
+    (-1 unlabelled), "video_id": str, "path": str}``, or for an unreadable video
+    ``{"error": path, "reason": str, "video_id": str}``, which :func:`collate_video_clips` drops
+    and counts.
+    """
+
+    def __init__(
+        self,
+        entries: Sequence[VideoEntry],
+        num_frames: int = 8,
+        frame_stride: int = 2,
+        sampling: str = "dense",
+        num_clips: int = 1,
+        repeated_aug: int = 1,
+        train: bool = False,
+        short_side: int | None = None,
+        backend: str = "auto",
+        strict: bool = False,
+        seed: int = 0,
+    ):
+        check_sampling(num_frames, frame_stride, sampling, num_clips, repeated_aug)
+        self.entries = list(entries)
+        self.num_frames = num_frames
+        self.frame_stride = frame_stride
+        self.sampling = sampling
+        self.num_clips = num_clips
+        self.repeated_aug = repeated_aug
+        self.train = train
+        self.short_side = short_side
+        self.backend = backend
+        self.strict = strict
+        self.seed = seed % 2**32
+        self.epoch = torch.zeros((), dtype=torch.long).share_memory_()
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose training randomness the next items use (also in live workers)."""
+        self.epoch.fill_(epoch)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def frame_indices(self, entry: VideoEntry, num_frames: int, fps: float, index: int) -> np.ndarray:
+        """``[v, t]`` frame indices of item ``index`` in a video of ``num_frames`` frames."""
+
+        def sample(sampler: Any, **kwargs: Any) -> np.ndarray:
+            if entry.start is None and entry.end is None:
+                return sampler(num_frames, **kwargs)
+            return sample_in_window(sampler, num_frames, fps, entry.start or 0.0, entry.end, **kwargs)
+
+        clip = {"clip_len": self.num_frames, "stride": self.frame_stride}
+        if self.train:
+            rng = np.random.default_rng([self.seed, int(self.epoch), index])
+            if self.sampling == "segments":
+                sampler, kwargs = uniform_segments, {"k": self.num_frames}
+            else:
+                sampler, kwargs = dense_clip, clip
+            return np.stack(
+                [sample(sampler, **kwargs, train=True, rng=rng) for _ in range(self.repeated_aug)]
+            )
+        if self.sampling == "segments":
+            return sample(uniform_segments, k=self.num_frames, train=False)[None]
+        return sample(multi_view_clips, **clip, num_clips=self.num_clips)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        entry = self.entries[index]
+        try:
+            with open_video(entry.path, self.backend, resize=self.short_side, num_threads=1) as reader:
+                try:
+                    indices = self.frame_indices(entry, len(reader), reader.fps, index)
+                except ValueError as e:  # a time window outside the video
+                    raise VideoDecodeError(entry.path, f"line {entry.line}: {e}") from e
+                frames = reader.get_frames(indices.reshape(-1))
+        except VideoDecodeError as e:
+            if self.strict:
+                raise
+            return {"error": str(entry.path), "reason": e.reason, "video_id": entry.video_id}
+        frames = frames.reshape(*indices.shape, *frames.shape[1:])
+        return {
+            "video": frames[0] if len(indices) == 1 else frames,
+            "label": -1 if entry.label is None else entry.label,
+            "video_id": entry.video_id,
+            "path": str(entry.path),
+        }
+
+
+def check_sampling(
+    num_frames: int, frame_stride: int, sampling: str, num_clips: int, repeated_aug: int = 1
+) -> None:
+    """Reject sampling settings that cannot work, naming the argument."""
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
+    for name, value in (
+        ("num_frames", num_frames),
+        ("frame_stride", frame_stride),
+        ("num_clips", num_clips),
+        ("repeated_aug", repeated_aug),
+    ):
+        if value < 1:
+            raise ValueError(f"{name} must be positive, got {value}")
+    if sampling == "segments" and num_clips > 1:
+        raise ValueError("num_clips > 1 (multi-view testing) needs sampling='dense'")
+
+
+def collate_video_clips(
+    samples: Sequence[dict[str, Any]], num_frames: int = 1, empty_size: int = 1
+) -> dict[str, Any]:
+    """Batch the items of :class:`VideoListDataset`, dropping and listing unreadable videos.
+
+    The views of a multi-view item become consecutive batch entries sharing its ``video_id``.
+    Clips whose frames differ in size (videos of different aspect ratios) are zero-padded to the
+    largest; ``frame_size`` keeps each clip's true size, which the batch transform crops inside.
+
+    Args:
+        samples: dataset items.
+        num_frames: frames per clip, to shape a batch in which every video failed.
+        empty_size: frame side of such a batch.
+
+    Returns:
+        ``{"video": uint8 [b, t, h, w, 3], "frame_size": int64 [b, 2], "labels": int64 [b],
+        "video_ids": [str], "targets": [{"video_id", "label"}], "skipped": [path],
+        "skip_reasons": [str]}``.
+    """
+    good = [s for s in samples if "error" not in s]
+    failed = [s for s in samples if "error" in s]
+    clips, video_ids, labels = [], [], []
+    for sample in good:
+        views = sample["video"] if sample["video"].ndim == 5 else sample["video"][None]
+        clips.extend(views)
+        video_ids.extend([sample["video_id"]] * len(views))
+        labels.extend([sample["label"]] * len(views))
+    if clips:
+        height = max(clip.shape[1] for clip in clips)
+        width = max(clip.shape[2] for clip in clips)
+        video = torch.zeros((len(clips), clips[0].shape[0], height, width, 3), dtype=torch.uint8)
+        for i, clip in enumerate(clips):
+            video[i, :, : clip.shape[1], : clip.shape[2]] = clip
+        frame_size = torch.tensor([clip.shape[1:3] for clip in clips], dtype=torch.long)
+    else:
+        video = torch.zeros((0, num_frames, empty_size, empty_size, 3), dtype=torch.uint8)
+        frame_size = torch.zeros((0, 2), dtype=torch.long)
+    return {
+        "video": video,
+        "frame_size": frame_size,
+        "labels": torch.tensor(labels, dtype=torch.long),
+        "video_ids": video_ids,
+        "targets": [{"video_id": v, "label": label} for v, label in zip(video_ids, labels)],
+        "skipped": [s["error"] for s in failed],
+        "skip_reasons": [s["reason"] for s in failed],
+    }
+
+
+def write_synthetic_video_list(
+    root: str | Path, num_videos: int = 128, num_frames: int = 16, seed: int = 0, **kwargs: Any
+) -> Path:
+    """Write synthetic labelled videos and a 3:1 ``train.csv`` / ``val.csv`` split of them.
+
+    :func:`~vidlit.data.synth.videos.write_synthetic_videos` writes the videos, ``videos.csv`` and
+    ``classes.txt`` (labels by motion direction unless ``label_by`` says otherwise); labels cycle
+    through the classes, so every fourth round of classes goes to val and both splits stay
+    balanced.
+
+    Args:
+        root: dataset folder.
+        num_videos: clips to write.
+        num_frames: frames per clip (64 x 64 pixels, 15 fps by default).
+        seed: everything is a function of it.
+        kwargs: passed to ``write_synthetic_videos`` (``num_frames``, ``size``, ``label_by``, ...).
+
+    Returns:
+        ``root``.
+    """
+    from vidlit.data.synth.videos import write_synthetic_videos
+
+    root = Path(root)
+    write_synthetic_videos(root, num_videos, num_frames=num_frames, seed=seed, **kwargs)
+    num_classes = len(read_class_names(root / "classes.txt"))
+    with open(root / "videos.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    header, rows = rows[0], rows[1:]
+    splits: dict[str, list[list[str]]] = {"train": [], "val": []}
+    for i, row in enumerate(rows):
+        splits["val" if (i // num_classes) % 4 == 3 else "train"].append(row)
+    for split, split_rows in splits.items():
+        with open(root / f"{split}.csv", "w", newline="") as f:
+            csv.writer(f).writerows([header, *split_rows])
+    return root
+
+
+def check_video(path: str | Path, backend: str = "auto") -> str | None:
+    """Open a video and decode its first and last frame.
+
+    Returns:
+        None when both decode, else why not.
+    """
+    try:
+        with open_video(path, backend) as reader:
+            reader.get_frames([0, len(reader) - 1])
+    except VideoDecodeError as e:
+        return e.reason
+    return None
+
+
+class _CheckVideos(Dataset):
+    def __init__(self, paths: Sequence[Path], backend: str):
+        self.paths = list(paths)
+        self.backend = backend
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> str | None:
+        return check_video(self.paths[index], self.backend)
+
+
+def _first(batch: list[Any]) -> Any:
+    return batch[0]
+
+
+def check_videos(
+    paths: Sequence[str | Path], backend: str = "auto", num_workers: int = 0, progress: bool = False
+) -> list[str | None]:
+    """:func:`check_video` on many videos, in DataLoader worker processes.
+
+    Args:
+        paths: video files.
+        backend: video backend.
+        num_workers: worker processes (0 checks in this process).
+        progress: show a progress bar on stderr (``rich``).
+
+    Returns:
+        For each path, in order, None (readable) or the reason it is not.
+    """
+    loader = DataLoader(
+        _CheckVideos([Path(p) for p in paths], backend),
+        batch_size=1,
+        num_workers=num_workers,
+        collate_fn=_first,
+    )
+    results: Iterator[str | None] = iter(loader)
+    if progress:
+        from rich.console import Console
+        from rich.progress import track
+
+        results = track(
+            results, total=len(paths), description="checking videos", console=Console(stderr=True)
+        )
+    return list(results)
+
+
+class SkippedVideosReport(L.Callback):
+    """Make a :class:`VideoListDataModule` report skipped videos at the end of every epoch.
+
+    The data module attaches it to its trainer in ``setup``; data modules do not see epoch ends
+    themselves.
+    """
+
+    def _report(self, trainer: L.Trainer, stage: str) -> None:
+        datamodule = trainer.datamodule
+        if isinstance(datamodule, VideoListDataModule) and not trainer.sanity_checking:
+            datamodule.report_skipped(stage)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._report(trainer, "train")
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._report(trainer, "val")
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._report(trainer, "test")
+
+    def on_predict_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._report(trainer, "predict")
+
+
+_STAGES = {"train": "train", "validate": "val", "test": "test", "predict": "predict"}
+
+
+class VideoListDataModule(VidlitDataModule):
+    """Video classification on raw videos named by list files (Kinetics-style CSV, or JSONL).
+
+    Batches (after :meth:`on_after_batch_transfer`, on the training device)::
+
+        {"video": float [b, 3, t, size, size] normalized, "labels": int64 [b], "video_ids": [str],
+         "targets": [{"video_id": str, "label": int}], "skipped": [path],
+         "skip_reasons": [str]}
+
+    Decoding and frame sampling run in the DataLoader workers; cropping, flipping and
+    normalizing run on the whole batch after it reaches the device
+    (:class:`~vidlit.data.transforms.VideoBatchTransform`), so on a GPU they cost next to nothing.
+    With ``num_clips > 1`` every evaluation video contributes that many consecutive batch entries
+    with one ``video_id``; the metric averages them. Likewise ``repeated_aug > 1`` makes every
+    training video give that many differently sampled and cropped clips per decode, so a training
+    batch holds ``batch_size * repeated_aug`` clips.
+
+    Unreadable videos (missing, zero-byte, truncated, corrupt) are skipped and counted: the
+    batch lists them under ``skipped``, :attr:`skipped_videos` accumulates them per stage (in the
+    main process, so counts are right with any ``num_workers``), and every epoch ends with a
+    warning giving the count and the first paths. With ``strict=True`` the first one raises
+    :class:`~vidlit.data.video.VideoDecodeError` (:class:`~vidlit.data.video.VideoNotFoundError`
+    for a missing file) naming it, from the main process, whatever ``num_workers``. The lists
+    themselves are checked before training starts: a malformed row or an unknown label is an
+    error naming the file and the line.
+
+    Args:
+        root: dataset folder; relative list and class-file paths resolve against it.
+        train_list: training list.
+        val_list: validation list (also the default test and predict list).
+        test_list: list ``vidlit test`` evaluates; defaults to ``val_list``.
+        predict_list: list ``vidlit predict`` runs on (labels optional); defaults to the test list.
+        classes: a class-name file (one per line, line order = class index), the names
+            themselves, or None to use the sorted label names of the train and val lists.
+        num_frames: frames per clip.
+        frame_stride: frames between consecutive clip frames (dense sampling).
+        sampling: ``"dense"`` (one clip of ``num_frames`` frames, ``frame_stride`` apart) or
+            ``"segments"`` (TSN: one frame from each of ``num_frames`` segments).
+        num_clips: evaluation views per video (dense sampling); 1 is the centre clip.
+        repeated_aug: training clips per decoded video (repeated augmentation); 2 halves the
+            decoding per training clip.
+        size: side of the square crops the model sees (224 for real data).
+        short_side: short side frames are resized to while decoding; defaults to
+            ``round(size * 256 / 224)``, the usual 256 for 224 crops.
+        eval_short_side: evaluation resizes the short side to this, then takes the centre crop;
+            defaults to ``size``.
+        crop_scale: training random-resized-crop area range, as a fraction of the frame.
+        crop_ratio: training random-resized-crop aspect-ratio range.
+        hflip: training horizontal-flip probability; 0 where left and right matter
+            (Something-Something, the synthetic motion labels).
+        mean: per-channel normalization mean (ImageNet's by default).
+        std: per-channel normalization standard deviation.
+        backend: video backend: ``"auto"``, ``"decord"``, ``"pyav"`` or ``"torchcodec"``.
+        strict: raise on the first unreadable video instead of skipping it.
+        synthetic: when ``root`` does not exist, write the synthetic sample dataset there
+            (128 clips of shapes moving in 4 directions, labelled by direction; ``train.csv``,
+            ``val.csv`` and ``classes.txt``) and say so. Leave False for real data.
+        batch_size: videos per batch.
+        num_workers: DataLoader worker processes.
+
+    Attributes:
+        class_names: label name of each class index.
+        skipped_videos: per stage (``"train"``, ``"val"``, ``"test"``, ``"predict"``), every
+            path skipped so far while attached to a trainer, once per time it was skipped
+            (sanity-check batches excluded).
+    """
+
+    def __init__(
+        self,
+        root: str = "data/videos",
+        train_list: str = "train.csv",
+        val_list: str = "val.csv",
+        test_list: str | None = None,
+        predict_list: str | None = None,
+        classes: str | list[str] | None = "classes.txt",
+        num_frames: int = 8,
+        frame_stride: int = 2,
+        sampling: str = "dense",
+        num_clips: int = 1,
+        repeated_aug: int = 1,
+        size: int = 224,
+        short_side: int | None = None,
+        eval_short_side: int | None = None,
+        crop_scale: tuple[float, float] = (0.08, 1.0),
+        crop_ratio: tuple[float, float] = (3 / 4, 4 / 3),
+        hflip: float = 0.5,
+        mean: tuple[float, float, float] = IMAGENET_MEAN,
+        std: tuple[float, float, float] = IMAGENET_STD,
+        backend: str = "auto",
+        strict: bool = False,
+        synthetic: bool = False,
+        batch_size: int = 8,
+        num_workers: int = 0,
+    ):
+        super().__init__(batch_size=batch_size, num_workers=num_workers)
+        check_sampling(num_frames, frame_stride, sampling, num_clips, repeated_aug)
+        self.root = Path(root)
+        if synthetic and not self.root.exists():
+            log.warning(
+                "%s does not exist: writing the SYNTHETIC video classification sample there", self.root
+            )
+            write_synthetic_video_list(self.root)
+        self.files = {
+            "train": self.root / train_list,
+            "val": self.root / val_list,
+            "test": self.root / (test_list or val_list),
+            "predict": self.root / (predict_list or test_list or val_list),
+        }
+        self.num_frames = num_frames
+        self.frame_stride = frame_stride
+        self.sampling = sampling
+        self.num_clips = num_clips
+        self.repeated_aug = repeated_aug
+        self.size = size
+        self.short_side = short_side or round(size * 256 / 224)
+        self.backend = backend
+        self.strict = strict
+        self.train_transform = VideoBatchTransform(
+            size, train=True, scale=crop_scale, ratio=crop_ratio, hflip=hflip, mean=mean, std=std
+        )
+        self.eval_transform = VideoBatchTransform(
+            size, train=False, eval_short_side=eval_short_side, mean=mean, std=std
+        )
+        if isinstance(classes, str):
+            classes_file = self.root / classes
+            if not classes_file.is_file():
+                raise FileNotFoundError(
+                    f"{classes_file}: class list not found (set classes: null to use the sorted labels "
+                    "of the train and val lists)"
+                )
+            self.class_names = read_class_names(classes_file)
+        elif classes is None:
+            self.class_names = infer_class_names(
+                [e for split in ("train", "val") for e in read_video_list(self.files[split])]
+            )
+        else:
+            self.class_names = list(classes)
+            if not self.class_names or len(set(self.class_names)) != len(self.class_names):
+                raise ValueError(f"classes must be distinct names, got {classes}")
+        self.datasets: dict[str, VideoListDataset] = {}
+        self.skipped_videos: dict[str, list[str]] = {}
+        self._epoch_skipped: dict[str, list[tuple[str, str]]] = {}
+        self._epoch_seen: dict[str, int] = {}
+        self._generator: torch.Generator | None = None
+        self._generator_key: tuple[Any, ...] | None = None
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (linked into the head's ``num_classes``)."""
+        return len(self.class_names)
+
+    def entries(self, split: str) -> list[VideoEntry]:
+        """The checked rows of a split's list (``train``, ``val``, ``test`` or ``predict``).
+
+        Raises:
+            FileNotFoundError: no such list.
+            ValueError: a malformed row, an unknown label, or (except for predict) a row without
+                a label; the message names the file and the line.
+        """
+        entries = read_video_list(self.files[split], self.class_names)
+        if not entries:
+            raise ValueError(f"{self.files[split]}: the {split} list names no videos")
+        if split != "predict":
+            for entry in entries:
+                if entry.label is None:
+                    raise ValueError(
+                        f"{self.files[split]}:{entry.line}: no label (every {split} video needs one)"
+                    )
+        return entries
+
+    def dataset(self, split: str) -> VideoListDataset:
+        """The dataset of one split, its list checked first."""
+        return VideoListDataset(
+            self.entries(split),
+            num_frames=self.num_frames,
+            frame_stride=self.frame_stride,
+            sampling=self.sampling,
+            num_clips=self.num_clips,
+            repeated_aug=self.repeated_aug,
+            train=split == "train",
+            short_side=self.short_side,
+            backend=self.backend,
+            # strictness is enforced in the main process (on_after_batch_transfer): an error
+            # raised in a worker would reach the trainer as a RuntimeError
+            strict=False,
+            seed=int(os.environ.get("PL_GLOBAL_SEED", 0)),
+        )
+
+    def setup(self, stage: str) -> None:
+        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
+        for split in splits[stage]:
+            self.datasets[split] = self.dataset(split)
+        trainer = self.trainer
+        if trainer is not None and not any(isinstance(c, SkippedVideosReport) for c in trainer.callbacks):
+            trainer.callbacks.append(SkippedVideosReport())
+
+    def _current_epoch(self) -> int:
+        # EpochShuffleSampler asks for the epoch in this process as an epoch's iteration starts,
+        # before any index reaches a worker: the moment to publish it to the (shared) dataset
+        epoch = super()._current_epoch()
+        if "train" in self.datasets:
+            self.datasets["train"].set_epoch(epoch)
+        return epoch
+
+    def _collate(self) -> functools.partial:
+        return functools.partial(collate_video_clips, num_frames=self.num_frames, empty_size=self.short_side)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.datasets["train"], self._collate(), train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.datasets["val"], self._collate(), train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.datasets["test"], self._collate(), train=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.datasets["predict"], self._collate(), train=False)
+
+    def _stage(self) -> str | None:
+        trainer = self.trainer
+        if trainer is None or trainer.sanity_checking:
+            return None
+        return _STAGES.get(str(trainer.state.stage.value) if trainer.state.stage else "")
+
+    def _train_generator(self, device: torch.device) -> torch.Generator:
+        # crops and flips of an epoch are a function of (seed, epoch, rank), like the sampling
+        trainer = self.trainer
+        key = (trainer.current_epoch, str(device))
+        if self._generator is None or self._generator_key != key:
+            seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+            seed = (seed * 1_000_003 + trainer.current_epoch * 1009 + trainer.global_rank) % 2**63
+            self._generator = torch.Generator(device=device).manual_seed(seed)
+            self._generator_key = key
+        return self._generator
+
+    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
+        """Count (or, when strict, raise on) skipped videos, then crop, flip and normalize the clips."""
+        if batch["skipped"]:
+            if self.strict:
+                path, reason = batch["skipped"][0], batch["skip_reasons"][0]
+                error = VideoNotFoundError if not Path(path).exists() else VideoDecodeError
+                raise error(path, f"{reason} (strict=True; set strict: false to skip unreadable videos)")
+        stage = self._stage()
+        if stage is not None:
+            self.skipped_videos.setdefault(stage, []).extend(batch["skipped"])
+            self._epoch_skipped.setdefault(stage, []).extend(zip(batch["skipped"], batch["skip_reasons"]))
+            self._epoch_seen[stage] = self._epoch_seen.get(stage, 0) + len(set(batch["video_ids"]))
+            self._epoch_seen[stage] += len(batch["skipped"])
+        training = self.trainer is not None and self.trainer.training
+        video, frame_size = batch["video"], batch.pop("frame_size", None)
+        if training:
+            batch["video"] = self.train_transform(video, frame_size, self._train_generator(video.device))
+        else:
+            batch["video"] = self.eval_transform(video, frame_size)
+        return batch
+
+    def report_skipped(self, stage: str) -> None:
+        """Log a warning if videos were skipped in the epoch of ``stage`` that just ended, and reset."""
+        skipped = self._epoch_skipped.pop(stage, [])
+        seen = self._epoch_seen.pop(stage, 0)
+        if not skipped:
+            return
+        named = "; ".join(f"{path} ({reason})" for path, reason in skipped[:_REPORT_PATHS])
+        more = f"; and {len(skipped) - _REPORT_PATHS} more" if len(skipped) > _REPORT_PATHS else ""
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        log.warning(
+            "%s epoch %d: skipped %d of %d videos that could not be read: %s%s",
+            stage,
+            epoch,
+            len(skipped),
+            seen,
+            named,
+            more,
+        )
+
+    def write_submission(self, predictions: list[dict[str, Any]], path: str | Path) -> Path:
+        """Write ``vidlit predict`` output in the ActivityNet Kinetics challenge layout.
+
+        ``{"version": "1.0", "results": {video_id: [{"label": name, "score": p}, ...]},
+        "external_data": {"used": false, "details": ""}}`` with each video's top 5 classes, the
+        scores of its views averaged. Written to a temporary name and renamed.
+        """
+        totals: dict[str, Tensor] = {}
+        counts: dict[str, int] = {}
+        for pred in predictions:
+            scores = torch.as_tensor(pred["scores"]).detach().double().cpu()
+            video_id = pred["video_id"]
+            totals[video_id] = totals[video_id] + scores if video_id in totals else scores
+            counts[video_id] = counts.get(video_id, 0) + 1
+        results = {}
+        for video_id, total in totals.items():
+            mean = total / counts[video_id]
+            top = mean.topk(min(5, len(mean)))
+            results[video_id] = [
+                {"label": self.class_names[int(i)], "score": float(s)}
+                for s, i in zip(top.values.tolist(), top.indices.tolist())
+            ]
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        doc = {"version": "1.0", "results": results, "external_data": {"used": False, "details": ""}}
+        tmp.write_text(json.dumps(doc))
+        tmp.replace(path)
+        return path
