@@ -67,7 +67,10 @@ class SubmissionWriter(BasePredictionWriter):
     """Write ``vidlit predict`` output in the dataset's official submission format.
 
     The data module decides the format through its ``write_submission(predictions, path)``
-    method (e.g. the Ego4D MQ challenge JSON).
+    method (e.g. the Ego4D MQ challenge JSON). Across processes, rank 0 gathers every rank's
+    predictions and writes them once, in dataset order. ``DistributedSampler`` pads the ranks to
+    equal length with copies of the first samples; a sample predicted twice (the same dataset
+    index, or the same ``video_id`` where Lightning cannot track indices) is written once.
 
     Args:
         path: output file; defaults to ``submission.json`` in the run's log directory.
@@ -83,20 +86,46 @@ class SubmissionWriter(BasePredictionWriter):
         datamodule = trainer.datamodule
         if not hasattr(datamodule, "write_submission"):
             raise TypeError(f"{type(datamodule).__name__} has no write_submission(predictions, path) method")
-        if (
+        several_loaders = (
             predictions
             and isinstance(predictions[0], list)
             and predictions[0]
             and isinstance(predictions[0][0], list)
-        ):
-            predictions = [batch for loader in predictions for batch in loader]  # several predict loaders
-        flat = [sample for batch in predictions for sample in batch]
+        )
+        loaders = predictions if several_loaders else [predictions]
+        keyed = []  # (key, sample); key None: never a repeat
+        for loader, batches in enumerate(loaders):
+            indices = batch_indices[loader] if batch_indices and loader < len(batch_indices) else []
+            for i, batch in enumerate(batches):
+                batch_index = indices[i] if i < len(indices) and len(indices[i]) == len(batch) else None
+                for j, sample in enumerate(batch):
+                    if batch_index is not None:
+                        key = (0, loader, batch_index[j])
+                    elif isinstance(sample, dict) and "video_id" in sample:
+                        key = (1, loader, str(sample["video_id"]))
+                    else:
+                        key = None
+                    keyed.append((key, sample))
         if trainer.world_size > 1:
             gathered = [None] * trainer.world_size
-            torch.distributed.all_gather_object(gathered, flat)
-            flat = [sample for part in gathered for sample in part]
+            torch.distributed.all_gather_object(gathered, keyed)
+            keyed = [pair for part in gathered for pair in part]
         if trainer.is_global_zero:
+            flat = _first_of_each(keyed)
             path = Path(self.path or Path(trainer.log_dir or trainer.default_root_dir) / "submission.json")
             written = datamodule.write_submission(flat, path)
             log.info("wrote %d predictions to %s", len(flat), written)
-            print(f"Submission written to {written}")
+            print(f"Submission written to {written} ({len(flat)} samples)")
+
+
+def _first_of_each(keyed: list[tuple[Any, Any]]) -> list[Any]:
+    """The first sample of each key: by dataset index in index order, then by video id, then unkeyed."""
+    seen: dict[Any, Any] = {}
+    rest = []
+    for key, sample in keyed:
+        if key is None:
+            rest.append(sample)
+        elif key not in seen:
+            seen[key] = sample
+    by_index = sorted(key for key in seen if key[0] == 0)
+    return [seen[key] for key in by_index] + [seen[key] for key in seen if key[0] == 1] + rest

@@ -1,0 +1,109 @@
+"""TaskModule's ``compile`` option, and bf16-mixed training of the Ego4D MQ recipe on one GPU.
+
+A compiled fit on a GPU is in ``tests/test_strategies.py``, with the other GPU training runs.
+"""
+
+import csv
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from vidlit.backbones import create_backbone
+from vidlit.cli import VidlitCLI, main
+from vidlit.heads import ActionFormerHead
+from vidlit.tasks import TaskModule
+
+RECIPE = str(Path(__file__).resolve().parents[2] / "recipes" / "ego4d_mq.yaml")
+
+
+def _module(**kwargs) -> TaskModule:
+    return TaskModule(ActionFormerHead(in_dim=64, num_classes=3, embed_dim=32, head_dim=32), **kwargs)
+
+
+@pytest.fixture
+def compiled(monkeypatch) -> list[nn.Module]:
+    """The modules ``nn.Module.compile`` is called on (without compiling anything)."""
+    calls = []
+    monkeypatch.setattr(nn.Module, "compile", lambda self, *args, **kwargs: calls.append(self))
+    return calls
+
+
+def test_compile_the_backbone_once(compiled):
+    module = _module(backbone=create_backbone("vit_test"), compile=True)
+    assert compiled == []  # compiled when the trainer sets the model up, not at construction
+    module.configure_model()
+    module.configure_model()  # every trainer.fit / validate / test calls it again
+    assert compiled == [module.backbone]
+
+
+def test_compile_the_head_without_a_backbone(compiled):
+    module = _module(compile=True)
+    module.configure_model()
+    assert compiled == [module.head]
+
+
+def test_compile_is_off_by_default(compiled):
+    _module(backbone=create_backbone("vit_test")).configure_model()
+    assert compiled == []
+
+
+def test_compile_from_the_cli(mq_root):
+    cli = VidlitCLI(
+        args=["--config", RECIPE, "--data.init_args.root", str(mq_root), "--model.init_args.compile", "true"],
+        run=False,
+    )
+    assert cli.model.use_compile is True
+
+
+@pytest.mark.slow
+def test_compiled_backbone_matches_eager_and_keeps_checkpoint_names():
+    # about 30 s on 2 CPU cores, nearly all of it inductor compiling the two blocks
+    module = _module(backbone=create_backbone("vit_test"), compile=True).eval()
+    video = torch.randn(2, 3, 8, 32, 32)
+    with torch.no_grad():
+        eager = module.backbone(video, output="temporal")
+    names = list(module.state_dict())
+    module.configure_model()
+    with torch.no_grad():
+        compiled = module.backbone(video, output="temporal")
+    torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-4)
+    assert list(module.state_dict()) == names  # no `_orig_mod.` prefixes: old checkpoints still load
+
+
+# -- one GPU ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def data_root(mq_root, tmp_path):
+    return str(shutil.copytree(mq_root, tmp_path / "data"))
+
+
+@pytest.mark.gpu
+def test_recipe_bf16_mixed_on_one_gpu(data_root, tmp_path):
+    runs = tmp_path / "runs"
+    main(
+        [
+            "fit",
+            "--config",
+            RECIPE,
+            "--data.init_args.root",
+            data_root,
+            "--trainer.default_root_dir",
+            str(runs),
+            "--trainer.accelerator",
+            "gpu",
+            "--trainer.devices",
+            "1",
+            "--trainer.precision",
+            "bf16-mixed",
+            "--trainer.max_epochs",
+            "1",
+        ]
+    )
+    rows = [r for r in csv.DictReader((runs / "version_0" / "metrics.csv").open()) if r.get("val/mAP")]
+    assert 0.0 <= float(rows[-1]["val/mAP"]) <= 1.0 and math.isfinite(float(rows[-1]["val/loss"]))
+    assert (runs / "version_0" / "checkpoints" / "last.ckpt").is_file()
