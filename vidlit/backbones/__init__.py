@@ -2,17 +2,24 @@
 
 ``create_backbone("vit_base_patch16_16x224", drop_path_rate=0.1)`` builds a named size;
 ``list_backbones()`` lists the names; ``VideoViT.from_pretrained(path)`` loads transformers'
-VideoMAE folders and original VideoMAE / InternVideo checkpoints.
+VideoMAE folders and original VideoMAE / InternVideo checkpoints. :mod:`vidlit.backbones.mvm`
+holds the masked-video-modeling pieces (tube masking, pixel targets, the VideoMAE decoder).
 """
 
 from vidlit.backbones._registry import create_backbone, list_backbones, register_backbone
+from vidlit.backbones.mvm import MaskedVideoModel, MVMDecoder, patchify, pixel_targets, tube_mask
 from vidlit.backbones.vit import Block, VideoViT, checkpoint_filter_fn
 
 __all__ = [
     "Block",
+    "MVMDecoder",
+    "MaskedVideoModel",
     "VideoViT",
     "checkpoint_filter_fn",
     "create_backbone",
     "list_backbones",
+    "patchify",
+    "pixel_targets",
     "register_backbone",
+    "tube_mask",
 ]

@@ -442,6 +442,14 @@ def _unwrap(checkpoint: Mapping[str, Any]) -> Mapping[str, Tensor]:
     return checkpoint
 
 
+def _strip_wrappers(key: str) -> str:
+    # Wrappers nest in any order: a Lightning module's "backbone." around a torch.compile'd
+    # backbone's "_orig_mod.", or "_orig_mod." of a compiled task module around "backbone.".
+    while prefix := next((p for p in _STRIP_PREFIXES if key.startswith(p)), None):
+        key = key[len(prefix) :]
+    return key
+
+
 def remap_checkpoint_keys(state_dict: Mapping[str, Any]) -> dict[str, Tensor]:
     """Rename a foreign state dict to VideoViT's keys, without looking at a model.
 
@@ -450,6 +458,10 @@ def remap_checkpoint_keys(state_dict: Mapping[str, Any]) -> dict[str, Tensor]:
     into ``qkv``) and the original VideoMAE / InternVideo layout (``encoder.`` prefixes of
     pretraining checkpoints, ``gamma_1``/``gamma_2`` LayerScale, timm-style ``qkv.bias``), nested
     under ``model``/``module``/``state_dict`` or not. Heads, decoders and mask tokens are dropped.
+    vidlit's own files load too: a Lightning checkpoint of :class:`~vidlit.tasks.MVMPretrain` or
+    :class:`~vidlit.tasks.TaskModule` (``state_dict`` with ``backbone.``-prefixed keys, also
+    around a compiled backbone's ``_orig_mod.``) and the plain ``backbone.pt`` that
+    :class:`~vidlit.tasks.ExportBackbone` writes.
 
     Args:
         state_dict: the loaded checkpoint.
@@ -465,9 +477,7 @@ def remap_checkpoint_keys(state_dict: Mapping[str, Any]) -> dict[str, Tensor]:
     for key, value in _unwrap(state_dict).items():
         if not isinstance(value, Tensor):
             continue
-        for prefix in _STRIP_PREFIXES:
-            if key.startswith(prefix):
-                key = key[len(prefix) :]
+        key = _strip_wrappers(key)
         if key in _DROP_KEYS or key.startswith(_DROP_PREFIXES):
             continue
         if key in _HF_TOP_RENAMES:

@@ -1,0 +1,337 @@
+"""MVMPretrain: masked video modeling (VideoMAE / InternVideo) with Lightning.
+
+    vidlit fit --config recipes/pretrain_mvm.yaml
+
+trains a :class:`~vidlit.backbones.VideoViT` by reconstructing the pixels of 90% of a clip's
+tubelets from the other 10% (VideoMAE, Tong et al., 2022; the masked branch of InternVideo,
+Wang et al., 2022). :class:`ExportBackbone` writes the trained encoder as a plain state dict
+that ``create_backbone(name, checkpoint_path=...)`` loads for fine-tuning with
+:class:`~vidlit.tasks.TaskModule`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+
+from vidlit.backbones.mvm import (
+    IMAGENET_DEFAULT_MEAN,
+    IMAGENET_DEFAULT_STD,
+    MVMOutput,
+    decoder_for,
+    reconstruct,
+    tube_mask,
+)
+from vidlit.checkpoint_io import AtomicCheckpointIO
+from vidlit.tasks.schedulers import WarmupCosineLR
+
+__all__ = ["ExportBackbone", "MVMPretrain", "save_backbone", "weight_decay_groups"]
+
+log = logging.getLogger(__name__)
+
+OptimizerCallable = Callable[[Iterable], Optimizer]
+LRSchedulerCallable = Callable[[Optimizer], LRScheduler]
+
+# VideoMAE's learning-rate rule: lr = base_lr * effective batch / 256 (run_mae_pretraining.py).
+LR_REFERENCE_BATCH = 256
+
+
+def default_optimizer(params: Iterable) -> Optimizer:
+    """AdamW with betas (0.9, 0.95) and weight decay 0.05, VideoMAE's pretraining optimizer.
+
+    The learning rate given here does not matter: :class:`MVMPretrain` sets every group's rate
+    from ``base_lr`` and the effective batch size.
+    """
+    return torch.optim.AdamW(params, lr=1.5e-4, betas=(0.9, 0.95), weight_decay=0.05)
+
+
+def default_scheduler(optimizer: Optimizer) -> LRScheduler:
+    """Linear warmup over the first 5% of steps, then cosine decay to zero (VideoMAE: 40 of 800 epochs)."""
+    return WarmupCosineLR(optimizer, warmup_steps=0.05)
+
+
+def weight_decay_groups(module: nn.Module, skip: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """Split trainable parameters into a decayed group and a ``weight_decay = 0`` group.
+
+    VideoMAE's rule (after BEiT/timm): no weight decay on 1-D parameters (norm scales, biases,
+    VideoMAE's ``q_bias``/``v_bias``), on ``*.bias`` and on the names a submodule's
+    ``no_weight_decay()`` lists (learned position tables, the mask token).
+
+    Args:
+        module: the model.
+        skip: further parameter names (as ``module.named_parameters()`` spells them) to exclude.
+
+    Returns:
+        ``[{"params": decayed}, {"params": not_decayed, "weight_decay": 0.0}]``; the first group
+        takes the optimizer's own weight decay. Empty groups are left out.
+    """
+    skip = set(skip)
+    for prefix, sub in module.named_modules():
+        names = getattr(sub, "no_weight_decay", None)
+        if callable(names):
+            skip.update(f"{prefix}.{n}" if prefix else n for n in names())
+    decay, no_decay = [], []
+    for name, param in module.named_parameters():
+        if not param.requires_grad:
+            continue
+        plain = name.replace("._orig_mod", "")  # torch.compile wrappers
+        if param.ndim <= 1 or name.endswith(".bias") or plain in skip:
+            no_decay.append(param)
+        else:
+            decay.append(param)
+    groups = [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def save_backbone(backbone: nn.Module, path: str | Path) -> Path:
+    """Write a backbone's state dict to ``path`` atomically (temporary file, fsync, rename).
+
+    The file is a plain ``{name: tensor}`` dict on the CPU, VideoViT's own key names, readable
+    with ``torch.load(weights_only=True)`` and by ``create_backbone(name, checkpoint_path=path)``.
+
+    Returns:
+        ``path``.
+    """
+    backbone = getattr(backbone, "_orig_mod", backbone)  # a torch.compile wrapper
+    state = {k: v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()}
+    path = Path(path)
+    AtomicCheckpointIO().save_checkpoint(state, path)
+    return path
+
+
+class MVMPretrain(L.LightningModule):
+    """Masked video modeling: VideoMAE pretraining of a video backbone (Tong et al., 2022).
+
+    Every step draws a fresh tube mask per clip (:func:`~vidlit.backbones.mvm.tube_mask`),
+    encodes the visible tubelets, reconstructs the masked ones with an
+    :class:`~vidlit.backbones.mvm.MVMDecoder` and minimizes the mean squared error against
+    per-tubelet normalized pixels (:func:`~vidlit.backbones.mvm.pixel_targets`); the same
+    computation as :class:`~vidlit.backbones.mvm.MaskedVideoModel`. InternVideo (Wang et al.,
+    2022) pretrains its masked branch the same way. Batches need ``"video"``
+    (``[b, c, t, h, w]`` float, normalized by ``pixel_mean``/``pixel_std``); ``"video_ids"``
+    is used in error messages.
+
+    Learning rate: following VideoMAE, the rate is ``base_lr * effective_batch / 256`` with
+    ``effective_batch = batch_size * devices * nodes * accumulate_grad_batches``. The batch size
+    is read from the data module's ``batch_size`` (or the train loader's) when the optimizer is
+    configured. ``optimizer`` is called with two parameter groups (see
+    :func:`weight_decay_groups`), so ``lr`` in its arguments is ignored: the module then
+    overwrites every group's ``lr`` with the scaled rate, before ``scheduler`` wraps the
+    optimizer. The rate used is logged at INFO level.
+
+    Validation reports ``val/loss`` with a mask that depends only on the batch index, so the
+    number is comparable across epochs and runs.
+
+    Args:
+        backbone: the encoder, e.g. ``class_path: vidlit.backbones.create_backbone`` with
+            ``init_args: {name: vit_base_patch16_16x224}``, or a
+            :class:`~vidlit.backbones.VideoViT`. It must accept ``visible_idx``.
+        mask_ratio: fraction of spatial positions hidden per clip (VideoMAE: 0.9).
+        decoder_dim: decoder width (VideoMAE ViT-B: 384).
+        decoder_depth: decoder blocks (VideoMAE: 4).
+        decoder_heads: decoder attention heads (VideoMAE ViT-B: 6).
+        norm_pix_loss: reconstruct per-tubelet normalized pixels (VideoMAE's default).
+        pixel_mean: per-channel mean the data module subtracted (ImageNet's by default); targets
+            are built on un-normalized pixels. ``null`` when the clips are not normalized.
+        pixel_std: per-channel standard deviation the data module divided by.
+        optimizer: builds the optimizer from parameter groups (default
+            :func:`default_optimizer`: AdamW, betas (0.9, 0.95), weight decay 0.05).
+        base_lr: learning rate per 256 clips of effective batch (VideoMAE's 1.5e-4; at an
+            effective batch of 1024 the rate is ``1.5e-4 * 1024 / 256 = 6e-4``).
+        scheduler: builds a scheduler from the optimizer (default :func:`default_scheduler`);
+            a :class:`~vidlit.tasks.WarmupCosineLR` with ``total_steps: 0`` is sized to the
+            trainer's estimated steps. ``null`` for a constant rate.
+        scheduler_interval: step the scheduler every ``"step"`` or every ``"epoch"``.
+        compile: ``torch.compile`` the backbone in place (``nn.Module.compile``, so state-dict
+            keys do not change) in ``configure_model``.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        mask_ratio: float = 0.9,
+        decoder_dim: int = 384,
+        decoder_depth: int = 4,
+        decoder_heads: int = 6,
+        norm_pix_loss: bool = True,
+        pixel_mean: Sequence[float] | None = IMAGENET_DEFAULT_MEAN,
+        pixel_std: Sequence[float] | None = IMAGENET_DEFAULT_STD,
+        optimizer: OptimizerCallable = default_optimizer,
+        base_lr: float = 1.5e-4,
+        scheduler: LRSchedulerCallable | None = default_scheduler,
+        scheduler_interval: str = "step",
+        compile: bool = False,
+    ):
+        super().__init__()
+        if not 0 < mask_ratio < 1:
+            raise ValueError(f"mask_ratio must be in (0, 1), got {mask_ratio}")
+        if scheduler_interval not in ("step", "epoch"):
+            raise ValueError(f"scheduler_interval must be 'step' or 'epoch', got {scheduler_interval!r}")
+        if base_lr <= 0:
+            raise ValueError(f"base_lr must be positive, got {base_lr}")
+        for attr in ("embed_dim", "tubelet_size", "patch_size", "grid_size", "patch_embed"):
+            if not hasattr(backbone, attr):
+                raise ValueError(
+                    f"backbone {type(backbone).__name__} has no {attr!r}: MVMPretrain needs a VideoViT-like "
+                    f"encoder (e.g. vidlit.backbones.create_backbone with a vit_* name)"
+                )
+        self.backbone = backbone
+        self.decoder = decoder_for(backbone, decoder_dim, decoder_depth, decoder_heads)
+        self.mask_ratio = mask_ratio
+        self.norm_pix_loss = norm_pix_loss
+        self.pixel_mean = tuple(pixel_mean) if pixel_mean is not None else None
+        self.pixel_std = tuple(pixel_std) if pixel_std is not None else None
+        self.optimizer = optimizer
+        self.base_lr = base_lr
+        self.scheduler = scheduler
+        self.scheduler_interval = scheduler_interval
+        # not self.compile: that would shadow nn.Module.compile
+        self.compile_backbone = compile
+        self._compiled = False
+        # fails now, not at the first step, if the ratio leaves nothing visible or masked
+        tube_mask(1, backbone.grid_size, mask_ratio)
+
+    # -- model ----------------------------------------------------------------------------------
+
+    def configure_model(self) -> None:
+        if self.compile_backbone and not self._compiled:
+            self.backbone.compile()
+            self._compiled = True
+
+    def forward(self, video: Tensor, generator: torch.Generator | None = None) -> MVMOutput:
+        """Mask ``video`` with fresh tube masks and return the reconstruction loss.
+
+        Args:
+            video: ``[b, c, t, h, w]`` clips.
+            generator: generator for the masks; the global one of ``video``'s device when ``None``
+                (seeded by ``seed_everything`` and, per epoch, by ``ReproducibleEpochs``).
+        """
+        grid = self.backbone.patch_embed.grid_size(*video.shape[2:])
+        visible_idx, masked_idx = tube_mask(
+            video.shape[0], grid, self.mask_ratio, generator=generator, device=video.device
+        )
+        return reconstruct(self, video, visible_idx, masked_idx)
+
+    @staticmethod
+    def _video(batch: dict[str, Any]) -> Tensor:
+        if "video" not in batch:
+            raise KeyError(
+                f"MVMPretrain needs batch['video'] ([b, c, t, h, w]); the batch has {sorted(batch)}"
+            )
+        return batch["video"]
+
+    # -- steps ----------------------------------------------------------------------------------
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        video = self._video(batch)
+        loss = self(video).loss
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"non-finite training loss at epoch {self.current_epoch}, step {self.global_step}, "
+                f"batch {batch_idx} (loss={loss.item():.4g}); samples in the batch: {batch.get('video_ids')}"
+            )
+        size = video.shape[0]
+        self.log("train/loss", loss.detach(), batch_size=size)
+        self.log("loss", loss.detach(), prog_bar=True, logger=False, batch_size=size)
+        return loss
+
+    def _evaluate(self, batch: dict[str, Any], batch_idx: int, stage: str) -> None:
+        video = self._video(batch)
+        # the mask depends only on the batch index: comparable numbers, global RNG untouched
+        generator = torch.Generator().manual_seed(batch_idx)
+        loss = self(video, generator=generator).loss
+        self.log(f"{stage}/loss", loss, batch_size=video.shape[0], sync_dist=True, prog_bar=stage == "val")
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, batch_idx, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, batch_idx, "test")
+
+    # -- optimization ---------------------------------------------------------------------------
+
+    def effective_batch_size(self) -> int:
+        """``batch_size * devices * nodes * accumulate_grad_batches`` of the attached trainer.
+
+        Raises:
+            ValueError: if neither the data module nor the train loader states a batch size.
+        """
+        trainer = self.trainer
+        batch_size = getattr(trainer.datamodule, "batch_size", None) if trainer.datamodule else None
+        if batch_size is None:
+            loader = trainer.train_dataloader
+            batch_size = getattr(loader, "batch_size", None)
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(
+                "MVMPretrain scales the learning rate by the effective batch size, but neither the data "
+                "module's batch_size nor the train DataLoader's batch_size is set"
+            )
+        return batch_size * trainer.world_size * trainer.accumulate_grad_batches
+
+    def configure_optimizers(self) -> Any:
+        # estimated_stepping_batches loads the train loader, so its batch size is known afterwards
+        total_steps = int(self.trainer.estimated_stepping_batches)
+        effective = self.effective_batch_size()
+        lr = self.base_lr * effective / LR_REFERENCE_BATCH
+        optimizer = self.optimizer(weight_decay_groups(self))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        log.info(
+            "MVMPretrain: lr %.3g = base_lr %.3g x effective batch %d / 256", lr, self.base_lr, effective
+        )
+        if self.scheduler is None:
+            return optimizer
+        scheduler = self.scheduler(optimizer)
+        if isinstance(scheduler, WarmupCosineLR) and scheduler.total_steps == 0:
+            scheduler.set_total_steps(total_steps)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval},
+        }
+
+    # -- export ---------------------------------------------------------------------------------
+
+    def save_backbone(self, path: str | Path) -> Path:
+        """Write the backbone's weights to ``path`` atomically (see :func:`save_backbone`)."""
+        return save_backbone(self.backbone, path)
+
+
+class ExportBackbone(L.Callback):
+    """Write the module's ``backbone`` as a plain state dict when training ends.
+
+    The file loads with ``create_backbone(name, checkpoint_path=path)`` or
+    ``VideoViT.from_pretrained(path, ...)``, e.g. into a fine-tuning recipe::
+
+        backbone:
+          class_path: vidlit.backbones.create_backbone
+          init_args: {name: vit_test, checkpoint_path: runs/pretrain_mvm/backbone.pt}
+
+    Only global rank 0 writes. A run that stops with an exception exports nothing; its Lightning
+    checkpoints load the same way (``create_backbone(name, checkpoint_path="last.ckpt")``).
+    Works for any module with a ``backbone`` attribute (``MVMPretrain``, ``TaskModule``).
+
+    Args:
+        path: output file; defaults to ``backbone.pt`` in ``trainer.default_root_dir``.
+    """
+
+    def __init__(self, path: str | None = None):
+        self.path = path
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        backbone = getattr(pl_module, "backbone", None)
+        if not isinstance(backbone, nn.Module):
+            raise TypeError(f"ExportBackbone: {type(pl_module).__name__} has no backbone module to export")
+        if not trainer.is_global_zero:
+            return
+        path = Path(self.path) if self.path else Path(trainer.default_root_dir) / "backbone.pt"
+        save_backbone(backbone, path)
+        log.info("exported the backbone to %s", path)
+        print(f"Backbone written to {path}")
