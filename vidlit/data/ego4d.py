@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from vidlit.core.io import write_json_atomic
 from vidlit.core.types import SegmentPrediction, TemporalFeatureBatch
 from vidlit.data.base import VidlitDataModule
 from vidlit.data.features import find_feature_file, load_feature_file, pad_sequences
@@ -105,12 +106,7 @@ def write_moment_submission(
             {"label": class_names[int(label)], "score": float(score), "segment": [float(s), float(e)]}
             for (s, e), label, score in zip(pred["segments"].tolist(), pred["labels"], pred["scores"])
         ]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps({"version": "1.0", "challenge": MQ_CHALLENGE, "detect_results": results}))
-    tmp.replace(path)
-    return path
+    return write_json_atomic({"version": "1.0", "challenge": MQ_CHALLENGE, "detect_results": results}, path)
 
 
 class MomentQueriesDataset(Dataset):

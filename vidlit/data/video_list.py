@@ -44,6 +44,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from vidlit.core.io import write_json_atomic
 from vidlit.data.base import VidlitDataModule
 from vidlit.data.sampling import dense_clip, multi_view_clips, sample_in_window, uniform_segments
 from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoBatchTransform
@@ -850,10 +851,5 @@ class VideoListDataModule(VidlitDataModule):
                 {"label": self.class_names[int(i)], "score": float(s)}
                 for s, i in zip(top.values.tolist(), top.indices.tolist())
             ]
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
         doc = {"version": "1.0", "results": results, "external_data": {"used": False, "details": ""}}
-        tmp.write_text(json.dumps(doc))
-        tmp.replace(path)
-        return path
+        return write_json_atomic(doc, path)

@@ -26,6 +26,24 @@ def default_optimizer(params: Iterable) -> Optimizer:
     return torch.optim.AdamW(params, lr=1e-4, weight_decay=0.05)
 
 
+def check_finite_loss(
+    module: L.LightningModule, losses: dict[str, Tensor], batch: dict, batch_idx: int
+) -> None:
+    """Stop the run on a NaN / Inf ``losses["loss"]``, naming the step and the batch's samples.
+
+    Raises:
+        FloatingPointError: with the epoch, step, batch index, every loss part and
+            ``batch["video_ids"]``.
+    """
+    if torch.isfinite(losses["loss"]):
+        return
+    parts = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
+    raise FloatingPointError(
+        f"non-finite training loss at epoch {module.current_epoch}, step {module.global_step}, "
+        f"batch {batch_idx} ({parts}); samples in the batch: {batch.get('video_ids')}"
+    )
+
+
 class TaskModule(L.LightningModule):
     """Train one task head, on pre-extracted features or on a backbone's features.
 
@@ -100,12 +118,7 @@ class TaskModule(L.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         losses = self.head.loss(self(batch), batch)
         loss = losses["loss"]
-        if not torch.isfinite(loss):
-            parts = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
-            raise FloatingPointError(
-                f"non-finite training loss at epoch {self.current_epoch}, step {self.global_step}, "
-                f"batch {batch_idx} ({parts}); samples in the batch: {batch.get('video_ids')}"
-            )
+        check_finite_loss(self, losses, batch, batch_idx)
         size = len(batch["targets"]) if "targets" in batch else None
         self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, prog_bar=False, batch_size=size)
         self.log("loss", loss.detach(), prog_bar=True, logger=False, batch_size=size)

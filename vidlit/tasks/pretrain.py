@@ -31,6 +31,7 @@ from vidlit.backbones.mvm import (
     tube_mask,
 )
 from vidlit.checkpoint_io import AtomicCheckpointIO
+from vidlit.tasks.finetune import check_finite_loss
 from vidlit.tasks.schedulers import WarmupCosineLR
 
 __all__ = ["ExportBackbone", "MVMPretrain", "save_backbone", "weight_decay_groups"]
@@ -233,11 +234,7 @@ class MVMPretrain(L.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         video = self._video(batch)
         loss = self(video).loss
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"non-finite training loss at epoch {self.current_epoch}, step {self.global_step}, "
-                f"batch {batch_idx} (loss={loss.item():.4g}); samples in the batch: {batch.get('video_ids')}"
-            )
+        check_finite_loss(self, {"loss": loss}, batch, batch_idx)
         size = video.shape[0]
         self.log("train/loss", loss.detach(), batch_size=size)
         self.log("loss", loss.detach(), prog_bar=True, logger=False, batch_size=size)
