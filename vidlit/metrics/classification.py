@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,11 +9,7 @@ import torch
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat, rank_zero_warn
 
-
-def _video_key(video_id: str) -> int:
-    """A 64-bit id of a video, equal on every process (unlike ``hash``), so it can be gathered."""
-    digest = hashlib.blake2b(video_id.encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "little", signed=True)
+from vidlit.core.ids import stable_id
 
 
 class TopKAccuracy(Metric):
@@ -118,7 +113,7 @@ class TopKAccuracy(Metric):
                     f"targets[{i}] (video_id {video_id!r})['label'] must lie in [0, {self.num_classes}), "
                     f"got {label}"
                 )
-            keys.append(_video_key(video_id))
+            keys.append(stable_id(video_id))
             scores.append(score)
             labels.append(label)
         self.video_keys.append(torch.tensor(keys, dtype=torch.long, device=self.device))

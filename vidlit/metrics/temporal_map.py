@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 from collections.abc import Sequence
 
@@ -12,6 +11,7 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat, rank_zero_warn
 
+from vidlit.core.ids import stable_id
 from vidlit.core.segments import segment_iou
 from vidlit.core.types import SegmentPrediction, SegmentTarget
 
@@ -22,12 +22,6 @@ _IOU_BLOCK = 1 << 14
 # ranks of a process group and across the metric instances of one process (``merge_state``).
 _COUNTER_BITS = 47
 _occurrences = itertools.count()
-
-
-def _clip_key(video_id: str) -> int:
-    """A 64-bit id of a clip, equal on every process (unlike ``hash``), so it can be gathered as a tensor."""
-    digest = hashlib.blake2b(video_id.encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "little", signed=True)
 
 
 def _format(x: float) -> str:
@@ -236,7 +230,7 @@ class TemporalActionMAP(Metric):
                     f"preds[{i}] is clip {pred['video_id']!r} but targets[{i}] is clip {target['video_id']!r}"
                 )
             tag = (rank << _COUNTER_BITS) | next(_occurrences)
-            keys.append(_clip_key(pred["video_id"]))
+            keys.append(stable_id(pred["video_id"]))
             tags.append(tag)
             p_tag.append(torch.full((len(lab),), tag, dtype=torch.long, device=self.device))
             g_tag.append(torch.full((len(glab),), tag, dtype=torch.long, device=self.device))

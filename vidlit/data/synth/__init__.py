@@ -1,27 +1,51 @@
 """Synthetic sample datasets in each task's official layout (``vidlit data synth TASK --out DIR``).
 
 Each generator writes small data with signal a head can learn, so every recipe runs on a fresh
-machine and the tests train on it. :data:`SYNTHESIZERS` maps task names to generators.
+machine and the tests train on it. :data:`SYNTHESIZERS` maps task names to generators; each is
+a function ``write_<task>(out, seed=0, **kwargs)`` that returns the folder it wrote, imported
+only when that task is asked for.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+# task name -> "module:function"; the module is imported on first use
+_GENERATORS: dict[str, str] = {
+    "ego4d_mq": "vidlit.data.synth.ego4d_mq:write_ego4d_mq",
+    "videos": "vidlit.data.synth.videos:write_videos",
+    "internvid": "vidlit.data.synth.internvid:write_internvid",
+    "ego4d_nlq": "vidlit.data.synth.ego4d_nlq:write_ego4d_nlq",
+    "ego4d_fhp": "vidlit.data.synth.ego4d_fhp:write_ego4d_fhp",
+    "ego4d_scod": "vidlit.data.synth.ego4d_scod:write_ego4d_scod",
+    "ego4d_sta": "vidlit.data.synth.ego4d_sta:write_ego4d_sta",
+    "ave": "vidlit.data.synth.ave:write_ave",
+    "llp": "vidlit.data.synth.llp:write_llp",
+    "xd_violence": "vidlit.data.synth.xd_violence:write_xd_violence",
+    "music_dance": "vidlit.data.synth.music_dance:write_music_dance",
+}
 
-def _ego4d_mq(out: Path, **kwargs: Any) -> Any:
-    from vidlit.data.synth.ego4d_mq import write_ego4d_mq
 
-    return write_ego4d_mq(out, **kwargs)
-
-
-def _videos(out: Path, num_videos: int = 32, **kwargs: Any) -> Any:
-    from vidlit.data.synth.videos import write_synthetic_videos
-
-    write_synthetic_videos(out, num_videos, **kwargs)
-    return out
+def _load(task: str) -> Callable[..., Any]:
+    module, function = _GENERATORS[task].split(":")
+    return getattr(importlib.import_module(module), function)
 
 
-SYNTHESIZERS: dict[str, Callable[..., Any]] = {"ego4d_mq": _ego4d_mq, "videos": _videos}
+class _Registry(dict):
+    """A ``dict`` of task name -> generator that imports each generator lazily."""
+
+    def __getitem__(self, task: str) -> Callable[..., Any]:
+        if task not in _GENERATORS:
+            raise KeyError(f"no synthetic dataset named {task!r}; known: {', '.join(sorted(_GENERATORS))}")
+        return _load(task)
+
+
+SYNTHESIZERS: dict[str, Callable[..., Any]] = _Registry.fromkeys(_GENERATORS)
+
+
+def synthesize(task: str, out: str | Path, **kwargs: Any) -> Path:
+    """Write the sample dataset of ``task`` under ``out`` and return the folder."""
+    return SYNTHESIZERS[task](Path(out), **kwargs)

@@ -332,3 +332,9 @@ def write_corrupt_videos(out_dir: str | Path, seed: int = 0) -> dict[str, Path]:
         data[pos : pos + size] = b"\xff" * size
     paths["damaged_packets"].write_bytes(bytes(data))
     return paths
+
+
+def write_videos(out: str | Path, num_videos: int = 32, seed: int = 0, **kwargs: Any) -> Path:
+    """``vidlit data synth videos``: :func:`write_synthetic_videos` with the CLI's signature."""
+    write_synthetic_videos(out, num_videos, seed=seed, **kwargs)
+    return Path(out)

