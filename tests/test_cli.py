@@ -93,3 +93,14 @@ def test_head_in_dim_comes_from_backbone_or_data():
     assert head_in_dim(named, None) == 768
     with pytest.raises(ValueError, match="no feature_dim"):
         head_in_dim(None, Namespace(class_path="mypkg.Data", init_args=Namespace()))
+
+
+def test_model_flags_with_a_function_backbone(capsys):
+    """``--model.init_args.*`` flags work when the backbone's class_path is create_backbone (a function)."""
+    args = ["--model.init_args.freeze_backbone", "true"]
+    args += ["--model.init_args.backbone.init_args.name", "vit_small_patch16_16x224"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", "recipes/video_cls.yaml", *args, "--print_config"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "freeze_backbone: true" in out and "name: vit_small_patch16_16x224" in out

@@ -81,6 +81,13 @@ class VidlitArgumentParser(LightningArgumentParser):
         sys.stderr.write(f"vidlit: error: {line}\n(see `vidlit {{fit,validate,test,predict}} --help`)\n")
         sys.exit(2)
 
+    def add_function_arguments(self, function: Any, *args: Any, linked_targets: Any = None, **kwargs: Any) -> Any:
+        # jsonargparse 4.53 passes ``linked_targets`` on to functions given as class_path (e.g.
+        # ``vidlit.backbones.create_backbone``) whenever the model has links, and
+        # add_function_arguments does not take it: any ``--model.init_args.X`` flag then failed.
+        # Nothing links into a function's arguments here, so the set is not needed.
+        return super().add_function_arguments(function, *args, **kwargs)
+
 
 def head_in_dim(backbone: Any, data: Any) -> int:
     """The head's ``in_dim``: the backbone's width when the model has one, else ``data.feature_dim``.
