@@ -3,5 +3,13 @@
 from vidlit.heads.base import TaskHead
 from vidlit.heads.classification import AttentiveProbeHead, ClassificationHead, LinearProbeHead
 from vidlit.heads.moment_queries import ActionFormerHead
+from vidlit.heads.violence import MACILSDHead
 
-__all__ = ["ActionFormerHead", "AttentiveProbeHead", "ClassificationHead", "LinearProbeHead", "TaskHead"]
+__all__ = [
+    "ActionFormerHead",
+    "AttentiveProbeHead",
+    "ClassificationHead",
+    "LinearProbeHead",
+    "MACILSDHead",
+    "TaskHead",
+]

@@ -1,0 +1,152 @@
+"""XD-Violence lists, annotations, frame ground truth and the data module, on the synthetic layout."""
+
+import random
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from vidlit.data.synth.xd_violence import write_xd_violence
+from vidlit.data.xd_violence import (
+    XDViolence,
+    frame_labels,
+    read_annotations,
+    read_feature_lists,
+    uniform_extract,
+)
+
+C, A = 16, 8
+
+
+@pytest.fixture(scope="module")
+def xd_root(tmp_path_factory):
+    return write_xd_violence(
+        tmp_path_factory.mktemp("xd") / "data", num_train=4, num_test=4, feature_dim=C, audio_dim=A, seed=3
+    )
+
+
+def test_synthetic_data_is_in_the_official_layout(xd_root):
+    rgb = (xd_root / "list" / "rgb_test.list").read_text().splitlines()
+    assert len(rgb) == 20 and [line[-7:] for line in rgb[:5]] == [f"__{c}.npy" for c in range(5)]
+    assert all(
+        line.endswith("__vggish.npy")
+        for line in (xd_root / "list" / "audio_test.list").read_text().splitlines()
+    )
+    annotated = read_annotations(xd_root / "annotations.txt")
+    videos = read_feature_lists(xd_root / "list" / "rgb_test.list", xd_root / "list" / "audio_test.list")
+    assert set(annotated) == {v.name for v in videos if v.violent}  # normal videos have no line
+    assert {v.violent for v in videos} == {True, False}
+    assert all(v.violent == ("_label_A" not in v.name) for v in videos)
+    # list/gt.npy as make_gt.py writes it: 16 frames per snippet, concatenated in list order
+    gt = np.load(xd_root / "list" / "gt.npy")
+    ours = [frame_labels(annotated.get(v.name, []), np.load(v.rgb[0]).shape[0]) for v in videos]
+    assert np.array_equal(gt, torch.cat(ours).numpy())
+
+
+def test_frame_labels_are_half_open_ranges_cut_to_the_snippets():
+    labels = frame_labels([(3, 5), (30, 40)], num_snippets=2)
+    assert labels.shape == (32,) and labels.nonzero().flatten().tolist() == [3, 4, 30, 31]
+
+
+def test_uniform_extract_matches_the_official_linspace():
+    features = torch.arange(450.0)[:, None]
+    official = np.linspace(0, 449, 200, dtype=np.uint16)  # utils.uniform_extract
+    assert uniform_extract(features, 200).flatten().long().tolist() == official.tolist()
+
+
+def test_audio_pairs_by_name_in_any_order(xd_root, tmp_path):
+    lines = (xd_root / "list" / "audio.list").read_text().splitlines()
+    random.Random(0).shuffle(lines)
+    shuffled = tmp_path / "audio.list"
+    shuffled.write_text("\n".join(lines) + "\n")
+    videos = read_feature_lists(xd_root / "list" / "rgb.list", shuffled, root=xd_root)
+    assert all(v.audio.name == f"{v.name}__vggish.npy" for v in videos)
+    assert all([p.name for p in v.rgb] == [f"{v.name}__{c}.npy" for c in range(5)] for v in videos)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda lines: lines[:4] + lines[5:], r"line 1: video .* lists crops \[0, 1, 2, 3\], expected 0..4"),
+        (
+            lambda lines: [lines[0].replace("__0.npy", ".npy")] + lines[1:],
+            r"line 1: .* not named <video>__<crop>",
+        ),
+        (lambda lines: lines + [lines[0]], r"line 21: crop 0 of .* listed twice"),
+    ],
+)
+def test_bad_rgb_list_names_the_line(xd_root, tmp_path, edit, message):
+    bad = tmp_path / "rgb.list"
+    bad.write_text("\n".join(edit((xd_root / "list" / "rgb.list").read_text().splitlines())) + "\n")
+    with pytest.raises(ValueError, match=message):
+        read_feature_lists(bad, xd_root / "list" / "audio.list", root=xd_root)
+
+
+def test_video_without_audio(xd_root, tmp_path):
+    audio = tmp_path / "audio.list"
+    audio.write_text("\n".join((xd_root / "list" / "audio.list").read_text().splitlines()[1:]) + "\n")
+    with pytest.raises(ValueError, match="no audio file .*__vggish.npy"):
+        read_feature_lists(xd_root / "list" / "rgb.list", audio, root=xd_root)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("v_label_B1-0-0 10 20 30", "line 2 .*pairs of frame numbers"),
+        ("v_label_B1-0-0 10 2x", "line 2 .*must be integers"),
+        ("v_label_B1-0-0 20 10", r"line 2 .*invalid frame range 20 10"),
+        ("ok_label_B1-0-0 1 2", "line 2 .*annotated twice"),
+    ],
+)
+def test_bad_annotations_name_the_line(tmp_path, line, message):
+    path = tmp_path / "annotations.txt"
+    path.write_text(f"ok_label_B1-0-0 1 2\n{line}\n")
+    with pytest.raises(ValueError, match=message):
+        read_annotations(path)
+
+
+def test_data_module_trains_on_video_labels_and_evaluates_frames(xd_root, tmp_path):
+    data = XDViolence(str(xd_root), feature_dim=C, audio_dim=A, batch_size=6, eval_batch_size=2)
+    data.setup("fit")
+    assert data.steps_per_epoch == 4 and len(data.datasets["train"]) == 20 and data.num_classes == 1
+    batch = next(iter(data.train_dataloader()))
+    b, t, c = batch["features"].shape
+    assert (b, c) == (6, C) and batch["audio"].shape == (6, t, A) and batch["mask"].shape == (6, t)
+    # weak supervision: nothing frame-level reaches training
+    assert all(set(target) == {"video_id", "label"} for target in batch["targets"])
+    assert batch["labels"].tolist() == [float("_label_A" not in v) for v in batch["video_ids"]]
+    val = next(iter(data.val_dataloader()))
+    assert val["features"].shape[:2] == (2, 5) and val["features"].shape[-1] == C
+    lengths = val["mask"].sum(1).tolist()
+    assert [len(target["frame_labels"]) for target in val["targets"]] == [16 * n for n in lengths]
+    # the official concatenated gt.npy gives the same frame labels
+    official = XDViolence(
+        str(xd_root), feature_dim=C, audio_dim=A, ground_truth="list/gt.npy", eval_batch_size=2
+    )
+    official.setup("validate")
+    other = next(iter(official.val_dataloader()))
+    for ours, theirs in zip(val["targets"], other["targets"]):
+        assert torch.equal(ours["frame_labels"], theirs["frame_labels"])
+
+
+def test_audio_one_snippet_short_drops_the_last_rgb_snippet(xd_root, tmp_path):
+    root = shutil.copytree(xd_root, tmp_path / "data")
+    video = read_feature_lists(root / "list" / "rgb_test.list", root / "list" / "audio_test.list")[0]
+    audio = np.load(video.audio)
+    np.save(video.audio, audio[:-1])
+    data = XDViolence(str(root), feature_dim=C, audio_dim=A)
+    data.setup("test")
+    sample = data.datasets["test"][0]
+    assert sample["features"].shape == (5, len(audio) - 1, C) and len(
+        sample["target"]["frame_labels"]
+    ) == 16 * (len(audio) - 1)
+    np.save(video.audio, audio[:-3])
+    with pytest.raises(ValueError, match="must cover the same snippets"):
+        data.datasets["test"][0]
+
+
+def test_missing_feature_files_are_reported(xd_root, tmp_path):
+    data = XDViolence(str(xd_root), feature_dim=C, audio_dim=A, feature_dir=str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="listed feature files do not exist"):
+        data.setup("fit")

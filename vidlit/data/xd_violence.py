@@ -1,0 +1,496 @@
+"""XD-Violence: I3D RGB / VGGish feature lists, video-level labels and frame-level annotations.
+
+The official layout (Wu et al., "Not only Look, but also Listen", ECCV 2020, ``Roc-Ng/XDVioDet``;
+reused by MACIL-SD, ``JustinYuu/MACIL_SD``):
+
+- ``list/rgb.list`` / ``list/rgb_test.list``: one ``.npy`` path per line, five per video, the
+  I3D RGB features (``[T, 1024]``, one row per 16-frame snippet) of the five crops, named
+  ``<video>__0.npy`` ... ``<video>__4.npy``;
+- ``list/audio.list`` / ``list/audio_test.list``: one VGGish ``[T, 128]`` file per video,
+  ``<video>__vggish.npy``, shared by its five crops (the official loader pairs by position,
+  ``audio_list[index // 5]``; here by video name, so differently ordered lists still pair right);
+- a video is normal when its name contains ``_label_A`` (e.g.
+  ``A.Beautiful.Mind.2001__#00-25-20_00-29-20_label_A``), violent otherwise
+  (``..._label_B2-G-0``): the only training signal (weak supervision);
+- ``annotations.txt`` (test videos only): ``<video> start1 end1 start2 end2 ...`` in frames, the
+  violent ranges ``[start, end)`` (the official ``make_gt.py`` sets ``gt[start:end] = 1``);
+  normal videos have no line.
+
+Frame-level ground truth: ``make_gt.py`` builds ``list/gt.npy`` from each test video's frame
+count ``F`` (read with OpenCV), drops the last frame and then the ``(F - 1) % 16`` frames after the
+last full snippet, so each video contributes ``16 * floor((F - 1) / 16)`` frames, which is
+``16 * T`` for its ``T`` I3D snippets. Without the videos, :func:`frame_labels` builds the same
+``16 * T`` frames from the features' ``T`` (ranges reaching past them are cut, as there). A
+concatenated official ``gt.npy`` can be given instead (``ground_truth: list/gt.npy``); it is split
+in test-list order and must have exactly ``16 * T`` frames per video.
+
+Lengths: training sequences longer than ``max_seqlen`` (200) are resampled to it with the
+official ``uniform_extract`` (``linspace(0, T - 1, 200)`` truncated to integers); shorter ones
+are zero-padded with a mask. Evaluation keeps every snippet. When an audio file has one snippet
+less than the RGB files, the RGB sequence loses its last snippet, as the XD-Violence loader does.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from vidlit.data.base import VidlitDataModule
+from vidlit.data.features import load_feature_file, pad_sequences
+
+log = logging.getLogger(__name__)
+
+CLIP_LEN = 16
+NORMAL_FLAG = "_label_A"
+AUDIO_SUFFIX = "__vggish"
+
+
+def is_violent(video: str) -> bool:
+    """The video-level label from the name: normal iff it contains ``_label_A``."""
+    return NORMAL_FLAG not in video
+
+
+@dataclass
+class XDVideo:
+    """One video of a feature list: its crops' RGB files and its audio file.
+
+    Attributes:
+        name: video name (the file name without ``__<crop>.npy``).
+        violent: video-level label.
+        rgb: RGB feature file of each crop, in crop order.
+        audio: VGGish feature file.
+    """
+
+    name: str
+    violent: bool
+    rgb: list[Path]
+    audio: Path
+
+
+def _read_list(path: Path, root: Path, feature_dir: Path | None) -> list[tuple[int, Path]]:
+    """``(line number, resolved path)`` of each non-empty line of a feature list."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: feature list not found")
+    entries = []
+    for number, raw in enumerate(path.read_text().splitlines(), start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        file = Path(line)
+        if feature_dir is not None:
+            file = feature_dir / file.name
+        elif not file.is_absolute():
+            file = root / file
+        if file.suffix != ".npy":
+            raise ValueError(f"{path}: line {number}: expected a .npy feature file, got {line!r}")
+        entries.append((number, file))
+    if not entries:
+        raise ValueError(f"{path}: the feature list is empty")
+    return entries
+
+
+def read_feature_lists(
+    rgb_list: str | Path,
+    audio_list: str | Path,
+    root: str | Path | None = None,
+    feature_dir: str | Path | None = None,
+    num_crops: int = 5,
+) -> list[XDVideo]:
+    """Read an RGB list and its audio list into videos, crops grouped, in RGB-list order.
+
+    Args:
+        rgb_list: ``rgb.list`` / ``rgb_test.list``: ``<video>__<crop>.npy`` paths.
+        audio_list: ``audio.list`` / ``audio_test.list``: ``<video>__vggish.npy`` paths.
+        root: folder that relative paths in the lists resolve against (default: the list's
+            parent's parent, i.e. the dataset root holding ``list/``).
+        feature_dir: when set, every listed file is looked up by its file name in this folder
+            (the official lists hold the absolute paths of their authors' machines).
+        num_crops: crops per video; every video must list crops ``0 .. num_crops - 1``.
+
+    Raises:
+        FileNotFoundError: a missing list.
+        ValueError: a malformed name, a crop listed twice or missing, or a video without audio;
+            the message names the list file and line.
+    """
+    rgb_list, audio_list = Path(rgb_list), Path(audio_list)
+    base = Path(root) if root is not None else rgb_list.parent.parent
+    directory = Path(feature_dir) if feature_dir is not None else None
+    crops: dict[str, dict[int, Path]] = {}
+    first_line: dict[str, int] = {}
+    for number, file in _read_list(rgb_list, base, directory):
+        name, sep, crop = file.stem.rpartition("__")
+        if not sep or not name or not crop.isdigit():
+            raise ValueError(
+                f"{rgb_list}: line {number}: {file.name!r} is not named <video>__<crop>.npy "
+                "(e.g. ..._label_A__0.npy)"
+            )
+        index = int(crop)
+        if index >= num_crops:
+            raise ValueError(
+                f"{rgb_list}: line {number}: crop {index} of {name!r} but num_crops is {num_crops}"
+            )
+        if index in crops.setdefault(name, {}):
+            raise ValueError(f"{rgb_list}: line {number}: crop {index} of {name!r} is listed twice")
+        crops[name][index] = file
+        first_line.setdefault(name, number)
+    audio: dict[str, Path] = {}
+    for number, file in _read_list(audio_list, base, directory):
+        name = file.stem.removesuffix(AUDIO_SUFFIX)
+        if name in audio:
+            raise ValueError(f"{audio_list}: line {number}: audio of {name!r} is listed twice")
+        audio[name] = file
+    videos = []
+    for name, files in crops.items():
+        if sorted(files) != list(range(num_crops)):
+            raise ValueError(
+                f"{rgb_list}: line {first_line[name]}: video {name!r} lists crops {sorted(files)}, "
+                f"expected 0..{num_crops - 1}"
+            )
+        if name not in audio:
+            raise ValueError(
+                f"{audio_list}: no audio file {name}{AUDIO_SUFFIX}.npy for video {name!r} "
+                f"({rgb_list}, line {first_line[name]})"
+            )
+        videos.append(XDVideo(name, is_violent(name), [files[i] for i in range(num_crops)], audio[name]))
+    return videos
+
+
+def read_annotations(path: str | Path) -> dict[str, list[tuple[int, int]]]:
+    """Parse XD-Violence's ``annotations.txt``: ``<video> start1 end1 start2 end2 ...`` in frames.
+
+    Returns:
+        video name (without ``.mp4``) -> violent frame ranges ``[start, end)``.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: a line with an odd number of frame numbers, a non-integer, a negative frame,
+            an end before its start or a video annotated twice; the message names the line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: annotation file not found")
+    ranges: dict[str, list[tuple[int, int]]] = {}
+    for number, raw in enumerate(path.read_text().splitlines(), start=1):
+        fields = raw.split()
+        if not fields:
+            continue
+        name = fields[0].removesuffix(".mp4")
+        where = f"{path}: line {number} ({name})"
+        bounds = fields[1:]
+        if not bounds or len(bounds) % 2:
+            raise ValueError(
+                f"{where}: expected pairs of frame numbers 'start end ...', got {len(bounds)} numbers"
+            )
+        try:
+            frames = [int(b) for b in bounds]
+        except ValueError:
+            raise ValueError(f"{where}: frame numbers must be integers, got {' '.join(bounds)!r}") from None
+        pairs = list(zip(frames[::2], frames[1::2]))
+        for start, end in pairs:
+            if start < 0 or end < start:
+                raise ValueError(f"{where}: invalid frame range {start} {end}")
+        if name in ranges:
+            raise ValueError(f"{where}: video {name!r} is annotated twice")
+        ranges[name] = pairs
+    return ranges
+
+
+def frame_labels(ranges: list[tuple[int, int]], num_snippets: int, clip_len: int = CLIP_LEN) -> Tensor:
+    """The ``[num_snippets * clip_len]`` 0/1 frame ground truth of one video (``make_gt.py``).
+
+    Frames ``start <= f < end`` of each range are violent; frames past the last full snippet
+    are cut off, as ``make_gt.py`` cuts ``gt.npy`` to the features' length.
+    """
+    labels = torch.zeros(num_snippets * clip_len, dtype=torch.uint8)
+    for start, end in ranges:
+        labels[start:end] = 1
+    return labels
+
+
+def uniform_extract(features: Tensor, length: int) -> Tensor:
+    """``length`` rows at ``linspace(0, T - 1, length)`` (truncated), the official ``uniform_extract``."""
+    index = np.linspace(0, len(features) - 1, length).astype(np.int64)
+    return features[torch.from_numpy(index)]
+
+
+class XDViolenceDataset(Dataset):
+    """Samples of one split.
+
+    Training (``train=True``): one sample per (video, crop), the crop's RGB sequence with the
+    video's audio and its video-level label only; target ``{"video_id", "label"}``.
+    Evaluation: one sample per video with all crops ``[k, T, C]``; target
+    ``{"video_id", "frame_labels"}`` for :class:`~vidlit.metrics.frame_ap.FrameLevelAP`.
+
+    Args:
+        videos: parsed lists.
+        feature_dim: RGB width.
+        audio_dim: audio width.
+        train: training or evaluation samples.
+        max_seqlen: training sequences longer than this are resampled to it (None: never).
+        ranges: violent frame ranges of each video (evaluation with ``annotations.txt``).
+        gt: frame labels of each video (evaluation with an official ``gt.npy``), instead of ``ranges``.
+        clip_len: frames per snippet.
+    """
+
+    def __init__(
+        self,
+        videos: list[XDVideo],
+        feature_dim: int,
+        audio_dim: int,
+        train: bool,
+        max_seqlen: int | None = 200,
+        ranges: dict[str, list[tuple[int, int]]] | None = None,
+        gt: dict[str, Tensor] | None = None,
+        clip_len: int = CLIP_LEN,
+    ):
+        self.videos = videos
+        self.feature_dim = feature_dim
+        self.audio_dim = audio_dim
+        self.train = train
+        self.max_seqlen = max_seqlen
+        self.ranges = ranges or {}
+        self.gt = gt
+        self.clip_len = clip_len
+        self.num_crops = len(videos[0].rgb) if videos else 0
+        self.items = [(v, c) for v in range(len(videos)) for c in range(self.num_crops)] if train else None
+
+    def __len__(self) -> int:
+        return len(self.items) if self.train else len(self.videos)
+
+    def _pair(self, video: XDVideo, rgb: Tensor, rgb_path: Path) -> tuple[Tensor, Tensor]:
+        audio = load_feature_file(video.audio, self.audio_dim, what=f"audio of {video.name}")
+        if len(audio) != len(rgb):
+            if abs(len(audio) - len(rgb)) > 1:
+                raise ValueError(
+                    f"{rgb_path} has {len(rgb)} snippets but {video.audio} has {len(audio)}: "
+                    "RGB and audio features must cover the same snippets"
+                )
+            length = min(len(audio), len(rgb))
+            rgb, audio = rgb[:length], audio[:length]
+        return rgb, audio
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if self.train:
+            v, crop = self.items[index]
+            video = self.videos[v]
+            path = video.rgb[crop]
+            rgb, audio = self._pair(video, load_feature_file(path, self.feature_dim, what=video.name), path)
+            if self.max_seqlen and len(rgb) > self.max_seqlen:
+                rgb, audio = uniform_extract(rgb, self.max_seqlen), uniform_extract(audio, self.max_seqlen)
+            return {
+                "features": rgb,
+                "audio": audio,
+                "label": float(video.violent),
+                "video_id": f"{video.name}__{crop}",
+                "target": {"video_id": f"{video.name}__{crop}", "label": int(video.violent)},
+            }
+        video = self.videos[index]
+        crops = [load_feature_file(p, self.feature_dim, what=video.name) for p in video.rgb]
+        if len({len(c) for c in crops}) != 1:
+            lengths = ", ".join(f"{p.name}: {len(c)}" for p, c in zip(video.rgb, crops))
+            raise ValueError(
+                f"video {video.name!r}: its crops have different numbers of snippets ({lengths})"
+            )
+        rgb, audio = self._pair(video, torch.stack(crops, 1), video.rgb[0])  # t k c while pairing
+        num_snippets = len(rgb)
+        if self.gt is not None:
+            labels = self.gt[video.name][: num_snippets * self.clip_len]
+        else:
+            labels = frame_labels(
+                self.ranges.get(video.name, []) if video.violent else [], num_snippets, self.clip_len
+            )
+        return {
+            "features": rgb.transpose(0, 1),  # k t c
+            "audio": audio,
+            "label": float(video.violent),
+            "video_id": video.name,
+            "target": {"video_id": video.name, "frame_labels": labels},
+        }
+
+
+def collate_xd_violence(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Batch samples: ``features`` ``[b, t, c]`` (training) or ``[b, k, t, c]`` (evaluation),
+    ``audio`` ``[b, t, a]``, ``mask`` ``[b, t]``, ``labels`` ``[b]``, ``video_ids``, ``targets``.
+    """
+    audio, mask = pad_sequences([s["audio"] for s in samples])
+    if samples[0]["features"].ndim == 3:  # k t c: pad along t
+        padded, _ = pad_sequences([s["features"].transpose(0, 1).flatten(1) for s in samples])
+        k = samples[0]["features"].shape[0]
+        features = padded.unflatten(2, (k, -1)).transpose(1, 2)
+    else:
+        features, _ = pad_sequences([s["features"] for s in samples])
+    return {
+        "features": features,
+        "audio": audio,
+        "mask": mask,
+        "labels": torch.tensor([s["label"] for s in samples], dtype=torch.float32),
+        "video_ids": [s["video_id"] for s in samples],
+        "targets": [s["target"] for s in samples],
+    }
+
+
+def split_official_gt(
+    gt: np.ndarray, videos: list[XDVideo], lengths: list[int], path: Path
+) -> dict[str, Tensor]:
+    """Cut a concatenated official ``gt.npy`` into per-video frame labels (``16 * T`` frames each)."""
+    total = sum(lengths) * CLIP_LEN
+    if gt.ndim != 1 or len(gt) != total:
+        raise ValueError(
+            f"{path}: has {gt.size} frames but the {len(videos)} test videos have {total} "
+            f"(16 per snippet); was it made from this rgb_test.list?"
+        )
+    parts = np.split(gt, np.cumsum([n * CLIP_LEN for n in lengths])[:-1])
+    return {v.name: torch.from_numpy((p > 0).astype(np.uint8)) for v, p in zip(videos, parts)}
+
+
+class XDViolence(VidlitDataModule):
+    """XD-Violence on pre-extracted I3D RGB (5 crops) and VGGish features, in the official layout.
+
+    Training reads the training lists and uses the video-level labels only (weak supervision);
+    validation and testing use the test lists with the frame-level annotations (XD-Violence has
+    no validation split; the official code evaluates the test set after every epoch).
+
+    Args:
+        root: dataset folder; relative paths below (and inside the lists) resolve against it.
+        rgb_list: training RGB list.
+        audio_list: training audio list.
+        test_rgb_list: test RGB list (validation, test and predict).
+        test_audio_list: test audio list.
+        ground_truth: ``annotations.txt`` (frame ranges), or an official ``gt.npy``.
+        feature_dir: look every listed file up by name in this folder instead of its listed path.
+        feature_dim: I3D RGB width (1024).
+        audio_dim: VGGish width (128).
+        num_crops: crops per video (5).
+        max_seqlen: training length cap (200, the official ``max_seqlen``).
+        synthetic: when ``root`` does not exist, write the synthetic sample dataset there
+            (``vidlit data synth xd_violence``) and say so. Leave False for real data.
+        batch_size: training crops per batch (official: 128).
+        eval_batch_size: videos (with all their crops) per evaluation batch.
+        num_workers: DataLoader worker processes.
+    """
+
+    def __init__(
+        self,
+        root: str = "data/xd_violence",
+        rgb_list: str = "list/rgb.list",
+        audio_list: str = "list/audio.list",
+        test_rgb_list: str = "list/rgb_test.list",
+        test_audio_list: str = "list/audio_test.list",
+        ground_truth: str = "annotations.txt",
+        feature_dir: str | None = None,
+        feature_dim: int = 1024,
+        audio_dim: int = 128,
+        num_crops: int = 5,
+        max_seqlen: int | None = 200,
+        synthetic: bool = False,
+        batch_size: int = 128,
+        eval_batch_size: int = 4,
+        num_workers: int = 0,
+    ):
+        super().__init__(batch_size=batch_size, num_workers=num_workers)
+        self.root = Path(root)
+        if synthetic and not self.root.exists():
+            from vidlit.data.synth.xd_violence import write_xd_violence
+
+            log.warning(
+                "%s does not exist: writing the SYNTHETIC XD-Violence sample dataset there", self.root
+            )
+            write_xd_violence(self.root, feature_dim=feature_dim, audio_dim=audio_dim, num_crops=num_crops)
+        self.lists = {
+            "train": (self.root / rgb_list, self.root / audio_list),
+            "test": (self.root / test_rgb_list, self.root / test_audio_list),
+        }
+        self.ground_truth = self.root / ground_truth
+        self.feature_dir = self.root / feature_dir if feature_dir is not None else None
+        self.feature_dim = feature_dim
+        self.audio_dim = audio_dim
+        self.num_crops = num_crops
+        self.max_seqlen = max_seqlen
+        self.eval_batch_size = eval_batch_size
+        self._videos: dict[str, list[XDVideo]] = {}
+        self.datasets: dict[str, XDViolenceDataset] = {}
+
+    @property
+    def num_classes(self) -> int:
+        """1: violence vs normal (linked into the head's ``num_classes``)."""
+        return 1
+
+    def videos(self, split: str) -> list[XDVideo]:
+        """Videos of ``"train"`` or ``"test"``, every listed file checked to exist."""
+        if split not in self._videos:
+            rgb, audio = self.lists[split]
+            videos = read_feature_lists(rgb, audio, self.root, self.feature_dir, self.num_crops)
+            missing = [p for v in videos for p in (*v.rgb, v.audio) if not p.is_file()]
+            if missing:
+                raise FileNotFoundError(
+                    f"{rgb} / {audio}: {len(missing)} listed feature files do not exist, e.g. {missing[0]}"
+                    " (set feature_dir when the lists hold another machine's paths)"
+                )
+            self._videos[split] = videos
+        return self._videos[split]
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Training batches per epoch, ``ceil(num_crops * videos / batch_size)``."""
+        return math.ceil(len(self.videos("train")) * self.num_crops / self.batch_size)
+
+    def _eval_dataset(self) -> XDViolenceDataset:
+        videos = self.videos("test")
+        dataset = XDViolenceDataset(videos, self.feature_dim, self.audio_dim, train=False)
+        if self.ground_truth.suffix == ".npy":
+            if not self.ground_truth.is_file():
+                raise FileNotFoundError(f"{self.ground_truth}: ground-truth file not found")
+            # gt.npy follows the RGB features: 16 frames for each of their T snippets
+            lengths = [int(np.load(v.rgb[0], mmap_mode="r", allow_pickle=False).shape[0]) for v in videos]
+            dataset.gt = split_official_gt(
+                np.load(self.ground_truth, allow_pickle=False), videos, lengths, self.ground_truth
+            )
+        else:
+            ranges = read_annotations(self.ground_truth)
+            for video in videos:
+                if video.violent and video.name not in ranges:
+                    log.warning(
+                        "%s: no line for violent test video %s; all its frames count as normal",
+                        self.ground_truth,
+                        video.name,
+                    )
+            dataset.ranges = ranges
+        return dataset
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit":
+            self.datasets["train"] = XDViolenceDataset(
+                self.videos("train"), self.feature_dim, self.audio_dim, train=True, max_seqlen=self.max_seqlen
+            )
+        if "test" not in self.datasets:
+            self.datasets["test"] = self._eval_dataset()
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.datasets["train"], collate_xd_violence, train=True)
+
+    def _eval_loader(self) -> DataLoader:
+        return DataLoader(
+            self.datasets["test"],
+            batch_size=self.eval_batch_size,
+            shuffle=False,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=collate_xd_violence,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader()
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader()
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._eval_loader()
