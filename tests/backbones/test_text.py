@@ -23,7 +23,9 @@ def test_minilm_matches_sentence_transformers():
 def test_minilm_understands_paraphrase():
     encoder = create_text_encoder("minilm")
     with torch.no_grad():
-        e = F.normalize(encoder.encode(["a dog runs in the park", "a puppy running on grass", "tax law"]).pooled)
+        e = F.normalize(
+            encoder.encode(["a dog runs in the park", "a puppy running on grass", "tax law"]).pooled
+        )
     assert e[0] @ e[1] > e[0] @ e[2] + 0.3
 
 

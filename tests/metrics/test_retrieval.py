@@ -49,7 +49,9 @@ def test_random_embeddings_are_near_chance():
     g = torch.Generator().manual_seed(0)
     n = 200
     metric = RetrievalRecall(ks=(1, 10), names=("m", "d"))
-    metric.update(torch.randn(n, 64, generator=g), torch.randn(n, 64, generator=g), [str(i) for i in range(n)])
+    metric.update(
+        torch.randn(n, 64, generator=g), torch.randn(n, 64, generator=g), [str(i) for i in range(n)]
+    )
     out = metric.compute()
     assert set(out) == {f"{d}/{k}" for d in ("m2d", "d2m") for k in ("R@1", "R@10", "MdR", "MnR")}
     assert out["m2d/R@1"] < 0.05 and 60 < out["m2d/MdR"] < 140

@@ -7,16 +7,24 @@ holds the masked-video-modeling pieces (tube masking, pixel targets, the VideoMA
 """
 
 from vidlit.backbones._registry import create_backbone, list_backbones, register_backbone
+from vidlit.backbones.audio import AudioEncoder, create_audio_encoder
 from vidlit.backbones.mvm import MaskedVideoModel, MVMDecoder, patchify, pixel_targets, tube_mask
+from vidlit.backbones.text import TextEncoder, create_text_encoder
+from vidlit.backbones.video_text import VideoTextModel
 from vidlit.backbones.vit import Block, VideoViT, checkpoint_filter_fn
 
 __all__ = [
+    "AudioEncoder",
     "Block",
     "MVMDecoder",
     "MaskedVideoModel",
+    "TextEncoder",
+    "VideoTextModel",
     "VideoViT",
     "checkpoint_filter_fn",
+    "create_audio_encoder",
     "create_backbone",
+    "create_text_encoder",
     "list_backbones",
     "patchify",
     "pixel_targets",

@@ -38,12 +38,16 @@ def retrieval_ranks(similarity: Tensor, positives: Tensor) -> Tensor:
     not a perfect score.
     """
     if similarity.ndim != 2:
-        raise ValueError(f"similarity must be [num_queries, num_gallery], got shape {tuple(similarity.shape)}")
+        raise ValueError(
+            f"similarity must be [num_queries, num_gallery], got shape {tuple(similarity.shape)}"
+        )
     if positives.ndim == 1:
         positives = F.one_hot(positives.long(), similarity.shape[1]).bool()
     positives = positives.to(similarity.device).bool()
     if positives.shape != similarity.shape:
-        raise ValueError(f"positives shape {tuple(positives.shape)} != similarity shape {tuple(similarity.shape)}")
+        raise ValueError(
+            f"positives shape {tuple(positives.shape)} != similarity shape {tuple(similarity.shape)}"
+        )
     if not positives.any(dim=1).all():
         missing = (~positives.any(dim=1)).nonzero().flatten()[:5].tolist()
         raise ValueError(f"queries {missing} have no correct gallery item")
@@ -94,7 +98,11 @@ class RetrievalRecall(Metric):
     full_state_update = False
 
     def __init__(
-        self, ks: Sequence[int] = (1, 5, 10), names: tuple[str, str] = ("t", "v"), normalize: bool = True, **kwargs
+        self,
+        ks: Sequence[int] = (1, 5, 10),
+        names: tuple[str, str] = ("t", "v"),
+        normalize: bool = True,
+        **kwargs,
     ) -> None:
         super().__init__(**kwargs)
         self.ks = tuple(int(k) for k in ks)
@@ -107,7 +115,11 @@ class RetrievalRecall(Metric):
     def update(self, a: Tensor, b: Tensor, ids: Sequence[str] | Tensor) -> None:
         if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[0]:
             raise ValueError(f"a and b must be [batch, dim] pairs, got {tuple(a.shape)} and {tuple(b.shape)}")
-        keys = ids if isinstance(ids, Tensor) else torch.tensor([stable_id(str(i)) for i in ids], dtype=torch.long)
+        keys = (
+            ids
+            if isinstance(ids, Tensor)
+            else torch.tensor([stable_id(str(i)) for i in ids], dtype=torch.long)
+        )
         if keys.shape[0] != a.shape[0]:
             raise ValueError(f"{keys.shape[0]} ids for {a.shape[0]} pairs")
         self.a.append(a.detach().float())

@@ -1,0 +1,589 @@
+"""InternVid video-text pairs: the official annotation JSONL over a folder of source videos.
+
+InternVid (Wang et al., 2023, "InternVid: A Large-scale Video-Text Dataset for Multimodal
+Understanding and Generation") releases its captions as JSON Lines, one clip per line, cut out
+of a YouTube video by timestamps::
+
+    {"YoutubeID": "-2CVJ-Nfi5E", "Start_timestamp": "00:07:33.689", "End_timestamp": "00:07:51.085",
+     "Caption": "a man is cooking in the kitchen", "UMT_Score": 0.4301, "Aesthetic_Score": 4.87}
+
+- ``YoutubeID``: the source video; its file is ``<video_dir>/<YoutubeID>.<ext>`` (``.mp4``,
+  ``.mkv``, ``.webm``, ``.mov``, ``.avi`` or ``.m4v``, as ``yt-dlp`` saves it).
+- ``Start_timestamp`` / ``End_timestamp``: the clip window, ``HH:MM:SS.mmm``.
+- ``Caption``: the clip's caption.
+- ``UMT_Score`` (optional): video-text similarity by UMT, which InternVid-10M-FLT filters on.
+- ``Aesthetic_Score`` (optional): the LAION aesthetic predictor's score of the clip's frames.
+
+Other keys are ignored. :func:`read_internvid_annotations` checks every line (errors name the
+file and the line). :class:`InternVidDataset` samples ``num_frames`` frames inside each clip's
+window (TSN segments, as ViCLIP samples 8 frames per clip); :class:`InternVidDataModule` batches
+them for :class:`~vidlit.tasks.video_text.VideoTextPretrain`, or streams training pairs from
+WebDataset tar shards (:class:`~vidlit.data.shards.VideoTextShards`) instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from vidlit.data.base import VidlitDataModule
+from vidlit.data.sampling import sample_in_window, uniform_segments
+from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoBatchTransform
+from vidlit.data.video import VideoDecodeError, VideoNotFoundError, open_video
+
+__all__ = [
+    "InternVidClip",
+    "InternVidDataModule",
+    "InternVidDataset",
+    "collate_video_text",
+    "parse_timestamp",
+    "read_internvid_annotations",
+]
+
+log = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v")
+_TIMESTAMP = re.compile(r"^(\d+):([0-5]\d):([0-5]\d(?:\.\d+)?)$")
+_REPORT_PATHS = 5
+
+
+@dataclass(frozen=True)
+class InternVidClip:
+    """One annotation line.
+
+    Attributes:
+        youtube_id: the source video's ``YoutubeID``.
+        start: window start in seconds.
+        end: window end in seconds.
+        caption: the caption.
+        umt_score: ``UMT_Score``, None when absent.
+        aesthetic_score: ``Aesthetic_Score``, None when absent.
+        clip_id: ``"<YoutubeID>_<Start_timestamp>_<End_timestamp>"`` as written; several captions
+            of one window share it (multi-caption retrieval).
+        line: 1-based line number in the annotation file.
+    """
+
+    youtube_id: str
+    start: float
+    end: float
+    caption: str
+    umt_score: float | None
+    aesthetic_score: float | None
+    clip_id: str
+    line: int
+
+
+def parse_timestamp(value: str) -> float:
+    """Seconds in an InternVid ``HH:MM:SS.mmm`` timestamp (fractional seconds optional).
+
+    Raises:
+        ValueError: anything else.
+    """
+    match = _TIMESTAMP.match(value.strip()) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(f"expected a timestamp HH:MM:SS.mmm, got {value!r}")
+    hours, minutes, seconds = match.groups()
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def _score(row: dict[str, Any], key: str, where: str) -> float | None:
+    value = row.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{where}: {key} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def read_internvid_annotations(
+    path: str | Path, min_umt_score: float | None = None, min_aesthetic_score: float | None = None
+) -> list[InternVidClip]:
+    """Parse and check an InternVid annotation JSONL file.
+
+    Args:
+        path: the ``.jsonl`` file.
+        min_umt_score: keep only clips with ``UMT_Score`` at least this (clips without a score are
+            dropped too), as InternVid-10M-FLT selects clips.
+        min_aesthetic_score: keep only clips with ``Aesthetic_Score`` at least this.
+
+    Returns:
+        The kept clips in file order.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: naming the file and line: invalid JSON, a missing or empty key, a malformed
+            timestamp, ``End_timestamp <= Start_timestamp``, or a non-numeric score.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: InternVid annotation file not found")
+    clips = []
+    with path.open(encoding="utf-8") as f:
+        for number, text in enumerate(f, 1):
+            if not text.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                row = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{where}: invalid JSON (column {e.colno}): {e.msg}") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}")
+            for key in ("YoutubeID", "Start_timestamp", "End_timestamp", "Caption"):
+                value = row.get(key)
+                if not isinstance(value, str) or not value.strip():
+                    raise ValueError(f"{where}: {key!r} must be a non-empty string, got {value!r}")
+            try:
+                start = parse_timestamp(row["Start_timestamp"])
+                end = parse_timestamp(row["End_timestamp"])
+            except ValueError as e:
+                raise ValueError(f"{where}: {e}") from None
+            if end <= start:
+                raise ValueError(
+                    f"{where}: End_timestamp {row['End_timestamp']} must be after Start_timestamp "
+                    f"{row['Start_timestamp']}"
+                )
+            umt, aesthetic = _score(row, "UMT_Score", where), _score(row, "Aesthetic_Score", where)
+            if min_umt_score is not None and (umt is None or umt < min_umt_score):
+                continue
+            if min_aesthetic_score is not None and (aesthetic is None or aesthetic < min_aesthetic_score):
+                continue
+            youtube_id = row["YoutubeID"].strip()
+            clip_id = f"{youtube_id}_{row['Start_timestamp'].strip()}_{row['End_timestamp'].strip()}"
+            clips.append(
+                InternVidClip(youtube_id, start, end, row["Caption"].strip(), umt, aesthetic, clip_id, number)
+            )
+    return clips
+
+
+def find_source_video(video_dir: str | Path, youtube_id: str) -> Path:
+    """``<video_dir>/<youtube_id><suffix>`` for the first suffix of :data:`VIDEO_SUFFIXES` that exists,
+    else the ``.mp4`` path (which then fails to open and is skipped or raises)."""
+    video_dir = Path(video_dir)
+    for suffix in VIDEO_SUFFIXES:
+        candidate = video_dir / f"{youtube_id}{suffix}"
+        if candidate.is_file():
+            return candidate
+    return video_dir / f"{youtube_id}.mp4"
+
+
+class InternVidDataset(Dataset):
+    """Clips of InternVid annotations, decoded from their source videos.
+
+    Each item opens the clip's source video (one decode thread), takes ``num_frames`` frames from
+    equal segments of the ``[start, end)`` window (random inside each segment in training, the
+    centres in evaluation: TSN sampling, as ViCLIP's 8-frame clips) and resizes them at decode time
+    so the short side is ``short_side``. Training randomness is a function of
+    ``(seed, epoch, index)``, whatever DataLoader worker loads the item.
+
+    Items are ``{"video": uint8 [t, h, w, 3], "caption": str, "video_id": str}``, the sample
+    format of :class:`~vidlit.data.shards.VideoTextShards`, so :func:`collate_video_text` batches
+    both; an unreadable video (missing, corrupt, or a window past its end) gives
+    ``{"error": path, "reason": str, "video_id": str}`` instead, which the collate function drops
+    and lists (or, with ``strict``, raises :class:`~vidlit.data.video.VideoDecodeError`).
+
+    Args:
+        clips: annotation lines (:func:`read_internvid_annotations`).
+        video_dir: folder of the source videos.
+        num_frames: frames per clip.
+        train: random (True) or deterministic (False) sampling.
+        short_side: decode-time resize of the short side; None keeps the stored size.
+        backend: video backend for :func:`~vidlit.data.video.open_video`.
+        strict: raise on an unreadable video instead of returning a failure marker.
+        seed: base seed of the training randomness.
+    """
+
+    def __init__(
+        self,
+        clips: Sequence[InternVidClip],
+        video_dir: str | Path,
+        num_frames: int = 8,
+        train: bool = False,
+        short_side: int | None = None,
+        backend: str = "auto",
+        strict: bool = False,
+        seed: int = 0,
+    ):
+        if num_frames < 1:
+            raise ValueError(f"num_frames must be positive, got {num_frames}")
+        self.clips = list(clips)
+        self.video_dir = Path(video_dir)
+        self.num_frames = num_frames
+        self.train = train
+        self.short_side = short_side
+        self.backend = backend
+        self.strict = strict
+        self.seed = seed % 2**32
+        self.epoch = torch.zeros((), dtype=torch.long).share_memory_()
+        self._paths: dict[str, Path] = {}
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose training randomness the next items use (also in live workers)."""
+        self.epoch.fill_(epoch)
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def path(self, clip: InternVidClip) -> Path:
+        """The source video file of a clip."""
+        if clip.youtube_id not in self._paths:
+            self._paths[clip.youtube_id] = find_source_video(self.video_dir, clip.youtube_id)
+        return self._paths[clip.youtube_id]
+
+    def frame_indices(self, clip: InternVidClip, num_frames: int, fps: float, index: int) -> np.ndarray:
+        """``[t]`` frame indices of item ``index`` in a source video of ``num_frames`` frames."""
+        rng = np.random.default_rng([self.seed, int(self.epoch), index]) if self.train else None
+        return sample_in_window(
+            uniform_segments,
+            num_frames,
+            fps,
+            clip.start,
+            clip.end,
+            k=self.num_frames,
+            train=self.train,
+            rng=rng,
+        )
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        clip = self.clips[index]
+        path = self.path(clip)
+        try:
+            with open_video(path, self.backend, resize=self.short_side, num_threads=1) as reader:
+                try:
+                    indices = self.frame_indices(clip, len(reader), reader.fps, index)
+                except ValueError as e:  # a window outside the video
+                    raise VideoDecodeError(path, f"annotation line {clip.line}: {e}") from e
+                frames = reader.get_frames(indices)
+        except VideoDecodeError as e:
+            if self.strict:
+                raise
+            return {"error": str(path), "reason": e.reason, "video_id": clip.clip_id}
+        return {"video": frames, "caption": clip.caption, "video_id": clip.clip_id}
+
+
+def collate_video_text(
+    samples: Sequence[dict[str, Any]], num_frames: int = 1, empty_size: int = 1
+) -> dict[str, Any]:
+    """Batch video-text samples (of :class:`InternVidDataset` or of ``VideoTextShards``).
+
+    Failure markers (``{"error", "reason"}``) are dropped and listed. Clips whose frames differ in
+    size are zero-padded to the largest; ``frame_size`` keeps each clip's true size, which the
+    batch transform crops inside.
+
+    Returns:
+        ``{"video": uint8 [b, t, h, w, 3], "frame_size": int64 [b, 2], "captions": [str],
+        "video_ids": [str], "targets": [{"video_id", "caption"}], "skipped": [path],
+        "skip_reasons": [str]}``, plus ``"labels"`` (int64 ``[b]``, -1 where unknown) when any
+        sample has a ``"label"``.
+    """
+    good = [s for s in samples if "error" not in s]
+    failed = [s for s in samples if "error" in s]
+    clips = [torch.as_tensor(s["video"]) for s in good]
+    if clips:
+        height = max(c.shape[1] for c in clips)
+        width = max(c.shape[2] for c in clips)
+        video = torch.zeros((len(clips), clips[0].shape[0], height, width, 3), dtype=torch.uint8)
+        for i, c in enumerate(clips):
+            video[i, :, : c.shape[1], : c.shape[2]] = c
+        frame_size = torch.tensor([c.shape[1:3] for c in clips], dtype=torch.long)
+    else:
+        video = torch.zeros((0, num_frames, empty_size, empty_size, 3), dtype=torch.uint8)
+        frame_size = torch.zeros((0, 2), dtype=torch.long)
+    captions = [s["caption"] for s in good]
+    video_ids = [s["video_id"] for s in good]
+    batch = {
+        "video": video,
+        "frame_size": frame_size,
+        "captions": captions,
+        "video_ids": video_ids,
+        "targets": [{"video_id": v, "caption": c} for v, c in zip(video_ids, captions)],
+        "skipped": [s["error"] for s in failed],
+        "skip_reasons": [s["reason"] for s in failed],
+    }
+    if any("label" in s for s in good):
+        batch["labels"] = torch.tensor([int(s.get("label", -1)) for s in good], dtype=torch.long)
+    return batch
+
+
+class SkippedClipsReport(L.Callback):
+    """Make an :class:`InternVidDataModule` report skipped videos at the end of every epoch."""
+
+    def _report(self, trainer: L.Trainer, stage: str) -> None:
+        datamodule = trainer.datamodule
+        if isinstance(datamodule, InternVidDataModule) and not trainer.sanity_checking:
+            datamodule.report_skipped(stage)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._report(trainer, "train")
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._report(trainer, "val")
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._report(trainer, "test")
+
+
+_STAGES = {"train": "train", "validate": "val", "test": "test", "predict": "predict"}
+
+
+class InternVidDataModule(VidlitDataModule):
+    """Video-text pairs from InternVid annotation files, or WebDataset shards, for contrastive training.
+
+    Batches (after :meth:`on_after_batch_transfer`, on the training device)::
+
+        {"video": float [b, 3, t, size, size] normalized, "captions": [str], "video_ids": [str],
+         "targets": [{"video_id", "caption"}], "skipped": [path], "skip_reasons": [str]}
+
+    Decoding and frame sampling run in DataLoader workers; cropping and normalizing run on the
+    whole batch on the device (:class:`~vidlit.data.transforms.VideoBatchTransform`). Unreadable
+    or missing source videos are skipped and counted (:attr:`skipped_videos`, and a warning at
+    each epoch end naming the first ones), or raise with ``strict=True``, from the main process.
+    Annotation files are checked when the data module is set up: errors name the file and line.
+
+    With ``shards`` set, training streams ``{"video", "caption", "video_id"}`` samples from
+    WebDataset tar shards (:class:`~vidlit.data.shards.VideoTextShards`; local paths or any fsspec
+    URL, brace patterns expanded) and ``train_annotations`` is not read; validation still reads
+    ``val_annotations``.
+
+    Args:
+        root: dataset folder; relative annotation paths and ``video_dir`` resolve against it.
+        train_annotations: training JSONL.
+        val_annotations: validation JSONL (also the default test file).
+        test_annotations: JSONL ``vidlit test`` evaluates; defaults to ``val_annotations``.
+        video_dir: folder of source videos named by ``YoutubeID``.
+        shards: WebDataset shard URLs for training (e.g. ``"s3://bucket/internvid-{000000..000999}.tar"``);
+            None reads ``train_annotations``.
+        shard_shuffle: shuffle buffer of the shard stream, in samples (0: no shuffling).
+        num_frames: frames per clip (ViCLIP: 8).
+        size: side of the square crops the model sees (224 for real data).
+        short_side: decode-time short-side resize; defaults to ``round(size * 256 / 224)``.
+        eval_short_side: evaluation resizes the short side to this before the centre crop;
+            defaults to ``size``.
+        crop_scale: training random-resized-crop area range.
+        crop_ratio: training random-resized-crop aspect-ratio range.
+        hflip: training horizontal-flip probability; keep 0 when captions say left or right.
+        mean: per-channel normalization mean.
+        std: per-channel normalization standard deviation.
+        min_umt_score: drop clips below this ``UMT_Score`` (InternVid-10M-FLT's filter).
+        min_aesthetic_score: drop clips below this ``Aesthetic_Score``.
+        backend: video backend: ``"auto"``, ``"decord"``, ``"pyav"`` or ``"torchcodec"``.
+        strict: raise on the first unreadable video instead of skipping it.
+        synthetic: when ``root`` does not exist, write the synthetic sample
+            (:func:`vidlit.data.synth.internvid.write_internvid`) there and say so.
+        batch_size: pairs per batch.
+        num_workers: DataLoader worker processes.
+
+    Attributes:
+        skipped_videos: per stage, every source-video path skipped so far (once per time).
+    """
+
+    def __init__(
+        self,
+        root: str = "data/internvid",
+        train_annotations: str = "train.jsonl",
+        val_annotations: str = "val.jsonl",
+        test_annotations: str | None = None,
+        video_dir: str = "videos",
+        shards: str | None = None,
+        shard_shuffle: int = 1000,
+        num_frames: int = 8,
+        size: int = 224,
+        short_side: int | None = None,
+        eval_short_side: int | None = None,
+        crop_scale: tuple[float, float] = (0.5, 1.0),
+        crop_ratio: tuple[float, float] = (3 / 4, 4 / 3),
+        hflip: float = 0.0,
+        mean: tuple[float, float, float] = IMAGENET_MEAN,
+        std: tuple[float, float, float] = IMAGENET_STD,
+        min_umt_score: float | None = None,
+        min_aesthetic_score: float | None = None,
+        backend: str = "auto",
+        strict: bool = False,
+        synthetic: bool = False,
+        batch_size: int = 32,
+        num_workers: int = 0,
+    ):
+        super().__init__(batch_size=batch_size, num_workers=num_workers)
+        if num_frames < 1:
+            raise ValueError(f"num_frames must be positive, got {num_frames}")
+        self.root = Path(root)
+        if synthetic and not self.root.exists():
+            from vidlit.data.synth.internvid import write_internvid
+
+            log.warning("%s does not exist: writing the SYNTHETIC InternVid sample there", self.root)
+            print(f"writing the synthetic InternVid sample dataset to {self.root}")
+            write_internvid(self.root)
+        self.files = {
+            "train": self.root / train_annotations,
+            "val": self.root / val_annotations,
+            "test": self.root / (test_annotations or val_annotations),
+        }
+        self.video_dir = self.root / video_dir
+        self.shards = shards
+        self.shard_shuffle = shard_shuffle
+        self.num_frames = num_frames
+        self.size = size
+        self.short_side = short_side or round(size * 256 / 224)
+        self.min_umt_score = min_umt_score
+        self.min_aesthetic_score = min_aesthetic_score
+        self.backend = backend
+        self.strict = strict
+        self.train_transform = VideoBatchTransform(
+            size, train=True, scale=crop_scale, ratio=crop_ratio, hflip=hflip, mean=mean, std=std
+        )
+        self.eval_transform = VideoBatchTransform(
+            size, train=False, eval_short_side=eval_short_side, mean=mean, std=std
+        )
+        self.datasets: dict[str, Dataset] = {}
+        self.skipped_videos: dict[str, list[str]] = {}
+        self._epoch_skipped: dict[str, list[tuple[str, str]]] = {}
+        self._epoch_seen: dict[str, int] = {}
+        self._generator: torch.Generator | None = None
+        self._generator_key: tuple[Any, ...] | None = None
+
+    def clips(self, split: str) -> list[InternVidClip]:
+        """The checked, filtered annotation lines of ``train``, ``val`` or ``test``.
+
+        Raises:
+            FileNotFoundError: no such file.
+            ValueError: a malformed line (naming file and line), or no clips left.
+        """
+        clips = read_internvid_annotations(self.files[split], self.min_umt_score, self.min_aesthetic_score)
+        if not clips:
+            raise ValueError(f"{self.files[split]}: no {split} clips (after score filtering)")
+        return clips
+
+    def dataset(self, split: str) -> Dataset:
+        """The dataset of one split: annotation clips, or the training shard stream."""
+        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+        if split == "train" and self.shards is not None:
+            from vidlit.data.shards import VideoTextShards
+
+            return VideoTextShards(
+                self.shards,
+                num_frames=self.num_frames,
+                short_side=self.short_side,
+                shuffle=self.shard_shuffle,
+                seed=seed,
+            )
+        return InternVidDataset(
+            self.clips(split),
+            self.video_dir,
+            num_frames=self.num_frames,
+            train=split == "train",
+            short_side=self.short_side,
+            backend=self.backend,
+            # strictness is enforced in the main process (on_after_batch_transfer)
+            strict=False,
+            seed=seed,
+        )
+
+    def setup(self, stage: str) -> None:
+        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
+        if stage not in splits:
+            raise ValueError(f"InternVidDataModule has no {stage!r} stage (fit, validate, test)")
+        for split in splits[stage]:
+            self.datasets[split] = self.dataset(split)
+        trainer = self.trainer
+        if trainer is not None and not any(isinstance(c, SkippedClipsReport) for c in trainer.callbacks):
+            trainer.callbacks.append(SkippedClipsReport())
+
+    def _current_epoch(self) -> int:
+        epoch = super()._current_epoch()
+        train = self.datasets.get("train")
+        if train is not None:
+            train.set_epoch(epoch)
+        return epoch
+
+    def _collate(self) -> Any:
+        import functools
+
+        return functools.partial(collate_video_text, num_frames=self.num_frames, empty_size=self.short_side)
+
+    def train_dataloader(self) -> DataLoader:
+        dataset = self.datasets["train"]
+        if isinstance(dataset, InternVidDataset):
+            return self._loader(dataset, self._collate(), train=True)
+        # an IterableDataset shuffles itself; publish the epoch before the workers start
+        self._current_epoch()
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=False,
+            collate_fn=self._collate(),
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.datasets["val"], self._collate(), train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.datasets["test"], self._collate(), train=False)
+
+    def _stage(self) -> str | None:
+        trainer = self.trainer
+        if trainer is None or trainer.sanity_checking:
+            return None
+        return _STAGES.get(str(trainer.state.stage.value) if trainer.state.stage else "")
+
+    def _train_generator(self, device: torch.device) -> torch.Generator:
+        # crops of an epoch are a function of (seed, epoch, rank), like the frame sampling
+        trainer = self.trainer
+        key = (trainer.current_epoch, str(device))
+        if self._generator is None or self._generator_key != key:
+            seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+            seed = (seed * 1_000_003 + trainer.current_epoch * 1009 + trainer.global_rank) % 2**63
+            self._generator = torch.Generator(device=device).manual_seed(seed)
+            self._generator_key = key
+        return self._generator
+
+    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
+        """Count (or, when strict, raise on) skipped videos, then crop and normalize the clips."""
+        if batch["skipped"] and self.strict:
+            path, reason = batch["skipped"][0], batch["skip_reasons"][0]
+            error = VideoNotFoundError if not Path(path).exists() else VideoDecodeError
+            raise error(path, f"{reason} (strict=True; set strict: false to skip unreadable videos)")
+        stage = self._stage()
+        if stage is not None:
+            self.skipped_videos.setdefault(stage, []).extend(batch["skipped"])
+            self._epoch_skipped.setdefault(stage, []).extend(zip(batch["skipped"], batch["skip_reasons"]))
+            seen = len(batch["video_ids"]) + len(batch["skipped"])
+            self._epoch_seen[stage] = self._epoch_seen.get(stage, 0) + seen
+        training = self.trainer is not None and self.trainer.training
+        video, frame_size = batch["video"], batch.pop("frame_size", None)
+        if training:
+            batch["video"] = self.train_transform(video, frame_size, self._train_generator(video.device))
+        else:
+            batch["video"] = self.eval_transform(video, frame_size)
+        return batch
+
+    def report_skipped(self, stage: str) -> None:
+        """Log a warning if clips were skipped in the epoch of ``stage`` that just ended, and reset."""
+        skipped = self._epoch_skipped.pop(stage, [])
+        seen = self._epoch_seen.pop(stage, 0)
+        if not skipped:
+            return
+        named = "; ".join(f"{path} ({reason})" for path, reason in skipped[:_REPORT_PATHS])
+        more = f"; and {len(skipped) - _REPORT_PATHS} more" if len(skipped) > _REPORT_PATHS else ""
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        log.warning(
+            "%s epoch %d: skipped %d of %d clips whose video could not be read: %s%s",
+            stage,
+            epoch,
+            len(skipped),
+            seen,
+            named,
+            more,
+        )
