@@ -6,6 +6,9 @@ Examples::
     vidlit test --config recipes/ego4d_mq.yaml --ckpt_path last
     vidlit predict --config recipes/ego4d_mq.yaml --ckpt_path last --submission.path mq.json
     vidlit data synth ego4d_mq --out data/ego4d_mq_synth
+    vidlit data curate sources.jsonl --ckpt_path viclip.ckpt --out data/curated --threshold 0.3
+    vidlit extract --config recipes/pretrain_mvm.yaml --ckpt_path runs/pretrain_mvm/backbone.pt \
+        --videos clips.csv --out features --window 16 --stride 16
 """
 
 from __future__ import annotations
@@ -81,7 +84,9 @@ class VidlitArgumentParser(LightningArgumentParser):
         sys.stderr.write(f"vidlit: error: {line}\n(see `vidlit {{fit,validate,test,predict}} --help`)\n")
         sys.exit(2)
 
-    def add_function_arguments(self, function: Any, *args: Any, linked_targets: Any = None, **kwargs: Any) -> Any:
+    def add_function_arguments(
+        self, function: Any, *args: Any, linked_targets: Any = None, **kwargs: Any
+    ) -> Any:
         # jsonargparse 4.53 passes ``linked_targets`` on to functions given as class_path (e.g.
         # ``vidlit.backbones.create_backbone``) whenever the model has links, and
         # add_function_arguments does not take it: any ``--model.init_args.X`` flag then failed.
@@ -235,7 +240,7 @@ class VidlitCLI(LightningCLI):
 
 
 def data_main(args: list[str]) -> None:
-    """``vidlit data``: dataset tools (``synth`` sample datasets, ``check`` video lists)."""
+    """``vidlit data``: dataset tools (``synth`` sample datasets, ``check`` video lists, ``curate``)."""
     from vidlit.data.synth import SYNTHESIZERS
     from vidlit.data.video import BACKENDS
 
@@ -251,6 +256,14 @@ def data_main(args: list[str]) -> None:
     check.add_argument("list", type=Path, help="video list: CSV with a 'path' column, or JSONL")
     check.add_argument("--backend", default="auto", choices=("auto", *BACKENDS))
     check.add_argument("--workers", type=int, default=0, help="decoding processes (0: this one)")
+    curate = commands.add_parser(
+        "curate",
+        help="cut source videos at shots, score clip-caption pairs with a VideoTextModel, keep those above "
+        "a threshold: WebDataset shards + InternVid JSONL (resumable)",
+    )
+    from vidlit.data.curate import add_arguments as add_curate_arguments
+
+    add_curate_arguments(curate)
     options = parser.parse_args(args)
     if options.command == "synth":
         out = SYNTHESIZERS[options.task](options.out, seed=options.seed)
@@ -269,6 +282,19 @@ def data_main(args: list[str]) -> None:
             print(f"  {entry.path} (line {entry.line}): {reason}")
         if bad:
             sys.exit(1)
+    elif options.command == "curate":
+        from vidlit.data.curate import curate_main
+        from vidlit.tasks.video_text import VideoTextPretrain
+
+        try:
+            if not options.ckpt_path.is_file():
+                raise FileNotFoundError(f"{options.ckpt_path}: checkpoint not found")
+            task = VideoTextPretrain.load_from_checkpoint(
+                options.ckpt_path, map_location="cpu", weights_only=True
+            )
+            curate_main(options, task.model, task.pixel_mean, task.pixel_std)
+        except (FileNotFoundError, ValueError) as e:
+            curate.error(str(e))
 
 
 def _wandb_offline_without_credentials() -> None:
@@ -285,6 +311,11 @@ def main(args: list[str] | None = None) -> None:
     argv = sys.argv[1:] if args is None else list(args)
     if argv[:1] == ["data"]:
         data_main(argv[1:])
+        return
+    if argv[:1] == ["extract"]:
+        from vidlit.extract import extract_main
+
+        extract_main(argv[1:])
         return
     _wandb_offline_without_credentials()
     VidlitCLI(args=args)

@@ -2,7 +2,17 @@
 
 from vidlit.data.base import VidlitDataModule
 from vidlit.data.ego4d import Ego4DMomentQueries
+from vidlit.data.internvid import InternVidDataModule
+from vidlit.data.shards import VideoTextShards, write_shards
 from vidlit.data.video_list import VideoListDataModule
 from vidlit.data.xd_violence import XDViolence
 
-__all__ = ["Ego4DMomentQueries", "VideoListDataModule", "VidlitDataModule", "XDViolence"]
+__all__ = [
+    "Ego4DMomentQueries",
+    "InternVidDataModule",
+    "VideoListDataModule",
+    "VideoTextShards",
+    "VidlitDataModule",
+    "XDViolence",
+    "write_shards",
+]

@@ -1,0 +1,195 @@
+"""``vidlit data curate``: shot cuts, scoring, the threshold, resuming, corrupt sources, outputs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vidlit.backbones import create_backbone
+from vidlit.backbones.video_text import VideoTextModel
+from vidlit.cli import main
+from vidlit.data.curate import (
+    Caption,
+    curate,
+    detect_shots,
+    format_timestamp,
+    read_curation_input,
+    split_shots,
+)
+from vidlit.data.internvid import read_internvid_annotations
+from vidlit.data.shards import VideoTextShards
+from vidlit.data.synth.videos import write_video
+
+FPS = 15
+SHOT = 20  # frames per shot
+COLOURS = [(220, 30, 30), (30, 180, 30), (30, 30, 220), (128, 128, 128)]
+CAPTIONS = [
+    {"start": 0.0, "end": 1.2, "text": "a red screen"},  # overlaps only the first shot
+    "a white bar moving right",  # untimed: a candidate for every shot
+    {"start": 2.8, "text": "the final shot"},  # overlaps only the last shot
+]
+OPTIONS = {"min_shot_frames": 6, "min_clip_seconds": 0.5, "progress": False}
+
+
+def _shot(colour: tuple[int, int, int], rng: np.random.Generator) -> np.ndarray:
+    frames = np.empty((SHOT, 64, 64, 3), dtype=np.uint8)
+    for t in range(SHOT):
+        noise = rng.integers(-6, 7, size=(64, 64, 3))
+        frames[t] = np.clip(np.asarray(colour) + noise, 0, 255)
+        frames[t, 24:40, 4 + 2 * t : 16 + 2 * t] = 255
+    return frames
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory) -> Path:
+    """Three 4 s videos of three hard-cut shots each (cuts at frames 20 and 40), a corrupt one,
+    and the curation input JSONL naming all four."""
+    root = tmp_path_factory.mktemp("curate_sources")
+    rng = np.random.default_rng(0)
+    lines = []
+    for v in range(3):
+        frames = np.concatenate([_shot(COLOURS[(v + s) % 4], rng) for s in range(3)])
+        write_video(root / f"src{v}.mp4", frames, fps=FPS)
+        lines.append({"video": f"src{v}.mp4", "captions": CAPTIONS})
+    (root / "broken.mp4").write_bytes(rng.integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    lines.append({"video": "broken.mp4", "id": "broken-id", "captions": ["anything"]})
+    (root / "input.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return root
+
+
+@pytest.fixture(scope="module")
+def model() -> VideoTextModel:
+    torch.manual_seed(0)
+    return VideoTextModel(create_backbone("vit_test"), text="text_test", proj_dim=32).eval()
+
+
+def test_pyscenedetect_finds_the_hard_cuts(sources):
+    assert detect_shots(sources / "src0.mp4", min_shot_frames=6) == [(0, 20), (20, 40), (40, 60)]
+    assert detect_shots(sources / "src1.mp4", detector="adaptive", min_shot_frames=6) == [
+        (0, 20),
+        (20, 40),
+        (40, 60),
+    ]
+
+
+def test_clips_timestamps_and_caption_windows():
+    assert split_shots([(0, 20), (20, 25), (25, 100)], fps=10, min_seconds=1.0, max_seconds=3.0) == [
+        (0, 20),
+        (25, 50),
+        (50, 75),
+        (75, 100),
+    ]  # the 0.5 s shot is dropped, the 7.5 s one split in three
+    assert format_timestamp(3725.0456) == "01:02:05.046"
+    timed = Caption("x", start=1.0, end=2.0)
+    assert timed.overlaps(1.5, 3.0) and not timed.overlaps(2.0, 3.0) and Caption("y").overlaps(50, 60)
+
+
+def test_curate_scores_filters_writes_and_skips_corrupt(sources, model, tmp_path, one_thread):
+    everything = curate(model, sources / "input.jsonl", tmp_path / "all", threshold=-1.0, **OPTIONS)
+    # 3 clips per video; candidates: shot 1 has 2, shot 2 has 1, shot 3 has 2 -> 5 pairs per video
+    assert (everything.processed, everything.clips, everything.pairs, everything.kept) == (3, 9, 15, 15)
+    assert [Path(p).name for p, _ in everything.failed] == ["broken.mp4"]
+    rows = [json.loads(line) for line in everything.jsonl.read_text().splitlines()]
+    assert len(rows) == 15
+    first = rows[0]
+    assert (first["YoutubeID"], first["Start_timestamp"], first["End_timestamp"]) == (
+        "src0",
+        "00:00:00.000",
+        "00:00:01.333",
+    )
+    assert first["Caption"] == "a red screen" and -1 <= first["UMT_Score"] <= 1
+
+    # the score is the model's cosine similarity of the clip and the caption
+    scores = sorted(r["UMT_Score"] for r in rows)
+    threshold = (scores[6] + scores[7]) / 2
+    expected = {r["Key"] for r in rows if r["UMT_Score"] >= threshold}
+    kept = curate(model, sources / "input.jsonl", tmp_path / "some", threshold=threshold, **OPTIONS)
+    kept_rows = [json.loads(line) for line in kept.jsonl.read_text().splitlines()]
+    assert {r["Key"] for r in kept_rows} == expected and kept.kept == len(expected) == 8
+    assert all(r["UMT_Score"] >= threshold for r in kept_rows)
+
+    # the shards hold the same pairs, decodable, and the JSONL reads as InternVid annotations
+    shards = sorted(str(p) for p in (tmp_path / "some" / "shards").glob("*.tar"))
+    items = list(VideoTextShards(shards, num_frames=4))
+    assert {x["video_id"] for x in items} == expected
+    assert all(x["video"].shape == (4, 64, 64, 3) for x in items)
+    captions = {r["Key"]: r["Caption"] for r in kept_rows}
+    assert all(captions[x["video_id"]] == x["caption"] for x in items)
+    parsed = read_internvid_annotations(kept.jsonl, min_umt_score=threshold)
+    assert len(parsed) == 8 and parsed[0].youtube_id.startswith("src")
+
+    best = curate(model, sources / "input.jsonl", tmp_path / "best", threshold=-1.0, keep="best", **OPTIONS)
+    assert best.kept == 9  # one caption per clip
+
+
+def test_rerun_skips_finished_videos_and_retries_failed(sources, model, tmp_path, one_thread):
+    partial_input = tmp_path / "first_two.jsonl"
+    partial_input.write_text("".join((sources / "input.jsonl").read_text().splitlines(True)[:2]))
+    shutil.copy(sources / "src0.mp4", tmp_path)
+    shutil.copy(sources / "src1.mp4", tmp_path)
+    out = tmp_path / "out"
+    first = curate(model, partial_input, out, threshold=-1.0, samples_per_shard=5, **OPTIONS)
+    assert (first.processed, first.resumed, len(first.shards)) == (2, 0, 2)
+
+    # the full list: the two finished videos are skipped, the third is cut, the corrupt one fails
+    second = curate(model, sources / "input.jsonl", out, threshold=-1.0, samples_per_shard=5, **OPTIONS)
+    assert (second.processed, second.resumed, len(second.failed)) == (1, 2, 1)
+    assert [Path(s).name for s in second.shards] == ["shard-000002.tar"]
+    rows = [json.loads(line) for line in second.jsonl.read_text().splitlines()]
+    assert [r["YoutubeID"] for r in rows] == ["src0"] * 5 + ["src1"] * 5 + ["src2"] * 5
+    manifest = json.loads((out / "curate_manifest.json").read_text())
+    assert manifest["videos"]["src2.mp4"]["status"] == "done"
+    assert manifest["videos"]["broken.mp4"]["status"] == "failed"
+
+    third = curate(model, sources / "input.jsonl", out, threshold=-1.0, samples_per_shard=5, **OPTIONS)
+    assert (third.processed, third.resumed, len(third.failed), third.shards) == (0, 3, 1, [])
+    assert third.jsonl.read_text() == second.jsonl.read_text()
+
+
+def test_input_errors_name_the_line(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"video": "a.mp4", "captions": ["x"]}\n{"video": "b.mp4", "captions": [{"end": 2}]}\n')
+    with pytest.raises(ValueError, match=r"bad.jsonl:2: captions\[0\]: 'text' must be a non-empty string"):
+        read_curation_input(bad)
+    bad.write_text('{"video": "a.mp4"}\n{"video": "a.mp4"}\n')
+    with pytest.raises(ValueError, match="bad.jsonl:2: video 'a.mp4' is already listed on line 1"):
+        read_curation_input(bad)
+
+
+@pytest.mark.slow
+def test_curate_command_with_a_trained_viclip_checkpoint(sources, tmp_path, one_thread):
+    """`vidlit data curate` loads a VideoTextPretrain checkpoint written by `vidlit fit`."""
+    from vidlit.data.synth.internvid import write_internvid
+
+    data = write_internvid(tmp_path / "internvid", num_train_videos=4, num_val_videos=2, clips_per_video=2)
+    tiny = tmp_path / "tiny.yaml"
+    tiny.write_text("model:\n  init_args:\n    text: text_test\n    proj_dim: 32\n")
+    runs = tmp_path / "runs"
+    main(
+        ["fit", "--config", "recipes/pretrain_viclip.yaml", "--config", str(tiny)]
+        + ["--data.init_args.root", str(data), "--data.init_args.batch_size", "4"]
+        + [
+            "--trainer.max_epochs",
+            "1",
+            "--trainer.limit_train_batches",
+            "1",
+            "--trainer.limit_val_batches",
+            "1",
+        ]
+        + ["--trainer.check_val_every_n_epoch", "1", "--trainer.default_root_dir", str(runs)]
+    )
+    (ckpt,) = runs.glob("version_*/checkpoints/last.ckpt")
+    out = tmp_path / "curated"
+    main(["data", "curate", str(sources / "input.jsonl"), "--ckpt_path", str(ckpt), "--out", str(out)])
+    main(["data", "curate", str(sources / "input.jsonl"), "--ckpt_path", str(ckpt), "--out", str(out)])
+    manifest = json.loads((out / "curate_manifest.json").read_text())
+    assert sorted(v["status"] for v in manifest["videos"].values()) == ["done", "done", "done", "failed"]
+    # defaults: shots of at least 15 frames and 1 s, threshold 0
+    rows = [json.loads(line) for line in (out / "curated.jsonl").read_text().splitlines()]
+    assert all(r["UMT_Score"] >= 0 for r in rows)
+    assert len(rows) == sum(v.get("kept", 0) for v in manifest["videos"].values())

@@ -1,0 +1,210 @@
+"""``vidlit extract``: sliding-window features from a trained backbone, then an MQ head trained on them."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+
+from vidlit.backbones import create_backbone
+from vidlit.cli import main
+from vidlit.data.synth.videos import write_synthetic_videos
+from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoBatchTransform
+from vidlit.data.video import VideoDecodeError, open_video
+from vidlit.extract import FeatureExtractor, extract_features, num_windows, window_frame_indices
+from vidlit.tasks.pretrain import MVMPretrain, save_backbone
+
+ROOT = Path(__file__).resolve().parents[1]
+MVM_RECIPE = str(ROOT / "recipes" / "pretrain_mvm.yaml")
+MQ_RECIPE = str(ROOT / "recipes" / "ego4d_mq.yaml")
+FRAMES, FPS, WINDOW, STRIDE = 72, 15, 16, 8
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory) -> Path:
+    """Six 4.8 s clips (72 frames at 15 fps, 32 px) and their list; the ``000000.mp4`` naming
+    plays the part of Ego4D's ``<clip_uid>.mp4``."""
+    root = tmp_path_factory.mktemp("extract_videos")
+    write_synthetic_videos(root, 6, num_frames=FRAMES, size=32, fps=FPS, seed=1)
+    return root
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> tuple[Path, torch.nn.Module]:
+    """A Lightning checkpoint of the MVM recipe's model (vit_test backbone), as `vidlit fit` saves it."""
+    torch.manual_seed(0)
+    module = MVMPretrain(
+        create_backbone("vit_test"), mask_ratio=0.75, decoder_dim=32, decoder_depth=1, decoder_heads=2
+    )
+    trainer = L.Trainer(
+        logger=False, enable_checkpointing=False, accelerator="cpu", enable_progress_bar=False
+    )
+    trainer.strategy.connect(module)
+    path = tmp_path_factory.mktemp("ckpt") / "last.ckpt"
+    trainer.save_checkpoint(path)
+    return path, module.backbone.eval()
+
+
+def test_windows_follow_the_ego4d_layout():
+    # 72 frames, 16-frame windows every 8: starts 0, 8, ..., 56; every frame is covered
+    assert num_windows(72, 16, 8) == 8 and num_windows(10, 16, 8) == 1
+    indices = window_frame_indices(72, 16, 8, frames_per_window=8)
+    assert indices.shape == (8, 8)
+    assert indices[0].tolist() == [0, 2, 4, 6, 8, 10, 12, 14] and indices[-1, 0] == 56
+    # a last window that runs past the end repeats the last frame
+    assert window_frame_indices(20, 16, 8, 4)[-1].tolist() == [8, 12, 16, 19]
+    assert num_windows(32 * 16, 32, 16) == 31  # SlowFast's 32-frame windows every 16 frames
+
+
+def test_extract_cli_writes_resumes_and_matches_the_backbone(videos, checkpoint, tmp_path, one_thread):
+    ckpt, backbone = checkpoint
+    out = tmp_path / "features"
+    args = [
+        "extract",
+        "--config",
+        MVM_RECIPE,
+        "--ckpt_path",
+        str(ckpt),
+        "--videos",
+        str(videos / "videos.csv"),
+    ]
+    args += ["--out", str(out), "--window", str(WINDOW), "--stride", str(STRIDE), "--batch_size", "3"]
+    main(args)
+    files = sorted(out.glob("*.pt"))
+    assert [f.stem for f in files] == [f"{i:06d}" for i in range(6)]
+    steps = math.ceil((FRAMES - WINDOW) / STRIDE) + 1
+    features = torch.load(files[0], weights_only=True)
+    assert features.shape == (steps, 64) and features.dtype == torch.float32
+    assert json.loads((out / "extraction.json").read_text())["feature_stride"] == STRIDE
+
+    # step 3 is the checkpoint's backbone on frames 24, 26, ..., 38, resized and normalized as in eval
+    with open_video(videos / "videos" / "000000.mp4", resize=32) as reader:
+        frames = reader.get_frames(np.arange(24, 40, 2))
+    clip = VideoBatchTransform(32, train=False, mean=IMAGENET_MEAN, std=IMAGENET_STD)(frames[None])
+    with torch.no_grad():
+        expected = backbone(clip, output="pooled")[0]
+    torch.testing.assert_close(features[3], expected, atol=1e-4, rtol=1e-4)
+
+    # resume: only the missing file is written again
+    files[2].unlink()
+    before = {f.name: f.stat().st_mtime_ns for f in files if f.exists()}
+    main(args)
+    assert files[2].is_file()
+    assert {f.name: f.stat().st_mtime_ns for f in files if f.name in before} == before
+    assert not list(out.glob(".*.tmp"))  # no temporary files left behind
+
+
+def test_unreadable_videos_are_skipped_or_raise_when_strict(videos, tmp_path):
+    whole = (videos / "videos" / "000002.mp4").read_bytes()
+    (tmp_path / "truncated.mp4").write_bytes(whole[: len(whole) // 2])  # a download cut short
+    listing = tmp_path / "list.csv"
+    with listing.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path"])
+        writer.writerows([[str(videos / "videos" / "000001.mp4")], [str(tmp_path / "truncated.mp4")]])
+    extractor = FeatureExtractor(
+        create_backbone("vit_test", num_frames=4).eval(), frames_per_window=4, size=32
+    )
+    summary = extract_features(extractor, listing, tmp_path / "f", window=16, stride=16, progress=False)
+    assert summary.written == ["000001"] and summary.existing == []
+    assert [Path(p).name for p, _ in summary.failed] == ["truncated.mp4"]
+    assert torch.load(tmp_path / "f" / "000001.pt", weights_only=True).shape == (math.ceil(56 / 16) + 1, 64)
+    with pytest.raises(VideoDecodeError, match="truncated.mp4"):
+        extract_features(
+            extractor, listing, tmp_path / "g", window=16, stride=16, strict=True, progress=False
+        )
+
+
+def test_backbone_file_and_duplicate_names(videos, tmp_path):
+    backbone = create_backbone("vit_test")
+    save_backbone(backbone, tmp_path / "backbone.pt")
+    extractor = FeatureExtractor.from_recipe(MVM_RECIPE, tmp_path / "backbone.pt")
+    for name, value in backbone.state_dict().items():
+        torch.testing.assert_close(extractor.backbone.state_dict()[name], value)
+    assert (extractor.frames_per_window, extractor.size) == (8, 32)
+    twice = tmp_path / "twice.csv"
+    twice.write_text(f"path\n{videos}/videos/000000.mp4\n{tmp_path}/other/000000.mp4\n")
+    with pytest.raises(ValueError, match=r"twice.csv:3: .* would both write 000000.pt"):
+        extract_features(extractor, twice, tmp_path / "f", progress=False)
+
+
+def _mq_annotations(clip_uids: list[str], duration: float) -> dict:
+    """Ego4D MQ annotation JSON (official nesting: videos -> clips -> annotations -> labels)."""
+    videos = []
+    for n, uid in enumerate(clip_uids):
+        moments = [(0.4, 2.0, "cut_dough"), (2.6, 4.4, "wash_hands")] if n % 2 else [(1.0, 3.5, "use_phone")]
+        labels = [
+            {"start_time": s, "end_time": e, "video_start_time": s, "video_end_time": e, "label": name,
+             "primary": True}
+            for s, e, name in moments
+        ]  # fmt: skip
+        clip = {
+            "clip_uid": uid,
+            "video_start_sec": 0.0,
+            "video_end_sec": duration,
+            "annotations": [{"annotator_uid": "a0", "labels": labels}],
+        }
+        videos.append({"video_uid": f"video-{uid}", "clips": [clip]})
+    return {"version": "v2", "description": "vidlit extract test", "videos": videos}
+
+
+@pytest.mark.slow
+def test_moment_queries_head_trains_on_extracted_features(videos, checkpoint, tmp_path, one_thread):
+    """Extracted features in the Ego4D layout train the MQ recipe's head through `vidlit fit`.
+
+    The features of a random-init backbone carry little about the made-up moments, so this
+    asserts the plumbing (the files load, the loss is finite and the val metrics are computed),
+    not a figure.
+    """
+    ckpt, _ = checkpoint
+    root = tmp_path / "mq"
+    main(
+        ["extract", "--config", MVM_RECIPE, "--ckpt_path", str(ckpt), "--videos", str(videos / "videos.csv")]
+        + ["--out", str(root / "features"), "--window", str(WINDOW), "--stride", str(STRIDE)]
+    )
+    uids = [f"{i:06d}" for i in range(6)]
+    duration = FRAMES / FPS
+    (root / "moments_train.json").write_text(json.dumps(_mq_annotations(uids[:4], duration)))
+    (root / "moments_val.json").write_text(json.dumps(_mq_annotations(uids[4:], duration)))
+    small = tmp_path / "small.yaml"
+    small.write_text(
+        "model:\n  init_args:\n    head:\n"
+        "      init_args: {embed_dim: 32, head_dim: 32, levels: 3, window: 3}\n"
+    )
+    runs = tmp_path / "runs"
+    main(
+        ["fit", "--config", MQ_RECIPE, "--config", str(small), "--data.init_args.root", str(root)]
+        + ["--data.init_args.synthetic", "false", "--data.init_args.feature_dim", "64"]
+        + ["--data.init_args.fps", str(FPS), "--data.init_args.feature_stride", str(STRIDE)]
+        + ["--data.init_args.feature_window", str(WINDOW), "--data.init_args.batch_size", "2"]
+        + ["--trainer.max_epochs", "2", "--trainer.log_every_n_steps", "1"]
+        + ["--trainer.default_root_dir", str(runs)]
+    )
+    (run,) = runs.glob("version_*")
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    val = [float(r["val/mAP"]) for r in rows if r.get("val/mAP")]
+    losses = [float(r["train/loss"]) for r in rows if r.get("train/loss")]
+    assert len(val) == 2 and all(0.0 <= v <= 1.0 for v in val)
+    assert losses and all(math.isfinite(v) for v in losses)
+    shutil.rmtree(runs)
+
+
+def test_fps_resamples_the_timeline(videos, tmp_path):
+    """``fps=30`` on a 15 fps video: 144 frames on the 30 fps timeline, each source frame twice."""
+    listing = tmp_path / "one.csv"
+    listing.write_text(f"path\n{videos}/videos/000003.mp4\n")
+    extractor = FeatureExtractor(
+        create_backbone("vit_test", num_frames=4).eval(), frames_per_window=4, size=32
+    )
+    extract_features(extractor, listing, tmp_path / "f", window=16, stride=8, fps=30.0, progress=False)
+    features = torch.load(tmp_path / "f" / "000003.pt", weights_only=True)
+    assert features.shape == (math.ceil((2 * FRAMES - 16) / 8) + 1, 64)
+    # windows 0 and 1 of the 30 fps timeline cover source frames 0-7 and 4-11: different clips
+    assert not torch.allclose(features[0], features[1])

@@ -1,0 +1,687 @@
+"""``vidlit data curate``: the InternVid curation pipeline in miniature.
+
+InternVid (Wang et al., 2023, Sec. 3) cuts web videos into clips at shot boundaries
+(PySceneDetect), captions them, scores every clip-caption pair by video-text similarity (UMT)
+and keeps the pairs above a threshold (InternVid-10M-FLT). :func:`curate` does the same with
+captions you supply and a trained :class:`~vidlit.backbones.video_text.VideoTextModel` (ViCLIP):
+
+1. **Shots.** Every source video is cut at shot boundaries by PySceneDetect
+   (:func:`detect_shots`: ``ContentDetector`` or ``AdaptiveDetector``, decoding with its PyAV
+   backend). Shots shorter than ``min_clip_seconds`` are dropped; shots longer than
+   ``max_clip_seconds`` are split into equal consecutive clips no longer than that.
+2. **Pairs.** A clip is paired with each candidate caption of its video: a timed caption when
+   its ``[start, end)`` overlaps the clip, an untimed caption always.
+3. **Scores.** ``num_frames`` uniformly spaced frames of the clip (segment centres), resized and
+   centre-cropped to the model's input size and normalized, go through ``encode_video``; the
+   captions through ``encode_text``; the score is their cosine similarity.
+4. **Filter.** Pairs with ``score >= threshold`` are kept (``keep="best"``: only each clip's
+   best caption, if it passes).
+5. **Output** (in ``out``):
+
+   - ``shards/shard-000000.tar``, ...: WebDataset shards (:func:`~vidlit.data.shards.write_shards`)
+     of the kept pairs: the clip re-encoded as H.264 MP4, its caption, and JSON metadata. A shard
+     holds whole source videos and is closed once it reaches ``samples_per_shard`` samples.
+     Train on them with :class:`~vidlit.data.shards.VideoTextShards` (``InternVidDataModule(shards=...)``).
+   - ``curated.jsonl``: one line per kept pair in the InternVid-10M-FLT layout --
+     ``YoutubeID`` (the ``id`` of the input row, by default the source file's name without its
+     suffix, so :class:`~vidlit.data.internvid.InternVidDataModule` finds the source video in
+     the input folder), ``Start_timestamp`` / ``End_timestamp`` (``HH:MM:SS.mmm`` in the source
+     video), ``Caption`` and ``UMT_Score``. **``UMT_Score`` here holds the cosine similarity of
+     the VideoTextModel that curated the file**, not UMT's: it is the column InternVid's readers
+     filter on (``min_umt_score``), so curated files work with them unchanged. ``Shard`` and
+     ``Key`` name the pair's shard and sample; readers ignore them.
+   - ``curate_manifest.json``: the resume state, rewritten atomically after every shard: the
+     shards written and, per source video, ``done`` (with its shard and counts) or ``failed``
+     (with the reason).
+
+Resumable: a rerun skips videos whose status is ``done`` (their pairs are in a shard already)
+and retries ``failed`` ones (a re-downloaded file may work now). A run killed mid-way loses only
+the videos of the shard it was filling. A source video that cannot be decoded is logged,
+recorded as failed and skipped; :class:`CurateSummary` counts it.
+
+Input: a JSONL file, one source video per line::
+
+    {"video": "videos/abc.mp4", "id": "abc", "captions": [
+        {"start": 0.0, "end": 4.2, "text": "a man is cooking in the kitchen"},
+        "a cooking show"]}
+
+``video`` is relative to the JSONL file's folder or absolute; ``id`` is optional; each caption
+is either a string (untimed: a candidate for every clip of the video) or an object with
+``text`` and optional ``start`` / ``end`` seconds (timed: a candidate for the clips it overlaps).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from vidlit.core.io import write_json_atomic
+from vidlit.data.sampling import uniform_segments
+from vidlit.data.shards import encode_mp4, write_shards
+from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoBatchTransform
+from vidlit.data.video import VideoDecodeError, open_video, output_size
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "Caption",
+    "CurateSummary",
+    "SourceVideo",
+    "curate",
+    "detect_shots",
+    "format_timestamp",
+    "read_curation_input",
+    "split_shots",
+]
+
+DETECTORS = ("content", "adaptive")
+KEEP = ("all", "best")
+MANIFEST = "curate_manifest.json"
+SHARD_PATTERN = "shard-%06d.tar"
+_ID_CHARS = re.compile(r"[^A-Za-z0-9_-]")
+
+
+# -- input ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Caption:
+    """A candidate caption; ``start`` / ``end`` in seconds, None for an untimed caption."""
+
+    text: str
+    start: float | None = None
+    end: float | None = None
+
+    def overlaps(self, start: float, end: float) -> bool:
+        """Whether the caption is a candidate for the clip ``[start, end)``."""
+        if self.start is None and self.end is None:
+            return True
+        lo = self.start if self.start is not None else -math.inf
+        hi = self.end if self.end is not None else math.inf
+        return lo < end and start < hi
+
+
+@dataclass(frozen=True)
+class SourceVideo:
+    """One input line: a source video and its candidate captions.
+
+    Attributes:
+        path: the video file, resolved against the input file's folder.
+        name: the path as written (the manifest's key).
+        video_id: the ``YoutubeID`` written to the JSONL.
+        captions: candidate captions.
+        line: line number in the input file.
+    """
+
+    path: Path
+    name: str
+    video_id: str
+    captions: tuple[Caption, ...]
+    line: int
+
+
+def _seconds(value: Any, key: str, where: str) -> float | None:
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ValueError(f"{where}: {key} must be a non-negative number of seconds, got {value!r}")
+    return float(value)
+
+
+def _caption(raw: Any, where: str) -> Caption:
+    if isinstance(raw, str):
+        if not raw.strip():
+            raise ValueError(f"{where}: empty caption")
+        return Caption(raw.strip())
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where}: a caption is a string or an object with 'text', got {raw!r}")
+    text = raw.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"{where}: 'text' must be a non-empty string, got {text!r}")
+    start, end = _seconds(raw.get("start"), "start", where), _seconds(raw.get("end"), "end", where)
+    if start is not None and end is not None and end <= start:
+        raise ValueError(f"{where}: end ({end} s) must be after start ({start} s)")
+    return Caption(text.strip(), start, end)
+
+
+def read_curation_input(path: str | Path) -> list[SourceVideo]:
+    """Parse and check a curation input JSONL (see the module docstring).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: naming the file and line: invalid JSON, no ``video``, malformed captions,
+            a video or an id listed twice.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: curation input not found")
+    videos: list[SourceVideo] = []
+    names: dict[str, int] = {}
+    ids: dict[str, int] = {}
+    with path.open(encoding="utf-8") as f:
+        for number, text in enumerate(f, 1):
+            if not text.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                row = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{where}: invalid JSON (column {e.colno}): {e.msg}") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}")
+            name = row.get("video")
+            if not isinstance(name, str) or not name.strip():
+                raise ValueError(f"{where}: 'video' must be the path of a source video, got {name!r}")
+            name = name.strip()
+            captions = row.get("captions", [])
+            if not isinstance(captions, list):
+                raise ValueError(f"{where}: 'captions' must be a list, got {type(captions).__name__}")
+            video_id = row.get("id") or Path(name).stem
+            if not isinstance(video_id, str):
+                raise ValueError(f"{where}: 'id' must be a string, got {video_id!r}")
+            for seen, value, what in ((names, name, "video"), (ids, video_id, "id")):
+                if value in seen:
+                    raise ValueError(f"{where}: {what} {value!r} is already listed on line {seen[value]}")
+                seen[value] = number
+            parsed = tuple(_caption(c, f"{where}: captions[{i}]") for i, c in enumerate(captions))
+            videos.append(SourceVideo(path.parent / name, name, video_id, parsed, number))
+    return videos
+
+
+# -- shots ----------------------------------------------------------------------------------------
+
+
+def detect_shots(
+    path: str | Path, detector: str = "content", threshold: float | None = None, min_shot_frames: int = 15
+) -> list[tuple[int, int]]:
+    """Shot boundaries of a video with PySceneDetect (Castellano, PySceneDetect), PyAV backend.
+
+    Args:
+        path: the video.
+        detector: ``"content"`` (``ContentDetector``: a cut where the HSV frame difference
+            exceeds ``threshold``, default 27) or ``"adaptive"`` (``AdaptiveDetector``: where it
+            exceeds ``threshold`` times its rolling average, default 3).
+        threshold: the detector's threshold; None for PySceneDetect's default.
+        min_shot_frames: no shot shorter than this (PySceneDetect's ``min_scene_len``).
+
+    Returns:
+        ``[(first_frame, end_frame)]``, end exclusive, covering the whole video (one shot when
+        there is no cut).
+
+    Raises:
+        ValueError: an unknown detector.
+        VideoDecodeError: PySceneDetect cannot read the video.
+    """
+    from scenedetect import AdaptiveDetector, ContentDetector, SceneManager
+    from scenedetect import open_video as open_scenedetect_video
+
+    if detector not in DETECTORS:
+        raise ValueError(f"detector must be one of {DETECTORS}, got {detector!r}")
+    if detector == "content":
+        kwargs = {} if threshold is None else {"threshold": threshold}
+        instance = ContentDetector(min_scene_len=min_shot_frames, **kwargs)
+    else:
+        kwargs = {} if threshold is None else {"adaptive_threshold": threshold}
+        instance = AdaptiveDetector(min_scene_len=min_shot_frames, **kwargs)
+    try:
+        # FFmpeg's log stays silenced; without decoder threads that is safe (PySceneDetect's caveat)
+        stream = open_scenedetect_video(str(path), backend="pyav", suppress_output=True, threading_mode=None)
+        manager = SceneManager()
+        manager.add_detector(instance)
+        manager.detect_scenes(stream)
+        scenes = manager.get_scene_list(start_in_scene=True)
+    except Exception as e:  # noqa: BLE001 - PySceneDetect and PyAV raise many error types
+        raise VideoDecodeError(path, f"PySceneDetect cannot read it: {e}") from e
+    return [(start.get_frames(), end.get_frames()) for start, end in scenes]
+
+
+def split_shots(
+    shots: Sequence[tuple[int, int]], fps: float, min_seconds: float, max_seconds: float | None
+) -> list[tuple[int, int]]:
+    """Clips from shots: drop shots under ``min_seconds``, split those over ``max_seconds`` evenly."""
+    clips = []
+    for first, end in shots:
+        length = end - first
+        if length < max(1, round(min_seconds * fps)):
+            continue
+        pieces = 1 if max_seconds is None else math.ceil(length / (max_seconds * fps) - 1e-9)
+        edges = np.linspace(first, end, pieces + 1).round().astype(int)
+        clips.extend((int(a), int(b)) for a, b in zip(edges[:-1], edges[1:]) if b > a)
+    return clips
+
+
+def format_timestamp(seconds: float) -> str:
+    """InternVid's ``HH:MM:SS.mmm`` (milliseconds rounded)."""
+    millis = round(seconds * 1000)
+    hours, millis = divmod(millis, 3_600_000)
+    minutes, millis = divmod(millis, 60_000)
+    return f"{hours:02d}:{minutes:02d}:{millis // 1000:02d}.{millis % 1000:03d}"
+
+
+# -- the run --------------------------------------------------------------------------------------
+
+
+@dataclass
+class CurateSummary:
+    """What a curation run did.
+
+    Attributes:
+        videos: source videos in the input.
+        resumed: videos skipped because an earlier run finished them.
+        processed: videos cut and scored by this run.
+        failed: ``(video, reason)`` of the videos that could not be decoded.
+        clips: clips cut by this run.
+        pairs: clip-caption pairs scored.
+        kept: pairs kept (written to shards and the JSONL).
+        shards: shard files written by this run.
+        jsonl: the InternVid-format JSONL (all runs' kept pairs).
+    """
+
+    videos: int = 0
+    resumed: int = 0
+    processed: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    clips: int = 0
+    pairs: int = 0
+    kept: int = 0
+    shards: list[str] = field(default_factory=list)
+    jsonl: Path | None = None
+
+    def __str__(self) -> str:
+        return (
+            f"{self.videos} source videos: {self.processed} processed, {self.resumed} finished earlier, "
+            f"{len(self.failed)} unreadable; {self.clips} clips, {self.kept} of {self.pairs} clip-caption "
+            f"pairs kept, {len(self.shards)} shards written"
+        )
+
+
+class _Manifest:
+    """The resume state (``curate_manifest.json``), rewritten atomically."""
+
+    def __init__(self, path: Path, settings: dict[str, Any]):
+        self.path = path
+        if path.is_file():
+            try:
+                state = json.loads(path.read_text())
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}: corrupt manifest ({e}); delete it to start over") from None
+            if state.get("settings") != settings:
+                log.warning(
+                    "%s: finished videos were curated with other settings (%s); they are kept as they are",
+                    path,
+                    state.get("settings"),
+                )
+            self.shards: list[str] = state.get("shards", [])
+            self.videos: dict[str, dict[str, Any]] = state.get("videos", {})
+        else:
+            self.shards, self.videos = [], {}
+        self.settings = settings
+
+    def done(self, name: str) -> bool:
+        return self.videos.get(name, {}).get("status") == "done"
+
+    def next_shard(self) -> int:
+        numbers = [int(m.group(1)) for s in self.shards if (m := re.search(r"(\d+)\.tar$", s))]
+        return max(numbers, default=-1) + 1
+
+    def save(self) -> None:
+        write_json_atomic(
+            {"settings": self.settings, "shards": self.shards, "videos": self.videos}, self.path
+        )
+
+
+def _resize_short_side(frames: Tensor, short_side: int) -> Tensor:
+    """Antialiased bilinear resize of uint8 ``[t, h, w, 3]`` frames to a short side."""
+    size = output_size(frames.shape[1], frames.shape[2], short_side)
+    x = rearrange(frames, "t h w c -> t c h w").float()
+    x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+    return rearrange(x.round().clamp(0, 255).to(torch.uint8), "t c h w -> t h w c")
+
+
+def curate(
+    model: nn.Module,
+    source: str | Path | Sequence[SourceVideo],
+    out: str | Path,
+    threshold: float = 0.0,
+    keep: str = "all",
+    num_frames: int | None = None,
+    size: int | None = None,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    detector: str = "content",
+    detector_threshold: float | None = None,
+    min_shot_frames: int = 15,
+    min_clip_seconds: float = 1.0,
+    max_clip_seconds: float | None = 10.0,
+    clip_short_side: int | None = None,
+    samples_per_shard: int = 500,
+    jsonl_name: str = "curated.jsonl",
+    backend: str = "auto",
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> CurateSummary:
+    """Cut, score, filter and write video-text pairs (see the module docstring).
+
+    Args:
+        model: a :class:`~vidlit.backbones.video_text.VideoTextModel` (anything with
+            ``encode_video([b, 3, t, h, w]) -> [b, d]`` and ``encode_text(list[str]) -> [b, d]``,
+            both L2-normalized).
+        source: the input JSONL, or its parsed rows.
+        out: output folder (created).
+        threshold: keep pairs whose cosine similarity is at least this.
+        keep: ``"all"`` passing pairs, or only each clip's ``"best"`` caption.
+        num_frames: frames per clip the model sees; defaults to the video tower's ``num_frames``.
+        size: square input side; defaults to the video tower's ``img_size``.
+        mean: normalization mean of ``x / 255`` the model was trained with.
+        std: normalization standard deviation.
+        detector: ``"content"`` or ``"adaptive"`` (PySceneDetect).
+        detector_threshold: its threshold; None for PySceneDetect's default.
+        min_shot_frames: shortest shot PySceneDetect reports.
+        min_clip_seconds: drop shorter clips.
+        max_clip_seconds: split longer shots; None never splits.
+        clip_short_side: resize stored clips to this short side; None keeps the source size.
+        samples_per_shard: a shard is closed once it holds this many samples.
+        jsonl_name: file name of the InternVid-format JSONL in ``out``.
+        backend: video backend for decoding clips.
+        device: where the model runs.
+        progress: show a progress bar.
+
+    Returns:
+        The run's :class:`CurateSummary`.
+    """
+    if keep not in KEEP:
+        raise ValueError(f"keep must be one of {KEEP}, got {keep!r}")
+    if samples_per_shard < 1:
+        raise ValueError(f"samples_per_shard must be positive, got {samples_per_shard}")
+    if max_clip_seconds is not None and max_clip_seconds <= 0:
+        raise ValueError(f"max_clip_seconds must be positive or None, got {max_clip_seconds}")
+    tower = getattr(model, "video", None)
+    num_frames = num_frames or getattr(tower, "num_frames", None)
+    img_size = getattr(tower, "img_size", None)
+    size = size or (img_size[0] if isinstance(img_size, tuple) else img_size)
+    if not num_frames or not size:
+        raise ValueError("cannot tell the model's clip length and input size; pass num_frames and size")
+    videos = read_curation_input(source) if isinstance(source, (str, Path)) else list(source)
+    out = Path(out)
+    (out / "shards").mkdir(parents=True, exist_ok=True)
+    settings = {
+        "threshold": threshold,
+        "keep": keep,
+        "detector": detector,
+        "detector_threshold": detector_threshold,
+        "min_shot_frames": min_shot_frames,
+        "min_clip_seconds": min_clip_seconds,
+        "max_clip_seconds": max_clip_seconds,
+        "clip_short_side": clip_short_side,
+        "num_frames": num_frames,
+        "size": size,
+    }
+    manifest = _Manifest(out / MANIFEST, settings)
+    summary = CurateSummary(videos=len(videos))
+    device = torch.device(device)
+    model = model.to(device).eval()
+    transform = VideoBatchTransform(size, train=False, mean=mean, std=std)
+    pending: list[tuple[SourceVideo, dict[str, Any], list[dict[str, Any]]]] = []
+
+    def flush() -> None:
+        samples = [s for _, _, kept in pending for s in kept]
+        shard = None
+        if samples:
+            index = manifest.next_shard()
+            name = SHARD_PATTERN % index
+            (url,) = write_shards(
+                ({k: s[k] for k in ("key", "mp4", "caption", "json")} for s in samples),
+                str(out / "shards" / SHARD_PATTERN),
+                maxcount=len(samples),
+                start_index=index,
+            )
+            lines = "".join(
+                json.dumps({**s["line"], "Shard": name}, ensure_ascii=False) + "\n" for s in samples
+            )
+            _write_text_atomic(out / "shards" / name.replace(".tar", ".jsonl"), lines)
+            manifest.shards.append(name)
+            summary.shards.append(url)
+            shard = name
+        for video, record, _ in pending:
+            manifest.videos[video.name] = {
+                **record,
+                "status": "done",
+                "shard": shard if record["kept"] else None,
+            }
+        manifest.save()
+        pending.clear()
+
+    bar = _progress(progress)
+    with bar, torch.inference_mode():
+        task = bar.add_task("curating", total=len(videos)) if bar else None
+        for video in videos:
+            if manifest.done(video.name):
+                summary.resumed += 1
+            else:
+                try:
+                    record, kept = _curate_video(
+                        video,
+                        model,
+                        transform,
+                        num_frames,
+                        size,
+                        threshold,
+                        keep,
+                        detector,
+                        detector_threshold,
+                        min_shot_frames,
+                        min_clip_seconds,
+                        max_clip_seconds,
+                        clip_short_side,
+                        backend,
+                        device,
+                    )
+                except VideoDecodeError as e:
+                    log.warning("skipping unreadable source video (%s:%d): %s", video.path, video.line, e)
+                    summary.failed.append((str(video.path), e.reason))
+                    manifest.videos[video.name] = {"status": "failed", "reason": e.reason}
+                else:
+                    summary.processed += 1
+                    summary.clips += record["clips"]
+                    summary.pairs += record["pairs"]
+                    summary.kept += record["kept"]
+                    pending.append((video, record, kept))
+                    if sum(len(k) for _, _, k in pending) >= samples_per_shard:
+                        flush()
+            if bar:
+                bar.advance(task)
+    flush()
+    summary.jsonl = _merge_jsonl(out, manifest.shards, jsonl_name)
+    return summary
+
+
+def _curate_video(
+    video: SourceVideo,
+    model: nn.Module,
+    transform: VideoBatchTransform,
+    num_frames: int,
+    size: int,
+    threshold: float,
+    keep: str,
+    detector: str,
+    detector_threshold: float | None,
+    min_shot_frames: int,
+    min_clip_seconds: float,
+    max_clip_seconds: float | None,
+    clip_short_side: int | None,
+    backend: str,
+    device: torch.device,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Cut, score and filter one source video: ``(counts, kept samples)``."""
+    with open_video(video.path, backend, resize=clip_short_side) as reader:
+        length, fps = len(reader), reader.fps
+        shots = detect_shots(video.path, detector, detector_threshold, min_shot_frames)
+        shots = [(a, min(b, length)) for a, b in shots if a < length]
+        clips = split_shots(shots, fps, min_clip_seconds, max_clip_seconds)
+        record = {"id": video.video_id, "shots": len(shots), "clips": len(clips), "pairs": 0, "kept": 0}
+        kept: list[dict[str, Any]] = []
+        text_cache: dict[str, Tensor] = {}
+        base = _ID_CHARS.sub("_", video.video_id)
+        for index, (first, end) in enumerate(clips):
+            start_s, end_s = first / fps, end / fps
+            candidates = [(j, c) for j, c in enumerate(video.captions) if c.overlaps(start_s, end_s)]
+            if not candidates:
+                continue
+            sampled = reader.get_frames(first + uniform_segments(end - first, num_frames, train=False))
+            clip = transform(_resize_short_side(sampled, size)[None].to(device))  # 1 c t s s
+            video_embedding = model.encode_video(clip)[0]
+            missing = [c.text for _, c in candidates if c.text not in text_cache]
+            if missing:
+                text_cache.update(zip(missing, model.encode_text(missing)))
+            scores = [float(video_embedding @ text_cache[c.text]) for _, c in candidates]
+            record["pairs"] += len(candidates)
+            passing = [(s, j, c) for s, (j, c) in zip(scores, candidates) if s >= threshold]
+            if keep == "best" and passing:
+                passing = [max(passing, key=lambda p: p[0])]
+            if not passing:
+                continue
+            chunks = (
+                reader.get_frames(np.arange(a, min(a + 32, end))).numpy() for a in range(first, end, 32)
+            )
+            mp4 = encode_mp4(chunks, fps)
+            for score, j, caption in passing:
+                key = f"{base}_{index:04d}_{j:03d}"
+                line = {
+                    "YoutubeID": video.video_id,
+                    "Start_timestamp": format_timestamp(start_s),
+                    "End_timestamp": format_timestamp(end_s),
+                    "Caption": caption.text,
+                    "UMT_Score": round(score, 6),
+                    "Key": key,
+                }
+                metadata = {
+                    "video_id": video.video_id,
+                    "source": video.name,
+                    "start": round(start_s, 6),
+                    "end": round(end_s, 6),
+                    "fps": fps,
+                    "score": score,
+                    "clip_index": index,
+                    "caption_index": j,
+                }
+                kept.append({"key": key, "mp4": mp4, "caption": caption.text, "json": metadata, "line": line})
+        record["kept"] = len(kept)
+        return record, kept
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def _merge_jsonl(out: Path, shards: list[str], name: str) -> Path:
+    """The InternVid-format JSONL of every shard in the manifest, written atomically."""
+    parts = [(out / "shards" / s.replace(".tar", ".jsonl")).read_text(encoding="utf-8") for s in shards]
+    path = out / name
+    _write_text_atomic(path, "".join(parts))
+    return path
+
+
+class _NoProgress:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def __bool__(self) -> bool:
+        return False
+
+
+def _progress(enabled: bool) -> Any:
+    if not enabled:
+        return _NoProgress()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()
+    )
+
+
+# -- command line ---------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``vidlit data curate`` arguments."""
+    parser.add_argument(
+        "input", type=Path, help="JSONL: {video, id?, captions: [text | {text, start?, end?}]}"
+    )
+    parser.add_argument(
+        "--ckpt_path", required=True, type=Path, help="VideoTextPretrain Lightning checkpoint"
+    )
+    parser.add_argument("--out", required=True, type=Path, help="output folder (shards, JSONL, manifest)")
+    parser.add_argument("--threshold", type=float, default=0.0, help="keep pairs with cosine >= this")
+    parser.add_argument(
+        "--keep", choices=KEEP, default="all", help="all passing captions, or each clip's best"
+    )
+    parser.add_argument("--detector", choices=DETECTORS, default="content", help="PySceneDetect detector")
+    parser.add_argument("--detector_threshold", type=float, default=None, help="default: PySceneDetect's")
+    parser.add_argument("--min_shot_frames", type=int, default=15)
+    parser.add_argument("--min_clip_seconds", type=float, default=1.0)
+    parser.add_argument("--max_clip_seconds", type=float, default=10.0)
+    parser.add_argument("--clip_short_side", type=int, default=None, help="resize stored clips")
+    parser.add_argument("--samples_per_shard", type=int, default=500)
+    parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, ...")
+
+
+def curate_main(
+    options: argparse.Namespace,
+    model: nn.Module,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> CurateSummary:
+    """Run ``vidlit data curate`` with parsed ``options`` and the loaded model; prints the summary.
+
+    The command line (:mod:`vidlit.cli`) loads ``model`` from ``--ckpt_path``, a
+    :class:`~vidlit.tasks.video_text.VideoTextPretrain` checkpoint, with its ``pixel_mean`` /
+    ``pixel_std``.
+    """
+    device = options.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    summary = curate(
+        model,
+        options.input,
+        options.out,
+        threshold=options.threshold,
+        keep=options.keep,
+        mean=mean or IMAGENET_MEAN,
+        std=std or IMAGENET_STD,
+        detector=options.detector,
+        detector_threshold=options.detector_threshold,
+        min_shot_frames=options.min_shot_frames,
+        min_clip_seconds=options.min_clip_seconds,
+        max_clip_seconds=options.max_clip_seconds,
+        clip_short_side=options.clip_short_side,
+        samples_per_shard=options.samples_per_shard,
+        device=device,
+    )
+    print(f"{options.out}: {summary}")
+    print(f"annotations: {summary.jsonl}; shards: {options.out / 'shards'}")
+    for path, reason in summary.failed:
+        print(f"  skipped unreadable video {path}: {reason}")
+    return summary

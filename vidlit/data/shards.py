@@ -1,0 +1,494 @@
+"""Video-text pairs in WebDataset tar shards, streamed from local disk or object storage.
+
+A shard is a plain POSIX tar file in the `WebDataset <https://github.com/webdataset/webdataset>`_
+layout: the files of one sample share a key (the member name up to the first ``.`` of its base
+name) and sit next to each other, one file per field::
+
+    000000_0003.mp4     the clip, H.264 in MP4
+    000000_0003.txt     its caption, UTF-8
+    000000_0003.json    metadata (source video, start / end seconds, score, ...)
+    000000_0004.mp4
+    ...
+
+so ``webdataset.WebDataset(urls)`` reads vidlit's shards and :class:`VideoTextShards` reads shards
+written by other tools (``img2dataset`` / ``video2dataset`` style ``.mp4`` + ``.txt`` + ``.json``).
+
+:func:`write_shards` writes them (``maxcount`` samples per shard). :class:`VideoTextShards`
+streams them: every URL is opened with :func:`fsspec.open` (local paths, ``file://``, ``s3://``,
+``gs://``, ``hf://``, ``memory://``, ... whatever fsspec protocol is installed; no ``pipe:``
+subprocess), read sequentially, and each clip is decoded in memory, so a corpus far larger than
+the disk of one node trains straight from object storage. Shards are split across distributed
+ranks and DataLoader workers; a sample whose video cannot be decoded or that lacks a caption is
+logged, counted and skipped.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import posixpath
+import re
+import tarfile
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import IterableDataset, get_worker_info
+
+from vidlit.data.sampling import uniform_segments
+from vidlit.data.video import output_size
+
+log = logging.getLogger(__name__)
+
+__all__ = ["VideoTextShards", "decode_mp4", "encode_mp4", "expand_urls", "write_shards"]
+
+VIDEO_EXTENSIONS = ("mp4", "m4v", "mov", "mkv", "webm", "avi")
+_MAX_WORKER_SLOTS = 256  # skip counters, one slot per (rank-local) DataLoader worker
+_PATTERN = re.compile(r"%0?\d*d")
+
+
+# -- clips in memory ------------------------------------------------------------------------------
+
+
+def encode_mp4(
+    frames: np.ndarray | Tensor | Iterable[np.ndarray | Tensor],
+    fps: float,
+    codec: str | None = None,
+    gop_size: int = 12,
+) -> bytes:
+    """Encode uint8 RGB frames as an H.264 MP4, in memory.
+
+    Args:
+        frames: ``[t, h, w, 3]`` frames, or an iterable of such chunks (so a long clip never has
+            to be decoded whole); odd heights and widths are cropped by one pixel (``yuv420p``).
+        fps: frame rate.
+        codec: video encoder; defaults to libx264 where PyAV has it (else MPEG-4 part 2).
+        gop_size: frames between keyframes.
+
+    Returns:
+        The MP4 file's bytes.
+
+    Raises:
+        ValueError: no frames, or frames that are not uint8 ``[t, h, w, 3]`` of one size.
+    """
+    import av
+
+    from vidlit.data.synth.videos import preferred_video_codec
+
+    chunks = [frames] if isinstance(frames, (np.ndarray, Tensor)) else frames
+    codec = codec or preferred_video_codec()
+    buffer = io.BytesIO()
+    stream, shape = None, None
+    with av.open(buffer, mode="w", format="mp4") as container:
+        for chunk in chunks:
+            chunk = np.asarray(chunk)
+            if chunk.ndim != 4 or chunk.shape[-1] != 3 or chunk.dtype != np.uint8:
+                raise ValueError(f"frames must be uint8 [t, h, w, 3], got {chunk.dtype} {chunk.shape}")
+            if stream is None:
+                shape = chunk.shape[1:]
+                height, width = shape[0] - shape[0] % 2, shape[1] - shape[1] % 2
+                if height < 2 or width < 2:
+                    raise ValueError(f"frames of {shape[0]}x{shape[1]} px are too small to encode")
+                stream = container.add_stream(codec, rate=_fraction(fps))
+                stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+                stream.codec_context.gop_size = gop_size
+                stream.codec_context.thread_count = 1
+                if codec == "libx264":
+                    stream.options = {"crf": "18", "x264-params": "mbtree=0"}
+            elif chunk.shape[1:] != shape:
+                raise ValueError(f"all frames must have one size: {shape} then {chunk.shape[1:]}")
+            for frame in chunk[:, : stream.height, : stream.width]:
+                image = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+                container.mux(stream.encode(image))
+        if stream is None:
+            raise ValueError("no frames to encode")
+        container.mux(stream.encode())
+    return buffer.getvalue()
+
+
+def _fraction(rate: float) -> Any:
+    from fractions import Fraction
+
+    return Fraction(rate).limit_denominator(1001)  # 30000/1001 (NTSC) stays exact
+
+
+def decode_mp4(data: bytes, num_frames: int, short_side: int | None = None) -> Tensor:
+    """Decode ``num_frames`` uniformly spaced frames of an in-memory video with PyAV.
+
+    Frames are the centres of ``num_frames`` equal segments of the clip (TSN's test sampling,
+    :func:`~vidlit.data.sampling.uniform_segments`); a clip shorter than ``num_frames`` repeats
+    frames. Resizing to ``short_side`` happens in FFmpeg's scaler while converting to RGB.
+
+    Args:
+        data: a video file's bytes (any container FFmpeg reads).
+        num_frames: frames to return.
+        short_side: resize the short side to this (aspect ratio kept); None keeps the size.
+
+    Returns:
+        uint8 ``[num_frames, h, w, 3]``.
+
+    Raises:
+        ValueError: the bytes are not a decodable video, or fewer frames can be decoded than
+            the container declares.
+    """
+    import av
+
+    try:
+        container = av.open(io.BytesIO(data), mode="r")
+    except (av.FFmpegError, ValueError) as e:
+        raise ValueError(f"cannot open the video: {e}") from e
+    with container:
+        if not container.streams.video:
+            raise ValueError("no video stream")
+        stream = container.streams.video[0]
+        stream.codec_context.thread_count = 1
+        try:
+            total = stream.frames or sum(1 for p in container.demux(stream) if p.size)
+            if not stream.frames:
+                container.seek(0)
+            if total < 1:
+                raise ValueError("the video stream has no frames")
+            wanted = uniform_segments(total, num_frames, train=False)
+            height, width = stream.codec_context.height, stream.codec_context.width
+            size = output_size(height, width, short_side) if short_side else (height, width)
+            wanted_set, last = set(wanted.tolist()), int(wanted[-1])
+            picked: dict[int, np.ndarray] = {}
+            for index, frame in enumerate(container.decode(stream)):
+                if index in wanted_set:
+                    picked[index] = frame.to_ndarray(
+                        format="rgb24", height=size[0], width=size[1], interpolation="BILINEAR"
+                    )
+                if index >= last:
+                    break
+        except av.FFmpegError as e:
+            raise ValueError(f"cannot decode the video: {e}") from e
+    if last not in picked:
+        raise ValueError(f"the container declares {total} frames but only {len(picked)} wanted ones decode")
+    return torch.from_numpy(np.stack([picked[int(i)] for i in wanted]))
+
+
+# -- writing --------------------------------------------------------------------------------------
+
+
+def _is_local(url: str) -> bool:
+    return "://" not in url or url.startswith("file://")
+
+
+def _local_path(url: str) -> Path:
+    return Path(url[len("file://") :] if url.startswith("file://") else url)
+
+
+def _check_key(key: Any, index: int) -> str:
+    if not isinstance(key, str) or not key or key.startswith("/"):
+        raise ValueError(f"sample {index}: 'key' must be a non-empty relative name, got {key!r}")
+    if "." in posixpath.basename(key):
+        raise ValueError(
+            f"sample {index}: key {key!r} has a '.' in its base name; WebDataset splits the key from "
+            "the field extension at the first '.', so replace it (e.g. with '_')"
+        )
+    return key
+
+
+def _sample_files(sample: Mapping[str, Any], index: int) -> list[tuple[str, bytes]]:
+    key = _check_key(sample.get("key"), index)
+    video = sample.get("mp4")
+    if isinstance(video, (str, os.PathLike)):
+        video = Path(video).read_bytes()
+    if not isinstance(video, (bytes, bytearray)) or not video:
+        raise ValueError(f"sample {index} ({key}): 'mp4' must be the clip's bytes or a path to it")
+    caption = sample.get("caption")
+    if not isinstance(caption, str):
+        raise ValueError(f"sample {index} ({key}): 'caption' must be a string, got {type(caption).__name__}")
+    files = [(f"{key}.mp4", bytes(video)), (f"{key}.txt", caption.encode("utf-8"))]
+    if sample.get("json") is not None:
+        files.append((f"{key}.json", json.dumps(sample["json"], ensure_ascii=False).encode("utf-8")))
+    return files
+
+
+def _write_tar(files: list[tuple[str, bytes]], url: str) -> None:
+    """Write one tar; local files go through a temporary name and a rename (never half a shard)."""
+
+    def fill(f: Any) -> None:
+        with tarfile.open(fileobj=f, mode="w|", format=tarfile.USTAR_FORMAT) as tar:
+            for name, data in files:
+                info = tarfile.TarInfo(name)
+                info.size, info.mode, info.mtime = len(data), 0o444, 0  # reproducible bytes
+                tar.addfile(info, io.BytesIO(data))
+
+    if _is_local(url):
+        path = _local_path(url)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                fill(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return
+    import fsspec
+
+    with fsspec.open(url, "wb") as f:  # object stores publish an object only when it is complete
+        fill(f)
+
+
+def write_shards(
+    samples: Iterable[Mapping[str, Any]], pattern: str, maxcount: int = 1000, start_index: int = 0
+) -> list[str]:
+    """Write video-caption samples into WebDataset tar shards of ``maxcount`` samples each.
+
+    Args:
+        samples: dicts with ``key`` (unique sample name, no ``.`` in its base name), ``mp4``
+            (the clip's bytes, e.g. from :func:`encode_mp4`, or a path to an MP4 file),
+            ``caption`` (str) and optionally ``json`` (a JSON-serializable metadata dict).
+        pattern: shard URL with one printf-style integer field, as ``webdataset.ShardWriter``
+            takes: ``"out/shard-%06d.tar"``, ``"s3://bucket/clips-%05d.tar"``. Local shards are
+            written atomically (temporary file and rename); remote ones through :func:`fsspec.open`.
+        maxcount: samples per shard (the last shard holds the rest).
+        start_index: number of the first shard.
+
+    Returns:
+        The URLs written, in order.
+
+    Raises:
+        ValueError: a bad pattern or ``maxcount``, a malformed sample or a repeated key (naming
+            the sample).
+    """
+    if len(_PATTERN.findall(pattern)) != 1:
+        raise ValueError(f"pattern must contain exactly one integer field such as %06d, got {pattern!r}")
+    if maxcount < 1:
+        raise ValueError(f"maxcount must be positive, got {maxcount}")
+    written: list[str] = []
+    files: list[tuple[str, bytes]] = []
+    count, keys = 0, set()
+
+    def flush() -> None:
+        nonlocal files, count
+        url = pattern % (start_index + len(written))
+        _write_tar(files, url)
+        written.append(url)
+        files, count = [], 0
+
+    for index, sample in enumerate(samples):
+        sample_files = _sample_files(sample, index)
+        key = sample["key"]
+        if key in keys:
+            raise ValueError(f"sample {index}: key {key!r} is used twice")
+        keys.add(key)
+        files.extend(sample_files)
+        count += 1
+        if count == maxcount:
+            flush()
+    if count:
+        flush()
+    return written
+
+
+# -- reading --------------------------------------------------------------------------------------
+
+
+def expand_urls(urls: str | Iterable[str]) -> list[str]:
+    """Expand brace patterns (``shards-{000..009}.tar``, ``{a,b}``) of one URL or a list of them.
+
+    Raises:
+        ValueError: no URLs.
+    """
+    from braceexpand import braceexpand
+
+    items = [urls] if isinstance(urls, (str, os.PathLike)) else list(urls)
+    expanded = [url for item in items for url in braceexpand(os.fspath(item))]
+    if not expanded:
+        raise ValueError("no shard URLs given")
+    return expanded
+
+
+def _split_key(name: str) -> tuple[str, str]:
+    """WebDataset's rule: the key is the path up to the first ``.`` of the base name."""
+    folder, base = posixpath.split(name)
+    stem, _, extension = base.partition(".")
+    return posixpath.join(folder, stem) if folder else stem, extension.lower()
+
+
+def _rank_and_world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+class VideoTextShards(IterableDataset):
+    """Stream ``{"video", "caption", "video_id"}`` samples from WebDataset video-text shards.
+
+    Every shard URL (after brace expansion) is opened with :func:`fsspec.open` and read as a tar
+    stream; samples are grouped by key, their video (``.mp4``, or ``.mkv`` / ``.webm`` / ``.mov``
+    / ``.avi`` / ``.m4v``) decoded in memory (:func:`decode_mp4`: ``num_frames`` uniformly spaced
+    frames) and their caption read from ``.txt`` (else the ``caption`` of ``.json``).
+
+    Shards are dealt out to ``world_size x num_workers`` readers (``torch.distributed`` rank,
+    then DataLoader worker), as ``webdataset.split_by_node`` / ``split_by_worker`` do, so give at
+    least that many shards; under DDP, equal shard sizes keep the ranks in step. With
+    ``shuffle > 0`` the shard order is a permutation drawn from ``(seed, epoch)`` (the same on
+    every rank) and samples pass through a shuffle buffer of that many clips, seeded by
+    ``(seed, epoch, rank, worker)``; call :meth:`set_epoch` each epoch (it reaches persistent
+    workers too).
+
+    A sample whose video does not decode, that has no video or no caption, and the rest of a
+    truncated or corrupt shard, are logged (warning, naming the shard and key) and skipped;
+    :attr:`num_skipped` counts them across workers. A shard that does not exist raises
+    :class:`FileNotFoundError`.
+
+    Args:
+        urls: shard URL(s): local paths, ``file://``, any fsspec protocol (``s3://``, ``gs://``,
+            ``memory://``, ...); brace patterns are expanded.
+        num_frames: frames sampled per clip.
+        short_side: resize the short side to this while decoding; None keeps the stored size.
+        shuffle: shuffle buffer size in samples (0: shards and samples in order).
+        seed: base seed of the shuffling.
+
+    Items are ``{"video": uint8 [t, h, w, 3], "caption": str, "video_id": str}``; ``video_id``
+    is the sample key.
+    """
+
+    def __init__(
+        self,
+        urls: str | list[str],
+        num_frames: int,
+        short_side: int | None = None,
+        shuffle: int = 0,
+        seed: int = 0,
+    ):
+        super().__init__()
+        if num_frames < 1:
+            raise ValueError(f"num_frames must be positive, got {num_frames}")
+        if shuffle < 0:
+            raise ValueError(f"shuffle must be >= 0, got {shuffle}")
+        if short_side is not None and short_side < 1:
+            raise ValueError(f"short_side must be positive or None, got {short_side}")
+        self.urls = expand_urls(urls)
+        self.num_frames = num_frames
+        self.short_side = short_side
+        self.shuffle = shuffle
+        self.seed = seed % 2**32
+        self.epoch = torch.zeros((), dtype=torch.long).share_memory_()
+        self._skipped = torch.zeros(_MAX_WORKER_SLOTS, dtype=torch.long).share_memory_()
+
+    @property
+    def num_skipped(self) -> int:
+        """Samples skipped so far in this process and its DataLoader workers."""
+        return int(self._skipped.sum())
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose shuffling the next iteration uses (also in live workers)."""
+        self.epoch.fill_(epoch)
+
+    def shards_for(self, rank: int, world_size: int, worker: int, num_workers: int) -> list[str]:
+        """The shard URLs that reader ``(rank, worker)`` streams this epoch."""
+        urls = list(self.urls)
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, int(self.epoch)]).permutation(len(urls))
+            urls = [urls[i] for i in order]
+        return urls[rank::world_size][worker::num_workers]
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        rank, world_size = _rank_and_world()
+        info = get_worker_info()
+        worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        urls = self.shards_for(rank, world_size, worker, num_workers)
+        if not urls:
+            log.warning(
+                "rank %d worker %d has no shard to read: %d shards for %d ranks x %d workers",
+                rank,
+                worker,
+                len(self.urls),
+                world_size,
+                num_workers,
+            )
+            return
+        samples = (s for url in urls for s in self._samples(url, worker))
+        if self.shuffle:
+            rng = np.random.default_rng([self.seed, int(self.epoch), rank, worker])
+            samples = _shuffled(samples, self.shuffle, rng)
+        yield from samples
+
+    def _skip(self, worker: int, url: str, key: str, reason: str) -> None:
+        self._skipped[worker % _MAX_WORKER_SLOTS] += 1
+        log.warning("%s: skipping sample %s: %s", url, key, reason)
+
+    def _samples(self, url: str, worker: int) -> Iterator[dict[str, Any]]:
+        for key, fields in self._grouped(url, worker):
+            video = next((fields[e] for e in VIDEO_EXTENSIONS if e in fields), None)
+            if video is None:
+                self._skip(worker, url, key, f"no video file (fields: {sorted(fields)})")
+                continue
+            caption = self._caption(fields)
+            if caption is None:
+                self._skip(worker, url, key, "no caption (.txt, or 'caption' in .json)")
+                continue
+            try:
+                frames = decode_mp4(video, self.num_frames, self.short_side)
+            except ValueError as e:
+                self._skip(worker, url, key, str(e))
+                continue
+            yield {"video": frames, "caption": caption, "video_id": key}
+
+    @staticmethod
+    def _caption(fields: dict[str, bytes]) -> str | None:
+        try:
+            if "txt" in fields:
+                return fields["txt"].decode("utf-8").strip()
+            if "json" in fields:
+                caption = json.loads(fields["json"]).get("caption")
+                return caption if isinstance(caption, str) else None
+        except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            return None
+        return None
+
+    def _grouped(self, url: str, worker: int) -> Iterator[tuple[str, dict[str, bytes]]]:
+        """``(key, {extension: bytes})`` for consecutive tar members sharing a key."""
+        import fsspec
+
+        key, fields = None, {}
+        try:
+            with fsspec.open(url, "rb") as f, tarfile.open(fileobj=f, mode="r|*") as tar:
+                for member in tar:
+                    if not member.isfile():
+                        continue
+                    member_key, extension = _split_key(member.name)
+                    if posixpath.basename(member.name).startswith("__") or not extension:
+                        continue  # WebDataset's own metadata members, or files without a field
+                    if member_key != key:
+                        if key is not None:
+                            yield key, fields  # complete: the next key has started
+                        key, fields = member_key, {}
+                    fields[extension] = tar.extractfile(member).read()
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{url}: shard not found") from None
+        except (tarfile.TarError, OSError, EOFError) as e:
+            # the sample being read when the stream broke is incomplete: drop it with the rest
+            self._skip(worker, url, key or "(first sample)", f"corrupt or truncated shard: {e}")
+            return
+        if key is not None:
+            yield key, fields
+
+
+def _shuffled(samples: Iterator[dict[str, Any]], size: int, rng: np.random.Generator) -> Iterator[dict]:
+    """A reservoir-style shuffle buffer (as ``webdataset.shuffle``): fill, then swap out at random."""
+    buffer: list[dict[str, Any]] = []
+    for sample in samples:
+        if len(buffer) < size:
+            buffer.append(sample)
+            continue
+        i = int(rng.integers(len(buffer)))
+        buffer[i], sample = sample, buffer[i]
+        yield sample
+    rng.shuffle(buffer)
+    yield from buffer

@@ -1,0 +1,616 @@
+"""``vidlit extract``: run a trained backbone over videos in sliding windows, one ``[T, C]`` file each.
+
+    vidlit extract --config recipes/pretrain_mvm.yaml --ckpt_path runs/pretrain_mvm/backbone.pt \\
+        --videos data/ego4d/clips.csv --out data/ego4d_mq/features --window 16 --stride 16
+
+This is how the Ego4D episodic-memory baselines get their clip features (Grauman et al., 2022,
+"Ego4D", Appendix: SlowFast / Omnivore features, one vector every 16 frames of the 30 fps video):
+window ``i`` covers frames ``[i * stride, i * stride + window)``; ``frames_per_window`` frames
+evenly spaced inside it (the backbone's clip length, e.g. 16 of a 32-frame window, as SlowFast
+8x8 samples every 4th frame of 32) are resized, centre-cropped and normalized as the recipe's
+evaluation transform does, and the backbone's pooled feature (``output="pooled"``, ``[C]``) is
+step ``i`` of the video's ``[T, C]`` sequence. So feature ``i`` is centred at
+``(i * stride + window / 2) / fps`` seconds, exactly what
+:class:`~vidlit.data.Ego4DMomentQueries` assumes with ``feature_stride: stride`` and
+``feature_window: window``.
+
+- ``T = ceil((n - window) / stride) + 1`` for a video of ``n >= window`` frames (every frame is
+  in some window; a last window that runs past the end repeats the last frame), ``T = 1`` for
+  shorter videos.
+- With ``fps`` set, windows are counted on a timeline resampled to that rate (source frame
+  ``floor(j * source_fps / fps)`` is frame ``j``), so videos of any rate get features at the same
+  step in seconds (the Ego4D features assume 30 fps).
+- Output: ``<out>/<key>.pt`` (a float32 tensor) or ``.npy``, where ``key`` is the video file's
+  name without its suffix (Ego4D clips are ``<clip_uid>.mp4``, the annotation key), plus
+  ``@start-end`` for a list row with a time window. :func:`~vidlit.data.features.find_feature_file`
+  finds them. Each file is written atomically (temporary file, fsync, rename).
+- Resumable: a video whose feature file exists is skipped, so a killed run picks up where it
+  stopped. Unreadable videos are counted and reported (``strict`` raises instead).
+
+The backbone is the ``model.init_args.backbone`` of a recipe (e.g. ``recipes/pretrain_mvm.yaml``,
+``recipes/video_cls.yaml``, a ViCLIP recipe), loaded from a Lightning checkpoint of that model
+(``weights_only=True``) or from the plain ``backbone.pt`` that
+:class:`~vidlit.tasks.ExportBackbone` writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from einops import rearrange
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from vidlit.data.features import find_feature_file
+from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoBatchTransform
+from vidlit.data.video import BACKENDS, VideoDecodeError, open_video
+from vidlit.data.video_list import VideoEntry, read_video_list
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "ExtractSummary",
+    "FeatureExtractor",
+    "extract_features",
+    "feature_key",
+    "load_backbone",
+    "window_frame_indices",
+]
+
+FORMATS = ("pt", "npy")
+
+
+# -- windows --------------------------------------------------------------------------------------
+
+
+def num_windows(num_frames: int, window: int, stride: int) -> int:
+    """Feature steps of a video of ``num_frames`` frames: ``ceil((n - window) / stride) + 1``, at least 1."""
+    if num_frames < 1:
+        raise ValueError(f"cannot extract features from a video with {num_frames} frames")
+    if num_frames <= window:
+        return 1
+    return math.ceil((num_frames - window) / stride) + 1
+
+
+def window_frame_indices(num_frames: int, window: int, stride: int, frames_per_window: int) -> np.ndarray:
+    """``[T, frames_per_window]`` frame indices of every sliding window of a video.
+
+    Window ``i`` starts at frame ``i * stride``; its frames are ``start + floor(j * window /
+    frames_per_window)`` for ``j < frames_per_window``, clamped to the last frame.
+
+    Args:
+        num_frames: frames in the video (on the extraction timeline).
+        window: frames a window covers.
+        stride: frames between window starts.
+        frames_per_window: frames the backbone sees per window.
+    """
+    if window < 1 or stride < 1 or frames_per_window < 1:
+        raise ValueError(
+            "window, stride and frames_per_window must be positive, "
+            f"got {window}, {stride}, {frames_per_window}"
+        )
+    starts = np.arange(num_windows(num_frames, window, stride)) * stride
+    offsets = (np.arange(frames_per_window) * window) // frames_per_window
+    return np.minimum(starts[:, None] + offsets[None, :], num_frames - 1).astype(np.int64)
+
+
+def feature_key(entry: VideoEntry) -> str:
+    """File name (without suffix) of a list row's features: the video's stem, plus ``@start-end``."""
+    key = entry.path.stem
+    if entry.start is not None or entry.end is not None:
+        key += f"@{entry.start or 0:g}-{'end' if entry.end is None else format(entry.end, 'g')}"
+    return key
+
+
+# -- the model ------------------------------------------------------------------------------------
+
+
+def _import(path: str) -> Any:
+    if "." not in path:
+        import vidlit.backbones
+
+        if hasattr(vidlit.backbones, path):
+            return getattr(vidlit.backbones, path)
+        raise ValueError(
+            f"class_path {path!r}: give the full import path, e.g. vidlit.backbones.create_backbone"
+        )
+    module, _, name = path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"class_path {path!r} cannot be imported: {e}") from None
+
+
+def read_recipe(path: str | Path) -> dict[str, Any]:
+    """A recipe YAML as plain data, OmegaConf interpolations (``${data.init_args.mean}``) resolved."""
+    from omegaconf import OmegaConf
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: config not found")
+    config = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: expected a YAML mapping at the top level")
+    return config
+
+
+def backbone_state_dict(checkpoint: Any, source: str) -> dict[str, Tensor]:
+    """The backbone's weights from a Lightning checkpoint or a plain backbone state dict.
+
+    Lightning checkpoints hold ``state_dict`` with the backbone under ``backbone.``
+    (:class:`~vidlit.tasks.TaskModule`, :class:`~vidlit.tasks.MVMPretrain`) or ``model.video.``
+    (:class:`~vidlit.tasks.video_text.VideoTextPretrain`); a ``backbone.pt`` is the backbone's
+    own state dict.
+
+    Raises:
+        ValueError: not a mapping of tensors.
+    """
+    if not isinstance(checkpoint, dict):
+        raise ValueError(
+            f"{source}: expected a state dict or a Lightning checkpoint, got {type(checkpoint).__name__}"
+        )
+    state = checkpoint.get("state_dict", checkpoint)
+    state = {k.replace("._orig_mod", "").removeprefix("_orig_mod."): v for k, v in state.items()}
+    for prefix in ("model.video.", "backbone."):
+        if any(k.startswith(prefix) for k in state):
+            return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    if not state or not all(isinstance(v, Tensor) for v in state.values()):
+        raise ValueError(f"{source}: no backbone weights found (keys: {sorted(state)[:8]})")
+    return state
+
+
+def load_backbone(config: str | Path | dict[str, Any], ckpt_path: str | Path | None) -> nn.Module:
+    """Build the recipe's ``model.init_args.backbone`` and load a checkpoint into it.
+
+    Args:
+        config: recipe path or its parsed mapping.
+        ckpt_path: Lightning checkpoint of the recipe's model, or a ``backbone.pt``; None keeps
+            the weights the config builds (e.g. its own ``checkpoint_path``).
+
+    Returns:
+        The backbone in eval mode.
+
+    Raises:
+        ValueError: the config has no backbone, or the checkpoint does not fit it.
+        FileNotFoundError: no such checkpoint.
+    """
+    source = str(config) if not isinstance(config, dict) else "config"
+    recipe = read_recipe(config) if not isinstance(config, dict) else config
+    spec = ((recipe.get("model") or {}).get("init_args") or {}).get("backbone")
+    if not isinstance(spec, dict) or "class_path" not in spec:
+        raise ValueError(
+            f"{source}: no model.init_args.backbone with a class_path; extraction needs a recipe whose "
+            "model has a video backbone (e.g. recipes/pretrain_mvm.yaml)"
+        )
+    backbone = _import(spec["class_path"])(**(spec.get("init_args") or {}))
+    if ckpt_path is not None:
+        ckpt_path = Path(ckpt_path)
+        if not ckpt_path.is_file():
+            raise FileNotFoundError(f"{ckpt_path}: checkpoint not found")
+        state = backbone_state_dict(
+            torch.load(ckpt_path, map_location="cpu", weights_only=True), str(ckpt_path)
+        )
+        if hasattr(backbone, "load_state_dict_filtered"):
+            backbone.load_state_dict_filtered(state, strict=True, source=str(ckpt_path))
+        else:
+            try:
+                backbone.load_state_dict(state)
+            except RuntimeError as e:
+                raise ValueError(f"{ckpt_path}: does not fit {spec['class_path']}: {e}") from None
+    return backbone.eval()
+
+
+@dataclass
+class FeatureExtractor:
+    """A backbone and the preprocessing its clips need.
+
+    Attributes:
+        backbone: called as ``backbone(video, output="pooled") -> [b, C]``.
+        frames_per_window: frames per clip the backbone takes.
+        size: crop side in pixels.
+        mean: per-channel mean of ``x / 255``.
+        std: per-channel standard deviation of ``x / 255``.
+    """
+
+    backbone: nn.Module
+    frames_per_window: int
+    size: int
+    mean: Sequence[float] = IMAGENET_MEAN
+    std: Sequence[float] = IMAGENET_STD
+
+    @classmethod
+    def from_recipe(
+        cls,
+        config: str | Path,
+        ckpt_path: str | Path | None,
+        frames_per_window: int | None = None,
+        size: int | None = None,
+    ) -> FeatureExtractor:
+        """Backbone from the recipe and checkpoint; clip length, size, mean and std from the recipe.
+
+        Clip length and size default to the data module's ``num_frames`` / ``size``, else the
+        backbone's ``num_frames`` / ``img_size``.
+        """
+        recipe = read_recipe(config)
+        backbone = load_backbone(recipe, ckpt_path)
+        data = (recipe.get("data") or {}).get("init_args") or {}
+        img_size = getattr(backbone, "img_size", None)
+        frames_per_window = (
+            frames_per_window or data.get("num_frames") or getattr(backbone, "num_frames", None)
+        )
+        size = size or data.get("size") or (img_size[0] if isinstance(img_size, tuple) else img_size)
+        if not frames_per_window or not size:
+            raise ValueError(
+                f"{config}: cannot tell the clip length and size the backbone takes; pass "
+                "--frames_per_window and --size"
+            )
+        return cls(
+            backbone,
+            int(frames_per_window),
+            int(size),
+            tuple(data.get("mean") or IMAGENET_MEAN),
+            tuple(data.get("std") or IMAGENET_STD),
+        )
+
+    @property
+    def feature_dim(self) -> int | None:
+        """C of the features, when the backbone states its width."""
+        return getattr(self.backbone, "embed_dim", None)
+
+
+# -- decoding (in DataLoader workers) -------------------------------------------------------------
+
+
+class _WindowChunks(IterableDataset):
+    """Decoded windows of each video, ``batch_size`` windows at a time, videos split over workers."""
+
+    def __init__(
+        self,
+        entries: list[tuple[str, VideoEntry]],
+        window: int,
+        stride: int,
+        frames_per_window: int,
+        batch_size: int,
+        short_side: int,
+        fps: float | None,
+        backend: str,
+    ):
+        self.entries = entries
+        self.window, self.stride, self.frames_per_window = window, stride, frames_per_window
+        self.batch_size = batch_size
+        self.short_side = short_side
+        self.fps = fps
+        self.backend = backend
+
+    def _indices(self, entry: VideoEntry, length: int, source_fps: float) -> np.ndarray:
+        first, last = 0, length  # source frames [first, last)
+        if entry.start is not None:
+            first = min(length - 1, int(round(entry.start * source_fps)))
+        if entry.end is not None:
+            last = max(first + 1, min(length, int(round(entry.end * source_fps))))
+        rate = self.fps or source_fps
+        timeline = last - first if self.fps is None else max(1, int((last - first) / source_fps * rate))
+        indices = window_frame_indices(timeline, self.window, self.stride, self.frames_per_window)
+        if self.fps is not None:
+            indices = np.floor(indices * source_fps / rate).astype(np.int64)
+        return np.minimum(first + indices, last - 1)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        info = get_worker_info()
+        worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        for key, entry in self.entries[worker::num_workers]:
+            try:
+                with open_video(entry.path, self.backend, resize=self.short_side) as reader:
+                    indices = self._indices(entry, len(reader), reader.fps)
+                    total = len(indices)
+                    for first in range(0, total, self.batch_size):
+                        chunk = indices[first : first + self.batch_size]
+                        frames = reader.get_frames(chunk.reshape(-1))
+                        yield {
+                            "key": key,
+                            "frames": rearrange(frames, "(b f) h w c -> b f h w c", f=chunk.shape[1]),
+                            "last": first + len(chunk) >= total,
+                            "fps": reader.fps,
+                        }
+            except (VideoDecodeError, IndexError) as e:
+                yield {"key": key, "error": str(e), "path": str(entry.path)}
+
+
+# -- writing --------------------------------------------------------------------------------------
+
+
+def save_features_atomic(features: Tensor, path: Path) -> Path:
+    """Write ``[T, C]`` features as ``.pt`` or ``.npy`` through a temporary file, fsync and rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if path.suffix == ".npy":
+                np.save(f, features.numpy(), allow_pickle=False)
+            else:
+                torch.save(features, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+@dataclass
+class ExtractSummary:
+    """What one extraction run did.
+
+    Attributes:
+        written: keys whose feature files this run wrote.
+        existing: keys skipped because their file already existed (resume).
+        failed: ``(video path, reason)`` of unreadable videos.
+    """
+
+    written: list[str] = field(default_factory=list)
+    existing: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return (
+            f"{len(self.written)} feature files written, {len(self.existing)} already present, "
+            f"{len(self.failed)} unreadable videos"
+        )
+
+
+def extract_features(
+    extractor: FeatureExtractor,
+    videos: str | Path | Sequence[VideoEntry],
+    out: str | Path,
+    window: int = 16,
+    stride: int = 16,
+    batch_size: int = 16,
+    fps: float | None = None,
+    short_side: int | None = None,
+    file_format: str = "pt",
+    backend: str = "auto",
+    num_workers: int = 0,
+    device: str | torch.device = "cpu",
+    precision: str = "32",
+    strict: bool = False,
+    progress: bool = True,
+) -> ExtractSummary:
+    """Extract sliding-window features of every video of a list (see the module docstring).
+
+    Args:
+        extractor: backbone and preprocessing.
+        videos: a video list (CSV / JSONL, :func:`~vidlit.data.video_list.read_video_list`) or its rows.
+        out: feature folder (created).
+        window: frames per window (Ego4D SlowFast features: 32).
+        stride: frames between windows (Ego4D: 16 at 30 fps).
+        batch_size: windows per backbone forward pass.
+        fps: resample every video's timeline to this rate first; None uses each video's own.
+        short_side: decode-time resize of the short side; defaults to ``extractor.size``.
+        file_format: ``"pt"`` or ``"npy"``.
+        backend: video backend for :func:`~vidlit.data.video.open_video`.
+        num_workers: DataLoader processes decoding videos (0: this process).
+        device: where the backbone runs.
+        precision: ``"32"``, ``"bf16"`` or ``"16"`` (autocast); features are saved as float32.
+        strict: raise on the first unreadable video instead of skipping it.
+        progress: show a progress bar (``rich``).
+
+    Returns:
+        The run's :class:`ExtractSummary`.
+
+    Raises:
+        ValueError: bad settings, or two rows that would write the same feature file.
+        VideoDecodeError: an unreadable video, when ``strict``.
+    """
+    if file_format not in FORMATS:
+        raise ValueError(f"file_format must be one of {FORMATS}, got {file_format!r}")
+    if precision not in ("32", "bf16", "16"):
+        raise ValueError(f"precision must be '32', 'bf16' or '16', got {precision!r}")
+    if batch_size < 1 or window < 1 or stride < 1:
+        raise ValueError(
+            f"batch_size, window and stride must be positive, got {batch_size}, {window}, {stride}"
+        )
+    if fps is not None and fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    source = str(videos) if isinstance(videos, (str, Path)) else "video list"
+    entries = read_video_list(videos) if isinstance(videos, (str, Path)) else list(videos)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = ExtractSummary()
+    seen: dict[str, VideoEntry] = {}
+    todo: list[tuple[str, VideoEntry]] = []
+    for entry in entries:
+        key = feature_key(entry)
+        if key in seen:
+            raise ValueError(
+                f"{source}:{entry.line}: {entry.path} and line {seen[key].line} ({seen[key].path}) "
+                f"would both write {key}.{file_format}; feature files are named by the video's file name"
+            )
+        seen[key] = entry
+        if find_feature_file(out, key) is not None:
+            summary.existing.append(key)
+        else:
+            todo.append((key, entry))
+    if summary.existing:
+        log.info(
+            "%s: %d of %d videos already have features; skipping them",
+            out,
+            len(summary.existing),
+            len(entries),
+        )
+    device = torch.device(device)
+    backbone = extractor.backbone.to(device).eval()
+    transform = VideoBatchTransform(extractor.size, train=False, mean=extractor.mean, std=extractor.std)
+    dataset = _WindowChunks(
+        todo,
+        window,
+        stride,
+        extractor.frames_per_window,
+        batch_size,
+        short_side or extractor.size,
+        fps,
+        backend,
+    )
+    loader = DataLoader(dataset, batch_size=None, num_workers=num_workers)
+    autocast = {"bf16": torch.bfloat16, "16": torch.float16}.get(precision)
+    partial: dict[str, list[Tensor]] = {}
+    bar = _progress(len(todo), progress)
+    with torch.inference_mode(), bar:
+        task = bar.add_task("extracting features", total=len(todo)) if bar else None
+        for chunk in loader:
+            key = chunk["key"]
+            if "error" in chunk:
+                partial.pop(key, None)
+                if strict:
+                    raise VideoDecodeError(
+                        chunk["path"], f"{chunk['error']} (strict: stop at unreadable videos)"
+                    )
+                log.warning("skipping unreadable video %s", chunk["error"])
+                summary.failed.append((chunk["path"], chunk["error"]))
+                if bar:
+                    bar.advance(task)
+                continue
+            clips = transform(chunk["frames"].to(device))  # b c f s s
+            with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
+                features = backbone(clips, output="pooled")
+            partial.setdefault(key, []).append(features.float().cpu())
+            if chunk["last"]:
+                sequence = torch.cat(partial.pop(key))  # t c
+                save_features_atomic(sequence, out / f"{key}.{file_format}")
+                summary.written.append(key)
+                if bar:
+                    bar.advance(task)
+    _write_settings(out, extractor, window, stride, fps)
+    return summary
+
+
+def _write_settings(
+    out: Path, extractor: FeatureExtractor, window: int, stride: int, fps: float | None
+) -> None:
+    from vidlit.core.io import write_json_atomic
+
+    write_json_atomic(
+        {
+            "feature_window": window,
+            "feature_stride": stride,
+            "fps": fps,
+            "frames_per_window": extractor.frames_per_window,
+            "size": extractor.size,
+            "feature_dim": extractor.feature_dim,
+            "backbone": type(extractor.backbone).__name__,
+        },
+        out / "extraction.json",
+    )
+
+
+class _NoProgress:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def __bool__(self) -> bool:
+        return False
+
+
+def _progress(total: int, enabled: bool) -> Any:
+    if not enabled or total == 0:
+        return _NoProgress()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        transient=False,
+    )
+
+
+# -- command line ---------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``vidlit extract`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="vidlit extract",
+        description=(
+            "Run a trained backbone over videos in sliding windows and write one [T, C] feature file per "
+            "video (<out>/<video file stem>.pt), as the Ego4D features are laid out. Resumable."
+        ),
+    )
+    parser.add_argument(
+        "--config", required=True, type=Path, help="recipe whose model.init_args.backbone to build"
+    )
+    parser.add_argument(
+        "--ckpt_path",
+        type=Path,
+        default=None,
+        help="Lightning checkpoint of the recipe's model, or a backbone.pt",
+    )
+    parser.add_argument(
+        "--videos", required=True, type=Path, help="video list: CSV with a 'path' column, or JSONL"
+    )
+    parser.add_argument("--out", required=True, type=Path, help="feature folder")
+    parser.add_argument("--window", type=int, default=16, help="frames per window (default 16)")
+    parser.add_argument("--stride", type=int, default=16, help="frames between windows (default 16)")
+    parser.add_argument("--fps", type=float, default=None, help="resample every video to this rate first")
+    parser.add_argument(
+        "--frames_per_window", type=int, default=None, help="default: the recipe's num_frames"
+    )
+    parser.add_argument("--size", type=int, default=None, help="crop side; default: the recipe's size")
+    parser.add_argument("--batch_size", type=int, default=16, help="windows per forward pass")
+    parser.add_argument("--format", choices=FORMATS, default="pt", dest="file_format")
+    parser.add_argument("--backend", default="auto", choices=("auto", *BACKENDS))
+    parser.add_argument("--workers", type=int, default=0, help="decoding processes (0: this one)")
+    parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--precision", default="32", choices=("32", "bf16", "16"))
+    parser.add_argument("--strict", action="store_true", help="stop at the first unreadable video")
+    return parser
+
+
+def extract_main(args: list[str]) -> ExtractSummary:
+    """``vidlit extract ...``: parse ``args``, extract, print the summary (unreadable videos listed)."""
+    parser = build_parser()
+    options = parser.parse_args(args)
+    device = options.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        extractor = FeatureExtractor.from_recipe(
+            options.config, options.ckpt_path, options.frames_per_window, options.size
+        )
+        summary = extract_features(
+            extractor,
+            options.videos,
+            options.out,
+            window=options.window,
+            stride=options.stride,
+            batch_size=options.batch_size,
+            fps=options.fps,
+            file_format=options.file_format,
+            backend=options.backend,
+            num_workers=options.workers,
+            device=device,
+            precision=options.precision,
+            strict=options.strict,
+        )
+    except (FileNotFoundError, ValueError) as e:
+        parser.error(str(e))
+    print(f"{options.out}: {summary}")
+    for _, reason in summary.failed:
+        print(f"  skipped unreadable video {reason}")
+    return summary
