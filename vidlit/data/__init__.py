@@ -2,6 +2,8 @@
 
 from vidlit.data.base import VidlitDataModule
 from vidlit.data.ego4d import Ego4DMomentQueries
+from vidlit.data.ego4d_scod import Ego4DStateChangeDetection
+from vidlit.data.ego4d_sta import Ego4DShortTermAnticipation
 from vidlit.data.internvid import InternVidDataModule
 from vidlit.data.shards import VideoTextShards, write_shards
 from vidlit.data.video_list import VideoListDataModule
@@ -9,6 +11,8 @@ from vidlit.data.xd_violence import XDViolence
 
 __all__ = [
     "Ego4DMomentQueries",
+    "Ego4DShortTermAnticipation",
+    "Ego4DStateChangeDetection",
     "InternVidDataModule",
     "VideoListDataModule",
     "VideoTextShards",

@@ -3,6 +3,8 @@
 from vidlit.heads.base import TaskHead
 from vidlit.heads.classification import AttentiveProbeHead, ClassificationHead, LinearProbeHead
 from vidlit.heads.moment_queries import ActionFormerHead
+from vidlit.heads.short_term_anticipation import ShortTermAnticipationHead
+from vidlit.heads.state_change_detection import StateChangeDETRHead
 from vidlit.heads.violence import MACILSDHead
 
 __all__ = [
@@ -11,5 +13,7 @@ __all__ = [
     "ClassificationHead",
     "LinearProbeHead",
     "MACILSDHead",
+    "ShortTermAnticipationHead",
+    "StateChangeDETRHead",
     "TaskHead",
 ]

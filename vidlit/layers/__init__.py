@@ -1,0 +1,7 @@
+"""Reusable blocks: attention, tubelet embedding, position embeddings, the temporal pyramid,
+the audio-visual pyramid, contrastive losses and set matching."""
+
+from vidlit.layers.contrastive import all_gather_with_grad, contrastive_loss
+from vidlit.layers.matching import HungarianMatcher
+
+__all__ = ["HungarianMatcher", "all_gather_with_grad", "contrastive_loss"]

@@ -1,8 +1,17 @@
 """Metrics implementing each dataset's official evaluation protocol, as torchmetrics Metrics."""
 
 from vidlit.metrics.classification import TopKAccuracy
+from vidlit.metrics.coco_detection import COCODetectionAP
 from vidlit.metrics.frame_ap import FrameLevelAP
 from vidlit.metrics.retrieval import RetrievalRecall
+from vidlit.metrics.sta_map import ShortTermAnticipationMAP
 from vidlit.metrics.temporal_map import TemporalActionMAP
 
-__all__ = ["FrameLevelAP", "RetrievalRecall", "TemporalActionMAP", "TopKAccuracy"]
+__all__ = [
+    "COCODetectionAP",
+    "FrameLevelAP",
+    "RetrievalRecall",
+    "ShortTermAnticipationMAP",
+    "TemporalActionMAP",
+    "TopKAccuracy",
+]

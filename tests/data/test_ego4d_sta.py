@@ -1,0 +1,90 @@
+"""Ego4D STA: the official annotation / detection readers, clips, the data module and submissions."""
+
+import json
+
+import pytest
+import torch
+
+from vidlit.data.ego4d_sta import (
+    STA_CHALLENGE,
+    Ego4DShortTermAnticipation,
+    read_sta_annotations,
+    read_sta_detections,
+    sta_frame_indices,
+)
+from vidlit.data.synth.ego4d_sta import write_ego4d_sta
+
+
+@pytest.fixture(scope="module")
+def sta_root(tmp_path_factory):
+    return write_ego4d_sta(tmp_path_factory.mktemp("sta") / "data", num_train=8, num_val=4, num_test=2)
+
+
+def test_reader_parses_the_official_layout(sta_root):
+    ann = read_sta_annotations(sta_root / "fho_sta_train.json")
+    assert ann.noun_names == ["cup", "knife", "bowl", "apple"] and len(ann.verb_names) == 4
+    first = ann.frames[0]
+    assert first.uid == f"{first.video_uid}_{first.frame:07d}" and first.clip_uid == first.video_uid
+    assert first.boxes.shape == (1, 4) and first.ttcs.dtype == torch.float32
+    assert ann.video_metadata[first.video_uid]["frame_width"] == 64
+    test = read_sta_annotations(sta_root / "fho_sta_test_unannotated.json")
+    assert all(len(f.nouns) == 0 for f in test.frames)
+    dets = read_sta_detections(sta_root / "object_detections.json")
+    boxes, scores, nouns = dets[first.uid]
+    assert boxes.shape == (2, 4) and scores[0] > scores[1] and nouns[0] == first.nouns[0]
+
+
+def test_reader_errors_name_the_annotation(tmp_path):
+    path = tmp_path / "fho_sta_train.json"
+    obj = {"box": [5, 5, 1, 9], "noun_category_id": 0, "verb_category_id": 0, "time_to_contact": 0.5}
+    path.write_text(
+        json.dumps({"annotations": [{"uid": "u1", "video_uid": "v", "frame": 3, "objects": [obj]}]})
+    )
+    with pytest.raises(ValueError, match=r"annotations\[0\] \(uid u1\)\.objects\[0\]: box must be"):
+        read_sta_annotations(path)
+    path.write_text(json.dumps({"annotations": [{"uid": "u2", "video_uid": "v"}]}))
+    with pytest.raises(ValueError, match=r"uid u2\): missing key 'frame'"):
+        read_sta_annotations(path)
+    with pytest.raises(FileNotFoundError):
+        read_sta_annotations(tmp_path / "missing.json")
+
+
+def test_frame_indices_end_at_the_annotated_frame():
+    assert sta_frame_indices(15, 8, 2) == [1, 3, 5, 7, 9, 11, 13, 15]
+    assert sta_frame_indices(3, 4, 2) == [0, 0, 1, 3]  # clamped at the start of the video
+
+
+def test_data_module_batches_and_submission(sta_root, tmp_path):
+    dm = Ego4DShortTermAnticipation(
+        str(sta_root), detections="object_detections.json", batch_size=3,
+        predict_annotations="fho_sta_test_unannotated.json",
+    )  # fmt: skip
+    assert dm.num_classes == 4 and dm.num_verbs == 4
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["video"].shape == (3, 3, 8, 32, 32) and batch["video"].dtype == torch.float32
+    assert all(len(b) == 1 for b in batch["boxes"])  # training: the ground-truth boxes
+    assert all(((b >= 0) & (b <= 1)).all() for b in batch["boxes"])
+    assert torch.equal(batch["orig_boxes"][0], batch["targets"][0]["boxes"])
+    val = next(iter(dm.val_dataloader()))
+    assert all(len(b) == 2 for b in val["boxes"])  # evaluation: the detector's boxes
+    # the hand is on screen in the annotated (last) frame: skin colour is present
+    dm.setup("predict")
+    predict = dm.datasets["predict"]
+    assert len(predict) == 2 and len(predict[0]["target"]["nouns"]) == 0
+    preds = [{"video_id": uid, "boxes": torch.tensor([[1.0, 2.0, 3.0, 4.0]]), "nouns": torch.tensor([1]),
+              "verbs": torch.tensor([2]), "ttcs": torch.tensor([0.5]), "scores": torch.tensor([0.7])}
+             for uid in val["video_ids"]]  # fmt: skip
+    doc = json.loads(dm.write_submission(preds, tmp_path / "sub.json").read_text())
+    assert doc["challenge"] == STA_CHALLENGE and doc["version"] == "1.0"
+    entry = doc["results"][val["video_ids"][0]][0]
+    # the official validator's type checks: int ids, float TTC and score, 4-number box
+    assert isinstance(entry["noun_category_id"], int) and isinstance(entry["verb_category_id"], int)
+    assert isinstance(entry["time_to_contact"], float) and isinstance(entry["score"], float)
+    assert entry["box"] == [1.0, 2.0, 3.0, 4.0]
+
+
+def test_unannotated_predict_needs_detections(sta_root):
+    dm = Ego4DShortTermAnticipation(str(sta_root), predict_annotations="fho_sta_test_unannotated.json")
+    with pytest.raises(ValueError, match="need detector boxes"):
+        dm.setup("predict")

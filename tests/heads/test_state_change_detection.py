@@ -1,0 +1,102 @@
+"""StateChangeDETRHead: shapes, DETR's set loss, predictions in COCO pixels, grid checks."""
+
+import pytest
+import torch
+
+from vidlit.heads.state_change_detection import StateChangeDETRHead, token_positions
+
+
+def make_batch(b=2, t=8, size=32):
+    return {
+        "video": torch.zeros(b, 3, t, size, size),
+        "boxes": [
+            torch.tensor([[0.5, 0.5, 0.25, 0.25]]),
+            torch.tensor([[0.3, 0.6, 0.2, 0.1], [0.7, 0.2, 0.1, 0.1]]),
+        ][:b],
+        "labels": [torch.zeros(1, dtype=torch.long), torch.zeros(2, dtype=torch.long)][:b],
+        "frame_size": torch.tensor([[64, 128], [64, 128]])[:b],
+        "image_ids": ["v0/10.jpg", "v1/20.jpg"][:b],
+        "video_ids": ["c0", "c1"][:b],
+    }
+
+
+def tiny_head(**kwargs):
+    return StateChangeDETRHead(in_dim=16, hidden=32, num_queries=4, num_layers=2, patch_size=8, **kwargs)
+
+
+def test_forward_loss_backward():
+    torch.manual_seed(0)
+    head, batch = tiny_head(), make_batch()
+    features = torch.randn(2, 4 * 4 * 4, 16, requires_grad=True)  # 8 frames / 2, 32 px / 8
+    out = head(features, batch)
+    assert out["logits"].shape == (2, 4, 2) and out["boxes"].shape == (2, 4, 4)
+    assert len(out["aux"]) == 1 and ((out["boxes"] > 0) & (out["boxes"] < 1)).all()
+    losses = head.loss(out, batch)
+    assert set(losses) == {"loss", "loss_ce", "loss_bbox", "loss_giou"}
+    losses["loss"].backward()
+    assert features.grad.abs().sum() > 0
+    assert all(p.grad is not None for p in head.parameters())
+
+
+def test_loss_of_perfect_predictions_is_only_the_classification_floor():
+    head, batch = tiny_head(aux_loss=False), make_batch(b=1)
+    logits = torch.full((1, 4, 2), -20.0)
+    logits[0, 2, 0] = 20.0  # query 2 says "object", the others "no object"
+    logits[0, [0, 1, 3], 1] = 20.0
+    boxes = torch.full((1, 4, 4), 0.1)
+    boxes[0, 2] = batch["boxes"][0][0]
+    losses = head.loss({"logits": logits, "boxes": boxes, "aux": []}, batch)
+    assert losses["loss_bbox"].item() == pytest.approx(0, abs=1e-6)
+    assert losses["loss_giou"].item() == pytest.approx(0, abs=1e-6)
+    assert losses["loss_ce"].item() == pytest.approx(0, abs=1e-6)
+    # the wrong query claiming the object costs L1 and GIoU
+    boxes[0, [1, 2]] = boxes[0, [2, 1]]
+    logits[0, [1, 2]] = logits[0, [2, 1]]
+    assert head.loss({"logits": logits, "boxes": boxes, "aux": []}, batch)["loss"].item() == pytest.approx(
+        0, abs=1e-5
+    )
+
+
+def test_no_object_weight_is_eos_coef():
+    # a batch without boxes: every query's target is "no object", weighted eos_coef in a weighted mean
+    batch = make_batch(b=1)
+    batch["boxes"], batch["labels"] = [torch.zeros(0, 4)], [torch.zeros(0, dtype=torch.long)]
+    out = tiny_head()(torch.randn(1, 64, 16), batch)
+    losses = tiny_head(aux_loss=False).loss(out, batch)
+    expected = torch.nn.functional.cross_entropy(out["logits"][0], torch.ones(4, dtype=torch.long))
+    assert losses["loss_ce"].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert losses["loss_bbox"].item() == 0.0
+
+
+def test_predict_gives_coco_pixel_boxes_sorted_by_score():
+    head, batch = tiny_head(), make_batch()
+    logits = torch.zeros(2, 4, 2)
+    logits[:, :, 0] = torch.tensor([0.0, 3.0, 1.0, 2.0])
+    boxes = torch.tensor([[0.5, 0.5, 0.5, 0.5]]).repeat(2, 4, 1)
+    boxes[0, 1] = torch.tensor([0.25, 0.5, 0.5, 0.25])
+    preds = head.predict({"logits": logits, "boxes": boxes, "aux": []}, batch)
+    assert [p["image_id"] for p in preds] == ["v0/10.jpg", "v1/20.jpg"]
+    assert preds[0]["scores"].tolist() == sorted(preds[0]["scores"].tolist(), reverse=True)
+    # cxcywh (0.25, 0.5, 0.5, 0.25) on a 64 x 128 (h x w) frame: x 0..64, y 24..40
+    assert preds[0]["boxes"][0].tolist() == pytest.approx([0.0, 24.0, 64.0, 16.0])
+    assert preds[0]["labels"].tolist() == [0, 0, 0, 0]
+
+
+def test_metrics_are_coco_ap():
+    values = tiny_head().metrics()
+    assert list(values.keys()) == ["coco"]
+
+
+def test_token_positions_distinguish_every_token():
+    pos = token_positions((2, 3, 4), 32)
+    assert pos.shape == (24, 32) and torch.cdist(pos, pos).add(torch.eye(24)).min() > 1e-3
+
+
+def test_wrong_grid_or_width_is_an_error():
+    head = tiny_head()
+    with pytest.raises(ValueError, match="patch_size=8"):
+        head(torch.randn(2, 10, 16), make_batch())
+    with pytest.raises(ValueError, match=r"tokens \[b, n, 16\]"):
+        head(torch.randn(2, 64, 8), make_batch())
+    with pytest.raises(ValueError, match="divisible"):
+        StateChangeDETRHead(in_dim=16, hidden=30, num_heads=4)

@@ -1,0 +1,549 @@
+"""Ego4D Hands & Objects: State Change Object Detection (SCOD) annotations, clips and submissions.
+
+The official annotation files (``fho_scod_train.json``, ``fho_scod_val.json``,
+``fho_scod_test_unannotated.json``) hold a ``clips`` list; each clip names its ``clip_uid`` and
+``video_uid`` and three keyframes, ``pre_frame``, ``pnr_frame`` (the point of no return) and
+``post_frame``, each with ``frame_number`` (in the parent video), ``clip_frame_number`` (in the
+clip), ``width``, ``height`` and a ``bbox`` list of ``{"object_type", "structured_noun",
+"instance_number", "bbox": {"x", "y", "width", "height"}}`` in pixels. ``object_type`` is
+``object_of_change``, ``left_hand``, ``right_hand`` or ``tool``; the task detects the object of
+change on the PNR frame (one category). The official baselines turn the files into COCO files
+(``coco_annotations/{train,val}.json`` over frame images ``<video_uid>/<frame_number>.jpg``,
+category 1), which :func:`scod_to_coco` reproduces.
+
+vidlit models the task on video: a clip of ``num_frames`` frames centred on the PNR frame is
+decoded from ``clips/<clip_uid>.mp4`` (or from the parent video ``<video_uid>.mp4`` with
+``frame_field: frame_number``), so the head sees the state change happen.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from einops import rearrange
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from vidlit.core.boxes import normalize_boxes, xywh_to_xyxy, xyxy_to_cxcywh
+from vidlit.core.io import write_json_atomic
+from vidlit.data.base import VidlitDataModule
+from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from vidlit.data.video import open_video
+
+log = logging.getLogger(__name__)
+
+KEYFRAMES = ("pre_frame", "pnr_frame", "post_frame")
+OBJECT_OF_CHANGE = "object_of_change"
+CATEGORY = {"id": 1, "name": OBJECT_OF_CHANGE}
+FRAME_FIELDS = ("clip_frame_number", "frame_number")
+
+
+@dataclass
+class ScodFrame:
+    """One keyframe of a clip.
+
+    Attributes:
+        frame_number: frame index in the parent video.
+        clip_frame_number: frame index in the clip.
+        width: frame width the boxes refer to, in pixels.
+        height: frame height.
+        boxes: ``[N, 4]`` COCO ``[x, y, w, h]`` pixel boxes of the object of change.
+        annotated: False when the file gives no ``bbox`` list (the unannotated test split).
+    """
+
+    frame_number: int
+    clip_frame_number: int
+    width: int
+    height: int
+    boxes: Tensor
+    annotated: bool = True
+
+
+@dataclass
+class ScodClip:
+    """One annotated clip: its keyframes by name (``pre_frame``, ``pnr_frame``, ``post_frame``)."""
+
+    clip_uid: str
+    video_uid: str
+    frames: dict[str, ScodFrame] = field(default_factory=dict)
+
+    @property
+    def pnr(self) -> ScodFrame:
+        """The PNR keyframe, where the object of change is detected."""
+        return self.frames["pnr_frame"]
+
+    def image_id(self, keyframe: str = "pnr_frame") -> str:
+        """The official frame image path ``<video_uid>/<frame_number>.jpg`` of a keyframe."""
+        return f"{self.video_uid}/{self.frames[keyframe].frame_number}.jpg"
+
+
+def _require(obj: Any, key: str, where: str, path: Path) -> Any:
+    if not isinstance(obj, dict) or key not in obj:
+        raise ValueError(f"{path}: {where}: missing key {key!r}")
+    return obj[key]
+
+
+def _number(value: Any, key: str, where: str, path: Path) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+        raise ValueError(f"{path}: {where}: {key} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def read_scod_annotations(path: str | Path, object_type: str = OBJECT_OF_CHANGE) -> list[ScodClip]:
+    """Parse an official ``fho_scod_*.json`` into clips.
+
+    Args:
+        path: ``fho_scod_{train,val,test_unannotated}.json``.
+        object_type: the boxes kept (``object_of_change`` for the benchmark).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: invalid JSON (line and column), a missing key or a bad box (with its location:
+            ``clips[i] (clip_uid ...).pnr_frame.bbox[j]``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: annotation file not found")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: line {e.lineno} column {e.colno}: invalid JSON: {e.msg}") from None
+    clips = []
+    seen: dict[str, int] = {}
+    for c, raw in enumerate(_require(data, "clips", "top level", path)):
+        uid = _require(raw, "clip_uid", f"clips[{c}]", path)
+        where = f"clips[{c}] (clip_uid {uid})"
+        if uid in seen:
+            raise ValueError(f"{path}: {where}: clip listed twice (first at clips[{seen[uid]}])")
+        seen[uid] = c
+        clip = ScodClip(uid, str(_require(raw, "video_uid", where, path)))
+        for name in KEYFRAMES:
+            frame = _require(raw, name, where, path)
+            at = f"{where}.{name}"
+            numbers = {
+                k: int(_number(_require(frame, k, at, path), k, at, path))
+                for k in ("frame_number", "clip_frame_number", "width", "height")
+            }
+            boxes = []
+            for b, box in enumerate(frame.get("bbox") or []):
+                if _require(box, "object_type", f"{at}.bbox[{b}]", path) != object_type:
+                    continue
+                xywh = _require(box, "bbox", f"{at}.bbox[{b}]", path)
+                values = [
+                    _number(_require(xywh, k, f"{at}.bbox[{b}].bbox", path), k, at, path)
+                    for k in ("x", "y", "width", "height")
+                ]
+                if values[2] <= 0 or values[3] <= 0:
+                    raise ValueError(
+                        f"{path}: {at}.bbox[{b}]: width and height must be positive, got {values}"
+                    )
+                boxes.append(values)
+            clip.frames[name] = ScodFrame(
+                **numbers,
+                boxes=torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+                annotated="bbox" in frame,
+            )
+        clips.append(clip)
+    return clips
+
+
+def scod_to_coco(clips: list[ScodClip], keyframes: tuple[str, ...] = ("pnr_frame",)) -> dict[str, Any]:
+    """The COCO detection file of some clips' keyframes, as the official baselines build it.
+
+    Images are ``{"id", "file_name": "<video_uid>/<frame_number>.jpg", "width", "height"}``
+    (``id`` 1, 2, ... in clip order), annotations the object-of-change boxes with ``category_id``
+    1, ``area = w * h`` and ``iscrowd`` 0.
+    """
+    images, annotations = [], []
+    for clip in clips:
+        for name in keyframes:
+            frame = clip.frames[name]
+            image_id = len(images) + 1
+            images.append(
+                {
+                    "id": image_id,
+                    "file_name": clip.image_id(name),
+                    "width": frame.width,
+                    "height": frame.height,
+                }
+            )
+            for x, y, w, h in frame.boxes.tolist():
+                annotations.append(
+                    {
+                        "id": len(annotations) + 1,
+                        "image_id": image_id,
+                        "category_id": CATEGORY["id"],
+                        "bbox": [x, y, w, h],
+                        "area": w * h,
+                        "iscrowd": 0,
+                    }
+                )
+    return {"images": images, "annotations": annotations, "categories": [CATEGORY]}
+
+
+def read_coco_image_ids(path: str | Path) -> dict[str, int]:
+    """``file_name -> id`` of the images of a COCO annotation file.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: invalid JSON or an image without ``id`` / ``file_name``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: COCO annotation file not found")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: line {e.lineno} column {e.colno}: invalid JSON: {e.msg}") from None
+    return {
+        _require(image, "file_name", f"images[{i}]", path): int(_require(image, "id", f"images[{i}]", path))
+        for i, image in enumerate(_require(data, "images", "top level", path))
+    }
+
+
+def write_scod_submission(
+    predictions: list[dict[str, Any]], path: str | Path, image_ids: dict[str, int] | None = None
+) -> Path:
+    """Write PNR-frame detections as a COCO result file, the format the SCOD evaluation loads.
+
+    The layout is the list ``COCO.loadRes`` takes, as the official baselines write it
+    (detectron2's ``coco_instances_results.json``): ``[{"image_id": int, "category_id": 1,
+    "bbox": [x, y, w, h], "score": float}, ...]``, boxes in pixels of the annotated frame size.
+
+    Args:
+        predictions: one dict per clip from the head's ``predict``: ``image_id``
+            (``<video_uid>/<frame_number>.jpg``), ``boxes`` ``[K, 4]`` COCO pixels, ``scores``.
+        path: output file (written to a temporary name and renamed).
+        image_ids: ``file_name -> id`` of the official COCO file (:func:`read_coco_image_ids`);
+            None numbers the images 1, 2, ... in prediction order, as :func:`scod_to_coco` does.
+
+    Raises:
+        ValueError: a predicted frame that the COCO file does not list.
+    """
+    results = []
+    numbering: dict[str, int] = {}
+    for pred in predictions:
+        name = pred["image_id"]
+        if image_ids is None:
+            number = numbering.setdefault(name, len(numbering) + 1)
+        elif name in image_ids:
+            number = image_ids[name]
+        else:
+            raise ValueError(
+                f"frame {name!r} is not an image of the COCO annotation file (predict_coco must be the "
+                "COCO file of the predicted split, or null to number the frames 1, 2, ...)"
+            )
+        for box, score in zip(
+            torch.as_tensor(pred["boxes"]).tolist(), torch.as_tensor(pred["scores"]).tolist()
+        ):
+            results.append(
+                {
+                    "image_id": number,
+                    "category_id": CATEGORY["id"],
+                    "bbox": [float(v) for v in box],
+                    "score": float(score),
+                }
+            )
+    return write_json_atomic(results, path)
+
+
+def clip_window(center: int, num_frames: int, stride: int, length: int) -> np.ndarray:
+    """``num_frames`` indices ``stride`` apart around ``center`` (it is frame ``num_frames // 2``),
+    clamped to ``[0, length)``."""
+    offsets = (np.arange(num_frames) - num_frames // 2) * stride
+    return np.clip(center + offsets, 0, length - 1)
+
+
+class StateChangeDataset(Dataset):
+    """Clips around the PNR frame with the object-of-change boxes of that frame.
+
+    Each item decodes ``num_frames`` frames ``frame_stride`` apart, the PNR frame at position
+    ``num_frames // 2``, resized to ``size x size`` while decoding. Boxes are normalized by the
+    annotated frame size, so resizing (which may change the aspect ratio) leaves them valid.
+    Training flips a clip and its boxes horizontally with probability ``hflip``; the randomness
+    is a function of ``(seed, epoch, index)``.
+
+    Args:
+        clips: parsed annotations.
+        video_dir: folder of ``<clip_uid>.mp4`` (``frame_field="clip_frame_number"``) or
+            ``<video_uid>.mp4`` (``frame_field="frame_number"``).
+        num_frames: frames per clip.
+        frame_stride: frames between consecutive sampled frames.
+        size: decoded frame side.
+        frame_field: which frame number indexes the video files.
+        train: random flips.
+        hflip: flip probability in training.
+        backend: video backend for :func:`~vidlit.data.video.open_video`.
+        seed: base seed of the training randomness.
+
+    Items are ``{"video": uint8 [t, size, size, 3], "boxes": [N, 4] normalized cxcywh,
+    "labels": int64 [N] (zeros), "frame_size": (height, width), "image_id", "video_id",
+    "target": {"image_id", "boxes": [N, 4] COCO pixels, "labels"}}``.
+    """
+
+    def __init__(
+        self,
+        clips: list[ScodClip],
+        video_dir: Path,
+        num_frames: int = 8,
+        frame_stride: int = 2,
+        size: int = 64,
+        frame_field: str = "clip_frame_number",
+        train: bool = False,
+        hflip: float = 0.5,
+        backend: str = "auto",
+        seed: int = 0,
+    ):
+        if frame_field not in FRAME_FIELDS:
+            raise ValueError(f"frame_field must be one of {FRAME_FIELDS}, got {frame_field!r}")
+        self.clips = clips
+        self.video_dir = video_dir
+        self.num_frames = num_frames
+        self.frame_stride = frame_stride
+        self.size = size
+        self.frame_field = frame_field
+        self.train = train
+        self.hflip = hflip
+        self.backend = backend
+        self.seed = seed % 2**32
+        self.epoch = torch.zeros((), dtype=torch.long).share_memory_()
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose training randomness the next items use (also in live workers)."""
+        self.epoch.fill_(epoch)
+
+    def video_path(self, clip: ScodClip) -> Path:
+        """The video file a clip's frames are decoded from."""
+        stem = clip.clip_uid if self.frame_field == "clip_frame_number" else clip.video_uid
+        return self.video_dir / f"{stem}.mp4"
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        clip = self.clips[index]
+        pnr = clip.pnr
+        center = getattr(pnr, self.frame_field)
+        with open_video(self.video_path(clip), self.backend, resize=(self.size, self.size)) as reader:
+            if not 0 <= center < len(reader):
+                raise ValueError(
+                    f"{reader.path}: clip {clip.clip_uid}: PNR {self.frame_field} {center} is outside "
+                    f"the video's {len(reader)} frames"
+                )
+            frames = reader.get_frames(clip_window(center, self.num_frames, self.frame_stride, len(reader)))
+        size = (pnr.height, pnr.width)
+        xyxy = xywh_to_xyxy(pnr.boxes)
+        boxes = xyxy_to_cxcywh(normalize_boxes(xyxy, size)).clamp(0, 1)
+        if self.train and self.hflip > 0:
+            rng = np.random.default_rng([self.seed, int(self.epoch), index])
+            if rng.random() < self.hflip:
+                frames = frames.flip(2)
+                boxes = boxes.clone()
+                boxes[:, 0] = 1 - boxes[:, 0]
+        labels = torch.zeros(len(boxes), dtype=torch.long)
+        image_id = clip.image_id()
+        return {
+            "video": frames,
+            "boxes": boxes,
+            "labels": labels,
+            "frame_size": size,
+            "image_id": image_id,
+            "video_id": clip.clip_uid,
+            "target": {"image_id": image_id, "boxes": pnr.boxes.clone(), "labels": labels},
+        }
+
+
+def collate_state_change(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Batch :class:`StateChangeDataset` items.
+
+    Returns:
+        ``{"video": uint8 [b, t, h, w, 3], "boxes": [b tensors [N, 4]], "labels": [b tensors [N]],
+        "frame_size": int64 [b, 2] (height, width), "image_ids": [str], "video_ids": [str],
+        "targets": [b dicts in COCODetectionAP's format]}``.
+    """
+    return {
+        "video": torch.stack([s["video"] for s in samples]),
+        "boxes": [s["boxes"] for s in samples],
+        "labels": [s["labels"] for s in samples],
+        "frame_size": torch.tensor([s["frame_size"] for s in samples], dtype=torch.long),
+        "image_ids": [s["image_id"] for s in samples],
+        "video_ids": [s["video_id"] for s in samples],
+        "targets": [s["target"] for s in samples],
+    }
+
+
+class Ego4DStateChangeDetection(VidlitDataModule):
+    """Ego4D State Change Object Detection on raw clips around the PNR frame.
+
+    Batches (after :meth:`on_after_batch_transfer`, on the training device) are those of
+    :func:`collate_state_change` with ``video`` as normalized float ``[b, 3, t, size, size]``.
+
+    Args:
+        root: dataset folder; relative paths below resolve against it.
+        train_annotations: official train file.
+        val_annotations: official val file (also the default test set).
+        test_annotations: file ``vidlit test`` evaluates; defaults to ``val_annotations``.
+        predict_annotations: file ``vidlit predict`` runs on (e.g.
+            ``fho_scod_test_unannotated.json``); defaults to ``val_annotations``.
+        predict_coco: the official COCO file of the predict split
+            (``coco_annotations/val.json``), whose image ids the submission uses; None (or a
+            missing file) numbers the PNR frames 1, 2, ... in clip order, as :func:`scod_to_coco`.
+        video_dir: folder of the videos.
+        frame_field: ``clip_frame_number`` for ``<clip_uid>.mp4`` clips (the Ego4D ``clips``
+            download) or ``frame_number`` for ``<video_uid>.mp4`` full videos.
+        num_frames: frames per clip (the backbone's ``num_frames``, or a multiple of its tubelet).
+        frame_stride: frames between sampled frames (Ego4D at 30 fps: 4-8).
+        size: decoded frame side (the backbone's ``img_size``, e.g. 224).
+        hflip: training horizontal-flip probability.
+        mean: normalization mean of ``x / 255``.
+        std: normalization standard deviation.
+        backend: video backend.
+        synthetic: when ``root`` does not exist, write the synthetic sample dataset there
+            (``vidlit data synth ego4d_scod``) and say so. Leave False for real data.
+        strict: a missing video raises before training; when False such clips are skipped with
+            a warning.
+        batch_size: clips per batch.
+        num_workers: DataLoader worker processes.
+    """
+
+    num_classes = 1  # the object of change (linked into the head's num_classes)
+
+    def __init__(
+        self,
+        root: str = "data/ego4d_scod",
+        train_annotations: str = "fho_scod_train.json",
+        val_annotations: str = "fho_scod_val.json",
+        test_annotations: str | None = None,
+        predict_annotations: str | None = None,
+        predict_coco: str | None = "coco_annotations/val.json",
+        video_dir: str = "clips",
+        frame_field: str = "clip_frame_number",
+        num_frames: int = 8,
+        frame_stride: int = 2,
+        size: int = 64,
+        hflip: float = 0.5,
+        mean: tuple[float, float, float] = IMAGENET_MEAN,
+        std: tuple[float, float, float] = IMAGENET_STD,
+        backend: str = "auto",
+        synthetic: bool = False,
+        strict: bool = True,
+        batch_size: int = 8,
+        num_workers: int = 0,
+    ):
+        super().__init__(batch_size=batch_size, num_workers=num_workers)
+        if frame_field not in FRAME_FIELDS:
+            raise ValueError(f"frame_field must be one of {FRAME_FIELDS}, got {frame_field!r}")
+        if num_frames < 1 or frame_stride < 1 or size < 1:
+            raise ValueError(
+                f"num_frames, frame_stride and size must be positive, got {num_frames}, {frame_stride}, "
+                f"{size}"
+            )
+        self.root = Path(root)
+        if synthetic and not self.root.exists():
+            from vidlit.data.synth.ego4d_scod import write_ego4d_scod
+
+            log.warning("%s does not exist: writing the SYNTHETIC Ego4D SCOD sample dataset there", self.root)
+            write_ego4d_scod(self.root)
+        self.files = {
+            "train": self.root / train_annotations,
+            "val": self.root / val_annotations,
+            "test": self.root / (test_annotations or val_annotations),
+            "predict": self.root / (predict_annotations or val_annotations),
+        }
+        self.predict_coco = None if predict_coco is None else self.root / predict_coco
+        self.video_dir = self.root / video_dir
+        self.frame_field = frame_field
+        self.num_frames = num_frames
+        self.frame_stride = frame_stride
+        self.size = size
+        self.hflip = hflip
+        self.mean = torch.tensor(mean).view(1, 3, 1, 1, 1)
+        self.std = torch.tensor(std).view(1, 3, 1, 1, 1)
+        self.backend = backend
+        self.strict = strict
+        self.datasets: dict[str, StateChangeDataset] = {}
+
+    def dataset(self, split: str) -> StateChangeDataset:
+        """The dataset of one split, with missing videos reported before training starts.
+
+        Raises:
+            ValueError: a train/val/test clip whose PNR frame has no ``bbox`` list.
+            FileNotFoundError: missing videos (``strict``).
+        """
+        clips = read_scod_annotations(self.files[split])
+        if not clips:
+            raise ValueError(f"{self.files[split]}: no clips")
+        if split != "predict":
+            unannotated = [c.clip_uid for c in clips if not c.pnr.annotated]
+            if unannotated:
+                raise ValueError(
+                    f"{self.files[split]}: clip {unannotated[0]} (and {len(unannotated) - 1} more) has no "
+                    f"pnr_frame.bbox list; {split} clips need boxes"
+                )
+        dataset = StateChangeDataset(
+            clips,
+            self.video_dir,
+            num_frames=self.num_frames,
+            frame_stride=self.frame_stride,
+            size=self.size,
+            frame_field=self.frame_field,
+            train=split == "train",
+            hflip=self.hflip,
+            backend=self.backend,
+            seed=int(os.environ.get("PL_GLOBAL_SEED", 0)),
+        )
+        missing = [c for c in clips if not dataset.video_path(c).is_file()]
+        if missing:
+            message = (
+                f"{self.video_dir}: no video for {len(missing)} of {len(clips)} {split} clips, "
+                f"e.g. {dataset.video_path(missing[0]).name} (clip {missing[0].clip_uid})"
+            )
+            if self.strict:
+                raise FileNotFoundError(message)
+            log.warning("%s; skipping them (strict=False)", message)
+            dataset.clips = [c for c in clips if c not in missing]
+        return dataset
+
+    def setup(self, stage: str) -> None:
+        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
+        for split in splits[stage]:
+            self.datasets[split] = self.dataset(split)
+
+    def _current_epoch(self) -> int:
+        epoch = super()._current_epoch()
+        if "train" in self.datasets:
+            self.datasets["train"].set_epoch(epoch)
+        return epoch
+
+    def train_dataloader(self):
+        return self._loader(self.datasets["train"], collate_state_change, train=True)
+
+    def val_dataloader(self):
+        return self._loader(self.datasets["val"], collate_state_change, train=False)
+
+    def test_dataloader(self):
+        return self._loader(self.datasets["test"], collate_state_change, train=False)
+
+    def predict_dataloader(self):
+        return self._loader(self.datasets["predict"], collate_state_change, train=False)
+
+    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
+        """uint8 ``[b, t, h, w, 3]`` clips to normalized float ``[b, 3, t, h, w]``."""
+        video = rearrange(batch["video"], "b t h w c -> b c t h w").float() / 255
+        mean, std = self.mean.to(video.device), self.std.to(video.device)
+        batch["video"] = (video - mean) / std
+        return batch
+
+    def write_submission(self, predictions: list[dict[str, Any]], path: str | Path) -> Path:
+        """Write ``vidlit predict`` output as a COCO result file (:func:`write_scod_submission`)."""
+        image_ids = None
+        if self.predict_coco is not None and self.predict_coco.is_file():
+            image_ids = read_coco_image_ids(self.predict_coco)
+        return write_scod_submission(predictions, path, image_ids)

@@ -1,0 +1,518 @@
+"""Ego4D Short-Term Object Interaction Anticipation (STA): annotations, detections, clips, submissions.
+
+The official files (``fho_sta_train.json``, ``fho_sta_val.json``, ``fho_sta_test_unannotated.json``
+of the Ego4D forecasting benchmark, read by ``EGO4D/forecasting``'s
+``Ego4dShortTermAnticipation``) hold::
+
+    {"info": {..., "video_metadata": {video_uid: {"fps", "frame_width", "frame_height", ...}}},
+     "noun_categories": [{"id", "name"}], "verb_categories": [{"id", "name"}],
+     "annotations": [{"uid", "video_uid", "frame", "clip_uid", "clip_frame",
+                      "objects": [{"box": [x1, y1, x2, y2], "noun_category_id", "verb_category_id",
+                                   "time_to_contact"}]}]}
+
+Boxes are in pixels of the full-resolution frame ``frame`` of ``<video_uid>.mp4``; the test file has
+no ``objects``. The category lists may also sit inside ``info`` (some releases); both are read.
+Object detections, when used, follow the baseline's ``produce_object_detections.py`` layout
+``{uid: [{"box", "score", "noun_category_id"}]}``. Submissions are
+``{"version": "1.0", "challenge": "ego4d_short_term_object_interaction_anticipation", "results":
+{uid: [{"box", "noun_category_id", "verb_category_id", "time_to_contact", "score"}]}}`` with an
+entry (possibly empty) for every uid.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from vidlit.core.io import write_json_atomic
+from vidlit.data.base import VidlitDataModule
+from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from vidlit.data.video import open_video
+
+log = logging.getLogger(__name__)
+
+STA_CHALLENGE = "ego4d_short_term_object_interaction_anticipation"
+
+
+@dataclass
+class STAFrame:
+    """One annotated frame.
+
+    Attributes:
+        uid: the annotation's ``uid`` (the key of predictions and submissions).
+        video_uid: the video the frame belongs to.
+        frame: frame index in the video.
+        clip_uid: the clip (v2 annotations), or None.
+        clip_frame: frame index in the clip, or None.
+        boxes: ``[N, 4]`` ``x1 y1 x2 y2`` pixel boxes of the next-active objects (empty when unannotated).
+        nouns: ``[N]`` noun category ids.
+        verbs: ``[N]`` verb category ids.
+        ttcs: ``[N]`` time to contact in seconds.
+    """
+
+    uid: str
+    video_uid: str
+    frame: int
+    clip_uid: str | None = None
+    clip_frame: int | None = None
+    boxes: Tensor = field(default_factory=lambda: torch.zeros(0, 4))
+    nouns: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+    verbs: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+    ttcs: Tensor = field(default_factory=lambda: torch.zeros(0))
+
+
+@dataclass
+class STAAnnotations:
+    """A parsed STA annotation file.
+
+    Attributes:
+        noun_names: name of each noun id (index = id).
+        verb_names: name of each verb id.
+        video_metadata: ``info.video_metadata`` (fps, frame_width, frame_height per video).
+        frames: the annotated frames in file order.
+    """
+
+    noun_names: list[str]
+    verb_names: list[str]
+    video_metadata: dict[str, dict[str, Any]]
+    frames: list[STAFrame]
+
+
+def _require(obj: Any, key: str, where: str, path: Path) -> Any:
+    if not isinstance(obj, dict) or key not in obj:
+        raise ValueError(f"{path}: {where}: missing key {key!r}")
+    return obj[key]
+
+
+def _categories(data: dict, key: str, path: Path) -> list[str]:
+    raw = data.get(key, (data.get("info") or {}).get(key))
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise ValueError(f"{path}: {key} must be a list of {{'id', 'name'}}")
+    names: dict[int, str] = {}
+    for i, category in enumerate(raw):
+        cid = int(_require(category, "id", f"{key}[{i}]", path))
+        if cid < 0 or cid in names:
+            raise ValueError(f"{path}: {key}[{i}]: id {cid} is negative or listed twice")
+        names[cid] = str(category.get("name", cid))
+    return [names.get(i, str(i)) for i in range(max(names) + 1)] if names else []
+
+
+def read_sta_annotations(path: str | Path) -> STAAnnotations:
+    """Parse an official Ego4D STA annotation file (annotated or ``test_unannotated``).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: invalid JSON (line and column), a missing key, a malformed box or a negative
+            time to contact, naming the annotation's index and uid.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: annotation file not found")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: line {e.lineno} column {e.colno}: invalid JSON: {e.msg}") from None
+    frames = []
+    for a, ann in enumerate(_require(data, "annotations", "top level", path)):
+        where = f"annotations[{a}]"
+        uid = str(_require(ann, "uid", where, path))
+        where = f"{where} (uid {uid})"
+        video_uid = ann.get("video_uid", ann.get("video_id"))
+        if video_uid is None:
+            raise ValueError(f"{path}: {where}: missing key 'video_uid'")
+        item = STAFrame(
+            uid,
+            str(video_uid),
+            int(_require(ann, "frame", where, path)),
+            ann.get("clip_uid"),
+            ann.get("clip_frame"),
+        )
+        objects = ann.get("objects", [])
+        if objects:
+            boxes, nouns, verbs, ttcs = [], [], [], []
+            for o, obj in enumerate(objects):
+                at = f"{where}.objects[{o}]"
+                box = _require(obj, "box", at, path)
+                if not isinstance(box, list) or len(box) != 4 or box[2] < box[0] or box[3] < box[1]:
+                    raise ValueError(
+                        f"{path}: {at}: box must be [x1, y1, x2, y2] with x1 <= x2, y1 <= y2, got {box}"
+                    )
+                ttc = float(_require(obj, "time_to_contact", at, path))
+                if not math.isfinite(ttc) or ttc < 0:
+                    raise ValueError(f"{path}: {at}: time_to_contact must be finite and >= 0, got {ttc}")
+                boxes.append([float(v) for v in box])
+                nouns.append(int(_require(obj, "noun_category_id", at, path)))
+                verbs.append(int(_require(obj, "verb_category_id", at, path)))
+                ttcs.append(ttc)
+            item.boxes = torch.tensor(boxes, dtype=torch.float32)
+            item.nouns, item.verbs = torch.tensor(nouns), torch.tensor(verbs)
+            item.ttcs = torch.tensor(ttcs, dtype=torch.float32)
+        frames.append(item)
+    metadata = (data.get("info") or {}).get("video_metadata") or {}
+    return STAAnnotations(
+        _categories(data, "noun_categories", path),
+        _categories(data, "verb_categories", path),
+        metadata,
+        frames,
+    )
+
+
+def read_sta_detections(path: str | Path) -> dict[str, tuple[Tensor, Tensor, Tensor]]:
+    """Read object detections: ``{uid: [{"box", "score", "noun_category_id"}]}``.
+
+    Returns:
+        ``{uid: (boxes [N, 4] pixels, scores [N], nouns [N])}``.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: invalid JSON or a malformed detection, naming the uid.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: detections file not found")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: line {e.lineno} column {e.colno}: invalid JSON: {e.msg}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected an object {{uid: [detections]}}")
+    out = {}
+    for uid, dets in data.items():
+        boxes, scores, nouns = [], [], []
+        for d, det in enumerate(dets):
+            at = f"uid {uid} detection {d}"
+            box = _require(det, "box", at, path)
+            if not isinstance(box, list) or len(box) != 4:
+                raise ValueError(f"{path}: {at}: box must be [x1, y1, x2, y2], got {box}")
+            boxes.append([float(v) for v in box])
+            scores.append(float(_require(det, "score", at, path)))
+            nouns.append(int(det.get("noun_category_id", -1)))
+        out[uid] = (
+            torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+            torch.tensor(scores, dtype=torch.float32),
+            torch.tensor(nouns, dtype=torch.long),
+        )
+    return out
+
+
+def write_sta_submission(predictions: list[dict[str, Any]], path: str | Path) -> Path:
+    """Write predictions as an Ego4D STA challenge submission JSON (atomically).
+
+    Args:
+        predictions: one dict per annotated frame: ``video_id`` (the uid), ``boxes [K, 4]`` pixels,
+            ``nouns``, ``verbs``, ``ttcs``, ``scores`` (``[K]`` each).
+        path: output file.
+    """
+    results = {}
+    for pred in predictions:
+        results[str(pred["video_id"])] = [
+            {
+                "box": [float(v) for v in box],
+                "noun_category_id": int(noun),
+                "verb_category_id": int(verb),
+                "time_to_contact": float(ttc),
+                "score": float(score),
+            }
+            for box, noun, verb, ttc, score in zip(
+                pred["boxes"].tolist(),
+                pred["nouns"].tolist(),
+                pred["verbs"].tolist(),
+                pred["ttcs"].tolist(),
+                pred["scores"].tolist(),
+                strict=True,
+            )  # fmt: skip
+        ]
+    return write_json_atomic({"version": "1.0", "challenge": STA_CHALLENGE, "results": results}, path)
+
+
+def sta_frame_indices(frame: int, num_frames: int, stride: int) -> list[int]:
+    """The official input frames: ``frame - arange(num_frames * stride, step=stride)[::-1]``, clamped at 0.
+
+    The annotated frame is the last one observed.
+    """
+    return [max(0, frame - (num_frames - 1 - i) * stride) for i in range(num_frames)]
+
+
+class ShortTermAnticipationDataset(Dataset):
+    """Annotated frames with the clip before them and the boxes the head classifies.
+
+    Items: ``{"video": uint8 [t, size, size, 3], "boxes": [N, 4] normalized to [0, 1],
+    "orig_boxes": [N, 4] pixels, "box_scores": [N], "video_id": uid, "target": {...}}``.
+
+    Args:
+        annotations: the parsed split.
+        video_dir: folder of ``<video_uid>.mp4`` (or ``<clip_uid>.mp4`` with ``use_clips``).
+        num_frames: frames per clip.
+        frame_stride: frames between consecutive clip frames.
+        size: frames are resized to ``size x size`` (boxes are normalized, so the aspect ratio
+            only stretches them along with the frame).
+        detections: per-uid detector output; None uses the ground-truth boxes (score 1).
+        score_threshold: detections scoring below this are dropped (the baseline's
+            ``DETECTION_SCORE_THRESH``).
+        use_clips: read ``clip_uid`` videos at ``clip_frame`` instead of full videos at ``frame``.
+        backend: video backend.
+    """
+
+    def __init__(
+        self,
+        annotations: STAAnnotations,
+        video_dir: Path,
+        num_frames: int,
+        frame_stride: int,
+        size: int,
+        detections: dict[str, tuple[Tensor, Tensor, Tensor]] | None = None,
+        score_threshold: float = 0.0,
+        use_clips: bool = False,
+        backend: str = "auto",
+    ):
+        self.annotations = annotations
+        self.frames = annotations.frames
+        self.video_dir = video_dir
+        self.num_frames = num_frames
+        self.frame_stride = frame_stride
+        self.size = size
+        self.detections = detections
+        self.score_threshold = score_threshold
+        self.use_clips = use_clips
+        self.backend = backend
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def _source(self, item: STAFrame) -> tuple[Path, int]:
+        if self.use_clips:
+            if item.clip_uid is None or item.clip_frame is None:
+                raise ValueError(f"uid {item.uid}: use_clips needs clip_uid and clip_frame in the annotation")
+            return self.video_dir / f"{item.clip_uid}.mp4", int(item.clip_frame)
+        return self.video_dir / f"{item.video_uid}.mp4", item.frame
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = self.frames[index]
+        path, frame = self._source(item)
+        indices = sta_frame_indices(frame, self.num_frames, self.frame_stride)
+        meta = self.annotations.video_metadata.get(item.video_uid, {})
+        with open_video(path, self.backend, num_threads=1) as reader:
+            if frame >= len(reader):
+                raise ValueError(
+                    f"uid {item.uid}: frame {frame} is past the end of {path} ({len(reader)} frames)"
+                )
+            clip = reader.get_frames(indices)  # t h w c
+        height = float(meta.get("frame_height", clip.shape[1]))
+        width = float(meta.get("frame_width", clip.shape[2]))
+        x = rearrange(clip, "t h w c -> t c h w").float()
+        x = F.interpolate(
+            x, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False
+        )
+        clip = rearrange(x.round().clamp(0, 255).to(torch.uint8), "t c h w -> t h w c")
+        if self.detections is None:
+            boxes, scores = item.boxes, torch.ones(len(item.boxes))
+        else:
+            if item.uid not in self.detections:
+                raise ValueError(f"uid {item.uid}: no entry in the detections file")
+            boxes, scores, _ = self.detections[item.uid]
+            keep = scores >= self.score_threshold
+            boxes, scores = boxes[keep], scores[keep]
+        scale = torch.tensor([width, height, width, height])
+        normalized = (boxes / scale).clamp(0, 1)
+        target = {"video_id": item.uid, "boxes": item.boxes, "nouns": item.nouns, "verbs": item.verbs,
+                  "ttcs": item.ttcs}  # fmt: skip
+        return {"video": clip, "boxes": normalized, "orig_boxes": boxes, "box_scores": scores,
+                "video_id": item.uid, "target": target}  # fmt: skip
+
+
+def collate_sta(
+    samples: list[dict[str, Any]],
+    mean: tuple[float, float, float] = IMAGENET_MEAN,
+    std: tuple[float, float, float] = IMAGENET_STD,
+) -> dict[str, Any]:
+    """Batch STA items.
+
+    Returns:
+        ``{"video": float [b, 3, t, h, w] normalized, "boxes": b x [n_i, 4] normalized xyxy,
+        "orig_boxes": b x [n_i, 4] pixels, "box_scores": b x [n_i], "video_ids": [uid],
+        "targets": b x {"video_id", "boxes", "nouns", "verbs", "ttcs"}}``.
+    """
+    video = torch.stack([s["video"] for s in samples]).float() / 255.0  # b t h w c
+    mean_t, std_t = torch.tensor(mean), torch.tensor(std)
+    video = rearrange((video - mean_t) / std_t, "b t h w c -> b c t h w").contiguous()
+    return {
+        "video": video,
+        "boxes": [s["boxes"] for s in samples],
+        "orig_boxes": [s["orig_boxes"] for s in samples],
+        "box_scores": [s["box_scores"] for s in samples],
+        "video_ids": [s["video_id"] for s in samples],
+        "targets": [s["target"] for s in samples],
+    }
+
+
+class Ego4DShortTermAnticipation(VidlitDataModule):
+    """Ego4D Short-Term Object Interaction Anticipation on raw videos.
+
+    Each sample is an annotated frame: ``num_frames`` frames ``frame_stride`` apart ending at it
+    (the official sampling, :func:`sta_frame_indices`), and the boxes the head labels with a
+    noun, a verb and a time to contact. Training always uses the ground-truth boxes. Evaluation
+    uses the detector boxes of ``detections`` when given (the baseline's Faster R-CNN output, see
+    ``tools/short_term_anticipation/produce_object_detections.py``), else the ground-truth boxes
+    with score 1 (an oracle-box setting: fine for the synthetic sample data, not comparable
+    to challenge numbers).
+
+    Args:
+        root: dataset folder; relative paths below resolve against it.
+        train_annotations: ``fho_sta_train.json``.
+        val_annotations: ``fho_sta_val.json`` (also the default test set).
+        test_annotations: file ``vidlit test`` evaluates; defaults to ``val_annotations``.
+        predict_annotations: file ``vidlit predict`` runs on (e.g. ``fho_sta_test_unannotated.json``);
+            defaults to the test file.
+        video_dir: folder of ``<video_uid>.mp4`` files.
+        detections: detections JSON for val / test / predict; None uses ground-truth boxes.
+        detection_score_threshold: detections below this score are dropped.
+        use_clips: read ``<clip_uid>.mp4`` at ``clip_frame`` (Ego4D v2 clips) instead of full videos.
+        num_frames: frames per clip (official SlowFast baseline: 32 fast frames).
+        frame_stride: frames between clip frames.
+        size: frame side the model sees.
+        mean: normalization mean.
+        std: normalization standard deviation.
+        backend: video backend (``auto``, ``decord``, ``pyav``, ``torchcodec``).
+        synthetic: when ``root`` does not exist, write the synthetic sample dataset there
+            (``vidlit data synth ego4d_sta``) and say so. Leave False for real data.
+        batch_size: frames per batch.
+        num_workers: DataLoader worker processes.
+    """
+
+    def __init__(
+        self,
+        root: str = "data/ego4d_sta",
+        train_annotations: str = "fho_sta_train.json",
+        val_annotations: str = "fho_sta_val.json",
+        test_annotations: str | None = None,
+        predict_annotations: str | None = None,
+        video_dir: str = "videos",
+        detections: str | None = None,
+        detection_score_threshold: float = 0.0,
+        use_clips: bool = False,
+        num_frames: int = 8,
+        frame_stride: int = 2,
+        size: int = 32,
+        mean: tuple[float, float, float] = IMAGENET_MEAN,
+        std: tuple[float, float, float] = IMAGENET_STD,
+        backend: str = "auto",
+        synthetic: bool = False,
+        batch_size: int = 8,
+        num_workers: int = 0,
+    ):
+        super().__init__(batch_size=batch_size, num_workers=num_workers)
+        if num_frames < 1 or frame_stride < 1 or size < 1:
+            raise ValueError(f"num_frames, frame_stride and size must be positive, got {num_frames}, "
+                             f"{frame_stride}, {size}")  # fmt: skip
+        self.root = Path(root)
+        if synthetic and not self.root.exists():
+            from vidlit.data.synth.ego4d_sta import write_ego4d_sta
+
+            log.warning("%s does not exist: writing the SYNTHETIC Ego4D STA sample dataset there", self.root)
+            write_ego4d_sta(self.root)
+        test = test_annotations or val_annotations
+        self.files = {
+            "train": self.root / train_annotations,
+            "val": self.root / val_annotations,
+            "test": self.root / test,
+            "predict": self.root / (predict_annotations or test),
+        }
+        self.video_dir = self.root / video_dir
+        self.detections_file = None if detections is None else self.root / detections
+        self.detection_score_threshold = detection_score_threshold
+        self.use_clips = use_clips
+        self.num_frames = num_frames
+        self.frame_stride = frame_stride
+        self.size = size
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.backend = backend
+        self._annotations: dict[str, STAAnnotations] = {}
+        train = self.annotations("train")
+        self.noun_names, self.verb_names = train.noun_names, train.verb_names
+        if not self.noun_names or not self.verb_names:
+            raise ValueError(f"{self.files['train']}: no noun_categories / verb_categories")
+
+    @property
+    def num_classes(self) -> int:
+        """Noun categories (linked into the head's ``num_classes``)."""
+        return len(self.noun_names)
+
+    @property
+    def num_verbs(self) -> int:
+        """Verb categories (the head's ``num_verbs``)."""
+        return len(self.verb_names)
+
+    def annotations(self, split: str) -> STAAnnotations:
+        """The parsed annotation file of ``split``, read once, with ids checked against the categories."""
+        if split not in self._annotations:
+            parsed = read_sta_annotations(self.files[split])
+            if split != "train":
+                for item in parsed.frames:
+                    if len(item.nouns) and (
+                        item.nouns.max() >= self.num_classes or item.verbs.max() >= self.num_verbs
+                    ):
+                        raise ValueError(
+                            f"{self.files[split]}: uid {item.uid}: noun or verb id outside the "
+                            f"{self.num_classes} nouns / {self.num_verbs} verbs of {self.files['train']}"
+                        )
+            self._annotations[split] = parsed
+        return self._annotations[split]
+
+    def dataset(self, split: str) -> ShortTermAnticipationDataset:
+        """The dataset of ``split``; evaluation splits use the detections when configured."""
+        detections = None
+        if split != "train" and self.detections_file is not None:
+            detections = read_sta_detections(self.detections_file)
+        annotations = self.annotations(split)
+        if split == "train":
+            empty = [f.uid for f in annotations.frames if len(f.nouns) == 0]
+            if empty:
+                raise ValueError(f"{self.files['train']}: {len(empty)} training frames have no objects, "
+                                 f"e.g. uid {empty[0]}")  # fmt: skip
+        elif detections is None and split == "predict" and not any(len(f.nouns) for f in annotations.frames):
+            raise ValueError(
+                f"{self.files['predict']}: unannotated frames need detector boxes: set data.detections"
+            )
+        return ShortTermAnticipationDataset(
+            annotations, self.video_dir, self.num_frames, self.frame_stride, self.size,
+            detections=detections, score_threshold=self.detection_score_threshold,
+            use_clips=self.use_clips, backend=self.backend,
+        )  # fmt: skip
+
+    def setup(self, stage: str) -> None:
+        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
+        self.datasets = {split: self.dataset(split) for split in splits[stage]}
+
+    @property
+    def _collate(self) -> Any:
+        # a partial, not a bound method: DataLoader workers then need not pickle the data module
+        return functools.partial(collate_sta, mean=self.mean, std=self.std)
+
+    def train_dataloader(self):
+        return self._loader(self.datasets["train"], self._collate, train=True)
+
+    def val_dataloader(self):
+        return self._loader(self.datasets["val"], self._collate, train=False)
+
+    def test_dataloader(self):
+        return self._loader(self.datasets["test"], self._collate, train=False)
+
+    def predict_dataloader(self):
+        return self._loader(self.datasets["predict"], self._collate, train=False)
+
+    def write_submission(self, predictions: list[dict[str, Any]], path: str | Path) -> Path:
+        """Write ``vidlit predict`` output as an Ego4D STA challenge submission JSON."""
+        return write_sta_submission(predictions, path)
