@@ -1,5 +1,6 @@
 """Datasets and data modules, one reader per official dataset format."""
 
+from vidlit.data.ave import AVEDataModule
 from vidlit.data.base import VidlitDataModule
 from vidlit.data.ego4d import Ego4DMomentQueries
 from vidlit.data.ego4d_scod import Ego4DStateChangeDetection
@@ -10,6 +11,7 @@ from vidlit.data.video_list import VideoListDataModule
 from vidlit.data.xd_violence import XDViolence
 
 __all__ = [
+    "AVEDataModule",
     "Ego4DMomentQueries",
     "Ego4DShortTermAnticipation",
     "Ego4DStateChangeDetection",

@@ -1,5 +1,6 @@
 """Task heads. Importing this package makes vidlit's heads resolvable by short name in YAML."""
 
+from vidlit.heads.ave import MMPyramidHead, MPNHead
 from vidlit.heads.base import TaskHead
 from vidlit.heads.classification import AttentiveProbeHead, ClassificationHead, LinearProbeHead
 from vidlit.heads.moment_queries import ActionFormerHead
@@ -13,6 +14,8 @@ __all__ = [
     "ClassificationHead",
     "LinearProbeHead",
     "MACILSDHead",
+    "MMPyramidHead",
+    "MPNHead",
     "ShortTermAnticipationHead",
     "StateChangeDETRHead",
     "TaskHead",

@@ -4,6 +4,7 @@ from vidlit.metrics.classification import TopKAccuracy
 from vidlit.metrics.coco_detection import COCODetectionAP
 from vidlit.metrics.frame_ap import FrameLevelAP
 from vidlit.metrics.retrieval import RetrievalRecall
+from vidlit.metrics.segment_accuracy import SegmentAccuracy
 from vidlit.metrics.sta_map import ShortTermAnticipationMAP
 from vidlit.metrics.temporal_map import TemporalActionMAP
 
@@ -11,6 +12,7 @@ __all__ = [
     "COCODetectionAP",
     "FrameLevelAP",
     "RetrievalRecall",
+    "SegmentAccuracy",
     "ShortTermAnticipationMAP",
     "TemporalActionMAP",
     "TopKAccuracy",

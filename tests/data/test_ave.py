@@ -1,0 +1,150 @@
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from vidlit.data.ave import (
+    AVE_CATEGORIES,
+    AVEDataModule,
+    read_ave_annotations,
+    segment_labels_from_events,
+    video_order,
+)
+from vidlit.data.synth.ave import write_ave
+
+BG = 28
+CLASSES = [*AVE_CATEGORIES, "background"]
+
+
+@pytest.fixture(scope="module")
+def ave_root(tmp_path_factory):
+    return write_ave(
+        tmp_path_factory.mktemp("ave"),
+        num_categories=3,
+        videos_per_category=(2, 1, 1),
+        num_noisy=2,
+        visual_dim=16,
+    )
+
+
+def test_annotation_parsing_and_segment_labels(tmp_path):
+    path = tmp_path / "Annotations.txt"
+    path.write_text(
+        "Category&VideoID&Quality&StartTime&EndTime\n"
+        "Church bell&RUhOCu3LNXM&good&0&10\n"
+        "Bark&3jS8tWfLJxI&good&7&9\n"
+        "Church bell&VWi2ENBuTbw&good&0&0\n"
+        "Bark&3jS8tWfLJxI&good&1&3\n"  # a second row of the same video
+    )
+    events = read_ave_annotations(path)
+    assert [e.video_id for e in events][:2] == ["RUhOCu3LNXM", "3jS8tWfLJxI"] and events[1].line == 3
+    assert video_order(events) == ["RUhOCu3LNXM", "3jS8tWfLJxI", "VWi2ENBuTbw"]
+    labels = segment_labels_from_events(events, CLASSES, path)
+    assert labels["RUhOCu3LNXM"].tolist() == [0] * 10
+    # seconds [t, t + 1) with start <= t < end; "Bark" is class 2
+    assert labels["3jS8tWfLJxI"].tolist() == [BG, 2, 2, BG, BG, BG, BG, 2, 2, BG]
+    assert labels["VWi2ENBuTbw"].tolist() == [BG] * 10  # a zero-length event is all background
+
+
+@pytest.mark.parametrize(
+    ("line", "match"),
+    [
+        ("Bark&x&good&3", "Annotations.txt:2: expected"),
+        ("Bark&x&good&3&11", "Annotations.txt:2: need 0 <= StartTime"),
+        ("Bark&x&good&a&5", "Annotations.txt:2: StartTime/EndTime must be integer"),
+    ],
+)
+def test_annotation_errors_name_file_and_line(tmp_path, line, match):
+    path = tmp_path / "Annotations.txt"
+    path.write_text(f"Bark&y&good&0&1\n{line}\n")
+    with pytest.raises(ValueError, match=match):
+        read_ave_annotations(path)
+
+
+def test_unknown_category_and_overlap(tmp_path):
+    path = tmp_path / "a.txt"
+    path.write_text("Kazoo&x&good&0&2\n")
+    with pytest.raises(ValueError, match="a.txt:1: unknown event category 'Kazoo'"):
+        segment_labels_from_events(read_ave_annotations(path), CLASSES, path)
+    path.write_text("Bark&x&good&0&4\nCat&x&good&3&5\n")
+    with pytest.raises(ValueError, match=r"a.txt:2: video x has two different events on second\(s\) \[3\]"):
+        segment_labels_from_events(read_ave_annotations(path), CLASSES, path)
+    with pytest.raises(FileNotFoundError, match="missing.txt"):
+        read_ave_annotations(tmp_path / "missing.txt")
+
+
+def test_official_h5_layout(ave_root):
+    with h5py.File(ave_root / "visual_feature.h5") as f:
+        assert f["avadataset"].shape == (12, 10, 7, 7, 16)
+    with h5py.File(ave_root / "audio_feature.h5") as f:
+        assert f["avadataset"].shape == (12, 10, 128)
+    with h5py.File(ave_root / "labels.h5") as f:
+        labels = f["avadataset"][()]
+    assert labels.shape == (12, 10, 29) and (labels.sum(-1) == 1).all()
+    with h5py.File(ave_root / "test_order.h5") as f:
+        assert f["order"][()].tolist() == [3, 7, 11]
+    with h5py.File(ave_root / "labels_noisy.h5") as f:
+        assert f["avadataset"][()][:, BG].tolist() == [1.0, 1.0]
+    # the annotation text matches labels.h5
+    events = read_ave_annotations(ave_root / "Annotations.txt")
+    derived = segment_labels_from_events(events, CLASSES)
+    assert np.stack([derived[v] for v in video_order(events)]).tolist() == labels.argmax(-1).tolist()
+
+
+def test_full_and_weak_batches(ave_root):
+    full = AVEDataModule(root=str(ave_root), feature_dim=16, batch_size=4)
+    full.setup("fit")
+    assert full.num_classes == 29
+    assert [len(full.dataset(s)) for s in ("train", "val", "test")] == [6, 3, 3]
+    batch = next(iter(full.val_dataloader()))
+    assert batch["audio"].shape == (3, 10, 128) and batch["visual"].shape == (3, 10, 7, 7, 16)
+    assert torch.equal(batch["segment_labels"], torch.stack([t["labels"] for t in batch["targets"]]))
+
+    weak = AVEDataModule(root=str(ave_root), feature_dim=16, supervision="weak", batch_size=16)
+    weak.setup("fit")
+    assert len(weak.dataset("train")) == 8  # + the 2 background-only videos
+    train = next(iter(weak.train_dataloader()))
+    assert "segment_labels" not in train  # the loss cannot see segment labels
+    noisy = [i for i, v in enumerate(train["video_ids"]) if v.startswith("noisy")]
+    assert len(noisy) == 2 and (train["video_labels"][noisy, BG] == 1).all()
+    assert (train["video_labels"][noisy].sum(-1) == 1).all()
+    val = next(iter(weak.val_dataloader()))
+    assert "segment_labels" not in val and val["targets"][0]["labels"].shape == (10,)
+
+
+def test_labels_and_splits_from_text_alone(ave_root, tmp_path):
+    """Without labels.h5 and the order files the reader derives both from the annotation text."""
+    root = tmp_path / "text_only"
+    root.mkdir()
+    for name in (
+        "Annotations.txt",
+        "trainSet.txt",
+        "valSet.txt",
+        "testSet.txt",
+        "audio_feature.h5",
+        "visual_feature.h5",
+    ):
+        (root / name).write_bytes((ave_root / name).read_bytes())
+    from_text = AVEDataModule(root=str(root), feature_dim=16, synthetic=False, batch_size=8)
+    from_h5 = AVEDataModule(root=str(ave_root), feature_dim=16, batch_size=8)
+    a, b = (next(iter(dm.test_dataloader())) for dm in (from_text, from_h5))
+    assert a["video_ids"] == b["video_ids"]
+    assert torch.equal(a["segment_labels"], b["segment_labels"])
+    assert torch.equal(a["video_labels"], b["video_labels"])
+
+
+def test_layout_errors(ave_root, tmp_path):
+    with pytest.raises(ValueError, match=r"visual_feature.h5: expected \[12, 10, 7, 7, 512\]"):
+        AVEDataModule(root=str(ave_root)).setup("fit")
+    with pytest.raises(ValueError, match="supervision"):
+        AVEDataModule(supervision="semi")
+    with pytest.raises(FileNotFoundError, match="audio_feature.h5: not found"):
+        AVEDataModule(root=str(tmp_path), synthetic=False).setup("fit")
+    root = tmp_path / "bad"
+    root.mkdir()
+    for name in ("audio_feature.h5", "visual_feature.h5", "labels.h5"):
+        (root / name).write_bytes((ave_root / name).read_bytes())
+    with h5py.File(root / "train_order.h5", "w") as f:
+        f.create_dataset("order", data=np.array([0, 99]))
+    with pytest.raises(ValueError, match=r"train_order.h5: row index 99 outside \[0, 12\)"):
+        AVEDataModule(root=str(root), feature_dim=16, synthetic=False).setup("fit")
