@@ -6,6 +6,7 @@ from vidlit.data.ego4d import Ego4DMomentQueries
 from vidlit.data.ego4d_scod import Ego4DStateChangeDetection
 from vidlit.data.ego4d_sta import Ego4DShortTermAnticipation
 from vidlit.data.internvid import InternVidDataModule
+from vidlit.data.llp import LLPVideoParsing
 from vidlit.data.shards import VideoTextShards, write_shards
 from vidlit.data.video_list import VideoListDataModule
 from vidlit.data.xd_violence import XDViolence
@@ -16,6 +17,7 @@ __all__ = [
     "Ego4DShortTermAnticipation",
     "Ego4DStateChangeDetection",
     "InternVidDataModule",
+    "LLPVideoParsing",
     "VideoListDataModule",
     "VideoTextShards",
     "VidlitDataModule",

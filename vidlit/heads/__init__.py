@@ -3,12 +3,14 @@
 from vidlit.heads.ave import MMPyramidHead, MPNHead
 from vidlit.heads.base import TaskHead
 from vidlit.heads.classification import AttentiveProbeHead, ClassificationHead, LinearProbeHead
+from vidlit.heads.llp import AVParsingHead
 from vidlit.heads.moment_queries import ActionFormerHead
 from vidlit.heads.short_term_anticipation import ShortTermAnticipationHead
 from vidlit.heads.state_change_detection import StateChangeDETRHead
 from vidlit.heads.violence import MACILSDHead
 
 __all__ = [
+    "AVParsingHead",
     "ActionFormerHead",
     "AttentiveProbeHead",
     "ClassificationHead",

@@ -1,5 +1,6 @@
 """Metrics implementing each dataset's official evaluation protocol, as torchmetrics Metrics."""
 
+from vidlit.metrics.avvp import AVVPMetrics
 from vidlit.metrics.classification import TopKAccuracy
 from vidlit.metrics.coco_detection import COCODetectionAP
 from vidlit.metrics.frame_ap import FrameLevelAP
@@ -9,6 +10,7 @@ from vidlit.metrics.sta_map import ShortTermAnticipationMAP
 from vidlit.metrics.temporal_map import TemporalActionMAP
 
 __all__ = [
+    "AVVPMetrics",
     "COCODetectionAP",
     "FrameLevelAP",
     "RetrievalRecall",

@@ -1,0 +1,452 @@
+"""LLP (Look, Listen and Parse): audio-visual video parsing annotations and features.
+
+The official files of Tian et al., "Unified Multisensory Perception: Weakly-Supervised
+Audio-Visual Video Parsing" (ECCV 2020; YapengTian/AVVP-ECCV20), all tab-separated with a
+header row:
+
+- ``AVVP_train.csv``, ``AVVP_val_pd.csv``, ``AVVP_test_pd.csv``: ``filename event_labels``,
+  the video-level labels (comma-joined category names) of each 10-second video. Training
+  sees only these (weak supervision).
+- ``AVVP_eval_audio.csv``, ``AVVP_eval_visual.csv``: ``filename onset offset event_labels``,
+  one row per audio (visual) event, onset and offset in whole seconds; segment ``t`` (second
+  ``t`` to ``t + 1``) is positive for rows with ``int(onset) <= t < int(offset)``. They cover
+  the val and test videos; a video without rows has no event of that modality.
+
+``filename`` is ``<YouTube id>_<start>_<end>``. Features are one ``.npy`` per video in three
+folders, named by the first 11 characters of ``filename`` as the official loader does
+(``row[0][:11]``; a file named by the whole ``filename`` is accepted too):
+``feats/vggish`` (``[10, 128]``, VGGish per second), ``feats/res152`` (``[80, 2048]``,
+ResNet-152 at 8 fps) and ``feats/r2plus1d_18`` (``[10, 512]``, R(2+1)D-18 per second).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from vidlit.data.base import VidlitDataModule
+from vidlit.data.features import load_feature_file, pad_sequences
+
+log = logging.getLogger(__name__)
+
+# the 25 LLP categories in the official label order (dataloader.py, main_avvp.py)
+LLP_CATEGORIES = (
+    "Speech",
+    "Car",
+    "Cheering",
+    "Dog",
+    "Cat",
+    "Frying_(food)",
+    "Basketball_bounce",
+    "Fire_alarm",
+    "Chainsaw",
+    "Cello",
+    "Banjo",
+    "Singing",
+    "Chicken_rooster",
+    "Violin_fiddle",
+    "Vacuum_cleaner",
+    "Baby_laughter",
+    "Accordion",
+    "Lawn_mower",
+    "Motorcycle",
+    "Helicopter",
+    "Acoustic_guitar",
+    "Telephone_bell_ringing",
+    "Baby_cry_infant_cry",
+    "Blender",
+    "Clapping",
+)
+
+
+@dataclass
+class LLPVideo:
+    """One video of a split: its video-level labels and, where annotated, its events.
+
+    Attributes:
+        filename: ``<YouTube id>_<start>_<end>``.
+        labels: video-level category names.
+        audio_events: ``(onset, offset, name)`` rows of ``AVVP_eval_audio.csv``.
+        visual_events: ``(onset, offset, name)`` rows of ``AVVP_eval_visual.csv``.
+    """
+
+    filename: str
+    labels: list[str]
+    audio_events: list[tuple[int, int, str]] = field(default_factory=list)
+    visual_events: list[tuple[int, int, str]] = field(default_factory=list)
+
+
+def _read_tsv(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: annotation file not found")
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f, delimiter="\t")
+        missing = [c for c in columns if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(
+                f"{path}: line 1: missing column(s) {missing} in the tab-separated header "
+                f"{reader.fieldnames} (expected {list(columns)})"
+            )
+        rows = []
+        for row in reader:
+            if any(row[c] is None or row[c].strip() == "" for c in columns):
+                raise ValueError(f"{path}: line {reader.line_num}: empty or missing field in {dict(row)}")
+            rows.append((reader.line_num, {c: row[c].strip() for c in columns}))
+    return rows
+
+
+def _check_name(name: str, known: set[str] | None, path: Path, line: int) -> str:
+    if known is not None and name not in known:
+        raise ValueError(f"{path}: line {line}: unknown category {name!r}")
+    return name
+
+
+def read_weak_labels(
+    path: str | Path, class_names: tuple[str, ...] | list[str] | None = None
+) -> list[LLPVideo]:
+    """Parse ``AVVP_{train,val_pd,test_pd}.csv`` (``filename event_labels``) in file order.
+
+    Args:
+        path: the CSV.
+        class_names: known categories; an unknown label raises. None accepts any.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: missing column, empty field or unknown category, naming the line.
+    """
+    path = Path(path)
+    known = set(class_names) if class_names is not None else None
+    videos = []
+    for line, row in _read_tsv(path, ("filename", "event_labels")):
+        labels = [
+            _check_name(n.strip(), known, path, line) for n in row["event_labels"].split(",") if n.strip()
+        ]
+        videos.append(LLPVideo(row["filename"], labels))
+    return videos
+
+
+def read_event_annotations(
+    path: str | Path, class_names: tuple[str, ...] | list[str] | None = None
+) -> dict[str, list[tuple[int, int, str]]]:
+    """Parse ``AVVP_eval_{audio,visual}.csv`` into ``filename -> [(onset, offset, name)]``.
+
+    Onsets and offsets are truncated to whole seconds (the official ``int(onset)``); rows with
+    ``onset == offset`` (they occur in the official files) are kept and mark no segment.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: missing column, non-numeric or reversed times, unknown category (with line).
+    """
+    path = Path(path)
+    known = set(class_names) if class_names is not None else None
+    events: dict[str, list[tuple[int, int, str]]] = {}
+    for line, row in _read_tsv(path, ("filename", "onset", "offset", "event_labels")):
+        try:
+            onset, offset = int(float(row["onset"])), int(float(row["offset"]))
+        except ValueError:
+            raise ValueError(
+                f"{path}: line {line}: onset/offset must be numbers, got {row['onset']!r}, {row['offset']!r}"
+            ) from None
+        if offset < onset or onset < 0:
+            raise ValueError(f"{path}: line {line}: invalid event {onset}-{offset} seconds")
+        name = _check_name(row["event_labels"], known, path, line)
+        events.setdefault(row["filename"], []).append((onset, offset, name))
+    return events
+
+
+def segment_labels(
+    events: list[tuple[int, int, str]], class_index: dict[str, int], num_segments: int = 10
+) -> Tensor:
+    """``[num_segments, K]`` binary ground truth: ``GT[onset:offset, class] = 1`` per event.
+
+    As the official ``GT_a[idx, x1:x2] = 1``, offsets past the last segment are clipped.
+    """
+    gt = torch.zeros(num_segments, len(class_index), dtype=torch.uint8)
+    for onset, offset, name in events:
+        gt[onset:offset, class_index[name]] = 1
+    return gt
+
+
+def find_llp_feature(folder: Path, filename: str) -> Path | None:
+    """``<filename[:11]>.npy`` (the official naming), else ``<filename>.npy``; None if neither."""
+    for key in (filename[:11], filename):
+        path = folder / f"{key}.npy"
+        if path.is_file():
+            return path
+    return None
+
+
+class LLPDataset(Dataset):
+    """Videos of one split with their audio and visual feature sequences.
+
+    Each sample holds ``audio`` ``[T, audio_dim]``, ``visual`` ``[T, feature_dim]`` (the
+    ResNet-152 frames averaged over each segment, concatenated with the R(2+1)D segment
+    features), ``labels`` ``[K]`` (video level) and ``target``. Averaging the frames here is
+    what the official model does after its first linear layer (``fc_v`` then an 8-frame average
+    pool); a linear layer commutes with the average.
+
+    Args:
+        videos: parsed split.
+        folders: ``(audio, visual, motion)`` feature folders; motion None to go without.
+        class_names: category of each class id.
+        audio_dim: expected audio width.
+        visual_dim: expected appearance width (ResNet-152: 2048).
+        motion_dim: expected motion width (R(2+1)D-18: 512), 0 without motion features.
+        num_segments: segments per video (10).
+        segment_truth: put the segment-level ground truth in ``target`` (eval splits).
+    """
+
+    def __init__(
+        self,
+        videos: list[LLPVideo],
+        folders: tuple[Path, Path, Path | None],
+        class_names: list[str],
+        audio_dim: int,
+        visual_dim: int,
+        motion_dim: int,
+        num_segments: int = 10,
+        segment_truth: bool = False,
+    ):
+        self.videos = videos
+        self.folders = folders
+        self.class_index = {name: i for i, name in enumerate(class_names)}
+        self.audio_dim, self.visual_dim, self.motion_dim = audio_dim, visual_dim, motion_dim
+        self.num_segments = num_segments
+        self.segment_truth = segment_truth
+
+    def missing(self) -> list[tuple[int, Path]]:
+        """``(index, expected path)`` of every video lacking one of its feature files."""
+        out = []
+        for i, video in enumerate(self.videos):
+            for folder in self.folders:
+                if folder is not None and find_llp_feature(folder, video.filename) is None:
+                    out.append((i, folder / f"{video.filename[:11]}.npy"))
+                    break
+        return out
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def _load(self, folder: Path, video: LLPVideo, dim: int, what: str) -> Tensor:
+        path = find_llp_feature(folder, video.filename)
+        if path is None:
+            raise FileNotFoundError(
+                f"{folder}/{video.filename[:11]}.npy ({what} of {video.filename}): not found"
+            )
+        features = load_feature_file(path, dim, what=f"{what} of {video.filename}")
+        steps = features.shape[0]
+        if steps % self.num_segments:
+            raise ValueError(
+                f"{path} ({what} of {video.filename}): {steps} steps is not a multiple of "
+                f"{self.num_segments} segments"
+            )
+        # e.g. 80 ResNet frames at 8 fps -> 10 one-second segments
+        return features.reshape(self.num_segments, steps // self.num_segments, dim).mean(1)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        video = self.videos[index]
+        audio_dir, visual_dir, motion_dir = self.folders
+        audio = self._load(audio_dir, video, self.audio_dim, "audio features")
+        visual = self._load(visual_dir, video, self.visual_dim, "appearance features")
+        if motion_dir is not None:
+            visual = torch.cat(
+                (visual, self._load(motion_dir, video, self.motion_dim, "motion features")), dim=-1
+            )
+        labels = torch.zeros(len(self.class_index))
+        labels[[self.class_index[n] for n in video.labels]] = 1.0
+        target: dict[str, Any] = {"video_id": video.filename, "labels": labels}
+        if self.segment_truth:
+            target["audio"] = segment_labels(video.audio_events, self.class_index, self.num_segments)
+            target["visual"] = segment_labels(video.visual_events, self.class_index, self.num_segments)
+        return {
+            "audio": audio,
+            "visual": visual,
+            "labels": labels,
+            "video_id": video.filename,
+            "target": target,
+        }
+
+
+def collate_llp(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Batch LLP samples.
+
+    Shape legend: ``b`` videos, ``t`` segments, ``k`` classes.
+
+    Returns:
+        ``{"audio": [b, t, Ca], "visual": [b, t, Cv], "mask": [b, t] bool, "labels": [b, k]
+        video-level, "video_ids", "targets"}``; ``targets`` are the metric's per-video dicts.
+    """
+    audio, mask = pad_sequences([s["audio"] for s in samples])
+    visual, _ = pad_sequences([s["visual"] for s in samples])
+    return {
+        "audio": audio,
+        "visual": visual,
+        "mask": mask,
+        "labels": torch.stack([s["labels"] for s in samples]),
+        "video_ids": [s["video_id"] for s in samples],
+        "targets": [s["target"] for s in samples],
+    }
+
+
+class LLPVideoParsing(VidlitDataModule):
+    """LLP audio-visual video parsing on the official pre-extracted features.
+
+    Training reads only the video-level labels of ``train_csv``; validation and test videos
+    get their segment-level ground truth from the eval CSVs, for
+    :class:`vidlit.metrics.avvp.AVVPMetrics`.
+
+    Args:
+        root: dataset folder; relative paths below resolve against it.
+        train_csv: weak labels of the training videos.
+        val_csv: videos evaluated during ``fit`` and ``validate``.
+        test_csv: videos ``vidlit test`` evaluates.
+        predict_csv: videos ``vidlit predict`` runs on; defaults to ``test_csv``.
+        eval_audio_csv: audio events of the val and test videos.
+        eval_visual_csv: visual events of the val and test videos.
+        audio_dir: VGGish features, ``[T, audio_dim]`` per video.
+        visual_dir: ResNet-152 frame features, ``[T * frames, visual width]`` per video.
+        motion_dir: R(2+1)D-18 features, ``[T, motion_dim]`` per video; None to leave them out.
+        audio_dim: audio width (VGGish: 128).
+        feature_dim: width of the visual stream the head gets: appearance width plus
+            ``motion_dim`` (2048 + 512).
+        motion_dim: motion width (512); 0 with ``motion_dir: null``.
+        num_segments: one-second segments per video (10).
+        class_names: categories in label order; defaults to the 25 LLP categories.
+        synthetic: when ``root`` does not exist, write the synthetic sample dataset there
+            (``vidlit data synth llp``, with these feature widths) and say so.
+        strict: a missing feature file raises; when False the video is skipped with a warning.
+        batch_size: videos per batch (official: 16).
+        num_workers: DataLoader worker processes.
+    """
+
+    def __init__(
+        self,
+        root: str = "data/llp",
+        train_csv: str = "AVVP_train.csv",
+        val_csv: str = "AVVP_val_pd.csv",
+        test_csv: str = "AVVP_test_pd.csv",
+        predict_csv: str | None = None,
+        eval_audio_csv: str = "AVVP_eval_audio.csv",
+        eval_visual_csv: str = "AVVP_eval_visual.csv",
+        audio_dir: str = "feats/vggish",
+        visual_dir: str = "feats/res152",
+        motion_dir: str | None = "feats/r2plus1d_18",
+        audio_dim: int = 128,
+        feature_dim: int = 2560,
+        motion_dim: int = 512,
+        num_segments: int = 10,
+        class_names: list[str] | None = None,
+        synthetic: bool = False,
+        strict: bool = True,
+        batch_size: int = 16,
+        num_workers: int = 0,
+    ):
+        super().__init__(batch_size=batch_size, num_workers=num_workers)
+        if motion_dir is None:
+            motion_dim = 0
+        if not 0 <= motion_dim < feature_dim:
+            raise ValueError(f"motion_dim {motion_dim} must lie in [0, feature_dim={feature_dim})")
+        self.root = Path(root)
+        if synthetic and not self.root.exists():
+            from vidlit.data.synth.llp import write_llp
+
+            log.warning("%s does not exist: writing the SYNTHETIC LLP sample dataset there", self.root)
+            write_llp(
+                self.root,
+                audio_dim=audio_dim,
+                visual_dim=feature_dim - motion_dim,
+                motion_dim=motion_dim or 1,
+                num_segments=num_segments,
+            )
+        self.audio_dim, self.feature_dim, self.motion_dim = audio_dim, feature_dim, motion_dim
+        self.num_segments = num_segments
+        self.strict = strict
+        self.class_names = list(class_names) if class_names is not None else list(LLP_CATEGORIES)
+        if len(set(self.class_names)) != len(self.class_names):
+            raise ValueError(f"class_names has duplicates: {self.class_names}")
+        self.folders = (
+            self.root / audio_dir,
+            self.root / visual_dir,
+            self.root / motion_dir if motion_dir is not None else None,
+        )
+        self.files = {
+            "train": self.root / train_csv,
+            "val": self.root / val_csv,
+            "test": self.root / test_csv,
+            "predict": self.root / (predict_csv or test_csv),
+        }
+        self.eval_files = (self.root / eval_audio_csv, self.root / eval_visual_csv)
+        self._events: tuple[dict, dict] | None = None
+
+    @property
+    def num_classes(self) -> int:
+        """Number of event categories (linked into the head's ``num_classes``)."""
+        return len(self.class_names)
+
+    def events(self) -> tuple[dict, dict]:
+        """Audio and visual ``filename -> [(onset, offset, name)]`` of the eval CSVs, read once."""
+        if self._events is None:
+            audio, visual = (read_event_annotations(p, self.class_names) for p in self.eval_files)
+            self._events = (audio, visual)
+        return self._events
+
+    def videos(self, split: str) -> list[LLPVideo]:
+        """Videos of ``split`` (train, val, test or predict); eval splits carry their events."""
+        videos = read_weak_labels(self.files[split], self.class_names)
+        if split != "train":
+            audio, visual = self.events()
+            for video in videos:
+                video.audio_events = audio.get(video.filename, [])
+                video.visual_events = visual.get(video.filename, [])
+        return videos
+
+    def dataset(self, split: str) -> LLPDataset:
+        """The dataset of one split, with missing feature files reported before training starts."""
+        videos = self.videos(split)
+        dataset = LLPDataset(
+            videos,
+            self.folders,
+            self.class_names,
+            self.audio_dim,
+            self.feature_dim - self.motion_dim,
+            self.motion_dim,
+            self.num_segments,
+            segment_truth=split != "train",
+        )
+        missing = dataset.missing()
+        if missing:
+            message = (
+                f"no feature file for {len(missing)} of {len(videos)} {split} videos "
+                f"({self.files[split]}), e.g. {missing[0][1]}"
+            )
+            if self.strict:
+                raise FileNotFoundError(message)
+            log.warning("%s; skipping them (strict=False)", message)
+            drop = {i for i, _ in missing}
+            dataset.videos = [v for i, v in enumerate(videos) if i not in drop]
+        return dataset
+
+    def setup(self, stage: str) -> None:
+        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}[
+            stage
+        ]
+        self.datasets = {split: self.dataset(split) for split in splits}
+
+    def train_dataloader(self):
+        return self._loader(self.datasets["train"], collate_llp, train=True)
+
+    def val_dataloader(self):
+        return self._loader(self.datasets["val"], collate_llp, train=False)
+
+    def test_dataloader(self):
+        return self._loader(self.datasets["test"], collate_llp, train=False)
+
+    def predict_dataloader(self):
+        return self._loader(self.datasets["predict"], collate_llp, train=False)
