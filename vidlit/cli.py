@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import importlib
+import inspect
 import os
 import re
 import sys
@@ -125,6 +127,19 @@ def _num_classes(datamodule: L.LightningDataModule) -> int:
     return datamodule.num_classes
 
 
+def _accepts(class_path: str | None, name: str) -> bool:
+    """Whether the class at ``class_path`` takes an init argument ``name`` (or ``**kwargs``)."""
+    if not class_path:
+        return True
+    module, _, attr = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError, ValueError):
+        return True  # jsonargparse reports a bad class_path itself
+    params = inspect.signature(cls.__init__).parameters
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
 class VidlitCLI(LightningCLI):
     """LightningCLI with vidlit's defaults.
 
@@ -184,15 +199,19 @@ class VidlitCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         # The head links size TaskModule's head. A model without a head (MVMPretrain) has nothing
-        # to size, and Lightning fails recording a link value into an init argument it lacks.
+        # to size, and a head without ``num_classes`` (NLQ spans, hand key points) takes no class
+        # count; Lightning fails recording a link value into an init argument that is missing.
         # (This reaches into jsonargparse's private link group; tests/tasks/test_pretrain.py pins it.)
         config = self.config[self.subcommand] if self.subcommand else self.config
-        if "head" in (config.get("model.init_args") or {}):
+        head = (config.get("model.init_args") or {}).get("head")
+        if head is None:
+            prefix = "model.init_args.head."
+        elif not _accepts(getattr(head, "class_path", None), "num_classes"):
+            prefix = "model.init_args.head.init_args.num_classes"
+        else:
             return
         group = self._parser(self.subcommand)._links_group
-        group._group_actions = [
-            a for a in group._group_actions if not a.target[0].startswith("model.init_args.head.")
-        ]
+        group._group_actions = [a for a in group._group_actions if not a.target[0].startswith(prefix)]
 
     def _resolve_last_checkpoint(self) -> None:
         config = self.config_init[self.subcommand]
