@@ -23,6 +23,7 @@ from vidlit.heads import (
     MACILSDHead,
     MMPyramidHead,
     MPNHead,
+    MuDaRHead,
     ShortTermAnticipationHead,
     StateChangeDETRHead,
     TaskHead,
@@ -164,6 +165,24 @@ def _sta() -> Case:
     return lambda: ShortTermAnticipationHead(in_dim=64, num_classes=3, num_verbs=4, hidden_dim=32), batch
 
 
+def _mudar() -> Case:
+    def batch():
+        b, mids, labels = 4, ["m0@0", "m1@0", "m0@0", "m1@0"], [0, 1, 2, 0]
+        batch = {
+            "motion": torch.rand(b, 20, 16),
+            "visual_envelope": torch.rand(b, 100),
+            "audio_envelope": torch.rand(b, 100),
+            "audio": torch.randn(b, 1, 96, 64),
+            "genre": torch.tensor(labels),
+            "video_ids": [f"v{i}@0" for i in range(b)],
+            "music_ids": mids,
+            "targets": [{"video_id": f"v{i}@0", "music_id": mids[i], "label": labels[i]} for i in range(b)],
+        }
+        return batch["motion"], batch
+
+    return lambda: MuDaRHead(in_dim=16, num_classes=3, dim=16, embed_dim=8, time_bins=10, bin_dim=4), batch
+
+
 CASES: dict[str, Case] = {
     "actionformer": _actionformer(),
     "linear_probe": _probe(LinearProbeHead, (4, 16)),
@@ -174,6 +193,7 @@ CASES: dict[str, Case] = {
     "av_parsing": _llp(),
     "scod_detr": _scod(),
     "sta": _sta(),
+    "mudar": _mudar(),
 }
 
 

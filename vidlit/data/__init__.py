@@ -7,6 +7,7 @@ from vidlit.data.ego4d_scod import Ego4DStateChangeDetection
 from vidlit.data.ego4d_sta import Ego4DShortTermAnticipation
 from vidlit.data.internvid import InternVidDataModule
 from vidlit.data.llp import LLPVideoParsing
+from vidlit.data.music_dance import MusicDanceDataModule
 from vidlit.data.shards import VideoTextShards, write_shards
 from vidlit.data.video_list import VideoListDataModule
 from vidlit.data.xd_violence import XDViolence
@@ -18,6 +19,7 @@ __all__ = [
     "Ego4DStateChangeDetection",
     "InternVidDataModule",
     "LLPVideoParsing",
+    "MusicDanceDataModule",
     "VideoListDataModule",
     "VideoTextShards",
     "VidlitDataModule",

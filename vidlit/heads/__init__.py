@@ -5,6 +5,7 @@ from vidlit.heads.base import TaskHead
 from vidlit.heads.classification import AttentiveProbeHead, ClassificationHead, LinearProbeHead
 from vidlit.heads.llp import AVParsingHead
 from vidlit.heads.moment_queries import ActionFormerHead
+from vidlit.heads.music_dance import MuDaRHead
 from vidlit.heads.short_term_anticipation import ShortTermAnticipationHead
 from vidlit.heads.state_change_detection import StateChangeDETRHead
 from vidlit.heads.violence import MACILSDHead
@@ -18,6 +19,7 @@ __all__ = [
     "MACILSDHead",
     "MMPyramidHead",
     "MPNHead",
+    "MuDaRHead",
     "ShortTermAnticipationHead",
     "StateChangeDETRHead",
     "TaskHead",

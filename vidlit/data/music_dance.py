@@ -1,0 +1,412 @@
+"""Music-dance pairs in the AIST++ / AIST Dance Video Database layout, with visual and music rhythm.
+
+AIST Dance Video Database (Tsuchida et al., ISMIR 2019) and AIST++ (Li et al., "AI Choreographer",
+ICCV 2021). A sequence is named ``g{genre}_s{situation}_c{camera}_d{dancer}_m{genre}{music}_ch{choreo}``,
+e.g. ``gBR_sBM_c01_d04_mBR0_ch01``: genre BR (one of the ten codes in :data:`AIST_GENRES`),
+basic dance (``sBM``; ``sFM`` advanced), camera 01, dancer 04, music ``mBR0``, choreography 01.
+The layout read here (``aist_plusplus_final`` plus the database's videos and musics)::
+
+    videos/<sequence with a camera>.mp4     the dance videos
+    all_musics/<music id>.wav               the music tracks (``music_dir``)
+    splits/crossmodal_{train,val,test}.txt  sequence names, camera ``cAll`` (AIST++'s cross-modal split)
+    ignore_list.txt                         sequences to skip (also accepted under ``splits/``)
+
+A ``cAll`` name is read from the video of camera ``camera`` (default ``c01``). Motion and music are
+aligned from time 0, as in AIST++. Every sequence is cut into windows of ``clip_seconds`` (stride
+``clip_stride``); a window pairs the dance over ``[s, s + clip)`` with its music over the same span.
+
+Per window the loader computes, following MuDaR (Wang et al., "Learning Music-Dance
+Representations through Explicit-Implicit Rhythm Synchronization", 2022, Sec. 3.1):
+
+- **visual rhythm**: frames sampled at ``motion_fps``; the mean absolute frame difference is the
+  motion strength and its positive flux the visual onset envelope (sudden velocity changes),
+  resampled to the audio frame rate (100 Hz);
+- **motion features**: the frame-difference energy pooled on a ``g x g`` grid per step
+  (``feature_dim = g * g``), the dance encoder's input;
+- **music rhythm**: :func:`vidlit.backbones.audio.onset_envelope` (sound-intensity onsets, 100 Hz);
+- **music content**: VGGish log-mel patches, one per second of the window.
+
+Features of every window are computed once, at setup, and kept in memory (they are small).
+
+Batch (:class:`MusicDanceBatch`), shape legend ``b`` windows, ``t`` motion steps
+(``clip_seconds * motion_fps``), ``c`` grid cells, ``n`` envelope frames (``clip_seconds * 100``),
+``s`` seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypedDict
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from vidlit.backbones.audio import SAMPLE_RATE, log_mel_patches, onset_envelope
+from vidlit.data.base import VidlitDataModule
+from vidlit.data.synth.music_dance import AIST_GENRES
+from vidlit.data.video import VideoDecodeError, open_video, read_audio
+
+log = logging.getLogger(__name__)
+
+ENVELOPE_RATE = 100  # audio onset frames per second (10 ms hop)
+SPLIT_FILE = "splits/crossmodal_{split}.txt"
+_NAME = re.compile(
+    r"^g(?P<genre>[A-Z]{2})_s(?P<situation>[A-Z]{2})_c(?P<camera>\d{2}|All)_d(?P<dancer>\d{2})"
+    r"_m(?P<music_genre>[A-Z]{2})(?P<music>\d)_ch(?P<choreo>\d{2})$"
+)
+
+
+@dataclass(frozen=True)
+class AISTSequence:
+    """A parsed AIST sequence name.
+
+    Attributes:
+        name: the name as listed.
+        genre: genre code (``"BR"``).
+        situation: ``"BM"`` (basic) or ``"FM"`` (advanced), as the database has them.
+        camera: ``"01"`` .. ``"09"``, or ``"All"``.
+        dancer: dancer number as text (``"04"``).
+        music_id: music file stem (``"mBR0"``).
+        choreography: choreography number as text (``"01"``).
+    """
+
+    name: str
+    genre: str
+    situation: str
+    camera: str
+    dancer: str
+    music_id: str
+    choreography: str
+
+    def with_camera(self, camera: str) -> str:
+        """The sequence name with camera ``camera`` (``"c01"``) in place of its own."""
+        return self.name.replace(f"_c{self.camera}_", f"_{camera}_", 1)
+
+
+def parse_aist_name(name: str, where: str = "name") -> AISTSequence:
+    """Parse ``gBR_sBM_c01_d04_mBR0_ch01``-style names.
+
+    Raises:
+        ValueError: a malformed name or an unknown genre; the message names ``where``.
+    """
+    m = _NAME.match(name)
+    if m is None:
+        raise ValueError(f"{where}: {name!r} is not an AIST sequence name like 'gBR_sBM_c01_d04_mBR0_ch01'")
+    if m["genre"] not in AIST_GENRES:
+        raise ValueError(f"{where}: {name!r} has unknown genre {m['genre']!r}; AIST genres: {AIST_GENRES}")
+    return AISTSequence(
+        name=name,
+        genre=m["genre"],
+        situation=m["situation"],
+        camera=m["camera"],
+        dancer=m["dancer"],
+        music_id=f"m{m['music_genre']}{m['music']}",
+        choreography=m["choreo"],
+    )
+
+
+def read_name_list(path: str | Path) -> list[tuple[int, str]]:
+    """``(line number, name)`` of the non-empty lines of a split or ignore list.
+
+    Raises:
+        FileNotFoundError: the file is missing.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: AIST++ name list not found")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [(i, line.strip()) for i, line in enumerate(lines, start=1) if line.strip()]
+
+
+def motion_features(frames: Tensor, grid: int) -> tuple[Tensor, Tensor]:
+    """Motion from frames: per-step frame-difference energy on a grid, and the motion strength.
+
+    Args:
+        frames: uint8 or float ``[t, h, w, 3]`` frames sampled at a fixed rate.
+        grid: cells per side of the pooling grid.
+
+    Returns:
+        ``(features [t, grid * grid], strength [t])``: the mean absolute grey-level difference to
+        the previous step (in ``[0, 1]``) per cell and over the whole frame; step 0 is 0.
+    """
+    grey = frames.float().mean(-1) / 255.0  # t h w
+    diff = (grey[1:] - grey[:-1]).abs()
+    diff = torch.cat([torch.zeros_like(grey[:1]), diff])
+    cells = F.adaptive_avg_pool2d(diff[:, None], grid)  # t 1 g g
+    return rearrange(cells, "t 1 g h -> t (g h)"), diff.mean(dim=(1, 2))
+
+
+def visual_onset_envelope(strength: Tensor, fps: float, num_frames: int, rate: int = ENVELOPE_RATE) -> Tensor:
+    """The visual onset envelope: positive flux of motion strength, resampled to ``rate`` Hz.
+
+    The visual counterpart of an audio onset envelope (MuDaR Sec. 3.1; Davis and Agrawala, "Visual
+    Rhythm and Beat", 2018): it peaks where the motion suddenly speeds up, i.e. on dance beats.
+    Step ``k`` of ``strength`` covers time ``k / fps``; output frame ``j`` is time ``j / rate``,
+    linearly interpolated, ``num_frames`` long.
+    """
+    flux = (strength[1:] - strength[:-1]).clamp_min(0.0)
+    flux = torch.cat([strength.new_zeros(1), flux])
+    times = torch.arange(num_frames, dtype=torch.float32) / rate * fps  # position in steps
+    lo = times.floor().long().clamp(0, len(flux) - 1)
+    hi = (lo + 1).clamp(max=len(flux) - 1)
+    w = (times - lo.float()).clamp(0.0, 1.0)
+    return flux[lo] * (1 - w) + flux[hi] * w
+
+
+def _normalize(envelope: Tensor) -> Tensor:
+    """Scale an envelope to a maximum of 1 (all-zero stays zero)."""
+    return envelope / envelope.max().clamp_min(1e-6)
+
+
+class MusicDanceBatch(TypedDict):
+    """A batch of music-dance windows.
+
+    Attributes:
+        motion: ``[b, t, c]`` frame-difference energy per grid cell (the head's ``input``).
+        visual_envelope: ``[b, n]`` visual onset envelope at 100 Hz, max-normalized per window.
+        audio_envelope: ``[b, n]`` music onset envelope at 100 Hz, max-normalized per window.
+        audio: ``[b, s, 96, 64]`` log-mel patches of the music window.
+        genre: ``[b]`` int64 genre index in :data:`AIST_GENRES`.
+        video_ids: ``b`` window ids, ``"<sequence>@<start seconds>"``.
+        music_ids: ``b`` music window ids, ``"<music id>@<start seconds>"``: dances of one music
+            over the same span share it (and its audio).
+        targets: ``b`` dicts ``{"video_id", "music_id", "label"}``.
+    """
+
+    motion: Tensor
+    visual_envelope: Tensor
+    audio_envelope: Tensor
+    audio: Tensor
+    genre: Tensor
+    video_ids: list[str]
+    music_ids: list[str]
+    targets: list[dict[str, Any]]
+
+
+class MusicDanceDataset(Dataset):
+    """Precomputed music-dance windows (dicts of tensors and ids)."""
+
+    def __init__(self, items: list[dict[str, Any]]):
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.items[index]
+
+
+def collate_music_dance(samples: list[dict[str, Any]]) -> MusicDanceBatch:
+    """Stack windows into a :class:`MusicDanceBatch`."""
+    return MusicDanceBatch(
+        motion=torch.stack([s["motion"] for s in samples]),
+        visual_envelope=torch.stack([s["visual_envelope"] for s in samples]),
+        audio_envelope=torch.stack([s["audio_envelope"] for s in samples]),
+        audio=torch.stack([s["audio"] for s in samples]),
+        genre=torch.tensor([s["genre"] for s in samples], dtype=torch.long),
+        video_ids=[s["video_id"] for s in samples],
+        music_ids=[s["music_id"] for s in samples],
+        targets=[
+            {"video_id": s["video_id"], "music_id": s["music_id"], "label": s["genre"]} for s in samples
+        ],
+    )
+
+
+class MusicDanceDataModule(VidlitDataModule):
+    """AIST++ music-dance pairs for MuDaR-style representation learning, retrieval and genre classification.
+
+    Args:
+        root: dataset folder (layout in the module docstring).
+        synthetic: write the synthetic sample dataset (``vidlit data synth music_dance``) into
+            ``root`` when it has no ``splits/crossmodal_train.txt``.
+        camera: camera whose video stands for a ``cAll`` sequence (``"c01"`` .. ``"c09"``).
+        music_dir: folder of the ``<music id>.wav`` files, relative to ``root``.
+        clip_seconds: window length in whole seconds (one log-mel patch per second).
+        clip_stride: seconds between window starts (default: ``clip_seconds``).
+        motion_fps: rate at which frames are sampled for motion and visual rhythm.
+        feature_dim: motion features per step, a ``g x g`` grid (``g * g``; 64 is 8 x 8); the
+            head's ``in_dim``.
+        frame_size: short side frames are decoded at (AIST videos are 1080p).
+        backend: video decode backend (:func:`vidlit.data.video.open_video`).
+        strict: raise on an unreadable video or music instead of skipping it with a warning.
+        batch_size: windows per batch.
+        num_workers: DataLoader workers.
+    """
+
+    def __init__(
+        self,
+        root: str = "data/music_dance_synth",
+        synthetic: bool = True,
+        camera: str = "c01",
+        music_dir: str = "all_musics",
+        clip_seconds: int = 2,
+        clip_stride: int | None = None,
+        motion_fps: float = 25.0,
+        feature_dim: int = 64,
+        frame_size: int = 64,
+        backend: str = "auto",
+        strict: bool = False,
+        batch_size: int = 16,
+        num_workers: int = 0,
+    ):
+        super().__init__(batch_size, num_workers)
+        if not re.fullmatch(r"c0[1-9]", camera):
+            raise ValueError(f"camera must be 'c01' .. 'c09', got {camera!r}")
+        if int(clip_seconds) != clip_seconds or clip_seconds < 1:
+            raise ValueError(f"clip_seconds must be a whole number of seconds >= 1, got {clip_seconds}")
+        grid = math.isqrt(feature_dim)
+        if grid < 1 or grid * grid != feature_dim:
+            raise ValueError(f"feature_dim must be a square (g * g motion grid cells), got {feature_dim}")
+        if motion_fps <= 0:
+            raise ValueError(f"motion_fps must be positive, got {motion_fps}")
+        self.root = Path(root)
+        self.synthetic = synthetic
+        self.camera = camera
+        self.music_dir = music_dir
+        self.clip_seconds = int(clip_seconds)
+        self.clip_stride = int(clip_stride) if clip_stride is not None else self.clip_seconds
+        if self.clip_stride < 1:
+            raise ValueError(f"clip_stride must be >= 1 second, got {clip_stride}")
+        self.motion_fps = float(motion_fps)
+        self.feature_dim = feature_dim
+        self.grid = grid
+        self.frame_size = frame_size
+        self.backend = backend
+        self.strict = strict
+        self._datasets: dict[str, MusicDanceDataset] = {}
+        self._music_cache: dict[str, tuple[float, Tensor, Tensor]] = {}
+        self.skipped: list[str] = []
+
+    @property
+    def num_classes(self) -> int:
+        """The ten AIST dance genres."""
+        return len(AIST_GENRES)
+
+    def prepare_data(self) -> None:
+        if self.synthetic and not (self.root / SPLIT_FILE.format(split="train")).is_file():
+            from vidlit.data.synth.music_dance import write_music_dance
+
+            log.info("writing the synthetic music-dance sample dataset to %s", self.root)
+            write_music_dance(self.root)
+
+    def _ignored(self) -> set[str]:
+        for path in (self.root / "ignore_list.txt", self.root / "splits" / "ignore_list.txt"):
+            if path.is_file():
+                return {name for _, name in read_name_list(path)}
+        return set()
+
+    def sequences(self, split: str) -> list[AISTSequence]:
+        """The sequences of ``split`` (``crossmodal_<split>.txt``) minus ``ignore_list.txt``."""
+        path = self.root / SPLIT_FILE.format(split=split)
+        ignored = self._ignored()
+        out = []
+        for line, name in read_name_list(path):
+            if name in ignored:
+                continue
+            seq = parse_aist_name(name, where=f"{path}:{line}")
+            if seq.music_id[1:3] != seq.genre:
+                raise ValueError(f"{path}:{line}: {name!r} dances genre {seq.genre} to music {seq.music_id}")
+            out.append(seq)
+        return out
+
+    def _music(self, music_id: str) -> tuple[float, Tensor, Tensor]:
+        """``(seconds, onset envelope [frames], log-mel patches [seconds, 96, 64])`` of a track, cached.
+
+        Patches start on whole seconds, so a window's patches are a slice of the track's.
+        """
+        if music_id not in self._music_cache:
+            path = self.root / self.music_dir / f"{music_id}.wav"
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: music file of {music_id} not found")
+            waveform = read_audio(path, sample_rate=SAMPLE_RATE, mono=True)[0][0]
+            self._music_cache[music_id] = (
+                waveform.shape[0] / SAMPLE_RATE,
+                onset_envelope(waveform, SAMPLE_RATE),
+                log_mel_patches(waveform, SAMPLE_RATE),
+            )
+        return self._music_cache[music_id]
+
+    def _windows(self, seq: AISTSequence) -> list[dict[str, Any]]:
+        name = seq.with_camera(self.camera) if seq.camera == "All" else seq.name
+        path = self.root / "videos" / f"{name}.mp4"
+        with open_video(path, backend=self.backend, resize=self.frame_size) as reader:
+            fps, duration = reader.fps, reader.duration
+            steps = int(duration * self.motion_fps)
+            indices = [min(int(k / self.motion_fps * fps + 1e-6), len(reader) - 1) for k in range(steps)]
+            frames = reader.get_frames(indices)
+        music_seconds, audio_env, patches = self._music(seq.music_id)
+        length = min(duration, music_seconds)
+        features, strength = motion_features(frames, self.grid)
+        visual_env = visual_onset_envelope(strength, self.motion_fps, int(length * ENVELOPE_RATE))
+        clip_steps = int(round(self.clip_seconds * self.motion_fps))
+        clip_frames = self.clip_seconds * ENVELOPE_RATE
+        windows = []
+        start = 0
+        while start + self.clip_seconds <= length + 1e-6:
+            step0, env0 = int(round(start * self.motion_fps)), start * ENVELOPE_RATE
+            motion = features[step0 : step0 + clip_steps]
+            v_env, a_env = visual_env[env0 : env0 + clip_frames], audio_env[env0 : env0 + clip_frames]
+            audio = patches[start : start + self.clip_seconds]
+            if (
+                len(motion) < clip_steps
+                or min(len(v_env), len(a_env)) < clip_frames
+                or len(audio) < self.clip_seconds
+            ):
+                break
+            windows.append(
+                {
+                    "motion": motion,
+                    "visual_envelope": _normalize(v_env),
+                    "audio_envelope": _normalize(a_env),
+                    "audio": audio,
+                    "genre": AIST_GENRES.index(seq.genre),
+                    "video_id": f"{seq.name}@{start}",
+                    "music_id": f"{seq.music_id}@{start}",
+                }
+            )
+            start += self.clip_stride
+        if not windows:
+            raise ValueError(f"{path}: shorter ({length:.2f} s) than one {self.clip_seconds}-s window")
+        return windows
+
+    def dataset(self, split: str) -> MusicDanceDataset:
+        """The windows of ``"train"``, ``"val"`` or ``"test"`` (computed on first use)."""
+        if split not in self._datasets:
+            self.prepare_data()
+            items: list[dict[str, Any]] = []
+            for seq in self.sequences(split):
+                try:
+                    items += self._windows(seq)
+                except VideoDecodeError as e:
+                    if self.strict:
+                        raise
+                    self.skipped.append(seq.name)
+                    log.warning("skipping %s: %s", seq.name, e)
+            if not items:
+                raise ValueError(f"{self.root}: no readable window in the {split} split")
+            self._datasets[split] = MusicDanceDataset(items)
+        return self._datasets[split]
+
+    def setup(self, stage: str) -> None:
+        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
+        for split in splits.get(stage, ("train", "val", "test")):
+            self.dataset(split)
+
+    def train_dataloader(self):
+        return self._loader(self.dataset("train"), collate_music_dance, train=True)
+
+    def val_dataloader(self):
+        return self._loader(self.dataset("val"), collate_music_dance, train=False)
+
+    def test_dataloader(self):
+        return self._loader(self.dataset("test"), collate_music_dance, train=False)
+
+    def predict_dataloader(self):
+        return self.test_dataloader()
