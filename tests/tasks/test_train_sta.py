@@ -2,8 +2,10 @@
 
 Chance, with the oracle (ground-truth) boxes the recipe evaluates on: a random noun gives
 ``map_box_noun`` about 0.25-0.3 (4 nouns), and a random noun, verb (4) and TTC give the "All"
-top-5 mAP ``map_box_noun_verb_ttc`` about 0.03. The test trains 8 epochs (the recipe: 12) and
-asserts ``map_box_noun >= 0.8`` and "All" ``>= 0.25``; runs reach about 0.98 and 0.5.
+top-5 mAP ``map_box_noun_verb_ttc`` about 0.03. To stay within CI time the test trains on half
+the recipe's data (96 train / 32 val frames) for 4 epochs (the recipe: 192 / 64, 12 epochs) and
+asserts ``map_box_noun >= 0.7`` and "All" ``>= 0.15`` (5x chance); such runs reach about 0.9 and
+0.3, the recipe about 0.98 and 0.6.
 """
 
 import csv
@@ -21,15 +23,15 @@ RECIPE = str(Path(__file__).resolve().parents[2] / "recipes" / "ego4d_sta.yaml")
 
 
 def test_recipe_fit_and_predict_submission(tmp_path):
-    root = write_ego4d_sta(tmp_path / "data")
+    root = write_ego4d_sta(tmp_path / "data", num_train=96, num_val=32)
     runs = tmp_path / "runs"
     common = ["--config", RECIPE, "--data.init_args.root", str(root), "--trainer.default_root_dir", str(runs)]
-    main(["fit", *common, "--trainer.max_epochs", "8"])
+    main(["fit", *common, "--trainer.max_epochs", "4"])
     (run,) = sorted(runs.glob("version_*"))
     rows = [r for r in csv.DictReader((run / "metrics.csv").open()) if r.get("val/map_box_noun")]
     val = {k: float(v) for k, v in rows[-1].items() if k.startswith("val/") and v}
-    assert val["val/map_box_noun"] >= 0.8, val
-    assert val["val/map_box_noun_verb_ttc"] >= 0.25, val
+    assert val["val/map_box_noun"] >= 0.7, val
+    assert val["val/map_box_noun_verb_ttc"] >= 0.15, val
 
     submission = tmp_path / "sta_submission.json"
     main([
