@@ -101,21 +101,22 @@ def test_bad_arguments_are_named():
 
 @pytest.mark.slow
 def test_recipe_learns_text_to_video_retrieval(tmp_path, capsys):
-    """Held-out t2v retrieval among the 24 val clips: chance R@1 = 1/24 = 0.042 and chance R@5 =
-    5/24 = 0.21. After 10 epochs (90 steps, frozen MiniLM text tower, vit_test video tower) the
-    recipe reached R@1 0.21 and R@5 0.79 in development runs; the test asks for R@1 >= 0.125
-    (3x chance) and R@5 >= 0.5, and for an improvement over the first validation."""
+    """Held-out t2v retrieval among the 24 val clips: chance R@1 = 1/24 = 0.042, chance R@5 =
+    5/24 = 0.21, chance median rank 12.5. After 8 epochs (72 steps, frozen MiniLM text tower,
+    vit_test video tower) development runs reached R@1 0.125, R@5 0.79 and median rank 3 (the
+    full 30-epoch recipe: R@1 0.33, R@5 0.96); the test asks for R@1 >= 2x chance, R@5 >= 0.5,
+    median rank <= 6, and for a lower val loss than at the first validation."""
     data, runs = tmp_path / "internvid_synth", tmp_path / "runs"
     short = tmp_path / "short.yaml"
-    short.write_text("trainer:\n  max_epochs: 10\n  check_val_every_n_epoch: 5\n  callbacks: null\n")
+    short.write_text("trainer:\n  max_epochs: 8\n  check_val_every_n_epoch: 4\n  callbacks: null\n")
     common = ["--config", RECIPE, "--config", str(short), "--data.init_args.root", str(data)]
     main(["fit", *common, "--trainer.default_root_dir", str(runs)])
     rows = [r for r in csv.DictReader((runs / "version_0" / "metrics.csv").open()) if r.get("val/t2v/R@1")]
     first, last = rows[0], rows[-1]
     assert len(rows) == 2
     chance = 1 / NUM_VAL
-    r1, r5 = float(last["val/t2v/R@1"]), float(last["val/t2v/R@5"])
-    assert r1 >= 3 * chance and r5 >= 0.5, (r1, r5)
+    r1, r5, mdr = float(last["val/t2v/R@1"]), float(last["val/t2v/R@5"]), float(last["val/t2v/MdR"])
+    assert r1 >= 2 * chance and r5 >= 0.5 and mdr <= 6, (r1, r5, mdr)
     assert float(last["val/contrastive"]) < float(first["val/contrastive"])
     assert "val/t2v/R@1" in capsys.readouterr().out
 
