@@ -1,9 +1,10 @@
-"""StateChangeDETRHead: shapes, DETR's set loss, predictions in COCO pixels, grid checks."""
+"""StateChangeDETRHead: shapes, DETR's set loss, two-stage proposals, box refinement, predictions in
+COCO pixels, grid checks."""
 
 import pytest
 import torch
 
-from vidlit.heads.state_change_detection import StateChangeDETRHead, token_positions
+from vidlit.heads.state_change_detection import StateChangeDETRHead, inverse_sigmoid, token_positions
 
 
 def make_batch(b=2, t=8, size=32):
@@ -21,7 +22,9 @@ def make_batch(b=2, t=8, size=32):
 
 
 def tiny_head(**kwargs):
-    return StateChangeDETRHead(in_dim=16, hidden=32, num_queries=4, num_layers=2, patch_size=8, **kwargs)
+    return StateChangeDETRHead(
+        **{"in_dim": 16, "hidden": 32, "num_queries": 4, "num_layers": 2, "patch_size": 8, **kwargs}
+    )
 
 
 def test_forward_loss_backward():
@@ -31,6 +34,8 @@ def test_forward_loss_backward():
     out = head(features, batch)
     assert out["logits"].shape == (2, 4, 2) and out["boxes"].shape == (2, 4, 4)
     assert len(out["aux"]) == 1 and ((out["boxes"] > 0) & (out["boxes"] < 1)).all()
+    # two-stage: one proposal per place of the 4 x 4 memory
+    assert out["enc"]["logits"].shape == (2, 16, 2) and out["enc"]["boxes"].shape == (2, 16, 4)
     losses = head.loss(out, batch)
     assert set(losses) == {"loss", "loss_ce", "loss_bbox", "loss_giou"}
     losses["loss"].backward()
@@ -100,3 +105,44 @@ def test_wrong_grid_or_width_is_an_error():
         head(torch.randn(2, 64, 8), make_batch())
     with pytest.raises(ValueError, match="divisible"):
         StateChangeDETRHead(in_dim=16, hidden=30, num_heads=4)
+
+
+def test_proposals_start_at_their_token_and_seed_the_queries():
+    torch.manual_seed(0)
+    head = tiny_head(proposal_size=2.0)
+    out = head(torch.randn(1, 64, 16), make_batch(b=1))
+    # zero-initialized box offsets: proposal i is a 2 x 2-cell box centred on memory token i
+    enc = out["enc"]["boxes"][0]
+    centres = (torch.arange(4) + 0.5) / 4
+    assert enc[:, 0].tolist() == pytest.approx(centres.repeat(4).tolist(), abs=1e-4)
+    assert enc[:, 1].tolist() == pytest.approx(centres.repeat_interleave(4).tolist(), abs=1e-4)
+    assert enc[:, 2:].flatten().tolist() == pytest.approx([0.5] * 32, abs=1e-4)
+    # ... and the decoder refines the top-scoring proposals: untrained layers leave them in place
+    scores = out["enc"]["logits"][0].softmax(-1)[:, 0]
+    top = enc[scores.topk(4).indices]
+    assert torch.allclose(out["aux"][0]["boxes"][0], top, atol=1e-4)
+
+
+def test_memory_sees_the_change_at_the_clip_middle():
+    head = tiny_head()
+    grid = (4, 4, 4)
+    still = torch.randn(1, 1, 16, 16).expand(1, 4, 16, 16).reshape(1, 64, 16)
+    changed = still.clone().view(1, 4, 16, 16)
+    changed[:, 2:, 5] += 3.0  # place 5 changes from the third time step (the PNR) on
+    changed = changed.reshape(1, 64, 16)
+    diff = (head.change_memory(changed, grid) - head.change_memory(still, grid)).abs().sum(-1)[0]
+    assert diff[5] > 0 and diff[torch.arange(16) != 5].abs().max() == 0
+
+
+def test_inverse_sigmoid_inverts_sigmoid():
+    x = torch.tensor([0.1, 0.5, 0.9])
+    assert inverse_sigmoid(x).sigmoid().tolist() == pytest.approx(x.tolist(), abs=1e-6)
+
+
+def test_too_many_queries_or_bad_prior_is_an_error():
+    with pytest.raises(ValueError, match="exceeds"):
+        tiny_head(num_queries=17)(torch.randn(1, 64, 16), make_batch(b=1))
+    with pytest.raises(ValueError, match="attn_prior"):
+        tiny_head(attn_prior=-1.0)
+    out = tiny_head(attn_prior=0.0)(torch.randn(1, 64, 16), make_batch(b=1))
+    assert out["boxes"].shape == (1, 4, 4)

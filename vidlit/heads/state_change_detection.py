@@ -1,8 +1,8 @@
 """State change object detection: a DETR set-prediction head on video tokens (Ego4D SCOD).
 
-Shape legend: ``b`` clips, ``n`` backbone tokens, ``d`` backbone width (``in_dim``), ``e`` decoder
-width (``hidden``), ``q`` object queries, ``k`` object classes (1: the object of change), ``l``
-decoder layers.
+Shape legend: ``b`` clips, ``n`` backbone tokens on a ``(t, h, w)`` grid, ``d`` backbone width
+(``in_dim``), ``e`` decoder width (``hidden``), ``(h w)`` memory tokens (one per place), ``q``
+object queries, ``k`` object classes (1: the object of change).
 
 Batches carry, per clip, the PNR frame's ground truth twice: ``boxes`` (normalized ``cxcywh``
 tensors ``[N, 4]``) and ``labels`` (``[N]``) for the loss, and ``targets`` (COCO pixel boxes) for
@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
@@ -47,14 +48,37 @@ def token_positions(grid: tuple[int, int, int], dim: int, device: torch.device |
     return spatial + _sincos(tt.flatten(), dim)
 
 
+def inverse_sigmoid(x: Tensor, eps: float = 1e-5) -> Tensor:
+    """``log(x / (1 - x))``, clamped: the space in which Deformable DETR refines reference boxes."""
+    x = x.clamp(eps, 1 - eps)
+    return torch.log(x / (1 - x))
+
+
+def box_positions(boxes: Tensor, dim: int) -> Tensor:
+    """``[..., dim]`` sine embedding of normalized ``cxcywh`` boxes (DAB-DETR): ``dim / 4`` channels each."""
+    return torch.cat([_sincos(boxes[..., i], dim // 4) for i in range(4)], dim=-1)
+
+
+def mlp(dim: int, out: int, layers: int) -> nn.Sequential:
+    """DETR's prediction MLP: ``layers`` linear layers of width ``dim`` with ReLU between them."""
+    modules: list[nn.Module] = []
+    for _ in range(layers - 1):
+        modules += [nn.Linear(dim, dim), nn.ReLU()]
+    modules.append(nn.Linear(dim, out))
+    return nn.Sequential(*modules)
+
+
 class DETRDecoderLayer(nn.Module):
     """DETR's decoder layer (post-norm): self-attention among the queries, cross-attention to the
     memory, feed-forward. Query positions are added to queries and keys of the self-attention and
-    to the cross-attention's queries; memory positions to the cross-attention's keys only.
+    to the cross-attention's queries; memory positions to the cross-attention's keys only. An
+    optional additive ``attn_bias`` ``[b * heads, q, n]`` modulates the cross-attention (SMCA's
+    Gaussian prior around each query's reference box).
     """
 
     def __init__(self, dim: int, num_heads: int, ffn_dim: int, dropout: float):
         super().__init__()
+        self.num_heads = num_heads
         self.self_attn = nn.MultiheadAttention(dim, num_heads, dropout=dropout, batch_first=True)
         self.cross_attn = nn.MultiheadAttention(dim, num_heads, dropout=dropout, batch_first=True)
         self.ffn = nn.Sequential(
@@ -63,29 +87,54 @@ class DETRDecoderLayer(nn.Module):
         self.norm1, self.norm2, self.norm3 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, query_pos: Tensor, memory: Tensor, memory_pos: Tensor) -> Tensor:
-        """``[b, q, e]`` queries, ``[b or 1, q, e]`` their positions, ``[b, n, e]`` memory and positions."""
+    def forward(
+        self,
+        x: Tensor,
+        query_pos: Tensor,
+        memory: Tensor,
+        memory_pos: Tensor,
+        attn_bias: Tensor | None = None,
+    ) -> Tensor:
+        """``[b, q, e]`` queries and positions, ``[b, n, e]`` memory and ``[b or 1, n, e]`` positions."""
         q = x + query_pos
         x = self.norm1(x + self.dropout(self.self_attn(q, q, x, need_weights=False)[0]))
-        attended = self.cross_attn(x + query_pos, memory + memory_pos, memory, need_weights=False)[0]
+        attended = self.cross_attn(
+            x + query_pos, memory + memory_pos, memory, attn_mask=attn_bias, need_weights=False
+        )[0]
         x = self.norm2(x + self.dropout(attended))
         return self.norm3(x + self.dropout(self.ffn(x)))
 
 
 class StateChangeDETRHead(TaskHead):
-    """DETR's decoder and set loss on a video backbone's tokens, for the object of change.
+    """A two-stage DETR on a video backbone's tokens, for the object of change.
 
-    Carion et al., "End-to-End Object Detection with Transformers" (ECCV 2020): ``num_queries``
-    learned object queries attend to the clip's tokens through a transformer decoder (pre-norm
-    layers); after every layer a shared MLP predicts a box (normalized ``cxcywh``, sigmoid) and a
-    linear layer the class logits (``k`` classes plus "no object", last). Training matches
-    queries to ground-truth boxes one-to-one with :class:`~vidlit.layers.matching.HungarianMatcher`
-    (costs: class 1, L1 5, GIoU 2) and sums cross-entropy (the no-object class down-weighted by
-    ``eos_coef`` 0.1), L1 and GIoU losses (weights 1, 5, 2; box terms averaged over the batch's
-    ground-truth boxes), over the last layer and, with ``aux_loss``, every earlier one (DETR's
-    auxiliary decoding losses, sec. 3.2). This is how the InternVideo-Ego4D report (Chen et al.,
-    2022) and the Ego4D SCOD DETR baseline detect the object of change; here the memory is the
-    clip's spatio-temporal tokens, so the queries see the state change happen.
+    Carion et al., "End-to-End Object Detection with Transformers" (ECCV 2020), with the
+    convergence fixes of its successors, so that a small model learns from a few hundred clips:
+
+    1. **Change memory.** The ``(t, h, w)`` tokens are fused over time per place: the mean token
+       and the difference "after minus before" the clip's middle (the PNR frame sits at
+       ``num_frames // 2``), projected to ``hidden``. The memory is one token per place,
+       ``[b, (h w), e]``, that sees the state change happen there.
+    2. **Two-stage proposals** (Zhu et al., "Deformable DETR", ICLR 2021, sec. 4.2): every memory
+       token predicts class logits and a box, as an offset in inverse-sigmoid space from a
+       reference box at its own centre (side ``proposal_size``). The ``num_queries``
+       highest-scoring proposals become the decoder's reference boxes; the proposals are
+       trained with the same set loss (Hungarian matching) as the decoder.
+    3. **Anchor queries with iterative refinement** (Liu et al., "DAB-DETR", ICLR 2022; Deformable
+       DETR's box refinement): each query carries a reference box; its positional query is an
+       MLP of the box's sine embedding, its cross-attention is biased towards the box by a
+       Gaussian (Gao et al., "SMCA", ICCV 2021), and every decoder layer predicts a refined box
+       as an offset from the previous one (in inverse-sigmoid space, references detached between
+       layers as in Deformable DETR). Content queries are learned embeddings (DINO's "mixed
+       query selection").
+
+    Training matches queries to ground-truth boxes one-to-one with
+    :class:`~vidlit.layers.matching.HungarianMatcher` (costs: class 1, L1 5, GIoU 2) and sums
+    cross-entropy (the no-object class down-weighted by ``eos_coef``), L1 and GIoU losses
+    (weights 1, 5, 2; box terms averaged over the batch's ground-truth boxes), over the last
+    layer and, with ``aux_loss``, every earlier layer and the proposals (DETR's auxiliary decoding
+    losses). InternVideo-Ego4D (Chen et al., 2022) and the Ego4D SCOD baseline detect the object
+    of change with DETR-family detectors; here the memory holds the clip's change, not one frame.
 
     :meth:`predict` scores every query by its best object-class probability and returns COCO
     ``[x, y, w, h]`` boxes in pixels of the annotated frame, highest score first, for
@@ -95,7 +144,8 @@ class StateChangeDETRHead(TaskHead):
         in_dim: backbone token width (linked from the backbone by the CLI).
         num_classes: object classes without "no object" (linked from the data module; 1).
         hidden: decoder width.
-        num_queries: object queries (DETR: 100; a frame holds one or two objects of change).
+        num_queries: object queries (DETR: 100; a frame holds one or two objects of change); at
+            most the number of memory tokens ``h * w``.
         num_layers: decoder layers (DETR: 6).
         num_heads: attention heads.
         ffn_dim: feed-forward width; defaults to ``4 * hidden``.
@@ -107,7 +157,10 @@ class StateChangeDETRHead(TaskHead):
         loss_ce: weight of the cross-entropy loss.
         loss_bbox: weight of the L1 loss.
         loss_giou: weight of the GIoU loss.
-        aux_loss: add the losses of every decoder layer's predictions.
+        aux_loss: add the losses of every earlier decoder layer and of the proposals.
+        proposal_size: side of the proposals' reference boxes, in token cells.
+        attn_prior: strength of the Gaussian cross-attention prior around each reference box
+            (0: none).
         patch_size: the backbone's spatial patch side, to place its tokens on the
             ``(t, h, w)`` grid of ``batch["video"]`` (vit_test: 8; the named ViT sizes: 16).
         tubelet_size: the backbone's frames per token.
@@ -134,6 +187,8 @@ class StateChangeDETRHead(TaskHead):
         loss_bbox: float = 5.0,
         loss_giou: float = 2.0,
         aux_loss: bool = True,
+        proposal_size: float = 2.0,
+        attn_prior: float = 1.0,
         patch_size: int = 16,
         tubelet_size: int = 2,
     ):
@@ -143,36 +198,72 @@ class StateChangeDETRHead(TaskHead):
                 raise ValueError(f"{name} must be positive, got {value}")
         if num_queries < 1 or num_layers < 1:
             raise ValueError(f"num_queries and num_layers must be positive, got {num_queries}, {num_layers}")
-        if hidden % num_heads:
-            raise ValueError(f"hidden ({hidden}) must be divisible by num_heads ({num_heads})")
+        if hidden % num_heads or hidden % 4:
+            raise ValueError(f"hidden ({hidden}) must be divisible by 4 and by num_heads ({num_heads})")
         if not 0 <= eos_coef <= 1:
             raise ValueError(f"eos_coef must lie in [0, 1], got {eos_coef}")
+        if proposal_size <= 0 or attn_prior < 0:
+            raise ValueError(
+                f"proposal_size must be positive and attn_prior >= 0, got {proposal_size}, {attn_prior}"
+            )
         self.in_dim = in_dim
         self.num_classes = num_classes
         self.num_queries = num_queries
+        self.num_heads = num_heads
         self.loss_weights = {"loss_ce": loss_ce, "loss_bbox": loss_bbox, "loss_giou": loss_giou}
         self.aux_loss = aux_loss
+        self.proposal_size = proposal_size
+        self.attn_prior = attn_prior
         self.matcher = HungarianMatcher(cost_class, cost_bbox, cost_giou)
 
         self.patch_size = patch_size
         self.tubelet_size = tubelet_size
         self.hidden = hidden
-        self.input_proj = nn.Linear(in_dim, hidden)
-        self.query_pos = nn.Parameter(torch.randn(num_queries, hidden))
+        self.input_proj = nn.Sequential(nn.Linear(2 * in_dim, hidden), nn.LayerNorm(hidden))
+        # two-stage proposals from the memory tokens
+        self.enc_class = nn.Linear(hidden, num_classes + 1)
+        self.enc_box = mlp(hidden, 4, 3)
+        # decoder: learned content queries, positional queries from the reference boxes
+        self.query_content = nn.Parameter(torch.randn(num_queries, hidden) * 0.02)
+        self.ref_pos = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, hidden))
         self.layers = nn.ModuleList(
             DETRDecoderLayer(hidden, num_heads, ffn_dim or 4 * hidden, dropout) for _ in range(num_layers)
         )
-        self.norm = nn.LayerNorm(hidden)
-        self.class_head = nn.Linear(hidden, num_classes + 1)
-        self.box_head = nn.Sequential(
-            nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 4)
-        )
+        self.class_heads = nn.ModuleList(nn.Linear(hidden, num_classes + 1) for _ in range(num_layers))
+        self.box_heads = nn.ModuleList(mlp(hidden, 4, 3) for _ in range(num_layers))
+        for head in [self.enc_box, *self.box_heads]:  # start at the reference boxes
+            nn.init.zeros_(head[-1].weight)
+            nn.init.zeros_(head[-1].bias)
         weight = torch.ones(num_classes + 1)
         weight[-1] = eos_coef
         self.register_buffer("class_weight", weight, persistent=False)
 
+    def change_memory(self, features: Tensor, grid: tuple[int, int, int]) -> Tensor:
+        """``[b, (h w), e]``: per place, the mean token and "after minus before" the clip's middle."""
+        t = grid[0]
+        tokens = rearrange(features, "b (t h w) d -> b t (h w) d", t=t, h=grid[1], w=grid[2])
+        half = t // 2
+        change = (
+            tokens[:, half:].mean(1) - tokens[:, :half].mean(1) if half else torch.zeros_like(tokens[:, 0])
+        )
+        return self.input_proj(torch.cat([tokens.mean(1), change], dim=-1))
+
+    def _attn_bias(self, ref: Tensor, grid: tuple[int, int, int]) -> Tensor | None:
+        """``[b * heads, q, h * w]`` SMCA's log-Gaussian around each reference box, per head."""
+        if self.attn_prior == 0:
+            return None
+        _, h, w = grid
+        ys = (torch.arange(h, device=ref.device, dtype=ref.dtype) + 0.5) / h
+        xs = (torch.arange(w, device=ref.device, dtype=ref.dtype) + 0.5) / w
+        yy, xx = torch.meshgrid(ys, xs, indexing="ij")
+        cx, cy, bw, bh = (ref[..., i, None] for i in range(4))  # b q 1
+        dx = (xx.flatten() - cx) / (bw / 2).clamp(min=0.5 / w)
+        dy = (yy.flatten() - cy) / (bh / 2).clamp(min=0.5 / h)
+        bias = -self.attn_prior * (dx**2 + dy**2)  # b q n
+        return bias.repeat_interleave(self.num_heads, dim=0)
+
     def forward(self, features: Tensor, batch: dict[str, Any]) -> dict[str, Any]:
-        """Class logits and boxes of every query after every decoder layer.
+        """Class logits and boxes of every query after every decoder layer, and the proposals'.
 
         Args:
             features: ``[b, n, d]`` backbone tokens.
@@ -181,7 +272,8 @@ class StateChangeDETRHead(TaskHead):
 
         Returns:
             ``{"logits": [b, q, k + 1], "boxes": [b, q, 4] normalized cxcywh, "aux": [{"logits",
-            "boxes"} per earlier layer]}``.
+            "boxes"} per earlier layer], "enc": {"logits": [b, (h w), k + 1], "boxes": [b, (h w),
+            4]}}``, the last the proposals.
         """
         if features.ndim != 3 or features.shape[-1] != self.in_dim:
             raise ValueError(
@@ -189,16 +281,38 @@ class StateChangeDETRHead(TaskHead):
                 f"output='tokens'), got shape {tuple(features.shape)}"
             )
         grid = self.token_grid(batch["video"].shape, features.shape[1])
-        memory = self.input_proj(features)  # b n e
-        memory_pos = token_positions(grid, self.hidden, features.device).to(memory.dtype)[None]  # 1 n e
-        query_pos = self.query_pos[None].to(memory.dtype)  # 1 q e
-        x = torch.zeros_like(query_pos).expand(features.shape[0], -1, -1)  # b q e, DETR's zero targets
+        _, h, w = grid
+        if self.num_queries > h * w:
+            raise ValueError(f"num_queries ({self.num_queries}) exceeds the {h} x {w} memory tokens")
+        memory = self.change_memory(features, grid)  # b (h w) e
+        memory_pos = token_positions((1, h, w), self.hidden, features.device)[None].to(memory.dtype)
+        # two-stage proposals: a box around every memory token
+        ys = (torch.arange(h, device=memory.device, dtype=memory.dtype) + 0.5) / h
+        xs = (torch.arange(w, device=memory.device, dtype=memory.dtype) + 0.5) / w
+        yy, xx = torch.meshgrid(ys, xs, indexing="ij")
+        anchors = torch.stack(
+            [
+                xx.flatten(),
+                yy.flatten(),
+                torch.full_like(xx.flatten(), self.proposal_size / w),
+                torch.full_like(yy.flatten(), self.proposal_size / h),
+            ],
+            dim=-1,
+        )  # (h w) 4
+        enc_logits = self.enc_class(memory)  # b (h w) k+1
+        enc_boxes = (self.enc_box(memory) + inverse_sigmoid(anchors)).sigmoid()  # b (h w) 4
+        scores = enc_logits.detach().softmax(-1)[..., :-1].max(-1).values  # b (h w)
+        top = scores.topk(self.num_queries, dim=1).indices  # b q
+        ref = enc_boxes.detach().gather(1, top[..., None].expand(-1, -1, 4))  # b q 4
+        x = self.query_content[None].to(memory.dtype).expand(features.shape[0], -1, -1)  # b q e
         layers = []
-        for layer in self.layers:
-            x = layer(x, query_pos, memory, memory_pos)
-            y = self.norm(x)
-            layers.append({"logits": self.class_head(y), "boxes": self.box_head(y).sigmoid()})
-        return {**layers[-1], "aux": layers[:-1]}
+        for layer, class_head, box_head in zip(self.layers, self.class_heads, self.box_heads):
+            query_pos = self.ref_pos(box_positions(ref, self.hidden).to(memory.dtype))  # b q e
+            x = layer(x, query_pos, memory, memory_pos, self._attn_bias(ref, grid))
+            boxes = (box_head(x) + inverse_sigmoid(ref)).sigmoid()
+            layers.append({"logits": class_head(x), "boxes": boxes})
+            ref = boxes.detach()
+        return {**layers[-1], "aux": layers[:-1], "enc": {"logits": enc_logits, "boxes": enc_boxes}}
 
     def token_grid(self, video_shape: torch.Size, num_tokens: int) -> tuple[int, int, int]:
         """The ``(t, h, w)`` token grid of a ``[b, c, T, H, W]`` clip; it must hold ``num_tokens``."""
@@ -252,7 +366,7 @@ class StateChangeDETRHead(TaskHead):
         parts = self._set_loss(outputs, labels, boxes, num_boxes)
         total = sum(self.loss_weights[k] * v for k, v in parts.items())
         if self.aux_loss:
-            for aux in outputs["aux"]:
+            for aux in [*outputs["aux"], *([outputs["enc"]] if "enc" in outputs else [])]:
                 aux_parts = self._set_loss(aux, labels, boxes, num_boxes)
                 total = total + sum(self.loss_weights[k] * v for k, v in aux_parts.items())
         return {"loss": total, **parts}
