@@ -19,6 +19,7 @@ from vidlit.heads import (
     ActionFormerHead,
     AttentiveProbeHead,
     AVParsingHead,
+    HandForecastHead,
     LinearProbeHead,
     MACILSDHead,
     MMPyramidHead,
@@ -27,6 +28,7 @@ from vidlit.heads import (
     ShortTermAnticipationHead,
     StateChangeDETRHead,
     TaskHead,
+    VSLNetHead,
 )
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -183,6 +185,36 @@ def _mudar() -> Case:
     return lambda: MuDaRHead(in_dim=16, num_classes=3, dim=16, embed_dim=8, time_bins=10, bin_dim=4), batch
 
 
+def _nlq() -> Case:
+    def batch():
+        batch = {
+            "features": torch.randn(2, 20, 12),
+            "mask": torch.ones(2, 20, dtype=torch.bool),
+            "queries": ["where is the cup?", "where are my keys?"],
+            "video_ids": ["a", "b"],
+            "duration": torch.tensor([10.0, 8.0]),
+            "start_index": torch.tensor([3, 0]),
+            "end_index": torch.tensor([7, 12]),
+        }
+        return batch["features"], batch
+
+    return (
+        lambda: VSLNetHead(12, dim=16, num_heads=2, max_pos_len=32, conv_layers=1, text_encoder="text_test"),
+        batch,
+    )
+
+
+def _fhp() -> Case:
+    def batch():
+        return torch.randn(2, 10, 16), {
+            "hands": torch.rand(2, 5, 2, 2) * 64,
+            "valid": torch.ones(2, 5, 2, dtype=torch.bool),
+            "video_ids": ["1_9", "2_9"],
+        }
+
+    return lambda: HandForecastHead(16, hidden=32, coord_scale=64.0), batch
+
+
 CASES: dict[str, Case] = {
     "actionformer": _actionformer(),
     "linear_probe": _probe(LinearProbeHead, (4, 16)),
@@ -194,6 +226,8 @@ CASES: dict[str, Case] = {
     "scod_detr": _scod(),
     "sta": _sta(),
     "mudar": _mudar(),
+    "nlq_vslnet": _nlq(),
+    "fhp": _fhp(),
 }
 
 

@@ -3,6 +3,8 @@
 from vidlit.data.ave import AVEDataModule
 from vidlit.data.base import VidlitDataModule
 from vidlit.data.ego4d import Ego4DMomentQueries
+from vidlit.data.ego4d_fhp import Ego4DHands
+from vidlit.data.ego4d_nlq import Ego4DNLQ
 from vidlit.data.ego4d_scod import Ego4DStateChangeDetection
 from vidlit.data.ego4d_sta import Ego4DShortTermAnticipation
 from vidlit.data.internvid import InternVidDataModule
@@ -14,7 +16,9 @@ from vidlit.data.xd_violence import XDViolence
 
 __all__ = [
     "AVEDataModule",
+    "Ego4DHands",
     "Ego4DMomentQueries",
+    "Ego4DNLQ",
     "Ego4DShortTermAnticipation",
     "Ego4DStateChangeDetection",
     "InternVidDataModule",

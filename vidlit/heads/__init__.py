@@ -3,9 +3,11 @@
 from vidlit.heads.ave import MMPyramidHead, MPNHead
 from vidlit.heads.base import TaskHead
 from vidlit.heads.classification import AttentiveProbeHead, ClassificationHead, LinearProbeHead
+from vidlit.heads.hand_prediction import HandForecastHead
 from vidlit.heads.llp import AVParsingHead
 from vidlit.heads.moment_queries import ActionFormerHead
 from vidlit.heads.music_dance import MuDaRHead
+from vidlit.heads.nlq import VSLNetHead
 from vidlit.heads.short_term_anticipation import ShortTermAnticipationHead
 from vidlit.heads.state_change_detection import StateChangeDETRHead
 from vidlit.heads.violence import MACILSDHead
@@ -15,6 +17,7 @@ __all__ = [
     "ActionFormerHead",
     "AttentiveProbeHead",
     "ClassificationHead",
+    "HandForecastHead",
     "LinearProbeHead",
     "MACILSDHead",
     "MMPyramidHead",
@@ -23,4 +26,5 @@ __all__ = [
     "ShortTermAnticipationHead",
     "StateChangeDETRHead",
     "TaskHead",
+    "VSLNetHead",
 ]

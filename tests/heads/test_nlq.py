@@ -1,0 +1,91 @@
+"""VSLNetHead: shapes, loss, highlighting targets and top-k span decoding."""
+
+import pytest
+import torch
+
+from vidlit.heads.nlq import VSLNetHead
+
+IN_DIM = 12
+
+
+@pytest.fixture(scope="module")
+def head():
+    torch.manual_seed(0)
+    return VSLNetHead(
+        IN_DIM, dim=16, num_heads=2, max_pos_len=32, conv_layers=1, text_encoder="text_test", dropout=0.0
+    )
+
+
+def _batch(lengths=(20, 13)):
+    b, t = len(lengths), max(lengths)
+    mask = torch.arange(t)[None] < torch.tensor(lengths)[:, None]
+    return {
+        "features": torch.randn(b, t, IN_DIM) * mask[..., None],
+        "mask": mask,
+        "queries": ["Where did I put the scissors?", "When did I last see the phone?"][:b],
+        "video_ids": [f"q{i}" for i in range(b)],
+        "duration": torch.tensor([10.0, 6.5])[:b],
+        "start_index": torch.tensor([3, 0])[:b],
+        "end_index": torch.tensor([7, 12])[:b],
+    }
+
+
+def test_forward_loss_backward(head):
+    batch = _batch()
+    out = head(batch["features"], batch)
+    assert out["start_logits"].shape == out["end_logits"].shape == out["highlight_logits"].shape == (2, 20)
+    # padded steps of the short clip can never be a boundary
+    assert (out["start_logits"][1, 13:] < -1e30).all() and (out["end_logits"][1, 13:] < -1e30).all()
+    losses = head.loss(out, batch)
+    assert set(losses) == {"loss", "span_loss", "highlight_loss"}
+    assert torch.allclose(losses["loss"], losses["span_loss"] + 5.0 * losses["highlight_loss"])
+    losses["loss"].backward()
+    assert head.video_proj[1].weight.grad is not None
+    # the frozen text tower gets no gradient
+    assert all(p.grad is None for p in head.text.parameters())
+
+
+def test_highlight_targets_extend_ten_percent(head):
+    mask = torch.ones(2, 20, dtype=torch.bool)
+    mask[1, 15:] = False
+    # span 2..11 (10 steps): round(0.1 * 10) = 1 step each side -> 1..12
+    # span 10..14 (5 steps): round(0.5) = 0 (half to even, as numpy's round) -> 10..14, clipped to the clip
+    target = head.highlight_targets(torch.tensor([2, 10]), torch.tensor([11, 14]), mask)
+    assert target[0].nonzero().flatten().tolist() == list(range(1, 13))
+    assert target[1].nonzero().flatten().tolist() == list(range(10, 15))
+
+
+def test_decode_top_spans_worked_example(head):
+    # P(start) peaks at 2, P(end) at 4 (and 1, below the start, so (2, 1) is never chosen)
+    start = torch.full((1, 6), -10.0)
+    end = torch.full((1, 6), -10.0)
+    start[0, 2], start[0, 3] = 5.0, 4.0
+    end[0, 4], end[0, 1] = 5.0, 4.9
+    outputs = {"start_logits": start, "end_logits": end, "mask": torch.ones(1, 6, dtype=torch.bool)}
+    s, e, scores = head.decode(outputs)
+    assert (s[0, 0].item(), e[0, 0].item()) == (2, 4)
+    assert (s[0, 1].item(), e[0, 1].item()) == (3, 4)
+    assert (s <= e).all() and (scores[0, :-1] >= scores[0, 1:]).all()
+    preds = head.predict(outputs, {"video_ids": ["q"], "duration": torch.tensor([12.0])})
+    # 6 units over 12 s: span (2, 4) is [4 s, 10 s]
+    assert preds[0]["windows"][0].tolist() == [4.0, 10.0]
+    assert preds[0]["windows"].shape == (5, 2)
+
+
+def test_predict_on_short_clip_returns_only_valid_spans(head):
+    batch = _batch(lengths=(2,))
+    preds = head.predict(head(batch["features"], batch), batch)
+    # 2 units: only 3 spans with start <= end exist
+    assert preds[0]["windows"].shape == (3, 2)
+    assert (preds[0]["windows"] >= 0).all() and (preds[0]["windows"] <= 10.0).all()
+
+
+def test_bad_inputs(head):
+    batch = _batch()
+    with pytest.raises(ValueError, match=r"expects features \[B, T, 12\]"):
+        head(torch.randn(2, 20, 5), batch)
+    long = {**batch, "features": torch.randn(2, 40, IN_DIM), "mask": torch.ones(2, 40, dtype=torch.bool)}
+    with pytest.raises(ValueError, match="longer than max_pos_len=32"):
+        head(long["features"], long)
+    with pytest.raises(ValueError, match="queries"):
+        head(batch["features"], {**batch, "queries": []})

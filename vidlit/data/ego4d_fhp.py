@@ -1,0 +1,340 @@
+"""Ego4D forecasting: Future Hand Prediction annotations, clip decoding and submissions.
+
+The official annotation files (``fho_hands_train.json``, ``fho_hands_val.json``,
+``fho_hands_test_unannotated.json``) hold ``{"version", "date", "description", "manifest",
+"split", "clips": [{"clip_id", "clip_uid", "video_uid", "frames": [action, ...]}]}``. Each action
+has five key frames, ``pre_45``, ``pre_30``, ``pre_15``, ``pre_frame`` and ``contact_frame``, each
+``{"frame": video frame, "clip_frame": clip frame, "boxes": [{"left_hand": [x, y]},
+{"right_hand": [x, y]}]}`` with a hand left out when it was not annotated (or no ``boxes`` at
+all). The task: from the frames before ``pre_45``, predict both hands' positions (pixels of the
+original frame) at the five key frames, 20 values (Ego4D paper, Sec. I.1; the baseline
+``EGO4D/forecasting``, ``Ego4D-Future-Hand-Prediction``).
+
+Videos are the Ego4D clips, ``<video_dir>/<clip_uid>.mp4``; the observed frames are
+``num_frames`` frames ``sampling_rate`` apart, the last one ``sampling_rate`` frames before the
+``pre_45`` clip frame. Frames are resized to ``size x size`` without cropping, so pixel
+coordinates keep their meaning.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from vidlit.core.io import write_json_atomic
+from vidlit.data.base import VidlitDataModule
+from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from vidlit.data.video import open_video
+from vidlit.metrics.hand_displacement import HANDS, KEY_FRAMES
+
+log = logging.getLogger(__name__)
+
+_ACTION_KEYS = ("action_start_sec", "action_end_sec", "action_start_frame", "action_end_frame")
+
+
+@dataclass
+class HandSample:
+    """One action to forecast hands for.
+
+    Attributes:
+        clip_uid: the clip's id (names the video file).
+        clip_id: the clip's integer id (names the sample in the submission).
+        pre45_frame: the ``pre_45`` key frame on the video clock.
+        pre45_clip_frame: the ``pre_45`` key frame on the clip clock (where observation ends).
+        hands: ``[5, 2, 2]`` float: key frame, hand (left, right), (x, y) pixels; 0 where missing.
+        valid: ``[5, 2]`` bool: which hands are annotated.
+    """
+
+    clip_uid: str
+    clip_id: int
+    pre45_frame: int
+    pre45_clip_frame: int
+    hands: Tensor
+    valid: Tensor
+
+    @property
+    def key(self) -> str:
+        """The official submission key ``"<clip_id>_<pre45_frame - 1>"``."""
+        return f"{self.clip_id}_{self.pre45_frame - 1}"
+
+
+def _require(obj: Any, key: str, where: str, path: Path) -> Any:
+    if not isinstance(obj, dict) or key not in obj:
+        raise ValueError(f"{path}: {where}: missing key {key!r}")
+    return obj[key]
+
+
+def read_hand_annotations(path: str | Path) -> list[HandSample]:
+    """Parse an official ``fho_hands_*.json`` into samples, one per annotated action.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: invalid JSON (with line and column), a missing key or a malformed hand
+            (with its location in the file).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: annotation file not found")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: line {e.lineno} column {e.colno}: invalid JSON: {e.msg}") from None
+    samples = []
+    for c, clip in enumerate(_require(data, "clips", "top level", path)):
+        where = f"clips[{c}]"
+        clip_uid = _require(clip, "clip_uid", where, path)
+        clip_id = int(_require(clip, "clip_id", where, path))
+        for a, action in enumerate(_require(clip, "frames", f"{where} (clip_uid {clip_uid})", path)):
+            at = f"{where}.frames[{a}] (clip_uid {clip_uid})"
+            pre45 = _require(action, "pre_45", at, path)
+            hands = torch.zeros(len(KEY_FRAMES), len(HANDS), 2)
+            valid = torch.zeros(len(KEY_FRAMES), len(HANDS), dtype=torch.bool)
+            for f, name in enumerate(KEY_FRAMES):
+                key_frame = action.get(name) or {}
+                for b, box in enumerate(key_frame.get("boxes") or []):
+                    for h, hand in enumerate(HANDS):
+                        point = box.get(f"{hand}_hand") if isinstance(box, dict) else None
+                        if point is None:
+                            continue
+                        if not isinstance(point, (list, tuple)) or len(point) != 2:
+                            raise ValueError(
+                                f"{path}: {at}.{name}.boxes[{b}].{hand}_hand: expected [x, y], got {point!r}"
+                            )
+                        hands[f, h] = torch.tensor([float(point[0]), float(point[1])])
+                        valid[f, h] = True
+            samples.append(
+                HandSample(
+                    clip_uid=clip_uid,
+                    clip_id=clip_id,
+                    pre45_frame=int(_require(pre45, "frame", f"{at}.pre_45", path)),
+                    pre45_clip_frame=int(_require(pre45, "clip_frame", f"{at}.pre_45", path)),
+                    hands=hands,
+                    valid=valid,
+                )
+            )
+    return samples
+
+
+def write_hand_submission(predictions: list[dict[str, Any]], path: str | Path) -> Path:
+    """Write predictions as an Ego4D Future Hand Prediction submission JSON.
+
+    The layout is the baseline's ``generate_submission.py``: ``{"<clip_id>_<pre45_frame - 1>":
+    [l_x, l_y, r_x, r_y] x 5 key frames}`` (20 floats). Like that script, the views of a sample
+    are *summed*; the official evaluator divides by its ``num_clips`` (the number of test views).
+    Written through a temporary file and a rename.
+    """
+    sums: dict[str, Tensor] = {}
+    for pred in predictions:
+        flat = torch.as_tensor(pred["hands"]).detach().float().cpu().reshape(20)
+        sums[pred["video_id"]] = sums.get(pred["video_id"], 0) + flat
+    return write_json_atomic({key: [float(x) for x in value] for key, value in sums.items()}, path)
+
+
+class HandForecastDataset(Dataset):
+    """Observed frames before ``pre_45`` and the future hand positions, one item per (sample, view).
+
+    Args:
+        samples: parsed annotations.
+        video_dir: folder of ``<clip_uid>.mp4``.
+        num_frames: observed frames per view.
+        sampling_rate: frames between observed frames.
+        size: frames are resized to ``size x size``.
+        views: temporal views per sample (shifted by ``sampling_rate / views`` frames each), for
+            multi-view test averaging; the metric averages the views of a sample.
+        backend: video decoding backend (see :func:`vidlit.data.video.open_video`).
+        cache: keep every decoded view in memory (uint8, ``num_frames * size**2 * 3`` bytes
+            each, per process), so later epochs skip decoding; for small datasets.
+    """
+
+    def __init__(
+        self,
+        samples: list[HandSample],
+        video_dir: Path,
+        num_frames: int = 8,
+        sampling_rate: int = 4,
+        size: int = 224,
+        views: int = 1,
+        backend: str = "auto",
+        cache: bool = False,
+    ):
+        if num_frames < 1 or sampling_rate < 1 or size < 1 or views < 1:
+            raise ValueError("num_frames, sampling_rate, size and views must be positive")
+        self.samples = samples
+        self.video_dir = video_dir
+        self.num_frames = num_frames
+        self.sampling_rate = sampling_rate
+        self.size = size
+        self.views = views
+        self.backend = backend
+        self.cache = cache
+        self._frames: dict[int, Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self.samples) * self.views
+
+    def frame_indices(self, sample: HandSample, view: int = 0) -> list[int]:
+        """Clip frames of one view: ``num_frames`` frames ``sampling_rate`` apart before ``pre_45``."""
+        shift = view * self.sampling_rate // self.views
+        last = sample.pre45_clip_frame - self.sampling_rate - shift
+        return [max(0, last - self.sampling_rate * (self.num_frames - 1 - i)) for i in range(self.num_frames)]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        sample = self.samples[index // self.views]
+        frames = self._frames.get(index)
+        if frames is None:
+            path = self.video_dir / f"{sample.clip_uid}.mp4"
+            with open_video(path, backend=self.backend, resize=(self.size, self.size)) as reader:
+                indices = [min(i, len(reader) - 1) for i in self.frame_indices(sample, index % self.views)]
+                frames = reader.get_frames(indices)  # t h w c uint8
+            if self.cache:
+                self._frames[index] = frames
+        video = frames.permute(3, 0, 1, 2).float().div_(255)  # c t h w
+        mean = torch.tensor(IMAGENET_MEAN)[:, None, None, None]
+        std = torch.tensor(IMAGENET_STD)[:, None, None, None]
+        return {
+            "video": (video - mean) / std,
+            "video_id": sample.key,
+            "hands": sample.hands,
+            "valid": sample.valid,
+        }
+
+
+def collate_hands(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Collate views into a hand-forecasting batch.
+
+    Returns:
+        ``video [b, c, t, h, w]`` float (ImageNet-normalized), ``hands [b, 5, 2, 2]`` pixels,
+        ``valid [b, 5, 2]`` bool, ``video_ids`` (submission keys) and ``targets`` in
+        :class:`~vidlit.metrics.hand_displacement.HandDisplacement`'s format.
+    """
+    return {
+        "video": torch.stack([s["video"] for s in samples]),
+        "hands": torch.stack([s["hands"] for s in samples]),
+        "valid": torch.stack([s["valid"] for s in samples]),
+        "video_ids": [s["video_id"] for s in samples],
+        "targets": [{"video_id": s["video_id"], "hands": s["hands"], "valid": s["valid"]} for s in samples],
+    }
+
+
+class Ego4DHands(VidlitDataModule):
+    """Ego4D Future Hand Prediction on raw clips.
+
+    Args:
+        root: dataset folder; relative file arguments below resolve against it.
+        train_annotations: official train annotation JSON.
+        val_annotations: official val annotation JSON (also the default test set).
+        test_annotations: annotations evaluated by ``vidlit test``; defaults to ``val_annotations``.
+        predict_annotations: samples ``vidlit predict`` runs on (e.g.
+            ``fho_hands_test_unannotated.json``); defaults to ``val_annotations``.
+        video_dir: folder of ``<clip_uid>.mp4`` clips.
+        num_frames: observed frames (the backbone's clip length).
+        sampling_rate: frames between observed frames.
+        size: frame side after resizing (the backbone's input size).
+        test_views: temporal views averaged per sample by ``vidlit test`` and ``predict``
+            (validation uses one).
+        backend: video decoding backend.
+        synthetic: when ``root`` does not exist, generate the synthetic sample dataset there
+            (``vidlit data synth ego4d_fhp``) and say so. Leave False for real data.
+        strict: a missing clip raises; when False, its samples are skipped with a warning.
+        batch_size: clips per batch.
+        num_workers: DataLoader worker processes.
+        cache: keep decoded clips in memory across epochs (small datasets, ``num_workers=0``).
+    """
+
+    def __init__(
+        self,
+        root: str = "data/ego4d_fhp",
+        train_annotations: str = "fho_hands_train.json",
+        val_annotations: str = "fho_hands_val.json",
+        test_annotations: str | None = None,
+        predict_annotations: str | None = None,
+        video_dir: str = "clips",
+        num_frames: int = 8,
+        sampling_rate: int = 4,
+        size: int = 224,
+        test_views: int = 1,
+        backend: str = "auto",
+        synthetic: bool = False,
+        strict: bool = True,
+        batch_size: int = 8,
+        num_workers: int = 0,
+        cache: bool = False,
+    ):
+        super().__init__(batch_size=batch_size, num_workers=num_workers)
+        self.root = Path(root)
+        self.cache = cache
+        if synthetic and not self.root.exists():
+            from vidlit.data.synth.ego4d_fhp import write_ego4d_fhp
+
+            log.warning(
+                "%s does not exist: writing the SYNTHETIC Ego4D hands sample dataset there", self.root
+            )
+            write_ego4d_fhp(self.root)
+        self.video_dir = self.root / video_dir
+        self.num_frames = num_frames
+        self.sampling_rate = sampling_rate
+        self.size = size
+        self.test_views = test_views
+        self.backend = backend
+        self.strict = strict
+        self.files = {
+            "train": self.root / train_annotations,
+            "val": self.root / val_annotations,
+            "test": self.root / (test_annotations or val_annotations),
+            "predict": self.root / (predict_annotations or val_annotations),
+        }
+
+    def dataset(self, split: str) -> HandForecastDataset:
+        """The dataset of one split, with missing clips reported before training starts."""
+        samples = read_hand_annotations(self.files[split])
+        if not samples:
+            raise ValueError(f"{self.files[split]}: no annotated actions found")
+        missing = sorted(
+            {s.clip_uid for s in samples if not (self.video_dir / f"{s.clip_uid}.mp4").is_file()}
+        )
+        if missing:
+            message = f"{self.video_dir}: no video for {len(missing)} {split} clips, e.g. {missing[0]}.mp4"
+            if self.strict:
+                raise FileNotFoundError(message)
+            log.warning("%s; skipping their samples (strict=False)", message)
+            samples = [s for s in samples if s.clip_uid not in set(missing)]
+        views = self.test_views if split in ("test", "predict") else 1
+        return HandForecastDataset(
+            samples,
+            self.video_dir,
+            self.num_frames,
+            self.sampling_rate,
+            self.size,
+            views,
+            self.backend,
+            self.cache,
+        )
+
+    def setup(self, stage: str) -> None:
+        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}[
+            stage
+        ]
+        self.datasets = {split: self.dataset(split) for split in splits}
+
+    def train_dataloader(self):
+        return self._loader(self.datasets["train"], collate_hands, train=True)
+
+    def val_dataloader(self):
+        return self._loader(self.datasets["val"], collate_hands, train=False)
+
+    def test_dataloader(self):
+        return self._loader(self.datasets["test"], collate_hands, train=False)
+
+    def predict_dataloader(self):
+        return self._loader(self.datasets["predict"], collate_hands, train=False)
+
+    def write_submission(self, predictions: list[dict[str, Any]], path: str | Path) -> Path:
+        """Write ``vidlit predict`` output as an Ego4D Future Hand Prediction submission JSON."""
+        return write_hand_submission(predictions, path)

@@ -1,0 +1,384 @@
+"""Ego4D episodic memory: Natural Language Queries annotations, video features and submissions.
+
+The official annotation files (``nlq_train.json``, ``nlq_val.json``, ``nlq_test_unannotated.json``)
+nest ``videos -> clips -> annotations -> language_queries``. A clip is a window
+``[video_start_sec, video_end_sec]`` of its video; each query has a ``query`` string and, except
+in the test file, its answer window ``clip_start_sec`` / ``clip_end_sec`` in seconds from the clip
+start. Queries without a ``query`` string are skipped, as the official baseline does; a query
+keeps its index in ``language_queries`` (``query_idx``) for the submission.
+
+Features are one ``<video_uid>.pt`` or ``.npy`` of shape ``[T, C]`` per *video*, one step every
+``feature_stride`` frames at ``fps`` (the official SlowFast / Omnivore / EgoVLP features: stride
+16 at 30 fps); each clip is cut out by seconds (:func:`vidlit.core.temporal.slice_by_seconds`)
+and resampled to at most ``max_len`` steps, as the VSLNet baseline prepares its data.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from vidlit.core.io import write_json_atomic
+from vidlit.core.temporal import resample_features, seconds_to_span, slice_by_seconds
+from vidlit.data.base import VidlitDataModule
+from vidlit.data.features import find_feature_file, load_feature_file, pad_sequences
+
+log = logging.getLogger(__name__)
+
+NLQ_CHALLENGE = "ego4d_nlq_challenge"
+
+
+@dataclass
+class NLQQuery:
+    """One language query on one clip.
+
+    Attributes:
+        clip_uid: the clip's id.
+        video_uid: the id of the video the clip is cut from (names the feature file).
+        annotation_uid: the id of the annotation the query belongs to.
+        query_idx: the query's index in the annotation's ``language_queries``.
+        query: the question.
+        video_start_sec: clip start on the video clock.
+        video_end_sec: clip end on the video clock.
+        window: answer ``(start, end)`` in seconds from the clip start; None when unannotated.
+        template: the query template (``"Objects: Where is object X?"``, ...), if given.
+    """
+
+    clip_uid: str
+    video_uid: str
+    annotation_uid: str
+    query_idx: int
+    query: str
+    video_start_sec: float
+    video_end_sec: float
+    window: tuple[float, float] | None = None
+    template: str | None = None
+
+    @property
+    def key(self) -> str:
+        """A unique id of the query: ``clip_uid/annotation_uid/query_idx``."""
+        return f"{self.clip_uid}/{self.annotation_uid}/{self.query_idx}"
+
+    @property
+    def duration(self) -> float:
+        """Clip length in seconds."""
+        return self.video_end_sec - self.video_start_sec
+
+
+def _require(obj: Any, key: str, where: str, path: Path) -> Any:
+    if not isinstance(obj, dict) or key not in obj:
+        raise ValueError(f"{path}: {where}: missing key {key!r}")
+    return obj[key]
+
+
+def read_nlq_annotations(path: str | Path) -> list[NLQQuery]:
+    """Parse an official Ego4D NLQ annotation JSON into queries.
+
+    Args:
+        path: ``nlq_{train,val,test_unannotated}.json``.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: invalid JSON (with line and column), a missing key or an invalid window
+            (with its location in the file).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: annotation file not found")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: line {e.lineno} column {e.colno}: invalid JSON: {e.msg}") from None
+    queries = []
+    for v, video in enumerate(_require(data, "videos", "top level", path)):
+        video_uid = _require(video, "video_uid", f"videos[{v}]", path)
+        for c, clip in enumerate(_require(video, "clips", f"videos[{v}]", path)):
+            where = f"videos[{v}].clips[{c}]"
+            clip_uid = _require(clip, "clip_uid", where, path)
+            where = f"{where} (clip_uid {clip_uid})"
+            start = float(_require(clip, "video_start_sec", where, path))
+            end = float(_require(clip, "video_end_sec", where, path))
+            if end <= start:
+                raise ValueError(f"{path}: {where}: video_end_sec {end} is not after video_start_sec {start}")
+            for a, annotation in enumerate(clip.get("annotations", [])):
+                at = f"{where}.annotations[{a}]"
+                annotation_uid = _require(annotation, "annotation_uid", at, path)
+                for q, item in enumerate(_require(annotation, "language_queries", at, path)):
+                    if not isinstance(item, dict):
+                        raise ValueError(f"{path}: {at}.language_queries[{q}]: expected an object")
+                    text = item.get("query")
+                    if not text or not str(text).strip():
+                        continue  # the official baseline skips queries without text
+                    window = None
+                    if "clip_start_sec" in item or "clip_end_sec" in item:
+                        qat = f"{at}.language_queries[{q}]"
+                        s, e = (
+                            float(_require(item, k, qat, path)) for k in ("clip_start_sec", "clip_end_sec")
+                        )
+                        if e < s:
+                            raise ValueError(f"{path}: {qat}: clip_end_sec {e} is before clip_start_sec {s}")
+                        window = (s, e)
+                    queries.append(
+                        NLQQuery(
+                            clip_uid=clip_uid,
+                            video_uid=video_uid,
+                            annotation_uid=annotation_uid,
+                            query_idx=q,
+                            query=str(text).strip(),
+                            video_start_sec=start,
+                            video_end_sec=end,
+                            window=window,
+                            template=item.get("template"),
+                        )
+                    )
+    return queries
+
+
+def write_nlq_submission(
+    predictions: list[dict[str, Any]], queries: dict[str, NLQQuery], path: str | Path
+) -> Path:
+    """Write predictions as an Ego4D NLQ challenge submission JSON.
+
+    The layout is ``{"version": "1.0", "challenge": "ego4d_nlq_challenge", "results": [{"clip_uid",
+    "annotation_uid", "query_idx", "predicted_times": [[start, end], ...]}, ...]}``, windows in
+    seconds from the clip start, best first (the challenge scores the first 5), as the baseline's
+    ``eval_test`` writes it. Written through a temporary file and a rename.
+
+    Args:
+        predictions: :meth:`VSLNetHead.predict` output; ``video_id`` is the query's :attr:`NLQQuery.key`.
+        queries: the predicted queries by key.
+        path: output file.
+    """
+    results = []
+    for pred in predictions:
+        query = queries.get(pred["video_id"])
+        if query is None:
+            raise ValueError(f"prediction for unknown query {pred['video_id']!r}")
+        results.append(
+            {
+                "clip_uid": query.clip_uid,
+                "annotation_uid": query.annotation_uid,
+                "query_idx": query.query_idx,
+                "predicted_times": [[float(s), float(e)] for s, e in pred["windows"].tolist()],
+            }
+        )
+    return write_json_atomic({"version": "1.0", "challenge": NLQ_CHALLENGE, "results": results}, path)
+
+
+class NLQDataset(Dataset):
+    """Queries of one split with their clip's feature sequence and answer span.
+
+    Args:
+        queries: parsed annotations.
+        feature_dir: folder of ``<video_uid>.pt`` / ``.npy`` files.
+        feature_dim: expected C.
+        step_sec: seconds between feature steps.
+        max_len: clip features longer than this are resampled to it.
+        cache_size: clips kept in memory (per process); queries of one clip share its features.
+    """
+
+    def __init__(
+        self,
+        queries: list[NLQQuery],
+        feature_dir: Path,
+        feature_dim: int,
+        step_sec: float,
+        max_len: int = 128,
+        cache_size: int = 64,
+    ):
+        self.queries = queries
+        self.feature_dir = feature_dir
+        self.feature_dim = feature_dim
+        self.step_sec = step_sec
+        self.max_len = max_len
+        self.cache_size = cache_size
+        self.paths = {q.video_uid: find_feature_file(feature_dir, q.video_uid) for q in queries}
+        self._cache: OrderedDict[str, Tensor] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self.queries)
+
+    def clip_features(self, query: NLQQuery) -> Tensor:
+        """``[T', C]`` features of the query's clip, resampled to at most ``max_len`` steps."""
+        if query.clip_uid in self._cache:
+            self._cache.move_to_end(query.clip_uid)
+            return self._cache[query.clip_uid]
+        path = self.paths.get(query.video_uid)
+        what = f"video {query.video_uid}, clip {query.clip_uid}"
+        if path is None:
+            raise FileNotFoundError(f"{self.feature_dir}/{query.video_uid}.pt|.npy ({what}): not found")
+        video = load_feature_file(path, self.feature_dim, what=what)
+        try:
+            clip = slice_by_seconds(video, query.video_start_sec, query.video_end_sec, self.step_sec)
+        except ValueError as e:
+            raise ValueError(f"{path} ({what}): {e}") from None
+        clip = resample_features(clip, self.max_len).clone()
+        self._cache[query.clip_uid] = clip
+        if len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return clip
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        query = self.queries[index]
+        features = self.clip_features(query)
+        duration = query.duration
+        if query.window is None:
+            window, span = (0.0, 0.0), (0, 0)
+        else:
+            window = (min(max(query.window[0], 0.0), duration), min(max(query.window[1], 0.0), duration))
+            span = seconds_to_span(window[0], window[1], features.shape[0], duration)
+        return {
+            "features": features,
+            "query": query.query,
+            "video_id": query.key,
+            "duration": duration,
+            "start_index": span[0],
+            "end_index": span[1],
+            "window": torch.tensor(window, dtype=torch.float32),
+        }
+
+
+def collate_nlq(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Collate queries into an NLQ batch.
+
+    Shape legend: ``b`` queries, ``t`` steps (padded to the longest clip), ``c`` channels.
+
+    Returns:
+        ``features [b, t, c]``, ``mask [b, t]`` bool, ``queries`` (``b`` strings), ``video_ids``
+        (query keys), ``duration [b]`` seconds, ``start_index`` / ``end_index [b]`` int64 answer
+        span in steps, and ``targets``: ``{"video_id", "window": [2] seconds}`` per query.
+    """
+    features, mask = pad_sequences([s["features"] for s in samples])
+    return {
+        "features": features,
+        "mask": mask,
+        "queries": [s["query"] for s in samples],
+        "video_ids": [s["video_id"] for s in samples],
+        "duration": torch.tensor([s["duration"] for s in samples], dtype=torch.float32),
+        "start_index": torch.tensor([s["start_index"] for s in samples], dtype=torch.long),
+        "end_index": torch.tensor([s["end_index"] for s in samples], dtype=torch.long),
+        "targets": [{"video_id": s["video_id"], "window": s["window"]} for s in samples],
+    }
+
+
+class Ego4DNLQ(VidlitDataModule):
+    """Ego4D Natural Language Queries on pre-extracted per-video features.
+
+    Args:
+        root: dataset folder; relative file arguments below resolve against it.
+        train_annotations: official train annotation JSON.
+        val_annotations: official val annotation JSON (also the default test set).
+        test_annotations: annotations evaluated by ``vidlit test``; defaults to ``val_annotations``.
+        predict_annotations: queries ``vidlit predict`` runs on (e.g. ``nlq_test_unannotated.json``);
+            defaults to ``val_annotations``.
+        feature_dir: folder of ``<video_uid>.pt`` / ``.npy`` features.
+        feature_dim: C of the features (official SlowFast: 2304; Omnivore: 1536; EgoVLP: 256).
+        fps: frame rate the features were extracted at.
+        feature_stride: frames between consecutive feature steps; step ``i`` starts at
+            ``i * feature_stride / fps`` seconds.
+        max_len: clips with more steps are resampled to this many (VSLNet's ``max_pos_len``).
+        synthetic: when ``root`` does not exist, generate the synthetic sample dataset there
+            (``vidlit data synth ego4d_nlq``) and say so. Leave False for real data.
+        strict: a missing feature file raises; when False, its queries are skipped with a warning.
+        batch_size: queries per batch.
+        num_workers: DataLoader worker processes.
+    """
+
+    def __init__(
+        self,
+        root: str = "data/ego4d_nlq",
+        train_annotations: str = "nlq_train.json",
+        val_annotations: str = "nlq_val.json",
+        test_annotations: str | None = None,
+        predict_annotations: str | None = None,
+        feature_dir: str = "features",
+        feature_dim: int = 2304,
+        fps: float = 30.0,
+        feature_stride: int = 16,
+        max_len: int = 128,
+        synthetic: bool = False,
+        strict: bool = True,
+        batch_size: int = 32,
+        num_workers: int = 0,
+    ):
+        super().__init__(batch_size=batch_size, num_workers=num_workers)
+        self.root = Path(root)
+        if synthetic and not self.root.exists():
+            from vidlit.data.synth.ego4d_nlq import write_ego4d_nlq
+
+            log.warning("%s does not exist: writing the SYNTHETIC Ego4D NLQ sample dataset there", self.root)
+            write_ego4d_nlq(self.root, feature_dim=feature_dim, fps=fps, feature_stride=feature_stride)
+        if max_len < 1:
+            raise ValueError(f"max_len must be positive, got {max_len}")
+        self.feature_dir = self.root / feature_dir
+        self.feature_dim = feature_dim
+        self.step_sec = feature_stride / fps
+        self.max_len = max_len
+        self.strict = strict
+        self.files = {
+            "train": self.root / train_annotations,
+            "val": self.root / val_annotations,
+            "test": self.root / (test_annotations or val_annotations),
+            "predict": self.root / (predict_annotations or val_annotations),
+        }
+        self._queries: dict[str, list[NLQQuery]] = {}
+
+    def queries(self, split: str) -> list[NLQQuery]:
+        """Parsed queries of ``split`` (train, val, test or predict), read once."""
+        if split not in self._queries:
+            self._queries[split] = read_nlq_annotations(self.files[split])
+        return self._queries[split]
+
+    def dataset(self, split: str) -> NLQDataset:
+        """The dataset of one split, with missing feature files reported before training starts."""
+        queries = self.queries(split)
+        if not queries:
+            raise ValueError(f"{self.files[split]}: no language queries with text found")
+        if split != "predict" and any(q.window is None for q in queries):
+            missing = next(q for q in queries if q.window is None)
+            raise ValueError(
+                f"{self.files[split]}: query {missing.key} has no clip_start_sec / clip_end_sec; "
+                f"the {split} split needs annotated queries (unannotated files are for predict)"
+            )
+        dataset = NLQDataset(queries, self.feature_dir, self.feature_dim, self.step_sec, self.max_len)
+        missing = sorted(uid for uid, path in dataset.paths.items() if path is None)
+        if missing:
+            message = (
+                f"{self.feature_dir}: no feature file (.pt or .npy) for {len(missing)} of "
+                f"{len(dataset.paths)} {split} videos, e.g. video {missing[0]}"
+            )
+            if self.strict:
+                raise FileNotFoundError(message)
+            log.warning("%s; skipping their queries (strict=False)", message)
+            dataset.queries = [q for q in queries if dataset.paths[q.video_uid] is not None]
+        return dataset
+
+    def setup(self, stage: str) -> None:
+        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}[
+            stage
+        ]
+        self.datasets = {split: self.dataset(split) for split in splits}
+
+    def train_dataloader(self):
+        return self._loader(self.datasets["train"], collate_nlq, train=True)
+
+    def val_dataloader(self):
+        return self._loader(self.datasets["val"], collate_nlq, train=False)
+
+    def test_dataloader(self):
+        return self._loader(self.datasets["test"], collate_nlq, train=False)
+
+    def predict_dataloader(self):
+        return self._loader(self.datasets["predict"], collate_nlq, train=False)
+
+    def write_submission(self, predictions: list[dict[str, Any]], path: str | Path) -> Path:
+        """Write ``vidlit predict`` output as an Ego4D NLQ challenge submission JSON."""
+        return write_nlq_submission(predictions, {q.key: q for q in self.queries("predict")}, path)
