@@ -33,15 +33,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from vidlit.data.base import VidlitDataModule
 from vidlit.data.sampling import sample_in_window, uniform_segments
 from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoBatchTransform
-from vidlit.data.video import VideoDecodeError, VideoNotFoundError, open_video
+from vidlit.data.video import VideoDecodeError, open_video
+from vidlit.data.video_list import RawVideoDataModule, SkippedVideosReport
 
 __all__ = [
     "InternVidClip",
@@ -56,7 +55,6 @@ log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v")
 _TIMESTAMP = re.compile(r"^(\d+):([0-5]\d):([0-5]\d(?:\.\d+)?)$")
-_REPORT_PATHS = 5
 
 
 @dataclass(frozen=True)
@@ -317,28 +315,7 @@ def collate_video_text(
     return batch
 
 
-class SkippedClipsReport(L.Callback):
-    """Make an :class:`InternVidDataModule` report skipped videos at the end of every epoch."""
-
-    def _report(self, trainer: L.Trainer, stage: str) -> None:
-        datamodule = trainer.datamodule
-        if isinstance(datamodule, InternVidDataModule) and not trainer.sanity_checking:
-            datamodule.report_skipped(stage)
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._report(trainer, "train")
-
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._report(trainer, "val")
-
-    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._report(trainer, "test")
-
-
-_STAGES = {"train": "train", "validate": "val", "test": "test", "predict": "predict"}
-
-
-class InternVidDataModule(VidlitDataModule):
+class InternVidDataModule(RawVideoDataModule):
     """Video-text pairs from InternVid annotation files, or WebDataset shards, for contrastive training.
 
     Batches (after :meth:`on_after_batch_transfer`, on the training device)::
@@ -447,11 +424,7 @@ class InternVidDataModule(VidlitDataModule):
             size, train=False, eval_short_side=eval_short_side, mean=mean, std=std
         )
         self.datasets: dict[str, Dataset] = {}
-        self.skipped_videos: dict[str, list[str]] = {}
-        self._epoch_skipped: dict[str, list[tuple[str, str]]] = {}
-        self._epoch_seen: dict[str, int] = {}
-        self._generator: torch.Generator | None = None
-        self._generator_key: tuple[Any, ...] | None = None
+        self._init_skip_counts()
 
     def clips(self, split: str) -> list[InternVidClip]:
         """The checked, filtered annotation lines of ``train``, ``val`` or ``test``.
@@ -497,8 +470,8 @@ class InternVidDataModule(VidlitDataModule):
         for split in splits[stage]:
             self.datasets[split] = self.dataset(split)
         trainer = self.trainer
-        if trainer is not None and not any(isinstance(c, SkippedClipsReport) for c in trainer.callbacks):
-            trainer.callbacks.append(SkippedClipsReport())
+        if trainer is not None and not any(isinstance(c, SkippedVideosReport) for c in trainer.callbacks):
+            trainer.callbacks.append(SkippedVideosReport())
 
     def _current_epoch(self) -> int:
         epoch = super()._current_epoch()
@@ -532,58 +505,8 @@ class InternVidDataModule(VidlitDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.datasets["test"], self._collate(), train=False)
 
-    def _stage(self) -> str | None:
-        trainer = self.trainer
-        if trainer is None or trainer.sanity_checking:
-            return None
-        return _STAGES.get(str(trainer.state.stage.value) if trainer.state.stage else "")
+    _skip_unit = "clips"
 
-    def _train_generator(self, device: torch.device) -> torch.Generator:
-        # crops of an epoch are a function of (seed, epoch, rank), like the frame sampling
-        trainer = self.trainer
-        key = (trainer.current_epoch, str(device))
-        if self._generator is None or self._generator_key != key:
-            seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
-            seed = (seed * 1_000_003 + trainer.current_epoch * 1009 + trainer.global_rank) % 2**63
-            self._generator = torch.Generator(device=device).manual_seed(seed)
-            self._generator_key = key
-        return self._generator
-
-    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
-        """Count (or, when strict, raise on) skipped videos, then crop and normalize the clips."""
-        if batch["skipped"] and self.strict:
-            path, reason = batch["skipped"][0], batch["skip_reasons"][0]
-            error = VideoNotFoundError if not Path(path).exists() else VideoDecodeError
-            raise error(path, f"{reason} (strict=True; set strict: false to skip unreadable videos)")
-        stage = self._stage()
-        if stage is not None:
-            self.skipped_videos.setdefault(stage, []).extend(batch["skipped"])
-            self._epoch_skipped.setdefault(stage, []).extend(zip(batch["skipped"], batch["skip_reasons"]))
-            seen = len(batch["video_ids"]) + len(batch["skipped"])
-            self._epoch_seen[stage] = self._epoch_seen.get(stage, 0) + seen
-        training = self.trainer is not None and self.trainer.training
-        video, frame_size = batch["video"], batch.pop("frame_size", None)
-        if training:
-            batch["video"] = self.train_transform(video, frame_size, self._train_generator(video.device))
-        else:
-            batch["video"] = self.eval_transform(video, frame_size)
-        return batch
-
-    def report_skipped(self, stage: str) -> None:
-        """Log a warning if clips were skipped in the epoch of ``stage`` that just ended, and reset."""
-        skipped = self._epoch_skipped.pop(stage, [])
-        seen = self._epoch_seen.pop(stage, 0)
-        if not skipped:
-            return
-        named = "; ".join(f"{path} ({reason})" for path, reason in skipped[:_REPORT_PATHS])
-        more = f"; and {len(skipped) - _REPORT_PATHS} more" if len(skipped) > _REPORT_PATHS else ""
-        epoch = self.trainer.current_epoch if self.trainer is not None else 0
-        log.warning(
-            "%s epoch %d: skipped %d of %d clips whose video could not be read: %s%s",
-            stage,
-            epoch,
-            len(skipped),
-            seen,
-            named,
-            more,
-        )
+    def _count_seen(self, batch: dict[str, Any]) -> int:
+        # clips of one source video are separate samples
+        return len(batch["video_ids"]) + len(batch["skipped"])

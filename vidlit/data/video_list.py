@@ -526,7 +526,7 @@ def check_videos(
 
 
 class SkippedVideosReport(L.Callback):
-    """Make a :class:`VideoListDataModule` report skipped videos at the end of every epoch.
+    """Make a :class:`RawVideoDataModule` report skipped videos at the end of every epoch.
 
     The data module attaches it to its trainer in ``setup``; data modules do not see epoch ends
     themselves.
@@ -534,7 +534,7 @@ class SkippedVideosReport(L.Callback):
 
     def _report(self, trainer: L.Trainer, stage: str) -> None:
         datamodule = trainer.datamodule
-        if isinstance(datamodule, VideoListDataModule) and not trainer.sanity_checking:
+        if isinstance(datamodule, RawVideoDataModule) and not trainer.sanity_checking:
             datamodule.report_skipped(stage)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -553,7 +553,88 @@ class SkippedVideosReport(L.Callback):
 _STAGES = {"train": "train", "validate": "val", "test": "test", "predict": "predict"}
 
 
-class VideoListDataModule(VidlitDataModule):
+class RawVideoDataModule(VidlitDataModule):
+    """What the data modules that decode raw videos share: skip-and-count and on-device transforms.
+
+    Batches carry ``skipped`` / ``skip_reasons`` (videos a worker could not read); after the
+    transfer to the device they are counted per stage (or raise, when ``strict``), reported at
+    epoch end by :class:`SkippedVideosReport`, and the clips are cropped, flipped and normalized
+    by ``train_transform`` / ``eval_transform`` on the device. Subclasses set those transforms,
+    ``strict``, and the attributes initialized by :meth:`_init_skip_counts`.
+    """
+
+    _skip_unit = "videos"  # what the end-of-epoch warning counts
+
+    def _init_skip_counts(self) -> None:
+        self.skipped_videos: dict[str, list[str]] = {}
+        self._epoch_skipped: dict[str, list[tuple[str, str]]] = {}
+        self._epoch_seen: dict[str, int] = {}
+        self._generator: torch.Generator | None = None
+        self._generator_key: tuple[Any, ...] | None = None
+
+    def _count_seen(self, batch: dict[str, Any]) -> int:
+        # views of one video share its id: count videos, not views
+        return len(set(batch["video_ids"])) + len(batch["skipped"])
+
+    def _stage(self) -> str | None:
+        trainer = self.trainer
+        if trainer is None or trainer.sanity_checking:
+            return None
+        return _STAGES.get(str(trainer.state.stage.value) if trainer.state.stage else "")
+
+    def _train_generator(self, device: torch.device) -> torch.Generator:
+        # crops and flips of an epoch are a function of (seed, epoch, rank), like the sampling
+        trainer = self.trainer
+        key = (trainer.current_epoch, str(device))
+        if self._generator is None or self._generator_key != key:
+            seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+            seed = (seed * 1_000_003 + trainer.current_epoch * 1009 + trainer.global_rank) % 2**63
+            self._generator = torch.Generator(device=device).manual_seed(seed)
+            self._generator_key = key
+        return self._generator
+
+    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
+        """Count (or, when strict, raise on) skipped videos, then crop, flip and normalize on the device."""
+        if batch["skipped"]:
+            if self.strict:
+                path, reason = batch["skipped"][0], batch["skip_reasons"][0]
+                error = VideoNotFoundError if not Path(path).exists() else VideoDecodeError
+                raise error(path, f"{reason} (strict=True; set strict: false to skip unreadable videos)")
+        stage = self._stage()
+        if stage is not None:
+            self.skipped_videos.setdefault(stage, []).extend(batch["skipped"])
+            self._epoch_skipped.setdefault(stage, []).extend(zip(batch["skipped"], batch["skip_reasons"]))
+            self._epoch_seen[stage] = self._epoch_seen.get(stage, 0) + self._count_seen(batch)
+        training = self.trainer is not None and self.trainer.training
+        video, frame_size = batch["video"], batch.pop("frame_size", None)
+        if training:
+            batch["video"] = self.train_transform(video, frame_size, self._train_generator(video.device))
+        else:
+            batch["video"] = self.eval_transform(video, frame_size)
+        return batch
+
+    def report_skipped(self, stage: str) -> None:
+        """Log a warning if videos were skipped in the epoch of ``stage`` that just ended, and reset."""
+        skipped = self._epoch_skipped.pop(stage, [])
+        seen = self._epoch_seen.pop(stage, 0)
+        if not skipped:
+            return
+        named = "; ".join(f"{path} ({reason})" for path, reason in skipped[:_REPORT_PATHS])
+        more = f"; and {len(skipped) - _REPORT_PATHS} more" if len(skipped) > _REPORT_PATHS else ""
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        log.warning(
+            "%s epoch %d: skipped %d of %d %s whose video could not be read: %s%s",
+            stage,
+            epoch,
+            len(skipped),
+            seen,
+            self._skip_unit,
+            named,
+            more,
+        )
+
+
+class VideoListDataModule(RawVideoDataModule):
     """Video classification on raw videos named by list files (Kinetics-style CSV, or JSONL).
 
     Batches (after :meth:`on_after_batch_transfer`, on the training device)::
@@ -693,11 +774,7 @@ class VideoListDataModule(VidlitDataModule):
             if not self.class_names or len(set(self.class_names)) != len(self.class_names):
                 raise ValueError(f"classes must be distinct names, got {classes}")
         self.datasets: dict[str, VideoListDataset] = {}
-        self.skipped_videos: dict[str, list[str]] = {}
-        self._epoch_skipped: dict[str, list[tuple[str, str]]] = {}
-        self._epoch_seen: dict[str, int] = {}
-        self._generator: torch.Generator | None = None
-        self._generator_key: tuple[Any, ...] | None = None
+        self._init_skip_counts()
 
     @property
     def num_classes(self) -> int:
@@ -771,63 +848,6 @@ class VideoListDataModule(VidlitDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader(self.datasets["predict"], self._collate(), train=False)
-
-    def _stage(self) -> str | None:
-        trainer = self.trainer
-        if trainer is None or trainer.sanity_checking:
-            return None
-        return _STAGES.get(str(trainer.state.stage.value) if trainer.state.stage else "")
-
-    def _train_generator(self, device: torch.device) -> torch.Generator:
-        # crops and flips of an epoch are a function of (seed, epoch, rank), like the sampling
-        trainer = self.trainer
-        key = (trainer.current_epoch, str(device))
-        if self._generator is None or self._generator_key != key:
-            seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
-            seed = (seed * 1_000_003 + trainer.current_epoch * 1009 + trainer.global_rank) % 2**63
-            self._generator = torch.Generator(device=device).manual_seed(seed)
-            self._generator_key = key
-        return self._generator
-
-    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
-        """Count (or, when strict, raise on) skipped videos, then crop, flip and normalize the clips."""
-        if batch["skipped"]:
-            if self.strict:
-                path, reason = batch["skipped"][0], batch["skip_reasons"][0]
-                error = VideoNotFoundError if not Path(path).exists() else VideoDecodeError
-                raise error(path, f"{reason} (strict=True; set strict: false to skip unreadable videos)")
-        stage = self._stage()
-        if stage is not None:
-            self.skipped_videos.setdefault(stage, []).extend(batch["skipped"])
-            self._epoch_skipped.setdefault(stage, []).extend(zip(batch["skipped"], batch["skip_reasons"]))
-            self._epoch_seen[stage] = self._epoch_seen.get(stage, 0) + len(set(batch["video_ids"]))
-            self._epoch_seen[stage] += len(batch["skipped"])
-        training = self.trainer is not None and self.trainer.training
-        video, frame_size = batch["video"], batch.pop("frame_size", None)
-        if training:
-            batch["video"] = self.train_transform(video, frame_size, self._train_generator(video.device))
-        else:
-            batch["video"] = self.eval_transform(video, frame_size)
-        return batch
-
-    def report_skipped(self, stage: str) -> None:
-        """Log a warning if videos were skipped in the epoch of ``stage`` that just ended, and reset."""
-        skipped = self._epoch_skipped.pop(stage, [])
-        seen = self._epoch_seen.pop(stage, 0)
-        if not skipped:
-            return
-        named = "; ".join(f"{path} ({reason})" for path, reason in skipped[:_REPORT_PATHS])
-        more = f"; and {len(skipped) - _REPORT_PATHS} more" if len(skipped) > _REPORT_PATHS else ""
-        epoch = self.trainer.current_epoch if self.trainer is not None else 0
-        log.warning(
-            "%s epoch %d: skipped %d of %d videos that could not be read: %s%s",
-            stage,
-            epoch,
-            len(skipped),
-            seen,
-            named,
-            more,
-        )
 
     def write_submission(self, predictions: list[dict[str, Any]], path: str | Path) -> Path:
         """Write ``vidlit predict`` output in the ActivityNet Kinetics challenge layout.
