@@ -35,6 +35,7 @@ from einops import rearrange
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from vidlit.core.boxes import normalize_boxes
 from vidlit.core.io import write_json_atomic
 from vidlit.data.base import VidlitDataModule
 from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD
@@ -325,8 +326,7 @@ class ShortTermAnticipationDataset(Dataset):
             boxes, scores, _ = self.detections[item.uid]
             keep = scores >= self.score_threshold
             boxes, scores = boxes[keep], scores[keep]
-        scale = torch.tensor([width, height, width, height])
-        normalized = (boxes / scale).clamp(0, 1)
+        normalized = normalize_boxes(boxes, (height, width)).clamp(0, 1)
         target = {"video_id": item.uid, "boxes": item.boxes, "nouns": item.nouns, "verbs": item.verbs,
                   "ttcs": item.ttcs}  # fmt: skip
         return {"video": clip, "boxes": normalized, "orig_boxes": boxes, "box_scores": scores,
