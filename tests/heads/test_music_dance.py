@@ -4,15 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vidlit.heads.music_dance import (
-    GenreAccuracy,
-    MuDaRHead,
-    MusicDanceRetrieval,
-    SyncAccuracy,
-    multi_positive_info_nce,
-    rhythm_alignment,
-)
+from vidlit.heads.music_dance import MuDaRHead, multi_positive_info_nce, rhythm_alignment
 from vidlit.layers.contrastive import contrastive_loss
+from vidlit.metrics.music_dance import GenreAccuracy, MusicDanceRetrieval, SyncAccuracy
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
