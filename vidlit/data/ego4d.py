@@ -10,7 +10,6 @@ stride 16 at 30 fps).
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from vidlit.core.io import write_json_atomic
+from vidlit.core.io import read_json, require, write_json_atomic
 from vidlit.core.types import SegmentPrediction, TemporalFeatureBatch
 from vidlit.data.base import VidlitDataModule
 from vidlit.data.features import find_feature_file, load_feature_file, pad_sequences
@@ -39,12 +38,6 @@ class MomentClip:
     moments: list[tuple[float, float, str]] = field(default_factory=list)
 
 
-def _require(obj: Any, key: str, where: str, path: Path) -> Any:
-    if not isinstance(obj, dict) or key not in obj:
-        raise ValueError(f"{path}: {where}: missing key {key!r}")
-    return obj[key]
-
-
 def read_moment_annotations(path: str | Path, primary_only: bool = False) -> list[MomentClip]:
     """Parse an official Ego4D MQ annotation JSON into clips.
 
@@ -60,26 +53,21 @@ def read_moment_annotations(path: str | Path, primary_only: bool = False) -> lis
         ValueError: invalid JSON (with line and column) or a missing key (with its location).
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: annotation file not found")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: line {e.lineno} column {e.colno}: invalid JSON: {e.msg}") from None
+    data = read_json(path)
     clips = []
-    for v, video in enumerate(_require(data, "videos", "top level", path)):
-        for c, clip in enumerate(_require(video, "clips", f"videos[{v}]", path)):
+    for v, video in enumerate(require(data, "videos", "top level", path)):
+        for c, clip in enumerate(require(video, "clips", f"videos[{v}]", path)):
             where = f"videos[{v}].clips[{c}]"
-            uid = _require(clip, "clip_uid", where, path)
+            uid = require(clip, "clip_uid", where, path)
             where = f"{where} (clip_uid {uid})"
-            start = _require(clip, "video_start_sec", where, path)
-            end = _require(clip, "video_end_sec", where, path)
+            start = require(clip, "video_start_sec", where, path)
+            end = require(clip, "video_end_sec", where, path)
             moments: set[tuple[float, float, str]] = set()
             for a, annotation in enumerate(clip.get("annotations", [])):
-                for n, label in enumerate(_require(annotation, "labels", f"{where}.annotations[{a}]", path)):
+                for n, label in enumerate(require(annotation, "labels", f"{where}.annotations[{a}]", path)):
                     at = f"{where}.annotations[{a}].labels[{n}]"
-                    s, e = (float(_require(label, k, at, path)) for k in ("start_time", "end_time"))
-                    name = _require(label, "label", at, path)
+                    s, e = (float(require(label, k, at, path)) for k in ("start_time", "end_time"))
+                    name = require(label, "label", at, path)
                     if e < s:
                         raise ValueError(f"{path}: {at}: end_time {e} is before start_time {s}")
                     if primary_only and not label.get("primary", False):

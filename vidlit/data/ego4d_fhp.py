@@ -18,7 +18,6 @@ coordinates keep their meaning.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from vidlit.core.io import write_json_atomic
+from vidlit.core.io import read_json, require, write_json_atomic
 from vidlit.data.base import VidlitDataModule
 from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from vidlit.data.video import open_video
@@ -65,12 +64,6 @@ class HandSample:
         return f"{self.clip_id}_{self.pre45_frame - 1}"
 
 
-def _require(obj: Any, key: str, where: str, path: Path) -> Any:
-    if not isinstance(obj, dict) or key not in obj:
-        raise ValueError(f"{path}: {where}: missing key {key!r}")
-    return obj[key]
-
-
 def read_hand_annotations(path: str | Path) -> list[HandSample]:
     """Parse an official ``fho_hands_*.json`` into samples, one per annotated action.
 
@@ -80,20 +73,15 @@ def read_hand_annotations(path: str | Path) -> list[HandSample]:
             (with its location in the file).
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: annotation file not found")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: line {e.lineno} column {e.colno}: invalid JSON: {e.msg}") from None
+    data = read_json(path)
     samples = []
-    for c, clip in enumerate(_require(data, "clips", "top level", path)):
+    for c, clip in enumerate(require(data, "clips", "top level", path)):
         where = f"clips[{c}]"
-        clip_uid = _require(clip, "clip_uid", where, path)
-        clip_id = int(_require(clip, "clip_id", where, path))
-        for a, action in enumerate(_require(clip, "frames", f"{where} (clip_uid {clip_uid})", path)):
+        clip_uid = require(clip, "clip_uid", where, path)
+        clip_id = int(require(clip, "clip_id", where, path))
+        for a, action in enumerate(require(clip, "frames", f"{where} (clip_uid {clip_uid})", path)):
             at = f"{where}.frames[{a}] (clip_uid {clip_uid})"
-            pre45 = _require(action, "pre_45", at, path)
+            pre45 = require(action, "pre_45", at, path)
             hands = torch.zeros(len(KEY_FRAMES), len(HANDS), 2)
             valid = torch.zeros(len(KEY_FRAMES), len(HANDS), dtype=torch.bool)
             for f, name in enumerate(KEY_FRAMES):
@@ -113,8 +101,8 @@ def read_hand_annotations(path: str | Path) -> list[HandSample]:
                 HandSample(
                     clip_uid=clip_uid,
                     clip_id=clip_id,
-                    pre45_frame=int(_require(pre45, "frame", f"{at}.pre_45", path)),
-                    pre45_clip_frame=int(_require(pre45, "clip_frame", f"{at}.pre_45", path)),
+                    pre45_frame=int(require(pre45, "frame", f"{at}.pre_45", path)),
+                    pre45_clip_frame=int(require(pre45, "clip_frame", f"{at}.pre_45", path)),
                     hands=hands,
                     valid=valid,
                 )

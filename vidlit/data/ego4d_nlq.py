@@ -15,7 +15,6 @@ and resampled to at most ``max_len`` steps, as the VSLNet baseline prepares its 
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from vidlit.core.io import write_json_atomic
+from vidlit.core.io import read_json, require, write_json_atomic
 from vidlit.core.temporal import resample_features, seconds_to_span, slice_by_seconds
 from vidlit.data.base import VidlitDataModule
 from vidlit.data.features import find_feature_file, load_feature_file, pad_sequences
@@ -73,12 +72,6 @@ class NLQQuery:
         return self.video_end_sec - self.video_start_sec
 
 
-def _require(obj: Any, key: str, where: str, path: Path) -> Any:
-    if not isinstance(obj, dict) or key not in obj:
-        raise ValueError(f"{path}: {where}: missing key {key!r}")
-    return obj[key]
-
-
 def read_nlq_annotations(path: str | Path) -> list[NLQQuery]:
     """Parse an official Ego4D NLQ annotation JSON into queries.
 
@@ -91,27 +84,22 @@ def read_nlq_annotations(path: str | Path) -> list[NLQQuery]:
             (with its location in the file).
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: annotation file not found")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: line {e.lineno} column {e.colno}: invalid JSON: {e.msg}") from None
+    data = read_json(path)
     queries = []
-    for v, video in enumerate(_require(data, "videos", "top level", path)):
-        video_uid = _require(video, "video_uid", f"videos[{v}]", path)
-        for c, clip in enumerate(_require(video, "clips", f"videos[{v}]", path)):
+    for v, video in enumerate(require(data, "videos", "top level", path)):
+        video_uid = require(video, "video_uid", f"videos[{v}]", path)
+        for c, clip in enumerate(require(video, "clips", f"videos[{v}]", path)):
             where = f"videos[{v}].clips[{c}]"
-            clip_uid = _require(clip, "clip_uid", where, path)
+            clip_uid = require(clip, "clip_uid", where, path)
             where = f"{where} (clip_uid {clip_uid})"
-            start = float(_require(clip, "video_start_sec", where, path))
-            end = float(_require(clip, "video_end_sec", where, path))
+            start = float(require(clip, "video_start_sec", where, path))
+            end = float(require(clip, "video_end_sec", where, path))
             if end <= start:
                 raise ValueError(f"{path}: {where}: video_end_sec {end} is not after video_start_sec {start}")
             for a, annotation in enumerate(clip.get("annotations", [])):
                 at = f"{where}.annotations[{a}]"
-                annotation_uid = _require(annotation, "annotation_uid", at, path)
-                for q, item in enumerate(_require(annotation, "language_queries", at, path)):
+                annotation_uid = require(annotation, "annotation_uid", at, path)
+                for q, item in enumerate(require(annotation, "language_queries", at, path)):
                     if not isinstance(item, dict):
                         raise ValueError(f"{path}: {at}.language_queries[{q}]: expected an object")
                     text = item.get("query")
@@ -121,7 +109,7 @@ def read_nlq_annotations(path: str | Path) -> list[NLQQuery]:
                     if "clip_start_sec" in item or "clip_end_sec" in item:
                         qat = f"{at}.language_queries[{q}]"
                         s, e = (
-                            float(_require(item, k, qat, path)) for k in ("clip_start_sec", "clip_end_sec")
+                            float(require(item, k, qat, path)) for k in ("clip_start_sec", "clip_end_sec")
                         )
                         if e < s:
                             raise ValueError(f"{path}: {qat}: clip_end_sec {e} is before clip_start_sec {s}")

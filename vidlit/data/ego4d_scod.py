@@ -32,7 +32,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from vidlit.core.boxes import normalize_boxes, xywh_to_xyxy, xyxy_to_cxcywh
-from vidlit.core.io import write_json_atomic
+from vidlit.core.io import read_json, require, write_json_atomic
 from vidlit.data.base import VidlitDataModule
 from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from vidlit.data.video import open_video
@@ -84,12 +84,6 @@ class ScodClip:
         return f"{self.video_uid}/{self.frames[keyframe].frame_number}.jpg"
 
 
-def _require(obj: Any, key: str, where: str, path: Path) -> Any:
-    if not isinstance(obj, dict) or key not in obj:
-        raise ValueError(f"{path}: {where}: missing key {key!r}")
-    return obj[key]
-
-
 def _number(value: Any, key: str, where: str, path: Path) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
         raise ValueError(f"{path}: {where}: {key} must be a finite number, got {value!r}")
@@ -109,35 +103,30 @@ def read_scod_annotations(path: str | Path, object_type: str = OBJECT_OF_CHANGE)
             ``clips[i] (clip_uid ...).pnr_frame.bbox[j]``).
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: annotation file not found")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: line {e.lineno} column {e.colno}: invalid JSON: {e.msg}") from None
+    data = read_json(path)
     clips = []
     seen: dict[str, int] = {}
-    for c, raw in enumerate(_require(data, "clips", "top level", path)):
-        uid = _require(raw, "clip_uid", f"clips[{c}]", path)
+    for c, raw in enumerate(require(data, "clips", "top level", path)):
+        uid = require(raw, "clip_uid", f"clips[{c}]", path)
         where = f"clips[{c}] (clip_uid {uid})"
         if uid in seen:
             raise ValueError(f"{path}: {where}: clip listed twice (first at clips[{seen[uid]}])")
         seen[uid] = c
-        clip = ScodClip(uid, str(_require(raw, "video_uid", where, path)))
+        clip = ScodClip(uid, str(require(raw, "video_uid", where, path)))
         for name in KEYFRAMES:
-            frame = _require(raw, name, where, path)
+            frame = require(raw, name, where, path)
             at = f"{where}.{name}"
             numbers = {
-                k: int(_number(_require(frame, k, at, path), k, at, path))
+                k: int(_number(require(frame, k, at, path), k, at, path))
                 for k in ("frame_number", "clip_frame_number", "width", "height")
             }
             boxes = []
             for b, box in enumerate(frame.get("bbox") or []):
-                if _require(box, "object_type", f"{at}.bbox[{b}]", path) != object_type:
+                if require(box, "object_type", f"{at}.bbox[{b}]", path) != object_type:
                     continue
-                xywh = _require(box, "bbox", f"{at}.bbox[{b}]", path)
+                xywh = require(box, "bbox", f"{at}.bbox[{b}]", path)
                 values = [
-                    _number(_require(xywh, k, f"{at}.bbox[{b}].bbox", path), k, at, path)
+                    _number(require(xywh, k, f"{at}.bbox[{b}].bbox", path), k, at, path)
                     for k in ("x", "y", "width", "height")
                 ]
                 if values[2] <= 0 or values[3] <= 0:
@@ -203,8 +192,8 @@ def read_coco_image_ids(path: str | Path) -> dict[str, int]:
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: line {e.lineno} column {e.colno}: invalid JSON: {e.msg}") from None
     return {
-        _require(image, "file_name", f"images[{i}]", path): int(_require(image, "id", f"images[{i}]", path))
-        for i, image in enumerate(_require(data, "images", "top level", path))
+        require(image, "file_name", f"images[{i}]", path): int(require(image, "id", f"images[{i}]", path))
+        for i, image in enumerate(require(data, "images", "top level", path))
     }
 
 

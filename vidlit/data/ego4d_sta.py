@@ -36,7 +36,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from vidlit.core.boxes import normalize_boxes
-from vidlit.core.io import write_json_atomic
+from vidlit.core.io import read_json, require, write_json_atomic
 from vidlit.data.base import VidlitDataModule
 from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from vidlit.data.video import open_video
@@ -90,12 +90,6 @@ class STAAnnotations:
     frames: list[STAFrame]
 
 
-def _require(obj: Any, key: str, where: str, path: Path) -> Any:
-    if not isinstance(obj, dict) or key not in obj:
-        raise ValueError(f"{path}: {where}: missing key {key!r}")
-    return obj[key]
-
-
 def _categories(data: dict, key: str, path: Path) -> list[str]:
     raw = data.get(key, (data.get("info") or {}).get(key))
     if raw is None:
@@ -104,7 +98,7 @@ def _categories(data: dict, key: str, path: Path) -> list[str]:
         raise ValueError(f"{path}: {key} must be a list of {{'id', 'name'}}")
     names: dict[int, str] = {}
     for i, category in enumerate(raw):
-        cid = int(_require(category, "id", f"{key}[{i}]", path))
+        cid = int(require(category, "id", f"{key}[{i}]", path))
         if cid < 0 or cid in names:
             raise ValueError(f"{path}: {key}[{i}]: id {cid} is negative or listed twice")
         names[cid] = str(category.get("name", cid))
@@ -120,16 +114,11 @@ def read_sta_annotations(path: str | Path) -> STAAnnotations:
             time to contact, naming the annotation's index and uid.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: annotation file not found")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: line {e.lineno} column {e.colno}: invalid JSON: {e.msg}") from None
+    data = read_json(path)
     frames = []
-    for a, ann in enumerate(_require(data, "annotations", "top level", path)):
+    for a, ann in enumerate(require(data, "annotations", "top level", path)):
         where = f"annotations[{a}]"
-        uid = str(_require(ann, "uid", where, path))
+        uid = str(require(ann, "uid", where, path))
         where = f"{where} (uid {uid})"
         video_uid = ann.get("video_uid", ann.get("video_id"))
         if video_uid is None:
@@ -137,7 +126,7 @@ def read_sta_annotations(path: str | Path) -> STAAnnotations:
         item = STAFrame(
             uid,
             str(video_uid),
-            int(_require(ann, "frame", where, path)),
+            int(require(ann, "frame", where, path)),
             ann.get("clip_uid"),
             ann.get("clip_frame"),
         )
@@ -146,17 +135,17 @@ def read_sta_annotations(path: str | Path) -> STAAnnotations:
             boxes, nouns, verbs, ttcs = [], [], [], []
             for o, obj in enumerate(objects):
                 at = f"{where}.objects[{o}]"
-                box = _require(obj, "box", at, path)
+                box = require(obj, "box", at, path)
                 if not isinstance(box, list) or len(box) != 4 or box[2] < box[0] or box[3] < box[1]:
                     raise ValueError(
                         f"{path}: {at}: box must be [x1, y1, x2, y2] with x1 <= x2, y1 <= y2, got {box}"
                     )
-                ttc = float(_require(obj, "time_to_contact", at, path))
+                ttc = float(require(obj, "time_to_contact", at, path))
                 if not math.isfinite(ttc) or ttc < 0:
                     raise ValueError(f"{path}: {at}: time_to_contact must be finite and >= 0, got {ttc}")
                 boxes.append([float(v) for v in box])
-                nouns.append(int(_require(obj, "noun_category_id", at, path)))
-                verbs.append(int(_require(obj, "verb_category_id", at, path)))
+                nouns.append(int(require(obj, "noun_category_id", at, path)))
+                verbs.append(int(require(obj, "verb_category_id", at, path)))
                 ttcs.append(ttc)
             item.boxes = torch.tensor(boxes, dtype=torch.float32)
             item.nouns, item.verbs = torch.tensor(nouns), torch.tensor(verbs)
@@ -195,11 +184,11 @@ def read_sta_detections(path: str | Path) -> dict[str, tuple[Tensor, Tensor, Ten
         boxes, scores, nouns = [], [], []
         for d, det in enumerate(dets):
             at = f"uid {uid} detection {d}"
-            box = _require(det, "box", at, path)
+            box = require(det, "box", at, path)
             if not isinstance(box, list) or len(box) != 4:
                 raise ValueError(f"{path}: {at}: box must be [x1, y1, x2, y2], got {box}")
             boxes.append([float(v) for v in box])
-            scores.append(float(_require(det, "score", at, path)))
+            scores.append(float(require(det, "score", at, path)))
             nouns.append(int(det.get("noun_category_id", -1)))
         out[uid] = (
             torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
