@@ -43,6 +43,10 @@ class EpochShuffleSampler(Sampler[int]):
 class VidlitDataModule(L.LightningDataModule):
     """Base data module: builds train/eval loaders with reproducible, resumable shuffling.
 
+    A subclass defines ``dataset(split)`` and ``_collate()`` (the batch collate function); the
+    default ``setup`` builds the splits each stage reads (:attr:`STAGE_SPLITS`) and the four
+    ``*_dataloader`` hooks serve them.
+
     Args:
         batch_size: samples per batch.
         num_workers: DataLoader worker processes (0 loads in the main process).
@@ -54,8 +58,15 @@ class VidlitDataModule(L.LightningDataModule):
         self.num_workers = num_workers
 
     def _current_epoch(self) -> int:
+        # EpochShuffleSampler asks for the epoch in this process as an epoch's iteration starts,
+        # before any index reaches a worker: the moment to publish it to a training dataset
+        # whose sampling depends on the epoch (``set_epoch``)
         trainer = getattr(self, "trainer", None)
-        return trainer.current_epoch if trainer is not None else 0
+        epoch = trainer.current_epoch if trainer is not None else 0
+        set_epoch = getattr(getattr(self, "datasets", {}).get("train"), "set_epoch", None)
+        if set_epoch is not None:
+            set_epoch(epoch)
+        return epoch
 
     def _loader(self, dataset: Dataset, collate_fn: Callable, train: bool) -> DataLoader:
         sampler = EpochShuffleSampler(dataset, epoch_fn=self._current_epoch) if train else None
@@ -69,3 +80,38 @@ class VidlitDataModule(L.LightningDataModule):
             persistent_workers=self.num_workers > 0,
             collate_fn=collate_fn,
         )
+
+    #: the splits each Lightning stage reads
+    STAGE_SPLITS: dict[str, tuple[str, ...]] = {
+        "fit": ("train", "val"),
+        "validate": ("val",),
+        "test": ("test",),
+        "predict": ("predict",),
+    }
+
+    def dataset(self, split: str) -> Dataset:
+        raise NotImplementedError(f"{type(self).__name__} does not define dataset(split)")
+
+    def _collate(self) -> Callable:
+        raise NotImplementedError(f"{type(self).__name__} does not define _collate()")
+
+    def setup(self, stage: str) -> None:
+        self.datasets = {split: self.dataset(split) for split in self.STAGE_SPLITS[stage]}
+
+    def _split(self, split: str) -> Dataset:
+        datasets = getattr(self, "datasets", {})
+        if split not in datasets:
+            raise ValueError(f"{type(self).__name__} has no {split!r} split here (built: {sorted(datasets)})")
+        return datasets[split]
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self._split("train"), self._collate(), train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self._split("val"), self._collate(), train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self._split("test"), self._collate(), train=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self._split("predict"), self._collate(), train=False)

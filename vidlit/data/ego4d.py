@@ -11,6 +11,7 @@ stride 16 at 30 fps).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -302,23 +303,8 @@ class Ego4DMomentQueries(VidlitDataModule):
             dataset.paths = [dataset.paths[i] for i in keep]
         return dataset
 
-    def setup(self, stage: str) -> None:
-        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}[
-            stage
-        ]
-        self.datasets = {split: self.dataset(split) for split in splits}
-
-    def train_dataloader(self):
-        return self._loader(self.datasets["train"], collate_temporal_features, train=True)
-
-    def val_dataloader(self):
-        return self._loader(self.datasets["val"], collate_temporal_features, train=False)
-
-    def test_dataloader(self):
-        return self._loader(self.datasets["test"], collate_temporal_features, train=False)
-
-    def predict_dataloader(self):
-        return self._loader(self.datasets["predict"], collate_temporal_features, train=False)
+    def _collate(self) -> Callable:
+        return collate_temporal_features
 
     def write_submission(self, predictions: list[SegmentPrediction], path: str | Path) -> Path:
         """Write ``vidlit predict`` output as an Ego4D MQ challenge submission JSON."""

@@ -19,6 +19,7 @@ coordinates keep their meaning.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -305,23 +306,8 @@ class Ego4DHands(VidlitDataModule):
             self.cache,
         )
 
-    def setup(self, stage: str) -> None:
-        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}[
-            stage
-        ]
-        self.datasets = {split: self.dataset(split) for split in splits}
-
-    def train_dataloader(self):
-        return self._loader(self.datasets["train"], collate_hands, train=True)
-
-    def val_dataloader(self):
-        return self._loader(self.datasets["val"], collate_hands, train=False)
-
-    def test_dataloader(self):
-        return self._loader(self.datasets["test"], collate_hands, train=False)
-
-    def predict_dataloader(self):
-        return self._loader(self.datasets["predict"], collate_hands, train=False)
+    def _collate(self) -> Callable:
+        return collate_hands
 
     def write_submission(self, predictions: list[dict[str, Any]], path: str | Path) -> Path:
         """Write ``vidlit predict`` output as an Ego4D Future Hand Prediction submission JSON."""

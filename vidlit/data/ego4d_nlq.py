@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -349,23 +350,8 @@ class Ego4DNLQ(VidlitDataModule):
             dataset.queries = [q for q in queries if dataset.paths[q.video_uid] is not None]
         return dataset
 
-    def setup(self, stage: str) -> None:
-        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}[
-            stage
-        ]
-        self.datasets = {split: self.dataset(split) for split in splits}
-
-    def train_dataloader(self):
-        return self._loader(self.datasets["train"], collate_nlq, train=True)
-
-    def val_dataloader(self):
-        return self._loader(self.datasets["val"], collate_nlq, train=False)
-
-    def test_dataloader(self):
-        return self._loader(self.datasets["test"], collate_nlq, train=False)
-
-    def predict_dataloader(self):
-        return self._loader(self.datasets["predict"], collate_nlq, train=False)
+    def _collate(self) -> Callable:
+        return collate_nlq
 
     def write_submission(self, predictions: list[dict[str, Any]], path: str | Path) -> Path:
         """Write ``vidlit predict`` output as an Ego4D NLQ challenge submission JSON."""

@@ -18,9 +18,9 @@ decoded from ``clips/<clip_uid>.mp4`` (or from the parent video ``<video_uid>.mp
 
 from __future__ import annotations
 
-import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,12 +185,7 @@ def read_coco_image_ids(path: str | Path) -> dict[str, int]:
         ValueError: invalid JSON or an image without ``id`` / ``file_name``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: COCO annotation file not found")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: line {e.lineno} column {e.colno}: invalid JSON: {e.msg}") from None
+    data = read_json(path, "COCO annotation file")
     return {
         require(image, "file_name", f"images[{i}]", path): int(require(image, "id", f"images[{i}]", path))
         for i, image in enumerate(require(data, "images", "top level", path))
@@ -500,28 +495,8 @@ class Ego4DStateChangeDetection(VidlitDataModule):
             dataset.clips = [c for c in clips if c not in missing]
         return dataset
 
-    def setup(self, stage: str) -> None:
-        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
-        for split in splits[stage]:
-            self.datasets[split] = self.dataset(split)
-
-    def _current_epoch(self) -> int:
-        epoch = super()._current_epoch()
-        if "train" in self.datasets:
-            self.datasets["train"].set_epoch(epoch)
-        return epoch
-
-    def train_dataloader(self):
-        return self._loader(self.datasets["train"], collate_state_change, train=True)
-
-    def val_dataloader(self):
-        return self._loader(self.datasets["val"], collate_state_change, train=False)
-
-    def test_dataloader(self):
-        return self._loader(self.datasets["test"], collate_state_change, train=False)
-
-    def predict_dataloader(self):
-        return self._loader(self.datasets["predict"], collate_state_change, train=False)
+    def _collate(self) -> Callable:
+        return collate_state_change
 
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
         """uint8 ``[b, t, h, w, 3]`` clips to normalized float ``[b, 3, t, h, w]``."""

@@ -22,7 +22,6 @@ entry (possibly empty) for every uid.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import math
 from dataclasses import dataclass, field
@@ -171,12 +170,7 @@ def read_sta_detections(path: str | Path) -> dict[str, tuple[Tensor, Tensor, Ten
         ValueError: invalid JSON or a malformed detection, naming the uid.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: detections file not found")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: line {e.lineno} column {e.colno}: invalid JSON: {e.msg}") from None
+    data = read_json(path, "detections file")
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected an object {{uid: [detections]}}")
     out = {}
@@ -481,26 +475,9 @@ class Ego4DShortTermAnticipation(VidlitDataModule):
             use_clips=self.use_clips, backend=self.backend,
         )  # fmt: skip
 
-    def setup(self, stage: str) -> None:
-        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
-        self.datasets = {split: self.dataset(split) for split in splits[stage]}
-
-    @property
     def _collate(self) -> Any:
         # a partial, not a bound method: DataLoader workers then need not pickle the data module
         return functools.partial(collate_sta, mean=self.mean, std=self.std)
-
-    def train_dataloader(self):
-        return self._loader(self.datasets["train"], self._collate, train=True)
-
-    def val_dataloader(self):
-        return self._loader(self.datasets["val"], self._collate, train=False)
-
-    def test_dataloader(self):
-        return self._loader(self.datasets["test"], self._collate, train=False)
-
-    def predict_dataloader(self):
-        return self._loader(self.datasets["predict"], self._collate, train=False)
 
     def write_submission(self, predictions: list[dict[str, Any]], path: str | Path) -> Path:
         """Write ``vidlit predict`` output as an Ego4D STA challenge submission JSON."""

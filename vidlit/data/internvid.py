@@ -473,13 +473,6 @@ class InternVidDataModule(RawVideoDataModule):
         if trainer is not None and not any(isinstance(c, SkippedVideosReport) for c in trainer.callbacks):
             trainer.callbacks.append(SkippedVideosReport())
 
-    def _current_epoch(self) -> int:
-        epoch = super()._current_epoch()
-        train = self.datasets.get("train")
-        if train is not None:
-            train.set_epoch(epoch)
-        return epoch
-
     def _collate(self) -> Any:
         import functools
 
@@ -498,12 +491,6 @@ class InternVidDataModule(RawVideoDataModule):
             persistent_workers=False,
             collate_fn=self._collate(),
         )
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.datasets["val"], self._collate(), train=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.datasets["test"], self._collate(), train=False)
 
     _skip_unit = "clips"
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -433,20 +434,5 @@ class LLPVideoParsing(VidlitDataModule):
             dataset.videos = [v for i, v in enumerate(videos) if i not in drop]
         return dataset
 
-    def setup(self, stage: str) -> None:
-        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}[
-            stage
-        ]
-        self.datasets = {split: self.dataset(split) for split in splits}
-
-    def train_dataloader(self):
-        return self._loader(self.datasets["train"], collate_llp, train=True)
-
-    def val_dataloader(self):
-        return self._loader(self.datasets["val"], collate_llp, train=False)
-
-    def test_dataloader(self):
-        return self._loader(self.datasets["test"], collate_llp, train=False)
-
-    def predict_dataloader(self):
-        return self._loader(self.datasets["predict"], collate_llp, train=False)
+    def _collate(self) -> Callable:
+        return collate_llp

@@ -826,28 +826,8 @@ class VideoListDataModule(RawVideoDataModule):
         if trainer is not None and not any(isinstance(c, SkippedVideosReport) for c in trainer.callbacks):
             trainer.callbacks.append(SkippedVideosReport())
 
-    def _current_epoch(self) -> int:
-        # EpochShuffleSampler asks for the epoch in this process as an epoch's iteration starts,
-        # before any index reaches a worker: the moment to publish it to the (shared) dataset
-        epoch = super()._current_epoch()
-        if "train" in self.datasets:
-            self.datasets["train"].set_epoch(epoch)
-        return epoch
-
     def _collate(self) -> functools.partial:
         return functools.partial(collate_video_clips, num_frames=self.num_frames, empty_size=self.short_side)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.datasets["train"], self._collate(), train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.datasets["val"], self._collate(), train=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.datasets["test"], self._collate(), train=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.datasets["predict"], self._collate(), train=False)
 
     def write_submission(self, predictions: list[dict[str, Any]], path: str | Path) -> Path:
         """Write ``vidlit predict`` output in the ActivityNet Kinetics challenge layout.
