@@ -52,6 +52,7 @@ from einops import rearrange
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from vidlit.core.progress import progress_bar
 from vidlit.data.features import find_feature_file
 from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoBatchTransform
 from vidlit.data.video import BACKENDS, VideoDecodeError, open_video
@@ -466,9 +467,7 @@ def extract_features(
     loader = DataLoader(dataset, batch_size=None, num_workers=num_workers)
     autocast = {"bf16": torch.bfloat16, "16": torch.float16}.get(precision)
     partial: dict[str, list[Tensor]] = {}
-    bar = _progress(len(todo), progress)
-    with torch.inference_mode(), bar:
-        task = bar.add_task("extracting features", total=len(todo)) if bar else None
+    with progress_bar("extracting features", len(todo), progress) as advance, torch.inference_mode():
         for chunk in loader:
             key = chunk["key"]
             if "error" in chunk:
@@ -479,8 +478,7 @@ def extract_features(
                     )
                 log.warning("skipping unreadable video %s", chunk["error"])
                 summary.failed.append((chunk["path"], chunk["error"]))
-                if bar:
-                    bar.advance(task)
+                advance()
                 continue
             clips = transform(chunk["frames"].to(device))  # b c f s s
             with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
@@ -490,8 +488,7 @@ def extract_features(
                 sequence = torch.cat(partial.pop(key))  # t c
                 save_features_atomic(sequence, out / f"{key}.{file_format}")
                 summary.written.append(key)
-                if bar:
-                    bar.advance(task)
+                advance()
     _write_settings(out, extractor, window, stride, fps)
     return summary
 
@@ -512,31 +509,6 @@ def _write_settings(
             "backbone": type(extractor.backbone).__name__,
         },
         out / "extraction.json",
-    )
-
-
-class _NoProgress:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def __bool__(self) -> bool:
-        return False
-
-
-def _progress(total: int, enabled: bool) -> Any:
-    if not enabled or total == 0:
-        return _NoProgress()
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        transient=False,
     )
 
 

@@ -69,6 +69,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from vidlit.core.io import write_json_atomic
+from vidlit.core.progress import progress_bar
 from vidlit.data.sampling import uniform_segments
 from vidlit.data.shards import encode_mp4, write_shards
 from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoBatchTransform
@@ -469,9 +470,7 @@ def curate(
         manifest.save()
         pending.clear()
 
-    bar = _progress(progress)
-    with bar, torch.inference_mode():
-        task = bar.add_task("curating", total=len(videos)) if bar else None
+    with progress_bar("curating", len(videos), progress) as advance, torch.inference_mode():
         for video in videos:
             if manifest.done(video.name):
                 summary.resumed += 1
@@ -506,8 +505,7 @@ def curate(
                     pending.append((video, record, kept))
                     if sum(len(k) for _, _, k in pending) >= samples_per_shard:
                         flush()
-            if bar:
-                bar.advance(task)
+            advance()
     flush()
     summary.jsonl = _merge_jsonl(out, manifest.shards, jsonl_name)
     return summary
@@ -599,27 +597,6 @@ def _merge_jsonl(out: Path, shards: list[str], name: str) -> Path:
     path = out / name
     _write_text_atomic(path, "".join(parts))
     return path
-
-
-class _NoProgress:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def __bool__(self) -> bool:
-        return False
-
-
-def _progress(enabled: bool) -> Any:
-    if not enabled:
-        return _NoProgress()
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()
-    )
 
 
 # -- command line ---------------------------------------------------------------------------------
