@@ -323,8 +323,7 @@ class MusicDanceDataModule(VidlitDataModule):
         """
         if music_id not in self._music_cache:
             path = self.root / self.music_dir / f"{music_id}.wav"
-            if not path.is_file():
-                raise FileNotFoundError(f"{path}: music file of {music_id} not found")
+            # a missing file raises VideoNotFoundError (a VideoDecodeError): skipped unless strict
             waveform = read_audio(path, sample_rate=SAMPLE_RATE, mono=True)[0][0]
             self._music_cache[music_id] = (
                 waveform.shape[0] / SAMPLE_RATE,
