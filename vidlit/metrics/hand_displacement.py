@@ -119,7 +119,7 @@ class HandDisplacement(Metric):
         names = [
             f"{kind}{suffix}" for kind in ("mean_disp", "contact_disp") for suffix in ("", "_left", "_right")
         ]
-        if not self.sample_key:
+        if isinstance(self.sample_key, list) and not self.sample_key:
             rank_zero_warn("HandDisplacement.compute() called without any sample; returning NaN")
             nan = torch.tensor(float("nan"), device=self.device)
             return dict.fromkeys(names, nan)

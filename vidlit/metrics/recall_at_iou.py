@@ -148,7 +148,7 @@ class RecallAtIoU(Metric):
 
     def compute(self) -> dict[str, Tensor]:
         """``{"R{k}@{t}": recall, ..., "mIoU": mean top-1 IoU}``, as fractions in ``[0, 1]``."""
-        if not self.query_key:
+        if isinstance(self.query_key, list) and not self.query_key:
             rank_zero_warn("RecallAtIoU.compute() called without any query; returning zeros")
             zero = torch.tensor(0.0, device=self.device)
             return {**dict.fromkeys(self.keys, zero), "mIoU": zero}

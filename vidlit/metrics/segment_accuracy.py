@@ -108,7 +108,7 @@ class SegmentAccuracy(Metric):
 
     def compute(self) -> torch.Tensor:
         """Correct segments / all segments, each video counted once; 0 before any update."""
-        if not self.video_keys:
+        if isinstance(self.video_keys, list) and not self.video_keys:
             return torch.tensor(0.0, device=self.device)
         keys = dim_zero_cat(self.video_keys)
         correct, total = dim_zero_cat(self.correct), dim_zero_cat(self.total)
