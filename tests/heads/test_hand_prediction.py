@@ -38,7 +38,8 @@ def test_loss_masks_missing_hands(batch):
     shifted[0, :, 1] += 1000
     assert head.loss(shifted, batch)["loss"].item() == pytest.approx(loss.item(), rel=1e-5)
     loss.backward()
-    assert head.queries.grad is not None
+    # the output layer starts at zero, so only it gets a gradient at the first step
+    assert head.out.weight.grad.abs().sum() > 0
 
 
 def test_predict_format(batch):

@@ -260,12 +260,13 @@ def test_forward_loss_backward_predict(name):
     assert loss.ndim == 0 and torch.isfinite(loss)
     loss.backward()
     grads = [p.grad for p in head.parameters() if p.requires_grad]
-    assert any(g is not None and g.abs().sum() > 0 for g in grads)
+    assert all(g is not None for g in grads)  # zero-initialized output layers may give zeros
+    assert any(g.abs().sum() > 0 for g in grads)
     assert all(g is None or torch.isfinite(g).all() for g in grads)
     head.eval()
     with torch.no_grad():
         predictions = head.predict(head(features, batch), batch)
-    assert isinstance(predictions, list) and predictions
+    assert isinstance(predictions, list) and len(predictions) == len(batch["video_ids"])
     assert isinstance(head.metrics(), MetricCollection)
 
 

@@ -366,7 +366,7 @@ class StateChangeDETRHead(TaskHead):
         parts = self._set_loss(outputs, labels, boxes, num_boxes)
         total = sum(self.loss_weights[k] * v for k, v in parts.items())
         if self.aux_loss:
-            for aux in [*outputs["aux"], *([outputs["enc"]] if "enc" in outputs else [])]:
+            for aux in [*outputs["aux"], outputs["enc"]]:
                 aux_parts = self._set_loss(aux, labels, boxes, num_boxes)
                 total = total + sum(self.loss_weights[k] * v for k, v in aux_parts.items())
         return {"loss": total, **parts}

@@ -32,6 +32,8 @@ from einops import rearrange
 from timm.layers import DropPath
 from torch import Tensor, nn
 
+from vidlit.layers.pos_embed import sincos_table
+
 # queries per chunk of local attention: cost per query is CHUNK + window - 1 keys
 CHUNK = 64
 
@@ -307,14 +309,6 @@ class LocalTransformerBlock(nn.Module):
         return x, out_mask
 
 
-def sinusoid_encoding(length: int, dim: int) -> Tensor:
-    """``[length, dim]`` sinusoidal position encoding (Vaswani et al.), sin on even, cos on odd channels."""
-    position = torch.arange(length, dtype=torch.float64)[:, None]
-    freq = torch.pow(10000.0, -2 * (torch.arange(dim) // 2).double() / dim)
-    angle = position * freq
-    return torch.where(torch.arange(dim) % 2 == 0, angle.sin(), angle.cos()).float()
-
-
 class TemporalPyramid(nn.Module):
     """ActionFormer's encoder: conv embedding, a full-resolution stem and a downsampling branch.
 
@@ -386,7 +380,7 @@ class TemporalPyramid(nn.Module):
         )
         if abs_pos_embed:
             self.register_buffer(
-                "pos_embed", sinusoid_encoding(max_seq_len, dim) / math.sqrt(dim), persistent=False
+                "pos_embed", sincos_table(max_seq_len, dim)[0] / math.sqrt(dim), persistent=False
             )
         else:
             self.pos_embed = None
