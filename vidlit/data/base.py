@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterator, Sized
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
+
+log = logging.getLogger(__name__)
+
+
+def missing_files(message: str, strict: bool, skipping: str = "skipping them") -> None:
+    """Raise or warn about input files that are not there, before any training step.
+
+    Args:
+        message: what is missing, naming the folder or list file and a first example.
+        strict: raise :class:`FileNotFoundError` with ``message``; when False, log a warning
+            and let the caller drop the items.
+        skipping: what the caller does with them, said in the warning.
+    """
+    if strict:
+        raise FileNotFoundError(message)
+    log.warning("%s; %s (strict=False)", message, skipping)
 
 
 class EpochShuffleSampler(Sampler[int]):
