@@ -73,5 +73,5 @@ def test_bad_shapes_name_the_sample():
         ValueError, match=r"preds\[0\] \(video_id 'a'\)\['hands'\] must have shape \[5, 2, 2\]"
     ):
         metric.update([{"video_id": "a", "hands": torch.zeros(7)}], [_target("a", torch.zeros(5, 2, 2))])
-    with pytest.raises(ValueError, match="is for 'b' but targets"):
+    with pytest.raises(ValueError, match="is for sample 'b' but targets"):
         metric.update([{"video_id": "b", "hands": torch.zeros(20)}], [_target("a", torch.zeros(5, 2, 2))])

@@ -1,5 +1,6 @@
 """Retrieval Recall@K / median rank, worked examples in the CLIP4Clip / ViCLIP protocol."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -55,3 +56,125 @@ def test_random_embeddings_are_near_chance():
     out = metric.compute()
     assert set(out) == {f"{d}/{k}" for d in ("m2d", "d2m") for k in ("R@1", "R@10", "MdR", "MnR")}
     assert out["m2d/R@1"] < 0.05 and 60 < out["m2d/MdR"] < 140
+
+
+# Hand-made caption x video similarities: videos x (2 captions), y (3 captions), z (1 caption).
+#                           x     y     z
+_SIMILARITY = [[0.90, 0.20, 0.55],  # x1
+               [0.30, 0.80, 0.00],  # x2
+               [0.70, 0.60, 0.60],  # y1
+               [0.50, 0.40, 0.70],  # y2
+               [0.10, 0.30, 0.00],  # y3
+               [0.20, 0.10, 0.50]]  # z1  # fmt: skip
+_OWNERS = ["x", "x", "y", "y", "y", "z"]
+
+
+def _hand_made(v2t):
+    """RetrievalRecall on _SIMILARITY: caption rows against one-hot video embeddings, dot product."""
+    metric = RetrievalRecall(ks=(1, 2), normalize=False, v2t=v2t)
+    captions = torch.tensor(_SIMILARITY)
+    videos = torch.eye(3)[[{"x": 0, "y": 1, "z": 2}[v] for v in _OWNERS]]
+    metric.update(captions[:4], videos[:4], _OWNERS[:4])
+    metric.update(captions[4:], videos[4:], _OWNERS[4:])
+    return metric.compute()
+
+
+def test_v2t_all_captions_worked_example():
+    """ALBEF / BLIP itm_eval: a video's gallery is every caption; its rank is its best caption's."""
+    out = _hand_made("all_captions")
+    # x: its x1 (0.9) is the top caption -> 1; y: best y1 0.6, x2 0.8 above -> 2;
+    # z: z1 0.5, with x1 0.55, y1 0.6, y2 0.7 above -> 4
+    assert out["v2t/R@1"] == pytest.approx(1 / 3) and out["v2t/R@2"] == pytest.approx(2 / 3)
+    assert out["v2t/MdR"] == 2 and out["v2t/MnR"] == pytest.approx(7 / 3)
+    # t2v is the same in both conventions: x1 1, x2 2, y1 3 (x 0.7 above, z's 0.6 tie counts
+    # against), y2 3, y3 1, z1 1
+    assert out["t2v/R@1"] == 0.5 and out["t2v/MdR"] == 1.5 and out["t2v/MnR"] == pytest.approx(11 / 6)
+
+
+def test_v2t_per_video_max_worked_example():
+    """CLIP4Clip multi-sentence: each video's captions are one gallery item scored by their max."""
+    out = _hand_made("per_video_max")
+    # video z against the caption sets: x max(0.55, 0.0) = 0.55, y max(0.6, 0.7, 0.0) = 0.7, z 0.5
+    # -> rank 3 (two sets above, not four captions); x -> 1, y: x's set 0.8 > y's 0.6 -> 2
+    assert out["v2t/R@1"] == pytest.approx(1 / 3) and out["v2t/R@2"] == pytest.approx(2 / 3)
+    assert out["v2t/MdR"] == 2 and out["v2t/MnR"] == 2
+    assert out["t2v/MnR"] == pytest.approx(11 / 6)  # t2v unchanged
+
+
+def _clip4clip_v2t(sim, owners):
+    """CLIP4Clip's multi-sentence v2t (main_task_retrieval.py + metrics.py), ported.
+
+    ``sim`` is [captions, videos] with captions grouped by video in video order.
+    """
+    cut = np.cumsum(np.bincount(owners))
+    max_len = int(np.bincount(owners).max())
+    groups, start = [], 0
+    for end in cut:
+        pad = np.full((max_len - end + start, sim.shape[1]), -np.inf)
+        groups.append(np.concatenate((sim[start:end], pad), axis=0))
+        start = end
+    sim_tensor = torch.tensor(np.stack(groups))  # [videos, max captions, videos]
+    values, _ = torch.max(sim_tensor, dim=1, keepdim=True)  # tensor_video_to_text_sim
+    x = torch.squeeze(values).T.numpy()
+    sx = np.sort(-x, axis=1)  # compute_metrics
+    d = np.diag(-x)[:, np.newaxis]
+    ind = np.where(sx - d == 0)[1]
+    return {"R@1": np.mean(ind == 0), "R@5": np.mean(ind < 5), "R@10": np.mean(ind < 10),
+            "MdR": np.median(ind) + 1, "MnR": np.mean(ind) + 1}  # fmt: skip
+
+
+def _albef_i2t(scores_i2t, img2txt):
+    """ALBEF's itm_eval, image -> text part, ported (R@K as fractions)."""
+    ranks = np.zeros(scores_i2t.shape[0])
+    for index, score in enumerate(scores_i2t):
+        inds = np.argsort(score)[::-1]
+        rank = 1e20
+        for i in img2txt[index]:
+            tmp = np.where(inds == i)[0][0]
+            if tmp < rank:
+                rank = tmp
+        ranks[index] = rank
+    return {f"R@{k}": len(np.where(ranks < k)[0]) / len(ranks) for k in (1, 5, 10)}
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_v2t_conventions_match_clip4clip_and_albef(seed):
+    rng = np.random.default_rng(seed)
+    owners = np.sort(rng.integers(0, 30, 90))
+    owners = np.unique(owners, return_inverse=True)[1]  # every video has a caption, 1 to ~8 each
+    num_videos = owners.max() + 1
+    sim = rng.normal(size=(len(owners), num_videos)) + 1.5 * np.eye(num_videos)[owners]
+    ids = [f"v{o}" for o in owners]
+    captions, videos = torch.tensor(sim), torch.eye(num_videos, dtype=torch.float64)[owners]
+    out = {}
+    for v2t in ("all_captions", "per_video_max"):
+        metric = RetrievalRecall(normalize=False, v2t=v2t)
+        metric.update(captions.float(), videos.float(), ids)
+        out[v2t] = metric.compute()
+    expected = _clip4clip_v2t(sim.astype(np.float32), owners)
+    assert {k: out["per_video_max"][f"v2t/{k}"] for k in expected} == pytest.approx(expected)
+    img2txt = [np.nonzero(owners == v)[0] for v in range(num_videos)]
+    expected = _albef_i2t(sim.astype(np.float32).T, img2txt)
+    assert {k: out["all_captions"][f"v2t/{k}"] for k in expected} == pytest.approx(expected)
+    assert out["per_video_max"]["v2t/MnR"] < out["all_captions"]["v2t/MnR"]  # the data tells them apart
+
+
+def test_ids_that_agree_in_float64_stay_apart():
+    # two videos whose 64-bit ids differ only below float64's 53-bit mantissa, with the same caption
+    # embedding: not duplicates of each other (the dedup once compared ids as float64)
+    ids = torch.tensor([2**60, 2**60 + 1])
+    texts = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    videos = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    metric = RetrievalRecall(ks=(1,))
+    metric.update(texts, videos, ids)
+    out = metric.compute()
+    # two queries and two videos (not one of each): the second caption's video ranks 2nd
+    assert out["t2v/R@1"] == 0.5 and out["t2v/MnR"] == 1.5
+    assert out["v2t/MnR"] == 2.0  # both videos tie their own caption with the other one
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="v2t must be one of"):
+        RetrievalRecall(v2t="clip4clip")
+    with pytest.raises(RuntimeError, match="before any update"):
+        RetrievalRecall().compute()

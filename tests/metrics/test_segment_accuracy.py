@@ -58,7 +58,7 @@ def test_errors_name_the_video():
         metric.update([_item("a", [29])], [_item("a", [1])])
     with pytest.raises(ValueError, match="int"):
         metric.update([{"video_id": "a", "labels": torch.rand(3)}], [_item("a", [1, 1, 1])])
-    with pytest.raises(ValueError, match="'video_id' and 'labels'"):
+    with pytest.raises(ValueError, match=r"preds\[0\] misses key\(s\) \['labels'\]"):
         metric.update([{"video_id": "a"}], [_item("a", [1])])
     with pytest.raises(ValueError, match="num_classes"):
         SegmentAccuracy(num_classes=1)

@@ -187,7 +187,7 @@ def test_no_ground_truth_warns_and_scores_zero():
 
 def test_bad_input_names_the_frame():
     metric = ShortTermAnticipationMAP()
-    with pytest.raises(ValueError, match="preds\\[0\\] is frame 'a' but targets\\[0\\] is 'b'"):
+    with pytest.raises(ValueError, match="preds\\[0\\] is for frame 'a' but targets\\[0\\] for 'b'"):
         metric.update([pred("a", [])], [gt("b", [])])
     bad = pred("a", [(BOX, 0, 0, 1.0, 0.9)])
     bad["scores"] = torch.tensor([0.9, 0.8])

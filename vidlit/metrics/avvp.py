@@ -14,9 +14,11 @@ from typing import Any
 import torch
 from torch import Tensor
 from torchmetrics import Metric
-from torchmetrics.utilities import dim_zero_cat, rank_zero_warn
+from torchmetrics.utilities import rank_zero_warn
 
-from vidlit.core.ids import stable_id
+from vidlit.core.ids import stable_ids
+from vidlit.metrics._inputs import check_lengths, check_pair
+from vidlit.metrics._state import cat_state, first_occurrence
 
 # the order of the per-video score vector; "event_av" is the official "F" (Event@AV)
 _PER_VIDEO = (
@@ -222,23 +224,15 @@ class AVVPMetrics(Metric):
         return audio, visual
 
     def _check(self, i: int, pred: Any, target: Any) -> str:
-        for kind, item, needed in (
-            ("preds", pred, ("video_id", "video_prob", "audio_prob", "visual_prob")),
-            ("targets", target, ("video_id", "audio", "visual")),
-        ):
-            if not isinstance(item, dict):
-                raise ValueError(f"{kind}[{i}] must be a dict, got {type(item).__name__}")
-            missing = [k for k in needed if k not in item]
-            if missing:
-                raise ValueError(
-                    f"{kind}[{i}] misses key(s) {missing} (AVVPMetrics needs segment-level ground "
-                    "truth: evaluate on a split with AVVP_eval_audio/visual.csv annotations)"
-                )
-        video_id = pred["video_id"]
-        if target["video_id"] != video_id:
-            raise ValueError(
-                f"preds[{i}] is for video {video_id!r} but targets[{i}] for {target['video_id']!r}"
-            )
+        video_id = check_pair(
+            i,
+            pred,
+            target,
+            ("video_prob", "audio_prob", "visual_prob"),
+            ("audio", "visual"),
+            hint=" (AVVPMetrics needs segment-level ground truth: evaluate on a split with "
+            "AVVP_eval_audio/visual.csv annotations)",
+        )
         k = self.num_classes
         shape = torch.as_tensor(pred["audio_prob"]).shape
         if len(shape) != 2 or shape[1] != k:
@@ -265,8 +259,7 @@ class AVVPMetrics(Metric):
         Raises:
             ValueError: different lengths, missing keys, mismatched ``video_id``s or shapes.
         """
-        if len(preds) != len(targets):
-            raise ValueError(f"got {len(preds)} predictions but {len(targets)} targets")
+        check_lengths(preds, targets)
         if not preds:
             return
         keys, scores = [], []
@@ -274,25 +267,21 @@ class AVVPMetrics(Metric):
             video_id = self._check(i, pred, target)
             audio, visual = self.binarize(pred)
             gt_audio, gt_visual = (torch.as_tensor(target[m]) > 0 for m in ("audio", "visual"))
-            keys.append(stable_id(str(video_id)))
+            keys.append(video_id)
             scores.append(avvp_video_scores(audio, visual, gt_audio, gt_visual))
-        self.video_keys.append(torch.tensor(keys, dtype=torch.long, device=self.device))
+        self.video_keys.append(stable_ids(keys, device=self.device))
         self.scores.append(torch.stack(scores).to(self.device))
 
     def compute(self) -> dict[str, float]:
         """Mean per-video F-scores (fractions), Type@AV and Event@AV, segment and event level."""
         levels = ("segment", "event")
         names = [f"{lvl}_{n}" for lvl in levels for n in ("type_av", "event_av", "audio", "visual", "av")]
-        empty = isinstance(self.video_keys, list) and not self.video_keys
-        keys = torch.zeros(0) if empty else dim_zero_cat(self.video_keys)
+        keys = cat_state(self.video_keys, dtype=torch.long)
         if keys.numel() == 0:
             rank_zero_warn("AVVPMetrics.compute() before any update: returning 0 F-scores")
             return dict.fromkeys(names, 0.0)
-        scores = dim_zero_cat(self.scores)
-        # one row per video: the first occurrence of each key
-        _, inverse = torch.unique(keys, return_inverse=True)
-        first = torch.full((int(inverse.max()) + 1,), len(keys), dtype=torch.long, device=keys.device)
-        first = first.scatter_reduce(0, inverse, torch.arange(len(keys), device=keys.device), "amin")
+        scores = cat_state(self.scores)
+        first = first_occurrence(keys)  # one row per video
         mean = dict(zip(_PER_VIDEO, scores[first].mean(0).tolist()))
         out = {}
         for level in levels:

@@ -7,9 +7,11 @@ from typing import Any
 
 import torch
 from torchmetrics import Metric
-from torchmetrics.utilities import dim_zero_cat, rank_zero_warn
+from torchmetrics.utilities import rank_zero_warn
 
-from vidlit.core.ids import stable_id
+from vidlit.core.ids import stable_ids
+from vidlit.metrics._inputs import check_lengths, check_pair
+from vidlit.metrics._state import cat_state, first_occurrence
 
 
 class TopKAccuracy(Metric):
@@ -79,28 +81,12 @@ class TopKAccuracy(Metric):
             ValueError: different lengths, mismatched ``video_id``s, missing keys, scores that
                 are not ``[num_classes]``, or labels outside ``[0, num_classes)``.
         """
-        if len(preds) != len(targets):
-            raise ValueError(f"got {len(preds)} predictions but {len(targets)} targets")
+        check_lengths(preds, targets)
         if not preds:
             return
         keys, scores, labels = [], [], []
         for i, (pred, target) in enumerate(zip(preds, targets)):
-            for kind, item, needed in (
-                ("preds", pred, ("video_id", "scores")),
-                ("targets", target, ("video_id", "label")),
-            ):
-                if not isinstance(item, dict):
-                    raise ValueError(f"{kind}[{i}] must be a dict, got {type(item).__name__}")
-                missing = [k for k in needed if k not in item]
-                if missing:
-                    raise ValueError(f"{kind}[{i}] misses key(s) {missing}")
-            video_id = pred["video_id"]
-            if not isinstance(video_id, str):
-                raise ValueError(f"preds[{i}]['video_id'] must be a str, got {type(video_id).__name__}")
-            if target["video_id"] != video_id:
-                raise ValueError(
-                    f"preds[{i}] is for video {video_id!r} but targets[{i}] for {target['video_id']!r}"
-                )
+            video_id = check_pair(i, pred, target, ("scores",), ("label",), require_str=True)
             score = torch.as_tensor(pred["scores"])
             if score.shape != (self.num_classes,):
                 raise ValueError(
@@ -113,10 +99,10 @@ class TopKAccuracy(Metric):
                     f"targets[{i}] (video_id {video_id!r})['label'] must lie in [0, {self.num_classes}), "
                     f"got {label}"
                 )
-            keys.append(stable_id(video_id))
+            keys.append(video_id)
             scores.append(score)
             labels.append(label)
-        self.video_keys.append(torch.tensor(keys, dtype=torch.long, device=self.device))
+        self.video_keys.append(stable_ids(keys, device=self.device))
         self.scores.append(torch.stack(scores).to(device=self.device, dtype=torch.float64))
         self.labels.append(torch.tensor(labels, dtype=torch.long, device=self.device))
 
@@ -127,20 +113,17 @@ class TopKAccuracy(Metric):
             ValueError: two views of one video with different labels.
         """
         names = [f"top{k}" for k in self.top_k]
-        empty = isinstance(self.video_keys, list) and not self.video_keys
-        keys = torch.zeros(0) if empty else dim_zero_cat(self.video_keys)
+        keys = cat_state(self.video_keys, dtype=torch.long)
         if keys.numel() == 0:
             rank_zero_warn("TopKAccuracy.compute() before any update: returning 0 accuracies")
             return dict.fromkeys(names, 0.0)
-        scores, labels = dim_zero_cat(self.scores), dim_zero_cat(self.labels)
-        videos, view_to_video = torch.unique(keys, return_inverse=True)
-        n = len(videos)
+        scores, labels = cat_state(self.scores), cat_state(self.labels)
+        first, view_to_video = first_occurrence(keys, return_inverse=True)
+        n = len(first)
         summed = torch.zeros(n, self.num_classes, dtype=scores.dtype, device=scores.device)
         summed.index_add_(0, view_to_video, scores)
         mean = summed / torch.bincount(view_to_video, minlength=n)[:, None]
-        video_label = torch.empty(n, dtype=torch.long, device=labels.device).scatter_(
-            0, view_to_video, labels
-        )
+        video_label = labels[first]
         if (video_label[view_to_video] != labels).any():
             raise ValueError(
                 "views of one video_id have different target labels (a video listed twice with two labels?)"

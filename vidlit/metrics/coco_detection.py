@@ -4,22 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import io
-import itertools
 from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import Tensor
 from torchmetrics import Metric
-from torchmetrics.utilities import dim_zero_cat, rank_zero_warn
+from torchmetrics.utilities import rank_zero_warn
 
-from vidlit.core.ids import stable_id
-
-# An image occurrence's tag is (rank << _COUNTER_BITS) | a process-wide counter: unique across the
-# ranks of a process group and across the metric instances of one process (``merge_state``).
-_COUNTER_BITS = 47
-_occurrences = itertools.count()
+from vidlit.core.ids import stable_ids
+from vidlit.metrics._inputs import check_lengths, check_pair
+from vidlit.metrics._state import cat_state, first_occurrence, occurrence_tags, rows_tags
 
 
 class COCODetectionAP(Metric):
@@ -90,18 +85,10 @@ class COCODetectionAP(Metric):
         self.add_state("gt_boxes", default=[], dist_reduce_fx="cat")
         self.add_state("gt_labels", default=[], dist_reduce_fx="cat")
 
-    def _check(self, item: Any, i: int, kind: str, with_scores: bool) -> tuple[str, Tensor, Tensor, Tensor]:
-        where = f"{kind}[{i}]"
-        if not isinstance(item, dict):
-            raise ValueError(f"{where} must be a dict, got {type(item).__name__}")
-        keys = ("image_id", "boxes", "scores") if with_scores else ("image_id", "boxes")
-        missing = [k for k in keys if k not in item]
-        if missing:
-            raise ValueError(f"{where} misses key(s) {missing}")
-        image_id = item["image_id"]
-        if not isinstance(image_id, str):
-            raise ValueError(f"{where}['image_id'] must be a str, got {type(image_id).__name__}")
-        where = f"{where} (image_id {image_id!r})"
+    def _check(
+        self, item: dict[str, Any], i: int, kind: str, with_scores: bool
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        where = f"{kind}[{i}] (image_id {item['image_id']!r})"
         boxes = torch.as_tensor(item["boxes"]).detach()
         if boxes.ndim != 2 or boxes.shape[1] != 4:
             raise ValueError(
@@ -125,7 +112,7 @@ class COCODetectionAP(Metric):
                 raise ValueError(
                     f"{where}['scores'] must be {n} finite values like boxes, got {list(scores.shape)}"
                 )
-        return image_id, boxes, labels, scores
+        return boxes, labels, scores
 
     def update(self, preds: Sequence[dict[str, Any]], targets: Sequence[dict[str, Any]]) -> None:
         """Collect one batch.
@@ -141,31 +128,34 @@ class COCODetectionAP(Metric):
         Raises:
             ValueError: naming the sample and key, for a malformed entry or mismatched ids.
         """
-        if len(preds) != len(targets):
-            raise ValueError(f"got {len(preds)} predictions but {len(targets)} targets")
-        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+        check_lengths(preds, targets)
+        if not preds:
+            return
+        ids, p_boxes, p_labels, p_scores, t_boxes, t_labels = [], [], [], [], [], []
         for i, (pred, target) in enumerate(zip(preds, targets)):
-            pid, p_boxes, p_labels, p_scores = self._check(pred, i, "preds", with_scores=True)
-            tid, t_boxes, t_labels, _ = self._check(target, i, "targets", with_scores=False)
-            if pid != tid:
-                raise ValueError(f"preds[{i}] is image {pid!r} but targets[{i}] is image {tid!r}")
-            tag = (rank << _COUNTER_BITS) | next(_occurrences)
-            device = self.device
-            self.image_key.append(torch.tensor([stable_id(pid)], dtype=torch.long, device=device))
-            self.image_tag.append(torch.tensor([tag], dtype=torch.long, device=device))
-            self.pred_tag.append(torch.full((len(p_boxes),), tag, dtype=torch.long, device=device))
-            self.pred_boxes.append(p_boxes.to(device, torch.float64))
-            self.pred_scores.append(p_scores.to(device, torch.float64))
-            self.pred_labels.append(p_labels.to(device, torch.long))
-            self.gt_tag.append(torch.full((len(t_boxes),), tag, dtype=torch.long, device=device))
-            self.gt_boxes.append(t_boxes.to(device, torch.float64))
-            self.gt_labels.append(t_labels.to(device, torch.long))
+            image_id = check_pair(i, pred, target, ("boxes", "scores"), ("boxes",), "image", "image_id", True)
+            ids.append(image_id)
+            boxes, labels, scores = self._check(pred, i, "preds", with_scores=True)
+            p_boxes.append(boxes)
+            p_labels.append(labels)
+            p_scores.append(scores)
+            boxes, labels, _ = self._check(target, i, "targets", with_scores=False)
+            t_boxes.append(boxes)
+            t_labels.append(labels)
+        device = self.device
+        tags = occurrence_tags(len(ids), device=device)
+        self.image_key.append(stable_ids(ids, device=device))
+        self.image_tag.append(tags)
+        self.pred_tag.append(rows_tags(tags, p_boxes))
+        self.pred_boxes.append(torch.cat(p_boxes).to(device, torch.float64))
+        self.pred_scores.append(torch.cat(p_scores).to(device, torch.float64))
+        self.pred_labels.append(torch.cat(p_labels).to(device, torch.long))
+        self.gt_tag.append(rows_tags(tags, t_boxes))
+        self.gt_boxes.append(torch.cat(t_boxes).to(device, torch.float64))
+        self.gt_labels.append(torch.cat(t_labels).to(device, torch.long))
 
     def _state(self, name: str, tail: tuple[int, ...], dtype: torch.dtype) -> Tensor:
-        value = getattr(self, name)
-        if isinstance(value, list):
-            return dim_zero_cat(value).cpu() if value else torch.zeros((0, *tail), dtype=dtype)
-        return value.cpu()
+        return cat_state(getattr(self, name), tail, dtype).cpu()
 
     def coco_objects(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """The collected data as a COCO ground-truth dataset and a COCO result list.
@@ -178,10 +168,8 @@ class COCODetectionAP(Metric):
         keys = self._state("image_key", (), torch.long)
         tags = self._state("image_tag", (), torch.long)
         # one occurrence per image: the smallest tag (lowest rank, then earliest update)
-        first: dict[int, int] = {}
-        for key, tag in sorted(zip(keys.tolist(), tags.tolist()), key=lambda kt: kt[1]):
-            first.setdefault(key, tag)
-        image_of_tag = {tag: number for number, tag in enumerate(sorted(first.values()), 1)}
+        kept = tags[first_occurrence(keys, order=tags)].tolist()
+        image_of_tag = {tag: number for number, tag in enumerate(kept, 1)}
         images = [{"id": number} for number in sorted(image_of_tag.values())]
         categories = [{"id": c + 1, "name": str(c)} for c in range(self.num_classes)]
         annotations = []

@@ -8,9 +8,11 @@ from typing import Any
 import torch
 from torch import Tensor
 from torchmetrics import Metric
-from torchmetrics.utilities import dim_zero_cat, rank_zero_warn
+from torchmetrics.utilities import rank_zero_warn
 
-from vidlit.core.ids import stable_id
+from vidlit.core.ids import stable_ids
+from vidlit.metrics._inputs import check_lengths, check_pair
+from vidlit.metrics._state import cat_state, first_occurrence
 
 
 def pr_auc(labels: Tensor, scores: Tensor) -> float:
@@ -124,24 +126,10 @@ class FrameLevelAP(Metric):
             ValueError: different lengths, mismatched ``video_id``s, missing keys, scores that are
                 not 1-D, or ``frame_labels`` that do not have ``clip_len`` frames per snippet.
         """
-        if len(preds) != len(targets):
-            raise ValueError(f"got {len(preds)} predictions but {len(targets)} targets")
+        check_lengths(preds, targets)
         keys, lengths, scores, labels = [], [], [], []
         for i, (pred, target) in enumerate(zip(preds, targets)):
-            for kind, item, needed in (
-                ("preds", pred, ("video_id", "scores")),
-                ("targets", target, ("video_id", "frame_labels")),
-            ):
-                if not isinstance(item, dict):
-                    raise ValueError(f"{kind}[{i}] must be a dict, got {type(item).__name__}")
-                missing = [k for k in needed if k not in item]
-                if missing:
-                    raise ValueError(f"{kind}[{i}] misses key(s) {missing}")
-            video_id = pred["video_id"]
-            if target["video_id"] != video_id:
-                raise ValueError(
-                    f"preds[{i}] is for video {video_id!r} but targets[{i}] for {target['video_id']!r}"
-                )
+            video_id = check_pair(i, pred, target, ("scores",), ("frame_labels",))
             score = torch.as_tensor(pred["scores"]).detach()
             label = torch.as_tensor(target["frame_labels"]).detach().flatten()
             if score.ndim != 1 or score.numel() == 0:
@@ -155,13 +143,13 @@ class FrameLevelAP(Metric):
                     f"{score.numel()} snippets; expected {score.numel()} * {self.clip_len} = "
                     f"{score.numel() * self.clip_len}"
                 )
-            keys.append(stable_id(video_id))
+            keys.append(video_id)
             lengths.append(score.numel())
             scores.append(score.double())
             labels.append(label.bool())
         if not keys:
             return
-        self.video_keys.append(torch.tensor(keys, dtype=torch.long, device=self.device))
+        self.video_keys.append(stable_ids(keys, device=self.device))
         self.lengths.append(torch.tensor(lengths, dtype=torch.long, device=self.device))
         self.scores.append(torch.cat(scores).to(self.device))
         self.labels.append(torch.cat(labels).to(self.device))
@@ -172,27 +160,29 @@ class FrameLevelAP(Metric):
         Raises:
             ValueError: two predictions of one video with different lengths or labels.
         """
-        if isinstance(self.video_keys, list) and not self.video_keys:
+        keys = cat_state(self.video_keys, dtype=torch.long).cpu()
+        if keys.numel() == 0:
             rank_zero_warn("FrameLevelAP.compute() before any update: returning AP 0")
             return {"AP": 0.0}
-        keys, lengths = dim_zero_cat(self.video_keys).cpu(), dim_zero_cat(self.lengths).cpu()
-        scores, labels = dim_zero_cat(self.scores).cpu(), dim_zero_cat(self.labels).cpu()
+        lengths = cat_state(self.lengths).cpu()
+        scores, labels = cat_state(self.scores).cpu(), cat_state(self.labels).cpu()
         score_parts = torch.split(scores, lengths.tolist())
         label_parts = torch.split(labels, (lengths * self.clip_len).tolist())
-        by_video: dict[int, list[int]] = {}
-        for index, key in enumerate(keys.tolist()):
-            by_video.setdefault(key, []).append(index)
+        # videos in first-seen order, each with the predictions (crops, padded copies) made for it
+        _, video = first_occurrence(keys, return_inverse=True)
+        by_video = torch.split(torch.argsort(video, stable=True), torch.bincount(video).tolist())
         video_scores, video_labels = [], []
-        for key, indices in by_video.items():
-            first = indices[0]
-            for other in indices[1:]:
+        for indices in by_video:
+            first, *others = indices.tolist()
+            for other in others:
                 if lengths[other] != lengths[first] or not torch.equal(
                     label_parts[other], label_parts[first]
                 ):
                     raise ValueError(
-                        f"two predictions of one video (id hash {key}) disagree in length or frame labels"
+                        f"two predictions of one video (id hash {int(keys[first])}) disagree in length or "
+                        "frame labels"
                     )
-            mean = torch.stack([score_parts[i] for i in indices]).mean(0)
+            mean = torch.stack([score_parts[i] for i in (first, *others)]).mean(0)
             video_scores.append(repeat_to_frames(mean, self.clip_len))
             video_labels.append(label_parts[first])
         return {"AP": pr_auc(torch.cat(video_labels), torch.cat(video_scores))}

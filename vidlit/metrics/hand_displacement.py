@@ -7,9 +7,11 @@ from typing import Any
 import torch
 from torch import Tensor
 from torchmetrics import Metric
-from torchmetrics.utilities import dim_zero_cat, rank_zero_warn
+from torchmetrics.utilities import rank_zero_warn
 
-from vidlit.core.ids import stable_id
+from vidlit.core.ids import stable_ids
+from vidlit.metrics._inputs import check_lengths, check_pair
+from vidlit.metrics._state import cat_state, first_occurrence
 
 KEY_FRAMES = ("pre_45", "pre_30", "pre_15", "pre_frame", "contact_frame")
 HANDS = ("left", "right")
@@ -82,22 +84,12 @@ class HandDisplacement(Metric):
 
     def update(self, preds: list[dict[str, Any]], targets: list[dict[str, Any]]) -> None:
         """Add one view per entry (see the class docstring for the formats)."""
-        if len(preds) != len(targets):
-            raise ValueError(f"got {len(preds)} predictions for {len(targets)} targets")
+        check_lengths(preds, targets)
         if not preds:
             return
         keys, p, t, v = [], [], [], []
         for i, (pred, target) in enumerate(zip(preds, targets)):
-            for kind, item, names in (
-                ("preds", pred, ("video_id", "hands")),
-                ("targets", target, ("video_id", "hands", "valid")),
-            ):
-                if not isinstance(item, dict) or any(k not in item for k in names):
-                    raise ValueError(f"{kind}[{i}] must be a dict with keys {list(names)}")
-            if pred["video_id"] != target["video_id"]:
-                raise ValueError(
-                    f"preds[{i}] is for {pred['video_id']!r} but targets[{i}] for {target['video_id']!r}"
-                )
+            keys.append(check_pair(i, pred, target, ("hands",), ("hands", "valid"), noun="sample"))
             where = f"(video_id {target['video_id']!r})"
             p.append(self._points(pred["hands"], f"preds[{i}] {where}['hands']"))
             t.append(self._points(target["hands"], f"targets[{i}] {where}['hands']"))
@@ -107,8 +99,7 @@ class HandDisplacement(Metric):
                     f"targets[{i}] {where}['valid'] must have shape [5, 2], got {list(valid.shape)}"
                 )
             v.append(valid)
-            keys.append(stable_id(str(target["video_id"])))
-        self.sample_key.append(torch.tensor(keys, dtype=torch.int64, device=self.device))
+        self.sample_key.append(stable_ids(keys, device=self.device))
         self.pred.append(torch.stack(p).to(self.device))
         self.target.append(torch.stack(t).to(self.device))
         self.valid.append(torch.stack(v).to(self.device))
@@ -119,20 +110,18 @@ class HandDisplacement(Metric):
         names = [
             f"{kind}{suffix}" for kind in ("mean_disp", "contact_disp") for suffix in ("", "_left", "_right")
         ]
-        if isinstance(self.sample_key, list) and not self.sample_key:
+        keys = cat_state(self.sample_key, dtype=torch.long)
+        if keys.numel() == 0:
             rank_zero_warn("HandDisplacement.compute() called without any sample; returning NaN")
             nan = torch.tensor(float("nan"), device=self.device)
             return dict.fromkeys(names, nan)
-        keys = dim_zero_cat(self.sample_key)
-        pred, target, valid = dim_zero_cat(self.pred), dim_zero_cat(self.target), dim_zero_cat(self.valid)
-        # average the views of each sample (the official sum / num_clips)
-        unique, inverse = torch.unique(keys, return_inverse=True)
-        counts = torch.bincount(inverse, minlength=len(unique)).float()
-        mean_pred = torch.zeros(len(unique), 5, 2, 2, device=pred.device).index_add_(0, inverse, pred)
+        pred, target, valid = cat_state(self.pred), cat_state(self.target), cat_state(self.valid)
+        # average the views of each sample (the official sum / num_clips); its ground truth is its
+        # first view's (all views share it)
+        first, view_to_sample = first_occurrence(keys, return_inverse=True)
+        counts = torch.bincount(view_to_sample, minlength=len(first)).float()
+        mean_pred = torch.zeros(len(first), 5, 2, 2, device=pred.device).index_add_(0, view_to_sample, pred)
         mean_pred = mean_pred / counts[:, None, None, None]
-        # ground truth of each sample: its first view's (all views share it)
-        first = torch.full((len(unique),), len(keys), dtype=torch.long, device=keys.device)
-        first = first.scatter_reduce(0, inverse, torch.arange(len(keys), device=keys.device), reduce="amin")
         target, valid = target[first], valid[first]
         dist = (mean_pred - target).norm(dim=-1)  # samples frames hands
 

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torchmetrics import Metric
 
+from vidlit.metrics._inputs import check_lengths, check_pair
 from vidlit.metrics.classification import TopKAccuracy
 from vidlit.metrics.retrieval import RetrievalRecall
 
@@ -30,22 +31,20 @@ class MusicDanceRetrieval(RetrievalRecall):
 
     Args:
         ks: the K of R@K.
+        kwargs: passed to :class:`~vidlit.metrics.retrieval.RetrievalRecall`, e.g.
+            ``v2t="per_video_max"`` to rank, for a music query, the other tracks by their best dance
+            (CLIP4Clip's convention) instead of every dance (the default).
     """
 
     def __init__(self, ks: Sequence[int] = (1, 5, 10), **kwargs: Any) -> None:
         super().__init__(ks=ks, names=("d", "m"), **kwargs)
 
     def update(self, preds: Sequence[dict[str, Any]], targets: Sequence[dict[str, Any]]) -> None:  # type: ignore[override]
-        if len(preds) != len(targets):
-            raise ValueError(f"got {len(preds)} predictions but {len(targets)} targets")
+        check_lengths(preds, targets)
         if not preds:
             return
         for i, (pred, target) in enumerate(zip(preds, targets)):
-            if pred.get("video_id") != target.get("video_id"):
-                raise ValueError(
-                    f"preds[{i}] is for video {pred.get('video_id')!r} "
-                    f"but targets[{i}] for {target.get('video_id')!r}"
-                )
+            check_pair(i, pred, target, ("dance_embedding", "music_embedding"), ("music_id",))
         dance = torch.stack([torch.as_tensor(p["dance_embedding"]) for p in preds]).to(self.device)
         music = torch.stack([torch.as_tensor(p["music_embedding"]) for p in preds]).to(self.device)
         super().update(dance, music, [t["music_id"] for t in targets])
@@ -78,8 +77,7 @@ class SyncAccuracy(Metric):
         self.add_state("total", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, preds: Sequence[dict[str, Any]], targets: Sequence[dict[str, Any]]) -> None:
-        if len(preds) != len(targets):
-            raise ValueError(f"got {len(preds)} predictions but {len(targets)} targets")
+        check_lengths(preds, targets)
         for i, pred in enumerate(preds):
             scores = torch.as_tensor(pred.get("sync_scores", torch.empty(0)))
             if scores.shape != (2,):

@@ -7,11 +7,13 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.nn.utils.rnn import pad_sequence
 from torchmetrics import Metric
-from torchmetrics.utilities import dim_zero_cat, rank_zero_warn
+from torchmetrics.utilities import rank_zero_warn
 
-from vidlit.core.ids import stable_id
-from vidlit.core.segments import segment_iou
+from vidlit.core.ids import stable_ids
+from vidlit.metrics._inputs import check_lengths, check_pair
+from vidlit.metrics._state import cat_state, first_occurrence, occurrence_tags
 
 
 def _format(x: float) -> str:
@@ -94,74 +96,74 @@ class RecallAtIoU(Metric):
         self.add_state("order", default=[], dist_reduce_fx="cat")
         self.add_state("hits", default=[], dist_reduce_fx="cat")
         self.add_state("top1_iou", default=[], dist_reduce_fx="cat")
-        self._updates = 0
 
-    def _windows(self, item: Any, key: str, i: int, kind: str, shape: str) -> tuple[str, Tensor]:
-        where = f"{kind}[{i}]"
-        if not isinstance(item, dict) or "video_id" not in item or key not in item:
-            raise ValueError(f"{where} must be a dict with keys 'video_id' and '{key}'")
-        video_id = item["video_id"]
-        value = item[key]
-        if not isinstance(value, Tensor):
-            value = torch.as_tensor(value, dtype=torch.float32)
-        value = value.detach().to(self.device, torch.float32)
-        expected = 2 if shape == "[2]" else None
-        ok = value.shape == (2,) if expected else (value.ndim == 2 and value.shape[-1] == 2)
+    def _windows(self, item: dict[str, Any], key: str, i: int, kind: str, shape: str) -> Tensor:
+        value = torch.as_tensor(item[key], dtype=torch.float32).detach().to(self.device, torch.float32)
+        ok = value.shape == (2,) if shape == "[2]" else (value.ndim == 2 and value.shape[-1] == 2)
         if not ok and not (shape == "[K, 2]" and value.numel() == 0):
             raise ValueError(
-                f"{where} (video_id {video_id!r})['{key}'] must have shape {shape}, got {list(value.shape)}"
+                f"{kind}[{i}] (video_id {item['video_id']!r})['{key}'] must have shape {shape}, "
+                f"got {list(value.shape)}"
             )
-        value = value.reshape(-1, 2)
-        if not torch.isfinite(value).all() or (value[:, 1] < value[:, 0]).any():
-            raise ValueError(f"{where} (video_id {video_id!r})['{key}'] must be finite with start <= end")
-        return str(video_id), value
+        return value.reshape(-1, 2)
 
     def update(self, preds: list[dict[str, Any]], targets: list[dict[str, Any]]) -> None:
         """Score a batch of queries (see the class docstring for the formats)."""
-        if len(preds) != len(targets):
-            raise ValueError(f"got {len(preds)} predictions for {len(targets)} targets")
-        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
-        keys, hits, ious = [], [], []
-        for i, (pred, target) in enumerate(zip(preds, targets)):
-            pred_id, windows = self._windows(pred, "windows", i, "preds", "[K, 2]")
-            target_id, window = self._windows(target, "window", i, "targets", "[2]")
-            if pred_id != target_id:
-                raise ValueError(f"preds[{i}] is for {pred_id!r} but targets[{i}] for {target_id!r}")
-            iou = segment_iou(windows, window)[:, 0] if len(windows) else windows.new_zeros(0)
-            row = torch.zeros(len(self.thresholds), len(self.top_k), dtype=torch.bool, device=self.device)
-            for a, threshold in enumerate(self.thresholds):
-                for b, k in enumerate(self.top_k):
-                    row[a, b] = bool((iou[:k] > threshold).any())
-            keys.append(stable_id(target_id))
-            hits.append(row)
-            ious.append(iou[0] if len(iou) else iou.new_zeros(()))
-        if not keys:
+        check_lengths(preds, targets)
+        if not preds:
             return
-        n = len(keys)
-        self.query_key.append(torch.tensor(keys, dtype=torch.int64, device=self.device))
-        # (rank, update, position): the first occurrence of a query wins at compute time
-        position = torch.arange(n, device=self.device, dtype=torch.int64)
-        self.order.append((rank << 48) + (self._updates << 24) + position)
-        self._updates += 1
-        self.hits.append(torch.stack(hits))
-        self.top1_iou.append(torch.stack(ious))
+        ids, windows, gts = [], [], []
+        for i, (pred, target) in enumerate(zip(preds, targets)):
+            ids.append(str(check_pair(i, pred, target, ("windows",), ("window",), "query")))
+            windows.append(self._windows(pred, "windows", i, "preds", "[K, 2]"))
+            gts.append(self._windows(target, "window", i, "targets", "[2]"))
+        # q queries, padded to k predictions each (`valid` marks the real ones)
+        counts = torch.tensor([len(w) for w in windows], device=self.device)
+        padded = pad_sequence(windows, batch_first=True)  # q k 2
+        valid = torch.arange(padded.shape[1], device=self.device)[None, :] < counts[:, None]  # q k
+        gt = torch.cat(gts)  # q 2
+        self._check_values(padded, valid, gt, ids)
+
+        # segment_iou's formula on aligned pairs: union len + len - inter, IoU 0 where it is 0
+        start = torch.maximum(padded[..., 0], gt[:, None, 0])
+        end = torch.minimum(padded[..., 1], gt[:, None, 1])
+        inter = (end - start).clamp(min=0)
+        union = (padded[..., 1] - padded[..., 0]) + (gt[:, 1] - gt[:, 0])[:, None] - inter
+        iou = torch.where(union > 0, inter / union.clamp(min=torch.finfo(union.dtype).tiny), 0.0)
+        iou = torch.where(valid, iou, -1.0)  # q k; padding never passes a threshold in [0, 1]
+
+        thresholds = torch.tensor(self.thresholds, device=self.device)
+        above = iou[:, None, :] > thresholds[None, :, None]  # q t k
+        hits = torch.stack([above[..., :k].any(-1) for k in self.top_k], dim=-1)  # q t top_k
+        top1 = iou[:, 0].clamp(min=0) if iou.shape[1] else iou.new_zeros(len(ids))
+        self.query_key.append(stable_ids(ids, device=self.device))
+        self.order.append(occurrence_tags(len(ids), device=self.device))
+        self.hits.append(hits)
+        self.top1_iou.append(top1)
+
+    @staticmethod
+    def _check_values(padded: Tensor, valid: Tensor, gt: Tensor, ids: list[str]) -> None:
+        """Raise for the first query with a non-finite or reversed window (one device sync)."""
+        bad_windows = ~(torch.isfinite(padded).all(-1) & (padded[..., 1] >= padded[..., 0]))  # q k
+        bad_pred = (bad_windows & valid).any(-1)
+        bad_gt = ~(torch.isfinite(gt).all(-1) & (gt[:, 1] >= gt[:, 0]))
+        bad = bad_pred | bad_gt
+        if bad.any():
+            i = int(torch.nonzero(bad)[0])
+            kind, key = ("preds", "windows") if bad_pred[i] else ("targets", "window")
+            raise ValueError(f"{kind}[{i}] (video_id {ids[i]!r})['{key}'] must be finite with start <= end")
 
     def compute(self) -> dict[str, Tensor]:
         """``{"R{k}@{t}": recall, ..., "mIoU": mean top-1 IoU}``, as fractions in ``[0, 1]``."""
-        if isinstance(self.query_key, list) and not self.query_key:
+        keys = cat_state(self.query_key, dtype=torch.long)
+        if keys.numel() == 0:
             rank_zero_warn("RecallAtIoU.compute() called without any query; returning zeros")
             zero = torch.tensor(0.0, device=self.device)
             return {**dict.fromkeys(self.keys, zero), "mIoU": zero}
-        keys, order = dim_zero_cat(self.query_key), dim_zero_cat(self.order)
-        hits, ious = dim_zero_cat(self.hits), dim_zero_cat(self.top1_iou)
         # keep each query's first occurrence
-        by_order = torch.argsort(order)
-        keys, hits, ious = keys[by_order], hits[by_order], ious[by_order]
-        _, inverse = torch.unique(keys, return_inverse=True)
-        first = torch.full((int(inverse.max()) + 1,), len(keys), dtype=torch.long, device=keys.device)
-        first = first.scatter_reduce(0, inverse, torch.arange(len(keys), device=keys.device), reduce="amin")
-        hits, ious = hits[first].float(), ious[first]
-        recall = hits.mean(0)  # thresholds k
+        first = first_occurrence(keys, order=cat_state(self.order, dtype=torch.long))
+        hits, ious = cat_state(self.hits)[first].float(), cat_state(self.top1_iou)[first]
+        recall = hits.mean(0)  # thresholds top_k
         out = {
             f"R{k}@{_format(t)}": recall[a, b]
             for b, k in enumerate(self.top_k)

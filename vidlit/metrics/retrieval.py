@@ -5,9 +5,18 @@ InternVideo) and of music-dance retrieval: build the query x gallery similarity 
 gallery for every query, and report the fraction of queries whose first correct item is within
 the top K (R@K), and the median (MdR) and mean (MnR) rank of the first correct item (1-based).
 
-Multi-caption data (several captions per video) is handled as those papers do: text-to-video has
-one query per caption and one correct video; video-to-text has one query per video, and its rank
-is that of the best-ranked of its captions.
+Multi-caption data (several captions per video): text-to-video has one query per caption and one
+correct video, in every convention. Video-to-text has one query per video and two conventions:
+
+- ``"all_captions"`` (the default; ALBEF / BLIP ``itm_eval``, and the COCO / Flickr30K image-text
+  protocol): the gallery is every caption, and the query's rank is that of its best-ranked own
+  caption, so every caption of another video that scores higher counts.
+- ``"per_video_max"`` (CLIP4Clip's ``multi_sentence_`` evaluation, ``tensor_video_to_text_sim``:
+  a ``max`` over each video's captions, then ``compute_metrics`` on the video x video matrix): the
+  gallery is the videos' caption sets, each scored by its best caption, so another video counts
+  once however many of its captions score higher. Ranks are never worse than ``"all_captions"``'s.
+
+With one caption per video both are the same.
 """
 
 from __future__ import annotations
@@ -18,11 +27,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import Metric
-from torchmetrics.utilities import dim_zero_cat
 
-from vidlit.core.ids import stable_id
+from vidlit.core.ids import stable_ids
+from vidlit.metrics._state import cat_state, first_occurrence
 
 __all__ = ["RetrievalRecall", "retrieval_metrics", "retrieval_ranks"]
+
+V2T_CONVENTIONS = ("all_captions", "per_video_max")
 
 
 def retrieval_ranks(similarity: Tensor, positives: Tensor) -> Tensor:
@@ -79,12 +90,16 @@ class RetrievalRecall(Metric):
 
     ``compute()`` returns, with ``names=("t", "v")``: ``t2v/R@1``, ``t2v/R@5``, ``t2v/R@10``,
     ``t2v/MdR``, ``t2v/MnR`` and the same for ``v2t``. Similarity is the cosine of the embeddings
-    (or their dot product with ``normalize=False``).
+    (or their dot product with ``normalize=False``). ``a2b`` (``t2v``) ranks the ``b`` items for
+    each ``a`` row; ``b2a`` (``v2t``) ranks, for each ``b`` item, either every ``a`` row
+    (``v2t="all_captions"``, ALBEF / BLIP ``itm_eval``) or the ``b`` items' groups of ``a`` rows,
+    each scored by its best row (``v2t="per_video_max"``, CLIP4Clip); see the module docstring.
 
     Args:
         ks: the K of R@K.
         names: short names of the ``a`` and ``b`` modalities, used in the keys.
         normalize: L2-normalize embeddings before the dot product.
+        v2t: the ``b``-to-``a`` convention, ``"all_captions"`` or ``"per_video_max"``.
 
     Example:
         >>> metric = RetrievalRecall(ks=(1,), names=("t", "v"))
@@ -102,12 +117,16 @@ class RetrievalRecall(Metric):
         ks: Sequence[int] = (1, 5, 10),
         names: tuple[str, str] = ("t", "v"),
         normalize: bool = True,
+        v2t: str = "all_captions",
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        if v2t not in V2T_CONVENTIONS:
+            raise ValueError(f"v2t must be one of {V2T_CONVENTIONS}, got {v2t!r}")
         self.ks = tuple(int(k) for k in ks)
         self.names = tuple(names)
         self.normalize = normalize
+        self.v2t = v2t
         self.add_state("a", default=[], dist_reduce_fx="cat")
         self.add_state("b", default=[], dist_reduce_fx="cat")
         self.add_state("keys", default=[], dist_reduce_fx="cat")
@@ -115,11 +134,7 @@ class RetrievalRecall(Metric):
     def update(self, a: Tensor, b: Tensor, ids: Sequence[str] | Tensor) -> None:
         if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[0]:
             raise ValueError(f"a and b must be [batch, dim] pairs, got {tuple(a.shape)} and {tuple(b.shape)}")
-        keys = (
-            ids
-            if isinstance(ids, Tensor)
-            else torch.tensor([stable_id(str(i)) for i in ids], dtype=torch.long)
-        )
+        keys = ids if isinstance(ids, Tensor) else stable_ids(ids)
         if keys.shape[0] != a.shape[0]:
             raise ValueError(f"{keys.shape[0]} ids for {a.shape[0]} pairs")
         self.a.append(a.detach().float())
@@ -127,30 +142,28 @@ class RetrievalRecall(Metric):
         self.keys.append(keys.to(a.device))
 
     def compute(self) -> dict[str, float]:
-        a, b, keys = dim_zero_cat(self.a), dim_zero_cat(self.b), dim_zero_cat(self.keys)
+        a, b, keys = cat_state(self.a), cat_state(self.b), cat_state(self.keys, dtype=torch.long)
         if a.numel() == 0:
             raise RuntimeError("RetrievalRecall.compute() called before any update()")
-        # drop exact duplicate (id, a) rows, then keep one b row per id
-        rows = torch.cat([keys.unsqueeze(1).to(torch.float64), a.to(torch.float64)], dim=1)
-        _, first = _first_unique(rows)
+        # drop exact duplicate (id, a) rows: ids are numbered first (a 64-bit hash is not exact in float64)
+        _, key_index = first_occurrence(keys, return_inverse=True)
+        first = first_occurrence(torch.cat([key_index[:, None].double(), a.double()], dim=1))
         a, b, keys = a[first], b[first], keys[first]
-        gallery_keys, b_first = _first_unique(keys)
-        b = b[b_first]
+        # the gallery: one b row per id, in first-seen order; `owner` is each a row's gallery item
+        gallery, owner = first_occurrence(keys, return_inverse=True)
+        b = b[gallery]
         if self.normalize:
             a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
         similarity = a @ b.T  # [num_a, num_b]
-        positives = keys.unsqueeze(1) == gallery_keys.unsqueeze(0)
+        num_b = len(gallery)
+        positives = owner[:, None] == torch.arange(num_b, device=owner.device)[None, :]
         x, y = self.names
         out = retrieval_metrics(similarity, positives, self.ks, prefix=f"{x}2{y}/")
-        out.update(retrieval_metrics(similarity.T, positives.T, self.ks, prefix=f"{y}2{x}/"))
+        if self.v2t == "all_captions":
+            out.update(retrieval_metrics(similarity.T, positives.T, self.ks, prefix=f"{y}2{x}/"))
+        else:
+            # [group, b]: each b item's group of a rows scored by its best row (CLIP4Clip's max)
+            grouped = similarity.new_full((num_b, num_b), float("-inf"))
+            grouped = grouped.scatter_reduce(0, owner[:, None].expand(-1, num_b), similarity, reduce="amax")
+            out.update(retrieval_metrics(grouped.T, torch.arange(num_b), self.ks, prefix=f"{y}2{x}/"))
         return out
-
-
-def _first_unique(values: Tensor) -> tuple[Tensor, Tensor]:
-    """Unique values (rows, for 2-D) and the index of each one's first occurrence, in that order."""
-    unique, inverse = torch.unique(values, dim=0, return_inverse=True)
-    positions = torch.arange(inverse.numel(), device=values.device)
-    first = torch.full((unique.shape[0],), inverse.numel(), dtype=torch.long, device=values.device)
-    first = first.scatter_reduce(0, inverse, positions, reduce="amin")
-    order = first.argsort()
-    return unique[order], first[order]

@@ -7,9 +7,10 @@ from typing import Any
 
 import torch
 from torchmetrics import Metric
-from torchmetrics.utilities import dim_zero_cat
 
-from vidlit.core.ids import stable_id
+from vidlit.core.ids import stable_ids
+from vidlit.metrics._inputs import check_lengths, check_pair
+from vidlit.metrics._state import cat_state, first_occurrence
 
 
 class SegmentAccuracy(Metric):
@@ -79,41 +80,30 @@ class SegmentAccuracy(Metric):
                 are not ``[T]`` ints in ``[0, num_classes)``, or a different number of
                 predicted and labelled segments.
         """
-        if len(preds) != len(targets):
-            raise ValueError(f"got {len(preds)} predictions but {len(targets)} targets")
+        check_lengths(preds, targets)
         if not preds:
             return
         keys, correct, total = [], [], []
         for i, (pred, target) in enumerate(zip(preds, targets)):
-            for kind, item in (("preds", pred), ("targets", target)):
-                if not isinstance(item, dict) or not {"video_id", "labels"} <= item.keys():
-                    raise ValueError(f"{kind}[{i}] must be a dict with 'video_id' and 'labels', got {item!r}")
-            if pred["video_id"] != target["video_id"]:
-                raise ValueError(
-                    f"preds[{i}] is for video {pred['video_id']!r} "
-                    f"but targets[{i}] for {target['video_id']!r}"
-                )
+            video_id = check_pair(i, pred, target, ("labels",), ("labels",))
             p, t = self._labels(pred, "preds", i), self._labels(target, "targets", i)
             if p.shape != t.shape:
                 raise ValueError(
-                    f"preds[{i}] (video_id {pred['video_id']!r}) has {p.numel()} segments but its "
+                    f"preds[{i}] (video_id {video_id!r}) has {p.numel()} segments but its "
                     f"target has {t.numel()}"
                 )
-            keys.append(stable_id(str(pred["video_id"])))
+            keys.append(video_id)
             correct.append(int((p.cpu() == t.cpu()).sum()))
             total.append(t.numel())
-        self.video_keys.append(torch.tensor(keys, dtype=torch.long, device=self.device))
+        self.video_keys.append(stable_ids(keys, device=self.device))
         self.correct.append(torch.tensor(correct, dtype=torch.long, device=self.device))
         self.total.append(torch.tensor(total, dtype=torch.long, device=self.device))
 
     def compute(self) -> torch.Tensor:
         """Correct segments / all segments, each video counted once; 0 before any update."""
-        if isinstance(self.video_keys, list) and not self.video_keys:
+        keys = cat_state(self.video_keys, dtype=torch.long)
+        if keys.numel() == 0:
             return torch.tensor(0.0, device=self.device)
-        keys = dim_zero_cat(self.video_keys)
-        correct, total = dim_zero_cat(self.correct), dim_zero_cat(self.total)
-        # keep the first occurrence of each video
-        order = torch.argsort(keys, stable=True)
-        first = torch.ones_like(keys, dtype=torch.bool)
-        first[order[1:]] = keys[order[1:]] != keys[order[:-1]]
-        return correct[first].sum().float() / total[first].sum().clamp(min=1).float()
+        first = first_occurrence(keys)  # one row per video
+        correct, total = cat_state(self.correct)[first], cat_state(self.total)[first]
+        return correct.sum().float() / total.sum().clamp(min=1).float()

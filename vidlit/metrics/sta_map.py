@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import Tensor
 from torchmetrics import Metric
-from torchmetrics.utilities import dim_zero_cat, rank_zero_warn
+from torchmetrics.utilities import rank_zero_warn
 
-from vidlit.core.ids import stable_id
+from vidlit.core.ids import stable_ids
+from vidlit.metrics._inputs import check_lengths, check_pair
+from vidlit.metrics._state import cat_state, first_occurrence, occurrence_tags, rows_tags
 
 # Names of the four mAPs, the challenge's headline ("All", Noun + Verb + TTC) first; the official
 # ``STAMeanAveragePrecision.short_names`` order is noun, noun_verb, noun_ttc, noun_verb_ttc.
 STA_MAP_NAMES = ("map_box_noun_verb_ttc", "map_box_noun", "map_box_noun_verb", "map_box_noun_ttc")
 # official column order: noun, noun+verb, noun+ttc, noun+verb+ttc
 _COLUMNS = ("map_box_noun", "map_box_noun_verb", "map_box_noun_ttc", "map_box_noun_verb_ttc")
-_COUNTER_BITS = 47
-_occurrences = itertools.count()
 
 
 def sta_box_iou(preds: Tensor, gts: Tensor, inclusive: bool = True) -> Tensor:
@@ -247,14 +245,8 @@ class ShortTermAnticipationMAP(Metric):
         self.add_state("gt_nouns", default=[], dist_reduce_fx="cat")
 
     @staticmethod
-    def _check(item: Any, i: int, kind: str, keys: tuple[str, ...]) -> dict[str, Tensor]:
-        where = f"{kind}[{i}]"
-        if not isinstance(item, dict):
-            raise ValueError(f"{where} must be a dict, got {type(item).__name__}")
-        missing = [k for k in ("video_id", *keys) if k not in item]
-        if missing:
-            raise ValueError(f"{where} misses key(s) {missing}")
-        where = f"{where} (video_id {item['video_id']!r})"
+    def _check(item: dict[str, Any], i: int, kind: str, keys: tuple[str, ...]) -> dict[str, Tensor]:
+        where = f"{kind}[{i}] (video_id {item['video_id']!r})"
         out = {}
         for k in keys:
             value = item[k]
@@ -286,59 +278,47 @@ class ShortTermAnticipationMAP(Metric):
         Raises:
             ValueError: mismatched lengths or ids, missing keys, wrong shapes or dtypes.
         """
-        if len(preds) != len(targets):
-            raise ValueError(f"preds has {len(preds)} frames but targets has {len(targets)}")
-        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-        rows: dict[str, list[Tensor]] = {k: [] for k in ("p_tag", "tp", "score", "noun", "g_tag", "g_noun")}
-        keys, tags = [], []
+        check_lengths(preds, targets)
+        target_keys = ("boxes", "nouns", "verbs", "ttcs")
+        pred_keys = (*target_keys, "scores")
+        rows: dict[str, list[Tensor]] = {k: [] for k in ("tp", "score", "noun", "g_noun")}
+        keys = []
         for i, (pred, target) in enumerate(zip(preds, targets, strict=True)):
-            p = self._check(pred, i, "preds", ("boxes", "nouns", "verbs", "ttcs", "scores"))
-            g = self._check(target, i, "targets", ("boxes", "nouns", "verbs", "ttcs"))
-            if pred["video_id"] != target["video_id"]:
-                raise ValueError(
-                    f"preds[{i}] is frame {pred['video_id']!r} but targets[{i}] is {target['video_id']!r}"
-                )
+            frame_id = check_pair(i, pred, target, pred_keys, target_keys, "frame")
+            p = self._check(pred, i, "preds", pred_keys)
+            g = self._check(target, i, "targets", target_keys)
             if len(p["scores"]) == 0 and not self.count_unpredicted_frames:
                 continue  # the official `add({}, labels)` records nothing
-            tag = (rank << _COUNTER_BITS) | next(_occurrences)
-            keys.append(stable_id(str(pred["video_id"])))
-            tags.append(tag)
+            keys.append(frame_id)
             tp, order = match_frame(
                 p, g, self.iou_threshold, self.ttc_threshold, self.top_k, self.inclusive_iou
             )
-            rows["p_tag"].append(torch.full((len(tp),), tag, dtype=torch.long))
             rows["tp"].append(tp)
             rows["score"].append(p["scores"][order])
             rows["noun"].append(p["nouns"][order])
-            rows["g_tag"].append(torch.full((len(g["nouns"]),), tag, dtype=torch.long))
             rows["g_noun"].append(g["nouns"])
         if not keys:
             return
         device = self.device
-        self.frame_key.append(torch.tensor(keys, dtype=torch.long, device=device))
-        self.frame_tag.append(torch.tensor(tags, dtype=torch.long, device=device))
-        self.pred_tag.append(torch.cat(rows["p_tag"]).to(device))
+        tags = occurrence_tags(len(keys), device=device)
+        self.frame_key.append(stable_ids(keys, device=device))
+        self.frame_tag.append(tags)
+        self.pred_tag.append(rows_tags(tags, rows["tp"]))
         self.pred_tp.append(torch.cat(rows["tp"]).to(device))
         self.pred_scores.append(torch.cat(rows["score"]).to(device))
         self.pred_nouns.append(torch.cat(rows["noun"]).to(device))
-        self.gt_tag.append(torch.cat(rows["g_tag"]).to(device))
+        self.gt_tag.append(rows_tags(tags, rows["g_noun"]))
         self.gt_nouns.append(torch.cat(rows["g_noun"]).to(device))
 
     def _state(self, name: str, tail: tuple[int, ...], dtype: torch.dtype) -> Tensor:
-        value = getattr(self, name)
-        if isinstance(value, list) and not value:
-            return torch.empty((0, *tail), dtype=dtype)
-        return dim_zero_cat(value).cpu()
+        return cat_state(getattr(self, name), tail, dtype).cpu()
 
     def compute(self) -> dict[str, float]:
         """The four mAPs, ``map_box_noun_verb_ttc`` (the challenge metric) first."""
         frame_key = self._state("frame_key", (), torch.long)
         frame_tag = self._state("frame_tag", (), torch.long)
         # one occurrence per frame id: the smallest tag (lowest rank, then earliest update)
-        keep: dict[int, int] = {}
-        for key, tag in zip(frame_key.tolist(), frame_tag.tolist(), strict=True):
-            keep[key] = min(tag, keep.get(key, tag))
-        kept = torch.tensor(sorted(keep.values()), dtype=torch.long)
+        kept = frame_tag[first_occurrence(frame_key, order=frame_tag)]
         p_rows = torch.isin(self._state("pred_tag", (), torch.long), kept)
         g_rows = torch.isin(self._state("gt_tag", (), torch.long), kept)
         tp = self._state("pred_tp", (4,), torch.float64)[p_rows]

@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 
 import torch
-import torch.distributed as dist
 from torch import Tensor
 from torchmetrics import Metric
-from torchmetrics.utilities import dim_zero_cat, rank_zero_warn
+from torchmetrics.utilities import rank_zero_warn
 
-from vidlit.core.ids import stable_id
+from vidlit.core.ids import stable_ids
 from vidlit.core.segments import segment_iou
 from vidlit.core.types import SegmentPrediction, SegmentTarget
+from vidlit.metrics._inputs import check_lengths, check_pair
+from vidlit.metrics._state import cat_state, first_occurrence, occurrence_tags, rows_tags
 
 # Pairs per pairwise-IoU block in `compute`: a block spans several clips, and all but the pairs
 # within a clip are wasted, so small blocks (a few clips) balance that waste against call overhead.
 _IOU_BLOCK = 1 << 14
-# A clip occurrence's tag is (rank << _COUNTER_BITS) | a process-wide counter: unique across the
-# ranks of a process group and across the metric instances of one process (``merge_state``).
-_COUNTER_BITS = 47
-_occurrences = itertools.count()
+_PRED_KEYS = ("segments", "labels", "scores")  # a target has the first two
 
 
 def _format(x: float) -> str:
@@ -147,7 +144,7 @@ class TemporalActionMAP(Metric):
         self.recall_key = f"R{recall_k}x@{_format(recall_tiou)}"
 
         # One row per clip occurrence: the video_id hash, and a tag unique to this occurrence
-        # (rank and per-process counter) that the predictions and ground truths point to.
+        # (:func:`vidlit.metrics._state.occurrence_tags`) that the predictions and ground truths point to.
         self.add_state("clip_key", default=[], dist_reduce_fx="cat")
         self.add_state("clip_tag", default=[], dist_reduce_fx="cat")
         self.add_state("pred_tag", default=[], dist_reduce_fx="cat")
@@ -161,21 +158,8 @@ class TemporalActionMAP(Metric):
     # ------------------------------------------------------------------ update
 
     def _check(self, item: dict, i: int, kind: str, with_scores: bool) -> tuple[Tensor, ...]:
-        where = f"{kind}[{i}]"
-        if not isinstance(item, dict):
-            raise ValueError(f"{where} must be a dict, got {type(item).__name__}")
-        keys = (
-            ("video_id", "segments", "labels", "scores")
-            if with_scores
-            else ("video_id", "segments", "labels")
-        )
-        missing = [k for k in keys if k not in item]
-        if missing:
-            raise ValueError(f"{where} misses key(s) {missing}")
-        if not isinstance(item["video_id"], str):
-            raise ValueError(f"{where}['video_id'] must be a str, got {type(item['video_id']).__name__}")
-        where = f"{where} (video_id {item['video_id']!r})"
-        for k in keys[1:]:
+        where = f"{kind}[{i}] (video_id {item['video_id']!r})"
+        for k in _PRED_KEYS[: 3 if with_scores else 2]:
             if not isinstance(item[k], Tensor):
                 raise ValueError(f"{where}['{k}'] must be a Tensor, got {type(item[k]).__name__}")
         segments, labels = item["segments"], item["labels"]
@@ -217,23 +201,14 @@ class TemporalActionMAP(Metric):
         """
         if not isinstance(preds, Sequence) or not isinstance(targets, Sequence):
             raise ValueError("preds and targets must be lists with one dict per clip")
-        if len(preds) != len(targets):
-            raise ValueError(f"preds has {len(preds)} clips but targets has {len(targets)}")
-        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-        keys, tags = [], []
-        p_tag, p_seg, p_lab, p_score, g_tag, g_seg, g_lab = [], [], [], [], [], [], []
+        check_lengths(preds, targets)
+        keys = []
+        p_seg, p_lab, p_score, g_seg, g_lab = [], [], [], [], []
         for i, (pred, target) in enumerate(zip(preds, targets, strict=True)):
+            video_id = check_pair(i, pred, target, _PRED_KEYS, _PRED_KEYS[:2], "clip", require_str=True)
             seg, lab, score = self._check(pred, i, "preds", with_scores=True)
             gseg, glab = self._check(target, i, "targets", with_scores=False)
-            if pred["video_id"] != target["video_id"]:
-                raise ValueError(
-                    f"preds[{i}] is clip {pred['video_id']!r} but targets[{i}] is clip {target['video_id']!r}"
-                )
-            tag = (rank << _COUNTER_BITS) | next(_occurrences)
-            keys.append(stable_id(pred["video_id"]))
-            tags.append(tag)
-            p_tag.append(torch.full((len(lab),), tag, dtype=torch.long, device=self.device))
-            g_tag.append(torch.full((len(glab),), tag, dtype=torch.long, device=self.device))
+            keys.append(video_id)
             p_seg.append(seg)
             p_lab.append(lab)
             p_score.append(score)
@@ -241,24 +216,22 @@ class TemporalActionMAP(Metric):
             g_lab.append(glab)
         if not keys:
             return
-        self.clip_key.append(torch.tensor(keys, dtype=torch.long, device=self.device))
-        self.clip_tag.append(torch.tensor(tags, dtype=torch.long, device=self.device))
-        self.pred_tag.append(torch.cat(p_tag))
+        tags = occurrence_tags(len(keys), device=self.device)
+        self.clip_key.append(stable_ids(keys, device=self.device))
+        self.clip_tag.append(tags)
+        self.pred_tag.append(rows_tags(tags, p_lab))
         self.pred_segments.append(torch.cat(p_seg))
         self.pred_labels.append(torch.cat(p_lab))
         self.pred_scores.append(torch.cat(p_score))
-        self.gt_tag.append(torch.cat(g_tag))
+        self.gt_tag.append(rows_tags(tags, g_lab))
         self.gt_segments.append(torch.cat(g_seg))
         self.gt_labels.append(torch.cat(g_lab))
 
     # ----------------------------------------------------------------- compute
 
     def _state(self, name: str, tail: tuple[int, ...], dtype: torch.dtype) -> Tensor:
-        value = getattr(self, name)
-        if isinstance(value, list) and not value:
-            return torch.empty((0, *tail), dtype=dtype)
         # Scored on the CPU: the matching below is many small steps, not a few big kernels.
-        return dim_zero_cat(value).cpu()
+        return cat_state(getattr(self, name), tail, dtype).cpu()
 
     def compute(self) -> dict[str, float]:
         """Score everything seen since the last reset.
@@ -280,11 +253,7 @@ class TemporalActionMAP(Metric):
         p_score = self._state("pred_scores", (), torch.float32)
 
         # Keep one occurrence per clip id: the one with the smallest tag (lowest rank, then earliest).
-        by_tag = torch.argsort(clip_tag, stable=True)
-        by_key = by_tag[torch.argsort(clip_key[by_tag], stable=True)]
-        first = torch.ones(len(by_key), dtype=torch.bool)
-        first[1:] = clip_key[by_key][1:] != clip_key[by_key][:-1]
-        kept = torch.sort(clip_tag[by_key][first]).values
+        kept = clip_tag[first_occurrence(clip_key, order=clip_tag)]  # sorted
         # From here on a clip is its index in `kept`.
         p_clip, p_rows = self._lookup(kept, p_tag)
         g_clip, g_rows = self._lookup(kept, g_tag)
