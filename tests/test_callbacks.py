@@ -1,3 +1,4 @@
+import pytest
 import torch
 from lightning import Trainer
 from lightning.pytorch.demos.boring_classes import BoringModel
@@ -28,3 +29,44 @@ def test_last_checkpoint_is_latest_even_when_best_is_older(tmp_path):
     best = torch.load(callback.best_model_path, weights_only=True)
     assert last["epoch"] == 2 and last["global_step"] == 6
     assert best["epoch"] == 0
+
+
+def test_submission_writer_averages_the_views_of_a_multi_view_prediction(tmp_path):
+    """A real ``predict`` with 2 views per video: one submission row per video, scores = view mean.
+
+    Before the fix the writer keyed the 2 x B predictions of a batch by video id and kept the
+    first view only, so the written scores were that view's, not the mean.
+    """
+    import json
+
+    from vidlit.backbones import create_backbone
+    from vidlit.callbacks import SubmissionWriter
+    from vidlit.data.video_list import VideoListDataModule, write_synthetic_video_list
+    from vidlit.heads import LinearProbeHead
+    from vidlit.tasks import TaskModule
+
+    root = write_synthetic_video_list(tmp_path / "videos", num_videos=6, num_frames=16, size=32)
+    data = VideoListDataModule(
+        root, val_list="videos.csv", num_frames=4, frame_stride=3, num_clips=2, size=32, batch_size=4
+    )
+    backbone = create_backbone("vit_test", num_frames=4, img_size=32)
+    torch.manual_seed(0)
+    model = TaskModule(LinearProbeHead(backbone.embed_dim, data.num_classes), backbone=backbone)
+    path = tmp_path / "submission.json"
+    trainer = Trainer(
+        accelerator="cpu", logger=False, enable_progress_bar=False, callbacks=[SubmissionWriter(str(path))]
+    )
+    batches = trainer.predict(model, datamodule=data, return_predictions=True)
+    views = [p for batch in batches for p in batch]
+    assert len(views) == 12  # 6 videos x 2 views, the views of a video differ
+    results = json.loads(path.read_text())["results"]
+    video_ids = [row["video_id"] for row in views[::2]]
+    assert sorted(results) == sorted(video_ids)  # one row per video
+    for video_id in video_ids:
+        first, second = (p["scores"].double() for p in views if p["video_id"] == video_id)
+        assert not torch.allclose(first, second)
+        mean = (first + second) / 2
+        top = mean.topk(min(5, len(mean)))
+        written = results[video_id]
+        assert [row["label"] for row in written] == [data.class_names[i] for i in top.indices.tolist()]
+        assert [row["score"] for row in written] == pytest.approx(top.values.tolist(), abs=1e-9)

@@ -72,6 +72,14 @@ class SubmissionWriter(BasePredictionWriter):
     equal length with copies of the first samples; a sample predicted twice (the same dataset
     index, or the same ``video_id`` where Lightning cannot track indices) is written once.
 
+    Multi-view prediction (``num_clips > 1``) gives one prediction per view, consecutive and
+    sharing the item's ``video_id``, so a batch holds more predictions than dataset indices.
+    Each view is then keyed by ``(dataset index, view)`` (``(video_id, view)`` when the runs
+    of ids do not line up with the indices, e.g. after a skipped video): every view reaches
+    ``write_submission``, which aggregates them per video as the task's metric does (the video
+    classification submission averages the views' scores), while a padding copy of a whole
+    item is still dropped.
+
     Args:
         path: output file; defaults to ``submission.json`` in the run's log directory.
     """
@@ -97,15 +105,9 @@ class SubmissionWriter(BasePredictionWriter):
         for loader, batches in enumerate(loaders):
             indices = batch_indices[loader] if batch_indices and loader < len(batch_indices) else []
             for i, batch in enumerate(batches):
-                batch_index = indices[i] if i < len(indices) and len(indices[i]) == len(batch) else None
-                for j, sample in enumerate(batch):
-                    if batch_index is not None:
-                        key = (0, loader, batch_index[j])
-                    elif isinstance(sample, dict) and "video_id" in sample:
-                        key = (1, loader, str(sample["video_id"]))
-                    else:
-                        key = None
-                    keyed.append((key, sample))
+                keyed.extend(
+                    zip(_sample_keys(batch, indices[i] if i < len(indices) else None, loader), batch)
+                )
         if trainer.world_size > 1:
             gathered = [None] * trainer.world_size
             torch.distributed.all_gather_object(gathered, keyed)
@@ -116,6 +118,30 @@ class SubmissionWriter(BasePredictionWriter):
             written = datamodule.write_submission(flat, path)
             log.info("wrote %d predictions to %s", len(flat), written)
             print(f"Submission written to {written} ({len(flat)} samples)")
+
+
+def _sample_keys(batch: list[Any], batch_index: list[int] | None, loader: int) -> list[Any]:
+    """The repeat key of each prediction of one batch (see :class:`SubmissionWriter`).
+
+    ``(0, loader, index, view)`` when the predictions map onto the batch's dataset indices: one
+    each, or consecutive runs of one ``video_id`` (the views of a multi-view item), one run per
+    index. Else ``(1, loader, video_id, view)``, or None for a prediction without a ``video_id``.
+    """
+    video_ids = [s.get("video_id") if isinstance(s, dict) else None for s in batch]
+    runs: list[int] = []  # run number of each prediction
+    views: list[int] = []  # its position in the run
+    for j, video_id in enumerate(video_ids):
+        same = j > 0 and video_id is not None and video_id == video_ids[j - 1]
+        runs.append(runs[-1] + (not same) if runs else 0)
+        views.append(views[-1] + 1 if same else 0)
+    if batch_index is not None and len(batch_index) == len(batch):
+        return [(0, loader, batch_index[j], 0) for j in range(len(batch))]
+    if batch_index is not None and batch and runs[-1] + 1 == len(batch_index):
+        return [(0, loader, batch_index[run], view) for run, view in zip(runs, views)]
+    return [
+        None if video_id is None else (1, loader, str(video_id), view)
+        for video_id, view in zip(video_ids, views)
+    ]
 
 
 def _first_of_each(keyed: list[tuple[Any, Any]]) -> list[Any]:

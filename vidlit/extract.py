@@ -39,8 +39,6 @@ import argparse
 import importlib
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +50,7 @@ from einops import rearrange
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from vidlit.core.io import atomic_open, write_json_atomic
 from vidlit.core.progress import progress_bar
 from vidlit.data.features import find_feature_file
 from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoBatchTransform
@@ -333,21 +332,11 @@ class _WindowChunks(IterableDataset):
 
 def save_features_atomic(features: Tensor, path: Path) -> Path:
     """Write ``[T, C]`` features as ``.pt`` or ``.npy`` through a temporary file, fsync and rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if path.suffix == ".npy":
-                np.save(f, features.numpy(), allow_pickle=False)
-            else:
-                torch.save(features, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as f:
+        if path.suffix == ".npy":
+            np.save(f, features.numpy(), allow_pickle=False)
+        else:
+            torch.save(features, f)
     return path
 
 
@@ -496,8 +485,6 @@ def extract_features(
 def _write_settings(
     out: Path, extractor: FeatureExtractor, window: int, stride: int, fps: float | None
 ) -> None:
-    from vidlit.core.io import write_json_atomic
-
     write_json_atomic(
         {
             "feature_window": window,

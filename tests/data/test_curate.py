@@ -21,9 +21,12 @@ from vidlit.data.curate import (
     read_curation_input,
     split_shots,
 )
-from vidlit.data.internvid import read_internvid_annotations
+from vidlit.data.internvid import parse_timestamp, read_internvid_annotations
+from vidlit.data.sampling import uniform_segments
 from vidlit.data.shards import VideoTextShards
 from vidlit.data.synth.videos import write_video
+from vidlit.data.transforms import VideoBatchTransform
+from vidlit.data.video import open_video
 
 FPS = 15
 SHOT = 20  # frames per shot
@@ -104,7 +107,28 @@ def test_curate_scores_filters_writes_and_skips_corrupt(sources, model, tmp_path
     )
     assert first["Caption"] == "a red screen" and -1 <= first["UMT_Score"] <= 1
 
-    # the score is the model's cosine similarity of the clip and the caption
+    # each score is the model's cosine similarity of that clip and that caption, recomputed here
+    # from the timestamps: segment-centre frames, short side resized, centre crop, normalized
+    tower = model.video
+    num_frames, size = (
+        tower.num_frames,
+        tower.img_size[0] if isinstance(tower.img_size, tuple) else tower.img_size,
+    )
+    transform = VideoBatchTransform(size, train=False)
+    with torch.inference_mode():
+        for row in rows:
+            first = round(parse_timestamp(row["Start_timestamp"]) * FPS)
+            end = round(parse_timestamp(row["End_timestamp"]) * FPS)
+            with open_video(sources / f"{row['YoutubeID']}.mp4") as reader:
+                frames = reader.get_frames(first + uniform_segments(end - first, num_frames, train=False))
+            x = torch.nn.functional.interpolate(
+                frames.permute(0, 3, 1, 2).float(), size=(size, size), mode="bilinear", antialias=True
+            )  # the 64 x 64 sources are square: the short-side resize is the whole frame
+            x = x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+            video = model.encode_video(transform(x[None]))[0]
+            text = model.encode_text([row["Caption"]])[0]
+            assert row["UMT_Score"] == pytest.approx(float(video @ text), abs=2e-6), row["Key"]
+
     scores = sorted(r["UMT_Score"] for r in rows)
     threshold = (scores[6] + scores[7]) / 2
     expected = {r["Key"] for r in rows if r["UMT_Score"] >= threshold}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -224,3 +225,80 @@ def test_synthetic_sample_is_in_the_official_format(tmp_path):
         "UMT_Score",
         "Aesthetic_Score",
     }
+
+
+class _OrderRecorder(L.LightningModule):
+    """Trains nothing useful; records the clip ids each epoch streams."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.seen: dict[int, list[str]] = {}
+
+    def training_step(self, batch, batch_idx):
+        self.seen.setdefault(self.current_epoch, []).extend(batch["video_ids"])
+        return (self.weight**2).sum() + batch["video"].mean() * 0
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+@pytest.fixture(scope="module")
+def tiny_shards(tmp_path_factory) -> str:
+    """4 shards of 3 two-frame 16 px clips each, plus one undecodable sample in the last shard."""
+    from vidlit.data.shards import encode_mp4, write_shards
+
+    out = tmp_path_factory.mktemp("tiny_shards")
+    clip = encode_mp4(np.full((2, 16, 16, 3), 90, dtype=np.uint8), fps=10)
+    samples = [{"key": f"s{i:02d}", "mp4": clip, "caption": f"clip {i}"} for i in range(12)]
+    write_shards(samples, str(out / "good-%02d.tar"), maxcount=3)
+    write_shards([{"key": "broken", "mp4": b"\x00" * 500, "caption": "no video"}], str(out / "bad-%02d.tar"))
+    return str(out)
+
+
+def _fit(ramp_root, shards, max_epochs, default_root_dir, ckpt_path=None, num_workers=2):
+    data = InternVidDataModule(
+        root=str(ramp_root), shards=shards, shard_shuffle=3, num_frames=2, size=16, short_side=16,
+        batch_size=2, num_workers=num_workers,
+    )  # fmt: skip
+    model = _OrderRecorder()
+    trainer = L.Trainer(
+        max_epochs=max_epochs, limit_val_batches=0, logger=False, enable_progress_bar=False,
+        enable_model_summary=False, default_root_dir=default_root_dir, accelerator="cpu",
+    )  # fmt: skip
+    trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
+    return model.seen
+
+
+def test_shard_order_is_a_function_of_seed_and_trainer_epoch(ramp_root, tiny_shards, tmp_path, monkeypatch):
+    """Each epoch streams a new order (2 persistent workers), the same for the same epoch, after a resume too.
+
+    Before the fix the epoch was published once per fit, so every epoch repeated the first one's
+    order and a resumed run's epochs did not match the uninterrupted run's.
+    """
+    monkeypatch.setenv("PL_GLOBAL_SEED", "7")
+    shards = f"{tiny_shards}/good-{{00..03}}.tar"
+    full = _fit(ramp_root, shards, 3, tmp_path / "full")
+    assert all(sorted(full[epoch]) == [f"s{i:02d}" for i in range(12)] for epoch in range(3))
+    assert len({tuple(full[epoch]) for epoch in range(3)}) == 3  # every epoch its own order
+    first = _fit(ramp_root, shards, 2, tmp_path / "cut")
+    assert first == {0: full[0], 1: full[1]}  # the same epochs reproduce
+    (last,) = (tmp_path / "cut" / "checkpoints").glob("*.ckpt")
+    resumed = _fit(ramp_root, shards, 3, tmp_path / "resumed", ckpt_path=str(last))
+    assert resumed == {2: full[2]}
+
+
+def test_strict_shards_raise_naming_url_and_key(ramp_root, tiny_shards):
+    shards = f"{tiny_shards}/{{good-03,bad-00}}.tar"
+    lenient = InternVidDataModule(root=str(ramp_root), shards=shards, num_frames=2, size=16, batch_size=8)
+    lenient.setup("fit")
+    batch = next(iter(lenient.train_dataloader()))
+    assert len(batch["video_ids"]) == 3 and batch["skipped"] == [f"{tiny_shards}/bad-00.tar"]
+    assert batch["skip_reasons"][0].startswith("sample broken: cannot open the video")
+    strict = InternVidDataModule(
+        root=str(ramp_root), shards=shards, num_frames=2, size=16, batch_size=8, strict=True
+    )
+    strict.setup("fit")
+    with pytest.raises(VideoDecodeError, match=r"bad-00\.tar: sample broken: cannot open") as info:
+        strict.on_after_batch_transfer(next(iter(strict.train_dataloader())), 0)
+    assert not isinstance(info.value, FileNotFoundError)

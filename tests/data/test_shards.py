@@ -146,6 +146,23 @@ def test_corrupt_samples_and_truncated_shards_are_skipped_and_counted(samples, t
     assert "mixed.tar: skipping sample b" in caplog.text and "truncated.tar" in caplog.text
 
 
+def test_strict_raises_and_markers_name_the_shard_and_key(samples, tmp_path):
+    from vidlit.data.video import VideoDecodeError
+
+    _tar(tmp_path / "s.tar", [("a.mp4", samples[0]["mp4"]), ("a.txt", b"ok"), ("b.mp4", b"\x00" * 300)])
+    url = str(tmp_path / "s.tar")
+    with pytest.raises(VideoDecodeError, match=r"s\.tar: sample b: no caption .*strict=True") as info:
+        list(VideoTextShards(url, num_frames=2, strict=True))
+    assert info.value.path == url
+    items = list(VideoTextShards(url, num_frames=2, failure_markers=True))
+    assert items[0]["video_id"] == "a"
+    assert items[1] == {
+        "error": url,
+        "reason": "sample b: no caption (.txt, or 'caption' in .json)",
+        "video_id": "b",
+    }
+
+
 def test_missing_shard_names_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope-000.tar: shard not found"):
         list(VideoTextShards(str(tmp_path / "nope-000.tar"), num_frames=2))

@@ -117,12 +117,43 @@ def test_bad_arguments():
         VideoBatchTransform(8, train=False)(torch.zeros(2, 3, 8, 8, dtype=torch.uint8))
 
 
+def _assert_device_matches_cpu(device: str) -> None:
+    """The transform on ``device`` gives the CPU's result for the same crops, flips and inputs.
+
+    A CUDA generator draws other numbers than a CPU one with the same seed, so the random boxes
+    and flips are drawn once on the CPU and both devices resample with them (:func:`crop_resize`,
+    the transform's deterministic part); evaluation (centre crops) runs end to end on both.
+    """
+    from vidlit.data.transforms import crop_resize
+
+    video = _clips(b=4, h=24, w=32)
+    frame_size = torch.tensor([[24, 32], [24, 32], [20, 28], [24, 30]])
+    generator = torch.Generator().manual_seed(0)
+    boxes = random_resized_boxes(frame_size, scale=(0.2, 1.0), ratio=(3 / 4, 4 / 3), generator=generator)
+    flip = torch.rand(4, generator=generator) < 0.5
+    on_cpu = crop_resize(video, boxes, 16, flip=flip, frame_size=frame_size)
+    on_device = crop_resize(
+        video.to(device), boxes.to(device), 16, flip=flip.to(device), frame_size=frame_size.to(device)
+    )
+    assert on_device.device.type == torch.device(device).type
+    torch.testing.assert_close(on_device.cpu(), on_cpu, atol=1e-3, rtol=0)  # uint8-range values
+    for eval_short_side in (None, 24):
+        transform = VideoBatchTransform(16, train=False, eval_short_side=eval_short_side)
+        expected = transform(video, frame_size)
+        torch.testing.assert_close(
+            transform(video.to(device), frame_size.to(device)).cpu(), expected, atol=1e-4, rtol=0
+        )
+    # training end to end: a device generator's seed fixes the crops there too
+    transform = VideoBatchTransform(16, train=True)
+    first = transform(video.to(device), generator=torch.Generator(device=device).manual_seed(0))
+    again = transform(video.to(device), generator=torch.Generator(device=device).manual_seed(0))
+    assert first.shape == (4, 3, 4, 16, 16) and torch.equal(first, again)
+
+
+def test_device_comparison_runs_on_cpu():
+    _assert_device_matches_cpu("cpu")
+
+
 @pytest.mark.gpu
 def test_cuda_matches_cpu():
-    video = _clips()
-    transform = VideoBatchTransform(16, train=True)
-    on_cpu = transform(video, generator=torch.Generator().manual_seed(0))
-    on_gpu = transform(video.cuda(), generator=torch.Generator(device="cuda").manual_seed(0))
-    assert on_gpu.is_cuda and on_gpu.shape == on_cpu.shape
-    again = transform(video.cuda(), generator=torch.Generator(device="cuda").manual_seed(0))
-    assert torch.equal(on_gpu, again)
+    _assert_device_matches_cpu("cuda")

@@ -82,6 +82,38 @@ def test_resize_at_decode(video_path, backend, resize, expected):
         assert (frames.float() - reference.get_frames([0, 7, 7, 3]).float()).abs().mean() < 3
 
 
+def test_decord_short_side_resize_probes_each_file_once(tmp_path, monkeypatch):
+    """decord has no size query: the stored size is read once per file, not on every open."""
+    import av
+
+    opened = []
+    real_open = av.open
+
+    def counting_open(path, *args, **kwargs):
+        if kwargs.get("mode", "r") == "r":  # reads only, not the writer's
+            opened.append(path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(av, "open", counting_open)
+    video_module._probe_header.cache_clear()
+    path = tmp_path / "clip.mp4"
+    synth.write_video(
+        path, np.random.default_rng(0).integers(0, 255, (12, 48, 80, 3), dtype=np.uint8), fps=10
+    )
+    for _ in range(3):  # three items of one video, as a dataset opens it
+        with open_video(path, "decord", resize=24) as reader:
+            frames = reader.get_frames([0, 5, 11])
+    assert opened == [str(path.resolve())]
+    assert frames.shape == (3, 24, 40, 3) and video_module.stored_size(path) == (48, 80)
+    with open_video(path, "pyav", resize=24) as reference:
+        assert (frames.float() - reference.get_frames([0, 5, 11]).float()).abs().mean() < 3
+    # a file rewritten in place is probed again
+    synth.write_video(path, np.zeros((4, 64, 32, 3), dtype=np.uint8), fps=10)
+    with open_video(path, "decord", resize=16) as reader:
+        assert reader.get_frames([1]).shape == (1, 32, 16, 3)
+    assert len(opened) == 3  # first probe, the pyav reference reader, the rewritten file's probe
+
+
 def test_output_size():
     assert output_size(240, 320, 128) == (128, 171)
     assert output_size(320, 240, 128) == (171, 128)

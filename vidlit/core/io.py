@@ -1,20 +1,75 @@
-"""Small file helpers shared by the data readers: atomic JSON writes, JSON reads with located errors."""
+"""Small file helpers shared across vidlit: atomic writes, JSON / JSON Lines reads with located errors.
+
+Every file vidlit writes for later runs to read (submissions, features, shards, manifests,
+checkpoints) goes through :func:`atomic_open`: the bytes land in a temporary file next to the
+target, are flushed to disk, and the file is renamed over the target, so a run killed mid-write
+leaves the old file (or none), never half a file.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+__all__ = ["atomic_open", "read_json", "read_jsonl", "require", "write_atomic", "write_json_atomic"]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def atomic_open(path: str | Path, mode: str = "wb", encoding: str | None = None) -> Iterator[IO[Any]]:
+    """Open a temporary file that replaces ``path`` when the ``with`` block ends without an error.
+
+    The temporary file sits in ``path``'s folder (created if needed), so the final
+    :func:`os.replace` is an atomic rename on the same file system; it is flushed and fsynced
+    first and gets the permissions a plain ``open`` would give (``0o666`` less the umask). An
+    exception inside the block removes the temporary file and leaves ``path`` untouched.
+
+    Args:
+        path: the file to write.
+        mode: ``"wb"`` (binary) or ``"w"`` (text).
+        encoding: text encoding for ``mode="w"`` (default UTF-8).
+
+    Yields:
+        The open temporary file.
+    """
+    if mode not in ("wb", "w"):
+        raise ValueError(f"mode must be 'wb' or 'w', got {mode!r}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600
+        text = {} if mode == "wb" else {"encoding": encoding or "utf-8", "newline": ""}
+        with os.fdopen(fd, mode, **text) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_atomic(data: bytes | str, path: str | Path) -> Path:
+    """Write bytes, or text as UTF-8, to ``path`` atomically (:func:`atomic_open`); returns ``path``."""
+    with atomic_open(path, "w" if isinstance(data, str) else "wb") as f:
+        f.write(data)
+    return Path(path)
 
 
 def write_json_atomic(document: Any, path: str | Path) -> Path:
-    """Write ``document`` as JSON through a temporary file and a rename: never half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(document))
-    tmp.replace(path)
-    return path
+    """Write ``document`` as JSON atomically (:func:`atomic_open`): never half a file."""
+    return write_atomic(json.dumps(document), path)
 
 
 def read_json(path: str | Path, what: str = "annotation file") -> Any:
@@ -31,6 +86,32 @@ def read_json(path: str | Path, what: str = "annotation file") -> Any:
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: line {e.lineno} column {e.colno}: invalid JSON: {e.msg}") from None
+
+
+def read_jsonl(path: str | Path, what: str = "JSON Lines file") -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line number, object)`` for each non-blank line of a JSON Lines file, read lazily.
+
+    Every line must hold one JSON object; line numbers are 1-based, as editors show them.
+
+    Raises:
+        FileNotFoundError: ``{path}: {what} not found``.
+        ValueError: ``{path}:{line}: invalid JSON (column C): ...`` or
+            ``{path}:{line}: expected a JSON object, got list``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: {what} not found")
+    with path.open(encoding="utf-8") as f:
+        for number, text in enumerate(f, 1):
+            if not text.strip():
+                continue
+            try:
+                row = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{number}: invalid JSON (column {e.colno}): {e.msg}") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
+            yield number, row
 
 
 def require(obj: Any, key: str, where: str, path: str | Path) -> Any:

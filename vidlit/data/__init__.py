@@ -10,7 +10,7 @@ from vidlit.data.ego4d_sta import Ego4DShortTermAnticipation
 from vidlit.data.internvid import InternVidDataModule
 from vidlit.data.llp import LLPVideoParsing
 from vidlit.data.music_dance import MusicDanceDataModule
-from vidlit.data.shards import VideoTextShards, write_shards
+from vidlit.data.shards import EpochStreamLoader, VideoTextShards, write_shards
 from vidlit.data.video_list import VideoListDataModule
 from vidlit.data.xd_violence import XDViolence
 
@@ -21,6 +21,7 @@ __all__ = [
     "Ego4DNLQ",
     "Ego4DShortTermAnticipation",
     "Ego4DStateChangeDetection",
+    "EpochStreamLoader",
     "InternVidDataModule",
     "LLPVideoParsing",
     "MusicDanceDataModule",

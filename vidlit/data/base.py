@@ -78,8 +78,15 @@ class VidlitDataModule(L.LightningDataModule):
         # EpochShuffleSampler asks for the epoch in this process as an epoch's iteration starts,
         # before any index reaches a worker: the moment to publish it to a training dataset
         # whose sampling depends on the epoch (``set_epoch``)
+        # the epoch about to be iterated is the fit loop's ``processed`` count, the number Lightning
+        # gives samplers: ``trainer.current_epoch`` lags one behind while a run resumed from an
+        # end-of-epoch checkpoint builds its first epoch's iterator
         trainer = getattr(self, "trainer", None)
-        epoch = trainer.current_epoch if trainer is not None else 0
+        fit_loop = getattr(trainer, "fit_loop", None)
+        if fit_loop is not None:
+            epoch = fit_loop.epoch_progress.current.processed
+        else:
+            epoch = getattr(trainer, "current_epoch", 0)
         set_epoch = getattr(getattr(self, "datasets", {}).get("train"), "set_epoch", None)
         if set_epoch is not None:
             set_epoch(epoch)

@@ -68,7 +68,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from vidlit.core.io import write_json_atomic
+from vidlit.core.io import read_jsonl, write_atomic, write_json_atomic
 from vidlit.core.progress import progress_bar
 from vidlit.data.sampling import uniform_segments
 from vidlit.data.shards import encode_mp4, write_shards
@@ -172,38 +172,27 @@ def read_curation_input(path: str | Path) -> list[SourceVideo]:
             a video or an id listed twice.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: curation input not found")
     videos: list[SourceVideo] = []
     names: dict[str, int] = {}
     ids: dict[str, int] = {}
-    with path.open(encoding="utf-8") as f:
-        for number, text in enumerate(f, 1):
-            if not text.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                row = json.loads(text)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{where}: invalid JSON (column {e.colno}): {e.msg}") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}")
-            name = row.get("video")
-            if not isinstance(name, str) or not name.strip():
-                raise ValueError(f"{where}: 'video' must be the path of a source video, got {name!r}")
-            name = name.strip()
-            captions = row.get("captions", [])
-            if not isinstance(captions, list):
-                raise ValueError(f"{where}: 'captions' must be a list, got {type(captions).__name__}")
-            video_id = row.get("id") or Path(name).stem
-            if not isinstance(video_id, str):
-                raise ValueError(f"{where}: 'id' must be a string, got {video_id!r}")
-            for seen, value, what in ((names, name, "video"), (ids, video_id, "id")):
-                if value in seen:
-                    raise ValueError(f"{where}: {what} {value!r} is already listed on line {seen[value]}")
-                seen[value] = number
-            parsed = tuple(_caption(c, f"{where}: captions[{i}]") for i, c in enumerate(captions))
-            videos.append(SourceVideo(path.parent / name, name, video_id, parsed, number))
+    for number, row in read_jsonl(path, "curation input"):
+        where = f"{path}:{number}"
+        name = row.get("video")
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"{where}: 'video' must be the path of a source video, got {name!r}")
+        name = name.strip()
+        captions = row.get("captions", [])
+        if not isinstance(captions, list):
+            raise ValueError(f"{where}: 'captions' must be a list, got {type(captions).__name__}")
+        video_id = row.get("id") or Path(name).stem
+        if not isinstance(video_id, str):
+            raise ValueError(f"{where}: 'id' must be a string, got {video_id!r}")
+        for seen, value, what in ((names, name, "video"), (ids, video_id, "id")):
+            if value in seen:
+                raise ValueError(f"{where}: {what} {value!r} is already listed on line {seen[value]}")
+            seen[value] = number
+        parsed = tuple(_caption(c, f"{where}: captions[{i}]") for i, c in enumerate(captions))
+        videos.append(SourceVideo(path.parent / name, name, video_id, parsed, number))
     return videos
 
 
@@ -457,7 +446,7 @@ def curate(
             lines = "".join(
                 json.dumps({**s["line"], "Shard": name}, ensure_ascii=False) + "\n" for s in samples
             )
-            _write_text_atomic(out / "shards" / name.replace(".tar", ".jsonl"), lines)
+            write_atomic(lines, out / "shards" / name.replace(".tar", ".jsonl"))
             manifest.shards.append(name)
             summary.shards.append(url)
             shard = name
@@ -585,18 +574,10 @@ def _curate_video(
         return record, kept
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
 def _merge_jsonl(out: Path, shards: list[str], name: str) -> Path:
     """The InternVid-format JSONL of every shard in the manifest, written atomically."""
     parts = [(out / "shards" / s.replace(".tar", ".jsonl")).read_text(encoding="utf-8") for s in shards]
-    path = out / name
-    _write_text_atomic(path, "".join(parts))
-    return path
+    return write_atomic("".join(parts), out / name)
 
 
 # -- command line ---------------------------------------------------------------------------------

@@ -23,7 +23,6 @@ WebDataset tar shards (:class:`~vidlit.data.shards.VideoTextShards`) instead.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -37,6 +36,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from vidlit.core.io import read_jsonl
 from vidlit.data.sampling import sample_in_window, uniform_segments
 from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoBatchTransform
 from vidlit.data.video import VideoDecodeError, open_video
@@ -125,44 +125,33 @@ def read_internvid_annotations(
             timestamp, ``End_timestamp <= Start_timestamp``, or a non-numeric score.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: InternVid annotation file not found")
     clips = []
-    with path.open(encoding="utf-8") as f:
-        for number, text in enumerate(f, 1):
-            if not text.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                row = json.loads(text)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{where}: invalid JSON (column {e.colno}): {e.msg}") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}")
-            for key in ("YoutubeID", "Start_timestamp", "End_timestamp", "Caption"):
-                value = row.get(key)
-                if not isinstance(value, str) or not value.strip():
-                    raise ValueError(f"{where}: {key!r} must be a non-empty string, got {value!r}")
-            try:
-                start = parse_timestamp(row["Start_timestamp"])
-                end = parse_timestamp(row["End_timestamp"])
-            except ValueError as e:
-                raise ValueError(f"{where}: {e}") from None
-            if end <= start:
-                raise ValueError(
-                    f"{where}: End_timestamp {row['End_timestamp']} must be after Start_timestamp "
-                    f"{row['Start_timestamp']}"
-                )
-            umt, aesthetic = _score(row, "UMT_Score", where), _score(row, "Aesthetic_Score", where)
-            if min_umt_score is not None and (umt is None or umt < min_umt_score):
-                continue
-            if min_aesthetic_score is not None and (aesthetic is None or aesthetic < min_aesthetic_score):
-                continue
-            youtube_id = row["YoutubeID"].strip()
-            clip_id = f"{youtube_id}_{row['Start_timestamp'].strip()}_{row['End_timestamp'].strip()}"
-            clips.append(
-                InternVidClip(youtube_id, start, end, row["Caption"].strip(), umt, aesthetic, clip_id, number)
+    for number, row in read_jsonl(path, "InternVid annotation file"):
+        where = f"{path}:{number}"
+        for key in ("YoutubeID", "Start_timestamp", "End_timestamp", "Caption"):
+            value = row.get(key)
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"{where}: {key!r} must be a non-empty string, got {value!r}")
+        try:
+            start = parse_timestamp(row["Start_timestamp"])
+            end = parse_timestamp(row["End_timestamp"])
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from None
+        if end <= start:
+            raise ValueError(
+                f"{where}: End_timestamp {row['End_timestamp']} must be after Start_timestamp "
+                f"{row['Start_timestamp']}"
             )
+        umt, aesthetic = _score(row, "UMT_Score", where), _score(row, "Aesthetic_Score", where)
+        if min_umt_score is not None and (umt is None or umt < min_umt_score):
+            continue
+        if min_aesthetic_score is not None and (aesthetic is None or aesthetic < min_aesthetic_score):
+            continue
+        youtube_id = row["YoutubeID"].strip()
+        clip_id = f"{youtube_id}_{row['Start_timestamp'].strip()}_{row['End_timestamp'].strip()}"
+        clips.append(
+            InternVidClip(youtube_id, start, end, row["Caption"].strip(), umt, aesthetic, clip_id, number)
+        )
     return clips
 
 
@@ -332,7 +321,10 @@ class InternVidDataModule(RawVideoDataModule):
     With ``shards`` set, training streams ``{"video", "caption", "video_id"}`` samples from
     WebDataset tar shards (:class:`~vidlit.data.shards.VideoTextShards`; local paths or any fsspec
     URL, brace patterns expanded) and ``train_annotations`` is not read; validation still reads
-    ``val_annotations``.
+    ``val_annotations``. Each epoch's shard and sample order is a function of the seed and the
+    trainer's epoch (also with persistent workers and after a resume); a bad sample of a shard is
+    skipped and counted like an unreadable video, or, with ``strict=True``, raises
+    :class:`~vidlit.data.video.VideoDecodeError` naming the shard URL and the sample key.
 
     Args:
         root: dataset folder; relative annotation paths and ``video_dir`` resolve against it.
@@ -450,6 +442,9 @@ class InternVidDataModule(RawVideoDataModule):
                 short_side=self.short_side,
                 shuffle=self.shard_shuffle,
                 seed=seed,
+                # bad samples come back as failure markers, counted (or, when strict, raised)
+                # in the main process like unreadable source videos
+                failure_markers=True,
             )
         return InternVidDataset(
             self.clips(split),
@@ -482,13 +477,16 @@ class InternVidDataModule(RawVideoDataModule):
         dataset = self.datasets["train"]
         if isinstance(dataset, InternVidDataset):
             return self._loader(dataset, self._collate(), train=True)
-        # an IterableDataset shuffles itself; publish the epoch before the workers start
-        self._current_epoch()
-        return DataLoader(
+        from vidlit.data.shards import EpochStreamLoader
+
+        # an IterableDataset shuffles itself: the loader gives it the trainer's epoch each time
+        # an epoch starts, before the (persistent) workers read on
+        return EpochStreamLoader(
             dataset,
+            epoch_fn=self._current_epoch,
             batch_size=self.batch_size,
             num_workers=self.num_workers,
-            persistent_workers=False,
+            persistent_workers=self.num_workers > 0,
             collate_fn=self._collate(),
         )
 

@@ -19,7 +19,9 @@ streams them: every URL is opened with :func:`fsspec.open` (local paths, ``file:
 subprocess), read sequentially, and each clip is decoded in memory, so a corpus far larger than
 the disk of one node trains straight from object storage. Shards are split across distributed
 ranks and DataLoader workers; a sample whose video cannot be decoded or that lacks a caption is
-logged, counted and skipped.
+logged, counted and skipped (or raises, with ``strict=True``). :class:`EpochStreamLoader` gives
+the stream its epoch each time an epoch's iteration starts, so its shuffling follows the
+trainer's epoch, with persistent workers and after a resume too.
 """
 
 from __future__ import annotations
@@ -31,22 +33,22 @@ import os
 import posixpath
 import re
 import tarfile
-import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import IterableDataset, get_worker_info
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from vidlit.core.io import atomic_open
 from vidlit.data.sampling import uniform_segments
-from vidlit.data.video import output_size
+from vidlit.data.video import VideoDecodeError, output_size
 
 log = logging.getLogger(__name__)
 
-__all__ = ["VideoTextShards", "decode_mp4", "encode_mp4", "expand_urls", "write_shards"]
+__all__ = ["EpochStreamLoader", "VideoTextShards", "decode_mp4", "encode_mp4", "expand_urls", "write_shards"]
 
 VIDEO_EXTENSIONS = ("mp4", "m4v", "mov", "mkv", "webm", "avi")
 _MAX_WORKER_SLOTS = 256  # skip counters, one slot per (rank-local) DataLoader worker
@@ -222,19 +224,8 @@ def _write_tar(files: list[tuple[str, bytes]], url: str) -> None:
                 tar.addfile(info, io.BytesIO(data))
 
     if _is_local(url):
-        path = _local_path(url)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                fill(f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_open(_local_path(url)) as f:
+            fill(f)
         return
     import fsspec
 
@@ -338,13 +329,20 @@ class VideoTextShards(IterableDataset):
     least that many shards; under DDP, equal shard sizes keep the ranks in step. With
     ``shuffle > 0`` the shard order is a permutation drawn from ``(seed, epoch)`` (the same on
     every rank) and samples pass through a shuffle buffer of that many clips, seeded by
-    ``(seed, epoch, rank, worker)``; call :meth:`set_epoch` each epoch (it reaches persistent
-    workers too).
+    ``(seed, epoch, rank, worker)``, so an epoch's order is a pure function of the seed and the
+    epoch. The epoch is the one :meth:`set_epoch` last set, read when iteration starts; it lives
+    in shared memory, so persistent DataLoader workers see it change. Iterate through an
+    :class:`EpochStreamLoader`, which sets it from the trainer as each epoch starts (an
+    ``IterableDataset`` has no sampler that Lightning would tell the epoch).
 
     A sample whose video does not decode, that has no video or no caption, and the rest of a
     truncated or corrupt shard, are logged (warning, naming the shard and key) and skipped;
-    :attr:`num_skipped` counts them across workers. A shard that does not exist raises
-    :class:`FileNotFoundError`.
+    :attr:`num_skipped` counts them across workers. With ``strict=True`` the first one raises
+    :class:`~vidlit.data.video.VideoDecodeError` naming the shard URL and the sample key. With
+    ``failure_markers=True`` a skipped sample is also yielded as ``{"error": url, "reason":
+    "sample <key>: ...", "video_id": key}``, the failure marker of the map-style datasets, so
+    :func:`~vidlit.data.internvid.collate_video_text` lists it and a data module can count it,
+    or raise from the main process. A shard that does not exist raises :class:`FileNotFoundError`.
 
     Args:
         urls: shard URL(s): local paths, ``file://``, any fsspec protocol (``s3://``, ``gs://``,
@@ -353,6 +351,8 @@ class VideoTextShards(IterableDataset):
         short_side: resize the short side to this while decoding; None keeps the stored size.
         shuffle: shuffle buffer size in samples (0: shards and samples in order).
         seed: base seed of the shuffling.
+        strict: raise on the first bad sample instead of skipping it.
+        failure_markers: yield a failure marker for each skipped sample.
 
     Items are ``{"video": uint8 [t, h, w, 3], "caption": str, "video_id": str}``; ``video_id``
     is the sample key.
@@ -365,6 +365,8 @@ class VideoTextShards(IterableDataset):
         short_side: int | None = None,
         shuffle: int = 0,
         seed: int = 0,
+        strict: bool = False,
+        failure_markers: bool = False,
     ):
         super().__init__()
         if num_frames < 1:
@@ -378,6 +380,8 @@ class VideoTextShards(IterableDataset):
         self.short_side = short_side
         self.shuffle = shuffle
         self.seed = seed % 2**32
+        self.strict = strict
+        self.failure_markers = failure_markers
         self.epoch = torch.zeros((), dtype=torch.long).share_memory_()
         self._skipped = torch.zeros(_MAX_WORKER_SLOTS, dtype=torch.long).share_memory_()
 
@@ -419,24 +423,32 @@ class VideoTextShards(IterableDataset):
             samples = _shuffled(samples, self.shuffle, rng)
         yield from samples
 
-    def _skip(self, worker: int, url: str, key: str, reason: str) -> None:
+    def _skip(self, worker: int, url: str, key: str, reason: str) -> Iterator[dict[str, Any]]:
+        """Raise (strict) or count and log a bad sample; yields its failure marker if asked to."""
+        if self.strict:
+            raise VideoDecodeError(url, f"sample {key}: {reason} (strict=True)")
         self._skipped[worker % _MAX_WORKER_SLOTS] += 1
         log.warning("%s: skipping sample %s: %s", url, key, reason)
+        if self.failure_markers:
+            yield {"error": url, "reason": f"sample {key}: {reason}", "video_id": key}
 
     def _samples(self, url: str, worker: int) -> Iterator[dict[str, Any]]:
         for key, fields in self._grouped(url, worker):
+            if "error" in fields:  # the shard broke off while this sample was read
+                yield from self._skip(worker, url, key, fields["error"])
+                return
             video = next((fields[e] for e in VIDEO_EXTENSIONS if e in fields), None)
             if video is None:
-                self._skip(worker, url, key, f"no video file (fields: {sorted(fields)})")
+                yield from self._skip(worker, url, key, f"no video file (fields: {sorted(fields)})")
                 continue
             caption = self._caption(fields)
             if caption is None:
-                self._skip(worker, url, key, "no caption (.txt, or 'caption' in .json)")
+                yield from self._skip(worker, url, key, "no caption (.txt, or 'caption' in .json)")
                 continue
             try:
                 frames = decode_mp4(video, self.num_frames, self.short_side)
             except ValueError as e:
-                self._skip(worker, url, key, str(e))
+                yield from self._skip(worker, url, key, str(e))
                 continue
             yield {"video": frames, "caption": caption, "video_id": key}
 
@@ -452,8 +464,12 @@ class VideoTextShards(IterableDataset):
             return None
         return None
 
-    def _grouped(self, url: str, worker: int) -> Iterator[tuple[str, dict[str, bytes]]]:
-        """``(key, {extension: bytes})`` for consecutive tar members sharing a key."""
+    def _grouped(self, url: str, worker: int) -> Iterator[tuple[str, dict[str, Any]]]:
+        """``(key, {extension: bytes})`` for consecutive tar members sharing a key.
+
+        A corrupt or truncated shard ends with ``(key, {"error": reason})`` for the sample that
+        was being read when the stream broke (it and the rest of the shard are lost).
+        """
         import fsspec
 
         key, fields = None, {}
@@ -474,10 +490,37 @@ class VideoTextShards(IterableDataset):
             raise FileNotFoundError(f"{url}: shard not found") from None
         except (tarfile.TarError, OSError, EOFError) as e:
             # the sample being read when the stream broke is incomplete: drop it with the rest
-            self._skip(worker, url, key or "(first sample)", f"corrupt or truncated shard: {e}")
+            yield key or "(first sample)", {"error": f"corrupt or truncated shard: {e}"}
             return
         if key is not None:
             yield key, fields
+
+
+class EpochStreamLoader(DataLoader):
+    """A ``DataLoader`` over an ``IterableDataset`` with ``set_epoch``, told the epoch at each ``iter``.
+
+    For a map-style dataset, Lightning hands the epoch to the sampler; an ``IterableDataset``
+    has none, so its ``set_epoch`` is never called and every epoch would repeat the first
+    one's order. This loader asks ``epoch_fn`` (e.g. the trainer's ``current_epoch``) each time
+    an iteration starts, in the main process and before any worker starts (or, with
+    ``persistent_workers``, resumes) reading, and passes it to ``dataset.set_epoch``. Lightning
+    calls ``iter`` once per epoch, after restoring a checkpoint's epoch on resume, so a resumed
+    run streams epoch ``k`` exactly as an uninterrupted one does.
+
+    Args:
+        dataset: an ``IterableDataset`` with ``set_epoch(int)`` (e.g. :class:`VideoTextShards`).
+        epoch_fn: returns the epoch about to be iterated; None leaves the dataset's epoch alone.
+        kwargs: ``DataLoader`` arguments.
+    """
+
+    def __init__(self, dataset: IterableDataset, epoch_fn: Callable[[], int] | None = None, **kwargs: Any):
+        super().__init__(dataset, **kwargs)
+        self.epoch_fn = epoch_fn
+
+    def __iter__(self) -> Iterator[Any]:
+        if self.epoch_fn is not None:
+            self.dataset.set_epoch(self.epoch_fn())
+        return super().__iter__()
 
 
 def _shuffled(samples: Iterator[dict[str, Any]], size: int, rng: np.random.Generator) -> Iterator[dict]:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import csv
 import difflib
 import functools
-import json
 import logging
 import math
 import os
@@ -44,7 +43,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from vidlit.core.io import write_json_atomic
+from vidlit.core.io import read_jsonl, write_json_atomic
 from vidlit.data.base import VidlitDataModule
 from vidlit.data.sampling import dense_clip, multi_view_clips, sample_in_window, uniform_segments
 from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoBatchTransform
@@ -89,17 +88,7 @@ def _blank(value: Any) -> bool:
 def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """``(line number, {key: value})`` for each non-blank row of a CSV or JSONL list."""
     if path.suffix.lower() in JSONL_SUFFIXES:
-        with path.open(encoding="utf-8") as f:
-            for number, text in enumerate(f, 1):
-                if not text.strip():
-                    continue
-                try:
-                    row = json.loads(text)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}:{number}: invalid JSON (column {e.colno}): {e.msg}") from None
-                if not isinstance(row, dict):
-                    raise ValueError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
-                yield number, row
+        yield from read_jsonl(path, "video list")
         return
     with path.open(newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
@@ -598,7 +587,8 @@ class RawVideoDataModule(VidlitDataModule):
         if batch["skipped"]:
             if self.strict:
                 path, reason = batch["skipped"][0], batch["skip_reasons"][0]
-                error = VideoNotFoundError if not Path(path).exists() else VideoDecodeError
+                local = "://" not in path  # a shard URL names a stream that was read
+                error = VideoNotFoundError if local and not Path(path).exists() else VideoDecodeError
                 raise error(path, f"{reason} (strict=True; set strict: false to skip unreadable videos)")
         stage = self._stage()
         if stage is not None:
