@@ -104,3 +104,50 @@ def test_model_flags_with_a_function_backbone(capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "freeze_backbone: true" in out and "name: vit_small_patch16_16x224" in out
+
+
+def _sta_annotations(root, num_nouns, num_verbs):
+    """An Ego4D v2 ``fho_sta_train.json`` with one annotated frame and the given category lists."""
+    root.mkdir()
+    box = {"box": [1.0, 2.0, 9.0, 12.0], "noun_category_id": 0, "verb_category_id": 0, "time_to_contact": 0.5}
+    frame = {
+        "uid": "v_0000003",
+        "video_uid": "v",
+        "frame": 3,
+        "clip_uid": "v",
+        "clip_frame": 3,
+        "objects": [box],
+    }
+    (root / "fho_sta_train.json").write_text(
+        json.dumps(
+            {
+                "info": {"version": "v2", "split": "train"},
+                "noun_categories": [{"id": i, "name": f"noun{i}"} for i in range(num_nouns)],
+                "verb_categories": [{"id": i, "name": f"verb{i}"} for i in range(num_verbs)],
+                "annotations": [frame],
+            }
+        )
+    )
+
+
+def test_sta_head_takes_num_verbs_and_num_classes_from_the_data(tmp_path):
+    """The STA recipe states no class counts: both come from the annotation file's category lists."""
+    from vidlit.cli import VidlitCLI
+
+    _sta_annotations(tmp_path / "sta", num_nouns=5, num_verbs=7)
+    cli = VidlitCLI(
+        args=["--config", "recipes/ego4d_sta.yaml", "--data.init_args.root", str(tmp_path / "sta")], run=False
+    )
+    assert (cli.model.head.num_classes, cli.model.head.num_verbs) == (5, 7)
+    assert cli.model.head.verb.out_features == 7
+
+
+def test_num_verbs_is_linked_only_into_heads_that_name_it():
+    from vidlit.cli import _accepts
+
+    sta = "vidlit.heads.short_term_anticipation.ShortTermAnticipationHead"
+    assert _accepts(sta, "num_verbs", explicit=True)
+    assert not _accepts("vidlit.heads.moment_queries.ActionFormerHead", "num_verbs", explicit=True)
+    # **kwargs takes num_classes, but num_verbs only by name
+    assert _accepts("lightning.LightningModule", "num_classes")
+    assert not _accepts("lightning.LightningModule", "num_verbs", explicit=True)

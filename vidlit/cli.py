@@ -20,6 +20,7 @@ import inspect
 import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -121,23 +122,47 @@ def head_in_dim(backbone: Any, data: Any) -> int:
     return int(init["feature_dim"])
 
 
-def _num_classes(datamodule: L.LightningDataModule) -> int:
-    if not hasattr(datamodule, "num_classes"):
-        raise ValueError(f"data: {type(datamodule).__name__} has no num_classes to pass on to the head")
-    return datamodule.num_classes
+def _data_size(name: str) -> Callable[[L.LightningDataModule], int]:
+    """``compute_fn`` of a link: the data module's attribute ``name``, or an error naming it."""
+
+    def size(datamodule: L.LightningDataModule) -> int:
+        if not hasattr(datamodule, name):
+            raise ValueError(f"data: {type(datamodule).__name__} has no {name} to pass on to the head")
+        return getattr(datamodule, name)
+
+    size.__name__ = f"data_{name}"
+    return size
 
 
-def _accepts(class_path: str | None, name: str) -> bool:
-    """Whether the class at ``class_path`` takes an init argument ``name`` (or ``**kwargs``)."""
-    if not class_path:
-        return True
+_num_classes = _data_size("num_classes")
+
+# Head init arguments the data module sizes once it exists (class lists are read from the
+# annotation files): linked into every head that takes the argument (``num_classes`` also through
+# ``**kwargs``), and only from a data module that has the attribute when ``explicit``.
+DATA_LINKS = {"num_classes": False, "num_verbs": True}
+
+
+def _import(class_path: str) -> Any:
     module, _, attr = class_path.rpartition(".")
     try:
-        cls = getattr(importlib.import_module(module), attr)
+        return getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError, ValueError):
-        return True  # jsonargparse reports a bad class_path itself
+        return None  # jsonargparse reports a bad class_path itself
+
+
+def _accepts(class_path: str | None, name: str, explicit: bool = False) -> bool:
+    """Whether the class at ``class_path`` takes an init argument ``name``.
+
+    Args:
+        class_path: the class; None or one that does not import counts as accepting.
+        name: the argument.
+        explicit: only a parameter of that name counts, not ``**kwargs``.
+    """
+    cls = _import(class_path) if class_path else None
+    if cls is None:
+        return not explicit
     params = inspect.signature(cls.__init__).parameters
-    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+    return name in params or (not explicit and any(p.kind is p.VAR_KEYWORD for p in params.values()))
 
 
 class VidlitCLI(LightningCLI):
@@ -146,7 +171,8 @@ class VidlitCLI(LightningCLI):
     - model and data in subclass mode (``class_path`` + ``init_args``), OmegaConf interpolation;
     - optimizers and schedulers are ``TaskModule`` arguments (callables), not CLI magic;
     - the head's ``in_dim`` is the backbone's width, or the data module's ``feature_dim`` when
-      heads train on stored features, and its ``num_classes`` the data module's, so a recipe
+      heads train on stored features, and its ``num_classes`` (and ``num_verbs``, for heads that
+      take it from a data module that has it, e.g. Ego4D STA) the data module's, so a recipe
       states each size once;
     - checkpoints are written atomically and loaded with ``weights_only=True``;
     - without a ``trainer.logger``, runs log to CSV under ``trainer.default_root_dir``;
@@ -189,13 +215,14 @@ class VidlitCLI(LightningCLI):
             "model.init_args.head.init_args.in_dim",
             compute_fn=head_in_dim,
         )
-        # the class list is read from the annotation files, so it is known once data exists
-        parser.link_arguments(
-            "data",
-            "model.init_args.head.init_args.num_classes",
-            compute_fn=_num_classes,
-            apply_on="instantiate",
-        )
+        # class lists are read from the annotation files, so they are known once data exists
+        for name in DATA_LINKS:
+            parser.link_arguments(
+                "data",
+                f"model.init_args.head.init_args.{name}",
+                compute_fn=_data_size(name),
+                apply_on="instantiate",
+            )
 
     def before_instantiate_classes(self) -> None:
         # The head links size TaskModule's head. A model without a head (MVMPretrain) has nothing
@@ -205,13 +232,20 @@ class VidlitCLI(LightningCLI):
         config = self.config[self.subcommand] if self.subcommand else self.config
         head = (config.get("model.init_args") or {}).get("head")
         if head is None:
-            prefix = "model.init_args.head."
-        elif not _accepts(getattr(head, "class_path", None), "num_classes"):
-            prefix = "model.init_args.head.init_args.num_classes"
+            dropped = ("model.init_args.head.",)
         else:
+            head_class = getattr(head, "class_path", None)
+            data_class = _import(getattr(config.get("data"), "class_path", None) or "")
+            dropped = tuple(
+                f"model.init_args.head.init_args.{name}"
+                for name, explicit in DATA_LINKS.items()
+                if not _accepts(head_class, name, explicit)
+                or (explicit and data_class is not None and not hasattr(data_class, name))
+            )
+        if not dropped:
             return
         group = self._parser(self.subcommand)._links_group
-        group._group_actions = [a for a in group._group_actions if not a.target[0].startswith(prefix)]
+        group._group_actions = [a for a in group._group_actions if not a.target[0].startswith(dropped)]
 
     def _resolve_last_checkpoint(self) -> None:
         config = self.config_init[self.subcommand]

@@ -209,3 +209,26 @@ def test_original_videomae_decoder_layout_loads():
     target = MVMDecoder(embed_dim=64, patch_dim=384, num_patches=64, decoder_dim=32, depth=2, num_heads=4)
     target.load_state_dict(remap_decoder_keys(checkpoint), strict=True)
     assert all(torch.equal(v, target.state_dict()[k]) for k, v in source.state_dict().items())
+
+
+def test_masked_reconstruction_is_the_pretraining_tasks_step():
+    """MVMPretrain and VideoTextPretrain's MVM loss: fresh tube masks, then the same reconstruction."""
+    from vidlit.backbones.mvm import decoder_for, masked_reconstruction, reconstruct
+    from vidlit.tasks import MVMPretrain
+
+    torch.manual_seed(0)
+    model = MaskedVideoModel(
+        create_backbone("vit_test", depth=1), decoder_dim=32, decoder_depth=1, decoder_heads=4
+    )
+    video = clip()
+    out = masked_reconstruction(model, video, 0.75, torch.Generator().manual_seed(5))
+    masks = tube_mask(2, model.backbone.grid_size, 0.75, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(out.loss, reconstruct(model, video, *masks).loss)
+    task = MVMPretrain(model.backbone, mask_ratio=0.75, decoder_dim=32, decoder_depth=1, decoder_heads=4)
+    task.decoder.load_state_dict(model.decoder.state_dict())
+    assert torch.equal(task(video, generator=torch.Generator().manual_seed(5)).loss, out.loss)
+    # one check of the encoder and the ratio, wherever a decoder is built
+    with pytest.raises(ValueError, match="has no 'embed_dim', 'tubelet_size'.*VideoViT-like"):
+        decoder_for(torch.nn.Linear(2, 2), 32, 1, 4)
+    with pytest.raises(ValueError, match="at least one must stay visible"):
+        decoder_for(model.backbone, 32, 1, 4, mask_ratio=0.99)

@@ -244,3 +244,56 @@ def test_reset_parameters_rebuilds_the_sincos_table_after_meta_init():
     model.reset_parameters()
     reference = create_backbone("vit_test")
     assert torch.equal(model.pos_embed, reference.pos_embed)
+
+
+# -- Lightning checkpoints of vidlit's task modules ------------------------------------------------
+
+
+def _lightning_checkpoint(module, path):
+    """``path`` written by ``trainer.save_checkpoint``, as ``last.ckpt`` is."""
+    import lightning as L
+
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer.strategy.connect(module)
+    trainer.save_checkpoint(path)
+    return path
+
+
+def _task(kind):
+    from vidlit.heads import LinearProbeHead
+    from vidlit.tasks import MVMPretrain, TaskModule, VideoTextPretrain
+
+    torch.manual_seed(0)
+    backbone = create_backbone("vit_test", depth=1, drop_path_rate=0.1)
+    decoder = dict(decoder_dim=32, decoder_depth=1, decoder_heads=4)
+    if kind == "mvm":
+        return MVMPretrain(backbone, **decoder)
+    if kind == "video_text":  # the video tower is model.video, next to model.text and a decoder
+        return VideoTextPretrain(backbone, text="text_test", proj_dim=16, mvm_weight=0.5, **decoder)
+    return TaskModule(LinearProbeHead(64, 3), backbone=backbone)
+
+
+@pytest.mark.parametrize("kind", ["mvm", "video_text", "finetune"])
+def test_lightning_checkpoints_of_task_modules_load_as_backbones(kind, tmp_path):
+    task = _task(kind)
+    path = _lightning_checkpoint(task, tmp_path / "last.ckpt")
+    expected = task.backbone.state_dict()
+    loaded = create_backbone("vit_test", depth=1, checkpoint_path=path)
+    sized = VideoViT.from_pretrained(
+        path, num_frames=8, img_size=32, num_heads=4
+    )  # the rest from the weights
+    for model in (loaded, sized):
+        assert model.state_dict().keys() == expected.keys()
+        assert all(torch.equal(model.state_dict()[k], v) for k, v in expected.items())
+
+
+def test_lightning_checkpoint_without_a_backbone_names_its_prefixes(tmp_path):
+    from vidlit.heads import LinearProbeHead
+    from vidlit.tasks import TaskModule
+
+    path = _lightning_checkpoint(TaskModule(LinearProbeHead(64, 3)), tmp_path / "head_only.ckpt")
+    with pytest.raises(
+        ValueError,
+        match=r"head_only.ckpt: .*without video backbone.*'backbone\.' or 'model\.video\.'.*'head\.",
+    ):
+        create_backbone("vit_test", checkpoint_path=path)

@@ -109,7 +109,7 @@ def test_bad_annotations_name_the_line(tmp_path, line, message):
 def test_data_module_trains_on_video_labels_and_evaluates_frames(xd_root, tmp_path):
     data = XDViolence(str(xd_root), feature_dim=C, audio_dim=A, batch_size=6, eval_batch_size=2)
     data.setup("fit")
-    assert data.steps_per_epoch == 4 and len(data.datasets["train"]) == 20 and data.num_classes == 1
+    assert len(data.train_dataloader()) == 4 and len(data.datasets["train"]) == 20 and data.num_classes == 1
     batch = next(iter(data.train_dataloader()))
     b, t, c = batch["features"].shape
     assert (b, c) == (6, C) and batch["audio"].shape == (6, t, A) and batch["mask"].shape == (6, t)
@@ -150,3 +150,25 @@ def test_missing_feature_files_are_reported(xd_root, tmp_path):
     data = XDViolence(str(xd_root), feature_dim=C, audio_dim=A, feature_dir=str(tmp_path))
     with pytest.raises(FileNotFoundError, match="listed feature files do not exist"):
         data.setup("fit")
+
+
+def test_missing_feature_files_are_skipped_unless_strict(xd_root, tmp_path, caplog):
+    features = tmp_path / "features"  # every feature file by name, as feature_dir reads them
+    features.mkdir()
+    for path in xd_root.rglob("*.npy"):
+        (features / path.name).symlink_to(path)
+    train = read_feature_lists(xd_root / "list" / "rgb.list", xd_root / "list" / "audio.list", xd_root)
+    (features / train[0].rgb[2].name).unlink()  # one crop of one training video is missing
+    with pytest.raises(FileNotFoundError, match="1 listed feature files do not exist"):
+        XDViolence(str(xd_root), feature_dim=C, audio_dim=A, feature_dir=str(features)).videos("train")
+    lenient = XDViolence(str(xd_root), feature_dim=C, audio_dim=A, feature_dir=str(features), strict=False)
+    with caplog.at_level("WARNING"):
+        kept = lenient.videos("train")
+    assert [v.name for v in kept] == [v.name for v in train[1:]]
+    assert "skipping those videos (strict=False)" in caplog.text
+    # the official gt.npy is cut by every test video's length: a missing one always raises
+    (features / lenient.videos("test")[0].audio.name).unlink()
+    kwargs = dict(feature_dim=C, audio_dim=A, feature_dir=str(features), strict=False)
+    assert len(XDViolence(str(xd_root), **kwargs).videos("test")) == 3  # annotations.txt: by name
+    with pytest.raises(FileNotFoundError, match="gt.npy needs every test video"):
+        XDViolence(str(xd_root), ground_truth="list/gt.npy", **kwargs).videos("test")

@@ -86,9 +86,7 @@ def _macil() -> Case:
         return batch["features"], batch
 
     return (
-        lambda: MACILSDHead(
-            in_dim=24, audio_dim=8, hidden_dim=16, ffn_dim=16, num_heads=2, steps_per_epoch=2
-        ),
+        lambda: MACILSDHead(in_dim=24, audio_dim=8, hidden_dim=16, ffn_dim=16, num_heads=2),
         batch,
     )
 

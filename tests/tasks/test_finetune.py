@@ -1,4 +1,4 @@
-"""TaskModule's ``compile`` option, and bf16-mixed training of the Ego4D MQ recipe on one GPU.
+"""TaskModule's ``compile`` option, the head's epoch hooks, and bf16-mixed MQ training on one GPU.
 
 A compiled fit on a GPU is in ``tests/test_strategies.py``, with the other GPU training runs.
 """
@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
+from torchmetrics import MetricCollection
 
 from vidlit.backbones import create_backbone
 from vidlit.cli import VidlitCLI, main
-from vidlit.heads import ActionFormerHead
+from vidlit.heads import ActionFormerHead, TaskHead
+from vidlit.metrics.classification import TopKAccuracy
 from vidlit.tasks import TaskModule
 
 RECIPE = str(Path(__file__).resolve().parents[2] / "recipes" / "ego4d_mq.yaml")
@@ -107,3 +109,71 @@ def test_recipe_bf16_mixed_on_one_gpu(data_root, tmp_path):
     rows = [r for r in csv.DictReader((runs / "version_0" / "metrics.csv").open()) if r.get("val/mAP")]
     assert 0.0 <= float(rows[-1]["val/mAP"]) <= 1.0 and math.isfinite(float(rows[-1]["val/loss"]))
     assert (runs / "version_0" / "checkpoints" / "last.ckpt").is_file()
+
+
+# -- the head's epoch hooks -------------------------------------------------------------------------
+
+
+class _EpochLoggingHead(TaskHead):
+    """A linear classifier on pooled features that records the hooks and evaluations it sees."""
+
+    feature_layout = "pooled"
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+        self.events: list[tuple[str, int]] = []
+
+    def forward(self, features, batch):
+        if not self.training:
+            self.events.append(("eval", -1))
+        return self.fc(features)
+
+    def loss(self, outputs, batch):
+        return {"loss": nn.functional.cross_entropy(outputs, batch["labels"])}
+
+    def predict(self, outputs, batch):
+        return [{"video_id": i, "scores": s} for i, s in zip(batch["video_ids"], outputs.softmax(-1))]
+
+    def metrics(self):
+        return MetricCollection({"acc": TopKAccuracy(2, top_k=(1,))})
+
+    def on_train_epoch_start(self, epoch):
+        self.events.append(("start", epoch))
+
+    def on_train_epoch_end(self, epoch):
+        self.events.append(("end", epoch))
+
+
+def test_head_hooks_get_the_epoch_and_end_before_validation(tmp_path):
+    """``on_train_epoch_end`` comes after the epoch's last step and before its validation."""
+    import lightning as L
+
+    def batch(i):
+        labels = torch.tensor([i % 2, 1 - i % 2])
+        targets = [{"video_id": f"v{i}{j}", "label": int(y)} for j, y in enumerate(labels)]
+        ids = [t["video_id"] for t in targets]
+        return {"features": torch.randn(2, 4), "labels": labels, "targets": targets, "video_ids": ids}
+
+    batches = [batch(i) for i in range(3)]
+    module = TaskModule(_EpochLoggingHead())
+    trainer = L.Trainer(
+        max_epochs=2,
+        default_root_dir=tmp_path,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    # 3 training batches, 1 validation batch per epoch
+    loader = torch.utils.data.DataLoader(batches, batch_size=None)
+    trainer.fit(module, loader, torch.utils.data.DataLoader(batches[:1], batch_size=None))
+    assert module.head.events == [
+        ("start", 0),
+        ("end", 0),
+        ("eval", -1),
+        ("start", 1),
+        ("end", 1),
+        ("eval", -1),
+    ]

@@ -43,3 +43,34 @@ def test_state_dict_round_trip_weights_only(tmp_path):
     restored = WarmupCosineLR(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0), 2, 10)
     restored.load_state_dict(torch.load(tmp_path / "s.pt", weights_only=True))
     assert restored.last_epoch == 5 and restored.get_last_lr() == scheduler.get_last_lr()
+
+
+def test_configure_optimizers_is_shared_by_the_task_modules():
+    """One implementation: sizes a WarmupCosineLR to the run, an lr override comes before the schedule."""
+    import lightning as L
+
+    from vidlit.heads import LinearProbeHead
+    from vidlit.tasks import TaskModule
+    from vidlit.tasks.optim import (
+        check_interval,
+        configure_optimizers,
+        default_scheduler,
+        weight_decay_groups,
+    )
+
+    module = TaskModule(LinearProbeHead(8, 3), scheduler=default_scheduler, scheduler_interval="epoch")
+    module.trainer = L.Trainer(max_epochs=-1, max_steps=40, logger=False, enable_progress_bar=False)
+    config = module.configure_optimizers()
+    schedule = config["lr_scheduler"]["scheduler"]
+    assert config["lr_scheduler"]["interval"] == "epoch" and schedule.total_steps == 40
+    assert schedule.get_last_lr() == pytest.approx([1e-4 / 3])  # 5% warmup of 40 steps, at step 0
+    groups = weight_decay_groups(module)
+    built = configure_optimizers(module, groups, torch.optim.AdamW, default_scheduler, "step", lr=0.5)
+    assert built["lr_scheduler"]["scheduler"].base_lrs == [0.5] * len(groups)
+    plain = configure_optimizers(module, groups, torch.optim.SGD, None, "step", lr=0.5)
+    assert isinstance(plain, torch.optim.SGD) and [g["lr"] for g in plain.param_groups] == [0.5] * len(groups)
+    module.requires_grad_(False)
+    with pytest.raises(ValueError, match="nothing to train"):
+        module.configure_optimizers()
+    with pytest.raises(ValueError, match="scheduler_interval must be 'step' or 'epoch'"):
+        check_interval("batch")

@@ -48,7 +48,10 @@ def create_backbone(name: str, checkpoint_path: str | Path | None = None, **over
         name: a name from :func:`list_backbones`, e.g. ``"vit_base_patch16_16x224"``.
         checkpoint_path: weights to load after construction, in any layout the model's
             ``load_pretrained`` reads (for :class:`~vidlit.backbones.VideoViT`: a transformers
-            VideoMAE folder or an original VideoMAE / InternVideo ``.pth``).
+            VideoMAE folder, an original VideoMAE / InternVideo ``.pth``, the ``backbone.pt`` of
+            :class:`~vidlit.tasks.ExportBackbone`, or a Lightning ``.ckpt`` of
+            :class:`~vidlit.tasks.TaskModule`, :class:`~vidlit.tasks.MVMPretrain` or
+            :class:`~vidlit.tasks.VideoTextPretrain`, read with ``weights_only=True``).
         **overrides: constructor arguments replacing the named size's defaults, e.g.
             ``drop_path_rate=0.1`` or ``num_frames=8``.
 

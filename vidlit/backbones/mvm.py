@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from vidlit.backbones.vit import Block, _unwrap, remap_checkpoint_keys
+from vidlit.backbones.vit import _unwrap, block_stack, remap_checkpoint_keys
 from vidlit.layers.pos_embed import Grid, sincos_table
 from vidlit.layers.tubelet import to_pair
 
@@ -38,6 +38,8 @@ __all__ = [
     "MVMOutput",
     "MaskedVideoModel",
     "bool_masked_pos",
+    "decoder_for",
+    "masked_reconstruction",
     "patchify",
     "pixel_targets",
     "remap_decoder_keys",
@@ -273,18 +275,15 @@ class MVMDecoder(nn.Module):
         self.register_buffer("pos_embed", sincos_table(num_patches, decoder_dim), persistent=False)
         self.encoder_to_decoder = nn.Linear(embed_dim, decoder_dim, bias=False)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_dim))
-        rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
-        self.blocks = nn.ModuleList(
-            Block(
-                decoder_dim,
-                num_heads,
-                mlp_ratio=mlp_ratio,
-                qkv_bias=qkv_bias,
-                drop_path=rate,
-                init_values=init_values,
-                norm_eps=norm_eps,
-            )
-            for rate in rates
+        self.blocks = block_stack(
+            decoder_dim,
+            depth,
+            num_heads,
+            mlp_ratio=mlp_ratio,
+            qkv_bias=qkv_bias,
+            drop_path_rate=drop_path_rate,
+            init_values=init_values,
+            norm_eps=norm_eps,
         )
         self.norm = nn.LayerNorm(decoder_dim, eps=norm_eps)
         self.head = nn.Linear(decoder_dim, patch_dim)
@@ -413,8 +412,34 @@ class MaskedVideoModel(nn.Module):
         return reconstruct(self, video, visible_idx, masked_idx)
 
 
-def decoder_for(backbone: nn.Module, decoder_dim: int, depth: int, num_heads: int) -> MVMDecoder:
-    """An :class:`MVMDecoder` sized for a VideoViT's width and tubelet."""
+# what decoder_for, reconstruct and masked_reconstruction read from an encoder
+ENCODER_ATTRIBUTES = ("embed_dim", "tubelet_size", "patch_size", "grid_size", "num_patches", "patch_embed")
+
+
+def decoder_for(
+    backbone: nn.Module, decoder_dim: int, depth: int, num_heads: int, mask_ratio: float | None = None
+) -> MVMDecoder:
+    """An :class:`MVMDecoder` sized for a VideoViT's width and tubelet.
+
+    Args:
+        backbone: the encoder (a :class:`~vidlit.backbones.VideoViT` or one with its attributes).
+        decoder_dim: decoder width.
+        depth: decoder blocks.
+        num_heads: decoder attention heads.
+        mask_ratio: when given, checked against the backbone's token grid now, so that a ratio
+            that leaves nothing visible or nothing masked fails at construction, not at the first step.
+
+    Raises:
+        ValueError: if the backbone is not VideoViT-like, or the mask ratio is unusable.
+    """
+    missing = [attr for attr in ENCODER_ATTRIBUTES if not hasattr(backbone, attr)]
+    if missing:
+        raise ValueError(
+            f"backbone {type(backbone).__name__} has no {', '.join(map(repr, missing))}: masked video "
+            f"modeling needs a VideoViT-like encoder (e.g. vidlit.backbones.create_backbone, a vit_* name)"
+        )
+    if mask_ratio is not None:
+        tube_mask(1, backbone.grid_size, mask_ratio)
     p1, p2 = to_pair(backbone.patch_size)
     patch_dim = backbone.tubelet_size * p1 * p2 * backbone.patch_embed.in_chans
     return MVMDecoder(
@@ -430,9 +455,10 @@ def decoder_for(backbone: nn.Module, decoder_dim: int, depth: int, num_heads: in
 def reconstruct(model: nn.Module, video: Tensor, visible_idx: Tensor, masked_idx: Tensor) -> MVMOutput:
     """The masked reconstruction loss of ``model.backbone`` + ``model.decoder``.
 
-    Shared by :class:`MaskedVideoModel` and :class:`vidlit.tasks.MVMPretrain`, which hold the
-    same attributes (``backbone``, ``decoder``, ``norm_pix_loss``, ``pixel_mean``,
-    ``pixel_std``), so that the plain module and the Lightning task compute exactly one loss.
+    Shared by :class:`MaskedVideoModel`, :class:`vidlit.tasks.MVMPretrain` and
+    :class:`vidlit.tasks.VideoTextPretrain`, which hold the same attributes (``backbone``,
+    ``decoder``, ``norm_pix_loss``, ``pixel_mean``, ``pixel_std``), so that the plain module and
+    the Lightning tasks compute exactly one loss.
     """
     backbone = model.backbone
     target = pixel_targets(
@@ -476,3 +502,25 @@ def remap_decoder_keys(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
             out[key.removeprefix("decoder.")] = value
     out.update(remap_checkpoint_keys(layers) if layers else {})
     return out
+
+
+def masked_reconstruction(
+    model: nn.Module, video: Tensor, mask_ratio: float, generator: torch.Generator | None = None
+) -> MVMOutput:
+    """Draw fresh tube masks (:func:`tube_mask`) for ``video`` and :func:`reconstruct` the hidden tubelets.
+
+    The training (and, with a seeded ``generator``, evaluation) step of masked video modeling in
+    :class:`vidlit.tasks.MVMPretrain` and :class:`vidlit.tasks.VideoTextPretrain`.
+
+    Args:
+        model: holds ``backbone``, ``decoder``, ``norm_pix_loss``, ``pixel_mean``, ``pixel_std``.
+        video: ``[b, c, t, h, w]`` clips; the mask covers their token grid (which may differ from
+            the backbone's configured one).
+        mask_ratio: fraction of spatial positions hidden per clip.
+        generator: draws the masks; the global generator of ``video``'s device when ``None``.
+    """
+    grid = model.backbone.patch_embed.grid_size(*video.shape[2:])
+    visible_idx, masked_idx = tube_mask(
+        video.shape[0], grid, mask_ratio, generator=generator, device=video.device
+    )
+    return reconstruct(model, video, visible_idx, masked_idx)

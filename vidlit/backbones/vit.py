@@ -32,7 +32,16 @@ from vidlit.layers.attention import Attention
 from vidlit.layers.pos_embed import Grid, infer_grid, interpolate_pos_embed, learned_table, sincos_table
 from vidlit.layers.tubelet import TubeletEmbed, to_pair
 
-__all__ = ["Block", "VideoViT", "checkpoint_filter_fn", "remap_checkpoint_keys"]
+__all__ = [
+    "LIGHTNING_BACKBONE_PREFIXES",
+    "Block",
+    "VideoViT",
+    "block_stack",
+    "checkpoint_filter_fn",
+    "is_lightning_checkpoint",
+    "lightning_backbone_weights",
+    "remap_checkpoint_keys",
+]
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +91,41 @@ class Block(nn.Module):
         """``[b, n, d]`` tokens in, ``[b, n, d]`` out."""
         x = x + self.drop_path1(self.ls1(self.attn(self.norm1(x))))
         return x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
+
+
+def block_stack(
+    dim: int,
+    depth: int,
+    num_heads: int,
+    mlp_ratio: float = 4.0,
+    qkv_bias: bool = True,
+    drop: float = 0.0,
+    attn_drop: float = 0.0,
+    drop_path_rate: float = 0.0,
+    init_values: float | None = None,
+    norm_eps: float = 1e-6,
+) -> nn.ModuleList:
+    """``depth`` :class:`Block`\\ s whose stochastic-depth rate rises linearly from 0 to ``drop_path_rate``.
+
+    The rule of timm's ViT and VideoMAE's encoder and decoder; the other arguments are
+    :class:`Block`'s, the same for every block.
+    """
+    # Python floats, not torch.linspace(...).item(): construction must work on the meta device.
+    rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
+    return nn.ModuleList(
+        Block(
+            dim,
+            num_heads,
+            mlp_ratio=mlp_ratio,
+            qkv_bias=qkv_bias,
+            drop=drop,
+            attn_drop=attn_drop,
+            drop_path=rate,
+            init_values=init_values,
+            norm_eps=norm_eps,
+        )
+        for rate in rates
+    )
 
 
 class VideoViT(nn.Module):
@@ -171,21 +215,17 @@ class VideoViT(nn.Module):
             self.register_buffer("pos_embed", sincos_table(self.num_patches, embed_dim), persistent=False)
         self.pos_drop = nn.Dropout(drop_rate)
 
-        # Python floats, not torch.linspace(...).item(): construction must work on the meta device.
-        rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
-        self.blocks = nn.ModuleList(
-            Block(
-                embed_dim,
-                num_heads,
-                mlp_ratio=mlp_ratio,
-                qkv_bias=qkv_bias,
-                drop=drop_rate,
-                attn_drop=attn_drop_rate,
-                drop_path=rate,
-                init_values=init_values,
-                norm_eps=norm_eps,
-            )
-            for rate in rates
+        self.blocks = block_stack(
+            embed_dim,
+            depth,
+            num_heads,
+            mlp_ratio=mlp_ratio,
+            qkv_bias=qkv_bias,
+            drop=drop_rate,
+            attn_drop=attn_drop_rate,
+            drop_path_rate=drop_path_rate,
+            init_values=init_values,
+            norm_eps=norm_eps,
         )
         self.norm = nn.Identity() if use_mean_pooling else nn.LayerNorm(embed_dim, eps=norm_eps)
         fc_norm_eps = norm_eps if fc_norm_eps is None else fc_norm_eps
@@ -289,9 +329,11 @@ class VideoViT(nn.Module):
         Reads (a) a transformers VideoMAE folder as ``save_pretrained`` writes it
         (``config.json`` plus ``model.safetensors`` / ``pytorch_model.bin``, sharded or not), whose
         config gives the sizes; or (b) one weights file (``.pth``, ``.pt``, ``.bin``,
-        ``.safetensors``) in the original VideoMAE / InternVideo layout, whose sizes are read
-        from the weights themselves. Frame count and image size are not stored in such a file:
-        they default to VideoMAE's 16 frames at 224 px, or take the overrides.
+        ``.safetensors``) in the original VideoMAE / InternVideo layout, vidlit's exported
+        ``backbone.pt``, or a Lightning ``.ckpt`` of a vidlit module (its backbone, see
+        :func:`lightning_backbone_weights`), whose sizes are read from the weights themselves.
+        Frame count and image size are not stored in such a file: they default to VideoMAE's 16
+        frames at 224 px, or take the overrides.
 
         Args:
             path: the folder or file.
@@ -458,10 +500,10 @@ def remap_checkpoint_keys(state_dict: Mapping[str, Any]) -> dict[str, Tensor]:
     into ``qkv``) and the original VideoMAE / InternVideo layout (``encoder.`` prefixes of
     pretraining checkpoints, ``gamma_1``/``gamma_2`` LayerScale, timm-style ``qkv.bias``), nested
     under ``model``/``module``/``state_dict`` or not. Heads, decoders and mask tokens are dropped.
-    vidlit's own files load too: a Lightning checkpoint of :class:`~vidlit.tasks.MVMPretrain` or
-    :class:`~vidlit.tasks.TaskModule` (``state_dict`` with ``backbone.``-prefixed keys, also
-    around a compiled backbone's ``_orig_mod.``) and the plain ``backbone.pt`` that
-    :class:`~vidlit.tasks.ExportBackbone` writes.
+    vidlit's own files load too: the plain ``backbone.pt`` that
+    :class:`~vidlit.tasks.ExportBackbone` writes, and ``backbone.``-prefixed keys (also around a
+    compiled backbone's ``_orig_mod.``). :func:`load_checkpoint_file` first cuts the backbone out
+    of a Lightning checkpoint of any vidlit module (:func:`lightning_backbone_weights`).
 
     Args:
         state_dict: the loaded checkpoint.
@@ -558,23 +600,78 @@ def _read_weights(path: Path) -> dict[str, Any]:
             ) from err
 
 
+# Where vidlit's Lightning modules keep the video backbone: TaskModule and MVMPretrain as
+# ``backbone``, VideoTextPretrain as its video tower ``model.video``.
+LIGHTNING_BACKBONE_PREFIXES = ("backbone.", "model.video.")
+# wrappers around a whole module's keys: DDP / DeepSpeed, torch.compile of the task module
+_OUTER_WRAPPERS = ("module.", "_orig_mod.")
+
+
+def is_lightning_checkpoint(checkpoint: Mapping[str, Any]) -> bool:
+    """Whether a loaded file is a Lightning checkpoint (``trainer.save_checkpoint``, ``last.ckpt``)."""
+    return "pytorch-lightning_version" in checkpoint and isinstance(checkpoint.get("state_dict"), Mapping)
+
+
+def lightning_backbone_weights(
+    checkpoint: Mapping[str, Any], source: str = "checkpoint"
+) -> dict[str, Tensor]:
+    """The video backbone's weights in a Lightning checkpoint of a vidlit module, prefix stripped.
+
+    Finds the first of :data:`LIGHTNING_BACKBONE_PREFIXES` that the checkpoint's ``state_dict``
+    uses (``backbone.`` of :class:`~vidlit.tasks.TaskModule` / :class:`~vidlit.tasks.MVMPretrain`,
+    ``model.video.`` of :class:`~vidlit.tasks.VideoTextPretrain`), after removing DDP / compile
+    wrappers around the whole module, and returns those weights under the backbone's own names.
+    Heads, decoders and the text tower are left out.
+
+    Args:
+        checkpoint: the loaded Lightning checkpoint.
+        source: the file, for error messages.
+
+    Raises:
+        ValueError: if no key has a backbone prefix, listing the prefixes the checkpoint has.
+    """
+    state: dict[str, Tensor] = {}
+    for key, value in checkpoint["state_dict"].items():
+        while wrapper := next((w for w in _OUTER_WRAPPERS if key.startswith(w)), None):
+            key = key[len(wrapper) :]
+        state[key] = value
+    for prefix in LIGHTNING_BACKBONE_PREFIXES:
+        found = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        if found:
+            return found
+    # the module's own submodules, two levels deep ("head.cls_head", "model.text", "decoder.blocks")
+    prefixes = sorted({".".join(k.split(".")[: min(2, k.count("."))]) + "." for k in state if "." in k})
+    raise ValueError(
+        f"{source}: a Lightning checkpoint without video backbone weights: no key starts with "
+        f"{' or '.join(map(repr, LIGHTNING_BACKBONE_PREFIXES))}; its keys start with {prefixes} "
+        f"(top-level keys: {sorted(k for k in state if '.' not in k)})"
+    )
+
+
 def load_checkpoint_file(path: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Read a transformers folder or one weights file.
 
     Args:
         path: a folder with ``config.json`` and (possibly sharded) ``model.safetensors`` or
-            ``pytorch_model.bin``, or a ``.safetensors`` / ``.pth`` / ``.pt`` / ``.bin`` file.
+            ``pytorch_model.bin``, or a ``.safetensors`` / ``.pth`` / ``.pt`` / ``.bin`` file,
+            including a Lightning checkpoint of a vidlit module (``.ckpt``), from which only the
+            backbone's weights are returned (:func:`lightning_backbone_weights`).
 
     Returns:
         the raw state dict and the folder's parsed ``config.json`` (``None`` for a file).
 
     Raises:
         FileNotFoundError: if the path, the config or the weights are missing.
+        ValueError: a file that ``torch.load(weights_only=True)`` cannot read, or a Lightning
+            checkpoint without backbone weights.
     """
     if not path.exists():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if path.is_file():
-        return _read_weights(path), None
+        weights = _read_weights(path)
+        if is_lightning_checkpoint(weights):
+            weights = lightning_backbone_weights(weights, str(path))
+        return weights, None
     config_file = path / "config.json"
     if not config_file.is_file():
         raise FileNotFoundError(f"{path} is a folder without config.json: not a transformers checkpoint")

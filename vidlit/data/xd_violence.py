@@ -33,7 +33,6 @@ less than the RGB files, the RGB sequence loses its last snippet, as the XD-Viol
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from vidlit.data.base import VidlitDataModule
+from vidlit.data.base import VidlitDataModule, missing_files
 from vidlit.data.features import load_feature_file, pad_sequences
 
 log = logging.getLogger(__name__)
@@ -372,6 +371,10 @@ class XDViolence(VidlitDataModule):
         max_seqlen: training length cap (200, the official ``max_seqlen``).
         synthetic: when ``root`` does not exist, write the synthetic sample dataset there
             (``vidlit data synth xd_violence``) and say so. Leave False for real data.
+        strict: a listed feature file that does not exist raises :class:`FileNotFoundError`;
+            False drops the videos that miss a file, with a warning naming the first one. Test
+            videos scored with an official ``gt.npy`` (one array for all of them, cut by the
+            videos' lengths) are always checked strictly.
         batch_size: training crops per batch (official: 128).
         eval_batch_size: videos (with all their crops) per evaluation batch.
         num_workers: DataLoader worker processes.
@@ -391,6 +394,7 @@ class XDViolence(VidlitDataModule):
         num_crops: int = 5,
         max_seqlen: int | None = 200,
         synthetic: bool = False,
+        strict: bool = True,
         batch_size: int = 128,
         eval_batch_size: int = 4,
         num_workers: int = 0,
@@ -415,6 +419,7 @@ class XDViolence(VidlitDataModule):
         self.num_crops = num_crops
         self.max_seqlen = max_seqlen
         self.eval_batch_size = eval_batch_size
+        self.strict = strict
         self._videos: dict[str, list[XDVideo]] = {}
         self.datasets: dict[str, XDViolenceDataset] = {}
 
@@ -424,23 +429,28 @@ class XDViolence(VidlitDataModule):
         return 1
 
     def videos(self, split: str) -> list[XDVideo]:
-        """Videos of ``"train"`` or ``"test"``, every listed file checked to exist."""
+        """Videos of ``"train"`` or ``"test"``, every listed file checked to exist (see ``strict``)."""
         if split not in self._videos:
             rgb, audio = self.lists[split]
             videos = read_feature_lists(rgb, audio, self.root, self.feature_dir, self.num_crops)
-            missing = [p for v in videos for p in (*v.rgb, v.audio) if not p.is_file()]
-            if missing:
-                raise FileNotFoundError(
-                    f"{rgb} / {audio}: {len(missing)} listed feature files do not exist, e.g. {missing[0]}"
-                    " (set feature_dir when the lists hold another machine's paths)"
+            incomplete = [v for v in videos if not all(p.is_file() for p in (*v.rgb, v.audio))]
+            if incomplete:
+                missing = [p for v in incomplete for p in (*v.rgb, v.audio) if not p.is_file()]
+                cut_gt = split == "test" and self.ground_truth.suffix == ".npy"
+                needs_all = f"; {self.ground_truth.name} needs every test video" if cut_gt else ""
+                missing_files(
+                    f"{rgb} / {audio}: {len(missing)} listed feature files do not exist ({len(incomplete)} "
+                    f"videos), e.g. {missing[0]} (set feature_dir when the lists hold another machine's "
+                    f"paths{needs_all})",
+                    strict=self.strict or cut_gt,
+                    skipping="skipping those videos",
                 )
+                dropped = {v.name for v in incomplete}
+                videos = [v for v in videos if v.name not in dropped]
+                if not videos:
+                    raise FileNotFoundError(f"{rgb} / {audio}: no video has all its feature files")
             self._videos[split] = videos
         return self._videos[split]
-
-    @property
-    def steps_per_epoch(self) -> int:
-        """Training batches per epoch, ``ceil(num_crops * videos / batch_size)``."""
-        return math.ceil(len(self.videos("train")) * self.num_crops / self.batch_size)
 
     def _eval_dataset(self) -> XDViolenceDataset:
         videos = self.videos("test")

@@ -21,6 +21,21 @@ class TaskHead(nn.Module):
     4. ``metrics()``: a fresh ``MetricCollection`` implementing the official protocol; its
        ``update(preds, targets)`` receives ``predict``'s output and ``batch["targets"]``.
 
+    Two optional hooks give a head the training epoch, for schedules that move per epoch
+    (a loss weight ramp, an EMA between sub-networks) without counting steps itself; both
+    default to doing nothing:
+
+    - ``on_train_epoch_start(epoch)``: before the first training step of ``epoch``
+      (0-based). Also called when a run resumes from a checkpoint, with the epoch Lightning
+      restored, so the epoch a head reads here is right after a resume without a counter of
+      its own.
+    - ``on_train_epoch_end(epoch)``: after the last training step of ``epoch``, BEFORE the
+      validation that follows it (Lightning's own ``on_train_epoch_end`` runs after
+      validation), so that validation sees what the epoch's end changed.
+
+    State a hook changes must live in the head's ``state_dict`` (parameters or buffers) for a
+    resumed run to continue exactly.
+
     Class attributes declare what the head consumes, so the task module knows whether to run
     a backbone and what shape to hand over:
 
@@ -61,3 +76,9 @@ class TaskHead(nn.Module):
     def metrics(self) -> MetricCollection:
         """A new collection of the task's official metrics."""
         raise NotImplementedError
+
+    def on_train_epoch_start(self, epoch: int) -> None:
+        """Optional hook: training epoch ``epoch`` (0-based) is about to start (also on resume)."""
+
+    def on_train_epoch_end(self, epoch: int) -> None:
+        """Optional hook: the last training step of ``epoch`` is done; validation has not run yet."""

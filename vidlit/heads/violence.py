@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import torch
@@ -144,14 +145,15 @@ class MACILSDHead(TaskHead):
       towards the peer's: ``theta_av = m * theta_av + (1 - m) * theta_peer``, ``m`` following a
       cosine from ``ema_momentum`` = 0.91 at epoch 0 to 1 at ``ema_epochs`` = 50.
 
-    Epochs inside a head: :class:`~vidlit.tasks.TaskModule` gives heads no epoch, so the head
-    counts its training steps (``loss()`` calls in training mode, in a checkpointed buffer) and
-    takes the epoch as ``steps // steps_per_epoch``; set ``steps_per_epoch`` to the number of
-    training batches per epoch (:attr:`vidlit.data.xd_violence.XDViolence.steps_per_epoch`). The
-    EMA of an epoch is applied at the next ``forward`` after the epoch's last step (the
-    validation that follows it, or the next epoch's first step), so, as in the official
-    ``main.py``, an epoch is evaluated after its EMA. :meth:`set_epoch` overrides the count
-    when a caller knows the epoch.
+    Epochs: the head takes the epoch from the :class:`~vidlit.heads.base.TaskHead` hooks that
+    :class:`~vidlit.tasks.TaskModule` calls. :meth:`on_train_epoch_start` sets the epoch of the
+    contrastive ramp; :meth:`on_train_epoch_end` applies the epoch's EMA after its last training
+    step and before its validation, so, as in the official ``main.py`` (train, EMA, test), an
+    epoch is evaluated after its EMA. The epoch and the number of EMA updates applied
+    (``current_epoch``, ``ema_done``) are buffers, so a run resumed from a checkpoint continues
+    the schedule exactly; an EMA that a checkpoint taken between an epoch's last step and its
+    end missed is applied at the next epoch start. Used without ``TaskModule``, call the two
+    hooks around each training epoch.
 
     Differences from the official code, on purpose: padded snippets are masked out of attention
     (the official training attends over zero padding); the contrastive loss picks audio
@@ -179,7 +181,8 @@ class MACILSDHead(TaskHead):
         ema_momentum: EMA momentum after epoch 0 (``m`` = 0.91).
         ema_epochs: epochs of the cosine from ``ema_momentum`` to 1.
         peer_weight: weight of the peer's MIL loss (its parameters get no other gradient).
-        steps_per_epoch: training batches per epoch (see above).
+        steps_per_epoch: deprecated and ignored (the head counted its own steps before it got
+            the epoch from ``TaskModule``).
         clip_len: frames per snippet, for the frame-level metric (16 for I3D).
     """
 
@@ -203,7 +206,7 @@ class MACILSDHead(TaskHead):
         ema_momentum: float = 0.91,
         ema_epochs: int = 50,
         peer_weight: float = 1.0,
-        steps_per_epoch: int = 155,
+        steps_per_epoch: int | None = None,
         clip_len: int = 16,
     ):
         super().__init__()
@@ -211,10 +214,14 @@ class MACILSDHead(TaskHead):
             raise ValueError(
                 f"MACILSDHead scores violence vs normal: num_classes must be 1, got {num_classes}"
             )
-        if steps_per_epoch < 1 or ema_epochs < 1 or topk_divisor < 1:
-            raise ValueError(
-                f"steps_per_epoch ({steps_per_epoch}), ema_epochs ({ema_epochs}) and topk_divisor "
-                f"({topk_divisor}) must be positive"
+        if ema_epochs < 1 or topk_divisor < 1:
+            raise ValueError(f"ema_epochs ({ema_epochs}) and topk_divisor ({topk_divisor}) must be positive")
+        if steps_per_epoch is not None:
+            warnings.warn(
+                "MACILSDHead: steps_per_epoch is deprecated and ignored; the head now takes the epoch "
+                "from TaskModule (on_train_epoch_start / on_train_epoch_end); drop it from the config",
+                FutureWarning,
+                stacklevel=2,
             )
         if not 0.0 <= ema_momentum <= 1.0:
             raise ValueError(f"ema_momentum must lie in [0, 1], got {ema_momentum}")
@@ -226,7 +233,6 @@ class MACILSDHead(TaskHead):
         self.ema_momentum = ema_momentum
         self.ema_epochs = ema_epochs
         self.peer_weight = peer_weight
-        self.steps_per_epoch = steps_per_epoch
         self.clip_len = clip_len
         self.proj_visual = nn.Linear(in_dim, hidden_dim)
         self.proj_audio = nn.Linear(audio_dim, hidden_dim)
@@ -234,22 +240,48 @@ class MACILSDHead(TaskHead):
         self.classifier = nn.Linear(hidden_dim, 1)
         self.peer = VisualPeer(in_dim, hidden_dim, num_heads, ffn_dim, dropout, attn_dropout)
         # checkpointed, so a resumed run continues the ramp and the EMA schedule
-        self.register_buffer("train_steps", torch.zeros((), dtype=torch.long))
+        self.register_buffer("current_epoch", torch.zeros((), dtype=torch.long))
         self.register_buffer("ema_done", torch.zeros((), dtype=torch.long))
 
     # ---- epochs and self-distillation -------------------------------------------------------
 
     @property
     def epoch(self) -> int:
-        """The training epoch, counted from the head's own training steps."""
-        return int(self.train_steps) // self.steps_per_epoch
+        """The training epoch, as the last :meth:`on_train_epoch_start` said."""
+        return int(self.current_epoch)
+
+    def on_train_epoch_start(self, epoch: int) -> None:
+        """Epoch ``epoch`` starts: its contrastive weight applies, and any missed EMA is caught up.
+
+        ``ema_done`` above ``epoch`` means weights from another run were loaded into a new one
+        (a resume has ``ema_done == epoch``): the EMA count restarts with this run.
+        """
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0, got {epoch}")
+        self.current_epoch.fill_(epoch)
+        if int(self.ema_done) > epoch:
+            self.ema_done.fill_(epoch)
+        self._catch_up_ema(epoch)
+
+    def on_train_epoch_end(self, epoch: int) -> None:
+        """Epoch ``epoch``'s training steps are done: apply its self-distillation EMA (``main.py``)."""
+        self._catch_up_ema(epoch + 1)
 
     def set_epoch(self, epoch: int) -> None:
-        """Declare that ``epoch`` is about to start: the step count jumps to its first step.
+        """Same as :meth:`on_train_epoch_start` (kept for code written before the hook)."""
+        self.on_train_epoch_start(epoch)
 
-        The EMA updates of the epochs before it are applied at the next ``forward``.
-        """
-        self.train_steps.fill_(epoch * self.steps_per_epoch)
+    def _load_from_state_dict(
+        self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any
+    ) -> None:
+        # checkpoints written before the epoch hooks hold a step counter instead of the epoch;
+        # the next on_train_epoch_start sets the epoch, the EMA count carries over
+        steps = state_dict.pop(prefix + "train_steps", None)
+        if steps is not None and prefix + "current_epoch" not in state_dict:
+            state_dict[prefix + "current_epoch"] = state_dict.get(
+                prefix + "ema_done", torch.zeros((), dtype=torch.long)
+            )
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def ema_momentum_at(self, epoch: int) -> float:
         """MACIL-SD's ``cosine_scheduler``: ``1 + (m0 - 1) * (1 + cos(pi * epoch / ema_epochs)) / 2``."""
@@ -273,9 +305,9 @@ class MACILSDHead(TaskHead):
         for mine, peer in self.ema_pairs():
             mine.mul_(momentum).add_(peer.detach(), alpha=1.0 - momentum)
 
-    def _catch_up_ema(self) -> None:
-        # the EMA of every finished epoch, in order (official main.py: after train, before test)
-        while int(self.ema_done) < self.epoch:
+    def _catch_up_ema(self, finished: int) -> None:
+        # the EMA of every finished epoch (0 .. finished - 1) not yet applied, in order
+        while int(self.ema_done) < finished:
             momentum = self.ema_momentum_at(int(self.ema_done))
             if momentum != 1.0:
                 self.distill_from_peer(momentum)
@@ -291,7 +323,6 @@ class MACILSDHead(TaskHead):
             ``n = b * k`` crop sequences), ``audio_rep``, ``visual_rep`` (``[n, t, hidden_dim]``),
             ``mask`` ``[n, t]`` and ``num_crops`` ``k``.
         """
-        self._catch_up_ema()
         visual = features if features.ndim == 4 else features[:, None]
         crops = visual.shape[1]
         visual = rearrange(visual, "b k t c -> (b k) t c")
@@ -364,7 +395,7 @@ class MACILSDHead(TaskHead):
     def loss(self, outputs: dict[str, Tensor], batch: dict[str, Any]) -> dict[str, Tensor]:
         """Top-k MIL BCE + ramped contrastive losses + the peer's MIL BCE, from video labels only.
 
-        In training mode each call counts one training step (the head's epoch clock).
+        The contrastive weight is :meth:`contrast_weight_at` the current :attr:`epoch`.
         """
         mask = outputs["mask"]
         labels = repeat(
@@ -381,8 +412,6 @@ class MACILSDHead(TaskHead):
         contrast = self.contrastive_losses(outputs)
         weight = self.contrast_weight_at(self.epoch)
         total = mil + weight * sum(contrast.values()) + self.peer_weight * peer
-        if self.training:
-            self.train_steps += 1
         return {
             "loss": total,
             "mil": mil.detach(),

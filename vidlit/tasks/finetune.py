@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import lightning as L
 import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LRScheduler
 
 from vidlit.heads.base import TaskHead
-from vidlit.tasks.schedulers import WarmupCosineLR
+from vidlit.tasks.optim import LRSchedulerCallable, OptimizerCallable, check_interval, configure_optimizers
 
 log = logging.getLogger(__name__)
-
-OptimizerCallable = Callable[[Iterable], Optimizer]
-LRSchedulerCallable = Callable[[Optimizer], LRScheduler]
 
 
 def default_optimizer(params: Iterable) -> Optimizer:
@@ -50,7 +46,10 @@ class TaskModule(L.LightningModule):
     The module owns everything that is not the head's business: running the backbone (or
     reading ``batch[head.input]`` when there is none), freezing, the optimizer and scheduler
     (injected as callables by the CLI), stopping on a non-finite loss, logging losses and the
-    head's official metrics under ``train/``, ``val/`` and ``test/``.
+    head's official metrics under ``train/``, ``val/`` and ``test/``. It passes the epoch to the
+    head's optional hooks (``head.on_train_epoch_start(epoch)`` before an epoch's first step,
+    ``head.on_train_epoch_end(epoch)`` after its last step and before its validation; see
+    :class:`~vidlit.heads.base.TaskHead`).
 
     Args:
         head: the task head.
@@ -79,8 +78,7 @@ class TaskModule(L.LightningModule):
         compile: bool = False,
     ):
         super().__init__()
-        if scheduler_interval not in ("step", "epoch"):
-            raise ValueError(f"scheduler_interval must be 'step' or 'epoch', got {scheduler_interval!r}")
+        check_interval(scheduler_interval)
         self.head = head
         self.backbone = backbone
         self.optimizer = optimizer
@@ -114,6 +112,14 @@ class TaskModule(L.LightningModule):
     def on_train_epoch_start(self) -> None:
         if self.backbone is not None and self.freeze_backbone:
             self.backbone.eval()
+        self.head.on_train_epoch_start(self.current_epoch)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        # the head's epoch end comes before the validation that closes the epoch, which Lightning
+        # runs before its own on_train_epoch_end hooks (is_last_batch: also for iterable loaders)
+        trainer = self.trainer
+        if trainer.is_last_batch or batch_idx + 1 == trainer.num_training_batches:
+            self.head.on_train_epoch_end(self.current_epoch)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         losses = self.head.loss(self(batch), batch)
@@ -153,15 +159,4 @@ class TaskModule(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         params = [p for p in self.parameters() if p.requires_grad]
-        if not params:
-            raise ValueError("nothing to train: every parameter is frozen")
-        optimizer = self.optimizer(params)
-        if self.scheduler is None:
-            return optimizer
-        scheduler = self.scheduler(optimizer)
-        if isinstance(scheduler, WarmupCosineLR) and scheduler.total_steps == 0:
-            scheduler.set_total_steps(int(self.trainer.estimated_stepping_batches))
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval},
-        }
+        return configure_optimizers(self, params, self.optimizer, self.scheduler, self.scheduler_interval)

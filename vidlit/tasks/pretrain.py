@@ -12,7 +12,7 @@ that ``create_backbone(name, checkpoint_path=...)`` loads for fine-tuning with
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,26 +20,28 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LRScheduler
 
 from vidlit.backbones.mvm import (
     IMAGENET_DEFAULT_MEAN,
     IMAGENET_DEFAULT_STD,
     MVMOutput,
     decoder_for,
-    reconstruct,
-    tube_mask,
+    masked_reconstruction,
 )
 from vidlit.checkpoint_io import AtomicCheckpointIO
 from vidlit.tasks.finetune import check_finite_loss
-from vidlit.tasks.schedulers import WarmupCosineLR
+from vidlit.tasks.optim import (
+    LRSchedulerCallable,
+    OptimizerCallable,
+    check_interval,
+    configure_optimizers,
+    default_scheduler,
+    weight_decay_groups,
+)
 
 __all__ = ["ExportBackbone", "MVMPretrain", "save_backbone", "weight_decay_groups"]
 
 log = logging.getLogger(__name__)
-
-OptimizerCallable = Callable[[Iterable], Optimizer]
-LRSchedulerCallable = Callable[[Optimizer], LRScheduler]
 
 # VideoMAE's learning-rate rule: lr = base_lr * effective batch / 256 (run_mae_pretraining.py).
 LR_REFERENCE_BATCH = 256
@@ -52,44 +54,6 @@ def default_optimizer(params: Iterable) -> Optimizer:
     from ``base_lr`` and the effective batch size.
     """
     return torch.optim.AdamW(params, lr=1.5e-4, betas=(0.9, 0.95), weight_decay=0.05)
-
-
-def default_scheduler(optimizer: Optimizer) -> LRScheduler:
-    """Linear warmup over the first 5% of steps, then cosine decay to zero (VideoMAE: 40 of 800 epochs)."""
-    return WarmupCosineLR(optimizer, warmup_steps=0.05)
-
-
-def weight_decay_groups(module: nn.Module, skip: Iterable[str] = ()) -> list[dict[str, Any]]:
-    """Split trainable parameters into a decayed group and a ``weight_decay = 0`` group.
-
-    VideoMAE's rule (after BEiT/timm): no weight decay on 1-D parameters (norm scales, biases,
-    VideoMAE's ``q_bias``/``v_bias``), on ``*.bias`` and on the names a submodule's
-    ``no_weight_decay()`` lists (learned position tables, the mask token).
-
-    Args:
-        module: the model.
-        skip: further parameter names (as ``module.named_parameters()`` spells them) to exclude.
-
-    Returns:
-        ``[{"params": decayed}, {"params": not_decayed, "weight_decay": 0.0}]``; the first group
-        takes the optimizer's own weight decay. Empty groups are left out.
-    """
-    skip = set(skip)
-    for prefix, sub in module.named_modules():
-        names = getattr(sub, "no_weight_decay", None)
-        if callable(names):
-            skip.update(f"{prefix}.{n}" if prefix else n for n in names())
-    decay, no_decay = [], []
-    for name, param in module.named_parameters():
-        if not param.requires_grad:
-            continue
-        plain = name.replace("._orig_mod", "")  # torch.compile wrappers
-        if param.ndim <= 1 or name.endswith(".bias") or plain in skip:
-            no_decay.append(param)
-        else:
-            decay.append(param)
-    groups = [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return [g for g in groups if g["params"]]
 
 
 def save_backbone(backbone: nn.Module, path: str | Path) -> Path:
@@ -174,18 +138,13 @@ class MVMPretrain(L.LightningModule):
         super().__init__()
         if not 0 < mask_ratio < 1:
             raise ValueError(f"mask_ratio must be in (0, 1), got {mask_ratio}")
-        if scheduler_interval not in ("step", "epoch"):
-            raise ValueError(f"scheduler_interval must be 'step' or 'epoch', got {scheduler_interval!r}")
+        check_interval(scheduler_interval)
         if base_lr <= 0:
             raise ValueError(f"base_lr must be positive, got {base_lr}")
-        for attr in ("embed_dim", "tubelet_size", "patch_size", "grid_size", "patch_embed"):
-            if not hasattr(backbone, attr):
-                raise ValueError(
-                    f"backbone {type(backbone).__name__} has no {attr!r}: MVMPretrain needs a VideoViT-like "
-                    f"encoder (e.g. vidlit.backbones.create_backbone with a vit_* name)"
-                )
         self.backbone = backbone
-        self.decoder = decoder_for(backbone, decoder_dim, decoder_depth, decoder_heads)
+        # fails now, not at the first step, on a backbone that is not a VideoViT, or if the ratio
+        # leaves nothing visible or masked
+        self.decoder = decoder_for(backbone, decoder_dim, decoder_depth, decoder_heads, mask_ratio)
         self.mask_ratio = mask_ratio
         self.norm_pix_loss = norm_pix_loss
         self.pixel_mean = tuple(pixel_mean) if pixel_mean is not None else None
@@ -197,8 +156,6 @@ class MVMPretrain(L.LightningModule):
         # not self.compile: that would shadow nn.Module.compile
         self.compile_backbone = compile
         self._compiled = False
-        # fails now, not at the first step, if the ratio leaves nothing visible or masked
-        tube_mask(1, backbone.grid_size, mask_ratio)
 
     # -- model ----------------------------------------------------------------------------------
 
@@ -215,11 +172,7 @@ class MVMPretrain(L.LightningModule):
             generator: generator for the masks; the global one of ``video``'s device when ``None``
                 (seeded by ``seed_everything`` and, per epoch, by ``ReproducibleEpochs``).
         """
-        grid = self.backbone.patch_embed.grid_size(*video.shape[2:])
-        visible_idx, masked_idx = tube_mask(
-            video.shape[0], grid, self.mask_ratio, generator=generator, device=video.device
-        )
-        return reconstruct(self, video, visible_idx, masked_idx)
+        return masked_reconstruction(self, video, self.mask_ratio, generator)
 
     @staticmethod
     def _video(batch: dict[str, Any]) -> Tensor:
@@ -275,24 +228,16 @@ class MVMPretrain(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         # estimated_stepping_batches loads the train loader, so its batch size is known afterwards
-        total_steps = int(self.trainer.estimated_stepping_batches)
+        self.trainer.estimated_stepping_batches  # noqa: B018 (a property read for its side effect)
         effective = self.effective_batch_size()
         lr = self.base_lr * effective / LR_REFERENCE_BATCH
-        optimizer = self.optimizer(weight_decay_groups(self))
-        for group in optimizer.param_groups:
-            group["lr"] = lr
         log.info(
             "MVMPretrain: lr %.3g = base_lr %.3g x effective batch %d / 256", lr, self.base_lr, effective
         )
-        if self.scheduler is None:
-            return optimizer
-        scheduler = self.scheduler(optimizer)
-        if isinstance(scheduler, WarmupCosineLR) and scheduler.total_steps == 0:
-            scheduler.set_total_steps(total_steps)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval},
-        }
+        groups = weight_decay_groups(self)
+        return configure_optimizers(
+            self, groups, self.optimizer, self.scheduler, self.scheduler_interval, lr=lr
+        )
 
     # -- export ---------------------------------------------------------------------------------
 

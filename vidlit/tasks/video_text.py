@@ -21,7 +21,7 @@ A trained model loads for inference with::
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,29 +30,31 @@ import torch
 from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from torch import Tensor, nn
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LRScheduler
 
 from vidlit.backbones.mvm import (
     IMAGENET_DEFAULT_MEAN,
     IMAGENET_DEFAULT_STD,
     decoder_for,
-    reconstruct,
-    tube_mask,
+    masked_reconstruction,
 )
 from vidlit.backbones.video_text import VideoTextModel
 from vidlit.layers.contrastive import contrastive_loss
 from vidlit.metrics.classification import TopKAccuracy
 from vidlit.metrics.retrieval import RetrievalRecall
 from vidlit.tasks.finetune import check_finite_loss
-from vidlit.tasks.pretrain import save_backbone, weight_decay_groups
-from vidlit.tasks.schedulers import WarmupCosineLR
+from vidlit.tasks.optim import (
+    LRSchedulerCallable,
+    OptimizerCallable,
+    check_interval,
+    configure_optimizers,
+    default_scheduler,
+    weight_decay_groups,
+)
+from vidlit.tasks.pretrain import save_backbone
 
 __all__ = ["DEFAULT_PROMPTS", "VideoTextPretrain"]
 
 log = logging.getLogger(__name__)
-
-OptimizerCallable = Callable[[Iterable], Optimizer]
-LRSchedulerCallable = Callable[[Optimizer], LRScheduler]
 
 # CLIP-style prompt ensemble (Radford et al., 2021, Sec. 3.1.4): class embeddings are the mean of
 # the normalized embeddings of every template filled with the class name
@@ -62,11 +64,6 @@ DEFAULT_PROMPTS = ("{}", "a video of {}.", "a clip showing {}.", "footage of {}.
 def default_optimizer(params: Iterable) -> Optimizer:
     """AdamW with CLIP's settings: lr 5e-4, betas (0.9, 0.98), eps 1e-6, weight decay 0.2."""
     return torch.optim.AdamW(params, lr=5e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.2)
-
-
-def default_scheduler(optimizer: Optimizer) -> LRScheduler:
-    """Linear warmup over 5% of the steps, then cosine decay to zero (CLIP, ViCLIP)."""
-    return WarmupCosineLR(optimizer, warmup_steps=0.05)
 
 
 class VideoTextPretrain(L.LightningModule):
@@ -113,6 +110,9 @@ class VideoTextPretrain(L.LightningModule):
             trainer's estimated steps. ``null`` for a constant rate.
         scheduler_interval: step the scheduler every ``"step"`` or ``"epoch"``.
         compile: ``torch.compile`` the video tower in place in ``configure_model``.
+        retrieval_v2t: video-to-text convention of the validation/test retrieval metric:
+            ``"all_captions"`` (every caption is a gallery item; ALBEF/BLIP) or ``"per_video_max"``
+            (CLIP4Clip); see :class:`~vidlit.metrics.retrieval.RetrievalRecall`.
 
     Attributes:
         model: the :class:`~vidlit.backbones.video_text.VideoTextModel`.
@@ -143,6 +143,7 @@ class VideoTextPretrain(L.LightningModule):
         scheduler: LRSchedulerCallable | None = default_scheduler,
         scheduler_interval: str = "step",
         compile: bool = False,
+        retrieval_v2t: str = "all_captions",
     ):
         super().__init__()
         if _given_hyperparameters.get() is not None:
@@ -153,8 +154,7 @@ class VideoTextPretrain(L.LightningModule):
             # built in Python: modules and callables are not plain data; pass them again to
             # load_from_checkpoint (e.g. backbone=create_backbone("vit_test"))
             self.save_hyperparameters(ignore=["backbone", "optimizer", "scheduler"])
-        if scheduler_interval not in ("step", "epoch"):
-            raise ValueError(f"scheduler_interval must be 'step' or 'epoch', got {scheduler_interval!r}")
+        check_interval(scheduler_interval)
         if mvm_weight < 0:
             raise ValueError(f"mvm_weight must be >= 0, got {mvm_weight}")
         templates = tuple(prompt_templates)
@@ -177,23 +177,16 @@ class VideoTextPretrain(L.LightningModule):
         self.pixel_mean = tuple(pixel_mean) if pixel_mean is not None else None
         self.pixel_std = tuple(pixel_std) if pixel_std is not None else None
         self.decoder = None
-        if mvm_weight > 0:
-            for attr in ("tubelet_size", "patch_size", "grid_size"):
-                if not hasattr(backbone, attr):
-                    raise ValueError(
-                        f"mvm_weight > 0 needs a VideoViT-like backbone; "
-                        f"{type(backbone).__name__} has no {attr!r}"
-                    )
-            self.decoder = decoder_for(backbone, decoder_dim, decoder_depth, decoder_heads)
-            tube_mask(1, backbone.grid_size, mvm_mask_ratio)  # fails now if nothing stays visible
+        if mvm_weight > 0:  # fails now on a backbone that is not a VideoViT or on an unusable ratio
+            self.decoder = decoder_for(backbone, decoder_dim, decoder_depth, decoder_heads, mvm_mask_ratio)
         self.prompt_templates = templates
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.scheduler_interval = scheduler_interval
         self.compile_backbone = compile
         self._compiled = False
-        self.val_retrieval = RetrievalRecall(names=("t", "v"))
-        self.test_retrieval = RetrievalRecall(names=("t", "v"))
+        self.val_retrieval = RetrievalRecall(names=("t", "v"), v2t=retrieval_v2t)
+        self.test_retrieval = RetrievalRecall(names=("t", "v"), v2t=retrieval_v2t)
         self._zero_shot: TopKAccuracy | None = None
         self._class_embeddings: Tensor | None = None
 
@@ -228,11 +221,7 @@ class VideoTextPretrain(L.LightningModule):
         return video, captions
 
     def _mvm_loss(self, video: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        grid = self.backbone.patch_embed.grid_size(*video.shape[2:])
-        visible_idx, masked_idx = tube_mask(
-            video.shape[0], grid, self.mvm_mask_ratio, generator=generator, device=video.device
-        )
-        return reconstruct(self, video, visible_idx, masked_idx).loss
+        return masked_reconstruction(self, video, self.mvm_mask_ratio, generator).loss
 
     # -- steps ----------------------------------------------------------------------------------
 
@@ -337,18 +326,7 @@ class VideoTextPretrain(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         groups = weight_decay_groups(self)
-        if not groups:
-            raise ValueError("nothing to train: every parameter is frozen")
-        optimizer = self.optimizer(groups)
-        if self.scheduler is None:
-            return optimizer
-        scheduler = self.scheduler(optimizer)
-        if isinstance(scheduler, WarmupCosineLR) and scheduler.total_steps == 0:
-            scheduler.set_total_steps(int(self.trainer.estimated_stepping_batches))
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval},
-        }
+        return configure_optimizers(self, groups, self.optimizer, self.scheduler, self.scheduler_interval)
 
     # -- export ---------------------------------------------------------------------------------
 
