@@ -4,9 +4,11 @@ import json
 
 import pytest
 import torch
+from einops import rearrange
 
 from vidlit.data.ego4d_fhp import Ego4DHands, read_hand_annotations
 from vidlit.data.synth.ego4d_fhp import write_ego4d_fhp
+from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +56,15 @@ def test_clips_end_before_pre_45_and_views(fhp_root):
     sample = train.samples[0]
     indices = train.frame_indices(sample)
     assert indices == [sample.pre45_clip_frame - 4 * (8 - i) for i in range(8)]
-    batch = next(iter(data.train_dataloader()))
+    raw = next(iter(data.train_dataloader()))
+    # uint8 frames leave the workers; the device normalizes them (one way for FHP, SCOD and STA)
+    assert raw["video"].shape == (2, 8, 32, 32, 3) and raw["video"].dtype == torch.uint8
+    frames = raw["video"].clone()
+    batch = data.on_after_batch_transfer(raw, 0)
     assert batch["video"].shape == (2, 3, 8, 32, 32) and batch["hands"].shape == (2, 5, 2, 2)
+    mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
+    expected = rearrange((frames.float() / 255 - mean) / std, "b t h w c -> b c t h w")
+    assert torch.allclose(batch["video"], expected, atol=1e-4)
     data.setup("test")
     test = data.datasets["test"]
     assert len(test) == 2 * len(test.samples)

@@ -5,6 +5,7 @@ import shutil
 
 import pytest
 import torch
+from einops import rearrange
 
 from vidlit.data.ego4d_scod import (
     Ego4DStateChangeDetection,
@@ -15,6 +16,7 @@ from vidlit.data.ego4d_scod import (
     write_scod_submission,
 )
 from vidlit.data.synth import synthesize
+from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 
 @pytest.fixture(scope="module")
@@ -115,8 +117,14 @@ def test_clip_window_centres_the_pnr_frame():
 def test_data_module_batches(scod_root):
     dm = Ego4DStateChangeDetection(root=str(scod_root), num_frames=8, frame_stride=2, size=32, batch_size=2)
     dm.setup("fit")
-    batch = dm.on_after_batch_transfer(next(iter(dm.val_dataloader())), 0)
+    raw = next(iter(dm.val_dataloader()))
+    assert raw["video"].shape == (2, 8, 32, 32, 3) and raw["video"].dtype == torch.uint8
+    frames = raw["video"].clone()
+    batch = dm.on_after_batch_transfer(raw, 0)
     assert batch["video"].shape == (2, 3, 8, 32, 32) and batch["video"].dtype == torch.float32
+    mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
+    expected = rearrange((frames.float() / 255 - mean) / std, "b t h w c -> b c t h w")
+    assert torch.allclose(batch["video"], expected, atol=1e-4)
     assert batch["frame_size"].tolist() == [[64, 64], [64, 64]]
     clip = dm.datasets["val"].clips[0]
     assert batch["image_ids"][0] == clip.image_id() and batch["video_ids"][0] == clip.clip_uid

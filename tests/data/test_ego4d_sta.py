@@ -4,7 +4,10 @@ import json
 
 import pytest
 import torch
+import torch.nn.functional as F
+from einops import rearrange
 
+from vidlit.data import ego4d_sta
 from vidlit.data.ego4d_sta import (
     STA_CHALLENGE,
     Ego4DShortTermAnticipation,
@@ -13,6 +16,8 @@ from vidlit.data.ego4d_sta import (
     sta_frame_indices,
 )
 from vidlit.data.synth.ego4d_sta import write_ego4d_sta
+from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from vidlit.data.video import open_video
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +66,15 @@ def test_data_module_batches_and_submission(sta_root, tmp_path):
     )  # fmt: skip
     assert dm.num_classes == 4 and dm.num_verbs == 4
     dm.setup("fit")
-    batch = next(iter(dm.train_dataloader()))
+    raw = next(iter(dm.train_dataloader()))
+    # uint8 frames leave the workers; the device normalizes them (one way for FHP, SCOD and STA)
+    assert raw["video"].shape == (3, 8, 32, 32, 3) and raw["video"].dtype == torch.uint8
+    frames = raw["video"].clone()
+    batch = dm.on_after_batch_transfer(raw, 0)
     assert batch["video"].shape == (3, 3, 8, 32, 32) and batch["video"].dtype == torch.float32
+    mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
+    expected = rearrange((frames.float() / 255 - mean) / std, "b t h w c -> b c t h w")
+    assert torch.allclose(batch["video"], expected, atol=1e-4)
     assert all(len(b) == 1 for b in batch["boxes"])  # training: the ground-truth boxes
     assert all(((b >= 0) & (b <= 1)).all() for b in batch["boxes"])
     assert torch.equal(batch["orig_boxes"][0], batch["targets"][0]["boxes"])
@@ -88,3 +100,51 @@ def test_unannotated_predict_needs_detections(sta_root):
     dm = Ego4DShortTermAnticipation(str(sta_root), predict_annotations="fho_sta_test_unannotated.json")
     with pytest.raises(ValueError, match="need detector boxes"):
         dm.setup("predict")
+
+
+@pytest.mark.parametrize("backend", ["decord", "pyav"])
+def test_frames_are_resized_by_the_decoder(sta_root, backend, monkeypatch):
+    # the decoder scales to size x size; the same clip decoded at full size and shrunk with an
+    # antialiased bilinear resize (what the dataset did before) differs only by resampling noise
+    dm = Ego4DShortTermAnticipation(str(sta_root), backend=backend, size=32)
+    dataset = dm.dataset("train")
+    asked = []
+
+    def spy(*args, **kwargs):  # the real open_video, recording the size it is asked for
+        asked.append(kwargs.get("resize"))
+        return open_video(*args, **kwargs)
+
+    monkeypatch.setattr(ego4d_sta, "open_video", spy)
+    item = dataset[1]
+    assert asked == [(32, 32)]
+    path, frame = dataset.source(dataset.frames[1])
+    with open_video(path, backend) as reader:
+        full = reader.get_frames(sta_frame_indices(frame, dm.num_frames, dm.frame_stride))
+    assert full.shape[1:3] == (64, 64)  # the synthetic videos are 64 x 64
+    shrunk = F.interpolate(
+        rearrange(full, "t h w c -> t c h w").float(), size=(32, 32), mode="bilinear", antialias=True
+    )
+    shrunk = rearrange(shrunk.round().clamp(0, 255), "t c h w -> t h w c")
+    assert item["video"].shape == shrunk.shape == (8, 32, 32, 3) and item["video"].dtype == torch.uint8
+    diff = (item["video"].float() - shrunk).abs()
+    assert diff.mean() < 4.0  # of 255 levels; measured about 2.3 (edges of the shapes, chroma)
+    assert (item["video"].float().mean((1, 2)) - shrunk.mean((1, 2))).abs().max() < 2.0
+    # boxes are normalized by the annotated frame size, not the decoded one
+    width = dm.annotations("train").video_metadata[dataset.frames[1].video_uid]["frame_width"]
+    assert torch.allclose(item["boxes"], dataset.frames[1].boxes / width)
+    dataset.annotations.video_metadata.clear()  # no metadata: the size comes from the video header
+    assert torch.equal(dataset[1]["boxes"], item["boxes"])
+
+
+def test_missing_video_raises_or_is_skipped(sta_root, tmp_path):
+    import shutil
+
+    root = shutil.copytree(sta_root, tmp_path / "copy")
+    victim = read_sta_annotations(root / "fho_sta_val.json").frames[0]
+    (root / "videos" / f"{victim.video_uid}.mp4").unlink()
+    with pytest.raises(
+        FileNotFoundError, match=f"no video for 1 of 4 val frames, e.g. {victim.video_uid}.mp4"
+    ):
+        Ego4DShortTermAnticipation(str(root)).dataset("val")
+    kept = Ego4DShortTermAnticipation(str(root), strict=False).dataset("val")
+    assert len(kept) == 3 and victim.uid not in {f.uid for f in kept.frames}

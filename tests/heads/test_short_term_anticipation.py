@@ -34,8 +34,30 @@ def head():
 def test_token_grid():
     assert token_grid(4 * 4 * 4, (2, 3, 8, 32, 32), 2) == (4, 4, 4)
     assert token_grid(8 * 3 * 6, (1, 3, 16, 48, 96), 2) == (8, 3, 6)
+    assert token_grid(6 * 6 * 8, (1, 3, 12, 48, 64), 2, patch_size=8) == (6, 6, 8)
+    assert token_grid(2 * 2 * 4, (1, 3, 8, 32, 64), 4, patch_size=(16, 16)) == (2, 2, 4)
     with pytest.raises(ValueError, match="tubelet_size"):
         token_grid(63, (1, 3, 8, 32, 32), 2)
+    # 12 tokens per step fit a 3 x 4 grid, but no square patch cuts a 32 x 32 frame into it (the
+    # former aspect-ratio guess returned (4, 3, 4) here)
+    with pytest.raises(ValueError, match="no square patch"):
+        token_grid(4 * 12, (1, 3, 8, 32, 32), 2)
+    with pytest.raises(ValueError, match="not a multiple of the tubelet"):
+        token_grid(64, (1, 3, 7, 32, 32), 2)
+    with pytest.raises(ValueError, match=r"patch_size=8: the grid \(4, 4, 4\) holds 64 tokens"):
+        token_grid(32, (1, 3, 8, 32, 32), 2, patch_size=8)
+
+
+@pytest.mark.parametrize(("frames", "height", "width"), [(8, 32, 32), (12, 48, 64)])
+def test_grid_follows_the_backbone_geometry_at_other_clip_sizes(head, frames, height, width):
+    backbone = create_backbone("vit_test")  # 2 x 8 x 8 tubelets, configured for 8 x 32 x 32
+    batch = make_batch()
+    batch["video"] = torch.randn(2, 3, frames, height, width)
+    tokens = backbone(batch["video"], output="tokens")
+    grid = backbone.patch_embed.grid_size(frames, height, width)
+    assert token_grid(tokens.shape[1], batch["video"].shape, head.tubelet_size) == grid
+    out = head(tokens, batch)
+    assert out["noun_logits"].shape == (2, 3)
 
 
 def test_forward_loss_backward_on_backbone_tokens(head):

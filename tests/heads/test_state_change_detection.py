@@ -63,12 +63,28 @@ def test_loss_of_perfect_predictions_is_only_the_classification_floor():
 
 
 def test_no_object_weight_is_eos_coef():
-    # a batch without boxes: every query's target is "no object", weighted eos_coef in a weighted mean
-    batch = make_batch(b=1)
-    batch["boxes"], batch["labels"] = [torch.zeros(0, 4)], [torch.zeros(0, dtype=torch.long)]
-    out = tiny_head()(torch.randn(1, 64, 16), batch)
-    losses = tiny_head(aux_loss=False).loss(out, batch)
-    expected = torch.nn.functional.cross_entropy(out["logits"][0], torch.ones(4, dtype=torch.long))
+    # DETR's SetCriterion.loss_labels: cross-entropy over every query, matched ones labelled with
+    # their object's class, the rest "no object" (class k), weighted mean with weight eos_coef
+    # on the no-object class; two clips, three objects, eight queries: matched and unmatched
+    torch.manual_seed(0)
+    head, batch = tiny_head(aux_loss=False, eos_coef=0.25), make_batch()
+    out = head(torch.randn(2, 64, 16), batch)
+    matches = head.matcher(out["logits"], out["boxes"], batch["labels"], batch["boxes"])
+    target = torch.ones(2, 4, dtype=torch.long)  # class 1 = no object
+    for i, (queries, objects) in enumerate(matches):
+        target[i, queries] = batch["labels"][i][objects]
+    assert (target == 0).sum() == 3 and (target == 1).sum() == 5
+    nll = -out["logits"].log_softmax(-1).gather(-1, target[..., None])[..., 0]
+    weight = torch.where(target == 1, 0.25, 1.0)
+    expected = (weight * nll).sum() / weight.sum()
+    loss_ce = head.loss(out, batch)["loss_ce"]
+    assert loss_ce.item() == pytest.approx(expected.item(), rel=1e-5)
+    unweighted = torch.nn.functional.cross_entropy(out["logits"].flatten(0, 1), target.flatten())
+    assert abs(loss_ce.item() - unweighted.item()) > 1e-3  # the weight does matter in this batch
+    # a batch without boxes: every query is "no object", and a weighted mean of one class is plain
+    batch["boxes"], batch["labels"] = [torch.zeros(0, 4)] * 2, [torch.zeros(0, dtype=torch.long)] * 2
+    losses = head.loss(out, batch)
+    expected = torch.nn.functional.cross_entropy(out["logits"].flatten(0, 1), torch.ones(8, dtype=torch.long))
     assert losses["loss_ce"].item() == pytest.approx(expected.item(), rel=1e-5)
     assert losses["loss_bbox"].item() == 0.0
 
@@ -105,6 +121,21 @@ def test_wrong_grid_or_width_is_an_error():
         head(torch.randn(2, 64, 8), make_batch())
     with pytest.raises(ValueError, match="divisible"):
         StateChangeDETRHead(in_dim=16, hidden=30, num_heads=4)
+
+
+def test_grid_is_derived_from_the_tokens_at_other_clip_sizes():
+    # vit_test (2 x 8 x 8 tubelets) on a 12-frame 48 x 64 clip: a 6 x 6 x 8 grid; the head is
+    # not told the patch size (the former default, 16, failed here)
+    from vidlit.backbones import create_backbone
+
+    backbone = create_backbone("vit_test", embed_dim=16, num_heads=2)
+    batch = make_batch(b=1)
+    batch["video"] = torch.randn(1, 3, 12, 48, 64)
+    tokens = backbone(batch["video"], output="tokens")
+    head = StateChangeDETRHead(in_dim=16, hidden=32, num_queries=4, num_layers=1)
+    assert head.token_grid(batch["video"].shape, tokens.shape[1]) == (6, 6, 8)
+    out = head(tokens, batch)
+    assert out["enc"]["boxes"].shape == (1, 6 * 8, 4) and out["boxes"].shape == (1, 4, 4)
 
 
 def test_proposals_start_at_their_token_and_seed_the_queries():

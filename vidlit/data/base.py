@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator, Sized
+from typing import Any
 
 import lightning as L
 import torch
@@ -73,6 +74,17 @@ class VidlitDataModule(L.LightningDataModule):
         super().__init__()
         self.batch_size = batch_size
         self.num_workers = num_workers
+
+    #: applied to ``batch["video"]`` on the training device after transfer (e.g. a
+    #: :class:`~vidlit.data.transforms.VideoBatchTransform`: uint8 ``[b, t, h, w, 3]`` frames to
+    #: normalized float ``[b, 3, t, h, w]``); None leaves batches as collated
+    transform: Callable | None = None
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Apply :attr:`transform` to ``batch["video"]``, on the device the batch was moved to."""
+        if self.transform is not None and isinstance(batch, dict) and "video" in batch:
+            batch["video"] = self.transform(batch["video"])
+        return batch
 
     def _current_epoch(self) -> int:
         # EpochShuffleSampler asks for the epoch in this process as an epoch's iteration starts,

@@ -29,8 +29,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from vidlit.core.io import read_json, require, write_json_atomic
-from vidlit.data.base import VidlitDataModule
-from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from vidlit.data.base import VidlitDataModule, missing_files
+from vidlit.data.transforms import VideoBatchTransform
 from vidlit.data.video import open_video
 from vidlit.metrics.hand_displacement import HANDS, KEY_FRAMES
 
@@ -184,11 +184,8 @@ class HandForecastDataset(Dataset):
                 frames = reader.get_frames(indices)  # t h w c uint8
             if self.cache:
                 self._frames[index] = frames
-        video = frames.permute(3, 0, 1, 2).float().div_(255)  # c t h w
-        mean = torch.tensor(IMAGENET_MEAN)[:, None, None, None]
-        std = torch.tensor(IMAGENET_STD)[:, None, None, None]
         return {
-            "video": (video - mean) / std,
+            "video": frames,
             "video_id": sample.key,
             "hands": sample.hands,
             "valid": sample.valid,
@@ -199,7 +196,8 @@ def collate_hands(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """Collate views into a hand-forecasting batch.
 
     Returns:
-        ``video [b, c, t, h, w]`` float (ImageNet-normalized), ``hands [b, 5, 2, 2]`` pixels,
+        ``video [b, t, h, w, c]`` uint8 (the data module normalizes it on the device,
+        :meth:`Ego4DHands.on_after_batch_transfer`), ``hands [b, 5, 2, 2]`` pixels,
         ``valid [b, 5, 2]`` bool, ``video_ids`` (submission keys) and ``targets`` in
         :class:`~vidlit.metrics.hand_displacement.HandDisplacement`'s format.
     """
@@ -214,6 +212,9 @@ def collate_hands(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 class Ego4DHands(VidlitDataModule):
     """Ego4D Future Hand Prediction on raw clips.
+
+    Batches are those of :func:`collate_hands`; after :meth:`on_after_batch_transfer`, on the
+    training device, ``video`` is ImageNet-normalized float ``[b, 3, t, size, size]``.
 
     Args:
         root: dataset folder; relative file arguments below resolve against it.
@@ -271,6 +272,8 @@ class Ego4DHands(VidlitDataModule):
         self.sampling_rate = sampling_rate
         self.size = size
         self.test_views = test_views
+        # frames arrive at size x size: the evaluation crop is the whole frame, so this normalizes
+        self.transform = VideoBatchTransform(size, train=False)
         self.backend = backend
         self.strict = strict
         self.files = {
@@ -289,10 +292,11 @@ class Ego4DHands(VidlitDataModule):
             {s.clip_uid for s in samples if not (self.video_dir / f"{s.clip_uid}.mp4").is_file()}
         )
         if missing:
-            message = f"{self.video_dir}: no video for {len(missing)} {split} clips, e.g. {missing[0]}.mp4"
-            if self.strict:
-                raise FileNotFoundError(message)
-            log.warning("%s; skipping their samples (strict=False)", message)
+            missing_files(
+                f"{self.video_dir}: no video for {len(missing)} {split} clips, e.g. {missing[0]}.mp4",
+                self.strict,
+                "skipping their samples",
+            )
             samples = [s for s in samples if s.clip_uid not in set(missing)]
         views = self.test_views if split in ("test", "predict") else 1
         return HandForecastDataset(

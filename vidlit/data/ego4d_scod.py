@@ -27,14 +27,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from einops import rearrange
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from vidlit.core.boxes import normalize_boxes, xywh_to_xyxy, xyxy_to_cxcywh
 from vidlit.core.io import read_json, require, write_json_atomic
-from vidlit.data.base import VidlitDataModule
-from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from vidlit.data.base import VidlitDataModule, missing_files
+from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoBatchTransform
 from vidlit.data.video import open_video
 
 log = logging.getLogger(__name__)
@@ -448,8 +447,9 @@ class Ego4DStateChangeDetection(VidlitDataModule):
         self.frame_stride = frame_stride
         self.size = size
         self.hflip = hflip
-        self.mean = torch.tensor(mean).view(1, 3, 1, 1, 1)
-        self.std = torch.tensor(std).view(1, 3, 1, 1, 1)
+        self.mean, self.std = tuple(mean), tuple(std)
+        # frames arrive at size x size: the evaluation crop is the whole frame, so this normalizes
+        self.transform = VideoBatchTransform(size, train=False, mean=self.mean, std=self.std)
         self.backend = backend
         self.strict = strict
         self.datasets: dict[str, StateChangeDataset] = {}
@@ -485,25 +485,17 @@ class Ego4DStateChangeDetection(VidlitDataModule):
         )
         missing = [c for c in clips if not dataset.video_path(c).is_file()]
         if missing:
-            message = (
+            missing_files(
                 f"{self.video_dir}: no video for {len(missing)} of {len(clips)} {split} clips, "
-                f"e.g. {dataset.video_path(missing[0]).name} (clip {missing[0].clip_uid})"
+                f"e.g. {dataset.video_path(missing[0]).name} (clip {missing[0].clip_uid})",
+                self.strict,
             )
-            if self.strict:
-                raise FileNotFoundError(message)
-            log.warning("%s; skipping them (strict=False)", message)
-            dataset.clips = [c for c in clips if c not in missing]
+            gone = {c.clip_uid for c in missing}
+            dataset.clips = [c for c in clips if c.clip_uid not in gone]
         return dataset
 
     def _collate(self) -> Callable:
         return collate_state_change
-
-    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
-        """uint8 ``[b, t, h, w, 3]`` clips to normalized float ``[b, 3, t, h, w]``."""
-        video = rearrange(batch["video"], "b t h w c -> b c t h w").float() / 255
-        mean, std = self.mean.to(video.device), self.std.to(video.device)
-        batch["video"] = (video - mean) / std
-        return batch
 
     def write_submission(self, predictions: list[dict[str, Any]], path: str | Path) -> Path:
         """Write ``vidlit predict`` output as a COCO result file (:func:`write_scod_submission`)."""

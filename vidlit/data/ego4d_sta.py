@@ -21,7 +21,6 @@ entry (possibly empty) for every uid.
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 from dataclasses import dataclass, field
@@ -29,16 +28,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from einops import rearrange
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from vidlit.core.boxes import normalize_boxes
 from vidlit.core.io import read_json, require, write_json_atomic
-from vidlit.data.base import VidlitDataModule
-from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from vidlit.data.video import open_video
+from vidlit.data.base import VidlitDataModule, missing_files
+from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoBatchTransform
+from vidlit.data.video import open_video, stored_size
 
 log = logging.getLogger(__name__)
 
@@ -241,8 +238,8 @@ class ShortTermAnticipationDataset(Dataset):
         video_dir: folder of ``<video_uid>.mp4`` (or ``<clip_uid>.mp4`` with ``use_clips``).
         num_frames: frames per clip.
         frame_stride: frames between consecutive clip frames.
-        size: frames are resized to ``size x size`` (boxes are normalized, so the aspect ratio
-            only stretches them along with the frame).
+        size: frames are resized to ``size x size`` by the decoder (boxes are normalized, so the
+            aspect ratio only stretches them along with the frame).
         detections: per-uid detector output; None uses the ground-truth boxes (score 1).
         score_threshold: detections scoring below this are dropped (the baseline's
             ``DETECTION_SCORE_THRESH``).
@@ -276,31 +273,37 @@ class ShortTermAnticipationDataset(Dataset):
     def __len__(self) -> int:
         return len(self.frames)
 
-    def _source(self, item: STAFrame) -> tuple[Path, int]:
+    def source(self, item: STAFrame) -> tuple[Path, int]:
+        """The video file of an annotated frame and the frame's index in it."""
         if self.use_clips:
             if item.clip_uid is None or item.clip_frame is None:
                 raise ValueError(f"uid {item.uid}: use_clips needs clip_uid and clip_frame in the annotation")
             return self.video_dir / f"{item.clip_uid}.mp4", int(item.clip_frame)
         return self.video_dir / f"{item.video_uid}.mp4", item.frame
 
+    def frame_size(self, item: STAFrame, path: Path) -> tuple[int, int]:
+        """``(height, width)`` of the frames the annotation's pixel boxes refer to.
+
+        From ``info.video_metadata`` when the file lists the video (the official files do), else
+        read from the video's header once per file.
+        """
+        meta = self.annotations.video_metadata.get(item.video_uid, {})
+        if "frame_height" in meta and "frame_width" in meta:
+            return int(meta["frame_height"]), int(meta["frame_width"])
+        return stored_size(path)
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         item = self.frames[index]
-        path, frame = self._source(item)
+        path, frame = self.source(item)
         indices = sta_frame_indices(frame, self.num_frames, self.frame_stride)
-        meta = self.annotations.video_metadata.get(item.video_uid, {})
-        with open_video(path, self.backend, num_threads=1) as reader:
+        # the decoder scales to size x size while converting to RGB: no full-resolution frames
+        with open_video(path, self.backend, resize=(self.size, self.size), num_threads=1) as reader:
             if frame >= len(reader):
                 raise ValueError(
                     f"uid {item.uid}: frame {frame} is past the end of {path} ({len(reader)} frames)"
                 )
-            clip = reader.get_frames(indices)  # t h w c
-        height = float(meta.get("frame_height", clip.shape[1]))
-        width = float(meta.get("frame_width", clip.shape[2]))
-        x = rearrange(clip, "t h w c -> t c h w").float()
-        x = F.interpolate(
-            x, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False
-        )
-        clip = rearrange(x.round().clamp(0, 255).to(torch.uint8), "t c h w -> t h w c")
+            clip = reader.get_frames(indices)  # t h w c, uint8 at size x size
+        height, width = self.frame_size(item, path)
         if self.detections is None:
             boxes, scores = item.boxes, torch.ones(len(item.boxes))
         else:
@@ -316,23 +319,17 @@ class ShortTermAnticipationDataset(Dataset):
                 "video_id": item.uid, "target": target}  # fmt: skip
 
 
-def collate_sta(
-    samples: list[dict[str, Any]],
-    mean: tuple[float, float, float] = IMAGENET_MEAN,
-    std: tuple[float, float, float] = IMAGENET_STD,
-) -> dict[str, Any]:
+def collate_sta(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """Batch STA items.
 
     Returns:
-        ``{"video": float [b, 3, t, h, w] normalized, "boxes": b x [n_i, 4] normalized xyxy,
+        ``{"video": uint8 [b, t, h, w, 3], "boxes": b x [n_i, 4] normalized xyxy,
         "orig_boxes": b x [n_i, 4] pixels, "box_scores": b x [n_i], "video_ids": [uid],
-        "targets": b x {"video_id", "boxes", "nouns", "verbs", "ttcs"}}``.
+        "targets": b x {"video_id", "boxes", "nouns", "verbs", "ttcs"}}``; the data module
+        normalizes ``video`` on the device (:meth:`Ego4DShortTermAnticipation.on_after_batch_transfer`).
     """
-    video = torch.stack([s["video"] for s in samples]).float() / 255.0  # b t h w c
-    mean_t, std_t = torch.tensor(mean), torch.tensor(std)
-    video = rearrange((video - mean_t) / std_t, "b t h w c -> b c t h w").contiguous()
     return {
-        "video": video,
+        "video": torch.stack([s["video"] for s in samples]),
         "boxes": [s["boxes"] for s in samples],
         "orig_boxes": [s["orig_boxes"] for s in samples],
         "box_scores": [s["box_scores"] for s in samples],
@@ -351,6 +348,9 @@ class Ego4DShortTermAnticipation(VidlitDataModule):
     ``tools/short_term_anticipation/produce_object_detections.py``), else the ground-truth boxes
     with score 1 (an oracle-box setting: fine for the synthetic sample data, not comparable
     to challenge numbers).
+
+    Batches are those of :func:`collate_sta`; after :meth:`on_after_batch_transfer`, on the
+    training device, ``video`` is normalized float ``[b, 3, t, size, size]``.
 
     Args:
         root: dataset folder; relative paths below resolve against it.
@@ -371,6 +371,8 @@ class Ego4DShortTermAnticipation(VidlitDataModule):
         backend: video backend (``auto``, ``decord``, ``pyav``, ``torchcodec``).
         synthetic: when ``root`` does not exist, write the synthetic sample dataset there
             (``vidlit data synth ego4d_sta``) and say so. Leave False for real data.
+        strict: a missing video raises before training; when False its frames are skipped with
+            a warning.
         batch_size: frames per batch.
         num_workers: DataLoader worker processes.
     """
@@ -393,6 +395,7 @@ class Ego4DShortTermAnticipation(VidlitDataModule):
         std: tuple[float, float, float] = IMAGENET_STD,
         backend: str = "auto",
         synthetic: bool = False,
+        strict: bool = True,
         batch_size: int = 8,
         num_workers: int = 0,
     ):
@@ -421,7 +424,10 @@ class Ego4DShortTermAnticipation(VidlitDataModule):
         self.frame_stride = frame_stride
         self.size = size
         self.mean, self.std = tuple(mean), tuple(std)
+        # frames arrive at size x size: the evaluation crop is the whole frame, so this normalizes
+        self.transform = VideoBatchTransform(size, train=False, mean=self.mean, std=self.std)
         self.backend = backend
+        self.strict = strict
         self._annotations: dict[str, STAAnnotations] = {}
         train = self.annotations("train")
         self.noun_names, self.verb_names = train.noun_names, train.verb_names
@@ -469,15 +475,28 @@ class Ego4DShortTermAnticipation(VidlitDataModule):
             raise ValueError(
                 f"{self.files['predict']}: unannotated frames need detector boxes: set data.detections"
             )
-        return ShortTermAnticipationDataset(
+        dataset = ShortTermAnticipationDataset(
             annotations, self.video_dir, self.num_frames, self.frame_stride, self.size,
             detections=detections, score_threshold=self.detection_score_threshold,
             use_clips=self.use_clips, backend=self.backend,
         )  # fmt: skip
+        missing: dict[str, Path] = {}
+        for item in dataset.frames:
+            path = dataset.source(item)[0]
+            if not path.is_file():
+                missing[item.uid] = path
+        if missing:
+            uid, path = next(iter(missing.items()))
+            missing_files(
+                f"{self.video_dir}: no video for {len(missing)} of {len(dataset)} {split} frames, "
+                f"e.g. {path.name} (uid {uid})",
+                self.strict,
+            )
+            dataset.frames = [item for item in dataset.frames if item.uid not in missing]
+        return dataset
 
     def _collate(self) -> Any:
-        # a partial, not a bound method: DataLoader workers then need not pickle the data module
-        return functools.partial(collate_sta, mean=self.mean, std=self.std)
+        return collate_sta
 
     def write_submission(self, predictions: list[dict[str, Any]], path: str | Path) -> Path:
         """Write ``vidlit predict`` output as an Ego4D STA challenge submission JSON."""

@@ -254,9 +254,6 @@ def stored_size(path: str | Path) -> tuple[int, int]:
     return _probe_header(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
 
 
-_probe_size = stored_size  # the name vidlit.data.ego4d_sta imports
-
-
 @functools.lru_cache(maxsize=1 << 16)
 def _probe_header(path: str, mtime_ns: int, size: int) -> tuple[int, int]:
     import av

@@ -15,6 +15,7 @@ Shape legend: ``b`` clips, ``t h w`` the token grid, ``c`` channels, ``r`` boxes
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
@@ -28,25 +29,58 @@ from vidlit.heads.base import TaskHead
 from vidlit.metrics.sta_map import ShortTermAnticipationMAP
 
 
-def token_grid(num_tokens: int, video_shape: tuple[int, ...], tubelet_size: int) -> tuple[int, int, int]:
-    """The ``(t, h, w)`` token grid of a clip ``[b, c, T, H, W]`` encoded into ``num_tokens`` tokens.
+def token_grid(
+    num_tokens: int,
+    video_shape: Sequence[int],
+    tubelet_size: int = 2,
+    patch_size: int | tuple[int, int] | None = None,
+) -> tuple[int, int, int]:
+    """The ``(t, h, w)`` token grid of a clip ``[b, c, T, H, W]`` a VideoViT encoded into ``num_tokens``.
 
-    ``t = T / tubelet_size``; the spatial grid keeps the frame's aspect ratio (square patches).
+    The backbone's tubelet embedding (:meth:`vidlit.layers.tubelet.TubeletEmbed.grid_size`) cuts
+    the clip into ``tubelet_size x patch x patch`` cubes: ``t = T / tubelet_size``,
+    ``h = H / patch_h``, ``w = W / patch_w``, every size a multiple. With ``patch_size`` None the
+    patch is derived from the token count, square as in every registered VideoViT:
+    ``patch = sqrt(H * W * t / num_tokens)``, which must be a whole number dividing ``H`` and
+    ``W``; given a tubelet size, only one square patch fits.
+
+    Args:
+        num_tokens: tokens per clip (``features.shape[1]``).
+        video_shape: shape of the clip the backbone encoded, ``[..., T, H, W]``.
+        tubelet_size: the backbone's frames per token.
+        patch_size: the backbone's spatial patch side or ``(height, width)``; None derives it.
 
     Raises:
-        ValueError: when no grid of that aspect ratio holds ``num_tokens`` tokens.
+        ValueError: when the sizes do not tile the clip or the tokens do not fill the grid, naming
+            the clip, the token count and both sizes.
     """
-    frames, height, width = video_shape[-3:]
-    t = max(1, frames // tubelet_size)
-    spatial = num_tokens // t
-    h = max(1, round(math.sqrt(spatial * height / width)))
-    w = spatial // h
-    if t * h * w != num_tokens:
-        raise ValueError(
-            f"cannot lay {num_tokens} tokens on a grid for a clip of {frames} x {height} x {width} with "
-            f"tubelet_size {tubelet_size}; set the head's tubelet_size to the backbone's"
+    frames, height, width = (int(v) for v in video_shape[-3:])
+
+    def mismatch(reason: str) -> ValueError:
+        return ValueError(
+            f"{num_tokens} tokens do not lay out on a clip of {frames} x {height} x {width} with "
+            f"tubelet_size={tubelet_size}, patch_size={patch_size}: {reason}; set the head's "
+            "tubelet_size and patch_size to the backbone's"
         )
-    return t, h, w
+
+    if tubelet_size < 1 or frames % tubelet_size:
+        raise mismatch(f"{frames} frames are not a multiple of the tubelet")
+    t = frames // tubelet_size
+    if patch_size is None:
+        if num_tokens % t:
+            raise mismatch(f"{num_tokens} tokens are not a multiple of the {t} time steps")
+        side = math.isqrt(height * width // (num_tokens // t)) if num_tokens else 0
+        if side < 1 or side * side * num_tokens != height * width * t:
+            raise mismatch("no square patch gives that many tokens")
+        ph = pw = side
+    else:
+        ph, pw = (patch_size, patch_size) if isinstance(patch_size, int) else (int(v) for v in patch_size)
+    if ph < 1 or pw < 1 or height % ph or width % pw:
+        raise mismatch(f"the patch ({ph} x {pw}) does not tile the frame")
+    grid = (t, height // ph, width // pw)
+    if grid[0] * grid[1] * grid[2] != num_tokens:
+        raise mismatch(f"the grid {grid} holds {grid[0] * grid[1] * grid[2]} tokens")
+    return grid
 
 
 class ShortTermAnticipationHead(TaskHead):
@@ -82,6 +116,8 @@ class ShortTermAnticipationHead(TaskHead):
         verb_weight: weight of the verb loss.
         ttc_weight: weight of the TTC loss.
         nouns_per_box: predictions per box (its top nouns).
+        patch_size: the backbone's spatial patch side; None derives it from the token count
+            (:func:`token_grid`).
     """
 
     input = "video"
@@ -102,6 +138,7 @@ class ShortTermAnticipationHead(TaskHead):
         verb_weight: float = 1.0,
         ttc_weight: float = 15.0,
         nouns_per_box: int = 1,
+        patch_size: int | None = None,
     ):
         super().__init__()
         if num_classes < 1 or num_verbs < 1:
@@ -113,12 +150,15 @@ class ShortTermAnticipationHead(TaskHead):
                 f"roi_size and tubelet_size must be >= 1 and nouns_per_box in [1, {num_classes}], "
                 f"got {roi_size}, {tubelet_size}, {nouns_per_box}"
             )
+        if patch_size is not None and patch_size < 1:
+            raise ValueError(f"patch_size must be >= 1 or None, got {patch_size}")
         self.in_dim = in_dim
         self.num_classes = num_classes
         self.num_verbs = num_verbs
         self.roi_size = roi_size
         self.temporal_pool = temporal_pool
         self.tubelet_size = tubelet_size
+        self.patch_size = patch_size
         self.match_iou = match_iou
         self.noun_weight, self.verb_weight, self.ttc_weight = noun_weight, verb_weight, ttc_weight
         self.nouns_per_box = nouns_per_box
@@ -152,7 +192,7 @@ class ShortTermAnticipationHead(TaskHead):
         boxes = batch["boxes"]
         if len(boxes) != features.shape[0]:
             raise ValueError(f"batch['boxes'] has {len(boxes)} entries for {features.shape[0]} clips")
-        t, h, w = token_grid(features.shape[1], tuple(batch["video"].shape), self.tubelet_size)
+        t, h, w = token_grid(features.shape[1], batch["video"].shape, self.tubelet_size, self.patch_size)
         x = self.norm(features)
         grid = rearrange(x, "b (t h w) c -> b t c h w", t=t, h=h, w=w)
         fmap = grid[:, -1] if self.temporal_pool == "last" else grid.mean(1)  # b c h w

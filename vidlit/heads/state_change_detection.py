@@ -23,6 +23,7 @@ from torchmetrics import MetricCollection
 
 from vidlit.core.boxes import cxcywh_to_xyxy, denormalize_boxes, generalized_box_iou, xyxy_to_xywh
 from vidlit.heads.base import TaskHead
+from vidlit.heads.short_term_anticipation import token_grid
 from vidlit.layers.matching import HungarianMatcher
 from vidlit.metrics.coco_detection import COCODetectionAP
 
@@ -162,7 +163,8 @@ class StateChangeDETRHead(TaskHead):
         attn_prior: strength of the Gaussian cross-attention prior around each reference box
             (0: none).
         patch_size: the backbone's spatial patch side, to place its tokens on the
-            ``(t, h, w)`` grid of ``batch["video"]`` (vit_test: 8; the named ViT sizes: 16).
+            ``(t, h, w)`` grid of ``batch["video"]`` (vit_test: 8; the named ViT sizes: 16);
+            None derives it from the token count (square patches).
         tubelet_size: the backbone's frames per token.
     """
 
@@ -189,7 +191,7 @@ class StateChangeDETRHead(TaskHead):
         aux_loss: bool = True,
         proposal_size: float = 2.0,
         attn_prior: float = 1.0,
-        patch_size: int = 16,
+        patch_size: int | None = None,
         tubelet_size: int = 2,
     ):
         super().__init__()
@@ -202,6 +204,8 @@ class StateChangeDETRHead(TaskHead):
             raise ValueError(f"hidden ({hidden}) must be divisible by 4 and by num_heads ({num_heads})")
         if not 0 <= eos_coef <= 1:
             raise ValueError(f"eos_coef must lie in [0, 1], got {eos_coef}")
+        if tubelet_size < 1 or (patch_size is not None and patch_size < 1):
+            raise ValueError(f"tubelet_size and patch_size must be >= 1, got {tubelet_size}, {patch_size}")
         if proposal_size <= 0 or attn_prior < 0:
             raise ValueError(
                 f"proposal_size must be positive and attn_prior >= 0, got {proposal_size}, {attn_prior}"
@@ -315,16 +319,12 @@ class StateChangeDETRHead(TaskHead):
         return {**layers[-1], "aux": layers[:-1], "enc": {"logits": enc_logits, "boxes": enc_boxes}}
 
     def token_grid(self, video_shape: torch.Size, num_tokens: int) -> tuple[int, int, int]:
-        """The ``(t, h, w)`` token grid of a ``[b, c, T, H, W]`` clip; it must hold ``num_tokens``."""
-        *_, frames, height, width = video_shape
-        grid = (frames // self.tubelet_size, height // self.patch_size, width // self.patch_size)
-        if grid[0] * grid[1] * grid[2] != num_tokens:
-            raise ValueError(
-                f"{num_tokens} tokens do not fill the {grid} grid of a {frames} x {height} x {width} clip "
-                "with "
-                f"patch_size={self.patch_size}, tubelet_size={self.tubelet_size}: set them to the backbone's"
-            )
-        return grid
+        """The ``(t, h, w)`` token grid of a ``[b, c, T, H, W]`` clip holding ``num_tokens`` tokens.
+
+        See :func:`vidlit.heads.short_term_anticipation.token_grid` (a ``patch_size`` of None is
+        derived from the token count).
+        """
+        return token_grid(num_tokens, video_shape, self.tubelet_size, self.patch_size)
 
     def _set_loss(
         self, out: dict[str, Tensor], labels: list[Tensor], boxes: list[Tensor], num_boxes: float

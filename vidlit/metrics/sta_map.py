@@ -179,7 +179,7 @@ class ShortTermAnticipationMAP(Metric):
       numpy). Here equal scores are ranked later-prediction-first (a stable ascending sort,
       reversed), in the per-frame matching, the top-k rule and the per-class ranking alike; with
       that tie rule the official code and this metric agree to 1e-15 on random frames.
-    - The official evaluator returns NaN without any ground truth (``np.mean`` of no class);
+    - The official evaluator raises without any ground truth (``np.concatenate`` of no labels);
       here every value is 0 and a warning is issued.
     - Scores are fractions in ``[0, 1]`` as every vidlit metric (the official script prints
       percentages; ``percentages=True`` multiplies by 100).
