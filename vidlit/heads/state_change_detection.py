@@ -23,8 +23,8 @@ from torchmetrics import MetricCollection
 
 from vidlit.core.boxes import cxcywh_to_xyxy, denormalize_boxes, generalized_box_iou, xyxy_to_xywh
 from vidlit.heads.base import TaskHead
-from vidlit.heads.short_term_anticipation import token_grid
 from vidlit.layers.matching import HungarianMatcher
+from vidlit.layers.tubelet import token_grid
 from vidlit.metrics.coco_detection import COCODetectionAP
 
 
@@ -321,7 +321,7 @@ class StateChangeDETRHead(TaskHead):
     def token_grid(self, video_shape: torch.Size, num_tokens: int) -> tuple[int, int, int]:
         """The ``(t, h, w)`` token grid of a ``[b, c, T, H, W]`` clip holding ``num_tokens`` tokens.
 
-        See :func:`vidlit.heads.short_term_anticipation.token_grid` (a ``patch_size`` of None is
+        See :func:`vidlit.layers.tubelet.token_grid` (a ``patch_size`` of None is
         derived from the token count).
         """
         return token_grid(num_tokens, video_shape, self.tubelet_size, self.patch_size)

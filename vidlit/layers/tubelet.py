@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 from einops import rearrange
 from torch import Tensor, nn
 
@@ -15,6 +18,60 @@ def to_pair(x: int | tuple[int, int] | list[int]) -> tuple[int, int]:
     if len(x) != 2:
         raise ValueError(f"expected an int or a (height, width) pair, got {x!r}")
     return int(x[0]), int(x[1])
+
+
+def token_grid(
+    num_tokens: int,
+    video_shape: Sequence[int],
+    tubelet_size: int = 2,
+    patch_size: int | tuple[int, int] | None = None,
+) -> tuple[int, int, int]:
+    """The ``(t, h, w)`` token grid of a clip ``[b, c, T, H, W]`` a VideoViT encoded into ``num_tokens``.
+
+    The backbone's tubelet embedding (:meth:`vidlit.layers.tubelet.TubeletEmbed.grid_size`) cuts
+    the clip into ``tubelet_size x patch x patch`` cubes: ``t = T / tubelet_size``,
+    ``h = H / patch_h``, ``w = W / patch_w``, every size a multiple. With ``patch_size`` None the
+    patch is derived from the token count, square as in every registered VideoViT:
+    ``patch = sqrt(H * W * t / num_tokens)``, which must be a whole number dividing ``H`` and
+    ``W``; given a tubelet size, only one square patch fits.
+
+    Args:
+        num_tokens: tokens per clip (``features.shape[1]``).
+        video_shape: shape of the clip the backbone encoded, ``[..., T, H, W]``.
+        tubelet_size: the backbone's frames per token.
+        patch_size: the backbone's spatial patch side or ``(height, width)``; None derives it.
+
+    Raises:
+        ValueError: when the sizes do not tile the clip or the tokens do not fill the grid, naming
+            the clip, the token count and both sizes.
+    """
+    frames, height, width = (int(v) for v in video_shape[-3:])
+
+    def mismatch(reason: str) -> ValueError:
+        return ValueError(
+            f"{num_tokens} tokens do not lay out on a clip of {frames} x {height} x {width} with "
+            f"tubelet_size={tubelet_size}, patch_size={patch_size}: {reason}; set the head's "
+            "tubelet_size and patch_size to the backbone's"
+        )
+
+    if tubelet_size < 1 or frames % tubelet_size:
+        raise mismatch(f"{frames} frames are not a multiple of the tubelet")
+    t = frames // tubelet_size
+    if patch_size is None:
+        if num_tokens % t:
+            raise mismatch(f"{num_tokens} tokens are not a multiple of the {t} time steps")
+        side = math.isqrt(height * width // (num_tokens // t)) if num_tokens else 0
+        if side < 1 or side * side * num_tokens != height * width * t:
+            raise mismatch("no square patch gives that many tokens")
+        ph = pw = side
+    else:
+        ph, pw = (patch_size, patch_size) if isinstance(patch_size, int) else (int(v) for v in patch_size)
+    if ph < 1 or pw < 1 or height % ph or width % pw:
+        raise mismatch(f"the patch ({ph} x {pw}) does not tile the frame")
+    grid = (t, height // ph, width // pw)
+    if grid[0] * grid[1] * grid[2] != num_tokens:
+        raise mismatch(f"the grid {grid} holds {grid[0] * grid[1] * grid[2]} tokens")
+    return grid
 
 
 class TubeletEmbed(nn.Module):
