@@ -3,7 +3,14 @@ import math
 import pytest
 import torch
 
-from vidlit.core.segments import seconds_to_steps, segment_iou, soft_nms, steps_to_seconds
+from vidlit.core.segments import (
+    batched_nms,
+    seconds_to_steps,
+    seg_voting,
+    segment_iou,
+    soft_nms,
+    steps_to_seconds,
+)
 
 
 def test_segment_iou_worked_examples():
@@ -121,3 +128,113 @@ def test_soft_nms_matches_sequential_reference(seed):
     assert torch.allclose(sc, torch.tensor([r[2] for r in ref]), atol=1e-5)
     assert torch.allclose(segs, torch.tensor([r[:2] for r in ref]))
     assert lab.tolist() == [r[3] for r in ref]
+
+
+def _official_seg_voting(nms_segs, all_segs, all_scores, iou_threshold, score_offset=1.5):
+    """ActionFormer's ``seg_voting`` (happyharrycn/actionformer_release, libs/utils/nms.py), ported."""
+    offset_scores = all_scores + score_offset  # noqa: F841 - computed and unused upstream too
+    num_nms_segs, num_all_segs = nms_segs.shape[0], all_segs.shape[0]
+    ex_nms_segs = nms_segs[:, None].expand(num_nms_segs, num_all_segs, 2)
+    ex_all_segs = all_segs[None, :].expand(num_nms_segs, num_all_segs, 2)
+    left = torch.maximum(ex_nms_segs[:, :, 0], ex_all_segs[:, :, 0])
+    right = torch.minimum(ex_nms_segs[:, :, 1], ex_all_segs[:, :, 1])
+    inter = (right - left).clamp(min=0)
+    nms_seg_lens = ex_nms_segs[:, :, 1] - ex_nms_segs[:, :, 0]
+    all_seg_lens = ex_all_segs[:, :, 1] - ex_all_segs[:, :, 0]
+    iou = inter / (nms_seg_lens + all_seg_lens - inter)
+    seg_weights = (iou >= iou_threshold).to(all_scores.dtype) * all_scores[None, :] * iou
+    seg_weights /= torch.sum(seg_weights, dim=1, keepdim=True)
+    return seg_weights @ all_segs
+
+
+def _official_batched_nms(segs, scores, cls_idxs, min_score, max_seg_num, multiclass, sigma, voting_thresh):
+    """ActionFormer's ``batched_nms`` with Soft-NMS, ported; ``SoftNMSop`` is the sequential reference."""
+    if segs.shape[0] == 0:
+        return torch.zeros([0, 2]), torch.zeros([0]), torch.zeros([0], dtype=cls_idxs.dtype)
+
+    def soft_nms_op(segs, scores, cls_idxs):
+        kept = _actionformer_soft_nms(segs, scores, torch.zeros_like(cls_idxs), sigma, min_score, max_seg_num)
+        inds = [next(i for i in range(len(segs)) if segs[i].tolist() == [s, e]) for s, e, *_ in kept]
+        return (
+            torch.tensor([k[:2] for k in kept]).reshape(-1, 2),
+            torch.tensor([k[2] for k in kept]),
+            cls_idxs[torch.tensor(inds, dtype=torch.long)],
+        )
+
+    if multiclass:
+        new_segs, new_scores, new_cls_idxs = [], [], []
+        for class_id in torch.unique(cls_idxs):
+            curr_indices = torch.where(cls_idxs == class_id)[0]
+            sorted_segs, sorted_scores, sorted_cls_idxs = soft_nms_op(
+                segs[curr_indices], scores[curr_indices], cls_idxs[curr_indices]
+            )
+            # disable seg voting for multiclass nms, no sufficient segs
+            new_segs.append(sorted_segs)
+            new_scores.append(sorted_scores)
+            new_cls_idxs.append(sorted_cls_idxs)
+        new_segs, new_scores, new_cls_idxs = (
+            torch.cat(new_segs),
+            torch.cat(new_scores),
+            torch.cat(new_cls_idxs),
+        )
+    else:
+        new_segs, new_scores, new_cls_idxs = soft_nms_op(segs, scores, cls_idxs)
+        if voting_thresh > 0:
+            new_segs = _official_seg_voting(new_segs, segs, scores, voting_thresh)
+    _, idxs = new_scores.sort(descending=True)
+    max_seg_num = min(max_seg_num, new_segs.shape[0])
+    return new_segs[idxs[:max_seg_num]], new_scores[idxs[:max_seg_num]], new_cls_idxs[idxs[:max_seg_num]]
+
+
+def _candidates(seed, n=80):
+    g = torch.Generator().manual_seed(seed)
+    # clustered candidates, as a detector's neighbouring points predict: near-duplicates vote
+    centres = (torch.rand(6, generator=g) * 100)[torch.randint(0, 6, (n,), generator=g)]
+    half = 2 + torch.rand(n, generator=g) * 8
+    jitter = torch.randn(n, 2, generator=g) * 0.3
+    segments = torch.stack([centres - half, centres + half], dim=1) + jitter
+    return segments, 0.01 + torch.rand(n, generator=g), torch.randint(0, 4, (n,), generator=g)
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("voting_thresh", [0.95, 0.75, 0.5])
+def test_batched_nms_with_voting_matches_actionformer(seed, voting_thresh):
+    segments, scores, labels = _candidates(seed)
+    kwargs = dict(sigma=0.9, min_score=0.05, max_segments=30)
+    ours = batched_nms(segments, scores, labels, **kwargs, multiclass=False, voting_thresh=voting_thresh)
+    ref = _official_batched_nms(
+        segments, scores, labels, 0.05, 30, multiclass=False, sigma=0.9, voting_thresh=voting_thresh
+    )
+    assert len(ours[1]) == len(ref[1]) > 5
+    assert torch.allclose(ours[1], ref[1], atol=1e-5)
+    assert torch.allclose(ours[0], ref[0], atol=1e-4)
+    assert torch.equal(ours[2], ref[2])
+    # voting moved some boundaries: the refinement is not a no-op on this data
+    plain = batched_nms(segments, scores, labels, **kwargs, multiclass=False, voting_thresh=0.0)
+    assert not torch.allclose(ours[0], plain[0])
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_batched_nms_multiclass_never_votes(seed):
+    segments, scores, labels = _candidates(seed)
+    kwargs = dict(sigma=0.9, min_score=0.05, max_segments=30)
+    ours = batched_nms(segments, scores, labels, **kwargs, multiclass=True, voting_thresh=0.95)
+    ref = _official_batched_nms(
+        segments, scores, labels, 0.05, 30, multiclass=True, sigma=0.9, voting_thresh=0.95
+    )
+    assert torch.allclose(ours[1], ref[1], atol=1e-5) and torch.equal(ours[0], ref[0])
+    assert torch.equal(ours[2], ref[2])
+    assert all(torch.equal(a, b) for a, b in zip(ours, soft_nms(segments, scores, labels, **kwargs)))
+
+
+def test_seg_voting_worked_example():
+    kept = torch.tensor([[0.0, 10.0], [50.0, 60.0]])
+    candidates = torch.tensor([[0.0, 10.0], [1.0, 10.0], [0.0, 12.0], [30.0, 40.0], [50.0, 60.0]])
+    scores = torch.tensor([0.9, 0.5, 0.4, 0.8, 0.6])
+    refined = seg_voting(kept, candidates, scores, iou_threshold=0.8)
+    # [0, 10] votes with itself (IoU 1, w 0.9), [1, 10] (IoU 0.9, w 0.45), [0, 12] (IoU 10/12, w 1/3)
+    w = torch.tensor([0.9, 0.45, 0.4 * 10 / 12])
+    expected = (w[:, None] * candidates[:3]).sum(0) / w.sum()
+    assert torch.allclose(refined[0], expected)
+    assert torch.equal(refined[1], kept[1])  # nothing else overlaps [50, 60]
+    assert seg_voting(torch.zeros(0, 2), candidates, scores, 0.5).shape == (0, 2)

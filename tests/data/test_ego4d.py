@@ -1,3 +1,4 @@
+import copy
 import json
 import shutil
 
@@ -9,6 +10,7 @@ from vidlit.data.ego4d import (
     Ego4DMomentQueries,
     collate_temporal_features,
     read_moment_annotations,
+    truncate_moments,
     write_moment_submission,
 )
 
@@ -140,13 +142,117 @@ def test_npy_features_are_read(mq_copy):
 def test_training_crop_keeps_moments_in_window(mq_root):
     dm = Ego4DMomentQueries(root=str(mq_root), feature_dim=256, max_steps=64)
     dataset = dm.dataset("train")
-    torch.manual_seed(0)
+    # ActionFormer widens the window by half a receptive field (offset_sec) on each side
+    slack = 2 * dm.offset_sec
     for i in range(10):
         sample = dataset[i]
         assert sample["features"].shape[0] == 64
         assert sample["duration"] == pytest.approx(64 * 16 / 30)
-        assert (sample["segments"] >= 0).all() and (sample["segments"] <= sample["duration"]).all()
+        segments = sample["segments"]
+        assert (segments >= 0).all() and (segments <= sample["duration"] + slack + 1e-5).all()
+        assert len(segments) == len(sample["labels"]) >= 1  # a crop with no moment is re-drawn
     assert dm.dataset("val")[0]["features"].shape[0] > 64  # evaluation is never cropped
+
+
+def _official_truncate_feats(
+    data_dict, max_seq_len, trunc_thresh, offset, crop_ratio=None, max_num_trials=200, randint=None
+):
+    """ActionFormer's ``truncate_feats`` (libs/datasets/data_utils.py), ported; ``randint`` is
+    upstream's ``random.randint`` (injected so both sides draw from one generator)."""
+    feat_len = data_dict["feats"].shape[1]
+    num_segs = data_dict["segments"].shape[0]
+    if feat_len <= max_seq_len:
+        if crop_ratio is None:
+            return data_dict
+        max_seq_len = randint(
+            max(round(crop_ratio[0] * feat_len), 1), min(round(crop_ratio[1] * feat_len), feat_len)
+        )
+        if feat_len == max_seq_len:
+            return data_dict
+    data_dict = copy.deepcopy(data_dict)
+    for _ in range(max_num_trials):
+        st = randint(0, feat_len - max_seq_len)
+        ed = st + max_seq_len
+        window = torch.as_tensor([st, ed], dtype=torch.float32)
+        window = window[None].repeat(num_segs, 1)
+        left = torch.maximum(window[:, 0] - offset, data_dict["segments"][:, 0])
+        right = torch.minimum(window[:, 1] + offset, data_dict["segments"][:, 1])
+        inter = (right - left).clamp(min=0)
+        area_segs = torch.abs(data_dict["segments"][:, 1] - data_dict["segments"][:, 0])
+        inter_ratio = inter / area_segs
+        seg_idx = inter_ratio >= trunc_thresh
+        if seg_idx.sum().item() > 0:  # has_action
+            break
+    data_dict["feats"] = data_dict["feats"][:, st:ed].clone()
+    data_dict["segments"] = torch.stack((left[seg_idx], right[seg_idx]), dim=1)
+    data_dict["segments"] = data_dict["segments"] - st
+    data_dict["labels"] = data_dict["labels"][seg_idx].clone()
+    return data_dict
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_truncate_moments_matches_actionformer(seed):
+    g = torch.Generator().manual_seed(seed)
+    num_steps = int(torch.randint(40, 200, (), generator=g))
+    n = int(torch.randint(1, 6, (), generator=g))
+    starts = torch.rand(n, generator=g) * num_steps - 3  # small negative starts occur upstream too
+    segments = torch.stack([starts, starts + 0.5 + torch.rand(n, generator=g) * 40], dim=1)
+    if seed == 5:
+        segments[0, 1] = segments[0, 0]  # a zero-length moment: 0 / 0, never kept
+    labels = torch.arange(n)
+    max_steps = 64 if seed % 2 else 256  # crop long clips, or crop_ratio-crop short ones
+    for thresh in (0.3, 0.5, 0.9):
+        rng_ours, rng_ref = np.random.default_rng(seed), np.random.default_rng(seed)
+        crop = truncate_moments(num_steps, segments, max_steps, thresh, 1.0, rng_ours, (0.9, 1.0))
+        feats = torch.arange(num_steps, dtype=torch.float32)[None]
+        ref = _official_truncate_feats(
+            {"feats": feats, "segments": segments, "labels": labels}, max_steps, thresh, 1.0, (0.9, 1.0),
+            randint=lambda a, b, rng=rng_ref: int(rng.integers(a, b + 1)),
+        )  # fmt: skip
+        if crop is None:
+            assert ref["feats"].shape[1] == num_steps
+            continue
+        assert torch.equal(ref["feats"][0], feats[0, crop.start : crop.end])
+        assert torch.allclose(crop.segments, ref["segments"])
+        assert torch.equal(labels[crop.keep], ref["labels"])
+
+
+def test_truncate_moments_keeps_by_intersection_over_the_moment():
+    # window [0, 10) widened by 0 steps; moment A keeps 4 of 10 steps, B 2 of 10, C is inside
+    segments = torch.tensor([[6.0, 16.0], [8.0, 18.0], [1.0, 3.0]])
+    rng = np.random.default_rng(0)
+    crop = truncate_moments(10, segments, 10, 0.3, 0.0, rng)
+    assert crop is None  # short enough and no crop_ratio: whole
+    crop = truncate_moments(30, segments, 10, 0.3, 0.0, _FixedStart(0))
+    assert crop.keep.tolist() == [True, False, True]
+    assert crop.segments.tolist() == [[6.0, 10.0], [1.0, 3.0]]  # the kept part, not the whole moment
+    # no window keeps a moment: drawn max_trials times, the last draw is used
+    draws = _FixedStart(20)
+    crop = truncate_moments(30, segments[2:], 10, 0.5, 0.0, draws, max_trials=7)
+    assert draws.calls == 7 and crop.start == 20 and len(crop.segments) == 0
+
+
+class _FixedStart:
+    """A stand-in generator whose every window starts at ``start``."""
+
+    def __init__(self, start):
+        self.start, self.calls = start, 0
+
+    def integers(self, low, high):
+        self.calls += 1
+        return self.start
+
+
+def test_training_crops_are_a_function_of_seed_epoch_and_index(mq_root, monkeypatch):
+    monkeypatch.setenv("PL_GLOBAL_SEED", "3")
+    dataset = Ego4DMomentQueries(root=str(mq_root), feature_dim=256, max_steps=48).dataset("train")
+    first = [dataset[i]["segments"] for i in range(4)]
+    torch.manual_seed(123)  # global RNG state plays no part
+    assert all(torch.equal(a, dataset[i]["segments"]) for i, a in enumerate(first))
+    dataset.set_epoch(1)
+    assert any(not torch.equal(a, dataset[i]["segments"]) for i, a in enumerate(first))
+    dataset.set_epoch(0)
+    assert all(torch.equal(a, dataset[i]["segments"]) for i, a in enumerate(first))
 
 
 def test_collate_pads_and_masks():

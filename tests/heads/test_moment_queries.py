@@ -1,4 +1,5 @@
 import inspect
+import math
 
 import pytest
 import torch
@@ -51,6 +52,8 @@ def test_defaults_are_actionformer_ego4d():
     assert defaults["levels"] == 8 and defaults["window"] == 9
     assert defaults["center_sample_radius"] == 1.5 and defaults["nms_sigma"] == 0.9
     assert defaults["max_segments"] == 2000 and defaults["nms_min_score"] == 0.001
+    assert defaults["pre_nms_topk"] == 5000 and defaults["pre_nms_thresh"] == 0.001
+    assert defaults["multiclass_nms"] is True and defaults["voting_thresh"] == 0.95
     assert ego4d_regression_range(8) == [
         (0, 4), (2, 8), (4, 16), (8, 32), (16, 64), (32, 128), (64, 256), (128, 10000),
     ]  # fmt: skip
@@ -202,6 +205,35 @@ def test_predict_returns_sorted_seconds_within_duration():
         assert (pred["scores"][:-1] >= pred["scores"][1:]).all()
 
 
+def _two_candidates(head):
+    """Hand-made outputs of a 1-level head: steps 10 and 11 predict [5, 15] and [5.2, 15.2] steps."""
+    t = 16
+    logits = torch.full((1, t, NUM_CLASSES), -20.0)
+    logits[0, 10, 0], logits[0, 11, 2] = torch.logit(torch.tensor(0.9)), torch.logit(torch.tensor(0.5))
+    offsets = torch.zeros(1, t, 2)
+    offsets[0, 10], offsets[0, 11] = torch.tensor([5.0, 5.0]), torch.tensor([5.8, 4.2])
+    outputs = {"cls_logits": [logits], "offsets": [offsets], "masks": [torch.ones(1, t, dtype=torch.bool)]}
+    batch = {"video_ids": ["c"], "duration": torch.tensor([100.0]), "step_sec": torch.tensor([0.5])}
+    return outputs, {**batch, "offset_sec": torch.tensor([0.25])}
+
+
+def test_class_agnostic_nms_votes_on_boundaries():
+    head = _head(levels=1, multiclass_nms=False, voting_thresh=0.95).eval()
+    pred = head.predict(*_two_candidates(head))[0]
+    # IoU([5, 15], [5.2, 15.2]) = 9.8 / 10.2 >= 0.95: the kept [5, 15] moves towards its neighbour,
+    # weighted by score * IoU; the neighbour (decayed, kept too) keeps its class
+    iou = 9.8 / 10.2
+    weights = torch.tensor([0.9, 0.5 * iou])
+    start = float((weights * torch.tensor([5.0, 5.2])).sum() / weights.sum())
+    assert pred["segments"][0].tolist() == pytest.approx([start * 0.5 + 0.25, (start + 10) * 0.5 + 0.25])
+    assert pred["labels"].tolist() == [0, 2]
+    assert pred["scores"].tolist() == pytest.approx([0.9, 0.5 * math.exp(-(iou**2) / 0.9)], rel=1e-5)
+    # per-class NMS (the Ego4D default) never votes, as ActionFormer's batched_nms
+    pred = _head(levels=1, voting_thresh=0.95).eval().predict(*_two_candidates(head))[0]
+    assert pred["segments"][0].tolist() == pytest.approx([5.0 * 0.5 + 0.25, 15.0 * 0.5 + 0.25])
+    assert pred["scores"].tolist() == pytest.approx([0.9, 0.5])
+
+
 def test_predict_without_candidates_returns_empty_tensors():
     head = _head(pre_nms_thresh=1.0).eval()
     batch = _batch()
@@ -265,6 +297,8 @@ def test_rejects_bad_config():
         ActionFormerHead(8, 2, levels=3, regression_range=[[0, 4], [4, 10000]])
     with pytest.raises(ValueError, match="divisible"):
         ActionFormerHead(8, 2, embed_dim=30, num_heads=4)
+    with pytest.raises(ValueError, match="voting_thresh"):
+        ActionFormerHead(8, 2, voting_thresh=1.5)
     with pytest.raises(ValueError, match=r"features \[B, T, 8\]"):
         ActionFormerHead(8, 2, **{**TINY, "embed_dim": 16})(torch.randn(1, 16, 5), {})
 

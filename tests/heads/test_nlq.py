@@ -89,3 +89,50 @@ def test_bad_inputs(head):
         head(long["features"], long)
     with pytest.raises(ValueError, match="queries"):
         head(batch["features"], {**batch, "queries": []})
+
+
+def _tower_calls(head):
+    calls = []
+    head.text.model.register_forward_hook(
+        lambda module, args, kwargs, output: calls.append(kwargs["input_ids"].shape[0]), with_kwargs=True
+    )
+    return calls
+
+
+def test_frozen_text_tower_encodes_each_query_once():
+    kwargs = dict(dim=16, num_heads=2, max_pos_len=32, conv_layers=1, text_encoder="text_test", dropout=0.0)
+    torch.manual_seed(0)
+    cached = VSLNetHead(IN_DIM, **kwargs).eval()
+    uncached = VSLNetHead(IN_DIM, **kwargs, text_cache_size=0).eval()
+    assert cached.state_dict().keys() == uncached.state_dict().keys()  # checkpoints are unchanged
+    uncached.load_state_dict(cached.state_dict())
+    cached_calls, uncached_calls = _tower_calls(cached), _tower_calls(uncached)
+    batch = _batch()
+    swapped = {**batch, "queries": batch["queries"][::-1]}  # other lengths per row: other padding
+    other = {**batch, "queries": [batch["queries"][0], "Who did I talk to in the kitchen today?"]}
+    for b in (batch, swapped, batch, other):
+        out, ref = cached(b["features"], b), uncached(b["features"], b)
+        for key in ("start_logits", "end_logits", "highlight_logits"):
+            assert torch.allclose(out[key], ref[key], atol=1e-5), key
+    assert len(uncached_calls) == 4
+    # the first batch encodes both strings, the last only the new one
+    assert cached_calls == [2, 1]
+    cached.load_state_dict(uncached.state_dict())  # new weights: encoded afresh
+    cached(batch["features"], batch)
+    assert len(cached_calls) == 3
+
+
+def test_text_cache_is_bounded_and_off_for_a_trainable_tower():
+    kwargs = dict(dim=16, num_heads=2, max_pos_len=32, conv_layers=1, text_encoder="text_test")
+    head = VSLNetHead(IN_DIM, **kwargs, text_cache_size=2).eval()
+    batch = _batch()
+    head(batch["features"], batch)
+    head(batch["features"], {**batch, "queries": ["a new query", batch["queries"][1]]})
+    assert list(head._text_cache) == ["a new query", batch["queries"][1]]
+    assert batch["queries"][0] not in head._text_cache  # the least recently used went
+    trainable = VSLNetHead(IN_DIM, **kwargs, freeze_text=False)
+    calls = _tower_calls(trainable)
+    for _ in range(2):
+        trainable.loss(trainable(batch["features"], batch), batch)["loss"].backward()
+    assert len(calls) == 2 and not trainable._text_cache
+    assert any(p.grad is not None for p in trainable.text.parameters())

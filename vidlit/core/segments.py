@@ -89,6 +89,23 @@ def soft_nms(
         ``(segments [K, 2], scores [K], labels [K])`` with the decayed scores, sorted by score,
         descending. ``labels`` is all zeros when None was given.
     """
+    segments, scores, labels, _ = _soft_nms(
+        segments, scores, labels, sigma, min_score, max_segments, method, iou_threshold
+    )
+    return segments, scores, labels
+
+
+def _soft_nms(
+    segments: Tensor,
+    scores: Tensor,
+    labels: Tensor | None,
+    sigma: float,
+    min_score: float,
+    max_segments: int,
+    method: str,
+    iou_threshold: float,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """:func:`soft_nms` that also returns ``[K]`` indices of the kept segments into the input."""
     if method not in ("gaussian", "linear", "hard"):
         raise ValueError(f"soft_nms method must be 'gaussian', 'linear' or 'hard', got {method!r}")
     if method == "gaussian" and sigma <= 0:
@@ -101,10 +118,10 @@ def soft_nms(
     if labels is None:
         labels = torch.zeros(len(scores), dtype=torch.long, device=scores.device)
     segments, scores, labels = segments.float(), scores.float(), labels.long()
-    keep = scores >= min_score
-    segments, scores, labels = segments[keep], scores[keep], labels[keep]
+    index = torch.nonzero(scores >= min_score).squeeze(1)
+    segments, scores, labels = segments[index], scores[index], labels[index]
     if len(scores) == 0 or max_segments <= 0:
-        return segments.new_zeros(0, 2), scores.new_zeros(0), labels.new_zeros(0)
+        return segments.new_zeros(0, 2), scores.new_zeros(0), labels.new_zeros(0), index[:0]
 
     # one row per class, padded with dead (-inf) entries: legend c classes, m slots
     classes, row = torch.unique(labels, return_inverse=True)
@@ -115,12 +132,14 @@ def soft_nms(
     m = int(counts.max())
     seg = segments.new_zeros(len(classes), m, 2)
     live = scores.new_full((len(classes), m), float("-inf"))
+    where = index.new_zeros(len(classes), m)  # each slot's index into the input
     seg[row[order], col] = segments[order]
+    where[row[order], col] = index[order]
     live[row[order], col] = scores[order]
     length = seg[..., 1] - seg[..., 0]
     tiny = torch.finfo(live.dtype).tiny
 
-    picked_segments, picked_scores, picked_labels = [], [], []
+    picked_segments, picked_scores, picked_labels, picked_index = [], [], [], []
     for _ in range(min(m, max_segments)):
         best, j = live.max(dim=1)  # c
         alive = best >= min_score
@@ -128,12 +147,15 @@ def soft_nms(
             # scores only decay: a class whose best is below min_score is done; drop its row
             if not alive.any():
                 break
-            live, seg, length, classes, best, j = (x[alive] for x in (live, seg, length, classes, best, j))
+            live, seg, where, length, classes, best, j = (
+                x[alive] for x in (live, seg, where, length, classes, best, j)
+            )
         rows = torch.arange(len(classes), device=live.device)
         top = seg[rows, j]  # c 2
         picked_segments.append(top)
         picked_scores.append(best)
         picked_labels.append(classes)
+        picked_index.append(where[rows, j])
         live[rows, j] = float("-inf")
         inter = torch.minimum(top[:, None, 1], seg[..., 1]) - torch.maximum(top[:, None, 0], seg[..., 0])
         inter = inter.clamp(min=0)
@@ -150,4 +172,80 @@ def soft_nms(
 
     out_scores, rank = torch.cat(picked_scores).sort(descending=True, stable=True)
     rank = rank[:max_segments]
-    return torch.cat(picked_segments)[rank], out_scores[:max_segments], torch.cat(picked_labels)[rank]
+    return (
+        torch.cat(picked_segments)[rank],
+        out_scores[:max_segments],
+        torch.cat(picked_labels)[rank],
+        torch.cat(picked_index)[rank],
+    )
+
+
+def seg_voting(kept: Tensor, segments: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
+    """Refine kept segments by score voting: ActionFormer's ``seg_voting`` (``libs/utils/nms.py``).
+
+    Each kept segment becomes the average of all candidates whose IoU with it is at least
+    ``iou_threshold`` (itself included), weighted by ``score * IoU``: bounding-box voting
+    (Gidaris and Komodakis, ICCV 2015) in 1-D, as ActionFormer's class-agnostic NMS applies it.
+
+    Args:
+        kept: ``[K, 2]`` segments that survived NMS.
+        segments: ``[N, 2]`` all candidates that entered NMS.
+        scores: ``[N]`` their (undecayed) scores.
+        iou_threshold: the least IoU with a kept segment for a candidate to vote.
+
+    Returns:
+        ``[K, 2]`` refined segments. A kept segment with no voter (only when ``iou_threshold``
+        exceeds 1 or its voters all score 0) stays as it is.
+    """
+    if len(kept) == 0 or len(segments) == 0:
+        return kept.float()
+    iou = segment_iou(kept, segments)  # k n
+    weights = (iou >= iou_threshold).float() * scores.float()[None, :] * iou
+    total = weights.sum(dim=1, keepdim=True)  # k 1
+    refined = (weights / total.clamp(min=torch.finfo(total.dtype).tiny)) @ segments.float()
+    return torch.where(total > 0, refined, kept.float())
+
+
+def batched_nms(
+    segments: Tensor,
+    scores: Tensor,
+    labels: Tensor,
+    sigma: float = 0.5,
+    min_score: float = 0.001,
+    max_segments: int = 1000,
+    multiclass: bool = True,
+    voting_thresh: float = 0.0,
+    method: str = "gaussian",
+    iou_threshold: float = 0.1,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """ActionFormer's post-processing NMS (``batched_nms`` of ``libs/utils/nms.py``).
+
+    With ``multiclass`` (ActionFormer's ``multiclass_nms``, True in its configs) each class runs
+    its own Soft-NMS (:func:`soft_nms`) and score voting is never applied, as upstream ("disable
+    seg voting for multiclass nms"). Class-agnostic NMS runs one Soft-NMS over all segments,
+    keeps each survivor's class, and then, when ``voting_thresh > 0``, refines the survivors'
+    boundaries with :func:`seg_voting` over all input candidates.
+
+    Args:
+        segments: ``[N, 2]`` (start, end).
+        scores: ``[N]`` confidences.
+        labels: ``[N]`` class ids.
+        sigma: Gaussian decay width.
+        min_score: segments scoring below this (before or after decay) are dropped.
+        max_segments: the most segments kept.
+        multiclass: NMS per class (True) or over all classes at once.
+        voting_thresh: IoU from which candidates vote (class-agnostic NMS only); 0 disables.
+        method: ``"gaussian"``, ``"linear"`` or ``"hard"`` (see :func:`soft_nms`).
+        iou_threshold: overlap from which ``"linear"`` and ``"hard"`` act.
+
+    Returns:
+        ``(segments [K, 2], scores [K], labels [K])`` sorted by score, descending.
+    """
+    if multiclass:
+        return soft_nms(segments, scores, labels, sigma, min_score, max_segments, method, iou_threshold)
+    kept, kept_scores, _, index = _soft_nms(
+        segments, scores, None, sigma, min_score, max_segments, method, iou_threshold
+    )
+    if voting_thresh > 0:
+        kept = seg_voting(kept, segments, scores, voting_thresh)
+    return kept, kept_scores, labels.long()[index]

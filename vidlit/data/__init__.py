@@ -2,7 +2,7 @@
 
 from vidlit.data.ave import AVEDataModule
 from vidlit.data.base import VidlitDataModule
-from vidlit.data.ego4d import Ego4DMomentQueries
+from vidlit.data.ego4d import Ego4DFeatureDataModule, Ego4DMomentQueries
 from vidlit.data.ego4d_fhp import Ego4DHands
 from vidlit.data.ego4d_nlq import Ego4DNLQ
 from vidlit.data.ego4d_scod import Ego4DStateChangeDetection
@@ -16,6 +16,7 @@ from vidlit.data.xd_violence import XDViolence
 
 __all__ = [
     "AVEDataModule",
+    "Ego4DFeatureDataModule",
     "Ego4DHands",
     "Ego4DMomentQueries",
     "Ego4DNLQ",

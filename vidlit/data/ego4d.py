@@ -11,17 +11,21 @@ stride 16 at 30 fps).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from torch import Tensor
 from torch.utils.data import Dataset
 
 from vidlit.core.io import read_json, require, write_json_atomic
+from vidlit.core.segments import seconds_to_steps, steps_to_seconds
 from vidlit.core.types import SegmentPrediction, TemporalFeatureBatch
-from vidlit.data.base import VidlitDataModule
+from vidlit.data.base import VidlitDataModule, missing_files
 from vidlit.data.features import find_feature_file, load_feature_file, pad_sequences
 
 log = logging.getLogger(__name__)
@@ -98,6 +102,76 @@ def write_moment_submission(
     return write_json_atomic({"version": "1.0", "challenge": MQ_CHALLENGE, "detect_results": results}, path)
 
 
+@dataclass
+class Truncation:
+    """A training crop of a clip: feature steps ``[start, end)`` and the moments it keeps."""
+
+    start: int
+    end: int
+    segments: Tensor  # [n', 2] kept moments in feature steps, relative to ``start``
+    keep: Tensor  # [n] bool, which input moments were kept
+
+
+def truncate_moments(
+    num_steps: int,
+    segments: Tensor,
+    max_steps: int,
+    trunc_thresh: float,
+    offset: float,
+    rng: np.random.Generator,
+    crop_ratio: Sequence[float] | None = None,
+    max_trials: int = 200,
+) -> Truncation | None:
+    """ActionFormer's training crop (``truncate_feats``, ``libs/datasets/data_utils.py``).
+
+    A clip longer than ``max_steps`` is cut to a random window of ``max_steps`` steps; with
+    ``crop_ratio = (lo, hi)`` a shorter clip is also cut, to a random length in
+    ``[round(lo * T), round(hi * T)]`` steps. Moments are intersected with the window widened
+    by ``offset`` steps on each side (half a feature's receptive field); a moment survives when
+    that intersection covers at least ``trunc_thresh`` of the moment (intersection over the
+    ACTION, not IoU). The window is re-drawn, up to ``max_trials`` times, until at least one
+    moment survives; the last draw is kept otherwise. Draws come from ``rng`` only
+    (``rng.integers(a, b + 1)`` where upstream calls ``random.randint(a, b)``).
+
+    Args:
+        num_steps: ``T``, the clip's feature steps.
+        segments: ``[n, 2]`` moments in feature steps (step ``i`` centred at ``i``).
+        max_steps: the longest window.
+        trunc_thresh: the least intersection-over-moment a kept moment has.
+        offset: window widening in steps (ActionFormer: ``0.5 * num_frames / feat_stride``).
+        rng: the source of randomness.
+        crop_ratio: ``(lo, hi)`` crop fractions for clips of at most ``max_steps``; None
+            leaves them whole.
+        max_trials: the most windows drawn.
+
+    Returns:
+        The crop, or None when the clip is kept whole.
+    """
+    if num_steps <= max_steps:
+        if crop_ratio is None:
+            return None
+        lo, hi = crop_ratio
+        # Python's round (half to even), as upstream
+        max_steps = int(
+            rng.integers(max(round(lo * num_steps), 1), min(round(hi * num_steps), num_steps) + 1)
+        )
+        if max_steps == num_steps:
+            return None
+    segments = segments.float().reshape(-1, 2)
+    lengths = (segments[:, 1] - segments[:, 0]).abs()
+    for _ in range(max_trials if len(segments) else 1):
+        start = int(rng.integers(0, num_steps - max_steps + 1))
+        end = start + max_steps
+        left = torch.clamp(segments[:, 0], min=start - offset)
+        right = torch.clamp(segments[:, 1], max=end + offset)
+        # a zero-length moment gives 0 / 0: NaN, never kept (as upstream)
+        keep = (right - left).clamp(min=0) / lengths >= trunc_thresh
+        if keep.any():
+            break
+    kept = torch.stack((left[keep], right[keep]), dim=1) - start
+    return Truncation(start, end, kept, keep)
+
+
 class MomentQueriesDataset(Dataset):
     """Clips of one split with their feature sequences and ground-truth moments.
 
@@ -110,7 +184,11 @@ class MomentQueriesDataset(Dataset):
         offset_sec: time of the centre of feature step 0.
         max_steps: longer sequences are cropped to this many steps (a random window during
             training, as ActionFormer does; evaluation clips are never cropped).
-        train: crop randomly and drop moments outside the crop.
+        train: crop randomly (:func:`truncate_moments`) and drop the moments the crop cuts.
+        trunc_thresh: a cropped moment is kept when at least this fraction of it stays.
+        crop_ratio: ``(lo, hi)``: training clips of at most ``max_steps`` are cropped to a
+            random fraction in that range of their length; None keeps them whole.
+        seed: base seed of the crops; a crop is a function of ``(seed, epoch, index)``.
     """
 
     def __init__(
@@ -123,6 +201,9 @@ class MomentQueriesDataset(Dataset):
         offset_sec: float,
         max_steps: int | None = None,
         train: bool = False,
+        trunc_thresh: float = 0.3,
+        crop_ratio: Sequence[float] | None = None,
+        seed: int = 0,
     ):
         self.clips = clips
         self.feature_dir = feature_dir
@@ -132,7 +213,16 @@ class MomentQueriesDataset(Dataset):
         self.offset_sec = offset_sec
         self.max_steps = max_steps
         self.train = train
+        self.trunc_thresh = trunc_thresh
+        self.crop_ratio = crop_ratio
+        self.seed = seed % 2**32
+        # in shared memory, so persistent DataLoader workers see set_epoch
+        self.epoch = torch.zeros((), dtype=torch.long).share_memory_()
         self.paths = [find_feature_file(feature_dir, clip.clip_uid) for clip in clips]
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose crops the next items use (also in live workers)."""
+        self.epoch.fill_(epoch)
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -148,15 +238,25 @@ class MomentQueriesDataset(Dataset):
         segments = torch.tensor([[s, e] for s, e, _ in clip.moments], dtype=torch.float32).reshape(-1, 2)
         labels = torch.tensor([self.class_index[name] for *_, name in clip.moments], dtype=torch.long)
         duration = clip.duration
-        if self.train and self.max_steps and features.shape[0] > self.max_steps:
-            # a random window, as ActionFormer trains on long clips; moments are re-expressed
-            # relative to the window start, so the feature clock (offset_sec) is unchanged
-            start = int(torch.randint(0, features.shape[0] - self.max_steps + 1, ()).item())
-            features = features[start : start + self.max_steps]
-            shift, duration = start * self.step_sec, self.max_steps * self.step_sec
-            keep = (segments[:, 1] > shift) & (segments[:, 0] < shift + duration)
-            segments = (segments[keep] - shift).clamp(min=0, max=duration)
-            labels = labels[keep]
+        crop = None
+        if self.train and (self.max_steps or self.crop_ratio):
+            crop = truncate_moments(
+                features.shape[0],
+                seconds_to_steps(segments, self.step_sec, self.offset_sec),
+                self.max_steps or features.shape[0],
+                self.trunc_thresh,
+                self.offset_sec / self.step_sec,
+                np.random.default_rng([self.seed, int(self.epoch), index]),
+                self.crop_ratio,
+            )
+        if crop is not None:
+            # moments are re-expressed relative to the window start, so the feature clock
+            # (offset_sec) is unchanged; they may reach 2 * offset_sec past the window's end,
+            # the receptive field of its last step (ActionFormer's widening)
+            features = features[crop.start : crop.end]
+            segments = steps_to_seconds(crop.segments, self.step_sec, self.offset_sec)
+            labels = labels[crop.keep]
+            duration = (crop.end - crop.start) * self.step_sec
         return {
             "features": features,
             "video_id": clip.clip_uid,
@@ -184,8 +284,76 @@ def collate_temporal_features(samples: list[dict[str, Any]]) -> TemporalFeatureB
     )
 
 
-class Ego4DMomentQueries(VidlitDataModule):
+class Ego4DFeatureDataModule(VidlitDataModule):
+    """What the Ego4D episodic-memory data modules on pre-extracted features share.
+
+    The dataset folder (filled with the synthetic sample dataset on first use when asked), the
+    official annotation file each split reads (``test`` and ``predict`` default to ``val``),
+    parsed once, and the feature folder. Subclasses: :class:`Ego4DMomentQueries`,
+    :class:`vidlit.data.ego4d_nlq.Ego4DNLQ`.
+
+    Args:
+        root: dataset folder; relative file arguments resolve against it.
+        train_annotations: train annotation file.
+        val_annotations: val annotation file.
+        test_annotations: the ``test`` split's file; None uses ``val_annotations``.
+        predict_annotations: the ``predict`` split's file; None uses ``val_annotations``.
+        feature_dir: feature folder, relative to ``root``.
+        feature_dim: C of the features.
+        write_synthetic: called with ``root`` when ``root`` does not exist, to write the
+            SYNTHETIC sample dataset there (with a warning); None leaves a missing root alone.
+        strict: missing feature files raise; when False, their items are skipped with a warning.
+        batch_size: items per batch.
+        num_workers: DataLoader worker processes.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        train_annotations: str,
+        val_annotations: str,
+        test_annotations: str | None,
+        predict_annotations: str | None,
+        feature_dir: str,
+        feature_dim: int,
+        write_synthetic: Callable[[Path], Any] | None,
+        strict: bool,
+        batch_size: int,
+        num_workers: int,
+    ):
+        super().__init__(batch_size=batch_size, num_workers=num_workers)
+        self.root = Path(root)
+        if write_synthetic is not None and not self.root.exists():
+            log.warning(
+                "%s does not exist: writing the SYNTHETIC %s sample dataset there",
+                self.root,
+                type(self).__name__,
+            )
+            write_synthetic(self.root)
+        self.feature_dir = self.root / feature_dir
+        self.feature_dim = feature_dim
+        self.strict = strict
+        self.files = {
+            "train": self.root / train_annotations,
+            "val": self.root / val_annotations,
+            "test": self.root / (test_annotations or val_annotations),
+            "predict": self.root / (predict_annotations or val_annotations),
+        }
+        self._annotations: dict[str, list] = {}
+
+    def read_split(self, split: str, reader: Callable[[Path], list]) -> list:
+        """``reader(file of split)``, read once per split."""
+        if split not in self._annotations:
+            self._annotations[split] = reader(self.files[split])
+        return self._annotations[split]
+
+
+class Ego4DMomentQueries(Ego4DFeatureDataModule):
     """Ego4D Moment Queries on pre-extracted clip features.
+
+    Training clips are cropped as ActionFormer's Ego4D configs do (:func:`truncate_moments`:
+    ``max_seq_len`` 1024, ``trunc_thresh`` 0.3, ``crop_ratio`` [0.9, 1.0]); the crop of a clip
+    is a function of ``(seed_everything seed, epoch, index)``.
 
     Args:
         root: dataset folder; relative file arguments below resolve against it.
@@ -200,7 +368,12 @@ class Ego4DMomentQueries(VidlitDataModule):
         feature_stride: frames between consecutive feature steps.
         feature_window: frames each feature step sees; step ``i`` is centred at
             ``(i * feature_stride + feature_window / 2) / fps`` seconds.
-        max_steps: training crop length in feature steps.
+        max_steps: training crop length in feature steps (ActionFormer's ``max_seq_len``).
+        trunc_thresh: a moment the training crop cuts is kept when at least this fraction of it
+            stays in the crop (ActionFormer's ``trunc_thresh``; 0.3 in its Ego4D configs).
+        crop_ratio: ``(lo, hi)``: training clips of at most ``max_steps`` steps are cropped to a
+            random fraction in that range of their length (ActionFormer's ``crop_ratio``);
+            None keeps them whole.
         class_names: fixed class list; by default the sorted label names found in the train
             and val annotations.
         primary_only: keep only ``primary`` labels.
@@ -224,6 +397,8 @@ class Ego4DMomentQueries(VidlitDataModule):
         feature_stride: int = 16,
         feature_window: int = 32,
         max_steps: int | None = 1024,
+        trunc_thresh: float = 0.3,
+        crop_ratio: tuple[float, float] | None = (0.9, 1.0),
         class_names: list[str] | None = None,
         primary_only: bool = False,
         synthetic: bool = False,
@@ -231,27 +406,23 @@ class Ego4DMomentQueries(VidlitDataModule):
         batch_size: int = 2,
         num_workers: int = 0,
     ):
-        super().__init__(batch_size=batch_size, num_workers=num_workers)
-        self.root = Path(root)
-        if synthetic and not self.root.exists():
+        def write_synthetic(root: Path) -> None:
             from vidlit.data.synth.ego4d_mq import write_ego4d_mq
 
-            log.warning("%s does not exist: writing the SYNTHETIC Ego4D MQ sample dataset there", self.root)
-            write_ego4d_mq(self.root, feature_dim=feature_dim)
-        self.feature_dir = self.root / feature_dir
-        self.feature_dim = feature_dim
+            write_ego4d_mq(root, feature_dim=feature_dim)
+
+        super().__init__(
+            root, train_annotations, val_annotations, test_annotations, predict_annotations,
+            feature_dir, feature_dim, write_synthetic if synthetic else None, strict, batch_size, num_workers,
+        )  # fmt: skip
+        if crop_ratio is not None and (len(crop_ratio) != 2 or not 0 < crop_ratio[0] <= crop_ratio[1] <= 1):
+            raise ValueError(f"crop_ratio must be (lo, hi) with 0 < lo <= hi <= 1, got {crop_ratio}")
         self.step_sec = feature_stride / fps
         self.offset_sec = 0.5 * feature_window / fps
         self.max_steps = max_steps
-        self.strict = strict
+        self.trunc_thresh = trunc_thresh
+        self.crop_ratio = None if crop_ratio is None else tuple(float(r) for r in crop_ratio)
         self.primary_only = primary_only
-        self.files = {
-            "train": self.root / train_annotations,
-            "val": self.root / val_annotations,
-            "test": self.root / (test_annotations or val_annotations),
-            "predict": self.root / (predict_annotations or val_annotations),
-        }
-        self._clips: dict[str, list[MomentClip]] = {}
         self.class_names = class_names or sorted(
             {name for split in ("train", "val") for clip in self.clips(split) for *_, name in clip.moments}
         )
@@ -265,9 +436,7 @@ class Ego4DMomentQueries(VidlitDataModule):
 
     def clips(self, split: str) -> list[MomentClip]:
         """Parsed annotations of ``split`` (train, val, test or predict), read once."""
-        if split not in self._clips:
-            self._clips[split] = read_moment_annotations(self.files[split], self.primary_only)
-        return self._clips[split]
+        return self.read_split(split, lambda path: read_moment_annotations(path, self.primary_only))
 
     def dataset(self, split: str) -> MomentQueriesDataset:
         """The dataset of one split, with missing feature files reported before training starts."""
@@ -288,16 +457,17 @@ class Ego4DMomentQueries(VidlitDataModule):
             self.offset_sec,
             max_steps=self.max_steps,
             train=split == "train",
+            trunc_thresh=self.trunc_thresh,
+            crop_ratio=self.crop_ratio,
+            seed=int(os.environ.get("PL_GLOBAL_SEED", 0)),
         )
         missing = [clip.clip_uid for clip, path in zip(clips, dataset.paths) if path is None]
         if missing:
-            message = (
+            missing_files(
                 f"{self.feature_dir}: no feature file (.pt or .npy) for {len(missing)} of {len(clips)} "
-                f"{split} clips, e.g. clip {missing[0]}"
+                f"{split} clips, e.g. clip {missing[0]}",
+                self.strict,
             )
-            if self.strict:
-                raise FileNotFoundError(message)
-            log.warning("%s; skipping them (strict=False)", message)
             keep = [i for i, path in enumerate(dataset.paths) if path is not None]
             dataset.clips = [clips[i] for i in keep]
             dataset.paths = [dataset.paths[i] for i in keep]

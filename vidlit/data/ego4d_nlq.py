@@ -15,7 +15,6 @@ and resampled to at most ``max_len`` steps, as the VSLNet baseline prepares its 
 
 from __future__ import annotations
 
-import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,10 +27,9 @@ from torch.utils.data import Dataset
 
 from vidlit.core.io import read_json, require, write_json_atomic
 from vidlit.core.temporal import resample_features, seconds_to_span, slice_by_seconds
-from vidlit.data.base import VidlitDataModule
+from vidlit.data.base import missing_files
+from vidlit.data.ego4d import Ego4DFeatureDataModule
 from vidlit.data.features import find_feature_file, load_feature_file, pad_sequences
-
-log = logging.getLogger(__name__)
 
 NLQ_CHALLENGE = "ego4d_nlq_challenge"
 
@@ -258,7 +256,7 @@ def collate_nlq(samples: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-class Ego4DNLQ(VidlitDataModule):
+class Ego4DNLQ(Ego4DFeatureDataModule):
     """Ego4D Natural Language Queries on pre-extracted per-video features.
 
     Args:
@@ -298,33 +296,23 @@ class Ego4DNLQ(VidlitDataModule):
         batch_size: int = 32,
         num_workers: int = 0,
     ):
-        super().__init__(batch_size=batch_size, num_workers=num_workers)
-        self.root = Path(root)
-        if synthetic and not self.root.exists():
+        def write_synthetic(root: Path) -> None:
             from vidlit.data.synth.ego4d_nlq import write_ego4d_nlq
 
-            log.warning("%s does not exist: writing the SYNTHETIC Ego4D NLQ sample dataset there", self.root)
-            write_ego4d_nlq(self.root, feature_dim=feature_dim, fps=fps, feature_stride=feature_stride)
+            write_ego4d_nlq(root, feature_dim=feature_dim, fps=fps, feature_stride=feature_stride)
+
+        super().__init__(
+            root, train_annotations, val_annotations, test_annotations, predict_annotations,
+            feature_dir, feature_dim, write_synthetic if synthetic else None, strict, batch_size, num_workers,
+        )  # fmt: skip
         if max_len < 1:
             raise ValueError(f"max_len must be positive, got {max_len}")
-        self.feature_dir = self.root / feature_dir
-        self.feature_dim = feature_dim
         self.step_sec = feature_stride / fps
         self.max_len = max_len
-        self.strict = strict
-        self.files = {
-            "train": self.root / train_annotations,
-            "val": self.root / val_annotations,
-            "test": self.root / (test_annotations or val_annotations),
-            "predict": self.root / (predict_annotations or val_annotations),
-        }
-        self._queries: dict[str, list[NLQQuery]] = {}
 
     def queries(self, split: str) -> list[NLQQuery]:
         """Parsed queries of ``split`` (train, val, test or predict), read once."""
-        if split not in self._queries:
-            self._queries[split] = read_nlq_annotations(self.files[split])
-        return self._queries[split]
+        return self.read_split(split, read_nlq_annotations)
 
     def dataset(self, split: str) -> NLQDataset:
         """The dataset of one split, with missing feature files reported before training starts."""
@@ -340,13 +328,12 @@ class Ego4DNLQ(VidlitDataModule):
         dataset = NLQDataset(queries, self.feature_dir, self.feature_dim, self.step_sec, self.max_len)
         missing = sorted(uid for uid, path in dataset.paths.items() if path is None)
         if missing:
-            message = (
+            missing_files(
                 f"{self.feature_dir}: no feature file (.pt or .npy) for {len(missing)} of "
-                f"{len(dataset.paths)} {split} videos, e.g. video {missing[0]}"
+                f"{len(dataset.paths)} {split} videos, e.g. video {missing[0]}",
+                self.strict,
+                skipping="skipping their queries",
             )
-            if self.strict:
-                raise FileNotFoundError(message)
-            log.warning("%s; skipping their queries (strict=False)", message)
             dataset.queries = [q for q in queries if dataset.paths[q.video_uid] is not None]
         return dataset
 

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchvision.ops import sigmoid_focal_loss
 
-from vidlit.core.segments import seconds_to_steps, soft_nms, steps_to_seconds
+from vidlit.core.segments import batched_nms, seconds_to_steps, steps_to_seconds
 from vidlit.core.types import SegmentPrediction
 from vidlit.heads.base import TaskHead
 from vidlit.layers.temporal_pyramid import MaskedConv1d, TemporalPyramid
@@ -151,10 +151,14 @@ class ActionFormerHead(TaskHead):
     from center sampling within per-level regression ranges (:func:`assign_points`); both losses
     are normalized by an EMA of the number of positive points. At inference (Sec. 3.4), each
     level's top-scoring (step, class) pairs are decoded into segments, merged with per-class
-    Gaussian Soft-NMS and converted to seconds.
+    Gaussian Soft-NMS and converted to seconds (:func:`~vidlit.core.segments.batched_nms`).
 
     Defaults are those of ActionFormer's Ego4D configs (8 levels, window 9, abs. position
-    encoding, ``init_loss_norm`` 100, Soft-NMS sigma 0.9, 2000 segments, min score 0.001).
+    encoding, ``init_loss_norm`` 100; ``test_cfg``: ``pre_nms_topk`` 5000, Soft-NMS sigma 0.9,
+    ``max_seg_num`` 2000, ``min_score`` 0.001, ``multiclass_nms`` True, ``voting_thresh`` 0.95).
+    As upstream, score voting only acts with class-agnostic NMS (``multiclass_nms=False``):
+    ActionFormer's ``batched_nms`` skips it for per-class NMS, so with the Ego4D defaults the
+    0.95 threshold is inert.
 
     Args:
         in_dim: feature channels (linked from the data module).
@@ -195,6 +199,11 @@ class ActionFormerHead(TaskHead):
         nms_sigma: Gaussian Soft-NMS sigma.
         nms_min_score: segments whose decayed score falls below this are dropped.
         max_segments: the most segments returned per clip.
+        multiclass_nms: Soft-NMS per class (ActionFormer's ``multiclass_nms``) rather than
+            over all classes at once.
+        voting_thresh: with class-agnostic NMS, each kept segment's boundaries become the
+            ``score * IoU``-weighted mean of the candidates overlapping it with IoU at least
+            this (:func:`~vidlit.core.segments.seg_voting`); 0 disables voting.
     """
 
     input = "features"
@@ -236,6 +245,8 @@ class ActionFormerHead(TaskHead):
         nms_sigma: float = 0.9,
         nms_min_score: float = 0.001,
         max_segments: int = 2000,
+        multiclass_nms: bool = True,
+        voting_thresh: float = 0.95,
     ):
         super().__init__()
         if num_classes < 1:
@@ -250,6 +261,8 @@ class ActionFormerHead(TaskHead):
             raise ValueError(f"cls_prior_prob must be in (0, 1), got {cls_prior_prob}")
         if head_layers < 1:
             raise ValueError(f"head_layers must be >= 1, got {head_layers}")
+        if not 0.0 <= voting_thresh <= 1.0:
+            raise ValueError(f"voting_thresh must be in [0, 1] (0 disables voting), got {voting_thresh}")
         ranges = ego4d_regression_range(levels) if regression_range is None else regression_range
         ranges = [tuple(float(v) for v in r) for r in ranges]
         if len(ranges) != levels or any(len(r) != 2 or r[0] > r[1] for r in ranges):
@@ -270,6 +283,8 @@ class ActionFormerHead(TaskHead):
         self.nms_sigma = nms_sigma
         self.nms_min_score = nms_min_score
         self.max_segments = max_segments
+        self.multiclass_nms = multiclass_nms
+        self.voting_thresh = voting_thresh
 
         self.pyramid = TemporalPyramid(
             in_dim, embed_dim, num_heads, levels, window,
@@ -383,7 +398,9 @@ class ActionFormerHead(TaskHead):
 
     @torch.no_grad()
     def predict(self, outputs: dict[str, list[Tensor]], batch: dict[str, Any]) -> list[SegmentPrediction]:
-        """Decode, Soft-NMS per class, convert to seconds clamped to ``[0, duration]``.
+        """Decode, Soft-NMS (per class, or class-agnostic with score voting), convert to seconds.
+
+        Segments are clamped to ``[0, duration]``, as ActionFormer's ``postprocessing``.
 
         Returns:
             One :class:`~vidlit.core.types.SegmentPrediction` per clip, sorted by score,
@@ -410,9 +427,10 @@ class ActionFormerHead(TaskHead):
                 scores.append(top[long_enough])
                 labels.append((candidates % self.num_classes)[long_enough])
             # Soft-NMS is a sequential loop: cheaper on the CPU than as many small GPU kernels
-            segment, score, label = soft_nms(
+            segment, score, label = batched_nms(
                 torch.cat(segments).cpu(), torch.cat(scores).cpu(), torch.cat(labels).cpu(),
                 sigma=self.nms_sigma, min_score=self.nms_min_score, max_segments=self.max_segments,
+                multiclass=self.multiclass_nms, voting_thresh=self.voting_thresh,
             )  # fmt: skip
             segment = steps_to_seconds(segment, float(batch["step_sec"][i]), float(batch["offset_sec"][i]))
             segment = segment.clamp(min=0.0, max=float(batch["duration"][i]))

@@ -11,6 +11,7 @@ Shape legend: ``b`` queries, ``t`` video steps (grid units), ``l`` query tokens,
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 import torch
@@ -28,6 +29,11 @@ from vidlit.metrics.recall_at_iou import RecallAtIoU
 def _mask_logits(logits: Tensor, mask: Tensor) -> Tensor:
     """Logits with padded positions at the dtype's lowest value (softmax / sigmoid give ~0 there)."""
     return logits.masked_fill(~mask, torch.finfo(logits.dtype).min)
+
+
+def _clear_text_cache(head: VSLNetHead, incompatible_keys: Any) -> None:
+    """Load-state-dict hook: new text weights invalidate the cached query encodings."""
+    head._text_cache.clear()
 
 
 class DepthwiseSeparableConvs(nn.Module):
@@ -170,6 +176,9 @@ class VSLNetHead(TaskHead):
         highlight_extend: fraction of the span length added on each side for highlighting.
         highlight_weight: weight of the highlighting loss (VSLNet's ``highlight_lambda``: 5).
         top_k: windows returned per query by :meth:`predict` (the challenge scores 5).
+        text_cache_size: while the text tower is frozen, the encodings of up to this many
+            query strings are kept (least recently used dropped), so each query is encoded once
+            rather than every epoch (Ego4D NLQ v2 has about 19k train + val queries); 0 disables.
     """
 
     input = "features"
@@ -190,8 +199,11 @@ class VSLNetHead(TaskHead):
         highlight_extend: float = 0.1,
         highlight_weight: float = 5.0,
         top_k: int = 5,
+        text_cache_size: int = 20000,
     ):
         super().__init__()
+        if text_cache_size < 0:
+            raise ValueError(f"text_cache_size must be >= 0, got {text_cache_size}")
         if top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {top_k}")
         if highlight_extend < 0:
@@ -200,6 +212,10 @@ class VSLNetHead(TaskHead):
         self.highlight_extend = highlight_extend
         self.highlight_weight = highlight_weight
         self.top_k = top_k
+        self.text_cache_size = text_cache_size
+        # query string -> [L, C] token states of the frozen tower; not part of the state dict
+        self._text_cache: OrderedDict[str, Tensor] = OrderedDict()
+        self.register_load_state_dict_post_hook(_clear_text_cache)
         self.text = create_text_encoder(text_encoder, max_length=max_query_tokens, freeze=freeze_text)
         self.video_proj = nn.Sequential(nn.Dropout(dropout), nn.Linear(in_dim, dim))
         self.query_proj = nn.Linear(self.text.embed_dim, dim)
@@ -228,12 +244,55 @@ class VSLNetHead(TaskHead):
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
 
+    def _apply(self, fn, *args, **kwargs):
+        # .to() / .half() / .cuda(): cached encodings would sit on the old device or dtype
+        self._text_cache.clear()
+        return super()._apply(fn, *args, **kwargs)
+
+    def text_frozen(self) -> bool:
+        """Whether the text tower is fixed: built with ``freeze_text`` and no parameter trainable."""
+        return self.text.freeze and not any(p.requires_grad for p in self.text.parameters())
+
+    def _cached_text(self, queries: list[str]) -> tuple[Tensor, Tensor]:
+        """Token states ``[B, L, C]`` and mask ``[B, L]`` of the frozen tower, each string encoded once.
+
+        Strings not in the cache are encoded together, in float32 whatever the autocast
+        context (so an entry does not depend on the precision of the step that first saw
+        it); real tokens equal the uncached path's, padding is zeros (masked everywhere).
+        """
+        missing = list(dict.fromkeys(q for q in queries if q not in self._text_cache))
+        if missing:
+            device_type = next(self.text.parameters()).device.type
+            with torch.no_grad(), torch.autocast(device_type, enabled=False):
+                text = self.text.encode(missing)
+            for query, tokens, mask in zip(missing, text.tokens, text.mask, strict=True):
+                self._text_cache[query] = tokens[mask].clone()
+        entries = []
+        for query in queries:
+            self._text_cache.move_to_end(query)
+            entries.append(self._text_cache[query])
+        while len(self._text_cache) > self.text_cache_size:
+            self._text_cache.popitem(last=False)
+        lengths = torch.tensor([len(e) for e in entries], device=entries[0].device)
+        tokens = nn.utils.rnn.pad_sequence(entries, batch_first=True)  # b l c
+        return tokens, torch.arange(tokens.shape[1], device=tokens.device) < lengths[:, None]
+
     def encode_queries(self, queries: list[str]) -> tuple[Tensor, Tensor]:
-        """``[B, L, dim]`` projected query tokens and their ``[B, L]`` mask."""
+        """``[B, L, dim]`` projected query tokens and their ``[B, L]`` mask.
+
+        With a frozen text tower and ``text_cache_size > 0`` the tower's outputs are cached
+        per query string (see ``text_cache_size``); the cache is cleared when weights are
+        loaded or the module moves to another device or dtype.
+        """
         if not isinstance(queries, (list, tuple)) or not queries:
             raise ValueError("batch['queries'] must be a non-empty list of strings")
-        text = self.text.encode(list(queries))
-        return self.query_proj(text.tokens), text.mask
+        queries = list(queries)
+        if self.text_cache_size > 0 and self.text_frozen() and len(set(queries)) <= self.text_cache_size:
+            tokens, mask = self._cached_text(queries)
+        else:
+            text = self.text.encode(queries)
+            tokens, mask = text.tokens, text.mask
+        return self.query_proj(tokens), mask
 
     def forward(self, features: Tensor, batch: dict[str, Any]) -> dict[str, Tensor]:
         """Start / end logits and highlighting logits.
