@@ -10,6 +10,7 @@ from vidlit.backbones.audio import (
     log_mel_spectrogram,
     mel_filterbank,
     onset_envelope,
+    onset_envelope_and_patches,
 )
 
 
@@ -103,3 +104,34 @@ def test_vggish_sized_encoder_has_vggish_shape():
     convs = [m for m in encoder.features if isinstance(m, torch.nn.Conv2d)]
     assert [c.out_channels for c in convs] == [64, 128, 256, 256, 512, 512]
     assert encoder.embed[0].in_features == 512 * 6 * 4 and encoder.embed_dim == 128
+
+
+def _old_log_mel_patches(waveform, rate=16000, num_seconds=None):
+    """log_mel_patches as it was before it shared its spectrogram (session 2), for the parity test."""
+    seconds = num_seconds if num_seconds is not None else max(1, waveform.shape[-1] // rate)
+    needed = (seconds - 1) * rate + 95 * 160 + 400
+    if waveform.shape[-1] < needed:
+        waveform = torch.nn.functional.pad(waveform, (0, needed - waveform.shape[-1]))
+    frames = log_mel_spectrogram(waveform[:needed], rate)
+    index = (torch.arange(seconds) * 100)[:, None] + torch.arange(96)
+    return frames[index]
+
+
+def _old_onset_envelope(waveform, rate=16000):
+    mel = log_mel_spectrogram(waveform, rate)
+    flux = (mel[..., 1:, :] - mel[..., :-1, :]).clamp_min(0.0).mean(-1)
+    return torch.nn.functional.pad(flux, (1, 0))
+
+
+@pytest.mark.parametrize(
+    ("samples", "num_seconds"), [(16000 * 5 + 123, None), (16000 * 2, None), (9000, None), (40000, 4)]
+)
+def test_onset_envelope_and_patches_equals_the_two_separate_passes(samples, num_seconds):
+    # a 5-s track (+ a partial second), whole seconds, shorter than one patch, padded to 4 s
+    wave = torch.randn(samples, generator=torch.Generator().manual_seed(samples)) * 0.3
+    envelope, patches = onset_envelope_and_patches(wave, 16000, num_seconds)
+    assert torch.equal(envelope, _old_onset_envelope(wave))
+    assert torch.equal(patches, _old_log_mel_patches(wave, num_seconds=num_seconds))
+    assert torch.equal(envelope, onset_envelope(wave)) and torch.equal(
+        patches, log_mel_patches(wave, 16000, num_seconds)
+    )

@@ -148,3 +148,12 @@ def test_layout_errors(ave_root, tmp_path):
         f.create_dataset("order", data=np.array([0, 99]))
     with pytest.raises(ValueError, match=r"train_order.h5: row index 99 outside \[0, 12\)"):
         AVEDataModule(root=str(root), feature_dim=16, synthetic=False).setup("fit")
+
+
+def test_synthetic_features_are_gzip_h5_chunked_per_video(ave_root):
+    # the sample data stays small (about 58 MB at the official 512 channels) and a row reads alone
+    for name in ("audio_feature", "visual_feature", "audio_feature_noisy", "visual_feature_noisy"):
+        with h5py.File(ave_root / f"{name}.h5", "r") as f:
+            data = f["avadataset"]
+            assert data.compression == "gzip" and data.chunks == (1, *data.shape[1:]), name
+            assert data.dtype == np.float32

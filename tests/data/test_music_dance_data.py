@@ -122,3 +122,36 @@ def test_bad_files_name_the_file_and_line(tmp_path):
         MusicDanceDataModule(feature_dim=60)
     with pytest.raises(ValueError, match="clip_seconds"):
         MusicDanceDataModule(clip_seconds=1.5)
+
+
+def test_each_music_track_is_analysed_once(tiny_root, monkeypatch):
+    # rhythm (onset envelope) and timbre (log-mel patches) share one spectrogram per track
+    import vidlit.backbones.audio as audio
+
+    calls = []
+    real = audio.log_mel_spectrogram
+
+    def counting(waveform, sample_rate=16000):
+        calls.append(waveform.shape)
+        return real(waveform, sample_rate)
+
+    monkeypatch.setattr(audio, "log_mel_spectrogram", counting)
+    dm = MusicDanceDataModule(root=str(tiny_root), synthetic=False)
+    dm.dataset("val")
+    assert len(calls) == len(dm._music_cache) == 2  # mBR0 and mPO0
+
+
+def test_missing_files_are_reported_before_decoding(tiny_root, tmp_path, caplog):
+    (tmp_path / "splits").mkdir()
+    for sub in ("videos", "all_musics"):
+        (tmp_path / sub).symlink_to(tiny_root / sub)
+    val = (tiny_root / "splits" / "crossmodal_val.txt").read_text().split()
+    ghost = "gBR_sBM_cAll_d29_mBR0_ch09"  # listed, but no video was ever written
+    (tmp_path / "splits" / "crossmodal_val.txt").write_text("\n".join([*val, ghost]) + "\n")
+    with pytest.raises(
+        FileNotFoundError, match=r"1 video or music file\(s\) of the val split .*d29_mBR0_ch09.mp4"
+    ):
+        MusicDanceDataModule(root=str(tmp_path), synthetic=False, strict=True).dataset("val")
+    dm = MusicDanceDataModule(root=str(tmp_path), synthetic=False)
+    assert len(dm.dataset("val")) == 2 * 2 and dm.skipped == [ghost]
+    assert "skipping their sequences" in caplog.text

@@ -81,6 +81,77 @@ def test_single_process_gather_is_the_identity():
     assert gathered is x and offset == 0
 
 
+# -- parity with the session-2 code: CLIP's loss and MuDaR's multi-positive loss, now one function --
+
+
+def _old_contrastive_loss(video, text, logit_scale):
+    """contrastive_loss before it took ``keys`` (single process), verbatim."""
+    with torch.autocast(video.device.type, enabled=False):
+        video, text, scale = video.float(), text.float(), logit_scale.float()
+        labels = torch.arange(video.shape[0])
+        logits_v2t = scale * video @ text.T
+        logits_t2v = scale * text @ video.T
+        total = F.cross_entropy(logits_v2t, labels, reduction="sum")
+        total = total + F.cross_entropy(logits_t2v, labels, reduction="sum")
+        return total / 2 * 1 / video.shape[0]
+
+
+def _old_multi_positive_info_nce(dance, music, keys, logit_scale):
+    """vidlit.heads.music_dance.multi_positive_info_nce before it called contrastive_loss, verbatim."""
+    with torch.autocast(dance.device.type, enabled=False):
+        dance, music, scale = dance.float(), music.float(), logit_scale.float()
+        positive = keys[:, None] == keys[None, :]
+        total = dance.new_zeros(())
+        for logits in (scale * dance @ music.T, scale * music @ dance.T):
+            total = (
+                total
+                - (logits.masked_fill(~positive, float("-inf")).logsumexp(-1) - logits.logsumexp(-1)).sum()
+            )
+        return total / 2 * 1 / dance.shape[0]
+
+
+def _value_and_grads(fn, video, text, log_scale):
+    video, text = video.clone().requires_grad_(True), text.clone().requires_grad_(True)
+    log_scale = log_scale.clone().requires_grad_(True)
+    loss = fn(video, text, clip_logit_scale(log_scale))
+    loss.backward()
+    return loss.detach(), video.grad, text.grad, log_scale.grad
+
+
+KEYS = {
+    "distinct": torch.arange(8),
+    "shared": torch.tensor([0, 0, 1, 2, 2, 2, 3, 4]),
+    "one_item": torch.zeros(8, dtype=torch.long),
+}
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("keys", list(KEYS))
+def test_keys_give_the_old_multi_positive_loss_and_no_keys_the_old_clip_loss(seed, keys):
+    video, text = pairs(seed=seed)
+    log_scale = torch.tensor(math.log(1 / 0.07) + seed)
+    k = KEYS[keys]
+    new = _value_and_grads(lambda v, t, s: contrastive_loss(v, t, s, keys=k)[0], video, text, log_scale)
+    old = _value_and_grads(lambda v, t, s: _old_multi_positive_info_nce(v, t, k, s), video, text, log_scale)
+    for got, want in zip(new, old):
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-7)
+    new = _value_and_grads(lambda v, t, s: contrastive_loss(v, t, s)[0], video, text, log_scale)
+    old = _value_and_grads(_old_contrastive_loss, video, text, log_scale)
+    for got, want in zip(new, old):
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-7)
+    if keys == "distinct":  # distinct keys are CLIP's loss
+        torch.testing.assert_close(
+            contrastive_loss(video, text, torch.tensor(5.0), keys=k)[0],
+            contrastive_loss(video, text, torch.tensor(5.0))[0],
+        )
+
+
+def test_rejects_keys_of_the_wrong_length():
+    video, text = pairs()
+    with pytest.raises(ValueError, match="keys must be"):
+        contrastive_loss(video, text, torch.tensor(1.0), keys=torch.arange(7))
+
+
 # -- two gloo processes ---------------------------------------------------------------------------
 
 
@@ -90,7 +161,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-CASES = {"equal": [4, 4], "uneven": [5, 3]}  # rows per rank; uneven: a short last batch
+# rows per rank; uneven: a short last batch; shared_keys: items with several rows, one across ranks
+CASES = {"equal": [4, 4], "uneven": [5, 3], "shared_keys": [5, 3]}
+CASE_KEYS = {"shared_keys": torch.tensor([0, 1, 1, 2, 3, 3, 3, 4])}
 
 
 def _setup(sizes: list[int]):
@@ -111,7 +184,10 @@ def _worker(rank: int, world: int, port: int, results) -> None:
             start = sum(sizes[:rank])
             video = raw_video[start : start + sizes[rank]].clone().requires_grad_(True)
             text = raw_text[start : start + sizes[rank]]
-            loss, _ = contrastive_loss(F.normalize(proj(video), dim=-1), text, clip_logit_scale(log_scale))
+            keys = CASE_KEYS[case][start : start + sizes[rank]] if case in CASE_KEYS else None
+            loss, _ = contrastive_loss(
+                F.normalize(proj(video), dim=-1), text, clip_logit_scale(log_scale), keys=keys
+            )
             loss.backward()
             # what DDP does to parameter gradients: average them over ranks
             grads = [proj.weight.grad, proj.bias.grad, log_scale.grad]
@@ -127,7 +203,8 @@ def test_gathered_loss_and_gradients_equal_the_full_batch_in_one_process():
     """Each of 2 gloo processes scores its rows against the gathered batch. The mean of their
     losses and the DDP-averaged parameter gradients equal one process computing the loss on the
     whole batch, and each input row's gradient is the full-batch one times the world size (which
-    DDP's averaging divides out). Also with a short last batch (5 + 3 rows)."""
+    DDP's averaging divides out). Also with a short last batch (5 + 3 rows), and with ``keys``
+    shared by rows of both processes (multi-positive)."""
     world = 2
     results = mp.get_context("spawn").Manager().dict()
     mp.start_processes(
@@ -137,8 +214,14 @@ def test_gathered_loss_and_gradients_equal_the_full_batch_in_one_process():
         proj, log_scale, raw_video, raw_text = _setup(sizes)
         video = raw_video.clone().requires_grad_(True)
         embedded = F.normalize(proj(video), dim=-1)
-        loss, _ = contrastive_loss(embedded, raw_text, clip_logit_scale(log_scale))
-        torch.testing.assert_close(loss, reference_loss(embedded, raw_text, clip_logit_scale(log_scale)))
+        if case in CASE_KEYS:
+            keys = CASE_KEYS[case]
+            loss, _ = contrastive_loss(embedded, raw_text, clip_logit_scale(log_scale), keys=keys)
+            expected = _old_multi_positive_info_nce(embedded, raw_text, keys, clip_logit_scale(log_scale))
+        else:
+            loss, _ = contrastive_loss(embedded, raw_text, clip_logit_scale(log_scale))
+            expected = reference_loss(embedded, raw_text, clip_logit_scale(log_scale))
+        torch.testing.assert_close(loss, expected)
         loss.backward()
         per_rank = [results[(case, r)] for r in range(world)]
         torch.testing.assert_close(sum(r["loss"] for r in per_rank) / world, loss.detach(), msg=case)

@@ -37,6 +37,7 @@ __all__ = [
     "log_mel_spectrogram",
     "mel_filterbank",
     "onset_envelope",
+    "onset_envelope_and_patches",
 ]
 
 SAMPLE_RATE = 16000
@@ -102,6 +103,34 @@ def log_mel_spectrogram(waveform: Tensor, sample_rate: int = SAMPLE_RATE) -> Ten
     return torch.log(mel + LOG_OFFSET)
 
 
+def _patch_samples(seconds: int, sample_rate: int) -> int:
+    """Samples that ``seconds`` patches read: the last patch's start, 95 hops and one window."""
+    return (
+        (seconds - 1) * sample_rate
+        + (PATCH_FRAMES - 1) * round(HOP_SEC * sample_rate)
+        + round(WINDOW_SEC * sample_rate)
+    )
+
+
+def _patches(frames: Tensor, seconds: int) -> Tensor:
+    """``[seconds, 96, 64]`` patches of ``[frames, 64]`` log-mel frames, patch ``i`` from second ``i``."""
+    starts = torch.arange(seconds) * round(1 / HOP_SEC)
+    index = starts[:, None] + torch.arange(PATCH_FRAMES)  # [seconds, 96]
+    return frames[index]
+
+
+def _onset_strength(mel: Tensor) -> Tensor:
+    """Positive log-mel flux, averaged over bands, per frame (frame 0 is 0): ``[..., frames]``."""
+    flux = (mel[..., 1:, :] - mel[..., :-1, :]).clamp_min(0.0).mean(-1)
+    return torch.nn.functional.pad(flux, (1, 0))
+
+
+def _whole_seconds(waveform: Tensor, sample_rate: int, num_seconds: int | None) -> int:
+    if waveform.ndim != 1:
+        raise ValueError(f"log-mel patches take mono audio [n], got shape {tuple(waveform.shape)}")
+    return num_seconds if num_seconds is not None else max(1, waveform.shape[-1] // sample_rate)
+
+
 def log_mel_patches(
     waveform: Tensor, sample_rate: int = SAMPLE_RATE, num_seconds: int | None = None
 ) -> Tensor:
@@ -111,19 +140,11 @@ def log_mel_patches(
     (AVE and LLP: 10), padding a short signal with silence; by default it is the number of whole
     seconds (at least one).
     """
-    if waveform.ndim != 1:
-        raise ValueError(f"log_mel_patches takes mono audio [n], got shape {tuple(waveform.shape)}")
-    per_second = round(1 / HOP_SEC)
-    seconds = num_seconds if num_seconds is not None else max(1, waveform.shape[-1] // sample_rate)
-    # enough samples for the last patch: its start, 96 hops and one window
-    needed = (seconds - 1) * sample_rate + (PATCH_FRAMES - 1) * round(HOP_SEC * sample_rate)
-    needed += round(WINDOW_SEC * sample_rate)
+    seconds = _whole_seconds(waveform, sample_rate, num_seconds)
+    needed = _patch_samples(seconds, sample_rate)
     if waveform.shape[-1] < needed:
         waveform = torch.nn.functional.pad(waveform, (0, needed - waveform.shape[-1]))
-    frames = log_mel_spectrogram(waveform[:needed], sample_rate)  # [frames, 64]
-    starts = torch.arange(seconds) * per_second
-    index = starts[:, None] + torch.arange(PATCH_FRAMES)  # [seconds, 96]
-    return frames[index]
+    return _patches(log_mel_spectrogram(waveform[:needed], sample_rate), seconds)
 
 
 def onset_envelope(waveform: Tensor, sample_rate: int = SAMPLE_RATE) -> Tensor:
@@ -131,9 +152,32 @@ def onset_envelope(waveform: Tensor, sample_rate: int = SAMPLE_RATE) -> Tensor:
 
     Peaks mark sound-intensity onsets (beats, hits); the music-rhythm side of music-dance models.
     """
-    mel = log_mel_spectrogram(waveform, sample_rate)  # [..., frames, bands]
-    flux = (mel[..., 1:, :] - mel[..., :-1, :]).clamp_min(0.0).mean(-1)
-    return torch.nn.functional.pad(flux, (1, 0))
+    return _onset_strength(log_mel_spectrogram(waveform, sample_rate))
+
+
+def onset_envelope_and_patches(
+    waveform: Tensor, sample_rate: int = SAMPLE_RATE, num_seconds: int | None = None
+) -> tuple[Tensor, Tensor]:
+    """``(onset_envelope(waveform), log_mel_patches(waveform))`` from ONE log-mel spectrogram.
+
+    A music-dance loader needs both of every track (rhythm and timbre); the STFT dominates their
+    cost, and both read the same uncentred 10 ms frames, so the spectrogram of the whole track
+    (padded with silence to the last patch, if short) serves both: the envelope is cut back to
+    the frames of the unpadded track.
+
+    Returns:
+        ``(envelope [frames], patches [seconds, 96, 64])``, equal to the two functions' outputs.
+    """
+    seconds = _whole_seconds(waveform, sample_rate, num_seconds)
+    window = round(WINDOW_SEC * sample_rate)
+    if waveform.shape[-1] < window:
+        raise ValueError(f"audio has {waveform.shape[-1]} samples, fewer than one {window}-sample window")
+    num_frames = (waveform.shape[-1] - window) // round(HOP_SEC * sample_rate) + 1
+    needed = _patch_samples(seconds, sample_rate)
+    if waveform.shape[-1] < needed:
+        waveform = torch.nn.functional.pad(waveform, (0, needed - waveform.shape[-1]))
+    mel = log_mel_spectrogram(waveform, sample_rate)  # [frames, 64]
+    return _onset_strength(mel[:num_frames]), _patches(mel, seconds)
 
 
 class AudioEncoder(nn.Module):

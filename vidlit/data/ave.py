@@ -423,24 +423,13 @@ class AVEDataModule(VidlitDataModule):
         self._datasets["train"] = torch.utils.data.ConcatDataset([self._datasets["train"], noisy])
 
     def dataset(self, split: str) -> Dataset:
-        """The dataset of ``"train"``, ``"val"`` or ``"test"``."""
+        """The dataset of ``"train"``, ``"val"`` or ``"test"`` (``"predict"`` is the test split)."""
         self._load()
-        return self._datasets[split]
+        return self._datasets["test" if split == "predict" else split]
 
-    def setup(self, stage: str) -> None:
-        self._load()
+    def _split(self, split: str) -> Dataset:
+        # built on first use, so a loader works without setup()
+        return self.dataset(split)
 
     def _collate(self):
         return _collate_weak if self.supervision == "weak" else _collate_full
-
-    def train_dataloader(self):
-        return self._loader(self.dataset("train"), self._collate(), train=True)
-
-    def val_dataloader(self):
-        return self._loader(self.dataset("val"), self._collate(), train=False)
-
-    def test_dataloader(self):
-        return self._loader(self.dataset("test"), self._collate(), train=False)
-
-    def predict_dataloader(self):
-        return self.test_dataloader()

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from vidlit.data.base import VidlitDataModule
+from vidlit.data.base import VidlitDataModule, missing_files
 from vidlit.data.features import load_feature_file, pad_sequences
 
 log = logging.getLogger(__name__)
@@ -423,13 +423,11 @@ class LLPVideoParsing(VidlitDataModule):
         )
         missing = dataset.missing()
         if missing:
-            message = (
+            missing_files(
                 f"no feature file for {len(missing)} of {len(videos)} {split} videos "
-                f"({self.files[split]}), e.g. {missing[0][1]}"
+                f"({self.files[split]}), e.g. {missing[0][1]}",
+                self.strict,
             )
-            if self.strict:
-                raise FileNotFoundError(message)
-            log.warning("%s; skipping them (strict=False)", message)
             drop = {i for i, _ in missing}
             dataset.videos = [v for i, v in enumerate(videos) if i not in drop]
         return dataset

@@ -48,8 +48,8 @@ from einops import rearrange
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from vidlit.backbones.audio import SAMPLE_RATE, log_mel_patches, onset_envelope
-from vidlit.data.base import VidlitDataModule
+from vidlit.backbones.audio import SAMPLE_RATE, onset_envelope_and_patches
+from vidlit.data.base import VidlitDataModule, missing_files
 from vidlit.data.synth.music_dance import AIST_GENRES
 from vidlit.data.video import VideoDecodeError, open_video, read_audio
 
@@ -235,7 +235,8 @@ class MusicDanceDataModule(VidlitDataModule):
             head's ``in_dim``.
         frame_size: short side frames are decoded at (AIST videos are 1080p).
         backend: video decode backend (:func:`vidlit.data.video.open_video`).
-        strict: raise on an unreadable video or music instead of skipping it with a warning.
+        strict: raise on a missing or unreadable video or music file instead of skipping its
+            sequence with a warning (:attr:`skipped` lists the skipped sequences).
         batch_size: windows per batch.
         num_workers: DataLoader workers.
     """
@@ -323,18 +324,14 @@ class MusicDanceDataModule(VidlitDataModule):
         """
         if music_id not in self._music_cache:
             path = self.root / self.music_dir / f"{music_id}.wav"
-            # a missing file raises VideoNotFoundError (a VideoDecodeError): skipped unless strict
             waveform = read_audio(path, sample_rate=SAMPLE_RATE, mono=True)[0][0]
-            self._music_cache[music_id] = (
-                waveform.shape[0] / SAMPLE_RATE,
-                onset_envelope(waveform, SAMPLE_RATE),
-                log_mel_patches(waveform, SAMPLE_RATE),
-            )
+            # one log-mel spectrogram gives both the rhythm and the timbre input
+            envelope, patches = onset_envelope_and_patches(waveform, SAMPLE_RATE)
+            self._music_cache[music_id] = (waveform.shape[0] / SAMPLE_RATE, envelope, patches)
         return self._music_cache[music_id]
 
     def _windows(self, seq: AISTSequence) -> list[dict[str, Any]]:
-        name = seq.with_camera(self.camera) if seq.camera == "All" else seq.name
-        path = self.root / "videos" / f"{name}.mp4"
+        path, _ = self._paths(seq)
         with open_video(path, backend=self.backend, resize=self.frame_size) as reader:
             fps, duration = reader.fps, reader.duration
             steps = int(duration * self.motion_fps)
@@ -375,12 +372,36 @@ class MusicDanceDataModule(VidlitDataModule):
             raise ValueError(f"{path}: shorter ({length:.2f} s) than one {self.clip_seconds}-s window")
         return windows
 
+    def _paths(self, seq: AISTSequence) -> tuple[Path, Path]:
+        """The video (of camera ``camera`` for a ``cAll`` name) and the music file of a sequence."""
+        name = seq.with_camera(self.camera) if seq.camera == "All" else seq.name
+        return self.root / "videos" / f"{name}.mp4", self.root / self.music_dir / f"{seq.music_id}.wav"
+
     def dataset(self, split: str) -> MusicDanceDataset:
-        """The windows of ``"train"``, ``"val"`` or ``"test"`` (computed on first use)."""
+        """The windows of ``"train"``, ``"val"`` or ``"test"`` (``"predict"`` is the test split),
+        computed on first use.
+
+        Raises:
+            FileNotFoundError: under ``strict``, a sequence without its video or music file.
+            VideoDecodeError: under ``strict``, an unreadable video or music file.
+        """
+        split = "test" if split == "predict" else split
         if split not in self._datasets:
             self.prepare_data()
+            sequences = self.sequences(split)
+            missing = [(seq, path) for seq in sequences for path in self._paths(seq) if not path.is_file()]
+            if missing:
+                missing_files(
+                    f"{len(missing)} video or music file(s) of the {split} split "
+                    f"({self.root / SPLIT_FILE.format(split=split)}) not found, e.g. {missing[0][1]}",
+                    self.strict,
+                    skipping="skipping their sequences",
+                )
+                absent = {seq.name for seq, _ in missing}
+                self.skipped += sorted(absent)
+                sequences = [seq for seq in sequences if seq.name not in absent]
             items: list[dict[str, Any]] = []
-            for seq in self.sequences(split):
+            for seq in sequences:
                 try:
                     items += self._windows(seq)
                 except VideoDecodeError as e:
@@ -393,19 +414,9 @@ class MusicDanceDataModule(VidlitDataModule):
             self._datasets[split] = MusicDanceDataset(items)
         return self._datasets[split]
 
-    def setup(self, stage: str) -> None:
-        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
-        for split in splits.get(stage, ("train", "val", "test")):
-            self.dataset(split)
+    def _split(self, split: str) -> MusicDanceDataset:
+        # built on first use, so a loader works without setup()
+        return self.dataset(split)
 
-    def train_dataloader(self):
-        return self._loader(self.dataset("train"), collate_music_dance, train=True)
-
-    def val_dataloader(self):
-        return self._loader(self.dataset("val"), collate_music_dance, train=False)
-
-    def test_dataloader(self):
-        return self._loader(self.dataset("test"), collate_music_dance, train=False)
-
-    def predict_dataloader(self):
-        return self.test_dataloader()
+    def _collate(self):
+        return collate_music_dance

@@ -64,6 +64,11 @@ class AudioGuidedSpatialAttention(nn.Module):
         return torch.einsum("btn,btnc->btc", alpha, v), alpha
 
 
+def _projection(in_dim: int, dim: int, dropout: float) -> nn.Sequential:
+    """``Linear -> ReLU (-> Dropout)``: a modality's segments to the model width."""
+    return nn.Sequential(nn.Linear(in_dim, dim), nn.ReLU(), *([nn.Dropout(dropout)] if dropout else []))
+
+
 class _AVEHead(TaskHead):
     """What both AVE heads share: visual pooling, input checks, predictions, the segment-accuracy metric.
 
@@ -73,7 +78,15 @@ class _AVEHead(TaskHead):
 
     input: ClassVar[str] = "audio"
 
-    def __init__(self, in_dim: int, num_classes: int, audio_dim: int, attention_dim: int):
+    def __init__(
+        self,
+        in_dim: int,
+        num_classes: int,
+        audio_dim: int,
+        attention_dim: int,
+        dim: int,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"num_classes counts events plus background and must be >= 2, got {num_classes}")
@@ -81,6 +94,9 @@ class _AVEHead(TaskHead):
         self.audio_dim = audio_dim
         self.num_classes = num_classes
         self.spatial = AudioGuidedSpatialAttention(audio_dim, in_dim, attention_dim)
+        # both heads start by projecting each modality's segments to the model width
+        self.proj_audio = _projection(audio_dim, dim, dropout)
+        self.proj_visual = _projection(in_dim, dim, dropout)
 
     def _inputs(self, audio: Tensor, batch: dict[str, Any]) -> tuple[Tensor, Tensor]:
         visual = batch.get("visual")
@@ -170,9 +186,7 @@ class MPNHead(_AVEHead):
         attention_dim: int = 256,
         dropout: float = 0.1,
     ):
-        super().__init__(in_dim, num_classes, audio_dim, attention_dim)
-        self.proj_audio = nn.Sequential(nn.Linear(audio_dim, dim), nn.ReLU(), nn.Dropout(dropout))
-        self.proj_visual = nn.Sequential(nn.Linear(in_dim, dim), nn.ReLU(), nn.Dropout(dropout))
+        super().__init__(in_dim, num_classes, audio_dim, attention_dim, dim, dropout)
         layer = dict(num_heads=num_heads, window=None, dropout=dropout)
         self.mcm = nn.ModuleList(
             nn.ModuleDict(
@@ -287,9 +301,7 @@ class MMPyramidHead(_AVEHead):
         attention_dim: int = 256,
         dropout: float = 0.1,
     ):
-        super().__init__(in_dim, num_classes, audio_dim, attention_dim)
-        self.proj_audio = nn.Sequential(nn.Linear(audio_dim, dim), nn.ReLU())
-        self.proj_visual = nn.Sequential(nn.Linear(in_dim, dim), nn.ReLU())
+        super().__init__(in_dim, num_classes, audio_dim, attention_dim, dim)  # no dropout on the inputs
         self.pyramid = MMPyramid(dim, num_levels, dilations, num_heads=num_heads, dropout=dropout)
         self.classifier = nn.Linear(2 * dim, num_classes)
 

@@ -33,7 +33,6 @@ import math
 from typing import Any, ClassVar
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
@@ -42,7 +41,7 @@ from torchmetrics import MetricCollection
 from vidlit.backbones.audio import NUM_MEL_BANDS, create_audio_encoder
 from vidlit.core.ids import stable_id
 from vidlit.heads.base import TaskHead
-from vidlit.layers.contrastive import all_gather_with_grad, clip_logit_scale
+from vidlit.layers.contrastive import clip_logit_scale, contrastive_loss
 from vidlit.metrics.music_dance import GenreAccuracy, MusicDanceRetrieval, SyncAccuracy
 
 __all__ = ["MuDaRHead", "multi_positive_info_nce", "rhythm_alignment"]
@@ -88,11 +87,11 @@ def multi_positive_info_nce(
 ) -> Tensor:
     """Symmetric InfoNCE where every pair with the same music window is a positive.
 
-    CLIP's loss (:func:`vidlit.layers.contrastive.contrastive_loss`) generalized to several
-    correct items per query (the multi-positive NCE of MIL-NCE, Miech et al., CVPR 2020):
-    ``-log(sum_pos exp(s) / sum_all exp(s))`` per query, for dance-to-music and music-to-dance,
-    averaged. With one positive per query it equals CLIP's loss. Under ``torch.distributed`` the
-    negatives are the global batch, gathered with gradients, scaled as ``contrastive_loss`` does.
+    CLIP's loss generalized to several correct items per query (the multi-positive NCE of
+    MIL-NCE, Miech et al., CVPR 2020): ``-log(sum_pos exp(s) / sum_all exp(s))`` per query, for
+    dance-to-music and music-to-dance, averaged; with one positive per query it equals CLIP's
+    loss. It is :func:`vidlit.layers.contrastive.contrastive_loss` with ``keys`` (negatives
+    gathered from every process under ``torch.distributed``), returning the loss only.
 
     Args:
         dance: ``[b, e]`` L2-normalized dance embeddings.
@@ -106,24 +105,7 @@ def multi_positive_info_nce(
             f"need [b, e] dance and music and [b] keys, got {tuple(dance.shape)}, {tuple(music.shape)}, "
             f"{tuple(keys.shape)}"
         )
-    with torch.autocast(dance.device.type, enabled=False):
-        dance, music, scale = dance.float(), music.float(), logit_scale.float()
-        if gather:
-            all_dance, _ = all_gather_with_grad(dance)
-            all_music, _ = all_gather_with_grad(music)
-            all_keys, _ = all_gather_with_grad(keys)
-        else:
-            all_dance, all_music, all_keys = dance, music, keys
-        positive = keys[:, None] == all_keys[None, :]  # b n
-        total = dance.new_zeros(())
-        for logits in (scale * dance @ all_music.T, scale * music @ all_dance.T):  # b n each
-            total = (
-                total
-                - (logits.masked_fill(~positive, float("-inf")).logsumexp(-1) - logits.logsumexp(-1)).sum()
-            )
-        distributed = gather and dist.is_available() and dist.is_initialized()
-        world = dist.get_world_size() if distributed else 1
-        return total / 2 * world / all_dance.shape[0]
+    return contrastive_loss(dance, music, logit_scale, gather=gather, keys=keys)[0]
 
 
 def _join(rhythm: Tensor, content: Tensor) -> Tensor:

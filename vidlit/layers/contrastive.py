@@ -93,13 +93,27 @@ def clip_logit_scale(log_scale: Tensor, max_scale: float = MAX_LOGIT_SCALE) -> T
     return log_scale.float().clamp(0.0, math.log(max_scale)).exp()
 
 
+def _multi_positive_nll(logits: Tensor, positive: Tensor) -> Tensor:
+    """``sum_i -log(sum_{j in pos(i)} exp(l_ij) / sum_j exp(l_ij))`` of ``[b, n]`` logits."""
+    return (logits.logsumexp(-1) - logits.masked_fill(~positive, float("-inf")).logsumexp(-1)).sum()
+
+
 def contrastive_loss(
-    video: Tensor, text: Tensor, logit_scale: Tensor, gather: bool = True, group=None
+    video: Tensor,
+    text: Tensor,
+    logit_scale: Tensor,
+    gather: bool = True,
+    group=None,
+    keys: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Symmetric InfoNCE of paired, L2-normalized embeddings (CLIP's loss).
 
     Row ``i`` of ``video`` and row ``i`` of ``text`` are a positive pair; every other row of the
-    (global) batch is a negative. With ``gather`` under ``torch.distributed``, each process scores
+    (global) batch is a negative. With ``keys``, rows with equal keys are the same item (several
+    dances of one music window, several clips of one caption): every such pair is a positive,
+    and each query's term is the multi-positive NCE of MIL-NCE (Miech et al., CVPR 2020),
+    ``-log(sum_pos exp(s) / sum_all exp(s))``; with distinct keys it equals CLIP's loss.
+    With ``gather`` under ``torch.distributed``, each process scores
     its own rows against the rows of all processes and returns
     ``W / N * sum of its rows' cross-entropies`` (``W`` processes, ``N`` rows in all), so the mean
     of the processes' losses, which data parallelism's gradient averaging optimizes, is exactly the
@@ -114,6 +128,8 @@ def contrastive_loss(
             :func:`clip_logit_scale`).
         gather: gather negatives from every process (a no-op in a single process).
         group: process group for the gather.
+        keys: ``[b]`` int64 item keys (gathered with the embeddings); None: row ``i`` is only
+            its own pair's positive.
 
     Returns:
         ``(loss, logits)``: the scalar loss (float32) and this process's video-to-text logits
@@ -124,6 +140,8 @@ def contrastive_loss(
             f"video and text embeddings must be paired [batch, dim] tensors, got {tuple(video.shape)} "
             f"and {tuple(text.shape)}"
         )
+    if keys is not None and keys.shape != video.shape[:1]:
+        raise ValueError(f"keys must be [{video.shape[0]}] (one per pair), got {tuple(keys.shape)}")
     with torch.autocast(video.device.type, enabled=False):
         video, text = video.float(), text.float()
         scale = logit_scale.float()
@@ -132,11 +150,16 @@ def contrastive_loss(
             all_text, _ = all_gather_with_grad(text, group)
         else:
             all_video, all_text, offset = video, text, 0
-        labels = torch.arange(offset, offset + video.shape[0], device=video.device)
         logits_v2t = scale * video @ all_text.T  # b n
         logits_t2v = scale * text @ all_video.T  # b n
-        total = F.cross_entropy(logits_v2t, labels, reduction="sum")
-        total = total + F.cross_entropy(logits_t2v, labels, reduction="sum")
+        if keys is None:
+            labels = torch.arange(offset, offset + video.shape[0], device=video.device)
+            total = F.cross_entropy(logits_v2t, labels, reduction="sum")
+            total = total + F.cross_entropy(logits_t2v, labels, reduction="sum")
+        else:
+            all_keys = all_gather_with_grad(keys, group)[0] if gather else keys
+            positive = keys[:, None] == all_keys[None, :]  # b n
+            total = _multi_positive_nll(logits_v2t, positive) + _multi_positive_nll(logits_t2v, positive)
         world = dist.get_world_size(group) if gather and _distributed(group) else 1
         loss = total / 2 * world / all_video.shape[0]
     return loss, logits_v2t.detach()

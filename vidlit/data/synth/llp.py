@@ -52,9 +52,9 @@ def _jitter(
 def write_llp(
     out: str | Path,
     seed: int = 0,
-    num_train: int = 480,
-    num_val: int = 96,
-    num_test: int = 48,
+    num_train: int = 320,
+    num_val: int = 64,
+    num_test: int = 32,
     num_classes: int = 10,
     audio_dim: int = 128,
     visual_dim: int = 128,
