@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator, Sized
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -12,6 +13,18 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 log = logging.getLogger(__name__)
+
+
+def split_files(
+    root: Path, train: str, val: str, test: str | None = None, predict: str | None = None
+) -> dict[str, Path]:
+    """The annotation file of each split under ``root``; ``test`` and ``predict`` default to ``val``."""
+    return {
+        "train": root / train,
+        "val": root / val,
+        "test": root / (test or val),
+        "predict": root / (predict or val),
+    }
 
 
 def missing_files(message: str, strict: bool, skipping: str = "skipping them") -> None:

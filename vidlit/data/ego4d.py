@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 from vidlit.core.io import read_json, require, write_json_atomic
 from vidlit.core.segments import seconds_to_steps, steps_to_seconds
 from vidlit.core.types import SegmentPrediction, TemporalFeatureBatch
-from vidlit.data.base import VidlitDataModule, missing_files
+from vidlit.data.base import VidlitDataModule, missing_files, split_files
 from vidlit.data.features import find_feature_file, load_feature_file, pad_sequences
 
 log = logging.getLogger(__name__)
@@ -333,12 +333,9 @@ class Ego4DFeatureDataModule(VidlitDataModule):
         self.feature_dir = self.root / feature_dir
         self.feature_dim = feature_dim
         self.strict = strict
-        self.files = {
-            "train": self.root / train_annotations,
-            "val": self.root / val_annotations,
-            "test": self.root / (test_annotations or val_annotations),
-            "predict": self.root / (predict_annotations or val_annotations),
-        }
+        self.files = split_files(
+            self.root, train_annotations, val_annotations, test_annotations, predict_annotations
+        )
         self._annotations: dict[str, list] = {}
 
     def read_split(self, split: str, reader: Callable[[Path], list]) -> list:

@@ -29,7 +29,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from vidlit.core.io import read_json, require, write_json_atomic
-from vidlit.data.base import VidlitDataModule, missing_files
+from vidlit.data.base import VidlitDataModule, missing_files, split_files
 from vidlit.data.transforms import VideoBatchTransform
 from vidlit.data.video import open_video
 from vidlit.metrics.hand_displacement import HANDS, KEY_FRAMES
@@ -276,12 +276,9 @@ class Ego4DHands(VidlitDataModule):
         self.transform = VideoBatchTransform(size, train=False)
         self.backend = backend
         self.strict = strict
-        self.files = {
-            "train": self.root / train_annotations,
-            "val": self.root / val_annotations,
-            "test": self.root / (test_annotations or val_annotations),
-            "predict": self.root / (predict_annotations or val_annotations),
-        }
+        self.files = split_files(
+            self.root, train_annotations, val_annotations, test_annotations, predict_annotations
+        )
 
     def dataset(self, split: str) -> HandForecastDataset:
         """The dataset of one split, with missing clips reported before training starts."""

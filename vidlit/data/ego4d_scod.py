@@ -32,7 +32,7 @@ from torch.utils.data import Dataset
 
 from vidlit.core.boxes import normalize_boxes, xywh_to_xyxy, xyxy_to_cxcywh
 from vidlit.core.io import read_json, require, write_json_atomic
-from vidlit.data.base import VidlitDataModule, missing_files
+from vidlit.data.base import VidlitDataModule, missing_files, split_files
 from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoBatchTransform
 from vidlit.data.video import open_video
 
@@ -434,12 +434,9 @@ class Ego4DStateChangeDetection(VidlitDataModule):
 
             log.warning("%s does not exist: writing the SYNTHETIC Ego4D SCOD sample dataset there", self.root)
             write_ego4d_scod(self.root)
-        self.files = {
-            "train": self.root / train_annotations,
-            "val": self.root / val_annotations,
-            "test": self.root / (test_annotations or val_annotations),
-            "predict": self.root / (predict_annotations or val_annotations),
-        }
+        self.files = split_files(
+            self.root, train_annotations, val_annotations, test_annotations, predict_annotations
+        )
         self.predict_coco = None if predict_coco is None else self.root / predict_coco
         self.video_dir = self.root / video_dir
         self.frame_field = frame_field

@@ -33,7 +33,7 @@ from torch.utils.data import Dataset
 
 from vidlit.core.boxes import normalize_boxes
 from vidlit.core.io import read_json, require, write_json_atomic
-from vidlit.data.base import VidlitDataModule, missing_files
+from vidlit.data.base import VidlitDataModule, missing_files, split_files
 from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoBatchTransform
 from vidlit.data.video import open_video, stored_size
 
@@ -410,12 +410,9 @@ class Ego4DShortTermAnticipation(VidlitDataModule):
             log.warning("%s does not exist: writing the SYNTHETIC Ego4D STA sample dataset there", self.root)
             write_ego4d_sta(self.root)
         test = test_annotations or val_annotations
-        self.files = {
-            "train": self.root / train_annotations,
-            "val": self.root / val_annotations,
-            "test": self.root / test,
-            "predict": self.root / (predict_annotations or test),
-        }
+        self.files = split_files(
+            self.root, train_annotations, val_annotations, test, predict_annotations or test
+        )
         self.video_dir = self.root / video_dir
         self.detections_file = None if detections is None else self.root / detections
         self.detection_score_threshold = detection_score_threshold
