@@ -81,9 +81,9 @@ def test_attentive_probe_is_permutation_invariant_over_tokens():
         (
             lambda: LinearProbeHead(64, 5),
             torch.zeros(2, 10, 64),
-            r"expects pooled \[b, d\] features with in_dim=64",
+            r"expects features \[b, d\] with d=64",
         ),
-        (lambda: AttentiveProbeHead(64, 5, num_heads=4), torch.zeros(2, 32), r"expects token \[b, n, d\]"),
+        (lambda: AttentiveProbeHead(64, 5, num_heads=4), torch.zeros(2, 32), r"expects features \[b, n, d\]"),
     ],
 )
 def test_wrong_feature_layout_is_a_clear_error(make, features, message):

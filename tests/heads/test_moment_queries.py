@@ -299,7 +299,7 @@ def test_rejects_bad_config():
         ActionFormerHead(8, 2, embed_dim=30, num_heads=4)
     with pytest.raises(ValueError, match="voting_thresh"):
         ActionFormerHead(8, 2, voting_thresh=1.5)
-    with pytest.raises(ValueError, match=r"features \[B, T, 8\]"):
+    with pytest.raises(ValueError, match=r"features \[b, t, d\] with d=8"):
         ActionFormerHead(8, 2, **{**TINY, "embed_dim": 16})(torch.randn(1, 16, 5), {})
 
 

@@ -82,7 +82,7 @@ def test_predict_on_short_clip_returns_only_valid_spans(head):
 
 def test_bad_inputs(head):
     batch = _batch()
-    with pytest.raises(ValueError, match=r"expects features \[B, T, 12\]"):
+    with pytest.raises(ValueError, match=r"expects features \[b, t, d\] with d=12"):
         head(torch.randn(2, 20, 5), batch)
     long = {**batch, "features": torch.randn(2, 40, IN_DIM), "mask": torch.ones(2, 40, dtype=torch.bool)}
     with pytest.raises(ValueError, match="longer than max_pos_len=32"):

@@ -112,7 +112,7 @@ def test_predict_scores_box_score_times_noun_probability(head):
 
 
 def test_bad_inputs(head):
-    with pytest.raises(ValueError, match=r"tokens \[B, N, 64\]"):
+    with pytest.raises(ValueError, match=r"features \[b, n, d\] with d=64"):
         head(torch.randn(2, 64, 32), make_batch())
     with pytest.raises(ValueError, match="temporal_pool"):
         ShortTermAnticipationHead(64, 3, 4, temporal_pool="max")

@@ -117,7 +117,7 @@ def test_wrong_grid_or_width_is_an_error():
     head = tiny_head()
     with pytest.raises(ValueError, match="patch_size=8"):
         head(torch.randn(2, 10, 16), make_batch())
-    with pytest.raises(ValueError, match=r"tokens \[b, n, 16\]"):
+    with pytest.raises(ValueError, match=r"features \[b, n, d\] with d=16"):
         head(torch.randn(2, 64, 8), make_batch())
     with pytest.raises(ValueError, match="divisible"):
         StateChangeDETRHead(in_dim=16, hidden=30, num_heads=4)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
+import torch
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
@@ -82,3 +83,27 @@ class TaskHead(nn.Module):
 
     def on_train_epoch_end(self, epoch: int) -> None:
         """Optional hook: the last training step of ``epoch`` is done; validation has not run yet."""
+
+    def check_features(self, features: Tensor, layout: str = "[b, t, d]", in_dim: int | None = None) -> None:
+        """Raise a ValueError naming the head unless ``features`` has ``layout``'s rank and width ``in_dim``.
+
+        Args:
+            features: what ``forward`` received.
+            layout: the expected shape, e.g. ``"[b, t, d]"`` (its comma count gives the rank).
+            in_dim: the expected last dimension; defaults to the head's ``in_dim`` attribute.
+        """
+        in_dim = getattr(self, "in_dim", None) if in_dim is None else in_dim
+        rank = layout.count(",") + 1
+        if features.ndim != rank or (in_dim is not None and features.shape[-1] != in_dim):
+            raise ValueError(
+                f"{type(self).__name__} expects features {layout} with d={in_dim} (a backbone called "
+                f"with output={self.feature_layout!r}), got shape {tuple(features.shape)}"
+            )
+
+    @staticmethod
+    def sequence_mask(features: Tensor, batch: dict[str, Any]) -> Tensor:
+        """``batch["mask"]`` as bool ``[b, t]`` on the features' device; all steps valid when absent."""
+        mask = batch.get("mask")
+        if mask is None:
+            return torch.ones(features.shape[:2], dtype=torch.bool, device=features.device)
+        return mask.to(features.device, torch.bool)

@@ -44,13 +44,6 @@ class ClassificationHead(TaskHead):
         self.num_classes = num_classes
         self.label_smoothing = label_smoothing
 
-    def _check_features(self, features: Tensor, ndim: int, in_dim: int, layout: str) -> None:
-        if features.ndim != ndim or features.shape[-1] != in_dim:
-            raise ValueError(
-                f"{type(self).__name__} expects {layout} features with in_dim={in_dim} (a backbone called "
-                f"with output={self.feature_layout!r}), got shape {tuple(features.shape)}"
-            )
-
     def loss(self, outputs: Tensor, batch: dict[str, Any]) -> dict[str, Tensor]:
         """Cross-entropy of the logits against ``batch["labels"]``.
 
@@ -113,7 +106,7 @@ class LinearProbeHead(ClassificationHead):
 
     def forward(self, features: Tensor, batch: dict[str, Any]) -> Tensor:
         """``[b, d]`` pooled features in, ``[b, k]`` logits out."""
-        self._check_features(features, 2, self.in_dim, "pooled [b, d]")
+        self.check_features(features, "[b, d]")
         if self.training and features.shape[0] < 2:
             norm = self.norm
             x = F.batch_norm(features, norm.running_mean, norm.running_var, training=False, eps=norm.eps)
@@ -188,5 +181,5 @@ class AttentiveProbeHead(ClassificationHead):
 
     def forward(self, features: Tensor, batch: dict[str, Any]) -> Tensor:
         """``[b, n, d]`` tokens in, ``[b, k]`` logits out."""
-        self._check_features(features, 3, self.in_dim, "token [b, n, d]")
+        self.check_features(features, "[b, n, d]")
         return self.fc(self.dropout(self.norm(self.pool(features))))

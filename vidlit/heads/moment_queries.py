@@ -315,13 +315,8 @@ class ActionFormerHead(TaskHead):
             ``2**(levels-1)``, divided by ``2**l``; step ``j`` of level ``l`` sits at input
             step ``j * 2**l``.
         """
-        if features.ndim != 3 or features.shape[-1] != self.in_dim:
-            raise ValueError(
-                f"ActionFormerHead expects features [B, T, {self.in_dim}], got {tuple(features.shape)}"
-            )
-        mask = batch.get("mask")
-        if mask is None:
-            mask = torch.ones(features.shape[:2], dtype=torch.bool, device=features.device)
+        self.check_features(features)
+        mask = self.sequence_mask(features, batch)
         feats, masks = self.pyramid(features, mask)
         cls_logits = [self.cls_head(f, m) for f, m in zip(feats, masks, strict=True)]
         offsets = [

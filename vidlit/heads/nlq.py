@@ -305,14 +305,8 @@ class VSLNetHead(TaskHead):
             ``start_logits``, ``end_logits``, ``highlight_logits``: ``[B, T]`` float32, padded
             steps at the lowest float; ``mask``: ``[B, T]`` bool.
         """
-        if features.ndim != 3 or features.shape[-1] != self.in_dim:
-            raise ValueError(
-                f"VSLNetHead expects features [B, T, {self.in_dim}], got {tuple(features.shape)}"
-            )
-        mask = batch.get("mask")
-        if mask is None:
-            mask = torch.ones(features.shape[:2], dtype=torch.bool, device=features.device)
-        mask = mask.to(features.device, torch.bool)
+        self.check_features(features)
+        mask = self.sequence_mask(features, batch)
         query, q_mask = self.encode_queries(batch["queries"])
         if query.shape[0] != features.shape[0]:
             raise ValueError(f"{query.shape[0]} queries for {features.shape[0]} feature sequences")

@@ -130,10 +130,7 @@ class ShortTermAnticipationHead(TaskHead):
             ``noun_logits [r, num_classes]``, ``verb_logits [r, num_verbs]``, ``ttc [r]`` (seconds,
             >= 0) and ``counts`` (boxes per clip), boxes in batch order.
         """
-        if features.ndim != 3 or features.shape[-1] != self.in_dim:
-            raise ValueError(
-                f"ShortTermAnticipationHead expects tokens [B, N, {self.in_dim}], got {tuple(features.shape)}"
-            )
+        self.check_features(features, "[b, n, d]")
         boxes = batch["boxes"]
         if len(boxes) != features.shape[0]:
             raise ValueError(f"batch['boxes'] has {len(boxes)} entries for {features.shape[0]} clips")

@@ -279,11 +279,7 @@ class StateChangeDETRHead(TaskHead):
             "boxes"} per earlier layer], "enc": {"logits": [b, (h w), k + 1], "boxes": [b, (h w),
             4]}}``, the last the proposals.
         """
-        if features.ndim != 3 or features.shape[-1] != self.in_dim:
-            raise ValueError(
-                f"{type(self).__name__} expects tokens [b, n, {self.in_dim}] (a backbone called with "
-                f"output='tokens'), got shape {tuple(features.shape)}"
-            )
+        self.check_features(features, "[b, n, d]")
         grid = self.token_grid(batch["video"].shape, features.shape[1])
         _, h, w = grid
         if self.num_queries > h * w:
