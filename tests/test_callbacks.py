@@ -70,3 +70,24 @@ def test_submission_writer_averages_the_views_of_a_multi_view_prediction(tmp_pat
         written = results[video_id]
         assert [row["label"] for row in written] == [data.class_names[i] for i in top.indices.tolist()]
         assert [row["score"] for row in written] == pytest.approx(top.values.tolist(), abs=1e-9)
+
+
+def _views(*video_ids: str) -> list[dict]:
+    return [{"video_id": v, "view": i} for i, v in enumerate(video_ids)]
+
+
+def test_submission_keys_of_views_and_of_padding_copies():
+    from vidlit.callbacks import _first_of_each, _sample_keys
+
+    # two views per item, runs line up with the three dataset indices
+    keys = _sample_keys(_views("a", "a", "b", "b", "c", "c"), [3, 4, 5], 0)
+    assert keys == [(0, 0, 3, 0), (0, 0, 3, 1), (0, 0, 4, 0), (0, 0, 4, 1), (0, 0, 5, 0), (0, 0, 5, 1)]
+    # runs that do not line up with the indices (a video skipped): keyed by (video_id, view)
+    keys = _sample_keys(_views("a", "a", "b", "b"), [3, 4, 5], 0)
+    assert keys == [(1, 0, "a", 0), (1, 0, "a", 1), (1, 0, "b", 0), (1, 0, "b", 1)]
+    # DistributedSampler padding repeats item 3 in a later batch: both its views are kept once
+    first = _views("a", "a", "b", "b")
+    padded = _views("a", "a")
+    keyed = [*zip(_sample_keys(first, [3, 4], 0), first), *zip(_sample_keys(padded, [3], 0), padded)]
+    kept = _first_of_each(keyed)
+    assert [(s["video_id"], s["view"]) for s in kept] == [("a", 0), ("a", 1), ("b", 2), ("b", 3)]

@@ -127,6 +127,8 @@ def _sample_keys(batch: list[Any], batch_index: list[int] | None, loader: int) -
     each, or consecutive runs of one ``video_id`` (the views of a multi-view item), one run per
     index. Else ``(1, loader, video_id, view)``, or None for a prediction without a ``video_id``.
     """
+    if batch_index is not None and len(batch_index) == len(batch):
+        return [(0, loader, batch_index[j], 0) for j in range(len(batch))]
     video_ids = [s.get("video_id") if isinstance(s, dict) else None for s in batch]
     runs: list[int] = []  # run number of each prediction
     views: list[int] = []  # its position in the run
@@ -134,8 +136,6 @@ def _sample_keys(batch: list[Any], batch_index: list[int] | None, loader: int) -
         same = j > 0 and video_id is not None and video_id == video_ids[j - 1]
         runs.append(runs[-1] + (not same) if runs else 0)
         views.append(views[-1] + 1 if same else 0)
-    if batch_index is not None and len(batch_index) == len(batch):
-        return [(0, loader, batch_index[j], 0) for j in range(len(batch))]
     if batch_index is not None and batch and runs[-1] + 1 == len(batch_index):
         return [(0, loader, batch_index[run], view) for run, view in zip(runs, views)]
     return [

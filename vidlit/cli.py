@@ -240,6 +240,8 @@ class VidlitCLI(LightningCLI):
                 f"model.init_args.head.init_args.{name}"
                 for name, explicit in DATA_LINKS.items()
                 if not _accepts(head_class, name, explicit)
+                # looked up on the CLASS: a data module offers an explicit link as a property (or
+                # class attribute), not as an attribute its __init__ sets
                 or (explicit and data_class is not None and not hasattr(data_class, name))
             )
         if not dropped:

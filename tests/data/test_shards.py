@@ -146,6 +146,25 @@ def test_corrupt_samples_and_truncated_shards_are_skipped_and_counted(samples, t
     assert "mixed.tar: skipping sample b" in caplog.text and "truncated.tar" in caplog.text
 
 
+def test_a_member_named_error_is_just_a_field(samples, tmp_path):
+    # a sample may carry a "<key>.error" member; it must not read as a broken shard (which
+    # would drop the rest of the shard)
+    good = samples[0]["mp4"]
+    _tar(
+        tmp_path / "fields.tar",
+        [
+            ("a.mp4", good),
+            ("a.txt", b"first"),
+            ("a.error", b"an annotator's note"),
+            ("b.mp4", good),
+            ("b.txt", b"second"),
+        ],
+    )
+    shards = VideoTextShards(str(tmp_path / "fields.tar"), num_frames=4, shuffle=0)
+    assert [s["caption"] for s in shards] == ["first", "second"]
+    assert shards.num_skipped == 0
+
+
 def test_strict_raises_and_markers_name_the_shard_and_key(samples, tmp_path):
     from vidlit.data.video import VideoDecodeError
 

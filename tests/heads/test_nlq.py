@@ -136,3 +136,18 @@ def test_text_cache_is_bounded_and_off_for_a_trainable_tower():
         trainable.loss(trainable(batch["features"], batch), batch)["loss"].backward()
     assert len(calls) == 2 and not trainable._text_cache
     assert any(p.grad is not None for p in trainable.text.parameters())
+
+
+def test_unfreezing_the_tower_drops_the_cache():
+    kwargs = dict(dim=16, num_heads=2, max_pos_len=32, conv_layers=1, text_encoder="text_test")
+    head = VSLNetHead(IN_DIM, **kwargs).eval()
+    calls = _tower_calls(head)
+    batch = _batch()
+    head(batch["features"], batch)
+    assert head._text_cache and calls == [2]
+    head.text.requires_grad_(True)  # fine-tune the tower for a while: its encodings change
+    head(batch["features"], batch)
+    assert not head._text_cache
+    head.text.requires_grad_(False)  # frozen again: encoded afresh, not served from before
+    head(batch["features"], batch)
+    assert calls == [2, 2, 2]

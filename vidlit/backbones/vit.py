@@ -484,10 +484,11 @@ def _unwrap(checkpoint: Mapping[str, Any]) -> Mapping[str, Tensor]:
     return checkpoint
 
 
-def _strip_wrappers(key: str) -> str:
+def _strip_wrappers(key: str, prefixes: tuple[str, ...] | None = None) -> str:
     # Wrappers nest in any order: a Lightning module's "backbone." around a torch.compile'd
     # backbone's "_orig_mod.", or "_orig_mod." of a compiled task module around "backbone.".
-    while prefix := next((p for p in _STRIP_PREFIXES if key.startswith(p)), None):
+    prefixes = _STRIP_PREFIXES if prefixes is None else prefixes
+    while prefix := next((p for p in prefixes if key.startswith(p)), None):
         key = key[len(prefix) :]
     return key
 
@@ -632,9 +633,7 @@ def lightning_backbone_weights(
     """
     state: dict[str, Tensor] = {}
     for key, value in checkpoint["state_dict"].items():
-        while wrapper := next((w for w in _OUTER_WRAPPERS if key.startswith(w)), None):
-            key = key[len(wrapper) :]
-        state[key] = value
+        state[_strip_wrappers(key, _OUTER_WRAPPERS)] = value
     for prefix in LIGHTNING_BACKBONE_PREFIXES:
         found = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         if found:

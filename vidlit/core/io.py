@@ -19,10 +19,15 @@ from typing import IO, Any
 __all__ = ["atomic_open", "read_json", "read_jsonl", "require", "write_atomic", "write_json_atomic"]
 
 
-def _umask() -> int:
-    mask = os.umask(0)
+def _read_umask() -> int:
+    # os.umask can only be read by setting it; done once, at import, before any writer thread
+    # exists (a checkpoint thread racing a set-and-restore would create files with umask 0)
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+_UMASK = _read_umask()
 
 
 @contextmanager
@@ -48,7 +53,7 @@ def atomic_open(path: str | Path, mode: str = "wb", encoding: str | None = None)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600
         text = {} if mode == "wb" else {"encoding": encoding or "utf-8", "newline": ""}
         with os.fdopen(fd, mode, **text) as f:
             yield f

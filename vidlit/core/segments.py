@@ -6,11 +6,30 @@ import torch
 from torch import Tensor
 
 
-def segment_iou(a: Tensor, b: Tensor) -> Tensor:
-    """Pairwise temporal IoU, as ActivityNet's and Ego4D's evaluation code compute it.
+def segment_iou_pairs(a: Tensor, b: Tensor) -> Tensor:
+    """Temporal IoU of segments paired by broadcasting, as ActivityNet's and Ego4D's code compute it.
 
     The union is ``len(a) + len(b) - intersection``; a pair whose union is not positive
-    (two zero-length segments) has IoU 0.
+    (two zero-length segments) has IoU 0. Computed in the inputs' dtype.
+
+    Args:
+        a: ``[..., 2]`` segments.
+        b: ``[..., 2]`` segments, broadcastable against ``a``.
+
+    Returns:
+        ``[...]`` IoU of each pair.
+    """
+    start = torch.maximum(a[..., 0], b[..., 0])
+    end = torch.minimum(a[..., 1], b[..., 1])
+    inter = (end - start).clamp(min=0)
+    union = (a[..., 1] - a[..., 0]) + (b[..., 1] - b[..., 0]) - inter
+    return torch.where(
+        union > 0, inter / union.clamp(min=torch.finfo(union.dtype).tiny), torch.zeros_like(union)
+    )
+
+
+def segment_iou(a: Tensor, b: Tensor) -> Tensor:
+    """Pairwise temporal IoU in float32 (:func:`segment_iou_pairs` of every pair).
 
     Args:
         a: ``[N, 2]`` segments.
@@ -19,14 +38,7 @@ def segment_iou(a: Tensor, b: Tensor) -> Tensor:
     Returns:
         ``[N, M]`` IoU matrix.
     """
-    a, b = a.float(), b.float()
-    start = torch.maximum(a[:, None, 0], b[None, :, 0])
-    end = torch.minimum(a[:, None, 1], b[None, :, 1])
-    inter = (end - start).clamp(min=0)
-    union = (a[:, 1] - a[:, 0])[:, None] + (b[:, 1] - b[:, 0])[None, :] - inter
-    return torch.where(
-        union > 0, inter / union.clamp(min=torch.finfo(union.dtype).tiny), torch.zeros_like(union)
-    )
+    return segment_iou_pairs(a.float()[:, None], b.float()[None])
 
 
 def seconds_to_steps(segments: Tensor, step_sec: float | Tensor, offset_sec: float | Tensor) -> Tensor:
@@ -136,8 +148,6 @@ def _soft_nms(
     seg[row[order], col] = segments[order]
     where[row[order], col] = index[order]
     live[row[order], col] = scores[order]
-    length = seg[..., 1] - seg[..., 0]
-    tiny = torch.finfo(live.dtype).tiny
 
     picked_segments, picked_scores, picked_labels, picked_index = [], [], [], []
     for _ in range(min(m, max_segments)):
@@ -147,9 +157,7 @@ def _soft_nms(
             # scores only decay: a class whose best is below min_score is done; drop its row
             if not alive.any():
                 break
-            live, seg, where, length, classes, best, j = (
-                x[alive] for x in (live, seg, where, length, classes, best, j)
-            )
+            live, seg, where, classes, best, j = (x[alive] for x in (live, seg, where, classes, best, j))
         rows = torch.arange(len(classes), device=live.device)
         top = seg[rows, j]  # c 2
         picked_segments.append(top)
@@ -157,10 +165,7 @@ def _soft_nms(
         picked_labels.append(classes)
         picked_index.append(where[rows, j])
         live[rows, j] = float("-inf")
-        inter = torch.minimum(top[:, None, 1], seg[..., 1]) - torch.maximum(top[:, None, 0], seg[..., 0])
-        inter = inter.clamp(min=0)
-        # a zero union has a zero intersection too: IoU 0, as segment_iou
-        iou = inter / ((top[:, 1] - top[:, 0])[:, None] + length - inter).clamp(min=tiny)
+        iou = segment_iou_pairs(top[:, None], seg)
         if method == "gaussian":
             live = live * torch.exp(-iou.square() / sigma)
         elif method == "linear":

@@ -1,7 +1,7 @@
 """Datasets and data modules, one reader per official dataset format."""
 
 from vidlit.data.ave import AVEDataModule
-from vidlit.data.base import VidlitDataModule
+from vidlit.data.base import EpochStreamLoader, VidlitDataModule
 from vidlit.data.ego4d import Ego4DFeatureDataModule, Ego4DMomentQueries
 from vidlit.data.ego4d_fhp import Ego4DHands
 from vidlit.data.ego4d_nlq import Ego4DNLQ
@@ -10,7 +10,7 @@ from vidlit.data.ego4d_sta import Ego4DShortTermAnticipation
 from vidlit.data.internvid import InternVidDataModule
 from vidlit.data.llp import LLPVideoParsing
 from vidlit.data.music_dance import MusicDanceDataModule
-from vidlit.data.shards import EpochStreamLoader, VideoTextShards, write_shards
+from vidlit.data.shards import VideoTextShards, write_shards
 from vidlit.data.video_list import VideoListDataModule
 from vidlit.data.xd_violence import XDViolence
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,33 @@ class EpochShuffleSampler(Sampler[int]):
         yield from torch.randperm(len(self.data_source), generator=generator).tolist()
 
 
+class EpochStreamLoader(DataLoader):
+    """A ``DataLoader`` over an ``IterableDataset`` with ``set_epoch``, told the epoch at each ``iter``.
+
+    For a map-style dataset, Lightning hands the epoch to the sampler; an ``IterableDataset``
+    has none, so its ``set_epoch`` is never called and every epoch would repeat the first
+    one's order. This loader asks ``epoch_fn`` (e.g. the trainer's epoch) each time
+    an iteration starts, in the main process and before any worker starts (or, with
+    ``persistent_workers``, resumes) reading, and passes it to ``dataset.set_epoch``. Lightning
+    calls ``iter`` once per epoch, after restoring a checkpoint's epoch on resume, so a resumed
+    run streams epoch ``k`` exactly as an uninterrupted one does.
+
+    Args:
+        dataset: an ``IterableDataset`` with ``set_epoch(int)`` (e.g. :class:`VideoTextShards`).
+        epoch_fn: returns the epoch about to be iterated; None leaves the dataset's epoch alone.
+        kwargs: ``DataLoader`` arguments.
+    """
+
+    def __init__(self, dataset: IterableDataset, epoch_fn: Callable[[], int] | None = None, **kwargs: Any):
+        super().__init__(dataset, **kwargs)
+        self.epoch_fn = epoch_fn
+
+    def __iter__(self) -> Iterator[Any]:
+        if self.epoch_fn is not None:
+            self.dataset.set_epoch(self.epoch_fn())
+        return super().__iter__()
+
+
 class VidlitDataModule(L.LightningDataModule):
     """Base data module: builds train/eval loaders with reproducible, resumable shuffling.
 
@@ -99,25 +126,43 @@ class VidlitDataModule(L.LightningDataModule):
             batch["video"] = self.transform(batch["video"])
         return batch
 
+    def _trainer_epoch(self) -> int:
+        """The epoch about to be iterated: the fit loop's ``processed`` count, as Lightning gives samplers.
+
+        ``trainer.current_epoch`` lags one behind while a run resumed from a checkpoint saved at an
+        epoch's end (``on_train_epoch_end``) builds its first epoch's iterator. One case stays
+        wrong, with either count: a checkpoint saved by validation on an epoch's last batch
+        resumes with ``processed`` not yet advanced, so with ``num_workers > 0`` (indices drawn
+        eagerly) the resumed epoch replays the saved epoch's order.
+        """
+        trainer = getattr(self, "trainer", None)
+        fit_loop = getattr(trainer, "fit_loop", None)
+        if fit_loop is not None:
+            return fit_loop.epoch_progress.current.processed
+        return getattr(trainer, "current_epoch", 0)
+
     def _current_epoch(self) -> int:
         # EpochShuffleSampler asks for the epoch in this process as an epoch's iteration starts,
         # before any index reaches a worker: the moment to publish it to a training dataset
         # whose sampling depends on the epoch (``set_epoch``)
-        # the epoch about to be iterated is the fit loop's ``processed`` count, the number Lightning
-        # gives samplers: ``trainer.current_epoch`` lags one behind while a run resumed from an
-        # end-of-epoch checkpoint builds its first epoch's iterator
-        trainer = getattr(self, "trainer", None)
-        fit_loop = getattr(trainer, "fit_loop", None)
-        if fit_loop is not None:
-            epoch = fit_loop.epoch_progress.current.processed
-        else:
-            epoch = getattr(trainer, "current_epoch", 0)
+        epoch = self._trainer_epoch()
         set_epoch = getattr(getattr(self, "datasets", {}).get("train"), "set_epoch", None)
         if set_epoch is not None:
             set_epoch(epoch)
         return epoch
 
     def _loader(self, dataset: Dataset, collate_fn: Callable, train: bool) -> DataLoader:
+        if isinstance(dataset, IterableDataset):
+            # it shuffles itself (if it trains): the loader gives it the epoch as each one starts,
+            # before the (persistent) workers read on
+            return EpochStreamLoader(
+                dataset,
+                epoch_fn=self._trainer_epoch if train and hasattr(dataset, "set_epoch") else None,
+                batch_size=self.batch_size,
+                num_workers=self.num_workers,
+                persistent_workers=self.num_workers > 0,
+                collate_fn=collate_fn,
+            )
         sampler = EpochShuffleSampler(dataset, epoch_fn=self._current_epoch) if train else None
         return DataLoader(
             dataset,

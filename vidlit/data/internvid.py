@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from vidlit.core.io import read_jsonl
 from vidlit.data.sampling import sample_in_window, uniform_segments
@@ -472,23 +472,6 @@ class InternVidDataModule(RawVideoDataModule):
         import functools
 
         return functools.partial(collate_video_text, num_frames=self.num_frames, empty_size=self.short_side)
-
-    def train_dataloader(self) -> DataLoader:
-        dataset = self.datasets["train"]
-        if isinstance(dataset, InternVidDataset):
-            return self._loader(dataset, self._collate(), train=True)
-        from vidlit.data.shards import EpochStreamLoader
-
-        # an IterableDataset shuffles itself: the loader gives it the trainer's epoch each time
-        # an epoch starts, before the (persistent) workers read on
-        return EpochStreamLoader(
-            dataset,
-            epoch_fn=self._current_epoch,
-            batch_size=self.batch_size,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            collate_fn=self._collate(),
-        )
 
     _skip_unit = "clips"
 

@@ -33,16 +33,17 @@ import os
 import posixpath
 import re
 import tarfile
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torch.utils.data import IterableDataset, get_worker_info
 
 from vidlit.core.io import atomic_open
+from vidlit.data.base import EpochStreamLoader  # noqa: F401  (its home before; kept importable)
 from vidlit.data.sampling import uniform_segments
 from vidlit.data.video import VideoDecodeError, output_size
 
@@ -338,7 +339,10 @@ class VideoTextShards(IterableDataset):
     A sample whose video does not decode, that has no video or no caption, and the rest of a
     truncated or corrupt shard, are logged (warning, naming the shard and key) and skipped;
     :attr:`num_skipped` counts them across workers. With ``strict=True`` the first one raises
-    :class:`~vidlit.data.video.VideoDecodeError` naming the shard URL and the sample key. With
+    :class:`~vidlit.data.video.VideoDecodeError` naming the shard URL and the sample key (read in
+    a DataLoader worker, torch re-raises it in the main process as a ``RuntimeError`` carrying
+    that message; :class:`~vidlit.data.InternVidDataModule` uses the failure markers below and
+    raises the ``VideoDecodeError`` itself, in the main process). With
     ``failure_markers=True`` a skipped sample is also yielded as ``{"error": url, "reason":
     "sample <key>: ...", "video_id": key}``, the failure marker of the map-style datasets, so
     :func:`~vidlit.data.internvid.collate_video_text` lists it and a data module can count it,
@@ -433,9 +437,9 @@ class VideoTextShards(IterableDataset):
             yield {"error": url, "reason": f"sample {key}: {reason}", "video_id": key}
 
     def _samples(self, url: str, worker: int) -> Iterator[dict[str, Any]]:
-        for key, fields in self._grouped(url, worker):
-            if "error" in fields:  # the shard broke off while this sample was read
-                yield from self._skip(worker, url, key, fields["error"])
+        for key, fields, broken in self._grouped(url):
+            if broken is not None:  # the shard broke off while this sample was read
+                yield from self._skip(worker, url, key, broken)
                 return
             video = next((fields[e] for e in VIDEO_EXTENSIONS if e in fields), None)
             if video is None:
@@ -464,11 +468,12 @@ class VideoTextShards(IterableDataset):
             return None
         return None
 
-    def _grouped(self, url: str, worker: int) -> Iterator[tuple[str, dict[str, Any]]]:
-        """``(key, {extension: bytes})`` for consecutive tar members sharing a key.
+    def _grouped(self, url: str) -> Iterator[tuple[str, dict[str, Any], str | None]]:
+        """``(key, {extension: bytes}, None)`` for consecutive tar members sharing a key.
 
-        A corrupt or truncated shard ends with ``(key, {"error": reason})`` for the sample that
-        was being read when the stream broke (it and the rest of the shard are lost).
+        A corrupt or truncated shard ends with ``(key, {}, reason)`` for the sample that was
+        being read when the stream broke (it and the rest of the shard are lost). The reason
+        travels apart from the fields: a sample may well have a member named ``key.error``.
         """
         import fsspec
 
@@ -483,44 +488,17 @@ class VideoTextShards(IterableDataset):
                         continue  # WebDataset's own metadata members, or files without a field
                     if member_key != key:
                         if key is not None:
-                            yield key, fields  # complete: the next key has started
+                            yield key, fields, None  # complete: the next key has started
                         key, fields = member_key, {}
                     fields[extension] = tar.extractfile(member).read()
         except FileNotFoundError:
             raise FileNotFoundError(f"{url}: shard not found") from None
         except (tarfile.TarError, OSError, EOFError) as e:
             # the sample being read when the stream broke is incomplete: drop it with the rest
-            yield key or "(first sample)", {"error": f"corrupt or truncated shard: {e}"}
+            yield key or "(first sample)", {}, f"corrupt or truncated shard: {e}"
             return
         if key is not None:
-            yield key, fields
-
-
-class EpochStreamLoader(DataLoader):
-    """A ``DataLoader`` over an ``IterableDataset`` with ``set_epoch``, told the epoch at each ``iter``.
-
-    For a map-style dataset, Lightning hands the epoch to the sampler; an ``IterableDataset``
-    has none, so its ``set_epoch`` is never called and every epoch would repeat the first
-    one's order. This loader asks ``epoch_fn`` (e.g. the trainer's ``current_epoch``) each time
-    an iteration starts, in the main process and before any worker starts (or, with
-    ``persistent_workers``, resumes) reading, and passes it to ``dataset.set_epoch``. Lightning
-    calls ``iter`` once per epoch, after restoring a checkpoint's epoch on resume, so a resumed
-    run streams epoch ``k`` exactly as an uninterrupted one does.
-
-    Args:
-        dataset: an ``IterableDataset`` with ``set_epoch(int)`` (e.g. :class:`VideoTextShards`).
-        epoch_fn: returns the epoch about to be iterated; None leaves the dataset's epoch alone.
-        kwargs: ``DataLoader`` arguments.
-    """
-
-    def __init__(self, dataset: IterableDataset, epoch_fn: Callable[[], int] | None = None, **kwargs: Any):
-        super().__init__(dataset, **kwargs)
-        self.epoch_fn = epoch_fn
-
-    def __iter__(self) -> Iterator[Any]:
-        if self.epoch_fn is not None:
-            self.dataset.set_epoch(self.epoch_fn())
-        return super().__iter__()
+            yield key, fields, None
 
 
 def _shuffled(samples: Iterator[dict[str, Any]], size: int, rng: np.random.Generator) -> Iterator[dict]:

@@ -290,6 +290,8 @@ class VSLNetHead(TaskHead):
         if self.text_cache_size > 0 and self.text_frozen() and len(set(queries)) <= self.text_cache_size:
             tokens, mask = self._cached_text(queries)
         else:
+            if not self.text_frozen():
+                self._text_cache.clear()  # the tower trains now: what it encoded before is stale
             text = self.text.encode(queries)
             tokens, mask = text.tokens, text.mask
         return self.query_proj(tokens), mask

@@ -12,6 +12,7 @@ from torchmetrics import Metric
 from torchmetrics.utilities import rank_zero_warn
 
 from vidlit.core.ids import stable_ids
+from vidlit.core.segments import segment_iou_pairs
 from vidlit.metrics._inputs import check_lengths, check_pair
 from vidlit.metrics._state import cat_state, first_occurrence, occurrence_tags
 
@@ -124,13 +125,8 @@ class RecallAtIoU(Metric):
         gt = torch.cat(gts)  # q 2
         self._check_values(padded, valid, gt, ids)
 
-        # segment_iou's formula on aligned pairs: union len + len - inter, IoU 0 where it is 0
-        start = torch.maximum(padded[..., 0], gt[:, None, 0])
-        end = torch.minimum(padded[..., 1], gt[:, None, 1])
-        inter = (end - start).clamp(min=0)
-        union = (padded[..., 1] - padded[..., 0]) + (gt[:, 1] - gt[:, 0])[:, None] - inter
-        iou = torch.where(union > 0, inter / union.clamp(min=torch.finfo(union.dtype).tiny), 0.0)
-        iou = torch.where(valid, iou, -1.0)  # q k; padding never passes a threshold in [0, 1]
+        # q k; padding gets -1, which never passes a threshold in [0, 1]
+        iou = torch.where(valid, segment_iou_pairs(padded, gt[:, None]), -1.0)
 
         thresholds = torch.tensor(self.thresholds, device=self.device)
         above = iou[:, None, :] > thresholds[None, :, None]  # q t k
