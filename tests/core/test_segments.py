@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -238,3 +239,100 @@ def test_seg_voting_worked_example():
     assert torch.allclose(refined[0], expected)
     assert torch.equal(refined[1], kept[1])  # nothing else overlaps [50, 60]
     assert seg_voting(torch.zeros(0, 2), candidates, scores, 0.5).shape == (0, 2)
+
+
+# -- linear / hard Soft-NMS against ActionFormer's C++ kernel -----------------------------------------
+
+
+def _softnms_1d_cpu(segs, scores, iou_threshold, sigma, min_score, method):
+    """ActionFormer's ``softnms_1d_cpu`` (happyharrycn/actionformer_release, libs/utils/csrc/nms_cpu.cpp),
+    ported statement by statement in float32; ``method`` 0 hard, 1 linear, 2 gaussian.
+
+    Returns the ``dets`` rows ``(start, end, score)`` it fills, in selection order.
+    """
+    f32 = np.float32
+    iou_threshold, sigma, min_score = f32(iou_threshold), f32(sigma), f32(min_score)
+    x1 = segs[:, 0].contiguous().numpy().copy()
+    x2 = segs[:, 1].contiguous().numpy().copy()
+    sc = scores.clone().numpy()
+    areas = (segs[:, 1] - segs[:, 0] + 1e-6).numpy()  # `areas_t = x2_t - x1_t + 1e-6`
+    nsegs, dets, i = len(sc), [], 0
+    while i < nsegs:
+        max_score, max_pos = sc[i], i
+        for pos in range(i + 1, nsegs):
+            if max_score < sc[pos]:
+                max_score, max_pos = sc[pos], pos
+        ix1, ix2, iscore, iarea = x1[max_pos], x2[max_pos], sc[max_pos], areas[max_pos]
+        dets.append((float(ix1), float(ix2), float(iscore)))
+        x1[max_pos], x2[max_pos], sc[max_pos], areas[max_pos] = x1[i], x2[i], sc[i], areas[i]
+        x1[i], x2[i], sc[i], areas[i] = ix1, ix2, iscore, iarea
+        pos = i + 1
+        while pos < nsegs:
+            inter = max(f32(0), min(ix2, x2[pos]) - max(ix1, x1[pos]))
+            ovr = inter / (iarea + areas[pos] - inter)
+            weight = f32(1)
+            if method == 0:
+                if ovr >= iou_threshold:
+                    weight = f32(0)
+            elif method == 1:
+                if ovr >= iou_threshold:
+                    weight = f32(1) - ovr
+            else:
+                weight = np.exp(-(ovr * ovr) / sigma)
+            sc[pos] *= weight
+            if sc[pos] < min_score:
+                last = nsegs - 1
+                x1[pos], x2[pos], sc[pos], areas[pos] = x1[last], x2[last], sc[last], areas[last]
+                nsegs, pos = nsegs - 1, pos - 1
+            pos += 1
+        i += 1
+    return dets
+
+
+def _official_multiclass_softnms(segments, scores, labels, iou_threshold, sigma, min_score, method, max_num):
+    """ActionFormer's multiclass ``batched_nms`` around ``SoftNMSop`` (libs/utils/nms.py), ported."""
+    rows = []
+    for c in torch.unique(labels).tolist():
+        dets = _softnms_1d_cpu(
+            segments[labels == c], scores[labels == c], iou_threshold, sigma, min_score, method
+        )
+        rows.extend((*d, c) for d in dets[:max_num])
+    rows.sort(key=lambda r: -r[2])
+    return rows[:max_num]
+
+
+def test_linear_and_hard_act_from_an_iou_above_the_threshold_as_upstream():
+    """[1, 2] overlaps [0, 2] by exactly 1/2; upstream's padded lengths put that IoU just below 0.5."""
+    segments = torch.tensor([[0.0, 2.0], [1.0, 2.0]])
+    scores = torch.tensor([0.9, 0.8])
+    for method in ("hard", "linear"):
+        _, out, _ = soft_nms(segments, scores, method=method, iou_threshold=0.5)
+        assert torch.equal(out, scores), method  # left alone, as ActionFormer's kernel does
+    _, out, _ = soft_nms(segments, scores, method="hard", iou_threshold=0.49)
+    assert torch.equal(out, scores[:1])
+    _, out, _ = soft_nms(segments, scores, method="linear", iou_threshold=0.49)
+    assert torch.allclose(out, torch.tensor([0.9, 0.8 * 0.5]))
+    # the Gaussian default keeps the exact IoU
+    _, out, _ = soft_nms(segments, scores, sigma=0.5)
+    assert torch.allclose(out, torch.tensor([0.9, 0.8 * math.exp(-0.25 / 0.5)]), rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("method", ["hard", "linear", "gaussian"])
+@pytest.mark.parametrize("seed", range(3))
+def test_soft_nms_matches_actionformer_kernel_on_ties(method, seed):
+    """Whole-number segments: many pairs overlap by exactly 1/2 or 1/3, the thresholds used here."""
+    g = torch.Generator().manual_seed(seed)
+    n = 60
+    starts = torch.randint(0, 24, (n,), generator=g).float()
+    segments = torch.stack([starts, starts + torch.randint(1, 7, (n,), generator=g).float()], dim=1)
+    scores = 0.1 + torch.rand(n, generator=g)
+    labels = torch.randint(0, 3, (n,), generator=g)
+    code = {"hard": 0, "linear": 1, "gaussian": 2}[method]
+    threshold = 0.5 if seed % 2 else 1 / 3
+    ours = soft_nms(segments, scores, labels, 0.7, 0.05, 25, method, threshold)
+    ref = _official_multiclass_softnms(segments, scores, labels, threshold, 0.7, 0.05, code, 25)
+    assert len(ours[1]) == len(ref) > 10
+    assert torch.equal(ours[0], torch.tensor([r[:2] for r in ref]))
+    assert ours[2].tolist() == [r[3] for r in ref]
+    atol = 1e-6 if method == "gaussian" else 0.0  # the Gaussian decay keeps the exact IoU
+    assert torch.allclose(ours[1], torch.tensor([r[2] for r in ref]), rtol=0, atol=atol)

@@ -8,6 +8,7 @@ import math
 import shutil
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 from torch import nn
@@ -145,18 +146,16 @@ class _EpochLoggingHead(TaskHead):
         self.events.append(("end", epoch))
 
 
-def test_head_hooks_get_the_epoch_and_end_before_validation(tmp_path):
-    """``on_train_epoch_end`` comes after the epoch's last step and before its validation."""
-    import lightning as L
+def _epoch_batch(i: int) -> dict:
+    labels = torch.tensor([i % 2, 1 - i % 2])
+    targets = [{"video_id": f"v{i}{j}", "label": int(y)} for j, y in enumerate(labels)]
+    ids = [t["video_id"] for t in targets]
+    return {"features": torch.randn(2, 4), "labels": labels, "targets": targets, "video_ids": ids, "index": i}
 
-    def batch(i):
-        labels = torch.tensor([i % 2, 1 - i % 2])
-        targets = [{"video_id": f"v{i}{j}", "label": int(y)} for j, y in enumerate(labels)]
-        ids = [t["video_id"] for t in targets]
-        return {"features": torch.randn(2, 4), "labels": labels, "targets": targets, "video_ids": ids}
 
-    batches = [batch(i) for i in range(3)]
-    module = TaskModule(_EpochLoggingHead())
+def _fit_on_three_batches(head: TaskHead, tmp_path, **trainer_kwargs) -> L.Trainer:
+    """Two epochs over 3 training batches, each epoch closing with 1 validation batch."""
+    batches = [_epoch_batch(i) for i in range(3)]
     trainer = L.Trainer(
         max_epochs=2,
         default_root_dir=tmp_path,
@@ -165,11 +164,18 @@ def test_head_hooks_get_the_epoch_and_end_before_validation(tmp_path):
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
+        **trainer_kwargs,
     )
-    # 3 training batches, 1 validation batch per epoch
     loader = torch.utils.data.DataLoader(batches, batch_size=None)
-    trainer.fit(module, loader, torch.utils.data.DataLoader(batches[:1], batch_size=None))
-    assert module.head.events == [
+    trainer.fit(TaskModule(head), loader, torch.utils.data.DataLoader(batches[:1], batch_size=None))
+    return trainer
+
+
+def test_head_hooks_get_the_epoch_and_end_before_validation(tmp_path):
+    """``on_train_epoch_end`` comes after the epoch's last step and before its validation."""
+    head = _EpochLoggingHead()
+    _fit_on_three_batches(head, tmp_path)
+    assert head.events == [
         ("start", 0),
         ("end", 0),
         ("eval", -1),
@@ -177,3 +183,41 @@ def test_head_hooks_get_the_epoch_and_end_before_validation(tmp_path):
         ("end", 1),
         ("eval", -1),
     ]
+
+
+class _StepLoggingHead(_EpochLoggingHead):
+    """Also records each training step (by the batch's ``index``)."""
+
+    def forward(self, features, batch):
+        if self.training:
+            self.events.append(("step", int(batch["index"])))
+        return super().forward(features, batch)
+
+
+class _OptimizerStepLog(L.Callback):
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        pl_module.head.events.append(("update", trainer.global_step))
+
+
+def test_head_epoch_end_under_limit_train_batches_and_accumulation(tmp_path):
+    """With 3 batches available, ``limit_train_batches=2`` and ``accumulate_grad_batches=2``, each epoch
+    ends (for the head) once, after its 2nd step and the optimizer update it completes, before validation.
+    """
+    head = _StepLoggingHead()
+    trainer = _fit_on_three_batches(
+        head, tmp_path, limit_train_batches=2, accumulate_grad_batches=2, callbacks=[_OptimizerStepLog()]
+    )
+    epoch = [("step", 0), ("step", 1)]
+    assert head.events == [
+        ("start", 0),
+        *epoch,
+        ("update", 0),
+        ("end", 0),
+        ("eval", -1),
+        ("start", 1),
+        *epoch,
+        ("update", 1),
+        ("end", 1),
+        ("eval", -1),
+    ]
+    assert trainer.global_step == 2

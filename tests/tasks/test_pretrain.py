@@ -96,6 +96,24 @@ def test_learning_rate_scales_with_the_effective_batch(tmp_path):
     assert [g["weight_decay"] for g in optimizer.param_groups] == [0.05, 0.0]
 
 
+class _BatchSizeAtSetup(L.Callback):
+    def setup(self, trainer, pl_module, stage):
+        self.size = pl_module.effective_batch_size()
+
+
+def test_learning_rate_scales_with_a_plain_train_loader(tmp_path):
+    """No data module and only ``max_steps`` (so ``max_epochs`` is -1 and
+    ``estimated_stepping_batches`` loads nothing): the batch size comes from the loader, loaded early
+    enough for ``configure_optimizers`` and even for a callback's ``setup``."""
+    module = tiny_module(base_lr=1e-3, scheduler=None)
+    probe = _BatchSizeAtSetup()
+    loader = DataLoader(clips(4), batch_size=2, collate_fn=collate)
+    trainer(tmp_path, max_steps=1, limit_val_batches=0, callbacks=[probe]).fit(module, loader)
+    assert probe.size == 2
+    (optimizer,) = module.trainer.optimizers
+    assert [g["lr"] for g in optimizer.param_groups] == [pytest.approx(1e-3 * 2 / 256)] * 2
+
+
 def test_default_scheduler_warms_up_and_logs(tmp_path):
     module = tiny_module()
     trainer(tmp_path, max_steps=3).fit(module, datamodule=TinyVideos())

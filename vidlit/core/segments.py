@@ -19,10 +19,15 @@ def segment_iou_pairs(a: Tensor, b: Tensor) -> Tensor:
     Returns:
         ``[...]`` IoU of each pair.
     """
+    return _iou_pairs(a, b, 0.0)
+
+
+def _iou_pairs(a: Tensor, b: Tensor, length_pad: float) -> Tensor:
+    """:func:`segment_iou_pairs` with every length padded by ``length_pad`` (adding 0.0 is exact)."""
     start = torch.maximum(a[..., 0], b[..., 0])
     end = torch.minimum(a[..., 1], b[..., 1])
     inter = (end - start).clamp(min=0)
-    union = (a[..., 1] - a[..., 0]) + (b[..., 1] - b[..., 0]) - inter
+    union = ((a[..., 1] - a[..., 0]) + length_pad) + ((b[..., 1] - b[..., 0]) + length_pad) - inter
     return torch.where(
         union > 0, inter / union.clamp(min=torch.finfo(union.dtype).tiny), torch.zeros_like(union)
     )
@@ -81,6 +86,12 @@ def soft_nms(
       ``iou_threshold`` is not used (as in ActionFormer).
     - ``"linear"``: segments with ``iou >= iou_threshold`` are multiplied by ``1 - iou``.
     - ``"hard"``: segments with ``iou >= iou_threshold`` are dropped (classic NMS).
+
+    For ``"linear"`` and ``"hard"`` the IoU is upstream's (``softnms_1d_cpu`` in
+    ``libs/utils/csrc/nms_cpu.cpp``): each length is padded by ``1e-6``, so a pair whose exact
+    IoU equals ``iou_threshold`` falls just below it and is left alone, as upstream. The
+    Gaussian decay keeps the exact IoU (:func:`segment_iou_pairs`); upstream's padding would move
+    its scores by about ``1e-6 / length`` (relative), far below any threshold.
 
     A segment whose (decayed) score falls below ``min_score`` is dropped; at most
     ``max_segments`` are kept per class, and at most ``max_segments`` overall (the highest
@@ -165,13 +176,15 @@ def _soft_nms(
         picked_labels.append(classes)
         picked_index.append(where[rows, j])
         live[rows, j] = float("-inf")
-        iou = segment_iou_pairs(top[:, None], seg)
         if method == "gaussian":
-            live = live * torch.exp(-iou.square() / sigma)
-        elif method == "linear":
-            live = torch.where(iou >= iou_threshold, live * (1 - iou), live)
+            live = live * torch.exp(-segment_iou_pairs(top[:, None], seg).square() / sigma)
         else:
-            live = live.masked_fill(iou >= iou_threshold, float("-inf"))
+            # upstream's IoU: `areas = x2 - x1 + 1e-6` in ActionFormer's nms_cpu.cpp, same float32 order
+            iou = _iou_pairs(top[:, None], seg, 1e-6)
+            if method == "linear":
+                live = torch.where(iou >= iou_threshold, live * (1 - iou), live)
+            else:
+                live = live.masked_fill(iou >= iou_threshold, float("-inf"))
         # also turns NaN (-inf * 0, from a decay that underflowed) into dead entries
         live = live.masked_fill(~(live >= min_score), float("-inf"))
 

@@ -20,6 +20,27 @@ def to_pair(x: int | tuple[int, int] | list[int]) -> tuple[int, int]:
     return int(x[0]), int(x[1])
 
 
+def _tile(frames: int, height: int, width: int, tubelet_size: int, patch_h: int, patch_w: int) -> Grid:
+    """Token grid ``(t', h', w')`` of a clip cut into ``tubelet_size x patch_h x patch_w`` cubes.
+
+    Raises:
+        ValueError: naming each size that is not a multiple of its tubelet or patch side.
+    """
+    wrong = [
+        f"{size} {what} not a multiple of the {unit} ({name} must be a multiple of {side})"
+        for size, side, name, what, unit in (
+            (frames, tubelet_size, "frames", "frames are", "tubelet"),
+            (height, patch_h, "height", "px of height are", "patch"),
+            (width, patch_w, "width", "px of width are", "patch"),
+        )
+        if side < 1 or size % side
+    ]
+    if wrong:
+        # the failing sizes only: token_grid checks the time axis before it knows the patch
+        raise ValueError(f"clip of {frames} frames at {height}x{width} px does not tile: " + "; ".join(wrong))
+    return frames // tubelet_size, height // patch_h, width // patch_w
+
+
 def token_grid(
     num_tokens: int,
     video_shape: Sequence[int],
@@ -54,21 +75,23 @@ def token_grid(
             "tubelet_size and patch_size to the backbone's"
         )
 
-    if tubelet_size < 1 or frames % tubelet_size:
-        raise mismatch(f"{frames} frames are not a multiple of the tubelet")
-    t = frames // tubelet_size
+    def tile(patch_h: int, patch_w: int) -> Grid:
+        try:
+            return _tile(frames, height, width, tubelet_size, patch_h, patch_w)
+        except ValueError as err:
+            raise mismatch(str(err)) from None
+
     if patch_size is None:
+        t = tile(1, 1)[0]  # the time axis alone (a 1 px patch tiles any frame): the patch needs t
         if num_tokens % t:
             raise mismatch(f"{num_tokens} tokens are not a multiple of the {t} time steps")
         side = math.isqrt(height * width // (num_tokens // t)) if num_tokens else 0
         if side < 1 or side * side * num_tokens != height * width * t:
             raise mismatch("no square patch gives that many tokens")
-        ph = pw = side
+        patch = (side, side)
     else:
-        ph, pw = (patch_size, patch_size) if isinstance(patch_size, int) else (int(v) for v in patch_size)
-    if ph < 1 or pw < 1 or height % ph or width % pw:
-        raise mismatch(f"the patch ({ph} x {pw}) does not tile the frame")
-    grid = (t, height // ph, width // pw)
+        patch = to_pair(patch_size)
+    grid = tile(*patch)
     if grid[0] * grid[1] * grid[2] != num_tokens:
         raise mismatch(f"the grid {grid} holds {grid[0] * grid[1] * grid[2]} tokens")
     return grid
@@ -108,16 +131,9 @@ class TubeletEmbed(nn.Module):
         """Token grid ``(t', h', w')`` for a clip of the given size.
 
         Raises:
-            ValueError: if a size is not a multiple of the tubelet or patch size.
+            ValueError: naming each size that is not a multiple of the tubelet or patch size.
         """
-        ph, pw = self.patch_size
-        if frames % self.tubelet_size or height % ph or width % pw:
-            raise ValueError(
-                f"clip of {frames} frames at {height}x{width} px does not tile into "
-                f"{self.tubelet_size}x{ph}x{pw} tubelets: frames must be a multiple of "
-                f"{self.tubelet_size}, height of {ph} and width of {pw}"
-            )
-        return frames // self.tubelet_size, height // ph, width // pw
+        return _tile(frames, height, width, self.tubelet_size, *self.patch_size)
 
     def forward(self, video: Tensor) -> Tensor:
         """Embed a clip.

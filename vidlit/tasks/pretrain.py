@@ -211,14 +211,21 @@ class MVMPretrain(L.LightningModule):
     def effective_batch_size(self) -> int:
         """``batch_size * devices * nodes * accumulate_grad_batches`` of the attached trainer.
 
+        Works from the ``setup`` hook on: the train loader is loaded here when the trainer has not
+        loaded it yet.
+
         Raises:
             ValueError: if neither the data module nor the train loader states a batch size.
         """
         trainer = self.trainer
         batch_size = getattr(trainer.datamodule, "batch_size", None) if trainer.datamodule else None
         if batch_size is None:
-            loader = trainer.train_dataloader
-            batch_size = getattr(loader, "batch_size", None)
+            # the trainer loads the train loader lazily, when the fit loop starts (after
+            # configure_optimizers); setup_data is what estimated_stepping_batches calls for it, and a
+            # no-op once loaded. Not estimated_stepping_batches itself: with max_steps and no
+            # max_epochs it returns max_steps without loading anything.
+            trainer.fit_loop.setup_data()
+            batch_size = getattr(trainer.train_dataloader, "batch_size", None)
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(
                 "MVMPretrain scales the learning rate by the effective batch size, but neither the data "
@@ -227,8 +234,6 @@ class MVMPretrain(L.LightningModule):
         return batch_size * trainer.world_size * trainer.accumulate_grad_batches
 
     def configure_optimizers(self) -> Any:
-        # estimated_stepping_batches loads the train loader, so its batch size is known afterwards
-        self.trainer.estimated_stepping_batches  # noqa: B018 (a property read for its side effect)
         effective = self.effective_batch_size()
         lr = self.base_lr * effective / LR_REFERENCE_BATCH
         log.info(
