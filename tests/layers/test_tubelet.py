@@ -1,4 +1,4 @@
-"""TubeletEmbed.grid_size and token_grid share one tiling check (vidlit.layers.tubelet._tile)."""
+"""TubeletEmbed.grid_size and token_grid share one tiling check (vidlit.layers.tubelet.tile_grid)."""
 
 import pytest
 import torch

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from vidlit.backbones.vit import _unwrap, block_stack, remap_checkpoint_keys
 from vidlit.layers.pos_embed import Grid, sincos_table
-from vidlit.layers.tubelet import to_pair
+from vidlit.layers.tubelet import tile_grid, to_pair
 
 __all__ = [
     "IMAGENET_DEFAULT_MEAN",
@@ -215,11 +215,7 @@ def _check_tiles(video: Tensor, tubelet_size: int, patch: tuple[int, int]) -> No
             f"expected a video [batch, channels, frames, height, width], got {tuple(video.shape)}"
         )
     t, h, w = video.shape[2:]
-    if t % tubelet_size or h % patch[0] or w % patch[1]:
-        raise ValueError(
-            f"clip of {t} frames at {h}x{w} px does not tile into {tubelet_size}x{patch[0]}x{patch[1]} "
-            f"tubelets"
-        )
+    tile_grid(t, h, w, tubelet_size, *patch)
 
 
 def _gather(x: Tensor, idx: Tensor) -> Tensor:

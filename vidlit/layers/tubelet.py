@@ -20,7 +20,7 @@ def to_pair(x: int | tuple[int, int] | list[int]) -> tuple[int, int]:
     return int(x[0]), int(x[1])
 
 
-def _tile(frames: int, height: int, width: int, tubelet_size: int, patch_h: int, patch_w: int) -> Grid:
+def tile_grid(frames: int, height: int, width: int, tubelet_size: int, patch_h: int, patch_w: int) -> Grid:
     """Token grid ``(t', h', w')`` of a clip cut into ``tubelet_size x patch_h x patch_w`` cubes.
 
     Raises:
@@ -77,7 +77,7 @@ def token_grid(
 
     def tile(patch_h: int, patch_w: int) -> Grid:
         try:
-            return _tile(frames, height, width, tubelet_size, patch_h, patch_w)
+            return tile_grid(frames, height, width, tubelet_size, patch_h, patch_w)
         except ValueError as err:
             raise mismatch(str(err)) from None
 
@@ -133,7 +133,7 @@ class TubeletEmbed(nn.Module):
         Raises:
             ValueError: naming each size that is not a multiple of the tubelet or patch size.
         """
-        return _tile(frames, height, width, self.tubelet_size, *self.patch_size)
+        return tile_grid(frames, height, width, self.tubelet_size, *self.patch_size)
 
     def forward(self, video: Tensor) -> Tensor:
         """Embed a clip.
