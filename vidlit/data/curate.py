@@ -64,8 +64,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from einops import rearrange
 from torch import Tensor, nn
 
 from vidlit.core.io import read_jsonl, write_atomic, write_json_atomic
@@ -73,7 +71,7 @@ from vidlit.core.progress import progress_bar
 from vidlit.data.sampling import uniform_segments
 from vidlit.data.shards import encode_mp4, write_shards
 from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoBatchTransform
-from vidlit.data.video import VideoDecodeError, open_video, output_size
+from vidlit.data.video import VideoDecodeError, _resize_frames, open_video, output_size
 
 log = logging.getLogger(__name__)
 
@@ -338,14 +336,6 @@ class _Manifest:
         )
 
 
-def _resize_short_side(frames: Tensor, short_side: int) -> Tensor:
-    """Antialiased bilinear resize of uint8 ``[t, h, w, 3]`` frames to a short side."""
-    size = output_size(frames.shape[1], frames.shape[2], short_side)
-    x = rearrange(frames, "t h w c -> t c h w").float()
-    x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
-    return rearrange(x.round().clamp(0, 255).to(torch.uint8), "t c h w -> t h w c")
-
-
 def curate(
     model: nn.Module,
     source: str | Path | Sequence[SourceVideo],
@@ -533,7 +523,9 @@ def _curate_video(
             if not candidates:
                 continue
             sampled = reader.get_frames(first + uniform_segments(end - first, num_frames, train=False))
-            clip = transform(_resize_short_side(sampled, size)[None].to(device))  # 1 c t s s
+            # short side to ``size`` as the readers resize, then the eval transform's centre crop
+            sampled = _resize_frames(sampled, output_size(sampled.shape[1], sampled.shape[2], size))
+            clip = transform(sampled[None].to(device))  # 1 c t s s
             video_embedding = model.encode_video(clip)[0]
             missing = [c.text for _, c in candidates if c.text not in text_cache]
             if missing:

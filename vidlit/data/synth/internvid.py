@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vidlit.data.synth.videos import COLORS, MOTIONS, SHAPES, shape_mask, write_video
+from vidlit.data.curate import format_timestamp
+from vidlit.data.synth.videos import COLORS, MOTIONS, SHAPES, random_background, render_clip, write_video
 
 __all__ = ["caption_for", "write_internvid"]
 
@@ -51,35 +52,6 @@ def caption_for(color: str, shape: str, motion: str, rng: np.random.Generator) -
     template = TEMPLATES[rng.integers(len(TEMPLATES))]
     direction = DIRECTIONS[motion][rng.integers(len(DIRECTIONS[motion]))]
     return template.format(color=color, shape=shape, dir=direction)
-
-
-def _timestamp(seconds: float) -> str:
-    millis = round(seconds * 1000)
-    hours, rest = divmod(millis, 3_600_000)
-    minutes, rest = divmod(rest, 60_000)
-    return f"{hours:02d}:{minutes:02d}:{rest // 1000:02d}.{rest % 1000:03d}"
-
-
-def _render(
-    rng: np.random.Generator, background: np.ndarray, shape: str, color: str, motion: str, num_frames: int
-) -> np.ndarray:
-    """``[t, s, s, 3]`` frames of one shape crossing the frame over a shared noisy background."""
-    size = background.shape[0]
-    extent = size / 4
-    dx, dy = MOTIONS[motion]
-    start = size * (0.25 + rng.uniform(-0.04, 0.04))
-    across = rng.uniform(extent, size - extent)
-    frames = np.empty((num_frames, size, size, 3), dtype=np.uint8)
-    for t in range(num_frames):
-        along = start + size * 0.5 * t / max(num_frames - 1, 1)
-        if dx:
-            center = (along if dx > 0 else size - along, across)
-        else:
-            center = (across, along if dy > 0 else size - along)
-        frame = background + rng.integers(-4, 5, size=background.shape, dtype=np.int16)
-        frame[shape_mask(shape, size, center, extent)] = COLORS[color]
-        frames[t] = np.clip(frame, 0, 255).astype(np.uint8)
-    return frames
 
 
 def _youtube_id(rng: np.random.Generator) -> str:
@@ -135,7 +107,7 @@ def write_internvid(
             while youtube_id in used:
                 youtube_id = _youtube_id(rng)
             used.add(youtube_id)
-            background = rng.integers(8, 40, size=(size, size, 1)).repeat(3, axis=2).astype(np.int16)
+            background = random_background(rng, size)
             blank = np.clip(background, 0, 255).astype(np.uint8)
             frames = [blank[None].repeat(gap_frames, 0)]
             position = gap_frames
@@ -144,13 +116,13 @@ def write_internvid(
                     color, shape, motion = val_combos[v * clips_per_video + k]
                 else:
                     color, shape, motion = combos[rng.integers(len(combos))]
-                frames.append(_render(rng, background, shape, color, motion, clip_frames))
+                frames.append(render_clip(rng, shape, color, motion, clip_frames, size, background))
                 frames.append(blank[None].repeat(gap_frames, 0))
                 lines.append(
                     {
                         "YoutubeID": youtube_id,
-                        "Start_timestamp": _timestamp(position / fps),
-                        "End_timestamp": _timestamp((position + clip_frames) / fps),
+                        "Start_timestamp": format_timestamp(position / fps),
+                        "End_timestamp": format_timestamp((position + clip_frames) / fps),
                         "Caption": caption_for(color, shape, motion, rng),
                         "UMT_Score": round(float(rng.uniform(0.35, 0.5)), 4),
                         "Aesthetic_Score": round(float(rng.uniform(4.0, 6.0)), 4),

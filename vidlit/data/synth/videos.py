@@ -70,10 +70,28 @@ def shape_mask(shape: str, size: int, center: tuple[float, float], extent: float
     raise ValueError(f"unknown shape {shape!r}; expected one of {SHAPES}")
 
 
-def _render_clip(
-    rng: np.random.Generator, shape: str, color: str, motion: str, num_frames: int, size: int
+def render_clip(
+    rng: np.random.Generator,
+    shape: str,
+    color: str,
+    motion: str,
+    num_frames: int,
+    size: int,
+    background: np.ndarray | None = None,
 ) -> np.ndarray:
-    """``[T, H, W, 3]`` uint8 frames of one shape crossing the frame."""
+    """``[T, H, W, 3]`` uint8 frames of one shape crossing the frame.
+
+    Args:
+        rng: draws, in this order, the start offset, the cross-axis position, the background
+            (unless given) and each frame's noise.
+        shape: one of :data:`SHAPES`.
+        color: a key of :data:`COLORS`.
+        motion: a key of :data:`MOTIONS`.
+        num_frames: frames to render.
+        size: frame side in pixels.
+        background: ``[size, size, 3]`` int16 grey levels shared with other clips (a source
+            video of several clips); None draws one.
+    """
     extent = size / 4
     dx, dy = MOTIONS[motion]
     # the centre travels half the frame along the motion axis, starting a little off the
@@ -81,7 +99,8 @@ def _render_clip(
     start = size * (0.25 + rng.uniform(-0.04, 0.04))
     travel = size * 0.5
     across = rng.uniform(extent, size - extent)
-    background = rng.integers(8, 40, size=(size, size, 1)).repeat(3, axis=2).astype(np.int16)
+    if background is None:
+        background = random_background(rng, size)
     frames = np.empty((num_frames, size, size, 3), dtype=np.uint8)
     for t in range(num_frames):
         along = start + travel * t / max(num_frames - 1, 1)
@@ -93,6 +112,11 @@ def _render_clip(
         frame[shape_mask(shape, size, center, extent)] = COLORS[color]
         frames[t] = np.clip(frame, 0, 255).astype(np.uint8)
     return frames
+
+
+def random_background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A ``[size, size, 3]`` int16 dark grey background (levels 8-39), the same in all channels."""
+    return rng.integers(8, 40, size=(size, size, 1)).repeat(3, axis=2).astype(np.int16)
 
 
 def write_video(
@@ -229,10 +253,10 @@ def write_synthetic_videos(
             "motion": tuple(MOTIONS)[rng.integers(len(MOTIONS))],
         }
         attributes[label_by] = classes[i % len(classes)]
-        frames = _render_clip(rng, num_frames=num_frames, size=size, **attributes)
+        frames = render_clip(rng, num_frames=num_frames, size=size, **attributes)
         waveform = None
         if audio:
-            t = np.arange(int(round(num_frames / fps * sample_rate))) / sample_rate
+            t = np.arange(round(num_frames / fps * sample_rate)) / sample_rate
             waveform = 0.5 * np.sin(2 * math.pi * TONE_HZ[attributes["shape"]] * t)
         path = out_dir / "videos" / f"{i:06d}.mp4"
         write_video(path, frames, fps=fps, codec=codec, audio=waveform, sample_rate=sample_rate)
@@ -312,7 +336,7 @@ def write_corrupt_videos(out_dir: str | Path, seed: int = 0) -> dict[str, Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    frames = _render_clip(rng, "square", "red", "right", num_frames=32, size=64)
+    frames = render_clip(rng, "square", "red", "right", num_frames=32, size=64)
     kinds = ("zero_byte", "random_bytes", "truncated", "truncated_faststart", "damaged_packets")
     paths = {kind: out_dir / f"{kind}.mp4" for kind in kinds}
     paths["zero_byte"].write_bytes(b"")
