@@ -50,6 +50,7 @@ from einops import rearrange
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from vidlit.core.device import resolve_device
 from vidlit.core.io import atomic_open, write_json_atomic
 from vidlit.core.progress import progress_bar
 from vidlit.data.features import find_feature_file
@@ -392,7 +393,7 @@ def extract_features(
         file_format: ``"pt"`` or ``"npy"``.
         backend: video backend for :func:`~vidlit.data.video.open_video`.
         num_workers: DataLoader processes decoding videos (0: this process).
-        device: where the backbone runs.
+        device: where the backbone runs (``"auto"``: CUDA when available).
         precision: ``"32"``, ``"bf16"`` or ``"16"`` (autocast); features are saved as float32.
         strict: raise on the first unreadable video instead of skipping it.
         progress: show a progress bar (``rich``).
@@ -440,7 +441,7 @@ def extract_features(
             len(summary.existing),
             len(entries),
         )
-    device = torch.device(device)
+    device = resolve_device(device)
     backbone = extractor.backbone.to(device).eval()
     transform = VideoBatchTransform(extractor.size, train=False, mean=extractor.mean, std=extractor.std)
     dataset = _WindowChunks(
@@ -545,9 +546,7 @@ def extract_main(args: list[str]) -> ExtractSummary:
     """``vidlit extract ...``: parse ``args``, extract, print the summary (unreadable videos listed)."""
     parser = build_parser()
     options = parser.parse_args(args)
-    device = options.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(options.device)
     try:
         extractor = FeatureExtractor.from_recipe(
             options.config, options.ckpt_path, options.frames_per_window, options.size

@@ -66,6 +66,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from vidlit.core.device import resolve_device
 from vidlit.core.io import read_jsonl, write_atomic, write_json_atomic
 from vidlit.core.progress import progress_bar
 from vidlit.data.sampling import uniform_segments
@@ -381,7 +382,7 @@ def curate(
         samples_per_shard: a shard is closed once it holds this many samples.
         jsonl_name: file name of the InternVid-format JSONL in ``out``.
         backend: video backend for decoding clips.
-        device: where the model runs.
+        device: where the model runs (``"auto"``: CUDA when available).
         progress: show a progress bar.
 
     Returns:
@@ -416,7 +417,7 @@ def curate(
     }
     manifest = _Manifest(out / MANIFEST, settings)
     summary = CurateSummary(videos=len(videos))
-    device = torch.device(device)
+    device = resolve_device(device)
     model = model.to(device).eval()
     transform = VideoBatchTransform(size, train=False, mean=mean, std=std)
     pending: list[tuple[SourceVideo, dict[str, Any], list[dict[str, Any]]]] = []
@@ -610,9 +611,7 @@ def curate_main(
     :class:`~vidlit.tasks.video_text.VideoTextPretrain` checkpoint, with its ``pixel_mean`` /
     ``pixel_std``.
     """
-    device = options.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(options.device)
     summary = curate(
         model,
         options.input,
