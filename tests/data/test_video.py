@@ -103,7 +103,7 @@ def test_decord_short_side_resize_probes_each_file_once(tmp_path, monkeypatch):
     for _ in range(3):  # three items of one video, as a dataset opens it
         with open_video(path, "decord", resize=24) as reader:
             frames = reader.get_frames([0, 5, 11])
-    assert opened == [str(path.resolve())]
+    assert opened == [str(path)]
     assert frames.shape == (3, 24, 40, 3) and video_module.stored_size(path) == (48, 80)
     with open_video(path, "pyav", resize=24) as reference:
         assert (frames.float() - reference.get_frames([0, 5, 11]).float()).abs().mean() < 3
@@ -177,6 +177,53 @@ def test_missing_file(tmp_path, backend):
         open_video(path, backend)
     assert isinstance(info.value, FileNotFoundError) and isinstance(info.value, VideoDecodeError)
     assert str(path) in str(info.value)
+
+
+def test_an_open_stats_the_file_once(tmp_path, monkeypatch):
+    """The file checks and the header-size cache key share one ``stat`` (it was seven per open)."""
+    import pathlib
+
+    path = tmp_path / "clip.mp4"
+    synth.write_video(path, np.zeros((4, 48, 80, 3), dtype=np.uint8), fps=10)
+    calls = []
+    real_stat = pathlib.Path.stat
+
+    def counting_stat(self, *args, **kwargs):
+        calls.append(str(self))
+        return real_stat(self, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "stat", counting_stat)
+    video_module._probe_header.cache_clear()
+    with open_video(path, "decord", resize=24) as reader:  # a short-side resize probes the header
+        assert reader.get_frames([0]).shape == (1, 24, 40, 3)
+    assert calls == [str(path)]
+    calls.clear()
+    assert video_module.stored_size(path) == (48, 80) and calls == [str(path)]
+
+
+@pytest.mark.parametrize("kind", ["missing", "directory", "empty", "not_a_video"])
+def test_errors_name_the_path_as_given(tmp_path, monkeypatch, kind):
+    """A relative path stays relative in the message (the header probe used to resolve it)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "videos").mkdir()
+    if kind == "directory":
+        (tmp_path / "videos" / "clip.mp4").mkdir()
+    elif kind == "empty":
+        (tmp_path / "videos" / "clip.mp4").write_bytes(b"")
+    elif kind == "not_a_video":
+        (tmp_path / "videos" / "clip.mp4").write_bytes(b"not an mp4 container" * 10)
+    error = VideoNotFoundError if kind == "missing" else VideoDecodeError
+    reason = {
+        "missing": "no such video file",
+        "directory": "not a regular file",
+        "empty": r"empty file \(0 bytes\)",
+        "not_a_video": "cannot open",
+    }[kind]
+    with pytest.raises(error, match=rf"^videos/clip\.mp4: {reason}") as info:
+        video_module.stored_size("videos/clip.mp4")
+    assert info.value.path == str(Path("videos/clip.mp4"))
+    with pytest.raises(error, match=r"^videos/clip\.mp4: "):
+        open_video("videos/clip.mp4")
 
 
 def test_decode_error_survives_pickling(tmp_path):

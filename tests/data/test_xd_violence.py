@@ -172,3 +172,30 @@ def test_missing_feature_files_are_skipped_unless_strict(xd_root, tmp_path, capl
     assert len(XDViolence(str(xd_root), **kwargs).videos("test")) == 3  # annotations.txt: by name
     with pytest.raises(FileNotFoundError, match="gt.npy needs every test video"):
         XDViolence(str(xd_root), ground_truth="list/gt.npy", **kwargs).videos("test")
+
+
+def test_each_listed_feature_file_is_checked_once(xd_root, tmp_path, monkeypatch):
+    """An incomplete video's files were stat'ed twice (once to find it, once to list what it lacks)."""
+    import pathlib
+
+    features = tmp_path / "features"
+    features.mkdir()
+    for path in xd_root.rglob("*.npy"):
+        (features / path.name).symlink_to(path)
+    train = read_feature_lists(xd_root / "list" / "rgb.list", xd_root / "list" / "audio.list", xd_root)
+    (features / train[1].rgb[3].name).unlink()  # the last-but-one crop: the others come first
+    (features / train[2].audio.name).unlink()
+    checked = []
+    real_is_file = pathlib.Path.is_file
+
+    def counting_is_file(self):
+        if self.parent == features:
+            checked.append(self.name)
+        return real_is_file(self)
+
+    monkeypatch.setattr(pathlib.Path, "is_file", counting_is_file)
+    data = XDViolence(str(xd_root), feature_dim=C, audio_dim=A, feature_dir=str(features), strict=False)
+    kept = data.videos("train")
+    listed = [p.name for v in train for p in (*v.rgb, v.audio)]
+    assert sorted(checked) == sorted(listed)  # every listed file, once
+    assert [v.name for v in kept] == [v.name for i, v in enumerate(train) if i not in (1, 2)]

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
@@ -41,6 +42,40 @@ def missing_files(message: str, strict: bool, skipping: str = "skipping them") -
     log.warning("%s; %s (strict=False)", message, skipping)
 
 
+def global_seed() -> int:
+    """The run's seed: ``seed_everything``'s (the ``PL_GLOBAL_SEED`` it exports), else 0."""
+    return int(os.environ.get("PL_GLOBAL_SEED", 0))
+
+
+class EpochSeeded:
+    """Mixin for datasets whose randomness is a pure function of ``(seed, epoch, key...)``.
+
+    The epoch lives in a shared-memory tensor, so :meth:`set_epoch` called in the main process
+    reaches persistent DataLoader workers too, and an item draws from a generator seeded by
+    its own key (its index, or a reader's ``(rank, worker)``), never from the worker's global
+    RNG state: the same item gets the same draws in every worker, every run and after a resume.
+    List it before the torch base (``class Clips(EpochSeeded, Dataset)``) and call
+    ``super().__init__(seed)``. The seed sequence is ``[seed, epoch, *key]`` in that order:
+    reordering it would change every stream (and the figures recipes reach).
+
+    Args:
+        seed: base seed (taken modulo ``2**32``).
+    """
+
+    def __init__(self, seed: int = 0):
+        super().__init__()
+        self.seed = seed % 2**32
+        self.epoch = torch.zeros((), dtype=torch.long).share_memory_()
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose randomness the next items use (also in live workers)."""
+        self.epoch.fill_(epoch)
+
+    def rng(self, *key: int) -> np.random.Generator:
+        """A generator seeded by ``[seed, epoch, *key]`` (NumPy ``SeedSequence`` entropy)."""
+        return np.random.default_rng([self.seed, int(self.epoch), *key])
+
+
 class EpochShuffleSampler(Sampler[int]):
     """A random permutation that is a pure function of ``(seed, epoch)``.
 
@@ -60,7 +95,7 @@ class EpochShuffleSampler(Sampler[int]):
         self, data_source: Sized, seed: int | None = None, epoch_fn: Callable[[], int] | None = None
     ):
         self.data_source = data_source
-        self.seed = int(os.environ.get("PL_GLOBAL_SEED", 0)) if seed is None else seed
+        self.seed = global_seed() if seed is None else seed
         self.epoch_fn = epoch_fn or (lambda: 0)
 
     def __len__(self) -> int:

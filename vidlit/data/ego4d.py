@@ -11,7 +11,6 @@ stride 16 at 30 fps).
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ from torch.utils.data import Dataset
 from vidlit.core.io import read_json, require, write_json_atomic
 from vidlit.core.segments import seconds_to_steps, steps_to_seconds
 from vidlit.core.types import SegmentPrediction, TemporalFeatureBatch
-from vidlit.data.base import VidlitDataModule, missing_files, split_files
+from vidlit.data.base import EpochSeeded, VidlitDataModule, global_seed, missing_files, split_files
 from vidlit.data.features import find_feature_file, load_feature_file, pad_sequences
 
 log = logging.getLogger(__name__)
@@ -172,7 +171,7 @@ def truncate_moments(
     return Truncation(start, end, kept, keep)
 
 
-class MomentQueriesDataset(Dataset):
+class MomentQueriesDataset(EpochSeeded, Dataset):
     """Clips of one split with their feature sequences and ground-truth moments.
 
     Args:
@@ -205,6 +204,7 @@ class MomentQueriesDataset(Dataset):
         crop_ratio: Sequence[float] | None = None,
         seed: int = 0,
     ):
+        super().__init__(seed)
         self.clips = clips
         self.feature_dir = feature_dir
         self.class_index = {name: i for i, name in enumerate(class_names)}
@@ -215,14 +215,7 @@ class MomentQueriesDataset(Dataset):
         self.train = train
         self.trunc_thresh = trunc_thresh
         self.crop_ratio = crop_ratio
-        self.seed = seed % 2**32
-        # in shared memory, so persistent DataLoader workers see set_epoch
-        self.epoch = torch.zeros((), dtype=torch.long).share_memory_()
         self.paths = [find_feature_file(feature_dir, clip.clip_uid) for clip in clips]
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose crops the next items use (also in live workers)."""
-        self.epoch.fill_(epoch)
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -246,7 +239,7 @@ class MomentQueriesDataset(Dataset):
                 self.max_steps or features.shape[0],
                 self.trunc_thresh,
                 self.offset_sec / self.step_sec,
-                np.random.default_rng([self.seed, int(self.epoch), index]),
+                self.rng(index),
                 self.crop_ratio,
             )
         if crop is not None:
@@ -456,7 +449,7 @@ class Ego4DMomentQueries(Ego4DFeatureDataModule):
             train=split == "train",
             trunc_thresh=self.trunc_thresh,
             crop_ratio=self.crop_ratio,
-            seed=int(os.environ.get("PL_GLOBAL_SEED", 0)),
+            seed=global_seed(),
         )
         missing = [clip.clip_uid for clip, path in zip(clips, dataset.paths) if path is None]
         if missing:

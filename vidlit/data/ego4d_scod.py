@@ -19,7 +19,6 @@ decoded from ``clips/<clip_uid>.mp4`` (or from the parent video ``<video_uid>.mp
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +31,7 @@ from torch.utils.data import Dataset
 
 from vidlit.core.boxes import normalize_boxes, xywh_to_xyxy, xyxy_to_cxcywh
 from vidlit.core.io import read_json, require, write_json_atomic
-from vidlit.data.base import VidlitDataModule, missing_files, split_files
+from vidlit.data.base import EpochSeeded, VidlitDataModule, global_seed, missing_files, split_files
 from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoBatchTransform
 from vidlit.data.video import open_video
 
@@ -244,7 +243,7 @@ def clip_window(center: int, num_frames: int, stride: int, length: int) -> np.nd
     return np.clip(center + offsets, 0, length - 1)
 
 
-class StateChangeDataset(Dataset):
+class StateChangeDataset(EpochSeeded, Dataset):
     """Clips around the PNR frame with the object-of-change boxes of that frame.
 
     Each item decodes ``num_frames`` frames ``frame_stride`` apart, the PNR frame at position
@@ -286,6 +285,7 @@ class StateChangeDataset(Dataset):
     ):
         if frame_field not in FRAME_FIELDS:
             raise ValueError(f"frame_field must be one of {FRAME_FIELDS}, got {frame_field!r}")
+        super().__init__(seed)
         self.clips = clips
         self.video_dir = video_dir
         self.num_frames = num_frames
@@ -295,12 +295,6 @@ class StateChangeDataset(Dataset):
         self.train = train
         self.hflip = hflip
         self.backend = backend
-        self.seed = seed % 2**32
-        self.epoch = torch.zeros((), dtype=torch.long).share_memory_()
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose training randomness the next items use (also in live workers)."""
-        self.epoch.fill_(epoch)
 
     def video_path(self, clip: ScodClip) -> Path:
         """The video file a clip's frames are decoded from."""
@@ -325,7 +319,7 @@ class StateChangeDataset(Dataset):
         xyxy = xywh_to_xyxy(pnr.boxes)
         boxes = xyxy_to_cxcywh(normalize_boxes(xyxy, size)).clamp(0, 1)
         if self.train and self.hflip > 0:
-            rng = np.random.default_rng([self.seed, int(self.epoch), index])
+            rng = self.rng(index)
             if rng.random() < self.hflip:
                 frames = frames.flip(2)
                 boxes = boxes.clone()
@@ -478,7 +472,7 @@ class Ego4DStateChangeDetection(VidlitDataModule):
             train=split == "train",
             hflip=self.hflip,
             backend=self.backend,
-            seed=int(os.environ.get("PL_GLOBAL_SEED", 0)),
+            seed=global_seed(),
         )
         missing = [c for c in clips if not dataset.video_path(c).is_file()]
         if missing:

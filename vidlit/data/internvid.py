@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ import torch
 from torch.utils.data import Dataset
 
 from vidlit.core.io import read_jsonl
+from vidlit.data.base import EpochSeeded, global_seed
 from vidlit.data.sampling import sample_in_window, uniform_segments
 from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoBatchTransform
 from vidlit.data.video import VideoDecodeError, open_video
@@ -166,7 +166,7 @@ def find_source_video(video_dir: str | Path, youtube_id: str) -> Path:
     return video_dir / f"{youtube_id}.mp4"
 
 
-class InternVidDataset(Dataset):
+class InternVidDataset(EpochSeeded, Dataset):
     """Clips of InternVid annotations, decoded from their source videos.
 
     Each item opens the clip's source video (one decode thread), takes ``num_frames`` frames from
@@ -205,6 +205,7 @@ class InternVidDataset(Dataset):
     ):
         if num_frames < 1:
             raise ValueError(f"num_frames must be positive, got {num_frames}")
+        super().__init__(seed)
         self.clips = list(clips)
         self.video_dir = Path(video_dir)
         self.num_frames = num_frames
@@ -212,13 +213,7 @@ class InternVidDataset(Dataset):
         self.short_side = short_side
         self.backend = backend
         self.strict = strict
-        self.seed = seed % 2**32
-        self.epoch = torch.zeros((), dtype=torch.long).share_memory_()
         self._paths: dict[str, Path] = {}
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose training randomness the next items use (also in live workers)."""
-        self.epoch.fill_(epoch)
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -231,7 +226,7 @@ class InternVidDataset(Dataset):
 
     def frame_indices(self, clip: InternVidClip, num_frames: int, fps: float, index: int) -> np.ndarray:
         """``[t]`` frame indices of item ``index`` in a source video of ``num_frames`` frames."""
-        rng = np.random.default_rng([self.seed, int(self.epoch), index]) if self.train else None
+        rng = self.rng(index) if self.train else None
         return sample_in_window(
             uniform_segments,
             num_frames,
@@ -432,7 +427,7 @@ class InternVidDataModule(RawVideoDataModule):
 
     def dataset(self, split: str) -> Dataset:
         """The dataset of one split: annotation clips, or the training shard stream."""
-        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+        seed = global_seed()
         if split == "train" and self.shards is not None:
             from vidlit.data.shards import VideoTextShards
 

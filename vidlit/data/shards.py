@@ -43,7 +43,7 @@ from torch import Tensor
 from torch.utils.data import IterableDataset, get_worker_info
 
 from vidlit.core.io import atomic_open
-from vidlit.data.base import EpochStreamLoader  # noqa: F401  (its home before; kept importable)
+from vidlit.data.base import EpochSeeded, EpochStreamLoader  # noqa: F401  (EpochStreamLoader lived here)
 from vidlit.data.sampling import uniform_segments
 from vidlit.data.video import VideoDecodeError, output_size
 
@@ -317,7 +317,7 @@ def _rank_and_world() -> tuple[int, int]:
     return 0, 1
 
 
-class VideoTextShards(IterableDataset):
+class VideoTextShards(EpochSeeded, IterableDataset):
     """Stream ``{"video", "caption", "video_id"}`` samples from WebDataset video-text shards.
 
     Every shard URL (after brace expansion) is opened with :func:`fsspec.open` and read as a tar
@@ -372,7 +372,7 @@ class VideoTextShards(IterableDataset):
         strict: bool = False,
         failure_markers: bool = False,
     ):
-        super().__init__()
+        super().__init__(seed)
         if num_frames < 1:
             raise ValueError(f"num_frames must be positive, got {num_frames}")
         if shuffle < 0:
@@ -383,10 +383,8 @@ class VideoTextShards(IterableDataset):
         self.num_frames = num_frames
         self.short_side = short_side
         self.shuffle = shuffle
-        self.seed = seed % 2**32
         self.strict = strict
         self.failure_markers = failure_markers
-        self.epoch = torch.zeros((), dtype=torch.long).share_memory_()
         self._skipped = torch.zeros(_MAX_WORKER_SLOTS, dtype=torch.long).share_memory_()
 
     @property
@@ -394,15 +392,11 @@ class VideoTextShards(IterableDataset):
         """Samples skipped so far in this process and its DataLoader workers."""
         return int(self._skipped.sum())
 
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose shuffling the next iteration uses (also in live workers)."""
-        self.epoch.fill_(epoch)
-
     def shards_for(self, rank: int, world_size: int, worker: int, num_workers: int) -> list[str]:
         """The shard URLs that reader ``(rank, worker)`` streams this epoch."""
         urls = list(self.urls)
         if self.shuffle:
-            order = np.random.default_rng([self.seed, int(self.epoch)]).permutation(len(urls))
+            order = self.rng().permutation(len(urls))
             urls = [urls[i] for i in order]
         return urls[rank::world_size][worker::num_workers]
 
@@ -423,7 +417,7 @@ class VideoTextShards(IterableDataset):
             return
         samples = (s for url in urls for s in self._samples(url, worker))
         if self.shuffle:
-            rng = np.random.default_rng([self.seed, int(self.epoch), rank, worker])
+            rng = self.rng(rank, worker)
             samples = _shuffled(samples, self.shuffle, rng)
         yield from samples
 

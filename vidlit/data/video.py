@@ -29,10 +29,13 @@ Every message starts with the file's path.
 
 from __future__ import annotations
 
+import errno
 import functools
 import importlib.util
 import logging
+import os
 import re
+import stat as stat_mode
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -98,21 +101,44 @@ def backend_available(backend: str) -> bool:
     return importlib.util.find_spec(_BACKEND_PACKAGES[backend]) is not None
 
 
-def check_video_file(path: str | Path) -> Path:
-    """Reject what no backend can read before a decoder sees it.
+# what ``Path.exists()`` reads as "not there" rather than raising
+_NOT_THERE = (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP)
+
+
+def stat_video_file(path: str | Path) -> os.stat_result:
+    """Reject what no backend can read before a decoder sees it, with one ``stat`` call.
+
+    Returns:
+        The file's ``os.stat_result``, for callers that need its size or modification time
+        (:func:`stored_size`'s cache key) without asking the file system again.
 
     Raises:
         VideoNotFoundError: no such file.
         VideoDecodeError: a directory or an empty file.
     """
     path = Path(path)
-    if not path.exists():
-        raise VideoNotFoundError(path, "no such video file")
-    if not path.is_file():
+    try:
+        stat = path.stat()
+    except OSError as e:
+        if e.errno in _NOT_THERE:
+            raise VideoNotFoundError(path, "no such video file") from None
+        raise
+    if not stat_mode.S_ISREG(stat.st_mode):
         raise VideoDecodeError(path, "not a regular file")
-    if path.stat().st_size == 0:
+    if stat.st_size == 0:
         raise VideoDecodeError(path, "empty file (0 bytes)")
-    return path
+    return stat
+
+
+def check_video_file(path: str | Path) -> Path:
+    """:func:`stat_video_file`, returning the path as a ``Path``.
+
+    Raises:
+        VideoNotFoundError: no such file.
+        VideoDecodeError: a directory or an empty file.
+    """
+    stat_video_file(path)
+    return Path(path)
 
 
 def output_size(height: int, width: int, resize: Resize) -> tuple[int, int]:
@@ -159,7 +185,8 @@ class VideoReader(ABC):
     backend: ClassVar[str]
 
     def __init__(self, path: str | Path, resize: Resize = None, num_threads: int = 1):
-        self.path = check_video_file(path)
+        self._stat = stat_video_file(path)  # kept: a short-side resize needs it (stored_size)
+        self.path = Path(path)
         self.resize = resize
         self.num_threads = num_threads
         self._closed = False
@@ -236,26 +263,32 @@ class VideoReader(ABC):
         return f"{type(self).__name__}({str(self.path)!r}, {state})"
 
 
-def stored_size(path: str | Path) -> tuple[int, int]:
+def stored_size(path: str | Path, stat: os.stat_result | None = None) -> tuple[int, int]:
     """``(h, w)`` of a video file's first video stream, from its header, cached per file.
 
     decord can only resize to an explicit ``(h, w)`` and has no call that reports the stored
     size, so a short-side resize needs it from elsewhere: PyAV reads it from the container
-    header. The answer is cached per process under ``(path, mtime, size)``, so a video that a
-    DataLoader worker reads again (another clip, another epoch) opens one container, not two;
-    a file rewritten in place is probed anew.
+    header. The answer is cached per process under ``(path, device, inode, mtime, size)``, so a
+    video that a DataLoader worker reads again (another clip, another epoch) opens one
+    container, not two; a file rewritten in place is probed anew.
+
+    Args:
+        path: the video file; errors name it as given.
+        stat: its :func:`stat_video_file` result, when the caller has just checked it (one
+            ``stat`` call per open, not two); None checks the file here.
 
     Raises:
         VideoNotFoundError: no such file.
         VideoDecodeError: no video stream, or a file PyAV cannot open.
     """
-    path = check_video_file(path)
-    stat = path.stat()
-    return _probe_header(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    if stat is None:
+        stat = stat_video_file(path)
+    # device and inode tell two files apart where a relative path alone would not (another cwd)
+    return _probe_header(str(Path(path)), stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size)
 
 
 @functools.lru_cache(maxsize=1 << 16)
-def _probe_header(path: str, mtime_ns: int, size: int) -> tuple[int, int]:
+def _probe_header(path: str, device: int, inode: int, mtime_ns: int, size: int) -> tuple[int, int]:
     import av
 
     try:
@@ -299,7 +332,7 @@ class DecordReader(VideoReader):
         # decode_size: what decord is asked to scale to; post_size: what torch scales to after
         self._decode_size = None
         if resize is not None:
-            source = resize if isinstance(resize, tuple) else stored_size(self.path)
+            source = resize if isinstance(resize, tuple) else stored_size(self.path, self._stat)
             self._decode_size = output_size(*source, resize)
         self._post_size = None
         self._reader = self._open(self._decode_size)
@@ -603,7 +636,7 @@ def open_video(
         if backend not in READERS:
             raise ValueError(f"unknown video backend {backend!r}; expected 'auto' or one of {BACKENDS}")
         return READERS[backend](path, resize=resize, num_threads=num_threads)
-    check_video_file(path)
+    stat_video_file(path)  # a missing or empty file fails alike for every backend: say so once
     candidates = [name for name in ("decord", "pyav") if backend_available(name)]
     if not candidates:
         raise VideoBackendUnavailable("pyav")

@@ -31,7 +31,6 @@ import difflib
 import functools
 import logging
 import math
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +43,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from vidlit.core.io import read_jsonl, write_json_atomic
-from vidlit.data.base import VidlitDataModule
+from vidlit.data.base import EpochSeeded, VidlitDataModule, global_seed
 from vidlit.data.sampling import dense_clip, multi_view_clips, sample_in_window, uniform_segments
 from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoBatchTransform
 from vidlit.data.video import VideoDecodeError, VideoNotFoundError, open_video
@@ -232,7 +231,7 @@ def infer_class_names(entries: Sequence[VideoEntry]) -> list[str]:
     return sorted(names)
 
 
-class VideoListDataset(Dataset):
+class VideoListDataset(EpochSeeded, Dataset):
     """Clips decoded from the videos of a list, for classification.
 
     Each item opens its video (one decode thread: a DataLoader worker runs one reader), samples
@@ -286,6 +285,7 @@ class VideoListDataset(Dataset):
         seed: int = 0,
     ):
         check_sampling(num_frames, frame_stride, sampling, num_clips, repeated_aug)
+        super().__init__(seed)
         self.entries = list(entries)
         self.num_frames = num_frames
         self.frame_stride = frame_stride
@@ -296,12 +296,6 @@ class VideoListDataset(Dataset):
         self.short_side = short_side
         self.backend = backend
         self.strict = strict
-        self.seed = seed % 2**32
-        self.epoch = torch.zeros((), dtype=torch.long).share_memory_()
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose training randomness the next items use (also in live workers)."""
-        self.epoch.fill_(epoch)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -316,7 +310,7 @@ class VideoListDataset(Dataset):
 
         clip = {"clip_len": self.num_frames, "stride": self.frame_stride}
         if self.train:
-            rng = np.random.default_rng([self.seed, int(self.epoch), index])
+            rng = self.rng(index)
             if self.sampling == "segments":
                 sampler, kwargs = uniform_segments, {"k": self.num_frames}
             else:
@@ -576,8 +570,7 @@ class RawVideoDataModule(VidlitDataModule):
         trainer = self.trainer
         key = (trainer.current_epoch, str(device))
         if self._generator is None or self._generator_key != key:
-            seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
-            seed = (seed * 1_000_003 + trainer.current_epoch * 1009 + trainer.global_rank) % 2**63
+            seed = (global_seed() * 1_000_003 + trainer.current_epoch * 1009 + trainer.global_rank) % 2**63
             self._generator = torch.Generator(device=device).manual_seed(seed)
             self._generator_key = key
         return self._generator
@@ -805,7 +798,7 @@ class VideoListDataModule(RawVideoDataModule):
             # strictness is enforced in the main process (on_after_batch_transfer): an error
             # raised in a worker would reach the trainer as a RuntimeError
             strict=False,
-            seed=int(os.environ.get("PL_GLOBAL_SEED", 0)),
+            seed=global_seed(),
         )
 
     def setup(self, stage: str) -> None:

@@ -433,9 +433,11 @@ class XDViolence(VidlitDataModule):
         if split not in self._videos:
             rgb, audio = self.lists[split]
             videos = read_feature_lists(rgb, audio, self.root, self.feature_dir, self.num_crops)
-            incomplete = [v for v in videos if not all(p.is_file() for p in (*v.rgb, v.audio))]
+            # one is_file per listed file: a big list on network storage makes each one count
+            absent = [[p for p in (*v.rgb, v.audio) if not p.is_file()] for v in videos]
+            incomplete = [v for v, paths in zip(videos, absent) if paths]
             if incomplete:
-                missing = [p for v in incomplete for p in (*v.rgb, v.audio) if not p.is_file()]
+                missing = [p for paths in absent for p in paths]
                 cut_gt = split == "test" and self.ground_truth.suffix == ".npy"
                 needs_all = f"; {self.ground_truth.name} needs every test video" if cut_gt else ""
                 missing_files(
