@@ -426,3 +426,19 @@ def test_auto_backend_falls_back_to_pyav(video_path, monkeypatch):
     monkeypatch.setattr(video_module, "backend_available", lambda name: name == "pyav")
     with open_video(video_path) as reader:
         assert reader.backend == "pyav"
+
+
+def test_decord_reads_frames_48_pixels_wide_through_pyav(tmp_path):
+    # decord 0.6 fails to copy out frames 48 px wide (any height, resized or not): such a valid
+    # video must decode (through PyAV), not be skipped as unreadable
+    pytest.importorskip("decord")
+    frames = np.random.default_rng(0).integers(0, 256, (8, 32, 48, 3), dtype=np.uint8)
+    path = tmp_path / "w48.mp4"
+    synth.write_video(path, frames, fps=10)
+    with open_video(path, backend="pyav") as reader:
+        expected = reader.get_frames([0, 3, 5])
+    with open_video(path, backend="decord") as reader:
+        got = reader.get_frames([0, 3, 5])
+        assert len(reader) == 8
+    assert got.shape == (3, 32, 48, 3)
+    assert torch.equal(got, expected)

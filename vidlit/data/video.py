@@ -317,7 +317,9 @@ class DecordReader(VideoReader):
     decord resizes at decode time through FFmpeg's scaler (bilinear). decord 0.6 fails for some
     small output widths (8, 16, 24, 48 and 72 pixels at least: it keeps the source width and then
     refuses to copy the frame); when that happens the reader reopens at full size, resizes with
-    :func:`torch.nn.functional.interpolate` instead (logged at INFO).
+    :func:`torch.nn.functional.interpolate` instead (logged at INFO). It also fails to copy out
+    frames 48 pixels wide even unscaled; such a file is read through :class:`PyAVReader`
+    (logged at INFO), not skipped as unreadable.
     """
 
     backend = "decord"
@@ -335,6 +337,7 @@ class DecordReader(VideoReader):
             source = resize if isinstance(resize, tuple) else stored_size(self.path, self._stat)
             self._decode_size = output_size(*source, resize)
         self._post_size = None
+        self._pyav: PyAVReader | None = None  # see _decode_sorted
         self._reader = self._open(self._decode_size)
         # frames an MP4 edit list hides (a file cut with `ffmpeg -ss ... -c copy`) have negative
         # timestamps; decord counts them and its seeks then land frames off, so refuse the file
@@ -366,12 +369,20 @@ class DecordReader(VideoReader):
         return float(self._reader.get_avg_fps())
 
     def _decode_sorted(self, indices: list[int]) -> Tensor:
+        if self._pyav is not None:
+            return self._pyav._decode_sorted(indices)
         try:
             frames = self._reader.get_batch(indices).asnumpy()
         except Exception as e:  # noqa: BLE001
             if self._decode_size is not None and "must exactly match" in str(e):
                 self._resize_after_decoding()
                 return self._decode_sorted(indices)
+            if "from_size == to_size" in str(e):
+                # decord 0.6 cannot copy out frames of some widths (48 px, at any height), even
+                # unscaled: a valid video, so read it with PyAV rather than skip it as corrupt
+                log.info("%s: decord cannot copy frames of this width; reading it with PyAV", self.path)
+                self._pyav = PyAVReader(self.path, self.resize, self.num_threads)
+                return self._pyav._decode_sorted(indices)
             raise VideoDecodeError(
                 self.path, f"decord cannot decode frames {indices[0]}..{indices[-1]}: {_first_line(e)}"
             ) from e
@@ -390,6 +401,8 @@ class DecordReader(VideoReader):
 
     def close(self) -> None:
         self._reader = None
+        if self._pyav is not None:
+            self._pyav.close()
         super().close()
 
 
