@@ -213,6 +213,18 @@ def _fhp() -> Case:
     return lambda: HandForecastHead(16, hidden=32, coord_scale=64.0), batch
 
 
+def _fhp_soft_argmax() -> Case:
+    def batch():
+        return torch.randn(2, 8, 16), {
+            "video": torch.zeros(2, 3, 4, 16, 16),  # a 2 x 2 x 2 token grid, patch 8 derived
+            "hands": torch.rand(2, 5, 2, 2) * 64,
+            "valid": torch.ones(2, 5, 2, dtype=torch.bool),
+            "video_ids": ["1_9", "2_9"],
+        }
+
+    return lambda: HandForecastHead(16, hidden=32, coord_scale=64.0, readout="soft_argmax"), batch
+
+
 CASES: dict[str, Case] = {
     "actionformer": _actionformer(),
     "linear_probe": _probe(LinearProbeHead, (4, 16)),
@@ -226,6 +238,7 @@ CASES: dict[str, Case] = {
     "mudar": _mudar(),
     "nlq_vslnet": _nlq(),
     "fhp": _fhp(),
+    "fhp_soft_argmax": _fhp_soft_argmax(),
 }
 
 

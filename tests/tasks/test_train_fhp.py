@@ -11,12 +11,12 @@ from vidlit.cli import main
 from vidlit.data.ego4d_fhp import read_hand_annotations
 from vidlit.data.synth.ego4d_fhp import write_ego4d_fhp
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 RECIPE = str(Path(__file__).resolve().parents[2] / "recipes" / "ego4d_fhp.yaml")
 QUIET = """
 trainer:
-  max_epochs: 30
+  max_epochs: 8
   callbacks:
     - class_path: vidlit.callbacks.ResumableCheckpoint
       init_args: {monitor: val/mean_disp, mode: min, save_last: true}
@@ -35,13 +35,14 @@ def _mean_keypoint_baseline(root: Path) -> float:
 
 
 def test_recipe_forecasts_hands(tmp_path):
-    """Val mean displacement must fall below 0.8 x the train-mean-key-point baseline.
+    """Val mean displacement must fall below 0.5 x the train-mean-key-point baseline in 8 epochs.
 
-    Chance: predicting the training set's mean key points scores about 8.8 px on this data
-    (64 px frames), the frame centre about 13.8 px; the threshold (about 7.1 px) needs the
-    model to read the hands' and the object's positions from the clip (it reaches about 6.4 px).
+    Chance: predicting the training set's mean key points scores about 7.8 px on this data
+    (128 train clips, 64 px frames), the frame centre about 13 px; the threshold (about 3.9 px)
+    needs the model to find the hands and the object in the clip. The recipe's soft-argmax readout
+    reaches about 2.4-2.7 px here (the earlier pooled-query readout stayed near 8 px after 8 epochs).
     """
-    root = write_ego4d_fhp(tmp_path / "data", num_train=192, num_val=24, num_test=2)
+    root = write_ego4d_fhp(tmp_path / "data", num_train=128, num_val=24, num_test=2)
     baseline = _mean_keypoint_baseline(root)
     quiet = tmp_path / "quiet.yaml"
     quiet.write_text(QUIET)
@@ -49,7 +50,7 @@ def test_recipe_forecasts_hands(tmp_path):
     main(["fit", *common, "--trainer.default_root_dir", str(tmp_path / "runs")])
     (run,) = (tmp_path / "runs").glob("version_*")
     rows = [r for r in csv.DictReader((run / "metrics.csv").open()) if r.get("val/mean_disp")]
-    assert float(rows[-1]["val/mean_disp"]) < 0.8 * baseline, (baseline, rows[-1])
+    assert float(rows[-1]["val/mean_disp"]) < 0.5 * baseline, (baseline, rows[-1])
 
     submission = tmp_path / "hands.json"
     main(
