@@ -186,3 +186,13 @@ def test_submission_uses_the_coco_image_ids(scod_root, tmp_path):
         write_scod_submission([{**preds[0], "image_id": "x/1.jpg"}], tmp_path / "bad.json", ids)
     numbered = json.loads(write_scod_submission(preds, tmp_path / "n.json").read_text())
     assert [r["image_id"] for r in numbered] == [1, 2, 3]
+
+
+def test_synthetic_writer_checks_the_shortest_clip_it_can_draw(tmp_path):
+    from vidlit.data.synth.ego4d_scod import PNR_OFFSET, write_ego4d_scod
+
+    shortest = 2 * PNR_OFFSET + 13
+    with pytest.raises(ValueError, match=f"at least {shortest}"):
+        write_ego4d_scod(tmp_path / "short", num_frames=shortest - 1)
+    root = write_ego4d_scod(tmp_path / "ok", num_frames=shortest, num_train=2, num_val=1, num_test=1, size=32)
+    assert len(list((root / "clips").glob("*.mp4"))) == 4

@@ -138,7 +138,8 @@ def write_ego4d_scod(
         num_train: training clips.
         num_val: validation clips.
         num_test: clips of the unannotated test file.
-        num_frames: frames per clip video (at least ``2 * PNR_OFFSET + 12``).
+        num_frames: frames per clip video (at least ``2 * PNR_OFFSET + 13``: the PNR frame is drawn from
+            ``[PNR_OFFSET + 8, num_frames - PNR_OFFSET - 4)``).
         size: frame side in pixels (even).
         fps: frame rate of the clip videos.
         num_distractors: shapes besides the object of change that never change.
@@ -148,8 +149,8 @@ def write_ego4d_scod(
     """
     from vidlit.data.ego4d_scod import read_scod_annotations, scod_to_coco
 
-    if num_frames < 2 * PNR_OFFSET + 12:
-        raise ValueError(f"num_frames must be at least {2 * PNR_OFFSET + 12}, got {num_frames}")
+    if num_frames < 2 * PNR_OFFSET + 13:
+        raise ValueError(f"num_frames must be at least {2 * PNR_OFFSET + 13}, got {num_frames}")
     if size < 32 or size % 2:
         raise ValueError(f"size must be even and at least 32, got {size}")
     out = Path(out)
