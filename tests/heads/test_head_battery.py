@@ -140,6 +140,19 @@ def _scod() -> Case:
     return lambda: StateChangeDETRHead(in_dim=16, hidden=32, num_queries=4, num_layers=2, patch_size=8), batch
 
 
+def _scod_refined() -> Case:
+    def batch():
+        features, inputs = _scod()[1]()
+        return features, {**inputs, "video": torch.randn(2, 3, 8, 32, 32)}
+
+    return (
+        lambda: StateChangeDETRHead(
+            in_dim=16, hidden=32, num_queries=4, num_layers=2, patch_size=8, refine_stride=2
+        ),
+        batch,
+    )
+
+
 def _sta() -> Case:
     def batch():
         orig = [torch.tensor([[8.0, 8.0, 24.0, 24.0], [40.0, 40.0, 60.0, 60.0]]), torch.zeros(0, 4)]
@@ -234,6 +247,7 @@ CASES: dict[str, Case] = {
     "mm_pyramid": _ave(MMPyramidHead),
     "av_parsing": _llp(),
     "scod_detr": _scod(),
+    "scod_detr_refined": _scod_refined(),
     "sta": _sta(),
     "mudar": _mudar(),
     "nlq_vslnet": _nlq(),
