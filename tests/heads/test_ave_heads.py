@@ -92,3 +92,20 @@ def test_audio_guided_attention_is_a_convex_pooling_of_the_map():
     pooled, alpha = att(torch.randn(1, 1, 4), visual)
     assert alpha.shape == (1, 1, 49) and torch.allclose(alpha.sum(-1), torch.ones(1, 1))
     assert torch.allclose(pooled, torch.einsum("btn,btnc->btc", alpha, visual.reshape(1, 1, 49, 8)))
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_weak_mpn_loss_is_float32_under_autocast(device):
+    # BCE on probabilities must leave autocast: CUDA refuses it under mixed precision (the CPU
+    # case only checks the dtype; the CUDA case raised before the fix)
+    head = MPNHead(in_dim=16, num_classes=5, dim=16, attention_dim=16, num_heads=2).to(device)
+    batch = {
+        "audio": torch.randn(2, 10, 128, device=device),
+        "visual": torch.rand(2, 10, 7, 7, 16, device=device),
+        "video_labels": torch.tensor([[1.0, 0, 0, 0, 0], [0, 1.0, 0, 0, 0]], device=device),
+        "video_ids": ["a", "b"],
+    }
+    with torch.autocast(device, dtype=torch.bfloat16):
+        loss = head.loss(head(batch["audio"], batch), batch)["loss"]
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    loss.backward()

@@ -294,7 +294,8 @@ class Ego4DHands(VidlitDataModule):
                 self.strict,
                 "skipping their samples",
             )
-            samples = [s for s in samples if s.clip_uid not in set(missing)]
+            gone = set(missing)
+            samples = [s for s in samples if s.clip_uid not in gone]
         views = self.test_views if split in ("test", "predict") else 1
         return HandForecastDataset(
             samples,

@@ -443,7 +443,6 @@ class Ego4DStateChangeDetection(VidlitDataModule):
         self.transform = VideoBatchTransform(size, train=False, mean=self.mean, std=self.std)
         self.backend = backend
         self.strict = strict
-        self.datasets: dict[str, StateChangeDataset] = {}
 
     def dataset(self, split: str) -> StateChangeDataset:
         """The dataset of one split, with missing videos reported before training starts.

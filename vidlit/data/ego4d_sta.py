@@ -477,11 +477,9 @@ class Ego4DShortTermAnticipation(VidlitDataModule):
             detections=detections, score_threshold=self.detection_score_threshold,
             use_clips=self.use_clips, backend=self.backend,
         )  # fmt: skip
-        missing: dict[str, Path] = {}
-        for item in dataset.frames:
-            path = dataset.source(item)[0]
-            if not path.is_file():
-                missing[item.uid] = path
+        sources = {item.uid: dataset.source(item)[0] for item in dataset.frames}
+        absent = {path for path in set(sources.values()) if not path.is_file()}  # one stat per video
+        missing = {uid: path for uid, path in sources.items() if path in absent}
         if missing:
             uid, path = next(iter(missing.items()))
             missing_files(

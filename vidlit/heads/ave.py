@@ -247,8 +247,10 @@ class MPNHead(_AVEHead):
         """Full: category CE + event/background BCE. Weak (no ``segment_labels``): video-level BCE."""
         background = self.num_classes - 1
         if "segment_labels" not in batch:
-            video_prob = outputs["segment_logits"].exp().amax(dim=1).clamp(1e-6, 1 - 1e-6)
-            weak = F.binary_cross_entropy(video_prob, batch["video_labels"].to(video_prob.dtype))
+            # BCE on probabilities is unsafe under autocast (CUDA refuses it): compute it in float32
+            with torch.autocast(device_type=outputs["segment_logits"].device.type, enabled=False):
+                video_prob = outputs["segment_logits"].float().exp().amax(dim=1).clamp(1e-6, 1 - 1e-6)
+                weak = F.binary_cross_entropy(video_prob, batch["video_labels"].float())
             return {"loss": weak, "video_bce": weak.detach()}
         labels = batch["segment_labels"]
         is_event = labels != background

@@ -372,10 +372,9 @@ class VSLNetHead(TaskHead):
         """The ``top_k`` spans maximizing ``P(start) P(end)`` with ``start <= end``.
 
         Returns:
-            ``start [B, K]``, ``end [B, K]`` step indices and ``scores [B, K]``; ``K`` is
-            ``top_k``, or fewer when the shortest sequence has fewer valid spans (then the
-            missing entries of longer rows are never needed, and of shorter rows they have
-            score -1 and are dropped by :meth:`predict`).
+            ``start [B, K]``, ``end [B, K]`` step indices and ``scores [B, K]``, with
+            ``K = min(top_k, T (T + 1) / 2)`` over the padded length ``T``; a shorter row's
+            entries beyond its own valid spans have score -1 and :meth:`predict` drops them.
         """
         mask = outputs["mask"]
         p_start = outputs["start_logits"].float().softmax(-1)

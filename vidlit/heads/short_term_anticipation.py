@@ -21,8 +21,9 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
-from torchvision.ops import box_iou, roi_align
+from torchvision.ops import roi_align
 
+from vidlit.core.boxes import box_iou
 from vidlit.heads.base import TaskHead
 from vidlit.layers.tubelet import token_grid
 from vidlit.metrics.sta_map import ShortTermAnticipationMAP

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchvision.ops import roi_align
 
-from vidlit.core.boxes import cxcywh_to_xyxy, denormalize_boxes, generalized_box_iou, xyxy_to_xywh
+from vidlit.core.boxes import clip_boxes, cxcywh_to_xyxy, denormalize_boxes, generalized_box_iou, xyxy_to_xywh
 from vidlit.heads.base import TaskHead
 from vidlit.layers.matching import HungarianMatcher
 from vidlit.layers.tubelet import token_grid
@@ -447,7 +447,7 @@ class StateChangeDETRHead(TaskHead):
         probs = outputs["logits"].float().softmax(-1)[..., :-1]  # b q k
         scores, labels = probs.max(-1)
         size = batch["frame_size"].to(outputs["boxes"].device)
-        xyxy = denormalize_boxes(cxcywh_to_xyxy(outputs["boxes"].float()).clamp(0, 1), size)
+        xyxy = clip_boxes(denormalize_boxes(cxcywh_to_xyxy(outputs["boxes"].float()), size), size)
         boxes = xyxy_to_xywh(xyxy)
         predictions = []
         for i in range(len(scores)):

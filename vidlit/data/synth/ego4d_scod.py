@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from vidlit.data.synth.videos import SHAPES, preferred_video_codec, shape_mask, write_video
+from vidlit.data.synth.videos import SHAPES, preferred_video_codec, random_background, shape_mask, write_video
 
 PALETTE = {
     "red": (220, 40, 40),
@@ -83,7 +83,7 @@ def _render_clip(
     target = centres[0]
     start = (float(rng.uniform(size * 0.2, size * 0.8)), size + size * 0.1)
     hand_extent = size * 0.2
-    background = rng.integers(8, 40, size=(size, size, 1)).repeat(3, axis=2).astype(np.int16)
+    background = random_background(rng, size)
     frames = np.empty((num_frames, size, size, 3), dtype=np.uint8)
     hand_masks = []
     for t in range(num_frames):

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vidlit.data.synth.videos import SHAPES, preferred_video_codec, shape_mask, write_video
+from vidlit.data.synth.videos import SHAPES, preferred_video_codec, random_background, shape_mask, write_video
 
 # a few Ego4D STA nouns and verbs, so files look like the real thing
 NOUNS = {"cup": (220, 40, 40), "knife": (40, 200, 40), "bowl": (40, 70, 230), "apple": (230, 210, 40)}
@@ -69,7 +69,7 @@ def _render(
     speed: float,
 ) -> np.ndarray:
     """``[T, size, size, 3]`` frames: static objects, the hand moving towards ``hand_end``."""
-    background = rng.integers(8, 40, size=(size, size, 1)).repeat(3, axis=2).astype(np.int16)
+    background = random_background(rng, size)
     frames = np.empty((num_frames, size, size, 3), dtype=np.uint8)
     dx, dy = direction
     for t in range(num_frames):
