@@ -16,7 +16,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_open", "read_json", "read_jsonl", "require", "write_atomic", "write_json_atomic"]
+__all__ = [
+    "atomic_open",
+    "confined_path",
+    "read_json",
+    "read_jsonl",
+    "require",
+    "write_atomic",
+    "write_json_atomic",
+]
 
 
 def _read_umask() -> int:
@@ -124,3 +132,26 @@ def require(obj: Any, key: str, where: str, path: str | Path) -> Any:
     if not isinstance(obj, dict) or key not in obj:
         raise ValueError(f"{path}: {where}: missing key {key!r}")
     return obj[key]
+
+
+def confined_path(root: str | Path, name: str | Path, where: str) -> Path:
+    """``root / name``, refused when it resolves outside ``root`` (an id from a file is never a way out).
+
+    Every id read from an annotation or list file that becomes a path (a ``clip_uid`` naming a
+    feature file, a video id naming a clip) goes through here: ``../../etc/passwd``, an absolute
+    path or a symlinked escape raise instead of being read.
+
+    Args:
+        root: the dataset folder the file must stay inside.
+        name: the relative name built from the record (may include a suffix).
+        where: the record, for the message (``"moments_val.json: videos[0].clips[3]"``).
+
+    Raises:
+        ValueError: ``{where}: {name!r} points outside {root}``.
+    """
+    root = Path(root)
+    path = root / name
+    resolved_root = root.resolve()
+    if Path(name).is_absolute() or not path.resolve().is_relative_to(resolved_root):
+        raise ValueError(f"{where}: {str(name)!r} points outside {root}")
+    return path
