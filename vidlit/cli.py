@@ -14,34 +14,74 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import csv
 import difflib
 import importlib
 import inspect
 import os
 import re
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-import lightning as L
-import torch
-from jsonargparse._common import debug_mode_active
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-from lightning.pytorch.loggers import CSVLogger
-from lightning.pytorch.plugins.io import CheckpointIO
+# OpenMP reads its wait policy once, when torch loads it: set before ``import torch``. Passive
+# waiting puts idle intra-op threads to sleep instead of spinning, which on a shared or busy
+# machine cost up to 18x the CPU time of a small run. An explicit OMP_WAIT_POLICY wins.
+if "torch" not in sys.modules:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import lightning as L  # noqa: E402
+import torch  # noqa: E402
+import yaml  # noqa: E402
+from jsonargparse._common import debug_mode_active  # noqa: E402
+from lightning.pytorch.accelerators import CPUAccelerator  # noqa: E402
+from lightning.pytorch.callbacks import RichProgressBar  # noqa: E402
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback  # noqa: E402
+from lightning.pytorch.loggers import CSVLogger  # noqa: E402
+from lightning.pytorch.plugins.io import CheckpointIO  # noqa: E402
 
 # imported so that short class names (``class_path: ActionFormerHead``) resolve in YAML
-import vidlit.data  # noqa: F401
-import vidlit.heads  # noqa: F401
-from vidlit.callbacks import ReproducibleEpochs, SubmissionWriter
-from vidlit.checkpoint_io import AtomicCheckpointIO
-from vidlit.tasks import TaskModule  # noqa: F401
-
-DESCRIPTION = (
-    "vidlit: train and evaluate video understanding models from a YAML recipe "
-    "(e.g. `vidlit fit --config recipes/ego4d_mq.yaml`). Dataset tools: `vidlit data --help`."
+import vidlit.data  # noqa: E402, F401
+import vidlit.heads  # noqa: E402, F401
+from vidlit.callbacks import (  # noqa: E402
+    EpochLines,
+    ReproducibleEpochs,
+    SubmissionWriter,
+    VersionTextRichProgressBar,
+    run_dir,
 )
+from vidlit.checkpoint_io import (  # noqa: E402
+    AtomicCheckpointIO,
+    CheckpointChoice,
+    find_last_checkpoint,
+    remove_stale_temporaries,
+    run_folder,
+)
+from vidlit.tasks import TaskModule  # noqa: E402, F401
+
+# The verbs besides Lightning's fit / validate / test / predict: name -> ("module:function", help).
+# The function takes the rest of the command line. `vidlit --help` lists this table, and main()
+# dispatches on it: a new verb is one line here.
+VERBS: dict[str, tuple[str, str]] = {
+    "data": ("vidlit.cli:data_main", "dataset tools: synth sample data, check video lists, curate"),
+    "extract": ("vidlit.extract:extract_main", "write per-video [T, C] features with a trained backbone"),
+}
+
+# Lightning's special values of --ckpt_path; anything else is a file
+_CKPT_KEYWORDS = ("last", "best", "hpc", "registry")
+
+
+def description() -> str:
+    """The text of ``vidlit --help``: what the command does and every verb of :data:`VERBS`."""
+    verbs = "; ".join(f"`vidlit {name}` ({help})" for name, (_, help) in VERBS.items())
+    return (
+        "vidlit: train and evaluate video understanding models from a YAML recipe "
+        f"(e.g. `vidlit fit --config recipes/ego4d_mq.yaml`). More verbs: {verbs}; each takes --help."
+    )
+
+
 _NOISE = ("Does not validate against", "Subtypes:", "Errors:", "Given value", "Expected a <class 'NoneType'>")
 
 
@@ -175,38 +215,76 @@ class VidlitCLI(LightningCLI):
       take it from a data module that has it, e.g. Ego4D STA) the data module's, so a recipe
       states each size once;
     - checkpoints are written atomically and loaded with ``weights_only=True``;
-    - without a ``trainer.logger``, runs log to CSV under ``trainer.default_root_dir``;
-    - ``--ckpt_path last`` finds the newest ``last.ckpt`` under ``trainer.default_root_dir``,
-      including earlier versions' log folders, so a killed run resumes where it stopped;
+    - without a ``trainer.logger``, ``fit`` logs to CSV under ``trainer.default_root_dir``
+      (``version_N/``); validate / test / predict log nowhere unless the config names a logger;
+    - the resolved config is saved as ``config.yaml`` in the run's folder, beside ``checkpoints/``,
+      whatever the logger (:class:`RunConfig`);
+    - ``--ckpt_path last`` picks the newest run under ``trainer.default_root_dir`` whose saved
+      config matches this one (:func:`vidlit.checkpoint_io.find_last_checkpoint`), says which and
+      why, and a resumed ``fit`` continues that run's ``version_N`` folder; temporaries of killed
+      checkpoint writes are removed on start;
+    - on CPU the intra-op thread count is chosen for small runs (:func:`cpu_threads`) and said;
+    - when stdout is not a terminal, one line per epoch and per validation (:class:`EpochLines`);
     - ``predict`` writes the dataset's official submission file (``--submission.path``).
     """
 
     def __init__(self, args: list[str] | None = None, run: bool = True):
+        self.checkpoint_choice: CheckpointChoice | None = None
         super().__init__(
             model_class=L.LightningModule,
             datamodule_class=L.LightningDataModule,
             subclass_mode_model=True,
             subclass_mode_data=True,
             parser_class=VidlitArgumentParser,
-            parser_kwargs={"parser_mode": "omegaconf", "description": DESCRIPTION},
+            parser_kwargs={"parser_mode": "omegaconf", "description": description()},
+            save_config_callback=RunConfig,
             auto_configure_optimizers=False,
-            trainer_defaults={"callbacks": [ReproducibleEpochs()]},
+            trainer_defaults={"callbacks": [ReproducibleEpochs(), EpochLines()]},
             args=args,
             run=run,
         )
+
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except (ImportError, ValueError) as e:
+            # an optional logger's package (tensorboard, wandb, ...): one line, not a traceback
+            if (line := missing_package_line(e)) is None:
+                raise
+            sys.stderr.write(f"vidlit: error: {line}\n")
+            sys.exit(2)
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         # instances cannot live in trainer_defaults (the saved config must serialize), so the
         # atomic checkpoint IO and the default CSV logger are added here
         config = self._get(self.config_init, "trainer", default={})
+        root = Path(config.get("default_root_dir") or ".")
+        for path in remove_stale_temporaries(root):
+            print(f"vidlit: removed {path}, a temporary file of a killed run")
+        self._check_ckpt_path()
+        self.checkpoint_choice = self._resolve_last_checkpoint(root)
         plugins = config.get("plugins") or []
         plugins = plugins if isinstance(plugins, list) else [plugins]
         if not any(isinstance(p, CheckpointIO) for p in plugins):
             kwargs["plugins"] = [*plugins, AtomicCheckpointIO()]
         if config.get("logger") in (None, True):
-            # CSV unless the config names a logger; Lightning would pick TensorBoard when installed
-            kwargs["logger"] = CSVLogger(save_dir=config.get("default_root_dir") or ".", name="")
-        return super().instantiate_trainer(**kwargs)
+            # CSV unless the config names a logger (Lightning would pick TensorBoard when
+            # installed); only ``fit`` logs by default, so test / predict add no version folder
+            kwargs["logger"] = self._csv_logger(root) if self.subcommand in (None, "fit") else False
+        for callback in config.get("callbacks") or []:
+            if type(callback) is RichProgressBar:
+                # same state and arguments; only shows the integer version as ``v_num: 0``
+                callback.__class__ = VersionTextRichProgressBar
+        trainer = super().instantiate_trainer(**kwargs)
+        if isinstance(trainer.accelerator, CPUAccelerator):
+            threads, why = cpu_threads()
+            torch.set_num_threads(threads)
+            print(
+                f"vidlit: running on CPU with {threads} intra-op thread{'s' * (threads > 1)} ({why}; "
+                f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}); "
+                "set VIDLIT_NUM_THREADS to change"
+            )
+        return trainer
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(SubmissionWriter, "submission")
@@ -249,28 +327,44 @@ class VidlitCLI(LightningCLI):
         group = self._parser(self.subcommand)._links_group
         group._group_actions = [a for a in group._group_actions if not a.target[0].startswith(dropped)]
 
-    def _resolve_last_checkpoint(self) -> None:
-        config = self.config_init[self.subcommand]
-        if config.get("ckpt_path") != "last":
+    def _csv_logger(self, root: Path) -> CSVLogger:
+        """The default logger; a resumed ``fit`` continues the ``version_N`` folder of its checkpoint."""
+        config = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        version = None
+        if config.get("ckpt_path") not in (None, *_CKPT_KEYWORDS):
+            checkpoint = Path(config["ckpt_path"])
+            run = run_folder(checkpoint, root)
+            if run is not None and run.parent.resolve() == root.resolve():
+                if m := re.fullmatch(r"version_(\d+)", run.name):
+                    version = int(m[1])
+        logger = CSVLogger(save_dir=root, name="", version=version)
+        if version is not None:
+            _keep_logged_rows(logger, checkpoint)
+        return logger
+
+    def _check_ckpt_path(self) -> None:
+        """A ``--ckpt_path`` file that does not exist: one line, before anything is built."""
+        path = (self.config_init[self.subcommand] if self.subcommand else self.config_init).get("ckpt_path")
+        if path is None or path in _CKPT_KEYWORDS or "://" in str(path) or Path(path).is_file():
             return
-        root = Path(self.trainer.default_root_dir)
-        candidates = sorted(root.rglob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
-        if not candidates:
-            raise FileNotFoundError(f"--ckpt_path last: no last.ckpt under {root} (trainer.default_root_dir)")
-        config["ckpt_path"] = str(candidates[-1])
-        print(f"Resuming from {candidates[-1]}")
+        sys.stderr.write(f"vidlit: error: --ckpt_path {path}: checkpoint not found\n")
+        sys.exit(2)
 
-    def before_fit(self) -> None:
-        self._resolve_last_checkpoint()
-
-    def before_validate(self) -> None:
-        self._resolve_last_checkpoint()
-
-    def before_test(self) -> None:
-        self._resolve_last_checkpoint()
-
-    def before_predict(self) -> None:
-        self._resolve_last_checkpoint()
+    def _resolve_last_checkpoint(self, root: Path) -> CheckpointChoice | None:
+        config = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        if config.get("ckpt_path") != "last":
+            return None
+        parser = self._parser(self.subcommand)
+        current = yaml.safe_load(parser.dump(self.config[self.subcommand], skip_unset=False)) or {}
+        try:
+            choice = find_last_checkpoint(root, current)
+        except FileNotFoundError as e:
+            sys.stderr.write(f"vidlit: error: {e}\n")
+            sys.exit(2)
+        config["ckpt_path"] = str(choice.path)
+        verb = "resuming from" if self.subcommand == "fit" else "using"
+        print(f"vidlit: --ckpt_path last: {verb} {choice.path}: {choice.reason}")
+        return choice
 
     def after_fit(self) -> None:
         log_dir = self.trainer.log_dir  # a collective under DDP: every rank must ask
@@ -281,17 +375,128 @@ class VidlitCLI(LightningCLI):
         from rich.console import Console
         from rich.table import Table
 
-        table = Table(title=f"Validation metrics, epoch {self.trainer.current_epoch - 1}", min_width=40)
-        table.add_column("metric")
-        table.add_column("value", justify="right")
-        for name, value in sorted(metrics.items()):
-            table.add_row(name, f"{value:.4f}")
         console = Console()
-        console.print(table)
+        if metrics:
+            table = Table(title=f"Validation metrics, epoch {self.trainer.current_epoch - 1}", min_width=40)
+            table.add_column("metric")
+            table.add_column("value", justify="right")
+            for name, value in sorted(metrics.items()):
+                table.add_row(name, f"{value:.4f}")
+            console.print(table)
+        else:
+            every = self.trainer.check_val_every_n_epoch
+            console.print(
+                "no validation metrics: validation never ran"
+                + (
+                    f" (it runs every {every} epochs and the run had {self.trainer.current_epoch}; "
+                    f"set --trainer.check_val_every_n_epoch or --trainer.max_epochs to a multiple)"
+                    if every and every > self.trainer.current_epoch
+                    else ""
+                ),
+                soft_wrap=True,
+            )
         if checkpoint is not None:
-            console.print(f"best checkpoint: {checkpoint.best_model_path or '-'}")
-            console.print(f"last checkpoint: {checkpoint.last_model_path or '-'}")
-        console.print(f"logs and resolved config: {log_dir}")
+            console.print(f"best checkpoint: {checkpoint.best_model_path or '-'}", soft_wrap=True)
+            console.print(f"last checkpoint: {checkpoint.last_model_path or '-'}", soft_wrap=True)
+        console.print(
+            f"logs: {log_dir}; resolved config: {run_dir(self.trainer) / 'config.yaml'}", soft_wrap=True
+        )
+
+
+# packages Lightning's optional loggers need, by logger class name
+LOGGER_PACKAGES = {
+    "TensorBoardLogger": "tensorboard",
+    "WandbLogger": "wandb",
+    "MLFlowLogger": "mlflow",
+    "CometLogger": "comet-ml",
+    "NeptuneLogger": "neptune",
+}
+
+
+def missing_package_line(error: BaseException) -> str | None:
+    """One line naming the package to install when ``error`` comes from a missing optional
+    dependency (a class of the config could not be built without it); None for other errors."""
+    missing = error
+    while missing is not None and not isinstance(missing, ImportError):
+        missing = missing.__cause__ or missing.__context__
+    if missing is None:
+        return None
+    m = re.search(r"class_path '([^']+)'", str(error))
+    class_path = m[1] if m else ""
+    package = LOGGER_PACKAGES.get(class_path.rpartition(".")[2])
+    if package is None and (hint := re.search(r"pip install (?:-U )?'?([A-Za-z0-9_.\-]+)", str(missing))):
+        package = hint[1]
+    package = package or (missing.name or "").split(".")[0]
+    if not package:
+        return None
+    needs = f"{class_path} needs" if class_path else "missing"
+    return f"{needs} the '{package}' package: pip install {package}"
+
+
+def cpu_threads() -> tuple[int, str]:
+    """The intra-op thread count for a run on CPU, and where it comes from.
+
+    ``VIDLIT_NUM_THREADS`` when set; else an explicit ``OMP_NUM_THREADS`` (torch already applied
+    it); else half the cores this process may use, at most 4: vidlit's CPU runs are small (sample
+    data, heads on stored features), gain little from more threads, and on a machine shared with
+    other jobs extra threads mostly wait on each other.
+    """
+    if value := os.environ.get("VIDLIT_NUM_THREADS"):
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"VIDLIT_NUM_THREADS must be a positive integer, got {value!r}")
+        return int(value), "VIDLIT_NUM_THREADS"
+    if os.environ.get("OMP_NUM_THREADS"):
+        return torch.get_num_threads(), "OMP_NUM_THREADS"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(4, cores // 2)), f"default for {cores} core{'s' * (cores > 1)}"
+
+
+def _keep_logged_rows(logger: CSVLogger, checkpoint: Path) -> None:
+    """Carry a resumed run's ``metrics.csv`` rows up to its checkpoint's epoch into the continued log.
+
+    Lightning's CSV writer deletes an existing ``metrics.csv`` when it opens a version folder;
+    rows logged after the checkpoint (by the killed run) are dropped, the resumed run logs them anew.
+    """
+    path = Path(logger.log_dir) / "metrics.csv"
+    if not path.is_file():
+        return
+    epoch = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True).get("epoch", -1)
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        keys = list(reader.fieldnames or [])
+        rows = [row for row in reader if row.get("epoch", "") == "" or int(float(row["epoch"])) <= epoch]
+    with warnings.catch_warnings():  # "previous log files will be deleted": not so, they are kept here
+        warnings.filterwarnings("ignore", message="Experiment logs directory")
+        writer = logger.experiment  # opening it removes the old file
+    writer.metrics_keys = keys
+    writer.metrics = rows + writer.metrics
+
+
+class RunConfig(SaveConfigCallback):
+    """Save the resolved config as ``config.yaml`` in the run's folder, beside ``checkpoints/``.
+
+    Lightning's ``SaveConfigCallback`` writes to ``trainer.log_dir``, which for W&B is the shared
+    ``save_dir``, so a second run stopped with "expected config.yaml to NOT exist". Here the
+    config goes where the run's checkpoints go (:func:`vidlit.callbacks.run_dir`), once per
+    ``fit`` (test / predict write no run folder); a resumed run continues its folder and
+    rewrites the file, which ``--ckpt_path last`` has checked to match.
+    """
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.already_saved or stage != "fit":
+            return
+        folder = trainer.strategy.broadcast(str(run_dir(trainer)))
+        if trainer.is_global_zero:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            self.parser.save(
+                self.config,
+                str(Path(folder) / self.config_filename),
+                skip_unset=False,
+                overwrite=True,
+                multifile=self.multifile,
+            )
+            self.save_config(trainer, pl_module, stage)
+        self.already_saved = trainer.strategy.broadcast(True)
 
 
 def data_main(args: list[str]) -> None:
@@ -364,13 +569,9 @@ def _wandb_offline_without_credentials() -> None:
 def main(args: list[str] | None = None) -> None:
     """Entry point of the ``vidlit`` command (``args`` defaults to ``sys.argv[1:]``)."""
     argv = sys.argv[1:] if args is None else list(args)
-    if argv[:1] == ["data"]:
-        data_main(argv[1:])
-        return
-    if argv[:1] == ["extract"]:
-        from vidlit.extract import extract_main
-
-        extract_main(argv[1:])
+    if argv[:1] and argv[0] in VERBS:
+        module, _, function = VERBS[argv[0]][0].partition(":")
+        getattr(importlib.import_module(module), function)(argv[1:])
         return
     _wandb_offline_without_credentials()
     VidlitCLI(args=args)
