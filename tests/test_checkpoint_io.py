@@ -163,3 +163,12 @@ def test_config_differences_ignore_run_control_keys():
     current = {"trainer": {"max_epochs": 3, "logger": True, "limit_test_batches": 1}, "ckpt_path": "last"}
     assert config_differences(saved, current) == {}
     assert config_differences({"a": {"b": 1}}, {"a": {"b": 2, "c": 3}}) == {"a.b": (1, 2), "a.c": (None, 3)}
+
+
+def test_evaluating_on_other_data_may_ignore_the_data_section(tmp_path):
+    trained = {**CONFIG, "data": {"root": "data/train", "split": "val"}}
+    run = _run(tmp_path, "version_0", trained, ["last.ckpt"], 1000)
+    predict_test_split = {**CONFIG, "data": {"root": "data/train", "split": "test"}}
+    with pytest.raises(FileNotFoundError, match=r"data\.split \(run: 'val', now: 'test'\)"):
+        find_last_checkpoint(tmp_path, predict_test_split)  # resuming: the data must match
+    assert find_last_checkpoint(tmp_path, predict_test_split, ignore=("data",)).run_dir == run

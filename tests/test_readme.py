@@ -73,12 +73,14 @@ def test_quick_start_commands_run_in_order_twice(tmp_path, monkeypatch, capsys):
                 folder = runs / f"version_{attempt}"
                 assert {"config.yaml", "metrics.csv", "checkpoints"} <= {p.name for p in folder.iterdir()}
                 assert (folder / "checkpoints" / "last.ckpt").is_file()
-            else:  # test, predict and resume: the newest run of this configuration, no new folder
+            else:  # test, predict and resume: the newest run of this configuration
                 verb = "resuming from" if argv[0] == "fit" else "using"
                 chosen = Path("runs/ego4d_mq/version_1/checkpoints/last.ckpt")
                 assert f"vidlit: --ckpt_path last: {verb} {chosen}" in out
-                assert _versions(runs) == ["version_0", "version_1"]
                 assert "Resuming from" not in out
+                # test logs its metrics in a folder of its own; predict and resume add none
+                assert _versions(runs) == ["version_0", "version_1", "version_2"]
+                assert {p.name for p in (runs / "version_2").iterdir()} == {"metrics.csv"}
     assert (tmp_path / "mq_submission.json").is_file()
     # W&B, twice: two runs, each with its config and checkpoints where the README says
     wandb_runs = sorted((runs / "lightning_logs").iterdir())
@@ -88,7 +90,7 @@ def test_quick_start_commands_run_in_order_twice(tmp_path, monkeypatch, capsys):
     offline = sorted((runs / "wandb").glob("offline-run-*"))
     assert sorted(p.name.rsplit("-", 1)[1] for p in offline) == [p.name for p in wandb_runs]
     assert all(any(p.glob("*.wandb")) for p in offline)  # no empty offline run
-    assert _versions(runs) == ["version_0", "version_1"]
+    assert _versions(runs) == ["version_0", "version_1", "version_2"]
 
 
 @pytest.mark.slow

@@ -44,8 +44,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 # ``atomic_open``'s temporaries: ``.<name>.<8 random characters>.tmp`` beside ``<name>``
 _TEMPORARY = re.compile(r"^\.(?P<name>.+\.(?:ckpt|pt))\.[A-Za-z0-9_]{8}\.tmp$")
 
-# Config keys that say where a run logs or how much of it to evaluate, not what it trains: two
-# runs that differ only in these are the same configuration for ``--ckpt_path last``.
+# Config keys that say where a run logs, what it reports or how much of it to evaluate, not what
+# it trains: two runs that differ only in these are the same configuration for ``--ckpt_path
+# last``. Callbacks count as such (progress bars, monitors, checkpointing, a test's kill switch).
 RUN_CONTROL_KEYS = (
     "ckpt_path",
     "config",
@@ -53,6 +54,7 @@ RUN_CONTROL_KEYS = (
     "return_predictions",
     "verbose",
     "trainer.logger",
+    "trainer.callbacks",
     "trainer.default_root_dir",
     "trainer.enable_progress_bar",
     "trainer.enable_model_summary",
@@ -101,12 +103,15 @@ def is_complete(path: str | os.PathLike) -> bool:
         return False
 
 
-def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+def config_differences(
+    saved: dict[str, Any], current: dict[str, Any], ignore: tuple[str, ...] = ()
+) -> dict[str, tuple[Any, Any]]:
     """The dotted keys whose values differ between two resolved configs, run-control keys excluded.
 
     Args:
         saved: the ``config.yaml`` of the run a checkpoint belongs to, as a dict.
         current: this run's resolved config, as a dict.
+        ignore: more keys (and the keys under them) to leave out, besides :data:`RUN_CONTROL_KEYS`.
 
     Returns:
         ``{key: (saved value, current value)}``, sorted by key; a missing key's value is None.
@@ -115,7 +120,8 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> dict[s
     return {
         key: (a.get(key), b.get(key))
         for key in sorted(a.keys() | b.keys())
-        if a.get(key) != b.get(key) and not any(key == k or key.startswith(k + ".") for k in RUN_CONTROL_KEYS)
+        if a.get(key) != b.get(key)
+        and not any(key == k or key.startswith(k + ".") for k in (*RUN_CONTROL_KEYS, *ignore))
     }
 
 
@@ -149,7 +155,9 @@ def run_folder(checkpoint: Path, root: Path) -> Path | None:
     return None
 
 
-def find_last_checkpoint(root: str | os.PathLike, current: dict[str, Any]) -> CheckpointChoice:
+def find_last_checkpoint(
+    root: str | os.PathLike, current: dict[str, Any], ignore: tuple[str, ...] = ()
+) -> CheckpointChoice:
     """Resolve ``--ckpt_path last``: the newest run under ``root`` trained with this configuration.
 
     Runs are the folders holding a ``config.yaml`` (the resolved config vidlit saves with every
@@ -161,6 +169,8 @@ def find_last_checkpoint(root: str | os.PathLike, current: dict[str, Any]) -> Ch
     Args:
         root: ``trainer.default_root_dir``.
         current: this run's resolved config, as a dict.
+        ignore: more config keys that may differ (e.g. ``("data",)`` to evaluate a model on
+            other data or another split).
 
     Raises:
         FileNotFoundError: no complete checkpoint under ``root`` belongs to a run of this
@@ -180,7 +190,7 @@ def find_last_checkpoint(root: str | os.PathLike, current: dict[str, Any]) -> Ch
             skipped.append(f"{runs[run][0].parent} has no config.yaml")
             continue
         saved = yaml.safe_load((run / "config.yaml").read_text()) or {}
-        if differences := config_differences(saved, current):
+        if differences := config_differences(saved, current, ignore):
             shown = [
                 f"{key} (run: {was!r}, now: {now!r})" for key, (was, now) in list(differences.items())[:3]
             ]

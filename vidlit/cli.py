@@ -215,14 +215,15 @@ class VidlitCLI(LightningCLI):
       take it from a data module that has it, e.g. Ego4D STA) the data module's, so a recipe
       states each size once;
     - checkpoints are written atomically and loaded with ``weights_only=True``;
-    - without a ``trainer.logger``, ``fit`` logs to CSV under ``trainer.default_root_dir``
-      (``version_N/``); validate / test / predict log nowhere unless the config names a logger;
+    - without a ``trainer.logger``, runs log to CSV under ``trainer.default_root_dir``
+      (``version_N/``), except ``predict``, which has no metrics and adds no folder;
     - the resolved config is saved as ``config.yaml`` in the run's folder, beside ``checkpoints/``,
       whatever the logger (:class:`RunConfig`);
     - ``--ckpt_path last`` picks the newest run under ``trainer.default_root_dir`` whose saved
-      config matches this one (:func:`vidlit.checkpoint_io.find_last_checkpoint`), says which and
-      why, and a resumed ``fit`` continues that run's ``version_N`` folder; temporaries of killed
-      checkpoint writes are removed on start;
+      config matches this one, the data aside when evaluating
+      (:func:`vidlit.checkpoint_io.find_last_checkpoint`), says which and why, and a resumed
+      ``fit`` continues that run's ``version_N`` folder; temporaries of killed checkpoint writes
+      are removed on start;
     - on CPU the intra-op thread count is chosen for small runs (:func:`cpu_threads`) and said;
     - when stdout is not a terminal, one line per epoch and per validation (:class:`EpochLines`);
     - ``predict`` writes the dataset's official submission file (``--submission.path``).
@@ -269,8 +270,8 @@ class VidlitCLI(LightningCLI):
             kwargs["plugins"] = [*plugins, AtomicCheckpointIO()]
         if config.get("logger") in (None, True):
             # CSV unless the config names a logger (Lightning would pick TensorBoard when
-            # installed); only ``fit`` logs by default, so test / predict add no version folder
-            kwargs["logger"] = self._csv_logger(root) if self.subcommand in (None, "fit") else False
+            # installed); predict has no metrics to log, so it adds no version folder
+            kwargs["logger"] = self._csv_logger(root) if self.subcommand != "predict" else False
         for callback in config.get("callbacks") or []:
             if type(callback) is RichProgressBar:
                 # same state and arguments; only shows the integer version as ``v_num: 0``
@@ -331,7 +332,7 @@ class VidlitCLI(LightningCLI):
         """The default logger; a resumed ``fit`` continues the ``version_N`` folder of its checkpoint."""
         config = self.config_init[self.subcommand] if self.subcommand else self.config_init
         version = None
-        if config.get("ckpt_path") not in (None, *_CKPT_KEYWORDS):
+        if self.subcommand in (None, "fit") and config.get("ckpt_path") not in (None, *_CKPT_KEYWORDS):
             checkpoint = Path(config["ckpt_path"])
             run = run_folder(checkpoint, root)
             if run is not None and run.parent.resolve() == root.resolve():
@@ -357,7 +358,8 @@ class VidlitCLI(LightningCLI):
         parser = self._parser(self.subcommand)
         current = yaml.safe_load(parser.dump(self.config[self.subcommand], skip_unset=False)) or {}
         try:
-            choice = find_last_checkpoint(root, current)
+            # resuming needs the same data too; evaluating may use other data or another split
+            choice = find_last_checkpoint(root, current, ignore=() if self.subcommand == "fit" else ("data",))
         except FileNotFoundError as e:
             sys.stderr.write(f"vidlit: error: {e}\n")
             sys.exit(2)
