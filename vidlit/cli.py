@@ -278,7 +278,11 @@ class VidlitCLI(LightningCLI):
                 callback.__class__ = VersionTextRichProgressBar
         trainer = super().instantiate_trainer(**kwargs)
         if isinstance(trainer.accelerator, CPUAccelerator):
-            threads, why = cpu_threads()
+            try:
+                threads, why = cpu_threads()
+            except ValueError as e:
+                sys.stderr.write(f"vidlit: error: {e}\n")
+                sys.exit(2)
             torch.set_num_threads(threads)
             print(
                 f"vidlit: running on CPU with {threads} intra-op thread{'s' * (threads > 1)} ({why}; "
