@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from vidlit.backbones.vit import _unwrap, block_stack, remap_checkpoint_keys
+from vidlit.backbones._builder import _unwrap, remap_checkpoint_keys
+from vidlit.backbones.vit import block_stack
 from vidlit.layers.pos_embed import Grid, sincos_table
 from vidlit.layers.tubelet import tile_grid, to_pair
 
@@ -478,7 +479,7 @@ def remap_decoder_keys(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
     ``decoder.blocks.N.*``, ``decoder.norm.*``, ``decoder.head.*``, as ``run_mae_pretraining.py``
     saves it, nested under ``model`` or not) and transformers' ``VideoMAEForPreTraining``
     (``decoder.decoder_layers.N.*`` with separate query/key/value weights). The encoder's weights
-    load into the backbone with :func:`~vidlit.backbones.vit.remap_checkpoint_keys` (e.g.
+    load into the backbone with :func:`~vidlit.backbones._builder.remap_checkpoint_keys` (e.g.
     ``VideoViT.load_state_dict_filtered``).
 
     Returns:
