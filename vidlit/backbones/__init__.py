@@ -6,7 +6,7 @@ VideoMAE folders and original VideoMAE / InternVideo checkpoints. :mod:`vidlit.b
 holds the masked-video-modeling pieces (tube masking, pixel targets, the VideoMAE decoder).
 """
 
-from vidlit.backbones._registry import create_backbone, list_backbones, register_backbone
+from vidlit.backbones._registry import backbone_width, create_backbone, list_backbones, register_backbone
 from vidlit.backbones.audio import AudioEncoder, create_audio_encoder
 from vidlit.backbones.mvm import MaskedVideoModel, MVMDecoder, patchify, pixel_targets, tube_mask
 from vidlit.backbones.text import TextEncoder, create_text_encoder
@@ -21,6 +21,7 @@ __all__ = [
     "TextEncoder",
     "VideoTextModel",
     "VideoViT",
+    "backbone_width",
     "checkpoint_filter_fn",
     "create_audio_encoder",
     "create_backbone",

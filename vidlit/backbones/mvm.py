@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from vidlit.backbones._builder import _unwrap, remap_checkpoint_keys
 from vidlit.backbones.vit import block_stack
+from vidlit.core.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from vidlit.layers.pos_embed import Grid, sincos_table
 from vidlit.layers.tubelet import tile_grid, to_pair
 
@@ -47,11 +48,6 @@ __all__ = [
     "tube_mask",
     "unpatchify",
 ]
-
-# The normalization VideoMAE's loaders apply (timm's constants); targets are built after undoing it.
-IMAGENET_DEFAULT_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_DEFAULT_STD = (0.229, 0.224, 0.225)
-
 
 def tube_mask(
     batch_size: int,

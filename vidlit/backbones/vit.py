@@ -480,37 +480,47 @@ def checkpoint_filter_fn(
 
 
 # -- named sizes --------------------------------------------------------------------------------
+# A size's width, depth and heads are its function's keyword defaults: the registry reads the
+# width from the signature (``backbone_width``) without building the model.
 
 # VideoMAE's and InternVideo's input: 16 frames at 224 px, 2 x 16 x 16 tubelets (8 x 14 x 14 tokens).
 _CLIP_16X224 = dict(num_frames=16, img_size=224, patch_size=16, tubelet_size=2)
 
 
 @register_backbone
-def vit_test(**kwargs: Any) -> VideoViT:
+def vit_test(embed_dim: int = 64, depth: int = 2, num_heads: int = 4, **kwargs: Any) -> VideoViT:
     """Tiny VideoViT for CPU tests: width 64, 2 blocks, 4 heads, 8 frames at 32 px, 2 x 8 x 8 tubelets."""
-    sizes = dict(embed_dim=64, depth=2, num_heads=4, num_frames=8, img_size=32, patch_size=8, tubelet_size=2)
-    return VideoViT(**{**sizes, **kwargs})
+    clip = dict(num_frames=8, img_size=32, patch_size=8, tubelet_size=2)
+    return VideoViT(**{**clip, **kwargs}, embed_dim=embed_dim, depth=depth, num_heads=num_heads)
 
 
 @register_backbone
-def vit_small_patch16_16x224(**kwargs: Any) -> VideoViT:
+def vit_small_patch16_16x224(
+    embed_dim: int = 384, depth: int = 12, num_heads: int = 6, **kwargs: Any
+) -> VideoViT:
     """ViT-S/16 on 16 x 224 px clips (VideoMAE ViT-S): width 384, 12 blocks, 6 heads."""
-    return VideoViT(**{**_CLIP_16X224, "embed_dim": 384, "depth": 12, "num_heads": 6, **kwargs})
+    return VideoViT(**{**_CLIP_16X224, **kwargs}, embed_dim=embed_dim, depth=depth, num_heads=num_heads)
 
 
 @register_backbone
-def vit_base_patch16_16x224(**kwargs: Any) -> VideoViT:
+def vit_base_patch16_16x224(
+    embed_dim: int = 768, depth: int = 12, num_heads: int = 12, **kwargs: Any
+) -> VideoViT:
     """ViT-B/16 on 16 x 224 px clips (VideoMAE / InternVideo ViT-B): width 768, 12 blocks, 12 heads."""
-    return VideoViT(**{**_CLIP_16X224, "embed_dim": 768, "depth": 12, "num_heads": 12, **kwargs})
+    return VideoViT(**{**_CLIP_16X224, **kwargs}, embed_dim=embed_dim, depth=depth, num_heads=num_heads)
 
 
 @register_backbone
-def vit_large_patch16_16x224(**kwargs: Any) -> VideoViT:
+def vit_large_patch16_16x224(
+    embed_dim: int = 1024, depth: int = 24, num_heads: int = 16, **kwargs: Any
+) -> VideoViT:
     """ViT-L/16 on 16 x 224 px clips (VideoMAE / InternVideo ViT-L): width 1024, 24 blocks, 16 heads."""
-    return VideoViT(**{**_CLIP_16X224, "embed_dim": 1024, "depth": 24, "num_heads": 16, **kwargs})
+    return VideoViT(**{**_CLIP_16X224, **kwargs}, embed_dim=embed_dim, depth=depth, num_heads=num_heads)
 
 
 @register_backbone
-def vit_huge_patch16_16x224(**kwargs: Any) -> VideoViT:
+def vit_huge_patch16_16x224(
+    embed_dim: int = 1280, depth: int = 32, num_heads: int = 16, **kwargs: Any
+) -> VideoViT:
     """ViT-H/16 on 16 x 224 px clips (VideoMAE / InternVideo ViT-H): width 1280, 32 blocks, 16 heads."""
-    return VideoViT(**{**_CLIP_16X224, "embed_dim": 1280, "depth": 32, "num_heads": 16, **kwargs})
+    return VideoViT(**{**_CLIP_16X224, **kwargs}, embed_dim=embed_dim, depth=depth, num_heads=num_heads)

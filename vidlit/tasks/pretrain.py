@@ -23,13 +23,12 @@ from torch.optim import Optimizer
 
 from vidlit.backbones._builder import register_backbone_prefix
 from vidlit.backbones.mvm import (
-    IMAGENET_DEFAULT_MEAN,
-    IMAGENET_DEFAULT_STD,
     MVMOutput,
     decoder_for,
     masked_reconstruction,
 )
 from vidlit.checkpoint_io import AtomicCheckpointIO
+from vidlit.core.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from vidlit.tasks.finetune import check_finite_loss, record_backbone_prefix, renamed_attribute
 from vidlit.tasks.optim import (
     LRSchedulerCallable,

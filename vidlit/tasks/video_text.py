@@ -33,12 +33,11 @@ from torch.optim import Optimizer
 
 from vidlit.backbones._builder import register_backbone_prefix
 from vidlit.backbones.mvm import (
-    IMAGENET_DEFAULT_MEAN,
-    IMAGENET_DEFAULT_STD,
     decoder_for,
     masked_reconstruction,
 )
 from vidlit.backbones.video_text import VideoTextModel
+from vidlit.core.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from vidlit.layers.contrastive import contrastive_loss
 from vidlit.metrics.classification import TopKAccuracy
 from vidlit.metrics.retrieval import RetrievalRecall
