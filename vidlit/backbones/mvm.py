@@ -49,6 +49,7 @@ __all__ = [
     "unpatchify",
 ]
 
+
 def tube_mask(
     batch_size: int,
     grid: Grid,
