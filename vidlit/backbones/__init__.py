@@ -1,7 +1,8 @@
 """Video backbones behind a timm-style name registry.
 
 ``create_backbone("vit_base_patch16_16x224", drop_path_rate=0.1)`` builds a named size;
-``list_backbones()`` lists the names; ``VideoViT.from_pretrained(path)`` loads transformers'
+``list_backbones()`` lists the names; ``backbone_width(name)`` gives a size's feature width
+without building it; ``VideoViT.from_pretrained(path)`` loads transformers'
 VideoMAE folders and original VideoMAE / InternVideo checkpoints. :mod:`vidlit.backbones.mvm`
 holds the masked-video-modeling pieces (tube masking, pixel targets, the VideoMAE decoder).
 """
