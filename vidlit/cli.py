@@ -373,7 +373,13 @@ def main(args: list[str] | None = None) -> None:
         extract_main(argv[1:])
         return
     _wandb_offline_without_credentials()
-    VidlitCLI(args=args)
+    from vidlit.tasks.empty_batches import NoReadableVideosError
+
+    try:
+        VidlitCLI(args=args)
+    except NoReadableVideosError as e:  # a whole split unreadable: one line, not a traceback
+        sys.stderr.write(f"vidlit: error: {e}\n")
+        sys.exit(1)
 
 
 if __name__ == "__main__":
