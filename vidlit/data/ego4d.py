@@ -409,7 +409,8 @@ class Ego4DMomentQueries(Ego4DFeatureDataModule):
         if crop_ratio is not None and (len(crop_ratio) != 2 or not 0 < crop_ratio[0] <= crop_ratio[1] <= 1):
             raise ValueError(f"crop_ratio must be (lo, hi) with 0 < lo <= hi <= 1, got {crop_ratio}")
         # None: from the feature folder's extraction.json, else the official 30 fps / 16 / 32
-        fps, feature_stride, feature_window = feature_timing(self.feature_dir, fps, feature_stride, feature_window)
+        timing = feature_timing(self.feature_dir, fps, feature_stride, feature_window)
+        fps, feature_stride, feature_window = timing
         self.step_sec = feature_stride / fps
         self.offset_sec = 0.5 * feature_window / fps
         self.max_steps = max_steps
