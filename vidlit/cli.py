@@ -298,7 +298,6 @@ class VidlitCLI(LightningCLI):
 def data_main(args: list[str]) -> None:
     """``vidlit data``: dataset tools (``synth`` sample datasets, ``check`` video lists)."""
     from vidlit.data.synth import SYNTHESIZERS
-    from vidlit.data.video import BACKENDS
 
     if args[:1] == ["curate"]:  # the verb's old place
         sys.stderr.write("vidlit: `vidlit data curate` is deprecated; use `vidlit curate` (same arguments)\n")
@@ -312,31 +311,20 @@ def data_main(args: list[str]) -> None:
     synth.add_argument("task", choices=sorted(SYNTHESIZERS))
     synth.add_argument("--out", required=True, type=Path, help="output folder")
     synth.add_argument("--seed", type=int, default=0)
-    check = commands.add_parser(
-        "check", help="decode the first and last frame of every video in a list; exit 1 if any fails"
-    )
-    check.add_argument("list", type=Path, help="video list: CSV with a 'path' column, or JSONL")
-    check.add_argument("--backend", default="auto", choices=("auto", *BACKENDS))
-    check.add_argument("--workers", type=int, default=0, help="decoding processes (0: this one)")
+    from vidlit.check import HELP as CHECK_HELP
+    from vidlit.check import add_arguments as add_check_arguments
+
+    check = commands.add_parser("check", help=CHECK_HELP, description=CHECK_HELP)
+    add_check_arguments(check)
     commands.add_parser("curate", help="deprecated: use `vidlit curate`", add_help=False)
     options = parser.parse_args(args)
     if options.command == "synth":
         out = SYNTHESIZERS[options.task](options.out, seed=options.seed)
         print(f"wrote synthetic {options.task} sample data to {out}")
     elif options.command == "check":
-        from vidlit.data.video_list import check_videos, read_video_list
+        from vidlit.check import check_main
 
-        try:
-            entries = read_video_list(options.list)
-        except (FileNotFoundError, ValueError) as e:
-            check.error(str(e))
-        reasons = check_videos([e.path for e in entries], options.backend, options.workers, progress=True)
-        bad = [(entry, reason) for entry, reason in zip(entries, reasons) if reason is not None]
-        print(f"{options.list}: {len(entries) - len(bad)} readable, {len(bad)} unreadable")
-        for entry, reason in bad:
-            print(f"  {entry.path} (line {entry.line}): {reason}")
-        if bad:
-            sys.exit(1)
+        check_main(options, check)
 
 
 def _wandb_offline_without_credentials() -> None:
