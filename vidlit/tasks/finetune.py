@@ -34,6 +34,11 @@ def check_finite_loss(
     """
     if torch.isfinite(losses["loss"]):
         return
+    if is_empty_batch(batch):  # not a numerical problem: a module that did not skip the batch
+        raise FloatingPointError(
+            f"batch {batch_idx} at step {module.global_step} holds no readable video (skipped: "
+            f"{batch.get('skipped')}); its loss is the mean of nothing: skip such batches (EmptyBatches)"
+        )
     parts = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
     raise FloatingPointError(
         f"non-finite training loss at epoch {module.current_epoch}, step {module.global_step}, "
