@@ -103,7 +103,7 @@ def test_extract_cli_writes_resumes_and_matches_the_backbone(videos, checkpoint,
     assert not list(out.glob(".*.tmp"))  # no temporary files left behind
 
 
-def test_unreadable_videos_are_skipped_or_raise_when_strict(videos, tmp_path):
+def test_unreadable_videos_are_skipped_or_raise_when_strict(videos, tmp_path, capsys):
     whole = (videos / "videos" / "000002.mp4").read_bytes()
     (tmp_path / "truncated.mp4").write_bytes(whole[: len(whole) // 2])  # a download cut short
     listing = tmp_path / "list.csv"
@@ -123,6 +123,12 @@ def test_unreadable_videos_are_skipped_or_raise_when_strict(videos, tmp_path):
             extractor, listing, tmp_path / "g", window=16, stride=16, strict=True, progress=False
         )
     assert str(error.value).count("truncated.mp4:") == 1, str(error.value)  # the path once, not twice
+    with pytest.raises(SystemExit) as exit_:  # the command line: one line, exit status 1
+        main(["extract", "--config", MVM_RECIPE, "--random-weights", "--videos", str(listing), "--out",
+              str(tmp_path / "h"), "--strict"])  # fmt: skip
+    assert exit_.value.code == 1
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith("vidlit extract: error: ") and line.count("truncated.mp4:") == 1, line
 
 
 def test_backbone_file_and_duplicate_names(videos, tmp_path):

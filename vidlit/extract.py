@@ -48,6 +48,7 @@ import argparse
 import importlib
 import logging
 import math
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -687,6 +688,9 @@ def extract_main(args: list[str]) -> ExtractSummary:
             strict=options.strict,
             overwrite=options.overwrite,
         )
+    except VideoDecodeError as e:  # --strict: one line naming the video, exit status 1
+        sys.stderr.write(f"vidlit extract: error: {e}\n")
+        sys.exit(1)
     except (FileNotFoundError, ValueError) as e:
         parser.error(str(e))
     print(f"{options.out}: {summary}")
