@@ -120,6 +120,13 @@ def feature_timing(
         "feature_stride": record.get("feature_stride"),
         "feature_window": record.get("feature_window"),
     }
+    if record and fps is None and recorded["fps"] is None:
+        log.warning(
+            "%s: extracted at each video's own frame rate (%s); assuming %g fps: set fps if that is wrong",
+            Path(feature_dir) / EXTRACTION_RECORD,
+            rates or "unknown",
+            defaults[0],
+        )
     given = {"fps": fps, "feature_stride": feature_stride, "feature_window": feature_window}
     values = []
     for (key, value), default in zip(given.items(), defaults):
