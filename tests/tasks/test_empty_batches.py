@@ -89,8 +89,8 @@ def test_mvm_pretraining_skips_batches_of_unreadable_videos(root, tmp_path, batc
 
 @pytest.mark.parametrize("batch_size", [1, 2])
 def test_a_split_of_only_unreadable_videos_stops_with_one_line(root, tmp_path, batch_size):
-    with pytest.raises(NoReadableVideosError, match=r"^train epoch 0: no readable video in the whole split "
-                       r"\(3 unreadable: .*zero_byte\.mp4 \(empty file") as error:  # fmt: skip
+    with pytest.raises(NoReadableVideosError, match=r"^train epoch 0: no readable video in any of its "
+                       r"[23] batches \(3 unreadable: .*zero_byte\.mp4 \(empty file") as error:  # fmt: skip
         trainer(tmp_path).fit(mvm(), datamodule=data(root, "all_bad.csv", "good.csv", batch_size))
     assert "\n" not in str(error.value)
 
@@ -116,7 +116,7 @@ def test_cli_exits_nonzero_with_one_line_when_every_video_is_bad(root, tmp_path,
     assert exit_.value.code == 1
     last = capsys.readouterr().err.strip().splitlines()[-1]
     # validation closes the training epoch: the val split is found out first
-    assert last.startswith("vidlit: error: val epoch 0: no readable video in the whole split"), last
+    assert last.startswith("vidlit: error: val epoch 0: no readable video in its only batch"), last
 
 
 def test_every_module_skips_an_empty_batch_without_a_false_alarm():

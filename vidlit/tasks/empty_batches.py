@@ -6,7 +6,8 @@ of a batch fails, the batch holds a ``[0, ...]`` video tensor: a loss over it is
 nothing (NaN). Every task module asks :class:`EmptyBatches` first: such a step is skipped (a
 training step returns None, which Lightning's automatic optimization treats as "no backward, no
 optimizer step"), counted, and reported at the end of the epoch. An epoch in which *every* batch
-was empty means the whole split is unreadable: the run stops with :class:`NoReadableVideosError`.
+was empty means the split (or the part of it the epoch reads) is unreadable: the run stops with
+:class:`NoReadableVideosError`.
 """
 
 from __future__ import annotations
@@ -74,9 +75,10 @@ class EmptyBatches:
                 f"{p} ({r})" if r and i == 0 else p for i, (p, r) in enumerate(skipped[:_NAMED])
             )
             more = f" and {len(skipped) - _NAMED} more" if len(skipped) > _NAMED else ""
+            span = "its only batch" if batches == 1 else f"any of its {batches} batches"
             raise NoReadableVideosError(
-                f"{stage} epoch {epoch}: no readable video in the whole split ({len(skipped)} unreadable: "
-                f"{named}{more}); run `vidlit data check LIST` on the {stage} list"
+                f"{stage} epoch {epoch}: no readable video in {span} ({len(skipped)} "
+                f"unreadable: {named}{more}); run `vidlit data check LIST` on the {stage} list"
             )
         log.warning(
             "%s epoch %d: skipped %d of %d batches in which no video could be read (see the skipped videos)",
