@@ -27,6 +27,7 @@ import argparse
 import json
 import sys
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,7 +78,10 @@ def _build(config_path: Path) -> tuple[L.LightningModule, L.LightningDataModule]
         raise ValueError(f"{config_path}: not a vidlit run config (no 'model' section)")
     config = {k: v for k, v in config.items() if k not in _RUN_KEYS}
     config["seed_everything"] = False
-    cli = _Rebuild(args=config, run=False)
+    with warnings.catch_warnings():
+        # LightningCLI warns when args are given while sys.argv has others (`vidlit infer ...`)
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        cli = _Rebuild(args=config, run=False)
     return cli.model, cli.datamodule
 
 
@@ -236,8 +240,13 @@ class Predictor:
                 duration = reader.duration
             clip = InternVidClip(video_id, 0.0, duration, "", None, None, video_id, 1)
             dataset = InternVidDataset(
-                [clip], path.parent, num_frames=dm.num_frames, train=False, short_side=dm.short_side,
-                backend=dm.backend, strict=True,
+                [clip],
+                path.parent,
+                num_frames=dm.num_frames,
+                train=False,
+                short_side=dm.short_side,
+                backend=dm.backend,
+                strict=True,
             )
             dataset._paths[video_id] = path  # the file given, whatever its name
             return dataset
@@ -253,7 +262,9 @@ class Predictor:
         dm = self._eval_settings()
         if isinstance(source, Tensor):
             if source.dtype != torch.uint8 or source.ndim != 4 or source.shape[-1] != 3:
-                raise ValueError(f"video tensor must be uint8 [t, h, w, 3], got {source.dtype} {tuple(source.shape)}")
+                raise ValueError(
+                    f"video tensor must be uint8 [t, h, w, 3], got {source.dtype} {tuple(source.shape)}"
+                )
             with tempfile.TemporaryDirectory(prefix="vidlit-infer-") as tmp:
                 from vidlit.data.synth.videos import write_video
 
@@ -274,7 +285,9 @@ class Predictor:
         batch = dm._collate()([item])
         frame_size = tuple(int(s) for s in batch["frame_size"][0])
         transform = dm.eval_transform
-        y0, x0, h, w = center_boxes(batch["frame_size"][:1], transform.size, transform.eval_short_side)[0].tolist()
+        y0, x0, h, w = center_boxes(batch["frame_size"][:1], transform.size, transform.eval_short_side)[
+            0
+        ].tolist()
         batch = _to(batch, self.device)
         batch = dm.on_after_batch_transfer(batch, 0)
         return Clip(
@@ -308,11 +321,19 @@ class Predictor:
             steps = load_feature_file(path, dm.feature_dim, what=str(source)).shape[0]
             # the annotated duration where the dataset knows the clip (as `vidlit predict`), else
             # the span the features cover
-            known = {c.clip_uid: c.duration for split in ("predict", "val") for c in _clips_or_none(dm, split)}
+            known = {
+                c.clip_uid: c.duration for split in ("predict", "val") for c in _clips_or_none(dm, split)
+            }
             duration = known.get(uid, steps * dm.step_sec)
             dataset = MomentQueriesDataset(
-                [MomentClip(uid, uid, duration, [])], path.parent, dm.class_names, dm.feature_dim,
-                dm.step_sec, dm.offset_sec, max_steps=dm.max_steps, train=False,
+                [MomentClip(uid, uid, duration, [])],
+                path.parent,
+                dm.class_names,
+                dm.feature_dim,
+                dm.step_sec,
+                dm.offset_sec,
+                max_steps=dm.max_steps,
+                train=False,
             )
             dataset.paths = [path]
             item = dataset[0]
@@ -467,7 +488,9 @@ def infer_main(args: list[str]) -> None:
     )
     parser.add_argument("video", type=Path, help="video file (or .pt / .npy features for a head on features)")
     parser.add_argument("--ckpt_path", required=True, type=Path, help="checkpoint written by `vidlit fit`")
-    parser.add_argument("--config", type=Path, help="the run's config.yaml (default: found next to the checkpoint)")
+    parser.add_argument(
+        "--config", type=Path, help="the run's config.yaml (default: found next to the checkpoint)"
+    )
     parser.add_argument("--texts", nargs="+", help="texts to rank (video-text models)")
     parser.add_argument("--device", default="cpu")
     options = parser.parse_args(args)

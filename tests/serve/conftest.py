@@ -31,8 +31,13 @@ def predictor(demo):
 def app(predictor, demo):
     from vidlit.serve.app import create_app
 
-    app = create_app(predictor, folder=demo[1].parent, max_upload_mb=0.5, ttl=600,
-                     default_texts=["a red square", "a blue circle"])
+    app = create_app(
+        predictor,
+        folder=demo[1].parent,
+        max_upload_mb=0.5,
+        ttl=600,
+        default_texts=["a red square", "a blue circle"],
+    )
     yield app
     app.state.store.close()
 

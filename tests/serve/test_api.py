@@ -35,7 +35,9 @@ def test_upload_query_region_and_frames(app, demo):
         body = r.json()
         assert body["ranking"][0]["text"] == first, body["ranking"]
         assert body["grid"] == [4, 8, 8] and 0 < sum(map(sum, body["mask"][0])) < 16
-    box = client.post(f"/api/videos/{video['video_id']}/region", json={"box": [0.5, 0.55, 1.0, 1.0], "texts": TEXTS})
+    box = client.post(
+        f"/api/videos/{video['video_id']}/region", json={"box": [0.5, 0.55, 1.0, 1.0], "texts": TEXTS}
+    )
     assert box.status_code == 200 and box.json()["ranking"][0]["text"] == "a blue circle"
     whole = client.post(f"/api/videos/{video['video_id']}/query", json={"texts": TEXTS})
     assert whole.status_code == 200 and len(whole.json()["ranking"]) == 2
@@ -49,9 +51,13 @@ def test_upload_limits_and_corrupt_upload_keep_the_server_serving(app, demo):
     assert big.status_code == 413 and "limit" in big.json()["detail"]
     wrong = client.post("/api/videos", files={"file": ("notes.txt", b"hello", "text/plain")})
     assert wrong.status_code == 415
-    corrupt = client.post("/api/videos", files={"file": ("bad.mp4", b"not a video at all" * 100, "video/mp4")})
+    corrupt = client.post(
+        "/api/videos", files={"file": ("bad.mp4", b"not a video at all" * 100, "video/mp4")}
+    )
     assert corrupt.status_code == 422 and corrupt.json()["detail"].startswith("cannot read the video")
-    truncated = client.post("/api/videos", files={"file": ("cut.mp4", demo[1].read_bytes()[:2000], "video/mp4")})
+    truncated = client.post(
+        "/api/videos", files={"file": ("cut.mp4", demo[1].read_bytes()[:2000], "video/mp4")}
+    )
     assert truncated.status_code == 422
     empty = client.post("/api/videos", files={"file": ("empty.mp4", b"", "video/mp4")})
     assert empty.status_code == 422
@@ -68,7 +74,9 @@ def test_path_traversal_is_rejected(app, demo, tmp_path):
     for video_id in ("..", "..%2F..%2Fetc%2Fpasswd", "0" * 31 + "/", "../" + "0" * 29):
         r = client.get(f"/api/videos/{video_id}/frames/0")
         assert r.status_code in (404, 422), (video_id, r.status_code)
-    upload = client.post("/api/videos", files={"file": ("../../escape.mp4", demo[1].read_bytes(), "video/mp4")})
+    upload = client.post(
+        "/api/videos", files={"file": ("../../escape.mp4", demo[1].read_bytes(), "video/mp4")}
+    )
     assert upload.status_code == 200
     assert not (app.state.store.root.parent / "escape.mp4").exists()
     assert [p.parent for p in app.state.store.root.iterdir()] == [app.state.store.root]
@@ -100,3 +108,21 @@ def test_16_concurrent_requests(server, demo):
         with ThreadPoolExecutor(16) as pool:
             answers = list(pool.map(ask, range(16)))
     assert all(code == 200 and got == want for code, got, want in answers), answers
+
+
+def test_python_api_takes_a_frame_tensor(predictor):
+    import torch
+
+    from vidlit.serve.demo import two_shapes_frames
+    from vidlit.serve.regions import grow_region, to_token
+
+    clip = predictor.prepare(torch.from_numpy(two_shapes_frames()))
+    assert clip.frame_indices.shape == (1, 8) and clip.num_frames == 24
+    tokens, grid = predictor.tokens(clip)
+    seed = (0, *to_token(*BLUE, clip.crop, grid[1:]))
+    ranking = predictor.predict_region(clip, grow_region(tokens, [seed]), TEXTS).ranking
+    assert ranking[0][0] == "a blue circle"
+    with pytest.raises(ValueError, match="uint8"):
+        predictor.prepare(torch.zeros(4, 8, 8))
+    with pytest.raises(ValueError, match="texts"):
+        predictor.predict(clip)

@@ -58,7 +58,9 @@ class _Video:
 class QueryRequest(BaseModel):
     """Whole-video query."""
 
-    texts: list[str] = Field(default_factory=list, max_length=64, description="prompts to rank (video-text models)")
+    texts: list[str] = Field(
+        default_factory=list, max_length=64, description="prompts to rank (video-text models)"
+    )
 
 
 class RegionRequest(QueryRequest):
@@ -198,7 +200,9 @@ def create_app(
             raise HTTPException(413, f"upload larger than the {max_upload_mb:g} MB limit")
         suffix = Path(file.filename or "").suffix.lower()
         if suffix not in VIDEO_SUFFIXES:
-            raise HTTPException(415, f"unsupported file type {suffix or '(none)'}; expected one of {VIDEO_SUFFIXES}")
+            raise HTTPException(
+                415, f"unsupported file type {suffix or '(none)'}; expected one of {VIDEO_SUFFIXES}"
+            )
         store.expire()
         path = store.root / f"{secrets.token_hex(16)}{suffix}"
         size = 0
@@ -233,7 +237,8 @@ def create_app(
         """Source frame ``index`` as PNG (as decoded for the model, before its crop)."""
         from PIL import Image
 
-        from vidlit.data.video import VideoDecodeError, open_video as open_reader
+        from vidlit.data.video import VideoDecodeError
+        from vidlit.data.video import open_video as open_reader
 
         video = store.get(video_id)
         if not 0 <= index < video.clip.num_frames:
@@ -280,7 +285,9 @@ def create_app(
             if request.box is not None:
                 mask = box_region(request.box, clip.crop, grid)
             else:
-                seeds = [(steps[request.frame], *to_token(x, y, clip.crop, grid[1:])) for x, y in request.points]
+                seeds = [
+                    (steps[request.frame], *to_token(x, y, clip.crop, grid[1:])) for x, y in request.points
+                ]
                 mask = grow_region(tokens, seeds, request.threshold)
         except ValueError as e:
             raise HTTPException(422, str(e)) from None
@@ -298,14 +305,16 @@ def create_app(
 
 
 def serve_main(args: list[str]) -> None:
-    """``vidlit serve --ckpt_path X [--host 127.0.0.1 --port 8000] [--videos DIR]`` or ``vidlit serve --demo``."""
+    """``vidlit serve --ckpt_path X [--host H --port P] [--videos DIR]``, or ``vidlit serve --demo``."""
     parser = argparse.ArgumentParser(
         prog="vidlit serve",
         description="Serve a checkpoint over HTTP with a pointing page at / (API docs at /docs).",
     )
     parser.add_argument("--ckpt_path", type=Path, help="checkpoint written by `vidlit fit`")
     parser.add_argument("--config", type=Path, help="the run's config.yaml (default: next to the checkpoint)")
-    parser.add_argument("--demo", action="store_true", help="train (once) and serve the two-shapes demo model")
+    parser.add_argument(
+        "--demo", action="store_true", help="train (once) and serve the two-shapes demo model"
+    )
     parser.add_argument("--demo_dir", type=Path, default=Path.home() / ".cache" / "vidlit" / "demo")
     parser.add_argument("--videos", type=Path, help="folder of videos the page can open by name")
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default: this machine only)")

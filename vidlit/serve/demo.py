@@ -23,8 +23,11 @@ __all__ = ["DEMO_CAPTIONS", "demo_config", "ensure_demo", "write_demo_data", "wr
 
 SIZE = 64
 FPS = 10
-DEMO_CAPTIONS = {("red", "square"): "a red square", ("blue", "circle"): "a blue circle",
-                 ("green", "triangle"): "a green triangle"}
+DEMO_CAPTIONS = {
+    ("red", "square"): "a red square",
+    ("blue", "circle"): "a blue circle",
+    ("green", "triangle"): "a green triangle",
+}
 
 
 def write_demo_data(root: str | Path, num_clips: int = 48, seed: int = 0) -> Path:
@@ -42,8 +45,12 @@ def write_demo_data(root: str | Path, num_clips: int = 48, seed: int = 0) -> Pat
         write_video(root / "videos" / f"{youtube_id}.mp4", frames, fps=FPS)
         split = "val" if i >= num_clips - len(combos) else "train"
         lines[split].append(
-            {"YoutubeID": youtube_id, "Start_timestamp": "00:00:00.000", "End_timestamp": "00:00:01.600",
-             "Caption": DEMO_CAPTIONS[color, shape]}
+            {
+                "YoutubeID": youtube_id,
+                "Start_timestamp": "00:00:00.000",
+                "End_timestamp": "00:00:01.600",
+                "Caption": DEMO_CAPTIONS[color, shape],
+            }
         )
     for split, rows in lines.items():
         (root / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -51,7 +58,7 @@ def write_demo_data(root: str | Path, num_clips: int = 48, seed: int = 0) -> Pat
 
 
 def two_shapes_frames(num_frames: int = 24, size: int = SIZE, seed: int = 1) -> np.ndarray:
-    """``[t, size, size, 3]`` uint8: a red square moving right (top) and a blue circle moving left (bottom)."""
+    """``[t, size, size, 3]`` uint8: a red square moving right (top), a blue circle moving left (bottom)."""
     rng = np.random.default_rng(seed)
     background = random_background(rng, size)
     extent = size / 4
@@ -87,31 +94,51 @@ def demo_config(data: Path, runs: Path, max_epochs: int = 12) -> dict:
             "enable_model_summary": False,
             "default_root_dir": str(runs),
             "callbacks": [
-                {"class_path": "vidlit.callbacks.ResumableCheckpoint",
-                 "init_args": {"save_top_k": 0, "save_last": True}}
+                {
+                    "class_path": "vidlit.callbacks.ResumableCheckpoint",
+                    "init_args": {"save_top_k": 0, "save_last": True},
+                }
             ],
         },
         "model": {
             "class_path": "vidlit.tasks.video_text.VideoTextPretrain",
             "init_args": {
                 # vit_test's sizes at 64 px: an 8 x 8 token grid per time step
-                "backbone": {"class_path": "vidlit.backbones.VideoViT",
-                             "init_args": {"embed_dim": 64, "depth": 2, "num_heads": 4, "num_frames": 8,
-                                           "img_size": SIZE, "patch_size": 8, "tubelet_size": 2}},
+                "backbone": {
+                    "class_path": "vidlit.backbones.VideoViT",
+                    "init_args": {
+                        "embed_dim": 64,
+                        "depth": 2,
+                        "num_heads": 4,
+                        "num_frames": 8,
+                        "img_size": SIZE,
+                        "patch_size": 8,
+                        "tubelet_size": 2,
+                    },
+                },
                 "text": "minilm",
                 "freeze_text": True,
                 "proj_dim": 64,
                 # few kept tokens in training: a region query encodes only a handful of tokens
                 "drop_ratio": 0.8,
-                "optimizer": {"class_path": "torch.optim.AdamW",
-                              "init_args": {"lr": 2.0e-3, "weight_decay": 0.05}},
+                "optimizer": {
+                    "class_path": "torch.optim.AdamW",
+                    "init_args": {"lr": 2.0e-3, "weight_decay": 0.05},
+                },
                 "scheduler": None,
             },
         },
         "data": {
             "class_path": "vidlit.data.internvid.InternVidDataModule",
-            "init_args": {"root": str(data), "num_frames": 8, "size": SIZE, "short_side": SIZE,
-                          "crop_scale": [0.8, 1.0], "batch_size": 16, "num_workers": 0},
+            "init_args": {
+                "root": str(data),
+                "num_frames": 8,
+                "size": SIZE,
+                "short_side": SIZE,
+                "crop_scale": [0.8, 1.0],
+                "batch_size": 16,
+                "num_workers": 0,
+            },
         },
     }
 
