@@ -165,6 +165,7 @@ class Predictor:
         self.module = module.eval().to(device)
         self.datamodule = datamodule
         self.device = torch.device(device)
+        self._text_cache: dict[tuple[str, ...], Tensor] = {}
         if isinstance(module, VideoTextPretrain):
             self.kind, self.backbone = "video_text", module.model.video
         elif isinstance(module, MVMPretrain):
@@ -370,7 +371,13 @@ class Predictor:
             raise ValueError("a video-text model needs texts to compare the video with (--texts)")
         model = self.module.model
         video = F.normalize(model.video_proj(features).mean(0, keepdim=True), dim=-1)
-        text = model.encode_text(list(texts))
+        key = tuple(texts)
+        text = self._text_cache.get(key)
+        if text is None:
+            # a page asks about the same prompts again and again: encode them once
+            text = self._text_cache[key] = model.encode_text(list(texts))
+            while len(self._text_cache) > 256:
+                self._text_cache.pop(next(iter(self._text_cache)))
         similarity = (video @ text.T)[0]
         probs = (model.logit_scale.exp().clamp(max=model.max_logit_scale) * similarity).softmax(-1)
         order = probs.argsort(descending=True).tolist()
