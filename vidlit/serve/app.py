@@ -36,6 +36,7 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 
 from vidlit.core.io import confined_path
+from vidlit.data.features import FEATURE_SUFFIXES
 from vidlit.inference import Clip, Predictor, load
 from vidlit.serve.regions import box_region, grow_region, to_token
 
@@ -147,9 +148,10 @@ def create_app(
     app.state.store = store
     app.router.on_shutdown.append(store.close)
 
+    # a head on stored features (e.g. MQ) takes a feature file ([T, C] .pt / .npy) instead of a video
+    suffixes = VIDEO_SUFFIXES if predictor.takes_video else FEATURE_SUFFIXES
+
     def open_video(path: Path, owned: bool) -> dict[str, Any]:
-        if not predictor.takes_video:
-            raise HTTPException(422, "this model runs on stored features, not videos")
         try:
             with model_lock:
                 clip = predictor.prepare(path, video_id=path.name)
@@ -161,10 +163,15 @@ def create_app(
         video_id = secrets.token_hex(16)
         with store.lock:
             store.videos[video_id] = _Video(path, clip, owned)
+        if clip.frame_indices is None:  # stored features: no frames to show, a timeline only
+            duration = float(clip.batch["duration"][0])
+            return {"video_id": video_id, "num_frames": 0, "fps": 0.0, "duration": duration, "frames": False}
         return {
             "video_id": video_id,
             "num_frames": clip.num_frames,
             "fps": clip.fps,
+            "duration": clip.num_frames / clip.fps,
+            "frames": True,
             "height": clip.frame_size[0],
             "width": clip.frame_size[1],
             "sampled_frames": clip.frame_indices[0].tolist(),
@@ -179,7 +186,7 @@ def create_app(
         """What the page needs to know: the model and the videos it may open."""
         names = []
         if folder is not None:
-            names = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+            names = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in suffixes)
         head = getattr(predictor.module, "head", None)
         return {
             "kind": predictor.kind,
@@ -190,6 +197,7 @@ def create_app(
             "folder_videos": names,
             "default_texts": default_texts or [],
             "max_upload_mb": max_upload_mb,
+            "accepts": list(suffixes),
         }
 
     @app.post("/api/videos")
@@ -199,9 +207,9 @@ def create_app(
         if declared is not None and declared.isdigit() and int(declared) > max_bytes + 2**16:
             raise HTTPException(413, f"upload larger than the {max_upload_mb:g} MB limit")
         suffix = Path(file.filename or "").suffix.lower()
-        if suffix not in VIDEO_SUFFIXES:
+        if suffix not in suffixes:
             raise HTTPException(
-                415, f"unsupported file type {suffix or '(none)'}; expected one of {VIDEO_SUFFIXES}"
+                415, f"unsupported file type {suffix or '(none)'}; expected one of {suffixes}"
             )
         store.expire()
         path = store.root / f"{secrets.token_hex(16)}{suffix}"
@@ -228,7 +236,7 @@ def create_app(
             path = confined_path(folder, request.name, "name")
         except ValueError as e:
             raise HTTPException(422, str(e).replace(str(folder), "the video folder")) from None
-        if path.suffix.lower() not in VIDEO_SUFFIXES or not path.is_file():
+        if path.suffix.lower() not in suffixes or not path.is_file():
             raise HTTPException(404, f"no video {request.name!r} in the video folder")
         return open_video(path, owned=False)
 
@@ -241,6 +249,8 @@ def create_app(
         from vidlit.data.video import open_video as open_reader
 
         video = store.get(video_id)
+        if video.clip.frame_indices is None:
+            raise HTTPException(422, "this input is a feature file: it has no frames")
         if not 0 <= index < video.clip.num_frames:
             raise HTTPException(422, f"frame index {index} outside 0..{video.clip.num_frames - 1}")
         try:
@@ -271,6 +281,8 @@ def create_app(
         """Grow a region from the points (or take the box) and run the model on its tokens."""
         video = store.get(video_id)
         clip = video.clip
+        if clip.frame_indices is None:
+            raise HTTPException(422, "region queries need a video; this input is a feature file")
         if not request.points and request.box is None:
             raise HTTPException(422, "give points or a box")
         if not 0 <= request.frame < clip.num_frames:
