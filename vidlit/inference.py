@@ -97,6 +97,7 @@ class Clip:
         fps: its frame rate (raw video only).
         frame_size: ``(h, w)`` of the decoded frames (raw video only).
         crop: ``(y0, x0, h, w)`` of the model's centre crop as fractions of the frame (raw video only).
+        normalization: ``(mean, std)`` per channel the eval transform applied to ``x / 255``.
     """
 
     batch: dict[str, Any]
@@ -106,6 +107,7 @@ class Clip:
     fps: float = 0.0
     frame_size: tuple[int, int] = (0, 0)
     crop: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)
+    normalization: tuple[tuple[float, ...], tuple[float, ...]] = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
 
 
 @dataclass
@@ -299,6 +301,7 @@ class Predictor:
             fps=fps,
             frame_size=frame_size,
             crop=(y0 / frame_size[0], x0 / frame_size[1], h / frame_size[0], w / frame_size[1]),
+            normalization=(transform.mean, transform.std),
         )
 
     def _prepare_features(self, source: str | Path | Tensor, video_id: str) -> Clip:

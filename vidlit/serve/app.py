@@ -28,7 +28,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from fastapi import FastAPI, HTTPException, Request, UploadFile
@@ -71,6 +71,9 @@ class RegionRequest(QueryRequest):
     points: list[tuple[float, float]] = Field(default_factory=list, max_length=32)
     box: tuple[float, float, float, float] | None = Field(None, description="x0, y0, x1, y1 as fractions")
     threshold: float = Field(0.5, ge=-1.0, le=1.0, description="feature similarity a token needs to join")
+    method: Literal["grow", "sam2"] | None = Field(
+        None, description="region from the built-in grower or SAM 2 (default: SAM 2 when the server has it)"
+    )
 
 
 class FolderRequest(BaseModel):
@@ -126,6 +129,7 @@ def create_app(
     max_upload_mb: float = 64.0,
     ttl: float = 3600.0,
     default_texts: list[str] | None = None,
+    segmenter: Any = None,
 ) -> FastAPI:
     """Build the FastAPI app around a loaded :class:`~vidlit.inference.Predictor`.
 
@@ -135,6 +139,8 @@ def create_app(
         max_upload_mb: larger uploads are refused (413).
         ttl: seconds after its last use an open video (and an uploaded file) is dropped.
         default_texts: prompts the page starts with.
+        segmenter: a :class:`~vidlit.serve.sam2_regions.Sam2Segmenter` for point / box prompts;
+            None uses the built-in region grower only.
     """
     store = _Store(ttl)
     folder = Path(folder).resolve() if folder is not None else None
@@ -198,6 +204,7 @@ def create_app(
             "default_texts": default_texts or [],
             "max_upload_mb": max_upload_mb,
             "accepts": list(suffixes),
+            "sam2": segmenter is not None,
         }
 
     @app.post("/api/videos")
@@ -294,7 +301,15 @@ def create_app(
             tokens, grid = video.tokens
             tubelet = clip.frame_indices.shape[1] // grid[0]
             steps = _frame_steps(clip, tubelet)
-            if request.box is not None:
+            method = request.method or ("sam2" if segmenter is not None else "grow")
+            if method == "sam2":
+                if segmenter is None:
+                    raise ValueError("this server has no SAM 2 (start it with --sam2_config)")
+                with model_lock:
+                    mask = segmenter.region(clip, grid, request.frame, request.points, request.box)
+                if not mask.any():
+                    raise ValueError("SAM 2 found no object there")
+            elif request.box is not None:
                 mask = box_region(request.box, clip.crop, grid)
             else:
                 seeds = [
@@ -335,7 +350,14 @@ def serve_main(args: list[str]) -> None:
     parser.add_argument("--ttl", type=float, default=3600.0, help="seconds an unused upload is kept")
     parser.add_argument("--texts", nargs="*", help="prompts the page starts with")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--sam2_config", help="SAM 2 config in the sam2 package, e.g. configs/sam2.1/sam2.1_hiera_t.yaml"
+    )
+    parser.add_argument("--sam2_ckpt", type=Path, help="its weights (SAM 2 segments clicked objects)")
+    parser.add_argument("--sam2_image_size", type=int, default=1024)
     options = parser.parse_args(args)
+    if (options.sam2_config is None) != (options.sam2_ckpt is None):
+        parser.error("give --sam2_config and --sam2_ckpt together")
     if options.demo == (options.ckpt_path is not None):
         parser.error("give --ckpt_path or --demo (one of them)")
     texts = options.texts
@@ -353,6 +375,15 @@ def serve_main(args: list[str]) -> None:
         parser.error(str(e))
     import uvicorn
 
-    app = create_app(predictor, options.videos, options.max_upload_mb, options.ttl, texts)
+    segmenter = None
+    if options.sam2_config is not None:
+        from vidlit.serve.sam2_regions import Sam2Segmenter
+
+        if not options.sam2_ckpt.is_file():
+            parser.error(f"{options.sam2_ckpt}: SAM 2 checkpoint not found")
+        segmenter = Sam2Segmenter(
+            options.sam2_config, options.sam2_ckpt, options.device, options.sam2_image_size
+        )
+    app = create_app(predictor, options.videos, options.max_upload_mb, options.ttl, texts, segmenter)
     print(f"vidlit serve: http://{options.host}:{options.port}/ (API docs at /docs)")
     uvicorn.run(app, host=options.host, port=options.port, log_level="warning")
