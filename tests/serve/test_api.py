@@ -126,3 +126,58 @@ def test_python_api_takes_a_frame_tensor(predictor):
         predictor.prepare(torch.zeros(4, 8, 8))
     with pytest.raises(ValueError, match="texts"):
         predictor.predict(clip)
+
+
+def test_vidlit_infer_ranks_texts(demo, capsys):
+    import json
+
+    from vidlit.cli import main
+
+    capsys.readouterr()
+    main(["infer", "--ckpt_path", str(demo[0]), str(demo[1]), "--texts", *TEXTS])
+    printed = json.loads(capsys.readouterr().out)
+    scores = [r["score"] for r in printed["ranking"]]
+    assert sorted(r["text"] for r in printed["ranking"]) == sorted(TEXTS)
+    assert scores == sorted(scores, reverse=True) and sum(scores) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_vidlit_serve_demo_command_serves_on_localhost(demo):
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    folder = demo[0].parents[3]  # the demo folder: the trained run is reused, nothing retrains
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    command = [
+        sys.executable,
+        "-m",
+        "vidlit.cli",
+        "serve",
+        "--demo",
+        "--demo_dir",
+        str(folder),
+        "--port",
+        str(port),
+    ]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 50
+        info = None
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                info = httpx.get(f"http://127.0.0.1:{port}/api/info", timeout=2).json()
+                break
+            except httpx.TransportError:
+                time.sleep(0.5)
+        assert info is not None, process.stdout.read() if process.poll() is not None else "no answer"
+        assert info["folder_videos"] == ["two_shapes.mp4"] and info["default_texts"][:2] == TEXTS
+        assert httpx.get(f"http://127.0.0.1:{port}/docs").status_code == 200
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    assert f"http://127.0.0.1:{port}/" in process.stdout.read()
