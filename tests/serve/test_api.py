@@ -181,3 +181,30 @@ def test_vidlit_serve_demo_command_serves_on_localhost(demo):
         process.terminate()
         process.wait(timeout=20)
     assert f"http://127.0.0.1:{port}/" in process.stdout.read()
+
+
+def test_wide_video_frames_keep_their_size_and_points_outside_the_crop_are_refused(app, tmp_path):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from vidlit.data.synth.videos import write_video
+    from vidlit.serve.demo import two_shapes_frames
+
+    frames = np.pad(two_shapes_frames(), ((0, 0), (0, 0), (32, 32), (0, 0)))  # 64 x 128, shapes centred
+    path = tmp_path / "wide.mp4"
+    write_video(path, frames, fps=10)
+    client = TestClient(app)
+    video = client.post("/api/videos", files={"file": ("wide.mp4", path.read_bytes())}).json()
+    assert (video["height"], video["width"]) == (64, 128)
+    png = Image.open(io.BytesIO(client.get(f"/api/videos/{video['video_id']}/frames/0").content))
+    assert png.size == (128, 64)
+    outside = client.post(f"/api/videos/{video['video_id']}/region", json={"points": [[0.05, 0.5]]})
+    assert outside.status_code == 422 and "outside the model's centre crop" in outside.json()["detail"]
+    # the red square sits at x = (32 + 16) / 128 in the wide frame: inside the centre crop
+    red = client.post(
+        f"/api/videos/{video['video_id']}/region", json={"points": [[0.375, 0.25]], "texts": TEXTS}
+    )
+    assert red.status_code == 200 and red.json()["ranking"][0]["text"] == "a red square"
+    assert red.json()["crop"] == pytest.approx([0.0, 0.25, 1.0, 0.5])

@@ -261,7 +261,7 @@ def create_app(
         if not 0 <= index < video.clip.num_frames:
             raise HTTPException(422, f"frame index {index} outside 0..{video.clip.num_frames - 1}")
         try:
-            with open_reader(video.path, resize=max(video.clip.frame_size)) as reader:
+            with open_reader(video.path, resize=video.clip.frame_size) as reader:
                 pixels = reader.get_frames([index])[0].numpy()
         except VideoDecodeError as e:
             raise HTTPException(422, f"cannot decode frame {index}: {e.reason}") from None
