@@ -52,6 +52,7 @@ from vidlit.backbones.audio import SAMPLE_RATE, onset_envelope_and_patches
 from vidlit.data.base import VidlitDataModule, missing_files
 from vidlit.data.synth.music_dance import AIST_GENRES
 from vidlit.data.video import VideoDecodeError, open_video, read_audio
+from vidlit.layers.rhythm import max_normalize, spectral_flux
 
 log = logging.getLogger(__name__)
 
@@ -151,8 +152,7 @@ def visual_onset_envelope(strength: Tensor, fps: float, num_frames: int, rate: i
     Step ``k`` of ``strength`` covers time ``k / fps``; output frame ``j`` is time ``j / rate``,
     linearly interpolated, ``num_frames`` long.
     """
-    flux = (strength[1:] - strength[:-1]).clamp_min(0.0)
-    flux = torch.cat([strength.new_zeros(1), flux])
+    flux = spectral_flux(strength[:, None])  # one bin: the positive flux of the strength
     times = torch.arange(num_frames, dtype=torch.float32) / rate * fps  # position in steps
     lo = times.floor().long().clamp(0, len(flux) - 1)
     hi = (lo + 1).clamp(max=len(flux) - 1)
@@ -162,7 +162,7 @@ def visual_onset_envelope(strength: Tensor, fps: float, num_frames: int, rate: i
 
 def _normalize(envelope: Tensor) -> Tensor:
     """Scale an envelope to a maximum of 1 (all-zero stays zero)."""
-    return envelope / envelope.max().clamp_min(1e-6)
+    return max_normalize(envelope)
 
 
 class MusicDanceBatch(TypedDict):
