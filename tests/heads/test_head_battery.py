@@ -21,6 +21,7 @@ from vidlit.heads import (
     AVParsingHead,
     HandForecastHead,
     LinearProbeHead,
+    LorisHead,
     MACILSDHead,
     MMPyramidHead,
     MPNHead,
@@ -238,6 +239,25 @@ def _fhp_soft_argmax() -> Case:
     return lambda: HandForecastHead(16, hidden=32, coord_scale=64.0, readout="soft_argmax"), batch
 
 
+def _loris() -> Case:
+    def batch():
+        b, n, rate = 2, 1024, 1000
+        audio = torch.randn(b, 1, n) * 0.2
+        batch = {
+            "audio": audio,
+            "beats": (torch.rand(b, 17) > 0.8).float(),
+            "visual": torch.randn(b, 3, 16),
+            "genre": torch.tensor([1, -1]),
+            "sample_rate": rate,
+            "video_ids": ["gPO_a", "b"],
+            "targets": [{"video_id": v, "audio": audio[i, 0], "sample_rate": rate} for i, v in enumerate("ab")],
+        }
+        return audio, batch
+
+    head = dict(patch=8, channels=(8, 16), factors=(4,), attn_levels=(1,), cond_dim=16, num_heads=2)
+    return lambda: LorisHead(16, num_classes=3, sampling_steps=2, progress=False, **head), batch
+
+
 CASES: dict[str, Case] = {
     "actionformer": _actionformer(),
     "linear_probe": _probe(LinearProbeHead, (4, 16)),
@@ -253,6 +273,7 @@ CASES: dict[str, Case] = {
     "nlq_vslnet": _nlq(),
     "fhp": _fhp(),
     "fhp_soft_argmax": _fhp_soft_argmax(),
+    "loris": _loris(),
 }
 
 
