@@ -19,7 +19,9 @@ RATE, SEGMENT = 4000, 2**14
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
-    return write_loris(tmp_path_factory.mktemp("loris") / "data", num_train=6, num_test=4, sample_rate=RATE, feature_dim=32)
+    return write_loris(
+        tmp_path_factory.mktemp("loris") / "data", num_train=6, num_test=4, sample_rate=RATE, feature_dim=32
+    )
 
 
 def module(root, **kwargs):
@@ -115,6 +117,8 @@ def test_write_submission_writes_wavs_and_metrics(root, tmp_path):
     ]
     path = dm.write_submission(preds, tmp_path / "out" / "loris.json")
     document = json.loads(path.read_text())
-    assert document["metrics"]["BHS"] == pytest.approx(1.0) and document["metrics"]["F1"] == pytest.approx(1.0)
+    assert document["metrics"]["BHS"] == pytest.approx(1.0) and document["metrics"]["F1"] == pytest.approx(
+        1.0
+    )
     wav, rate = soundfile.read(tmp_path / "out" / document["clips"][0]["wav"])
     assert rate == RATE and len(wav) == SEGMENT

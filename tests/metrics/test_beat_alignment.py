@@ -46,7 +46,10 @@ def test_metric_on_click_tracks():
         ([1.2, 2.2], []),  # silent reference: (0, 0)
     ]
     metric = BeatAlignment()
-    preds = [{"video_id": str(i), "waveform": clicks(g, 4.0), "sample_rate": RATE} for i, (g, _) in enumerate(cases)]
+    preds = [
+        {"video_id": str(i), "waveform": clicks(g, 4.0), "sample_rate": RATE}
+        for i, (g, _) in enumerate(cases)
+    ]
     # references 6 s long: cut to the generated 4 s (a click at 5.5 s would not count)
     targets = [{"audio": clicks([*r, 5.5], 6.0), "sample_rate": RATE} for _, r in cases[:3]]
     targets.append({"audio": clicks([], 6.0), "sample_rate": RATE})

@@ -127,7 +127,9 @@ def _fit(x: Tensor, length: int) -> Tensor:
 class LorisDataset(EpochSeeded, Dataset):
     """Clips of one split; train items draw their crop and gain from ``(seed, epoch, index)``."""
 
-    def __init__(self, items: list[LorisItem], sample_rate: int, segment_samples: int, train: bool, seed: int):
+    def __init__(
+        self, items: list[LorisItem], sample_rate: int, segment_samples: int, train: bool, seed: int
+    ):
         super().__init__(seed)
         self.items = items
         self.sample_rate = sample_rate
@@ -227,7 +229,9 @@ class LorisDataModule(VidlitDataModule):
         if subset not in SUBSETS:
             raise ValueError(f"subset must be one of {SUBSETS}, got {subset!r}")
         if sample_rate <= 0 or segment_samples <= 0:
-            raise ValueError(f"sample_rate and segment_samples must be positive, got {sample_rate}, {segment_samples}")
+            raise ValueError(
+                f"sample_rate and segment_samples must be positive, got {sample_rate}, {segment_samples}"
+            )
         self.root = Path(root)
         self.subset = subset
         self.sample_rate = sample_rate
@@ -279,10 +283,13 @@ class LorisDataModule(VidlitDataModule):
             raise ValueError(f"{where}: unreadable .npy file: {e}") from None
         if visual.ndim != 2 or visual.shape[1] != self.feature_dim or visual.shape[0] == 0:
             raise ValueError(
-                f"{paths['visual']}: visual features must be [steps, {self.feature_dim}], got {visual.shape} ({where})"
+                f"{paths['visual']}: visual features must be [steps, {self.feature_dim}], "
+                f"got {visual.shape} ({where})"
             )
         if pose.ndim != 3 or pose.shape[1:] != (NUM_JOINTS, 3) or pose.shape[0] < 2:
-            raise ValueError(f"{paths['pose']}: pose must be [frames >= 2, 17, 3], got {pose.shape} ({where})")
+            raise ValueError(
+                f"{paths['pose']}: pose must be [frames >= 2, 17, 3], got {pose.shape} ({where})"
+            )
         if not np.isfinite(pose).all():
             raise ValueError(f"{paths['pose']}: pose has non-finite values ({where})")
         beats = visual_beats(torch.from_numpy(pose.astype(np.float32)))
@@ -302,7 +309,9 @@ class LorisDataModule(VidlitDataModule):
                     self.skipped.append(str(e))
                     log.warning("skipping a LORIS clip: %s (strict=False)", e)
             if not items:
-                raise ValueError(f"{self.root / list_name(name, 'audio')}: no readable clips ({len(self.skipped)} skipped)")
+                raise ValueError(
+                    f"{self.root / list_name(name, 'audio')}: no readable clips ({len(self.skipped)} skipped)"
+                )
             self._items[name] = items
         return self._items[name]
 
@@ -337,7 +346,9 @@ class LorisDataModule(VidlitDataModule):
             write_atomic(buffer.getvalue(), wav)
             entry: dict[str, Any] = {"video_id": clip_id, "wav": wav.name}
             if clip_id in references:
-                reference = _fit(read_wav(references[clip_id].audio, self.sample_rate)[:, None], len(waveform))[:, 0]
+                reference = _fit(
+                    read_wav(references[clip_id].audio, self.sample_rate)[:, None], len(waveform)
+                )[:, 0]
                 one = BeatAlignment()
                 target = {"audio": reference, "sample_rate": self.sample_rate}
                 one.update([pred], [target])

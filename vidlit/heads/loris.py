@@ -17,11 +17,12 @@ is replaced by its learned null embedding with probability ``cond_dropout``; sam
 conditional and the all-null outputs with ``guidance_scale``.
 
 Diffusion: EDM (Karras et al., NeurIPS 2022) preconditioning and loss weighting, training noise
-levels from a log-normal (audio-diffusion-pytorch's ``LogNormalDistribution(-3, 1)``, which
-LORIS uses), sampling on a Karras sigma schedule with a 2nd-order solver. The preconditioning,
-the schedule and the solver are diffusers' ``EDMDPMSolverMultistepScheduler`` (DPM-Solver++(2M),
-one network evaluation per step, Lu et al. 2022); training and sampling share its
-``precondition_*`` functions, so they cannot drift apart.
+levels from a log-normal (``log sigma ~ N(-1.6, 1.4^2)``: audio-diffusion-pytorch's ``N(-3, 1)``,
+which LORIS uses, leaves the noise levels above ~0.3, where a sample's beats are placed, almost
+untrained for a small model and a short run), sampling on a Karras sigma schedule with a
+2nd-order solver. The preconditioning, the schedule and the solver are diffusers'
+``EDMDPMSolverMultistepScheduler`` (DPM-Solver++(2M), one network evaluation per step, Lu et al.
+2022); training and sampling share its ``precondition_*`` functions, so they cannot drift apart.
 
 Shape legend: ``b`` clips, ``n`` samples, ``p`` patch, ``l`` tokens at a U-Net level, ``c``
 channels, ``m`` condition tokens, ``d`` condition width, ``h`` heads.
@@ -138,12 +139,16 @@ class LorisUNet(nn.Module):
     ):
         super().__init__()
         if len(factors) != len(channels) - 1:
-            raise ValueError(f"need one factor per level transition: {len(channels)} levels, factors {factors}")
+            raise ValueError(
+                f"need one factor per level transition: {len(channels)} levels, factors {factors}"
+            )
         self.patch = patch
         self.factors = tuple(factors)
         self.attn_levels = set(attn_levels)
         emb_dim = 4 * channels[0]
-        self.noise_mlp = nn.Sequential(nn.Linear(channels[0], emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.noise_mlp = nn.Sequential(
+            nn.Linear(channels[0], emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)
+        )
         self.stem = nn.Conv1d(patch, channels[0], 3, padding=1)
 
         def attn(level: int, c: int) -> nn.ModuleList:
@@ -168,15 +173,27 @@ class LorisUNet(nn.Module):
             self.up.append(ResBlock1d(2 * channels[i], channels[i], emb_dim))
             self.up_attn.append(attn(i, channels[i]))
             if i:
-                self.upsample.append(nn.ConvTranspose1d(channels[i], c_next, factors[i - 1], stride=factors[i - 1]))
-        self.head = nn.Sequential(nn.GroupNorm(_groups(channels[0]), channels[0]), nn.SiLU(), nn.Conv1d(channels[0], patch, 3, padding=1))
+                self.upsample.append(
+                    nn.ConvTranspose1d(channels[i], c_next, factors[i - 1], stride=factors[i - 1])
+                )
+        self.head = nn.Sequential(
+            nn.GroupNorm(_groups(channels[0]), channels[0]),
+            nn.SiLU(),
+            nn.Conv1d(channels[0], patch, 3, padding=1),
+        )
 
     @property
     def hop(self) -> int:
         """Samples per token at the coarsest level: a waveform's length must be a multiple of it."""
         return self.patch * math.prod(self.factors)
 
-    def _attend(self, x: Tensor, blocks: nn.ModuleList, conditions: list[tuple[Tensor, Tensor | None]], seconds_per_token: float) -> Tensor:
+    def _attend(
+        self,
+        x: Tensor,
+        blocks: nn.ModuleList,
+        conditions: list[tuple[Tensor, Tensor | None]],
+        seconds_per_token: float,
+    ) -> Tensor:
         if not len(blocks):
             return x
         query_times = (torch.arange(x.shape[-1], device=x.device) + 0.5) * seconds_per_token
@@ -184,7 +201,9 @@ class LorisUNet(nn.Module):
             x = block(x, tokens, query_times, times)
         return x
 
-    def forward(self, x: Tensor, c_noise: Tensor, conditions: list[tuple[Tensor, Tensor | None]], sample_rate: int) -> Tensor:
+    def forward(
+        self, x: Tensor, c_noise: Tensor, conditions: list[tuple[Tensor, Tensor | None]], sample_rate: int
+    ) -> Tensor:
         """``[b, 1, n]`` scaled noisy audio, ``[b]`` noise levels, per condition ``(tokens [b, m, d],
         times [m] or None)`` -> ``[b, 1, n]``."""
         emb = self.noise_mlp(_sinusoidal(c_noise.reshape(-1) * 1000.0, self.stem.out_channels))
@@ -199,7 +218,9 @@ class LorisUNet(nn.Module):
                 seconds *= self.factors[i]
         x = self.mid(x, emb)
         for j, block in enumerate(self.up):
-            x = self._attend(block(torch.cat([x, skips.pop()], dim=1), emb), self.up_attn[j], conditions, seconds)
+            x = self._attend(
+                block(torch.cat([x, skips.pop()], dim=1), emb), self.up_attn[j], conditions, seconds
+            )
             if j < len(self.upsample):
                 x = self.upsample[j](x)
                 seconds /= self.factors[len(self.factors) - 1 - j]
@@ -254,10 +275,10 @@ class LorisHead(TaskHead):
         cond_dropout: float = 0.1,
         sigma_data: float = 0.2,
         sigma_min: float = 1e-4,
-        sigma_max: float = 3.0,
+        sigma_max: float = 1.0,
         rho: float = 9.0,
-        train_sigma_mean: float = -3.0,
-        train_sigma_std: float = 1.0,
+        train_sigma_mean: float = -1.6,
+        train_sigma_std: float = 1.4,
         sampling_steps: int = 50,
         guidance_scale: float = 3.0,
         progress: bool = True,
@@ -334,7 +355,9 @@ class LorisHead(TaskHead):
     def denoise(self, scheduler: Any, x: Tensor, sigma: Tensor, conditions: list, sample_rate: int) -> Tensor:
         """EDM's ``D(x; sigma)`` for ``[b, 1, n]`` noisy audio and ``[b]`` noise levels."""
         s = sigma.reshape(-1, 1, 1).to(x.dtype)
-        out = self.unet(scheduler.precondition_inputs(x, s), scheduler.precondition_noise(sigma), conditions, sample_rate)
+        out = self.unet(
+            scheduler.precondition_inputs(x, s), scheduler.precondition_noise(sigma), conditions, sample_rate
+        )
         return scheduler.precondition_outputs(x, out, s)
 
     def _check_audio(self, audio: Tensor) -> None:
@@ -357,7 +380,9 @@ class LorisHead(TaskHead):
             drop = {name: torch.rand(b, device=device) < self.cond_dropout for name in self.condition_names}
         conditions = self.encode_conditions(batch, drop)
         scheduler = self._scheduler()
-        denoised = self.denoise(scheduler, features + sigma.reshape(-1, 1, 1) * noise, sigma, conditions, batch["sample_rate"])
+        denoised = self.denoise(
+            scheduler, features + sigma.reshape(-1, 1, 1) * noise, sigma, conditions, batch["sample_rate"]
+        )
         return {"denoised": denoised, "clean": features, "sigma": sigma}
 
     def loss(self, outputs: dict[str, Tensor], batch: dict[str, Any]) -> dict[str, Tensor]:
@@ -399,9 +424,7 @@ class LorisHead(TaskHead):
             # the conditional and the all-null halves in one network call per step
             null = {name: torch.ones(b, dtype=torch.bool, device=device) for name in self.condition_names}
             unconditional = self.encode_conditions(batch, null)
-            conditions = [
-                (torch.cat([c, u]), t) for (c, t), (u, _) in zip(conditions, unconditional)
-            ]
+            conditions = [(torch.cat([c, u]), t) for (c, t), (u, _) in zip(conditions, unconditional)]
         scheduler = self._scheduler()
         scheduler.set_timesteps(steps, device=device)
         generator = torch.Generator().manual_seed(self.seed if seed is None else seed)

@@ -54,7 +54,9 @@ def detect_onsets(waveform: Tensor | np.ndarray, sample_rate: int = METRIC_RATE)
     return np.asarray(onsets, dtype=np.float64), len(audio)
 
 
-def beat_bins(onset_times: Sequence[float] | np.ndarray, num_samples: int, sample_rate: int = METRIC_RATE) -> np.ndarray:
+def beat_bins(
+    onset_times: Sequence[float] | np.ndarray, num_samples: int, sample_rate: int = METRIC_RATE
+) -> np.ndarray:
     """``ceil(num_samples / sample_rate)`` one-second bins, 1 where an onset falls (``int(time)``)."""
     bins = np.zeros(math.ceil(num_samples / sample_rate), dtype=np.int64)
     for time in onset_times:

@@ -67,9 +67,9 @@ def _pose(rng: np.random.Generator, frames: int, beats: np.ndarray) -> np.ndarra
     xy = (_SKELETON - _SKELETON.mean(0)) * scale + _SKELETON.mean(0) + center
     xy = np.repeat(xy[None], frames, axis=0)
     phase = rng.uniform(0, 2 * math.pi, size=2)
-    xy += np.stack([6 * np.sin(2 * math.pi * 0.3 * t + phase[0]), 3 * np.sin(2 * math.pi * 0.2 * t + phase[1])], -1)[
-        :, None
-    ]
+    xy += np.stack(
+        [6 * np.sin(2 * math.pi * 0.3 * t + phase[0]), 3 * np.sin(2 * math.pi * 0.2 * t + phase[1])], -1
+    )[:, None]
     back = int(POSE_RATE // 2)
     for frame in beats:
         limbs = rng.choice(_LIMBS, size=int(rng.integers(3, len(_LIMBS) + 1)), replace=False)
@@ -99,7 +99,8 @@ def _hit(sample_rate: int) -> np.ndarray:
 def render_music(beats: np.ndarray, genre: int, num_samples: int, sample_rate: int) -> np.ndarray:
     """``[num_samples]`` music: the genre chord plus the hit on every beat frame (deterministic)."""
     t = np.arange(num_samples) / sample_rate
-    root = 110.0 * 2 ** (genre / 6)
+    # a whole number of cycles in every 0.5 s (the reader's crop step): a crop keeps the chord's phase
+    root = 4.0 * round(27.5 * 2 ** (genre / 6))
     chord = sum(0.12 / k * np.sin(2 * math.pi * f * t) for k, f in enumerate((root, 1.5 * root, 2 * root), 1))
     music = np.asarray(chord) * np.clip(t / 0.3, 0.0, 1.0)
     hit = _hit(sample_rate)
@@ -124,7 +125,7 @@ def write_loris(
     num_train: int = 48,
     num_test: int = 8,
     seconds: int = 5,
-    sample_rate: int = 8000,
+    sample_rate: int = 4096,
     num_genres: int = 4,
     feature_dim: int = 1024,
 ) -> Path:
@@ -153,7 +154,9 @@ def write_loris(
         for i in range(count):
             genre = i % num_genres
             code = AIST_GENRES[genre]
-            clip_id = f"g{code}_sBM_c01_d{i % 30:02d}_m{code}{i % 6}_ch{i:02d}" + ("" if split == "train" else "_t")
+            clip_id = f"g{code}_sBM_c01_d{i % 30:02d}_m{code}{i % 6}_ch{i:02d}" + (
+                "" if split == "train" else "_t"
+            )
             beats = beat_frames(rng, seconds)
             pose = _pose(rng, frames, beats)
             look = genre_look[genre] + 0.5 * rng.normal(size=feature_dim)
@@ -161,7 +164,11 @@ def write_loris(
             music = render_music(beats, genre, samples, sample_rate)
             record = validate(
                 LorisClip,
-                {"audio": f"audio/{clip_id}.wav", "visual": f"visual/{clip_id}.npy", "pose": f"pose/{clip_id}.npy"},
+                {
+                    "audio": f"audio/{clip_id}.wav",
+                    "visual": f"visual/{clip_id}.npy",
+                    "pose": f"pose/{clip_id}.npy",
+                },
                 "synthetic LORIS clip",
                 where=clip_id,
             )
