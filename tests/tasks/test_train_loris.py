@@ -16,7 +16,7 @@ HEAD = "--model.init_args.head.init_args."
 
 
 def test_fit_then_predict_writes_wavs_and_metrics(tmp_path, one_thread):
-    root = write_loris(tmp_path / "data", num_train=4, num_test=2, sample_rate=4000, feature_dim=1024)
+    root = write_loris(tmp_path / "data", num_train=4, num_test=2, feature_dim=1024)  # 4,096 Hz, as the recipe
     runs = tmp_path / "runs"
     common = [
         "--config",
@@ -39,7 +39,7 @@ def test_fit_then_predict_writes_wavs_and_metrics(tmp_path, one_thread):
     assert len(document["clips"]) == 2
     for clip in document["clips"]:
         wave, rate = soundfile.read(out.parent / clip["wav"])
-        assert rate == 4000 and wave.shape == (2**14,) and 0 <= clip["BHS"] <= 1
+        assert rate == 4096 and wave.shape == (2**14,) and 0 <= clip["BHS"] <= 1
 
 
 def _trained_head(runs: Path, root: Path, steps: int):
