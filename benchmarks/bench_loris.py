@@ -8,7 +8,7 @@ A training step is forward + EDM loss + backward + ``AdamW.step`` on a batch of 
     python benchmarks/bench_loris.py                                   # CPU: the recipe's tiny model
     python benchmarks/bench_loris.py --device cuda --size loris --sample-rate 22050 --samples 524288
 
-``--size recipe`` is recipes/loris_dance.yaml's U-Net (4 kHz, 2^14 samples by default); ``--size
+``--size recipe`` is recipes/loris_dance.yaml's U-Net (4,096 Hz, 2^14 samples by default); ``--size
 loris`` a LORIS-scale one (channels 128-512, patch 16), for a GPU.
 """
 
@@ -25,7 +25,7 @@ from vidlit.heads.loris import LorisHead
 
 SIZES = {
     "recipe": dict(
-        patch=32, channels=(32, 48, 64), factors=(4, 4), attn_levels=(1, 2), cond_dim=64, num_heads=4
+        patch=16, channels=(32, 48, 64), factors=(4, 4), attn_levels=(1, 2), cond_dim=64, num_heads=4
     ),
     "loris": dict(
         patch=16,
@@ -60,7 +60,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--size", choices=sorted(SIZES), default="recipe")
-    parser.add_argument("--sample-rate", type=int, default=4000)
+    parser.add_argument("--sample-rate", type=int, default=4096)
     parser.add_argument("--samples", type=int, default=2**14)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--steps", type=int, nargs="+", default=[5, 10, 25, 50])
