@@ -16,7 +16,8 @@ HEAD = "--model.init_args.head.init_args."
 
 
 def test_fit_then_predict_writes_wavs_and_metrics(tmp_path, one_thread):
-    root = write_loris(tmp_path / "data", num_train=4, num_test=2, feature_dim=1024)  # 4,096 Hz, as the recipe
+    # 4,096 Hz, as the recipe
+    root = write_loris(tmp_path / "data", num_train=4, num_test=2, feature_dim=1024)
     runs = tmp_path / "runs"
     common = [
         "--config",

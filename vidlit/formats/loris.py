@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from pathlib import PurePosixPath
-from typing import Any, TypedDict
+from typing import TypedDict
 
 from pydantic import model_validator
 from torch import Tensor
@@ -42,7 +42,6 @@ __all__ = [
     "LorisClip",
     "LorisPrediction",
     "LorisTarget",
-    "clip_document",
     "condition_steps",
     "list_name",
 ]
@@ -138,8 +137,3 @@ class LorisPrediction(TypedDict):
     video_id: str
     waveform: Tensor
     sample_rate: int
-
-
-def clip_document(audio: str, visual: str, pose: str) -> dict[str, Any]:
-    """The record of one line triple (what :class:`LorisClip` validates)."""
-    return {"audio": audio, "visual": visual, "pose": pose}

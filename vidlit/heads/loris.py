@@ -23,6 +23,9 @@ untrained for a small model and a short run), sampling on a Karras sigma schedul
 2nd-order solver. The preconditioning, the schedule and the solver are diffusers'
 ``EDMDPMSolverMultistepScheduler`` (DPM-Solver++(2M), one network evaluation per step, Lu et al.
 2022); training and sampling share its ``precondition_*`` functions, so they cannot drift apart.
+The libraries LORIS builds on were not used: audio-diffusion-pytorch 0.1.x dropped the K-diffusion /
+ADPM2 code LORIS used (only v-diffusion remains) and imports torchaudio, and a-unet (no release since
+2023) pulls ``data-science-types`` stubs; the U-Net and its cross-attention are written here.
 
 Shape legend: ``b`` clips, ``n`` samples, ``p`` patch, ``l`` tokens at a U-Net level, ``c``
 channels, ``m`` condition tokens, ``d`` condition width, ``h`` heads.
