@@ -122,3 +122,18 @@ def test_write_submission_writes_wavs_and_metrics(root, tmp_path):
     )
     wav, rate = soundfile.read(tmp_path / "out" / document["clips"][0]["wav"])
     assert rate == RATE and len(wav) == SEGMENT
+
+
+def test_subsets_without_genre_train_a_head_without_genre(root):
+    from vidlit.heads.loris import LorisHead
+
+    dm = module(root, subset="floor_exercise")
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert dm.num_classes == 0 and (batch["genre"] == -1).all()
+    head = LorisHead(in_dim=32, num_classes=dm.num_classes, channels=(8, 16, 16), cond_dim=16, progress=False)
+    assert head.condition_names == ("rhythm", "visual")
+    loss = head.loss(head(batch["audio"], batch), batch)["loss"]
+    assert torch.isfinite(loss)
+    with pytest.raises(ValueError, match="subset must be one of"):
+        module(root, subset="ballet")
