@@ -272,3 +272,62 @@ def test_a_failing_summarizer_is_recorded_per_clip_and_the_run_goes_on(
     manifest = json.loads((tmp_path / "out" / "curate_manifest.json").read_text())
     failures = manifest["videos"]["v1.mp4"]["summary_failures"]
     assert [f["clip"] for f in failures] == [0, 1] and manifest["videos"]["v1.mp4"]["status"] == "done"
+
+
+@pytest.mark.slow
+def test_curate_command_captions_synthetic_sources_and_viclip_trains_on_the_shards(
+    models, tmp_path, one_thread
+):
+    """`vidlit curate --caption coarse,fine` with a ViCLIP checkpoint from `vidlit fit` and tiny
+    captioners on the synthetic InternVid sources; recipes/pretrain_viclip.yaml then trains on the shards."""
+    from vidlit.cli import main
+    from vidlit.data.synth.internvid import write_internvid
+
+    data = write_internvid(tmp_path / "internvid", num_train_videos=3, num_val_videos=2, clips_per_video=2)
+    tiny = tmp_path / "tiny.yaml"
+    tiny.write_text("model:\n  init_args:\n    text: text_test\n    proj_dim: 32\n")
+    short = [
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.limit_train_batches",
+        "1",
+        "--trainer.limit_val_batches",
+        "1",
+    ]
+    common = ["fit", "--config", "recipes/pretrain_viclip.yaml", "--config", str(tiny), *short]
+    common += ["--data.init_args.root", str(data), "--data.init_args.batch_size", "4"]
+    main([*common, "--trainer.default_root_dir", str(tmp_path / "runs")])
+    (ckpt,) = (tmp_path / "runs").glob("version_*/checkpoints/last.ckpt")
+
+    sources = tmp_path / "sources.jsonl"
+    videos = sorted((data / "videos").glob("*.mp4"))
+    sources.write_text("".join(json.dumps({"video": str(v)}) + "\n" for v in videos))
+    out = tmp_path / "curated"
+    main(
+        ["curate", str(sources), "--ckpt_path", str(ckpt), "--out", str(out), "--threshold", "-1"]
+        + ["--min_shot_frames", "6", "--min_clip_seconds", "0.5", "--caption", "coarse,fine"]
+        + ["--captioner", str(models["blip"]), "--fine_captioner", str(models["git"]), "--fine_frames", "2"]
+        + [
+            "--caption_max_new_tokens",
+            "4",
+            "--caption_min_new_tokens",
+            "2",
+            "--summarizer",
+            str(models["t5"]),
+        ]
+        + ["--summary_prompt", PROMPT, "--summary_max_new_tokens", "6", "--summary_min_new_tokens", "2"]
+    )
+    rows = _rows(out / "curated.jsonl")
+    assert {r["YoutubeID"] for r in rows} == {v.stem for v in videos}
+    assert {r["Caption_scale"] for r in rows} == {"coarse", "fine"}
+    assert all(
+        r["Coarse_caption"] and r["Fine_caption"] and r["Summarizer"] == str(models["t5"]) for r in rows
+    )
+    manifest = json.loads((out / "curate_manifest.json").read_text())
+    assert manifest["settings"]["summary_prompt"] == PROMPT
+
+    shards = sorted((out / "shards").glob("shard-*.tar"))
+    urls = str(shards[0]) if len(shards) == 1 else f"{out}/shards/shard-{{000000..{len(shards) - 1:06d}}}.tar"
+    runs = tmp_path / "runs_curated"
+    main([*common, "--data.init_args.shards", urls, "--trainer.default_root_dir", str(runs)])
+    assert list(runs.glob("version_*/checkpoints/last.ckpt"))
