@@ -38,6 +38,14 @@ captions you supply and a trained :class:`~vidlit.backbones.video_text.VideoText
      shards written and, per source video, ``done`` (with its shard and counts) or ``failed``
      (with the reason).
 
+**Captioning** (``caption="coarse,fine"``, ``vidlit curate --caption coarse,fine``): InternVid's
+multi-scale captions are generated per clip (:mod:`vidlit.captioning`): the coarse one from the
+middle frame by an image captioner, the fine one from ``fine_frames`` frames each captioned and
+fused in order by a language model. Both are candidates of the clip (beside the input's, which
+may be none), scored and filtered like given captions; the JSONL lines add ``Caption_scale``,
+``Coarse_caption``, ``Fine_caption``, ``Frame_captions``, the model names and, where the
+summarizer failed, ``Summary_error`` (the manifest lists those clips per video).
+
 Resumable: a rerun skips videos whose status is ``done`` (their pairs are in a shard already)
 and retries ``failed`` ones (a re-downloaded file may work now). A run killed mid-way loses only
 the videos of the shard it was filling. A source video that cannot be decoded is logged,
