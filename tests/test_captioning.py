@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -81,11 +82,14 @@ def model() -> VideoTextModel:
 
 
 class _Endpoint(BaseHTTPRequestHandler):
-    """``/ok/v1/chat/completions`` answers with the prompt's line count; ``/fail/...`` answers 500."""
+    """``/ok/v1/chat/completions`` answers with the prompt's line count; ``/fail/...`` answers 500;
+    ``/slow/...`` answers after 0.6 s."""
 
     def do_POST(self):  # noqa: N802 - http.server's name
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.server.requests.append((self.path, body))
+        if self.path.startswith("/slow/"):
+            time.sleep(0.6)  # past the client's timeout
         if self.path.startswith("/fail/"):
             self.send_error(500, "model crashed")
             return
@@ -177,6 +181,30 @@ def test_http_summarizer_answers_and_fails_after_bounded_retries(endpoint):
     assert len(endpoint.requests) == 3  # one try and two retries, no more
     with pytest.raises(ValueError, match="http:// or https://"):
         HTTPSummarizer("127.0.0.1:1", "m", PROMPT)
+    endpoint.requests.clear()
+    slow = HTTPSummarizer(f"{base}/slow/v1", "tiny-llm", PROMPT, timeout=0.2, retries=1, backoff=0.01)
+    with pytest.raises(SummarizerError, match=r"2 tries failed, last: (TimeoutError|URLError): .*timed out"):
+        slow.summarize(["first"])
+
+
+def test_captioning_flags_build_the_plugins_and_name_what_is_missing(models, endpoint):
+    from vidlit.curate import build_captioning, build_parser
+
+    def options(*flags):
+        return build_parser().parse_args(["in.jsonl", "--ckpt_path", "x.ckpt", "--out", "o", *flags])
+
+    assert build_captioning(options()) == (None, None, None)
+    with pytest.raises(ValueError, match="--caption needs --captioner"):
+        build_captioning(options("--caption", "coarse"))
+    with pytest.raises(ValueError, match="--caption fine needs --summary_prompt"):
+        build_captioning(options("--caption", "coarse,fine", "--captioner", str(models["blip"])))
+    url = f"http://127.0.0.1:{endpoint.server_port}/ok/v1"
+    flags = ["--caption", "fine", "--captioner", str(models["blip"]), "--fine_captioner", str(models["git"])]
+    flags += ["--summarizer_url", url, "--summarizer_model", "served", "--summary_prompt", PROMPT]
+    captioner, fine, summarizer = build_captioning(options(*flags, "--summarizer_retries", "0"))
+    assert type(fine.model).__name__ == "GitForCausalLM" and isinstance(summarizer, HTTPSummarizer)
+    assert (summarizer.name, summarizer.url, summarizer.retries) == ("served", f"{url}/chat/completions", 0)
+    assert summarizer.summarize(fine.caption(torch.zeros(2, 32, 32, 3, dtype=torch.uint8))) == "4 lines"
 
 
 def _rows(path: Path) -> list[dict]:

@@ -201,7 +201,7 @@ class HTTPSummarizer:
         url: the API base, e.g. ``http://gpu-box:8000/v1``; requests go to ``<url>/chat/completions``.
         model: the ``model`` field of the request (the served model's name).
         prompt: the prompt with a ``{captions}`` placeholder (see :func:`format_prompt`).
-        timeout: seconds per request.
+        timeout: seconds a request may wait on the socket (connect, each read).
         retries: further tries after a failed one (connection error, timeout, HTTP error, bad reply).
         backoff: seconds before the first retry, doubled after each.
         max_tokens: longest description, in tokens.
