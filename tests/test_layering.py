@@ -36,6 +36,7 @@ LAYERS = {
     "inference": 5,
     "extract": 5,  # verbs that run a model or decode videos, as inference does
     "curate": 5,
+    "captioning": 5,  # curate's captioner and summarizer plugins
     "check": 5,
     "cli": 6,
     "serve": 6,
