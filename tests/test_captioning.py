@@ -137,6 +137,10 @@ def test_captioners_generate_one_string_per_frame_in_batches(models, blip, one_t
     assert git.processor.batch_decode(ids, skip_special_tokens=True)[0].strip() == git_captions[0]
     with pytest.raises(FileNotFoundError, match="no config.json"):
         ImageCaptioner(models["blip"].parent)
+    half = ImageCaptioner(models["blip"], dtype="bfloat16", **GEN)  # the dtype option: weights and inputs
+    assert half.model.dtype == torch.bfloat16 and all(isinstance(c, str) for c in half.caption(frames[:2]))
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        ImageCaptioner(models["blip"], dtype="int8")
 
 
 @pytest.mark.parametrize("name", ["gpt2", "t5"])

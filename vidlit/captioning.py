@@ -51,6 +51,15 @@ def _dtype(name: str) -> torch.dtype:
     return DTYPES[name]
 
 
+def _dtype_kwargs(name: str) -> dict[str, torch.dtype]:
+    """``from_pretrained``'s dtype argument: ``dtype`` since transformers 4.56, ``torch_dtype`` before."""
+    import transformers
+    from packaging.version import Version
+
+    key = "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
+    return {key: _dtype(name)}
+
+
 def _local_or_hub(name: str | Path) -> str:
     """A local folder as a string, or a hub id; a path-like name that is no folder is an error."""
     text = str(name)
@@ -87,7 +96,13 @@ class ImageCaptioner:
         num_beams: int = 1,
         prompt: str | None = None,
     ):
-        from transformers import AutoModelForImageTextToText, AutoProcessor
+        import transformers
+        from transformers import AutoProcessor
+
+        # AutoModelForImageTextToText: transformers >= 4.46; AutoModelForVision2Seq before (removed in 5)
+        auto = (
+            getattr(transformers, "AutoModelForImageTextToText", None) or transformers.AutoModelForVision2Seq
+        )
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -95,7 +110,7 @@ class ImageCaptioner:
         source = _local_or_hub(name)
         self.device = torch.device(device)
         self.processor = AutoProcessor.from_pretrained(source)
-        self.model = AutoModelForImageTextToText.from_pretrained(source, dtype=_dtype(dtype))
+        self.model = auto.from_pretrained(source, **_dtype_kwargs(dtype))
         self.model.to(self.device).eval()
         self.batch_size = batch_size
         self.prompt = prompt
@@ -171,7 +186,7 @@ class LMSummarizer:
         self.seq2seq = bool(getattr(config, "is_encoder_decoder", False))
         auto = AutoModelForSeq2SeqLM if self.seq2seq else AutoModelForCausalLM
         self.tokenizer = AutoTokenizer.from_pretrained(source)
-        self.model = auto.from_pretrained(source, dtype=_dtype(dtype)).to(self.device).eval()
+        self.model = auto.from_pretrained(source, **_dtype_kwargs(dtype)).to(self.device).eval()
         self.generate_kwargs = {
             "max_new_tokens": max_new_tokens,
             "min_new_tokens": min_new_tokens,
