@@ -216,8 +216,9 @@ def _rows(path: Path) -> list[dict]:
 
 
 def test_curate_captions_clips_at_both_scales_scores_and_resumes(
-    sources, model, models, blip, gpt2, tmp_path, one_thread
+    sources, model, models, blip, gpt2, tmp_path, one_thread, monkeypatch
 ):
+    monkeypatch.setattr("vidlit.curate.CAPTION_GROUP", 1)  # each clip its own group: the order holds
     git = ImageCaptioner(models["git"], batch_size=4, **GEN)
     first_input = tmp_path / "first.jsonl"
     first_input.write_text((sources / "input.jsonl").read_text().splitlines(True)[0])

@@ -111,6 +111,7 @@ __all__ = [
 DETECTORS = ("content", "adaptive")
 KEEP = ("all", "best")
 MANIFEST = "curate_manifest.json"
+CAPTION_GROUP = 32  # clips whose captioner frames are decoded and captioned together
 SHARD_PATTERN = "shard-%06d.tar"
 _ID_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 
@@ -421,10 +422,19 @@ class _Captioning:
         self, reader: Any, clips: Sequence[tuple[int, int]], seconds: dict[str, float]
     ) -> list[dict[str, Any]]:
         """Per clip: ``Coarse_caption`` / ``Fine_caption`` (+ ``Frame_captions``) and the model names;
-        ``Summary_error`` where the summarizer failed (``Fine_caption`` is then None)."""
+        ``Summary_error`` where the summarizer failed (``Fine_caption`` is then None).
+
+        Clips go in groups of ``CAPTION_GROUP``, so a long video's frames are never all in memory.
+        """
+        results: list[dict[str, Any]] = []
+        for start in range(0, len(clips), CAPTION_GROUP):
+            results += self._group(reader, clips[start : start + CAPTION_GROUP], start, seconds)
+        return results
+
+    def _group(
+        self, reader: Any, clips: Sequence[tuple[int, int]], offset: int, seconds: dict[str, float]
+    ) -> list[dict[str, Any]]:
         results: list[dict[str, Any]] = [{} for _ in clips]
-        if not clips:
-            return results
         tick = time.perf_counter()
         middles = [first + (end - first) // 2 for first, end in clips]
         fine = [first + uniform_segments(end - first, self.frames, train=False) for first, end in clips]
@@ -452,7 +462,7 @@ class _Captioning:
             try:
                 result["Fine_caption"] = self.summarizer.summarize(frame_captions)
             except SummarizerError as e:
-                log.warning("clip %d: no fine caption: %s", i, e)
+                log.warning("clip %d: no fine caption: %s", offset + i, e)
                 result["Summary_error"] = str(e)
             seconds["summarize"] = seconds.get("summarize", 0.0) + time.perf_counter() - tick
         return results
