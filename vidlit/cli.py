@@ -375,6 +375,16 @@ def main(args: list[str] | None = None) -> None:
     if argv[:1] == ["data"]:
         data_main(argv[1:])
         return
+    if argv[:1] == ["infer"]:
+        from vidlit.inference import infer_main
+
+        infer_main(argv[1:])
+        return
+    if argv[:1] == ["serve"]:
+        from vidlit.serve import serve_main  # needs the `serve` extra (fastapi, uvicorn)
+
+        serve_main(argv[1:])
+        return
     if argv[:1] == ["extract"]:
         from vidlit.extract import extract_main
 
