@@ -37,10 +37,10 @@ from torch.utils.data import Dataset
 
 from vidlit.core.io import read_jsonl
 from vidlit.data.base import EpochSeeded, global_seed
+from vidlit.data.raw_video import RawVideoDataModule
 from vidlit.data.sampling import sample_in_window, uniform_segments
-from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoBatchTransform
+from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoBatchTransform, bound_aspect
 from vidlit.data.video import VideoDecodeError, open_video
-from vidlit.data.video_list import RawVideoDataModule, SkippedVideosReport
 
 __all__ = [
     "InternVidClip",
@@ -252,6 +252,8 @@ class InternVidDataset(EpochSeeded, Dataset):
             if self.strict:
                 raise
             return {"error": str(path), "reason": e.reason, "video_id": clip.clip_id}
+        # per clip, before batching: the batch's size follows the configuration, not the files
+        frames = bound_aspect(frames, self.short_side)
         return {"video": frames, "caption": clip.caption, "video_id": clip.clip_id}
 
 
@@ -459,9 +461,7 @@ class InternVidDataModule(RawVideoDataModule):
             raise ValueError(f"InternVidDataModule has no {stage!r} stage (fit, validate, test)")
         for split in splits[stage]:
             self.datasets[split] = self.dataset(split)
-        trainer = self.trainer
-        if trainer is not None and not any(isinstance(c, SkippedVideosReport) for c in trainer.callbacks):
-            trainer.callbacks.append(SkippedVideosReport())
+        self._attach_skip_report()
 
     def _collate(self) -> Any:
         import functools
