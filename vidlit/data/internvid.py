@@ -391,6 +391,10 @@ class InternVidDataModule(RawVideoDataModule):
             log.warning("%s does not exist: writing the SYNTHETIC InternVid sample there", self.root)
             print(f"writing the synthetic InternVid sample dataset to {self.root}")
             write_internvid(self.root)
+        if synthetic:
+            from vidlit.data.synth import require_complete
+
+            require_complete(self.root, train_annotations, "internvid")
         self.files = {
             "train": self.root / train_annotations,
             "val": self.root / val_annotations,

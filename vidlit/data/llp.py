@@ -369,6 +369,10 @@ class LLPVideoParsing(VidlitDataModule):
         self.audio_dim, self.feature_dim, self.motion_dim = audio_dim, feature_dim, motion_dim
         self.num_segments = num_segments
         self.strict = strict
+        if synthetic:
+            from vidlit.data.synth import require_complete
+
+            require_complete(self.root, train_csv, "llp")
         self.class_names = list(class_names) if class_names is not None else list(LLP_CATEGORIES)
         if len(set(self.class_names)) != len(self.class_names):
             raise ValueError(f"class_names has duplicates: {self.class_names}")

@@ -578,6 +578,10 @@ class VideoListDataModule(RawVideoDataModule):
                 "%s does not exist: writing the SYNTHETIC video classification sample there", self.root
             )
             write_synthetic_video_list(self.root)
+        if synthetic:
+            from vidlit.data.synth import require_complete
+
+            require_complete(self.root, train_list, "videos")
         self.files = {
             "train": self.root / train_list,
             "val": self.root / val_list,

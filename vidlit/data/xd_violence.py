@@ -408,6 +408,10 @@ class XDViolence(VidlitDataModule):
                 "%s does not exist: writing the SYNTHETIC XD-Violence sample dataset there", self.root
             )
             write_xd_violence(self.root, feature_dim=feature_dim, audio_dim=audio_dim, num_crops=num_crops)
+        if synthetic:
+            from vidlit.data.synth import require_complete
+
+            require_complete(self.root, rgb_list, "xd_violence")
         self.lists = {
             "train": (self.root / rgb_list, self.root / audio_list),
             "test": (self.root / test_rgb_list, self.root / test_audio_list),
