@@ -47,7 +47,7 @@ SYNTHESIZERS: dict[str, Callable[..., Any]] = _Registry.fromkeys(_GENERATORS)
 
 
 def require_complete(root: str | Path, marker: str | Path, task: str) -> None:
-    """Refuse a recipe's sample folder that exists but lacks ``marker`` (written by another tool, or cut short).
+    """Refuse a sample folder that exists but lacks ``marker`` (written by another tool, or cut short).
 
     A data module with ``synthetic: true`` writes its sample dataset only where ``root`` does not
     exist; a folder without the file that marks a complete sample would otherwise fail later with a
