@@ -38,10 +38,11 @@ from einops import rearrange
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
-from vidlit.backbones.audio import NUM_MEL_BANDS, create_audio_encoder
+from vidlit.backbones.audio import create_audio_encoder
 from vidlit.core.ids import stable_id
 from vidlit.heads.base import TaskHead
 from vidlit.layers.contrastive import clip_logit_scale, contrastive_loss
+from vidlit.layers.log_mel import NUM_MEL_BANDS
 from vidlit.metrics.music_dance import GenreAccuracy, MusicDanceRetrieval, SyncAccuracy
 
 __all__ = ["MuDaRHead", "multi_positive_info_nce", "rhythm_alignment"]
