@@ -81,19 +81,27 @@ def test_read_csv_and_jsonl(tmp_path):
             "path,label\na.mp4,up\nb.mp4,up,extra\n",
             r"l\.csv:3: expected 2 fields \(path,label\), got 3",
         ),
-        ("l.csv", "path,label\na.mp4,up\n,down\n", r"l\.csv:3: no video path"),
+        ("l.csv", "path,label\na.mp4,up\n,down\n", r"l\.csv: line 3: key 'path': no video path"),
         ("l.csv", "path,label\na.mp4,up\nb.mp4,sideways\n", r"l\.csv:3: unknown label 'sideways'"),
         ("l.csv", "path,label\na.mp4,rihgt\n", r"l\.csv:2: unknown label 'rihgt'.*did you mean 'right'"),
         ("l.csv", "path,label\na.mp4,7\n", r"l\.csv:2: label index 7 is out of range for 4 classes"),
-        ("l.csv", "path,label,start,end\na.mp4,up,3,2\n", r"l\.csv:2: end \(2.0 s\) must be after start"),
-        ("l.csv", "path,start\na.mp4,soon\n", r"l\.csv:2: start must be a number of seconds, got 'soon'"),
+        (
+            "l.csv",
+            "path,label,start,end\na.mp4,up,3,2\n",
+            r"l\.csv: line 2: end \(2.0 s\) must be after start",
+        ),
+        (
+            "l.csv",
+            "path,start\na.mp4,soon\n",
+            r"l\.csv: line 2: key 'start': must be a number of seconds, got 'soon'",
+        ),
         ("l.csv", "path,label\na.mp4,up\n\na.mp4,down\n", r"l\.csv:4: a\.mp4 is already listed on line 2"),
         ("l.jsonl", '{"path": "a.mp4"}\n{"path": "b.mp4",\n', r"l\.jsonl:2: invalid JSON"),
         ("l.jsonl", '["a.mp4", "up"]\n', r"l\.jsonl:1: expected a JSON object, got list"),
         (
             "l.jsonl",
             '{"path": "a.mp4", "label": 2.5}\n',
-            r"l\.jsonl:1: label must be a class name or an integer",
+            r"l\.jsonl: line 1: key 'label': must be a class name or an integer",
         ),
     ],
 )
@@ -123,9 +131,27 @@ def test_data_module_checks_lists_up_front(root, tmp_path):
     with pytest.raises(ValueError, match=r"train\.csv:3: no label \(every train video needs one\)"):
         dm.setup("fit")
     with pytest.raises(FileNotFoundError, match=r"labels\.txt: class list not found \(set classes: null"):
-        VideoListDataModule(root=str(tmp_path), classes="labels.txt")
+        VideoListDataModule(root=str(tmp_path), classes="labels.txt").setup("fit")
     _write(tmp_path / "train.csv", "path,label\na.mp4,up\nb.mp4,down\n")
     assert VideoListDataModule(root=str(tmp_path), classes=None).class_names == ["down", "up"]
+
+
+def test_a_val_label_outside_the_train_taxonomy_is_an_error(tmp_path):
+    """A typo'd val label used to become a new class (lowering val accuracy); now it names the line."""
+    _write(tmp_path / "train.csv", "path,label\na.mp4,up\nb.mp4,down\n")
+    _write(tmp_path / "val.csv", "path,label\na.mp4,up\nb.mp4,dwon\n")
+    dm = VideoListDataModule(root=str(tmp_path), classes=None, size=16)
+    assert dm.class_names == ["down", "up"]  # from the train list only
+    with pytest.raises(
+        ValueError, match=r"val\.csv:3: unknown label 'dwon' \(not in the 2-class list\); did you mean 'down'"
+    ):
+        dm.setup("validate")
+
+
+def test_the_class_list_is_read_on_first_use_not_at_construction(tmp_path):
+    dm = VideoListDataModule(root=str(tmp_path), classes="labels.txt")  # no file yet: no error here
+    with pytest.raises(FileNotFoundError, match=r"labels\.txt: class list not found"):
+        _ = dm.num_classes
 
 
 # -- dataset -----------------------------------------------------------------------------------------

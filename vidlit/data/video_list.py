@@ -30,7 +30,6 @@ import csv
 import difflib
 import functools
 import logging
-import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,11 +51,15 @@ from vidlit.data.sampling import dense_clip, multi_view_clips, sample_in_window,
 from vidlit.data.synth.videos import write_synthetic_video_list  # noqa: F401
 from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoBatchTransform, bound_aspect
 from vidlit.data.video import VideoDecodeError, open_video
+from vidlit.formats._schema import validate
+from vidlit.formats.video_cls import (  # noqa: F401  (the family's names, re-exported)
+    JSONL_SUFFIXES,
+    SAMPLINGS,
+    VideoClsBatch,
+    VideoListRow,
+)
 
 log = logging.getLogger(__name__)
-
-JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
-SAMPLINGS = ("dense", "segments")
 
 
 @dataclass(frozen=True)
@@ -82,10 +85,6 @@ class VideoEntry:
     start: float | None
     end: float | None
     line: int
-
-
-def _blank(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())
 
 
 def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -114,28 +113,6 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                     f"got {len(row)}"
                 )
             yield reader.line_num, dict(zip(header, row))
-
-
-def _seconds(value: Any, key: str, where: str) -> float | None:
-    if _blank(value):
-        return None
-    if isinstance(value, bool):
-        raise ValueError(f"{where}: {key} must be a number of seconds, got {value!r}")
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{where}: {key} must be a number of seconds, got {value!r}") from None
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"{where}: {key} must be a finite, non-negative number of seconds, got {value!r}")
-    return seconds
-
-
-def _label_name(value: Any, where: str) -> str | None:
-    if _blank(value):
-        return None
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise ValueError(f"{where}: label must be a class name or an integer index, got {value!r}")
-    return str(value).strip()
 
 
 def _resolve_label(raw: str | int, class_index: dict[str, int], where: str) -> int:
@@ -179,22 +156,16 @@ def read_video_list(path: str | Path, class_names: Sequence[str] | None = None) 
     first_line: dict[str, int] = {}
     for line, row in _rows(path):
         where = f"{path}:{line}"
-        raw_path = row.get("path")
-        if _blank(raw_path) or not isinstance(raw_path, str):
-            raise ValueError(f"{where}: no video path (the 'path' field is empty or missing)")
-        raw_path = raw_path.strip()
-        start = _seconds(row.get("start"), "start", where)
-        end = _seconds(row.get("end"), "end", where)
-        if start is not None and end is not None and end <= start:
-            raise ValueError(f"{where}: end ({end} s) must be after start ({start} s)")
+        record = validate(VideoListRow, row, path, where=f"line {line}")
+        raw_path, start, end = record.path, record.start, record.end
         video_id = raw_path
         if start is not None or end is not None:
             video_id = f"{raw_path}@{start or 0:g}-{'end' if end is None else format(end, 'g')}"
         if video_id in first_line:
             raise ValueError(f"{where}: {video_id} is already listed on line {first_line[video_id]}")
         first_line[video_id] = line
+        name = record.label
         raw_label = row.get("label")
-        name = _label_name(raw_label, where)
         label = None if name is None or class_index is None else _resolve_label(raw_label, class_index, where)
         entries.append(VideoEntry(folder / raw_path, video_id, label, name, start, end, line))
     return entries
@@ -509,7 +480,8 @@ class VideoListDataModule(RawVideoDataModule):
         test_list: list ``vidlit test`` evaluates; defaults to ``val_list``.
         predict_list: list ``vidlit predict`` runs on (labels optional); defaults to the test list.
         classes: a class-name file (one per line, line order = class index), the names
-            themselves, or None to use the sorted label names of the train and val lists.
+            themselves, or None to use the sorted label names of the train list (a val label
+            outside them is an error, not a new class).
         num_frames: frames per clip.
         frame_stride: frames between consecutive clip frames (dense sampling).
         sampling: ``"dense"`` (one clip of ``num_frames`` frames, ``frame_stride`` apart) or
@@ -603,24 +575,37 @@ class VideoListDataModule(RawVideoDataModule):
         self.eval_transform = VideoBatchTransform(
             size, train=False, eval_short_side=eval_short_side, mean=mean, std=std
         )
-        if isinstance(classes, str):
-            classes_file = self.root / classes
-            if not classes_file.is_file():
-                raise FileNotFoundError(
-                    f"{classes_file}: class list not found (set classes: null to use the sorted labels "
-                    "of the train and val lists)"
-                )
-            self.class_names = read_class_names(classes_file)
-        elif classes is None:
-            self.class_names = infer_class_names(
-                [e for split in ("train", "val") for e in read_video_list(self.files[split])]
-            )
-        else:
-            self.class_names = list(classes)
-            if not self.class_names or len(set(self.class_names)) != len(self.class_names):
+        if not isinstance(classes, (str, type(None))):
+            if not classes or len(set(classes)) != len(classes):
                 raise ValueError(f"classes must be distinct names, got {classes}")
+        self._classes = classes
+        self._class_names: list[str] | None = None
         self.datasets: dict[str, VideoListDataset] = {}
         self._init_skip_counts()
+
+    @property
+    def class_names(self) -> list[str]:
+        """Label name of each class index: the class file, the given names, or the train list's labels.
+
+        Read on first use (the CLI asks for :attr:`num_classes` to size the head). Inferred from
+        the train list only: a val / test label outside the train taxonomy is an error naming the
+        line, never a new class.
+        """
+        if self._class_names is None:
+            classes = self._classes
+            if isinstance(classes, str):
+                classes_file = self.root / classes
+                if not classes_file.is_file():
+                    raise FileNotFoundError(
+                        f"{classes_file}: class list not found (set classes: null to use the sorted labels "
+                        "of the train list)"
+                    )
+                self._class_names = read_class_names(classes_file)
+            elif classes is None:
+                self._class_names = infer_class_names(read_video_list(self.files["train"]))
+            else:
+                self._class_names = list(classes)
+        return self._class_names
 
     @property
     def num_classes(self) -> int:
