@@ -6,7 +6,7 @@ test videos ``annotations.txt``: ``<video> start1 end1 start2 end2 ...``, violen
 ``[start, end)`` in frames. Units: one feature row (snippet) is :data:`CLIP_LEN` frames.
 
 Used by :mod:`vidlit.data.xd_violence`, :mod:`vidlit.data.synth.xd_violence`,
-:mod:`vidlit.heads.violence` and :mod:`vidlit.metrics.frame_ap`.
+:mod:`vidlit.heads.xd_violence` and :mod:`vidlit.metrics.frame_ap`.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ class XDViolenceBatch(TypedDict):
 
 
 class XDViolencePrediction(TypedDict):
-    """One video's prediction, as :class:`~vidlit.heads.violence.ViolenceHead` ``predict`` returns it."""
+    """One video's prediction, as :class:`~vidlit.heads.xd_violence.MACILSDHead` ``predict`` returns it."""
 
     video_id: str
     scores: Tensor  # float [T] violence probability of each snippet (the metric repeats it CLIP_LEN times)
