@@ -373,7 +373,15 @@ def main(args: list[str] | None = None) -> None:
         extract_main(argv[1:])
         return
     _wandb_offline_without_credentials()
-    VidlitCLI(args=args)
+    if args is not None:  # called from Python: let the caller see the exception
+        VidlitCLI(args=args)
+        return
+    from vidlit.formats import AnnotationError
+
+    try:
+        VidlitCLI(args=args)
+    except AnnotationError as e:  # a malformed annotation file: its one line, not a traceback
+        sys.exit(f"error: {e}")
 
 
 if __name__ == "__main__":

@@ -229,3 +229,27 @@ def test_synthetic_dataset_official_layout_and_signal(tmp_path):
         torch.from_numpy(np.load(root / "feats" / "vggish" / f"{train[0].filename[:11]}.npy")),
         torch.from_numpy(np.load(tmp_path / "again" / "feats" / "vggish" / f"{train[0].filename[:11]}.npy")),
     )
+
+
+def test_fit_on_a_header_only_csv_stops_with_one_line(tmp_path, monkeypatch):
+    """It used to train nothing and exit 0; `vidlit fit` now prints the file's one-line error."""
+    import sys
+    from pathlib import Path
+
+    from vidlit.cli import main
+
+    root = write_llp(
+        tmp_path / "llp", num_train=2, num_val=1, num_test=1, audio_dim=8, visual_dim=8, motion_dim=4
+    )
+    (root / "AVVP_train.csv").write_text("filename\tevent_labels\n")
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "llp.yaml"
+    argv = ["vidlit", "fit", "--config", str(recipe), "--data.init_args.root", str(root),
+            "--data.init_args.audio_dim", "8", "--data.init_args.feature_dim", "12",
+            "--data.init_args.motion_dim", "4",
+            "--trainer.default_root_dir", str(tmp_path / "runs")]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as exit:
+        main()
+    assert exit.value.code == f"error: {root / 'AVVP_train.csv'}: no video after the header row " + (
+        "(the split would have nothing to use)"
+    )
