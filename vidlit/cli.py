@@ -6,7 +6,7 @@ Examples::
     vidlit test --config recipes/ego4d_mq.yaml --ckpt_path last
     vidlit predict --config recipes/ego4d_mq.yaml --ckpt_path last --submission.path mq.json
     vidlit data synth ego4d_mq --out data/ego4d_mq_synth
-    vidlit data curate sources.jsonl --ckpt_path viclip.ckpt --out data/curated --threshold 0.3
+    vidlit curate sources.jsonl --ckpt_path viclip.ckpt --out data/curated --threshold 0.3
     vidlit extract --config recipes/pretrain_mvm.yaml --ckpt_path runs/pretrain_mvm/backbone.pt \
         --videos clips.csv --out features --window 16 --stride 16
 """
@@ -40,7 +40,8 @@ from vidlit.tasks import TaskModule  # noqa: F401
 
 DESCRIPTION = (
     "vidlit: train and evaluate video understanding models from a YAML recipe "
-    "(e.g. `vidlit fit --config recipes/ego4d_mq.yaml`). Dataset tools: `vidlit data --help`."
+    "(e.g. `vidlit fit --config recipes/ego4d_mq.yaml`). Other verbs: `vidlit extract --help` (features), "
+    "`vidlit curate --help` (video-text pairs), `vidlit data --help` (synth, check)."
 )
 _NOISE = ("Does not validate against", "Subtypes:", "Errors:", "Given value", "Expected a <class 'NoneType'>")
 
@@ -295,61 +296,35 @@ class VidlitCLI(LightningCLI):
 
 
 def data_main(args: list[str]) -> None:
-    """``vidlit data``: dataset tools (``synth`` sample datasets, ``check`` video lists, ``curate``)."""
+    """``vidlit data``: dataset tools (``synth`` sample datasets, ``check`` video lists)."""
     from vidlit.data.synth import SYNTHESIZERS
-    from vidlit.data.video import BACKENDS
 
+    if args[:1] == ["curate"]:  # the verb's old place
+        sys.stderr.write("vidlit: `vidlit data curate` is deprecated; use `vidlit curate` (same arguments)\n")
+        from vidlit.curate import curate_main
+
+        curate_main(args[1:])
+        return
     parser = argparse.ArgumentParser(prog="vidlit data", description="Dataset tools.")
     commands = parser.add_subparsers(dest="command", required=True)
     synth = commands.add_parser("synth", help="write a synthetic sample dataset in a task's official layout")
     synth.add_argument("task", choices=sorted(SYNTHESIZERS))
     synth.add_argument("--out", required=True, type=Path, help="output folder")
     synth.add_argument("--seed", type=int, default=0)
-    check = commands.add_parser(
-        "check", help="decode the first and last frame of every video in a list; exit 1 if any fails"
-    )
-    check.add_argument("list", type=Path, help="video list: CSV with a 'path' column, or JSONL")
-    check.add_argument("--backend", default="auto", choices=("auto", *BACKENDS))
-    check.add_argument("--workers", type=int, default=0, help="decoding processes (0: this one)")
-    curate = commands.add_parser(
-        "curate",
-        help="cut source videos at shots, score clip-caption pairs with a VideoTextModel, keep those above "
-        "a threshold: WebDataset shards + InternVid JSONL (resumable)",
-    )
-    from vidlit.data.curate import add_arguments as add_curate_arguments
+    from vidlit.check import HELP as CHECK_HELP
+    from vidlit.check import add_arguments as add_check_arguments
 
-    add_curate_arguments(curate)
+    check = commands.add_parser("check", help=CHECK_HELP, description=CHECK_HELP)
+    add_check_arguments(check)
+    commands.add_parser("curate", help="deprecated: use `vidlit curate`", add_help=False)
     options = parser.parse_args(args)
     if options.command == "synth":
         out = SYNTHESIZERS[options.task](options.out, seed=options.seed)
         print(f"wrote synthetic {options.task} sample data to {out}")
     elif options.command == "check":
-        from vidlit.data.video_list import check_videos, read_video_list
+        from vidlit.check import check_main
 
-        try:
-            entries = read_video_list(options.list)
-        except (FileNotFoundError, ValueError) as e:
-            check.error(str(e))
-        reasons = check_videos([e.path for e in entries], options.backend, options.workers, progress=True)
-        bad = [(entry, reason) for entry, reason in zip(entries, reasons) if reason is not None]
-        print(f"{options.list}: {len(entries) - len(bad)} readable, {len(bad)} unreadable")
-        for entry, reason in bad:
-            print(f"  {entry.path} (line {entry.line}): {reason}")
-        if bad:
-            sys.exit(1)
-    elif options.command == "curate":
-        from vidlit.data.curate import curate_main
-        from vidlit.tasks.video_text import VideoTextPretrain
-
-        try:
-            if not options.ckpt_path.is_file():
-                raise FileNotFoundError(f"{options.ckpt_path}: checkpoint not found")
-            task = VideoTextPretrain.load_from_checkpoint(
-                options.ckpt_path, map_location="cpu", weights_only=True
-            )
-            curate_main(options, task.model, task.pixel_mean, task.pixel_std)
-        except (FileNotFoundError, ValueError) as e:
-            curate.error(str(e))
+        check_main(options, check)
 
 
 def _wandb_offline_without_credentials() -> None:
@@ -372,16 +347,25 @@ def main(args: list[str] | None = None) -> None:
 
         extract_main(argv[1:])
         return
-    _wandb_offline_without_credentials()
-    if args is not None:  # called from Python: let the caller see the exception
-        VidlitCLI(args=args)
+    if argv[:1] == ["curate"]:
+        from vidlit.curate import curate_main
+
+        curate_main(argv[1:])
         return
+    _wandb_offline_without_credentials()
     from vidlit.formats import AnnotationError
+    from vidlit.tasks.empty_batches import NoReadableVideosError
 
     try:
         VidlitCLI(args=args)
+    except NoReadableVideosError as e:  # a whole split unreadable: one line, not a traceback
+        sys.stderr.write(f"vidlit: error: {e}\n")
+        sys.exit(1)
     except AnnotationError as e:  # a malformed annotation file: its one line, not a traceback
-        sys.exit(f"error: {e}")
+        if args is not None:  # called from Python: let the caller see the exception
+            raise
+        sys.stderr.write(f"vidlit: error: {e}\n")
+        sys.exit(1)
 
 
 if __name__ == "__main__":

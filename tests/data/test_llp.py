@@ -231,7 +231,7 @@ def test_synthetic_dataset_official_layout_and_signal(tmp_path):
     )
 
 
-def test_fit_on_a_header_only_csv_stops_with_one_line(tmp_path, monkeypatch):
+def test_fit_on_a_header_only_csv_stops_with_one_line(tmp_path, monkeypatch, capsys):
     """It used to train nothing and exit 0; `vidlit fit` now prints the file's one-line error."""
     import sys
     from pathlib import Path
@@ -250,6 +250,7 @@ def test_fit_on_a_header_only_csv_stops_with_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", argv)
     with pytest.raises(SystemExit) as exit:
         main()
-    assert exit.value.code == f"error: {root / 'AVVP_train.csv'}: no video after the header row " + (
-        "(the split would have nothing to use)"
-    )
+    assert exit.value.code == 1
+    err = capsys.readouterr().err
+    line = f"{root / 'AVVP_train.csv'}: no video after the header row (the split would have nothing to use)"
+    assert err.endswith(f"vidlit: error: {line}\n")

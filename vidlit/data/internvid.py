@@ -44,6 +44,7 @@ from vidlit.formats.internvid import (  # noqa: F401  (the family's names, re-ex
     VIDEO_SUFFIXES,
     InternVidRecord,
     VideoTextBatch,
+    format_timestamp,
     parse_timestamp,
 )
 
@@ -52,6 +53,7 @@ __all__ = [
     "InternVidDataModule",
     "InternVidDataset",
     "collate_video_text",
+    "format_timestamp",
     "parse_timestamp",
     "read_internvid_annotations",
 ]

@@ -30,11 +30,20 @@ __all__ = [
     "InternVidRecord",
     "VideoTextBatch",
     "VideoTextTarget",
+    "format_timestamp",
     "parse_timestamp",
 ]
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v")  # as yt-dlp saves them
 TIMESTAMP = re.compile(r"^(\d+):([0-5]\d):([0-5]\d(?:\.\d+)?)$")
+
+
+def format_timestamp(seconds: float) -> str:
+    """InternVid's ``HH:MM:SS.mmm`` (milliseconds rounded); :func:`parse_timestamp` reads it back."""
+    millis = round(seconds * 1000)
+    hours, millis = divmod(millis, 3_600_000)
+    minutes, millis = divmod(millis, 60_000)
+    return f"{hours:02d}:{minutes:02d}:{millis // 1000:02d}.{millis % 1000:03d}"
 
 
 def parse_timestamp(value: str) -> float:

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from vidlit.heads.base import TaskHead
+from vidlit.tasks.empty_batches import EmptyBatches, is_empty_batch
 from vidlit.tasks.optim import LRSchedulerCallable, OptimizerCallable, check_interval, configure_optimizers
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,11 @@ def check_finite_loss(
     """
     if torch.isfinite(losses["loss"]):
         return
+    if is_empty_batch(batch):  # not a numerical problem: a module that did not skip the batch
+        raise FloatingPointError(
+            f"batch {batch_idx} at step {module.global_step} holds no readable video (skipped: "
+            f"{batch.get('skipped')}); its loss is the mean of nothing: skip such batches (EmptyBatches)"
+        )
     parts = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
     raise FloatingPointError(
         f"non-finite training loss at epoch {module.current_epoch}, step {module.global_step}, "
@@ -90,6 +96,7 @@ class TaskModule(L.LightningModule):
         self._compiled = False
         if backbone is not None and freeze_backbone:
             backbone.requires_grad_(False)
+        self.empty_batches = EmptyBatches()  # batches whose videos were all unreadable
         self.val_metrics = head.metrics().clone(prefix="val/")
         self.test_metrics = head.metrics().clone(prefix="test/")
 
@@ -121,7 +128,9 @@ class TaskModule(L.LightningModule):
         if trainer.is_last_batch or batch_idx + 1 == trainer.num_training_batches:
             self.head.on_train_epoch_end(self.current_epoch)
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor | None:
+        if self.empty_batches.skip(self, batch, "train"):
+            return None  # every video unreadable: no loss (it would be NaN), no optimizer step
         losses = self.head.loss(self(batch), batch)
         loss = losses["loss"]
         check_finite_loss(self, losses, batch, batch_idx)
@@ -130,7 +139,12 @@ class TaskModule(L.LightningModule):
         self.log("loss", loss.detach(), prog_bar=True, logger=False, batch_size=size)
         return loss
 
+    def on_train_epoch_end(self) -> None:
+        self.empty_batches.end_epoch(self, "train")
+
     def _evaluate(self, batch: dict[str, Any], metrics: Any, stage: str) -> None:
+        if self.empty_batches.skip(self, batch, stage):
+            return
         outputs = self(batch)
         losses = self.head.loss(outputs, batch)
         size = len(batch["targets"])
@@ -144,6 +158,7 @@ class TaskModule(L.LightningModule):
         self._evaluate(batch, self.test_metrics, "test")
 
     def on_validation_epoch_end(self) -> None:
+        self.empty_batches.end_epoch(self, "val")
         values = self.val_metrics.compute()
         # a metric's first value is its headline number (e.g. mAP): the one on the progress bar
         for i, (name, value) in enumerate(values.items()):
@@ -151,10 +166,13 @@ class TaskModule(L.LightningModule):
         self.val_metrics.reset()
 
     def on_test_epoch_end(self) -> None:
+        self.empty_batches.end_epoch(self, "test")
         self.log_dict(self.test_metrics.compute())
         self.test_metrics.reset()
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
+        if is_empty_batch(batch):
+            return []
         return self.head.predict(self(batch), batch)
 
     def configure_optimizers(self) -> Any:

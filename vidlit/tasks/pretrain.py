@@ -29,6 +29,7 @@ from vidlit.backbones.mvm import (
     masked_reconstruction,
 )
 from vidlit.checkpoint_io import AtomicCheckpointIO
+from vidlit.tasks.empty_batches import EmptyBatches
 from vidlit.tasks.finetune import check_finite_loss
 from vidlit.tasks.optim import (
     LRSchedulerCallable,
@@ -156,6 +157,7 @@ class MVMPretrain(L.LightningModule):
         # not self.compile: that would shadow nn.Module.compile
         self.compile_backbone = compile
         self._compiled = False
+        self.empty_batches = EmptyBatches()  # batches whose videos were all unreadable
 
     # -- model ----------------------------------------------------------------------------------
 
@@ -184,8 +186,10 @@ class MVMPretrain(L.LightningModule):
 
     # -- steps ----------------------------------------------------------------------------------
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor | None:
         video = self._video(batch)
+        if self.empty_batches.skip(self, batch, "train"):
+            return None  # every video unreadable: no loss (it would be NaN), no optimizer step
         loss = self(video).loss
         check_finite_loss(self, {"loss": loss}, batch, batch_idx)
         size = video.shape[0]
@@ -195,6 +199,8 @@ class MVMPretrain(L.LightningModule):
 
     def _evaluate(self, batch: dict[str, Any], batch_idx: int, stage: str) -> None:
         video = self._video(batch)
+        if self.empty_batches.skip(self, batch, stage):
+            return
         # the mask depends only on the batch index: comparable numbers, global RNG untouched
         generator = torch.Generator().manual_seed(batch_idx)
         loss = self(video, generator=generator).loss
@@ -205,6 +211,15 @@ class MVMPretrain(L.LightningModule):
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._evaluate(batch, batch_idx, "test")
+
+    def on_train_epoch_end(self) -> None:
+        self.empty_batches.end_epoch(self, "train")
+
+    def on_validation_epoch_end(self) -> None:
+        self.empty_batches.end_epoch(self, "val")
+
+    def on_test_epoch_end(self) -> None:
+        self.empty_batches.end_epoch(self, "test")
 
     # -- optimization ---------------------------------------------------------------------------
 

@@ -41,6 +41,7 @@ from vidlit.backbones.video_text import VideoTextModel
 from vidlit.layers.contrastive import contrastive_loss
 from vidlit.metrics.classification import TopKAccuracy
 from vidlit.metrics.retrieval import RetrievalRecall
+from vidlit.tasks.empty_batches import EmptyBatches
 from vidlit.tasks.finetune import check_finite_loss
 from vidlit.tasks.optim import (
     LRSchedulerCallable,
@@ -189,6 +190,7 @@ class VideoTextPretrain(L.LightningModule):
         self.test_retrieval = RetrievalRecall(names=("t", "v"), v2t=retrieval_v2t)
         self._zero_shot: TopKAccuracy | None = None
         self._class_embeddings: Tensor | None = None
+        self.empty_batches = EmptyBatches()  # batches whose videos were all unreadable
 
     @property
     def backbone(self) -> nn.Module:
@@ -227,9 +229,8 @@ class VideoTextPretrain(L.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor | None:
         video, captions = self._inputs(batch)
-        if video.shape[0] == 0:  # every video of the batch was unreadable (skipped and counted)
-            log.warning("training batch %d has no readable clip; step skipped", batch_idx)
-            return None
+        if self.empty_batches.skip(self, batch, "train"):
+            return None  # every video unreadable: no loss (it would be NaN), no optimizer step
         out = self(video, captions)
         contrastive, _ = contrastive_loss(out.video, out.text, out.logit_scale, gather=self.gather)
         losses = {"loss": contrastive, "contrastive": contrastive.detach()}
@@ -274,7 +275,7 @@ class VideoTextPretrain(L.LightningModule):
         self, batch: dict[str, Any], batch_idx: int, stage: str, retrieval: RetrievalRecall
     ) -> None:
         video, captions = self._inputs(batch)
-        if video.shape[0] == 0:
+        if self.empty_batches.skip(self, batch, stage):
             return
         out = self(video, captions)
         loss, _ = contrastive_loss(out.video, out.text, out.logit_scale, gather=False)
@@ -316,10 +317,15 @@ class VideoTextPretrain(L.LightningModule):
                 self.log(f"{stage}/zeroshot_{name}", value)
             self._zero_shot.reset()
 
+    def on_train_epoch_end(self) -> None:
+        self.empty_batches.end_epoch(self, "train")
+
     def on_validation_epoch_end(self) -> None:
+        self.empty_batches.end_epoch(self, "val")
         self._log_epoch("val", self.val_retrieval)
 
     def on_test_epoch_end(self) -> None:
+        self.empty_batches.end_epoch(self, "test")
         self._log_epoch("test", self.test_retrieval)
 
     # -- optimization ---------------------------------------------------------------------------

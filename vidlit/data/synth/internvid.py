@@ -26,10 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vidlit.data.curate import format_timestamp
 from vidlit.data.synth.videos import COLORS, MOTIONS, SHAPES, random_background, render_clip, write_video
 from vidlit.formats._schema import dump
-from vidlit.formats.internvid import InternVidRecord
+from vidlit.formats.internvid import InternVidRecord, format_timestamp
 
 __all__ = ["caption_for", "write_internvid"]
 
