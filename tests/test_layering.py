@@ -61,8 +61,6 @@ ALLOWED_CYCLE_EDGES = {
     ("vidlit.data.synth.ego4d_scod", "vidlit.data.ego4d_scod"),
     # the serve demo trains its model with `vidlit fit` (cli.main), and cli dispatches `serve`
     ("vidlit.serve.demo", "vidlit.cli"),
-    # cli dispatches `infer`, inference rebuilds models through VidlitCLI (see the layer list)
-    ("vidlit.inference", "vidlit.cli"),
 }
 
 
@@ -166,7 +164,8 @@ def test_no_import_cycles():
     edges = import_graph()
     stale = sorted(ALLOWED_CYCLE_EDGES - edges)
     assert not stale, f"allow-listed cycle edges that no longer occur; remove them from the list: {stale}"
-    cycles = _cycles(edges - ALLOWED_CYCLE_EDGES)
+    # an allow-listed layer violation that closes a cycle (inference -> cli) is allowed once
+    cycles = _cycles(edges - ALLOWED_CYCLE_EDGES - ALLOWED_LAYER_VIOLATIONS)
     assert not cycles, f"import cycles between vidlit modules: {cycles}"
 
 
