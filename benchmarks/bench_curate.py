@@ -18,7 +18,8 @@ figures measure vidlit's pipeline overhead, not a released captioner's cost. Pas
 
     python benchmarks/bench_curate.py                      # tiny models, CPU
     python benchmarks/bench_curate.py --captioner Salesforce/blip2-opt-2.7b \\
-        --summarizer lmsys/vicuna-7b-v1.5 --device cuda --dtype float16
+        --summarizer mrm8488/flan-t5-large-finetuned-openai-summarize_from_feedback \\
+        --device cuda --dtype float16
 """
 
 from __future__ import annotations

@@ -293,7 +293,7 @@ def test_a_failing_summarizer_is_recorded_per_clip_and_the_run_goes_on(
     )
     summary = curate(
         model, sources / "input.jsonl", tmp_path / "out", caption=["coarse", "fine"], captioner=blip,
-        summarizer=failing, fine_frames=2, **OPTIONS,
+        summarizer=failing, fine_frames=8, fine_fps=3.0, **OPTIONS,
     )  # fmt: skip
     assert (summary.processed, summary.clips, summary.summary_failures) == (2, 4, 4)
     assert len(endpoint.requests) == 8  # 4 clips x (1 try + 1 retry)
@@ -302,8 +302,10 @@ def test_a_failing_summarizer_is_recorded_per_clip_and_the_run_goes_on(
     assert all(
         r["Fine_caption"] is None and "2 tries failed, last: HTTP 500" in r["Summary_error"] for r in rows
     )
+    assert all(len(r["Frame_captions"]) == 4 for r in rows)  # fine_fps 3 on 20-frame (1.33 s) clips
     manifest = json.loads((tmp_path / "out" / "curate_manifest.json").read_text())
     failures = manifest["videos"]["v1.mp4"]["summary_failures"]
+    assert manifest["settings"]["fine_fps"] == 3.0 and manifest["settings"]["fine_frames"] == 8
     assert [f["clip"] for f in failures] == [0, 1] and manifest["videos"]["v1.mp4"]["status"] == "done"
 
 

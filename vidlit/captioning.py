@@ -1,14 +1,15 @@
 """InternVid's multi-scale captioning: image captioners and a caption summarizer, as plugins.
 
 InternVid (Wang et al., 2023, Sec. 3.2) captions every clip at two scales: **coarse**, the clip's
-middle frame captioned by an image captioner (Tag2Text in the paper); **fine**, frames sampled
-through the clip each captioned (BLIP-2) and fused in order by a language model into one clip
-description (Vicuna). Here both captioners are any Hugging Face transformers image-to-text model
-and the fusing model is a local transformers LM or an OpenAI-compatible HTTP endpoint:
+middle frame by an image captioner (BLIP-2); **fine**, frames sampled through the clip (1 per
+second) each captioned (Tag2Text) and fused in order by a language model (a T5 summarizer,
+per the authors in OpenGVLab/InternVideo issues #48 and #61). Here both captioners are any
+Hugging Face transformers image-to-text model, and the fusing model is a local transformers
+causal or seq2seq LM or an OpenAI-compatible HTTP endpoint:
 
 >>> coarse = ImageCaptioner("Salesforce/blip-image-captioning-base", device="cuda", dtype="float16")
 >>> coarse.caption(frames)                         # uint8 [n, h, w, c] -> n strings
->>> fuse = LMSummarizer("lmsys/vicuna-7b-v1.5", prompt="Describe the video from these frames:\\n{captions}")
+>>> fuse = LMSummarizer("mistralai/Mistral-7B-Instruct-v0.3", prompt="Describe the video:\\n{captions}")
 >>> fuse.summarize(["a man in a kitchen", "a man cuts onions"])
 
 The prompt is the caller's (``vidlit curate --summary_prompt``): ``{captions}`` in it is replaced by

@@ -400,10 +400,23 @@ class _Captioning:
     """InternVid's two caption scales for the clips of one video (see :func:`curate`'s ``caption``)."""
 
     def __init__(
-        self, scales: tuple[str, ...], captioner: Any, fine_captioner: Any, summarizer: Any, frames: int
+        self,
+        scales: tuple[str, ...],
+        captioner: Any,
+        fine_captioner: Any,
+        summarizer: Any,
+        frames: int,
+        fps: float | None = None,
     ):
         self.scales, self.captioner, self.summarizer, self.frames = scales, captioner, summarizer, frames
-        self.fine_captioner = fine_captioner
+        self.fine_captioner, self.fps = fine_captioner, fps
+
+    def count(self, length: int, video_fps: float) -> int:
+        """Fine-scale frames of a clip of ``length`` frames: ``fine_frames``, or with ``fine_fps``
+        one per ``1 / fine_fps`` seconds, at least 1 and at most ``fine_frames``."""
+        if self.fps is None:
+            return self.frames
+        return min(self.frames, max(1, round(length / video_fps * self.fps)))
 
     def settings(self) -> dict[str, Any]:
         """What the manifest records: a rerun with other models or another prompt is refused."""
@@ -413,6 +426,7 @@ class _Captioning:
             "captioner": self.captioner.name if "coarse" in self.scales else None,
             "fine_captioner": self.fine_captioner.name if fine else None,
             "fine_frames": self.frames if fine else None,
+            "fine_fps": self.fps if fine else None,
             "summarizer": self.summarizer.name if fine else None,
             "summarizer_url": getattr(self.summarizer, "url", None) if fine else None,
             "summary_prompt": self.summarizer.prompt if fine else None,
@@ -437,7 +451,11 @@ class _Captioning:
         results: list[dict[str, Any]] = [{} for _ in clips]
         tick = time.perf_counter()
         middles = [first + (end - first) // 2 for first, end in clips]
-        fine = [first + uniform_segments(end - first, self.frames, train=False) for first, end in clips]
+        counts = [self.count(end - first, reader.fps) for first, end in clips]
+        fine = [
+            first + uniform_segments(end - first, n, train=False) for (first, end), n in zip(clips, counts)
+        ]
+        bounds = np.cumsum([0, *counts])
         coarse_frames = reader.get_frames(np.asarray(middles)) if "coarse" in self.scales else None
         fine_frames = reader.get_frames(np.concatenate(fine)) if "fine" in self.scales else None
         seconds["decode"] = seconds.get("decode", 0.0) + time.perf_counter() - tick
@@ -455,7 +473,7 @@ class _Captioning:
                 result.update(Coarse_caption=coarse[i], Coarse_captioner=self.captioner.name)
             if per_frame is None:
                 continue
-            frame_captions = per_frame[i * self.frames : (i + 1) * self.frames]
+            frame_captions = per_frame[bounds[i] : bounds[i + 1]]
             result.update(Frame_captions=frame_captions, Fine_captioner=self.fine_captioner.name)
             result.update(Summarizer=self.summarizer.name, Fine_caption=None)
             tick = time.perf_counter()
@@ -469,7 +487,12 @@ class _Captioning:
 
 
 def _captioning(
-    caption: Sequence[str] | str, captioner: Any, fine_captioner: Any, summarizer: Any, frames: int
+    caption: Sequence[str] | str,
+    captioner: Any,
+    fine_captioner: Any,
+    summarizer: Any,
+    frames: int,
+    fps: float | None = None,
 ) -> _Captioning | None:
     """Check the captioning arguments of :func:`curate`; None when no scale is asked for."""
     scales = (
@@ -490,10 +513,10 @@ def _captioning(
             "caption 'fine' needs a captioner (--captioner / --fine_captioner) and a summarizer "
             "(--summarizer or --summarizer_url, with --summary_prompt)"
         )
-    if frames < 1:
-        raise ValueError(f"fine_frames must be positive, got {frames}")
+    if frames < 1 or (fps is not None and not fps > 0):
+        raise ValueError(f"fine_frames and fine_fps must be positive, got {frames} and {fps}")
     order = tuple(s for s in CAPTION_SCALES if s in scales)
-    return _Captioning(order, captioner, fine_captioner, summarizer, frames)
+    return _Captioning(order, captioner, fine_captioner, summarizer, frames, fps)
 
 
 def curate(
@@ -523,6 +546,7 @@ def curate(
     fine_captioner: Any = None,
     summarizer: Any = None,
     fine_frames: int = 8,
+    fine_fps: float | None = None,
 ) -> CurateSummary:
     """Cut, score, filter and write video-text pairs (see the module docstring).
 
@@ -562,7 +586,9 @@ def curate(
             :class:`~vidlit.captioning.HTTPSummarizer` (``name``, ``prompt``,
             ``summarize(list[str]) -> str``). A :class:`~vidlit.captioning.SummarizerError` is
             recorded on the clip (``Summary_error``) and in the manifest; the run goes on.
-        fine_frames: frames captioned per clip at the fine scale.
+        fine_frames: frames captioned per clip at the fine scale (with ``fine_fps``: at most).
+        fine_fps: caption ``fine_fps`` frames per second of the clip instead (InternVid: 1),
+            at least one and at most ``fine_frames``.
 
     Returns:
         The run's :class:`CurateSummary`.
@@ -583,7 +609,7 @@ def curate(
     size = size or (img_size[0] if isinstance(img_size, tuple) else img_size)
     if not num_frames or not size:
         raise ValueError("cannot tell the model's clip length and input size; pass num_frames and size")
-    captioning = _captioning(caption, captioner, fine_captioner, summarizer, fine_frames)
+    captioning = _captioning(caption, captioner, fine_captioner, summarizer, fine_frames, fine_fps)
     videos = read_curation_input(source) if isinstance(source, (str, Path)) else list(source)
     out = Path(out)
     if overwrite:
@@ -844,6 +870,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     group.add_argument("--fine_captioner", help="the fine scale's captioner (default: --captioner)")
     group.add_argument("--fine_frames", type=int, default=8, help="frames captioned per clip (fine scale)")
+    group.add_argument(
+        "--fine_fps",
+        type=float,
+        default=None,
+        help="or frames per second of the clip (InternVid: 1), at most --fine_frames",
+    )
     group.add_argument("--caption_batch_size", type=int, default=8, help="frames per generate() call")
     group.add_argument("--caption_max_new_tokens", type=int, default=30)
     group.add_argument("--caption_min_new_tokens", type=int, default=0)
@@ -972,6 +1004,7 @@ def curate_main(args: list[str]) -> CurateSummary:
             fine_captioner=fine_captioner,
             summarizer=summarizer,
             fine_frames=options.fine_frames,
+            fine_fps=options.fine_fps,
         )
     except (FileNotFoundError, ValueError, OSError) as e:
         parser.error(str(e))
