@@ -25,7 +25,7 @@ from vidlit.core.io import read_json, require, write_json_atomic
 from vidlit.core.segments import seconds_to_steps, steps_to_seconds
 from vidlit.core.types import SegmentPrediction, TemporalFeatureBatch
 from vidlit.data.base import EpochSeeded, VidlitDataModule, global_seed, missing_files, split_files
-from vidlit.data.features import find_feature_file, load_feature_file, pad_sequences
+from vidlit.data.features import feature_timing, find_feature_file, load_feature_file, pad_sequences
 
 log = logging.getLogger(__name__)
 
@@ -354,7 +354,8 @@ class Ego4DMomentQueries(Ego4DFeatureDataModule):
             defaults to ``val_annotations``.
         feature_dir: folder of ``<clip_uid>.pt`` / ``.npy`` features.
         feature_dim: C of the features (official SlowFast features: 2304).
-        fps: frame rate the features were extracted at.
+        fps: frame rate the features were extracted at; None (also for the next two): read from
+            ``feature_dir/extraction.json`` (``vidlit extract``), else Ego4D's 30 / 16 / 32.
         feature_stride: frames between consecutive feature steps.
         feature_window: frames each feature step sees; step ``i`` is centred at
             ``(i * feature_stride + feature_window / 2) / fps`` seconds.
@@ -383,9 +384,9 @@ class Ego4DMomentQueries(Ego4DFeatureDataModule):
         predict_annotations: str | None = None,
         feature_dir: str = "features",
         feature_dim: int = 2304,
-        fps: float = 30.0,
-        feature_stride: int = 16,
-        feature_window: int = 32,
+        fps: float | None = None,
+        feature_stride: int | None = None,
+        feature_window: int | None = None,
         max_steps: int | None = 1024,
         trunc_thresh: float = 0.3,
         crop_ratio: tuple[float, float] | None = (0.9, 1.0),
@@ -407,6 +408,9 @@ class Ego4DMomentQueries(Ego4DFeatureDataModule):
         )  # fmt: skip
         if crop_ratio is not None and (len(crop_ratio) != 2 or not 0 < crop_ratio[0] <= crop_ratio[1] <= 1):
             raise ValueError(f"crop_ratio must be (lo, hi) with 0 < lo <= hi <= 1, got {crop_ratio}")
+        # None: from the feature folder's extraction.json, else the official 30 fps / 16 / 32
+        timing = feature_timing(self.feature_dir, fps, feature_stride, feature_window)
+        fps, feature_stride, feature_window = timing
         self.step_sec = feature_stride / fps
         self.offset_sec = 0.5 * feature_window / fps
         self.max_steps = max_steps
