@@ -19,6 +19,7 @@ in the machine's load hits both sides of a ratio alike. The load average (``os.g
 printed at the start and the end: this machine is shared.
 
     python benchmarks/bench_decode.py                       # 6 synthetic 640x360 H.264 videos
+    python benchmarks/bench_decode.py --clips-per-video 4   # + readers kept open (ReaderCache)
     python benchmarks/bench_decode.py --videos-dir DIR      # your own .mp4 files
 """
 
@@ -38,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from vidlit.data.sampling import dense_clip
-from vidlit.data.video import BACKENDS, backend_available, open_video, output_size
+from vidlit.data.video import BACKENDS, ReaderCache, backend_available, open_video, output_size
 
 
 def write_videos(out: Path, count: int, width: int, height: int, seconds: int) -> list[Path]:
@@ -80,6 +81,18 @@ def vidlit_reader(requests, backend: str, short_side: int) -> Callable[[], None]
     return run
 
 
+def vidlit_cached(requests, backend: str, short_side: int) -> Callable[[], None]:
+    """One reader kept open (``ReaderCache(size=1)``): consecutive clips of one video share it."""
+
+    def run() -> None:
+        cache = ReaderCache(size=1)
+        for path, indices in requests:
+            cache.open(path, backend, resize=short_side, num_threads=1).get_frames(indices)
+        cache.close()
+
+    return run
+
+
 def timed(fn: Callable[[], None]) -> float:
     start = time.perf_counter()
     fn()
@@ -98,6 +111,9 @@ def main() -> None:
     parser.add_argument("--stride", type=int, default=2)
     parser.add_argument("--short-side", type=int, default=224)
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument(
+        "--clips-per-video", type=int, default=1, help="consecutive clips of one video (multi-view reading)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -114,19 +130,31 @@ def main() -> None:
                 lengths.append(len(reader))
         rng = np.random.default_rng(args.seed)
         requests = []
-        for _ in range(args.clips):
+        while len(requests) < args.clips:
             v = int(rng.integers(len(paths)))
-            requests.append((paths[v], dense_clip(lengths[v], args.clip_len, args.stride, train=True, rng=rng)))
+            for _ in range(args.clips_per_video):
+                clip = dense_clip(lengths[v], args.clip_len, args.stride, train=True, rng=rng)
+                requests.append((paths[v], clip))
+        requests = requests[: args.clips]
         sides = {
             "naive decord + resize": naive_decord(requests, args.short_side),
             "naive decord, stored size": naive_decord(requests, None),
         }
         sides |= {
-            f"vidlit {b}": vidlit_reader(requests, b, args.short_side) for b in BACKENDS if backend_available(b)
+            f"vidlit {b}": vidlit_reader(requests, b, args.short_side)
+            for b in BACKENDS
+            if backend_available(b)
         }
+        if args.clips_per_video > 1:
+            sides |= {
+                f"vidlit {b}, ReaderCache": vidlit_cached(requests, b, args.short_side)
+                for b in BACKENDS
+                if backend_available(b)
+            }
         print(
             f"{len(paths)} videos, {min(lengths)}-{max(lengths)} frames; {args.clips} clips of "
-            f"{args.clip_len} frames per pass at {args.short_side} short side; 1 decoder thread, 1 torch thread"
+            f"{args.clip_len} frames per pass at {args.short_side} short side; "
+            "1 decoder thread, 1 torch thread"
         )
         print(f"load average at start {os.getloadavg()}")
         for run in sides.values():

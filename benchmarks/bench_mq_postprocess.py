@@ -24,6 +24,7 @@ the per-pass ratio (peer time / vidlit time: > 1 means vidlit is faster) and the
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import statistics
@@ -80,7 +81,13 @@ def softnms_1d_cpu(x1, x2, sc, dets, iou_threshold, sigma, min_score, method):  
             sc[pos] *= weight
             if sc[pos] < min_score:
                 last = nsegs - 1
-                x1[pos], x2[pos], sc[pos], areas[pos], inds[pos] = x1[last], x2[last], sc[last], areas[last], inds[last]
+                x1[pos], x2[pos], sc[pos], areas[pos], inds[pos] = (
+                    x1[last],
+                    x2[last],
+                    sc[last],
+                    areas[last],
+                    inds[last],
+                )
                 nsegs -= 1
                 pos -= 1
             pos += 1
@@ -158,12 +165,13 @@ def main() -> None:
     for t in args.lengths:
         segs, scores, labels = head_like_candidates(t, args.classes, args.levels, args.topk, seed=t)
 
-        def ours():
-            return batched_nms(segs, scores, labels, sigma=args.sigma, min_score=args.min_score,
-                               max_segments=args.max_segments, multiclass=True)  # fmt: skip
-
-        def peer():
-            return actionformer_batched_nms(segs, scores, labels, 0.1, args.min_score, args.max_segments, args.sigma)
+        ours = functools.partial(
+            batched_nms, segs, scores, labels, sigma=args.sigma, min_score=args.min_score,
+            max_segments=args.max_segments, multiclass=True,
+        )  # fmt: skip
+        peer = functools.partial(
+            actionformer_batched_nms, segs, scores, labels, 0.1, args.min_score, args.max_segments, args.sigma
+        )
 
         a, b = ours(), peer()  # compile and warm up; the same top segments, up to float rounding
         assert len(a[1]) == len(b[1]) and torch.allclose(a[1], b[1], atol=1e-5), "outputs differ"

@@ -263,7 +263,7 @@ def test_torchcodec_missing_is_an_import_error(video_path):
 
 
 def test_torchcodec_adapter(video_path, monkeypatch):
-    """The torchcodec reader's fallbacks, against a stand-in decoder (an older torchcodec) serving PyAV's frames."""
+    """The torchcodec reader's fallbacks, against a stand-in decoder (an older torchcodec)."""
     with open_video(video_path, "pyav") as reference:
         full = reference.get_frames(range(len(reference)))
     calls = []
@@ -474,7 +474,7 @@ def test_torchcodec_decodes_like_pyav(video_path):
 
 @pytest.mark.parametrize("verbose", ["", "1"])
 def test_ffmpeg_log_lines_are_silenced_unless_asked_for(corrupt_videos, verbose):
-    """decord's FFmpeg prints `[h264 @ ...]` lines for damaged packets; only VIDLIT_DECODER_LOGS=1 shows them."""
+    """decord's FFmpeg prints `[h264 @ ...]` lines for damaged packets; VIDLIT_DECODER_LOGS=1 shows them."""
     import os
     import subprocess
 
@@ -487,3 +487,28 @@ def test_ffmpeg_log_lines_are_silenced_unless_asked_for(corrupt_videos, verbose)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 0, out.stderr
     assert ("[h264 @" in out.stderr) == bool(verbose)
+
+
+def test_reader_cache_reuses_an_open_reader_per_video(synthetic_videos, tmp_path):
+    from vidlit.data.video import ReaderCache
+
+    _, records = synthetic_videos
+    paths = [r["path"] for r in records[:3]]
+    cache = ReaderCache(size=2)
+    first = cache.open(paths[0], "pyav", resize=32)
+    assert cache.open(paths[0], "pyav", resize=32) is first  # the same open reader
+    with open_video(paths[0], "pyav", resize=32) as fresh:
+        assert torch.equal(first.get_frames([5, 1, 5]), fresh.get_frames([5, 1, 5]))
+    assert cache.open(paths[0], "pyav", resize=48) is not first  # other arguments: another reader
+    cache.open(paths[1], "pyav")  # a third reader: the least recently used one is closed
+    assert len(cache) == 2 and first._closed
+    # a file changed on disk is reopened
+    copy = tmp_path / "copy.mp4"
+    copy.write_bytes(Path(paths[2]).read_bytes())
+    before = cache.open(copy, "pyav")
+    copy.write_bytes(Path(paths[1]).read_bytes())
+    assert cache.open(copy, "pyav") is not before
+    cache.close()
+    assert len(cache) == 0
+    with pytest.raises(ValueError, match="size"):
+        ReaderCache(size=0)

@@ -7,6 +7,7 @@ import torch
 from vidlit.core.segments import _iou_pairs, segment_iou_pairs
 from vidlit.layers.nms import _soft_nms, batched_nms, seg_voting, soft_nms
 
+
 def test_soft_nms_gaussian_decays_overlapping_lower_score():
     segments = torch.tensor([[0.0, 10.0], [2.0, 10.0], [20.0, 30.0]])
     scores = torch.tensor([0.9, 0.8, 0.5])

@@ -540,8 +540,14 @@ def test_compute_runs_on_one_thread_and_restores_the_setting():
     preds, targets = [], []
     for i in range(20):
         s = torch.rand(30, generator=g) * 50
-        preds.append({"video_id": f"c{i}", "segments": torch.stack([s, s + 5], 1),
-                      "labels": torch.randint(0, 3, (30,), generator=g), "scores": torch.rand(30, generator=g)})
+        preds.append(
+            {
+                "video_id": f"c{i}",
+                "segments": torch.stack([s, s + 5], 1),
+                "labels": torch.randint(0, 3, (30,), generator=g),
+                "scores": torch.rand(30, generator=g),
+            }
+        )
         s = torch.rand(4, generator=g) * 50
         targets.append({"video_id": f"c{i}", "segments": torch.stack([s, s + 5], 1),
                         "labels": torch.randint(0, 3, (4,), generator=g)})  # fmt: skip

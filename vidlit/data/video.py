@@ -717,6 +717,53 @@ def open_video(
     raise VideoDecodeError(path, reason) from errors[list(errors)[-1]]
 
 
+class ReaderCache:
+    """The last few opened readers, kept open so that several clips of one video share one open.
+
+    Opening is much of a short clip's cost (decord and PyAV index the file's packets), so a loop
+    that reads several clips per video (multi-view evaluation, dense feature extraction, sampling
+    that revisits a video) can keep its readers here. A file is reopened when it changed on disk
+    (size, mtime or inode) and the least recently used reader is closed when ``size`` are open.
+    Readers belong to the cache: use them without ``with`` and call :meth:`close` at the end.
+
+    Args:
+        size: the most readers kept open.
+
+    Example:
+        >>> cache = ReaderCache(size=4)  # doctest: +SKIP
+        >>> frames = cache.open(path, resize=224).get_frames(indices)  # doctest: +SKIP
+    """
+
+    def __init__(self, size: int = 4):
+        if size < 1:
+            raise ValueError(f"ReaderCache size must be >= 1, got {size}")
+        self.size = size
+        self._readers: dict[tuple, VideoReader] = {}
+
+    def open(
+        self, path: str | Path, backend: str = "auto", resize: Resize = None, num_threads: int = 1
+    ) -> VideoReader:
+        """:func:`open_video`, or the open reader of an earlier call with the same arguments."""
+        st = stat_video_file(path)
+        key = (str(path), backend, resize, num_threads, st.st_size, st.st_mtime_ns, st.st_ino)
+        reader = self._readers.pop(key, None)
+        if reader is None or reader._closed:
+            reader = open_video(path, backend, resize, num_threads)
+        self._readers[key] = reader  # most recently used last
+        while len(self._readers) > self.size:
+            self._readers.pop(next(iter(self._readers))).close()
+        return reader
+
+    def close(self) -> None:
+        """Close every reader."""
+        for reader in self._readers.values():
+            reader.close()
+        self._readers.clear()
+
+    def __len__(self) -> int:
+        return len(self._readers)
+
+
 def read_audio(path: str | Path, sample_rate: int | None = None, mono: bool = False) -> tuple[Tensor, int]:
     """Decode the first audio stream of a media file with PyAV.
 

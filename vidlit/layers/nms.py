@@ -108,9 +108,7 @@ def _soft_nms(
     device = scores.device
     seg = segments.detach().float().cpu().numpy()
     score = scores.detach().float().cpu().numpy()
-    label = (
-        np.zeros(len(score), np.int64) if labels is None else labels.detach().long().cpu().numpy()
-    )
+    label = np.zeros(len(score), np.int64) if labels is None else labels.detach().long().cpu().numpy()
     min32 = np.float32(min_score)
     index = np.flatnonzero(score >= min32)
     if len(index) == 0 or max_segments <= 0:
@@ -226,13 +224,17 @@ def _row_lengths(starts, ends, bounds, cls_of, rows, method, iou_threshold):  # 
         p = rows[r]
         c = cls_of[p]
         for k in range(bounds[c], bounds[c + 1]):
-            if k != p and _affects(_pair_iou(starts[p], ends[p], starts[k], ends[k], pad), method, iou_threshold):
+            if k != p and _affects(
+                _pair_iou(starts[p], ends[p], starts[k], ends[k], pad), method, iou_threshold
+            ):
                 lengths[r] += 1
     return lengths
 
 
 @numba.njit(cache=True, nogil=True)
-def _fill_rows(starts, ends, bounds, cls_of, rows, method, sigma, iou_threshold, cols, vals):  # pragma: no cover
+def _fill_rows(
+    starts, ends, bounds, cls_of, rows, method, sigma, iou_threshold, cols, vals
+):  # pragma: no cover
     """Each row's columns and, per method: the exponent ``-iou**2 / sigma``, ``1 - iou``, or 0 (drop)."""
     pad = _ZERO if method == 2 else _UPSTREAM_PAD
     at = 0
@@ -256,7 +258,20 @@ def _fill_rows(starts, ends, bounds, cls_of, rows, method, sigma, iou_threshold,
 
 @numba.njit(cache=True, nogil=True)
 def _run(
-    live, bounds, cls_of, best, picks, row_start, row_len, cols, factors, method, min_score, out, out_scores, count
+    live,
+    bounds,
+    cls_of,
+    best,
+    picks,
+    row_start,
+    row_len,
+    cols,
+    factors,
+    method,
+    min_score,
+    out,
+    out_scores,
+    count,
 ):  # pragma: no cover - compiled
     """Pick segments in output order until done; returns ``(count, need)``, ``need`` >= 0 a missing row."""
     num_classes = len(bounds) - 1

@@ -70,7 +70,8 @@ def retrieval_ranks(similarity: Tensor, positives: Tensor) -> Tensor:
         if bad.any():
             first = int(bad.nonzero()[0, 0])
             raise ValueError(
-                f"query {first}: positive index {int(positives[first])} is outside the gallery of {num_gallery}"
+                f"query {first}: positive index {int(positives[first])} "
+                f"is outside the gallery of {num_gallery}"
             )
     else:
         positives = positives.to(similarity.device).bool()
@@ -88,12 +89,16 @@ def retrieval_ranks(similarity: Tensor, positives: Tensor) -> Tensor:
             _ranks_of_mask(sim, positives.numpy(), ranks)
         ranks = torch.from_numpy(ranks)
     else:
-        ranks = torch.cat(
-            [
-                _chunk_ranks(similarity[i : i + _CHUNK_ROWS], positives[i : i + _CHUNK_ROWS], i)
-                for i in range(0, num_queries, _CHUNK_ROWS)
-            ]
-        ) if num_queries else torch.zeros(0, dtype=torch.long, device=similarity.device)
+        ranks = (
+            torch.cat(
+                [
+                    _chunk_ranks(similarity[i : i + _CHUNK_ROWS], positives[i : i + _CHUNK_ROWS], i)
+                    for i in range(0, num_queries, _CHUNK_ROWS)
+                ]
+            )
+            if num_queries
+            else torch.zeros(0, dtype=torch.long, device=similarity.device)
+        )
     if (ranks < 0).any():
         missing = (ranks < 0).nonzero().flatten()[:5].tolist()
         raise ValueError(f"queries {missing} have no correct gallery item")
@@ -261,7 +266,9 @@ class RetrievalRecall(Metric):
         _, key_index = first_occurrence(keys, return_inverse=True)
         shared = torch.bincount(key_index)[key_index] > 1
         candidates = shared.nonzero().flatten()
-        first = first_occurrence(torch.cat([key_index[candidates, None].double(), a[candidates].double()], dim=1))
+        first = first_occurrence(
+            torch.cat([key_index[candidates, None].double(), a[candidates].double()], dim=1)
+        )
         first = torch.cat([(~shared).nonzero().flatten(), candidates[first]]).sort().values
         a, b, keys = a[first], b[first], keys[first]
         # the gallery: one b row per id, in first-seen order; `owner` is each a row's gallery item

@@ -158,7 +158,7 @@ class TemporalActionMAP(Metric):
     # ------------------------------------------------------------------ update
 
     def _check(self, item: dict, i: int, kind: str, with_scores: bool) -> tuple[Tensor, ...]:
-        """Shapes and dtypes of one clip (no device sync); values are checked per batch (:meth:`_check_values`)."""
+        """Shapes and dtypes of one clip (no device sync); values are checked per batch."""
         where = f"{kind}[{i}] (video_id {item['video_id']!r})"
         for k in _PRED_KEYS[: 3 if with_scores else 2]:
             if not isinstance(item[k], Tensor):
