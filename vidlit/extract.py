@@ -45,7 +45,6 @@ The backbone is the ``model.init_args.backbone`` of a recipe (e.g. ``recipes/pre
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import math
 import sys
@@ -62,6 +61,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from vidlit.core.device import resolve_device
 from vidlit.core.fingerprint import settings_changes, weights_fingerprint
+from vidlit.core.imports import import_path
 from vidlit.core.io import atomic_open, confined_path, read_json, write_json_atomic
 from vidlit.core.progress import progress_bar
 from vidlit.data.features import EXTRACTION_RECORD, FEATURE_SUFFIXES, find_feature_file
@@ -132,19 +132,8 @@ def feature_key(entry: VideoEntry) -> str:
 
 
 def _import(path: str) -> Any:
-    if "." not in path:
-        import vidlit.backbones
-
-        if hasattr(vidlit.backbones, path):
-            return getattr(vidlit.backbones, path)
-        raise ValueError(
-            f"class_path {path!r}: give the full import path, e.g. vidlit.backbones.create_backbone"
-        )
-    module, _, name = path.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"class_path {path!r} cannot be imported: {e}") from None
+    # bare names resolve in vidlit.backbones, as ``create_backbone`` does in a recipe
+    return import_path(path, "class_path", search=("vidlit.backbones",))
 
 
 def read_recipe(path: str | Path) -> dict[str, Any]:

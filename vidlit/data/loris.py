@@ -37,7 +37,7 @@ from torch.utils.data import Dataset
 
 from vidlit.core.io import confined_path, write_atomic, write_json_atomic
 from vidlit.data.base import EpochSeeded, VidlitDataModule
-from vidlit.data.synth.music_dance import AIST_GENRES
+from vidlit.formats.music_dance import AIST_GENRES
 from vidlit.formats._schema import validate
 from vidlit.formats.loris import (
     GAIN_RANGE,

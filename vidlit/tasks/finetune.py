@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning as L
 import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
+from vidlit.backbones._builder import BACKBONE_PREFIX_KEY, register_backbone_prefix
 from vidlit.heads.base import TaskHead
 from vidlit.tasks.empty_batches import EmptyBatches, is_empty_batch
 from vidlit.tasks.optim import LRSchedulerCallable, OptimizerCallable, check_interval, configure_optimizers
@@ -21,6 +23,30 @@ log = logging.getLogger(__name__)
 def default_optimizer(params: Iterable) -> Optimizer:
     """AdamW, lr 1e-4, weight decay 0.05: ActionFormer's and VideoMAE fine-tuning's choice."""
     return torch.optim.AdamW(params, lr=1e-4, weight_decay=0.05)
+
+
+def renamed_attribute(old: str, new: str) -> property:
+    """A property ``old`` that reads and writes ``new`` with a FutureWarning (a deprecated alias)."""
+
+    def get(self: Any) -> Any:
+        warnings.warn(f"{type(self).__name__}.{old} is deprecated; use .{new}", FutureWarning, stacklevel=2)
+        return getattr(self, new)
+
+    def set(self: Any, value: Any) -> None:
+        warnings.warn(f"{type(self).__name__}.{old} is deprecated; use .{new}", FutureWarning, stacklevel=2)
+        setattr(self, new, value)
+
+    return property(get, set, doc=f"Deprecated alias of ``{new}``.")
+
+
+def record_backbone_prefix(module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+    """Record in a checkpoint where ``module`` keeps its video backbone (``module.backbone_prefix``).
+
+    :func:`vidlit.backbones._builder.lightning_backbone_weights` reads it, so that
+    ``create_backbone(name, checkpoint_path="last.ckpt")`` finds the backbone without knowing the
+    module that wrote the file.
+    """
+    checkpoint[BACKBONE_PREFIX_KEY] = module.backbone_prefix
 
 
 def check_finite_loss(
@@ -46,6 +72,7 @@ def check_finite_loss(
     )
 
 
+@register_backbone_prefix
 class TaskModule(L.LightningModule):
     """Train one task head, on pre-extracted features or on a backbone's features.
 
@@ -71,7 +98,14 @@ class TaskModule(L.LightningModule):
             of training and of evaluation wait for the compiler: about half a minute for
             ``vit_test`` on a CPU, minutes for an ActionFormer head (8 pyramid levels), so it pays
             off on long GPU runs.
+
+    Attributes:
+        backbone_prefix: where the backbone's weights sit in this module's state dict, for
+            loading a checkpoint's backbone alone (``create_backbone(..., checkpoint_path=)``).
+        use_compile: the ``compile`` argument (``compile`` itself would hide ``nn.Module.compile``).
     """
+
+    backbone_prefix: ClassVar[str] = "backbone."
 
     def __init__(
         self,
@@ -91,7 +125,6 @@ class TaskModule(L.LightningModule):
         self.scheduler = scheduler
         self.scheduler_interval = scheduler_interval
         self.freeze_backbone = freeze_backbone
-        # not `self.compile`: that would hide nn.Module.compile
         self.use_compile = compile
         self._compiled = False
         if backbone is not None and freeze_backbone:
@@ -107,6 +140,10 @@ class TaskModule(L.LightningModule):
         # in place: a compiled wrapper module would prefix every state-dict key with `_orig_mod.`
         (self.backbone if self.backbone is not None else self.head).compile()
         self._compiled = True
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.backbone is not None:
+            record_backbone_prefix(self, checkpoint)
 
     def forward(self, batch: dict[str, Any]) -> Any:
         """Head outputs for a batch."""

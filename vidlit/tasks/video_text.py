@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning as L
 import torch
@@ -31,18 +31,18 @@ from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
+from vidlit.backbones._builder import register_backbone_prefix
 from vidlit.backbones.mvm import (
-    IMAGENET_DEFAULT_MEAN,
-    IMAGENET_DEFAULT_STD,
     decoder_for,
     masked_reconstruction,
 )
 from vidlit.backbones.video_text import VideoTextModel
+from vidlit.core.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from vidlit.layers.contrastive import contrastive_loss
 from vidlit.metrics.classification import TopKAccuracy
 from vidlit.metrics.retrieval import RetrievalRecall
 from vidlit.tasks.empty_batches import EmptyBatches
-from vidlit.tasks.finetune import check_finite_loss
+from vidlit.tasks.finetune import check_finite_loss, record_backbone_prefix, renamed_attribute
 from vidlit.tasks.optim import (
     LRSchedulerCallable,
     OptimizerCallable,
@@ -67,6 +67,7 @@ def default_optimizer(params: Iterable) -> Optimizer:
     return torch.optim.AdamW(params, lr=5e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.2)
 
 
+@register_backbone_prefix
 class VideoTextPretrain(L.LightningModule):
     """Video-text contrastive pretraining (ViCLIP, Wang et al., 2023; InternVideo, Wang et al., 2022).
 
@@ -118,7 +119,16 @@ class VideoTextPretrain(L.LightningModule):
     Attributes:
         model: the :class:`~vidlit.backbones.video_text.VideoTextModel`.
         backbone: the video tower (``model.video``), what ``ExportBackbone`` exports.
+
+    Attributes:
+        backbone_prefix: where the video tower's weights sit in this module's state dict, recorded in
+            its checkpoints for ``create_backbone(..., checkpoint_path=)``.
+        use_compile: the ``compile`` argument (``compile`` itself would hide ``nn.Module.compile``);
+            ``compile_backbone``, its former name, is a deprecated alias.
     """
+
+    backbone_prefix: ClassVar[str] = "model.video."
+    compile_backbone = renamed_attribute("compile_backbone", "use_compile")
 
     def __init__(
         self,
@@ -184,7 +194,7 @@ class VideoTextPretrain(L.LightningModule):
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.scheduler_interval = scheduler_interval
-        self.compile_backbone = compile
+        self.use_compile = compile
         self._compiled = False
         self.val_retrieval = RetrievalRecall(names=("t", "v"), v2t=retrieval_v2t)
         self.test_retrieval = RetrievalRecall(names=("t", "v"), v2t=retrieval_v2t)
@@ -199,8 +209,11 @@ class VideoTextPretrain(L.LightningModule):
 
     # -- model ----------------------------------------------------------------------------------
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        record_backbone_prefix(self, checkpoint)
+
     def configure_model(self) -> None:
-        if self.compile_backbone and not self._compiled:
+        if self.use_compile and not self._compiled:
             self.model.video.compile()
             self._compiled = True
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from vidlit.core.io import write_atomic
-from vidlit.data.synth.music_dance import AIST_GENRES
+from vidlit.formats.music_dance import AIST_GENRES
 from vidlit.formats._schema import validate
 from vidlit.formats.loris import LIST_KINDS, NUM_JOINTS, POSE_RATE, VISUAL_RATE, LorisClip, list_name
 
