@@ -37,7 +37,6 @@ from torch.utils.data import Dataset
 
 from vidlit.core.io import confined_path, write_atomic, write_json_atomic
 from vidlit.data.base import EpochSeeded, VidlitDataModule
-from vidlit.formats.music_dance import AIST_GENRES
 from vidlit.formats._schema import validate
 from vidlit.formats.loris import (
     GAIN_RANGE,
@@ -54,7 +53,8 @@ from vidlit.formats.loris import (
     condition_steps,
     list_name,
 )
-from vidlit.layers.rhythm import visual_beats
+from vidlit.formats.music_dance import AIST_GENRES
+from vidlit.layers.rhythm import beat_bins, beat_scores, beat_summary, detect_onsets, visual_beats
 
 log = logging.getLogger(__name__)
 
@@ -331,12 +331,9 @@ class LorisDataModule(VidlitDataModule):
         """
         import soundfile
 
-        from vidlit.metrics.beat_alignment import BeatAlignment
-
         path = Path(path)
         references = {item.clip_id: item for item in self.items("predict")}
-        total = BeatAlignment()
-        clips = []
+        clips, bcs, bhs = [], [], []
         for pred in predictions:
             clip_id = pred["video_id"]
             waveform = pred["waveform"].detach().float().cpu().clamp(-1, 1).numpy()
@@ -346,15 +343,17 @@ class LorisDataModule(VidlitDataModule):
             write_atomic(buffer.getvalue(), wav)
             entry: dict[str, Any] = {"video_id": clip_id, "wav": wav.name}
             if clip_id in references:
-                reference = _fit(
-                    read_wav(references[clip_id].audio, self.sample_rate)[:, None], len(waveform)
-                )[:, 0]
-                one = BeatAlignment()
-                target = {"audio": reference, "sample_rate": self.sample_rate}
-                one.update([pred], [target])
-                total.update([pred], [target])
-                scores = one.compute()
-                entry.update(BCS=float(scores["BCS"]), BHS=float(scores["BHS"]))
+                reference = read_wav(references[clip_id].audio, self.sample_rate)[: len(waveform)]
+                generated = beat_bins(*detect_onsets(waveform, int(pred["sample_rate"])))
+                c, h = beat_scores(generated, beat_bins(*detect_onsets(reference, self.sample_rate)))
+                entry.update(BCS=c, BHS=h)
+                bcs.append(c)
+                bhs.append(h)
             clips.append(entry)
-        metrics = {k: float(v) for k, v in total.compute().items()} if total.bcs else {}
+        metrics = {}
+        if bcs:
+            summary = beat_summary(
+                torch.tensor(bcs, dtype=torch.float64), torch.tensor(bhs, dtype=torch.float64)
+            )
+            metrics = {k: float(v) for k, v in summary.items()}
         return write_json_atomic({"metrics": metrics, "clips": clips}, path)

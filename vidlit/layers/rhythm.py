@@ -16,12 +16,23 @@ Shape legend: ``t`` frames, ``j`` joints, ``k`` angle bins.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["directogram", "max_normalize", "pick_peaks", "spectral_flux", "visual_beats"]
+__all__ = [
+    "beat_bins",
+    "beat_scores",
+    "beat_summary",
+    "detect_onsets",
+    "directogram",
+    "max_normalize",
+    "pick_peaks",
+    "spectral_flux",
+    "visual_beats",
+]
 
 
 def spectral_flux(spectrum: Tensor) -> Tensor:
@@ -101,3 +112,62 @@ def visual_beats(pose: Tensor, bins: int = 10, **peak_options: int | float) -> T
     if len(peaks):
         beats[peaks] = 1.0
     return beats
+
+
+# LORIS's beat metric protocol (vidlit.metrics.beat_alignment): onsets, 1-second bins, scores
+METRIC_RATE = 22050
+ONSET_OPTIONS = {"wait": 1, "delta": 0.2, "pre_avg": 3, "post_avg": 3, "pre_max": 3, "post_max": 3}
+
+
+def _numpy(waveform: Tensor | np.ndarray) -> np.ndarray:
+    if isinstance(waveform, Tensor):
+        waveform = waveform.detach().float().cpu().numpy()
+    array = np.asarray(waveform, dtype=np.float32)
+    if array.ndim > 1:  # [channels, n]: LORIS scores mono audio
+        array = array.reshape(-1, array.shape[-1]).mean(0)
+    return array
+
+
+def detect_onsets(waveform: Tensor | np.ndarray, sample_rate: int = METRIC_RATE) -> tuple[np.ndarray, int]:
+    """Onset times in seconds by the protocol's detector, and the length in 22,050 Hz samples."""
+    import librosa
+
+    audio = _numpy(waveform)
+    if sample_rate != METRIC_RATE:
+        audio = librosa.resample(audio, orig_sr=sample_rate, target_sr=METRIC_RATE)
+    onsets = librosa.onset.onset_detect(y=audio, sr=METRIC_RATE, units="time", **ONSET_OPTIONS)
+    return np.asarray(onsets, dtype=np.float64), len(audio)
+
+
+def beat_bins(
+    onset_times: Sequence[float] | np.ndarray, num_samples: int, sample_rate: int = METRIC_RATE
+) -> np.ndarray:
+    """``ceil(num_samples / sample_rate)`` one-second bins, 1 where an onset falls (``int(time)``)."""
+    bins = np.zeros(math.ceil(num_samples / sample_rate), dtype=np.int64)
+    for time in onset_times:
+        index = int(math.trunc(time))
+        if 0 <= index < len(bins):
+            bins[index] = 1
+    return bins
+
+
+def beat_scores(generated: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
+    """``(BCS, BHS)`` of two bin sequences; the reference is cut (or zero-padded) to the generated length."""
+    reference = np.asarray(reference)[: len(generated)]
+    reference = np.pad(reference, (0, len(generated) - len(reference)))
+    hits = int(np.sum((generated > 0) & (reference > 0)))
+    covered, total = int(np.sum(generated > 0)), int(np.sum(reference > 0))
+    return (hits / covered if covered else 0.0), (hits / total if total else 0.0)
+
+
+def beat_summary(bcs: Tensor, bhs: Tensor) -> dict[str, Tensor]:
+    """LORIS's report over clips: means ``BCS`` / ``BHS``, sample stds ``CSD`` / ``HSD`` (ddof 1; 0 for
+    one clip) and ``F1`` of the two means (0 when both are 0)."""
+    n = len(bcs)
+    mean_c = bcs.mean() if n else bcs.new_zeros(())
+    mean_h = bhs.mean() if n else bhs.new_zeros(())
+    std_c = bcs.std(correction=1) if n > 1 else bcs.new_zeros(())
+    std_h = bhs.std(correction=1) if n > 1 else bhs.new_zeros(())
+    total = mean_c + mean_h
+    f1 = 2 * mean_c * mean_h / total if total > 0 else total.new_zeros(())
+    return {"BCS": mean_c, "BHS": mean_h, "CSD": std_c, "HSD": std_h, "F1": f1}

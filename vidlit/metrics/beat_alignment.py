@@ -18,61 +18,17 @@ both are 0).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
+from vidlit.layers.rhythm import METRIC_RATE, beat_bins, beat_scores, beat_summary, detect_onsets
+
 __all__ = ["BeatAlignment", "beat_bins", "beat_scores", "detect_onsets"]
-
-METRIC_RATE = 22050
-ONSET_OPTIONS = {"wait": 1, "delta": 0.2, "pre_avg": 3, "post_avg": 3, "pre_max": 3, "post_max": 3}
-
-
-def _numpy(waveform: Tensor | np.ndarray) -> np.ndarray:
-    if isinstance(waveform, Tensor):
-        waveform = waveform.detach().float().cpu().numpy()
-    array = np.asarray(waveform, dtype=np.float32)
-    if array.ndim > 1:  # [channels, n]: LORIS scores mono audio
-        array = array.reshape(-1, array.shape[-1]).mean(0)
-    return array
-
-
-def detect_onsets(waveform: Tensor | np.ndarray, sample_rate: int = METRIC_RATE) -> tuple[np.ndarray, int]:
-    """Onset times in seconds by the protocol's detector, and the length in 22,050 Hz samples."""
-    import librosa
-
-    audio = _numpy(waveform)
-    if sample_rate != METRIC_RATE:
-        audio = librosa.resample(audio, orig_sr=sample_rate, target_sr=METRIC_RATE)
-    onsets = librosa.onset.onset_detect(y=audio, sr=METRIC_RATE, units="time", **ONSET_OPTIONS)
-    return np.asarray(onsets, dtype=np.float64), len(audio)
-
-
-def beat_bins(
-    onset_times: Sequence[float] | np.ndarray, num_samples: int, sample_rate: int = METRIC_RATE
-) -> np.ndarray:
-    """``ceil(num_samples / sample_rate)`` one-second bins, 1 where an onset falls (``int(time)``)."""
-    bins = np.zeros(math.ceil(num_samples / sample_rate), dtype=np.int64)
-    for time in onset_times:
-        index = int(math.trunc(time))
-        if 0 <= index < len(bins):
-            bins[index] = 1
-    return bins
-
-
-def beat_scores(generated: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
-    """``(BCS, BHS)`` of two bin sequences; the reference is cut (or zero-padded) to the generated length."""
-    reference = np.asarray(reference)[: len(generated)]
-    reference = np.pad(reference, (0, len(generated) - len(reference)))
-    hits = int(np.sum((generated > 0) & (reference > 0)))
-    covered, total = int(np.sum(generated > 0)), int(np.sum(reference > 0))
-    return (hits / covered if covered else 0.0), (hits / total if total else 0.0)
 
 
 class BeatAlignment(Metric):
@@ -117,17 +73,4 @@ class BeatAlignment(Metric):
     def compute(self) -> dict[str, Tensor]:
         bcs = dim_zero_cat(self.bcs) if self.bcs else torch.zeros(0, dtype=torch.float64)
         bhs = dim_zero_cat(self.bhs) if self.bhs else torch.zeros(0, dtype=torch.float64)
-        n = len(bcs)
-        mean_c = bcs.mean() if n else bcs.new_zeros(())
-        mean_h = bhs.mean() if n else bhs.new_zeros(())
-        std_c = bcs.std(correction=1) if n > 1 else bcs.new_zeros(())
-        std_h = bhs.std(correction=1) if n > 1 else bhs.new_zeros(())
-        total = mean_c + mean_h
-        f1 = 2 * mean_c * mean_h / total if total > 0 else total.new_zeros(())
-        return {
-            "BCS": mean_c.float(),
-            "BHS": mean_h.float(),
-            "CSD": std_c.float(),
-            "HSD": std_h.float(),
-            "F1": f1.float(),
-        }
+        return {k: v.float() for k, v in beat_summary(bcs, bhs).items()}
