@@ -83,7 +83,7 @@ def test_head_in_dim_comes_from_backbone_or_data():
 
     from vidlit.cli import head_in_dim
 
-    data = Namespace(class_path="vidlit.data.Ego4DMomentQueries", init_args=Namespace(feature_dim=256))
+    data = Namespace(class_path="vidlit.data.Ego4DMQ", init_args=Namespace(feature_dim=256))
     assert head_in_dim(None, data) == 256
     vit = Namespace(class_path="vidlit.backbones.VideoViT", init_args=Namespace(embed_dim=96))
     assert head_in_dim(vit, data) == 96
@@ -145,9 +145,9 @@ def test_sta_head_takes_num_verbs_and_num_classes_from_the_data(tmp_path):
 def test_num_verbs_is_linked_only_into_heads_that_name_it():
     from vidlit.cli import _accepts
 
-    sta = "vidlit.heads.short_term_anticipation.ShortTermAnticipationHead"
+    sta = "vidlit.heads.ego4d_sta.ShortTermAnticipationHead"
     assert _accepts(sta, "num_verbs", explicit=True)
-    assert not _accepts("vidlit.heads.moment_queries.ActionFormerHead", "num_verbs", explicit=True)
+    assert not _accepts("vidlit.heads.ego4d_mq.ActionFormerHead", "num_verbs", explicit=True)
     # **kwargs takes num_classes, but num_verbs only by name
     assert _accepts("lightning.LightningModule", "num_classes")
     assert not _accepts("lightning.LightningModule", "num_verbs", explicit=True)

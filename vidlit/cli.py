@@ -36,6 +36,7 @@ import vidlit.data  # noqa: F401
 import vidlit.heads  # noqa: F401
 from vidlit.callbacks import ReproducibleEpochs, SubmissionWriter
 from vidlit.checkpoint_io import AtomicCheckpointIO
+from vidlit.formats import AnnotationError
 from vidlit.tasks import TaskModule  # noqa: F401
 
 DESCRIPTION = (
@@ -373,7 +374,18 @@ def main(args: list[str] | None = None) -> None:
         extract_main(argv[1:])
         return
     _wandb_offline_without_credentials()
-    VidlitCLI(args=args)
+    try:
+        VidlitCLI(args=args)
+    except ValueError as e:
+        # a malformed annotation file (read in setup(), or for a linked class count) is one line,
+        # also when jsonargparse wraps it in a link's error
+        cause: BaseException | None = e
+        while cause is not None and not isinstance(cause, AnnotationError):
+            cause = cause.__cause__
+        if cause is None:
+            raise
+        print(f"error: {cause}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

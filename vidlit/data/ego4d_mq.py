@@ -3,7 +3,8 @@
 The official annotation files (``moments_train.json``, ``moments_val.json``,
 ``moments_test_unannotated.json``) nest ``videos -> clips -> annotations -> labels``; each label
 has ``start_time`` / ``end_time`` in seconds relative to its clip, a ``label`` name and a
-``primary`` flag. Features are one ``<clip_uid>.pt`` or ``.npy`` of shape ``[T, C]`` per clip,
+``primary`` flag (schema and rules: :mod:`vidlit.formats.ego4d_mq`). Features are one
+``<clip_uid>.pt`` or ``.npy`` of shape ``[T, C]`` per clip,
 one step every ``feature_stride`` frames at ``fps`` (the official SlowFast features: C = 2304,
 stride 16 at 30 fps).
 """
@@ -14,36 +15,61 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from vidlit.core.io import read_json, require, write_json_atomic
-from vidlit.core.segments import seconds_to_steps, steps_to_seconds
-from vidlit.core.types import SegmentPrediction, TemporalFeatureBatch
-from vidlit.data.base import EpochSeeded, VidlitDataModule, global_seed, missing_files, split_files
+from vidlit.core.io import read_json, write_json_atomic
+from vidlit.data.base import EpochSeeded, global_seed, missing_files
+from vidlit.data.ego4d import Ego4DFeatureDataModule
 from vidlit.data.features import find_feature_file, load_feature_file, pad_sequences
+from vidlit.formats._ego4d import confine
+from vidlit.formats._schema import validate
+from vidlit.formats.ego4d_mq import (
+    CHALLENGE,
+    FEATURE_DIM,
+    FEATURE_STRIDE,
+    FEATURE_WINDOW,
+    FPS,
+    SPLIT_FILES,
+    VERSION,
+    FeatureClock,
+    MQFile,
+    MQSubmission,
+    SegmentPrediction,
+    TemporalFeatureBatch,
+    seconds_to_steps,
+    steps_to_seconds,
+)
 
 log = logging.getLogger(__name__)
-
-MQ_CHALLENGE = "ego4d_moment_queries"
 
 
 @dataclass
 class MomentClip:
-    """One annotated clip: its moments as ``(start_sec, end_sec, label_name)``."""
+    """One annotated clip: its moments as ``(start_sec, end_sec, label_name)``.
+
+    ``where`` is the clip's place in its file (``moments_val.json: videos[0].clips[3]``), for
+    messages about it.
+    """
 
     clip_uid: str
     video_uid: str
     duration: float
     moments: list[tuple[float, float, str]] = field(default_factory=list)
+    where: str = ""
 
 
-def read_moment_annotations(path: str | Path, primary_only: bool = False) -> list[MomentClip]:
-    """Parse an official Ego4D MQ annotation JSON into clips.
+def read_moment_annotations(
+    path: str | Path,
+    primary_only: bool = False,
+    class_names: Sequence[str] | None = None,
+    taxonomy_file: str | Path | None = None,
+) -> list[MomentClip]:
+    """Parse and validate an official Ego4D MQ annotation JSON (:class:`~vidlit.formats.ego4d_mq.MQFile`).
 
     A label shared by several annotators of one clip is kept once. Clips without
     ``annotations`` (the unannotated test split) come back with no moments.
@@ -51,34 +77,36 @@ def read_moment_annotations(path: str | Path, primary_only: bool = False) -> lis
     Args:
         path: ``moments_{train,val,test_unannotated}.json``.
         primary_only: keep only labels flagged ``primary``.
+        class_names: the taxonomy; a label outside it is an error (None accepts any label).
+        taxonomy_file: where ``class_names`` came from, for that error.
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: invalid JSON (with line and column) or a missing key (with its location).
+        ValueError: invalid JSON (with line and column), or one line naming the record and key
+            that breaks a rule of the schema.
     """
     path = Path(path)
-    data = read_json(path)
+    context = {}
+    if class_names is not None:
+        context = {"classes": set(class_names), "taxonomy_file": str(taxonomy_file or "class_names")}
+    document = validate(MQFile, read_json(path), path, context=context)
     clips = []
-    for v, video in enumerate(require(data, "videos", "top level", path)):
-        for c, clip in enumerate(require(video, "clips", f"videos[{v}]", path)):
-            where = f"videos[{v}].clips[{c}]"
-            uid = require(clip, "clip_uid", where, path)
-            where = f"{where} (clip_uid {uid})"
-            start = require(clip, "video_start_sec", where, path)
-            end = require(clip, "video_end_sec", where, path)
-            moments: set[tuple[float, float, str]] = set()
-            for a, annotation in enumerate(clip.get("annotations", [])):
-                for n, label in enumerate(require(annotation, "labels", f"{where}.annotations[{a}]", path)):
-                    at = f"{where}.annotations[{a}].labels[{n}]"
-                    s, e = (float(require(label, k, at, path)) for k in ("start_time", "end_time"))
-                    name = require(label, "label", at, path)
-                    if e < s:
-                        raise ValueError(f"{path}: {at}: end_time {e} is before start_time {s}")
-                    if primary_only and not label.get("primary", False):
-                        continue
-                    moments.add((s, e, name))
+    for v, video in enumerate(document.videos):
+        for c, clip in enumerate(video.clips):
+            moments = {
+                (label.start_time, label.end_time, label.label)
+                for annotation in clip.annotations or []
+                for label in annotation.labels
+                if label.primary or not primary_only
+            }
             clips.append(
-                MomentClip(uid, video.get("video_uid", ""), float(end) - float(start), sorted(moments))
+                MomentClip(
+                    clip.clip_uid,
+                    video.video_uid,
+                    clip.duration,
+                    sorted(moments),
+                    f"{path}: videos[{v}].clips[{c}]",
+                )
             )
     return clips
 
@@ -86,7 +114,7 @@ def read_moment_annotations(path: str | Path, primary_only: bool = False) -> lis
 def write_moment_submission(
     predictions: list[SegmentPrediction], class_names: list[str], path: str | Path
 ) -> Path:
-    """Write predictions as an Ego4D MQ challenge submission JSON.
+    """Write predictions as an Ego4D MQ challenge submission (:class:`~vidlit.formats.ego4d_mq.MQSubmission`).
 
     The layout is ``{"version": "1.0", "challenge": "ego4d_moment_queries", "detect_results":
     {clip_uid: [{"label", "score", "segment": [start, end]}, ...]}}``, segments in seconds.
@@ -98,7 +126,8 @@ def write_moment_submission(
             {"label": class_names[int(label)], "score": float(score), "segment": [float(s), float(e)]}
             for (s, e), label, score in zip(pred["segments"].tolist(), pred["labels"], pred["scores"])
         ]
-    return write_json_atomic({"version": "1.0", "challenge": MQ_CHALLENGE, "detect_results": results}, path)
+    submission = MQSubmission(version=VERSION, challenge=CHALLENGE, detect_results=results)
+    return write_json_atomic(submission, path)
 
 
 @dataclass
@@ -262,7 +291,7 @@ class MomentQueriesDataset(EpochSeeded, Dataset):
 
 
 def collate_temporal_features(samples: list[dict[str, Any]]) -> TemporalFeatureBatch:
-    """Collate per-clip samples into a :class:`~vidlit.core.types.TemporalFeatureBatch`."""
+    """Collate per-clip samples into a :class:`~vidlit.formats._temporal.TemporalFeatureBatch`."""
     features, mask = pad_sequences([s["features"] for s in samples])
     return TemporalFeatureBatch(
         features=features,
@@ -277,69 +306,13 @@ def collate_temporal_features(samples: list[dict[str, Any]]) -> TemporalFeatureB
     )
 
 
-class Ego4DFeatureDataModule(VidlitDataModule):
-    """What the Ego4D episodic-memory data modules on pre-extracted features share.
-
-    The dataset folder (filled with the synthetic sample dataset on first use when asked), the
-    official annotation file each split reads (``test`` and ``predict`` default to ``val``),
-    parsed once, and the feature folder. Subclasses: :class:`Ego4DMomentQueries`,
-    :class:`vidlit.data.ego4d_nlq.Ego4DNLQ`.
-
-    Args:
-        root: dataset folder; relative file arguments resolve against it.
-        train_annotations: train annotation file.
-        val_annotations: val annotation file.
-        test_annotations: the ``test`` split's file; None uses ``val_annotations``.
-        predict_annotations: the ``predict`` split's file; None uses ``val_annotations``.
-        feature_dir: feature folder, relative to ``root``.
-        feature_dim: C of the features.
-        write_synthetic: called with ``root`` when ``root`` does not exist, to write the
-            SYNTHETIC sample dataset there (with a warning); None leaves a missing root alone.
-        strict: missing feature files raise; when False, their items are skipped with a warning.
-        batch_size: items per batch.
-        num_workers: DataLoader worker processes.
-    """
-
-    def __init__(
-        self,
-        root: str,
-        train_annotations: str,
-        val_annotations: str,
-        test_annotations: str | None,
-        predict_annotations: str | None,
-        feature_dir: str,
-        feature_dim: int,
-        write_synthetic: Callable[[Path], Any] | None,
-        strict: bool,
-        batch_size: int,
-        num_workers: int,
-    ):
-        super().__init__(batch_size=batch_size, num_workers=num_workers)
-        self.root = Path(root)
-        if write_synthetic is not None and not self.root.exists():
-            log.warning(
-                "%s does not exist: writing the SYNTHETIC %s sample dataset there",
-                self.root,
-                type(self).__name__,
-            )
-            write_synthetic(self.root)
-        self.feature_dir = self.root / feature_dir
-        self.feature_dim = feature_dim
-        self.strict = strict
-        self.files = split_files(
-            self.root, train_annotations, val_annotations, test_annotations, predict_annotations
-        )
-        self._annotations: dict[str, list] = {}
-
-    def read_split(self, split: str, reader: Callable[[Path], list]) -> list:
-        """``reader(file of split)``, read once per split."""
-        if split not in self._annotations:
-            self._annotations[split] = reader(self.files[split])
-        return self._annotations[split]
-
-
-class Ego4DMomentQueries(Ego4DFeatureDataModule):
+class Ego4DMQ(Ego4DFeatureDataModule):
     """Ego4D Moment Queries on pre-extracted clip features.
+
+    Annotation files are validated against :mod:`vidlit.formats.ego4d_mq` when first read (in
+    ``setup()``, or when the class list is first asked for): one line names the file, the record
+    and the key at fault. The class list is the train file's labels (or ``class_names``); a val or
+    test label outside it is an error, not a new class.
 
     Training clips are cropped as ActionFormer's Ego4D configs do (:func:`truncate_moments`:
     ``max_seq_len`` 1024, ``trunc_thresh`` 0.3, ``crop_ratio`` [0.9, 1.0]); the crop of a clip
@@ -350,8 +323,11 @@ class Ego4DMomentQueries(Ego4DFeatureDataModule):
         train_annotations: official train annotation JSON.
         val_annotations: official val annotation JSON (also the default test set).
         test_annotations: annotations evaluated by ``vidlit test``; defaults to ``val_annotations``.
-        predict_annotations: clips ``vidlit predict`` runs on (e.g. ``moments_test_unannotated.json``);
-            defaults to ``val_annotations``.
+        predict_split: the clips ``vidlit predict`` runs on: ``"val"`` (the default:
+            ``val_annotations``, to inspect predictions against ground truth) or ``"test"``
+            (``moments_test_unannotated.json``, the challenge submission:
+            ``vidlit predict ... --data.init_args.predict_split test``).
+        predict_annotations: a file for ``vidlit predict`` that overrides ``predict_split``.
         feature_dir: folder of ``<clip_uid>.pt`` / ``.npy`` features.
         feature_dim: C of the features (official SlowFast features: 2304).
         fps: frame rate the features were extracted at.
@@ -364,8 +340,7 @@ class Ego4DMomentQueries(Ego4DFeatureDataModule):
         crop_ratio: ``(lo, hi)``: training clips of at most ``max_steps`` steps are cropped to a
             random fraction in that range of their length (ActionFormer's ``crop_ratio``);
             None keeps them whole.
-        class_names: fixed class list; by default the sorted label names found in the train
-            and val annotations.
+        class_names: fixed class list; by default the sorted label names of the train file.
         primary_only: keep only ``primary`` labels.
         synthetic: when ``root`` does not exist, generate the synthetic sample dataset there
             (``vidlit data synth ego4d_mq``) and say so. Leave False for real data.
@@ -377,15 +352,16 @@ class Ego4DMomentQueries(Ego4DFeatureDataModule):
     def __init__(
         self,
         root: str = "data/ego4d_mq",
-        train_annotations: str = "moments_train.json",
-        val_annotations: str = "moments_val.json",
+        train_annotations: str = SPLIT_FILES["train"],
+        val_annotations: str = SPLIT_FILES["val"],
         test_annotations: str | None = None,
+        predict_split: Literal["val", "test"] = "val",
         predict_annotations: str | None = None,
         feature_dir: str = "features",
-        feature_dim: int = 2304,
-        fps: float = 30.0,
-        feature_stride: int = 16,
-        feature_window: int = 32,
+        feature_dim: int = FEATURE_DIM,
+        fps: float = FPS,
+        feature_stride: int = FEATURE_STRIDE,
+        feature_window: int = FEATURE_WINDOW,
         max_steps: int | None = 1024,
         trunc_thresh: float = 0.3,
         crop_ratio: tuple[float, float] | None = (0.9, 1.0),
@@ -401,23 +377,37 @@ class Ego4DMomentQueries(Ego4DFeatureDataModule):
 
             write_ego4d_mq(root, feature_dim=feature_dim)
 
+        if predict_split not in ("val", "test"):
+            raise ValueError(f"predict_split must be 'val' or 'test', got {predict_split!r}")
+        if predict_annotations is None and predict_split == "test":
+            predict_annotations = SPLIT_FILES["test"]
         super().__init__(
             root, train_annotations, val_annotations, test_annotations, predict_annotations,
             feature_dir, feature_dim, write_synthetic if synthetic else None, strict, batch_size, num_workers,
         )  # fmt: skip
         if crop_ratio is not None and (len(crop_ratio) != 2 or not 0 < crop_ratio[0] <= crop_ratio[1] <= 1):
             raise ValueError(f"crop_ratio must be (lo, hi) with 0 < lo <= hi <= 1, got {crop_ratio}")
-        self.step_sec = feature_stride / fps
-        self.offset_sec = 0.5 * feature_window / fps
+        self.predict_split = predict_split
+        self.clock = FeatureClock(fps, feature_stride, feature_window)
+        self.step_sec = self.clock.step_sec
+        self.offset_sec = self.clock.offset_sec
         self.max_steps = max_steps
         self.trunc_thresh = trunc_thresh
         self.crop_ratio = None if crop_ratio is None else tuple(float(r) for r in crop_ratio)
         self.primary_only = primary_only
-        self.class_names = class_names or sorted(
-            {name for split in ("train", "val") for clip in self.clips(split) for *_, name in clip.moments}
-        )
-        if not self.class_names:
-            raise ValueError(f"{self.files['train']}: no labelled moments found, cannot build the class list")
+        self._class_names = list(class_names) if class_names else None
+
+    @property
+    def class_names(self) -> list[str]:
+        """The class list: ``class_names`` as given, else the sorted labels of the train file."""
+        if self._class_names is None:
+            names = sorted({name for clip in self.clips("train") for *_, name in clip.moments})
+            if not names:
+                raise ValueError(
+                    f"{self.files['train']}: no labelled moments found, cannot build the class list"
+                )
+            self._class_names = names
+        return self._class_names
 
     @property
     def num_classes(self) -> int:
@@ -425,19 +415,26 @@ class Ego4DMomentQueries(Ego4DFeatureDataModule):
         return len(self.class_names)
 
     def clips(self, split: str) -> list[MomentClip]:
-        """Parsed annotations of ``split`` (train, val, test or predict), read once."""
-        return self.read_split(split, lambda path: read_moment_annotations(path, self.primary_only))
+        """Validated annotations of ``split`` (train, val, test or predict), read once.
+
+        Every label must be a class of the taxonomy: the train file's own labels, unless
+        ``class_names`` was given.
+        """
+
+        def read(path: Path) -> list[MomentClip]:
+            if self._class_names is not None:
+                return read_moment_annotations(path, self.primary_only, self._class_names, "class_names")
+            if split == "train":
+                return read_moment_annotations(path, self.primary_only)
+            return read_moment_annotations(path, self.primary_only, self.class_names, self.files["train"])
+
+        return self.read_split(split, read)
 
     def dataset(self, split: str) -> MomentQueriesDataset:
         """The dataset of one split, with missing feature files reported before training starts."""
         clips = self.clips(split)
-        known = set(self.class_names)
         for clip in clips:
-            for *_, name in clip.moments:
-                if name not in known:
-                    raise ValueError(
-                        f"{self.files[split]}: clip {clip.clip_uid}: label {name!r} not in class_names"
-                    )
+            confine(self.feature_dir, clip.clip_uid, f"{clip.where}: key 'clip_uid'")
         dataset = MomentQueriesDataset(
             clips,
             self.feature_dir,

@@ -14,9 +14,10 @@ from einops import einsum, rearrange
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
+from vidlit.formats.ego4d_fhp import HANDS, KEY_FRAMES
 from vidlit.heads.base import TaskHead
 from vidlit.layers.tubelet import token_grid
-from vidlit.metrics.hand_displacement import HANDS, KEY_FRAMES, HandDisplacement
+from vidlit.metrics.hand_displacement import HandDisplacement
 
 READOUTS = ("query", "soft_argmax")
 

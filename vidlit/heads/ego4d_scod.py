@@ -8,7 +8,7 @@ Batches carry, per clip, the PNR frame's ground truth twice: ``boxes`` (normaliz
 tensors ``[N, 4]``) and ``labels`` (``[N]``) for the loss, and ``targets`` (COCO pixel boxes) for
 the metric, plus ``frame_size`` (``[b, 2]`` annotated height and width) and ``image_ids`` (the
 PNR frame's ``<video_uid>/<frame_number>.jpg``); see
-:class:`vidlit.data.ego4d_scod.Ego4DStateChangeDetection`.
+:class:`vidlit.data.ego4d_scod.Ego4DSCOD`.
 """
 
 from __future__ import annotations

@@ -17,6 +17,9 @@ from pathlib import Path
 
 import torch
 
+from vidlit.formats._schema import validate
+from vidlit.formats.ego4d_nlq import NLQFile
+
 # (object, query template, Ego4D NLQ template name): a few of the real templates
 OBJECTS = ("scissors", "phone", "keys", "knife", "cup", "wallet", "bottle", "screwdriver", "tape", "spoon")
 TEMPLATES = (
@@ -161,5 +164,7 @@ def write_ego4d_nlq(
             "manifest": "synthetic",
             "videos": [video_record(split) for _ in range(count)],
         }
+        # through the contract's schema: what is written is what a reader accepts
+        validate(NLQFile, document, out / file)
         (out / file).write_text(json.dumps(document, indent=1))
     return out
