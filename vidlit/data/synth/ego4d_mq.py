@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from vidlit.formats._schema import validate
-from vidlit.formats.ego4d_mq import SPLIT_FILES, MQFile
+from vidlit.formats.ego4d_mq import SPLIT_FILES, FeatureClock, MQFile
 
 # a few of the 110 Ego4D MQ classes, so files look like the real thing
 CLASS_NAMES = (
@@ -84,8 +84,8 @@ def write_ego4d_mq(
     shared = unit(torch.randn(feature_dim, generator=g))
     prototypes = unit(0.6 * shared + 0.8 * unit(torch.randn(num_classes, feature_dim, generator=g))) * signal
     distractors = unit(torch.randn(4, feature_dim, generator=g)) * signal
-    step_sec = feature_stride / fps
-    offset_sec = 0.5 * feature_window / fps
+    clock = FeatureClock(fps, feature_stride, feature_window)
+    step_sec, offset_sec = clock.step_sec, clock.offset_sec
 
     def clip_record(annotated: bool) -> dict:
         steps = int(torch.randint(min_steps, max_steps + 1, (), generator=g))
