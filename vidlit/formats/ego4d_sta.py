@@ -154,8 +154,10 @@ class STAFile(Record):
                         data = {**data, key: inner[key]}
         return data
 
-    _unique_nouns = field_validator("noun_categories")(classmethod(lambda cls, v: _check_ids(v)))
-    _unique_verbs = field_validator("verb_categories")(classmethod(lambda cls, v: _check_ids(v)))
+    @field_validator("noun_categories", "verb_categories")
+    @classmethod
+    def _unique_ids(cls, categories: list[STACategory] | None) -> list[STACategory] | None:
+        return _check_ids(categories)
 
     @property
     def video_metadata(self) -> dict[str, dict[str, Any]]:
