@@ -151,3 +151,63 @@ def test_num_verbs_is_linked_only_into_heads_that_name_it():
     # **kwargs takes num_classes, but num_verbs only by name
     assert _accepts("lightning.LightningModule", "num_classes")
     assert not _accepts("lightning.LightningModule", "num_verbs", explicit=True)
+
+
+def test_head_in_dim_reads_declared_widths_without_building():
+    """Widths come from declarations: the model function is never called to size the head."""
+    from jsonargparse import Namespace
+
+    from vidlit.backbones import _registry, backbone_width, register_backbone
+    from vidlit.cli import head_in_dim
+
+    def vit_test_unbuildable_probe(embed_dim: int = 48, **kwargs):
+        raise AssertionError("built to learn its width")
+
+    saved = dict(_registry._BACKBONES)
+    try:
+        register_backbone(vit_test_unbuildable_probe)
+        assert backbone_width("vit_test_unbuildable_probe") == 48
+        assert backbone_width("vit_test_unbuildable_probe", embed_dim=32) == 32
+        named = Namespace(
+            class_path="vidlit.backbones.create_backbone",
+            init_args=Namespace(name="vit_test_unbuildable_probe"),
+        )
+        assert head_in_dim(named, None) == 48
+    finally:
+        _registry._BACKBONES.clear()
+        _registry._BACKBONES.update(saved)
+    # a class: the default of its embed_dim argument
+    vit = Namespace(class_path="vidlit.backbones.VideoViT", init_args=Namespace())
+    assert head_in_dim(vit, None) == 768
+    with pytest.raises(ValueError, match="torch.nn.Identity declares no width"):
+        head_in_dim(Namespace(class_path="torch.nn.Identity", init_args=Namespace()), None)
+
+
+def test_size_links_follow_what_head_and_data_declare():
+    """Only the data sizes a head names and its data module provides are linked; none without a head."""
+    from jsonargparse import Namespace
+
+    from vidlit.cli import size_links
+
+    def config(head, data):
+        model = Namespace(head=None if head is None else Namespace(class_path=head, init_args=Namespace()))
+        return Namespace(model=Namespace(class_path="m", init_args=model), data=Namespace(class_path=data))
+
+    sta_head = "vidlit.heads.ego4d_sta.ShortTermAnticipationHead"
+    sta_data = "vidlit.data.ego4d_sta.Ego4DSTA"
+    assert size_links(config(sta_head, sta_data)) == ("num_classes", "num_verbs")
+    assert size_links(config("vidlit.heads.LinearProbeHead", sta_data)) == ("num_classes",)
+    assert size_links(config("vidlit.heads.ego4d_nlq.VSLNetHead", "vidlit.data.ego4d_nlq.Ego4DNLQ")) == ()
+    assert size_links(config(None, "vidlit.data.VideoListDataModule")) == ()
+
+
+def test_pretraining_recipe_saves_no_head_sizes(tmp_path):
+    """A model without a head gets no size link, so its saved hyperparameters hold no head keys."""
+    from vidlit.cli import VidlitCLI
+
+    cli = VidlitCLI(
+        args=["--config", "recipes/pretrain_mvm.yaml", "--data.init_args.root", str(tmp_path / "v")],
+        run=False,
+    )
+    assert cli._size_links == ()
+    assert "head" not in cli.model.hparams

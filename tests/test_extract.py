@@ -15,6 +15,8 @@ import torch
 
 from vidlit.backbones import create_backbone
 from vidlit.cli import main
+from vidlit.data.ego4d_mq import Ego4DMQ
+from vidlit.data.features import feature_timing
 from vidlit.data.synth.videos import write_synthetic_videos
 from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoBatchTransform
 from vidlit.data.video import VideoDecodeError, open_video
@@ -101,7 +103,7 @@ def test_extract_cli_writes_resumes_and_matches_the_backbone(videos, checkpoint,
     assert not list(out.glob(".*.tmp"))  # no temporary files left behind
 
 
-def test_unreadable_videos_are_skipped_or_raise_when_strict(videos, tmp_path):
+def test_unreadable_videos_are_skipped_or_raise_when_strict(videos, tmp_path, capsys):
     whole = (videos / "videos" / "000002.mp4").read_bytes()
     (tmp_path / "truncated.mp4").write_bytes(whole[: len(whole) // 2])  # a download cut short
     listing = tmp_path / "list.csv"
@@ -116,10 +118,17 @@ def test_unreadable_videos_are_skipped_or_raise_when_strict(videos, tmp_path):
     assert summary.written == ["000001"] and summary.existing == []
     assert [Path(p).name for p, _ in summary.failed] == ["truncated.mp4"]
     assert torch.load(tmp_path / "f" / "000001.pt", weights_only=True).shape == (math.ceil(56 / 16) + 1, 64)
-    with pytest.raises(VideoDecodeError, match="truncated.mp4"):
+    with pytest.raises(VideoDecodeError, match="truncated.mp4") as error:
         extract_features(
             extractor, listing, tmp_path / "g", window=16, stride=16, strict=True, progress=False
         )
+    assert str(error.value).count("truncated.mp4:") == 1, str(error.value)  # the path once, not twice
+    with pytest.raises(SystemExit) as exit_:  # the command line: one line, exit status 1
+        main(["extract", "--config", MVM_RECIPE, "--random-weights", "--videos", str(listing), "--out",
+              str(tmp_path / "h"), "--strict"])  # fmt: skip
+    assert exit_.value.code == 1
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith("vidlit extract: error: ") and line.count("truncated.mp4:") == 1, line
 
 
 def test_backbone_file_and_duplicate_names(videos, tmp_path):
@@ -182,8 +191,8 @@ def test_moment_queries_head_trains_on_extracted_features(videos, checkpoint, tm
     main(
         ["fit", "--config", MQ_RECIPE, "--config", str(small), "--data.init_args.root", str(root)]
         + ["--data.init_args.synthetic", "false", "--data.init_args.feature_dim", "64"]
-        + ["--data.init_args.fps", str(FPS), "--data.init_args.feature_stride", str(STRIDE)]
-        + ["--data.init_args.feature_window", str(WINDOW), "--data.init_args.batch_size", "2"]
+        # fps, stride and window come from features/extraction.json
+        + ["--data.init_args.batch_size", "2"]
         + ["--trainer.max_epochs", "2", "--trainer.log_every_n_steps", "1"]
         + ["--trainer.default_root_dir", str(runs)]
     )
@@ -208,3 +217,78 @@ def test_fps_resamples_the_timeline(videos, tmp_path):
     assert features.shape == (math.ceil((2 * FRAMES - 16) / 8) + 1, 64)
     # windows 0 and 1 of the 30 fps timeline cover source frames 0-7 and 4-11: different clips
     assert not torch.allclose(features[0], features[1])
+
+
+def _two_videos(videos: Path, tmp_path: Path) -> Path:
+    listing = tmp_path / "two.csv"
+    listing.write_text(f"path\n{videos}/videos/000000.mp4\n{videos}/videos/000001.mp4\n")
+    return listing
+
+
+def test_a_rerun_with_other_settings_or_weights_is_refused(videos, tmp_path):
+    listing, out = _two_videos(videos, tmp_path), tmp_path / "f"
+    torch.manual_seed(0)
+    extractor = FeatureExtractor(
+        create_backbone("vit_test", num_frames=4).eval(), frames_per_window=4, size=32
+    )
+    extract_features(extractor, listing, out, window=16, stride=16, progress=False)
+    record = json.loads((out / "extraction.json").read_text())
+    assert (record["feature_window"], record["feature_stride"], record["source_fps"]) == (16, 16, [FPS])
+    assert len(record["weights_sha256"]) == 64 and record["random_weights"] is False
+    (out / "000001.pt").unlink()  # a killed run: same settings resume
+    assert extract_features(extractor, listing, out, window=16, stride=16, progress=False).written == [
+        "000001"
+    ]
+
+    with pytest.raises(ValueError, match=r"extraction.json: the features there were extracted otherwise "
+                       r"\(feature_stride 16 -> 8\); .*--overwrite"):  # fmt: skip
+        extract_features(extractor, listing, out, window=16, stride=8, progress=False)
+    other = FeatureExtractor(create_backbone("vit_test", num_frames=4).eval(), frames_per_window=4, size=32)
+    with pytest.raises(ValueError, match=r"\(weights_sha256 '[0-9a-f]+\.\.\. -> '[0-9a-f]+\.\.\.\)"):
+        extract_features(other, listing, out, window=16, stride=16, progress=False)
+    assert json.loads((out / "extraction.json").read_text()) == record  # the record was not rewritten
+
+    summary = extract_features(other, listing, out, window=16, stride=8, progress=False, overwrite=True)
+    assert sorted(summary.written) == ["000000", "000001"] and not summary.existing
+    assert {torch.load(f, weights_only=True).shape[0] for f in out.glob("*.pt")} == {num_windows(72, 16, 8)}
+
+    # a folder of features without a record: nobody knows how they were made
+    (tmp_path / "old").mkdir()
+    torch.save(torch.zeros(3, 64), tmp_path / "old" / "000000.pt")
+    with pytest.raises(ValueError, match=r"old: holds 1 feature files but no extraction.json"):
+        extract_features(extractor, listing, tmp_path / "old", progress=False)
+
+
+def test_random_weights_need_an_explicit_flag(videos, tmp_path, capsys):
+    args = ["extract", "--config", MVM_RECIPE, "--videos", str(_two_videos(videos, tmp_path))]
+    args += ["--out", str(tmp_path / "f"), "--window", "36", "--stride", "36"]
+    with pytest.raises(SystemExit):
+        main(args)
+    assert "would come from random weights; pass --random-weights" in capsys.readouterr().err
+    assert not (tmp_path / "f").exists()
+    main([*args, "--random-weights"])
+    record = json.loads((tmp_path / "f" / "extraction.json").read_text())
+    assert record["random_weights"] is True
+    (tmp_path / "f" / "000000.pt").unlink()
+    main([*args, "--random-weights"])  # the same seeded draw: the resume is accepted
+    assert (tmp_path / "f" / "000000.pt").is_file()
+    with pytest.raises(SystemExit):
+        main([*args, "--random-weights", "--ckpt_path", str(tmp_path / "x.ckpt")])
+    assert "drop one of the two" in capsys.readouterr().err
+
+
+def test_feature_data_modules_read_the_timing_from_the_record(videos, tmp_path):
+    root = tmp_path / "mq"
+    extractor = FeatureExtractor(
+        create_backbone("vit_test", num_frames=4).eval(), frames_per_window=4, size=32
+    )
+    extract_features(extractor, _two_videos(videos, tmp_path), root / "features", window=16, stride=8,
+                     progress=False)  # fmt: skip
+    assert feature_timing(root / "features") == (FPS, 8, 16)  # fps: the source videos' rate
+    assert feature_timing(tmp_path) == (30.0, 16, 32)  # no record: the official Ego4D features
+    with pytest.raises(ValueError, match=r"extraction.json: key 'feature_stride': .*extracted with 8, but"):
+        feature_timing(root / "features", feature_stride=16)
+    for split, uids in (("train", ["000000"]), ("val", ["000001"])):
+        (root / f"moments_{split}.json").write_text(json.dumps(_mq_annotations(uids, FRAMES / FPS)))
+    data = Ego4DMQ(str(root), feature_dim=64)
+    assert (data.step_sec, data.offset_sec) == (pytest.approx(8 / FPS), pytest.approx(8 / FPS))

@@ -6,7 +6,7 @@ Examples::
     vidlit test --config recipes/ego4d_mq.yaml --ckpt_path last
     vidlit predict --config recipes/ego4d_mq.yaml --ckpt_path last --submission.path mq.json
     vidlit data synth ego4d_mq --out data/ego4d_mq_synth
-    vidlit data curate sources.jsonl --ckpt_path viclip.ckpt --out data/curated --threshold 0.3
+    vidlit curate sources.jsonl --ckpt_path viclip.ckpt --out data/curated --threshold 0.3
     vidlit extract --config recipes/pretrain_mvm.yaml --ckpt_path runs/pretrain_mvm/backbone.pt \
         --videos clips.csv --out features --window 16 --stride 16
 """
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import importlib
 import inspect
 import os
 import re
@@ -25,7 +24,6 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import lightning as L
-import torch
 from jsonargparse._common import debug_mode_active
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger
@@ -34,14 +32,18 @@ from lightning.pytorch.plugins.io import CheckpointIO
 # imported so that short class names (``class_path: ActionFormerHead``) resolve in YAML
 import vidlit.data  # noqa: F401
 import vidlit.heads  # noqa: F401
+from vidlit.backbones import backbone_width, create_backbone
+from vidlit.backbones._registry import declared_width
 from vidlit.callbacks import ReproducibleEpochs, SubmissionWriter
 from vidlit.checkpoint_io import AtomicCheckpointIO
+from vidlit.core.imports import import_path
 from vidlit.formats import AnnotationError
 from vidlit.tasks import TaskModule  # noqa: F401
 
 DESCRIPTION = (
     "vidlit: train and evaluate video understanding models from a YAML recipe "
-    "(e.g. `vidlit fit --config recipes/ego4d_mq.yaml`). Dataset tools: `vidlit data --help`."
+    "(e.g. `vidlit fit --config recipes/ego4d_mq.yaml`). Other verbs: `vidlit extract --help` (features), "
+    "`vidlit curate --help` (video-text pairs), `vidlit data --help` (synth, check)."
 )
 _NOISE = ("Does not validate against", "Subtypes:", "Errors:", "Given value", "Expected a <class 'NoneType'>")
 
@@ -99,23 +101,32 @@ class VidlitArgumentParser(LightningArgumentParser):
 
 
 def head_in_dim(backbone: Any, data: Any) -> int:
-    """The head's ``in_dim``: the backbone's width when the model has one, else ``data.feature_dim``.
+    """The head's ``in_dim``: the width the backbone declares, else the data module's ``feature_dim``.
 
-    Works on the parsed (not yet instantiated) config: a backbone given by ``embed_dim`` (e.g.
-    ``class_path: vidlit.backbones.VideoViT``) or by registered name
-    (``class_path: vidlit.backbones.create_backbone``, ``init_args: {name: ...}``), which is
-    built on the meta device to read its width without allocating weights.
+    Works on the parsed (not yet instantiated) config, and builds nothing: a backbone given with
+    ``embed_dim`` has that width; one given by registered name
+    (``class_path: vidlit.backbones.create_backbone``, ``init_args: {name: ...}``) the width its
+    model function declares (:func:`~vidlit.backbones.backbone_width`); any other class the
+    default of its ``embed_dim`` argument or its ``embed_dim`` class attribute
+    (``class_path: vidlit.backbones.VideoViT``: 768).
     """
     if backbone is not None:
         init = getattr(backbone, "init_args", None) or {}
-        if init.get("embed_dim") is not None:
-            return int(init["embed_dim"])
-        if init.get("name") is not None:
-            from vidlit.backbones import create_backbone
-
-            with torch.device("meta"):
-                return int(create_backbone(init["name"]).embed_dim)
-        raise ValueError("model.init_args.backbone: give its embed_dim or a registered name to size the head")
+        extra = getattr(backbone, "dict_kwargs", None) or {}
+        width = init.get("embed_dim", extra.get("embed_dim"))
+        if width is not None:
+            return int(width)
+        class_path = getattr(backbone, "class_path", None) or ""
+        builder = _import(class_path)
+        if init.get("name") is not None and builder in (None, create_backbone):
+            return backbone_width(init["name"])
+        width = declared_width(builder) if builder is not None else None
+        if width is None:
+            raise ValueError(
+                f"model.init_args.backbone: {class_path} declares no width (an embed_dim argument with a "
+                f"default, or an embed_dim class attribute); give init_args.embed_dim to size the head"
+            )
+        return width
     init = getattr(data, "init_args", None) or {}
     if init.get("feature_dim") is None:
         name = getattr(data, "class_path", data)
@@ -138,16 +149,17 @@ def _data_size(name: str) -> Callable[[L.LightningDataModule], int]:
 _num_classes = _data_size("num_classes")
 
 # Head init arguments the data module sizes once it exists (class lists are read from the
-# annotation files): linked into every head that takes the argument (``num_classes`` also through
-# ``**kwargs``), and only from a data module that has the attribute when ``explicit``.
+# annotation files). A head declares the sizes it needs by naming them in its __init__
+# (``num_classes`` also reaches a head through ``**kwargs``, unless ``explicit``); a data module
+# declares the sizes it provides as class attributes or properties (``num_verbs`` is linked only
+# from a data module that has it).
 DATA_LINKS = {"num_classes": False, "num_verbs": True}
 
 
 def _import(class_path: str) -> Any:
-    module, _, attr = class_path.rpartition(".")
     try:
-        return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError, ValueError):
+        return import_path(class_path)
+    except ValueError:
         return None  # jsonargparse reports a bad class_path itself
 
 
@@ -164,6 +176,30 @@ def _accepts(class_path: str | None, name: str, explicit: bool = False) -> bool:
         return not explicit
     params = inspect.signature(cls.__init__).parameters
     return name in params or (not explicit and any(p.kind is p.VAR_KEYWORD for p in params.values()))
+
+
+def size_links(config: Any) -> tuple[str, ...]:
+    """The data sizes (of :data:`DATA_LINKS`) that a parsed config's head takes and its data provides.
+
+    Args:
+        config: the parsed config of one subcommand (``model`` and ``data`` in subclass form).
+
+    Returns:
+        the names to link from the data module into the head; none for a model without a head.
+    """
+    head = (config.get("model.init_args") or {}).get("head")
+    if head is None:
+        return ()
+    head_class = getattr(head, "class_path", None)
+    data_class = _import(getattr(config.get("data"), "class_path", None) or "")
+    return tuple(
+        name
+        for name, explicit in DATA_LINKS.items()
+        if _accepts(head_class, name, explicit)
+        # looked up on the CLASS: a data module offers an explicit size as a property (or class
+        # attribute), not as an attribute its __init__ sets
+        and not (explicit and data_class is not None and not hasattr(data_class, name))
+    )
 
 
 class VidlitCLI(LightningCLI):
@@ -209,6 +245,29 @@ class VidlitCLI(LightningCLI):
             kwargs["logger"] = CSVLogger(save_dir=config.get("default_root_dir") or ".", name="")
         return super().instantiate_trainer(**kwargs)
 
+    # -- sizes: the head's in_dim, num_classes and num_verbs ---------------------------------------
+    # The links are declared before the config is read, so the first parse declares every data
+    # size link; once the head and data classes are known, the parser is built again with only the
+    # links that apply (a link into an argument the head lacks, or into a missing head, would be
+    # recorded into the saved hyperparameters by Lightning and break loading the checkpoint).
+
+    def setup_parser(
+        self, add_subcommands: bool, main_kwargs: dict[str, Any], subparser_kwargs: dict[str, Any]
+    ) -> None:
+        self._parser_setup = (add_subcommands, main_kwargs, subparser_kwargs)
+        super().setup_parser(add_subcommands, main_kwargs, subparser_kwargs)
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        self._size_links: tuple[str, ...] = getattr(self, "_size_links", tuple(DATA_LINKS))
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        links = size_links(self.config[subcommand] if subcommand else self.config)
+        if links == self._size_links:
+            return
+        self._size_links = links
+        self.setup_parser(*self._parser_setup)
+        super().parse_arguments(self.parser, args)
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(SubmissionWriter, "submission")
         parser.link_arguments(
@@ -217,38 +276,13 @@ class VidlitCLI(LightningCLI):
             compute_fn=head_in_dim,
         )
         # class lists are read from the annotation files, so they are known once data exists
-        for name in DATA_LINKS:
+        for name in getattr(self, "_size_links", DATA_LINKS):
             parser.link_arguments(
                 "data",
                 f"model.init_args.head.init_args.{name}",
                 compute_fn=_data_size(name),
                 apply_on="instantiate",
             )
-
-    def before_instantiate_classes(self) -> None:
-        # The head links size TaskModule's head. A model without a head (MVMPretrain) has nothing
-        # to size, and a head without ``num_classes`` (NLQ spans, hand key points) takes no class
-        # count; Lightning fails recording a link value into an init argument that is missing.
-        # (This reaches into jsonargparse's private link group; tests/tasks/test_pretrain.py pins it.)
-        config = self.config[self.subcommand] if self.subcommand else self.config
-        head = (config.get("model.init_args") or {}).get("head")
-        if head is None:
-            dropped = ("model.init_args.head.",)
-        else:
-            head_class = getattr(head, "class_path", None)
-            data_class = _import(getattr(config.get("data"), "class_path", None) or "")
-            dropped = tuple(
-                f"model.init_args.head.init_args.{name}"
-                for name, explicit in DATA_LINKS.items()
-                if not _accepts(head_class, name, explicit)
-                # looked up on the CLASS: a data module offers an explicit link as a property (or
-                # class attribute), not as an attribute its __init__ sets
-                or (explicit and data_class is not None and not hasattr(data_class, name))
-            )
-        if not dropped:
-            return
-        group = self._parser(self.subcommand)._links_group
-        group._group_actions = [a for a in group._group_actions if not a.target[0].startswith(dropped)]
 
     def _resolve_last_checkpoint(self) -> None:
         config = self.config_init[self.subcommand]
@@ -296,61 +330,35 @@ class VidlitCLI(LightningCLI):
 
 
 def data_main(args: list[str]) -> None:
-    """``vidlit data``: dataset tools (``synth`` sample datasets, ``check`` video lists, ``curate``)."""
+    """``vidlit data``: dataset tools (``synth`` sample datasets, ``check`` video lists)."""
     from vidlit.data.synth import SYNTHESIZERS
-    from vidlit.data.video import BACKENDS
 
+    if args[:1] == ["curate"]:  # the verb's old place
+        sys.stderr.write("vidlit: `vidlit data curate` is deprecated; use `vidlit curate` (same arguments)\n")
+        from vidlit.curate import curate_main
+
+        curate_main(args[1:])
+        return
     parser = argparse.ArgumentParser(prog="vidlit data", description="Dataset tools.")
     commands = parser.add_subparsers(dest="command", required=True)
     synth = commands.add_parser("synth", help="write a synthetic sample dataset in a task's official layout")
     synth.add_argument("task", choices=sorted(SYNTHESIZERS))
     synth.add_argument("--out", required=True, type=Path, help="output folder")
     synth.add_argument("--seed", type=int, default=0)
-    check = commands.add_parser(
-        "check", help="decode the first and last frame of every video in a list; exit 1 if any fails"
-    )
-    check.add_argument("list", type=Path, help="video list: CSV with a 'path' column, or JSONL")
-    check.add_argument("--backend", default="auto", choices=("auto", *BACKENDS))
-    check.add_argument("--workers", type=int, default=0, help="decoding processes (0: this one)")
-    curate = commands.add_parser(
-        "curate",
-        help="cut source videos at shots, score clip-caption pairs with a VideoTextModel, keep those above "
-        "a threshold: WebDataset shards + InternVid JSONL (resumable)",
-    )
-    from vidlit.data.curate import add_arguments as add_curate_arguments
+    from vidlit.check import HELP as CHECK_HELP
+    from vidlit.check import add_arguments as add_check_arguments
 
-    add_curate_arguments(curate)
+    check = commands.add_parser("check", help=CHECK_HELP, description=CHECK_HELP)
+    add_check_arguments(check)
+    commands.add_parser("curate", help="deprecated: use `vidlit curate`", add_help=False)
     options = parser.parse_args(args)
     if options.command == "synth":
         out = SYNTHESIZERS[options.task](options.out, seed=options.seed)
         print(f"wrote synthetic {options.task} sample data to {out}")
     elif options.command == "check":
-        from vidlit.data.video_list import check_videos, read_video_list
+        from vidlit.check import check_main
 
-        try:
-            entries = read_video_list(options.list)
-        except (FileNotFoundError, ValueError) as e:
-            check.error(str(e))
-        reasons = check_videos([e.path for e in entries], options.backend, options.workers, progress=True)
-        bad = [(entry, reason) for entry, reason in zip(entries, reasons) if reason is not None]
-        print(f"{options.list}: {len(entries) - len(bad)} readable, {len(bad)} unreadable")
-        for entry, reason in bad:
-            print(f"  {entry.path} (line {entry.line}): {reason}")
-        if bad:
-            sys.exit(1)
-    elif options.command == "curate":
-        from vidlit.data.curate import curate_main
-        from vidlit.tasks.video_text import VideoTextPretrain
-
-        try:
-            if not options.ckpt_path.is_file():
-                raise FileNotFoundError(f"{options.ckpt_path}: checkpoint not found")
-            task = VideoTextPretrain.load_from_checkpoint(
-                options.ckpt_path, map_location="cpu", weights_only=True
-            )
-            curate_main(options, task.model, task.pixel_mean, task.pixel_std)
-        except (FileNotFoundError, ValueError) as e:
-            curate.error(str(e))
+        check_main(options, check)
 
 
 def _wandb_offline_without_credentials() -> None:
@@ -368,14 +376,34 @@ def main(args: list[str] | None = None) -> None:
     if argv[:1] == ["data"]:
         data_main(argv[1:])
         return
+    if argv[:1] == ["infer"]:
+        from vidlit.inference import infer_main
+
+        infer_main(argv[1:])
+        return
+    if argv[:1] == ["serve"]:
+        from vidlit.serve import serve_main  # needs the `serve` extra (fastapi, uvicorn)
+
+        serve_main(argv[1:])
+        return
     if argv[:1] == ["extract"]:
         from vidlit.extract import extract_main
 
         extract_main(argv[1:])
         return
+    if argv[:1] == ["curate"]:
+        from vidlit.curate import curate_main
+
+        curate_main(argv[1:])
+        return
     _wandb_offline_without_credentials()
+    from vidlit.tasks.empty_batches import NoReadableVideosError
+
     try:
         VidlitCLI(args=args)
+    except NoReadableVideosError as e:  # a whole split unreadable: one line, not a traceback
+        sys.stderr.write(f"vidlit: error: {e}\n")
+        sys.exit(1)
     except ValueError as e:
         # a malformed annotation file (read in setup(), or for a linked class count) is one line,
         # also when jsonargparse wraps it in a link's error
@@ -384,8 +412,8 @@ def main(args: list[str] | None = None) -> None:
             cause = cause.__cause__
         if cause is None:
             raise
-        print(f"error: {cause}", file=sys.stderr)
-        sys.exit(2)
+        sys.stderr.write(f"vidlit: error: {cause}\n")
+        sys.exit(1)
 
 
 if __name__ == "__main__":

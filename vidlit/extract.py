@@ -26,6 +26,15 @@ step ``i`` of the video's ``[T, C]`` sequence. So feature ``i`` is centred at
   finds them. Each file is written atomically (temporary file, fsync, rename).
 - Resumable: a video whose feature file exists is skipped, so a killed run picks up where it
   stopped. Unreadable videos are counted and reported (``strict`` raises instead).
+- Recorded: ``<out>/extraction.json`` holds the settings (window, stride, fps, clip length, crop
+  size, normalization, file format) and the SHA-256 of the backbone's weights, written before the
+  first feature file. A rerun into the same folder with other settings or other weights is
+  refused with one line naming what changed (``overwrite`` deletes the old features first), so a
+  folder never mixes two extractions. Data modules on stored features read window, stride and
+  fps from it (:func:`~vidlit.data.features.feature_timing`).
+- Random weights only on request: without ``--ckpt_path`` (and without a ``checkpoint_path`` in
+  the recipe's backbone) ``vidlit extract`` refuses unless ``--random-weights`` is given; those
+  weights are drawn from a fixed seed, so a resumed run draws the same ones.
 
 The backbone is the ``model.init_args.backbone`` of a recipe (e.g. ``recipes/pretrain_mvm.yaml``,
 ``recipes/video_cls.yaml``, a ViCLIP recipe), loaded from a Lightning checkpoint of that model
@@ -36,9 +45,9 @@ The backbone is the ``model.init_args.backbone`` of a recipe (e.g. ``recipes/pre
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import math
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,9 +60,11 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from vidlit.core.device import resolve_device
-from vidlit.core.io import atomic_open, write_json_atomic
+from vidlit.core.fingerprint import settings_changes, weights_fingerprint
+from vidlit.core.imports import import_path
+from vidlit.core.io import atomic_open, confined_path, read_json, write_json_atomic
 from vidlit.core.progress import progress_bar
-from vidlit.data.features import find_feature_file
+from vidlit.data.features import EXTRACTION_RECORD, FEATURE_SUFFIXES, find_feature_file
 from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoBatchTransform
 from vidlit.data.video import BACKENDS, VideoDecodeError, open_video
 from vidlit.data.video_list import VideoEntry, read_video_list
@@ -70,6 +81,9 @@ __all__ = [
 ]
 
 FORMATS = ("pt", "npy")
+RANDOM_WEIGHTS_SEED = 0  # --random-weights: the same draw on every run, so a resume matches
+# extraction.json keys that describe a run rather than define its features
+_RECORD_INFO = ("source_fps", "random_weights")
 
 
 # -- windows --------------------------------------------------------------------------------------
@@ -118,19 +132,8 @@ def feature_key(entry: VideoEntry) -> str:
 
 
 def _import(path: str) -> Any:
-    if "." not in path:
-        import vidlit.backbones
-
-        if hasattr(vidlit.backbones, path):
-            return getattr(vidlit.backbones, path)
-        raise ValueError(
-            f"class_path {path!r}: give the full import path, e.g. vidlit.backbones.create_backbone"
-        )
-    module, _, name = path.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"class_path {path!r} cannot be imported: {e}") from None
+    # bare names resolve in vidlit.backbones, as ``create_backbone`` does in a recipe
+    return import_path(path, "class_path", search=("vidlit.backbones",))
 
 
 def read_recipe(path: str | Path) -> dict[str, Any]:
@@ -222,6 +225,7 @@ class FeatureExtractor:
         size: crop side in pixels.
         mean: per-channel mean of ``x / 255``.
         std: per-channel standard deviation of ``x / 255``.
+        random_weights: the backbone loaded no weights (recorded in ``extraction.json``).
     """
 
     backbone: nn.Module
@@ -229,6 +233,7 @@ class FeatureExtractor:
     size: int
     mean: Sequence[float] = IMAGENET_MEAN
     std: Sequence[float] = IMAGENET_STD
+    random_weights: bool = False
 
     @classmethod
     def from_recipe(
@@ -237,14 +242,38 @@ class FeatureExtractor:
         ckpt_path: str | Path | None,
         frames_per_window: int | None = None,
         size: int | None = None,
+        random_weights: bool = False,
     ) -> FeatureExtractor:
         """Backbone from the recipe and checkpoint; clip length, size, mean and std from the recipe.
 
         Clip length and size default to the data module's ``num_frames`` / ``size``, else the
         backbone's ``num_frames`` / ``img_size``.
+
+        Args:
+            config: the recipe.
+            ckpt_path: checkpoint to load; None keeps what the recipe's backbone loads itself.
+            frames_per_window: clip length override.
+            size: crop side override.
+            random_weights: allow a backbone that loads no weights at all (features of a random
+                network, e.g. a baseline); they are drawn from a fixed seed.
+
+        Raises:
+            ValueError: no weights to load and not ``random_weights``, or both a checkpoint and
+                ``random_weights``.
         """
         recipe = read_recipe(config)
-        backbone = load_backbone(recipe, ckpt_path)
+        spec = ((recipe.get("model") or {}).get("init_args") or {}).get("backbone") or {}
+        own_weights = isinstance(spec, dict) and bool((spec.get("init_args") or {}).get("checkpoint_path"))
+        if random_weights and (ckpt_path is not None or own_weights):
+            raise ValueError("--random-weights: the backbone loads a checkpoint; drop one of the two")
+        if not random_weights and ckpt_path is None and not own_weights:
+            raise ValueError(
+                f"{config}: no --ckpt_path and the recipe's backbone loads no checkpoint_path: the features "
+                "would come from random weights; pass --random-weights if that is what you want"
+            )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(RANDOM_WEIGHTS_SEED)
+            backbone = load_backbone(recipe, ckpt_path)
         data = (recipe.get("data") or {}).get("init_args") or {}
         img_size = getattr(backbone, "img_size", None)
         frames_per_window = (
@@ -262,6 +291,7 @@ class FeatureExtractor:
             int(size),
             tuple(data.get("mean") or IMAGENET_MEAN),
             tuple(data.get("std") or IMAGENET_STD),
+            random_weights,
         )
 
     @property
@@ -324,7 +354,9 @@ class _WindowChunks(IterableDataset):
                             "last": first + len(chunk) >= total,
                             "fps": reader.fps,
                         }
-            except (VideoDecodeError, IndexError) as e:
+            except VideoDecodeError as e:
+                yield {"key": key, "error": e.reason, "path": str(entry.path)}
+            except IndexError as e:
                 yield {"key": key, "error": str(e), "path": str(entry.path)}
 
 
@@ -378,6 +410,7 @@ def extract_features(
     precision: str = "32",
     strict: bool = False,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> ExtractSummary:
     """Extract sliding-window features of every video of a list (see the module docstring).
 
@@ -397,12 +430,16 @@ def extract_features(
         precision: ``"32"``, ``"bf16"`` or ``"16"`` (autocast); features are saved as float32.
         strict: raise on the first unreadable video instead of skipping it.
         progress: show a progress bar (``rich``).
+        overwrite: delete the folder's feature files and ``extraction.json`` first, instead of
+            refusing a folder extracted with other settings or weights.
 
     Returns:
         The run's :class:`ExtractSummary`.
 
     Raises:
-        ValueError: bad settings, or two rows that would write the same feature file.
+        ValueError: bad settings, two rows that would write the same feature file, or an output
+            folder whose ``extraction.json`` records other settings or weights (or that holds
+            feature files and no record).
         VideoDecodeError: an unreadable video, when ``strict``.
     """
     if file_format not in FORMATS:
@@ -418,7 +455,6 @@ def extract_features(
     source = str(videos) if isinstance(videos, (str, Path)) else "video list"
     entries = read_video_list(videos) if isinstance(videos, (str, Path)) else list(videos)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     summary = ExtractSummary()
     seen: dict[str, VideoEntry] = {}
     todo: list[tuple[str, VideoEntry]] = []
@@ -430,6 +466,18 @@ def extract_features(
                 f"would both write {key}.{file_format}; feature files are named by the video's file name"
             )
         seen[key] = entry
+        # a name from the list becomes an output path: it must stay inside the folder
+        confined_path(out, f"{key}.{file_format}", f"{source}:{entry.line}")
+    out.mkdir(parents=True, exist_ok=True)
+    settings = extraction_settings(extractor, window, stride, fps, short_side, file_format)
+    record = _prepare_folder(out, settings, overwrite)
+    record = {
+        **settings,
+        "random_weights": extractor.random_weights,
+        "source_fps": record.get("source_fps", []),
+    }
+    write_json_atomic(record, out / EXTRACTION_RECORD)  # before the first feature file
+    for key, entry in seen.items():
         if find_feature_file(out, key) is not None:
             summary.existing.append(key)
         else:
@@ -457,6 +505,7 @@ def extract_features(
     loader = DataLoader(dataset, batch_size=None, num_workers=num_workers)
     autocast = {"bf16": torch.bfloat16, "16": torch.float16}.get(precision)
     partial: dict[str, list[Tensor]] = {}
+    rates = set(record["source_fps"])
     with progress_bar("extracting features", len(todo), progress) as advance, torch.inference_mode():
         for chunk in loader:
             key = chunk["key"]
@@ -466,10 +515,11 @@ def extract_features(
                     raise VideoDecodeError(
                         chunk["path"], f"{chunk['error']} (strict: stop at unreadable videos)"
                     )
-                log.warning("skipping unreadable video %s", chunk["error"])
+                log.warning("skipping unreadable video %s: %s", chunk["path"], chunk["error"])
                 summary.failed.append((chunk["path"], chunk["error"]))
                 advance()
                 continue
+            rates.add(round(float(chunk["fps"]), 6))
             clips = transform(chunk["frames"].to(device))  # b c f s s
             with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
                 features = backbone(clips, output="pooled")
@@ -479,25 +529,67 @@ def extract_features(
                 save_features_atomic(sequence, out / f"{key}.{file_format}")
                 summary.written.append(key)
                 advance()
-    _write_settings(out, extractor, window, stride, fps)
+    # the source videos' frame rates: with fps None the timeline is each video's own
+    write_json_atomic({**record, "source_fps": sorted(rates)}, out / EXTRACTION_RECORD)
     return summary
 
 
-def _write_settings(
-    out: Path, extractor: FeatureExtractor, window: int, stride: int, fps: float | None
-) -> None:
-    write_json_atomic(
-        {
-            "feature_window": window,
-            "feature_stride": stride,
-            "fps": fps,
-            "frames_per_window": extractor.frames_per_window,
-            "size": extractor.size,
-            "feature_dim": extractor.feature_dim,
-            "backbone": type(extractor.backbone).__name__,
-        },
-        out / "extraction.json",
-    )
+def extraction_settings(
+    extractor: FeatureExtractor,
+    window: int,
+    stride: int,
+    fps: float | None,
+    short_side: int | None = None,
+    file_format: str = "pt",
+) -> dict[str, Any]:
+    """What defines an extraction's features: the keys ``extraction.json`` records and compares.
+
+    ``weights_sha256`` is :func:`~vidlit.core.fingerprint.weights_fingerprint` of the backbone.
+    """
+    return {
+        "feature_window": window,
+        "feature_stride": stride,
+        "fps": fps,
+        "frames_per_window": extractor.frames_per_window,
+        "size": extractor.size,
+        "short_side": short_side or extractor.size,
+        "mean": [float(m) for m in extractor.mean],
+        "std": [float(s) for s in extractor.std],
+        "format": "npy" if file_format == "npy" else "pt",
+        "feature_dim": extractor.feature_dim,
+        "backbone": type(extractor.backbone).__name__,
+        "weights_sha256": weights_fingerprint(extractor.backbone),
+    }
+
+
+def _prepare_folder(out: Path, settings: dict[str, Any], overwrite: bool) -> dict[str, Any]:
+    """The folder's earlier record when it matches ``settings`` (or is absent); refuse otherwise."""
+    path = out / EXTRACTION_RECORD
+    features = [p for p in out.iterdir() if p.is_file() and p.suffix in FEATURE_SUFFIXES]
+    if overwrite:
+        for feature in features:
+            feature.unlink()
+        path.unlink(missing_ok=True)
+        if features:
+            log.warning("%s: --overwrite: deleted %d earlier feature files", out, len(features))
+        return {}
+    hint = "extract into another folder, or pass --overwrite to delete the old features"
+    if path.is_file():
+        old = read_json(path, "extraction record")
+        if not isinstance(old, dict):
+            raise ValueError(f"{path}: expected a JSON object; {hint}")
+        changes = settings_changes({k: v for k, v in old.items() if k not in _RECORD_INFO}, settings)
+        if changes:
+            raise ValueError(
+                f"{path}: the features there were extracted otherwise ({'; '.join(changes)}); {hint}"
+            )
+        return old
+    if features:
+        raise ValueError(
+            f"{out}: holds {len(features)} feature files but no {EXTRACTION_RECORD}, so how they were "
+            f"made is unknown; {hint}"
+        )
+    return {}
 
 
 # -- command line ---------------------------------------------------------------------------------
@@ -509,7 +601,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="vidlit extract",
         description=(
             "Run a trained backbone over videos in sliding windows and write one [T, C] feature file per "
-            "video (<out>/<video file stem>.pt), as the Ego4D features are laid out. Resumable."
+            "video (<out>/<video file stem>.pt), as the Ego4D features are laid out. Resumable: <out>/"
+            "extraction.json records the settings and the weights' SHA-256, and a rerun with other ones "
+            "is refused (or --overwrite)."
         ),
     )
     parser.add_argument(
@@ -520,6 +614,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         help="Lightning checkpoint of the recipe's model, or a backbone.pt",
+    )
+    parser.add_argument(
+        "--random-weights",
+        action="store_true",
+        dest="random_weights",
+        help="extract with the recipe's randomly initialized backbone (fixed seed): no checkpoint needed",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete the folder's feature files and extraction.json first (else a folder extracted with "
+        "other settings or weights is refused)",
     )
     parser.add_argument(
         "--videos", required=True, type=Path, help="video list: CSV with a 'path' column, or JSONL"
@@ -549,7 +655,11 @@ def extract_main(args: list[str]) -> ExtractSummary:
     device = resolve_device(options.device)
     try:
         extractor = FeatureExtractor.from_recipe(
-            options.config, options.ckpt_path, options.frames_per_window, options.size
+            options.config,
+            options.ckpt_path,
+            options.frames_per_window,
+            options.size,
+            random_weights=options.random_weights,
         )
         summary = extract_features(
             extractor,
@@ -565,10 +675,14 @@ def extract_main(args: list[str]) -> ExtractSummary:
             device=device,
             precision=options.precision,
             strict=options.strict,
+            overwrite=options.overwrite,
         )
+    except VideoDecodeError as e:  # --strict: one line naming the video, exit status 1
+        sys.stderr.write(f"vidlit extract: error: {e}\n")
+        sys.exit(1)
     except (FileNotFoundError, ValueError) as e:
         parser.error(str(e))
     print(f"{options.out}: {summary}")
-    for _, reason in summary.failed:
-        print(f"  skipped unreadable video {reason}")
+    for path, reason in summary.failed:
+        print(f"  skipped unreadable video {path}: {reason}")
     return summary

@@ -54,7 +54,6 @@ the large matrices of a backbone.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterable
 from typing import Any, Literal
 
@@ -62,6 +61,8 @@ import lightning as L
 from lightning.pytorch.strategies import FSDPStrategy
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import nn
+
+from vidlit.core.imports import import_path
 
 __all__ = ["DEFAULT_BLOCK_CLASSES", "VideoFSDPStrategy", "resolve_block_classes"]
 
@@ -98,16 +99,7 @@ def resolve_block_classes(names: Iterable[str | type[nn.Module]]) -> tuple[type[
 
 
 def _import_class(path: str) -> Any:
-    module_name, _, attribute = str(path).rpartition(".")
-    if not module_name:
-        raise ValueError(f"block_classes: {path!r} is not an import path like 'package.module.Class'")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise ValueError(f"block_classes: cannot import {path!r}: {e}") from e
-    if not hasattr(module, attribute):
-        raise ValueError(f"block_classes: cannot import {path!r}: {module_name!r} has no {attribute!r}")
-    return getattr(module, attribute)
+    return import_path(path, "block_classes")
 
 
 class VideoFSDPStrategy(FSDPStrategy):

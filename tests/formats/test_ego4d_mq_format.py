@@ -164,7 +164,10 @@ def test_fit_on_a_malformed_file_prints_one_line(tmp_path, capsys, split):
             ["fit", "--config", "recipes/ego4d_mq.yaml", "--data.init_args.root", str(root),
              "--trainer.default_root_dir", str(tmp_path / "runs"), "--trainer.logger", "false"]
         )  # fmt: skip
-    assert exit_.value.code == 2
+    assert exit_.value.code == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == f"error: {path}: {LABEL}: key 'start_time': Input should be a finite number (got nan)"
+    assert (
+        err[-1]
+        == f"vidlit: error: {path}: {LABEL}: key 'start_time': Input should be a finite number (got nan)"
+    )
     assert not any("Union" in line or "Traceback" in line for line in err)

@@ -210,8 +210,9 @@ def _fit_sub_token_boxes(**kwargs) -> torch.Tensor:
     batch["boxes"] = [torch.cat([(c[:2] + c[2:]) / 2, c[2:] - c[:2]])[None] / 32 for c in corners]
     batch["labels"] = [torch.zeros(1, dtype=torch.long)] * 2
     features = torch.randn(1, 2 * 16, 16).expand(2, -1, -1)  # the tokens see no sub-token detail
-    optimizer = torch.optim.Adam(head.parameters(), lr=3e-3)
-    for _ in range(150):
+    # 60 Adam steps at 1e-2 fit both squares (IoU > 0.9) in a few seconds on 2 cores
+    optimizer = torch.optim.Adam(head.parameters(), lr=1e-2)
+    for _ in range(60):
         optimizer.zero_grad()
         head.loss(head(features, batch), batch)["loss"].backward()
         optimizer.step()

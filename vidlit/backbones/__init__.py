@@ -1,12 +1,13 @@
 """Video backbones behind a timm-style name registry.
 
 ``create_backbone("vit_base_patch16_16x224", drop_path_rate=0.1)`` builds a named size;
-``list_backbones()`` lists the names; ``VideoViT.from_pretrained(path)`` loads transformers'
+``list_backbones()`` lists the names; ``backbone_width(name)`` gives a size's feature width
+without building it; ``VideoViT.from_pretrained(path)`` loads transformers'
 VideoMAE folders and original VideoMAE / InternVideo checkpoints. :mod:`vidlit.backbones.mvm`
 holds the masked-video-modeling pieces (tube masking, pixel targets, the VideoMAE decoder).
 """
 
-from vidlit.backbones._registry import create_backbone, list_backbones, register_backbone
+from vidlit.backbones._registry import backbone_width, create_backbone, list_backbones, register_backbone
 from vidlit.backbones.audio import AudioEncoder, create_audio_encoder
 from vidlit.backbones.mvm import MaskedVideoModel, MVMDecoder, patchify, pixel_targets, tube_mask
 from vidlit.backbones.text import TextEncoder, create_text_encoder
@@ -21,6 +22,7 @@ __all__ = [
     "TextEncoder",
     "VideoTextModel",
     "VideoViT",
+    "backbone_width",
     "checkpoint_filter_fn",
     "create_audio_encoder",
     "create_backbone",

@@ -1,13 +1,16 @@
 """Backbone name registry, after timm's ``register_model`` / ``create_model``.
 
 A registered function takes only keyword overrides and returns a model; its name is the
-backbone's name. Sizes are what users pick by name, so every size is one tiny function.
+backbone's name. Sizes are what users pick by name, so every size is one tiny function. A function
+declares the width of the features it provides as the default of its ``embed_dim`` keyword, so
+:func:`backbone_width` knows it without building the model (the CLI sizes heads with it).
 """
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -41,6 +44,57 @@ def list_backbones(pattern: str = "*") -> list[str]:
     return sorted(name for name in _BACKBONES if fnmatch.fnmatchcase(name, pattern))
 
 
+def _lookup(name: str) -> Callable[..., nn.Module]:
+    if name not in _BACKBONES:
+        close = difflib.get_close_matches(name, _BACKBONES, n=5, cutoff=0.5)
+        hint = f"did you mean {', '.join(close)}?" if close else f"registered: {', '.join(list_backbones())}"
+        raise ValueError(f"unknown backbone {name!r}; {hint}")
+    return _BACKBONES[name]
+
+
+def declared_width(builder: Callable[..., Any]) -> int | None:
+    """The feature width a backbone class or model function declares without being built.
+
+    Read from the default of its ``embed_dim`` argument (``VideoViT``: 768; a registered size:
+    its own width), else from an integer ``embed_dim`` attribute of the class or function.
+
+    Returns:
+        the width, or ``None`` if the builder declares none.
+    """
+    try:
+        param = inspect.signature(builder).parameters.get("embed_dim")
+    except (TypeError, ValueError):  # a builtin or a C extension without a signature
+        param = None
+    if param is not None and isinstance(param.default, int):
+        return param.default
+    width = getattr(builder, "embed_dim", None)
+    return width if isinstance(width, int) else None
+
+
+def backbone_width(name: str, **overrides: Any) -> int:
+    """Width of the features a registered backbone provides, without building it.
+
+    Args:
+        name: a name from :func:`list_backbones`.
+        **overrides: the arguments :func:`create_backbone` would get; an ``embed_dim`` among them
+            is the width.
+
+    Raises:
+        ValueError: for an unknown name, or a model function that declares no width (give its
+            ``embed_dim`` keyword a default).
+    """
+    builder = _lookup(name)
+    if overrides.get("embed_dim") is not None:
+        return int(overrides["embed_dim"])
+    width = declared_width(builder)
+    if width is None:
+        raise ValueError(
+            f"backbone {name!r} ({builder.__module__}.{builder.__qualname__}) declares no width: give "
+            f"its embed_dim keyword a default, or pass embed_dim"
+        )
+    return width
+
+
 def create_backbone(name: str, checkpoint_path: str | Path | None = None, **overrides: Any) -> nn.Module:
     """Build a registered backbone by name.
 
@@ -61,11 +115,7 @@ def create_backbone(name: str, checkpoint_path: str | Path | None = None, **over
     Raises:
         ValueError: for an unknown name, listing the closest registered names.
     """
-    if name not in _BACKBONES:
-        close = difflib.get_close_matches(name, _BACKBONES, n=5, cutoff=0.5)
-        hint = f"did you mean {', '.join(close)}?" if close else f"registered: {', '.join(list_backbones())}"
-        raise ValueError(f"unknown backbone {name!r}; {hint}")
-    model = _BACKBONES[name](**overrides)
+    model = _lookup(name)(**overrides)
     if checkpoint_path is not None:
         load = getattr(model, "load_pretrained", None)
         if load is None:

@@ -27,7 +27,9 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from vidlit.backbones.vit import _unwrap, block_stack, remap_checkpoint_keys
+from vidlit.backbones._builder import _unwrap, remap_checkpoint_keys
+from vidlit.backbones.vit import block_stack
+from vidlit.core.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from vidlit.layers.pos_embed import Grid, sincos_table
 from vidlit.layers.tubelet import tile_grid, to_pair
 
@@ -46,10 +48,6 @@ __all__ = [
     "tube_mask",
     "unpatchify",
 ]
-
-# The normalization VideoMAE's loaders apply (timm's constants); targets are built after undoing it.
-IMAGENET_DEFAULT_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_DEFAULT_STD = (0.229, 0.224, 0.225)
 
 
 def tube_mask(
@@ -478,7 +476,7 @@ def remap_decoder_keys(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
     ``decoder.blocks.N.*``, ``decoder.norm.*``, ``decoder.head.*``, as ``run_mae_pretraining.py``
     saves it, nested under ``model`` or not) and transformers' ``VideoMAEForPreTraining``
     (``decoder.decoder_layers.N.*`` with separate query/key/value weights). The encoder's weights
-    load into the backbone with :func:`~vidlit.backbones.vit.remap_checkpoint_keys` (e.g.
+    load into the backbone with :func:`~vidlit.backbones._builder.remap_checkpoint_keys` (e.g.
     ``VideoViT.load_state_dict_filtered``).
 
     Returns:

@@ -12,10 +12,7 @@ Parameter names follow the original VideoMAE code, so its checkpoints load as th
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
-import re
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,13 +24,22 @@ from timm.layers import DropPath, LayerScale, Mlp
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from vidlit.backbones._builder import (
+    config_from_hf,
+    config_from_state_dict,
+    is_lightning_checkpoint,
+    lightning_backbone_weights,
+    load_checkpoint_file,
+    remap_checkpoint_keys,
+)
 from vidlit.backbones._registry import register_backbone
 from vidlit.layers.attention import Attention
 from vidlit.layers.pos_embed import Grid, infer_grid, interpolate_pos_embed, learned_table, sincos_table
 from vidlit.layers.tubelet import TubeletEmbed, to_pair
 
+# Checkpoint reading and foreign layouts live in vidlit.backbones._builder; the names are
+# re-exported here for code written before the move.
 __all__ = [
-    "LIGHTNING_BACKBONE_PREFIXES",
     "Block",
     "VideoViT",
     "block_stack",
@@ -331,7 +337,8 @@ class VideoViT(nn.Module):
         config gives the sizes; or (b) one weights file (``.pth``, ``.pt``, ``.bin``,
         ``.safetensors``) in the original VideoMAE / InternVideo layout, vidlit's exported
         ``backbone.pt``, or a Lightning ``.ckpt`` of a vidlit module (its backbone, see
-        :func:`lightning_backbone_weights`), whose sizes are read from the weights themselves.
+        :func:`~vidlit.backbones._builder.lightning_backbone_weights`), whose sizes are read
+        from the weights themselves.
         Frame count and image size are not stored in such a file: they default to VideoMAE's 16
         frames at 224 px, or take the overrides.
 
@@ -348,10 +355,10 @@ class VideoViT(nn.Module):
         path = Path(path)
         state_dict, hf_config = load_checkpoint_file(path)
         state_dict = remap_checkpoint_keys(state_dict)
-        hf_kwargs = _config_from_hf(hf_config, path) if hf_config is not None else {}
+        hf_kwargs = config_from_hf(hf_config, path) if hf_config is not None else {}
         num_heads = overrides.get("num_heads", hf_kwargs.get("num_heads"))
         # Precedence: what the weights show < what config.json says < what the caller asks for.
-        kwargs = {**_config_from_state_dict(state_dict, path, num_heads), **hf_kwargs, **overrides}
+        kwargs = {**config_from_state_dict(state_dict, path, num_heads), **hf_kwargs, **overrides}
         model = cls(**kwargs)
         model.load_state_dict_filtered(state_dict, strict=strict, source=str(path))
         return model
@@ -365,7 +372,7 @@ class VideoViT(nn.Module):
         """
         state_dict, hf_config = load_checkpoint_file(Path(path))
         if hf_config is not None:
-            self._check_hf_config(_config_from_hf(hf_config, Path(path)), source=str(path))
+            self._check_hf_config(config_from_hf(hf_config, Path(path)), source=str(path))
         self.load_state_dict_filtered(state_dict, strict=strict, source=str(path))
 
     def _check_hf_config(self, config: dict[str, Any], source: str) -> None:
@@ -439,119 +446,6 @@ def _init_weights(module: nn.Module) -> None:
 
 # -- checkpoint interop -------------------------------------------------------------------------
 
-# Keys of heads, decoders and wrappers that a backbone never loads.
-_DROP_PREFIXES = ("head.", "cls_head.", "classifier.", "decoder.", "encoder_to_decoder.", "fc_dropout.")
-_DROP_KEYS = {"mask_token", "embeddings.position_embeddings", "position_embeddings"}
-# Wrappers around the backbone's keys: DDP, torch.compile, mmaction / Lightning, transformers' task models.
-_STRIP_PREFIXES = ("module.", "_orig_mod.", "backbone.", "videomae.")
-
-_HF_LAYER = re.compile(r"^encoder\.layer\.(\d+)\.(.+)$")
-_HF_BLOCK_RENAMES = {
-    "attention.attention.q_bias": "attn.q_bias",
-    "attention.attention.v_bias": "attn.v_bias",
-    "attention.attention.query.bias": "attn.q_bias",
-    "attention.attention.value.bias": "attn.v_bias",
-    "attention.output.dense.weight": "attn.proj.weight",
-    "attention.output.dense.bias": "attn.proj.bias",
-    "intermediate.dense.weight": "mlp.fc1.weight",
-    "intermediate.dense.bias": "mlp.fc1.bias",
-    "output.dense.weight": "mlp.fc2.weight",
-    "output.dense.bias": "mlp.fc2.bias",
-    "layernorm_before.weight": "norm1.weight",
-    "layernorm_before.bias": "norm1.bias",
-    "layernorm_after.weight": "norm2.weight",
-    "layernorm_after.bias": "norm2.bias",
-}
-_HF_TOP_RENAMES = {
-    "embeddings.patch_embeddings.projection.weight": "patch_embed.proj.weight",
-    "embeddings.patch_embeddings.projection.bias": "patch_embed.proj.bias",
-    "layernorm.weight": "norm.weight",
-    "layernorm.bias": "norm.bias",
-}
-_ORIGINAL_RENAMES = {"gamma_1": "ls1.gamma", "gamma_2": "ls2.gamma"}
-
-
-def _unwrap(checkpoint: Mapping[str, Any]) -> Mapping[str, Tensor]:
-    # Training scripts nest the weights: {"model": ...} (VideoMAE), {"module": ...} (DeepSpeed),
-    # {"state_dict": ...} (Lightning); the first such entry holding tensors wins.
-    while not any(isinstance(v, Tensor) for v in checkpoint.values()):
-        for key in ("model", "module", "state_dict", "model_state"):
-            if isinstance(checkpoint.get(key), Mapping):
-                checkpoint = checkpoint[key]
-                break
-        else:
-            raise ValueError(f"no tensors in checkpoint; top-level keys: {sorted(checkpoint)[:20]}")
-    return checkpoint
-
-
-def _strip_wrappers(key: str, prefixes: tuple[str, ...] | None = None) -> str:
-    # Wrappers nest in any order: a Lightning module's "backbone." around a torch.compile'd
-    # backbone's "_orig_mod.", or "_orig_mod." of a compiled task module around "backbone.".
-    prefixes = _STRIP_PREFIXES if prefixes is None else prefixes
-    while prefix := next((p for p in prefixes if key.startswith(p)), None):
-        key = key[len(prefix) :]
-    return key
-
-
-def remap_checkpoint_keys(state_dict: Mapping[str, Any]) -> dict[str, Tensor]:
-    """Rename a foreign state dict to VideoViT's keys, without looking at a model.
-
-    Handles transformers' ``VideoMAEModel`` / ``VideoMAEForVideoClassification`` /
-    ``VideoMAEForPreTraining`` layout (separate ``query``/``key``/``value`` weights are fused
-    into ``qkv``) and the original VideoMAE / InternVideo layout (``encoder.`` prefixes of
-    pretraining checkpoints, ``gamma_1``/``gamma_2`` LayerScale, timm-style ``qkv.bias``), nested
-    under ``model``/``module``/``state_dict`` or not. Heads, decoders and mask tokens are dropped.
-    vidlit's own files load too: the plain ``backbone.pt`` that
-    :class:`~vidlit.tasks.ExportBackbone` writes, and ``backbone.``-prefixed keys (also around a
-    compiled backbone's ``_orig_mod.``). :func:`load_checkpoint_file` first cuts the backbone out
-    of a Lightning checkpoint of any vidlit module (:func:`lightning_backbone_weights`).
-
-    Args:
-        state_dict: the loaded checkpoint.
-
-    Returns:
-        a new dict with VideoViT key names.
-
-    Raises:
-        ValueError: if a block's query, key and value weights are incomplete.
-    """
-    out: dict[str, Tensor] = {}
-    qkv: dict[int, dict[str, Tensor]] = {}
-    for key, value in _unwrap(state_dict).items():
-        if not isinstance(value, Tensor):
-            continue
-        key = _strip_wrappers(key)
-        if key in _DROP_KEYS or key.startswith(_DROP_PREFIXES):
-            continue
-        if key in _HF_TOP_RENAMES:
-            out[_HF_TOP_RENAMES[key]] = value
-            continue
-        if match := _HF_LAYER.match(key):
-            index, rest = int(match.group(1)), match.group(2)
-            if rest in _HF_BLOCK_RENAMES:
-                out[f"blocks.{index}.{_HF_BLOCK_RENAMES[rest]}"] = value
-            elif (part := re.fullmatch(r"attention\.attention\.(query|key|value)\.weight", rest)) is not None:
-                qkv.setdefault(index, {})[part.group(1)] = value
-            elif rest != "attention.attention.key.bias":  # softmax cancels a key bias
-                out[key] = value  # left for the key check to report
-            continue
-        if key.startswith("encoder."):  # VideoMAE pretraining: encoder.blocks..., encoder.norm, ...
-            key = key[len("encoder.") :]
-        name, _, leaf = key.rpartition(".")
-        if leaf in _ORIGINAL_RENAMES:
-            key = f"{name}.{_ORIGINAL_RENAMES[leaf]}"
-        if key.endswith(".attn.qkv.bias"):  # timm layout: one bias; keep q and v, drop k
-            q_bias, _, v_bias = value.chunk(3)
-            out[key.replace("qkv.bias", "q_bias")] = q_bias
-            out[key.replace("qkv.bias", "v_bias")] = v_bias
-            continue
-        out[key] = value
-    for index, parts in sorted(qkv.items()):
-        if set(parts) != {"query", "key", "value"}:
-            raise ValueError(f"block {index}: found only {sorted(parts)} of the query/key/value weights")
-        out[f"blocks.{index}.attn.qkv.weight"] = torch.cat((parts["query"], parts["key"], parts["value"]))
-    return out
-
 
 def checkpoint_filter_fn(
     state_dict: Mapping[str, Any], model: VideoViT, pos_embed_grid: Grid | None = None
@@ -585,208 +479,48 @@ def checkpoint_filter_fn(
     return out
 
 
-def _read_weights(path: Path) -> dict[str, Any]:
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path), device="cpu")
-    # VideoMAE's training script pickles its argparse Namespace next to the weights.
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # torch raises UnpicklingError or RuntimeError, depending on version
-            raise ValueError(
-                f"{path}: cannot be read with torch.load(weights_only=True) ({err}); re-save only "
-                f"the weights, e.g. torch.save(checkpoint['model'], 'weights.pth')"
-            ) from err
-
-
-# Where vidlit's Lightning modules keep the video backbone: TaskModule and MVMPretrain as
-# ``backbone``, VideoTextPretrain as its video tower ``model.video``.
-LIGHTNING_BACKBONE_PREFIXES = ("backbone.", "model.video.")
-# wrappers around a whole module's keys: DDP / DeepSpeed, torch.compile of the task module
-_OUTER_WRAPPERS = ("module.", "_orig_mod.")
-
-
-def is_lightning_checkpoint(checkpoint: Mapping[str, Any]) -> bool:
-    """Whether a loaded file is a Lightning checkpoint (``trainer.save_checkpoint``, ``last.ckpt``)."""
-    return "pytorch-lightning_version" in checkpoint and isinstance(checkpoint.get("state_dict"), Mapping)
-
-
-def lightning_backbone_weights(
-    checkpoint: Mapping[str, Any], source: str = "checkpoint"
-) -> dict[str, Tensor]:
-    """The video backbone's weights in a Lightning checkpoint of a vidlit module, prefix stripped.
-
-    Finds the first of :data:`LIGHTNING_BACKBONE_PREFIXES` that the checkpoint's ``state_dict``
-    uses (``backbone.`` of :class:`~vidlit.tasks.TaskModule` / :class:`~vidlit.tasks.MVMPretrain`,
-    ``model.video.`` of :class:`~vidlit.tasks.VideoTextPretrain`), after removing DDP / compile
-    wrappers around the whole module, and returns those weights under the backbone's own names.
-    Heads, decoders and the text tower are left out.
-
-    Args:
-        checkpoint: the loaded Lightning checkpoint.
-        source: the file, for error messages.
-
-    Raises:
-        ValueError: if no key has a backbone prefix, listing the prefixes the checkpoint has.
-    """
-    state: dict[str, Tensor] = {}
-    for key, value in checkpoint["state_dict"].items():
-        state[_strip_wrappers(key, _OUTER_WRAPPERS)] = value
-    for prefix in LIGHTNING_BACKBONE_PREFIXES:
-        found = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-        if found:
-            return found
-    # the module's own submodules, two levels deep ("head.cls_head", "model.text", "decoder.blocks")
-    prefixes = sorted({".".join(k.split(".")[: min(2, k.count("."))]) + "." for k in state if "." in k})
-    raise ValueError(
-        f"{source}: a Lightning checkpoint without video backbone weights: no key starts with "
-        f"{' or '.join(map(repr, LIGHTNING_BACKBONE_PREFIXES))}; its keys start with {prefixes} "
-        f"(top-level keys: {sorted(k for k in state if '.' not in k)})"
-    )
-
-
-def load_checkpoint_file(path: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """Read a transformers folder or one weights file.
-
-    Args:
-        path: a folder with ``config.json`` and (possibly sharded) ``model.safetensors`` or
-            ``pytorch_model.bin``, or a ``.safetensors`` / ``.pth`` / ``.pt`` / ``.bin`` file,
-            including a Lightning checkpoint of a vidlit module (``.ckpt``), from which only the
-            backbone's weights are returned (:func:`lightning_backbone_weights`).
-
-    Returns:
-        the raw state dict and the folder's parsed ``config.json`` (``None`` for a file).
-
-    Raises:
-        FileNotFoundError: if the path, the config or the weights are missing.
-        ValueError: a file that ``torch.load(weights_only=True)`` cannot read, or a Lightning
-            checkpoint without backbone weights.
-    """
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    if path.is_file():
-        weights = _read_weights(path)
-        if is_lightning_checkpoint(weights):
-            weights = lightning_backbone_weights(weights, str(path))
-        return weights, None
-    config_file = path / "config.json"
-    if not config_file.is_file():
-        raise FileNotFoundError(f"{path} is a folder without config.json: not a transformers checkpoint")
-    config = json.loads(config_file.read_text())
-    for name in ("model.safetensors", "pytorch_model.bin"):
-        if (path / name).is_file():
-            return _read_weights(path / name), config
-        index = path / f"{name}.index.json"
-        if index.is_file():
-            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-            state_dict: dict[str, Any] = {}
-            for shard in shards:
-                state_dict.update(_read_weights(path / shard))
-            return state_dict, config
-    raise FileNotFoundError(f"{path}: no model.safetensors or pytorch_model.bin (or their .index.json)")
-
-
-def _config_from_hf(config: dict[str, Any], path: Path) -> dict[str, Any]:
-    # transformers' VideoMAEConfig fields -> VideoViT arguments. Dropout and norm_pix_loss are
-    # training choices of the original run, not architecture, so they are not carried over.
-    if config.get("model_type", "videomae") != "videomae":
-        raise ValueError(f"{path}/config.json: model_type {config['model_type']!r} is not 'videomae'")
-    act = config.get("hidden_act", "gelu")
-    if act != "gelu":
-        raise ValueError(
-            f"{path}/config.json: hidden_act {act!r} is not supported (VideoViT uses exact GELU)"
-        )
-    hidden = config.get("hidden_size", 768)
-    return {
-        "img_size": to_pair(config.get("image_size", 224)),
-        "patch_size": to_pair(config.get("patch_size", 16)),
-        "num_frames": config.get("num_frames", 16),
-        "tubelet_size": config.get("tubelet_size", 2),
-        "in_chans": config.get("num_channels", 3),
-        "embed_dim": hidden,
-        "depth": config.get("num_hidden_layers", 12),
-        "num_heads": config.get("num_attention_heads", 12),
-        "mlp_ratio": config.get("intermediate_size", 4 * hidden) / hidden,
-        # transformers 4.x wrote "qkv_bias", 5.x writes "qv_bias"; both mean q and v biases.
-        "qkv_bias": config.get("qv_bias", config.get("qkv_bias", True)),
-        "use_mean_pooling": config.get("use_mean_pooling", True),
-        "norm_eps": config.get("layer_norm_eps", 1e-12),
-        # VideoMAEForVideoClassification builds fc_norm as nn.LayerNorm(hidden_size): eps 1e-5.
-        "fc_norm_eps": 1e-5,
-        "pos_embed_type": "sincos",
-    }
-
-
-# Heads of the standard widths (VideoMAE / InternVideo ViT-S/B/L/H, ViT-g); head count is not in the weights.
-_HEADS_BY_WIDTH = {384: 6, 768: 12, 1024: 16, 1280: 16, 1408: 16}
-
-
-def _config_from_state_dict(
-    state_dict: Mapping[str, Tensor], path: Path, num_heads: int | None
-) -> dict[str, Any]:
-    weight = state_dict.get("patch_embed.proj.weight")
-    if weight is None or weight.ndim != 5:
-        raise ValueError(
-            f"{path}: no Conv3d 'patch_embed.proj.weight' found; keys: {sorted(state_dict)[:10]}..."
-        )
-    embed_dim, in_chans, tubelet, patch_h, patch_w = weight.shape
-    blocks = {int(m.group(1)) for k in state_dict if (m := re.match(r"blocks\.(\d+)\.", k))}
-    if num_heads is None:
-        if embed_dim not in _HEADS_BY_WIDTH:
-            raise ValueError(f"{path}: cannot infer num_heads for width {embed_dim}; pass num_heads=...")
-        num_heads = _HEADS_BY_WIDTH[embed_dim]
-    config: dict[str, Any] = {
-        "patch_size": (patch_h, patch_w),
-        "tubelet_size": tubelet,
-        "in_chans": in_chans,
-        "embed_dim": embed_dim,
-        "depth": max(blocks) + 1 if blocks else 0,
-        "num_heads": num_heads,
-        "qkv_bias": "blocks.0.attn.q_bias" in state_dict,
-        "use_mean_pooling": "fc_norm.weight" in state_dict and "norm.weight" not in state_dict,
-        "pos_embed_type": "learned" if "pos_embed" in state_dict else "sincos",
-    }
-    if "blocks.0.mlp.fc1.weight" in state_dict:
-        config["mlp_ratio"] = state_dict["blocks.0.mlp.fc1.weight"].shape[0] / embed_dim
-    if "blocks.0.ls1.gamma" in state_dict:
-        config["init_values"] = 1.0  # any non-zero value creates LayerScale; the weights replace it
-    return config
-
-
 # -- named sizes --------------------------------------------------------------------------------
+# A size's width, depth and heads are its function's keyword defaults: the registry reads the
+# width from the signature (``backbone_width``) without building the model.
 
 # VideoMAE's and InternVideo's input: 16 frames at 224 px, 2 x 16 x 16 tubelets (8 x 14 x 14 tokens).
 _CLIP_16X224 = dict(num_frames=16, img_size=224, patch_size=16, tubelet_size=2)
 
 
 @register_backbone
-def vit_test(**kwargs: Any) -> VideoViT:
+def vit_test(embed_dim: int = 64, depth: int = 2, num_heads: int = 4, **kwargs: Any) -> VideoViT:
     """Tiny VideoViT for CPU tests: width 64, 2 blocks, 4 heads, 8 frames at 32 px, 2 x 8 x 8 tubelets."""
-    sizes = dict(embed_dim=64, depth=2, num_heads=4, num_frames=8, img_size=32, patch_size=8, tubelet_size=2)
-    return VideoViT(**{**sizes, **kwargs})
+    clip = dict(num_frames=8, img_size=32, patch_size=8, tubelet_size=2)
+    return VideoViT(**{**clip, **kwargs}, embed_dim=embed_dim, depth=depth, num_heads=num_heads)
 
 
 @register_backbone
-def vit_small_patch16_16x224(**kwargs: Any) -> VideoViT:
+def vit_small_patch16_16x224(
+    embed_dim: int = 384, depth: int = 12, num_heads: int = 6, **kwargs: Any
+) -> VideoViT:
     """ViT-S/16 on 16 x 224 px clips (VideoMAE ViT-S): width 384, 12 blocks, 6 heads."""
-    return VideoViT(**{**_CLIP_16X224, "embed_dim": 384, "depth": 12, "num_heads": 6, **kwargs})
+    return VideoViT(**{**_CLIP_16X224, **kwargs}, embed_dim=embed_dim, depth=depth, num_heads=num_heads)
 
 
 @register_backbone
-def vit_base_patch16_16x224(**kwargs: Any) -> VideoViT:
+def vit_base_patch16_16x224(
+    embed_dim: int = 768, depth: int = 12, num_heads: int = 12, **kwargs: Any
+) -> VideoViT:
     """ViT-B/16 on 16 x 224 px clips (VideoMAE / InternVideo ViT-B): width 768, 12 blocks, 12 heads."""
-    return VideoViT(**{**_CLIP_16X224, "embed_dim": 768, "depth": 12, "num_heads": 12, **kwargs})
+    return VideoViT(**{**_CLIP_16X224, **kwargs}, embed_dim=embed_dim, depth=depth, num_heads=num_heads)
 
 
 @register_backbone
-def vit_large_patch16_16x224(**kwargs: Any) -> VideoViT:
+def vit_large_patch16_16x224(
+    embed_dim: int = 1024, depth: int = 24, num_heads: int = 16, **kwargs: Any
+) -> VideoViT:
     """ViT-L/16 on 16 x 224 px clips (VideoMAE / InternVideo ViT-L): width 1024, 24 blocks, 16 heads."""
-    return VideoViT(**{**_CLIP_16X224, "embed_dim": 1024, "depth": 24, "num_heads": 16, **kwargs})
+    return VideoViT(**{**_CLIP_16X224, **kwargs}, embed_dim=embed_dim, depth=depth, num_heads=num_heads)
 
 
 @register_backbone
-def vit_huge_patch16_16x224(**kwargs: Any) -> VideoViT:
+def vit_huge_patch16_16x224(
+    embed_dim: int = 1280, depth: int = 32, num_heads: int = 16, **kwargs: Any
+) -> VideoViT:
     """ViT-H/16 on 16 x 224 px clips (VideoMAE / InternVideo ViT-H): width 1280, 32 blocks, 16 heads."""
-    return VideoViT(**{**_CLIP_16X224, "embed_dim": 1280, "depth": 32, "num_heads": 16, **kwargs})
+    return VideoViT(**{**_CLIP_16X224, **kwargs}, embed_dim=embed_dim, depth=depth, num_heads=num_heads)

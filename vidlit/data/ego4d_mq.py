@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 from vidlit.core.io import read_json, write_json_atomic
 from vidlit.data.base import EpochSeeded, global_seed, missing_files
 from vidlit.data.ego4d import Ego4DFeatureDataModule
-from vidlit.data.features import find_feature_file, load_feature_file, pad_sequences
+from vidlit.data.features import feature_timing, find_feature_file, load_feature_file, pad_sequences
 from vidlit.formats._ego4d import confine
 from vidlit.formats._schema import validate
 from vidlit.formats.ego4d_mq import (
@@ -330,7 +330,8 @@ class Ego4DMQ(Ego4DFeatureDataModule):
         predict_annotations: a file for ``vidlit predict`` that overrides ``predict_split``.
         feature_dir: folder of ``<clip_uid>.pt`` / ``.npy`` features.
         feature_dim: C of the features (official SlowFast features: 2304).
-        fps: frame rate the features were extracted at.
+        fps: frame rate the features were extracted at; None (also for the next two): read from
+            ``feature_dir/extraction.json`` (``vidlit extract``), else Ego4D's 30 / 16 / 32.
         feature_stride: frames between consecutive feature steps.
         feature_window: frames each feature step sees; step ``i`` is centred at
             ``(i * feature_stride + feature_window / 2) / fps`` seconds.
@@ -359,9 +360,9 @@ class Ego4DMQ(Ego4DFeatureDataModule):
         predict_annotations: str | None = None,
         feature_dir: str = "features",
         feature_dim: int = FEATURE_DIM,
-        fps: float = FPS,
-        feature_stride: int = FEATURE_STRIDE,
-        feature_window: int = FEATURE_WINDOW,
+        fps: float | None = None,
+        feature_stride: int | None = None,
+        feature_window: int | None = None,
         max_steps: int | None = 1024,
         trunc_thresh: float = 0.3,
         crop_ratio: tuple[float, float] | None = (0.9, 1.0),
@@ -388,7 +389,12 @@ class Ego4DMQ(Ego4DFeatureDataModule):
         if crop_ratio is not None and (len(crop_ratio) != 2 or not 0 < crop_ratio[0] <= crop_ratio[1] <= 1):
             raise ValueError(f"crop_ratio must be (lo, hi) with 0 < lo <= hi <= 1, got {crop_ratio}")
         self.predict_split = predict_split
-        self.clock = FeatureClock(fps, feature_stride, feature_window)
+        # None: from the feature folder's extraction.json, else the official 30 fps / 16 / 32
+        self.clock = FeatureClock(
+            *feature_timing(
+                self.feature_dir, fps, feature_stride, feature_window, (FPS, FEATURE_STRIDE, FEATURE_WINDOW)
+            )
+        )
         self.step_sec = self.clock.step_sec
         self.offset_sec = self.clock.offset_sec
         self.max_steps = max_steps

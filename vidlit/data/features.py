@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from vidlit.core.io import read_json
+
+log = logging.getLogger(__name__)
+
 FEATURE_SUFFIXES = (".pt", ".npy")
+EXTRACTION_RECORD = "extraction.json"  # what ``vidlit extract`` records in its output folder
 
 
 def find_feature_file(feature_dir: str | Path, key: str) -> Path | None:
@@ -72,3 +79,61 @@ def pad_sequences(sequences: list[Tensor], multiple_of: int = 1) -> tuple[Tensor
         features[i, : seq.shape[0]] = seq
         mask[i, : seq.shape[0]] = True
     return features, mask
+
+
+def read_extraction_record(feature_dir: str | Path) -> dict[str, Any] | None:
+    """The ``extraction.json`` that ``vidlit extract`` wrote in ``feature_dir``, or None without one.
+
+    Raises:
+        ValueError: the file is not a JSON object; the message names it.
+    """
+    path = Path(feature_dir) / EXTRACTION_RECORD
+    if not path.is_file():
+        return None
+    record = read_json(path, "extraction record")
+    if not isinstance(record, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(record).__name__}")
+    return record
+
+
+def feature_timing(
+    feature_dir: str | Path,
+    fps: float | None = None,
+    feature_stride: int | None = None,
+    feature_window: int | None = None,
+    defaults: tuple[float, int, int] = (30.0, 16, 32),
+) -> tuple[float, int, int]:
+    """``(fps, feature_stride, feature_window)`` of a feature folder: stated once, where features are made.
+
+    A value left None is read from the folder's ``extraction.json`` (``fps``: the extraction's
+    ``fps``, else the source videos' rate when they all had one), else taken from ``defaults``
+    (the official Ego4D features: 30 fps, stride 16, window 32). A value given that contradicts
+    the record is an error: step times would silently be wrong.
+
+    Raises:
+        ValueError: a given value differs from ``extraction.json``'s, naming the file and key.
+    """
+    record = read_extraction_record(feature_dir) or {}
+    rates = record.get("source_fps") or []
+    recorded = {
+        "fps": record.get("fps") or (rates[0] if len(rates) == 1 else None),
+        "feature_stride": record.get("feature_stride"),
+        "feature_window": record.get("feature_window"),
+    }
+    if record and fps is None and recorded["fps"] is None:
+        log.warning(
+            "%s: extracted at each video's own frame rate (%s); assuming %g fps: set fps if that is wrong",
+            Path(feature_dir) / EXTRACTION_RECORD,
+            rates or "unknown",
+            defaults[0],
+        )
+    given = {"fps": fps, "feature_stride": feature_stride, "feature_window": feature_window}
+    values = []
+    for (key, value), default in zip(given.items(), defaults):
+        if value is not None and recorded[key] is not None and float(value) != float(recorded[key]):
+            raise ValueError(
+                f"{Path(feature_dir) / EXTRACTION_RECORD}: key '{key}': the features were extracted with "
+                f"{recorded[key]}, but {key} is {value}; leave {key} unset to use the record"
+            )
+        values.append(value if value is not None else recorded[key] if recorded[key] is not None else default)
+    return float(values[0]), int(values[1]), int(values[2])

@@ -47,6 +47,7 @@ __all__ = [
     "InternVidDataModule",
     "InternVidDataset",
     "collate_video_text",
+    "format_timestamp",
     "parse_timestamp",
     "read_internvid_annotations",
 ]
@@ -81,6 +82,14 @@ class InternVidClip:
     aesthetic_score: float | None
     clip_id: str
     line: int
+
+
+def format_timestamp(seconds: float) -> str:
+    """InternVid's ``HH:MM:SS.mmm`` (milliseconds rounded); :func:`parse_timestamp` reads it back."""
+    millis = round(seconds * 1000)
+    hours, millis = divmod(millis, 3_600_000)
+    minutes, millis = divmod(millis, 60_000)
+    return f"{hours:02d}:{minutes:02d}:{millis // 1000:02d}.{millis % 1000:03d}"
 
 
 def parse_timestamp(value: str) -> float:

@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from vidlit.core.constants import IMAGENET_DEFAULT_MEAN as IMAGENET_MEAN
+from vidlit.core.constants import IMAGENET_DEFAULT_STD as IMAGENET_STD
 
 # torchvision's RandomResizedCrop draws up to 10 boxes and keeps the first that fits the frame
 _CROP_ATTEMPTS = 10

@@ -40,7 +40,7 @@ import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from vidlit.core.io import read_jsonl, write_json_atomic
 from vidlit.data.base import EpochSeeded, VidlitDataModule, global_seed
@@ -445,67 +445,6 @@ def write_synthetic_video_list(
         with open(root / f"{split}.csv", "w", newline="") as f:
             csv.writer(f).writerows([header, *split_rows])
     return root
-
-
-def check_video(path: str | Path, backend: str = "auto") -> str | None:
-    """Open a video and decode its first and last frame.
-
-    Returns:
-        None when both decode, else why not.
-    """
-    try:
-        with open_video(path, backend) as reader:
-            reader.get_frames([0, len(reader) - 1])
-    except VideoDecodeError as e:
-        return e.reason
-    return None
-
-
-class _CheckVideos(Dataset):
-    def __init__(self, paths: Sequence[Path], backend: str):
-        self.paths = list(paths)
-        self.backend = backend
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> str | None:
-        return check_video(self.paths[index], self.backend)
-
-
-def _first(batch: list[Any]) -> Any:
-    return batch[0]
-
-
-def check_videos(
-    paths: Sequence[str | Path], backend: str = "auto", num_workers: int = 0, progress: bool = False
-) -> list[str | None]:
-    """:func:`check_video` on many videos, in DataLoader worker processes.
-
-    Args:
-        paths: video files.
-        backend: video backend.
-        num_workers: worker processes (0 checks in this process).
-        progress: show a progress bar on stderr (``rich``).
-
-    Returns:
-        For each path, in order, None (readable) or the reason it is not.
-    """
-    loader = DataLoader(
-        _CheckVideos([Path(p) for p in paths], backend),
-        batch_size=1,
-        num_workers=num_workers,
-        collate_fn=_first,
-    )
-    results: Iterator[str | None] = iter(loader)
-    if progress:
-        from rich.console import Console
-        from rich.progress import track
-
-        results = track(
-            results, total=len(paths), description="checking videos", console=Console(stderr=True)
-        )
-    return list(results)
 
 
 class SkippedVideosReport(L.Callback):

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning as L
 import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
+from vidlit.backbones._builder import BACKBONE_PREFIX_KEY, register_backbone_prefix
 from vidlit.heads.base import TaskHead
+from vidlit.tasks.empty_batches import EmptyBatches, is_empty_batch
 from vidlit.tasks.optim import LRSchedulerCallable, OptimizerCallable, check_interval, configure_optimizers
 
 log = logging.getLogger(__name__)
@@ -20,6 +23,30 @@ log = logging.getLogger(__name__)
 def default_optimizer(params: Iterable) -> Optimizer:
     """AdamW, lr 1e-4, weight decay 0.05: ActionFormer's and VideoMAE fine-tuning's choice."""
     return torch.optim.AdamW(params, lr=1e-4, weight_decay=0.05)
+
+
+def renamed_attribute(old: str, new: str) -> property:
+    """A property ``old`` that reads and writes ``new`` with a FutureWarning (a deprecated alias)."""
+
+    def get(self: Any) -> Any:
+        warnings.warn(f"{type(self).__name__}.{old} is deprecated; use .{new}", FutureWarning, stacklevel=2)
+        return getattr(self, new)
+
+    def set(self: Any, value: Any) -> None:
+        warnings.warn(f"{type(self).__name__}.{old} is deprecated; use .{new}", FutureWarning, stacklevel=2)
+        setattr(self, new, value)
+
+    return property(get, set, doc=f"Deprecated alias of ``{new}``.")
+
+
+def record_backbone_prefix(module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+    """Record in a checkpoint where ``module`` keeps its video backbone (``module.backbone_prefix``).
+
+    :func:`vidlit.backbones._builder.lightning_backbone_weights` reads it, so that
+    ``create_backbone(name, checkpoint_path="last.ckpt")`` finds the backbone without knowing the
+    module that wrote the file.
+    """
+    checkpoint[BACKBONE_PREFIX_KEY] = module.backbone_prefix
 
 
 def check_finite_loss(
@@ -33,6 +60,11 @@ def check_finite_loss(
     """
     if torch.isfinite(losses["loss"]):
         return
+    if is_empty_batch(batch):  # not a numerical problem: a module that did not skip the batch
+        raise FloatingPointError(
+            f"batch {batch_idx} at step {module.global_step} holds no readable video (skipped: "
+            f"{batch.get('skipped')}); its loss is the mean of nothing: skip such batches (EmptyBatches)"
+        )
     parts = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
     raise FloatingPointError(
         f"non-finite training loss at epoch {module.current_epoch}, step {module.global_step}, "
@@ -40,6 +72,7 @@ def check_finite_loss(
     )
 
 
+@register_backbone_prefix
 class TaskModule(L.LightningModule):
     """Train one task head, on pre-extracted features or on a backbone's features.
 
@@ -65,7 +98,14 @@ class TaskModule(L.LightningModule):
             of training and of evaluation wait for the compiler: about half a minute for
             ``vit_test`` on a CPU, minutes for an ActionFormer head (8 pyramid levels), so it pays
             off on long GPU runs.
+
+    Attributes:
+        backbone_prefix: where the backbone's weights sit in this module's state dict, for
+            loading a checkpoint's backbone alone (``create_backbone(..., checkpoint_path=)``).
+        use_compile: the ``compile`` argument (``compile`` itself would hide ``nn.Module.compile``).
     """
+
+    backbone_prefix: ClassVar[str] = "backbone."
 
     def __init__(
         self,
@@ -85,11 +125,11 @@ class TaskModule(L.LightningModule):
         self.scheduler = scheduler
         self.scheduler_interval = scheduler_interval
         self.freeze_backbone = freeze_backbone
-        # not `self.compile`: that would hide nn.Module.compile
         self.use_compile = compile
         self._compiled = False
         if backbone is not None and freeze_backbone:
             backbone.requires_grad_(False)
+        self.empty_batches = EmptyBatches()  # batches whose videos were all unreadable
         self.val_metrics = head.metrics().clone(prefix="val/")
         self.test_metrics = head.metrics().clone(prefix="test/")
 
@@ -100,6 +140,10 @@ class TaskModule(L.LightningModule):
         # in place: a compiled wrapper module would prefix every state-dict key with `_orig_mod.`
         (self.backbone if self.backbone is not None else self.head).compile()
         self._compiled = True
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.backbone is not None:
+            record_backbone_prefix(self, checkpoint)
 
     def forward(self, batch: dict[str, Any]) -> Any:
         """Head outputs for a batch."""
@@ -121,7 +165,9 @@ class TaskModule(L.LightningModule):
         if trainer.is_last_batch or batch_idx + 1 == trainer.num_training_batches:
             self.head.on_train_epoch_end(self.current_epoch)
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor | None:
+        if self.empty_batches.skip(self, batch, "train"):
+            return None  # every video unreadable: no loss (it would be NaN), no optimizer step
         losses = self.head.loss(self(batch), batch)
         loss = losses["loss"]
         check_finite_loss(self, losses, batch, batch_idx)
@@ -130,7 +176,12 @@ class TaskModule(L.LightningModule):
         self.log("loss", loss.detach(), prog_bar=True, logger=False, batch_size=size)
         return loss
 
+    def on_train_epoch_end(self) -> None:
+        self.empty_batches.end_epoch(self, "train")
+
     def _evaluate(self, batch: dict[str, Any], metrics: Any, stage: str) -> None:
+        if self.empty_batches.skip(self, batch, stage):
+            return
         outputs = self(batch)
         losses = self.head.loss(outputs, batch)
         size = len(batch["targets"])
@@ -144,6 +195,7 @@ class TaskModule(L.LightningModule):
         self._evaluate(batch, self.test_metrics, "test")
 
     def on_validation_epoch_end(self) -> None:
+        self.empty_batches.end_epoch(self, "val")
         values = self.val_metrics.compute()
         # a metric's first value is its headline number (e.g. mAP): the one on the progress bar
         for i, (name, value) in enumerate(values.items()):
@@ -151,10 +203,13 @@ class TaskModule(L.LightningModule):
         self.val_metrics.reset()
 
     def on_test_epoch_end(self) -> None:
+        self.empty_batches.end_epoch(self, "test")
         self.log_dict(self.test_metrics.compute())
         self.test_metrics.reset()
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
+        if is_empty_batch(batch):
+            return []
         return self.head.predict(self(batch), batch)
 
     def configure_optimizers(self) -> Any:

@@ -14,22 +14,23 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning as L
 import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
+from vidlit.backbones._builder import register_backbone_prefix
 from vidlit.backbones.mvm import (
-    IMAGENET_DEFAULT_MEAN,
-    IMAGENET_DEFAULT_STD,
     MVMOutput,
     decoder_for,
     masked_reconstruction,
 )
 from vidlit.checkpoint_io import AtomicCheckpointIO
-from vidlit.tasks.finetune import check_finite_loss
+from vidlit.core.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from vidlit.tasks.empty_batches import EmptyBatches
+from vidlit.tasks.finetune import check_finite_loss, record_backbone_prefix, renamed_attribute
 from vidlit.tasks.optim import (
     LRSchedulerCallable,
     OptimizerCallable,
@@ -72,6 +73,7 @@ def save_backbone(backbone: nn.Module, path: str | Path) -> Path:
     return path
 
 
+@register_backbone_prefix
 class MVMPretrain(L.LightningModule):
     """Masked video modeling: VideoMAE pretraining of a video backbone (Tong et al., 2022).
 
@@ -117,7 +119,16 @@ class MVMPretrain(L.LightningModule):
         scheduler_interval: step the scheduler every ``"step"`` or every ``"epoch"``.
         compile: ``torch.compile`` the backbone in place (``nn.Module.compile``, so state-dict
             keys do not change) in ``configure_model``.
+
+    Attributes:
+        backbone_prefix: where the backbone's weights sit in this module's state dict, recorded in
+            its checkpoints for ``create_backbone(..., checkpoint_path=)``.
+        use_compile: the ``compile`` argument (``compile`` itself would hide ``nn.Module.compile``);
+            ``compile_backbone``, its former name, is a deprecated alias.
     """
+
+    backbone_prefix: ClassVar[str] = "backbone."
+    compile_backbone = renamed_attribute("compile_backbone", "use_compile")
 
     def __init__(
         self,
@@ -153,14 +164,17 @@ class MVMPretrain(L.LightningModule):
         self.base_lr = base_lr
         self.scheduler = scheduler
         self.scheduler_interval = scheduler_interval
-        # not self.compile: that would shadow nn.Module.compile
-        self.compile_backbone = compile
+        self.use_compile = compile
         self._compiled = False
+        self.empty_batches = EmptyBatches()  # batches whose videos were all unreadable
 
     # -- model ----------------------------------------------------------------------------------
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        record_backbone_prefix(self, checkpoint)
+
     def configure_model(self) -> None:
-        if self.compile_backbone and not self._compiled:
+        if self.use_compile and not self._compiled:
             self.backbone.compile()
             self._compiled = True
 
@@ -184,8 +198,10 @@ class MVMPretrain(L.LightningModule):
 
     # -- steps ----------------------------------------------------------------------------------
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor | None:
         video = self._video(batch)
+        if self.empty_batches.skip(self, batch, "train"):
+            return None  # every video unreadable: no loss (it would be NaN), no optimizer step
         loss = self(video).loss
         check_finite_loss(self, {"loss": loss}, batch, batch_idx)
         size = video.shape[0]
@@ -195,6 +211,8 @@ class MVMPretrain(L.LightningModule):
 
     def _evaluate(self, batch: dict[str, Any], batch_idx: int, stage: str) -> None:
         video = self._video(batch)
+        if self.empty_batches.skip(self, batch, stage):
+            return
         # the mask depends only on the batch index: comparable numbers, global RNG untouched
         generator = torch.Generator().manual_seed(batch_idx)
         loss = self(video, generator=generator).loss
@@ -205,6 +223,15 @@ class MVMPretrain(L.LightningModule):
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._evaluate(batch, batch_idx, "test")
+
+    def on_train_epoch_end(self) -> None:
+        self.empty_batches.end_epoch(self, "train")
+
+    def on_validation_epoch_end(self) -> None:
+        self.empty_batches.end_epoch(self, "val")
+
+    def on_test_epoch_end(self) -> None:
+        self.empty_batches.end_epoch(self, "test")
 
     # -- optimization ---------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning as L
 import torch
@@ -31,17 +31,18 @@ from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
+from vidlit.backbones._builder import register_backbone_prefix
 from vidlit.backbones.mvm import (
-    IMAGENET_DEFAULT_MEAN,
-    IMAGENET_DEFAULT_STD,
     decoder_for,
     masked_reconstruction,
 )
 from vidlit.backbones.video_text import VideoTextModel
+from vidlit.core.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from vidlit.layers.contrastive import contrastive_loss
 from vidlit.metrics.classification import TopKAccuracy
 from vidlit.metrics.retrieval import RetrievalRecall
-from vidlit.tasks.finetune import check_finite_loss
+from vidlit.tasks.empty_batches import EmptyBatches
+from vidlit.tasks.finetune import check_finite_loss, record_backbone_prefix, renamed_attribute
 from vidlit.tasks.optim import (
     LRSchedulerCallable,
     OptimizerCallable,
@@ -66,6 +67,7 @@ def default_optimizer(params: Iterable) -> Optimizer:
     return torch.optim.AdamW(params, lr=5e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.2)
 
 
+@register_backbone_prefix
 class VideoTextPretrain(L.LightningModule):
     """Video-text contrastive pretraining (ViCLIP, Wang et al., 2023; InternVideo, Wang et al., 2022).
 
@@ -117,7 +119,16 @@ class VideoTextPretrain(L.LightningModule):
     Attributes:
         model: the :class:`~vidlit.backbones.video_text.VideoTextModel`.
         backbone: the video tower (``model.video``), what ``ExportBackbone`` exports.
+
+    Attributes:
+        backbone_prefix: where the video tower's weights sit in this module's state dict, recorded in
+            its checkpoints for ``create_backbone(..., checkpoint_path=)``.
+        use_compile: the ``compile`` argument (``compile`` itself would hide ``nn.Module.compile``);
+            ``compile_backbone``, its former name, is a deprecated alias.
     """
+
+    backbone_prefix: ClassVar[str] = "model.video."
+    compile_backbone = renamed_attribute("compile_backbone", "use_compile")
 
     def __init__(
         self,
@@ -183,12 +194,13 @@ class VideoTextPretrain(L.LightningModule):
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.scheduler_interval = scheduler_interval
-        self.compile_backbone = compile
+        self.use_compile = compile
         self._compiled = False
         self.val_retrieval = RetrievalRecall(names=("t", "v"), v2t=retrieval_v2t)
         self.test_retrieval = RetrievalRecall(names=("t", "v"), v2t=retrieval_v2t)
         self._zero_shot: TopKAccuracy | None = None
         self._class_embeddings: Tensor | None = None
+        self.empty_batches = EmptyBatches()  # batches whose videos were all unreadable
 
     @property
     def backbone(self) -> nn.Module:
@@ -197,8 +209,11 @@ class VideoTextPretrain(L.LightningModule):
 
     # -- model ----------------------------------------------------------------------------------
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        record_backbone_prefix(self, checkpoint)
+
     def configure_model(self) -> None:
-        if self.compile_backbone and not self._compiled:
+        if self.use_compile and not self._compiled:
             self.model.video.compile()
             self._compiled = True
 
@@ -227,9 +242,8 @@ class VideoTextPretrain(L.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor | None:
         video, captions = self._inputs(batch)
-        if video.shape[0] == 0:  # every video of the batch was unreadable (skipped and counted)
-            log.warning("training batch %d has no readable clip; step skipped", batch_idx)
-            return None
+        if self.empty_batches.skip(self, batch, "train"):
+            return None  # every video unreadable: no loss (it would be NaN), no optimizer step
         out = self(video, captions)
         contrastive, _ = contrastive_loss(out.video, out.text, out.logit_scale, gather=self.gather)
         losses = {"loss": contrastive, "contrastive": contrastive.detach()}
@@ -274,7 +288,7 @@ class VideoTextPretrain(L.LightningModule):
         self, batch: dict[str, Any], batch_idx: int, stage: str, retrieval: RetrievalRecall
     ) -> None:
         video, captions = self._inputs(batch)
-        if video.shape[0] == 0:
+        if self.empty_batches.skip(self, batch, stage):
             return
         out = self(video, captions)
         loss, _ = contrastive_loss(out.video, out.text, out.logit_scale, gather=False)
@@ -316,10 +330,15 @@ class VideoTextPretrain(L.LightningModule):
                 self.log(f"{stage}/zeroshot_{name}", value)
             self._zero_shot.reset()
 
+    def on_train_epoch_end(self) -> None:
+        self.empty_batches.end_epoch(self, "train")
+
     def on_validation_epoch_end(self) -> None:
+        self.empty_batches.end_epoch(self, "val")
         self._log_epoch("val", self.val_retrieval)
 
     def on_test_epoch_end(self) -> None:
+        self.empty_batches.end_epoch(self, "test")
         self._log_epoch("test", self.test_retrieval)
 
     # -- optimization ---------------------------------------------------------------------------

@@ -8,10 +8,11 @@ only when that task is asked for.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from vidlit.core.imports import import_path
 
 # task name -> "module:function"; the module is imported on first use
 _GENERATORS: dict[str, str] = {
@@ -30,8 +31,7 @@ _GENERATORS: dict[str, str] = {
 
 
 def _load(task: str) -> Callable[..., Any]:
-    module, function = _GENERATORS[task].split(":")
-    return getattr(importlib.import_module(module), function)
+    return import_path(_GENERATORS[task], f"synth generator {task!r}")
 
 
 class _Registry(dict):

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vidlit.data.curate import format_timestamp
+from vidlit.data.internvid import format_timestamp
 from vidlit.data.synth.videos import COLORS, MOTIONS, SHAPES, random_background, render_clip, write_video
 
 __all__ = ["caption_for", "write_internvid"]

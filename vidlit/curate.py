@@ -1,4 +1,8 @@
-"""``vidlit data curate``: the InternVid curation pipeline in miniature.
+"""``vidlit curate``: the InternVid curation pipeline in miniature.
+
+    vidlit curate sources.jsonl --ckpt_path runs/pretrain_viclip/.../last.ckpt --out data/curated \\
+        --threshold 0.3
+
 
 InternVid (Wang et al., 2023, Sec. 3) cuts web videos into clips at shot boundaries
 (PySceneDetect), captions them, scores every clip-caption pair by video-text similarity (UMT)
@@ -37,7 +41,11 @@ captions you supply and a trained :class:`~vidlit.backbones.video_text.VideoText
 Resumable: a rerun skips videos whose status is ``done`` (their pairs are in a shard already)
 and retries ``failed`` ones (a re-downloaded file may work now). A run killed mid-way loses only
 the videos of the shard it was filling. A source video that cannot be decoded is logged,
-recorded as failed and skipped; :class:`CurateSummary` counts it.
+recorded as failed and skipped; :class:`CurateSummary` counts it. The manifest records the
+settings (model fingerprint: the SHA-256 of its weights; threshold, keep, shot and clip settings,
+input size and normalization): a rerun with other ones is refused with one line naming what
+changed, so an output folder never mixes two curations (``overwrite`` starts it over). When no
+pair reaches the threshold, the summary gives the score distribution to pick one from.
 
 Input: a JSONL file, one source video per line::
 
@@ -67,8 +75,10 @@ import torch
 from torch import Tensor, nn
 
 from vidlit.core.device import resolve_device
+from vidlit.core.fingerprint import settings_changes, weights_fingerprint
 from vidlit.core.io import read_jsonl, write_atomic, write_json_atomic
 from vidlit.core.progress import progress_bar
+from vidlit.data.internvid import format_timestamp
 from vidlit.data.sampling import uniform_segments
 from vidlit.data.shards import encode_mp4, write_shards
 from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoBatchTransform
@@ -124,6 +134,7 @@ class SourceVideo:
         video_id: the ``YoutubeID`` written to the JSONL.
         captions: candidate captions.
         line: line number in the input file.
+        source: the input file's name, for messages (``sources.jsonl line 5``).
     """
 
     path: Path
@@ -131,6 +142,17 @@ class SourceVideo:
     video_id: str
     captions: tuple[Caption, ...]
     line: int
+    source: str = "input"
+
+    @property
+    def where(self) -> str:
+        """``sources.jsonl line 5``: where the video is listed."""
+        return f"{self.source} line {self.line}"
+
+
+def sample_key_prefix(video_id: str) -> str:
+    """The id as every sample key of the video starts (characters outside ``[A-Za-z0-9_-]``: ``_``)."""
+    return _ID_CHARS.sub("_", video_id)
 
 
 def _seconds(value: Any, key: str, where: str) -> float | None:
@@ -168,12 +190,13 @@ def read_curation_input(path: str | Path) -> list[SourceVideo]:
     Raises:
         FileNotFoundError: no such file.
         ValueError: naming the file and line: invalid JSON, no ``video``, malformed captions,
-            a video or an id listed twice.
+            a video or an id listed twice, or two ids that would make the same sample keys.
     """
     path = Path(path)
     videos: list[SourceVideo] = []
     names: dict[str, int] = {}
     ids: dict[str, int] = {}
+    prefixes: dict[str, tuple[str, int]] = {}
     for number, row in read_jsonl(path, "curation input"):
         where = f"{path}:{number}"
         name = row.get("video")
@@ -190,8 +213,16 @@ def read_curation_input(path: str | Path) -> list[SourceVideo]:
             if value in seen:
                 raise ValueError(f"{where}: {what} {value!r} is already listed on line {seen[value]}")
             seen[value] = number
+        prefix = sample_key_prefix(video_id)
+        if prefix in prefixes:
+            other, line = prefixes[prefix]
+            raise ValueError(
+                f"{where}: id {video_id!r} and id {other!r} (line {line}) would both key their samples "
+                f"{prefix}_*; give one of them another id"
+            )
+        prefixes[prefix] = (video_id, number)
         parsed = tuple(_caption(c, f"{where}: captions[{i}]") for i, c in enumerate(captions))
-        videos.append(SourceVideo(path.parent / name, name, video_id, parsed, number))
+        videos.append(SourceVideo(path.parent / name, name, video_id, parsed, number, path.name))
     return videos
 
 
@@ -257,14 +288,6 @@ def split_shots(
     return clips
 
 
-def format_timestamp(seconds: float) -> str:
-    """InternVid's ``HH:MM:SS.mmm`` (milliseconds rounded)."""
-    millis = round(seconds * 1000)
-    hours, millis = divmod(millis, 3_600_000)
-    minutes, millis = divmod(millis, 60_000)
-    return f"{hours:02d}:{minutes:02d}:{millis // 1000:02d}.{millis % 1000:03d}"
-
-
 # -- the run --------------------------------------------------------------------------------------
 
 
@@ -282,6 +305,8 @@ class CurateSummary:
         kept: pairs kept (written to shards and the JSONL).
         shards: shard files written by this run.
         jsonl: the InternVid-format JSONL (all runs' kept pairs).
+        scores: the score of every pair this run scored.
+        threshold: the threshold pairs had to reach.
     """
 
     videos: int = 0
@@ -293,6 +318,8 @@ class CurateSummary:
     kept: int = 0
     shards: list[str] = field(default_factory=list)
     jsonl: Path | None = None
+    scores: list[float] = field(default_factory=list, repr=False)
+    threshold: float = 0.0
 
     def __str__(self) -> str:
         return (
@@ -300,6 +327,16 @@ class CurateSummary:
             f"{len(self.failed)} unreadable; {self.clips} clips, {self.kept} of {self.pairs} clip-caption "
             f"pairs kept, {len(self.shards)} shards written"
         )
+
+    def score_distribution(self) -> str:
+        """``min -0.12, p10 ..., p25, p50, p75, p90 ..., max 0.21`` of this run's pair scores."""
+        if not self.scores:
+            return "no pair was scored"
+        values = np.asarray(self.scores)
+        points = [("min", values.min())]
+        points += [(f"p{q}", np.percentile(values, q)) for q in (10, 25, 50, 75, 90)]
+        points.append(("max", values.max()))
+        return ", ".join(f"{name} {value:.3f}" for name, value in points)
 
 
 class _Manifest:
@@ -312,11 +349,11 @@ class _Manifest:
                 state = json.loads(path.read_text())
             except json.JSONDecodeError as e:
                 raise ValueError(f"{path}: corrupt manifest ({e}); delete it to start over") from None
-            if state.get("settings") != settings:
-                log.warning(
-                    "%s: finished videos were curated with other settings (%s); they are kept as they are",
-                    path,
-                    state.get("settings"),
+            changes = settings_changes(state.get("settings") or {}, settings)
+            if changes:
+                raise ValueError(
+                    f"{path}: this folder was curated otherwise ({'; '.join(changes)}); curate into another "
+                    "folder, or pass --overwrite to start it over"
                 )
             self.shards: list[str] = state.get("shards", [])
             self.videos: dict[str, dict[str, Any]] = state.get("videos", {})
@@ -358,6 +395,7 @@ def curate(
     backend: str = "auto",
     device: str | torch.device = "cpu",
     progress: bool = True,
+    overwrite: bool = False,
 ) -> CurateSummary:
     """Cut, score, filter and write video-text pairs (see the module docstring).
 
@@ -384,9 +422,15 @@ def curate(
         backend: video backend for decoding clips.
         device: where the model runs (``"auto"``: CUDA when available).
         progress: show a progress bar.
+        overwrite: delete the folder's manifest, shards and JSONL first, instead of refusing a
+            folder curated with other settings or another model.
 
     Returns:
         The run's :class:`CurateSummary`.
+
+    Raises:
+        ValueError: bad settings, a bad input line, or an output folder curated with other
+            settings or another model (see the module docstring).
     """
     if keep not in KEEP:
         raise ValueError(f"keep must be one of {KEEP}, got {keep!r}")
@@ -402,8 +446,14 @@ def curate(
         raise ValueError("cannot tell the model's clip length and input size; pass num_frames and size")
     videos = read_curation_input(source) if isinstance(source, (str, Path)) else list(source)
     out = Path(out)
+    if overwrite:
+        for path in (out / MANIFEST, out / jsonl_name):
+            path.unlink(missing_ok=True)
+        for path in (out / "shards").glob("shard-*"):
+            path.unlink()
     (out / "shards").mkdir(parents=True, exist_ok=True)
     settings = {
+        "model_sha256": weights_fingerprint(model),
         "threshold": threshold,
         "keep": keep,
         "detector": detector,
@@ -414,9 +464,11 @@ def curate(
         "clip_short_side": clip_short_side,
         "num_frames": num_frames,
         "size": size,
+        "mean": [float(m) for m in mean],
+        "std": [float(v) for v in std],
     }
     manifest = _Manifest(out / MANIFEST, settings)
-    summary = CurateSummary(videos=len(videos))
+    summary = CurateSummary(videos=len(videos), threshold=threshold)
     device = resolve_device(device)
     model = model.to(device).eval()
     transform = VideoBatchTransform(size, train=False, mean=mean, std=std)
@@ -456,7 +508,7 @@ def curate(
                 summary.resumed += 1
             else:
                 try:
-                    record, kept = _curate_video(
+                    record, kept, scores = _curate_video(
                         video,
                         model,
                         transform,
@@ -474,7 +526,9 @@ def curate(
                         device,
                     )
                 except VideoDecodeError as e:
-                    log.warning("skipping unreadable source video (%s:%d): %s", video.path, video.line, e)
+                    log.warning(
+                        "skipping unreadable source video %s (%s): %s", video.name, video.where, e.reason
+                    )
                     summary.failed.append((str(video.path), e.reason))
                     manifest.videos[video.name] = {"status": "failed", "reason": e.reason}
                 else:
@@ -482,6 +536,7 @@ def curate(
                     summary.clips += record["clips"]
                     summary.pairs += record["pairs"]
                     summary.kept += record["kept"]
+                    summary.scores.extend(scores)
                     pending.append((video, record, kept))
                     if sum(len(k) for _, _, k in pending) >= samples_per_shard:
                         flush()
@@ -507,8 +562,8 @@ def _curate_video(
     clip_short_side: int | None,
     backend: str,
     device: torch.device,
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Cut, score and filter one source video: ``(counts, kept samples)``."""
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[float]]:
+    """Cut, score and filter one source video: ``(counts, kept samples, every pair's score)``."""
     with open_video(video.path, backend, resize=clip_short_side) as reader:
         length, fps = len(reader), reader.fps
         shots = detect_shots(video.path, detector, detector_threshold, min_shot_frames)
@@ -516,8 +571,9 @@ def _curate_video(
         clips = split_shots(shots, fps, min_clip_seconds, max_clip_seconds)
         record = {"id": video.video_id, "shots": len(shots), "clips": len(clips), "pairs": 0, "kept": 0}
         kept: list[dict[str, Any]] = []
+        all_scores: list[float] = []
         text_cache: dict[str, Tensor] = {}
-        base = _ID_CHARS.sub("_", video.video_id)
+        base = sample_key_prefix(video.video_id)
         for index, (first, end) in enumerate(clips):
             start_s, end_s = first / fps, end / fps
             candidates = [(j, c) for j, c in enumerate(video.captions) if c.overlaps(start_s, end_s)]
@@ -533,6 +589,7 @@ def _curate_video(
                 text_cache.update(zip(missing, model.encode_text(missing)))
             scores = [float(video_embedding @ text_cache[c.text]) for _, c in candidates]
             record["pairs"] += len(candidates)
+            all_scores.extend(scores)
             passing = [(s, j, c) for s, (j, c) in zip(scores, candidates) if s >= threshold]
             if keep == "best" and passing:
                 passing = [max(passing, key=lambda p: p[0])]
@@ -564,7 +621,7 @@ def _curate_video(
                 }
                 kept.append({"key": key, "mp4": mp4, "caption": caption.text, "json": metadata, "line": line})
         record["kept"] = len(kept)
-        return record, kept
+        return record, kept, all_scores
 
 
 def _merge_jsonl(out: Path, shards: list[str], name: str) -> Path:
@@ -576,8 +633,17 @@ def _merge_jsonl(out: Path, shards: list[str], name: str) -> Path:
 # -- command line ---------------------------------------------------------------------------------
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``vidlit data curate`` arguments."""
+def build_parser() -> argparse.ArgumentParser:
+    """The ``vidlit curate`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="vidlit curate",
+        description=(
+            "Cut source videos at shots, score clip-caption pairs with a trained VideoTextModel (ViCLIP) "
+            "and keep those above a threshold: WebDataset shards + an InternVid-format JSONL. Resumable: "
+            "the manifest records the settings and the model's SHA-256, and a rerun with other ones is "
+            "refused (or --overwrite)."
+        ),
+    )
     parser.add_argument(
         "input", type=Path, help="JSONL: {video, id?, captions: [text | {text, start?, end?}]}"
     )
@@ -597,40 +663,65 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clip_short_side", type=int, default=None, help="resize stored clips")
     parser.add_argument("--samples_per_shard", type=int, default=500)
     parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, ...")
-
-
-def curate_main(
-    options: argparse.Namespace,
-    model: nn.Module,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-) -> CurateSummary:
-    """Run ``vidlit data curate`` with parsed ``options`` and the loaded model; prints the summary.
-
-    The command line (:mod:`vidlit.cli`) loads ``model`` from ``--ckpt_path``, a
-    :class:`~vidlit.tasks.video_text.VideoTextPretrain` checkpoint, with its ``pixel_mean`` /
-    ``pixel_std``.
-    """
-    device = resolve_device(options.device)
-    summary = curate(
-        model,
-        options.input,
-        options.out,
-        threshold=options.threshold,
-        keep=options.keep,
-        mean=mean or IMAGENET_MEAN,
-        std=std or IMAGENET_STD,
-        detector=options.detector,
-        detector_threshold=options.detector_threshold,
-        min_shot_frames=options.min_shot_frames,
-        min_clip_seconds=options.min_clip_seconds,
-        max_clip_seconds=options.max_clip_seconds,
-        clip_short_side=options.clip_short_side,
-        samples_per_shard=options.samples_per_shard,
-        device=device,
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete the folder's manifest, shards and JSONL first (else a folder curated with other "
+        "settings or another model is refused)",
     )
+    return parser
+
+
+def load_curation_model(ckpt_path: Path) -> tuple[nn.Module, Sequence[float] | None, Sequence[float] | None]:
+    """``(VideoTextModel, pixel_mean, pixel_std)`` of a VideoTextPretrain checkpoint (``weights_only``).
+
+    Raises:
+        FileNotFoundError: no such checkpoint.
+    """
+    from vidlit.tasks.video_text import VideoTextPretrain
+
+    if not ckpt_path.is_file():
+        raise FileNotFoundError(f"{ckpt_path}: checkpoint not found")
+    task = VideoTextPretrain.load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=True)
+    return task.model, task.pixel_mean, task.pixel_std
+
+
+def curate_main(args: list[str]) -> CurateSummary:
+    """``vidlit curate ...``: parse ``args``, load the model, curate, print the summary.
+
+    When no pair reaches the threshold, the score distribution is printed to choose one from.
+    """
+    parser = build_parser()
+    options = parser.parse_args(args)
+    try:
+        model, mean, std = load_curation_model(options.ckpt_path)
+        summary = curate(
+            model,
+            options.input,
+            options.out,
+            threshold=options.threshold,
+            keep=options.keep,
+            mean=mean or IMAGENET_MEAN,
+            std=std or IMAGENET_STD,
+            detector=options.detector,
+            detector_threshold=options.detector_threshold,
+            min_shot_frames=options.min_shot_frames,
+            min_clip_seconds=options.min_clip_seconds,
+            max_clip_seconds=options.max_clip_seconds,
+            clip_short_side=options.clip_short_side,
+            samples_per_shard=options.samples_per_shard,
+            device=resolve_device(options.device),
+            overwrite=options.overwrite,
+        )
+    except (FileNotFoundError, ValueError) as e:
+        parser.error(str(e))
     print(f"{options.out}: {summary}")
     print(f"annotations: {summary.jsonl}; shards: {options.out / 'shards'}")
+    if summary.pairs and not summary.kept:
+        print(
+            f"no pair reached --threshold {summary.threshold:g}; scores of the {summary.pairs} pairs: "
+            f"{summary.score_distribution()}"
+        )
     for path, reason in summary.failed:
         print(f"  skipped unreadable video {path}: {reason}")
     return summary

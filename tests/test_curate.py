@@ -1,4 +1,4 @@
-"""``vidlit data curate``: shot cuts, scoring, the threshold, resuming, corrupt sources, outputs."""
+"""``vidlit curate``: shot cuts, scoring, the threshold, resuming, corrupt sources, outputs."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 from vidlit.backbones import create_backbone
 from vidlit.backbones.video_text import VideoTextModel
 from vidlit.cli import main
-from vidlit.data.curate import (
+from vidlit.curate import (
     Caption,
     curate,
     detect_shots,
@@ -175,6 +175,49 @@ def test_rerun_skips_finished_videos_and_retries_failed(sources, model, tmp_path
     assert third.jsonl.read_text() == second.jsonl.read_text()
 
 
+def test_a_rerun_with_other_settings_or_another_model_is_refused(sources, model, tmp_path, one_thread):
+    source = tmp_path / "one.jsonl"
+    source.write_text((sources / "input.jsonl").read_text().splitlines(True)[0])
+    shutil.copy(sources / "src0.mp4", tmp_path)
+    out = tmp_path / "out"
+    first = curate(model, source, out, threshold=-1.0, **OPTIONS)
+    settings = json.loads((out / "curate_manifest.json").read_text())["settings"]
+    assert len(settings["model_sha256"]) == 64 and settings["min_shot_frames"] == 6
+    with pytest.raises(ValueError, match=r"curate_manifest.json: this folder was curated otherwise "
+                       r"\(threshold -1.0 -> 0.5\); .*--overwrite"):  # fmt: skip
+        curate(model, source, out, threshold=0.5, **OPTIONS)
+    with pytest.raises(ValueError, match=r"\(min_shot_frames 6 -> 15; min_clip_seconds 0.5 -> 1.0\)"):
+        curate(model, source, out, threshold=-1.0, progress=False)
+    torch.manual_seed(1)
+    other = VideoTextModel(create_backbone("vit_test"), text="text_test", proj_dim=32).eval()
+    with pytest.raises(ValueError, match=r"\(model_sha256 '[0-9a-f]+\.\.\. -> '[0-9a-f]+\.\.\.\)"):
+        curate(other, source, out, threshold=-1.0, **OPTIONS)
+    again = curate(other, source, out, threshold=-1.0, overwrite=True, **OPTIONS)
+    assert (again.processed, again.resumed, again.kept) == (1, 0, first.kept)
+    assert [p.name for p in sorted((out / "shards").glob("*.tar"))] == ["shard-000000.tar"]
+
+
+def test_nothing_kept_shows_the_score_distribution_and_skips_name_the_line(
+    sources, model, tmp_path, caplog, one_thread
+):
+    with caplog.at_level("WARNING"):
+        summary = curate(model, sources / "input.jsonl", tmp_path / "none", threshold=2.0, **OPTIONS)
+    assert (summary.pairs, summary.kept) == (15, 0) and len(summary.scores) == 15
+    low, high = min(summary.scores), max(summary.scores)
+    text = summary.score_distribution()
+    assert text.startswith(f"min {low:.3f}, p10 ") and text.endswith(f"max {high:.3f}") and "p50" in text
+    # the source's line in the input, said as such (not glued to the path as `broken.mp4:4`)
+    assert "skipping unreadable source video broken.mp4 (input.jsonl line 4):" in caplog.text
+
+
+def test_ids_that_make_the_same_sample_keys_are_named(tmp_path):
+    bad = tmp_path / "sources.jsonl"
+    bad.write_text('{"video": "a.mp4", "id": "clip 1"}\n{"video": "b.mp4", "id": "clip_1"}\n')
+    message = r"sources.jsonl:2: id 'clip_1' and id 'clip 1' \(line 1\) would both key their samples"
+    with pytest.raises(ValueError, match=message):
+        read_curation_input(bad)
+
+
 def test_input_errors_name_the_line(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"video": "a.mp4", "captions": ["x"]}\n{"video": "b.mp4", "captions": [{"end": 2}]}\n')
@@ -186,8 +229,9 @@ def test_input_errors_name_the_line(tmp_path):
 
 
 @pytest.mark.slow
-def test_curate_command_with_a_trained_viclip_checkpoint(sources, tmp_path, one_thread):
-    """`vidlit data curate` loads a VideoTextPretrain checkpoint written by `vidlit fit`."""
+def test_curate_command_with_a_trained_viclip_checkpoint(sources, tmp_path, one_thread, capsys):
+    """`vidlit curate` loads a VideoTextPretrain checkpoint written by `vidlit fit`; `vidlit data curate`
+    still works, with a deprecation note."""
     from vidlit.data.synth.internvid import write_internvid
 
     data = write_internvid(tmp_path / "internvid", num_train_videos=4, num_val_videos=2, clips_per_video=2)
@@ -209,11 +253,30 @@ def test_curate_command_with_a_trained_viclip_checkpoint(sources, tmp_path, one_
     )
     (ckpt,) = runs.glob("version_*/checkpoints/last.ckpt")
     out = tmp_path / "curated"
+    main(["curate", str(sources / "input.jsonl"), "--ckpt_path", str(ckpt), "--out", str(out)])
+    capsys.readouterr()
     main(["data", "curate", str(sources / "input.jsonl"), "--ckpt_path", str(ckpt), "--out", str(out)])
-    main(["data", "curate", str(sources / "input.jsonl"), "--ckpt_path", str(ckpt), "--out", str(out)])
+    assert "`vidlit data curate` is deprecated; use `vidlit curate`" in capsys.readouterr().err
     manifest = json.loads((out / "curate_manifest.json").read_text())
     assert sorted(v["status"] for v in manifest["videos"].values()) == ["done", "done", "done", "failed"]
     # defaults: shots of at least 15 frames and 1 s, threshold 0
     rows = [json.loads(line) for line in (out / "curated.jsonl").read_text().splitlines()]
     assert all(r["UMT_Score"] >= 0 for r in rows)
     assert len(rows) == sum(v.get("kept", 0) for v in manifest["videos"].values())
+
+    # nothing passes: the scores say where a threshold would bite
+    main(["curate", str(sources / "input.jsonl"), "--ckpt_path", str(ckpt), "--out", str(tmp_path / "none"),
+          "--threshold", "2"])  # fmt: skip
+    assert "no pair reached --threshold 2; scores of the " in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # the same folder with another threshold
+        main(
+            [
+                "curate",
+                str(sources / "input.jsonl"),
+                "--ckpt_path",
+                str(ckpt),
+                "--out",
+                str(tmp_path / "none"),
+            ]
+        )
+    assert "curated otherwise (threshold 2.0 -> 0.0)" in capsys.readouterr().err

@@ -1,0 +1,191 @@
+"""vidlit's import graph: no cycles, and layers import downward only (DESIGN.md's layer order)::
+
+    cli / serve -> inference, extract, curate, check -> tasks (callbacks, checkpoint_io, strategies)
+        -> heads / metrics / data / backbones -> formats -> layers -> core
+
+Every ``import`` of a vidlit module counts, function-level and ``TYPE_CHECKING`` ones included
+(they are dependencies all the same). Modules of one layer may import each other, except the four
+siblings ``data``, ``heads``, ``metrics`` and ``backbones``: a task family's data, head and metric
+meet only in its ``formats`` module. Today's violations are allow-listed below, each as an
+``(importer, imported)`` pair; the list may only shrink: a pair that no longer occurs fails the
+test, so whoever removes an import removes its entry.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "vidlit"
+
+# Layer of each top-level part of vidlit: a module may import its own layer and those below.
+LAYERS = {
+    "vidlit": 0,  # the package root holds only __version__
+    "core": 0,
+    "layers": 1,
+    "formats": 2,
+    "backbones": 3,
+    "data": 3,
+    "heads": 3,
+    "metrics": 3,
+    "tasks": 4,
+    "callbacks": 4,  # Lightning callbacks, plugins and strategies: the tasks' trainer-side glue
+    "checkpoint_io": 4,
+    "strategies": 4,
+    "inference": 5,
+    "extract": 5,  # verbs that run a model or decode videos, as inference does
+    "curate": 5,
+    "check": 5,
+    "cli": 6,
+    "serve": 6,
+}
+SIBLINGS = {"backbones", "data", "heads", "metrics"}
+
+# Today's layering violations, (importer, imported). Remove an entry with the import.
+ALLOWED_LAYER_VIOLATIONS = {
+    # a reader takes constants from a metric or a backbone: they belong in the family's formats module
+    ("vidlit.data.music_dance", "vidlit.backbones.audio"),
+    # heads build their metrics (TaskHead.metrics()) and share types through metric modules
+    ("vidlit.heads.ave", "vidlit.metrics.segment_accuracy"),
+    ("vidlit.heads.classification", "vidlit.metrics.classification"),
+    ("vidlit.heads.ego4d_fhp", "vidlit.metrics.hand_displacement"),
+    ("vidlit.heads.llp", "vidlit.metrics.avvp"),
+    ("vidlit.heads.ego4d_mq", "vidlit.metrics.temporal_map"),
+    ("vidlit.heads.music_dance", "vidlit.metrics.music_dance"),
+    ("vidlit.heads.ego4d_nlq", "vidlit.metrics.recall_at_iou"),
+    ("vidlit.heads.ego4d_scod", "vidlit.metrics.coco_detection"),
+    ("vidlit.heads.ego4d_sta", "vidlit.metrics.sta_map"),
+    ("vidlit.heads.violence", "vidlit.metrics.frame_ap"),
+    # heads that run an encoder of their own (music_dance also takes NUM_MEL_BANDS from it)
+    ("vidlit.heads.music_dance", "vidlit.backbones.audio"),
+    ("vidlit.heads.ego4d_nlq", "vidlit.backbones.text"),
+}
+
+# Today's import cycles, each broken by leaving out one edge: the synthetic writers import their
+# readers, which import them back to write sample data on first use.
+ALLOWED_CYCLE_EDGES = {
+    ("vidlit.data.synth.ave", "vidlit.data.ave"),
+    ("vidlit.data.synth.internvid", "vidlit.data.internvid"),  # format_timestamp
+    ("vidlit.data.synth.llp", "vidlit.data.llp"),
+}
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> set[tuple[str, str]]:
+    """Every (importer, imported) pair of vidlit modules, from the source (nothing is imported).
+
+    ``from vidlit.x import y`` counts as importing ``vidlit.x.y`` when that is a module, else
+    ``vidlit.x``; relative imports are resolved against the importer's package.
+    """
+    files = {_module_name(path): path for path in PACKAGE.rglob("*.py")}
+
+    def resolve(name: str) -> str | None:
+        while name and name not in files:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    edges = set()
+    for module, path in files.items():
+        package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join(package[: len(package) - node.level + 1] + ([base] if base else []))
+                names = [f"{base}.{alias.name}" for alias in node.names]
+            else:
+                continue
+            for name in names:
+                target = resolve(name) if name.split(".")[0] == "vidlit" else None
+                if target is not None and target != module:
+                    edges.add((module, target))
+    return edges
+
+
+def _part(module: str) -> str:
+    return module.split(".")[1] if "." in module else module
+
+
+def _violates(importer: str, imported: str) -> bool:
+    a, b = _part(importer), _part(imported)
+    if a not in LAYERS or b not in LAYERS:
+        raise AssertionError(f"{importer} or {imported}: a new top-level part of vidlit; add it to LAYERS")
+    if LAYERS[b] > LAYERS[a]:
+        return True
+    return a != b and a in SIBLINGS and b in SIBLINGS
+
+
+def _cycles(edges: set[tuple[str, str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan's algorithm)."""
+    graph: dict[str, list[str]] = {}
+    for a, b in sorted(edges):
+        graph.setdefault(a, []).append(b)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_the_graph_sees_function_level_and_relative_imports():
+    edges = import_graph()
+    # cli imports vidlit.extract inside main(); callbacks are imported at the top
+    assert ("vidlit.cli", "vidlit.extract") in edges and ("vidlit.cli", "vidlit.callbacks") in edges
+    assert len(edges) > 100
+
+
+def test_no_import_cycles():
+    edges = import_graph()
+    stale = sorted(ALLOWED_CYCLE_EDGES - edges)
+    assert not stale, f"allow-listed cycle edges that no longer occur; remove them from the list: {stale}"
+    cycles = _cycles(edges - ALLOWED_CYCLE_EDGES)
+    assert not cycles, f"import cycles between vidlit modules: {cycles}"
+
+
+def test_layers_import_downward_only():
+    edges = import_graph()
+    stale = sorted(ALLOWED_LAYER_VIOLATIONS - edges)
+    assert not stale, f"allow-listed imports that no longer occur; remove them from the list: {stale}"
+    violations = sorted(e for e in edges - ALLOWED_LAYER_VIOLATIONS if _violates(*e))
+    assert not violations, (
+        "imports against the layer order (cli/serve -> inference -> tasks -> "
+        f"heads/metrics/data/backbones -> formats -> layers -> core), or sideways: {violations}"
+    )
+
+
+def test_allow_lists_hold_only_violations():
+    assert all(_violates(*edge) for edge in ALLOWED_LAYER_VIOLATIONS)
+    assert not any(_violates(*edge) for edge in ALLOWED_CYCLE_EDGES)  # those are cycles, not layering
