@@ -37,7 +37,6 @@ from vidlit.backbones._registry import declared_width
 from vidlit.callbacks import ReproducibleEpochs, SubmissionWriter
 from vidlit.checkpoint_io import AtomicCheckpointIO
 from vidlit.core.imports import import_path
-from vidlit.formats import AnnotationError
 from vidlit.tasks import TaskModule  # noqa: F401
 
 DESCRIPTION = (
@@ -397,6 +396,7 @@ def main(args: list[str] | None = None) -> None:
         curate_main(argv[1:])
         return
     _wandb_offline_without_credentials()
+    from vidlit.formats import AnnotationError
     from vidlit.tasks.empty_batches import NoReadableVideosError
 
     try:
@@ -405,13 +405,15 @@ def main(args: list[str] | None = None) -> None:
         sys.stderr.write(f"vidlit: error: {e}\n")
         sys.exit(1)
     except ValueError as e:
-        # a malformed annotation file (read in setup(), or for a linked class count) is one line,
-        # also when jsonargparse wraps it in a link's error
+        # a malformed annotation file: its one line, not a traceback; also when jsonargparse wraps
+        # it in a link's error (a class list read to size the head)
         cause: BaseException | None = e
         while cause is not None and not isinstance(cause, AnnotationError):
             cause = cause.__cause__
         if cause is None:
             raise
+        if args is not None:  # called from Python: let the caller see the exception
+            raise cause from None
         sys.stderr.write(f"vidlit: error: {cause}\n")
         sys.exit(1)
 

@@ -149,8 +149,9 @@ def test_predict_split_test_reads_the_unannotated_file(tmp_path):
 
 
 @pytest.mark.parametrize("split", ["train", "val"])
-def test_fit_on_a_malformed_file_prints_one_line(tmp_path, capsys, split):
+def test_fit_on_a_malformed_file_prints_one_line(tmp_path, capsys, monkeypatch, split):
     from vidlit.cli import main
+    from vidlit.formats import AnnotationError
 
     root = _root(tmp_path)
     (root / "features").mkdir()
@@ -159,15 +160,18 @@ def test_fit_on_a_malformed_file_prints_one_line(tmp_path, capsys, split):
     _set("start_time", float("nan"))(doc)
     path = root / f"moments_{split}.json"
     path.write_text(json.dumps(doc))
+    argv = ["fit", "--config", "recipes/ego4d_mq.yaml", "--data.init_args.root", str(root),
+            "--trainer.default_root_dir", str(tmp_path / "runs"), "--trainer.logger", "false"]  # fmt: skip
+    line = f"{path}: {LABEL}: key 'start_time': Input should be a finite number (got nan)"
+    # the command line: one line on stderr, exit status 1
+    monkeypatch.setattr("sys.argv", ["vidlit", *argv])
     with pytest.raises(SystemExit) as exit_:
-        main(
-            ["fit", "--config", "recipes/ego4d_mq.yaml", "--data.init_args.root", str(root),
-             "--trainer.default_root_dir", str(tmp_path / "runs"), "--trainer.logger", "false"]
-        )  # fmt: skip
+        main()
     assert exit_.value.code == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert (
-        err[-1]
-        == f"vidlit: error: {path}: {LABEL}: key 'start_time': Input should be a finite number (got nan)"
-    )
-    assert not any("Union" in line or "Traceback" in line for line in err)
+    assert err[-1] == f"vidlit: error: {line}"
+    assert not any("Union" in text or "Traceback" in text for text in err)
+    # from Python: the same line as the exception, not wrapped by the parser's link
+    with pytest.raises(AnnotationError) as error:
+        main(argv)
+    assert str(error.value) == line

@@ -10,7 +10,7 @@ from vidlit.heads.ego4d_scod import StateChangeDETRHead
 from vidlit.heads.ego4d_sta import ShortTermAnticipationHead
 from vidlit.heads.llp import AVParsingHead
 from vidlit.heads.music_dance import MuDaRHead
-from vidlit.heads.violence import MACILSDHead
+from vidlit.heads.xd_violence import MACILSDHead
 
 __all__ = [
     "AVParsingHead",
