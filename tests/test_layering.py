@@ -39,6 +39,7 @@ LAYERS = {
     "inference": 6,
     "extract": 6,  # verbs that run a model or decode videos, as inference does
     "curate": 6,
+    "captioning": 6,  # curate's captioner and summarizer plugins
     "check": 6,
     "cli": 7,
     "serve": 7,
