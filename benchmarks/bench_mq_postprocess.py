@@ -34,7 +34,7 @@ import numba
 import numpy as np
 import torch
 
-from vidlit.heads.moment_queries import ego4d_regression_range
+from vidlit.heads.ego4d_mq import ego4d_regression_range
 from vidlit.layers.nms import batched_nms
 
 

@@ -404,10 +404,17 @@ def main(args: list[str] | None = None) -> None:
     except NoReadableVideosError as e:  # a whole split unreadable: one line, not a traceback
         sys.stderr.write(f"vidlit: error: {e}\n")
         sys.exit(1)
-    except AnnotationError as e:  # a malformed annotation file: its one line, not a traceback
-        if args is not None:  # called from Python: let the caller see the exception
+    except ValueError as e:
+        # a malformed annotation file: its one line, not a traceback; also when jsonargparse wraps
+        # it in a link's error (a class list read to size the head)
+        cause: BaseException | None = e
+        while cause is not None and not isinstance(cause, AnnotationError):
+            cause = cause.__cause__
+        if cause is None:
             raise
-        sys.stderr.write(f"vidlit: error: {e}\n")
+        if args is not None:  # called from Python: let the caller see the exception
+            raise cause from None
+        sys.stderr.write(f"vidlit: error: {cause}\n")
         sys.exit(1)
 
 

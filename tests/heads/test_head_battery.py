@@ -53,13 +53,13 @@ def _first(loader) -> dict:
 
 
 def _mq(root: Path) -> tuple[Any, dict]:
-    from vidlit.data import Ego4DMomentQueries
+    from vidlit.data import Ego4DMQ
     from vidlit.data.synth.ego4d_mq import write_ego4d_mq
 
     write_ego4d_mq(
         root, num_train=4, num_val=2, num_test=1, num_classes=3, feature_dim=16, min_steps=32, max_steps=48
     )
-    dm = Ego4DMomentQueries(root=str(root), feature_dim=16, batch_size=2)
+    dm = Ego4DMQ(root=str(root), feature_dim=16, batch_size=2)
     dm.setup("fit")
     return dm, _first(dm.train_dataloader())
 
@@ -138,21 +138,21 @@ def _nlq(root: Path) -> tuple[Any, dict]:
 
 
 def _scod(root: Path) -> tuple[Any, dict]:
-    from vidlit.data import Ego4DStateChangeDetection
+    from vidlit.data import Ego4DSCOD
     from vidlit.data.synth.ego4d_scod import write_ego4d_scod
 
     write_ego4d_scod(root, num_train=2, num_val=1, num_test=1, size=32)
-    dm = Ego4DStateChangeDetection(root=str(root), num_frames=8, frame_stride=2, size=32, batch_size=2)
+    dm = Ego4DSCOD(root=str(root), num_frames=8, frame_stride=2, size=32, batch_size=2)
     dm.setup("fit")
     return dm, dm.on_after_batch_transfer(_first(dm.val_dataloader()), 0)
 
 
 def _sta(root: Path) -> tuple[Any, dict]:
-    from vidlit.data import Ego4DShortTermAnticipation
+    from vidlit.data import Ego4DSTA
     from vidlit.data.synth.ego4d_sta import write_ego4d_sta
 
     write_ego4d_sta(root, num_train=2, num_val=2, num_test=1, size=48)
-    dm = Ego4DShortTermAnticipation(
+    dm = Ego4DSTA(
         str(root), detections="object_detections.json", num_frames=8, size=32, batch_size=2
     )
     dm.setup("fit")
@@ -160,11 +160,11 @@ def _sta(root: Path) -> tuple[Any, dict]:
 
 
 def _fhp(root: Path) -> tuple[Any, dict]:
-    from vidlit.data import Ego4DHands
+    from vidlit.data import Ego4DFHP
     from vidlit.data.synth.ego4d_fhp import write_ego4d_fhp
 
     write_ego4d_fhp(root, num_train=2, num_val=1, num_test=1, size=32)
-    dm = Ego4DHands(root=str(root), size=32, num_frames=8, sampling_rate=4, batch_size=2)
+    dm = Ego4DFHP(root=str(root), size=32, num_frames=8, sampling_rate=4, batch_size=2)
     dm.setup("fit")
     return dm, dm.on_after_batch_transfer(_first(dm.train_dataloader()), 0)
 

@@ -11,7 +11,7 @@ from torchmetrics.utilities import rank_zero_warn
 
 from vidlit.core.ids import stable_ids
 from vidlit.core.segments import segment_iou
-from vidlit.core.types import SegmentPrediction, SegmentTarget
+from vidlit.formats._temporal import SegmentPrediction, SegmentTarget
 from vidlit.metrics._inputs import check_lengths, check_pair
 from vidlit.metrics._state import cat_state, first_occurrence, occurrence_tags, rows_tags
 

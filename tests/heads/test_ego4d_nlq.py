@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from vidlit.heads.nlq import VSLNetHead
+from vidlit.heads.ego4d_nlq import VSLNetHead
 
 IN_DIM = 12
 

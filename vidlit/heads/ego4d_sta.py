@@ -24,6 +24,7 @@ from torchmetrics import MetricCollection
 from torchvision.ops import roi_align
 
 from vidlit.core.boxes import box_iou
+from vidlit.formats.ego4d_sta import STABatch, STAPrediction
 from vidlit.heads.base import TaskHead
 from vidlit.layers.tubelet import token_grid
 from vidlit.metrics.sta_map import ShortTermAnticipationMAP
@@ -120,7 +121,7 @@ class ShortTermAnticipationHead(TaskHead):
         self.verb = nn.Linear(hidden_dim, num_verbs)
         self.ttc = nn.Linear(hidden_dim, 1)
 
-    def forward(self, features: Tensor, batch: dict[str, Any]) -> dict[str, Tensor | list[int]]:
+    def forward(self, features: Tensor, batch: STABatch) -> dict[str, Tensor | list[int]]:
         """Per-box outputs.
 
         Args:
@@ -173,7 +174,7 @@ class ShortTermAnticipationHead(TaskHead):
             ttcs.append(ttc)
         return torch.cat(nouns).to(device), torch.cat(verbs).to(device), torch.cat(ttcs).to(device)
 
-    def loss(self, outputs: dict[str, Any], batch: dict[str, Any]) -> dict[str, Tensor]:
+    def loss(self, outputs: dict[str, Any], batch: STABatch) -> dict[str, Tensor]:
         """``{"loss", "noun_loss", "verb_loss", "ttc_loss"}``, float32; parts with no target are 0."""
         noun_logits = outputs["noun_logits"].float()
         nouns, verbs, ttcs = self.assign(batch, noun_logits.device)
@@ -195,7 +196,7 @@ class ShortTermAnticipationHead(TaskHead):
         return {"loss": total, "noun_loss": noun_loss, "verb_loss": verb_loss, "ttc_loss": ttc_loss}
 
     @torch.no_grad()
-    def predict(self, outputs: dict[str, Any], batch: dict[str, Any]) -> list[dict[str, Any]]:
+    def predict(self, outputs: dict[str, Any], batch: STABatch) -> list[STAPrediction]:
         """One prediction dict per frame in :class:`~vidlit.metrics.ShortTermAnticipationMAP`'s format.
 
         Returns:

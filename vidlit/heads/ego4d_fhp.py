@@ -14,9 +14,10 @@ from einops import einsum, rearrange
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
+from vidlit.formats.ego4d_fhp import HANDS, KEY_FRAMES, FHPBatch, FHPPrediction
 from vidlit.heads.base import TaskHead
 from vidlit.layers.tubelet import token_grid
-from vidlit.metrics.hand_displacement import HANDS, KEY_FRAMES, HandDisplacement
+from vidlit.metrics.hand_displacement import HandDisplacement
 
 READOUTS = ("query", "soft_argmax")
 
@@ -145,7 +146,7 @@ class HandForecastHead(TaskHead):
         grid = token_grid(features.shape[1], video.shape, self.tubelet_size, self.patch_size)
         return token_centres(grid, features.device)
 
-    def forward(self, features: Tensor, batch: dict[str, Any]) -> Tensor:
+    def forward(self, features: Tensor, batch: FHPBatch) -> Tensor:
         """Hand positions ``[B, 5, 2, 2]`` (key frame, hand left/right, x/y) in pixels, float32.
 
         Args:
@@ -177,7 +178,7 @@ class HandForecastHead(TaskHead):
         points = raw * self.scale  # b q xy
         return rearrange(points, "b (f h) xy -> b f h xy", f=len(KEY_FRAMES), h=len(HANDS))
 
-    def loss(self, outputs: Tensor, batch: dict[str, Any]) -> dict[str, Tensor]:
+    def loss(self, outputs: Tensor, batch: FHPBatch) -> dict[str, Tensor]:
         """Masked SmoothL1 (``beta`` pixels), averaged over annotated coordinates: ``{"loss"}``."""
         target = batch["hands"].to(outputs.device, torch.float32)
         valid = batch["valid"].to(outputs.device, torch.bool)[..., None].expand_as(target)
@@ -186,7 +187,7 @@ class HandForecastHead(TaskHead):
         return {"loss": loss}
 
     @torch.no_grad()
-    def predict(self, outputs: Tensor, batch: dict[str, Any]) -> list[dict[str, Any]]:
+    def predict(self, outputs: Tensor, batch: FHPBatch) -> list[FHPPrediction]:
         """One ``{"video_id", "hands": [5, 2, 2] pixels}`` per clip (view)."""
         return [
             {"video_id": video_id, "hands": outputs[i].float()}

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vidlit.heads.hand_prediction import HandForecastHead, token_centres
+from vidlit.heads.ego4d_fhp import HandForecastHead, token_centres
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

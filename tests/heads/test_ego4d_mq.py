@@ -6,7 +6,7 @@ import torch
 from torchmetrics import MetricCollection
 
 from vidlit.core.segments import segment_iou
-from vidlit.heads.moment_queries import ActionFormerHead, assign_points, diou_loss_1d, ego4d_regression_range
+from vidlit.heads.ego4d_mq import ActionFormerHead, assign_points, diou_loss_1d, ego4d_regression_range
 
 IN_DIM, NUM_CLASSES, T = 16, 3, 64
 TINY = dict(embed_dim=32, head_dim=32, num_heads=4, levels=4, window=5)

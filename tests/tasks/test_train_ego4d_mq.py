@@ -63,6 +63,19 @@ def test_recipe_fit_test_predict(data_root, tmp_path, capsys):
     first = next(iter(doc["detect_results"].values()))[0]
     assert set(first) == {"label", "score", "segment"} and first["segment"][0] <= first["segment"][1]
 
+    # the challenge submission: the unannotated test clips, in the challenge's layout
+    challenge = tmp_path / "mq_test_submission.json"
+    main(["predict", *common, "--ckpt_path", "last", "--data.init_args.predict_split", "test",
+          "--submission.path", str(challenge)])  # fmt: skip
+    doc = json.loads(challenge.read_text())
+    assert set(doc) == {"version", "challenge", "detect_results"} and doc["version"] == "1.0"
+    test_clips = {
+        c["clip_uid"]
+        for v in json.loads((Path(data_root) / "moments_test_unannotated.json").read_text())["videos"]
+        for c in v["clips"]
+    }
+    assert set(doc["detect_results"]) == test_clips
+
 
 SMALL = [
     "--trainer.max_epochs",

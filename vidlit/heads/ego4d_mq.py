@@ -20,8 +20,7 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchvision.ops import sigmoid_focal_loss
 
-from vidlit.core.segments import seconds_to_steps, steps_to_seconds
-from vidlit.core.types import SegmentPrediction
+from vidlit.formats.ego4d_mq import SegmentPrediction, seconds_to_steps, steps_to_seconds
 from vidlit.heads.base import TaskHead
 from vidlit.layers.nms import batched_nms
 from vidlit.layers.temporal_pyramid import MaskedConv1d, TemporalPyramid
@@ -307,7 +306,7 @@ class ActionFormerHead(TaskHead):
 
         Args:
             features: ``[B, T, in_dim]``.
-            batch: a :class:`~vidlit.core.types.TemporalFeatureBatch`; ``mask`` is used.
+            batch: a :class:`~vidlit.formats._temporal.TemporalFeatureBatch`; ``mask`` is used.
 
         Returns:
             ``cls_logits``: ``levels`` x ``[B, T_l, num_classes]``; ``offsets``: ``levels`` x
@@ -399,7 +398,7 @@ class ActionFormerHead(TaskHead):
         Segments are clamped to ``[0, duration]``, as ActionFormer's ``postprocessing``.
 
         Returns:
-            One :class:`~vidlit.core.types.SegmentPrediction` per clip, sorted by score,
+            One :class:`~vidlit.formats._temporal.SegmentPrediction` per clip, sorted by score,
             descending, on the outputs' device.
         """
         device = outputs["masks"][0].device

@@ -8,7 +8,7 @@ Batches carry, per clip, the PNR frame's ground truth twice: ``boxes`` (normaliz
 tensors ``[N, 4]``) and ``labels`` (``[N]``) for the loss, and ``targets`` (COCO pixel boxes) for
 the metric, plus ``frame_size`` (``[b, 2]`` annotated height and width) and ``image_ids`` (the
 PNR frame's ``<video_uid>/<frame_number>.jpg``); see
-:class:`vidlit.data.ego4d_scod.Ego4DStateChangeDetection`.
+:class:`vidlit.data.ego4d_scod.Ego4DSCOD`.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from torchmetrics import MetricCollection
 from torchvision.ops import roi_align
 
 from vidlit.core.boxes import clip_boxes, cxcywh_to_xyxy, denormalize_boxes, generalized_box_iou, xyxy_to_xywh
+from vidlit.formats.ego4d_scod import SCODBatch, SCODPrediction
 from vidlit.heads.base import TaskHead
 from vidlit.layers.matching import HungarianMatcher
 from vidlit.layers.tubelet import token_grid
@@ -300,7 +301,7 @@ class StateChangeDETRHead(TaskHead):
         bias = -self.attn_prior * (dx**2 + dy**2)  # b q n
         return bias.repeat_interleave(self.num_heads, dim=0)
 
-    def forward(self, features: Tensor, batch: dict[str, Any]) -> dict[str, Any]:
+    def forward(self, features: Tensor, batch: SCODBatch) -> dict[str, Any]:
         """Class logits and boxes of every query after every decoder layer, and the proposals'.
 
         Args:
@@ -414,7 +415,7 @@ class StateChangeDETRHead(TaskHead):
         loss_giou = (1 - giou).sum() / num_boxes
         return {"loss_ce": loss_ce, "loss_bbox": loss_bbox, "loss_giou": loss_giou}
 
-    def loss(self, outputs: dict[str, Any], batch: dict[str, Any]) -> dict[str, Tensor]:
+    def loss(self, outputs: dict[str, Any], batch: SCODBatch) -> dict[str, Tensor]:
         """DETR's set loss against ``batch["boxes"]`` / ``batch["labels"]`` (after matching).
 
         Returns:
@@ -437,7 +438,7 @@ class StateChangeDETRHead(TaskHead):
         return {"loss": total, **parts}
 
     @torch.no_grad()
-    def predict(self, outputs: dict[str, Any], batch: dict[str, Any]) -> list[dict[str, Any]]:
+    def predict(self, outputs: dict[str, Any], batch: SCODBatch) -> list[SCODPrediction]:
         """Per clip: ``{"image_id", "video_id", "boxes": [q, 4] COCO pixels, "scores": [q], "labels": [q]}``.
 
         Boxes are scaled to ``batch["frame_size"]`` (the annotated ``(height, width)``) and

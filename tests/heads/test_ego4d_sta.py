@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from vidlit.backbones import create_backbone
-from vidlit.heads.short_term_anticipation import ShortTermAnticipationHead, token_grid
+from vidlit.heads.ego4d_sta import ShortTermAnticipationHead, token_grid
 from vidlit.metrics.sta_map import STA_MAP_NAMES
 
 

@@ -10,7 +10,7 @@ from einops import rearrange
 from vidlit.data import ego4d_sta
 from vidlit.data.ego4d_sta import (
     STA_CHALLENGE,
-    Ego4DShortTermAnticipation,
+    Ego4DSTA,
     read_sta_annotations,
     read_sta_detections,
     sta_frame_indices,
@@ -39,28 +39,13 @@ def test_reader_parses_the_official_layout(sta_root):
     assert boxes.shape == (2, 4) and scores[0] > scores[1] and nouns[0] == first.nouns[0]
 
 
-def test_reader_errors_name_the_annotation(tmp_path):
-    path = tmp_path / "fho_sta_train.json"
-    obj = {"box": [5, 5, 1, 9], "noun_category_id": 0, "verb_category_id": 0, "time_to_contact": 0.5}
-    path.write_text(
-        json.dumps({"annotations": [{"uid": "u1", "video_uid": "v", "frame": 3, "objects": [obj]}]})
-    )
-    with pytest.raises(ValueError, match=r"annotations\[0\] \(uid u1\)\.objects\[0\]: box must be"):
-        read_sta_annotations(path)
-    path.write_text(json.dumps({"annotations": [{"uid": "u2", "video_uid": "v"}]}))
-    with pytest.raises(ValueError, match=r"uid u2\): missing key 'frame'"):
-        read_sta_annotations(path)
-    with pytest.raises(FileNotFoundError):
-        read_sta_annotations(tmp_path / "missing.json")
-
-
 def test_frame_indices_end_at_the_annotated_frame():
     assert sta_frame_indices(15, 8, 2) == [1, 3, 5, 7, 9, 11, 13, 15]
     assert sta_frame_indices(3, 4, 2) == [0, 0, 1, 3]  # clamped at the start of the video
 
 
 def test_data_module_batches_and_submission(sta_root, tmp_path):
-    dm = Ego4DShortTermAnticipation(
+    dm = Ego4DSTA(
         str(sta_root), detections="object_detections.json", batch_size=3,
         predict_annotations="fho_sta_test_unannotated.json",
     )  # fmt: skip
@@ -97,7 +82,7 @@ def test_data_module_batches_and_submission(sta_root, tmp_path):
 
 
 def test_unannotated_predict_needs_detections(sta_root):
-    dm = Ego4DShortTermAnticipation(str(sta_root), predict_annotations="fho_sta_test_unannotated.json")
+    dm = Ego4DSTA(str(sta_root), predict_annotations="fho_sta_test_unannotated.json")
     with pytest.raises(ValueError, match="need detector boxes"):
         dm.setup("predict")
 
@@ -106,7 +91,7 @@ def test_unannotated_predict_needs_detections(sta_root):
 def test_frames_are_resized_by_the_decoder(sta_root, backend, monkeypatch):
     # the decoder scales to size x size; the same clip decoded at full size and shrunk with an
     # antialiased bilinear resize (what the dataset did before) differs only by resampling noise
-    dm = Ego4DShortTermAnticipation(str(sta_root), backend=backend, size=32)
+    dm = Ego4DSTA(str(sta_root), backend=backend, size=32)
     dataset = dm.dataset("train")
     asked = []
 
@@ -145,6 +130,6 @@ def test_missing_video_raises_or_is_skipped(sta_root, tmp_path):
     with pytest.raises(
         FileNotFoundError, match=f"no video for 1 of 4 val frames, e.g. {victim.video_uid}.mp4"
     ):
-        Ego4DShortTermAnticipation(str(root)).dataset("val")
-    kept = Ego4DShortTermAnticipation(str(root), strict=False).dataset("val")
+        Ego4DSTA(str(root)).dataset("val")
+    kept = Ego4DSTA(str(root), strict=False).dataset("val")
     assert len(kept) == 3 and victim.uid not in {f.uid for f in kept.frames}

@@ -4,7 +4,7 @@ COCO pixels, grid checks."""
 import pytest
 import torch
 
-from vidlit.heads.state_change_detection import StateChangeDETRHead, inverse_sigmoid, token_positions
+from vidlit.heads.ego4d_scod import StateChangeDETRHead, inverse_sigmoid, token_positions
 
 
 def make_batch(b=2, t=8, size=32):

@@ -6,7 +6,7 @@ import pytest
 import torch
 from einops import rearrange
 
-from vidlit.data.ego4d_fhp import Ego4DHands, read_hand_annotations
+from vidlit.data.ego4d_fhp import Ego4DFHP, read_hand_annotations
 from vidlit.data.synth.ego4d_fhp import write_ego4d_fhp
 from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
@@ -37,20 +37,8 @@ def test_reader_follows_the_official_layout(fhp_root):
     assert test and not any(s.valid.any() for s in test)
 
 
-def test_bad_annotation_names_the_place(tmp_path):
-    doc = {"clips": [{"clip_uid": "c", "clip_id": 1, "frames": [{"pre_30": {}}]}]}
-    path = tmp_path / "hands.json"
-    path.write_text(json.dumps(doc))
-    with pytest.raises(ValueError, match=r"clips\[0\].frames\[0\] \(clip_uid c\): missing key 'pre_45'"):
-        read_hand_annotations(path)
-    doc["clips"][0]["frames"][0] = {"pre_45": {"frame": 5, "clip_frame": 5, "boxes": [{"left_hand": [1]}]}}
-    path.write_text(json.dumps(doc))
-    with pytest.raises(ValueError, match=r"pre_45.boxes\[0\].left_hand: expected \[x, y\]"):
-        read_hand_annotations(path)
-
-
 def test_clips_end_before_pre_45_and_views(fhp_root):
-    data = Ego4DHands(root=str(fhp_root), size=32, num_frames=8, sampling_rate=4, test_views=2, batch_size=2)
+    data = Ego4DFHP(root=str(fhp_root), size=32, num_frames=8, sampling_rate=4, test_views=2, batch_size=2)
     data.setup("fit")
     train = data.datasets["train"]
     sample = train.samples[0]
@@ -74,7 +62,7 @@ def test_clips_end_before_pre_45_and_views(fhp_root):
 
 
 def test_submission_sums_views_like_the_baseline(fhp_root, tmp_path):
-    data = Ego4DHands(root=str(fhp_root))
+    data = Ego4DFHP(root=str(fhp_root))
     preds = [
         {"video_id": "5_99", "hands": torch.ones(5, 2, 2)},
         {"video_id": "5_99", "hands": torch.ones(5, 2, 2) * 2},
@@ -91,12 +79,12 @@ def test_missing_clip(fhp_root, tmp_path):
     victim = read_hand_annotations(root / "fho_hands_val.json")[0].clip_uid
     (root / "clips" / f"{victim}.mp4").unlink()
     with pytest.raises(FileNotFoundError, match=f"no video for 1 val clips, e.g. {victim}.mp4"):
-        Ego4DHands(root=str(root)).dataset("val")
-    assert len(Ego4DHands(root=str(root), strict=False).dataset("val").samples) == 1
+        Ego4DFHP(root=str(root)).dataset("val")
+    assert len(Ego4DFHP(root=str(root), strict=False).dataset("val").samples) == 1
 
 
 def test_cache_returns_the_same_clips_without_decoding_again(fhp_root):
-    data = Ego4DHands(root=str(fhp_root), num_frames=4, sampling_rate=2, size=32, cache=True)
+    data = Ego4DFHP(root=str(fhp_root), num_frames=4, sampling_rate=2, size=32, cache=True)
     data.setup("fit")
     dataset = data.datasets["train"]
     first = dataset[0]["video"]

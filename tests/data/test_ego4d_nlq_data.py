@@ -36,38 +36,6 @@ def test_reader_parses_the_official_layout(nlq_root):
     assert test and all(q.window is None for q in test)
 
 
-def test_reader_skips_empty_queries_and_names_bad_keys(tmp_path):
-    clip = {"clip_uid": "c", "video_start_sec": 0.0, "video_end_sec": 10.0}
-    queries = [
-        {"query": "", "clip_start_sec": 0, "clip_end_sec": 1},
-        {"query": "Where?", "clip_start_sec": 1, "clip_end_sec": 2},
-    ]
-    doc = {
-        "videos": [
-            {
-                "video_uid": "v",
-                "clips": [{**clip, "annotations": [{"annotation_uid": "a", "language_queries": queries}]}],
-            }
-        ]
-    }
-    path = tmp_path / "nlq.json"
-    path.write_text(json.dumps(doc))
-    (query,) = read_nlq_annotations(path)
-    assert query.query_idx == 1 and query.key == "c/a/1"  # keeps its index for the submission
-
-    del doc["videos"][0]["clips"][0]["video_end_sec"]
-    path.write_text(json.dumps(doc))
-    with pytest.raises(
-        ValueError, match=r"videos\[0\].clips\[0\] \(clip_uid c\): missing key 'video_end_sec'"
-    ):
-        read_nlq_annotations(path)
-    path.write_text("{\n  oops")
-    with pytest.raises(ValueError, match="line 2 column 3: invalid JSON"):
-        read_nlq_annotations(path)
-    with pytest.raises(FileNotFoundError, match="annotation file not found"):
-        read_nlq_annotations(tmp_path / "missing.json")
-
-
 def test_samples_are_cut_from_the_video_features(nlq_root):
     data = Ego4DNLQ(root=str(nlq_root), feature_dim=FEATURE_DIM, max_len=128, batch_size=4)
     data.setup("fit")

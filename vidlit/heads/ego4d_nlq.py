@@ -22,6 +22,7 @@ from torchmetrics import MetricCollection
 
 from vidlit.backbones.text import create_text_encoder
 from vidlit.core.temporal import span_to_seconds
+from vidlit.formats.ego4d_nlq import NLQBatch, NLQPrediction
 from vidlit.heads.base import TaskHead
 from vidlit.metrics.recall_at_iou import RecallAtIoU
 
@@ -296,7 +297,7 @@ class VSLNetHead(TaskHead):
             tokens, mask = text.tokens, text.mask
         return self.query_proj(tokens), mask
 
-    def forward(self, features: Tensor, batch: dict[str, Any]) -> dict[str, Tensor]:
+    def forward(self, features: Tensor, batch: NLQBatch) -> dict[str, Tensor]:
         """Start / end logits and highlighting logits.
 
         Args:
@@ -340,7 +341,7 @@ class VSLNetHead(TaskHead):
         steps = torch.arange(mask.shape[1], device=mask.device)
         return ((steps >= lo[:, None]) & (steps <= hi[:, None]) & mask).float()
 
-    def loss(self, outputs: dict[str, Tensor], batch: dict[str, Any]) -> dict[str, Tensor]:
+    def loss(self, outputs: dict[str, Tensor], batch: NLQBatch) -> dict[str, Tensor]:
         """``CE(start) + CE(end) + highlight_weight * weighted BCE``, VSLNet's objective (Sec. 3.4).
 
         The highlighting BCE weighs foreground steps 2 and background steps 1 and averages over
@@ -389,7 +390,7 @@ class VSLNetHead(TaskHead):
         return torch.div(flat, t, rounding_mode="floor"), flat % t, scores
 
     @torch.no_grad()
-    def predict(self, outputs: dict[str, Tensor], batch: dict[str, Any]) -> list[dict[str, Any]]:
+    def predict(self, outputs: dict[str, Tensor], batch: NLQBatch) -> list[NLQPrediction]:
         """Top-``k`` windows per query in seconds, best first.
 
         Returns:
