@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from vidlit.backbones._builder import BACKBONE_PREFIX_KEY, register_backbone_prefix
+from vidlit.data.augment import VideoAugment
 from vidlit.heads.base import TaskHead
 from vidlit.tasks.empty_batches import EmptyBatches, is_empty_batch
 from vidlit.tasks.optim import (
@@ -109,6 +110,10 @@ class TaskModule(L.LightningModule):
             times the optimizer's rate, the head at the full rate, and norms, biases and position
             tables take no weight decay (:func:`~vidlit.tasks.optim.layer_decay_groups`). None:
             one group, every trainable parameter decayed.
+        augment: training-batch augmentations on the device, after the data module's transform
+            (:class:`~vidlit.data.augment.VideoAugment`: RandAugment, random erasing, mixup /
+            cutmix with soft targets); needs a head with ``num_classes``. Validation and test
+            batches are not augmented.
 
     Attributes:
         backbone_prefix: where the backbone's weights sit in this module's state dict, for
@@ -128,6 +133,7 @@ class TaskModule(L.LightningModule):
         freeze_backbone: bool = False,
         compile: bool = False,
         layer_decay: float | None = None,
+        augment: VideoAugment | None = None,
     ):
         super().__init__()
         check_interval(scheduler_interval)
@@ -141,6 +147,9 @@ class TaskModule(L.LightningModule):
         self.freeze_backbone = freeze_backbone
         self.use_compile = compile
         self.layer_decay = layer_decay
+        if augment is not None and getattr(head, "num_classes", None) is None:
+            raise ValueError(f"augment mixes class targets: {type(head).__name__} has no num_classes")
+        self.augment = augment
         self._compiled = False
         if backbone is not None and freeze_backbone:
             backbone.requires_grad_(False)
@@ -183,6 +192,8 @@ class TaskModule(L.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor | None:
         if self.empty_batches.skip(self, batch, "train"):
             return None  # every video unreadable: no loss (it would be NaN), no optimizer step
+        if self.augment is not None:
+            batch = self.augment(batch, self.head.num_classes)
         losses = self.head.loss(self(batch), batch)
         loss = losses["loss"]
         check_finite_loss(self, losses, batch, batch_idx)
