@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import functools
+import math
+from collections import Counter
+
 import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
 
 from vidlit.backbones import create_backbone
-from vidlit.data.augment import ClipErasing, ClipRandAugment, MixupCutmix, VideoAugment, smooth_one_hot
+from vidlit.data.augment import (
+    ClipErasing,
+    ClipRandAugment,
+    MixupCutmix,
+    RepeatAugSampler,
+    VideoAugment,
+    smooth_one_hot,
+)
+from vidlit.data.base import VidlitDataModule
 from vidlit.heads import HandForecastHead, LinearProbeHead
 from vidlit.tasks import TaskModule
 
@@ -167,3 +179,63 @@ def test_task_module_augments_training_batches_only(tmp_path):
     assert seen == [(2, 3)] * 3  # three training batches, no validation batch
     with pytest.raises(ValueError, match="HandForecastHead has no num_classes"):
         TaskModule(HandForecastHead(in_dim=8), augment=VideoAugment())
+
+
+# -- repeated augmentation ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("n", "world"), [(12, 4), (10, 3), (7, 1)])
+def test_repeat_aug_sampler_draws_each_index_num_repeats_times_across_ranks(n, world):
+    epoch = {"now": 0}
+    ranks = [
+        RepeatAugSampler(
+            range(n), num_repeats=2, num_replicas=world, rank=r, seed=3, epoch_fn=lambda: epoch["now"]
+        )
+        for r in range(world)
+    ]
+    streams = [list(s) for s in ranks]
+    assert all(len(s) == len(ranks[0]) == math.ceil(2 * n / world) for s in streams)  # equal per rank
+    drawn = Counter(i for s in streams for i in s)
+    padding = world * len(streams[0]) - 2 * n
+    assert sorted(drawn) == list(range(n)) and sum(drawn.values()) == 2 * n + padding
+    assert sum(c - 2 for c in drawn.values()) == padding and min(drawn.values()) == 2
+    if world >= 2 and padding == 0:  # the two copies of an index go to two different ranks
+        where = {i: [r for r, s in enumerate(streams) if i in s] for i in range(n)}
+        assert all(len(set(w)) == 2 for w in where.values())
+    # epoch-seeded: a fresh sampler reproduces an epoch; the next epoch is another order
+    again = RepeatAugSampler(range(n), num_repeats=2, num_replicas=world, rank=0, seed=3, epoch_fn=lambda: 0)
+    assert list(again) == streams[0]
+    epoch["now"] = 1
+    assert [list(s) for s in ranks] != streams
+
+
+def test_repeat_aug_sampler_shortened_epoch_is_timms():
+    """shorten: plain sampling's epoch length, each drawn index still twice in a row across ranks."""
+    ranks = [
+        RepeatAugSampler(range(16), num_repeats=2, shorten=True, num_replicas=2, rank=r, seed=0)
+        for r in (0, 1)
+    ]
+    streams = [list(s) for s in ranks]
+    assert [len(s) for s in streams] == [8, 8] and len(ranks[0]) == 8
+    assert streams[0] == streams[1]  # [a, a, b, b, ...] dealt round-robin: both ranks see a, b, ...
+    ranks[0].set_epoch(1)  # without epoch_fn, DistributedSampler's set_epoch
+    assert list(ranks[0]) != streams[0]
+    with pytest.raises(ValueError, match="num_repeats >= 1"):
+        RepeatAugSampler(range(4), num_repeats=0)
+
+
+def test_data_module_takes_the_repeat_aug_sampler():
+    class Numbers(VidlitDataModule):
+        def dataset(self, split):
+            return list(range(10))
+
+        def _collate(self):
+            return torch.tensor
+
+    data = Numbers(batch_size=4)
+    data.train_sampler = functools.partial(RepeatAugSampler, num_repeats=2)
+    data.setup("fit")
+    loader = data.train_dataloader()
+    assert isinstance(loader.sampler, RepeatAugSampler)
+    seen = Counter(int(i) for batch in loader for i in batch)
+    assert seen == Counter({i: 2 for i in range(10)})

@@ -20,23 +20,35 @@ What comes from torchvision ``transforms.v2`` and what is written here:
   magnitude drawn from ``N(magnitude, magnitude_std)``, once per clip for all of its frames.
 - random erasing: :class:`ClipErasing`, one box per clip over all frames, filled with per-pixel
   normal noise drawn on the batch's device (``v2.RandomErasing`` draws it on the host).
+
+Repeated augmentation (Hoffer et al., 2020; DeiT) is :class:`RepeatAugSampler`, a training
+sampler that draws each video ``num_repeats`` times per epoch, the copies on different ranks.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence, Sized
 from typing import Any
 
 import torch
 from einops import rearrange
 from torch import Tensor, nn
+from torch.utils.data import DistributedSampler
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from vidlit.core.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from vidlit.data.base import global_seed
 
-__all__ = ["ClipErasing", "ClipRandAugment", "MixupCutmix", "VideoAugment", "smooth_one_hot"]
+__all__ = [
+    "ClipErasing",
+    "ClipRandAugment",
+    "MixupCutmix",
+    "RepeatAugSampler",
+    "VideoAugment",
+    "smooth_one_hot",
+]
 
 _LEVELS = 10  # timm's magnitude scale: m in [0, 10]
 _BINS = 101  # torchvision magnitude bins: bin round(10 m) of 101 is timm's magnitude m
@@ -314,3 +326,76 @@ class VideoAugment(nn.Module):
             video, batch["soft_labels"] = self.mix(video, batch["labels"], num_classes)
         batch["video"] = video
         return batch
+
+
+class RepeatAugSampler(DistributedSampler):
+    """Repeated-augmentation sampler: every drawn index ``num_repeats`` times, the copies on different ranks.
+
+    timm's ``RepeatAugSampler`` (DeiT's ``RASampler``): an epoch-seeded permutation, each index
+    repeated ``num_repeats`` times in a row (``[a, a, b, b, ...]``), padded to a multiple of the
+    world size and dealt round-robin to the ranks, so the copies of one video land on
+    ``num_repeats`` different ranks (or twice in one rank's stream on a single process) and
+    are augmented independently. With ``shorten`` (timm's default without its multiple-of-256
+    rounding) each rank stops after ``ceil(len / num_replicas)`` indices, the epoch length of
+    plain sampling: an epoch then covers about ``1 / num_repeats`` of the videos. Without it an
+    epoch covers every video ``num_repeats`` times. VideoMAE's ``--num_sample 2`` (one decode,
+    two augmented clips in the same batch) is :class:`~vidlit.data.VideoListDataModule`'s
+    ``repeated_aug`` instead.
+
+    It subclasses ``DistributedSampler``, so Lightning does not wrap it in another distributed
+    sampler; give it to a data module as ``train_sampler``.
+
+    Args:
+        data_source: the dataset (only its length is used).
+        num_repeats: copies of each drawn index.
+        shorten: keep plain sampling's epoch length (timm); False: every index ``num_repeats``
+            times per epoch.
+        num_replicas: world size; defaults to ``torch.distributed``'s, or 1.
+        rank: this process's rank; defaults to ``torch.distributed``'s, or 0.
+        shuffle: permute before repeating (False: in index order).
+        seed: base seed of the permutation; defaults to ``PL_GLOBAL_SEED`` (``seed_everything``) or 0.
+        epoch_fn: returns the epoch about to be iterated (the data module's); None uses the
+            epoch given to ``set_epoch``.
+    """
+
+    def __init__(
+        self,
+        data_source: Sized,
+        num_repeats: int = 2,
+        shorten: bool = False,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        shuffle: bool = True,
+        seed: int | None = None,
+        epoch_fn: Callable[[], int] | None = None,
+    ):
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        if num_replicas is None:
+            num_replicas = torch.distributed.get_world_size() if distributed else 1
+        if rank is None:
+            rank = torch.distributed.get_rank() if distributed else 0
+        if num_repeats < 1 or not 0 <= rank < num_replicas:
+            raise ValueError(f"need num_repeats >= 1 and 0 <= rank < num_replicas; got {num_repeats}, {rank}")
+        self.dataset = data_source
+        self.num_replicas, self.rank = num_replicas, rank
+        self.num_repeats = num_repeats
+        self.shuffle, self.epoch, self.drop_last = shuffle, 0, False
+        self.seed = global_seed() if seed is None else seed
+        self.epoch_fn = epoch_fn
+        self.total_size = math.ceil(len(data_source) * num_repeats / num_replicas) * num_replicas
+        self.num_samples = self.total_size // num_replicas
+        self.num_selected = math.ceil(len(data_source) / num_replicas) if shorten else self.num_samples
+
+    def __len__(self) -> int:
+        return self.num_selected
+
+    def __iter__(self) -> Iterator[int]:
+        epoch = self.epoch_fn() if self.epoch_fn is not None else self.epoch
+        n = len(self.dataset)
+        if self.shuffle:
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
+        else:
+            order = torch.arange(n)
+        indices = order.repeat_interleave(self.num_repeats).tolist()
+        indices += indices[: self.total_size - len(indices)]  # pad to a multiple of the world size
+        return iter(indices[self.rank : self.total_size : self.num_replicas][: self.num_selected])
