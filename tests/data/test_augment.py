@@ -125,6 +125,14 @@ def test_erasing_fills_one_box_per_clip_in_every_frame():
     assert torch.equal(video, torch.zeros_like(video))  # input untouched
 
 
+def test_erasing_per_frame_is_videomaes():
+    torch.manual_seed(0)
+    out = ClipErasing(prob=0.25, per_frame=True)(torch.zeros(50, 3, 8, 16, 16))
+    erased = (out != 0).flatten(3).any(-1).any(1)  # [b, t]
+    assert 0.15 < erased.float().mean() < 0.35  # frames erased on their own, 0.25 of them
+    assert (erased.any(1) & ~erased.all(1)).any()  # some clips only partly erased
+
+
 def test_video_augment_batch_and_soft_target_loss():
     torch.manual_seed(0)
     batch = {"video": torch.randn(4, 3, 4, 16, 16), "labels": torch.tensor([0, 1, 2, 3])}

@@ -127,13 +127,24 @@ class ClipErasing(nn.Module):
     per-pixel standard-normal noise (the input is normalized, so noise is in pixel-std units),
     one noise image shared by the frames of the clip.
 
+    VideoMAE (as SlowFast / MViT) hands timm's ``RandomErasing`` the ``[t, c, h, w]`` frames as a
+    batch of images, so each frame is erased (or not) on its own, in its own box: that is
+    ``per_frame=True``.
+
     Args:
-        prob: probability of erasing a clip (VideoMAE 0.25).
+        prob: probability of erasing a clip, or a frame with ``per_frame`` (VideoMAE 0.25).
         scale: erased area range, as a fraction of the frame.
         ratio: aspect-ratio range (height / width).
+        per_frame: draw the erasing for every frame apart (VideoMAE's code) instead of per clip.
     """
 
-    def __init__(self, prob: float = 0.25, scale: tuple[float, float] = (0.02, 1 / 3), ratio=(0.3, 3.3)):
+    def __init__(
+        self,
+        prob: float = 0.25,
+        scale: tuple[float, float] = (0.02, 1 / 3),
+        ratio: tuple[float, float] = (0.3, 3.3),
+        per_frame: bool = False,
+    ):
         super().__init__()
         if not 0 <= prob <= 1 or not 0 < scale[0] <= scale[1] < 1 or not 0 < ratio[0] <= ratio[1]:
             raise ValueError(
@@ -142,6 +153,7 @@ class ClipErasing(nn.Module):
         self.prob = float(prob)
         self.scale = (float(scale[0]), float(scale[1]))
         self.log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+        self.per_frame = per_frame
 
     def box(self, height: int, width: int) -> tuple[int, int, int, int] | None:
         """``(top, left, box_h, box_w)`` of one clip, or None (no erasing, or no box fits in 10 tries)."""
@@ -160,14 +172,16 @@ class ClipErasing(nn.Module):
     def forward(self, video: Tensor) -> Tensor:
         """Normalized ``[b, c, t, h, w]`` in, the clips with their boxes erased out (a new tensor)."""
         video = video.clone()
-        b, c, _, height, width = video.shape
-        for i in range(b):
+        b, c, t, height, width = video.shape
+        # a clip, or with per_frame each frame, is one unit: ([b] clip index, frame slice)
+        units = [(i, slice(f, f + 1)) for i in range(b) for f in range(t)] if self.per_frame else None
+        for i, frames in units or [(i, slice(None)) for i in range(b)]:
             box = self.box(height, width)
             if box is None:
                 continue
             top, left, h, w = box
             noise = torch.randn(c, 1, h, w, device=video.device, dtype=video.dtype)  # shared by frames
-            video[i, :, :, top : top + h, left : left + w] = noise
+            video[i, :, frames, top : top + h, left : left + w] = noise
         return video
 
 
