@@ -1,4 +1,4 @@
-"""End to end: recipes/finetune_k400.yaml as shipped (short), on the synthetic videos."""
+"""End to end: recipes/finetune_k400.yaml and finetune_ssv2.yaml as shipped (short), on synthetic videos."""
 
 import csv
 import math
@@ -11,13 +11,14 @@ from vidlit.cli import main
 
 pytestmark = pytest.mark.slow
 
-RECIPE = str(Path(__file__).resolve().parents[2] / "recipes" / "finetune_k400.yaml")
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 
 
-def test_finetune_recipe_runs_with_layer_decay_augment_and_ema(tmp_path):
+@pytest.mark.parametrize("recipe", ["finetune_k400.yaml", "finetune_ssv2.yaml"])
+def test_finetune_recipe_runs_with_layer_decay_augment_and_ema(tmp_path, recipe):
     data, runs = tmp_path / "videos_synth", tmp_path / "runs"
     main([
-        "fit", "--config", RECIPE, "--data.init_args.root", str(data),
+        "fit", "--config", str(RECIPES / recipe), "--data.init_args.root", str(data),
         "--trainer.default_root_dir", str(runs),
         "--trainer.max_epochs", "2", "--trainer.enable_progress_bar", "false",
         "--trainer.callbacks+=lightning.pytorch.callbacks.EMAWeightAveraging",
