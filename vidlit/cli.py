@@ -375,6 +375,16 @@ def main(args: list[str] | None = None) -> None:
     if argv[:1] == ["data"]:
         data_main(argv[1:])
         return
+    if argv[:1] == ["infer"]:
+        from vidlit.inference import infer_main
+
+        infer_main(argv[1:])
+        return
+    if argv[:1] == ["serve"]:
+        from vidlit.serve import serve_main  # needs the `serve` extra (fastapi, uvicorn)
+
+        serve_main(argv[1:])
+        return
     if argv[:1] == ["extract"]:
         from vidlit.extract import extract_main
 
@@ -386,11 +396,17 @@ def main(args: list[str] | None = None) -> None:
         curate_main(argv[1:])
         return
     _wandb_offline_without_credentials()
+    from vidlit.formats import AnnotationError
     from vidlit.tasks.empty_batches import NoReadableVideosError
 
     try:
         VidlitCLI(args=args)
     except NoReadableVideosError as e:  # a whole split unreadable: one line, not a traceback
+        sys.stderr.write(f"vidlit: error: {e}\n")
+        sys.exit(1)
+    except AnnotationError as e:  # a malformed annotation file: its one line, not a traceback
+        if args is not None:  # called from Python: let the caller see the exception
+            raise
         sys.stderr.write(f"vidlit: error: {e}\n")
         sys.exit(1)
 

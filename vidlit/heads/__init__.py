@@ -10,7 +10,7 @@ from vidlit.heads.music_dance import MuDaRHead
 from vidlit.heads.nlq import VSLNetHead
 from vidlit.heads.short_term_anticipation import ShortTermAnticipationHead
 from vidlit.heads.state_change_detection import StateChangeDETRHead
-from vidlit.heads.violence import MACILSDHead
+from vidlit.heads.xd_violence import MACILSDHead
 
 __all__ = [
     "AVParsingHead",

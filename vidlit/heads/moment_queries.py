@@ -20,9 +20,10 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchvision.ops import sigmoid_focal_loss
 
-from vidlit.core.segments import batched_nms, seconds_to_steps, steps_to_seconds
+from vidlit.core.segments import seconds_to_steps, steps_to_seconds
 from vidlit.core.types import SegmentPrediction
 from vidlit.heads.base import TaskHead
+from vidlit.layers.nms import batched_nms
 from vidlit.layers.temporal_pyramid import MaskedConv1d, TemporalPyramid
 from vidlit.metrics.temporal_map import TemporalActionMAP
 
@@ -151,7 +152,7 @@ class ActionFormerHead(TaskHead):
     from center sampling within per-level regression ranges (:func:`assign_points`); both losses
     are normalized by an EMA of the number of positive points. At inference (Sec. 3.4), each
     level's top-scoring (step, class) pairs are decoded into segments, merged with per-class
-    Gaussian Soft-NMS and converted to seconds (:func:`~vidlit.core.segments.batched_nms`).
+    Gaussian Soft-NMS and converted to seconds (:func:`~vidlit.layers.nms.batched_nms`).
 
     Defaults are those of ActionFormer's Ego4D configs (8 levels, window 9, abs. position
     encoding, ``init_loss_norm`` 100; ``test_cfg``: ``pre_nms_topk`` 5000, Soft-NMS sigma 0.9,
@@ -203,7 +204,7 @@ class ActionFormerHead(TaskHead):
             over all classes at once.
         voting_thresh: with class-agnostic NMS, each kept segment's boundaries become the
             ``score * IoU``-weighted mean of the candidates overlapping it with IoU at least
-            this (:func:`~vidlit.core.segments.seg_voting`); 0 disables voting.
+            this (:func:`~vidlit.layers.nms.seg_voting`); 0 disables voting.
     """
 
     input = "features"

@@ -1,0 +1,64 @@
+"""The demo model, trained once per session (``vidlit serve --demo``'s own run), and its server."""
+
+import socket
+import threading
+import time
+import warnings
+
+import pytest
+
+pytest.importorskip("fastapi")
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory):
+    """``(checkpoint, two_shapes.mp4)`` of the demo run (about a minute on 2 CPU cores, once)."""
+    from vidlit.serve.demo import ensure_demo
+
+    return ensure_demo(tmp_path_factory.mktemp("demo"))
+
+
+@pytest.fixture(scope="session")
+def predictor(demo):
+    from vidlit.inference import load
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load(demo[0])
+
+
+@pytest.fixture
+def app(predictor, demo):
+    from vidlit.serve.app import create_app
+
+    app = create_app(
+        predictor,
+        folder=demo[1].parent,
+        max_upload_mb=0.5,
+        ttl=600,
+        default_texts=["a red square", "a blue circle"],
+    )
+    yield app
+    app.state.store.close()
+
+
+@pytest.fixture
+def server(app):
+    """The app on a real uvicorn at 127.0.0.1:<free port>; yields the base URL."""
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    instance = uvicorn.Server(config)
+    thread = threading.Thread(target=instance.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not instance.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    instance.should_exit = True
+    thread.join(timeout=10)

@@ -1,0 +1,89 @@
+"""The pointing page in a real headless Chromium (Debian's, driven by playwright; no browser download)."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+@pytest.fixture
+def page(tmp_path):
+    playwright = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).is_file():
+        pytest.skip("Debian chromium is not installed (apt-get install chromium)")
+    with playwright.sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),
+            executable_path=CHROMIUM,
+            args=ARGS,
+            headless=True,
+            viewport={"width": 1000, "height": 760},
+        )
+        yield context.new_page()
+        context.close()
+
+
+def _query_at(page, x: float, y: float) -> list[str]:
+    """Click at (x, y) (fractions of the frame), press Enter, return the ranked prompts."""
+    canvas = page.locator("#view")
+    box = canvas.bounding_box()
+    version = page.locator("#results").get_attribute("data-version") or "0"
+    page.mouse.click(box["x"] + x * box["width"], box["y"] + y * box["height"])
+    page.keyboard.press("Enter")  # the keyboard path; the button does the same
+    page.wait_for_function(
+        f"(document.getElementById('results').dataset.version || '0') !== '{version}'", timeout=30_000
+    )
+    return page.locator("#results li").evaluate_all("items => items.map(i => i.dataset.text)")
+
+
+def test_click_a_shape_rank_prompts_and_flip(server, page, tmp_path):
+    page.goto(server + "/")
+    page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+    page.wait_for_function("document.getElementById('view').dataset.frameLoaded === '0'", timeout=30_000)
+    assert page.locator("#texts").input_value().splitlines() == ["a red square", "a blue circle"]
+    assert page.locator("#folder-videos").input_value() == "two_shapes.mp4"
+
+    # frame 0: the red square is top-left, the blue circle bottom-right
+    assert _query_at(page, 0.25, 0.25)[0] == "a red square"
+    shot = tmp_path / "vidlit_serve.png"
+    page.screenshot(path=str(shot))
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("VIDLIT_UPDATE_DOCS"):  # refresh the README's screenshot on request only
+        shutil.copy(shot, DOCS / "vidlit_serve.png")
+
+    assert _query_at(page, 0.75, 0.75)[0] == "a blue circle"
+
+    # scrub with the keyboard, then a box around the circle's place at that frame
+    page.locator("#view").focus()
+    for _ in range(12):
+        page.keyboard.press("ArrowRight")
+    page.wait_for_function("document.getElementById('view').dataset.frameLoaded === '12'", timeout=30_000)
+    assert page.locator("#frame-label").inner_text() == "12"
+    canvas = page.locator("#view").bounding_box()
+    version = page.locator("#results").get_attribute("data-version")
+    page.mouse.move(canvas["x"] + 0.3 * canvas["width"], canvas["y"] + 0.6 * canvas["height"])
+    page.mouse.down()
+    page.mouse.move(canvas["x"] + 0.7 * canvas["width"], canvas["y"] + 0.95 * canvas["height"], steps=5)
+    page.mouse.up()
+    page.click("#query-region")
+    page.wait_for_function(
+        f"(document.getElementById('results').dataset.version || '0') !== '{version}'", timeout=30_000
+    )
+    ranked = page.locator("#results li").evaluate_all("items => items.map(i => i.dataset.text)")
+    assert ranked[0] == "a blue circle"
+    assert page.locator("#status").inner_text() == ""

@@ -1,0 +1,518 @@
+"""Run a trained vidlit checkpoint on one video: ``vidlit.inference`` and ``vidlit infer``.
+
+A checkpoint written by ``vidlit fit`` holds weights; the run's ``config.yaml`` (written by the CLI
+next to the ``checkpoints/`` folder) holds everything else. :func:`load` rebuilds model and data
+module from that config through the same CLI machinery ``vidlit predict`` uses (head sizes linked
+from the data, class lists read from the dataset), loads the weights, and then prepares one
+input exactly as the recipe's validation pipeline does: the data module's own dataset class
+decodes and samples frames (evaluation sampling), its collate function batches them and its
+``eval_transform`` crops and normalizes. Nothing about preprocessing is typed again by the user.
+
+>>> predictor = load("runs/video_cls/version_0/checkpoints/last.ckpt")
+>>> predictor.predict("clip.mp4").submission          # the recipe's submission entry for the video
+>>> text = load("runs/pretrain_viclip/version_0/checkpoints/last.ckpt")
+>>> text.predict("clip.mp4", texts=["a red square", "a blue circle"]).ranking
+
+Supported models: :class:`~vidlit.tasks.TaskModule` (any head; on raw video or on stored
+features), :class:`~vidlit.tasks.video_text.VideoTextPretrain` (similarities to texts) and
+:class:`~vidlit.tasks.MVMPretrain` (backbone embeddings). Supported data modules: those that
+decode raw videos with a list (:class:`~vidlit.data.VideoListDataModule`), InternVid-style clips
+(:class:`~vidlit.data.internvid.InternVidDataModule`) and Ego4D Moment Queries features
+(:class:`~vidlit.data.Ego4DMomentQueries`); another data module is a clear error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+from torch import Tensor
+
+__all__ = ["Clip", "InferenceResult", "Predictor", "find_config", "infer_main", "load"]
+
+# keys of a saved run config that belong to a subcommand, not to the model / data
+_RUN_KEYS = ("ckpt_path", "weights_only", "trainer", "submission")
+
+
+def find_config(ckpt_path: str | Path) -> Path:
+    """The ``config.yaml`` of the run that wrote ``ckpt_path``.
+
+    ``vidlit fit`` writes it to the run folder (``version_N/config.yaml``); the checkpoint lies in
+    ``version_N/checkpoints/`` (or the run folder itself).
+
+    Raises:
+        FileNotFoundError: neither place has one; pass ``config=`` (``--config``) then.
+    """
+    ckpt_path = Path(ckpt_path)
+    for folder in (ckpt_path.parent, ckpt_path.parent.parent):
+        if (folder / "config.yaml").is_file():
+            return folder / "config.yaml"
+    raise FileNotFoundError(
+        f"{ckpt_path}: no config.yaml next to the checkpoint or in its run folder "
+        "(pass the run's config with --config)"
+    )
+
+
+def _build(config_path: Path) -> tuple[L.LightningModule, L.LightningDataModule]:
+    """Model and data module from a run config, instantiated by the CLI's own parser and links."""
+    from vidlit.cli import VidlitCLI
+
+    class _Rebuild(VidlitCLI):
+        # only the model and data are wanted: no trainer, no seeding of the caller's process
+        def instantiate_trainer(self, **kwargs: Any) -> None:  # type: ignore[override]
+            return None
+
+    config = yaml.safe_load(config_path.read_text())
+    if not isinstance(config, dict) or "model" not in config:
+        raise ValueError(f"{config_path}: not a vidlit run config (no 'model' section)")
+    config = {k: v for k, v in config.items() if k not in _RUN_KEYS}
+    config["seed_everything"] = False
+    with warnings.catch_warnings():
+        # LightningCLI warns when args are given while sys.argv has others (`vidlit infer ...`)
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        cli = _Rebuild(args=config, run=False)
+    return cli.model, cli.datamodule
+
+
+@dataclass
+class Clip:
+    """One input, prepared as the recipe's validation pipeline prepares it.
+
+    Attributes:
+        batch: the batch the model takes (after the data module's eval transform).
+        video_id: the name predictions are keyed by.
+        frame_indices: ``[v, t]`` source frames of each view (raw video only).
+        num_frames: frames in the source video (raw video only).
+        fps: its frame rate (raw video only).
+        frame_size: ``(h, w)`` of the decoded frames (raw video only).
+        crop: ``(y0, x0, h, w)`` of the model's centre crop as fractions of the frame (raw video only).
+        normalization: ``(mean, std)`` per channel the eval transform applied to ``x / 255``.
+    """
+
+    batch: dict[str, Any]
+    video_id: str
+    frame_indices: np.ndarray | None = None
+    num_frames: int = 0
+    fps: float = 0.0
+    frame_size: tuple[int, int] = (0, 0)
+    crop: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)
+    normalization: tuple[tuple[float, ...], tuple[float, ...]] = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+
+
+@dataclass
+class InferenceResult:
+    """What :meth:`Predictor.predict` returns.
+
+    Attributes:
+        predictions: the head's ``predict`` output (one dict per view), or for a video-text model
+            ``[{"video_id", "texts", "scores"}]``, for an MVM backbone ``[{"video_id", "embedding"}]``.
+        submission: the data module's submission document for this one video (what
+            ``vidlit predict`` writes for it), None where the data module writes none.
+        ranking: video-text models: ``[(text, probability)]``, best first.
+    """
+
+    predictions: list[dict[str, Any]]
+    submission: dict[str, Any] | None = None
+    ranking: list[tuple[str, float]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form (tensors become lists)."""
+        return {
+            "predictions": [_plain(p) for p in self.predictions],
+            "submission": self.submission,
+            "ranking": [{"text": t, "score": s} for t, s in self.ranking],
+        }
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Tensor):
+        return value.detach().cpu().tolist()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+class Predictor:
+    """A loaded checkpoint with its data module's validation preprocessing.
+
+    Args:
+        module: the LightningModule (weights loaded, eval mode).
+        datamodule: the data module of the run's config.
+        device: where the model runs.
+
+    Attributes:
+        kind: ``"task"``, ``"video_text"`` or ``"mvm"``.
+        backbone: the video backbone (None for a head on stored features).
+    """
+
+    def __init__(self, module: L.LightningModule, datamodule: L.LightningDataModule, device: str = "cpu"):
+        from vidlit.tasks import MVMPretrain, TaskModule
+        from vidlit.tasks.video_text import VideoTextPretrain
+
+        self.module = module.eval().to(device)
+        self.datamodule = datamodule
+        self.device = torch.device(device)
+        self._text_cache: dict[tuple[str, ...], Tensor] = {}
+        if isinstance(module, VideoTextPretrain):
+            self.kind, self.backbone = "video_text", module.model.video
+        elif isinstance(module, MVMPretrain):
+            self.kind, self.backbone = "mvm", module.backbone
+        elif isinstance(module, TaskModule):
+            self.kind, self.backbone = "task", module.backbone
+        else:
+            raise ValueError(
+                f"{type(module).__name__}: vidlit.inference runs TaskModule, VideoTextPretrain or MVMPretrain"
+            )
+
+    # -- input ----------------------------------------------------------------------------------
+
+    @property
+    def takes_video(self) -> bool:
+        """Whether inputs are raw videos (else stored feature sequences)."""
+        return self.backbone is not None
+
+    def prepare(self, source: str | Path | Tensor, video_id: str | None = None) -> Clip:
+        """Decode, sample, batch and transform one input as the recipe's validation pipeline does.
+
+        Args:
+            source: a video file, a uint8 ``[t, h, w, 3]`` frame tensor, or for a head on stored
+                features a ``.pt`` / ``.npy`` feature file or a float ``[T, C]`` tensor.
+            video_id: name of the input in predictions; defaults to the path (or ``"tensor"``).
+
+        Raises:
+            FileNotFoundError: no such file.
+            ValueError: an input of the wrong kind, or one that cannot be decoded (the message
+                names it and says why).
+        """
+        if isinstance(source, (str, Path)) and not Path(source).is_file():
+            raise FileNotFoundError(f"{source}: no such file")
+        video_id = video_id or (str(source) if not isinstance(source, Tensor) else "tensor")
+        if self.takes_video:
+            return self._prepare_video(source, video_id)
+        return self._prepare_features(source, video_id)
+
+    def _eval_settings(self) -> Any:
+        dm = self.datamodule
+        for attr in ("eval_transform", "num_frames", "short_side"):
+            if not hasattr(dm, attr):
+                raise ValueError(
+                    f"{type(dm).__name__}: vidlit.inference needs a raw-video data module with an "
+                    f"eval_transform (VideoListDataModule, InternVidDataModule); it has no {attr!r}"
+                )
+        return dm
+
+    def _one_video_dataset(self, path: Path, video_id: str) -> Any:
+        """The data module's own dataset class, holding just ``path``, in evaluation mode."""
+        from vidlit.data.internvid import InternVidClip, InternVidDataModule, InternVidDataset
+        from vidlit.data.video_list import VideoEntry, VideoListDataModule, VideoListDataset
+
+        dm = self._eval_settings()
+        if isinstance(dm, VideoListDataModule):
+            entry = VideoEntry(path, video_id, None, None, None, None, 1)
+            # the arguments VideoListDataModule.dataset passes, for a one-row list in eval mode
+            return VideoListDataset(
+                [entry],
+                num_frames=dm.num_frames,
+                frame_stride=dm.frame_stride,
+                sampling=dm.sampling,
+                num_clips=dm.num_clips,
+                train=False,
+                short_side=dm.short_side,
+                backend=dm.backend,
+                strict=True,
+            )
+        if isinstance(dm, InternVidDataModule):
+            from vidlit.data.video import open_video
+
+            with open_video(path, dm.backend) as reader:
+                duration = reader.duration
+            clip = InternVidClip(video_id, 0.0, duration, "", None, None, video_id, 1)
+            dataset = InternVidDataset(
+                [clip],
+                path.parent,
+                num_frames=dm.num_frames,
+                train=False,
+                short_side=dm.short_side,
+                backend=dm.backend,
+                strict=True,
+            )
+            dataset._paths[video_id] = path  # the file given, whatever its name
+            return dataset
+        raise ValueError(
+            f"{type(dm).__name__}: vidlit.inference reads raw video through VideoListDataModule or "
+            "InternVidDataModule settings"
+        )
+
+    def _prepare_video(self, source: str | Path | Tensor, video_id: str) -> Clip:
+        from vidlit.data.transforms import center_boxes
+        from vidlit.data.video import VideoDecodeError, open_video
+
+        dm = self._eval_settings()
+        if isinstance(source, Tensor):
+            if source.dtype != torch.uint8 or source.ndim != 4 or source.shape[-1] != 3:
+                raise ValueError(
+                    f"video tensor must be uint8 [t, h, w, 3], got {source.dtype} {tuple(source.shape)}"
+                )
+            with tempfile.TemporaryDirectory(prefix="vidlit-infer-") as tmp:
+                from vidlit.data.synth.videos import write_video
+
+                path = Path(tmp) / "input.mkv"
+                write_video(path, source.numpy(), fps=30, codec="ffv1")  # lossless
+                return self._prepare_video(path, video_id)
+        path = Path(source)
+        try:
+            dataset = self._one_video_dataset(path, video_id)
+            item = dataset[0]
+            with open_video(path, dm.backend, resize=dm.short_side) as reader:
+                num_frames, fps = len(reader), reader.fps
+                row = dataset.entries[0] if hasattr(dataset, "entries") else dataset.clips[0]
+                indices = dataset.frame_indices(row, num_frames, fps, 0)
+        except VideoDecodeError as e:
+            raise ValueError(f"{path}: cannot decode the video ({e.reason})") from e
+        indices = np.asarray(indices).reshape(-1, item["video"].shape[-4])
+        batch = dm._collate()([item])
+        frame_size = tuple(int(s) for s in batch["frame_size"][0])
+        transform = dm.eval_transform
+        y0, x0, h, w = center_boxes(batch["frame_size"][:1], transform.size, transform.eval_short_side)[
+            0
+        ].tolist()
+        batch = _to(batch, self.device)
+        batch = dm.on_after_batch_transfer(batch, 0)
+        return Clip(
+            batch=batch,
+            video_id=video_id,
+            frame_indices=indices,
+            num_frames=num_frames,
+            fps=fps,
+            frame_size=frame_size,
+            crop=(y0 / frame_size[0], x0 / frame_size[1], h / frame_size[0], w / frame_size[1]),
+            normalization=(transform.mean, transform.std),
+        )
+
+    def _prepare_features(self, source: str | Path | Tensor, video_id: str) -> Clip:
+        from vidlit.data.ego4d import Ego4DMomentQueries, MomentClip, MomentQueriesDataset
+
+        dm = self.datamodule
+        if not isinstance(dm, Ego4DMomentQueries):
+            raise ValueError(
+                f"{type(dm).__name__}: vidlit.inference runs heads on stored features of "
+                "Ego4DMomentQueries; this data module is not supported yet"
+            )
+        with tempfile.TemporaryDirectory(prefix="vidlit-infer-") as tmp:
+            if isinstance(source, Tensor):
+                path = Path(tmp) / "features.pt"
+                torch.save(source.float(), path)
+                uid = video_id
+            else:
+                path, uid = Path(source), Path(source).stem
+            from vidlit.data.features import load_feature_file
+
+            steps = load_feature_file(path, dm.feature_dim, what=str(source)).shape[0]
+            # the annotated duration where the dataset knows the clip (as `vidlit predict`), else
+            # the span the features cover
+            known = {
+                c.clip_uid: c.duration for split in ("predict", "val") for c in _clips_or_none(dm, split)
+            }
+            duration = known.get(uid, steps * dm.step_sec)
+            dataset = MomentQueriesDataset(
+                [MomentClip(uid, uid, duration, [])],
+                path.parent,
+                dm.class_names,
+                dm.feature_dim,
+                dm.step_sec,
+                dm.offset_sec,
+                max_steps=dm.max_steps,
+                train=False,
+            )
+            dataset.paths = [path]
+            item = dataset[0]
+        item["video_id"] = video_id if isinstance(source, Tensor) else uid
+        batch = _to(dict(dm._collate()([item])), self.device)
+        return Clip(batch=batch, video_id=item["video_id"])
+
+    # -- running --------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def predict(
+        self, source: str | Path | Tensor | Clip, texts: list[str] | None = None, video_id: str | None = None
+    ) -> InferenceResult:
+        """Run the model on one input.
+
+        Args:
+            source: what :meth:`prepare` takes, or a prepared :class:`Clip`.
+            texts: video-text models: the texts to rank (required there).
+            video_id: see :meth:`prepare`.
+        """
+        clip = source if isinstance(source, Clip) else self.prepare(source, video_id)
+        batch = clip.batch
+        if self.kind == "task":
+            preds = self.module.head.predict(self.module(batch), batch)
+            return InferenceResult(preds, self._submission(preds))
+        features = self.backbone(batch["video"], output="pooled")
+        if self.kind == "mvm":
+            return InferenceResult([{"video_id": clip.video_id, "embedding": features.mean(0)}])
+        return self._rank(features, texts, clip.video_id)
+
+    def _rank(self, features: Tensor, texts: list[str] | None, video_id: str) -> InferenceResult:
+        """Softmax over the texts of the scaled cosine similarity to the mean of the views."""
+        if not texts:
+            raise ValueError("a video-text model needs texts to compare the video with (--texts)")
+        model = self.module.model
+        video = F.normalize(model.video_proj(features).mean(0, keepdim=True), dim=-1)
+        key = tuple(texts)
+        text = self._text_cache.get(key)
+        if text is None:
+            # a page asks about the same prompts again and again: encode them once
+            text = self._text_cache[key] = model.encode_text(list(texts))
+            while len(self._text_cache) > 256:
+                self._text_cache.pop(next(iter(self._text_cache)))
+        similarity = (video @ text.T)[0]
+        probs = (model.logit_scale.exp().clamp(max=model.max_logit_scale) * similarity).softmax(-1)
+        order = probs.argsort(descending=True).tolist()
+        pred = {"video_id": video_id, "texts": list(texts), "similarity": similarity, "scores": probs}
+        return InferenceResult([pred], ranking=[(texts[i], float(probs[i])) for i in order])
+
+    def _submission(self, preds: list[dict[str, Any]]) -> dict[str, Any] | None:
+        write = getattr(self.datamodule, "write_submission", None)
+        if write is None:
+            return None
+        with tempfile.TemporaryDirectory(prefix="vidlit-infer-") as tmp:
+            path = write(preds, Path(tmp) / "submission.json")
+            return json.loads(Path(path).read_text())
+
+    # -- tokens and regions (the pointing page) -------------------------------------------------
+
+    @torch.no_grad()
+    def tokens(self, clip: Clip) -> tuple[Tensor, tuple[int, int, int]]:
+        """The backbone's final tokens of the first view as ``[t', h', w', d]`` and the grid."""
+        if self.backbone is None:
+            raise ValueError("this model has no video backbone (a head on stored features): no tokens")
+        video = clip.batch["video"][:1]
+        grid = tuple(self.backbone.patch_embed.grid_size(*video.shape[2:]))
+        tokens = self.backbone(video, output="tokens")[0]
+        # (t h w) token order, as VideoViT's patch embedding flattens its Conv3d output
+        return tokens.reshape(*grid, -1), grid
+
+    @torch.no_grad()
+    def predict_region(self, clip: Clip, region: Tensor, texts: list[str] | None = None) -> InferenceResult:
+        """Run the model on the tokens of a region only.
+
+        The region's tokens are re-encoded alone: the backbone sees just them (``visible_idx``,
+        the token-dropping path ViCLIP trains with), and their pooled feature feeds the text
+        projection or a pooled-feature head. Masking at token level needs no fill colour for the
+        rest of the frame and costs less than a full pass.
+
+        Args:
+            clip: the prepared video.
+            region: bool ``[t', h', w']`` token mask (see :mod:`vidlit.serve.regions`).
+            texts: video-text models: the texts to rank.
+        """
+        if self.backbone is None:
+            raise ValueError("this model has no video backbone: region queries need one")
+        keep = region.flatten().nonzero().flatten()
+        if keep.numel() == 0:
+            raise ValueError("the region is empty")
+        video = clip.batch["video"][:1]
+        visible = keep[None].to(video.device)
+        if self.kind == "task":
+            head = self.module.head
+            if head.feature_layout != "pooled":
+                raise ValueError(
+                    f"{type(head).__name__} takes {head.feature_layout} features of the whole video; "
+                    "region queries need a head on pooled features (e.g. LinearProbeHead)"
+                )
+            features = self.backbone(video, output="pooled", visible_idx=visible)
+            batch = {**clip.batch, "video": video, "video_ids": [clip.video_id]}
+            batch["targets"] = batch.get("targets", [])[:1]
+            preds = head.predict(head(features, batch), batch)
+            return InferenceResult(preds, self._submission(preds))
+        features = self.backbone(video, output="pooled", visible_idx=visible)
+        if self.kind == "mvm":
+            return InferenceResult([{"video_id": clip.video_id, "embedding": features[0]}])
+        return self._rank(features, texts, clip.video_id)
+
+
+def _clips_or_none(dm: Any, split: str) -> list:
+    try:
+        return dm.clips(split)
+    except (FileNotFoundError, ValueError, KeyError):
+        return []
+
+
+def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
+
+
+def load(ckpt_path: str | Path, config: str | Path | None = None, device: str = "cpu") -> Predictor:
+    """Load a vidlit checkpoint for inference.
+
+    Args:
+        ckpt_path: a Lightning checkpoint written by ``vidlit fit``.
+        config: the run's ``config.yaml``; by default the one next to the checkpoint
+            (:func:`find_config`).
+        device: where to run (``"cpu"``, ``"cuda"``).
+
+    Raises:
+        FileNotFoundError: no checkpoint or no config.
+        ValueError: a checkpoint whose weights do not fit the config's model.
+    """
+    ckpt_path = Path(ckpt_path)
+    if not ckpt_path.is_file():
+        raise FileNotFoundError(f"{ckpt_path}: checkpoint not found")
+    config_path = Path(config) if config is not None else find_config(ckpt_path)
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{config_path}: config not found")
+    module, datamodule = _build(config_path)
+    state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    if "state_dict" not in state:
+        raise ValueError(f"{ckpt_path}: not a Lightning checkpoint (no 'state_dict')")
+    try:
+        module.load_state_dict(state["state_dict"])
+    except RuntimeError as e:
+        first = str(e).splitlines()[0]
+        raise ValueError(f"{ckpt_path}: weights do not fit the model of {config_path}: {first}") from e
+    return Predictor(module, datamodule, device)
+
+
+def infer_main(args: list[str]) -> None:
+    """``vidlit infer --ckpt_path X video.mp4 [--texts ...]``: print one video's predictions as JSON."""
+    parser = argparse.ArgumentParser(
+        prog="vidlit infer",
+        description="Run a checkpoint on one video (or one stored feature file) with the recipe's "
+        "validation preprocessing and print the predictions as JSON.",
+    )
+    parser.add_argument("video", type=Path, help="video file (or .pt / .npy features for a head on features)")
+    parser.add_argument("--ckpt_path", required=True, type=Path, help="checkpoint written by `vidlit fit`")
+    parser.add_argument(
+        "--config", type=Path, help="the run's config.yaml (default: found next to the checkpoint)"
+    )
+    parser.add_argument("--texts", nargs="+", help="texts to rank (video-text models)")
+    parser.add_argument("--device", default="cpu")
+    options = parser.parse_args(args)
+    try:
+        predictor = load(options.ckpt_path, options.config, options.device)
+        result = predictor.predict(options.video, texts=options.texts)
+    except (FileNotFoundError, ValueError) as e:
+        parser.error(str(e))
+    out = result.submission if result.submission is not None else result.to_json()
+    if result.ranking:
+        out = {"video_id": str(options.video), "ranking": result.to_json()["ranking"]}
+    elif result.submission is None:
+        out = result.to_json()["predictions"]
+    json.dump(out, sys.stdout, indent=1)
+    sys.stdout.write("\n")
