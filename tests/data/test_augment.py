@@ -156,6 +156,25 @@ def test_video_augment_batch_and_soft_target_loss():
         )
 
 
+def test_video_augment_takes_the_data_modules_normalization(tmp_path):
+    from vidlit.data import VideoListDataModule
+
+    data = VideoListDataModule(root=str(tmp_path), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    module = TaskModule(LinearProbeHead(8, 3), augment=VideoAugment.videomae())
+    module.trainer = L.Trainer(logger=False)
+    module.trainer.datamodule = data
+    module.on_fit_start()
+    assert module.augment.mean == (0.5,) * 3 and module.augment.std == (0.25,) * 3
+    fixed = VideoAugment(mean=(0.1, 0.2, 0.3), std=(1, 1, 1))
+    module = TaskModule(LinearProbeHead(8, 3), augment=fixed)
+    module.trainer = L.Trainer(logger=False)
+    module.trainer.datamodule = data
+    module.on_fit_start()
+    assert fixed.mean == (0.1, 0.2, 0.3)  # given explicitly: kept
+    with pytest.raises(ValueError, match="one value per channel"):
+        VideoAugment(mean=(0.5,), std=(0.2, 0.2))
+
+
 def _batch(i: int) -> dict:
     labels = torch.tensor([i % 3, (i + 1) % 3])
     targets = [{"video_id": f"v{i}{j}", "label": int(y)} for j, y in enumerate(labels)]

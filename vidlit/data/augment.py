@@ -272,7 +272,9 @@ class VideoAugment(nn.Module):
         rand_augment: per-clip RandAugment, None for none.
         erasing: per-clip random erasing, None for none.
         mix: mixup / cutmix, None for none.
-        mean: per-channel normalization mean of the data module.
+        mean: per-channel normalization mean of the data module; None (with ``std``): the
+            data module's ``train_transform.mean`` when :class:`~vidlit.tasks.TaskModule` starts
+            fitting (:meth:`match_normalization`), ImageNet's when it has none.
         std: per-channel normalization standard deviation of the data module.
 
     Example:
@@ -289,15 +291,26 @@ class VideoAugment(nn.Module):
         rand_augment: ClipRandAugment | None = None,
         erasing: ClipErasing | None = None,
         mix: MixupCutmix | None = None,
-        mean: Sequence[float] = IMAGENET_DEFAULT_MEAN,
-        std: Sequence[float] = IMAGENET_DEFAULT_STD,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
     ):
         super().__init__()
-        if len(mean) != len(std) or any(s <= 0 for s in std):
-            raise ValueError(f"mean and std need one value per channel, std > 0; got {mean} and {std}")
         self.rand_augment = rand_augment
         self.erasing = erasing
         self.mix = mix
+        self.given = mean is not None or std is not None
+        self.match_normalization(
+            IMAGENET_DEFAULT_MEAN if mean is None else mean, IMAGENET_DEFAULT_STD if std is None else std
+        )
+
+    def match_normalization(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        """Set the normalization RandAugment undoes (the data module's).
+
+        Raises:
+            ValueError: unless ``mean`` and ``std`` have one value per channel and ``std > 0``.
+        """
+        if len(mean) != len(std) or any(s <= 0 for s in std):
+            raise ValueError(f"mean and std need one value per channel, std > 0; got {mean} and {std}")
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)
 

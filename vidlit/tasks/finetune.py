@@ -177,6 +177,12 @@ class TaskModule(L.LightningModule):
             features = self.backbone(batch["video"], output=self.head.feature_layout)
         return self.head(features, batch)
 
+    def on_fit_start(self) -> None:
+        # augment undoes the data module's normalization for RandAugment: take it from there
+        transform = getattr(getattr(self.trainer, "datamodule", None), "train_transform", None)
+        if self.augment is not None and not self.augment.given and hasattr(transform, "mean"):
+            self.augment.match_normalization(transform.mean, transform.std)
+
     def on_train_epoch_start(self) -> None:
         if self.backbone is not None and self.freeze_backbone:
             self.backbone.eval()
