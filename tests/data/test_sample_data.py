@@ -19,7 +19,7 @@ import yaml
 from vidlit.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
-FAMILIES = ("videos", "internvid", "ave", "llp", "xd_violence", "music_dance")
+FAMILIES = ("videos", "internvid", "ave", "llp", "xd_violence", "music_dance", "loris")
 
 
 def _readme_commands() -> dict[str, str]:

@@ -31,6 +31,7 @@ from vidlit.heads import (
     AVParsingHead,
     HandForecastHead,
     LinearProbeHead,
+    LorisHead,
     MACILSDHead,
     MMPyramidHead,
     MPNHead,
@@ -168,6 +169,16 @@ def _fhp(root: Path) -> tuple[Any, dict]:
     return dm, dm.on_after_batch_transfer(_first(dm.train_dataloader()), 0)
 
 
+def _loris(root: Path) -> tuple[Any, dict]:
+    from vidlit.data.loris import LorisDataModule
+    from vidlit.data.synth.loris import write_loris
+
+    write_loris(root, num_train=2, num_test=2, seconds=2, sample_rate=1024, feature_dim=16)
+    dm = LorisDataModule(str(root), sample_rate=1024, segment_samples=1024, feature_dim=16, batch_size=2)
+    dm.setup("fit")
+    return dm, _first(dm.val_dataloader())
+
+
 FAMILIES: dict[str, Callable[[Path], tuple[Any, dict]]] = {
     "ego4d_mq": _mq,
     "video_cls": _video_cls,
@@ -179,6 +190,7 @@ FAMILIES: dict[str, Callable[[Path], tuple[Any, dict]]] = {
     "ego4d_scod": _scod,
     "ego4d_sta": _sta,
     "ego4d_fhp": _fhp,
+    "loris": _loris,
 }
 
 
@@ -306,6 +318,15 @@ CASES: dict[str, Case] = {
         HandForecastHead,
         lambda dm: HandForecastHead(16, hidden=32, coord_scale=64.0, readout="soft_argmax"),
         lambda batch: torch.randn(len(batch["video_ids"]), _tokens(batch["video"]), 16),
+    ),
+    "loris": (
+        "loris",
+        LorisHead,
+        lambda dm: LorisHead(
+            16, dm.num_classes, patch=8, channels=(8, 16), factors=(4,), attn_levels=(1,), cond_dim=16,
+            num_heads=2, sampling_steps=2, progress=False,
+        ),  # fmt: skip
+        lambda batch: batch["audio"],
     ),
 }
 

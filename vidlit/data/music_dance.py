@@ -60,6 +60,7 @@ from vidlit.formats.music_dance import (  # noqa: F401  (the family's names, re-
     MusicDanceBatch,
 )
 from vidlit.layers.log_mel import onset_envelope_and_patches
+from vidlit.layers.rhythm import max_normalize, spectral_flux
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +155,7 @@ def visual_onset_envelope(strength: Tensor, fps: float, num_frames: int, rate: i
     Step ``k`` of ``strength`` covers time ``k / fps``; output frame ``j`` is time ``j / rate``,
     linearly interpolated, ``num_frames`` long.
     """
-    flux = (strength[1:] - strength[:-1]).clamp_min(0.0)
-    flux = torch.cat([strength.new_zeros(1), flux])
+    flux = spectral_flux(strength[:, None])  # one bin: the positive flux of the strength
     times = torch.arange(num_frames, dtype=torch.float32) / rate * fps  # position in steps
     lo = times.floor().long().clamp(0, len(flux) - 1)
     hi = (lo + 1).clamp(max=len(flux) - 1)
@@ -165,7 +165,7 @@ def visual_onset_envelope(strength: Tensor, fps: float, num_frames: int, rate: i
 
 def _normalize(envelope: Tensor) -> Tensor:
     """Scale an envelope to a maximum of 1 (all-zero stays zero)."""
-    return envelope / envelope.max().clamp_min(1e-6)
+    return max_normalize(envelope)
 
 
 class MusicDanceDataset(Dataset):

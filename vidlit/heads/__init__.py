@@ -5,6 +5,7 @@ from vidlit.heads.base import TaskHead
 from vidlit.heads.classification import AttentiveProbeHead, ClassificationHead, LinearProbeHead
 from vidlit.heads.hand_prediction import HandForecastHead
 from vidlit.heads.llp import AVParsingHead
+from vidlit.heads.loris import LorisHead
 from vidlit.heads.moment_queries import ActionFormerHead
 from vidlit.heads.music_dance import MuDaRHead
 from vidlit.heads.nlq import VSLNetHead
@@ -19,6 +20,7 @@ __all__ = [
     "ClassificationHead",
     "HandForecastHead",
     "LinearProbeHead",
+    "LorisHead",
     "MACILSDHead",
     "MMPyramidHead",
     "MPNHead",

@@ -27,6 +27,7 @@ _GENERATORS: dict[str, str] = {
     "llp": "vidlit.data.synth.llp:write_llp",
     "xd_violence": "vidlit.data.synth.xd_violence:write_xd_violence",
     "music_dance": "vidlit.data.synth.music_dance:write_music_dance",
+    "loris": "vidlit.data.synth.loris:write_loris",
 }
 
 
