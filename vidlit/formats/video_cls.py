@@ -103,6 +103,7 @@ class VideoClsBatch(TypedDict, total=False):
     video: Tensor  # uint8 [b, t, h, w, 3] collated; float [b, 3, t, s, s] after the transform
     frame_size: Tensor  # int64 [b, 2] each clip's true (h, w) inside the zero-padded batch
     labels: Tensor  # int64 [b], -1 unlabelled
+    soft_labels: Tensor  # float [b, k] mixup / cutmix targets, training only (vidlit.data.augment)
     video_ids: list[str]
     targets: list[VideoClsTarget]
     skipped: list[str]  # unreadable videos of this batch

@@ -46,14 +46,20 @@ class ClassificationHead(TaskHead):
         self.label_smoothing = label_smoothing
 
     def loss(self, outputs: Tensor, batch: VideoClsBatch) -> dict[str, Tensor]:
-        """Cross-entropy of the logits against ``batch["labels"]``.
+        """Cross-entropy of the logits against ``batch["labels"]``, or the soft targets of mixup.
 
-        A batch left empty by skipped videos gives a zero loss that still reaches every
-        parameter, so the step is a no-op instead of a NaN.
+        A batch that carries float ``soft_labels`` ``[b, k]`` (mixup / cutmix,
+        :class:`~vidlit.data.augment.VideoAugment`) is scored against them, without
+        ``label_smoothing``: the mixed targets are already smoothed. A batch left empty by skipped
+        videos gives a zero loss that still reaches every parameter, so the step is a no-op
+        instead of a NaN.
         """
         labels = batch["labels"]
         if labels.numel() == 0:
             return {"loss": outputs.sum() * 0.0}
+        soft = batch.get("soft_labels")
+        if soft is not None:
+            return {"loss": F.cross_entropy(outputs.float(), soft.float())}
         return {"loss": F.cross_entropy(outputs.float(), labels, label_smoothing=self.label_smoothing)}
 
     def predict(self, outputs: Tensor, batch: VideoClsBatch) -> list[VideoClsPrediction]:
