@@ -1,229 +1,182 @@
-"""Clip decoding throughput of vidlit's video backends: decord, PyAV and torchcodec (where installed).
+"""Clip decoding: vidlit's readers vs a naive decord ``get_batch`` loop, per-pass ratios.
 
-A training loop reads clips in random order: each sample opens a video, decodes one dense clip
-(``clip_len`` frames, ``stride`` apart, at a random start, :func:`vidlit.data.sampling.dense_clip`)
-and closes it. This benchmark does exactly that through :func:`vidlit.data.video.open_video`, on
-synthetic H.264 videos (:func:`vidlit.data.synth.videos.write_synthetic_videos`: a keyframe every 8
-frames, B-frames), for every backend the same sequence of (video, start) requests:
+A training loop reads clips in random order: each request opens a video, decodes one dense clip
+(16 frames, 2 apart, at a random start) delivered at 224 px on the short side, and closes it. The
+peer is the loop a user writes first:
 
-- ``workers 0``: in the main process, one decoder thread and one torch thread;
-- ``workers N``: through a ``DataLoader`` with ``N`` worker processes (``batch_size=None``, so
-  nothing is collated), the way a data module feeds a trainer; the workers are started and
-  warmed up before the clock starts.
+    vr = decord.VideoReader(path, num_threads=1)
+    clip = torch.from_numpy(vr.get_batch(indices).asnumpy())      # full size
+    clip = F.interpolate(clip, size=(224, ...), mode="bilinear", antialias=True)   # to 224 short side
 
-    python benchmarks/bench_decode.py                          # 32 videos, 64 frames, 128 px
-    python benchmarks/bench_decode.py --clip-lens 16 --stride 4 --workers 0 4 --repeats 5
-    python benchmarks/bench_decode.py --videos-dir data/my_videos      # your own .mp4 files
+vidlit's side is ``open_video(path, backend, resize=224).get_frames(indices)`` for each backend
+(decord and torchcodec scale inside FFmpeg while decoding; PyAV decodes and scales with FFmpeg's
+``reformat``). A second, stricter reference is the same naive loop without the resize (frames at
+the stored size, which a model cannot take as they are).
 
-Printed: clips/s and frames/s (median over ``--repeats``; the backends take turns within each
-repeat) per backend, clip length and worker count, the throughput relative to decord on the same
-requests, and the load average, since other processes on the machine skew the figures.
+Every side gets the same requests. Rounds alternate the order of the sides, and each round's
+ratio is taken per pass (peer seconds / vidlit seconds: > 1 means vidlit is faster), so a change
+in the machine's load hits both sides of a ratio alike. The load average (``os.getloadavg``) is
+printed at the start and the end: this machine is shared.
+
+    python benchmarks/bench_decode.py                       # 6 synthetic 640x360 H.264 videos
+    python benchmarks/bench_decode.py --clips-per-video 4   # + readers kept open (ReaderCache)
+    python benchmarks/bench_decode.py --videos-dir DIR      # your own .mp4 files
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
-import json
 import os
-import platform
 import statistics
 import subprocess
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+import torch.nn.functional as F
 
 from vidlit.data.sampling import dense_clip
-from vidlit.data.synth.videos import write_synthetic_videos
-from vidlit.data.video import BACKENDS, backend_available, open_video
-
-_PACKAGES = {"decord": "decord", "pyav": "av", "torchcodec": "torchcodec"}
+from vidlit.data.video import BACKENDS, ReaderCache, backend_available, open_video, output_size
 
 
-@dataclass
-class Result:
-    backend: str
-    clip_len: int
-    workers: int
-    clips_per_s: float
-    frames_per_s: float
-    vs_decord: float | None = None
+def write_videos(out: Path, count: int, width: int, height: int, seconds: int) -> list[Path]:
+    """H.264 test-pattern videos (30 fps, a keyframe every 30 frames, B-frames) written by ffmpeg."""
+    paths = []
+    for i in range(count):
+        path = out / f"v{i}.mp4"
+        subprocess.run(
+            ["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i",
+             f"testsrc2=size={width}x{height}:rate=30,hue=H={i}", "-t", str(seconds), "-c:v", "libx264",
+             "-preset", "veryfast", "-g", "30", "-pix_fmt", "yuv420p", "-y", str(path)],
+            check=True,
+        )  # fmt: skip
+        paths.append(path)
+    return paths
 
 
-class ClipRequests(Dataset):
-    """A fixed sequence of random (video, dense clip) requests, decoded by one backend.
+def naive_decord(requests, short_side: int | None) -> Callable[[], None]:
+    import decord
 
-    Args:
-        paths: the videos.
-        num_frames: frames of each video.
-        clip_len: frames per clip.
-        stride: frames between consecutive clip frames.
-        count: requests.
-        backend: the decoder.
-        seed: picks the videos and the clip starts (the same for every backend).
-    """
+    def run() -> None:
+        for path, indices in requests:
+            reader = decord.VideoReader(str(path), num_threads=1)
+            clip = torch.from_numpy(reader.get_batch(indices).asnumpy())
+            if short_side is not None:
+                size = output_size(clip.shape[1], clip.shape[2], short_side)
+                clip = F.interpolate(clip.permute(0, 3, 1, 2).float(), size, mode="bilinear", antialias=True)
+                clip = clip.round().clamp(0, 255).to(torch.uint8)
 
-    def __init__(
-        self,
-        paths: list[Path],
-        num_frames: list[int],
-        clip_len: int,
-        stride: int,
-        count: int,
-        backend: str,
-        seed: int,
-    ):
-        rng = np.random.default_rng(seed)
-        self.backend = backend
-        self.requests = []
-        for _ in range(count):
-            video = int(rng.integers(len(paths)))
-            clip = dense_clip(num_frames[video], clip_len, stride, train=True, rng=rng)
-            self.requests.append((paths[video], clip))
-
-    def __len__(self) -> int:
-        return len(self.requests)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        path, indices = self.requests[i]
-        with open_video(path, backend=self.backend, num_threads=1) as reader:
-            return reader.get_frames(indices)
+    return run
 
 
-def _one_pass(source: ClipRequests | DataLoader) -> float:
-    """Seconds to read every clip of a dataset (in this process) or a loader (in its workers)."""
+def vidlit_reader(requests, backend: str, short_side: int) -> Callable[[], None]:
+    def run() -> None:
+        for path, indices in requests:
+            with open_video(path, backend, resize=short_side, num_threads=1) as reader:
+                reader.get_frames(indices)
+
+    return run
+
+
+def vidlit_cached(requests, backend: str, short_side: int) -> Callable[[], None]:
+    """One reader kept open (``ReaderCache(size=1)``): consecutive clips of one video share it."""
+
+    def run() -> None:
+        cache = ReaderCache(size=1)
+        for path, indices in requests:
+            cache.open(path, backend, resize=short_side, num_threads=1).get_frames(indices)
+        cache.close()
+
+    return run
+
+
+def timed(fn: Callable[[], None]) -> float:
     start = time.perf_counter()
-    if isinstance(source, DataLoader):
-        for _ in source:
-            pass
-    else:
-        for i in range(len(source)):
-            source[i]
+    fn()
     return time.perf_counter() - start
 
 
-def measure(datasets: dict[str, ClipRequests], workers: int, repeats: int) -> dict[str, list[float]]:
-    """Seconds per pass for each backend, ``repeats`` times.
-
-    The backends take turns within every repeat, so a change in the machine's load during the run
-    hits them alike and their ratios stay meaningful.
-    """
-    sources: dict[str, ClipRequests | DataLoader] = dict(datasets)
-    if workers > 0:
-        sources = {
-            name: DataLoader(dataset, batch_size=None, num_workers=workers, persistent_workers=True)
-            for name, dataset in datasets.items()
-        }
-    for source in sources.values():
-        _one_pass(source)  # warm-up: imports, the workers' start, the page cache
-    times: dict[str, list[float]] = {name: [] for name in sources}
-    for _ in range(repeats):
-        for name, source in sources.items():
-            times[name].append(_one_pass(source))
-    return times
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _version(backend: str) -> str:
-    try:
-        return importlib.metadata.version(_PACKAGES[backend])
-    except importlib.metadata.PackageNotFoundError:
-        return "?"
-
-
-def main(argv: list[str] | None = None) -> list[Result]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--videos", type=int, default=32, help="synthetic videos to write")
-    parser.add_argument("--frames", type=int, default=64, help="frames per video")
-    parser.add_argument("--size", type=int, default=128, help="frame height and width of synthetic videos")
-    parser.add_argument("--videos-dir", type=Path, help="decode the .mp4 files in this folder instead")
-    parser.add_argument("--clip-lens", type=int, nargs="+", default=[8, 16])
-    parser.add_argument("--stride", type=int, default=2, help="frames between clip frames")
-    parser.add_argument("--clips", type=int, default=256, help="clips per timed pass")
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--videos-dir", type=Path, help="decode the .mp4 files here instead")
+    parser.add_argument("--videos", type=int, default=6)
+    parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--height", type=int, default=360)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--clips", type=int, default=24, help="clips per pass")
+    parser.add_argument("--clip-len", type=int, default=16)
+    parser.add_argument("--stride", type=int, default=2)
+    parser.add_argument("--short-side", type=int, default=224)
+    parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument(
-        "--workers", type=int, nargs="+", default=[0, 2], help="DataLoader workers (0: inline)"
+        "--clips-per-video", type=int, default=1, help="consecutive clips of one video (multi-view reading)"
     )
-    parser.add_argument("--repeats", type=int, default=3, help="timed passes; the median is reported")
-    parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", type=Path, help="also write the results here")
-    args = parser.parse_args(argv)
-
+    args = parser.parse_args()
     torch.set_num_threads(1)
-    backends = [b for b in args.backends if backend_available(b)]
-    skipped = [b for b in args.backends if b not in backends]
     with tempfile.TemporaryDirectory() as tmp:
         if args.videos_dir is not None:
             paths = sorted(args.videos_dir.glob("*.mp4"))
             if not paths:
                 raise FileNotFoundError(f"--videos-dir {args.videos_dir}: no .mp4 files")
-            lengths = []
-            for path in paths:
-                with open_video(path) as reader:
-                    lengths.append(len(reader))
-            print(f"{len(paths)} videos from {args.videos_dir}, {min(lengths)}-{max(lengths)} frames")
         else:
-            start = time.perf_counter()
-            records = write_synthetic_videos(tmp, args.videos, num_frames=args.frames, size=args.size)
-            paths = [Path(r["path"]) for r in records]
-            lengths = [args.frames] * len(paths)
-            what = f"{len(paths)} videos ({args.frames} frames, {args.size} px, {records[0]['codec']})"
-            print(f"wrote {what} in {time.perf_counter() - start:.0f} s")
+            paths = write_videos(Path(tmp), args.videos, args.width, args.height, args.seconds)
+        lengths = []
+        for path in paths:
+            with open_video(path) as reader:
+                lengths.append(len(reader))
+        rng = np.random.default_rng(args.seed)
+        requests = []
+        while len(requests) < args.clips:
+            v = int(rng.integers(len(paths)))
+            for _ in range(args.clips_per_video):
+                clip = dense_clip(lengths[v], args.clip_len, args.stride, train=True, rng=rng)
+                requests.append((paths[v], clip))
+        requests = requests[: args.clips]
+        sides = {
+            "naive decord + resize": naive_decord(requests, args.short_side),
+            "naive decord, stored size": naive_decord(requests, None),
+        }
+        sides |= {
+            f"vidlit {b}": vidlit_reader(requests, b, args.short_side)
+            for b in BACKENDS
+            if backend_available(b)
+        }
+        if args.clips_per_video > 1:
+            sides |= {
+                f"vidlit {b}, ReaderCache": vidlit_cached(requests, b, args.short_side)
+                for b in BACKENDS
+                if backend_available(b)
+            }
         print(
-            f"CPU: {cpu_model()}, {torch.get_num_threads()} torch thread, Python {platform.python_version()}"
+            f"{len(paths)} videos, {min(lengths)}-{max(lengths)} frames; {args.clips} clips of "
+            f"{args.clip_len} frames per pass at {args.short_side} short side; "
+            "1 decoder thread, 1 torch thread"
         )
-        print(f"load average at the start: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
-        print("backends: " + ", ".join(f"{b} {_version(b)}" for b in backends))
-        if skipped:
-            print("not installed, skipped: " + ", ".join(skipped))
-        print(
-            f"{args.clips} random dense clips a pass, stride {args.stride}, median of {args.repeats} passes\n"
-        )
-
-        results = []
-        for clip_len in args.clip_lens:
-            for workers in args.workers:
-                datasets = {
-                    backend: ClipRequests(
-                        paths, lengths, clip_len, args.stride, args.clips, backend, args.seed
-                    )
-                    for backend in backends
-                }
-                for backend, times in measure(datasets, workers, args.repeats).items():
-                    clips_per_s = args.clips / statistics.median(times)
-                    results.append(Result(backend, clip_len, workers, clips_per_s, clips_per_s * clip_len))
-        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-        print(f"load average at the end: {load} (other processes on the machine skew the figures)\n")
-
-    decord = {(r.clip_len, r.workers): r.clips_per_s for r in results if r.backend == "decord"}
-    for r in results:
-        if (r.clip_len, r.workers) in decord:
-            r.vs_decord = r.clips_per_s / decord[(r.clip_len, r.workers)]
-    header = f"{'backend':<11} {'clip':>4} {'workers':>7} {'clips/s':>9} {'frames/s':>9} {'vs decord':>9}"
-    print(header)
-    print("-" * len(header))
-    for r in results:
-        ratio = f"{r.vs_decord:.2f}x" if r.vs_decord is not None else "-"
-        speed = f"{r.clips_per_s:>9.1f} {r.frames_per_s:>9.0f}"
-        print(f"{r.backend:<11} {r.clip_len:>4} {r.workers:>7} {speed} {ratio:>9}")
-    if args.json is not None:
-        args.json.write_text(json.dumps([asdict(r) for r in results], indent=2))
-    return results
+        print(f"load average at start {os.getloadavg()}")
+        for run in sides.values():
+            run()  # warm-up: imports, the page cache, size probes
+        times: dict[str, list[float]] = {name: [] for name in sides}
+        names = list(sides)
+        for r in range(args.rounds):
+            for name in names if r % 2 == 0 else names[::-1]:
+                times[name].append(timed(sides[name]))
+        peer = times["naive decord + resize"]
+        strict = times["naive decord, stored size"]
+        print("| side | ms per clip | vs naive + resize (median, min-max) | vs naive at stored size |")
+        print("|---|---:|---:|---:|")
+        for name, seconds in times.items():
+            ratios = [p / s for p, s in zip(peer, seconds, strict=True)]
+            strict_ratios = [p / s for p, s in zip(strict, seconds, strict=True)]
+            print(
+                f"| {name} | {1e3 * statistics.median(seconds) / args.clips:.1f} | "
+                f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}) | "
+                f"{statistics.median(strict_ratios):.2f}x |"
+            )
+        print(f"load average at end {os.getloadavg()}")
 
 
 if __name__ == "__main__":

@@ -89,7 +89,7 @@ def test_head_in_dim_comes_from_backbone_or_data():
 
     from vidlit.cli import head_in_dim
 
-    data = Namespace(class_path="vidlit.data.Ego4DMomentQueries", init_args=Namespace(feature_dim=256))
+    data = Namespace(class_path="vidlit.data.Ego4DMQ", init_args=Namespace(feature_dim=256))
     assert head_in_dim(None, data) == 256
     vit = Namespace(class_path="vidlit.backbones.VideoViT", init_args=Namespace(embed_dim=96))
     assert head_in_dim(vit, data) == 96
@@ -151,9 +151,9 @@ def test_sta_head_takes_num_verbs_and_num_classes_from_the_data(tmp_path):
 def test_num_verbs_is_linked_only_into_heads_that_name_it():
     from vidlit.cli import _accepts
 
-    sta = "vidlit.heads.short_term_anticipation.ShortTermAnticipationHead"
+    sta = "vidlit.heads.ego4d_sta.ShortTermAnticipationHead"
     assert _accepts(sta, "num_verbs", explicit=True)
-    assert not _accepts("vidlit.heads.moment_queries.ActionFormerHead", "num_verbs", explicit=True)
+    assert not _accepts("vidlit.heads.ego4d_mq.ActionFormerHead", "num_verbs", explicit=True)
     # **kwargs takes num_classes, but num_verbs only by name
     assert _accepts("lightning.LightningModule", "num_classes")
     assert not _accepts("lightning.LightningModule", "num_verbs", explicit=True)
@@ -199,11 +199,11 @@ def test_size_links_follow_what_head_and_data_declare():
         model = Namespace(head=None if head is None else Namespace(class_path=head, init_args=Namespace()))
         return Namespace(model=Namespace(class_path="m", init_args=model), data=Namespace(class_path=data))
 
-    sta_head = "vidlit.heads.short_term_anticipation.ShortTermAnticipationHead"
-    sta_data = "vidlit.data.ego4d_sta.Ego4DShortTermAnticipation"
+    sta_head = "vidlit.heads.ego4d_sta.ShortTermAnticipationHead"
+    sta_data = "vidlit.data.ego4d_sta.Ego4DSTA"
     assert size_links(config(sta_head, sta_data)) == ("num_classes", "num_verbs")
     assert size_links(config("vidlit.heads.LinearProbeHead", sta_data)) == ("num_classes",)
-    assert size_links(config("vidlit.heads.nlq.VSLNetHead", "vidlit.data.ego4d_nlq.Ego4DNLQ")) == ()
+    assert size_links(config("vidlit.heads.ego4d_nlq.VSLNetHead", "vidlit.data.ego4d_nlq.Ego4DNLQ")) == ()
     assert size_links(config(None, "vidlit.data.VideoListDataModule")) == ()
 
 

@@ -15,7 +15,7 @@ import torch
 
 from vidlit.backbones import create_backbone
 from vidlit.cli import main
-from vidlit.data.ego4d import Ego4DMomentQueries
+from vidlit.data.ego4d_mq import Ego4DMQ
 from vidlit.data.features import feature_timing
 from vidlit.data.synth.videos import write_synthetic_videos
 from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoBatchTransform
@@ -290,5 +290,5 @@ def test_feature_data_modules_read_the_timing_from_the_record(videos, tmp_path):
         feature_timing(root / "features", feature_stride=16)
     for split, uids in (("train", ["000000"]), ("val", ["000001"])):
         (root / f"moments_{split}.json").write_text(json.dumps(_mq_annotations(uids, FRAMES / FPS)))
-    data = Ego4DMomentQueries(str(root), feature_dim=64)
+    data = Ego4DMQ(str(root), feature_dim=64)
     assert (data.step_sec, data.offset_sec) == (pytest.approx(8 / FPS), pytest.approx(8 / FPS))

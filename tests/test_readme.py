@@ -56,6 +56,7 @@ def test_quick_start_commands_run_in_order_twice(tmp_path, monkeypatch, capsys):
         ("fit", False, False),
         ("test", True, False),
         ("predict", True, False),
+        ("predict", True, False),  # the test split: other data, the same model
         ("fit", True, False),
         ("fit", False, True),
     ]
@@ -81,7 +82,7 @@ def test_quick_start_commands_run_in_order_twice(tmp_path, monkeypatch, capsys):
                 # test logs its metrics in a folder of its own; predict and resume add none
                 assert _versions(runs) == ["version_0", "version_1", "version_2"]
                 assert {p.name for p in (runs / "version_2").iterdir()} == {"metrics.csv"}
-    assert (tmp_path / "mq_submission.json").is_file()
+    assert (tmp_path / "mq_submission.json").is_file() and (tmp_path / "mq_test_submission.json").is_file()
     # W&B, twice: two runs, each with its config and checkpoints where the README says
     wandb_runs = sorted((runs / "lightning_logs").iterdir())
     assert len(wandb_runs) == 2

@@ -595,12 +595,25 @@ def main(args: list[str] | None = None) -> None:
         verb(argv[1:])
         return
     _wandb_offline_without_credentials()
+    from vidlit.formats import AnnotationError
     from vidlit.tasks.empty_batches import NoReadableVideosError
 
     try:
         VidlitCLI(args=args)
     except NoReadableVideosError as e:  # a whole split unreadable: one line, not a traceback
         sys.stderr.write(f"vidlit: error: {e}\n")
+        sys.exit(1)
+    except ValueError as e:
+        # a malformed annotation file: its one line, not a traceback; also when jsonargparse wraps
+        # it in a link's error (a class list read to size the head)
+        cause: BaseException | None = e
+        while cause is not None and not isinstance(cause, AnnotationError):
+            cause = cause.__cause__
+        if cause is None:
+            raise
+        if args is not None:  # called from Python: let the caller see the exception
+            raise cause from None
+        sys.stderr.write(f"vidlit: error: {cause}\n")
         sys.exit(1)
 
 

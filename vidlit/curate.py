@@ -38,6 +38,14 @@ captions you supply and a trained :class:`~vidlit.backbones.video_text.VideoText
      shards written and, per source video, ``done`` (with its shard and counts) or ``failed``
      (with the reason).
 
+**Captioning** (``caption="coarse,fine"``, ``vidlit curate --caption coarse,fine``): InternVid's
+multi-scale captions are generated per clip (:mod:`vidlit.captioning`): the coarse one from the
+middle frame by an image captioner, the fine one from ``fine_frames`` frames each captioned and
+fused in order by a language model. Both are candidates of the clip (beside the input's, which
+may be none), scored and filtered like given captions; the JSONL lines add ``Caption_scale``,
+``Coarse_caption``, ``Fine_caption``, ``Frame_captions``, the model names and, where the
+summarizer failed, ``Summary_error`` (the manifest lists those clips per video).
+
 Resumable: a rerun skips videos whose status is ``done`` (their pairs are in a shard already)
 and retries ``failed`` ones (a re-downloaded file may work now). A run killed mid-way loses only
 the videos of the shard it was filling. A source video that cannot be decoded is logged,
@@ -64,7 +72,9 @@ import argparse
 import json
 import logging
 import math
+import os
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +84,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from vidlit.captioning import CAPTION_SCALES, DTYPES, SummarizerError
 from vidlit.core.device import resolve_device
 from vidlit.core.fingerprint import settings_changes, weights_fingerprint
 from vidlit.core.io import read_jsonl, write_atomic, write_json_atomic
@@ -100,6 +111,7 @@ __all__ = [
 DETECTORS = ("content", "adaptive")
 KEEP = ("all", "best")
 MANIFEST = "curate_manifest.json"
+CAPTION_GROUP = 32  # clips whose captioner frames are decoded and captioned together
 SHARD_PATTERN = "shard-%06d.tar"
 _ID_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 
@@ -307,6 +319,10 @@ class CurateSummary:
         jsonl: the InternVid-format JSONL (all runs' kept pairs).
         scores: the score of every pair this run scored.
         threshold: the threshold pairs had to reach.
+        summary_failures: clips whose fine caption could not be fused (the summarizer failed).
+        seconds: wall seconds per stage: ``shots`` (PySceneDetect), ``decode`` (frames for the
+            captioners), ``caption``, ``summarize``, ``score`` (frames for the model and its
+            encoders), ``write`` (clip encoding).
     """
 
     videos: int = 0
@@ -320,6 +336,12 @@ class CurateSummary:
     jsonl: Path | None = None
     scores: list[float] = field(default_factory=list, repr=False)
     threshold: float = 0.0
+    summary_failures: int = 0
+    seconds: dict[str, float] = field(
+        default_factory=lambda: dict.fromkeys(
+            ("shots", "decode", "caption", "summarize", "score", "write"), 0.0
+        )
+    )
 
     def __str__(self) -> str:
         return (
@@ -374,6 +396,129 @@ class _Manifest:
         )
 
 
+class _Captioning:
+    """InternVid's two caption scales for the clips of one video (see :func:`curate`'s ``caption``)."""
+
+    def __init__(
+        self,
+        scales: tuple[str, ...],
+        captioner: Any,
+        fine_captioner: Any,
+        summarizer: Any,
+        frames: int,
+        fps: float | None = None,
+    ):
+        self.scales, self.captioner, self.summarizer, self.frames = scales, captioner, summarizer, frames
+        self.fine_captioner, self.fps = fine_captioner, fps
+
+    def count(self, length: int, video_fps: float) -> int:
+        """Fine-scale frames of a clip of ``length`` frames: ``fine_frames``, or with ``fine_fps``
+        one per ``1 / fine_fps`` seconds, at least 1 and at most ``fine_frames``."""
+        if self.fps is None:
+            return self.frames
+        return min(self.frames, max(1, round(length / video_fps * self.fps)))
+
+    def settings(self) -> dict[str, Any]:
+        """What the manifest records: a rerun with other models or another prompt is refused."""
+        fine = "fine" in self.scales
+        return {
+            "caption": list(self.scales),
+            "captioner": self.captioner.name if "coarse" in self.scales else None,
+            "fine_captioner": self.fine_captioner.name if fine else None,
+            "fine_frames": self.frames if fine else None,
+            "fine_fps": self.fps if fine else None,
+            "summarizer": self.summarizer.name if fine else None,
+            "summarizer_url": getattr(self.summarizer, "url", None) if fine else None,
+            "summary_prompt": self.summarizer.prompt if fine else None,
+        }
+
+    def run(
+        self, reader: Any, clips: Sequence[tuple[int, int]], seconds: dict[str, float]
+    ) -> list[dict[str, Any]]:
+        """Per clip: ``Coarse_caption`` / ``Fine_caption`` (+ ``Frame_captions``) and the model names;
+        ``Summary_error`` where the summarizer failed (``Fine_caption`` is then None).
+
+        Clips go in groups of ``CAPTION_GROUP``, so a long video's frames are never all in memory.
+        """
+        results: list[dict[str, Any]] = []
+        for start in range(0, len(clips), CAPTION_GROUP):
+            results += self._group(reader, clips[start : start + CAPTION_GROUP], start, seconds)
+        return results
+
+    def _group(
+        self, reader: Any, clips: Sequence[tuple[int, int]], offset: int, seconds: dict[str, float]
+    ) -> list[dict[str, Any]]:
+        results: list[dict[str, Any]] = [{} for _ in clips]
+        tick = time.perf_counter()
+        middles = [first + (end - first) // 2 for first, end in clips]
+        counts = [self.count(end - first, reader.fps) for first, end in clips]
+        fine = [
+            first + uniform_segments(end - first, n, train=False) for (first, end), n in zip(clips, counts)
+        ]
+        bounds = np.cumsum([0, *counts])
+        coarse_frames = reader.get_frames(np.asarray(middles)) if "coarse" in self.scales else None
+        fine_frames = reader.get_frames(np.concatenate(fine)) if "fine" in self.scales else None
+        seconds["decode"] = seconds.get("decode", 0.0) + time.perf_counter() - tick
+        tick = time.perf_counter()
+        if coarse_frames is not None and fine_frames is not None and self.captioner is self.fine_captioner:
+            # one model for both scales: one stream of batches
+            everything = self.captioner.caption(torch.cat([coarse_frames, fine_frames]))
+            coarse, per_frame = everything[: len(clips)], everything[len(clips) :]
+        else:
+            coarse = self.captioner.caption(coarse_frames) if coarse_frames is not None else None
+            per_frame = self.fine_captioner.caption(fine_frames) if fine_frames is not None else None
+        seconds["caption"] = seconds.get("caption", 0.0) + time.perf_counter() - tick
+        for i, result in enumerate(results):
+            if coarse is not None:
+                result.update(Coarse_caption=coarse[i], Coarse_captioner=self.captioner.name)
+            if per_frame is None:
+                continue
+            frame_captions = per_frame[bounds[i] : bounds[i + 1]]
+            result.update(Frame_captions=frame_captions, Fine_captioner=self.fine_captioner.name)
+            result.update(Summarizer=self.summarizer.name, Fine_caption=None)
+            tick = time.perf_counter()
+            try:
+                result["Fine_caption"] = self.summarizer.summarize(frame_captions)
+            except SummarizerError as e:
+                log.warning("clip %d: no fine caption: %s", offset + i, e)
+                result["Summary_error"] = str(e)
+            seconds["summarize"] = seconds.get("summarize", 0.0) + time.perf_counter() - tick
+        return results
+
+
+def _captioning(
+    caption: Sequence[str] | str,
+    captioner: Any,
+    fine_captioner: Any,
+    summarizer: Any,
+    frames: int,
+    fps: float | None = None,
+) -> _Captioning | None:
+    """Check the captioning arguments of :func:`curate`; None when no scale is asked for."""
+    scales = (
+        tuple(s.strip() for s in caption.split(",") if s.strip())
+        if isinstance(caption, str)
+        else tuple(caption)
+    )
+    unknown = [s for s in scales if s not in CAPTION_SCALES]
+    if unknown or len(set(scales)) != len(scales):
+        raise ValueError(f"caption: scales are {CAPTION_SCALES}, each at most once; got {list(scales)}")
+    if not scales:
+        return None
+    fine_captioner = fine_captioner or captioner
+    if "coarse" in scales and captioner is None:
+        raise ValueError("caption 'coarse' needs a captioner (--captioner)")
+    if "fine" in scales and (fine_captioner is None or summarizer is None):
+        raise ValueError(
+            "caption 'fine' needs a captioner (--captioner / --fine_captioner) and a summarizer "
+            "(--summarizer or --summarizer_url, with --summary_prompt)"
+        )
+    if frames < 1 or (fps is not None and not fps > 0):
+        raise ValueError(f"fine_frames and fine_fps must be positive, got {frames} and {fps}")
+    order = tuple(s for s in CAPTION_SCALES if s in scales)
+    return _Captioning(order, captioner, fine_captioner, summarizer, frames, fps)
+
+
 def curate(
     model: nn.Module,
     source: str | Path | Sequence[SourceVideo],
@@ -396,6 +541,12 @@ def curate(
     device: str | torch.device = "cpu",
     progress: bool = True,
     overwrite: bool = False,
+    caption: Sequence[str] = (),
+    captioner: Any = None,
+    fine_captioner: Any = None,
+    summarizer: Any = None,
+    fine_frames: int = 8,
+    fine_fps: float | None = None,
 ) -> CurateSummary:
     """Cut, score, filter and write video-text pairs (see the module docstring).
 
@@ -424,6 +575,20 @@ def curate(
         progress: show a progress bar.
         overwrite: delete the folder's manifest, shards and JSONL first, instead of refusing a
             folder curated with other settings or another model.
+        caption: scales to caption each clip at (InternVid's multi-scale captioning): ``"coarse"``
+            (the middle frame, by ``captioner``) and / or ``"fine"`` (``fine_frames`` frames through
+            the clip, each by ``fine_captioner``, fused in order by ``summarizer``). The generated
+            captions are candidates of the clip beside the input's own (a video may list none).
+        captioner: a :class:`~vidlit.captioning.ImageCaptioner` (anything with ``name`` and
+            ``caption(uint8 [n, h, w, c]) -> list[str]``).
+        fine_captioner: the fine scale's captioner; defaults to ``captioner``.
+        summarizer: a :class:`~vidlit.captioning.LMSummarizer` or
+            :class:`~vidlit.captioning.HTTPSummarizer` (``name``, ``prompt``,
+            ``summarize(list[str]) -> str``). A :class:`~vidlit.captioning.SummarizerError` is
+            recorded on the clip (``Summary_error``) and in the manifest; the run goes on.
+        fine_frames: frames captioned per clip at the fine scale (with ``fine_fps``: at most).
+        fine_fps: caption ``fine_fps`` frames per second of the clip instead (InternVid: 1),
+            at least one and at most ``fine_frames``.
 
     Returns:
         The run's :class:`CurateSummary`.
@@ -444,6 +609,7 @@ def curate(
     size = size or (img_size[0] if isinstance(img_size, tuple) else img_size)
     if not num_frames or not size:
         raise ValueError("cannot tell the model's clip length and input size; pass num_frames and size")
+    captioning = _captioning(caption, captioner, fine_captioner, summarizer, fine_frames, fine_fps)
     videos = read_curation_input(source) if isinstance(source, (str, Path)) else list(source)
     out = Path(out)
     if overwrite:
@@ -466,6 +632,7 @@ def curate(
         "size": size,
         "mean": [float(m) for m in mean],
         "std": [float(v) for v in std],
+        **(captioning.settings() if captioning else {}),
     }
     manifest = _Manifest(out / MANIFEST, settings)
     summary = CurateSummary(videos=len(videos), threshold=threshold)
@@ -502,6 +669,7 @@ def curate(
         manifest.save()
         pending.clear()
 
+    started, clips_before = time.perf_counter(), 0
     with progress_bar("curating", len(videos), progress) as advance, torch.inference_mode():
         for video in videos:
             if manifest.done(video.name):
@@ -524,6 +692,8 @@ def curate(
                         clip_short_side,
                         backend,
                         device,
+                        captioning,
+                        summary.seconds,
                     )
                 except VideoDecodeError as e:
                     log.warning(
@@ -537,10 +707,12 @@ def curate(
                     summary.pairs += record["pairs"]
                     summary.kept += record["kept"]
                     summary.scores.extend(scores)
+                    summary.summary_failures += len(record.get("summary_failures", ()))
                     pending.append((video, record, kept))
                     if sum(len(k) for _, _, k in pending) >= samples_per_shard:
                         flush()
-            advance()
+            rate = (summary.clips - clips_before) / max(time.perf_counter() - started, 1e-9)
+            advance(description=f"curating ({summary.clips} clips, {rate:.2f} clips/s)")
     flush()
     summary.jsonl = _merge_jsonl(out, manifest.shards, jsonl_name)
     return summary
@@ -562,21 +734,38 @@ def _curate_video(
     clip_short_side: int | None,
     backend: str,
     device: torch.device,
+    captioning: _Captioning | None = None,
+    seconds: dict[str, float] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]], list[float]]:
-    """Cut, score and filter one source video: ``(counts, kept samples, every pair's score)``."""
+    """Cut, caption, score and filter one source video: ``(counts, kept samples, every pair's score)``."""
+    seconds = {} if seconds is None else seconds
     with open_video(video.path, backend, resize=clip_short_side) as reader:
         length, fps = len(reader), reader.fps
+        tick = time.perf_counter()
         shots = detect_shots(video.path, detector, detector_threshold, min_shot_frames)
+        seconds["shots"] = seconds.get("shots", 0.0) + time.perf_counter() - tick
         shots = [(a, min(b, length)) for a, b in shots if a < length]
         clips = split_shots(shots, fps, min_clip_seconds, max_clip_seconds)
         record = {"id": video.video_id, "shots": len(shots), "clips": len(clips), "pairs": 0, "kept": 0}
+        generated = captioning.run(reader, clips, seconds) if captioning else [{} for _ in clips]
+        failures = [
+            {"clip": i, "error": g["Summary_error"]} for i, g in enumerate(generated) if "Summary_error" in g
+        ]
+        if captioning:
+            record["summary_failures"] = failures
         kept: list[dict[str, Any]] = []
         all_scores: list[float] = []
         text_cache: dict[str, Tensor] = {}
         base = sample_key_prefix(video.video_id)
         for index, (first, end) in enumerate(clips):
             start_s, end_s = first / fps, end / fps
-            candidates = [(j, c) for j, c in enumerate(video.captions) if c.overlaps(start_s, end_s)]
+            tick = time.perf_counter()
+            candidates: list[tuple[int | str, Caption]] = [
+                (scale, Caption(generated[index][f"{scale.title()}_caption"]))
+                for scale in CAPTION_SCALES
+                if generated[index].get(f"{scale.title()}_caption")  # an empty generation is no candidate
+            ]
+            candidates += [(j, c) for j, c in enumerate(video.captions) if c.overlaps(start_s, end_s)]
             if not candidates:
                 continue
             sampled = reader.get_frames(first + uniform_segments(end - first, num_frames, train=False))
@@ -590,6 +779,7 @@ def _curate_video(
             scores = [float(video_embedding @ text_cache[c.text]) for _, c in candidates]
             record["pairs"] += len(candidates)
             all_scores.extend(scores)
+            seconds["score"] = seconds.get("score", 0.0) + time.perf_counter() - tick
             passing = [(s, j, c) for s, (j, c) in zip(scores, candidates) if s >= threshold]
             if keep == "best" and passing:
                 passing = [max(passing, key=lambda p: p[0])]
@@ -598,9 +788,11 @@ def _curate_video(
             chunks = (
                 reader.get_frames(np.arange(a, min(a + 32, end))).numpy() for a in range(first, end, 32)
             )
+            tick = time.perf_counter()
             mp4 = encode_mp4(chunks, fps)
+            seconds["write"] = seconds.get("write", 0.0) + time.perf_counter() - tick
             for score, j, caption in passing:
-                key = f"{base}_{index:04d}_{j:03d}"
+                key = f"{base}_{index:04d}_{j:03d}" if isinstance(j, int) else f"{base}_{index:04d}_{j}"
                 line = {
                     "YoutubeID": video.video_id,
                     "Start_timestamp": format_timestamp(start_s),
@@ -609,6 +801,9 @@ def _curate_video(
                     "UMT_Score": round(score, 6),
                     "Key": key,
                 }
+                if captioning:  # which scale this caption is, both scales' captions and the models
+                    line["Caption_scale"] = j if isinstance(j, str) else "input"
+                    line.update(generated[index])
                 metadata = {
                     "video_id": video.video_id,
                     "source": video.name,
@@ -618,6 +813,7 @@ def _curate_video(
                     "score": score,
                     "clip_index": index,
                     "caption_index": j,
+                    **({"captions": generated[index]} if captioning else {}),
                 }
                 kept.append({"key": key, "mp4": mp4, "caption": caption.text, "json": metadata, "line": line})
         record["kept"] = len(kept)
@@ -663,6 +859,40 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--clip_short_side", type=int, default=None, help="resize stored clips")
     parser.add_argument("--samples_per_shard", type=int, default=500)
     parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, ...")
+    group = parser.add_argument_group("captioning (InternVid's coarse and fine scales)")
+    group.add_argument(
+        "--caption",
+        default="",
+        help="scales to caption each clip at: coarse, fine or coarse,fine (default: none)",
+    )
+    group.add_argument(
+        "--captioner", help="transformers image-to-text model (hub id or folder): BLIP, BLIP-2, GIT"
+    )
+    group.add_argument("--fine_captioner", help="the fine scale's captioner (default: --captioner)")
+    group.add_argument("--fine_frames", type=int, default=8, help="frames captioned per clip (fine scale)")
+    group.add_argument(
+        "--fine_fps",
+        type=float,
+        default=None,
+        help="or frames per second of the clip (InternVid: 1), at most --fine_frames",
+    )
+    group.add_argument("--caption_batch_size", type=int, default=8, help="frames per generate() call")
+    group.add_argument("--caption_max_new_tokens", type=int, default=30)
+    group.add_argument("--caption_min_new_tokens", type=int, default=0)
+    group.add_argument(
+        "--caption_dtype", choices=tuple(DTYPES), default="float32", help="captioner/LM weights"
+    )
+    group.add_argument("--summarizer", help="local transformers causal or seq2seq LM (hub id or folder)")
+    group.add_argument("--summarizer_url", help="or an OpenAI-compatible API base, e.g. http://host:8000/v1")
+    group.add_argument("--summarizer_model", help="the served model's name (with --summarizer_url)")
+    group.add_argument("--summary_prompt", help="the LM prompt; {captions} is replaced by the frame captions")
+    group.add_argument("--summary_prompt_file", type=Path, help="or a text file holding it")
+    group.add_argument("--summary_max_new_tokens", type=int, default=60)
+    group.add_argument("--summary_min_new_tokens", type=int, default=0)
+    group.add_argument("--summarizer_timeout", type=float, default=60.0, help="seconds per HTTP request")
+    group.add_argument(
+        "--summarizer_retries", type=int, default=2, help="further tries after a failed request"
+    )
     parser.add_argument(
         "--overwrite",
         action="store_true",
@@ -686,6 +916,62 @@ def load_curation_model(ckpt_path: Path) -> tuple[nn.Module, Sequence[float] | N
     return task.model, task.pixel_mean, task.pixel_std
 
 
+def build_captioning(options: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """``(captioner, fine_captioner, summarizer)`` the ``--caption*`` / ``--summar*`` flags ask for."""
+    from vidlit.captioning import HTTPSummarizer, ImageCaptioner, LMSummarizer
+
+    scales = {s.strip() for s in options.caption.split(",") if s.strip()}
+    if not scales:
+        return None, None, None
+    device = resolve_device(options.device)
+    kwargs = {
+        "device": device,
+        "dtype": options.caption_dtype,
+        "batch_size": options.caption_batch_size,
+        "max_new_tokens": options.caption_max_new_tokens,
+        "min_new_tokens": options.caption_min_new_tokens,
+    }
+    if not options.captioner and not options.fine_captioner:
+        raise ValueError("--caption needs --captioner (a transformers image-to-text model)")
+    captioner = ImageCaptioner(options.captioner, **kwargs) if options.captioner else None
+    fine_captioner = None
+    if "fine" in scales and options.fine_captioner and options.fine_captioner != options.captioner:
+        fine_captioner = ImageCaptioner(options.fine_captioner, **kwargs)
+    summarizer = None
+    if "fine" in scales:
+        prompt = options.summary_prompt
+        if options.summary_prompt_file is not None:
+            if not options.summary_prompt_file.is_file():
+                raise FileNotFoundError(f"{options.summary_prompt_file}: --summary_prompt_file not found")
+            prompt = options.summary_prompt_file.read_text(encoding="utf-8")
+        if not prompt:
+            raise ValueError(
+                "--caption fine needs --summary_prompt or --summary_prompt_file (with {captions})"
+            )
+        if options.summarizer_url:
+            summarizer = HTTPSummarizer(
+                options.summarizer_url,
+                options.summarizer_model or options.summarizer or "default",
+                prompt,
+                timeout=options.summarizer_timeout,
+                retries=options.summarizer_retries,
+                max_tokens=options.summary_max_new_tokens,
+                api_key=os.environ.get("OPENAI_API_KEY"),
+            )
+        elif options.summarizer:
+            summarizer = LMSummarizer(
+                options.summarizer,
+                prompt,
+                device=device,
+                dtype=options.caption_dtype,
+                max_new_tokens=options.summary_max_new_tokens,
+                min_new_tokens=options.summary_min_new_tokens,
+            )
+        else:
+            raise ValueError("--caption fine needs --summarizer (a local LM) or --summarizer_url")
+    return captioner, fine_captioner, summarizer
+
+
 def curate_main(args: list[str]) -> CurateSummary:
     """``vidlit curate ...``: parse ``args``, load the model, curate, print the summary.
 
@@ -695,6 +981,7 @@ def curate_main(args: list[str]) -> CurateSummary:
     options = parser.parse_args(args)
     try:
         model, mean, std = load_curation_model(options.ckpt_path)
+        captioner, fine_captioner, summarizer = build_captioning(options)
         summary = curate(
             model,
             options.input,
@@ -712,11 +999,19 @@ def curate_main(args: list[str]) -> CurateSummary:
             samples_per_shard=options.samples_per_shard,
             device=resolve_device(options.device),
             overwrite=options.overwrite,
+            caption=options.caption,
+            captioner=captioner,
+            fine_captioner=fine_captioner,
+            summarizer=summarizer,
+            fine_frames=options.fine_frames,
+            fine_fps=options.fine_fps,
         )
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError, OSError) as e:
         parser.error(str(e))
     print(f"{options.out}: {summary}")
     print(f"annotations: {summary.jsonl}; shards: {options.out / 'shards'}")
+    if summary.summary_failures:
+        print(f"{summary.summary_failures} clips have no fine caption (summarizer failed; see Summary_error)")
     if summary.pairs and not summary.kept:
         print(
             f"no pair reached --threshold {summary.threshold:g}; scores of the {summary.pairs} pairs: "

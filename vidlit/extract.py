@@ -11,7 +11,7 @@ evenly spaced inside it (the backbone's clip length, e.g. 16 of a 32-frame windo
 evaluation transform does, and the backbone's pooled feature (``output="pooled"``, ``[C]``) is
 step ``i`` of the video's ``[T, C]`` sequence. So feature ``i`` is centred at
 ``(i * stride + window / 2) / fps`` seconds, exactly what
-:class:`~vidlit.data.Ego4DMomentQueries` assumes with ``feature_stride: stride`` and
+:class:`~vidlit.data.Ego4DMQ` assumes with ``feature_stride: stride`` and
 ``feature_window: window``.
 
 - ``T = ceil((n - window) / stride) + 1`` for a video of ``n >= window`` frames (every frame is

@@ -18,7 +18,7 @@ features), :class:`~vidlit.tasks.video_text.VideoTextPretrain` (similarities to 
 :class:`~vidlit.tasks.MVMPretrain` (backbone embeddings). Supported data modules: those that
 decode raw videos with a list (:class:`~vidlit.data.VideoListDataModule`), InternVid-style clips
 (:class:`~vidlit.data.internvid.InternVidDataModule`) and Ego4D Moment Queries features
-(:class:`~vidlit.data.Ego4DMomentQueries`); another data module is a clear error.
+(:class:`~vidlit.data.Ego4DMQ`); another data module is a clear error.
 """
 
 from __future__ import annotations
@@ -305,13 +305,13 @@ class Predictor:
         )
 
     def _prepare_features(self, source: str | Path | Tensor, video_id: str) -> Clip:
-        from vidlit.data.ego4d import Ego4DMomentQueries, MomentClip, MomentQueriesDataset
+        from vidlit.data.ego4d_mq import Ego4DMQ, MomentClip, MomentQueriesDataset
 
         dm = self.datamodule
-        if not isinstance(dm, Ego4DMomentQueries):
+        if not isinstance(dm, Ego4DMQ):
             raise ValueError(
                 f"{type(dm).__name__}: vidlit.inference runs heads on stored features of "
-                "Ego4DMomentQueries; this data module is not supported yet"
+                "Ego4DMQ; this data module is not supported yet"
             )
         with tempfile.TemporaryDirectory(prefix="vidlit-infer-") as tmp:
             if isinstance(source, Tensor):

@@ -1,3 +1,5 @@
+import re
+
 import h5py
 import numpy as np
 import pytest
@@ -5,12 +7,14 @@ import torch
 
 from vidlit.data.ave import (
     AVE_CATEGORIES,
+    HEADER,
     AVEDataModule,
     read_ave_annotations,
     segment_labels_from_events,
     video_order,
 )
 from vidlit.data.synth.ave import write_ave
+from vidlit.formats import AnnotationError
 
 BG = 28
 CLASSES = [*AVE_CATEGORIES, "background"]
@@ -49,28 +53,67 @@ def test_annotation_parsing_and_segment_labels(tmp_path):
 @pytest.mark.parametrize(
     ("line", "match"),
     [
-        ("Bark&x&good&3", "Annotations.txt:2: expected"),
-        ("Bark&x&good&3&11", "Annotations.txt:2: need 0 <= StartTime"),
-        ("Bark&x&good&a&5", "Annotations.txt:2: StartTime/EndTime must be integer"),
+        ("Bark&x&good&3", r"line 2: expected 'Category&VideoID"),
+        ("Bark&x&good&3&11", r"line 2: need 0 <= StartTime <= EndTime <= 10, got 3..11"),
+        ("Bark&x&good&5&3", r"line 2: need 0 <= StartTime <= EndTime <= 10, got 5..3"),
+        ("Bark&x&good&-1&3", r"line 2: need 0 <= StartTime"),
+        ("Bark&x&good&a&5", r"line 2: key 'start': must be whole seconds, got 'a'"),
+        ("Bark&x&good&1.5&5", r"line 2: key 'start': must be whole seconds, got '1.5'"),
+        ("Bark&&good&1&5", r"line 2: key 'video_id': String should have at least 1 character"),
+        ("&x&good&1&5", r"line 2: key 'category': String should have at least 1 character"),
+        ("Kazoo&x&good&1&5", r"line 2: key 'category': unknown event category 'Kazoo'"),
     ],
 )
-def test_annotation_errors_name_file_and_line(tmp_path, line, match):
+def test_annotation_errors_name_file_line_and_key(tmp_path, line, match):
     path = tmp_path / "Annotations.txt"
     path.write_text(f"Bark&y&good&0&1\n{line}\n")
-    with pytest.raises(ValueError, match=match):
-        read_ave_annotations(path)
+    with pytest.raises(AnnotationError, match=rf"^{re.escape(str(path))}: {match}") as err:
+        read_ave_annotations(path, CLASSES)
+    assert "\n" not in str(err.value)
 
 
 def test_unknown_category_and_overlap(tmp_path):
     path = tmp_path / "a.txt"
     path.write_text("Kazoo&x&good&0&2\n")
-    with pytest.raises(ValueError, match="a.txt:1: unknown event category 'Kazoo'"):
+    with pytest.raises(
+        AnnotationError, match="a.txt: line 1: key 'category': unknown event category 'Kazoo'"
+    ):
         segment_labels_from_events(read_ave_annotations(path), CLASSES, path)
     path.write_text("Bark&x&good&0&4\nCat&x&good&3&5\n")
-    with pytest.raises(ValueError, match=r"a.txt:2: video x has two different events on second\(s\) \[3\]"):
+    with pytest.raises(
+        AnnotationError, match=r"a.txt: line 2: video x has two different events on second\(s\) \[3\]"
+    ):
         segment_labels_from_events(read_ave_annotations(path), CLASSES, path)
+    path.write_text(HEADER + "\n")
+    with pytest.raises(AnnotationError, match="a.txt: no event line"):
+        read_ave_annotations(path)
     with pytest.raises(FileNotFoundError, match="missing.txt"):
         read_ave_annotations(tmp_path / "missing.txt")
+
+
+def test_category_text_must_agree_with_labels_h5(ave_root, tmp_path):
+    """labels.h5 wins for the labels, but a category text that contradicts it is an error, not ignored."""
+    import shutil
+
+    root = tmp_path / "ave"
+    shutil.copytree(ave_root, root)
+    lines = (root / "Annotations.txt").read_text().splitlines()
+    category, rest = lines[1].split("&", 1)
+    other = next(c for c in AVE_CATEGORIES[:3] if c != category)
+    lines[1] = f"{other}&{rest}"
+    (root / "Annotations.txt").write_text("\n".join(lines) + "\n")
+    dm = AVEDataModule(root=str(root), feature_dim=16)
+    with pytest.raises(
+        AnnotationError,
+        match=rf"Annotations.txt: line 2: key 'category': '{re.escape(other)}' but labels.h5 row 0",
+    ):
+        dm.setup("fit")
+    lines[1] = f"Kazoo&{rest}"
+    (root / "Annotations.txt").write_text("\n".join(lines) + "\n")
+    with pytest.raises(
+        AnnotationError, match=r"Annotations.txt: line 2: key 'category': unknown event category 'Kazoo'"
+    ):
+        AVEDataModule(root=str(root), feature_dim=16).setup("fit")
 
 
 def test_official_h5_layout(ave_root):

@@ -26,7 +26,7 @@ def test_order_is_a_function_of_seed_and_epoch():
 
 
 def _datasets(seed):
-    from vidlit.data.ego4d import MomentQueriesDataset
+    from vidlit.data.ego4d_mq import MomentQueriesDataset
     from vidlit.data.ego4d_scod import StateChangeDataset
     from vidlit.data.internvid import InternVidDataset
     from vidlit.data.shards import VideoTextShards

@@ -99,7 +99,7 @@ def test_reader_parses_the_official_fields(ramp_root):
         (
             '{"YoutubeID": "a", "Start_timestamp": "00:00:01.000", "End_timestamp": "00:00:02.000", '
             '"Caption": "x", "UMT_Score": "high"}',
-            "UMT_Score must be a finite number",
+            "key 'UMT_Score': Input should be a valid number",
         ),
     ],
 )
@@ -109,8 +109,24 @@ def test_reader_errors_name_file_and_line(tmp_path, line, message):
     )
     path = tmp_path / "ann.jsonl"
     path.write_text(f"{good}\n\n{line}\n")
-    with pytest.raises(ValueError, match=rf"ann\.jsonl:3: .*{message}"):
+    with pytest.raises(ValueError, match=rf"ann\.jsonl(: line |:)3: .*{message}") as err:
         read_internvid_annotations(path)
+    assert "\n" not in str(err.value)
+
+
+def test_a_youtube_id_cannot_leave_the_video_folder(tmp_path):
+    from vidlit.data.internvid import InternVidDataModule
+
+    (tmp_path / "videos").mkdir()
+    line = {"YoutubeID": "../../outside/stolen", "Start_timestamp": "00:00:00.000",
+            "End_timestamp": "00:00:01.000", "Caption": "x"}  # fmt: skip
+    for split in ("train", "val"):
+        (tmp_path / f"{split}.jsonl").write_text(json.dumps(line) + "\n")
+    dm = InternVidDataModule(root=str(tmp_path), num_frames=2, size=16)
+    with pytest.raises(
+        ValueError, match=r"train\.jsonl: line 1: key 'YoutubeID': '../../outside/stolen' points outside"
+    ):
+        dm.setup("fit")
 
 
 def test_missing_annotation_file(tmp_path):

@@ -2,6 +2,7 @@
 
 import csv
 import logging
+import re
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from vidlit.data.llp import (
     segment_labels,
 )
 from vidlit.data.synth.llp import write_llp
+from vidlit.formats import AnnotationError
 
 CLASS_INDEX = {name: i for i, name in enumerate(LLP_CATEGORIES)}
 
@@ -59,21 +61,52 @@ def test_event_rows_with_the_official_quirks(tmp_path):
     assert singing.tolist() == [1] * 6 + [0] * 4
 
 
-def test_bad_rows_name_file_and_line(tmp_path):
-    path = _write(tmp_path / "a.csv", "filename\tevent_labels\nx_0_10\tDog\ny_0_10\tUnicorn\n")
-    with pytest.raises(ValueError, match=r"a.csv: line 3: unknown category 'Unicorn'"):
-        read_weak_labels(path, LLP_CATEGORIES)
-    path = _write(tmp_path / "b.csv", "filename,event_labels\nx_0_10,Dog\n")  # commas, not tabs
-    with pytest.raises(ValueError, match=r"b.csv: line 1: missing column"):
-        read_weak_labels(path)
-    path = _write(tmp_path / "c.csv", "filename\tonset\toffset\tevent_labels\nx_0_10\t5\t2\tDog\n")
-    with pytest.raises(ValueError, match=r"c.csv: line 2: invalid event 5-2"):
-        read_event_annotations(path)
-    path = _write(tmp_path / "d.csv", "filename\tonset\toffset\tevent_labels\nx_0_10\tfive\t6\tDog\n")
-    with pytest.raises(ValueError, match=r"d.csv: line 2: onset/offset must be numbers"):
-        read_event_annotations(path)
+WEAK = "filename\tevent_labels\n"
+EVENTS = "filename\tonset\toffset\tevent_labels\n"
+
+
+@pytest.mark.parametrize(
+    ("reader", "text", "message"),
+    [
+        (
+            "weak",
+            WEAK + "x_0_10\tDog\ny_0_10\tUnicorn\n",
+            r"line 3: key 'event_labels': unknown category 'Unicorn'",
+        ),
+        ("weak", "filename,event_labels\nx_0_10,Dog\n", r"line 1: missing column"),  # commas, not tabs
+        ("weak", WEAK, r"no video after the header row"),  # header only: fit would train nothing
+        ("weak", WEAK + "x_0_10\t\n", r"line 2: key 'event_labels': no event label"),
+        ("weak", WEAK + "\tDog\n", r"line 2: key 'filename': String should have at least 1 character"),
+        ("weak", WEAK + "x_0_10\tDog\nx_0_10\tCat\n", r"line 3: key 'filename': 'x_0_10' is already listed"),
+        ("events", EVENTS + "x_0_10\t5\t2\tDog\n", r"line 2: need 0 <= onset <= offset <= 10 s"),
+        ("events", EVENTS + "x_0_10\tfive\t6\tDog\n", r"line 2: key 'onset': .*must be a number of seconds"),
+        ("events", EVENTS + "x_0_10\t2\t14\tDog\n", r"line 2: need 0 <= onset <= offset <= 10 s .*2-14"),
+        ("events", EVENTS + "x_0_10\t-1\t4\tDog\n", r"line 2: need 0 <= onset"),
+        ("events", EVENTS + "x_0_10\tnan\t4\tDog\n", r"line 2: key 'onset': .*finite"),
+        ("events", EVENTS + "x_0_10\t1\t4\tKazoo\n", r"line 2: key 'event_labels': unknown category 'Kazoo'"),
+    ],
+)
+def test_bad_rows_name_file_line_and_key(tmp_path, reader, text, message):
+    path = _write(tmp_path / "a.csv", text)
+    read = read_weak_labels if reader == "weak" else read_event_annotations
+    with pytest.raises(AnnotationError, match=rf"^{re.escape(str(path))}: {message}") as err:
+        read(path, LLP_CATEGORIES)
+    assert "\n" not in str(err.value)
+
+
+def test_decimal_seconds_are_numbers(tmp_path):
+    path = _write(tmp_path / "a.csv", EVENTS + "x_0_10\t1.5\t4.0\tDog\n")
+    assert read_event_annotations(path, LLP_CATEGORIES) == {"x_0_10": [(1, 4, "Dog")]}
     with pytest.raises(FileNotFoundError, match="missing.csv"):
         read_weak_labels(tmp_path / "missing.csv")
+
+
+def test_a_filename_cannot_point_outside_the_feature_folder(tmp_path):
+    from vidlit.data.llp import find_llp_feature
+
+    (tmp_path / "feats").mkdir()
+    with pytest.raises(ValueError, match=r"video '../../etc/passwd_0_10': .* points outside"):
+        find_llp_feature(tmp_path / "feats", "../../etc/passwd_0_10")
 
 
 def _tiny_dataset(root):
@@ -196,3 +229,28 @@ def test_synthetic_dataset_official_layout_and_signal(tmp_path):
         torch.from_numpy(np.load(root / "feats" / "vggish" / f"{train[0].filename[:11]}.npy")),
         torch.from_numpy(np.load(tmp_path / "again" / "feats" / "vggish" / f"{train[0].filename[:11]}.npy")),
     )
+
+
+def test_fit_on_a_header_only_csv_stops_with_one_line(tmp_path, monkeypatch, capsys):
+    """It used to train nothing and exit 0; `vidlit fit` now prints the file's one-line error."""
+    import sys
+    from pathlib import Path
+
+    from vidlit.cli import main
+
+    root = write_llp(
+        tmp_path / "llp", num_train=2, num_val=1, num_test=1, audio_dim=8, visual_dim=8, motion_dim=4
+    )
+    (root / "AVVP_train.csv").write_text("filename\tevent_labels\n")
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "llp.yaml"
+    argv = ["vidlit", "fit", "--config", str(recipe), "--data.init_args.root", str(root),
+            "--data.init_args.audio_dim", "8", "--data.init_args.feature_dim", "12",
+            "--data.init_args.motion_dim", "4",
+            "--trainer.default_root_dir", str(tmp_path / "runs")]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as exit:
+        main()
+    assert exit.value.code == 1
+    err = capsys.readouterr().err
+    line = f"{root / 'AVVP_train.csv'}: no video after the header row (the split would have nothing to use)"
+    assert err.endswith(f"vidlit: error: {line}\n")

@@ -126,7 +126,7 @@ def test_bad_files_name_the_file_and_line(tmp_path):
 
 def test_each_music_track_is_analysed_once(tiny_root, monkeypatch):
     # rhythm (onset envelope) and timbre (log-mel patches) share one spectrogram per track
-    import vidlit.backbones.audio as audio
+    import vidlit.layers.log_mel as audio
 
     calls = []
     real = audio.log_mel_spectrogram

@@ -24,7 +24,16 @@ from vidlit.data.video import (
     read_audio,
 )
 
-BACKENDS = ["decord", "pyav"]
+
+def _torchcodec_works() -> bool:
+    try:
+        from torchcodec.decoders import VideoDecoder  # noqa: F401 - needs FFmpeg's shared libraries
+    except (ImportError, OSError, RuntimeError):
+        return False
+    return True
+
+
+BACKENDS = ["decord", "pyav", *(["torchcodec"] if _torchcodec_works() else [])]
 
 
 def _bright_mask(frame: torch.Tensor) -> torch.Tensor:
@@ -146,7 +155,10 @@ def test_corrupt_files_raise_decode_error_naming_the_file(corrupt_videos, backen
     # open: decord fails its packet scan, PyAV's scan finds a corrupt packet / missing frames
     path = corrupt_videos[kind]
     with pytest.raises(VideoDecodeError) as info:
-        open_video(path, backend)
+        reader = open_video(path, backend)
+        if backend == "torchcodec" and kind == "truncated_faststart":
+            # torchcodec trusts the intact index at open; the missing frames raise when asked for
+            reader.get_frames([len(reader) - 1])
     assert str(path) in str(info.value)
     assert info.value.path == str(path)
     assert not isinstance(info.value, FileNotFoundError)
@@ -251,7 +263,7 @@ def test_torchcodec_missing_is_an_import_error(video_path):
 
 
 def test_torchcodec_adapter(video_path, monkeypatch):
-    """The torchcodec reader against a stand-in decoder that serves PyAV's frames."""
+    """The torchcodec reader's fallbacks, against a stand-in decoder (an older torchcodec)."""
     with open_video(video_path, "pyav") as reference:
         full = reference.get_frames(range(len(reference)))
     calls = []
@@ -272,6 +284,8 @@ def test_torchcodec_adapter(video_path, monkeypatch):
     fake.decoders.VideoDecoder = FakeVideoDecoder
     monkeypatch.setitem(sys.modules, "torchcodec", fake)
     monkeypatch.setitem(sys.modules, "torchcodec.decoders", fake.decoders)
+    # a torchcodec without decoder-side transforms: the reader resizes after decoding
+    monkeypatch.setitem(sys.modules, "torchcodec.transforms", None)
     with open_video(video_path, "torchcodec") as reader:
         assert len(reader) == len(full) and reader.fps == 15.0
         assert torch.equal(reader.get_frames([7, 2, 7]), full[[7, 2, 7]])
@@ -442,3 +456,59 @@ def test_decord_reads_frames_48_pixels_wide_through_pyav(tmp_path):
         assert len(reader) == 8
     assert got.shape == (3, 32, 48, 3)
     assert torch.equal(got, expected)
+
+
+@pytest.mark.skipif(not _torchcodec_works(), reason="torchcodec (or FFmpeg's libraries) is not installed")
+def test_torchcodec_decodes_like_pyav(video_path):
+    """The real torchcodec backend: same count, rate and frames (to colour-conversion rounding) as PyAV."""
+    indices = [0, 9, 3, 3, 20]
+    with open_video(video_path, "torchcodec") as tc, open_video(video_path, "pyav") as av:
+        assert len(tc) == len(av) and tc.fps == pytest.approx(av.fps)
+        a, b = tc.get_frames(indices), av.get_frames(indices)
+        assert a.shape == b.shape and a.dtype == torch.uint8
+        assert (a.float() - b.float()).abs().mean() < 2.0
+        assert torch.equal(a[2], a[3])  # a repeated index is the same frame
+    with open_video(video_path, "torchcodec", resize=(32, 48)) as tc:
+        assert tc.get_frames([1, 2]).shape == (2, 32, 48, 3)
+
+
+@pytest.mark.parametrize("verbose", ["", "1"])
+def test_ffmpeg_log_lines_are_silenced_unless_asked_for(corrupt_videos, verbose):
+    """decord's FFmpeg prints `[h264 @ ...]` lines for damaged packets; VIDLIT_DECODER_LOGS=1 shows them."""
+    import os
+    import subprocess
+
+    code = (
+        "from vidlit.data.video import open_video, VideoDecodeError\n"
+        f"r = open_video({str(corrupt_videos['damaged_packets'])!r}, 'decord')\n"
+        "try:\n    r.get_frames(list(range(32)))\nexcept VideoDecodeError:\n    pass\n"
+    )
+    env = {**os.environ, "VIDLIT_DECODER_LOGS": verbose}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert ("[h264 @" in out.stderr) == bool(verbose)
+
+
+def test_reader_cache_reuses_an_open_reader_per_video(synthetic_videos, tmp_path):
+    from vidlit.data.video import ReaderCache
+
+    _, records = synthetic_videos
+    paths = [r["path"] for r in records[:3]]
+    cache = ReaderCache(size=2)
+    first = cache.open(paths[0], "pyav", resize=32)
+    assert cache.open(paths[0], "pyav", resize=32) is first  # the same open reader
+    with open_video(paths[0], "pyav", resize=32) as fresh:
+        assert torch.equal(first.get_frames([5, 1, 5]), fresh.get_frames([5, 1, 5]))
+    assert cache.open(paths[0], "pyav", resize=48) is not first  # other arguments: another reader
+    cache.open(paths[1], "pyav")  # a third reader: the least recently used one is closed
+    assert len(cache) == 2 and first._closed
+    # a file changed on disk is reopened
+    copy = tmp_path / "copy.mp4"
+    copy.write_bytes(Path(paths[2]).read_bytes())
+    before = cache.open(copy, "pyav")
+    copy.write_bytes(Path(paths[1]).read_bytes())
+    assert cache.open(copy, "pyav") is not before
+    cache.close()
+    assert len(cache) == 0
+    with pytest.raises(ValueError, match="size"):
+        ReaderCache(size=0)

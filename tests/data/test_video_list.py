@@ -81,19 +81,27 @@ def test_read_csv_and_jsonl(tmp_path):
             "path,label\na.mp4,up\nb.mp4,up,extra\n",
             r"l\.csv:3: expected 2 fields \(path,label\), got 3",
         ),
-        ("l.csv", "path,label\na.mp4,up\n,down\n", r"l\.csv:3: no video path"),
+        ("l.csv", "path,label\na.mp4,up\n,down\n", r"l\.csv: line 3: key 'path': no video path"),
         ("l.csv", "path,label\na.mp4,up\nb.mp4,sideways\n", r"l\.csv:3: unknown label 'sideways'"),
         ("l.csv", "path,label\na.mp4,rihgt\n", r"l\.csv:2: unknown label 'rihgt'.*did you mean 'right'"),
         ("l.csv", "path,label\na.mp4,7\n", r"l\.csv:2: label index 7 is out of range for 4 classes"),
-        ("l.csv", "path,label,start,end\na.mp4,up,3,2\n", r"l\.csv:2: end \(2.0 s\) must be after start"),
-        ("l.csv", "path,start\na.mp4,soon\n", r"l\.csv:2: start must be a number of seconds, got 'soon'"),
+        (
+            "l.csv",
+            "path,label,start,end\na.mp4,up,3,2\n",
+            r"l\.csv: line 2: end \(2.0 s\) must be after start",
+        ),
+        (
+            "l.csv",
+            "path,start\na.mp4,soon\n",
+            r"l\.csv: line 2: key 'start': must be a number of seconds, got 'soon'",
+        ),
         ("l.csv", "path,label\na.mp4,up\n\na.mp4,down\n", r"l\.csv:4: a\.mp4 is already listed on line 2"),
         ("l.jsonl", '{"path": "a.mp4"}\n{"path": "b.mp4",\n', r"l\.jsonl:2: invalid JSON"),
         ("l.jsonl", '["a.mp4", "up"]\n', r"l\.jsonl:1: expected a JSON object, got list"),
         (
             "l.jsonl",
             '{"path": "a.mp4", "label": 2.5}\n',
-            r"l\.jsonl:1: label must be a class name or an integer",
+            r"l\.jsonl: line 1: key 'label': must be a class name or an integer",
         ),
     ],
 )
@@ -123,9 +131,27 @@ def test_data_module_checks_lists_up_front(root, tmp_path):
     with pytest.raises(ValueError, match=r"train\.csv:3: no label \(every train video needs one\)"):
         dm.setup("fit")
     with pytest.raises(FileNotFoundError, match=r"labels\.txt: class list not found \(set classes: null"):
-        VideoListDataModule(root=str(tmp_path), classes="labels.txt")
+        VideoListDataModule(root=str(tmp_path), classes="labels.txt").setup("fit")
     _write(tmp_path / "train.csv", "path,label\na.mp4,up\nb.mp4,down\n")
     assert VideoListDataModule(root=str(tmp_path), classes=None).class_names == ["down", "up"]
+
+
+def test_a_val_label_outside_the_train_taxonomy_is_an_error(tmp_path):
+    """A typo'd val label used to become a new class (lowering val accuracy); now it names the line."""
+    _write(tmp_path / "train.csv", "path,label\na.mp4,up\nb.mp4,down\n")
+    _write(tmp_path / "val.csv", "path,label\na.mp4,up\nb.mp4,dwon\n")
+    dm = VideoListDataModule(root=str(tmp_path), classes=None, size=16)
+    assert dm.class_names == ["down", "up"]  # from the train list only
+    with pytest.raises(
+        ValueError, match=r"val\.csv:3: unknown label 'dwon' \(not in the 2-class list\); did you mean 'down'"
+    ):
+        dm.setup("validate")
+
+
+def test_the_class_list_is_read_on_first_use_not_at_construction(tmp_path):
+    dm = VideoListDataModule(root=str(tmp_path), classes="labels.txt")  # no file yet: no error here
+    with pytest.raises(FileNotFoundError, match=r"labels\.txt: class list not found"):
+        _ = dm.num_classes
 
 
 # -- dataset -----------------------------------------------------------------------------------------
@@ -202,7 +228,7 @@ def _model():
 
 
 @pytest.mark.parametrize("num_workers", [0, 2])
-def test_skipped_videos_are_counted_per_epoch(root, num_workers, caplog):
+def test_skipped_videos_are_counted_per_epoch(root, num_workers, caplog, tmp_path):
     dm = VideoListDataModule(
         root=str(root),
         train_list="mixed.csv",
@@ -215,23 +241,76 @@ def test_skipped_videos_are_counted_per_epoch(root, num_workers, caplog):
     )
     trainer = L.Trainer(
         max_epochs=2,
-        logger=False,
+        logger=L.pytorch.loggers.CSVLogger(tmp_path),
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
         accelerator="cpu",
     )
-    with caplog.at_level(logging.WARNING, logger="vidlit.data.video_list"):
+    with caplog.at_level(logging.WARNING, logger="vidlit.data.raw_video"):
         trainer.fit(_model(), dm)
     bad = _bad_paths(root)
     assert sorted(dm.skipped_videos["train"]) == sorted(bad * 2)  # once per epoch
     assert sorted(dm.skipped_videos["val"]) == sorted(bad * 2)  # sanity-check batches not counted
-    warnings = [r.getMessage() for r in caplog.records if "could not be read" in r.getMessage()]
-    assert any(m.startswith("train epoch 0: skipped 5 of 13 videos") for m in warnings), warnings
-    assert any(m.startswith("val epoch 1: skipped 5 of 13 videos") for m in warnings), warnings
-    assert "zero_byte.mp4 (empty file (0 bytes))" in next(
-        m for m in warnings if m.startswith("train epoch 1")
-    )
+    warnings = [r.getMessage() for r in caplog.records if "unreadable video" in r.getMessage()]
+    # once per stage: the same 5 files in epoch 1 are not reported again
+    assert len(warnings) == 2, warnings
+    report = Path(trainer.log_dir) / "skipped_videos.tsv"
+    train = next(m for m in warnings if m.startswith("train epoch 0"))
+    assert train.startswith("train epoch 0: skipped 5 unreadable video file(s) (5 of 13 videos read)")
+    assert train.endswith(f"and 2 more; full list: {report}")
+    assert train.count(".mp4 (") == 3  # the first few, not all of them
+    assert any(m.startswith("val epoch 0: skipped 5 unreadable") for m in warnings), warnings
+    rows = [line.split("\t") for line in report.read_text().splitlines()]
+    assert rows[0] == ["stage", "path", "reads", "reason"]
+    assert sorted(r[1] for r in rows[1:] if r[0] == "train") == bad  # distinct files, not rows
+    assert {r[2] for r in rows[1:]} == {"2"}  # each read twice (two epochs)
+    assert "empty file (0 bytes)" in next(r[3] for r in rows[1:] if r[1].endswith("zero_byte.mp4"))
+
+
+def test_skip_report_repeats_when_the_files_change(root, caplog):
+    dm = VideoListDataModule(root=str(root), train_list="mixed.csv", size=32, short_side=32)
+    with caplog.at_level(logging.WARNING, logger="vidlit.data.raw_video"):
+        for paths in (["a.mp4", "b.mp4"], ["b.mp4", "a.mp4", "a.mp4"], ["a.mp4", "c.mp4"]):
+            dm._epoch_skipped["val"] = [(p, "corrupt") for p in paths]
+            dm._epoch_seen["val"] = 10
+            dm.report_skipped("val")
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 2, messages  # the same set again is not repeated
+    assert messages[0].startswith("val epoch 0: skipped 2 unreadable video file(s) (2 of 10 videos read)")
+    assert "c.mp4 (corrupt)" in messages[1]
+
+
+def test_mixed_aspect_ratios_are_cropped_per_clip_before_batching(tmp_path):
+    """A 2000x16 and a 16x2000 clip: each reaches collate bounded by the configured size, not padded."""
+    from vidlit.data.synth.videos import write_video
+    from vidlit.data.transforms import MAX_ASPECT
+
+    rng = np.random.default_rng(0)
+    write_video(tmp_path / "wide.mp4", rng.integers(0, 255, (8, 16, 2000, 3), dtype=np.uint8))
+    write_video(tmp_path / "tall.mp4", rng.integers(0, 255, (8, 2000, 16, 3), dtype=np.uint8))
+    _write(tmp_path / "train.csv", "path,label\nwide.mp4,left\ntall.mp4,right\n")
+    size, short_side = 16, 18
+    dm = VideoListDataModule(
+        root=str(tmp_path), val_list="train.csv", classes=CLASSES, num_frames=4, size=size,
+        short_side=short_side, batch_size=2,
+    )  # fmt: skip
+    dm.setup("validate")
+    dataset = dm.datasets["val"]
+    limit = int(np.ceil(short_side * MAX_ASPECT))
+    clips = [dataset[i]["video"] for i in range(2)]
+    # each clip is cut to the bound in the dataset: collate never sees a 2250-pixel side
+    assert [tuple(c.shape[1:3]) for c in clips] == [(short_side, limit), (limit, short_side)]
+    batch = collate_video_clips([dataset[0], dataset[1]])
+    assert tuple(batch["video"].shape) == (2, 4, limit, limit, 3)  # not (2, 4, 2250, 2250, 3)
+    assert batch["video"].numel() <= 2 * 4 * (short_side * MAX_ASPECT + 1) ** 2 * 3
+    out = dm.on_after_batch_transfer(batch, 0)
+    assert tuple(out["video"].shape) == (2, 3, 4, size, size)
+    # a clip within the bound is untouched (ordinary videos crop exactly as before)
+    from vidlit.data.transforms import bound_aspect
+
+    clip = torch.zeros(4, 18, 32, 3, dtype=torch.uint8)
+    assert bound_aspect(clip, 18) is clip
 
 
 @pytest.mark.parametrize("num_workers", [0, 2])

@@ -1,6 +1,7 @@
 """XD-Violence lists, annotations, frame ground truth and the data module, on the synthetic layout."""
 
 import random
+import re
 import shutil
 
 import numpy as np
@@ -15,6 +16,7 @@ from vidlit.data.xd_violence import (
     read_feature_lists,
     uniform_extract,
 )
+from vidlit.formats import AnnotationError
 
 C, A = 16, 8
 
@@ -93,17 +95,44 @@ def test_video_without_audio(xd_root, tmp_path):
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ("v_label_B1-0-0 10 20 30", "line 2 .*pairs of frame numbers"),
-        ("v_label_B1-0-0 10 2x", "line 2 .*must be integers"),
-        ("v_label_B1-0-0 20 10", r"line 2 .*invalid frame range 20 10"),
-        ("ok_label_B1-0-0 1 2", "line 2 .*annotated twice"),
+        (
+            "v_label_B1-0-0 10 20 30",
+            r"line 2 \(v_label_B1-0-0\): key 'ranges': expected pairs of frame numbers",
+        ),
+        ("v_label_B1-0-0 10 2x", r"line 2 \(v_label_B1-0-0\).ranges\[0\]\[1\]: .*valid integer.*'2x'"),
+        ("v_label_B1-0-0 10 1.5", r"line 2 \(v_label_B1-0-0\).ranges\[0\]\[1\]: .*valid integer.*'1.5'"),
+        ("v_label_B1-0-0 20 10", r"line 2 \(v_label_B1-0-0\): invalid frame range 20 10"),
+        ("v_label_B1-0-0 -5 10", r"line 2 \(v_label_B1-0-0\): invalid frame range -5 10"),
+        ("v_label_B1-0-0", r"line 2 \(v_label_B1-0-0\): expected pairs of frame numbers"),
+        ("n_label_A 1 5", r"line 2 \(n_label_A\): video 'n_label_A' is named normal"),
+        ("ok_label_B1-0-0 1 2", r"line 2 \(ok_label_B1-0-0\): key 'video': .*annotated twice"),
     ],
 )
 def test_bad_annotations_name_the_line(tmp_path, line, message):
     path = tmp_path / "annotations.txt"
     path.write_text(f"ok_label_B1-0-0 1 2\n{line}\n")
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(AnnotationError, match=rf"^{re.escape(str(path))}: {message}") as err:
         read_annotations(path)
+    assert "\n" not in str(err.value)
+
+
+def test_empty_annotations_are_an_error_not_ap_zero(tmp_path):
+    path = tmp_path / "annotations.txt"
+    path.write_text("\n")
+    with pytest.raises(AnnotationError, match=r"annotations.txt: no annotated video: .*\(AP 0.0\)"):
+        read_annotations(path)
+
+
+def test_violent_test_video_without_annotation_is_an_error(xd_root, tmp_path):
+    import shutil
+
+    root = tmp_path / "xd"
+    shutil.copytree(xd_root, root)
+    lines = (root / "annotations.txt").read_text().splitlines()
+    (root / "annotations.txt").write_text("\n".join(lines[1:]) + "\n")
+    data = XDViolence(str(root), feature_dim=C, audio_dim=A)
+    with pytest.raises(AnnotationError, match=r"annotations.txt: no line for violent test video '.*' \(1 of"):
+        data.setup("test")
 
 
 def test_data_module_trains_on_video_labels_and_evaluates_frames(xd_root, tmp_path):

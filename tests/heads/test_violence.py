@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vidlit.heads.violence import MACILSDHead, info_nce, topk_mil_logits
+from vidlit.heads.xd_violence import MACILSDHead, info_nce, topk_mil_logits
 
 C, A = 24, 8
 

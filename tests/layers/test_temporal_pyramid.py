@@ -1,5 +1,6 @@
 import pytest
 import torch
+from torch import nn
 
 from vidlit.layers.temporal_pyramid import (
     LocalTransformerBlock,
@@ -140,3 +141,19 @@ def test_pyramid_rejects_bad_config():
         _pyramid(window=4)(torch.randn(1, 8, 8), torch.ones(1, 8, dtype=torch.bool))
     with pytest.raises(ValueError, match="divisible"):
         TemporalPyramid(8, 10, 3)
+
+
+@pytest.mark.parametrize("groups, stride", [(1, 1), (1, 2), (6, 1), (6, 2)])
+def test_masked_conv_matches_conv1d_without_layout_copies(groups, stride):
+    torch.manual_seed(0)
+    conv = MaskedConv1d(6, 6, 3, stride=stride, groups=groups)
+    nn.init.normal_(conv.conv.bias)
+    x = torch.randn(2, 16, 6, requires_grad=True)
+    mask = torch.ones(2, 16, dtype=torch.bool)
+    mask[1, 11:] = False
+    out, out_mask = conv(x, mask)
+    ref = conv.conv((x * mask[..., None]).transpose(1, 2)).transpose(1, 2) * out_mask[..., None]
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    assert out.is_contiguous()  # [B, T, C] memory: the next layer reads it without a copy
+    out.sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()

@@ -178,3 +178,100 @@ def test_errors():
         RetrievalRecall(v2t="clip4clip")
     with pytest.raises(RuntimeError, match="before any update"):
         RetrievalRecall().compute()
+
+
+# -- bit-identity with the dense formulation this module replaced -------------------------------------
+
+
+def _reference_ranks(similarity, positives):
+    """vidlit's previous ``retrieval_ranks`` (dense one-hot and masked copies), verbatim."""
+    if positives.ndim == 1:
+        positives = torch.nn.functional.one_hot(positives.long(), similarity.shape[1]).bool()
+    positives = positives.to(similarity.device).bool()
+    similarity = similarity.float()
+    best = similarity.masked_fill(~positives, float("-inf")).amax(dim=1, keepdim=True)
+    return ((similarity >= best) & ~positives).sum(dim=1) + 1
+
+
+def _random_similarity(seed, q, g, ties):
+    gen = torch.Generator().manual_seed(seed)
+    if ties:  # few distinct values: many exact ties, and a few NaN
+        sim = torch.randint(0, 4, (q, g), generator=gen).float() / 4
+        sim[torch.rand(q, g, generator=gen) < 0.01] = float("nan")
+        return sim
+    return torch.randn(q, g, generator=gen)
+
+
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("seed", range(3))
+def test_ranks_identical_to_the_dense_formulation(seed, ties):
+    q, g = [(1, 1), (37, 53), (300, 211)][seed]
+    sim = _random_similarity(seed, q, g, ties)
+    gen = torch.Generator().manual_seed(seed)
+    index = torch.randint(0, g, (q,), generator=gen)
+    assert torch.equal(retrieval_ranks(sim, index), _reference_ranks(sim, index))
+    mask = torch.rand(q, g, generator=gen) < 0.1
+    mask[torch.arange(q), index] = True
+    assert torch.equal(retrieval_ranks(sim, mask), _reference_ranks(sim, mask))
+    assert torch.equal(retrieval_ranks(sim.double(), mask), _reference_ranks(sim.double(), mask))
+    # the chunked path used off the CPU gives the same ranks
+    from vidlit.metrics.retrieval import _chunk_ranks
+
+    assert torch.equal(_chunk_ranks(sim, mask, 0), _reference_ranks(sim, mask))
+    # the column kernel of compute(): sim.T with caption groups
+    from vidlit.metrics.retrieval import _column_ranks_of_owner
+
+    owner = torch.randint(0, g, (q,), generator=gen)
+    owned = torch.unique(owner)
+    sub = sim[:, owned].contiguous()
+    owner = torch.searchsorted(owned, owner)
+    positives = owner[:, None] == torch.arange(len(owned))[None, :]
+    ours = torch.from_numpy(_column_ranks_of_owner(sub.numpy(), owner.numpy(), len(owned)))
+    assert torch.equal(ours, _reference_ranks(sub.T, positives.T))
+
+
+def test_positive_index_outside_the_gallery_is_an_error():
+    with pytest.raises(ValueError, match="query 1: positive index 3 is outside the gallery of 3"):
+        retrieval_ranks(torch.zeros(2, 3), torch.tensor([0, 3]))
+
+
+@pytest.mark.parametrize("v2t", ["all_captions", "per_video_max"])
+def test_compute_identical_to_the_dense_formulation(v2t):
+    from vidlit.core.ids import stable_ids
+    from vidlit.metrics._state import first_occurrence
+
+    gen = torch.Generator().manual_seed(0)
+    ids = [f"v{int(i)}" for i in torch.randint(0, 40, (120,), generator=gen)]
+    a = torch.randint(0, 3, (120, 4), generator=gen).float()  # coarse values: duplicates and ties
+    b = torch.randn(40, 4, generator=gen)[[int(i[1:]) for i in ids]]
+    metric = RetrievalRecall(ks=(1, 5), v2t=v2t)
+    metric.update(a[:70], b[:70], ids[:70])
+    metric.update(a[60:], b[60:], ids[60:])  # rows 60-69 again, as a sampler pads
+    ours = metric.compute()
+    # the previous compute(): whole-row unique over every row, dense positives
+    a, b, keys = torch.cat([a[:70], a[60:]]), torch.cat([b[:70], b[60:]]), stable_ids(ids[:70] + ids[60:])
+    _, key_index = first_occurrence(keys, return_inverse=True)
+    first = first_occurrence(torch.cat([key_index[:, None].double(), a.double()], dim=1))
+    a, b, keys = a[first], b[first], keys[first]
+    gallery, owner = first_occurrence(keys, return_inverse=True)
+    a, b = torch.nn.functional.normalize(a, dim=-1), torch.nn.functional.normalize(b[gallery], dim=-1)
+    sim = a @ b.T
+    positives = owner[:, None] == torch.arange(len(gallery))[None, :]
+    ref = {f"t2v/{k}": v for k, v in _metrics(_reference_ranks(sim, positives)).items()}
+    if v2t == "all_captions":
+        ref.update({f"v2t/{k}": v for k, v in _metrics(_reference_ranks(sim.T, positives.T)).items()})
+    else:
+        n = len(gallery)
+        grouped = sim.new_full((n, n), float("-inf")).scatter_reduce(
+            0, owner[:, None].expand(-1, n), sim, reduce="amax"
+        )
+        ref.update({f"v2t/{k}": v for k, v in _metrics(_reference_ranks(grouped.T, torch.arange(n))).items()})
+    assert ours == ref
+
+
+def _metrics(ranks):
+    ranks = ranks.float()
+    out = {f"R@{k}": (ranks <= k).float().mean().item() for k in (1, 5)}
+    out["MdR"] = ranks.quantile(0.5).item()
+    out["MnR"] = ranks.mean().item()
+    return out

@@ -532,3 +532,45 @@ def test_compute_is_vectorized_over_predictions():
         assert all(math.isfinite(v) and 0 < v < 1 for v in result.values())
     assert lines[200] <= 1.1 * lines[20]
     assert lines[200] < 200 * 200 / 10  # far fewer Python steps than predictions
+
+
+def test_compute_runs_on_one_thread_and_restores_the_setting():
+    metric = TemporalActionMAP(num_classes=3)
+    g = torch.Generator().manual_seed(0)
+    preds, targets = [], []
+    for i in range(20):
+        s = torch.rand(30, generator=g) * 50
+        preds.append(
+            {
+                "video_id": f"c{i}",
+                "segments": torch.stack([s, s + 5], 1),
+                "labels": torch.randint(0, 3, (30,), generator=g),
+                "scores": torch.rand(30, generator=g),
+            }
+        )
+        s = torch.rand(4, generator=g) * 50
+        targets.append({"video_id": f"c{i}", "segments": torch.stack([s, s + 5], 1),
+                        "labels": torch.randint(0, 3, (4,), generator=g)})  # fmt: skip
+    metric.update(preds, targets)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        two = metric.compute()
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    metric._computed = None
+    assert metric.compute() == two
+
+
+def test_a_bad_value_names_its_clip_after_the_batched_check():
+    metric = TemporalActionMAP(num_classes=3)
+    ok = {"video_id": "a", "segments": torch.tensor([[0.0, 1.0]]), "labels": torch.tensor([1])}
+    bad = {"video_id": "b", "segments": torch.tensor([[2.0, 1.0]]), "labels": torch.tensor([1])}
+    with pytest.raises(ValueError, match=r"targets\[1\] \(video_id 'b'\)\['segments'\] must be finite"):
+        metric.update([{**ok, "scores": torch.ones(1)}, {**bad, "segments": torch.tensor([[0.0, 1.0]]),
+                       "scores": torch.ones(1)}], [ok, bad])  # fmt: skip
+    with pytest.raises(ValueError, match=r"preds\[0\] \(video_id 'a'\)\['scores'\] must be finite"):
+        metric.update([{**ok, "scores": torch.tensor([float("nan")])}], [ok])
+    with pytest.raises(ValueError, match=r"preds\[0\] \(video_id 'a'\)\['labels'\] must lie in \[0, 3\)"):
+        metric.update([{**ok, "labels": torch.tensor([3]), "scores": torch.ones(1)}], [ok])

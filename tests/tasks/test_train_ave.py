@@ -5,8 +5,9 @@ this data, asserted below); a model reading one modality only cannot tell event 
 background seconds that carry the category in that modality. Each fully supervised run must
 reach val segment accuracy >= 0.75 and at least 0.25 above chance; the weakly supervised run
 (video-level labels only, harder, as in the papers) at least 0.2 above chance (it reaches 0.795,
-chance 0.545: it sat exactly on the 0.25 margin, which float rounding alone decided). The data is the recipe's generator with
-64-channel visual maps (``feature_dim 64``) instead of 512 to keep CI short.
+chance 0.545: it sat exactly on the 0.25 margin, which float rounding alone decided). The data is
+the recipe's generator with 64-channel visual maps (``feature_dim 64``) instead of 512 to keep CI
+short.
 """
 
 import csv

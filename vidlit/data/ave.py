@@ -29,99 +29,60 @@ Batch (:class:`AVEBatch`), shape legend ``b`` videos, ``t`` segments (10), ``h w
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal
 
 import h5py
 import numpy as np
 import torch
-from torch import Tensor
 from torch.utils.data import Dataset
 
 from vidlit.data.base import VidlitDataModule
-
-# the 28 event categories in the official label-column order (first appearance in Annotations.txt)
-AVE_CATEGORIES = (
-    "Church bell", "Male speech, man speaking", "Bark", "Fixed-wing aircraft, airplane",
-    "Race car, auto racing", "Female speech, woman speaking", "Helicopter", "Violin, fiddle",
-    "Flute", "Ukulele", "Frying (food)", "Truck", "Shofar", "Motorcycle", "Acoustic guitar",
-    "Train horn", "Clock", "Banjo", "Goat", "Baby cry, infant cry", "Bus", "Chainsaw", "Cat",
-    "Horse", "Toilet flush", "Rodents, rats, mice", "Accordion", "Mandolin",
-)  # fmt: skip
-BACKGROUND = "background"
-NUM_SEGMENTS = 10
-H5_KEY = "avadataset"
-ORDER_KEY = "order"
-HEADER = "Category&VideoID&Quality&StartTime&EndTime"
-SPLIT_FILES = {"train": "trainSet.txt", "val": "valSet.txt", "test": "testSet.txt"}
+from vidlit.formats._schema import AnnotationError, validate
+from vidlit.formats.ave import (  # noqa: F401  (the family's names, re-exported)
+    AVE_CATEGORIES,
+    BACKGROUND,
+    H5_KEY,
+    HEADER,
+    NUM_SEGMENTS,
+    ORDER_KEY,
+    SPLIT_FILES,
+    AVEBatch,
+    AVEEvent,
+)
 
 
-@dataclass(frozen=True)
-class AVEEvent:
-    """One line of an AVE annotation file."""
-
-    category: str
-    video_id: str
-    quality: str
-    start: int
-    end: int
-    line: int
-
-
-class AVEBatch(TypedDict):
-    """A batch of AVE videos.
-
-    Attributes:
-        audio: ``[b, t, 128]`` audio features.
-        visual: ``[b, t, h, w, c]`` visual feature maps (or ``[b, t, c]`` if stored pooled).
-        video_labels: ``[b, k]`` float multi-hot video-level labels (background included).
-        segment_labels: ``[b, t]`` int64 per-segment class; **absent under weak supervision**.
-        video_ids: ``b`` video ids.
-        targets: ``b`` dicts ``{"video_id", "labels": [t] int64}`` for :class:`SegmentAccuracy`.
-    """
-
-    audio: Tensor
-    visual: Tensor
-    video_labels: Tensor
-    segment_labels: Tensor
-    video_ids: list[str]
-    targets: list[dict[str, Any]]
-
-
-def read_ave_annotations(path: str | Path) -> list[AVEEvent]:
+def read_ave_annotations(path: str | Path, class_names: list[str] | None = None) -> list[AVEEvent]:
     """Parse an AVE annotation file (``Annotations.txt``, ``trainSet.txt``, ...).
+
+    Each line is validated against :class:`~vidlit.formats.ave.AVEEvent`.
+
+    Args:
+        path: the file.
+        class_names: event categories a line's ``Category`` must be one of; None accepts any.
 
     Raises:
         FileNotFoundError: the file is missing.
-        ValueError: a line without 5 ``&``-separated fields, or non-integer / out-of-range times;
-            the message names the file and line.
+        AnnotationError: one line naming file, line and key: a line without 5 ``&``-separated
+            fields, non-integer or out-of-range times, an empty VideoID, an unknown category, or a
+            file without any event.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: AVE annotation file not found")
+    context = {"classes": None if class_names is None else set(class_names)}
     events = []
     for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         line = raw.strip()
         if not line or (number == 1 and line.replace(" ", "").lower() == HEADER.lower()):
             continue
-        fields = line.split("&")
+        fields = [f.strip() for f in line.split("&")]
         if len(fields) != 5:
-            raise ValueError(f"{path}:{number}: expected '{HEADER}', got {raw!r}")
-        category, video_id, quality, start, end = (f.strip() for f in fields)
-        try:
-            start_s, end_s = int(start), int(end)
-        except ValueError:
-            raise ValueError(
-                f"{path}:{number}: StartTime/EndTime must be integer seconds, got {raw!r}"
-            ) from None
-        if not 0 <= start_s <= end_s <= NUM_SEGMENTS:
-            raise ValueError(
-                f"{path}:{number}: need 0 <= StartTime <= EndTime <= {NUM_SEGMENTS}, got {start_s}..{end_s}"
-            )
-        if not video_id:
-            raise ValueError(f"{path}:{number}: empty VideoID")
-        events.append(AVEEvent(category, video_id, quality, start_s, end_s, number))
+            raise AnnotationError(f"{path}: line {number}: expected '{HEADER}', got {raw!r}")
+        document = dict(zip(("category", "video_id", "quality", "start", "end"), fields), line=number)
+        events.append(validate(AVEEvent, document, path, where=f"line {number}", context=context))
+    if not events:
+        raise AnnotationError(f"{path}: no event line (expected '{HEADER}' lines)")
     return events
 
 
@@ -143,13 +104,15 @@ def segment_labels_from_events(
     labels: dict[str, np.ndarray] = {}
     for e in events:
         if e.category not in index or index[e.category] == background:
-            raise ValueError(f"{path}:{e.line}: unknown event category {e.category!r}")
+            raise AnnotationError(
+                f"{path}: line {e.line}: key 'category': unknown event category {e.category!r}"
+            )
         seg = labels.setdefault(e.video_id, np.full(NUM_SEGMENTS, background, dtype=np.int64))
         span = seg[e.start : e.end]
         clash = (span != background) & (span != index[e.category])
         if clash.any():
-            raise ValueError(
-                f"{path}:{e.line}: video {e.video_id} has two different events on second(s) "
+            raise AnnotationError(
+                f"{path}: line {e.line}: video {e.video_id} has two different events on second(s) "
                 f"{(np.nonzero(clash)[0] + e.start).tolist()}"
             )
         span[:] = index[e.category]
@@ -364,11 +327,36 @@ class AVEDataModule(VidlitDataModule):
             if len(empty):
                 row, seg = empty[0]
                 raise ValueError(f"{labels_path}: row {row} ({video_ids[row]}) segment {seg} has no label")
-            return onehot.argmax(axis=-1).astype(np.int64)
+            labels = onehot.argmax(axis=-1).astype(np.int64)
+            if events is not None:
+                self._check_agreement(root / "Annotations.txt", labels_path, events, video_ids, labels)
+            return labels
         if events is None:
             raise FileNotFoundError(f"{root}: neither labels.h5 nor Annotations.txt to read labels from")
         per_video = segment_labels_from_events(events, self.class_names, root / "Annotations.txt")
         return np.stack([per_video[v] for v in video_ids])
+
+    def _check_agreement(
+        self, text: Path, labels_path: Path, events: list[AVEEvent], video_ids: list[str], labels: np.ndarray
+    ) -> None:
+        """The category text of every event must be what ``labels.h5`` says on the event's seconds."""
+        index = {name: i for i, name in enumerate(self.class_names)}
+        row = {v: i for i, v in enumerate(video_ids)}
+        for e in events:
+            if e.category not in index or index[e.category] == self.num_classes - 1:
+                raise AnnotationError(
+                    f"{text}: line {e.line}: key 'category': unknown event category {e.category!r} "
+                    f"(not in the {self.num_classes - 1}-category list)"
+                )
+            span = labels[row[e.video_id], e.start : e.end]
+            wrong = np.nonzero(span != index[e.category])[0]
+            if len(wrong):
+                second = int(wrong[0]) + e.start
+                found = self.class_names[int(span[wrong[0]])]
+                raise AnnotationError(
+                    f"{text}: line {e.line}: key 'category': {e.category!r} but {labels_path.name} row "
+                    f"{row[e.video_id]} ({e.video_id}) says {found!r} on second {second}"
+                )
 
     def _video_labels(self, root: Path, segment: np.ndarray, n: int) -> np.ndarray:
         mil_path = root / "mil_labels.h5"

@@ -155,6 +155,11 @@ class VidlitDataModule(L.LightningDataModule):
     #: normalized float ``[b, 3, t, h, w]``); None leaves batches as collated
     transform: Callable | None = None
 
+    #: builds the training sampler as ``train_sampler(dataset, epoch_fn=...)`` (e.g.
+    #: ``functools.partial(vidlit.data.augment.RepeatAugSampler, num_repeats=2)``); None uses
+    #: :class:`EpochShuffleSampler`
+    train_sampler: Callable[..., Sampler] | None = None
+
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Apply :attr:`transform` to ``batch["video"]``, on the device the batch was moved to."""
         if self.transform is not None and isinstance(batch, dict) and "video" in batch:
@@ -198,7 +203,8 @@ class VidlitDataModule(L.LightningDataModule):
                 persistent_workers=self.num_workers > 0,
                 collate_fn=collate_fn,
             )
-        sampler = EpochShuffleSampler(dataset, epoch_fn=self._current_epoch) if train else None
+        make_sampler = self.train_sampler or EpochShuffleSampler
+        sampler = make_sampler(dataset, epoch_fn=self._current_epoch) if train else None
         return DataLoader(
             dataset,
             batch_size=self.batch_size,

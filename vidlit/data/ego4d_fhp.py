@@ -28,15 +28,15 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from vidlit.core.io import read_json, require, write_json_atomic
+from vidlit.core.io import read_json, write_json_atomic
 from vidlit.data.base import VidlitDataModule, missing_files, split_files
 from vidlit.data.transforms import VideoBatchTransform
 from vidlit.data.video import open_video
-from vidlit.metrics.hand_displacement import HANDS, KEY_FRAMES
+from vidlit.formats._ego4d import confine
+from vidlit.formats._schema import validate
+from vidlit.formats.ego4d_fhp import HANDS, KEY_FRAMES, FHPBatch, FHPFile, FHPPrediction
 
 log = logging.getLogger(__name__)
-
-_ACTION_KEYS = ("action_start_sec", "action_end_sec", "action_start_frame", "action_end_frame")
 
 
 @dataclass
@@ -50,6 +50,7 @@ class HandSample:
         pre45_clip_frame: the ``pre_45`` key frame on the clip clock (where observation ends).
         hands: ``[5, 2, 2]`` float: key frame, hand (left, right), (x, y) pixels; 0 where missing.
         valid: ``[5, 2]`` bool: which hands are annotated.
+        where: the sample's clip in its file (``fho_hands_val.json: clips[3]``), for messages.
     """
 
     clip_uid: str
@@ -58,6 +59,7 @@ class HandSample:
     pre45_clip_frame: int
     hands: Tensor
     valid: Tensor
+    where: str = ""
 
     @property
     def key(self) -> str:
@@ -66,52 +68,45 @@ class HandSample:
 
 
 def read_hand_annotations(path: str | Path) -> list[HandSample]:
-    """Parse an official ``fho_hands_*.json`` into samples, one per annotated action.
+    """Parse and validate an official ``fho_hands_*.json`` (:class:`~vidlit.formats.ego4d_fhp.FHPFile`).
+
+    One sample per annotated action.
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: invalid JSON (with line and column), a missing key or a malformed hand
-            (with its location in the file).
+        ValueError: invalid JSON (with line and column), or one line naming the record and key
+            that breaks a rule of the schema.
     """
     path = Path(path)
-    data = read_json(path)
+    document = validate(FHPFile, read_json(path), path)
     samples = []
-    for c, clip in enumerate(require(data, "clips", "top level", path)):
-        where = f"clips[{c}]"
-        clip_uid = require(clip, "clip_uid", where, path)
-        clip_id = int(require(clip, "clip_id", where, path))
-        for a, action in enumerate(require(clip, "frames", f"{where} (clip_uid {clip_uid})", path)):
-            at = f"{where}.frames[{a}] (clip_uid {clip_uid})"
-            pre45 = require(action, "pre_45", at, path)
+    for c, clip in enumerate(document.clips):
+        for action in clip.frames:
             hands = torch.zeros(len(KEY_FRAMES), len(HANDS), 2)
             valid = torch.zeros(len(KEY_FRAMES), len(HANDS), dtype=torch.bool)
             for f, name in enumerate(KEY_FRAMES):
-                key_frame = action.get(name) or {}
-                for b, box in enumerate(key_frame.get("boxes") or []):
+                key_frame = getattr(action, name)
+                for box in (key_frame.boxes if key_frame is not None else None) or []:
                     for h, hand in enumerate(HANDS):
-                        point = box.get(f"{hand}_hand") if isinstance(box, dict) else None
-                        if point is None:
-                            continue
-                        if not isinstance(point, (list, tuple)) or len(point) != 2:
-                            raise ValueError(
-                                f"{path}: {at}.{name}.boxes[{b}].{hand}_hand: expected [x, y], got {point!r}"
-                            )
-                        hands[f, h] = torch.tensor([float(point[0]), float(point[1])])
-                        valid[f, h] = True
+                        point = getattr(box, f"{hand}_hand")
+                        if point is not None:
+                            hands[f, h] = torch.tensor(point)
+                            valid[f, h] = True
             samples.append(
                 HandSample(
-                    clip_uid=clip_uid,
-                    clip_id=clip_id,
-                    pre45_frame=int(require(pre45, "frame", f"{at}.pre_45", path)),
-                    pre45_clip_frame=int(require(pre45, "clip_frame", f"{at}.pre_45", path)),
+                    clip_uid=clip.clip_uid,
+                    clip_id=clip.clip_id,
+                    pre45_frame=action.pre_45.frame,
+                    pre45_clip_frame=action.pre_45.clip_frame,
                     hands=hands,
                     valid=valid,
+                    where=f"{path}: clips[{c}]",
                 )
             )
     return samples
 
 
-def write_hand_submission(predictions: list[dict[str, Any]], path: str | Path) -> Path:
+def write_hand_submission(predictions: list[FHPPrediction], path: str | Path) -> Path:
     """Write predictions as an Ego4D Future Hand Prediction submission JSON.
 
     The layout is the baseline's ``generate_submission.py``: ``{"<clip_id>_<pre45_frame - 1>":
@@ -192,26 +187,29 @@ class HandForecastDataset(Dataset):
         }
 
 
-def collate_hands(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Collate views into a hand-forecasting batch.
+def collate_hands(samples: list[dict[str, Any]]) -> FHPBatch:
+    """Collate views into a hand-forecasting batch (:class:`~vidlit.formats.ego4d_fhp.FHPBatch`).
 
     Returns:
         ``video [b, t, h, w, c]`` uint8 (the data module normalizes it on the device,
-        :meth:`Ego4DHands.on_after_batch_transfer`), ``hands [b, 5, 2, 2]`` pixels,
+        :meth:`Ego4DFHP.on_after_batch_transfer`), ``hands [b, 5, 2, 2]`` pixels,
         ``valid [b, 5, 2]`` bool, ``video_ids`` (submission keys) and ``targets`` in
         :class:`~vidlit.metrics.hand_displacement.HandDisplacement`'s format.
     """
-    return {
-        "video": torch.stack([s["video"] for s in samples]),
-        "hands": torch.stack([s["hands"] for s in samples]),
-        "valid": torch.stack([s["valid"] for s in samples]),
-        "video_ids": [s["video_id"] for s in samples],
-        "targets": [{"video_id": s["video_id"], "hands": s["hands"], "valid": s["valid"]} for s in samples],
-    }
+    return FHPBatch(
+        video=torch.stack([s["video"] for s in samples]),
+        hands=torch.stack([s["hands"] for s in samples]),
+        valid=torch.stack([s["valid"] for s in samples]),
+        video_ids=[s["video_id"] for s in samples],
+        targets=[{"video_id": s["video_id"], "hands": s["hands"], "valid": s["valid"]} for s in samples],
+    )
 
 
-class Ego4DHands(VidlitDataModule):
+class Ego4DFHP(VidlitDataModule):
     """Ego4D Future Hand Prediction on raw clips.
+
+    Annotation files are validated against :mod:`vidlit.formats.ego4d_fhp` in ``setup()``: one
+    line names the file, the record and the key at fault.
 
     Batches are those of :func:`collate_hands`; after :meth:`on_after_batch_transfer`, on the
     training device, ``video`` is ImageNet-normalized float ``[b, 3, t, size, size]``.
@@ -285,6 +283,8 @@ class Ego4DHands(VidlitDataModule):
         samples = read_hand_annotations(self.files[split])
         if not samples:
             raise ValueError(f"{self.files[split]}: no annotated actions found")
+        for sample in samples:
+            confine(self.video_dir, f"{sample.clip_uid}.mp4", f"{sample.where}: key 'clip_uid'")
         missing = sorted(
             {s.clip_uid for s in samples if not (self.video_dir / f"{s.clip_uid}.mp4").is_file()}
         )

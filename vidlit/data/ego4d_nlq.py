@@ -4,8 +4,9 @@ The official annotation files (``nlq_train.json``, ``nlq_val.json``, ``nlq_test_
 nest ``videos -> clips -> annotations -> language_queries``. A clip is a window
 ``[video_start_sec, video_end_sec]`` of its video; each query has a ``query`` string and, except
 in the test file, its answer window ``clip_start_sec`` / ``clip_end_sec`` in seconds from the clip
-start. Queries without a ``query`` string are skipped, as the official baseline does; a query
-keeps its index in ``language_queries`` (``query_idx``) for the submission.
+start (schema and rules: :mod:`vidlit.formats.ego4d_nlq`; a query without text is an error
+naming it, where the official baseline skips it silently). A query keeps its index in
+``language_queries`` (``query_idx``) for the submission.
 
 Features are one ``<video_uid>.pt`` or ``.npy`` of shape ``[T, C]`` per *video*, one step every
 ``feature_stride`` frames at ``fps`` (the official SlowFast / Omnivore / EgoVLP features: stride
@@ -25,13 +26,24 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from vidlit.core.io import read_json, require, write_json_atomic
+from vidlit.core.io import read_json, write_json_atomic
 from vidlit.core.temporal import resample_features, seconds_to_span, slice_by_seconds
 from vidlit.data.base import missing_files
 from vidlit.data.ego4d import Ego4DFeatureDataModule
 from vidlit.data.features import find_feature_file, load_feature_file, pad_sequences
-
-NLQ_CHALLENGE = "ego4d_nlq_challenge"
+from vidlit.formats._ego4d import confine
+from vidlit.formats._schema import validate
+from vidlit.formats.ego4d_nlq import (
+    CHALLENGE,
+    FEATURE_STRIDE,
+    FPS,
+    VERSION,
+    FeatureClock,
+    NLQBatch,
+    NLQFile,
+    NLQPrediction,
+    NLQSubmission,
+)
 
 
 @dataclass
@@ -48,6 +60,7 @@ class NLQQuery:
         video_end_sec: clip end on the video clock.
         window: answer ``(start, end)`` in seconds from the clip start; None when unannotated.
         template: the query template (``"Objects: Where is object X?"``, ...), if given.
+        where: the query's video in its file (``nlq_val.json: videos[2]``), for messages.
     """
 
     clip_uid: str
@@ -59,6 +72,7 @@ class NLQQuery:
     video_end_sec: float
     window: tuple[float, float] | None = None
     template: str | None = None
+    where: str = ""
 
     @property
     def key(self) -> str:
@@ -72,65 +86,43 @@ class NLQQuery:
 
 
 def read_nlq_annotations(path: str | Path) -> list[NLQQuery]:
-    """Parse an official Ego4D NLQ annotation JSON into queries.
+    """Parse and validate an official Ego4D NLQ annotation JSON (:class:`~vidlit.formats.ego4d_nlq.NLQFile`).
 
     Args:
         path: ``nlq_{train,val,test_unannotated}.json``.
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: invalid JSON (with line and column), a missing key or an invalid window
-            (with its location in the file).
+        ValueError: invalid JSON (with line and column), or one line naming the record and key
+            that breaks a rule of the schema (a missing, integer or blank ``query``, a window
+            outside its clip, ...).
     """
     path = Path(path)
-    data = read_json(path)
+    document = validate(NLQFile, read_json(path), path)
     queries = []
-    for v, video in enumerate(require(data, "videos", "top level", path)):
-        video_uid = require(video, "video_uid", f"videos[{v}]", path)
-        for c, clip in enumerate(require(video, "clips", f"videos[{v}]", path)):
-            where = f"videos[{v}].clips[{c}]"
-            clip_uid = require(clip, "clip_uid", where, path)
-            where = f"{where} (clip_uid {clip_uid})"
-            start = float(require(clip, "video_start_sec", where, path))
-            end = float(require(clip, "video_end_sec", where, path))
-            if end <= start:
-                raise ValueError(f"{path}: {where}: video_end_sec {end} is not after video_start_sec {start}")
-            for a, annotation in enumerate(clip.get("annotations", [])):
-                at = f"{where}.annotations[{a}]"
-                annotation_uid = require(annotation, "annotation_uid", at, path)
-                for q, item in enumerate(require(annotation, "language_queries", at, path)):
-                    if not isinstance(item, dict):
-                        raise ValueError(f"{path}: {at}.language_queries[{q}]: expected an object")
-                    text = item.get("query")
-                    if not text or not str(text).strip():
-                        continue  # the official baseline skips queries without text
-                    window = None
-                    if "clip_start_sec" in item or "clip_end_sec" in item:
-                        qat = f"{at}.language_queries[{q}]"
-                        s, e = (
-                            float(require(item, k, qat, path)) for k in ("clip_start_sec", "clip_end_sec")
-                        )
-                        if e < s:
-                            raise ValueError(f"{path}: {qat}: clip_end_sec {e} is before clip_start_sec {s}")
-                        window = (s, e)
+    for v, video in enumerate(document.videos):
+        for clip in video.clips:
+            for annotation in clip.annotations:
+                for q, item in enumerate(annotation.language_queries):
                     queries.append(
                         NLQQuery(
-                            clip_uid=clip_uid,
-                            video_uid=video_uid,
-                            annotation_uid=annotation_uid,
+                            clip_uid=clip.clip_uid,
+                            video_uid=video.video_uid,
+                            annotation_uid=annotation.annotation_uid,
                             query_idx=q,
-                            query=str(text).strip(),
-                            video_start_sec=start,
-                            video_end_sec=end,
-                            window=window,
-                            template=item.get("template"),
+                            query=item.query.strip(),
+                            video_start_sec=clip.video_start_sec,
+                            video_end_sec=clip.video_end_sec,
+                            window=item.window,
+                            template=item.template,
+                            where=f"{path}: videos[{v}]",
                         )
                     )
     return queries
 
 
 def write_nlq_submission(
-    predictions: list[dict[str, Any]], queries: dict[str, NLQQuery], path: str | Path
+    predictions: list[NLQPrediction], queries: dict[str, NLQQuery], path: str | Path
 ) -> Path:
     """Write predictions as an Ego4D NLQ challenge submission JSON.
 
@@ -157,7 +149,7 @@ def write_nlq_submission(
                 "predicted_times": [[float(s), float(e)] for s, e in pred["windows"].tolist()],
             }
         )
-    return write_json_atomic({"version": "1.0", "challenge": NLQ_CHALLENGE, "results": results}, path)
+    return write_json_atomic(NLQSubmission(version=VERSION, challenge=CHALLENGE, results=results), path)
 
 
 class NLQDataset(Dataset):
@@ -233,8 +225,8 @@ class NLQDataset(Dataset):
         }
 
 
-def collate_nlq(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Collate queries into an NLQ batch.
+def collate_nlq(samples: list[dict[str, Any]]) -> NLQBatch:
+    """Collate queries into an :class:`~vidlit.formats.ego4d_nlq.NLQBatch`.
 
     Shape legend: ``b`` queries, ``t`` steps (padded to the longest clip), ``c`` channels.
 
@@ -244,7 +236,7 @@ def collate_nlq(samples: list[dict[str, Any]]) -> dict[str, Any]:
         span in steps, and ``targets``: ``{"video_id", "window": [2] seconds}`` per query.
     """
     features, mask = pad_sequences([s["features"] for s in samples])
-    return {
+    return NLQBatch(**{
         "features": features,
         "mask": mask,
         "queries": [s["query"] for s in samples],
@@ -253,11 +245,14 @@ def collate_nlq(samples: list[dict[str, Any]]) -> dict[str, Any]:
         "start_index": torch.tensor([s["start_index"] for s in samples], dtype=torch.long),
         "end_index": torch.tensor([s["end_index"] for s in samples], dtype=torch.long),
         "targets": [{"video_id": s["video_id"], "window": s["window"]} for s in samples],
-    }
+    })  # fmt: skip
 
 
 class Ego4DNLQ(Ego4DFeatureDataModule):
     """Ego4D Natural Language Queries on pre-extracted per-video features.
+
+    Annotation files are validated against :mod:`vidlit.formats.ego4d_nlq` in ``setup()``: one
+    line names the file, the record and the key at fault.
 
     Args:
         root: dataset folder; relative file arguments below resolve against it.
@@ -288,8 +283,8 @@ class Ego4DNLQ(Ego4DFeatureDataModule):
         predict_annotations: str | None = None,
         feature_dir: str = "features",
         feature_dim: int = 2304,
-        fps: float = 30.0,
-        feature_stride: int = 16,
+        fps: float = FPS,
+        feature_stride: int = FEATURE_STRIDE,
         max_len: int = 128,
         synthetic: bool = False,
         strict: bool = True,
@@ -307,7 +302,7 @@ class Ego4DNLQ(Ego4DFeatureDataModule):
         )  # fmt: skip
         if max_len < 1:
             raise ValueError(f"max_len must be positive, got {max_len}")
-        self.step_sec = feature_stride / fps
+        self.step_sec = FeatureClock(fps, feature_stride).step_sec
         self.max_len = max_len
 
     def queries(self, split: str) -> list[NLQQuery]:
@@ -317,6 +312,8 @@ class Ego4DNLQ(Ego4DFeatureDataModule):
     def dataset(self, split: str) -> NLQDataset:
         """The dataset of one split, with missing feature files reported before training starts."""
         queries = self.queries(split)
+        for query in queries:
+            confine(self.feature_dir, query.video_uid, f"{query.where}: key 'video_uid'")
         if not queries:
             raise ValueError(f"{self.files[split]}: no language queries with text found")
         if split != "predict" and any(q.window is None for q in queries):

@@ -9,7 +9,8 @@ clip), ``width``, ``height`` and a ``bbox`` list of ``{"object_type", "structure
 ``object_of_change``, ``left_hand``, ``right_hand`` or ``tool``; the task detects the object of
 change on the PNR frame (one category). The official baselines turn the files into COCO files
 (``coco_annotations/{train,val}.json`` over frame images ``<video_uid>/<frame_number>.jpg``,
-category 1), which :func:`scod_to_coco` reproduces.
+category 1), which :func:`vidlit.formats.ego4d_scod.scod_to_coco` reproduces (schema and rules:
+:mod:`vidlit.formats.ego4d_scod`).
 
 vidlit models the task on video: a clip of ``num_frames`` frames centred on the PNR frame is
 decoded from ``clips/<clip_uid>.mp4`` (or from the parent video ``<video_uid>.mp4`` with
@@ -34,13 +35,20 @@ from vidlit.core.io import read_json, require, write_json_atomic
 from vidlit.data.base import EpochSeeded, VidlitDataModule, global_seed, missing_files, split_files
 from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoBatchTransform
 from vidlit.data.video import open_video
+from vidlit.formats._ego4d import confine
+from vidlit.formats._schema import validate
+from vidlit.formats.ego4d_scod import (
+    CATEGORY,
+    FRAME_FIELDS,
+    KEYFRAMES,
+    OBJECT_OF_CHANGE,
+    SCODBatch,
+    SCODFile,
+    SCODFrame,
+    SCODPrediction,
+)
 
 log = logging.getLogger(__name__)
-
-KEYFRAMES = ("pre_frame", "pnr_frame", "post_frame")
-OBJECT_OF_CHANGE = "object_of_change"
-CATEGORY = {"id": 1, "name": OBJECT_OF_CHANGE}
-FRAME_FIELDS = ("clip_frame_number", "frame_number")
 
 
 @dataclass
@@ -66,11 +74,15 @@ class ScodFrame:
 
 @dataclass
 class ScodClip:
-    """One annotated clip: its keyframes by name (``pre_frame``, ``pnr_frame``, ``post_frame``)."""
+    """One annotated clip: its keyframes by name (``pre_frame``, ``pnr_frame``, ``post_frame``).
+
+    ``where`` is the clip's place in its file (``fho_scod_val.json: clips[3]``), for messages.
+    """
 
     clip_uid: str
     video_uid: str
     frames: dict[str, ScodFrame] = field(default_factory=dict)
+    where: str = ""
 
     @property
     def pnr(self) -> ScodFrame:
@@ -82,14 +94,8 @@ class ScodClip:
         return f"{self.video_uid}/{self.frames[keyframe].frame_number}.jpg"
 
 
-def _number(value: Any, key: str, where: str, path: Path) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
-        raise ValueError(f"{path}: {where}: {key} must be a finite number, got {value!r}")
-    return float(value)
-
-
 def read_scod_annotations(path: str | Path, object_type: str = OBJECT_OF_CHANGE) -> list[ScodClip]:
-    """Parse an official ``fho_scod_*.json`` into clips.
+    """Parse and validate an official ``fho_scod_*.json`` (:class:`~vidlit.formats.ego4d_scod.SCODFile`).
 
     Args:
         path: ``fho_scod_{train,val,test_unannotated}.json``.
@@ -97,82 +103,26 @@ def read_scod_annotations(path: str | Path, object_type: str = OBJECT_OF_CHANGE)
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: invalid JSON (line and column), a missing key or a bad box (with its location:
-            ``clips[i] (clip_uid ...).pnr_frame.bbox[j]``).
+        ValueError: invalid JSON (line and column), or one line naming the record and key that
+            breaks a rule of the schema (``clips[i].pnr_frame.bbox[j].bbox: key 'width': ...``).
     """
     path = Path(path)
-    data = read_json(path)
+    document = validate(SCODFile, read_json(path), path)
     clips = []
-    seen: dict[str, int] = {}
-    for c, raw in enumerate(require(data, "clips", "top level", path)):
-        uid = require(raw, "clip_uid", f"clips[{c}]", path)
-        where = f"clips[{c}] (clip_uid {uid})"
-        if uid in seen:
-            raise ValueError(f"{path}: {where}: clip listed twice (first at clips[{seen[uid]}])")
-        seen[uid] = c
-        clip = ScodClip(uid, str(require(raw, "video_uid", where, path)))
+    for c, raw in enumerate(document.clips):
+        clip = ScodClip(raw.clip_uid, raw.video_uid, where=f"{path}: clips[{c}]")
         for name in KEYFRAMES:
-            frame = require(raw, name, where, path)
-            at = f"{where}.{name}"
-            numbers = {
-                k: int(_number(require(frame, k, at, path), k, at, path))
-                for k in ("frame_number", "clip_frame_number", "width", "height")
-            }
-            boxes = []
-            for b, box in enumerate(frame.get("bbox") or []):
-                if require(box, "object_type", f"{at}.bbox[{b}]", path) != object_type:
-                    continue
-                xywh = require(box, "bbox", f"{at}.bbox[{b}]", path)
-                values = [
-                    _number(require(xywh, k, f"{at}.bbox[{b}].bbox", path), k, at, path)
-                    for k in ("x", "y", "width", "height")
-                ]
-                if values[2] <= 0 or values[3] <= 0:
-                    raise ValueError(
-                        f"{path}: {at}.bbox[{b}]: width and height must be positive, got {values}"
-                    )
-                boxes.append(values)
+            frame: SCODFrame = getattr(raw, name)
             clip.frames[name] = ScodFrame(
-                **numbers,
-                boxes=torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-                annotated="bbox" in frame,
+                frame_number=frame.frame_number,
+                clip_frame_number=frame.clip_frame_number,
+                width=frame.width,
+                height=frame.height,
+                boxes=torch.tensor(frame.boxes(object_type), dtype=torch.float32).reshape(-1, 4),
+                annotated=frame.bbox is not None,
             )
         clips.append(clip)
     return clips
-
-
-def scod_to_coco(clips: list[ScodClip], keyframes: tuple[str, ...] = ("pnr_frame",)) -> dict[str, Any]:
-    """The COCO detection file of some clips' keyframes, as the official baselines build it.
-
-    Images are ``{"id", "file_name": "<video_uid>/<frame_number>.jpg", "width", "height"}``
-    (``id`` 1, 2, ... in clip order), annotations the object-of-change boxes with ``category_id``
-    1, ``area = w * h`` and ``iscrowd`` 0.
-    """
-    images, annotations = [], []
-    for clip in clips:
-        for name in keyframes:
-            frame = clip.frames[name]
-            image_id = len(images) + 1
-            images.append(
-                {
-                    "id": image_id,
-                    "file_name": clip.image_id(name),
-                    "width": frame.width,
-                    "height": frame.height,
-                }
-            )
-            for x, y, w, h in frame.boxes.tolist():
-                annotations.append(
-                    {
-                        "id": len(annotations) + 1,
-                        "image_id": image_id,
-                        "category_id": CATEGORY["id"],
-                        "bbox": [x, y, w, h],
-                        "area": w * h,
-                        "iscrowd": 0,
-                    }
-                )
-    return {"images": images, "annotations": annotations, "categories": [CATEGORY]}
 
 
 def read_coco_image_ids(path: str | Path) -> dict[str, int]:
@@ -191,7 +141,7 @@ def read_coco_image_ids(path: str | Path) -> dict[str, int]:
 
 
 def write_scod_submission(
-    predictions: list[dict[str, Any]], path: str | Path, image_ids: dict[str, int] | None = None
+    predictions: list[SCODPrediction], path: str | Path, image_ids: dict[str, int] | None = None
 ) -> Path:
     """Write PNR-frame detections as a COCO result file, the format the SCOD evaluation loads.
 
@@ -204,7 +154,8 @@ def write_scod_submission(
             (``<video_uid>/<frame_number>.jpg``), ``boxes`` ``[K, 4]`` COCO pixels, ``scores``.
         path: output file (written to a temporary name and renamed).
         image_ids: ``file_name -> id`` of the official COCO file (:func:`read_coco_image_ids`);
-            None numbers the images 1, 2, ... in prediction order, as :func:`scod_to_coco` does.
+            None numbers the images 1, 2, ... in prediction order, as
+            :func:`~vidlit.formats.ego4d_scod.scod_to_coco` does.
 
     Raises:
         ValueError: a predicted frame that the COCO file does not list.
@@ -337,7 +288,7 @@ class StateChangeDataset(EpochSeeded, Dataset):
         }
 
 
-def collate_state_change(samples: list[dict[str, Any]]) -> dict[str, Any]:
+def collate_state_change(samples: list[dict[str, Any]]) -> SCODBatch:
     """Batch :class:`StateChangeDataset` items.
 
     Returns:
@@ -345,19 +296,22 @@ def collate_state_change(samples: list[dict[str, Any]]) -> dict[str, Any]:
         "frame_size": int64 [b, 2] (height, width), "image_ids": [str], "video_ids": [str],
         "targets": [b dicts in COCODetectionAP's format]}``.
     """
-    return {
-        "video": torch.stack([s["video"] for s in samples]),
-        "boxes": [s["boxes"] for s in samples],
-        "labels": [s["labels"] for s in samples],
-        "frame_size": torch.tensor([s["frame_size"] for s in samples], dtype=torch.long),
-        "image_ids": [s["image_id"] for s in samples],
-        "video_ids": [s["video_id"] for s in samples],
-        "targets": [s["target"] for s in samples],
-    }
+    return SCODBatch(
+        video=torch.stack([s["video"] for s in samples]),
+        boxes=[s["boxes"] for s in samples],
+        labels=[s["labels"] for s in samples],
+        frame_size=torch.tensor([s["frame_size"] for s in samples], dtype=torch.long),
+        image_ids=[s["image_id"] for s in samples],
+        video_ids=[s["video_id"] for s in samples],
+        targets=[s["target"] for s in samples],
+    )
 
 
-class Ego4DStateChangeDetection(VidlitDataModule):
+class Ego4DSCOD(VidlitDataModule):
     """Ego4D State Change Object Detection on raw clips around the PNR frame.
+
+    Annotation files are validated against :mod:`vidlit.formats.ego4d_scod` in ``setup()``: one
+    line names the file, the record and the key at fault.
 
     Batches (after :meth:`on_after_batch_transfer`, on the training device) are those of
     :func:`collate_state_change` with ``video`` as normalized float ``[b, 3, t, size, size]``.
@@ -371,7 +325,8 @@ class Ego4DStateChangeDetection(VidlitDataModule):
             ``fho_scod_test_unannotated.json``); defaults to ``val_annotations``.
         predict_coco: the official COCO file of the predict split
             (``coco_annotations/val.json``), whose image ids the submission uses; None (or a
-            missing file) numbers the PNR frames 1, 2, ... in clip order, as :func:`scod_to_coco`.
+            missing file) numbers the PNR frames 1, 2, ... in clip order, as
+            :func:`~vidlit.formats.ego4d_scod.scod_to_coco`.
         video_dir: folder of the videos.
         frame_field: ``clip_frame_number`` for ``<clip_uid>.mp4`` clips (the Ego4D ``clips``
             download) or ``frame_number`` for ``<video_uid>.mp4`` full videos.
@@ -454,6 +409,9 @@ class Ego4DStateChangeDetection(VidlitDataModule):
         clips = read_scod_annotations(self.files[split])
         if not clips:
             raise ValueError(f"{self.files[split]}: no clips")
+        key = "clip_uid" if self.frame_field == "clip_frame_number" else "video_uid"
+        for clip in clips:
+            confine(self.video_dir, f"{getattr(clip, key)}.mp4", f"{clip.where}: key {key!r}")
         if split != "predict":
             unannotated = [c.clip_uid for c in clips if not c.pnr.annotated]
             if unannotated:

@@ -22,7 +22,6 @@ entry (possibly empty) for every uid.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,10 +35,21 @@ from vidlit.core.io import read_json, require, write_json_atomic
 from vidlit.data.base import VidlitDataModule, missing_files, split_files
 from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoBatchTransform
 from vidlit.data.video import open_video, stored_size
+from vidlit.formats._ego4d import confine
+from vidlit.formats._schema import validate
+from vidlit.formats.ego4d_sta import (
+    CHALLENGE,
+    VERSION,
+    STABatch,
+    STAFile,
+    STAPrediction,
+    STASubmission,
+    category_names,
+)
 
 log = logging.getLogger(__name__)
 
-STA_CHALLENGE = "ego4d_short_term_object_interaction_anticipation"
+STA_CHALLENGE = CHALLENGE  # the name this module has exported
 
 
 @dataclass
@@ -56,6 +66,7 @@ class STAFrame:
         nouns: ``[N]`` noun category ids.
         verbs: ``[N]`` verb category ids.
         ttcs: ``[N]`` time to contact in seconds.
+        where: the annotation's place in its file (``fho_sta_val.json: annotations[3]``).
     """
 
     uid: str
@@ -67,6 +78,7 @@ class STAFrame:
     nouns: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
     verbs: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
     ttcs: Tensor = field(default_factory=lambda: torch.zeros(0))
+    where: str = ""
 
 
 @dataclass
@@ -86,72 +98,48 @@ class STAAnnotations:
     frames: list[STAFrame]
 
 
-def _categories(data: dict, key: str, path: Path) -> list[str]:
-    raw = data.get(key, (data.get("info") or {}).get(key))
-    if raw is None:
-        return []
-    if not isinstance(raw, list):
-        raise ValueError(f"{path}: {key} must be a list of {{'id', 'name'}}")
-    names: dict[int, str] = {}
-    for i, category in enumerate(raw):
-        cid = int(require(category, "id", f"{key}[{i}]", path))
-        if cid < 0 or cid in names:
-            raise ValueError(f"{path}: {key}[{i}]: id {cid} is negative or listed twice")
-        names[cid] = str(category.get("name", cid))
-    return [names.get(i, str(i)) for i in range(max(names) + 1)] if names else []
+def read_sta_annotations(
+    path: str | Path,
+    nouns: int | None = None,
+    verbs: int | None = None,
+    taxonomy_file: str | Path | None = None,
+) -> STAAnnotations:
+    """Parse and validate an official Ego4D STA annotation file (:class:`~vidlit.formats.ego4d_sta.STAFile`).
 
-
-def read_sta_annotations(path: str | Path) -> STAAnnotations:
-    """Parse an official Ego4D STA annotation file (annotated or ``test_unannotated``).
+    Args:
+        path: ``fho_sta_{train,val,test_unannotated}.json``.
+        nouns: noun ids of the taxonomy (the train file's); None checks against this file's lists.
+        verbs: verb ids of the taxonomy.
+        taxonomy_file: where the taxonomy came from, for the message.
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: invalid JSON (line and column), a missing key, a malformed box or a negative
-            time to contact, naming the annotation's index and uid.
+        ValueError: invalid JSON (line and column), or one line naming the record and key that
+            breaks a rule of the schema (a malformed box, a negative time to contact, a noun or
+            verb id outside the taxonomy, ...).
     """
     path = Path(path)
-    data = read_json(path)
+    context: dict[str, Any] = {"taxonomy_file": str(taxonomy_file or path)}
+    if nouns is not None:
+        context["nouns"] = nouns
+    if verbs is not None:
+        context["verbs"] = verbs
+    document = validate(STAFile, read_json(path), path, context=context)
     frames = []
-    for a, ann in enumerate(require(data, "annotations", "top level", path)):
-        where = f"annotations[{a}]"
-        uid = str(require(ann, "uid", where, path))
-        where = f"{where} (uid {uid})"
-        video_uid = ann.get("video_uid", ann.get("video_id"))
-        if video_uid is None:
-            raise ValueError(f"{path}: {where}: missing key 'video_uid'")
+    for a, ann in enumerate(document.annotations):
         item = STAFrame(
-            uid,
-            str(video_uid),
-            int(require(ann, "frame", where, path)),
-            ann.get("clip_uid"),
-            ann.get("clip_frame"),
+            ann.uid, ann.video_uid, ann.frame, ann.clip_uid, ann.clip_frame, where=f"{path}: annotations[{a}]"
         )
-        objects = ann.get("objects", [])
-        if objects:
-            boxes, nouns, verbs, ttcs = [], [], [], []
-            for o, obj in enumerate(objects):
-                at = f"{where}.objects[{o}]"
-                box = require(obj, "box", at, path)
-                if not isinstance(box, list) or len(box) != 4 or box[2] < box[0] or box[3] < box[1]:
-                    raise ValueError(
-                        f"{path}: {at}: box must be [x1, y1, x2, y2] with x1 <= x2, y1 <= y2, got {box}"
-                    )
-                ttc = float(require(obj, "time_to_contact", at, path))
-                if not math.isfinite(ttc) or ttc < 0:
-                    raise ValueError(f"{path}: {at}: time_to_contact must be finite and >= 0, got {ttc}")
-                boxes.append([float(v) for v in box])
-                nouns.append(int(require(obj, "noun_category_id", at, path)))
-                verbs.append(int(require(obj, "verb_category_id", at, path)))
-                ttcs.append(ttc)
-            item.boxes = torch.tensor(boxes, dtype=torch.float32)
-            item.nouns, item.verbs = torch.tensor(nouns), torch.tensor(verbs)
-            item.ttcs = torch.tensor(ttcs, dtype=torch.float32)
+        if ann.objects:
+            item.boxes = torch.tensor([list(o.box) for o in ann.objects], dtype=torch.float32)
+            item.nouns = torch.tensor([o.noun_category_id for o in ann.objects])
+            item.verbs = torch.tensor([o.verb_category_id for o in ann.objects])
+            item.ttcs = torch.tensor([o.time_to_contact for o in ann.objects], dtype=torch.float32)
         frames.append(item)
-    metadata = (data.get("info") or {}).get("video_metadata") or {}
     return STAAnnotations(
-        _categories(data, "noun_categories", path),
-        _categories(data, "verb_categories", path),
-        metadata,
+        category_names(document.noun_categories),
+        category_names(document.verb_categories),
+        document.video_metadata,
         frames,
     )
 
@@ -189,7 +177,7 @@ def read_sta_detections(path: str | Path) -> dict[str, tuple[Tensor, Tensor, Ten
     return out
 
 
-def write_sta_submission(predictions: list[dict[str, Any]], path: str | Path) -> Path:
+def write_sta_submission(predictions: list[STAPrediction], path: str | Path) -> Path:
     """Write predictions as an Ego4D STA challenge submission JSON (atomically).
 
     Args:
@@ -216,7 +204,7 @@ def write_sta_submission(predictions: list[dict[str, Any]], path: str | Path) ->
                 strict=True,
             )  # fmt: skip
         ]
-    return write_json_atomic({"version": "1.0", "challenge": STA_CHALLENGE, "results": results}, path)
+    return write_json_atomic(STASubmission(version=VERSION, challenge=CHALLENGE, results=results), path)
 
 
 def sta_frame_indices(frame: int, num_frames: int, stride: int) -> list[int]:
@@ -319,27 +307,32 @@ class ShortTermAnticipationDataset(Dataset):
                 "video_id": item.uid, "target": target}  # fmt: skip
 
 
-def collate_sta(samples: list[dict[str, Any]]) -> dict[str, Any]:
+def collate_sta(samples: list[dict[str, Any]]) -> STABatch:
     """Batch STA items.
 
     Returns:
         ``{"video": uint8 [b, t, h, w, 3], "boxes": b x [n_i, 4] normalized xyxy,
         "orig_boxes": b x [n_i, 4] pixels, "box_scores": b x [n_i], "video_ids": [uid],
         "targets": b x {"video_id", "boxes", "nouns", "verbs", "ttcs"}}``; the data module
-        normalizes ``video`` on the device (:meth:`Ego4DShortTermAnticipation.on_after_batch_transfer`).
+        normalizes ``video`` on the device (:meth:`Ego4DSTA.on_after_batch_transfer`).
     """
-    return {
-        "video": torch.stack([s["video"] for s in samples]),
-        "boxes": [s["boxes"] for s in samples],
-        "orig_boxes": [s["orig_boxes"] for s in samples],
-        "box_scores": [s["box_scores"] for s in samples],
-        "video_ids": [s["video_id"] for s in samples],
-        "targets": [s["target"] for s in samples],
-    }
+    return STABatch(
+        video=torch.stack([s["video"] for s in samples]),
+        boxes=[s["boxes"] for s in samples],
+        orig_boxes=[s["orig_boxes"] for s in samples],
+        box_scores=[s["box_scores"] for s in samples],
+        video_ids=[s["video_id"] for s in samples],
+        targets=[s["target"] for s in samples],
+    )
 
 
-class Ego4DShortTermAnticipation(VidlitDataModule):
+class Ego4DSTA(VidlitDataModule):
     """Ego4D Short-Term Object Interaction Anticipation on raw videos.
+
+    Annotation files are validated against :mod:`vidlit.formats.ego4d_sta` when first read (in
+    ``setup()``, or when the class counts are first asked for): one line names the file, the
+    record and the key at fault; val / test noun and verb ids must be ids of the train file's
+    categories.
 
     Each sample is an annotated frame: ``num_frames`` frames ``frame_stride`` apart ending at it
     (the official sampling, :func:`sta_frame_indices`), and the boxes the head labels with a
@@ -426,10 +419,22 @@ class Ego4DShortTermAnticipation(VidlitDataModule):
         self.backend = backend
         self.strict = strict
         self._annotations: dict[str, STAAnnotations] = {}
+
+    @property
+    def noun_names(self) -> list[str]:
+        """Noun category names of the train file (read and validated on first use)."""
+        return self._taxonomy()[0]
+
+    @property
+    def verb_names(self) -> list[str]:
+        """Verb category names of the train file."""
+        return self._taxonomy()[1]
+
+    def _taxonomy(self) -> tuple[list[str], list[str]]:
         train = self.annotations("train")
-        self.noun_names, self.verb_names = train.noun_names, train.verb_names
-        if not self.noun_names or not self.verb_names:
+        if not train.noun_names or not train.verb_names:
             raise ValueError(f"{self.files['train']}: no noun_categories / verb_categories")
+        return train.noun_names, train.verb_names
 
     @property
     def num_classes(self) -> int:
@@ -442,18 +447,18 @@ class Ego4DShortTermAnticipation(VidlitDataModule):
         return len(self.verb_names)
 
     def annotations(self, split: str) -> STAAnnotations:
-        """The parsed annotation file of ``split``, read once, with ids checked against the categories."""
+        """The validated annotation file of ``split``, read once; ids checked against the train categories."""
         if split not in self._annotations:
-            parsed = read_sta_annotations(self.files[split])
-            if split != "train":
-                for item in parsed.frames:
-                    if len(item.nouns) and (
-                        item.nouns.max() >= self.num_classes or item.verbs.max() >= self.num_verbs
-                    ):
-                        raise ValueError(
-                            f"{self.files[split]}: uid {item.uid}: noun or verb id outside the "
-                            f"{self.num_classes} nouns / {self.num_verbs} verbs of {self.files['train']}"
-                        )
+            if split == "train":
+                parsed = read_sta_annotations(self.files[split])
+            else:
+                parsed = read_sta_annotations(
+                    self.files[split], self.num_classes, self.num_verbs, self.files["train"]
+                )
+            for item in parsed.frames:
+                confine(self.video_dir, f"{item.video_uid}.mp4", f"{item.where}: key 'video_uid'")
+                if item.clip_uid is not None:
+                    confine(self.video_dir, f"{item.clip_uid}.mp4", f"{item.where}: key 'clip_uid'")
             self._annotations[split] = parsed
         return self._annotations[split]
 

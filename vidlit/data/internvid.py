@@ -24,8 +24,6 @@ WebDataset tar shards (:class:`~vidlit.data.shards.VideoTextShards`) instead.
 from __future__ import annotations
 
 import logging
-import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,12 +33,20 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from vidlit.core.io import read_jsonl
+from vidlit.core.io import confined_path, read_jsonl
 from vidlit.data.base import EpochSeeded, global_seed
+from vidlit.data.raw_video import RawVideoDataModule
 from vidlit.data.sampling import sample_in_window, uniform_segments
-from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoBatchTransform
+from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoBatchTransform, bound_aspect
 from vidlit.data.video import VideoDecodeError, open_video
-from vidlit.data.video_list import RawVideoDataModule, SkippedVideosReport
+from vidlit.formats._schema import validate
+from vidlit.formats.internvid import (  # noqa: F401  (the family's names, re-exported)
+    VIDEO_SUFFIXES,
+    InternVidRecord,
+    VideoTextBatch,
+    format_timestamp,
+    parse_timestamp,
+)
 
 __all__ = [
     "InternVidClip",
@@ -53,9 +59,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v")
-_TIMESTAMP = re.compile(r"^(\d+):([0-5]\d):([0-5]\d(?:\.\d+)?)$")
 
 
 @dataclass(frozen=True)
@@ -84,36 +87,6 @@ class InternVidClip:
     line: int
 
 
-def format_timestamp(seconds: float) -> str:
-    """InternVid's ``HH:MM:SS.mmm`` (milliseconds rounded); :func:`parse_timestamp` reads it back."""
-    millis = round(seconds * 1000)
-    hours, millis = divmod(millis, 3_600_000)
-    minutes, millis = divmod(millis, 60_000)
-    return f"{hours:02d}:{minutes:02d}:{millis // 1000:02d}.{millis % 1000:03d}"
-
-
-def parse_timestamp(value: str) -> float:
-    """Seconds in an InternVid ``HH:MM:SS.mmm`` timestamp (fractional seconds optional).
-
-    Raises:
-        ValueError: anything else.
-    """
-    match = _TIMESTAMP.match(value.strip()) if isinstance(value, str) else None
-    if match is None:
-        raise ValueError(f"expected a timestamp HH:MM:SS.mmm, got {value!r}")
-    hours, minutes, seconds = match.groups()
-    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
-
-
-def _score(row: dict[str, Any], key: str, where: str) -> float | None:
-    value = row.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{where}: {key} must be a finite number, got {value!r}")
-    return float(value)
-
-
 def read_internvid_annotations(
     path: str | Path, min_umt_score: float | None = None, min_aesthetic_score: float | None = None
 ) -> list[InternVidClip]:
@@ -136,30 +109,17 @@ def read_internvid_annotations(
     path = Path(path)
     clips = []
     for number, row in read_jsonl(path, "InternVid annotation file"):
-        where = f"{path}:{number}"
-        for key in ("YoutubeID", "Start_timestamp", "End_timestamp", "Caption"):
-            value = row.get(key)
-            if not isinstance(value, str) or not value.strip():
-                raise ValueError(f"{where}: {key!r} must be a non-empty string, got {value!r}")
-        try:
-            start = parse_timestamp(row["Start_timestamp"])
-            end = parse_timestamp(row["End_timestamp"])
-        except ValueError as e:
-            raise ValueError(f"{where}: {e}") from None
-        if end <= start:
-            raise ValueError(
-                f"{where}: End_timestamp {row['End_timestamp']} must be after Start_timestamp "
-                f"{row['Start_timestamp']}"
-            )
-        umt, aesthetic = _score(row, "UMT_Score", where), _score(row, "Aesthetic_Score", where)
+        record = validate(InternVidRecord, row, path, where=f"line {number}")
+        umt, aesthetic = record.umt_score, record.aesthetic_score
         if min_umt_score is not None and (umt is None or umt < min_umt_score):
             continue
         if min_aesthetic_score is not None and (aesthetic is None or aesthetic < min_aesthetic_score):
             continue
-        youtube_id = row["YoutubeID"].strip()
-        clip_id = f"{youtube_id}_{row['Start_timestamp'].strip()}_{row['End_timestamp'].strip()}"
+        clip_id = f"{record.youtube_id}_{record.start_timestamp}_{record.end_timestamp}"
         clips.append(
-            InternVidClip(youtube_id, start, end, row["Caption"].strip(), umt, aesthetic, clip_id, number)
+            InternVidClip(
+                record.youtube_id, record.start, record.end, record.caption, umt, aesthetic, clip_id, number
+            )
         )
     return clips
 
@@ -169,7 +129,7 @@ def find_source_video(video_dir: str | Path, youtube_id: str) -> Path:
     else the ``.mp4`` path (which then fails to open and is skipped or raises)."""
     video_dir = Path(video_dir)
     for suffix in VIDEO_SUFFIXES:
-        candidate = video_dir / f"{youtube_id}{suffix}"
+        candidate = confined_path(video_dir, f"{youtube_id}{suffix}", f"YoutubeID {youtube_id!r}")
         if candidate.is_file():
             return candidate
     return video_dir / f"{youtube_id}.mp4"
@@ -261,6 +221,8 @@ class InternVidDataset(EpochSeeded, Dataset):
             if self.strict:
                 raise
             return {"error": str(path), "reason": e.reason, "video_id": clip.clip_id}
+        # per clip, before batching: the batch's size follows the configuration, not the files
+        frames = bound_aspect(frames, self.short_side)
         return {"video": frames, "caption": clip.caption, "video_id": clip.clip_id}
 
 
@@ -398,6 +360,10 @@ class InternVidDataModule(RawVideoDataModule):
             log.warning("%s does not exist: writing the SYNTHETIC InternVid sample there", self.root)
             print(f"writing the synthetic InternVid sample dataset to {self.root}")
             write_internvid(self.root)
+        if synthetic:
+            from vidlit.data.synth import require_complete
+
+            require_complete(self.root, train_annotations, "internvid")
         self.files = {
             "train": self.root / train_annotations,
             "val": self.root / val_annotations,
@@ -429,9 +395,12 @@ class InternVidDataModule(RawVideoDataModule):
             FileNotFoundError: no such file.
             ValueError: a malformed line (naming file and line), or no clips left.
         """
-        clips = read_internvid_annotations(self.files[split], self.min_umt_score, self.min_aesthetic_score)
+        path = self.files[split]
+        clips = read_internvid_annotations(path, self.min_umt_score, self.min_aesthetic_score)
         if not clips:
-            raise ValueError(f"{self.files[split]}: no {split} clips (after score filtering)")
+            raise ValueError(f"{path}: no {split} clips (after score filtering)")
+        for clip in clips:  # an id is a file name inside video_dir, never a way out of it
+            confined_path(self.video_dir, clip.youtube_id, f"{path}: line {clip.line}: key 'YoutubeID'")
         return clips
 
     def dataset(self, split: str) -> Dataset:
@@ -468,9 +437,7 @@ class InternVidDataModule(RawVideoDataModule):
             raise ValueError(f"InternVidDataModule has no {stage!r} stage (fit, validate, test)")
         for split in splits[stage]:
             self.datasets[split] = self.dataset(split)
-        trainer = self.trainer
-        if trainer is not None and not any(isinstance(c, SkippedVideosReport) for c in trainer.callbacks):
-            trainer.callbacks.append(SkippedVideosReport())
+        self._attach_skip_report()
 
     def _collate(self) -> Any:
         import functools

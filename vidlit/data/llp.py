@@ -32,39 +32,19 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from vidlit.core.io import confined_path
 from vidlit.data.base import VidlitDataModule, missing_files
 from vidlit.data.features import load_feature_file, pad_sequences
+from vidlit.formats._schema import AnnotationError, validate
+from vidlit.formats.llp import (  # noqa: F401  (the family's names, re-exported)
+    LLP_CATEGORIES,
+    NUM_SEGMENTS,
+    EventRow,
+    LLPBatch,
+    WeakLabelRow,
+)
 
 log = logging.getLogger(__name__)
-
-# the 25 LLP categories in the official label order (dataloader.py, main_avvp.py)
-LLP_CATEGORIES = (
-    "Speech",
-    "Car",
-    "Cheering",
-    "Dog",
-    "Cat",
-    "Frying_(food)",
-    "Basketball_bounce",
-    "Fire_alarm",
-    "Chainsaw",
-    "Cello",
-    "Banjo",
-    "Singing",
-    "Chicken_rooster",
-    "Violin_fiddle",
-    "Vacuum_cleaner",
-    "Baby_laughter",
-    "Accordion",
-    "Lawn_mower",
-    "Motorcycle",
-    "Helicopter",
-    "Acoustic_guitar",
-    "Telephone_bell_ringing",
-    "Baby_cry_infant_cry",
-    "Blender",
-    "Clapping",
-)
 
 
 @dataclass
@@ -91,22 +71,11 @@ def _read_tsv(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str,
         reader = csv.DictReader(f, delimiter="\t")
         missing = [c for c in columns if c not in (reader.fieldnames or [])]
         if missing:
-            raise ValueError(
+            raise AnnotationError(
                 f"{path}: line 1: missing column(s) {missing} in the tab-separated header "
                 f"{reader.fieldnames} (expected {list(columns)})"
             )
-        rows = []
-        for row in reader:
-            if any(row[c] is None or row[c].strip() == "" for c in columns):
-                raise ValueError(f"{path}: line {reader.line_num}: empty or missing field in {dict(row)}")
-            rows.append((reader.line_num, {c: row[c].strip() for c in columns}))
-    return rows
-
-
-def _check_name(name: str, known: set[str] | None, path: Path, line: int) -> str:
-    if known is not None and name not in known:
-        raise ValueError(f"{path}: line {line}: unknown category {name!r}")
-    return name
+        return [(reader.line_num, {k: v for k, v in row.items() if k is not None}) for row in reader]
 
 
 def read_weak_labels(
@@ -114,51 +83,57 @@ def read_weak_labels(
 ) -> list[LLPVideo]:
     """Parse ``AVVP_{train,val_pd,test_pd}.csv`` (``filename event_labels``) in file order.
 
+    Each row is validated against :class:`~vidlit.formats.llp.WeakLabelRow`.
+
     Args:
         path: the CSV.
         class_names: known categories; an unknown label raises. None accepts any.
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: missing column, empty field or unknown category, naming the line.
+        AnnotationError: one line naming file, line and key: a missing column, an empty field, an
+            unknown category, a video listed twice, or a file without any video (a header-only
+            split would train or evaluate nothing).
     """
     path = Path(path)
-    known = set(class_names) if class_names is not None else None
-    videos = []
+    context = {"classes": None if class_names is None else set(class_names)}
+    videos, seen = [], {}
     for line, row in _read_tsv(path, ("filename", "event_labels")):
-        labels = [
-            _check_name(n.strip(), known, path, line) for n in row["event_labels"].split(",") if n.strip()
-        ]
-        videos.append(LLPVideo(row["filename"], labels))
+        record = validate(WeakLabelRow, row, path, where=f"line {line}", context=context)
+        if record.filename in seen:
+            raise AnnotationError(
+                f"{path}: line {line}: key 'filename': {record.filename!r} is already listed on line "
+                f"{seen[record.filename]}"
+            )
+        seen[record.filename] = line
+        videos.append(LLPVideo(record.filename, list(record.event_labels)))
+    if not videos:
+        raise AnnotationError(f"{path}: no video after the header row (the split would have nothing to use)")
     return videos
 
 
 def read_event_annotations(
-    path: str | Path, class_names: tuple[str, ...] | list[str] | None = None
+    path: str | Path, class_names: tuple[str, ...] | list[str] | None = None, duration: float = NUM_SEGMENTS
 ) -> dict[str, list[tuple[int, int, str]]]:
     """Parse ``AVVP_eval_{audio,visual}.csv`` into ``filename -> [(onset, offset, name)]``.
 
-    Onsets and offsets are truncated to whole seconds (the official ``int(onset)``); rows with
-    ``onset == offset`` (they occur in the official files) are kept and mark no segment.
+    Each row is validated against :class:`~vidlit.formats.llp.EventRow`. Onsets and offsets are
+    truncated to whole seconds (the official ``int(onset)``); rows with ``onset == offset`` (they
+    occur in the official files) are kept and mark no segment.
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: missing column, non-numeric or reversed times, unknown category (with line).
+        AnnotationError: one line naming file, line and key: a missing column, a non-numeric,
+            reversed or out-of-video time, or an unknown category.
     """
     path = Path(path)
-    known = set(class_names) if class_names is not None else None
+    context = {"classes": None if class_names is None else set(class_names), "duration": duration}
     events: dict[str, list[tuple[int, int, str]]] = {}
     for line, row in _read_tsv(path, ("filename", "onset", "offset", "event_labels")):
-        try:
-            onset, offset = int(float(row["onset"])), int(float(row["offset"]))
-        except ValueError:
-            raise ValueError(
-                f"{path}: line {line}: onset/offset must be numbers, got {row['onset']!r}, {row['offset']!r}"
-            ) from None
-        if offset < onset or onset < 0:
-            raise ValueError(f"{path}: line {line}: invalid event {onset}-{offset} seconds")
-        name = _check_name(row["event_labels"], known, path, line)
-        events.setdefault(row["filename"], []).append((onset, offset, name))
+        record = validate(EventRow, row, path, where=f"line {line}", context=context)
+        events.setdefault(record.filename, []).append(
+            (int(record.onset), int(record.offset), record.event_labels)
+        )
     return events
 
 
@@ -176,9 +151,13 @@ def segment_labels(
 
 
 def find_llp_feature(folder: Path, filename: str) -> Path | None:
-    """``<filename[:11]>.npy`` (the official naming), else ``<filename>.npy``; None if neither."""
+    """``<filename[:11]>.npy`` (the official naming), else ``<filename>.npy``; None if neither.
+
+    Raises:
+        ValueError: a ``filename`` that would point outside ``folder`` (``../../x``).
+    """
     for key in (filename[:11], filename):
-        path = folder / f"{key}.npy"
+        path = confined_path(folder, f"{key}.npy", f"video {filename!r}")
         if path.is_file():
             return path
     return None
@@ -275,7 +254,7 @@ class LLPDataset(Dataset):
         }
 
 
-def collate_llp(samples: list[dict[str, Any]]) -> dict[str, Any]:
+def collate_llp(samples: list[dict[str, Any]]) -> LLPBatch:
     """Batch LLP samples.
 
     Shape legend: ``b`` videos, ``t`` segments, ``k`` classes.
@@ -286,14 +265,14 @@ def collate_llp(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """
     audio, mask = pad_sequences([s["audio"] for s in samples])
     visual, _ = pad_sequences([s["visual"] for s in samples])
-    return {
-        "audio": audio,
-        "visual": visual,
-        "mask": mask,
-        "labels": torch.stack([s["labels"] for s in samples]),
-        "video_ids": [s["video_id"] for s in samples],
-        "targets": [s["target"] for s in samples],
-    }
+    return LLPBatch(
+        audio=audio,
+        visual=visual,
+        mask=mask,
+        labels=torch.stack([s["labels"] for s in samples]),
+        video_ids=[s["video_id"] for s in samples],
+        targets=[s["target"] for s in samples],
+    )
 
 
 class LLPVideoParsing(VidlitDataModule):
@@ -369,6 +348,10 @@ class LLPVideoParsing(VidlitDataModule):
         self.audio_dim, self.feature_dim, self.motion_dim = audio_dim, feature_dim, motion_dim
         self.num_segments = num_segments
         self.strict = strict
+        if synthetic:
+            from vidlit.data.synth import require_complete
+
+            require_complete(self.root, train_csv, "llp")
         self.class_names = list(class_names) if class_names is not None else list(LLP_CATEGORIES)
         if len(set(self.class_names)) != len(self.class_names):
             raise ValueError(f"class_names has duplicates: {self.class_names}")
@@ -394,7 +377,9 @@ class LLPVideoParsing(VidlitDataModule):
     def events(self) -> tuple[dict, dict]:
         """Audio and visual ``filename -> [(onset, offset, name)]`` of the eval CSVs, read once."""
         if self._events is None:
-            audio, visual = (read_event_annotations(p, self.class_names) for p in self.eval_files)
+            audio, visual = (
+                read_event_annotations(p, self.class_names, self.num_segments) for p in self.eval_files
+            )
             self._events = (audio, visual)
         return self._events
 

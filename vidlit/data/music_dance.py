@@ -23,7 +23,7 @@ Representations through Explicit-Implicit Rhythm Synchronization", 2022, Sec. 3.
   resampled to the audio frame rate (100 Hz);
 - **motion features**: the frame-difference energy pooled on a ``g x g`` grid per step
   (``feature_dim = g * g``), the dance encoder's input;
-- **music rhythm**: :func:`vidlit.backbones.audio.onset_envelope` (sound-intensity onsets, 100 Hz);
+- **music rhythm**: :func:`vidlit.layers.log_mel.onset_envelope` (sound-intensity onsets, 100 Hz);
 - **music content**: VGGish log-mel patches, one per second of the window.
 
 Features of every window are computed once, at setup, and kept in memory (they are small).
@@ -40,7 +40,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -48,19 +48,23 @@ from einops import rearrange
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from vidlit.backbones.audio import SAMPLE_RATE, onset_envelope_and_patches
+from vidlit.core.io import confined_path
 from vidlit.data.base import VidlitDataModule, missing_files
-from vidlit.data.synth.music_dance import AIST_GENRES
 from vidlit.data.video import VideoDecodeError, open_video, read_audio
+from vidlit.formats.music_dance import (  # noqa: F401  (the family's names, re-exported)
+    AIST_GENRES,
+    AIST_NAME,
+    ENVELOPE_RATE,
+    SAMPLE_RATE,
+    SPLIT_FILE,
+    MusicDanceBatch,
+)
+from vidlit.layers.log_mel import onset_envelope_and_patches
+from vidlit.layers.rhythm import max_normalize, spectral_flux
 
 log = logging.getLogger(__name__)
 
-ENVELOPE_RATE = 100  # audio onset frames per second (10 ms hop)
-SPLIT_FILE = "splits/crossmodal_{split}.txt"
-_NAME = re.compile(
-    r"^g(?P<genre>[A-Z]{2})_s(?P<situation>[A-Z]{2})_c(?P<camera>\d{2}|All)_d(?P<dancer>\d{2})"
-    r"_m(?P<music_genre>[A-Z]{2})(?P<music>\d)_ch(?P<choreo>\d{2})$"
-)
+_NAME = AIST_NAME
 
 
 @dataclass(frozen=True)
@@ -151,8 +155,7 @@ def visual_onset_envelope(strength: Tensor, fps: float, num_frames: int, rate: i
     Step ``k`` of ``strength`` covers time ``k / fps``; output frame ``j`` is time ``j / rate``,
     linearly interpolated, ``num_frames`` long.
     """
-    flux = (strength[1:] - strength[:-1]).clamp_min(0.0)
-    flux = torch.cat([strength.new_zeros(1), flux])
+    flux = spectral_flux(strength[:, None])  # one bin: the positive flux of the strength
     times = torch.arange(num_frames, dtype=torch.float32) / rate * fps  # position in steps
     lo = times.floor().long().clamp(0, len(flux) - 1)
     hi = (lo + 1).clamp(max=len(flux) - 1)
@@ -162,32 +165,7 @@ def visual_onset_envelope(strength: Tensor, fps: float, num_frames: int, rate: i
 
 def _normalize(envelope: Tensor) -> Tensor:
     """Scale an envelope to a maximum of 1 (all-zero stays zero)."""
-    return envelope / envelope.max().clamp_min(1e-6)
-
-
-class MusicDanceBatch(TypedDict):
-    """A batch of music-dance windows.
-
-    Attributes:
-        motion: ``[b, t, c]`` frame-difference energy per grid cell (the head's ``input``).
-        visual_envelope: ``[b, n]`` visual onset envelope at 100 Hz, max-normalized per window.
-        audio_envelope: ``[b, n]`` music onset envelope at 100 Hz, max-normalized per window.
-        audio: ``[b, s, 96, 64]`` log-mel patches of the music window.
-        genre: ``[b]`` int64 genre index in :data:`AIST_GENRES`.
-        video_ids: ``b`` window ids, ``"<sequence>@<start seconds>"``.
-        music_ids: ``b`` music window ids, ``"<music id>@<start seconds>"``: dances of one music
-            over the same span share it (and its audio).
-        targets: ``b`` dicts ``{"video_id", "music_id", "label"}``.
-    """
-
-    motion: Tensor
-    visual_envelope: Tensor
-    audio_envelope: Tensor
-    audio: Tensor
-    genre: Tensor
-    video_ids: list[str]
-    music_ids: list[str]
-    targets: list[dict[str, Any]]
+    return max_normalize(envelope)
 
 
 class MusicDanceDataset(Dataset):
@@ -375,7 +353,11 @@ class MusicDanceDataModule(VidlitDataModule):
     def _paths(self, seq: AISTSequence) -> tuple[Path, Path]:
         """The video (of camera ``camera`` for a ``cAll`` name) and the music file of a sequence."""
         name = seq.with_camera(self.camera) if seq.camera == "All" else seq.name
-        return self.root / "videos" / f"{name}.mp4", self.root / self.music_dir / f"{seq.music_id}.wav"
+        where = f"sequence {name!r}"
+        return (
+            confined_path(self.root / "videos", f"{name}.mp4", where),
+            confined_path(self.root / self.music_dir, f"{seq.music_id}.wav", where),
+        )
 
     def dataset(self, split: str) -> MusicDanceDataset:
         """The windows of ``"train"``, ``"val"`` or ``"test"`` (``"predict"`` is the test split),

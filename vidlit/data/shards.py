@@ -45,6 +45,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from vidlit.core.io import atomic_open
 from vidlit.data.base import EpochSeeded, EpochStreamLoader  # noqa: F401  (EpochStreamLoader lived here)
 from vidlit.data.sampling import uniform_segments
+from vidlit.data.transforms import bound_aspect
 from vidlit.data.video import VideoDecodeError, output_size
 
 log = logging.getLogger(__name__)
@@ -173,7 +174,8 @@ def decode_mp4(data: bytes, num_frames: int, short_side: int | None = None) -> T
             raise ValueError(f"cannot decode the video: {e}") from e
     if last not in picked:
         raise ValueError(f"the container declares {total} frames but only {len(picked)} wanted ones decode")
-    return torch.from_numpy(np.stack([picked[int(i)] for i in wanted]))
+    # before batching: a clip's size follows ``short_side``, not the file's aspect ratio
+    return bound_aspect(torch.from_numpy(np.stack([picked[int(i)] for i in wanted])), short_side)
 
 
 # -- writing --------------------------------------------------------------------------------------

@@ -32,6 +32,36 @@ from vidlit.core.constants import IMAGENET_DEFAULT_STD as IMAGENET_STD
 # torchvision's RandomResizedCrop draws up to 10 boxes and keeps the first that fits the frame
 _CROP_ATTEMPTS = 10
 
+# a clip's long side is cropped to at most this many times its (decode-resized) short side before
+# batching: wider than 16:9 and 2.35:1 crops lose only the margins no square crop would reach
+MAX_ASPECT = 2.5
+
+
+def bound_aspect(frames: Tensor, short_side: int | None, max_aspect: float = MAX_ASPECT) -> Tensor:
+    """Centre-crop the long side of ``[..., h, w, c]`` frames to at most ``max_aspect * short_side``.
+
+    Applied to each clip in the dataset, before collation, so a batch's size follows the
+    configuration (``short_side``) and not the files: a 2000 x 16 and a 16 x 2000 video in one batch
+    would otherwise be zero-padded to 2250 x 2250 after decoding at short side 18. Clips within the
+    bound (every ordinary aspect ratio) are returned as they are, so training and evaluation crops
+    are unchanged for them.
+
+    Args:
+        frames: uint8 (or any dtype) frames, height and width in dims -3 and -2.
+        short_side: the short side the decoder resized to; None (stored size) uses the clip's own.
+        max_aspect: largest long side / short side kept.
+    """
+    height, width = frames.shape[-3], frames.shape[-2]
+    short = min(height, width) if short_side is None else max(short_side, min(height, width))
+    limit = max(1, math.ceil(short * max_aspect))
+    if height > limit:
+        top = (height - limit) // 2
+        frames = frames[..., top : top + limit, :, :]
+    if width > limit:
+        left = (width - limit) // 2
+        frames = frames[..., :, left : left + limit, :]
+    return frames
+
 
 def random_resized_boxes(
     frame_size: Tensor,

@@ -20,11 +20,17 @@ Errors, the same for every backend:
 - a zero-byte, random, truncated or otherwise unreadable file raises :class:`VideoDecodeError` at
   open. A truncated MP4 whose index survived (``+faststart``) still fails at open: its packets
   cannot all be read, and decord refuses it there, so PyAV is made to refuse it too rather than
-  hand out a video shorter than its header says;
+  hand out a video shorter than its header says (torchcodec opens it and raises when a missing
+  frame is requested);
 - a frame that cannot be decoded later raises :class:`VideoDecodeError` naming the frame;
 - an index outside ``[0, len(reader))`` raises :class:`IndexError` naming the file.
 
 Every message starts with the file's path.
+
+FFmpeg's own log lines (``[h264 @ 0x...] Invalid NAL unit size``), which decord prints to stderr
+for every damaged packet, are silenced: the error that matters is raised with the file's path.
+Set ``VIDLIT_DECODER_LOGS=1`` (or call :func:`set_decoder_logs` with ``True``) to see them again,
+through decord's stderr and PyAV's ``libav`` Python loggers.
 """
 
 from __future__ import annotations
@@ -53,6 +59,33 @@ BACKENDS = ("decord", "pyav", "torchcodec")
 _BACKEND_PACKAGES = {"decord": "decord", "pyav": "av", "torchcodec": "torchcodec"}
 
 Resize = int | tuple[int, int] | None
+
+# None until the first reader applies the setting of VIDLIT_DECODER_LOGS (or set_decoder_logs)
+_decoder_logs: bool | None = None
+
+
+def set_decoder_logs(verbose: bool) -> None:
+    """Show (``True``) or silence (``False``, the default) FFmpeg's log lines from decord and PyAV.
+
+    Silenced, decord's FFmpeg prints nothing (errors still raise :class:`VideoDecodeError`); shown,
+    decord prints FFmpeg warnings to stderr and PyAV routes them to the ``libav`` Python loggers.
+    torchcodec has no public switch and keeps FFmpeg's default.
+    """
+    global _decoder_logs
+    _decoder_logs = bool(verbose)
+    if backend_available("decord"):
+        import decord
+
+        decord.logging.set_level(decord.logging.WARNING if verbose else decord.logging.QUIET)
+    if backend_available("pyav"):
+        import av
+
+        av.logging.set_level(av.logging.WARNING if verbose else None)
+
+
+def _apply_decoder_logs() -> None:
+    if _decoder_logs is None:
+        set_decoder_logs(os.environ.get("VIDLIT_DECODER_LOGS", "") not in ("", "0"))
 
 
 class VideoDecodeError(RuntimeError):
@@ -185,6 +218,7 @@ class VideoReader(ABC):
     backend: ClassVar[str]
 
     def __init__(self, path: str | Path, resize: Resize = None, num_threads: int = 1):
+        _apply_decoder_logs()
         self._stat = stat_video_file(path)  # kept: a short-side resize needs it (stored_size)
         self.path = Path(path)
         self.resize = resize
@@ -242,11 +276,10 @@ class VideoReader(ABC):
         unique, inverse = np.unique(order, return_inverse=True)
         frames = self._decode_sorted(unique.tolist())
         frames = torch.as_tensor(frames)
-        return (
-            frames
-            if len(unique) == len(order) and (unique == order).all()
-            else frames[torch.from_numpy(inverse)]
-        )
+        if len(unique) == len(order) and (unique == order).all():
+            return frames
+        # index_select copies whole frames; fancy indexing is ~10x slower on [t, h, w, 3] uint8
+        return frames.index_select(0, torch.from_numpy(inverse.astype(np.int64)))
 
     def close(self) -> None:
         """Release the decoder; further :meth:`get_frames` calls raise."""
@@ -566,7 +599,10 @@ class PyAVReader(VideoReader):
 class TorchCodecReader(VideoReader):
     """Frames through torchcodec's ``VideoDecoder`` (``seek_mode="exact"``, NHWC output).
 
-    Resizing happens after decoding (antialiased bilinear, :func:`torch.nn.functional.interpolate`).
+    A resize is done by FFmpeg while decoding (torchcodec's decoder-side
+    ``torchcodec.transforms.Resize``; a short-side size reads the stored size once, as
+    :class:`DecordReader` does); a torchcodec without decoder transforms resizes after decoding
+    (antialiased bilinear, :func:`torch.nn.functional.interpolate`).
     """
 
     backend = "torchcodec"
@@ -575,12 +611,23 @@ class TorchCodecReader(VideoReader):
         super().__init__(path, resize, num_threads)
         try:
             from torchcodec.decoders import VideoDecoder
-        except ImportError:
+        except (ImportError, OSError, RuntimeError):  # RuntimeError: FFmpeg's libraries not found
             raise VideoBackendUnavailable("torchcodec") from None
+        self._size = None  # resize after decoding
+        transforms = None
+        if resize is not None:
+            try:
+                from torchcodec.transforms import Resize as DecoderResize
+            except ImportError:
+                DecoderResize = None  # noqa: N806 - a class
+            if DecoderResize is not None:
+                source = resize if isinstance(resize, tuple) else stored_size(self.path, self._stat)
+                transforms = [DecoderResize(size=output_size(*source, resize))]
         try:
             self._decoder = VideoDecoder(
-                str(self.path), dimension_order="NHWC", num_ffmpeg_threads=num_threads, seek_mode="exact"
-            )
+                str(self.path), dimension_order="NHWC", num_ffmpeg_threads=num_threads, seek_mode="exact",
+                **({} if transforms is None else {"transforms": transforms}),
+            )  # fmt: skip
             metadata = self._decoder.metadata
             self._num_frames = int(metadata.num_frames)
             self._fps = float(metadata.average_fps)
@@ -589,7 +636,8 @@ class TorchCodecReader(VideoReader):
             raise VideoDecodeError(self.path, f"torchcodec cannot open: {_first_line(e)}") from e
         if self._num_frames < 1:
             raise VideoDecodeError(self.path, "video stream has no frames")
-        self._size = None if resize is None else output_size(height, width, resize)
+        if resize is not None and transforms is None:
+            self._size = output_size(height, width, resize)
 
     def __len__(self) -> int:
         return self._num_frames
@@ -667,6 +715,53 @@ def open_video(
         raise next(iter(errors.values()))
     reason = "; ".join(f"{name}: {e.reason}" for name, e in errors.items())
     raise VideoDecodeError(path, reason) from errors[list(errors)[-1]]
+
+
+class ReaderCache:
+    """The last few opened readers, kept open so that several clips of one video share one open.
+
+    Opening is much of a short clip's cost (decord and PyAV index the file's packets), so a loop
+    that reads several clips per video (multi-view evaluation, dense feature extraction, sampling
+    that revisits a video) can keep its readers here. A file is reopened when it changed on disk
+    (size, mtime or inode) and the least recently used reader is closed when ``size`` are open.
+    Readers belong to the cache: use them without ``with`` and call :meth:`close` at the end.
+
+    Args:
+        size: the most readers kept open.
+
+    Example:
+        >>> cache = ReaderCache(size=4)  # doctest: +SKIP
+        >>> frames = cache.open(path, resize=224).get_frames(indices)  # doctest: +SKIP
+    """
+
+    def __init__(self, size: int = 4):
+        if size < 1:
+            raise ValueError(f"ReaderCache size must be >= 1, got {size}")
+        self.size = size
+        self._readers: dict[tuple, VideoReader] = {}
+
+    def open(
+        self, path: str | Path, backend: str = "auto", resize: Resize = None, num_threads: int = 1
+    ) -> VideoReader:
+        """:func:`open_video`, or the open reader of an earlier call with the same arguments."""
+        st = stat_video_file(path)
+        key = (str(path), backend, resize, num_threads, st.st_size, st.st_mtime_ns, st.st_ino)
+        reader = self._readers.pop(key, None)
+        if reader is None or reader._closed:
+            reader = open_video(path, backend, resize, num_threads)
+        self._readers[key] = reader  # most recently used last
+        while len(self._readers) > self.size:
+            self._readers.pop(next(iter(self._readers))).close()
+        return reader
+
+    def close(self) -> None:
+        """Close every reader."""
+        for reader in self._readers.values():
+            reader.close()
+        self._readers.clear()
+
+    def __len__(self) -> int:
+        return len(self._readers)
 
 
 def read_audio(path: str | Path, sample_rate: int | None = None, mono: bool = False) -> tuple[Tensor, int]:

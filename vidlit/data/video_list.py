@@ -30,29 +30,36 @@ import csv
 import difflib
 import functools
 import logging
-import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from vidlit.core.io import read_jsonl, write_json_atomic
-from vidlit.data.base import EpochSeeded, VidlitDataModule, global_seed
+from vidlit.data.base import EpochSeeded, global_seed
+
+# re-exported: the Ego4D raw-video modules and older code import the base from here
+from vidlit.data.raw_video import RawVideoDataModule, SkippedVideosReport  # noqa: F401
 from vidlit.data.sampling import dense_clip, multi_view_clips, sample_in_window, uniform_segments
-from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoBatchTransform
-from vidlit.data.video import VideoDecodeError, VideoNotFoundError, open_video
+
+# the sample writer moved to synth; the name stays importable from here
+from vidlit.data.synth.videos import write_synthetic_video_list  # noqa: F401
+from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoBatchTransform, bound_aspect
+from vidlit.data.video import VideoDecodeError, open_video
+from vidlit.formats._schema import validate
+from vidlit.formats.video_cls import (  # noqa: F401  (the family's names, re-exported)
+    JSONL_SUFFIXES,
+    SAMPLINGS,
+    VideoClsBatch,
+    VideoListRow,
+)
 
 log = logging.getLogger(__name__)
-
-JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
-SAMPLINGS = ("dense", "segments")
-_REPORT_PATHS = 5  # skipped paths named in an end-of-epoch warning
 
 
 @dataclass(frozen=True)
@@ -78,10 +85,6 @@ class VideoEntry:
     start: float | None
     end: float | None
     line: int
-
-
-def _blank(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())
 
 
 def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -110,28 +113,6 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                     f"got {len(row)}"
                 )
             yield reader.line_num, dict(zip(header, row))
-
-
-def _seconds(value: Any, key: str, where: str) -> float | None:
-    if _blank(value):
-        return None
-    if isinstance(value, bool):
-        raise ValueError(f"{where}: {key} must be a number of seconds, got {value!r}")
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{where}: {key} must be a number of seconds, got {value!r}") from None
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"{where}: {key} must be a finite, non-negative number of seconds, got {value!r}")
-    return seconds
-
-
-def _label_name(value: Any, where: str) -> str | None:
-    if _blank(value):
-        return None
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise ValueError(f"{where}: label must be a class name or an integer index, got {value!r}")
-    return str(value).strip()
 
 
 def _resolve_label(raw: str | int, class_index: dict[str, int], where: str) -> int:
@@ -175,22 +156,16 @@ def read_video_list(path: str | Path, class_names: Sequence[str] | None = None) 
     first_line: dict[str, int] = {}
     for line, row in _rows(path):
         where = f"{path}:{line}"
-        raw_path = row.get("path")
-        if _blank(raw_path) or not isinstance(raw_path, str):
-            raise ValueError(f"{where}: no video path (the 'path' field is empty or missing)")
-        raw_path = raw_path.strip()
-        start = _seconds(row.get("start"), "start", where)
-        end = _seconds(row.get("end"), "end", where)
-        if start is not None and end is not None and end <= start:
-            raise ValueError(f"{where}: end ({end} s) must be after start ({start} s)")
+        record = validate(VideoListRow, row, path, where=f"line {line}")
+        raw_path, start, end = record.path, record.start, record.end
         video_id = raw_path
         if start is not None or end is not None:
             video_id = f"{raw_path}@{start or 0:g}-{'end' if end is None else format(end, 'g')}"
         if video_id in first_line:
             raise ValueError(f"{where}: {video_id} is already listed on line {first_line[video_id]}")
         first_line[video_id] = line
+        name = record.label
         raw_label = row.get("label")
-        name = _label_name(raw_label, where)
         label = None if name is None or class_index is None else _resolve_label(raw_label, class_index, where)
         entries.append(VideoEntry(folder / raw_path, video_id, label, name, start, end, line))
     return entries
@@ -335,7 +310,8 @@ class VideoListDataset(EpochSeeded, Dataset):
             if self.strict:
                 raise
             return {"error": str(entry.path), "reason": e.reason, "video_id": entry.video_id}
-        frames = frames.reshape(*indices.shape, *frames.shape[1:])
+        # per clip, before batching: the batch's size follows the configuration, not the files
+        frames = bound_aspect(frames.reshape(*indices.shape, *frames.shape[1:]), self.short_side)
         return {
             "video": frames[0] if len(indices) == 1 else frames,
             "label": -1 if entry.label is None else entry.label,
@@ -410,150 +386,6 @@ def collate_video_clips(
     }
 
 
-def write_synthetic_video_list(
-    root: str | Path, num_videos: int = 128, num_frames: int = 16, seed: int = 0, **kwargs: Any
-) -> Path:
-    """Write synthetic labelled videos and a 3:1 ``train.csv`` / ``val.csv`` split of them.
-
-    :func:`~vidlit.data.synth.videos.write_synthetic_videos` writes the videos, ``videos.csv`` and
-    ``classes.txt`` (labels by motion direction unless ``label_by`` says otherwise); labels cycle
-    through the classes, so every fourth round of classes goes to val and both splits stay
-    balanced.
-
-    Args:
-        root: dataset folder.
-        num_videos: clips to write.
-        num_frames: frames per clip (64 x 64 pixels, 15 fps by default).
-        seed: everything is a function of it.
-        kwargs: passed to ``write_synthetic_videos`` (``num_frames``, ``size``, ``label_by``, ...).
-
-    Returns:
-        ``root``.
-    """
-    from vidlit.data.synth.videos import write_synthetic_videos
-
-    root = Path(root)
-    write_synthetic_videos(root, num_videos, num_frames=num_frames, seed=seed, **kwargs)
-    num_classes = len(read_class_names(root / "classes.txt"))
-    with open(root / "videos.csv", newline="") as f:
-        rows = list(csv.reader(f))
-    header, rows = rows[0], rows[1:]
-    splits: dict[str, list[list[str]]] = {"train": [], "val": []}
-    for i, row in enumerate(rows):
-        splits["val" if (i // num_classes) % 4 == 3 else "train"].append(row)
-    for split, split_rows in splits.items():
-        with open(root / f"{split}.csv", "w", newline="") as f:
-            csv.writer(f).writerows([header, *split_rows])
-    return root
-
-
-class SkippedVideosReport(L.Callback):
-    """Make a :class:`RawVideoDataModule` report skipped videos at the end of every epoch.
-
-    The data module attaches it to its trainer in ``setup``; data modules do not see epoch ends
-    themselves.
-    """
-
-    def _report(self, trainer: L.Trainer, stage: str) -> None:
-        datamodule = trainer.datamodule
-        if isinstance(datamodule, RawVideoDataModule) and not trainer.sanity_checking:
-            datamodule.report_skipped(stage)
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._report(trainer, "train")
-
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._report(trainer, "val")
-
-    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._report(trainer, "test")
-
-    def on_predict_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._report(trainer, "predict")
-
-
-_STAGES = {"train": "train", "validate": "val", "test": "test", "predict": "predict"}
-
-
-class RawVideoDataModule(VidlitDataModule):
-    """What the data modules that decode raw videos share: skip-and-count and on-device transforms.
-
-    Batches carry ``skipped`` / ``skip_reasons`` (videos a worker could not read); after the
-    transfer to the device they are counted per stage (or raise, when ``strict``), reported at
-    epoch end by :class:`SkippedVideosReport`, and the clips are cropped, flipped and normalized
-    by ``train_transform`` / ``eval_transform`` on the device. Subclasses set those transforms,
-    ``strict``, and the attributes initialized by :meth:`_init_skip_counts`.
-    """
-
-    _skip_unit = "videos"  # what the end-of-epoch warning counts
-
-    def _init_skip_counts(self) -> None:
-        self.skipped_videos: dict[str, list[str]] = {}
-        self._epoch_skipped: dict[str, list[tuple[str, str]]] = {}
-        self._epoch_seen: dict[str, int] = {}
-        self._generator: torch.Generator | None = None
-        self._generator_key: tuple[Any, ...] | None = None
-
-    def _count_seen(self, batch: dict[str, Any]) -> int:
-        # views of one video share its id: count videos, not views
-        return len(set(batch["video_ids"])) + len(batch["skipped"])
-
-    def _stage(self) -> str | None:
-        trainer = self.trainer
-        if trainer is None or trainer.sanity_checking:
-            return None
-        return _STAGES.get(str(trainer.state.stage.value) if trainer.state.stage else "")
-
-    def _train_generator(self, device: torch.device) -> torch.Generator:
-        # crops and flips of an epoch are a function of (seed, epoch, rank), like the sampling
-        trainer = self.trainer
-        key = (trainer.current_epoch, str(device))
-        if self._generator is None or self._generator_key != key:
-            seed = (global_seed() * 1_000_003 + trainer.current_epoch * 1009 + trainer.global_rank) % 2**63
-            self._generator = torch.Generator(device=device).manual_seed(seed)
-            self._generator_key = key
-        return self._generator
-
-    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
-        """Count (or, when strict, raise on) skipped videos, then crop, flip and normalize on the device."""
-        if batch["skipped"]:
-            if self.strict:
-                path, reason = batch["skipped"][0], batch["skip_reasons"][0]
-                local = "://" not in path  # a shard URL names a stream that was read
-                error = VideoNotFoundError if local and not Path(path).exists() else VideoDecodeError
-                raise error(path, f"{reason} (strict=True; set strict: false to skip unreadable videos)")
-        stage = self._stage()
-        if stage is not None:
-            self.skipped_videos.setdefault(stage, []).extend(batch["skipped"])
-            self._epoch_skipped.setdefault(stage, []).extend(zip(batch["skipped"], batch["skip_reasons"]))
-            self._epoch_seen[stage] = self._epoch_seen.get(stage, 0) + self._count_seen(batch)
-        training = self.trainer is not None and self.trainer.training
-        video, frame_size = batch["video"], batch.pop("frame_size", None)
-        if training:
-            batch["video"] = self.train_transform(video, frame_size, self._train_generator(video.device))
-        else:
-            batch["video"] = self.eval_transform(video, frame_size)
-        return batch
-
-    def report_skipped(self, stage: str) -> None:
-        """Log a warning if videos were skipped in the epoch of ``stage`` that just ended, and reset."""
-        skipped = self._epoch_skipped.pop(stage, [])
-        seen = self._epoch_seen.pop(stage, 0)
-        if not skipped:
-            return
-        named = "; ".join(f"{path} ({reason})" for path, reason in skipped[:_REPORT_PATHS])
-        more = f"; and {len(skipped) - _REPORT_PATHS} more" if len(skipped) > _REPORT_PATHS else ""
-        epoch = self.trainer.current_epoch if self.trainer is not None else 0
-        log.warning(
-            "%s epoch %d: skipped %d of %d %s whose video could not be read: %s%s",
-            stage,
-            epoch,
-            len(skipped),
-            seen,
-            self._skip_unit,
-            named,
-            more,
-        )
 
 
 class VideoListDataModule(RawVideoDataModule):
@@ -589,7 +421,8 @@ class VideoListDataModule(RawVideoDataModule):
         test_list: list ``vidlit test`` evaluates; defaults to ``val_list``.
         predict_list: list ``vidlit predict`` runs on (labels optional); defaults to the test list.
         classes: a class-name file (one per line, line order = class index), the names
-            themselves, or None to use the sorted label names of the train and val lists.
+            themselves, or None to use the sorted label names of the train list (a val label
+            outside them is an error, not a new class).
         num_frames: frames per clip.
         frame_stride: frames between consecutive clip frames (dense sampling).
         sampling: ``"dense"`` (one clip of ``num_frames`` frames, ``frame_stride`` apart) or
@@ -658,6 +491,10 @@ class VideoListDataModule(RawVideoDataModule):
                 "%s does not exist: writing the SYNTHETIC video classification sample there", self.root
             )
             write_synthetic_video_list(self.root)
+        if synthetic:
+            from vidlit.data.synth import require_complete
+
+            require_complete(self.root, train_list, "videos")
         self.files = {
             "train": self.root / train_list,
             "val": self.root / val_list,
@@ -679,24 +516,37 @@ class VideoListDataModule(RawVideoDataModule):
         self.eval_transform = VideoBatchTransform(
             size, train=False, eval_short_side=eval_short_side, mean=mean, std=std
         )
-        if isinstance(classes, str):
-            classes_file = self.root / classes
-            if not classes_file.is_file():
-                raise FileNotFoundError(
-                    f"{classes_file}: class list not found (set classes: null to use the sorted labels "
-                    "of the train and val lists)"
-                )
-            self.class_names = read_class_names(classes_file)
-        elif classes is None:
-            self.class_names = infer_class_names(
-                [e for split in ("train", "val") for e in read_video_list(self.files[split])]
-            )
-        else:
-            self.class_names = list(classes)
-            if not self.class_names or len(set(self.class_names)) != len(self.class_names):
+        if not isinstance(classes, (str, type(None))):
+            if not classes or len(set(classes)) != len(classes):
                 raise ValueError(f"classes must be distinct names, got {classes}")
+        self._classes = classes
+        self._class_names: list[str] | None = None
         self.datasets: dict[str, VideoListDataset] = {}
         self._init_skip_counts()
+
+    @property
+    def class_names(self) -> list[str]:
+        """Label name of each class index: the class file, the given names, or the train list's labels.
+
+        Read on first use (the CLI asks for :attr:`num_classes` to size the head). Inferred from
+        the train list only: a val / test label outside the train taxonomy is an error naming the
+        line, never a new class.
+        """
+        if self._class_names is None:
+            classes = self._classes
+            if isinstance(classes, str):
+                classes_file = self.root / classes
+                if not classes_file.is_file():
+                    raise FileNotFoundError(
+                        f"{classes_file}: class list not found (set classes: null to use the sorted labels "
+                        "of the train list)"
+                    )
+                self._class_names = read_class_names(classes_file)
+            elif classes is None:
+                self._class_names = infer_class_names(read_video_list(self.files["train"]))
+            else:
+                self._class_names = list(classes)
+        return self._class_names
 
     @property
     def num_classes(self) -> int:
@@ -744,9 +594,7 @@ class VideoListDataModule(RawVideoDataModule):
         splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
         for split in splits[stage]:
             self.datasets[split] = self.dataset(split)
-        trainer = self.trainer
-        if trainer is not None and not any(isinstance(c, SkippedVideosReport) for c in trainer.callbacks):
-            trainer.callbacks.append(SkippedVideosReport())
+        self._attach_skip_report()
 
     def _collate(self) -> functools.partial:
         return functools.partial(collate_video_clips, num_frames=self.num_frames, empty_size=self.short_side)

@@ -42,19 +42,20 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from vidlit.core.io import confined_path
 from vidlit.data.base import VidlitDataModule, missing_files
 from vidlit.data.features import load_feature_file, pad_sequences
+from vidlit.formats._schema import AnnotationError, validate
+from vidlit.formats.xd_violence import (  # noqa: F401  (the family's names, re-exported)
+    AUDIO_SUFFIX,
+    CLIP_LEN,
+    NORMAL_FLAG,
+    AnnotationLine,
+    XDViolenceBatch,
+    is_violent,
+)
 
 log = logging.getLogger(__name__)
-
-CLIP_LEN = 16
-NORMAL_FLAG = "_label_A"
-AUDIO_SUFFIX = "__vggish"
-
-
-def is_violent(video: str) -> bool:
-    """The video-level label from the name: normal iff it contains ``_label_A``."""
-    return NORMAL_FLAG not in video
 
 
 @dataclass
@@ -87,7 +88,8 @@ def _read_list(path: Path, root: Path, feature_dir: Path | None) -> list[tuple[i
         if feature_dir is not None:
             file = feature_dir / file.name
         elif not file.is_absolute():
-            file = root / file
+            # a relative entry names a file of the dataset: it may not climb out of it
+            file = confined_path(root, file, f"{path}: line {number}")
         if file.suffix != ".npy":
             raise ValueError(f"{path}: line {number}: expected a .npy feature file, got {line!r}")
         entries.append((number, file))
@@ -165,13 +167,17 @@ def read_feature_lists(
 def read_annotations(path: str | Path) -> dict[str, list[tuple[int, int]]]:
     """Parse XD-Violence's ``annotations.txt``: ``<video> start1 end1 start2 end2 ...`` in frames.
 
+    Every line is validated against :class:`~vidlit.formats.xd_violence.AnnotationLine`.
+
     Returns:
         video name (without ``.mp4``) -> violent frame ranges ``[start, end)``.
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: a line with an odd number of frame numbers, a non-integer, a negative frame,
-            an end before its start or a video annotated twice; the message names the line.
+        AnnotationError: one line naming the file, the line and the key: an odd number of frame
+            numbers, a non-integer, a negative frame, an end not after its start, a video named
+            normal, a video annotated twice, or a file with no annotation at all (which would
+            score every violent video as normal and give AP 0.0).
     """
     path = Path(path)
     if not path.is_file():
@@ -182,23 +188,22 @@ def read_annotations(path: str | Path) -> dict[str, list[tuple[int, int]]]:
         if not fields:
             continue
         name = fields[0].removesuffix(".mp4")
-        where = f"{path}: line {number} ({name})"
         bounds = fields[1:]
-        if not bounds or len(bounds) % 2:
-            raise ValueError(
-                f"{where}: expected pairs of frame numbers 'start end ...', got {len(bounds)} numbers"
+        if len(bounds) % 2:
+            raise AnnotationError(
+                f"{path}: line {number} ({name}): key 'ranges': expected pairs of frame numbers "
+                f"'start end ...', got {len(bounds)} numbers"
             )
-        try:
-            frames = [int(b) for b in bounds]
-        except ValueError:
-            raise ValueError(f"{where}: frame numbers must be integers, got {' '.join(bounds)!r}") from None
-        pairs = list(zip(frames[::2], frames[1::2]))
-        for start, end in pairs:
-            if start < 0 or end < start:
-                raise ValueError(f"{where}: invalid frame range {start} {end}")
+        document = {"video": name, "ranges": list(zip(bounds[::2], bounds[1::2]))}
+        line = validate(AnnotationLine, document, path, where=f"line {number} ({name})")
         if name in ranges:
-            raise ValueError(f"{where}: video {name!r} is annotated twice")
-        ranges[name] = pairs
+            raise AnnotationError(f"{path}: line {number} ({name}): key 'video': {name!r} is annotated twice")
+        ranges[name] = [(int(s), int(e)) for s, e in line.ranges]
+    if not ranges:
+        raise AnnotationError(
+            f"{path}: no annotated video: the frame ground truth of the violent test videos would be all "
+            "normal (AP 0.0); give one line '<video> start end ...' per violent test video"
+        )
     return ranges
 
 
@@ -408,6 +413,10 @@ class XDViolence(VidlitDataModule):
                 "%s does not exist: writing the SYNTHETIC XD-Violence sample dataset there", self.root
             )
             write_xd_violence(self.root, feature_dim=feature_dim, audio_dim=audio_dim, num_crops=num_crops)
+        if synthetic:
+            from vidlit.data.synth import require_complete
+
+            require_complete(self.root, rgb_list, "xd_violence")
         self.lists = {
             "train": (self.root / rgb_list, self.root / audio_list),
             "test": (self.root / test_rgb_list, self.root / test_audio_list),
@@ -467,13 +476,13 @@ class XDViolence(VidlitDataModule):
             )
         else:
             ranges = read_annotations(self.ground_truth)
-            for video in videos:
-                if video.violent and video.name not in ranges:
-                    log.warning(
-                        "%s: no line for violent test video %s; all its frames count as normal",
-                        self.ground_truth,
-                        video.name,
-                    )
+            unannotated = [v.name for v in videos if v.violent and v.name not in ranges]
+            if unannotated:
+                raise AnnotationError(
+                    f"{self.ground_truth}: no line for violent test video {unannotated[0]!r} "
+                    f"({len(unannotated)} of {sum(v.violent for v in videos)} violent test videos): its "
+                    "frames would all count as normal"
+                )
             dataset.ranges = ranges
         return dataset
 

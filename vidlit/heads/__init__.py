@@ -3,14 +3,15 @@
 from vidlit.heads.ave import MMPyramidHead, MPNHead
 from vidlit.heads.base import TaskHead
 from vidlit.heads.classification import AttentiveProbeHead, ClassificationHead, LinearProbeHead
-from vidlit.heads.hand_prediction import HandForecastHead
+from vidlit.heads.ego4d_fhp import HandForecastHead
+from vidlit.heads.ego4d_mq import ActionFormerHead
+from vidlit.heads.ego4d_nlq import VSLNetHead
+from vidlit.heads.ego4d_scod import StateChangeDETRHead
+from vidlit.heads.ego4d_sta import ShortTermAnticipationHead
 from vidlit.heads.llp import AVParsingHead
-from vidlit.heads.moment_queries import ActionFormerHead
+from vidlit.heads.loris import LorisHead
 from vidlit.heads.music_dance import MuDaRHead
-from vidlit.heads.nlq import VSLNetHead
-from vidlit.heads.short_term_anticipation import ShortTermAnticipationHead
-from vidlit.heads.state_change_detection import StateChangeDETRHead
-from vidlit.heads.violence import MACILSDHead
+from vidlit.heads.xd_violence import MACILSDHead
 
 __all__ = [
     "AVParsingHead",
@@ -19,6 +20,7 @@ __all__ = [
     "ClassificationHead",
     "HandForecastHead",
     "LinearProbeHead",
+    "LorisHead",
     "MACILSDHead",
     "MMPyramidHead",
     "MPNHead",

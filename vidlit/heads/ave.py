@@ -28,6 +28,7 @@ from einops import rearrange
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
+from vidlit.formats.ave import AVEBatch
 from vidlit.heads.base import TaskHead
 from vidlit.layers.av_pyramid import MMPyramid, WindowedAttentionLayer
 from vidlit.metrics.segment_accuracy import SegmentAccuracy
@@ -202,7 +203,7 @@ class MPNHead(_AVEHead):
         self.classifier = nn.Linear(2 * dim, num_classes - 1)
         self.localizer = nn.Linear(2 * dim, 1)
 
-    def forward(self, features: Tensor, batch: dict[str, Any]) -> dict[str, Tensor]:
+    def forward(self, features: Tensor, batch: AVEBatch) -> dict[str, Tensor]:
         """``features`` = ``batch["audio"]`` ``[b, t, a]`` (+ ``batch["visual"]``) -> logits.
 
         Returns:
@@ -307,7 +308,7 @@ class MMPyramidHead(_AVEHead):
         self.pyramid = MMPyramid(dim, num_levels, dilations, num_heads=num_heads, dropout=dropout)
         self.classifier = nn.Linear(2 * dim, num_classes)
 
-    def forward(self, features: Tensor, batch: dict[str, Any]) -> dict[str, Tensor]:
+    def forward(self, features: Tensor, batch: AVEBatch) -> dict[str, Tensor]:
         """``features`` = ``batch["audio"]`` ``[b, t, a]`` (+ ``batch["visual"]``) -> ``segment_logits``."""
         audio, visual = self._inputs(features, batch)
         a, v = self.pyramid(self.proj_audio(audio), self.proj_visual(visual))

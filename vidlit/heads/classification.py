@@ -10,7 +10,7 @@ its ``video_id`` and the metric averages them.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +18,7 @@ from einops import rearrange
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
+from vidlit.formats.video_cls import VideoClsBatch, VideoClsPrediction
 from vidlit.heads.base import TaskHead
 from vidlit.metrics.classification import TopKAccuracy
 
@@ -44,18 +45,24 @@ class ClassificationHead(TaskHead):
         self.num_classes = num_classes
         self.label_smoothing = label_smoothing
 
-    def loss(self, outputs: Tensor, batch: dict[str, Any]) -> dict[str, Tensor]:
-        """Cross-entropy of the logits against ``batch["labels"]``.
+    def loss(self, outputs: Tensor, batch: VideoClsBatch) -> dict[str, Tensor]:
+        """Cross-entropy of the logits against ``batch["labels"]``, or the soft targets of mixup.
 
-        A batch left empty by skipped videos gives a zero loss that still reaches every
-        parameter, so the step is a no-op instead of a NaN.
+        A batch that carries float ``soft_labels`` ``[b, k]`` (mixup / cutmix,
+        :class:`~vidlit.data.augment.VideoAugment`) is scored against them, without
+        ``label_smoothing``: the mixed targets are already smoothed. A batch left empty by skipped
+        videos gives a zero loss that still reaches every parameter, so the step is a no-op
+        instead of a NaN.
         """
         labels = batch["labels"]
         if labels.numel() == 0:
             return {"loss": outputs.sum() * 0.0}
+        soft = batch.get("soft_labels")
+        if soft is not None:
+            return {"loss": F.cross_entropy(outputs.float(), soft.float())}
         return {"loss": F.cross_entropy(outputs.float(), labels, label_smoothing=self.label_smoothing)}
 
-    def predict(self, outputs: Tensor, batch: dict[str, Any]) -> list[dict[str, Any]]:
+    def predict(self, outputs: Tensor, batch: VideoClsBatch) -> list[VideoClsPrediction]:
         """One ``{"video_id", "label", "scores"}`` per clip.
 
         ``label`` is the arg-max class (int) and ``scores`` the ``[k]`` softmax probabilities,
@@ -104,7 +111,7 @@ class LinearProbeHead(ClassificationHead):
         nn.init.trunc_normal_(self.fc.weight, std=0.01)
         nn.init.zeros_(self.fc.bias)
 
-    def forward(self, features: Tensor, batch: dict[str, Any]) -> Tensor:
+    def forward(self, features: Tensor, batch: VideoClsBatch) -> Tensor:
         """``[b, d]`` pooled features in, ``[b, k]`` logits out."""
         self.check_features(features, "[b, d]")
         if self.training and features.shape[0] < 2:
@@ -179,7 +186,7 @@ class AttentiveProbeHead(ClassificationHead):
         query = query + self.mlp(self.norm_mlp(query))
         return query[:, 0]
 
-    def forward(self, features: Tensor, batch: dict[str, Any]) -> Tensor:
+    def forward(self, features: Tensor, batch: VideoClsBatch) -> Tensor:
         """``[b, n, d]`` tokens in, ``[b, k]`` logits out."""
         self.check_features(features, "[b, n, d]")
         return self.fc(self.dropout(self.norm(self.pool(features))))

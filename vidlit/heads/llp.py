@@ -20,6 +20,7 @@ from einops import rearrange
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
+from vidlit.formats.llp import LLPBatch
 from vidlit.heads.base import TaskHead
 from vidlit.layers.av_pyramid import DEFAULT_DILATIONS, MMPyramid
 from vidlit.metrics.avvp import AVVPMetrics
@@ -114,7 +115,7 @@ class AVParsingHead(TaskHead):
         self.fc_frame_att = nn.Linear(embed_dim, num_classes)
         self.fc_av_att = nn.Linear(embed_dim, num_classes)
 
-    def forward(self, features: Tensor, batch: dict[str, Any]) -> dict[str, Tensor]:
+    def forward(self, features: Tensor, batch: LLPBatch) -> dict[str, Tensor]:
         """Segment-level and video-level probabilities.
 
         Args:

@@ -38,10 +38,12 @@ from einops import rearrange
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
-from vidlit.backbones.audio import NUM_MEL_BANDS, create_audio_encoder
+from vidlit.backbones.audio import create_audio_encoder
 from vidlit.core.ids import stable_id
+from vidlit.formats.music_dance import MusicDanceBatch
 from vidlit.heads.base import TaskHead
 from vidlit.layers.contrastive import clip_logit_scale, contrastive_loss
+from vidlit.layers.log_mel import NUM_MEL_BANDS
 from vidlit.metrics.music_dance import GenreAccuracy, MusicDanceRetrieval, SyncAccuracy
 
 __all__ = ["MuDaRHead", "multi_positive_info_nce", "rhythm_alignment"]
@@ -267,7 +269,7 @@ class MuDaRHead(TaskHead):
     def _sync_logit(self, dance_bins: Tensor, music_bins: Tensor) -> Tensor:
         return self.sync(torch.cat([dance_bins, music_bins, dance_bins * music_bins], dim=1)).squeeze(-1)
 
-    def forward(self, features: Tensor, batch: dict[str, Any]) -> dict[str, Tensor]:
+    def forward(self, features: Tensor, batch: MusicDanceBatch) -> dict[str, Tensor]:
         """Embeddings and logits of a batch; ``features`` is ``batch["motion"]`` ``[b, t, c]``.
 
         Returns:

@@ -59,6 +59,9 @@ def downsample_mask(mask: Tensor, stride: int) -> Tensor:
 class MaskedConv1d(nn.Module):
     """1-D convolution over ``[B, T, C]`` that ignores and zeroes padded steps.
 
+    The weights are an ``nn.Conv1d``'s (``self.conv``, same state dict); the convolution runs as a
+    channels-last 2-D convolution over the ``[B, T, C]`` memory, so no layout copies surround it.
+
     ``padding = kernel_size // 2``, so stride 1 keeps ``T`` and stride ``s`` gives ``T / s``
     steps, output ``j`` centred on input ``j * s``.
 
@@ -95,9 +98,15 @@ class MaskedConv1d(nn.Module):
         mask = _check_mask(x, mask)
         if x.shape[1] % self.stride:
             raise ValueError(f"MaskedConv1d: length {x.shape[1]} is not divisible by stride {self.stride}")
-        out = self.conv(rearrange(_masked(x, mask), "b t c -> b c t"))
+        conv = self.conv
+        # [B, T, C] memory read as [B, C, 1, T] in channels-last layout: the 2-D convolution reads
+        # and writes the sequence layout directly, with no transposed copies around it (conv1d would
+        # copy its input to [B, C, T] and hand back a transposed view)
+        image = x.mul(mask[..., None].to(x.dtype)).transpose(1, 2).unsqueeze(2)  # b c 1 t
+        weight = conv.weight.unsqueeze(2).contiguous(memory_format=torch.channels_last)  # o c/g 1 k
+        out = F.conv2d(image, weight, conv.bias, (1, self.stride), (0, conv.padding[0]), 1, conv.groups)
         out_mask = downsample_mask(mask, self.stride)
-        return _masked(rearrange(out, "b c t -> b t c"), out_mask), out_mask
+        return _masked(out.squeeze(2).transpose(1, 2), out_mask), out_mask  # b t c
 
 
 class ConvEmbedding(nn.Module):

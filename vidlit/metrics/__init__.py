@@ -1,6 +1,7 @@
 """Metrics implementing each dataset's official evaluation protocol, as torchmetrics Metrics."""
 
 from vidlit.metrics.avvp import AVVPMetrics
+from vidlit.metrics.beat_alignment import BeatAlignment
 from vidlit.metrics.classification import TopKAccuracy
 from vidlit.metrics.coco_detection import COCODetectionAP
 from vidlit.metrics.frame_ap import FrameLevelAP
@@ -13,6 +14,7 @@ from vidlit.metrics.temporal_map import TemporalActionMAP
 
 __all__ = [
     "AVVPMetrics",
+    "BeatAlignment",
     "COCODetectionAP",
     "FrameLevelAP",
     "HandDisplacement",

@@ -11,6 +11,7 @@ from torchmetrics import Metric
 from torchmetrics.utilities import rank_zero_warn
 
 from vidlit.core.ids import stable_ids
+from vidlit.formats.xd_violence import CLIP_LEN
 from vidlit.metrics._inputs import check_lengths, check_pair
 from vidlit.metrics._state import cat_state, first_occurrence
 
@@ -57,7 +58,7 @@ def pr_auc(labels: Tensor, scores: Tensor) -> float:
     return float(torch.trapezoid(precision, recall))
 
 
-def repeat_to_frames(snippet_scores: Tensor, clip_len: int = 16) -> Tensor:
+def repeat_to_frames(snippet_scores: Tensor, clip_len: int = CLIP_LEN) -> Tensor:
     """Snippet scores to frame scores: each of the ``T`` scores repeated ``clip_len`` times.
 
     This is ``np.repeat(pred, 16)`` of the official test: one I3D snippet covers 16 frames.
@@ -109,7 +110,7 @@ class FrameLevelAP(Metric):
     higher_is_better = True
     full_state_update = False
 
-    def __init__(self, clip_len: int = 16, **kwargs: Any) -> None:
+    def __init__(self, clip_len: int = CLIP_LEN, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if not isinstance(clip_len, int) or clip_len < 1:
             raise ValueError(f"clip_len must be a positive int, got {clip_len!r}")

@@ -10,11 +10,11 @@ from torchmetrics import Metric
 from torchmetrics.utilities import rank_zero_warn
 
 from vidlit.core.ids import stable_ids
+from vidlit.formats.ego4d_fhp import HANDS, KEY_FRAMES
 from vidlit.metrics._inputs import check_lengths, check_pair
 from vidlit.metrics._state import cat_state, first_occurrence
 
-KEY_FRAMES = ("pre_45", "pre_30", "pre_15", "pre_frame", "contact_frame")
-HANDS = ("left", "right")
+__all__ = ["HANDS", "KEY_FRAMES", "HandDisplacement"]
 
 
 class HandDisplacement(Metric):

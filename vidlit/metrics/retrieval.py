@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numba
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -46,32 +48,146 @@ def retrieval_ranks(similarity: Tensor, positives: Tensor) -> Tensor:
 
     Ties count against the query: an incorrect item scoring *equal* to the best correct one ranks
     above it, so a model with constant similarities gets rank ``num_gallery - num_correct + 1``,
-    not a perfect score.
+    not a perfect score. Scores are compared in float32; a NaN among a query's correct scores
+    gives rank 1 (nothing compares ``>=`` to NaN).
+
+    On the CPU the ranks come from one compiled pass over each row (no ``[Q, G]`` temporaries, so
+    the extra memory is ``O(Q)``); on other devices from chunks of rows.
+
+    Returns:
+        ``[num_queries]`` int64 ranks on the similarity's device.
     """
     if similarity.ndim != 2:
         raise ValueError(
             f"similarity must be [num_queries, num_gallery], got shape {tuple(similarity.shape)}"
         )
+    num_queries, num_gallery = similarity.shape
     if positives.ndim == 1:
-        positives = F.one_hot(positives.long(), similarity.shape[1]).bool()
-    positives = positives.to(similarity.device).bool()
-    if positives.shape != similarity.shape:
-        raise ValueError(
-            f"positives shape {tuple(positives.shape)} != similarity shape {tuple(similarity.shape)}"
-        )
-    if not positives.any(dim=1).all():
-        missing = (~positives.any(dim=1)).nonzero().flatten()[:5].tolist()
-        raise ValueError(f"queries {missing} have no correct gallery item")
+        if positives.shape[0] != num_queries:
+            raise ValueError(f"{positives.shape[0]} positive indices for {num_queries} queries")
+        positives = positives.long().to(similarity.device)
+        bad = (positives < 0) | (positives >= num_gallery)
+        if bad.any():
+            first = int(bad.nonzero()[0, 0])
+            raise ValueError(
+                f"query {first}: positive index {int(positives[first])} "
+                f"is outside the gallery of {num_gallery}"
+            )
+    else:
+        positives = positives.to(similarity.device).bool()
+        if positives.shape != similarity.shape:
+            raise ValueError(
+                f"positives shape {tuple(positives.shape)} != similarity shape {tuple(similarity.shape)}"
+            )
     similarity = similarity.float()
+    if similarity.device.type == "cpu":
+        sim = similarity.detach().numpy()
+        ranks = np.empty(num_queries, np.int64)
+        if positives.ndim == 1:
+            _ranks_of_index(sim, positives.numpy(), ranks)
+        else:
+            _ranks_of_mask(sim, positives.numpy(), ranks)
+        ranks = torch.from_numpy(ranks)
+    else:
+        ranks = (
+            torch.cat(
+                [
+                    _chunk_ranks(similarity[i : i + _CHUNK_ROWS], positives[i : i + _CHUNK_ROWS], i)
+                    for i in range(0, num_queries, _CHUNK_ROWS)
+                ]
+            )
+            if num_queries
+            else torch.zeros(0, dtype=torch.long, device=similarity.device)
+        )
+    if (ranks < 0).any():
+        missing = (ranks < 0).nonzero().flatten()[:5].tolist()
+        raise ValueError(f"queries {missing} have no correct gallery item")
+    return ranks
+
+
+# rows per chunk off the CPU: bounds the [chunk, G] temporaries
+_CHUNK_ROWS = 256
+
+
+def _chunk_ranks(similarity: Tensor, positives: Tensor, offset: int) -> Tensor:
+    """The ranks of a chunk of rows; -1 for a row without a correct item."""
+    if positives.ndim == 1:
+        positives = F.one_hot(positives, similarity.shape[1]).bool()
     best = similarity.masked_fill(~positives, float("-inf")).amax(dim=1, keepdim=True)
-    return ((similarity >= best) & ~positives).sum(dim=1) + 1
+    ranks = ((similarity >= best) & ~positives).sum(dim=1) + 1
+    return torch.where(positives.any(dim=1), ranks, -1)
+
+
+@numba.njit(cache=True, nogil=True)
+def _ranks_of_index(sim, positive, ranks):  # pragma: no cover - compiled
+    for q in range(sim.shape[0]):
+        best = sim[q, positive[q]]
+        count = 0
+        for g in range(sim.shape[1]):
+            if sim[q, g] >= best:
+                count += 1
+        # the correct item itself counts when it compares >= to itself (not NaN)
+        ranks[q] = count + (0 if best >= best else 1)
+
+
+@numba.njit(cache=True, nogil=True)
+def _ranks_of_mask(sim, positive, ranks):  # pragma: no cover - compiled
+    for q in range(sim.shape[0]):
+        # amax over the correct items, NaN-propagating as torch's amax
+        best = -np.inf
+        found = False
+        for g in range(sim.shape[1]):
+            if positive[q, g]:
+                found = True
+                v = sim[q, g]
+                if v > best or v != v:
+                    best = v
+                    if v != v:
+                        break
+        if not found:
+            ranks[q] = -1
+            continue
+        count = 1
+        for g in range(sim.shape[1]):
+            if not positive[q, g] and sim[q, g] >= best:
+                count += 1
+        ranks[q] = count
+
+
+@numba.njit(cache=True, nogil=True)
+def _column_ranks_of_owner(sim, owner, num_columns):  # pragma: no cover - compiled
+    """Ranks of ``sim.T`` with ``positives.T[v, i] = owner[i] == v``, reading ``sim`` row by row."""
+    best = np.full(num_columns, -np.inf, sim.dtype)
+    nan = np.zeros(num_columns, np.bool_)
+    has = np.zeros(num_columns, np.bool_)
+    for i in range(sim.shape[0]):
+        v = owner[i]
+        has[v] = True
+        x = sim[i, v]
+        if x != x:
+            nan[v] = True
+        elif x > best[v]:
+            best[v] = x
+    ranks = np.ones(num_columns, np.int64)
+    for i in range(sim.shape[0]):
+        for v in range(num_columns):
+            if owner[i] != v and not nan[v] and sim[i, v] >= best[v]:
+                ranks[v] += 1
+    for v in range(num_columns):
+        if not has[v]:
+            ranks[v] = -1
+    return ranks
 
 
 def retrieval_metrics(
     similarity: Tensor, positives: Tensor, ks: Sequence[int] = (1, 5, 10), prefix: str = ""
 ) -> dict[str, float]:
     """``{prefix}R@K`` for each K (fractions in [0, 1]), ``{prefix}MdR`` and ``{prefix}MnR``."""
-    ranks = retrieval_ranks(similarity, positives).float()
+    return _metrics_of_ranks(retrieval_ranks(similarity, positives), ks, prefix)
+
+
+def _metrics_of_ranks(ranks: Tensor, ks: Sequence[int], prefix: str) -> dict[str, float]:
+    ranks = ranks.float()
     out = {f"{prefix}R@{k}": (ranks <= k).float().mean().item() for k in ks}
     # the median of an even count is the mean of the two middle ranks, as numpy.median gives
     out[f"{prefix}MdR"] = ranks.quantile(0.5).item()
@@ -145,9 +261,15 @@ class RetrievalRecall(Metric):
         a, b, keys = cat_state(self.a), cat_state(self.b), cat_state(self.keys, dtype=torch.long)
         if a.numel() == 0:
             raise RuntimeError("RetrievalRecall.compute() called before any update()")
-        # drop exact duplicate (id, a) rows: ids are numbered first (a 64-bit hash is not exact in float64)
+        # drop exact duplicate (id, a) rows: ids are numbered first (a 64-bit hash is not exact in float64);
+        # only rows whose id occurs more than once can be duplicates, so only those are compared whole
         _, key_index = first_occurrence(keys, return_inverse=True)
-        first = first_occurrence(torch.cat([key_index[:, None].double(), a.double()], dim=1))
+        shared = torch.bincount(key_index)[key_index] > 1
+        candidates = shared.nonzero().flatten()
+        first = first_occurrence(
+            torch.cat([key_index[candidates, None].double(), a[candidates].double()], dim=1)
+        )
+        first = torch.cat([(~shared).nonzero().flatten(), candidates[first]]).sort().values
         a, b, keys = a[first], b[first], keys[first]
         # the gallery: one b row per id, in first-seen order; `owner` is each a row's gallery item
         gallery, owner = first_occurrence(keys, return_inverse=True)
@@ -156,11 +278,15 @@ class RetrievalRecall(Metric):
             a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
         similarity = a @ b.T  # [num_a, num_b]
         num_b = len(gallery)
-        positives = owner[:, None] == torch.arange(num_b, device=owner.device)[None, :]
         x, y = self.names
-        out = retrieval_metrics(similarity, positives, self.ks, prefix=f"{x}2{y}/")
+        out = retrieval_metrics(similarity, owner, self.ks, prefix=f"{x}2{y}/")
         if self.v2t == "all_captions":
-            out.update(retrieval_metrics(similarity.T, positives.T, self.ks, prefix=f"{y}2{x}/"))
+            if similarity.device.type == "cpu":
+                ranks = torch.from_numpy(_column_ranks_of_owner(similarity.numpy(), owner.numpy(), num_b))
+            else:
+                positives = owner[:, None] == torch.arange(num_b, device=owner.device)[None, :]
+                ranks = retrieval_ranks(similarity.T, positives.T)
+            out.update(_metrics_of_ranks(ranks, self.ks, prefix=f"{y}2{x}/"))
         else:
             # [group, b]: each b item's group of a rows scored by its best row (CLIP4Clip's max)
             grouped = similarity.new_full((num_b, num_b), float("-inf"))

@@ -11,7 +11,7 @@ from torchmetrics.utilities import rank_zero_warn
 
 from vidlit.core.ids import stable_ids
 from vidlit.core.segments import segment_iou
-from vidlit.core.types import SegmentPrediction, SegmentTarget
+from vidlit.formats._temporal import SegmentPrediction, SegmentTarget
 from vidlit.metrics._inputs import check_lengths, check_pair
 from vidlit.metrics._state import cat_state, first_occurrence, occurrence_tags, rows_tags
 
@@ -158,6 +158,7 @@ class TemporalActionMAP(Metric):
     # ------------------------------------------------------------------ update
 
     def _check(self, item: dict, i: int, kind: str, with_scores: bool) -> tuple[Tensor, ...]:
+        """Shapes and dtypes of one clip (no device sync); values are checked per batch."""
         where = f"{kind}[{i}] (video_id {item['video_id']!r})"
         for k in _PRED_KEYS[: 3 if with_scores else 2]:
             if not isinstance(item[k], Tensor):
@@ -172,10 +173,6 @@ class TemporalActionMAP(Metric):
             )
         if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
             raise ValueError(f"{where}['labels'] must be an integer tensor, got {labels.dtype}")
-        if n and (labels.min() < 0 or labels.max() >= self.num_classes):
-            raise ValueError(f"{where}['labels'] must lie in [0, {self.num_classes}), got {labels.tolist()}")
-        if not torch.isfinite(segments).all() or (segments[:, 1] < segments[:, 0]).any():
-            raise ValueError(f"{where}['segments'] must be finite with start <= end")
         out = [segments.detach().to(self.device, torch.float32), labels.detach().to(self.device, torch.long)]
         if with_scores:
             scores = item["scores"]
@@ -183,10 +180,32 @@ class TemporalActionMAP(Metric):
                 raise ValueError(
                     f"{where}['scores'] must have shape [{n}] like segments, got {list(scores.shape)}"
                 )
-            if not torch.isfinite(scores).all():
-                raise ValueError(f"{where}['scores'] must be finite")
             out.append(scores.detach().to(self.device, torch.float32))
         return tuple(out)
+
+    def _check_values(self, kind: str, items: Sequence[dict], columns: Sequence[list[Tensor]]) -> None:
+        """Labels in range, finite segments with start <= end, finite scores: one device sync per batch.
+
+        Only when the batch fails are its clips checked one by one, to name the first bad one.
+        """
+        segments, labels = torch.cat(columns[0]), torch.cat(columns[1])
+        bad = (labels < 0).any() | (labels >= self.num_classes).any()
+        bad |= ~torch.isfinite(segments).all() | (segments[:, 1] < segments[:, 0]).any()
+        if len(columns) > 2:
+            bad |= ~torch.isfinite(torch.cat(columns[2])).all()
+        if not bad:
+            return
+        for i, item in enumerate(items):
+            where = f"{kind}[{i}] (video_id {item['video_id']!r})"
+            seg, lab = columns[0][i], columns[1][i]
+            if len(lab) and (lab.min() < 0 or lab.max() >= self.num_classes):
+                raise ValueError(
+                    f"{where}['labels'] must lie in [0, {self.num_classes}), got {item['labels'].tolist()}"
+                )
+            if not torch.isfinite(seg).all() or (seg[:, 1] < seg[:, 0]).any():
+                raise ValueError(f"{where}['segments'] must be finite with start <= end")
+            if len(columns) > 2 and not torch.isfinite(columns[2][i]).all():
+                raise ValueError(f"{where}['scores'] must be finite")
 
     def update(self, preds: Sequence[SegmentPrediction], targets: Sequence[SegmentTarget]) -> None:
         """Add a batch of clips.
@@ -216,6 +235,9 @@ class TemporalActionMAP(Metric):
             g_lab.append(glab)
         if not keys:
             return
+        # preds first, then targets, as the per-clip checks ran before
+        self._check_values("preds", preds, (p_seg, p_lab, p_score))
+        self._check_values("targets", targets, (g_seg, g_lab))
         tags = occurrence_tags(len(keys), device=self.device)
         self.clip_key.append(stable_ids(keys, device=self.device))
         self.clip_tag.append(tags)
@@ -236,12 +258,22 @@ class TemporalActionMAP(Metric):
     def compute(self) -> dict[str, float]:
         """Score everything seen since the last reset.
 
+        Runs with one torch thread: the scoring is many small CPU steps, which intra-op threads
+        only slow down when the other cores are busy (data-loader workers, training).
+
         Returns:
             ``{"mAP": ..., "mAP@0.1": ..., ..., "R1x@0.5": ...}`` as Python floats in ``[0, 1]``,
             keys named after the configured thresholds.
         """
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return self._compute()
+        finally:
+            torch.set_num_threads(threads)
+
+    def _compute(self) -> dict[str, float]:
         thr = torch.tensor(self.tiou_thresholds, dtype=torch.float32)
-        num_t = len(thr)
         zeros = {"mAP": 0.0, **dict.fromkeys(self.map_keys, 0.0), self.recall_key: 0.0}
 
         clip_key = self._state("clip_key", (), torch.long)
@@ -299,6 +331,25 @@ class TemporalActionMAP(Metric):
             p_seg[q_idx], p_lab[q_idx], p_clip[q_idx], g_seg, g_lab, g_clip, q_size, max_size
         )
 
+        tp = self._match(iou, thr, q_idx, q_group, num_groups, max_size, num_p)
+        map_t = self._average_precision(tp, p_lab, score_rank, classes, npos)
+        recall = self._recall(iou, q_rank, q_size, q_group, num_groups, max_size, num_gt)
+
+        return {
+            "mAP": map_t.mean().item(),
+            **{k: v.item() for k, v in zip(self.map_keys, map_t, strict=True)},
+            self.recall_key: recall,
+        }
+
+    @staticmethod
+    def _match(
+        iou: Tensor, thr: Tensor, q_idx: Tensor, q_group: Tensor, num_groups: int, max_size: int, num_p: int
+    ) -> Tensor:
+        """True positives ``[t, p]`` of the greedy one-to-one matching, per threshold.
+
+        ``iou`` is ``[q, max_size]`` (:meth:`_group_iou`), ``q`` rows sorted by (group, score rank).
+        """
+        num_t = len(thr)
         # Greedy matching, vectorized across groups: step r takes the r-th best prediction of every
         # group at once (groups share no ground truth, so their matches cannot conflict). Only
         # predictions that reach the lowest threshold with some ground truth can match; the rest
@@ -319,7 +370,13 @@ class TemporalActionMAP(Metric):
             locked[g[:, None], t_idx, best] |= hit
         tp = torch.zeros(num_t, num_p, dtype=torch.bool)  # [t, p]: scans run along contiguous memory
         tp[:, q_idx] = tp_q
+        return tp
 
+    def _average_precision(
+        self, tp: Tensor, p_lab: Tensor, score_rank: Tensor, classes: Tensor, npos: Tensor
+    ) -> Tensor:
+        """Mean over the classes with ground truth of the interpolated AP, per threshold: ``[t]``."""
+        num_t, num_p = tp.shape
         # Per-class interpolated AP over the dataset-wide ranking of the class. Recall grows by
         # 1/npos at each true positive, and the envelope (max precision at or after a point) is
         # reached at a true positive, so only the true positives are needed: the m-th one of a
@@ -340,20 +397,25 @@ class TemporalActionMAP(Metric):
                 if len(per_class[cls]):  # else AP 0, e.g. a class with no prediction
                     envelope = per_class[cls].flip(0).cummax(0).values
                     ap[c, t] = envelope.sum() / total
-        map_t = ap.mean(0)
+        return ap.mean(0)
 
+    def _recall(
+        self,
+        iou: Tensor,
+        q_rank: Tensor,
+        q_size: Tensor,
+        q_group: Tensor,
+        num_groups: int,
+        max_size: int,
+        num_gt: int,
+    ) -> float:
+        """Recall@kx pooled over every ground-truth instance."""
         # Recall@kx: the top k*N_c predictions of each group, tIoU strictly above recall_tiou.
         top = q_rank < self.recall_k * q_size
         retrieved = torch.zeros(num_groups, max_size)
         recall_thr = torch.tensor(self.recall_tiou, dtype=torch.float32)  # compared in float32, as thr
         retrieved.index_add_(0, q_group[top], (iou[top] > recall_thr).float())
-        recall = (retrieved > 0).sum().item() / num_gt
-
-        return {
-            "mAP": map_t.mean().item(),
-            **{k: v.item() for k, v in zip(self.map_keys, map_t, strict=True)},
-            self.recall_key: recall,
-        }
+        return (retrieved > 0).sum().item() / num_gt
 
     @staticmethod
     def _lookup(kept: Tensor, tags: Tensor) -> tuple[Tensor, Tensor]:

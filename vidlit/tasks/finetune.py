@@ -13,9 +13,16 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from vidlit.backbones._builder import BACKBONE_PREFIX_KEY, register_backbone_prefix
+from vidlit.data.augment import VideoAugment
 from vidlit.heads.base import TaskHead
 from vidlit.tasks.empty_batches import EmptyBatches, is_empty_batch
-from vidlit.tasks.optim import LRSchedulerCallable, OptimizerCallable, check_interval, configure_optimizers
+from vidlit.tasks.optim import (
+    LRSchedulerCallable,
+    OptimizerCallable,
+    check_interval,
+    configure_optimizers,
+    layer_decay_groups,
+)
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +105,15 @@ class TaskModule(L.LightningModule):
             of training and of evaluation wait for the compiler: about half a minute for
             ``vit_test`` on a CPU, minutes for an ActionFormer head (8 pyramid levels), so it pays
             off on long GPU runs.
+        layer_decay: layer-wise learning-rate decay for a VideoViT backbone (VideoMAE fine-tuning:
+            0.75 for ViT-B, 0.8 for smaller): block ``i`` trains at ``layer_decay ** (depth - i)``
+            times the optimizer's rate, the head at the full rate, and norms, biases and position
+            tables take no weight decay (:func:`~vidlit.tasks.optim.layer_decay_groups`). None:
+            one group, every trainable parameter decayed.
+        augment: training-batch augmentations on the device, after the data module's transform
+            (:class:`~vidlit.data.augment.VideoAugment`: RandAugment, random erasing, mixup /
+            cutmix with soft targets); needs a head with ``num_classes``. Validation and test
+            batches are not augmented.
 
     Attributes:
         backbone_prefix: where the backbone's weights sit in this module's state dict, for
@@ -116,9 +132,13 @@ class TaskModule(L.LightningModule):
         scheduler_interval: str = "step",
         freeze_backbone: bool = False,
         compile: bool = False,
+        layer_decay: float | None = None,
+        augment: VideoAugment | None = None,
     ):
         super().__init__()
         check_interval(scheduler_interval)
+        if layer_decay is not None and not 0.0 < layer_decay <= 1.0:
+            raise ValueError(f"layer_decay must lie in (0, 1], got {layer_decay}")
         self.head = head
         self.backbone = backbone
         self.optimizer = optimizer
@@ -126,6 +146,10 @@ class TaskModule(L.LightningModule):
         self.scheduler_interval = scheduler_interval
         self.freeze_backbone = freeze_backbone
         self.use_compile = compile
+        self.layer_decay = layer_decay
+        if augment is not None and getattr(head, "num_classes", None) is None:
+            raise ValueError(f"augment mixes class targets: {type(head).__name__} has no num_classes")
+        self.augment = augment
         self._compiled = False
         if backbone is not None and freeze_backbone:
             backbone.requires_grad_(False)
@@ -153,6 +177,12 @@ class TaskModule(L.LightningModule):
             features = self.backbone(batch["video"], output=self.head.feature_layout)
         return self.head(features, batch)
 
+    def on_fit_start(self) -> None:
+        # augment undoes the data module's normalization for RandAugment: take it from there
+        transform = getattr(getattr(self.trainer, "datamodule", None), "train_transform", None)
+        if self.augment is not None and not self.augment.given and hasattr(transform, "mean"):
+            self.augment.match_normalization(transform.mean, transform.std)
+
     def on_train_epoch_start(self) -> None:
         if self.backbone is not None and self.freeze_backbone:
             self.backbone.eval()
@@ -168,6 +198,8 @@ class TaskModule(L.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor | None:
         if self.empty_batches.skip(self, batch, "train"):
             return None  # every video unreadable: no loss (it would be NaN), no optimizer step
+        if self.augment is not None:
+            batch = self.augment(batch, self.head.num_classes)
         losses = self.head.loss(self(batch), batch)
         loss = losses["loss"]
         check_finite_loss(self, losses, batch, batch_idx)
@@ -213,5 +245,8 @@ class TaskModule(L.LightningModule):
         return self.head.predict(self(batch), batch)
 
     def configure_optimizers(self) -> Any:
-        params = [p for p in self.parameters() if p.requires_grad]
+        if self.layer_decay is not None:
+            params = layer_decay_groups(self, self.layer_decay)
+        else:
+            params = [p for p in self.parameters() if p.requires_grad]
         return configure_optimizers(self, params, self.optimizer, self.scheduler, self.scheduler_interval)

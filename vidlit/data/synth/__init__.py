@@ -27,6 +27,7 @@ _GENERATORS: dict[str, str] = {
     "llp": "vidlit.data.synth.llp:write_llp",
     "xd_violence": "vidlit.data.synth.xd_violence:write_xd_violence",
     "music_dance": "vidlit.data.synth.music_dance:write_music_dance",
+    "loris": "vidlit.data.synth.loris:write_loris",
 }
 
 
@@ -44,6 +45,25 @@ class _Registry(dict):
 
 
 SYNTHESIZERS: dict[str, Callable[..., Any]] = _Registry.fromkeys(_GENERATORS)
+
+
+def require_complete(root: str | Path, marker: str | Path, task: str) -> None:
+    """Refuse a sample folder that exists but lacks ``marker`` (written by another tool, or cut short).
+
+    A data module with ``synthetic: true`` writes its sample dataset only where ``root`` does not
+    exist; a folder without the file that marks a complete sample would otherwise fail later with a
+    long traceback. Each generator's output folder is exactly what the recipe reads, so the fix is
+    always the same command.
+
+    Raises:
+        FileNotFoundError: one line naming the folder, the missing file and the command to run.
+    """
+    root = Path(root)
+    if root.exists() and not (root / marker).exists():
+        raise FileNotFoundError(
+            f"{root}: incomplete {task} sample data ({marker} is missing): run "
+            f"`vidlit data synth {task} --out {root}` (or delete the folder to have the recipe write it)"
+        )
 
 
 def synthesize(task: str, out: str | Path, **kwargs: Any) -> Path:

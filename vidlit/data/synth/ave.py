@@ -20,7 +20,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from vidlit.data.ave import AVE_CATEGORIES, HEADER, NUM_SEGMENTS, SPLIT_FILES
+from vidlit.formats.ave import AVE_CATEGORIES, HEADER, NUM_SEGMENTS, SPLIT_FILES, AVEEvent
 
 
 def _features(
@@ -136,7 +136,15 @@ def write_ave(
         )
         labels[i, :, background] = ~event
         labels[i, event, c] = 1.0
-        lines.append(f"{AVE_CATEGORIES[c]}&{video_id}&good&{start}&{start + length}")
+        # through the schema: the sample file is valid by construction
+        record = AVEEvent(
+            category=AVE_CATEGORIES[c],
+            video_id=video_id,
+            quality="good",
+            start=int(start),
+            end=int(start + length),
+        )
+        lines.append(record.to_line())
 
     mil = labels.max(axis=1)
     noisy_audio = np.zeros((num_noisy, NUM_SEGMENTS, audio_dim), dtype=np.float32)

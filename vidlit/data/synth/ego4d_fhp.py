@@ -18,8 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from vidlit.data.synth.videos import preferred_video_codec, write_video
+from vidlit.formats._schema import validate
+from vidlit.formats.ego4d_fhp import HANDS, KEY_FRAMES, FHPFile
 
-HAND_COLORS = {"left": (235, 190, 150), "right": (190, 130, 90)}
+HAND_COLORS = dict(zip(HANDS, ((235, 190, 150), (190, 130, 90))))
 OBJECT_COLOR = (40, 90, 230)
 
 
@@ -60,13 +62,7 @@ def write_ego4d_fhp(
     rng = np.random.default_rng(seed)
     codec = preferred_video_codec()
     pre45 = observe_frames
-    key_frames = {
-        "pre_45": pre45,
-        "pre_30": pre45 + 15,
-        "pre_15": pre45 + 30,
-        "pre_frame": pre45 + 39,
-        "contact_frame": pre45 + 45,
-    }
+    key_frames = dict(zip(KEY_FRAMES, (pre45, pre45 + 15, pre45 + 30, pre45 + 39, pre45 + 45)))
     num_frames = key_frames["contact_frame"] + 3
     radius, half = size / 10, size / 12
     clip_counter = iter(range(1, 10**6))
@@ -141,5 +137,7 @@ def write_ego4d_fhp(
             "split": split,
             "clips": [clip_record(split) for _ in range(count)],
         }
+        # through the contract's schema: what is written is what a reader accepts
+        validate(FHPFile, document, out / file)
         (out / file).write_text(json.dumps(document, indent=1))
     return out

@@ -16,6 +16,9 @@ from pathlib import Path
 
 import torch
 
+from vidlit.formats._schema import validate
+from vidlit.formats.ego4d_mq import SPLIT_FILES, FeatureClock, MQFile
+
 # a few of the 110 Ego4D MQ classes, so files look like the real thing
 CLASS_NAMES = (
     "wash_hands",
@@ -81,8 +84,8 @@ def write_ego4d_mq(
     shared = unit(torch.randn(feature_dim, generator=g))
     prototypes = unit(0.6 * shared + 0.8 * unit(torch.randn(num_classes, feature_dim, generator=g))) * signal
     distractors = unit(torch.randn(4, feature_dim, generator=g)) * signal
-    step_sec = feature_stride / fps
-    offset_sec = 0.5 * feature_window / fps
+    clock = FeatureClock(fps, feature_stride, feature_window)
+    step_sec, offset_sec = clock.step_sec, clock.offset_sec
 
     def clip_record(annotated: bool) -> dict:
         steps = int(torch.randint(min_steps, max_steps + 1, (), generator=g))
@@ -136,9 +139,9 @@ def write_ego4d_mq(
         return record
 
     for split, count, file in (
-        ("train", num_train, "moments_train.json"),
-        ("val", num_val, "moments_val.json"),
-        ("test", num_test, "moments_test_unannotated.json"),
+        ("train", num_train, SPLIT_FILES["train"]),
+        ("val", num_val, SPLIT_FILES["val"]),
+        ("test", num_test, SPLIT_FILES["test"]),
     ):
         videos = [
             {"video_uid": _uid(g), "split": split, "clips": [clip_record(split != "test")]}
@@ -151,5 +154,7 @@ def write_ego4d_mq(
             "manifest": "synthetic",
             "videos": videos,
         }
+        # through the contract's schema: what is written is what a reader accepts
+        validate(MQFile, document, out / file)
         (out / file).write_text(json.dumps(document, indent=1))
     return out

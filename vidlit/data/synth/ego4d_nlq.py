@@ -17,6 +17,9 @@ from pathlib import Path
 
 import torch
 
+from vidlit.formats._schema import validate
+from vidlit.formats.ego4d_nlq import FeatureClock, NLQFile
+
 # (object, query template, Ego4D NLQ template name): a few of the real templates
 OBJECTS = ("scissors", "phone", "keys", "knife", "cup", "wallet", "bottle", "screwdriver", "tape", "spoon")
 TEMPLATES = (
@@ -74,7 +77,7 @@ def write_ego4d_nlq(
     features_dir = out / "features"
     features_dir.mkdir(parents=True, exist_ok=True)
     g = torch.Generator().manual_seed(seed)
-    step_sec = feature_stride / fps
+    step_sec = FeatureClock(fps, feature_stride).step_sec
 
     def unit(x: torch.Tensor) -> torch.Tensor:
         return x / x.norm(dim=-1, keepdim=True) * feature_dim**0.5
@@ -161,5 +164,7 @@ def write_ego4d_nlq(
             "manifest": "synthetic",
             "videos": [video_record(split) for _ in range(count)],
         }
+        # through the contract's schema: what is written is what a reader accepts
+        validate(NLQFile, document, out / file)
         (out / file).write_text(json.dumps(document, indent=1))
     return out

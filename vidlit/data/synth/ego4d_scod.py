@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 
 from vidlit.data.synth.videos import SHAPES, preferred_video_codec, random_background, shape_mask, write_video
+from vidlit.formats._schema import validate
+from vidlit.formats.ego4d_scod import OBJECT_OF_CHANGE, SCODFile, scod_to_coco
 
 PALETTE = {
     "red": (220, 40, 40),
@@ -147,8 +149,6 @@ def write_ego4d_scod(
     Returns:
         ``out``.
     """
-    from vidlit.data.ego4d_scod import read_scod_annotations, scod_to_coco
-
     if num_frames < 2 * PNR_OFFSET + 13:
         raise ValueError(f"num_frames must be at least {2 * PNR_OFFSET + 13}, got {num_frames}")
     if size < 32 or size % 2:
@@ -187,7 +187,7 @@ def write_ego4d_scod(
                 if split != "test_unannotated":
                     boxes = [
                         {
-                            "object_type": "object_of_change",
+                            "object_type": OBJECT_OF_CHANGE,
                             "structured_noun": noun,
                             "instance_number": 1,
                             "bbox": _bbox(object_masks[frame]),
@@ -208,9 +208,11 @@ def write_ego4d_scod(
             "clips": clips,
         }
         path = out / f"fho_scod_{split}.json"
+        # through the contract's schema: what is written is what a reader accepts
+        records = validate(SCODFile, doc, path)
         path.write_text(json.dumps(doc, indent=1))
         if split != "test_unannotated":
             (out / "coco_annotations").mkdir(exist_ok=True)
-            coco = scod_to_coco(read_scod_annotations(path))
+            coco = scod_to_coco(records.clips)
             (out / "coco_annotations" / f"{split}.json").write_text(json.dumps(coco))
     return out

@@ -35,6 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from vidlit.data.synth.videos import SHAPES, preferred_video_codec, random_background, shape_mask, write_video
+from vidlit.formats._schema import validate
+from vidlit.formats.ego4d_sta import STAFile
 
 # a few Ego4D STA nouns and verbs, so files look like the real thing
 NOUNS = {"cup": (220, 40, 40), "knife": (40, 200, 40), "bowl": (40, 70, 230), "apple": (230, 210, 40)}
@@ -209,6 +211,8 @@ def write_ego4d_sta(
             "verb_categories": [{"id": i, "name": v} for i, v in enumerate(verbs)],
             "annotations": annotations,
         }
+        # through the contract's schema: what is written is what a reader accepts
+        validate(STAFile, document, out / file)
         (out / file).write_text(json.dumps(document, indent=1))
     (out / "object_detections.json").write_text(json.dumps(detections))
     return out

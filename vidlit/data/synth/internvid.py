@@ -26,8 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vidlit.data.internvid import format_timestamp
 from vidlit.data.synth.videos import COLORS, MOTIONS, SHAPES, random_background, render_clip, write_video
+from vidlit.formats._schema import dump
+from vidlit.formats.internvid import InternVidRecord, format_timestamp
 
 __all__ = ["caption_for", "write_internvid"]
 
@@ -131,5 +132,6 @@ def write_internvid(
                 position += clip_frames + gap_frames
             write_video(out / "videos" / f"{youtube_id}.mp4", np.concatenate(frames), fps=fps)
         with open(out / f"{split}.jsonl", "w", encoding="utf-8") as f:
-            f.writelines(json.dumps(line) + "\n" for line in lines)
+            # through the schema: the sample file is valid by construction
+            f.writelines(json.dumps(dump(InternVidRecord.model_validate(line))) + "\n" for line in lines)
     return out

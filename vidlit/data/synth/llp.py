@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vidlit.data.llp import LLP_CATEGORIES
+from vidlit.formats.llp import LLP_CATEGORIES, EventRow, WeakLabelRow
 
 _ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
@@ -156,12 +156,15 @@ def write_llp(
             writer.writerow(["filename", "event_labels"])
             for _ in range(count):
                 filename, labels, audio_rows, visual_rows = video(with_truth)
-                writer.writerow([filename, ",".join(labels)])
+                row = WeakLabelRow(filename=filename, event_labels=labels)  # valid by construction
+                writer.writerow([row.filename, ",".join(row.event_labels)])
                 eval_audio += audio_rows
                 eval_visual += visual_rows
     for file, rows in (("AVVP_eval_audio.csv", eval_audio), ("AVVP_eval_visual.csv", eval_visual)):
         with (out / file).open("w", newline="") as f:
             writer = csv.writer(f, delimiter="\t", lineterminator="\n")
             writer.writerow(["filename", "onset", "offset", "event_labels"])
-            writer.writerows(rows)
+            for filename, onset, offset, name in rows:
+                EventRow(filename=filename, onset=float(onset), offset=float(offset), event_labels=name)
+                writer.writerow([filename, onset, offset, name])
     return out

@@ -35,10 +35,9 @@ from pathlib import Path
 import numpy as np
 
 from vidlit.data.synth.videos import write_video
+from vidlit.formats.music_dance import AIST_GENRES, SAMPLE_RATE, SPLIT_FILE
 
 # the ten AIST genre codes, in the database's order
-AIST_GENRES = ("BR", "PO", "LO", "MH", "LH", "HO", "WA", "KR", "JS", "JB")
-SAMPLE_RATE = 16000
 
 
 def _beat_times(rng: np.random.Generator, period: float, duration: float) -> np.ndarray:
@@ -180,7 +179,7 @@ def write_music_dance(
     # AIST++ lists sequences with broken annotations in ignore_list.txt; the loader must skip them
     ignored = splits["train"][-1] if splits["train"] else None
     for split, names in splits.items():
-        (out / "splits" / f"crossmodal_{split}.txt").write_text("".join(f"{n}\n" for n in names))
+        (out / SPLIT_FILE.format(split=split)).write_text("".join(f"{n}\n" for n in names))
     (out / "ignore_list.txt").write_text(f"{ignored}\n" if ignored else "")
     if ignored:
         # its video is unreadable: only skipping it per ignore_list.txt keeps the loader happy

@@ -358,7 +358,46 @@ def write_corrupt_videos(out_dir: str | Path, seed: int = 0) -> dict[str, Path]:
     return paths
 
 
-def write_videos(out: str | Path, num_videos: int = 32, seed: int = 0, **kwargs: Any) -> Path:
-    """``vidlit data synth videos``: :func:`write_synthetic_videos` with the CLI's signature."""
-    write_synthetic_videos(out, num_videos, seed=seed, **kwargs)
-    return Path(out)
+def write_synthetic_video_list(
+    root: str | Path, num_videos: int = 128, num_frames: int = 16, seed: int = 0, **kwargs: Any
+) -> Path:
+    """Write synthetic labelled videos and a 3:1 ``train.csv`` / ``val.csv`` split of them.
+
+    The sample dataset of ``recipes/video_cls.yaml`` and ``recipes/pretrain_mvm.yaml`` (and of
+    ``vidlit data synth videos``): :func:`write_synthetic_videos` writes the videos,
+    ``videos.csv`` and ``classes.txt`` (labels by motion direction unless ``label_by`` says
+    otherwise); labels cycle through the classes, so every fourth round of classes goes to val
+    and both splits stay balanced. ``train.csv`` is written last: a folder that has it is complete.
+
+    Args:
+        root: dataset folder.
+        num_videos: clips to write.
+        num_frames: frames per clip (64 x 64 pixels, 15 fps by default).
+        seed: everything is a function of it.
+        kwargs: passed to ``write_synthetic_videos`` (``size``, ``label_by``, ...).
+
+    Returns:
+        ``root``.
+    """
+    root = Path(root)
+    records = write_synthetic_videos(root, num_videos, num_frames=num_frames, seed=seed, **kwargs)
+    num_classes = len({r["label"] for r in records})
+    with open(root / "videos.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    header, rows = rows[0], rows[1:]
+    splits: dict[str, list[list[str]]] = {"val": [], "train": []}
+    for i, row in enumerate(rows):
+        splits["val" if (i // num_classes) % 4 == 3 else "train"].append(row)
+    for split, split_rows in splits.items():
+        with open(root / f"{split}.csv", "w", newline="") as f:
+            csv.writer(f).writerows([header, *split_rows])
+    return root
+
+
+def write_videos(out: str | Path, seed: int = 0, **kwargs: Any) -> Path:
+    """``vidlit data synth videos``: the video-list sample that ``video_cls`` / ``pretrain_mvm`` read.
+
+    Writes :func:`write_synthetic_video_list` (128 clips, ``train.csv`` / ``val.csv`` /
+    ``classes.txt`` / ``videos.csv``), the same layout the recipes write when their root is missing.
+    """
+    return write_synthetic_video_list(out, seed=seed, **kwargs)

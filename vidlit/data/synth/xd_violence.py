@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-CLIP_LEN = 16
+from vidlit.formats.xd_violence import AUDIO_SUFFIX, CLIP_LEN, AnnotationLine
+
 MOVIES = (
     "Bad.Boys.1995",
     "Black.Hawk.Down.2001",
@@ -151,14 +152,15 @@ def write_xd_violence(
             videos.append(name)
             if split == "test":
                 gt.append(frame_gt)
-                if ranges:
-                    annotations.append(" ".join([name, *(f"{s} {e}" for s, e in ranges)]))
+                if ranges:  # through the schema: the sample file is valid by construction
+                    line = AnnotationLine(video=name, ranges=[(int(s), int(e)) for s, e in ranges])
+                    annotations.append(" ".join([line.video, *(f"{s} {e}" for s, e in line.ranges)]))
         # make_list.py writes violent videos first, then normal ones; crops in order
         (out / "list" / f"rgb{suffix}.list").write_text(
             "".join(f"{rgb_dir}/{name}__{crop}.npy\n" for name in videos for crop in range(num_crops))
         )
         (out / "list" / f"audio{suffix}.list").write_text(
-            "".join(f"{audio_dir}/{name}__vggish.npy\n" for name in videos)
+            "".join(f"{audio_dir}/{name}{AUDIO_SUFFIX}.npy\n" for name in videos)
         )
     np.save(out / "list" / "gt.npy", np.concatenate(gt))
     (out / "annotations.txt").write_text("".join(f"{line}\n" for line in annotations))

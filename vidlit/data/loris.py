@@ -1,0 +1,359 @@
+"""LORIS soundtrack-generation data: audio, I3D features and pose from three parallel lists.
+
+Reads the released layout (see :mod:`vidlit.formats.loris`): ``{split}_audio.txt``,
+``{split}_visual.txt`` and ``{split}_pose.txt``, aligned by line, each line a path under the
+dataset root (confined to it). For every clip:
+
+- **audio**: mono at ``sample_rate`` (resampled where the file differs), peak-normalized to 0.95;
+  at train time a random gain in ``[0.3, 1.0]`` and a random crop (or zero pad) to
+  ``segment_samples``, at eval time the first ``segment_samples`` (padded);
+- **rhythm**: the binary visual-beat sequence of the pose
+  (:func:`vidlit.layers.rhythm.visual_beats`: directogram, spectral flux, peak picking), computed
+  once per clip in ``setup()``;
+- **visual**: the I3D features, 2 Hz;
+- **genre**: the AIST genre code in the clip id for the ``dance`` subset, else -1.
+
+The crop starts on a whole visual step (0.5 s), so audio, beats and features stay aligned. Files
+are checked in ``setup()`` (the wav header, the ``.npy`` shapes): a missing or bad file skips its
+clip and is counted in :attr:`LorisDataModule.skipped`, or raises naming the file with
+``strict=True``. ``vidlit predict`` writes one generated ``.wav`` per clip and a JSON of their
+beat metrics (:meth:`LorisDataModule.write_submission`).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from vidlit.core.io import confined_path, write_atomic, write_json_atomic
+from vidlit.data.base import EpochSeeded, VidlitDataModule
+from vidlit.formats._schema import validate
+from vidlit.formats.loris import (
+    GAIN_RANGE,
+    LIST_KINDS,
+    NUM_JOINTS,
+    PEAK,
+    POSE_RATE,
+    SAMPLE_RATE,
+    SEGMENT_SAMPLES,
+    VISUAL_RATE,
+    LorisBatch,
+    LorisClip,
+    LorisPrediction,
+    condition_steps,
+    list_name,
+)
+from vidlit.formats.music_dance import AIST_GENRES
+from vidlit.layers.rhythm import beat_bins, beat_scores, beat_summary, detect_onsets, visual_beats
+
+log = logging.getLogger(__name__)
+
+SUBSETS = ("dance", "floor_exercise", "figure_skating")
+_GENRE = re.compile(r"(?:^|_)g([A-Z]{2})_")
+
+
+@dataclass
+class LorisItem:
+    """One clip as read in ``setup()``: its paths, visual beats and genre."""
+
+    clip_id: str
+    audio: Path
+    visual: Path
+    beats: Tensor  # [frames] binary at 16 Hz
+    genre: int
+
+
+def read_lists(root: Path, split: str) -> list[tuple[str, LorisClip]]:
+    """The validated line triples of one split: ``(where, clip)`` per line.
+
+    Raises:
+        FileNotFoundError: a list file is missing.
+        AnnotationError / ValueError: a malformed line, or lists of different lengths.
+    """
+    lists = {}
+    for kind in LIST_KINDS:
+        path = root / list_name(split, kind)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: LORIS {kind} list not found")
+        lists[kind] = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        while lists[kind] and not lists[kind][-1]:
+            lists[kind].pop()
+    lengths = {kind: len(lines) for kind, lines in lists.items()}
+    if len(set(lengths.values())) > 1:
+        counts = ", ".join(f"{list_name(split, k)}: {n}" for k, n in lengths.items())
+        raise ValueError(f"{root}: the {split} lists are not parallel (lines {counts})")
+    clips = []
+    for i in range(lengths["audio"]):
+        where = f"line {i + 1}"
+        document = {kind: lists[kind][i] for kind in LIST_KINDS}
+        clip = validate(LorisClip, document, root / list_name(split, "audio"), where=where)
+        clips.append((f"{list_name(split, 'audio')}: {where}", clip))
+    return clips
+
+
+def read_wav(path: Path, sample_rate: int) -> Tensor:
+    """``[n]`` mono float waveform at ``sample_rate``, peak-normalized to 0.95 (silence stays 0)."""
+    import soundfile
+
+    data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    audio = data.mean(axis=1)
+    if rate != sample_rate:
+        import librosa
+
+        audio = librosa.resample(audio, orig_sr=rate, target_sr=sample_rate)
+    peak = float(np.abs(audio).max()) if len(audio) else 0.0
+    if peak > 0:
+        audio = audio / peak * PEAK
+    return torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
+
+
+def _fit(x: Tensor, length: int) -> Tensor:
+    """Cut or zero-pad dim 0 to ``length``."""
+    if x.shape[0] >= length:
+        return x[:length]
+    return F.pad(x, (0, 0) * (x.ndim - 1) + (0, length - x.shape[0]))
+
+
+class LorisDataset(EpochSeeded, Dataset):
+    """Clips of one split; train items draw their crop and gain from ``(seed, epoch, index)``."""
+
+    def __init__(
+        self, items: list[LorisItem], sample_rate: int, segment_samples: int, train: bool, seed: int
+    ):
+        super().__init__(seed)
+        self.items = items
+        self.sample_rate = sample_rate
+        self.segment_samples = segment_samples
+        self.train = train
+        self.beat_frames = condition_steps(segment_samples, sample_rate, POSE_RATE)
+        self.visual_steps = condition_steps(segment_samples, sample_rate, VISUAL_RATE)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = self.items[index]
+        audio = read_wav(item.audio, self.sample_rate)
+        visual = torch.from_numpy(np.load(item.visual).astype(np.float32))
+        step = 0
+        gain = 1.0
+        if self.train:
+            rng = self.rng(index)
+            # the crop starts on a whole visual step, so all three streams stay aligned
+            spare = (len(audio) - self.segment_samples) / self.sample_rate
+            step = int(rng.integers(0, int(max(spare, 0.0) * VISUAL_RATE) + 1))
+            gain = float(rng.uniform(*GAIN_RANGE))
+        start = int(round(step / VISUAL_RATE * self.sample_rate))
+        frame = int(round(step / VISUAL_RATE * POSE_RATE))
+        clip = _fit(audio[start:, None], self.segment_samples)[:, 0]
+        return {
+            "audio": (clip * gain)[None],
+            "reference": _fit(audio[:, None], self.segment_samples)[:, 0],
+            "beats": _fit(item.beats[frame:, None], self.beat_frames)[:, 0],
+            "visual": _fit(visual[step:], self.visual_steps),
+            "genre": item.genre,
+            "video_id": item.clip_id,
+        }
+
+
+def collate_loris(samples: list[dict[str, Any]], sample_rate: int) -> LorisBatch:
+    """Stack items into a :class:`~vidlit.formats.loris.LorisBatch`."""
+    return LorisBatch(
+        audio=torch.stack([s["audio"] for s in samples]),
+        beats=torch.stack([s["beats"] for s in samples]),
+        visual=torch.stack([s["visual"] for s in samples]),
+        genre=torch.tensor([s["genre"] for s in samples], dtype=torch.long),
+        sample_rate=sample_rate,
+        video_ids=[s["video_id"] for s in samples],
+        targets=[
+            {"video_id": s["video_id"], "audio": s["reference"], "sample_rate": sample_rate} for s in samples
+        ],
+    )
+
+
+class _Collate:
+    """A picklable collate function bound to the sample rate (for DataLoader workers)."""
+
+    def __init__(self, sample_rate: int):
+        self.sample_rate = sample_rate
+
+    def __call__(self, samples: list[dict[str, Any]]) -> LorisBatch:
+        return collate_loris(samples, self.sample_rate)
+
+
+class LorisDataModule(VidlitDataModule):
+    """The LORIS lists of one subset (dance, floor exercise or figure skating), 25-s or 50-s clips.
+
+    Args:
+        root: dataset folder holding the lists and the files they name.
+        subset: ``"dance"`` (AIST++, with genres), ``"floor_exercise"`` or ``"figure_skating"``.
+        sample_rate: audio rate (LORIS: 22,050 Hz).
+        segment_samples: generated length in samples (LORIS: 2^19 for the 25-s configurations).
+        feature_dim: I3D feature width (1024).
+        train_split: the training lists' split name.
+        val_split: the validation lists' split name (test and predict read it too).
+        strict: raise on a missing or bad file instead of skipping its clip.
+        synthetic: write the sample dataset (:func:`vidlit.data.synth.loris.write_loris`) when
+            ``root`` has no training lists.
+        batch_size: clips per batch.
+        num_workers: DataLoader workers.
+        seed: base seed of the train-time crop and gain.
+    """
+
+    def __init__(
+        self,
+        root: str = "data/loris_synth",
+        subset: str = "dance",
+        sample_rate: int = SAMPLE_RATE,
+        segment_samples: int = SEGMENT_SAMPLES,
+        feature_dim: int = 1024,
+        train_split: str = "train",
+        val_split: str = "test",
+        strict: bool = False,
+        synthetic: bool = False,
+        batch_size: int = 8,
+        num_workers: int = 0,
+        seed: int = 0,
+    ):
+        super().__init__(batch_size=batch_size, num_workers=num_workers)
+        if subset not in SUBSETS:
+            raise ValueError(f"subset must be one of {SUBSETS}, got {subset!r}")
+        if sample_rate <= 0 or segment_samples <= 0:
+            raise ValueError(
+                f"sample_rate and segment_samples must be positive, got {sample_rate}, {segment_samples}"
+            )
+        self.root = Path(root)
+        self.subset = subset
+        self.sample_rate = sample_rate
+        self.segment_samples = segment_samples
+        self.feature_dim = feature_dim
+        self.splits = {"train": train_split, "val": val_split, "test": val_split, "predict": val_split}
+        self.strict = strict
+        self.synthetic = synthetic
+        self.seed = seed
+        self.skipped: list[str] = []
+        self._items: dict[str, list[LorisItem]] = {}
+
+    @property
+    def num_classes(self) -> int:
+        """Genres: the ten AIST genres for dance, none (0) for the other subsets."""
+        return len(AIST_GENRES) if self.subset == "dance" else 0
+
+    def prepare_data(self) -> None:
+        if self.synthetic and not (self.root / list_name(self.splits["train"], "audio")).is_file():
+            from vidlit.data.synth.loris import write_loris
+
+            log.info("writing the synthetic LORIS sample dataset to %s", self.root)
+            write_loris(self.root, sample_rate=self.sample_rate, feature_dim=self.feature_dim)
+
+    def _genre(self, clip_id: str) -> int:
+        if self.subset != "dance":
+            return -1
+        match = _GENRE.search(clip_id)
+        return AIST_GENRES.index(match.group(1)) if match and match.group(1) in AIST_GENRES else -1
+
+    def _check(self, where: str, clip: LorisClip) -> LorisItem:
+        """The clip's item, or a ValueError / FileNotFoundError naming the file at fault."""
+        paths = {kind: confined_path(self.root, getattr(clip, kind), where) for kind in LIST_KINDS}
+        for kind, path in paths.items():
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: {kind} file not found ({where})")
+        import soundfile
+
+        try:
+            info = soundfile.info(str(paths["audio"]))
+        except Exception as e:  # soundfile raises its own error types for unreadable headers
+            raise ValueError(f"{paths['audio']}: not a readable audio file ({where}): {e}") from None
+        if info.frames == 0:
+            raise ValueError(f"{paths['audio']}: empty audio file ({where})")
+        try:
+            visual = np.load(paths["visual"], mmap_mode="r")
+            pose = np.load(paths["pose"])
+        except Exception as e:  # a truncated or foreign file: numpy raises several types
+            raise ValueError(f"{where}: unreadable .npy file: {e}") from None
+        if visual.ndim != 2 or visual.shape[1] != self.feature_dim or visual.shape[0] == 0:
+            raise ValueError(
+                f"{paths['visual']}: visual features must be [steps, {self.feature_dim}], "
+                f"got {visual.shape} ({where})"
+            )
+        if pose.ndim != 3 or pose.shape[1:] != (NUM_JOINTS, 3) or pose.shape[0] < 2:
+            raise ValueError(
+                f"{paths['pose']}: pose must be [frames >= 2, 17, 3], got {pose.shape} ({where})"
+            )
+        if not np.isfinite(pose).all():
+            raise ValueError(f"{paths['pose']}: pose has non-finite values ({where})")
+        beats = visual_beats(torch.from_numpy(pose.astype(np.float32)))
+        return LorisItem(clip.clip_id, paths["audio"], paths["visual"], beats, self._genre(clip.clip_id))
+
+    def items(self, split: str) -> list[LorisItem]:
+        """The readable clips of ``split`` (read and checked once)."""
+        name = self.splits[split]
+        if name not in self._items:
+            items = []
+            for where, clip in read_lists(self.root, name):
+                try:
+                    items.append(self._check(where, clip))
+                except (FileNotFoundError, ValueError) as e:
+                    if self.strict:
+                        raise
+                    self.skipped.append(str(e))
+                    log.warning("skipping a LORIS clip: %s (strict=False)", e)
+            if not items:
+                raise ValueError(
+                    f"{self.root / list_name(name, 'audio')}: no readable clips ({len(self.skipped)} skipped)"
+                )
+            self._items[name] = items
+        return self._items[name]
+
+    def dataset(self, split: str) -> LorisDataset:
+        return LorisDataset(
+            self.items(split), self.sample_rate, self.segment_samples, train=split == "train", seed=self.seed
+        )
+
+    def _collate(self) -> _Collate:
+        return _Collate(self.sample_rate)
+
+    def write_submission(self, predictions: list[LorisPrediction], path: str | Path) -> Path:
+        """Write each generated waveform as ``<clip id>.wav`` beside ``path``, a JSON of their metrics.
+
+        The JSON holds the beat metrics over all clips (BCS, BHS, CSD, HSD, F1) against the
+        references and each clip's wav name, BCS and BHS. Every file is written atomically.
+        """
+        import soundfile
+
+        path = Path(path)
+        references = {item.clip_id: item for item in self.items("predict")}
+        clips, bcs, bhs = [], [], []
+        for pred in predictions:
+            clip_id = pred["video_id"]
+            waveform = pred["waveform"].detach().float().cpu().clamp(-1, 1).numpy()
+            buffer = io.BytesIO()
+            soundfile.write(buffer, waveform, int(pred["sample_rate"]), format="WAV", subtype="PCM_16")
+            wav = confined_path(path.parent, f"{clip_id}.wav", f"prediction {clip_id!r}")
+            write_atomic(buffer.getvalue(), wav)
+            entry: dict[str, Any] = {"video_id": clip_id, "wav": wav.name}
+            if clip_id in references:
+                reference = read_wav(references[clip_id].audio, self.sample_rate)[: len(waveform)]
+                generated = beat_bins(*detect_onsets(waveform, int(pred["sample_rate"])))
+                c, h = beat_scores(generated, beat_bins(*detect_onsets(reference, self.sample_rate)))
+                entry.update(BCS=c, BHS=h)
+                bcs.append(c)
+                bhs.append(h)
+            clips.append(entry)
+        metrics = {}
+        if bcs:
+            summary = beat_summary(
+                torch.tensor(bcs, dtype=torch.float64), torch.tensor(bhs, dtype=torch.float64)
+            )
+            metrics = {k: float(v) for k, v in summary.items()}
+        return write_json_atomic({"metrics": metrics, "clips": clips}, path)
