@@ -126,3 +126,72 @@ def test_infer_runs_an_mvm_backbone(tmp_path, capsys):
     region = grow_region(tokens, [(0, 1, 1)], threshold=0.0)
     embedding = predictor.predict_region(clip, region).predictions[0]["embedding"]
     assert embedding.shape == (64,) and torch.isfinite(embedding).all()
+
+
+NLQ_SMALL = """
+model:
+  init_args:
+    head:
+      init_args: {dim: 32, num_heads: 4, conv_layers: 2, dropout: 0.0, text_encoder: text_test}
+data:
+  init_args: {feature_dim: 64, batch_size: 8}
+"""
+
+
+def test_infer_matches_predict_natural_language_queries(tmp_path, capsys):
+    from vidlit.data.synth.ego4d_nlq import write_ego4d_nlq
+
+    data = write_ego4d_nlq(
+        tmp_path / "data", num_train_videos=4, num_val_videos=2, num_test_videos=1, feature_dim=64,
+        clip_steps=(24, 48),
+    )  # fmt: skip
+    small = tmp_path / "small.yaml"
+    small.write_text(NLQ_SMALL)
+    runs = tmp_path / "runs"
+    common = ["--config", str(RECIPES / "ego4d_nlq.yaml"), "--config", str(small)]
+    common += ["--data.init_args.root", str(data), "--trainer.default_root_dir", str(runs)]
+    main(["fit", *common, "--trainer.max_epochs", "1", "--trainer.limit_val_batches", "1"])
+    ckpt = runs / "version_0" / "checkpoints" / "last.ckpt"
+    submission = tmp_path / "submission.json"
+    main(["predict", *common, "--ckpt_path", str(ckpt), "--submission.path", str(submission)])
+    predicted = {
+        (r["clip_uid"], r["annotation_uid"], r["query_idx"]): r["predicted_times"]
+        for r in json.loads(submission.read_text())["results"]
+    }
+
+    # the second clip of the first val video: a window that does not start at the file's start
+    video = json.loads((data / "nlq_val.json").read_text())["videos"][0]
+    clip = video["clips"][-1]
+    annotation = clip["annotations"][0]
+    texts = [q["query"] for q in annotation["language_queries"]]
+    features = data / "features" / f"{video['video_uid']}.pt"
+    window = ["--start", str(clip["video_start_sec"]), "--end", str(clip["video_end_sec"])]
+    printed = _infer(capsys, "--ckpt_path", str(ckpt), str(features), *window, "--texts", *texts)
+    assert printed["challenge"] == "ego4d_nlq_challenge"
+    assert [r["query_idx"] for r in printed["results"]] == list(range(len(texts)))
+    for result in printed["results"]:
+        assert result["clip_uid"] == video["video_uid"]
+        want = predicted[(clip["clip_uid"], annotation["annotation_uid"], result["query_idx"])]
+        assert len(result["predicted_times"]) == len(want) == 5
+        assert [x for w in result["predicted_times"] for x in w] == pytest.approx(
+            [x for w in want for x in w], abs=1e-4
+        )
+
+
+def test_infer_nlq_input_errors(tmp_path):
+    """No queries, or a window the features do not cover: one line naming the input."""
+    from vidlit.data.ego4d_nlq import Ego4DNLQ
+    from vidlit.inference import _nlq_input
+
+    dm = Ego4DNLQ(root=str(tmp_path), feature_dim=8)
+    path = tmp_path / "v.pt"
+    torch.save(torch.randn(20, 8), path)
+    with pytest.raises(ValueError, match="needs non-empty queries"):
+        _nlq_input(dm, path, "v", str(path), None, None)
+    with pytest.raises(ValueError, match="0 <= start < end"):
+        _nlq_input(dm, path, "v", str(path), ["where?"], (5.0, 2.0))
+    with pytest.raises(ValueError, match="no feature step"):
+        _nlq_input(dm, path, "v", str(path), ["where?"], (100.0, 120.0))
+    items, submit = _nlq_input(dm, path, "v", str(path), ["where is it?", "and this?"], None)
+    assert [i["video_id"] for i in items] == ["v/texts/0", "v/texts/1"]
+    assert items[0]["features"].shape == (20, 8) and callable(submit)

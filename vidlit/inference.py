@@ -28,6 +28,7 @@ import json
 import sys
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,8 @@ class Clip:
         frame_size: ``(h, w)`` of the decoded frames (raw video only).
         crop: ``(y0, x0, h, w)`` of the model's centre crop as fractions of the frame (raw video only).
         normalization: ``(mean, std)`` per channel the eval transform applied to ``x / 255``.
+        submit: writes this input's submission document from the head's predictions (a path in,
+            the path out); None: the data module's ``write_submission``.
     """
 
     batch: dict[str, Any]
@@ -108,6 +111,7 @@ class Clip:
     frame_size: tuple[int, int] = (0, 0)
     crop: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)
     normalization: tuple[tuple[float, ...], tuple[float, ...]] = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    submit: Callable[[list[dict[str, Any]], Path], Path] | None = None
 
 
 @dataclass
@@ -186,13 +190,23 @@ class Predictor:
         """Whether inputs are raw videos (else stored feature sequences)."""
         return self.backbone is not None
 
-    def prepare(self, source: str | Path | Tensor, video_id: str | None = None) -> Clip:
+    def prepare(
+        self,
+        source: str | Path | Tensor,
+        video_id: str | None = None,
+        texts: list[str] | None = None,
+        window: tuple[float, float] | None = None,
+    ) -> Clip:
         """Decode, sample, batch and transform one input as the recipe's validation pipeline does.
 
         Args:
             source: a video file, a uint8 ``[t, h, w, 3]`` frame tensor, or for a head on stored
                 features a ``.pt`` / ``.npy`` feature file or a float ``[T, C]`` tensor.
             video_id: name of the input in predictions; defaults to the path (or ``"tensor"``).
+            texts: an NLQ head's queries, one batch row each (video-text models take their texts
+                in :meth:`predict`).
+            window: an NLQ head: the clip as ``(start, end)`` seconds on the feature file's clock
+                (an annotation's ``video_start_sec`` / ``video_end_sec``); default the whole file.
 
         Raises:
             FileNotFoundError: no such file.
@@ -203,8 +217,10 @@ class Predictor:
             raise FileNotFoundError(f"{source}: no such file")
         video_id = video_id or (str(source) if not isinstance(source, Tensor) else "tensor")
         if self.takes_video:
+            if window is not None:
+                raise ValueError("--start / --end cut NLQ feature clips; a video model takes the whole video")
             return self._prepare_video(source, video_id)
-        return self._prepare_features(source, video_id)
+        return self._prepare_features(source, video_id, texts, window)
 
     def _eval_settings(self) -> Any:
         dm = self.datamodule
@@ -304,14 +320,20 @@ class Predictor:
             normalization=(transform.mean, transform.std),
         )
 
-    def _prepare_features(self, source: str | Path | Tensor, video_id: str) -> Clip:
-        from vidlit.data.ego4d_mq import Ego4DMQ, MomentClip, MomentQueriesDataset
-
+    def _prepare_features(
+        self,
+        source: str | Path | Tensor,
+        video_id: str,
+        texts: list[str] | None = None,
+        window: tuple[float, float] | None = None,
+    ) -> Clip:
         dm = self.datamodule
-        if not isinstance(dm, Ego4DMQ):
+        prepare = _feature_input(dm)
+        if prepare is None:
+            supported = ", ".join(sorted(_FEATURE_INPUTS))
             raise ValueError(
-                f"{type(dm).__name__}: vidlit.inference runs heads on stored features of "
-                "Ego4DMQ; this data module is not supported yet"
+                f"{type(dm).__name__}: vidlit.inference runs heads on stored features of {supported}; "
+                "this data module is not supported yet"
             )
         with tempfile.TemporaryDirectory(prefix="vidlit-infer-") as tmp:
             if isinstance(source, Tensor):
@@ -320,49 +342,40 @@ class Predictor:
                 uid = video_id
             else:
                 path, uid = Path(source), Path(source).stem
-            from vidlit.data.features import load_feature_file
-
-            steps = load_feature_file(path, dm.feature_dim, what=str(source)).shape[0]
-            # the annotated duration where the dataset knows the clip (as `vidlit predict`), else
-            # the span the features cover
-            known = {
-                c.clip_uid: c.duration for split in ("predict", "val") for c in _clips_or_none(dm, split)
-            }
-            duration = known.get(uid, steps * dm.step_sec)
-            dataset = MomentQueriesDataset(
-                [MomentClip(uid, uid, duration, [])],
-                path.parent,
-                dm.class_names,
-                dm.feature_dim,
-                dm.step_sec,
-                dm.offset_sec,
-                max_steps=dm.max_steps,
-                train=False,
-            )
-            dataset.paths = [path]
-            item = dataset[0]
-        item["video_id"] = video_id if isinstance(source, Tensor) else uid
-        batch = _to(dict(dm._collate()([item])), self.device)
-        return Clip(batch=batch, video_id=item["video_id"])
+            what = uid if isinstance(source, Tensor) else str(source)
+            # the items are read inside the block: a tensor input lives in the temporary folder
+            items, submit = prepare(dm, path, uid, what, texts, window)
+        batch = _to(dict(dm._collate()(items)), self.device)
+        return Clip(batch=batch, video_id=uid, submit=submit)
 
     # -- running --------------------------------------------------------------------------------
 
     @torch.no_grad()
     def predict(
-        self, source: str | Path | Tensor | Clip, texts: list[str] | None = None, video_id: str | None = None
+        self,
+        source: str | Path | Tensor | Clip,
+        texts: list[str] | None = None,
+        video_id: str | None = None,
+        window: tuple[float, float] | None = None,
     ) -> InferenceResult:
         """Run the model on one input.
 
         Args:
             source: what :meth:`prepare` takes, or a prepared :class:`Clip`.
-            texts: video-text models: the texts to rank (required there).
+            texts: video-text models: the texts to rank (required there); NLQ heads: the queries
+                (required there; each gets its top windows).
             video_id: see :meth:`prepare`.
+            window: see :meth:`prepare`.
         """
-        clip = source if isinstance(source, Clip) else self.prepare(source, video_id)
+        if isinstance(source, Clip):
+            clip = source
+        else:
+            # heads on stored features may take texts (NLQ queries) as part of their input
+            clip = self.prepare(source, video_id, texts if not self.takes_video else None, window)
         batch = clip.batch
         if self.kind == "task":
             preds = self.module.head.predict(self.module(batch), batch)
-            return InferenceResult(preds, self._submission(preds))
+            return InferenceResult(preds, self._submission(preds, clip.submit))
         features = self.backbone(batch["video"], output="pooled")
         if self.kind == "mvm":
             return InferenceResult([{"video_id": clip.video_id, "embedding": features.mean(0)}])
@@ -387,8 +400,10 @@ class Predictor:
         pred = {"video_id": video_id, "texts": list(texts), "similarity": similarity, "scores": probs}
         return InferenceResult([pred], ranking=[(texts[i], float(probs[i])) for i in order])
 
-    def _submission(self, preds: list[dict[str, Any]]) -> dict[str, Any] | None:
-        write = getattr(self.datamodule, "write_submission", None)
+    def _submission(
+        self, preds: list[dict[str, Any]], write: Callable[[list[dict[str, Any]], Path], Path] | None = None
+    ) -> dict[str, Any] | None:
+        write = write or getattr(self.datamodule, "write_submission", None)
         if write is None:
             return None
         with tempfile.TemporaryDirectory(prefix="vidlit-infer-") as tmp:
@@ -454,6 +469,101 @@ def _clips_or_none(dm: Any, split: str) -> list:
         return []
 
 
+# -- heads on stored features: one input builder per data module ---------------------------------
+#
+# A builder gets the data module, the feature file (``path``, named ``uid`` by its stem), the name
+# of the input for messages, the texts and the clip window the user gave, and returns the items
+# of the data module's own dataset class for this input (collated with its own collate) and the
+# writer of its submission document (None: the data module's ``write_submission``).
+FeatureInput = Callable[
+    [Any, Path, str, str, "list[str] | None", "tuple[float, float] | None"],
+    "tuple[list[dict[str, Any]], Callable[[list[dict[str, Any]], Path], Path] | None]",
+]
+
+
+def _no_texts_or_window(dm: Any, texts: list[str] | None, window: tuple[float, float] | None) -> None:
+    if texts:
+        raise ValueError(f"{type(dm).__name__}: --texts is for video-text and NLQ models, not this head")
+    if window is not None:
+        raise ValueError(
+            f"{type(dm).__name__}: --start / --end cut NLQ clips; this head takes the whole file"
+        )
+
+
+def _mq_input(dm: Any, path: Path, uid: str, what: str, texts: list[str] | None, window: Any) -> tuple:
+    """Ego4D MQ: the file is one clip's ``[T, C]`` features, named ``<clip_uid>``."""
+    from vidlit.data.ego4d_mq import MomentClip, MomentQueriesDataset
+    from vidlit.data.features import load_feature_file
+
+    _no_texts_or_window(dm, texts, window)
+    steps = load_feature_file(path, dm.feature_dim, what=what).shape[0]
+    # the annotated duration where the dataset knows the clip (as `vidlit predict`), else the span
+    # the features cover
+    known = {c.clip_uid: c.duration for split in ("predict", "val") for c in _clips_or_none(dm, split)}
+    duration = known.get(uid, steps * dm.step_sec)
+    dataset = MomentQueriesDataset(
+        [MomentClip(uid, uid, duration, [])],
+        path.parent,
+        dm.class_names,
+        dm.feature_dim,
+        dm.step_sec,
+        dm.offset_sec,
+        max_steps=dm.max_steps,
+        train=False,
+    )
+    dataset.paths = [path]
+    item = dataset[0]
+    item["video_id"] = uid
+    return [item], None
+
+
+def _nlq_input(
+    dm: Any, path: Path, uid: str, what: str, texts: list[str] | None, window: tuple[float, float] | None
+) -> tuple:
+    """Ego4D NLQ: the file is one video's ``[T, C]`` features; each text is a query on its clip.
+
+    The clip is ``window`` (seconds on the file's clock, as an annotation's ``video_start_sec`` /
+    ``video_end_sec``), by default all the file covers. Queries are answered as ``vidlit predict``
+    answers an annotation's: clip ``uid``, annotation ``"texts"``, ``query_idx`` the text's index.
+    """
+    from vidlit.data.ego4d_nlq import NLQDataset, NLQQuery, write_nlq_submission
+    from vidlit.data.features import load_feature_file
+
+    if not texts or any(not t.strip() for t in texts):
+        raise ValueError(f"{type(dm).__name__}: an NLQ model needs non-empty queries (--texts)")
+    if window is None:
+        steps = load_feature_file(path, dm.feature_dim, what=what).shape[0]
+        window = (0.0, steps * dm.step_sec)
+    start, end = window
+    if not 0 <= start < end:
+        raise ValueError(f"{what}: the clip window needs 0 <= start < end, got [{start}, {end}] s")
+    queries = [
+        NLQQuery(uid, uid, "texts", i, text.strip(), float(start), float(end), where=what)
+        for i, text in enumerate(texts)
+    ]
+    dataset = NLQDataset(queries, path.parent, dm.feature_dim, dm.step_sec, dm.max_len)
+    dataset.paths = {uid: path}  # the file given, whatever folder it lies in
+    by_key = {q.key: q for q in queries}
+    return [dataset[i] for i in range(len(queries))], lambda preds, out: write_nlq_submission(
+        preds, by_key, out
+    )
+
+
+_FEATURE_INPUTS: dict[str, FeatureInput] = {
+    "vidlit.data.ego4d_mq.Ego4DMQ": _mq_input,
+    "vidlit.data.ego4d_nlq.Ego4DNLQ": _nlq_input,
+}
+
+
+def _feature_input(dm: Any) -> FeatureInput | None:
+    """The builder of ``dm``'s class or its nearest registered base class (subclasses inherit it)."""
+    for cls in type(dm).__mro__:
+        builder = _FEATURE_INPUTS.get(f"{cls.__module__}.{cls.__qualname__}")
+        if builder is not None:
+            return builder
+    return None
+
+
 def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
 
@@ -501,12 +611,23 @@ def infer_main(args: list[str]) -> None:
     parser.add_argument(
         "--config", type=Path, help="the run's config.yaml (default: found next to the checkpoint)"
     )
-    parser.add_argument("--texts", nargs="+", help="texts to rank (video-text models)")
+    parser.add_argument(
+        "--texts", nargs="+", help="texts to rank (video-text models), or queries to localize (NLQ heads)"
+    )
+    parser.add_argument(
+        "--start", type=float, help="NLQ: clip start in seconds on the feature file's clock (default 0)"
+    )
+    parser.add_argument("--end", type=float, help="NLQ: clip end in seconds (default: all the file covers)")
     parser.add_argument("--device", default="cpu")
     options = parser.parse_args(args)
     try:
         predictor = load(options.ckpt_path, options.config, options.device)
-        result = predictor.predict(options.video, texts=options.texts)
+        window = None
+        if options.start is not None or options.end is not None:
+            if options.end is None:
+                raise ValueError("--start needs --end (the clip's end in seconds)")
+            window = (options.start or 0.0, options.end)
+        result = predictor.predict(options.video, texts=options.texts, window=window)
     except (FileNotFoundError, ValueError) as e:
         parser.error(str(e))
     out = result.submission if result.submission is not None else result.to_json()
