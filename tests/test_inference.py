@@ -178,20 +178,39 @@ def test_infer_matches_predict_natural_language_queries(tmp_path, capsys):
         )
 
 
-def test_infer_nlq_input_errors(tmp_path):
-    """No queries, or a window the features do not cover: one line naming the input."""
-    from vidlit.data.ego4d_nlq import Ego4DNLQ
-    from vidlit.inference import _nlq_input
+def test_infer_matches_predict_xd_violence(tmp_path, capsys):
+    """Frame-level violence scores of one video equal the data module's predict loop's for it.
 
-    dm = Ego4DNLQ(root=str(tmp_path), feature_dim=8)
-    path = tmp_path / "v.pt"
-    torch.save(torch.randn(20, 8), path)
-    with pytest.raises(ValueError, match="needs non-empty queries"):
-        _nlq_input(dm, path, "v", str(path), None, None)
-    with pytest.raises(ValueError, match="0 <= start < end"):
-        _nlq_input(dm, path, "v", str(path), ["where?"], (5.0, 2.0))
-    with pytest.raises(ValueError, match="no feature step"):
-        _nlq_input(dm, path, "v", str(path), ["where?"], (100.0, 120.0))
-    items, submit = _nlq_input(dm, path, "v", str(path), ["where is it?", "and this?"], None)
-    assert [i["video_id"] for i in items] == ["v/texts/0", "v/texts/1"]
-    assert items[0]["features"].shape == (20, 8) and callable(submit)
+    ``vidlit predict`` cannot write XD-Violence (the data module has no submission format), so
+    the reference is the same checkpoint run by a Trainer over the data module's predict loader:
+    batches of several videos, padded, against ``vidlit infer`` reading one video's files.
+    """
+    import lightning as L
+
+    from vidlit.inference import load
+
+    data, runs = tmp_path / "data", tmp_path / "runs"
+    common = ["--config", str(RECIPES / "xd_violence.yaml"), "--data.init_args.root", str(data)]
+    common += ["--data.init_args.feature_dim", "64", "--trainer.default_root_dir", str(runs)]
+    main(["fit", *common, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
+          "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false"])  # fmt: skip
+    ckpt = runs / "version_0" / "checkpoints" / "last.ckpt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        predictor = load(ckpt)
+        trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
+        batches = trainer.predict(predictor.module, datamodule=predictor.datamodule)
+    predicted = {p["video_id"]: p["scores"] for batch in batches for p in batch}
+    videos = predictor.datamodule.videos("test")
+    lengths = {len(s) for s in predicted.values()}
+    assert len(lengths) > 1  # videos of different lengths: the loader pads, infer does not
+
+    # the VGGish file found through the data module's lists, and given with --audio
+    for video, audio in ((videos[0], []), (videos[-1], ["--audio", str(videos[-1].audio)])):
+        printed = _infer(capsys, "--ckpt_path", str(ckpt), str(video.rgb[2]), *audio)
+        assert printed["clip_len"] == 16
+        got = printed["results"][video.name]
+        want = predicted[video.name]
+        assert got["snippet_scores"] == pytest.approx(want.tolist(), abs=1e-5)
+        assert len(got["frame_scores"]) == 16 * len(want)
+        assert got["frame_scores"][16:32] == pytest.approx([float(want[1])] * 16, abs=1e-5)
