@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from vidlit.cli import config_error_line, main
+from vidlit.cli import main
+from vidlit.config import config_error_line
 
 RECIPE = "recipes/ego4d_mq.yaml"
 
@@ -87,7 +88,7 @@ def test_console_script_is_installed():
 def test_head_in_dim_comes_from_backbone_or_data():
     from jsonargparse import Namespace
 
-    from vidlit.cli import head_in_dim
+    from vidlit.config import head_in_dim
 
     data = Namespace(class_path="vidlit.data.Ego4DMQ", init_args=Namespace(feature_dim=256))
     assert head_in_dim(None, data) == 256
@@ -149,7 +150,7 @@ def test_sta_head_takes_num_verbs_and_num_classes_from_the_data(tmp_path):
 
 
 def test_num_verbs_is_linked_only_into_heads_that_name_it():
-    from vidlit.cli import _accepts
+    from vidlit.config import _accepts
 
     sta = "vidlit.heads.ego4d_sta.ShortTermAnticipationHead"
     assert _accepts(sta, "num_verbs", explicit=True)
@@ -164,7 +165,7 @@ def test_head_in_dim_reads_declared_widths_without_building():
     from jsonargparse import Namespace
 
     from vidlit.backbones import _registry, backbone_width, register_backbone
-    from vidlit.cli import head_in_dim
+    from vidlit.config import head_in_dim
 
     def vit_test_unbuildable_probe(embed_dim: int = 48, **kwargs):
         raise AssertionError("built to learn its width")
@@ -193,7 +194,7 @@ def test_size_links_follow_what_head_and_data_declare():
     """Only the data sizes a head names and its data module provides are linked; none without a head."""
     from jsonargparse import Namespace
 
-    from vidlit.cli import size_links
+    from vidlit.config import size_links
 
     def config(head, data):
         model = Namespace(head=None if head is None else Namespace(class_path=head, init_args=Namespace()))
@@ -272,7 +273,7 @@ def test_missing_logger_package_is_one_line(mq_root, tmp_path, capsys):
 
 
 def test_missing_package_line_names_the_module():
-    from vidlit.cli import missing_package_line
+    from vidlit.config import missing_package_line
 
     try:
         try:
@@ -290,7 +291,7 @@ def test_missing_package_line_names_the_module():
 def test_cpu_threads_choice_and_overrides(monkeypatch):
     import torch
 
-    from vidlit.cli import cpu_threads
+    from vidlit.config import cpu_threads
 
     monkeypatch.setenv("VIDLIT_NUM_THREADS", "3")
     assert cpu_threads() == (3, "VIDLIT_NUM_THREADS")

@@ -72,7 +72,7 @@ def find_config(ckpt_path: str | Path) -> Path:
 
 def _build(config_path: Path) -> tuple[L.LightningModule, L.LightningDataModule]:
     """Model and data module from a run config, instantiated by the CLI's own parser and links."""
-    from vidlit.cli import VidlitCLI
+    from vidlit.config import VidlitCLI
 
     class _Rebuild(VidlitCLI):
         # only the model and data are wanted: no trainer, no seeding of the caller's process
