@@ -129,6 +129,33 @@ def center_boxes(frame_size: Tensor, size: int, short_side: int) -> Tensor:
     return torch.cat((origin, side, side), dim=1)
 
 
+def three_crop_boxes(frame_size: Tensor, size: int, short_side: int) -> Tensor:
+    """Three ``size x size`` crops along each frame's long side, after resizing its short side.
+
+    The spatial views of multi-view testing (Feichtenhofer et al., "SlowFast Networks", ICCV 2019;
+    VideoMAE's ``test_num_crop=3``): the first, centre and last square along the long side, centred
+    on the short one. With the default ``short_side = size`` the crops span the short side and
+    together cover the whole frame.
+
+    Args:
+        frame_size: ``[b, 2]`` valid ``(h, w)`` of each clip's frames.
+        size: crop side after the resize.
+        short_side: short side after the resize.
+
+    Returns:
+        ``[b, 3, 4]`` float boxes ``(y0, x0, h, w)`` in source pixels, in order start, centre, end.
+    """
+    frame_size = frame_size.float()
+    side = frame_size.min(dim=1, keepdim=True).values * (size / short_side)  # [b, 1] in source pixels
+    room = frame_size - side  # [b, 2] free pixels along (h, w)
+    tall = frame_size[:, 0] > frame_size[:, 1]  # [b]: the long side is the height
+    steps = torch.tensor([0.0, 0.5, 1.0], device=frame_size.device)
+    along_h = torch.where(tall[:, None], room[:, :1] * steps, room[:, :1] / 2)  # [b, 3]
+    along_w = torch.where(tall[:, None], room[:, 1:] / 2, room[:, 1:] * steps)  # [b, 3]
+    side = side.expand(-1, 3)
+    return torch.stack((along_h, along_w, side, side), dim=-1)
+
+
 def crop_resize(
     video: Tensor, boxes: Tensor, size: int, flip: Tensor | None = None, frame_size: Tensor | None = None
 ) -> Tensor:
@@ -195,6 +222,8 @@ class VideoBatchTransform:
             defaults to ``size`` (the crop spans the whole short side, as VideoMAE tests).
         mean: per-channel mean of ``x / 255``.
         std: per-channel standard deviation of ``x / 255``.
+        num_crops: evaluation crops per clip: 1 (centre) or 3 (:func:`three_crop_boxes`); with 3,
+            ``b`` clips give ``3 b`` outputs, the crops of a clip consecutive.
 
     Example:
         >>> transform = VideoBatchTransform(224, train=True)
@@ -213,7 +242,10 @@ class VideoBatchTransform:
         eval_short_side: int | None = None,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
+        num_crops: int = 1,
     ):
+        if num_crops not in (1, 3):
+            raise ValueError(f"num_crops must be 1 (centre) or 3 (along the long side), got {num_crops}")
         if size < 1:
             raise ValueError(f"size must be positive, got {size}")
         if not 0 < scale[0] <= scale[1] <= 1:
@@ -235,6 +267,7 @@ class VideoBatchTransform:
         self.eval_short_side = eval_short_side
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)
+        self.num_crops = num_crops
 
     def __call__(
         self, video: Tensor, frame_size: Tensor | None = None, generator: torch.Generator | None = None
@@ -248,7 +281,8 @@ class VideoBatchTransform:
             generator: training randomness, on ``video``'s device; None uses the global one.
 
         Returns:
-            float32 ``[b, c, t, size, size]``.
+            float32 ``[b, c, t, size, size]`` (``[b * num_crops, ...]`` in evaluation, each clip's crops
+            consecutive).
         """
         if video.ndim != 5 or video.shape[-1] != len(self.mean):
             raise ValueError(
@@ -264,6 +298,13 @@ class VideoBatchTransform:
             boxes = random_resized_boxes(frame_size, self.scale, self.ratio, generator)
             if self.hflip > 0:
                 flip = torch.rand(b, generator=generator, device=device) < self.hflip
+        elif self.num_crops == 3:
+            boxes = rearrange(
+                three_crop_boxes(frame_size, self.size, self.eval_short_side), "b n k -> (b n) k"
+            )
+            # every crop of a clip resamples the same frames: n x [t, h, w, c] views, no copies
+            video = video.repeat_interleave(3, dim=0)
+            frame_size = frame_size.repeat_interleave(3, dim=0)
         else:
             boxes = center_boxes(frame_size, self.size, self.eval_short_side)
         x = crop_resize(video, boxes, self.size, flip=flip, frame_size=frame_size)
@@ -277,6 +318,6 @@ class VideoBatchTransform:
         mode = (
             f"train, scale={self.scale}, ratio={self.ratio}, hflip={self.hflip}"
             if self.train
-            else f"eval, short_side={self.eval_short_side}"
+            else f"eval, short_side={self.eval_short_side}, crops={self.num_crops}"
         )
         return f"VideoBatchTransform(size={self.size}, {mode})"

@@ -29,7 +29,9 @@ from __future__ import annotations
 import csv
 import difflib
 import functools
+import json
 import logging
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +42,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from vidlit.core.io import read_jsonl, write_json_atomic
+from vidlit.core.io import confined_path, read_json, read_jsonl, write_json_atomic
 from vidlit.data.base import EpochSeeded, global_seed
 
 # re-exported: the Ego4D raw-video modules and older code import the base from here
@@ -53,10 +55,17 @@ from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoBatchTransf
 from vidlit.data.video import VideoDecodeError, open_video
 from vidlit.formats._schema import validate
 from vidlit.formats.video_cls import (  # noqa: F401  (the family's names, re-exported)
+    HMDB_MARKS,
     JSONL_SUFFIXES,
+    LIST_FORMATS,
     SAMPLINGS,
+    HMDBSplitLine,
+    KineticsRow,
+    SSv2Record,
+    UCFListLine,
     VideoClsBatch,
     VideoListRow,
+    kinetics_clip_name,
 )
 
 log = logging.getLogger(__name__)
@@ -87,11 +96,8 @@ class VideoEntry:
     line: int
 
 
-def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """``(line number, {key: value})`` for each non-blank row of a CSV or JSONL list."""
-    if path.suffix.lower() in JSONL_SUFFIXES:
-        yield from read_jsonl(path, "video list")
-        return
+def _rows(path: Path, key: str = "path") -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line number, {column: value})`` for each non-blank row of a CSV list with a header row."""
     with path.open(newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
         header = None
@@ -100,9 +106,9 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 continue
             if header is None:
                 header = [field.strip() for field in row]
-                if "path" not in header:
+                if key not in header:
                     raise ValueError(
-                        f"{path}:{reader.line_num}: the header row must name a 'path' column, got {row}"
+                        f"{path}:{reader.line_num}: the header row must name a {key!r} column, got {row}"
                     )
                 if len(set(header)) != len(header):
                     raise ValueError(f"{path}:{reader.line_num}: duplicate column names in {header}")
@@ -131,62 +137,271 @@ def _resolve_label(raw: str | int, class_index: dict[str, int], where: str) -> i
     raise ValueError(f"{where}: unknown label {name!r} (not in the {num_classes}-class list){hint}")
 
 
-def read_video_list(path: str | Path, class_names: Sequence[str] | None = None) -> list[VideoEntry]:
-    """Parse and check a video list.
+_UCF_LIST = re.compile(r"(train|test)list\d+\.txt", re.IGNORECASE)
+_HMDB_SPLIT = re.compile(r"(.+)_test_split(\d+)\.txt", re.IGNORECASE)
+# the video suffix of the id-based formats when ``video_ext`` is not given
+_DEFAULT_EXT = {"kinetics": ".mp4", "ssv2": ".webm"}
+
+
+def detect_list_format(path: str | Path) -> str:
+    """The list format of a file, from its name and, for ``.json`` / ``.csv``, its first bytes.
+
+    ``*_test_split<N>.txt`` (or a glob of them) is HMDB51; ``trainlist0N.txt`` / ``testlist0N.txt``
+    UCF101; a ``.json`` holding a JSON array (``something-something-v2-*.json``) SSv2; other
+    ``.json`` / ``.jsonl`` / ``.ndjson`` files JSON Lines; a CSV whose header has ``youtube_id`` and
+    no ``path`` column the official Kinetics CSV; any other file vidlit's ``path,label`` CSV.
+
+    Raises:
+        ValueError: a ``.txt`` list that is neither UCF101 nor HMDB51 (set ``list_format``).
+    """
+    path = Path(path)
+    name = path.name
+    if _HMDB_SPLIT.fullmatch(name) or ("*" in name and "_test_split" in name):
+        return "hmdb51"
+    if _UCF_LIST.fullmatch(name):
+        return "ucf101"
+    suffix = path.suffix.lower()
+    if suffix == ".json" and name.lower().startswith("something-something"):
+        return "ssv2"
+    if suffix == ".txt":
+        raise ValueError(
+            f"{path}: cannot tell the list format from the name (UCF101 lists are trainlist0N.txt / "
+            "testlist0N.txt, HMDB51 ones <class>_test_split<N>.txt); set list_format"
+        )
+    if not path.is_file():
+        return "jsonl" if suffix in JSONL_SUFFIXES else "csv"
+    with path.open(encoding="utf-8") as f:
+        head = f.read(4096)
+    if suffix == ".json" and head.lstrip().startswith("["):
+        return "ssv2"
+    if suffix in JSONL_SUFFIXES:
+        return "jsonl"
+    header = [field.strip() for field in next(csv.reader(head.splitlines() or [""]), [])]
+    return "kinetics" if "youtube_id" in header and "path" not in header else "csv"
+
+
+def _json_array(path: Path) -> Iterator[tuple[int, Any]]:
+    """``(line number, element)`` of each element of a JSON array file (the line it starts on)."""
+    document = read_json(path, "video list")  # invalid JSON: one line naming file, line and column
+    if not isinstance(document, list):
+        raise ValueError(f"{path}: expected a JSON array of videos, got {type(document).__name__}")
+    text = path.read_text(encoding="utf-8")
+    decoder = json.JSONDecoder()
+    at = text.index("[") + 1
+    while True:
+        while at < len(text) and text[at] in " \t\r\n,":
+            at += 1
+        if at >= len(text) or text[at] == "]":
+            return
+        element, end = decoder.raw_decode(text, at)
+        yield text.count("\n", 0, at) + 1, element
+        at = end
+
+
+@dataclass(frozen=True)
+class _Row:
+    """A validated row of any format: the video's name under the video folder and its class."""
+
+    file: Path
+    line: int
+    folder: Path  # the video folder
+    name: str  # relative to ``folder``, confined to it
+    label: str | None  # class name (or, for vidlit's CSV / JSONL, the label as written)
+
+
+def _kinetics_rows(path: Path, video_dir: str, ext: str) -> Iterator[_Row]:
+    for line, row in _rows(path, key="youtube_id"):
+        record = validate(KineticsRow, row, path, where=f"line {line}")
+        folder = video_dir
+        if "{split}" in video_dir:
+            if record.split is None:
+                raise ValueError(f"{path}: line {line}: key 'split': empty, but video_dir names {{split}}")
+            # the row's split names a folder: a plain name, never a way out of the dataset
+            if Path(record.split).name != record.split or record.split in (".", ".."):
+                raise ValueError(f"{path}: line {line}: key 'split': {record.split!r} is not a folder name")
+            folder = video_dir.replace("{split}", record.split)
+        clip = kinetics_clip_name(record.youtube_id, record.time_start, record.time_end, ext)
+        yield _Row(path, line, Path(folder), clip, record.label)
+
+
+def _ssv2_rows(path: Path, folder: Path, ext: str) -> Iterator[_Row]:
+    for line, element in _json_array(path):
+        record = validate(SSv2Record, element, path, where=f"line {line}")
+        if record.template is None and record.label is not None:
+            raise ValueError(
+                f"{path}: line {line}: key 'template': missing (the class is the template, not the label)"
+            )
+        yield _Row(path, line, folder, f"{record.id}{ext}", record.class_name())
+
+
+def _ucf_rows(path: Path, folder: Path, class_names: Sequence[str] | None) -> Iterator[_Row]:
+    by_folder = None if class_names is None else {name.lower(): name for name in class_names}
+    for line, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        fields = text.split()
+        if not fields:
+            continue
+        if len(fields) > 2:
+            raise ValueError(f"{path}:{line}: expected 'path [label]', got {len(fields)} fields")
+        record = validate(UCFListLine, dict(zip(("path", "label"), fields)), path, where=f"line {line}")
+        class_folder = record.class_folder()
+        label = class_folder
+        if record.label is not None and class_names is not None:
+            if record.label > len(class_names):
+                raise ValueError(
+                    f"{path}: line {line}: key 'label': class {record.label} is out of range for "
+                    f"{len(class_names)} classes (classInd.txt counts from 1)"
+                )
+            label = class_names[record.label - 1]
+            # classInd.txt and the folders differ in case for one class (HandstandPushups)
+            if class_folder is not None and class_folder.lower() != label.lower():
+                raise ValueError(
+                    f"{path}: line {line}: key 'label': class {record.label} is {label!r}, "
+                    f"but the video is in folder {class_folder!r}"
+                )
+        elif by_folder is not None and class_folder is not None:
+            label = by_folder.get(class_folder.lower(), class_folder)
+        yield _Row(path, line, folder, record.path, label)
+
+
+def _hmdb_rows(pattern: Path, folder: Path, split: str) -> Iterator[_Row]:
+    files = sorted(pattern.parent.glob(pattern.name)) if "*" in pattern.name else [pattern]
+    if not files:
+        raise FileNotFoundError(f"{pattern}: no HMDB51 split files match")
+    want = HMDB_MARKS["train" if split == "train" else "test"]
+    numbers = {}
+    for path in files:
+        match = _HMDB_SPLIT.fullmatch(path.name)
+        if match is None:
+            raise ValueError(f"{path}: not an HMDB51 split file name (<class>_test_split<N>.txt)")
+        numbers[path] = match[2]
+        if len(set(numbers.values())) > 1:
+            raise ValueError(f"{path}: split {match[2]} mixed with split {next(iter(numbers.values()))}")
+        label = match[1]
+        for line, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            fields = text.split()
+            if not fields:
+                continue
+            if len(fields) != 2:
+                raise ValueError(f"{path}:{line}: expected 'video mark', got {len(fields)} fields")
+            record = validate(HMDBSplitLine, dict(zip(("video", "mark"), fields)), path, where=f"line {line}")
+            if record.mark == want:
+                yield _Row(path, line, folder, f"{label}/{record.video}", label)
+
+
+def read_video_list(
+    path: str | Path,
+    class_names: Sequence[str] | None = None,
+    list_format: str = "auto",
+    video_dir: str | Path | None = None,
+    video_ext: str | None = None,
+    split: str = "train",
+) -> list[VideoEntry]:
+    """Parse and check a video list, in vidlit's format or a public dataset's published one.
 
     Args:
-        path: a JSONL list (``.jsonl``, ``.ndjson``, ``.json``) or a CSV one (any other suffix).
+        path: the list file (an HMDB51 list may be a glob of its per-class split files,
+            ``splits/*_test_split1.txt``).
         class_names: the class list labels resolve against; None leaves ``label`` unset (only
             ``label_name`` is filled in).
+        list_format: one of :data:`~vidlit.formats.video_cls.LIST_FORMATS`; ``"auto"`` asks
+            :func:`detect_list_format`.
+        video_dir: the folder the videos of the list live in (vidlit's lists: their paths are
+            relative to it); defaults to the list's folder. A Kinetics list may name the row's
+            ``split`` column in it: ``videos/{split}``.
+        video_ext: the video suffix of the id-based formats (Kinetics ``.mp4``, SSv2 ``.webm``).
+        split: ``"train"`` reads an HMDB51 file's train lines (mark 1), any other its test lines (2).
 
     Returns:
         The rows in file order.
 
     Raises:
         FileNotFoundError: no such list file.
-        ValueError: naming the file and line: a malformed row (wrong field count, invalid JSON,
-            no path, bad times, ``end <= start``), a video listed twice, or an unknown label.
+        ValueError: naming the file and line (and the key, for a malformed field): a malformed row
+            (wrong field count, invalid JSON, no path, bad times, ``end <= start``), a video listed
+            twice, an unknown label, or an id that points outside the video folder.
     """
     path = Path(path)
-    if not path.is_file():
+    if list_format not in LIST_FORMATS:
+        raise ValueError(f"list_format must be one of {LIST_FORMATS}, got {list_format!r}")
+    if not path.is_file() and not (list_format in ("auto", "hmdb51") and "*" in path.name):
         raise FileNotFoundError(f"{path}: video list not found")
+    fmt = detect_list_format(path) if list_format == "auto" else list_format
     class_index = None if class_names is None else {name: i for i, name in enumerate(class_names)}
-    folder = path.parent
+    folder = path.parent if video_dir is None else Path(video_dir)
     entries: list[VideoEntry] = []
     first_line: dict[str, int] = {}
-    for line, row in _rows(path):
-        where = f"{path}:{line}"
-        record = validate(VideoListRow, row, path, where=f"line {line}")
-        raw_path, start, end = record.path, record.start, record.end
-        video_id = raw_path
-        if start is not None or end is not None:
-            video_id = f"{raw_path}@{start or 0:g}-{'end' if end is None else format(end, 'g')}"
+
+    def add(where: str, line: int, video_id: str, file: Path, name, raw_label, start=None, end=None) -> None:
         if video_id in first_line:
             raise ValueError(f"{where}: {video_id} is already listed on line {first_line[video_id]}")
         first_line[video_id] = line
-        name = record.label
-        raw_label = row.get("label")
         label = None if name is None or class_index is None else _resolve_label(raw_label, class_index, where)
-        entries.append(VideoEntry(folder / raw_path, video_id, label, name, start, end, line))
+        entries.append(VideoEntry(file, video_id, label, name, start, end, line))
+
+    if fmt in ("csv", "jsonl"):
+        rows = read_jsonl(path, "video list") if fmt == "jsonl" else _rows(path)
+        for line, row in rows:
+            where = f"{path}:{line}"
+            record = validate(VideoListRow, row, path, where=f"line {line}")
+            raw_path, start, end = record.path, record.start, record.end
+            video_id = raw_path
+            if start is not None or end is not None:
+                video_id = f"{raw_path}@{start or 0:g}-{'end' if end is None else format(end, 'g')}"
+            add(where, line, video_id, folder / raw_path, record.label, row.get("label"), start, end)
+        return entries
+
+    ext = _DEFAULT_EXT.get(fmt, "") if video_ext is None else video_ext
+    if fmt == "kinetics":
+        rows = _kinetics_rows(path, str(folder), ext)
+    elif fmt == "ssv2":
+        rows = _ssv2_rows(path, folder, ext)
+    elif fmt == "ucf101":
+        rows = _ucf_rows(path, folder, class_names)
+    else:
+        rows = _hmdb_rows(path, folder, split)
+    for row in rows:
+        where = f"{row.file}:{row.line}"
+        # an id from the file becomes a path: it must stay inside the video folder
+        file = confined_path(row.folder, row.name, where)
+        video_id = file.name if fmt == "kinetics" else row.name
+        # the class is a name in these formats: never read a digit name as an index
+        add(where, row.line, video_id, file, row.label, row.label)
     return entries
 
 
 def read_class_names(path: str | Path) -> list[str]:
-    """Class names from a text file, one per line; the line order gives the class index.
+    """Class names from a class file; the order gives the class index.
+
+    - a text file, one name per line (``classes.txt``; Kinetics' class list);
+    - UCF101's ``classInd.txt``: ``<index> <name>`` lines, indices 1, 2, ... in order;
+    - a ``.json`` object mapping each name to its index (Something-Something v2's
+      ``something-something-v2-labels.json``, ``{"Approaching something with your camera": "0"}``),
+      indices ``0 .. n-1`` each once.
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: no names, or a name listed twice (naming both lines).
+        ValueError: no names, a name listed twice (naming both lines), or a malformed index.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: class list not found")
+    if path.suffix.lower() == ".json":
+        return _class_names_from_mapping(path)
+    indexed = path.name.lower().startswith("classind")
     names: list[str] = []
     seen: dict[str, int] = {}
     for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         name = text.strip()
         if not name:
             continue
+        if indexed:
+            index, _, name = name.partition(" ")
+            name = name.strip()
+            if index != str(len(names) + 1) or not name:
+                raise ValueError(
+                    f"{path}:{number}: expected '{len(names) + 1} <class name>' "
+                    f"(classInd.txt counts from 1), got {text.strip()!r}"
+                )
         if name in seen:
             raise ValueError(f"{path}:{number}: class {name!r} is already listed on line {seen[name]}")
         seen[name] = number
@@ -194,6 +409,23 @@ def read_class_names(path: str | Path) -> list[str]:
     if not names:
         raise ValueError(f"{path}: no class names")
     return names
+
+
+def _class_names_from_mapping(path: Path) -> list[str]:
+    """``{name: index}`` (index an int or its text) -> names in index order."""
+    mapping = read_json(path, "class list")
+    if not isinstance(mapping, dict) or not mapping:
+        raise ValueError(f"{path}: expected a non-empty JSON object mapping class name to index")
+    names: list[str | None] = [None] * len(mapping)
+    for name, raw in mapping.items():
+        text = str(raw).strip() if isinstance(raw, (str, int)) and not isinstance(raw, bool) else ""
+        index = int(text) if text.isdigit() else -1
+        if not 0 <= index < len(mapping):
+            raise ValueError(f"{path}: key {name!r}: index must be 0 .. {len(mapping) - 1}, got {raw!r}")
+        if names[index] is not None:
+            raise ValueError(f"{path}: key {name!r}: index {index} is also {names[index]!r}")
+        names[index] = name
+    return [str(name) for name in names]
 
 
 def infer_class_names(entries: Sequence[VideoEntry]) -> list[str]:
@@ -386,8 +618,6 @@ def collate_video_clips(
     }
 
 
-
-
 class VideoListDataModule(RawVideoDataModule):
     """Video classification on raw videos named by list files (Kinetics-style CSV, or JSONL).
 
@@ -446,6 +676,19 @@ class VideoListDataModule(RawVideoDataModule):
         synthetic: when ``root`` does not exist, write the synthetic sample dataset there
             (128 clips of shapes moving in 4 directions, labelled by direction; ``train.csv``,
             ``val.csv`` and ``classes.txt``) and say so. Leave False for real data.
+        list_format: the lists' format, one of ``"auto"`` (from each list's name and header),
+            ``"csv"`` / ``"jsonl"`` (vidlit's ``path,label`` lists), ``"kinetics"`` (the official
+            CSV), ``"ssv2"`` (Something-Something v2 JSON; ``classes`` is then
+            ``something-something-v2-labels.json``), ``"ucf101"`` (``trainlist0N.txt`` /
+            ``testlist0N.txt``; ``classes: classInd.txt``) or ``"hmdb51"`` (a glob of the split
+            files, ``splits/*_test_split1.txt``: the train list reads their 1 lines, the others
+            their 2 lines; ``classes: null`` gives the sorted class names).
+        video_dir: folder (under ``root``) of the videos the lists name; defaults to each list's
+            folder. A Kinetics list may use its ``split`` column: ``videos/{split}``.
+        video_ext: video suffix for Kinetics (default ``.mp4``) and SSv2 (``.webm``) ids.
+        num_crops: spatial test views per clip: 1 (the centre crop) or 3 (both ends and the centre
+            of the long side, after the short side is resized to ``eval_short_side``); a test video
+            gives ``num_clips * num_crops`` views, averaged by the metric.
         batch_size: videos per batch.
         num_workers: DataLoader worker processes.
 
@@ -480,11 +723,21 @@ class VideoListDataModule(RawVideoDataModule):
         backend: str = "auto",
         strict: bool = False,
         synthetic: bool = False,
+        list_format: str = "auto",
+        video_dir: str | None = None,
+        video_ext: str | None = None,
+        num_crops: int = 1,
         batch_size: int = 8,
         num_workers: int = 0,
     ):
         super().__init__(batch_size=batch_size, num_workers=num_workers)
         check_sampling(num_frames, frame_stride, sampling, num_clips, repeated_aug)
+        if list_format not in LIST_FORMATS:
+            raise ValueError(f"list_format must be one of {LIST_FORMATS}, got {list_format!r}")
+        self.list_format = list_format
+        self.video_dir = video_dir
+        self.video_ext = video_ext
+        self.num_crops = num_crops
         self.root = Path(root)
         if synthetic and not self.root.exists():
             log.warning(
@@ -514,7 +767,7 @@ class VideoListDataModule(RawVideoDataModule):
             size, train=True, scale=crop_scale, ratio=crop_ratio, hflip=hflip, mean=mean, std=std
         )
         self.eval_transform = VideoBatchTransform(
-            size, train=False, eval_short_side=eval_short_side, mean=mean, std=std
+            size, train=False, eval_short_side=eval_short_side, mean=mean, std=std, num_crops=num_crops
         )
         if not isinstance(classes, (str, type(None))):
             if not classes or len(set(classes)) != len(classes):
@@ -543,7 +796,7 @@ class VideoListDataModule(RawVideoDataModule):
                     )
                 self._class_names = read_class_names(classes_file)
             elif classes is None:
-                self._class_names = infer_class_names(read_video_list(self.files["train"]))
+                self._class_names = infer_class_names(self._read(self.files["train"], None, "train"))
             else:
                 self._class_names = list(classes)
         return self._class_names
@@ -561,7 +814,7 @@ class VideoListDataModule(RawVideoDataModule):
             ValueError: a malformed row, an unknown label, or (except for predict) a row without
                 a label; the message names the file and the line.
         """
-        entries = read_video_list(self.files[split], self.class_names)
+        entries = self._read(self.files[split], self.class_names, split)
         if not entries:
             raise ValueError(f"{self.files[split]}: the {split} list names no videos")
         if split != "predict":
@@ -571,6 +824,10 @@ class VideoListDataModule(RawVideoDataModule):
                         f"{self.files[split]}:{entry.line}: no label (every {split} video needs one)"
                     )
         return entries
+
+    def _read(self, path: Path, class_names: list[str] | None, split: str) -> list[VideoEntry]:
+        video_dir = None if self.video_dir is None else self.root / self.video_dir
+        return read_video_list(path, class_names, self.list_format, video_dir, self.video_ext, split)
 
     def dataset(self, split: str) -> VideoListDataset:
         """The dataset of one split, its list checked first."""
