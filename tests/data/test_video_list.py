@@ -348,7 +348,7 @@ def test_batches_after_transfer(root):
     batch = dm.on_after_batch_transfer(next(iter(dm.val_dataloader())), 0)
     assert batch["video"].shape == (3, 3, 4, 24, 24) and batch["video"].dtype == torch.float32
     assert batch["labels"].tolist() == [0, 1, 2] and batch["video_ids"][0] == "videos/000000.mp4"
-    assert batch["targets"][1] == {"video_id": "videos/000001.mp4", "label": 1}
+    assert batch["targets"][1] == {"video_id": "videos/000001.mp4", "label": 1, "view": 0}
     assert batch["skipped"] == [] and "frame_size" not in batch
 
 

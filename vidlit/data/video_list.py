@@ -586,17 +586,18 @@ def collate_video_clips(
 
     Returns:
         ``{"video": uint8 [b, t, h, w, 3], "frame_size": int64 [b, 2], "labels": int64 [b],
-        "video_ids": [str], "targets": [{"video_id", "label"}], "skipped": [path],
-        "skip_reasons": [str]}``.
+        "video_ids": [str], "targets": [{"video_id", "label", "view"}], "skipped": [path],
+        "skip_reasons": [str]}``; ``view`` is the clip's index among its video's clips.
     """
     good = [s for s in samples if "error" not in s]
     failed = [s for s in samples if "error" in s]
-    clips, video_ids, labels = [], [], []
+    clips, video_ids, labels, view_ids = [], [], [], []
     for sample in good:
         views = sample["video"] if sample["video"].ndim == 5 else sample["video"][None]
         clips.extend(views)
         video_ids.extend([sample["video_id"]] * len(views))
         labels.extend([sample["label"]] * len(views))
+        view_ids.extend(range(len(views)))
     if clips:
         height = max(clip.shape[1] for clip in clips)
         width = max(clip.shape[2] for clip in clips)
@@ -612,7 +613,10 @@ def collate_video_clips(
         "frame_size": frame_size,
         "labels": torch.tensor(labels, dtype=torch.long),
         "video_ids": video_ids,
-        "targets": [{"video_id": v, "label": label} for v, label in zip(video_ids, labels)],
+        "targets": [
+            {"video_id": v, "label": label, "view": view}
+            for v, label, view in zip(video_ids, labels, view_ids)
+        ],
         "skipped": [s["error"] for s in failed],
         "skip_reasons": [s["reason"] for s in failed],
     }
@@ -852,6 +856,26 @@ class VideoListDataModule(RawVideoDataModule):
         for split in splits[stage]:
             self.datasets[split] = self.dataset(split)
         self._attach_skip_report()
+
+    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
+        """Crop, flip and normalize on the device; with ``num_crops > 1`` every evaluation clip
+        becomes that many consecutive crops, and the labels, ids and targets follow.
+
+        Shape legend: ``b`` clips as collated, ``n`` crops per clip. A target's ``view`` becomes
+        ``clip * n + crop``, so the metric can tell the views of a video from padding copies.
+        """
+        clips = len(batch["video_ids"])
+        batch = super().on_after_batch_transfer(batch, dataloader_idx)
+        n = batch["video"].shape[0] // clips if clips else 1
+        if n > 1:
+            batch["labels"] = batch["labels"].repeat_interleave(n)
+            batch["video_ids"] = [video_id for video_id in batch["video_ids"] for _ in range(n)]
+            batch["targets"] = [
+                {**target, "view": target.get("view", 0) * n + crop}
+                for target in batch["targets"]
+                for crop in range(n)
+            ]
+        return batch
 
     def _collate(self) -> functools.partial:
         return functools.partial(collate_video_clips, num_frames=self.num_frames, empty_size=self.short_side)

@@ -11,7 +11,7 @@ from torchmetrics.utilities import rank_zero_warn
 
 from vidlit.core.ids import stable_ids
 from vidlit.metrics._inputs import check_lengths, check_pair
-from vidlit.metrics._state import cat_state, first_occurrence
+from vidlit.metrics._state import cat_state, first_occurrence, occurrence_tags
 
 
 class TopKAccuracy(Metric):
@@ -22,8 +22,12 @@ class TopKAccuracy(Metric):
     testing (SlowFast, VideoMAE; MMAction2's ``average_clips="prob"`` and ``top_k_accuracy``):
 
     - Predictions are grouped by ``video_id``: the ``scores`` of all views of one video (temporal
-      clips, spatial crops) are averaged, then the video is scored once. This also makes the copies
-      ``DistributedSampler`` pads onto another rank harmless.
+      clips x spatial crops) are averaged, then the video is scored once.
+    - A view is keyed by ``(video_id, view)`` when the target names its ``view`` index (the
+      video-list data module does: ``clip * num_crops + crop``), and only its first occurrence
+      (lowest rank, then earliest ``update``; :func:`~vidlit.metrics._state.first_occurrence`)
+      enters the mean: the copies ``DistributedSampler`` pads onto another rank neither count as
+      an extra video nor weigh their views twice. A target without ``view`` is a view of its own.
     - A video is a top-k hit when its true class is among the ``k`` highest averaged scores.
       Ties count against it: the true class must score strictly higher than all but ``k - 1``
       other classes, so a model with constant scores gets no top-1 hits (``torch.topk`` would
@@ -36,8 +40,8 @@ class TopKAccuracy(Metric):
     ``update(preds, targets)`` takes the head's ``predict`` output (``{"video_id", "scores"}``,
     ``scores`` a ``[num_classes]`` tensor, e.g. softmax probabilities; a ``"label"`` entry is
     ignored) and the batch's targets (``{"video_id", "label"}``), one dict per view, in the same
-    order. State is concatenated tensors, so it syncs across processes with ``cat``; a video is
-    identified by a 64-bit hash of its ``video_id``.
+    order (a target may carry ``"view"``, an int). State is concatenated tensors, so it syncs
+    across processes with ``cat``; a video is identified by a 64-bit hash of its ``video_id``.
 
     Args:
         num_classes: number of classes; labels lie in ``[0, num_classes)``.
@@ -75,6 +79,8 @@ class TopKAccuracy(Metric):
         self.add_state("video_keys", default=[], dist_reduce_fx="cat")
         self.add_state("scores", default=[], dist_reduce_fx="cat")
         self.add_state("labels", default=[], dist_reduce_fx="cat")
+        self.add_state("views", default=[], dist_reduce_fx="cat")  # -1: no view index given
+        self.add_state("tags", default=[], dist_reduce_fx="cat")  # occurrence order across ranks
 
     def update(self, preds: Sequence[dict[str, Any]], targets: Sequence[dict[str, Any]]) -> None:
         """Add views: one prediction and one target per view, in the same order.
@@ -86,7 +92,7 @@ class TopKAccuracy(Metric):
         check_lengths(preds, targets)
         if not preds:
             return
-        keys, scores, labels = [], [], []
+        keys, scores, labels, views = [], [], [], []
         for i, (pred, target) in enumerate(zip(preds, targets)):
             video_id = check_pair(i, pred, target, ("scores",), ("label",), require_str=True)
             score = torch.as_tensor(pred["scores"])
@@ -101,12 +107,20 @@ class TopKAccuracy(Metric):
                     f"targets[{i}] (video_id {video_id!r})['label'] must lie in [0, {self.num_classes}), "
                     f"got {label}"
                 )
+            view = target.get("view", -1)
+            if view != -1 and (isinstance(view, bool) or not isinstance(view, int) or view < 0):
+                raise ValueError(
+                    f"targets[{i}] (video_id {video_id!r})['view'] must be a non-negative int, got {view!r}"
+                )
             keys.append(video_id)
             scores.append(score)
             labels.append(label)
+            views.append(view)
         self.video_keys.append(stable_ids(keys, device=self.device))
         self.scores.append(torch.stack(scores).to(device=self.device, dtype=torch.float64))
         self.labels.append(torch.tensor(labels, dtype=torch.long, device=self.device))
+        self.views.append(torch.tensor(views, dtype=torch.long, device=self.device))
+        self.tags.append(occurrence_tags(len(views), device=self.device))
 
     def compute(self) -> dict[str, float]:
         """``{"top{k}": accuracy}`` for each ``k``, over videos (views averaged).
@@ -120,7 +134,12 @@ class TopKAccuracy(Metric):
             rank_zero_warn("TopKAccuracy.compute() before any update: returning 0 accuracies")
             return dict.fromkeys(names, 0.0)
         scores, labels = cat_state(self.scores), cat_state(self.labels)
-        first, view_to_video = first_occurrence(keys, return_inverse=True)
+        views, tags = cat_state(self.views, dtype=torch.long), cat_state(self.tags, dtype=torch.long)
+        # one row per (video, view): a padding copy of a view is dropped, an unindexed view is its own
+        view_key = torch.where(views >= 0, views, -1 - tags)
+        kept = first_occurrence(torch.stack((keys, view_key), dim=1), order=tags)
+        keys, scores, labels, tags = keys[kept], scores[kept], labels[kept], tags[kept]
+        first, view_to_video = first_occurrence(keys, order=tags, return_inverse=True)
         n = len(first)
         summed = torch.zeros(n, self.num_classes, dtype=scores.dtype, device=scores.device)
         summed.index_add_(0, view_to_video, scores)
