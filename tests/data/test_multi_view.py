@@ -1,15 +1,21 @@
 """Multi-view testing on video lists: temporal clips x spatial crops, averaged once per view."""
 
+import json
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
+from vidlit.backbones import create_backbone
+from vidlit.callbacks import SubmissionWriter
 from vidlit.data import VideoListDataModule
 from vidlit.data.transforms import VideoBatchTransform, three_crop_boxes
 from vidlit.data.video_list import write_synthetic_video_list
+from vidlit.heads import LinearProbeHead
 from vidlit.metrics import TopKAccuracy
+from vidlit.tasks import TaskModule
 
 
 def test_three_crops_lie_along_the_long_side():
@@ -148,3 +154,45 @@ def test_padding_copies_of_a_distributed_sampler_count_once(root):
             bare.append({"video_id": target["video_id"], "label": target["label"]})
         plain.update(preds, bare)
     assert plain.compute() == {"top1": 7 / 8}
+
+
+def test_trainer_test_and_predict_average_clips_by_crops(root, tmp_path):
+    """Through Lightning: 2 clips x 3 crops per video; the logged top-1 is the mean over videos of the
+    view-averaged prediction, and the submission averages the same 6 views."""
+    L.seed_everything(0)
+    model = TaskModule(LinearProbeHead(64, 4), backbone=create_backbone("vit_test", depth=1))
+    dm = VideoListDataModule(
+        root=str(root),
+        train_list="videos.csv",
+        val_list="videos.csv",
+        size=32,
+        short_side=32,
+        num_frames=8,
+        num_clips=2,
+        num_crops=3,
+        batch_size=3,
+    )
+    submission = tmp_path / "submission.json"
+    trainer = L.Trainer(
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        callbacks=[SubmissionWriter(str(submission))],
+    )
+    (logged,) = trainer.test(model, dm, verbose=False)
+    batches = trainer.predict(model, dm)
+    views: dict[str, list[torch.Tensor]] = {}
+    for batch in batches:
+        for pred in batch:
+            views.setdefault(pred["video_id"], []).append(pred["scores"])
+    assert len(views) == 8 and all(len(v) == 6 for v in views.values())
+    labels = {e.video_id: e.label for e in dm.entries("test")}
+    mean = {video_id: torch.stack(v).double().mean(0) for video_id, v in views.items()}
+    top1 = sum(int(m.argmax()) == labels[video_id] for video_id, m in mean.items()) / 8
+    assert next(v for k, v in logged.items() if k.endswith("top1")) == pytest.approx(top1)
+    results = json.loads(submission.read_text())["results"]
+    assert set(results) == set(views)
+    for video_id, top in results.items():
+        assert top[0]["score"] == pytest.approx(float(mean[video_id].max()), abs=1e-6)
