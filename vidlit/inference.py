@@ -285,7 +285,7 @@ class Predictor:
         )
 
     def _prepare_video(self, source: str | Path | Tensor, video_id: str) -> Clip:
-        from vidlit.data.transforms import center_boxes
+        from vidlit.data.transforms import center_boxes, three_crop_boxes
         from vidlit.data.video import VideoDecodeError, open_video
 
         dm = self._eval_settings()
@@ -314,9 +314,11 @@ class Predictor:
         batch = dm._collate()([item])
         frame_size = tuple(int(s) for s in batch["frame_size"][0])
         transform = dm.eval_transform
-        y0, x0, h, w = center_boxes(batch["frame_size"][:1], transform.size, transform.eval_short_side)[
-            0
-        ].tolist()
+        # the first view (the one the pointing page shows) is the first of the spatial crops
+        args = (batch["frame_size"][:1], transform.size, transform.eval_short_side)
+        crops = getattr(transform, "num_crops", 1)
+        box = center_boxes(*args) if crops == 1 else three_crop_boxes(*args)[:, 0]
+        y0, x0, h, w = box[0].tolist()
         batch = _to(batch, self.device)
         batch = dm.on_after_batch_transfer(batch, 0)
         return Clip(

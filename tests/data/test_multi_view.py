@@ -11,9 +11,12 @@ from torch.utils.data import DataLoader, DistributedSampler
 from vidlit.backbones import create_backbone
 from vidlit.callbacks import SubmissionWriter
 from vidlit.data import VideoListDataModule
+from vidlit.data.synth.videos import write_video
 from vidlit.data.transforms import VideoBatchTransform, three_crop_boxes
+from vidlit.data.video import open_video
 from vidlit.data.video_list import write_synthetic_video_list
 from vidlit.heads import LinearProbeHead
+from vidlit.inference import Predictor
 from vidlit.metrics import TopKAccuracy
 from vidlit.tasks import TaskModule
 
@@ -196,3 +199,33 @@ def test_trainer_test_and_predict_average_clips_by_crops(root, tmp_path):
     assert set(results) == set(views)
     for video_id, top in results.items():
         assert top[0]["score"] == pytest.approx(float(mean[video_id].max()), abs=1e-6)
+
+
+def test_infer_on_three_crops_averages_them_and_maps_the_first(root, tmp_path):
+    """``vidlit infer`` with a 3-crop data module: the submission averages the 6 views, and the
+    crop the pointing page maps its tokens through is the first view's (the left of a wide frame)."""
+    L.seed_everything(0)
+    model = TaskModule(LinearProbeHead(64, 4), backbone=create_backbone("vit_test", depth=1))
+    dm = VideoListDataModule(
+        root=str(root),
+        train_list="videos.csv",
+        val_list="videos.csv",
+        size=32,
+        short_side=32,
+        num_frames=8,
+        num_clips=2,
+        num_crops=3,
+        batch_size=3,
+    )
+    video = root / "videos" / "000000.mp4"
+    wide = tmp_path / "wide.mkv"
+    with open_video(video, "pyav") as reader:
+        frames = reader.get_frames(list(range(len(reader))))
+    write_video(wide, torch.cat((frames, frames), dim=2).numpy(), fps=15, codec="ffv1")  # 32 x 64
+    predictor = Predictor(model, dm)
+    clip = predictor.prepare(wide)
+    assert clip.batch["video"].shape[0] == 6 and clip.crop == (0.0, 0.0, 1.0, 0.5)
+    result = predictor.predict(clip)
+    scores = torch.stack([p["scores"] for p in result.predictions]).double().mean(0)
+    (top,) = result.submission["results"].values()
+    assert top[0]["score"] == pytest.approx(float(scores.max()), abs=1e-6)
