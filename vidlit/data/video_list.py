@@ -17,8 +17,12 @@ or JSONL (``.jsonl``, ``.ndjson`` or ``.json``), one object per line with the sa
 - ``start`` / ``end`` (optional, seconds): frames are sampled inside ``[start, end)`` only, for
   lists that cut clips out of longer videos.
 
-Other columns / keys are ignored. Every row is checked when the list is read: errors name the
-file and the line. Unreadable videos (missing, zero-byte, truncated, corrupt) are found while
+Other columns / keys are ignored. The public benchmarks' lists are read as published
+(``list_format``, detected by :func:`detect_list_format`): the official Kinetics CSV,
+Something-Something v2's JSON, UCF101's ``trainlist0N.txt`` / ``testlist0N.txt`` and HMDB51's
+``<class>_test_split<N>.txt`` (see :mod:`vidlit.formats.video_cls`); the ids they hold become
+files under ``video_dir`` and may not point outside it. Every row is checked when the list is
+read: errors name the file and the line (and the key of a malformed field). Unreadable videos (missing, zero-byte, truncated, corrupt) are found while
 loading: they are skipped and counted (see :class:`VideoListDataModule`), or raise
 :class:`~vidlit.data.video.VideoDecodeError` in strict mode. ``vidlit data check LIST`` finds them
 all up front.
