@@ -13,6 +13,7 @@ from vidlit.backbones import VideoTextModel, VideoViT, create_backbone, list_bac
 from vidlit.backbones._pretrained import (
     CONFIG_NAME,
     WEIGHTS_NAME,
+    PretrainedMixin,
     architecture_of,
     is_vidlit_folder,
     load_any_vidlit_folder,
@@ -48,6 +49,7 @@ def outputs(model: torch.nn.Module, clip: torch.Tensor) -> torch.Tensor:
 def test_backbone_round_trip_identical_outputs(name: str, tmp_path: Path) -> None:
     overrides = tiny_overrides(name)
     model = create_backbone(name, **overrides)
+    assert isinstance(model, PretrainedMixin), f"{name}: a registered backbone must save (PretrainedMixin)"
     with torch.no_grad():  # non-trivial values everywhere, not only the initialization's zeros and ones
         for param in model.parameters():
             param.add_(torch.randn_like(param) * 0.01)
@@ -219,3 +221,47 @@ def test_transformers_folder_still_dispatches_to_videomae(tmp_path: Path) -> Non
     model.save_pretrained(tmp_path / "vidlit")
     clip = clip_for(model)
     assert torch.equal(outputs(VideoViT.from_pretrained(tmp_path / "vidlit"), clip), outputs(model, clip))
+
+
+def test_video_text_model_loads_into_a_built_one(tmp_path: Path) -> None:
+    model = VideoTextModel(create_backbone("vit_test"), text="text_test", proj_dim=8).eval()
+    model.save_pretrained(tmp_path)
+    other = VideoTextModel(create_backbone("vit_test"), text="text_test", proj_dim=8).eval()
+    other.load_pretrained(tmp_path)
+    clip = clip_for(model.video)
+    with torch.no_grad():
+        assert torch.equal(other.encode_video(clip), model.encode_video(clip))
+    with pytest.raises(ValueError, match="proj_dim: file 8 vs model 4"):
+        VideoTextModel(create_backbone("vit_test"), text="text_test", proj_dim=4).load_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="not a folder that save_pretrained wrote"):
+        other.load_pretrained(tmp_path / WEIGHTS_NAME)
+
+
+@pytest.fixture
+def offline_hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty Hugging Face cache with downloads turned off (HF_HUB_OFFLINE)."""
+    constants = pytest.importorskip("huggingface_hub.constants")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    return tmp_path / "hub"
+
+
+def test_repo_id_loads_from_the_hub_cache(offline_hub_cache: Path) -> None:
+    # what an earlier download of "me/tiny-vit" left in the cache: refs/main -> snapshots/<commit>/
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = offline_hub_cache / "models--me--tiny-vit"
+    model = create_backbone("vit_test").eval()
+    model.save_pretrained(repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    clip = clip_for(model)
+    assert torch.equal(outputs(VideoViT.from_pretrained("me/tiny-vit"), clip), outputs(model, clip))
+    assert torch.equal(
+        outputs(create_backbone("vit_test", checkpoint_path="me/tiny-vit"), clip), outputs(model, clip)
+    )
+
+
+def test_repo_id_not_downloadable_is_one_line(offline_hub_cache: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no such local folder, and not downloadable") as err:
+        VideoTextModel.from_pretrained("nobody/no-such-model")
+    assert "\n" not in str(err.value)

@@ -332,6 +332,23 @@ class PretrainedMixin:
 
     training_only_args: ClassVar[frozenset[str]] = frozenset()
 
+    def load_pretrained(self, path: str | Path, strict: bool = True) -> None:
+        """Load a :meth:`save_pretrained` folder (or Hub repo id) into this model as built.
+
+        What :func:`~vidlit.backbones.create_backbone`'s ``checkpoint_path`` calls; a backbone that
+        also reads foreign layouts overrides it (as VideoViT does).
+
+        Raises:
+            ValueError: a path that is not such a folder, or see :meth:`load_vidlit_folder`.
+        """
+        folder = resolve_pretrained_dir(path)
+        if not is_vidlit_folder(folder):
+            raise ValueError(
+                f"{folder}: not a folder that save_pretrained wrote ({CONFIG_NAME} with {FORMAT_KEY!r} "
+                f"and {WEIGHTS_NAME}); {type(self).__name__} reads no other layout"
+            )
+        self.load_vidlit_folder(folder, strict=strict)
+
     def push_to_hub(
         self, repo_id: str, private: bool | None = None, token: str | None = None, commit_message: str = ""
     ) -> str:
