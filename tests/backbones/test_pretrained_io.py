@@ -265,3 +265,46 @@ def test_repo_id_not_downloadable_is_one_line(offline_hub_cache: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no such local folder, and not downloadable") as err:
         VideoTextModel.from_pretrained("nobody/no-such-model")
     assert "\n" not in str(err.value)
+
+
+class TiedPair(torch.nn.Module, PretrainedMixin):
+    """Two linears sharing one weight, and a buffer that is a view of it: memory safetensors refuses."""
+
+    def __init__(self, width: int = 4):
+        super().__init__()
+        self.width = width
+        self.a = torch.nn.Linear(width, width, bias=False)
+        self.b = torch.nn.Linear(width, width, bias=False)
+        self.b.weight = self.a.weight
+        self.register_buffer("row", self.a.weight.data[1])
+
+    def pretrained_config(self) -> dict:
+        return {"width": self.width}
+
+
+def test_shared_memory_saves_every_key(tmp_path: Path) -> None:
+    model = TiedPair()
+    model.save_pretrained(tmp_path)
+    assert set(load_file(str(tmp_path / WEIGHTS_NAME))) == {"a.weight", "b.weight", "row"}
+    reloaded = TiedPair.from_pretrained(tmp_path)
+    assert torch.equal(reloaded.b.weight, model.a.weight)
+    assert torch.equal(reloaded.row, model.a.weight[1])
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        dict(pos_embed_type="learned"),
+        dict(use_mean_pooling=True, init_values=0.1, norm_eps=1e-12, fc_norm_eps=1e-5),
+        dict(img_size=(32, 48), qkv_bias=False, mlp_ratio=2.0),
+    ],
+)
+def test_vit_variants_round_trip(variant: dict, tmp_path: Path) -> None:
+    model = create_backbone("vit_test", **variant).eval()
+    model.save_pretrained(tmp_path)
+    reloaded = VideoViT.from_pretrained(tmp_path)
+    clip = clip_for(model)
+    for output in ("tokens", "pooled", "temporal"):
+        with torch.no_grad():
+            assert torch.equal(reloaded.eval()(clip, output=output), model(clip, output=output))
+    assert torch.equal(reloaded.pos_embed, model.pos_embed)

@@ -197,13 +197,13 @@ def load_state_dict_checked(
 
 
 def _unshared(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    # safetensors refuses tensors that share memory (tied weights); each key gets its own copy so the
-    # file has every key the model's state dict has.
-    seen: set[tuple[int, int]] = set()
+    # safetensors refuses tensors that share memory (tied weights, views of one buffer); every key
+    # after the first on a storage gets its own copy, so the file has every key of the state dict.
+    seen: set[int] = set()
     out: dict[str, Tensor] = {}
     for key, value in state_dict.items():
         value = value.detach().cpu()
-        storage = (value.untyped_storage().data_ptr(), value.storage_offset())
+        storage = value.untyped_storage().data_ptr()
         out[key] = value.clone() if storage in seen or not value.is_contiguous() else value
         seen.add(storage)
     return out
@@ -235,6 +235,16 @@ class PretrainedMixin:
     def from_pretrained_config(cls: type[ModelType], config: dict[str, Any]) -> ModelType:
         """Build an untrained model from :meth:`pretrained_config`'s arguments."""
         return cls(**config)
+
+    @classmethod
+    def build_for_loading(cls: type[ModelType], config: dict[str, Any]) -> ModelType:
+        """A model whose every saved tensor is about to be replaced by a strict load.
+
+        By default :meth:`from_pretrained_config`; a class whose random initialization is slow and
+        that can rebuild its non-persistent buffers overrides this to skip it (VideoViT: built on
+        the meta device, then allocated).
+        """
+        return cls.from_pretrained_config(config)
 
     def pretrained_document(self) -> dict[str, Any]:
         """The whole ``config.json``: format, architecture, vidlit version and the config."""
@@ -292,7 +302,8 @@ class PretrainedMixin:
         weights = folder / WEIGHTS_NAME
         if not weights.is_file():
             raise FileNotFoundError(f"{folder}: no {WEIGHTS_NAME}")
-        model = arch.from_pretrained_config(config)
+        # uninitialized tensors only where a strict load replaces every one of them
+        model = arch.build_for_loading(config) if strict else arch.from_pretrained_config(config)
         load_state_dict_checked(model, load_file(str(weights), device="cpu"), str(weights), strict)
         return model
 
