@@ -326,12 +326,9 @@ class PretrainedMixin:
                 f"{folder / CONFIG_NAME}: key 'architecture': {arch.__name__!r}, but the model is a "
                 f"{type(self).__name__}"
             )
-        own = self.pretrained_config()
-        differ = sorted(
-            k
-            for k in set(own) | set(config)
-            if k not in self.training_only_args and own.get(k) != config.get(k)
-        )
+        own = self.architecture_config(self.pretrained_config())
+        config = self.architecture_config(config)
+        differ = sorted(k for k in set(own) | set(config) if own.get(k) != config.get(k))
         if differ:
             detail = ", ".join(f"{k}: file {config.get(k)!r} vs model {own.get(k)!r}" for k in differ)
             raise ValueError(f"{folder / CONFIG_NAME}: config differs from the model's: {detail}")
@@ -342,6 +339,11 @@ class PretrainedMixin:
         load_state_dict_checked(self, load_file(str(weights), device="cpu"), str(weights), strict)
 
     training_only_args: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def architecture_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        """``config`` without :attr:`training_only_args`: what must match to load weights into a model."""
+        return {k: v for k, v in config.items() if k not in cls.training_only_args}
 
     def load_pretrained(self, path: str | Path, strict: bool = True) -> None:
         """Load a :meth:`save_pretrained` folder (or Hub repo id) into this model as built.

@@ -184,6 +184,17 @@ class VideoTextModel(nn.Module, PretrainedMixin):
         }
 
     @classmethod
+    def architecture_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        """The config without training-only arguments, the video tower's and text freezing included."""
+        config = super().architecture_config(config)
+        if isinstance(config.get("video"), dict) and "config" in config["video"]:
+            video_arch, video_config = architecture_of(config["video"], "config.json: key 'video'")
+            config["video"] = {**config["video"], "config": video_arch.architecture_config(video_config)}
+        if isinstance(config.get("text"), dict):
+            config["text"] = {k: v for k, v in config["text"].items() if k != "freeze"}
+        return config
+
+    @classmethod
     def from_pretrained_config(cls, config: dict[str, Any]) -> VideoTextModel:
         """Build both towers and the projections from :meth:`pretrained_config`'s arguments."""
         config = dict(config)
