@@ -265,7 +265,8 @@ class PretrainedMixin:
         """
         from safetensors.torch import save
 
-        assert isinstance(self, nn.Module)
+        if not isinstance(self, nn.Module):
+            raise TypeError(f"{type(self).__name__} mixes in PretrainedMixin but is no torch.nn.Module")
         folder = Path(save_directory)
         folder.mkdir(parents=True, exist_ok=True)
         document = self.pretrained_document()
@@ -335,7 +336,8 @@ class PretrainedMixin:
         weights = folder / WEIGHTS_NAME
         if not weights.is_file():
             raise FileNotFoundError(f"{folder}: no {WEIGHTS_NAME}")
-        assert isinstance(self, nn.Module)
+        if not isinstance(self, nn.Module):
+            raise TypeError(f"{type(self).__name__} mixes in PretrainedMixin but is no torch.nn.Module")
         load_state_dict_checked(self, load_file(str(weights), device="cpu"), str(weights), strict)
 
     training_only_args: ClassVar[frozenset[str]] = frozenset()
