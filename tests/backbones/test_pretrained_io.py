@@ -311,3 +311,9 @@ def test_vit_variants_round_trip(variant: dict, tmp_path: Path) -> None:
         with torch.no_grad():
             assert torch.equal(reloaded.eval()(clip, output=output), model(clip, output=output))
     assert torch.equal(reloaded.pos_embed, model.pos_embed)
+
+
+def test_model_card_names_the_library_and_class() -> None:
+    card = create_backbone("vit_test").model_card()
+    assert card.startswith("---\nlibrary_name: vidlit\n")
+    assert "VideoViT.from_pretrained(" in card

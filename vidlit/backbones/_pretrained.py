@@ -364,6 +364,17 @@ class PretrainedMixin:
             )
         self.load_vidlit_folder(folder, strict=strict)
 
+    def model_card(self) -> str:
+        """The ``README.md`` that :meth:`push_to_hub` uploads: Hub metadata and how to load the model."""
+        architecture = type(self).architecture
+        return (
+            "---\nlibrary_name: vidlit\ntags:\n- vidlit\n- video\n---\n\n"
+            f"# {architecture}\n\n"
+            "Saved with vidlit's `save_pretrained` (`config.json` + `model.safetensors`).\n\n"
+            f"```python\nfrom vidlit.backbones import {architecture}\n\n"
+            f'model = {architecture}.from_pretrained("<this repo id>")\n```\n'
+        )
+
     def push_to_hub(
         self, repo_id: str, private: bool | None = None, token: str | None = None, commit_message: str = ""
     ) -> str:
@@ -378,6 +389,7 @@ class PretrainedMixin:
         api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
         with tempfile.TemporaryDirectory() as tmp:
             self.save_pretrained(tmp)
+            write_atomic(self.model_card(), Path(tmp) / "README.md")
             info = api.upload_folder(
                 repo_id=repo_id,
                 folder_path=tmp,
