@@ -91,3 +91,52 @@ def test_submission_keys_of_views_and_of_padding_copies():
     keyed = [*zip(_sample_keys(first, [3, 4], 0), first), *zip(_sample_keys(padded, [3], 0), padded)]
     kept = _first_of_each(keyed)
     assert [(s["video_id"], s["view"]) for s in kept] == [("a", 0), ("a", 1), ("b", 2), ("b", 3)]
+
+
+class _LogsScore(BoringModel):
+    def training_step(self, batch, batch_idx):
+        out = super().training_step(batch, batch_idx)
+        self.log("train/loss", out["loss"], on_epoch=True, on_step=False)
+        return out
+
+    def on_validation_epoch_end(self):
+        self.log("val/score", float(self.current_epoch) / 10)
+
+
+def test_epoch_lines_when_stdout_is_not_a_terminal(tmp_path, capsys):
+    from vidlit.callbacks import EpochLines
+
+    trainer = Trainer(
+        max_epochs=2,
+        limit_train_batches=2,
+        limit_val_batches=1,
+        callbacks=[EpochLines()],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(_LogsScore())
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith(("epoch", "valid"))]
+    # pytest captures stdout, as nohup / SLURM / `> log` do: not a terminal
+    assert [line.split(":")[0].split(" done")[0] for line in lines] == [
+        "validation after epoch 0",
+        "epoch 0/2",
+        "validation after epoch 1",
+        "epoch 1/2",
+    ]
+    assert "val/score 0.1000" in lines[2] and "train/loss" in lines[3] and "val/" not in lines[3]
+
+
+def test_rich_progress_bar_shows_the_version_as_an_integer(tmp_path):
+    from lightning.pytorch.loggers import CSVLogger
+
+    from vidlit.callbacks import VersionTextRichProgressBar, run_dir
+
+    bar = VersionTextRichProgressBar()
+    trainer = Trainer(
+        logger=CSVLogger(tmp_path, name=""), callbacks=[bar], max_epochs=1, limit_train_batches=1
+    )
+    assert bar.get_metrics(trainer, BoringModel())["v_num"] == "0"  # rich formats numbers as 0.000
+    assert run_dir(trainer) == tmp_path / "version_0"

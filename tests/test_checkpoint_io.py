@@ -1,10 +1,24 @@
 import os
 import pickle
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
-from vidlit.checkpoint_io import AtomicCheckpointIO
+from vidlit.checkpoint_io import (
+    AtomicCheckpointIO,
+    config_differences,
+    find_last_checkpoint,
+    is_complete,
+    remove_stale_temporaries,
+)
+from vidlit.core.io import atomic_open
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class _Evil:
@@ -50,3 +64,111 @@ def test_checkpoint_has_normal_permissions(tmp_path):
     finally:
         os.umask(mask)
     assert (tmp_path / "a.ckpt").stat().st_mode & 0o777 == 0o644
+
+
+# --- stale temporaries, --ckpt_path last ---------------------------------------------------------
+
+_WRITER = """
+import sys, time
+from vidlit.core.io import atomic_open
+with atomic_open(sys.argv[1], "wb") as f:
+    f.write(b"x" * 1000)
+    f.flush()
+    print("writing", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_killed_writers_temporary_is_removed_and_a_live_ones_kept(tmp_path):
+    target = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(target)], stdout=subprocess.PIPE, text=True, env=_env()
+    )
+    try:
+        assert writer.stdout.readline().strip() == "writing"
+        (orphan,) = target.parent.glob(".last.ckpt.*.tmp")
+        assert remove_stale_temporaries(tmp_path) == []  # the writer is alive: its file stays
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(timeout=30)
+    finally:
+        writer.kill()
+    (tmp_path / ".notes.tmp").write_text("not vidlit's")  # other names are never touched
+    (tmp_path / "features").mkdir()
+    (tmp_path / "features" / ".clip.pt.abcd1234.tmp").write_bytes(b"half")  # extract's naming
+    removed = remove_stale_temporaries(tmp_path)
+    assert sorted(removed) == sorted([orphan, tmp_path / "features" / ".clip.pt.abcd1234.tmp"])
+    assert not orphan.exists() and (tmp_path / ".notes.tmp").exists()
+    with atomic_open(tmp_path / "live.ckpt") as f:  # a write in progress in this process
+        f.write(b"y")
+        assert remove_stale_temporaries(tmp_path) == []
+    assert (tmp_path / "live.ckpt").read_bytes() == b"y"
+
+
+def _env():
+    return {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def _run(root, name, config, checkpoints, mtime):
+    """A run folder as ``vidlit fit`` leaves it: config.yaml and checkpoints/ (given mtime)."""
+    folder = root / name
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    for i, checkpoint in enumerate(checkpoints):
+        path = folder / "checkpoints" / checkpoint
+        AtomicCheckpointIO().save_checkpoint({"epoch": i}, path)
+        os.utime(path, (mtime + i, mtime + i))
+    return folder
+
+
+CONFIG = {"seed_everything": 42, "trainer": {"max_epochs": 10, "logger": None}, "model": {"lr": 0.1}}
+
+
+def test_last_picks_the_newest_run_of_this_configuration_and_says_why(tmp_path):
+    ten = _run(tmp_path, "version_0", CONFIG, ["epoch09.ckpt", "last.ckpt"], 1000)
+    wandb = {**CONFIG, "trainer": {"max_epochs": 10, "logger": {"class_path": "WandbLogger"}}}
+    same_but_logger = _run(tmp_path, "lightning_logs/abc", wandb, ["last.ckpt"], 2000)
+    one_epoch = {**CONFIG, "trainer": {"max_epochs": 1, "logger": None}}
+    _run(tmp_path, "version_1", one_epoch, ["epoch00.ckpt", "last.ckpt"], 3000)
+    choice = find_last_checkpoint(tmp_path, CONFIG)
+    # the logger is not the configuration; max_epochs is: the 1-epoch run is named and skipped
+    assert choice.path == same_but_logger / "checkpoints" / "last.ckpt"
+    assert "version_1 differs in trainer.max_epochs (run: 1, now: 10)" in choice.reason
+    (same_but_logger / "checkpoints" / "last.ckpt").unlink()
+    (same_but_logger / "config.yaml").unlink()
+    choice = find_last_checkpoint(tmp_path, CONFIG)
+    assert choice.path == ten / "checkpoints" / "last.ckpt" and choice.run_dir == ten
+
+
+def test_last_refuses_when_no_run_has_this_configuration(tmp_path):
+    _run(tmp_path, "version_0", CONFIG, ["last.ckpt"], 1000)
+    other = {**CONFIG, "model": {"lr": 0.2}}
+    with pytest.raises(FileNotFoundError, match=r"no run under .* has this configuration .*model\.lr"):
+        find_last_checkpoint(tmp_path, other)
+    with pytest.raises(FileNotFoundError, match="no checkpoint under"):
+        find_last_checkpoint(tmp_path / "empty", CONFIG)
+
+
+def test_last_falls_back_to_the_newest_complete_checkpoint(tmp_path):
+    run = _run(tmp_path, "version_0", CONFIG, ["epoch00.ckpt", "epoch01.ckpt"], 1000)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"PK\x03\x04 half a zip")  # not from atomic_open
+    (run / "checkpoints" / ".last.ckpt.abcd1234.tmp").write_bytes(b"killed during the first write")
+    choice = find_last_checkpoint(tmp_path, CONFIG)
+    assert choice.path == run / "checkpoints" / "epoch01.ckpt"
+    assert "no complete last.ckpt" in choice.reason
+    assert not is_complete(run / "checkpoints" / "last.ckpt") and is_complete(choice.path)
+
+
+def test_config_differences_ignore_run_control_keys():
+    saved = {"trainer": {"max_epochs": 3, "logger": None, "limit_test_batches": 2}, "ckpt_path": None}
+    current = {"trainer": {"max_epochs": 3, "logger": True, "limit_test_batches": 1}, "ckpt_path": "last"}
+    assert config_differences(saved, current) == {}
+    assert config_differences({"a": {"b": 1}}, {"a": {"b": 2, "c": 3}}) == {"a.b": (1, 2), "a.c": (None, 3)}
+
+
+def test_evaluating_on_other_data_may_ignore_the_data_section(tmp_path):
+    trained = {**CONFIG, "data": {"root": "data/train", "split": "val"}}
+    run = _run(tmp_path, "version_0", trained, ["last.ckpt"], 1000)
+    predict_test_split = {**CONFIG, "data": {"root": "data/train", "split": "test"}}
+    with pytest.raises(FileNotFoundError, match=r"data\.split \(run: 'val', now: 'test'\)"):
+        find_last_checkpoint(tmp_path, predict_test_split)  # resuming: the data must match
+    assert find_last_checkpoint(tmp_path, predict_test_split, ignore=("data",)).run_dir == run

@@ -1,10 +1,17 @@
+import csv
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
+import torch
 
-from vidlit.cli import config_error_line, main
+from vidlit.cli import main
+from vidlit.config import config_error_line
 
 RECIPE = "recipes/ego4d_mq.yaml"
 
@@ -81,7 +88,7 @@ def test_console_script_is_installed():
 def test_head_in_dim_comes_from_backbone_or_data():
     from jsonargparse import Namespace
 
-    from vidlit.cli import head_in_dim
+    from vidlit.config import head_in_dim
 
     data = Namespace(class_path="vidlit.data.Ego4DMQ", init_args=Namespace(feature_dim=256))
     assert head_in_dim(None, data) == 256
@@ -143,7 +150,7 @@ def test_sta_head_takes_num_verbs_and_num_classes_from_the_data(tmp_path):
 
 
 def test_num_verbs_is_linked_only_into_heads_that_name_it():
-    from vidlit.cli import _accepts
+    from vidlit.config import _accepts
 
     sta = "vidlit.heads.ego4d_sta.ShortTermAnticipationHead"
     assert _accepts(sta, "num_verbs", explicit=True)
@@ -158,7 +165,7 @@ def test_head_in_dim_reads_declared_widths_without_building():
     from jsonargparse import Namespace
 
     from vidlit.backbones import _registry, backbone_width, register_backbone
-    from vidlit.cli import head_in_dim
+    from vidlit.config import head_in_dim
 
     def vit_test_unbuildable_probe(embed_dim: int = 48, **kwargs):
         raise AssertionError("built to learn its width")
@@ -187,7 +194,7 @@ def test_size_links_follow_what_head_and_data_declare():
     """Only the data sizes a head names and its data module provides are linked; none without a head."""
     from jsonargparse import Namespace
 
-    from vidlit.cli import size_links
+    from vidlit.config import size_links
 
     def config(head, data):
         model = Namespace(head=None if head is None else Namespace(class_path=head, init_args=Namespace()))
@@ -211,3 +218,140 @@ def test_pretraining_recipe_saves_no_head_sizes(tmp_path):
     )
     assert cli._size_links == ()
     assert "head" not in cli.model.hparams
+
+
+# --- the first hour: help, one-line errors, CPU threads, resume ----------------------------------
+
+
+def test_help_lists_every_verb(capsys):
+    from vidlit.cli import VERBS
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for verb in ("fit", "validate", "test", "predict", *VERBS):
+        assert verb in text
+    assert {"data", "extract"} <= set(VERBS)
+    for verb in VERBS:  # every entry dispatches to a function that exists
+        with pytest.raises(SystemExit) as exit_info:
+            main([verb, "--help"])
+        assert exit_info.value.code == 0
+        assert f"vidlit {verb}" in capsys.readouterr().out
+
+
+def test_missing_checkpoint_is_one_line(mq_root, tmp_path, capsys):
+    line = _error_of(
+        ["test", "--config", RECIPE, "--data.init_args.root", str(mq_root), "--ckpt_path", "nothing.ckpt"]
+        + ["--trainer.default_root_dir", str(tmp_path)],
+        capsys,
+    )
+    assert line == "vidlit: error: --ckpt_path nothing.ckpt: checkpoint not found"
+
+
+def test_last_without_a_run_is_one_line(mq_root, tmp_path, capsys):
+    line = _error_of(
+        ["test", "--config", RECIPE, "--data.init_args.root", str(mq_root), "--ckpt_path", "last"]
+        + ["--trainer.default_root_dir", str(tmp_path / "runs")],
+        capsys,
+    )
+    assert line.startswith("vidlit: error: --ckpt_path last: no checkpoint under")
+
+
+def test_missing_logger_package_is_one_line(mq_root, tmp_path, capsys):
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
+        pytest.skip("tensorboard is installed")
+    line = _error_of(
+        ["fit", "--config", RECIPE, "--data.init_args.root", str(mq_root)]
+        + ["--trainer.logger", "lightning.pytorch.loggers.TensorBoardLogger"]
+        + ["--trainer.logger.save_dir", str(tmp_path)],
+        capsys,
+    )
+    assert line.endswith("TensorBoardLogger needs the 'tensorboard' package: pip install tensorboard")
+
+
+def test_missing_package_line_names_the_module():
+    from vidlit.config import missing_package_line
+
+    try:
+        try:
+            import vidlit_no_such_module  # noqa: F401
+        except ImportError as e:
+            raise ValueError("Problem with given class_path 'mypkg.loggers.MyLogger':") from e
+    except ValueError as e:
+        error = e
+    assert missing_package_line(error) == (
+        "mypkg.loggers.MyLogger needs the 'vidlit_no_such_module' package: pip install vidlit_no_such_module"
+    )
+    assert missing_package_line(ValueError("bad value")) is None
+
+
+def test_cpu_threads_choice_and_overrides(monkeypatch):
+    import torch
+
+    from vidlit.config import cpu_threads
+
+    monkeypatch.setenv("VIDLIT_NUM_THREADS", "3")
+    assert cpu_threads() == (3, "VIDLIT_NUM_THREADS")
+    monkeypatch.setenv("VIDLIT_NUM_THREADS", "many")
+    with pytest.raises(ValueError, match="VIDLIT_NUM_THREADS must be a positive integer, got 'many'"):
+        cpu_threads()
+    monkeypatch.delenv("VIDLIT_NUM_THREADS")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert cpu_threads() == (torch.get_num_threads(), "OMP_NUM_THREADS")
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    cores = len(os.sched_getaffinity(0))
+    assert cpu_threads()[0] == max(1, min(4, cores // 2))
+
+
+def test_openmp_waits_passively_unless_told_otherwise():
+    code = "import os, vidlit.cli; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "PASSIVE"
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "ACTIVE"
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_in_its_folder_with_its_top_k(mq_root, tmp_path, capsys):
+    """SIGKILL after epoch 0, then `fit --ckpt_path last`: one version folder, one best checkpoint."""
+    runs = tmp_path / "runs"
+    args = ["fit", "--config", RECIPE, "--data.init_args.root", str(mq_root), "--trainer.default_root_dir"]
+    args += [str(runs), "--trainer.max_epochs", "3", "--trainer.limit_train_batches", "1"]
+    args += ["--trainer.limit_val_batches", "1", "--trainer.enable_model_summary", "false"]
+    code = "import sys; from vidlit.cli import main; main(sys.argv[1:])"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    run = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, text=True, env=env)
+    last = runs / "version_0" / "checkpoints" / "last.ckpt"
+    try:
+        for line in run.stdout:  # not a terminal: vidlit prints one line per epoch
+            if line.startswith("epoch 0/3 done"):
+                break
+        while not last.exists():  # epoch 0's checkpoint is written right after its line
+            time.sleep(0.05)
+        run.send_signal(signal.SIGKILL)
+        run.wait(timeout=60)
+    finally:
+        run.kill()
+    assert [p.name for p in runs.iterdir()] == ["version_0"]
+    resumed_from = torch.load(last, weights_only=True)["epoch"]
+    with open(runs / "version_0" / "metrics.csv") as f:
+        before = [r for r in csv.DictReader(f) if r["val/mAP"] and int(r["epoch"]) <= resumed_from]
+    main([*args, "--ckpt_path", "last"])
+    out = capsys.readouterr().out
+    assert f"--ckpt_path last: resuming from {runs / 'version_0' / 'checkpoints' / 'last.ckpt'}" in out
+    assert [p.name for p in runs.iterdir()] == ["version_0"]  # no version_1
+    with open(runs / "version_0" / "metrics.csv") as f:
+        scores = {int(r["epoch"]): float(r["val/mAP"]) for r in csv.DictReader(f) if r["val/mAP"]}
+    assert sorted(scores) == [0, 1, 2]
+    assert all(scores[int(r["epoch"])] == float(r["val/mAP"]) for r in before)  # the killed run's rows kept
+    best = [p for p in (runs / "version_0" / "checkpoints").glob("*.ckpt") if p.name != "last.ckpt"]
+    assert len(best) == 1  # save_top_k: 1 over all three epochs, not one per run segment
+    checkpoint = torch.load(runs / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
+    (state,) = [v for k, v in checkpoint["callbacks"].items() if "ResumableCheckpoint" in k]
+    assert float(state["best_model_score"]) == pytest.approx(max(scores.values()), abs=1e-4)
+    assert Path(state["best_model_path"]).name == best[0].name

@@ -126,3 +126,91 @@ def test_infer_runs_an_mvm_backbone(tmp_path, capsys):
     region = grow_region(tokens, [(0, 1, 1)], threshold=0.0)
     embedding = predictor.predict_region(clip, region).predictions[0]["embedding"]
     assert embedding.shape == (64,) and torch.isfinite(embedding).all()
+
+
+NLQ_SMALL = """
+model:
+  init_args:
+    head:
+      init_args: {dim: 32, num_heads: 4, conv_layers: 2, dropout: 0.0, text_encoder: text_test}
+data:
+  init_args: {feature_dim: 64, batch_size: 8}
+"""
+
+
+def test_infer_matches_predict_natural_language_queries(tmp_path, capsys):
+    from vidlit.data.synth.ego4d_nlq import write_ego4d_nlq
+
+    data = write_ego4d_nlq(
+        tmp_path / "data", num_train_videos=4, num_val_videos=2, num_test_videos=1, feature_dim=64,
+        clip_steps=(24, 48),
+    )  # fmt: skip
+    small = tmp_path / "small.yaml"
+    small.write_text(NLQ_SMALL)
+    runs = tmp_path / "runs"
+    common = ["--config", str(RECIPES / "ego4d_nlq.yaml"), "--config", str(small)]
+    common += ["--data.init_args.root", str(data), "--trainer.default_root_dir", str(runs)]
+    main(["fit", *common, "--trainer.max_epochs", "1", "--trainer.limit_val_batches", "1"])
+    ckpt = runs / "version_0" / "checkpoints" / "last.ckpt"
+    submission = tmp_path / "submission.json"
+    main(["predict", *common, "--ckpt_path", str(ckpt), "--submission.path", str(submission)])
+    predicted = {
+        (r["clip_uid"], r["annotation_uid"], r["query_idx"]): r["predicted_times"]
+        for r in json.loads(submission.read_text())["results"]
+    }
+
+    # the second clip of the first val video: a window that does not start at the file's start
+    video = json.loads((data / "nlq_val.json").read_text())["videos"][0]
+    clip = video["clips"][-1]
+    annotation = clip["annotations"][0]
+    texts = [q["query"] for q in annotation["language_queries"]]
+    features = data / "features" / f"{video['video_uid']}.pt"
+    window = ["--start", str(clip["video_start_sec"]), "--end", str(clip["video_end_sec"])]
+    printed = _infer(capsys, "--ckpt_path", str(ckpt), str(features), *window, "--texts", *texts)
+    assert printed["challenge"] == "ego4d_nlq_challenge"
+    assert [r["query_idx"] for r in printed["results"]] == list(range(len(texts)))
+    for result in printed["results"]:
+        assert result["clip_uid"] == video["video_uid"]
+        want = predicted[(clip["clip_uid"], annotation["annotation_uid"], result["query_idx"])]
+        assert len(result["predicted_times"]) == len(want) == 5
+        assert [x for w in result["predicted_times"] for x in w] == pytest.approx(
+            [x for w in want for x in w], abs=1e-4
+        )
+
+
+def test_infer_matches_predict_xd_violence(tmp_path, capsys):
+    """Frame-level violence scores of one video equal the data module's predict loop's for it.
+
+    ``vidlit predict`` cannot write XD-Violence (the data module has no submission format), so
+    the reference is the same checkpoint run by a Trainer over the data module's predict loader:
+    batches of several videos, padded, against ``vidlit infer`` reading one video's files.
+    """
+    import lightning as L
+
+    from vidlit.inference import load
+
+    data, runs = tmp_path / "data", tmp_path / "runs"
+    common = ["--config", str(RECIPES / "xd_violence.yaml"), "--data.init_args.root", str(data)]
+    common += ["--data.init_args.feature_dim", "64", "--trainer.default_root_dir", str(runs)]
+    main(["fit", *common, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
+          "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false"])  # fmt: skip
+    ckpt = runs / "version_0" / "checkpoints" / "last.ckpt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        predictor = load(ckpt)
+        trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
+        batches = trainer.predict(predictor.module, datamodule=predictor.datamodule)
+    predicted = {p["video_id"]: p["scores"] for batch in batches for p in batch}
+    videos = predictor.datamodule.videos("test")
+    lengths = {len(s) for s in predicted.values()}
+    assert len(lengths) > 1  # videos of different lengths: the loader pads, infer does not
+
+    # the VGGish file found through the data module's lists, and given with --audio
+    for video, audio in ((videos[0], []), (videos[-1], ["--audio", str(videos[-1].audio)])):
+        printed = _infer(capsys, "--ckpt_path", str(ckpt), str(video.rgb[2]), *audio)
+        assert printed["clip_len"] == 16
+        got = printed["results"][video.name]
+        want = predicted[video.name]
+        assert got["snippet_scores"] == pytest.approx(want.tolist(), abs=1e-5)
+        assert len(got["frame_scores"]) == 16 * len(want)
+        assert got["frame_scores"][16:32] == pytest.approx([float(want[1])] * 16, abs=1e-5)

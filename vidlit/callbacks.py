@@ -5,13 +5,16 @@ from __future__ import annotations
 import logging
 import os
 import random
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
+from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.utilities import rank_zero_only
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,77 @@ class ReproducibleEpochs(L.Callback):
         random.seed(seed)
         np.random.seed(seed)
         torch.manual_seed(seed)
+
+
+class EpochLines(L.Callback):
+    """One plain line per training epoch and per validation when stdout is not a terminal.
+
+    Under ``nohup``, SLURM or ``> log.txt`` a progress bar draws nothing until the run ends;
+    these lines make a log file show how far training is and what it reaches, e.g.::
+
+        epoch 3/10 done in 12.4 s: train/loss 0.8123
+        validation after epoch 3: val/loss 0.9012, val/mAP 0.4210
+
+    On a terminal (the progress bar's job) it prints nothing, unless ``always=True``.
+
+    Args:
+        always: print even when stdout is a terminal.
+    """
+
+    def __init__(self, always: bool = False):
+        self.always = always
+        self._start = 0.0
+
+    def _enabled(self) -> bool:
+        return self.always or not sys.stdout.isatty()
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = time.monotonic()
+
+    @rank_zero_only
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self._enabled():
+            return
+        metrics = _scalars(trainer.callback_metrics, exclude=("val/",))
+        total = f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""
+        print(
+            f"epoch {trainer.current_epoch}{total} done in {time.monotonic() - self._start:.1f} s"
+            + (f": {metrics}" if metrics else ""),
+            flush=True,
+        )
+
+    @rank_zero_only
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self._enabled() or trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        metrics = _scalars(trainer.callback_metrics, include="val/")
+        print(f"validation after epoch {trainer.current_epoch}: {metrics or 'no metrics logged'}", flush=True)
+
+
+def _scalars(metrics: dict[str, Any], include: str = "", exclude: tuple[str, ...] = ()) -> str:
+    """``name value`` pairs of the scalar metrics whose names start with ``include``, sorted."""
+    items = []
+    for name, value in sorted(metrics.items()):
+        if not name.startswith(include) or name.startswith(exclude) or name.endswith("_step"):
+            continue
+        if isinstance(value, torch.Tensor) and value.numel() != 1:
+            continue
+        items.append(f"{name} {float(value):.4f}")
+    return ", ".join(items)
+
+
+class VersionTextRichProgressBar(RichProgressBar):
+    """``RichProgressBar`` that shows the run version as ``v_num: 0``, not ``v_num: 0.000``.
+
+    Lightning's rich metrics column formats every number with the theme's ``.3f``, the integer
+    log version included. The vidlit CLI gives a configured ``RichProgressBar`` this behaviour.
+    """
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        items = super().get_metrics(trainer, pl_module)
+        if "v_num" in items:
+            items["v_num"] = str(items["v_num"])
+        return items
 
 
 class ResumableCheckpoint(ModelCheckpoint):
@@ -155,3 +229,21 @@ def _first_of_each(keyed: list[tuple[Any, Any]]) -> list[Any]:
             seen[key] = sample
     by_index = sorted(key for key in seen if key[0] == 0)
     return [seen[key] for key in by_index] + [seen[key] for key in seen if key[0] == 1] + rest
+
+
+def run_dir(trainer: L.Trainer) -> Path:
+    """The run's folder: where ``ModelCheckpoint`` puts ``checkpoints/`` and vidlit its ``config.yaml``.
+
+    ``<default_root_dir>/version_N`` with the default CSV logger; ``<save_dir>/<name>/<version>``
+    for other loggers (W&B: ``<save_dir>/<project>/<run id>``), as Lightning's ``ModelCheckpoint``
+    resolves it; ``default_root_dir`` without a logger.
+    """
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    if not trainer.loggers:
+        return Path(trainer.default_root_dir)
+    logger = trainer.loggers[0]
+    if isinstance(logger, (CSVLogger, TensorBoardLogger)):
+        return Path(logger.log_dir)
+    version = logger.version if isinstance(logger.version, str) else f"version_{logger.version}"
+    return Path(logger.save_dir or trainer.default_root_dir) / str(logger.name) / version

@@ -1,12 +1,17 @@
-"""Checkpoint files: written atomically, read without running pickled code."""
+"""Checkpoint files: written atomically, read without running pickled code, found by ``--ckpt_path last``."""
 
 from __future__ import annotations
 
+import fcntl
 import os
+import re
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from vidlit.core.io import atomic_open
@@ -34,3 +39,175 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if not path.is_file():
             raise FileNotFoundError(f"{path}: checkpoint not found")
         return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+
+
+# ``atomic_open``'s temporaries: ``.<name>.<8 random characters>.tmp`` beside ``<name>``
+_TEMPORARY = re.compile(r"^\.(?P<name>.+\.(?:ckpt|pt))\.[A-Za-z0-9_]{8}\.tmp$")
+
+# Config keys that say where a run logs, what it reports or how much of it to evaluate, not what
+# it trains: two runs that differ only in these are the same configuration for ``--ckpt_path
+# last``. Callbacks count as such (progress bars, monitors, checkpointing, a test's kill switch).
+RUN_CONTROL_KEYS = (
+    "ckpt_path",
+    "config",
+    "submission",
+    "return_predictions",
+    "verbose",
+    "trainer.logger",
+    "trainer.callbacks",
+    "trainer.default_root_dir",
+    "trainer.enable_progress_bar",
+    "trainer.enable_model_summary",
+    "trainer.limit_val_batches",
+    "trainer.limit_test_batches",
+    "trainer.limit_predict_batches",
+)
+
+
+def remove_stale_temporaries(root: str | os.PathLike) -> list[Path]:
+    """Remove the temporaries a killed writer left under ``root``; returns the removed paths.
+
+    Only files of :func:`vidlit.core.io.atomic_open`'s naming for checkpoints and feature files
+    (``.last.ckpt.XXXXXXXX.tmp``, ``.clip.pt.XXXXXXXX.tmp``) are touched, and only when no live
+    process holds them: ``atomic_open`` keeps an exclusive ``flock`` on its temporary while
+    writing, which the kernel drops when the writer dies, so a concurrent run's write in
+    progress is never removed.
+    """
+    removed = []
+    root = Path(root)
+    if not root.is_dir():
+        return removed
+    for path in root.rglob(".*.tmp"):
+        if _TEMPORARY.match(path.name) and path.is_file() and not _in_use(path):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def _in_use(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return True  # unreadable: not ours to judge
+    return False
+
+
+def is_complete(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a whole ``torch.save`` file (a zip archive with its central directory)."""
+    try:
+        return Path(path).is_file() and zipfile.is_zipfile(path)
+    except OSError:
+        return False
+
+
+def config_differences(
+    saved: dict[str, Any], current: dict[str, Any], ignore: tuple[str, ...] = ()
+) -> dict[str, tuple[Any, Any]]:
+    """The dotted keys whose values differ between two resolved configs, run-control keys excluded.
+
+    Args:
+        saved: the ``config.yaml`` of the run a checkpoint belongs to, as a dict.
+        current: this run's resolved config, as a dict.
+        ignore: more keys (and the keys under them) to leave out, besides :data:`RUN_CONTROL_KEYS`.
+
+    Returns:
+        ``{key: (saved value, current value)}``, sorted by key; a missing key's value is None.
+    """
+    a, b = _flatten(saved), _flatten(current)
+    return {
+        key: (a.get(key), b.get(key))
+        for key in sorted(a.keys() | b.keys())
+        if a.get(key) != b.get(key)
+        and not any(key == k or key.startswith(k + ".") for k in (*RUN_CONTROL_KEYS, *ignore))
+    }
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        flat: dict[str, Any] = {}
+        for key, value in tree.items():
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        return flat
+    return {prefix[:-1]: tree}
+
+
+@dataclass
+class CheckpointChoice:
+    """The checkpoint ``--ckpt_path last`` resolved to, and why (one line for the user)."""
+
+    path: Path
+    run_dir: Path
+    reason: str
+
+
+def run_folder(checkpoint: Path, root: Path) -> Path | None:
+    """The run a checkpoint belongs to: its nearest ancestor (up to ``root``) with a ``config.yaml``."""
+    root = root.resolve()
+    for folder in checkpoint.parents:
+        if (folder / "config.yaml").is_file():
+            return folder
+        resolved = folder.resolve()
+        if resolved == root or root not in resolved.parents:
+            return None
+    return None
+
+
+def find_last_checkpoint(
+    root: str | os.PathLike, current: dict[str, Any], ignore: tuple[str, ...] = ()
+) -> CheckpointChoice:
+    """Resolve ``--ckpt_path last``: the newest run under ``root`` trained with this configuration.
+
+    Runs are the folders holding a ``config.yaml`` (the resolved config vidlit saves with every
+    ``fit``); a run matches when its config equals ``current`` except for run-control keys
+    (:data:`RUN_CONTROL_KEYS`: logger, evaluation limits, ...). Of the newest matching run, its
+    ``last.ckpt``, or, when that is missing or incomplete (killed during its first write), its
+    newest complete checkpoint.
+
+    Args:
+        root: ``trainer.default_root_dir``.
+        current: this run's resolved config, as a dict.
+        ignore: more config keys that may differ (e.g. ``("data",)`` to evaluate a model on
+            other data or another split).
+
+    Raises:
+        FileNotFoundError: no complete checkpoint under ``root`` belongs to a run of this
+            configuration; the message names the newest other run and how it differs.
+    """
+    root = Path(root)
+    runs: dict[Path | None, list[Path]] = {}
+    for path in root.rglob("*.ckpt") if root.is_dir() else ():
+        if not path.name.startswith(".") and is_complete(path):
+            runs.setdefault(run_folder(path, root), []).append(path)
+    if not runs:
+        raise FileNotFoundError(f"--ckpt_path last: no checkpoint under {root} (trainer.default_root_dir)")
+    newest_first = sorted(runs, key=lambda run: max(p.stat().st_mtime for p in runs[run]), reverse=True)
+    skipped = []
+    for run in newest_first:
+        if run is None:
+            skipped.append(f"{runs[run][0].parent} has no config.yaml")
+            continue
+        saved = yaml.safe_load((run / "config.yaml").read_text()) or {}
+        if differences := config_differences(saved, current, ignore):
+            shown = [
+                f"{key} (run: {was!r}, now: {now!r})" for key, (was, now) in list(differences.items())[:3]
+            ]
+            more = f" and {len(differences) - 3} more" if len(differences) > 3 else ""
+            skipped.append(f"{run} differs in {', '.join(shown)}{more}")
+            continue
+        checkpoints = sorted(runs[run], key=lambda p: p.stat().st_mtime)
+        last = [p for p in checkpoints if p.name == "last.ckpt"]
+        if last:
+            reason = f"last.ckpt of the newest run with this configuration ({run})"
+        else:
+            last = checkpoints
+            reason = f"newest complete checkpoint of {run}: it has no complete last.ckpt"
+        if skipped:
+            reason += f"; skipped newer: {'; '.join(skipped)}"
+        return CheckpointChoice(last[-1], run, reason)
+    raise FileNotFoundError(
+        f"--ckpt_path last: no run under {root} has this configuration ({'; '.join(skipped)}); "
+        "pass a checkpoint's path to --ckpt_path to use it anyway"
+    )

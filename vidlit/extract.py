@@ -59,6 +59,7 @@ from einops import rearrange
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from vidlit.checkpoint_io import remove_stale_temporaries
 from vidlit.core.device import resolve_device
 from vidlit.core.fingerprint import settings_changes, weights_fingerprint
 from vidlit.core.imports import import_path
@@ -652,6 +653,8 @@ def extract_main(args: list[str]) -> ExtractSummary:
     """``vidlit extract ...``: parse ``args``, extract, print the summary (unreadable videos listed)."""
     parser = build_parser()
     options = parser.parse_args(args)
+    for path in remove_stale_temporaries(options.out):  # a killed run's half-written feature files
+        print(f"vidlit extract: removed {path}, a temporary file of a killed run")
     device = resolve_device(options.device)
     try:
         extractor = FeatureExtractor.from_recipe(

@@ -17,8 +17,13 @@ Supported models: :class:`~vidlit.tasks.TaskModule` (any head; on raw video or o
 features), :class:`~vidlit.tasks.video_text.VideoTextPretrain` (similarities to texts) and
 :class:`~vidlit.tasks.MVMPretrain` (backbone embeddings). Supported data modules: those that
 decode raw videos with a list (:class:`~vidlit.data.VideoListDataModule`), InternVid-style clips
-(:class:`~vidlit.data.internvid.InternVidDataModule`) and Ego4D Moment Queries features
-(:class:`~vidlit.data.Ego4DMQ`); another data module is a clear error.
+(:class:`~vidlit.data.internvid.InternVidDataModule`), and for heads on stored features one input
+builder per data module (``_FEATURE_INPUTS``): Ego4D Moment Queries (a clip's features), Ego4D
+Natural Language Queries (a video's features, a clip window and the queries as ``texts``) and
+XD-Violence (a video's I3D crops and its VGGish file); another data module is a clear error.
+
+>>> nlq = load("runs/ego4d_nlq/version_0/checkpoints/last.ckpt")
+>>> nlq.predict("features/<video_uid>.pt", texts=["where is the cup?"], window=(120.0, 600.0)).submission
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import json
 import sys
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,7 +72,7 @@ def find_config(ckpt_path: str | Path) -> Path:
 
 def _build(config_path: Path) -> tuple[L.LightningModule, L.LightningDataModule]:
     """Model and data module from a run config, instantiated by the CLI's own parser and links."""
-    from vidlit.cli import VidlitCLI
+    from vidlit.config import VidlitCLI
 
     class _Rebuild(VidlitCLI):
         # only the model and data are wanted: no trainer, no seeding of the caller's process
@@ -98,6 +104,8 @@ class Clip:
         frame_size: ``(h, w)`` of the decoded frames (raw video only).
         crop: ``(y0, x0, h, w)`` of the model's centre crop as fractions of the frame (raw video only).
         normalization: ``(mean, std)`` per channel the eval transform applied to ``x / 255``.
+        submit: writes this input's submission document from the head's predictions (a path in,
+            the path out); None: the data module's ``write_submission``.
     """
 
     batch: dict[str, Any]
@@ -108,6 +116,7 @@ class Clip:
     frame_size: tuple[int, int] = (0, 0)
     crop: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)
     normalization: tuple[tuple[float, ...], tuple[float, ...]] = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    submit: Callable[[list[dict[str, Any]], Path], Path] | None = None
 
 
 @dataclass
@@ -186,13 +195,26 @@ class Predictor:
         """Whether inputs are raw videos (else stored feature sequences)."""
         return self.backbone is not None
 
-    def prepare(self, source: str | Path | Tensor, video_id: str | None = None) -> Clip:
+    def prepare(
+        self,
+        source: str | Path | Tensor,
+        video_id: str | None = None,
+        texts: list[str] | None = None,
+        window: tuple[float, float] | None = None,
+        audio: str | Path | None = None,
+    ) -> Clip:
         """Decode, sample, batch and transform one input as the recipe's validation pipeline does.
 
         Args:
             source: a video file, a uint8 ``[t, h, w, 3]`` frame tensor, or for a head on stored
                 features a ``.pt`` / ``.npy`` feature file or a float ``[T, C]`` tensor.
             video_id: name of the input in predictions; defaults to the path (or ``"tensor"``).
+            texts: an NLQ head's queries, one batch row each (video-text models take their texts
+                in :meth:`predict`).
+            window: an NLQ head: the clip as ``(start, end)`` seconds on the feature file's clock
+                (an annotation's ``video_start_sec`` / ``video_end_sec``); default the whole file.
+            audio: an XD-Violence head: the video's VGGish feature file (default: found next to
+                the RGB crop, or in the data module's lists).
 
         Raises:
             FileNotFoundError: no such file.
@@ -203,8 +225,12 @@ class Predictor:
             raise FileNotFoundError(f"{source}: no such file")
         video_id = video_id or (str(source) if not isinstance(source, Tensor) else "tensor")
         if self.takes_video:
+            if window is not None or audio is not None:
+                raise ValueError(
+                    "--start / --end / --audio apply to heads on stored features, not video models"
+                )
             return self._prepare_video(source, video_id)
-        return self._prepare_features(source, video_id)
+        return self._prepare_features(source, video_id, _Given(texts, window, Path(audio) if audio else None))
 
     def _eval_settings(self) -> Any:
         dm = self.datamodule
@@ -304,14 +330,19 @@ class Predictor:
             normalization=(transform.mean, transform.std),
         )
 
-    def _prepare_features(self, source: str | Path | Tensor, video_id: str) -> Clip:
-        from vidlit.data.ego4d_mq import Ego4DMQ, MomentClip, MomentQueriesDataset
-
+    def _prepare_features(
+        self,
+        source: str | Path | Tensor,
+        video_id: str,
+        given: _Given,
+    ) -> Clip:
         dm = self.datamodule
-        if not isinstance(dm, Ego4DMQ):
+        prepare = _feature_input(dm)
+        if prepare is None:
+            supported = ", ".join(sorted(_FEATURE_INPUTS))
             raise ValueError(
-                f"{type(dm).__name__}: vidlit.inference runs heads on stored features of "
-                "Ego4DMQ; this data module is not supported yet"
+                f"{type(dm).__name__}: vidlit.inference runs heads on stored features of {supported}; "
+                "this data module is not supported yet"
             )
         with tempfile.TemporaryDirectory(prefix="vidlit-infer-") as tmp:
             if isinstance(source, Tensor):
@@ -320,49 +351,42 @@ class Predictor:
                 uid = video_id
             else:
                 path, uid = Path(source), Path(source).stem
-            from vidlit.data.features import load_feature_file
-
-            steps = load_feature_file(path, dm.feature_dim, what=str(source)).shape[0]
-            # the annotated duration where the dataset knows the clip (as `vidlit predict`), else
-            # the span the features cover
-            known = {
-                c.clip_uid: c.duration for split in ("predict", "val") for c in _clips_or_none(dm, split)
-            }
-            duration = known.get(uid, steps * dm.step_sec)
-            dataset = MomentQueriesDataset(
-                [MomentClip(uid, uid, duration, [])],
-                path.parent,
-                dm.class_names,
-                dm.feature_dim,
-                dm.step_sec,
-                dm.offset_sec,
-                max_steps=dm.max_steps,
-                train=False,
-            )
-            dataset.paths = [path]
-            item = dataset[0]
-        item["video_id"] = video_id if isinstance(source, Tensor) else uid
-        batch = _to(dict(dm._collate()([item])), self.device)
-        return Clip(batch=batch, video_id=item["video_id"])
+            what = uid if isinstance(source, Tensor) else str(source)
+            # the items are read inside the block: a tensor input lives in the temporary folder
+            batch, submit = prepare(dm, path, uid, what, given)
+        batch = _to(dict(batch), self.device)
+        return Clip(batch=batch, video_id=uid, submit=submit)
 
     # -- running --------------------------------------------------------------------------------
 
     @torch.no_grad()
     def predict(
-        self, source: str | Path | Tensor | Clip, texts: list[str] | None = None, video_id: str | None = None
+        self,
+        source: str | Path | Tensor | Clip,
+        texts: list[str] | None = None,
+        video_id: str | None = None,
+        window: tuple[float, float] | None = None,
+        audio: str | Path | None = None,
     ) -> InferenceResult:
         """Run the model on one input.
 
         Args:
             source: what :meth:`prepare` takes, or a prepared :class:`Clip`.
-            texts: video-text models: the texts to rank (required there).
+            texts: video-text models: the texts to rank (required there); NLQ heads: the queries
+                (required there; each gets its top windows).
             video_id: see :meth:`prepare`.
+            window: see :meth:`prepare`.
+            audio: see :meth:`prepare`.
         """
-        clip = source if isinstance(source, Clip) else self.prepare(source, video_id)
+        if isinstance(source, Clip):
+            clip = source
+        else:
+            # heads on stored features may take texts (NLQ queries) as part of their input
+            clip = self.prepare(source, video_id, texts if not self.takes_video else None, window, audio)
         batch = clip.batch
         if self.kind == "task":
             preds = self.module.head.predict(self.module(batch), batch)
-            return InferenceResult(preds, self._submission(preds))
+            return InferenceResult(preds, self._submission(preds, clip.submit))
         features = self.backbone(batch["video"], output="pooled")
         if self.kind == "mvm":
             return InferenceResult([{"video_id": clip.video_id, "embedding": features.mean(0)}])
@@ -387,8 +411,10 @@ class Predictor:
         pred = {"video_id": video_id, "texts": list(texts), "similarity": similarity, "scores": probs}
         return InferenceResult([pred], ranking=[(texts[i], float(probs[i])) for i in order])
 
-    def _submission(self, preds: list[dict[str, Any]]) -> dict[str, Any] | None:
-        write = getattr(self.datamodule, "write_submission", None)
+    def _submission(
+        self, preds: list[dict[str, Any]], write: Callable[[list[dict[str, Any]], Path], Path] | None = None
+    ) -> dict[str, Any] | None:
+        write = write or getattr(self.datamodule, "write_submission", None)
         if write is None:
             return None
         with tempfile.TemporaryDirectory(prefix="vidlit-infer-") as tmp:
@@ -454,6 +480,175 @@ def _clips_or_none(dm: Any, split: str) -> list:
         return []
 
 
+# -- heads on stored features: one input builder per data module ---------------------------------
+#
+# A builder gets the data module, the feature file (``path``, named ``uid`` by its stem), the name
+# of the input for messages and what else the user gave (:class:`_Given`), and returns the batch
+# of this input (items of the data module's own dataset class, batched by its own collate) and the
+# writer of its submission document (None: the data module's ``write_submission``).
+
+
+@dataclass
+class _Given:
+    """Inputs besides the feature file: NLQ ``texts`` and clip ``window``, XD-Violence ``audio``."""
+
+    texts: list[str] | None = None
+    window: tuple[float, float] | None = None
+    audio: Path | None = None
+
+    def only(self, dm: Any, *allowed: str) -> None:
+        """Reject what this data module's input does not take (a flag the user gave in vain)."""
+        flags = {"texts": "--texts", "window": "--start / --end", "audio": "--audio"}
+        for name, flag in flags.items():
+            if name not in allowed and getattr(self, name):
+                raise ValueError(f"{type(dm).__name__}: {flag} does not apply to this model's input")
+
+
+FeatureInput = Callable[
+    [Any, Path, str, str, _Given],
+    "tuple[dict[str, Any], Callable[[list[dict[str, Any]], Path], Path] | None]",
+]
+
+
+def _mq_input(dm: Any, path: Path, uid: str, what: str, given: _Given) -> tuple:
+    """Ego4D MQ: the file is one clip's ``[T, C]`` features, named ``<clip_uid>``."""
+    from vidlit.data.ego4d_mq import MomentClip, MomentQueriesDataset
+    from vidlit.data.features import load_feature_file
+
+    given.only(dm)
+    steps = load_feature_file(path, dm.feature_dim, what=what).shape[0]
+    # the annotated duration where the dataset knows the clip (as `vidlit predict`), else the span
+    # the features cover
+    known = {c.clip_uid: c.duration for split in ("predict", "val") for c in _clips_or_none(dm, split)}
+    duration = known.get(uid, steps * dm.step_sec)
+    dataset = MomentQueriesDataset(
+        [MomentClip(uid, uid, duration, [])],
+        path.parent,
+        dm.class_names,
+        dm.feature_dim,
+        dm.step_sec,
+        dm.offset_sec,
+        max_steps=dm.max_steps,
+        train=False,
+    )
+    dataset.paths = [path]
+    item = dataset[0]
+    item["video_id"] = uid
+    return dm._collate()([item]), None
+
+
+def _nlq_input(dm: Any, path: Path, uid: str, what: str, given: _Given) -> tuple:
+    """Ego4D NLQ: the file is one video's ``[T, C]`` features; each text is a query on its clip.
+
+    The clip is ``window`` (seconds on the file's clock, as an annotation's ``video_start_sec`` /
+    ``video_end_sec``), by default all the file covers. Queries are answered as ``vidlit predict``
+    answers an annotation's: clip ``uid``, annotation ``"texts"``, ``query_idx`` the text's index.
+    """
+    from vidlit.data.ego4d_nlq import NLQDataset, NLQQuery, write_nlq_submission
+    from vidlit.data.features import load_feature_file
+
+    given.only(dm, "texts", "window")
+    texts, window = given.texts, given.window
+    if not texts or any(not t.strip() for t in texts):
+        raise ValueError(f"{type(dm).__name__}: an NLQ model needs non-empty queries (--texts)")
+    if window is None:
+        steps = load_feature_file(path, dm.feature_dim, what=what).shape[0]
+        window = (0.0, steps * dm.step_sec)
+    start, end = window
+    if not 0 <= start < end:
+        raise ValueError(f"{what}: the clip window needs 0 <= start < end, got [{start}, {end}] s")
+    queries = [
+        NLQQuery(uid, uid, "texts", i, text.strip(), float(start), float(end), where=what)
+        for i, text in enumerate(texts)
+    ]
+    dataset = NLQDataset(queries, path.parent, dm.feature_dim, dm.step_sec, dm.max_len)
+    dataset.paths = {uid: path}  # the file given, whatever folder it lies in
+    by_key = {q.key: q for q in queries}
+    return dm._collate()([dataset[i] for i in range(len(queries))]), lambda preds, out: write_nlq_submission(
+        preds, by_key, out
+    )
+
+
+def _xd_violence_input(dm: Any, path: Path, uid: str, what: str, given: _Given) -> tuple:
+    """XD-Violence: the file is one crop ``<video>__<k>.npy`` of a video's I3D features.
+
+    As in the official lists, the video's other crops ``<video>__0 .. <video>__{num_crops - 1}`` lie
+    next to it; its VGGish file is ``given.audio`` (``--audio``), else ``<video>__vggish`` next to
+    it, else the one the data module's lists name for the video. Evaluation reads all of them, and
+    so does this. The head's prediction gives a violence probability per 16-frame snippet; the printed
+    document adds the frame-level scores the official evaluation scores (each snippet's score
+    repeated over its frames).
+    """
+    from vidlit.data.xd_violence import (
+        AUDIO_SUFFIX,
+        CLIP_LEN,
+        XDVideo,
+        XDViolenceDataset,
+        collate_xd_violence,
+        is_violent,
+    )
+
+    given.only(dm, "audio")
+    name, sep, crop = path.stem.rpartition("__")
+    if not sep or not name or not (crop.isdigit() or sep + crop == AUDIO_SUFFIX):
+        raise ValueError(
+            f"{what}: an XD-Violence input is one of a video's feature files, named <video>__<crop>"
+            f"{path.suffix} (its other crops and <video>{AUDIO_SUFFIX}{path.suffix} next to it)"
+        )
+    rgb = [path.with_name(f"{name}__{k}{path.suffix}") for k in range(dm.num_crops)]
+    audio = given.audio or path.with_name(f"{name}{AUDIO_SUFFIX}{path.suffix}")
+    if given.audio is None and not audio.is_file():
+        # the official layout keeps VGGish files in another folder: the dataset's lists know it
+        listed = {v.name: v.audio for split in ("test", "train") for v in _videos_or_none(dm, split)}
+        audio = listed.get(name, audio)
+    missing = [str(f) for f in (*rgb, audio) if not f.is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{what}: XD-Violence reads all {dm.num_crops} crops and the VGGish file of a video "
+            f"(--audio); missing {', '.join(missing)}"
+        )
+    dataset = XDViolenceDataset(
+        [XDVideo(name, is_violent(name), rgb, audio)], dm.feature_dim, dm.audio_dim, train=False
+    )
+
+    def submit(preds: list[dict[str, Any]], out: Path) -> Path:
+        from vidlit.core.io import write_json_atomic
+
+        results = {
+            p["video_id"]: {
+                "snippet_scores": p["scores"].tolist(),
+                "frame_scores": p["scores"].repeat_interleave(CLIP_LEN).tolist(),
+            }
+            for p in preds
+        }
+        return write_json_atomic({"clip_len": CLIP_LEN, "results": results}, out)
+
+    return collate_xd_violence([dataset[0]]), submit
+
+
+_FEATURE_INPUTS: dict[str, FeatureInput] = {
+    "vidlit.data.ego4d_mq.Ego4DMQ": _mq_input,
+    "vidlit.data.ego4d_nlq.Ego4DNLQ": _nlq_input,
+    "vidlit.data.xd_violence.XDViolence": _xd_violence_input,
+}
+
+
+def _feature_input(dm: Any) -> FeatureInput | None:
+    """The builder of ``dm``'s class or its nearest registered base class (subclasses inherit it)."""
+    for cls in type(dm).__mro__:
+        builder = _FEATURE_INPUTS.get(f"{cls.__module__}.{cls.__qualname__}")
+        if builder is not None:
+            return builder
+    return None
+
+
+def _videos_or_none(dm: Any, split: str) -> list:
+    try:
+        return dm.videos(split)
+    except (FileNotFoundError, ValueError, KeyError):
+        return []
+
+
 def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
 
@@ -501,12 +696,26 @@ def infer_main(args: list[str]) -> None:
     parser.add_argument(
         "--config", type=Path, help="the run's config.yaml (default: found next to the checkpoint)"
     )
-    parser.add_argument("--texts", nargs="+", help="texts to rank (video-text models)")
+    parser.add_argument(
+        "--texts", nargs="+", help="texts to rank (video-text models), or queries to localize (NLQ heads)"
+    )
+    parser.add_argument(
+        "--start", type=float, help="NLQ: clip start in seconds on the feature file's clock (default 0)"
+    )
+    parser.add_argument("--end", type=float, help="NLQ: clip end in seconds (default: all the file covers)")
+    parser.add_argument(
+        "--audio", type=Path, help="XD-Violence: the video's VGGish features (default: found by name)"
+    )
     parser.add_argument("--device", default="cpu")
     options = parser.parse_args(args)
     try:
         predictor = load(options.ckpt_path, options.config, options.device)
-        result = predictor.predict(options.video, texts=options.texts)
+        window = None
+        if options.start is not None or options.end is not None:
+            if options.end is None:
+                raise ValueError("--start needs --end (the clip's end in seconds)")
+            window = (options.start or 0.0, options.end)
+        result = predictor.predict(options.video, texts=options.texts, window=window, audio=options.audio)
     except (FileNotFoundError, ValueError) as e:
         parser.error(str(e))
     out = result.submission if result.submission is not None else result.to_json()

@@ -100,3 +100,16 @@ def test_span_labels_decode_back_to_the_annotated_windows(nlq_root):
             )  # fmt: skip
             iou = segment_iou(window[None].double(), item["window"][None].double())
             assert float(iou) > 0.999, (item["video_id"], window, item["window"])
+
+
+def test_timing_comes_from_the_extraction_record(tmp_path):
+    """fps / stride are stated once, where the features were made (``vidlit extract``'s record)."""
+    features = tmp_path / "nlq" / "features"
+    features.mkdir(parents=True)
+    assert Ego4DNLQ(str(tmp_path / "nlq"), feature_dim=8).step_sec == pytest.approx(16 / 30)  # official
+    (features / "extraction.json").write_text(
+        json.dumps({"fps": 25.0, "feature_stride": 8, "feature_window": 16})
+    )
+    assert Ego4DNLQ(str(tmp_path / "nlq"), feature_dim=8).step_sec == pytest.approx(8 / 25)
+    with pytest.raises(ValueError, match=r"extraction\.json: key 'feature_stride': .*extracted with 8, but"):
+        Ego4DNLQ(str(tmp_path / "nlq"), feature_dim=8, feature_stride=16)

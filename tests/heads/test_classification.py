@@ -45,7 +45,7 @@ def test_forward_loss_backward_predict(name):
     assert [p["label"] for p in predictions] == scores.argmax(-1).tolist()
     metrics = head.metrics()
     metrics.update(predictions, batch["targets"])
-    assert set(metrics.compute()) == {"top1", "top5"}
+    assert set(metrics.compute()) == {"top1"}  # top5 of 5 classes is always 1.0: not reported
 
 
 @pytest.mark.parametrize("name", HEADS)

@@ -40,10 +40,13 @@ def test_views_of_a_video_are_averaged_before_scoring():
     assert metric.compute()["top1"] == pytest.approx(2 / 3)
 
 
-def test_k_above_num_classes_is_clipped():
-    metric = TopKAccuracy(num_classes=3)  # top_k=(1, 5): top5 means top3 here
+def test_k_of_num_classes_or_more_is_not_reported():
+    metric = TopKAccuracy(num_classes=3, top_k=(1, 3, 5))  # top3 / top5 of 3 classes: always 1.0
     metric.update([_pred("a", 0.1, 0.3, 0.6)], [_target("a", 0)])
-    assert metric.compute() == {"top1": 0.0, "top5": 1.0}
+    assert metric.compute() == {"top1": 0.0}
+    headline = TopKAccuracy(num_classes=2, top_k=(5, 1))  # the headline k is clipped, not dropped
+    headline.update([_pred("a", 0.1, 0.9)], [_target("a", 0)])
+    assert headline.compute() == {"top5": 1.0, "top1": 0.0}
 
 
 def test_ties_count_against_the_prediction():

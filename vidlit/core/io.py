@@ -8,6 +8,7 @@ leaves the old file (or none), never half a file.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
@@ -61,13 +62,16 @@ def atomic_open(path: str | Path, mode: str = "wb", encoding: str | None = None)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # held until the rename: vidlit.checkpoint_io.remove_stale_temporaries removes only the
+        # temporaries no live writer holds (the kernel drops the lock of a killed process)
+        fcntl.flock(fd, fcntl.LOCK_EX)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600
         text = {} if mode == "wb" else {"encoding": encoding or "utf-8", "newline": ""}
         with os.fdopen(fd, mode, **text) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+            os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -18,7 +18,6 @@ coordinates keep their meaning.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,14 +28,12 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from vidlit.core.io import read_json, write_json_atomic
-from vidlit.data.base import VidlitDataModule, missing_files, split_files
-from vidlit.data.transforms import VideoBatchTransform
+from vidlit.data.base import missing_files
+from vidlit.data.raw_video import RawVideoFolderDataModule
 from vidlit.data.video import open_video
 from vidlit.formats._ego4d import confine
 from vidlit.formats._schema import validate
 from vidlit.formats.ego4d_fhp import HANDS, KEY_FRAMES, FHPBatch, FHPFile, FHPPrediction
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -205,14 +202,16 @@ def collate_hands(samples: list[dict[str, Any]]) -> FHPBatch:
     )
 
 
-class Ego4DFHP(VidlitDataModule):
+class Ego4DFHP(RawVideoFolderDataModule):
     """Ego4D Future Hand Prediction on raw clips.
 
     Annotation files are validated against :mod:`vidlit.formats.ego4d_fhp` in ``setup()``: one
     line names the file, the record and the key at fault.
 
     Batches are those of :func:`collate_hands`; after :meth:`on_after_batch_transfer`, on the
-    training device, ``video`` is ImageNet-normalized float ``[b, 3, t, size, size]``.
+    training device, ``video`` is ImageNet-normalized float ``[b, 3, t, size, size]``. The shared
+    setup (root, synthetic sample, split files read once, video folder, normalization) is
+    :class:`~vidlit.data.raw_video.RawVideoFolderDataModule`'s.
 
     Args:
         root: dataset folder; relative file arguments below resolve against it.
@@ -236,6 +235,8 @@ class Ego4DFHP(VidlitDataModule):
         cache: keep decoded clips in memory across epochs (small datasets, ``num_workers=0``).
     """
 
+    synthetic_name = "Ego4D hands"
+
     def __init__(
         self,
         root: str = "data/ego4d_fhp",
@@ -255,36 +256,38 @@ class Ego4DFHP(VidlitDataModule):
         num_workers: int = 0,
         cache: bool = False,
     ):
-        super().__init__(batch_size=batch_size, num_workers=num_workers)
-        self.root = Path(root)
+        super().__init__(
+            root, train_annotations, val_annotations, test_annotations, predict_annotations, video_dir,
+            size=size, backend=backend, synthetic=synthetic, strict=strict, batch_size=batch_size,
+            num_workers=num_workers,
+        )  # fmt: skip
         self.cache = cache
-        if synthetic and not self.root.exists():
-            from vidlit.data.synth.ego4d_fhp import write_ego4d_fhp
-
-            log.warning(
-                "%s does not exist: writing the SYNTHETIC Ego4D hands sample dataset there", self.root
-            )
-            write_ego4d_fhp(self.root)
-        self.video_dir = self.root / video_dir
         self.num_frames = num_frames
         self.sampling_rate = sampling_rate
-        self.size = size
         self.test_views = test_views
-        # frames arrive at size x size: the evaluation crop is the whole frame, so this normalizes
-        self.transform = VideoBatchTransform(size, train=False)
-        self.backend = backend
-        self.strict = strict
-        self.files = split_files(
-            self.root, train_annotations, val_annotations, test_annotations, predict_annotations
-        )
 
-    def dataset(self, split: str) -> HandForecastDataset:
-        """The dataset of one split, with missing clips reported before training starts."""
+    def write_synthetic(self, root: Path) -> None:
+        """Write the synthetic hands sample (:func:`vidlit.data.synth.ego4d_fhp.write_ego4d_fhp`)."""
+        from vidlit.data.synth.ego4d_fhp import write_ego4d_fhp
+
+        write_ego4d_fhp(root)
+
+    def read_annotations(self, split: str) -> list[HandSample]:
+        """Read and validate the annotation file of ``split`` (read once, :meth:`annotations`).
+
+        Raises:
+            ValueError: no annotated actions, or a clip id that would leave ``video_dir``.
+        """
         samples = read_hand_annotations(self.files[split])
         if not samples:
             raise ValueError(f"{self.files[split]}: no annotated actions found")
         for sample in samples:
             confine(self.video_dir, f"{sample.clip_uid}.mp4", f"{sample.where}: key 'clip_uid'")
+        return samples
+
+    def dataset(self, split: str) -> HandForecastDataset:
+        """The dataset of one split, with missing clips reported before training starts."""
+        samples = self.annotations(split)
         missing = sorted(
             {s.clip_uid for s in samples if not (self.video_dir / f"{s.clip_uid}.mp4").is_file()}
         )

@@ -30,7 +30,7 @@ from vidlit.core.io import read_json, write_json_atomic
 from vidlit.core.temporal import resample_features, seconds_to_span, slice_by_seconds
 from vidlit.data.base import missing_files
 from vidlit.data.ego4d import Ego4DFeatureDataModule
-from vidlit.data.features import find_feature_file, load_feature_file, pad_sequences
+from vidlit.data.features import feature_timing, find_feature_file, load_feature_file, pad_sequences
 from vidlit.formats._ego4d import confine
 from vidlit.formats._schema import validate
 from vidlit.formats.ego4d_nlq import (
@@ -263,9 +263,10 @@ class Ego4DNLQ(Ego4DFeatureDataModule):
             defaults to ``val_annotations``.
         feature_dir: folder of ``<video_uid>.pt`` / ``.npy`` features.
         feature_dim: C of the features (official SlowFast: 2304; Omnivore: 1536; EgoVLP: 256).
-        fps: frame rate the features were extracted at.
+        fps: frame rate the features were extracted at; None reads it from the feature folder's
+            ``extraction.json`` (written by ``vidlit extract``), else the official 30.
         feature_stride: frames between consecutive feature steps; step ``i`` starts at
-            ``i * feature_stride / fps`` seconds.
+            ``i * feature_stride / fps`` seconds. None: from ``extraction.json``, else 16.
         max_len: clips with more steps are resampled to this many (VSLNet's ``max_pos_len``).
         synthetic: when ``root`` does not exist, generate the synthetic sample dataset there
             (``vidlit data synth ego4d_nlq``) and say so. Leave False for real data.
@@ -283,8 +284,8 @@ class Ego4DNLQ(Ego4DFeatureDataModule):
         predict_annotations: str | None = None,
         feature_dir: str = "features",
         feature_dim: int = 2304,
-        fps: float = FPS,
-        feature_stride: int = FEATURE_STRIDE,
+        fps: float | None = None,
+        feature_stride: int | None = None,
         max_len: int = 128,
         synthetic: bool = False,
         strict: bool = True,
@@ -294,7 +295,9 @@ class Ego4DNLQ(Ego4DFeatureDataModule):
         def write_synthetic(root: Path) -> None:
             from vidlit.data.synth.ego4d_nlq import write_ego4d_nlq
 
-            write_ego4d_nlq(root, feature_dim=feature_dim, fps=fps, feature_stride=feature_stride)
+            write_ego4d_nlq(
+                root, feature_dim=feature_dim, fps=fps or FPS, feature_stride=feature_stride or FEATURE_STRIDE
+            )
 
         super().__init__(
             root, train_annotations, val_annotations, test_annotations, predict_annotations,
@@ -302,6 +305,10 @@ class Ego4DNLQ(Ego4DFeatureDataModule):
         )  # fmt: skip
         if max_len < 1:
             raise ValueError(f"max_len must be positive, got {max_len}")
+        # None: stated once, in the feature folder's extraction.json (else the official 30 fps / 16)
+        fps, feature_stride, _ = feature_timing(
+            self.feature_dir, fps, feature_stride, None, (FPS, FEATURE_STRIDE, 0)
+        )
         self.step_sec = FeatureClock(fps, feature_stride).step_sec
         self.max_len = max_len
 

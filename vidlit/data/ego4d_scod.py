@@ -19,7 +19,6 @@ decoded from ``clips/<clip_uid>.mp4`` (or from the parent video ``<video_uid>.mp
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +31,9 @@ from torch.utils.data import Dataset
 
 from vidlit.core.boxes import normalize_boxes, xywh_to_xyxy, xyxy_to_cxcywh
 from vidlit.core.io import read_json, require, write_json_atomic
-from vidlit.data.base import EpochSeeded, VidlitDataModule, global_seed, missing_files, split_files
-from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoBatchTransform
+from vidlit.data.base import EpochSeeded, global_seed
+from vidlit.data.raw_video import RawVideoFolderDataModule
+from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from vidlit.data.video import open_video
 from vidlit.formats._ego4d import confine
 from vidlit.formats._schema import validate
@@ -47,8 +47,6 @@ from vidlit.formats.ego4d_scod import (
     SCODFrame,
     SCODPrediction,
 )
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -307,14 +305,16 @@ def collate_state_change(samples: list[dict[str, Any]]) -> SCODBatch:
     )
 
 
-class Ego4DSCOD(VidlitDataModule):
+class Ego4DSCOD(RawVideoFolderDataModule):
     """Ego4D State Change Object Detection on raw clips around the PNR frame.
 
     Annotation files are validated against :mod:`vidlit.formats.ego4d_scod` in ``setup()``: one
     line names the file, the record and the key at fault.
 
     Batches (after :meth:`on_after_batch_transfer`, on the training device) are those of
-    :func:`collate_state_change` with ``video`` as normalized float ``[b, 3, t, size, size]``.
+    :func:`collate_state_change` with ``video`` as normalized float ``[b, 3, t, size, size]``. The
+    shared setup (root, synthetic sample, split files read once, video folder, missing videos,
+    normalization) is :class:`~vidlit.data.raw_video.RawVideoFolderDataModule`'s.
 
     Args:
         root: dataset folder; relative paths below resolve against it.
@@ -346,6 +346,7 @@ class Ego4DSCOD(VidlitDataModule):
     """
 
     num_classes = 1  # the object of change (linked into the head's num_classes)
+    synthetic_name = "Ego4D SCOD"
 
     def __init__(
         self,
@@ -369,7 +370,6 @@ class Ego4DSCOD(VidlitDataModule):
         batch_size: int = 8,
         num_workers: int = 0,
     ):
-        super().__init__(batch_size=batch_size, num_workers=num_workers)
         if frame_field not in FRAME_FIELDS:
             raise ValueError(f"frame_field must be one of {FRAME_FIELDS}, got {frame_field!r}")
         if num_frames < 1 or frame_stride < 1 or size < 1:
@@ -377,27 +377,36 @@ class Ego4DSCOD(VidlitDataModule):
                 f"num_frames, frame_stride and size must be positive, got {num_frames}, {frame_stride}, "
                 f"{size}"
             )
-        self.root = Path(root)
-        if synthetic and not self.root.exists():
-            from vidlit.data.synth.ego4d_scod import write_ego4d_scod
-
-            log.warning("%s does not exist: writing the SYNTHETIC Ego4D SCOD sample dataset there", self.root)
-            write_ego4d_scod(self.root)
-        self.files = split_files(
-            self.root, train_annotations, val_annotations, test_annotations, predict_annotations
-        )
+        super().__init__(
+            root, train_annotations, val_annotations, test_annotations, predict_annotations, video_dir,
+            size=size, mean=mean, std=std, backend=backend, synthetic=synthetic, strict=strict,
+            batch_size=batch_size, num_workers=num_workers,
+        )  # fmt: skip
         self.predict_coco = None if predict_coco is None else self.root / predict_coco
-        self.video_dir = self.root / video_dir
         self.frame_field = frame_field
         self.num_frames = num_frames
         self.frame_stride = frame_stride
-        self.size = size
         self.hflip = hflip
-        self.mean, self.std = tuple(mean), tuple(std)
-        # frames arrive at size x size: the evaluation crop is the whole frame, so this normalizes
-        self.transform = VideoBatchTransform(size, train=False, mean=self.mean, std=self.std)
-        self.backend = backend
-        self.strict = strict
+
+    def write_synthetic(self, root: Path) -> None:
+        """Write the synthetic SCOD sample (:func:`vidlit.data.synth.ego4d_scod.write_ego4d_scod`)."""
+        from vidlit.data.synth.ego4d_scod import write_ego4d_scod
+
+        write_ego4d_scod(root)
+
+    def read_annotations(self, split: str) -> list[ScodClip]:
+        """Read and validate the annotation file of ``split`` (read once, :meth:`annotations`).
+
+        Raises:
+            ValueError: no clips, or a video id that would leave ``video_dir``.
+        """
+        clips = read_scod_annotations(self.files[split])
+        if not clips:
+            raise ValueError(f"{self.files[split]}: no clips")
+        key = "clip_uid" if self.frame_field == "clip_frame_number" else "video_uid"
+        for clip in clips:
+            confine(self.video_dir, f"{getattr(clip, key)}.mp4", f"{clip.where}: key {key!r}")
+        return clips
 
     def dataset(self, split: str) -> StateChangeDataset:
         """The dataset of one split, with missing videos reported before training starts.
@@ -406,12 +415,7 @@ class Ego4DSCOD(VidlitDataModule):
             ValueError: a train/val/test clip whose PNR frame has no ``bbox`` list.
             FileNotFoundError: missing videos (``strict``).
         """
-        clips = read_scod_annotations(self.files[split])
-        if not clips:
-            raise ValueError(f"{self.files[split]}: no clips")
-        key = "clip_uid" if self.frame_field == "clip_frame_number" else "video_uid"
-        for clip in clips:
-            confine(self.video_dir, f"{getattr(clip, key)}.mp4", f"{clip.where}: key {key!r}")
+        clips = self.annotations(split)
         if split != "predict":
             unannotated = [c.clip_uid for c in clips if not c.pnr.annotated]
             if unannotated:
@@ -431,15 +435,9 @@ class Ego4DSCOD(VidlitDataModule):
             backend=self.backend,
             seed=global_seed(),
         )
-        missing = [c for c in clips if not dataset.video_path(c).is_file()]
-        if missing:
-            missing_files(
-                f"{self.video_dir}: no video for {len(missing)} of {len(clips)} {split} clips, "
-                f"e.g. {dataset.video_path(missing[0]).name} (clip {missing[0].clip_uid})",
-                self.strict,
-            )
-            gone = {c.clip_uid for c in missing}
-            dataset.clips = [c for c in clips if c.clip_uid not in gone]
+        dataset.clips = self.drop_missing(
+            clips, dataset.video_path, split, "clips", lambda c: f"clip {c.clip_uid}"
+        )
         return dataset
 
     def _collate(self) -> Callable:

@@ -21,7 +21,6 @@ entry (possibly empty) for every uid.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,8 +31,8 @@ from torch.utils.data import Dataset
 
 from vidlit.core.boxes import normalize_boxes
 from vidlit.core.io import read_json, require, write_json_atomic
-from vidlit.data.base import VidlitDataModule, missing_files, split_files
-from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoBatchTransform
+from vidlit.data.raw_video import RawVideoFolderDataModule
+from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from vidlit.data.video import open_video, stored_size
 from vidlit.formats._ego4d import confine
 from vidlit.formats._schema import validate
@@ -46,8 +45,6 @@ from vidlit.formats.ego4d_sta import (
     STASubmission,
     category_names,
 )
-
-log = logging.getLogger(__name__)
 
 STA_CHALLENGE = CHALLENGE  # the name this module has exported
 
@@ -326,7 +323,7 @@ def collate_sta(samples: list[dict[str, Any]]) -> STABatch:
     )
 
 
-class Ego4DSTA(VidlitDataModule):
+class Ego4DSTA(RawVideoFolderDataModule):
     """Ego4D Short-Term Object Interaction Anticipation on raw videos.
 
     Annotation files are validated against :mod:`vidlit.formats.ego4d_sta` when first read (in
@@ -343,7 +340,9 @@ class Ego4DSTA(VidlitDataModule):
     to challenge numbers).
 
     Batches are those of :func:`collate_sta`; after :meth:`on_after_batch_transfer`, on the
-    training device, ``video`` is normalized float ``[b, 3, t, size, size]``.
+    training device, ``video`` is normalized float ``[b, 3, t, size, size]``. The shared setup
+    (root, synthetic sample, split files, video folder, missing videos, normalization) is
+    :class:`~vidlit.data.raw_video.RawVideoFolderDataModule`'s.
 
     Args:
         root: dataset folder; relative paths below resolve against it.
@@ -370,6 +369,8 @@ class Ego4DSTA(VidlitDataModule):
         num_workers: DataLoader worker processes.
     """
 
+    synthetic_name = "Ego4D STA"
+
     def __init__(
         self,
         root: str = "data/ego4d_sta",
@@ -392,33 +393,26 @@ class Ego4DSTA(VidlitDataModule):
         batch_size: int = 8,
         num_workers: int = 0,
     ):
-        super().__init__(batch_size=batch_size, num_workers=num_workers)
         if num_frames < 1 or frame_stride < 1 or size < 1:
             raise ValueError(f"num_frames, frame_stride and size must be positive, got {num_frames}, "
                              f"{frame_stride}, {size}")  # fmt: skip
-        self.root = Path(root)
-        if synthetic and not self.root.exists():
-            from vidlit.data.synth.ego4d_sta import write_ego4d_sta
-
-            log.warning("%s does not exist: writing the SYNTHETIC Ego4D STA sample dataset there", self.root)
-            write_ego4d_sta(self.root)
         test = test_annotations or val_annotations
-        self.files = split_files(
-            self.root, train_annotations, val_annotations, test, predict_annotations or test
-        )
-        self.video_dir = self.root / video_dir
+        super().__init__(
+            root, train_annotations, val_annotations, test, predict_annotations or test, video_dir,
+            size=size, mean=mean, std=std, backend=backend, synthetic=synthetic, strict=strict,
+            batch_size=batch_size, num_workers=num_workers,
+        )  # fmt: skip
         self.detections_file = None if detections is None else self.root / detections
         self.detection_score_threshold = detection_score_threshold
         self.use_clips = use_clips
         self.num_frames = num_frames
         self.frame_stride = frame_stride
-        self.size = size
-        self.mean, self.std = tuple(mean), tuple(std)
-        # frames arrive at size x size: the evaluation crop is the whole frame, so this normalizes
-        self.transform = VideoBatchTransform(size, train=False, mean=self.mean, std=self.std)
-        self.backend = backend
-        self.strict = strict
-        self._annotations: dict[str, STAAnnotations] = {}
+
+    def write_synthetic(self, root: Path) -> None:
+        """Write the synthetic STA sample (:func:`vidlit.data.synth.ego4d_sta.write_ego4d_sta`)."""
+        from vidlit.data.synth.ego4d_sta import write_ego4d_sta
+
+        write_ego4d_sta(root)
 
     @property
     def noun_names(self) -> list[str]:
@@ -448,19 +442,21 @@ class Ego4DSTA(VidlitDataModule):
 
     def annotations(self, split: str) -> STAAnnotations:
         """The validated annotation file of ``split``, read once; ids checked against the train categories."""
-        if split not in self._annotations:
-            if split == "train":
-                parsed = read_sta_annotations(self.files[split])
-            else:
-                parsed = read_sta_annotations(
-                    self.files[split], self.num_classes, self.num_verbs, self.files["train"]
-                )
-            for item in parsed.frames:
-                confine(self.video_dir, f"{item.video_uid}.mp4", f"{item.where}: key 'video_uid'")
-                if item.clip_uid is not None:
-                    confine(self.video_dir, f"{item.clip_uid}.mp4", f"{item.where}: key 'clip_uid'")
-            self._annotations[split] = parsed
-        return self._annotations[split]
+        return super().annotations(split)
+
+    def read_annotations(self, split: str) -> STAAnnotations:
+        """Read and validate the annotation file of ``split``; its video ids stay inside ``video_dir``."""
+        if split == "train":
+            parsed = read_sta_annotations(self.files[split])
+        else:
+            parsed = read_sta_annotations(
+                self.files[split], self.num_classes, self.num_verbs, self.files["train"]
+            )
+        for item in parsed.frames:
+            confine(self.video_dir, f"{item.video_uid}.mp4", f"{item.where}: key 'video_uid'")
+            if item.clip_uid is not None:
+                confine(self.video_dir, f"{item.clip_uid}.mp4", f"{item.where}: key 'clip_uid'")
+        return parsed
 
     def dataset(self, split: str) -> ShortTermAnticipationDataset:
         """The dataset of ``split``; evaluation splits use the detections when configured."""
@@ -482,17 +478,13 @@ class Ego4DSTA(VidlitDataModule):
             detections=detections, score_threshold=self.detection_score_threshold,
             use_clips=self.use_clips, backend=self.backend,
         )  # fmt: skip
-        sources = {item.uid: dataset.source(item)[0] for item in dataset.frames}
-        absent = {path for path in set(sources.values()) if not path.is_file()}  # one stat per video
-        missing = {uid: path for uid, path in sources.items() if path in absent}
-        if missing:
-            uid, path = next(iter(missing.items()))
-            missing_files(
-                f"{self.video_dir}: no video for {len(missing)} of {len(dataset)} {split} frames, "
-                f"e.g. {path.name} (uid {uid})",
-                self.strict,
-            )
-            dataset.frames = [item for item in dataset.frames if item.uid not in missing]
+        dataset.frames = self.drop_missing(
+            dataset.frames,
+            lambda item: dataset.source(item)[0],
+            split,
+            "frames",
+            lambda item: f"uid {item.uid}",
+        )
         return dataset
 
     def _collate(self) -> Any:

@@ -7,22 +7,28 @@ batch reaches the device (so counts are right with any ``num_workers``), raises 
 when ``strict``, and :class:`SkippedVideosReport` has it report them: one short warning per
 stage when the set of unreadable files changes (the count of distinct files and the first few),
 and the full list in ``skipped_videos.tsv`` in the run folder (``trainer.log_dir``).
+
+:class:`RawVideoFolderDataModule` is the lighter base of the readers (Ego4D STA, SCOD, FHP) whose
+videos sit in one folder next to one annotation file per split, are checked for existence before
+training, and are decoded already at the model's frame size: it holds their shared setup.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import lightning as L
 import torch
 
 from vidlit.core.io import atomic_open
-from vidlit.data.base import VidlitDataModule, global_seed
+from vidlit.data.base import VidlitDataModule, global_seed, missing_files, split_files
+from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoBatchTransform
 from vidlit.data.video import VideoDecodeError, VideoNotFoundError
 
-__all__ = ["REPORT_FILE", "RawVideoDataModule", "SkippedVideosReport"]
+__all__ = ["REPORT_FILE", "RawVideoDataModule", "RawVideoFolderDataModule", "SkippedVideosReport"]
 
 log = logging.getLogger(__name__)
 
@@ -187,3 +193,135 @@ class RawVideoDataModule(VidlitDataModule):
             more,
             where,
         )
+
+
+_Item = TypeVar("_Item")
+
+
+class RawVideoFolderDataModule(VidlitDataModule):
+    """The setup shared by data modules over a folder of raw videos and one annotation file per split.
+
+    Holds what their constructors used to repeat: ``root`` (and the synthetic sample written there
+    when asked), the split files, the video folder, the on-device normalization, the backend and
+    ``strict``; and what their ``dataset(split)`` shares: each split's annotations read and checked
+    once (:meth:`annotations`), and videos missing from the folder found before training
+    (:meth:`drop_missing`: raise when ``strict``, else drop their items with one warning).
+
+    Videos are decoded already at ``size x size``, so :attr:`transform` (applied on the device by
+    :meth:`~vidlit.data.base.VidlitDataModule.on_after_batch_transfer`) only normalizes: uint8
+    ``[b, t, size, size, 3]`` to float ``[b, 3, t, size, size]``. Unlike
+    :class:`RawVideoDataModule` there is no skip-and-count while training: a video that is there
+    but cannot be decoded raises.
+
+    A subclass sets :attr:`synthetic_name`, overrides :meth:`write_synthetic` and
+    :meth:`read_annotations`, and checks its own arguments before calling this ``__init__`` (so a
+    bad argument raises before any sample data is written).
+
+    Args:
+        root: dataset folder; the split files and ``video_dir`` resolve against it.
+        train: train annotation file.
+        val: val annotation file.
+        test: test annotation file; None uses ``val``.
+        predict: predict annotation file; None uses ``val``.
+        video_dir: folder of the videos.
+        size: frame side the decoder resizes to (and the model sees).
+        mean: normalization mean of ``x / 255``.
+        std: normalization standard deviation.
+        backend: video backend (``auto``, ``decord``, ``pyav``, ``torchcodec``).
+        synthetic: when ``root`` does not exist, write the synthetic sample there and say so.
+        strict: a missing video raises before training; when False its items are dropped with a
+            warning.
+        batch_size: samples per batch.
+        num_workers: DataLoader worker processes.
+    """
+
+    #: the dataset named in the warning when the synthetic sample is written
+    synthetic_name = "sample"
+
+    def __init__(
+        self,
+        root: str | Path,
+        train: str,
+        val: str,
+        test: str | None,
+        predict: str | None,
+        video_dir: str,
+        size: int,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        backend: str = "auto",
+        synthetic: bool = False,
+        strict: bool = True,
+        batch_size: int = 8,
+        num_workers: int = 0,
+    ):
+        super().__init__(batch_size=batch_size, num_workers=num_workers)
+        self.root = Path(root)
+        if synthetic and not self.root.exists():
+            # the subclass's logger, as when each reader wrote its own sample
+            logging.getLogger(type(self).__module__).warning(
+                "%s does not exist: writing the SYNTHETIC %s sample dataset there",
+                self.root,
+                self.synthetic_name,
+            )
+            self.write_synthetic(self.root)
+        self.files = split_files(self.root, train, val, test, predict)
+        self.video_dir = self.root / video_dir
+        self.size = size
+        self.mean, self.std = tuple(mean), tuple(std)
+        # frames arrive at size x size: the evaluation crop is the whole frame, so this normalizes
+        self.transform = VideoBatchTransform(size, train=False, mean=self.mean, std=self.std)
+        self.backend = backend
+        self.strict = strict
+        self._annotations: dict[str, Any] = {}
+
+    def write_synthetic(self, root: Path) -> None:
+        """Write the synthetic sample dataset to ``root`` (``synthetic=True`` and no ``root``)."""
+        raise NotImplementedError(f"{type(self).__name__} has no synthetic sample")
+
+    def read_annotations(self, split: str) -> Any:
+        """Read and check the annotation file of ``split`` (:meth:`annotations` caches the result)."""
+        raise NotImplementedError(f"{type(self).__name__} does not define read_annotations(split)")
+
+    def annotations(self, split: str) -> Any:
+        """The checked annotations of ``split`` (``train``, ``val``, ``test``, ``predict``), read once.
+
+        A file that fails its checks is not kept: the next call reads it again (and raises again).
+        """
+        if split not in self._annotations:
+            self._annotations[split] = self.read_annotations(split)
+        return self._annotations[split]
+
+    def drop_missing(
+        self,
+        items: list[_Item],
+        path: Callable[[_Item], Path],
+        split: str,
+        unit: str,
+        label: Callable[[_Item], str],
+    ) -> list[_Item]:
+        """The items whose video file is there; the others raise (``strict``) or are dropped with a warning.
+
+        Args:
+            items: a split's samples.
+            path: the video file of an item.
+            split: the split, for the message.
+            unit: what an item is, for the message (``"frames"``, ``"clips"``).
+            label: how the message names the first item without a video (``"uid 17"``).
+
+        Raises:
+            FileNotFoundError: ``strict`` and some videos are missing: ``<video_dir>: no video for
+                3 of 40 val clips, e.g. <name>.mp4 (<label>)``.
+        """
+        paths = [path(item) for item in items]
+        absent = {p for p in set(paths) if not p.is_file()}  # one stat per video
+        if not absent:
+            return items
+        missing = [(item, p) for item, p in zip(items, paths, strict=True) if p in absent]
+        first, first_path = missing[0]
+        missing_files(
+            f"{self.video_dir}: no video for {len(missing)} of {len(items)} {split} {unit}, "
+            f"e.g. {first_path.name} ({label(first)})",
+            self.strict,
+        )
+        return [item for item, p in zip(items, paths, strict=True) if p not in absent]

@@ -12,10 +12,10 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationInfo
+from pydantic import ValidationInfo, field_validator, model_validator
 
 from vidlit.core.io import confined_path
-from vidlit.formats._schema import AnnotationError
+from vidlit.formats._schema import AnnotationError, NonEmptyStr, NonNegativeFloat, Record
 
 # seconds a time may pass its clip's end: the files round times to 4 decimals (0.1 ms), far
 # less than a frame, and a clip's duration is itself a difference of two rounded times
@@ -84,3 +84,37 @@ def confine(root: str | Path, name: str, where: str) -> Path:
         return confined_path(root, name, where)
     except ValueError as e:
         raise AnnotationError(str(e)) from None
+
+
+class Ego4DClip(Record):
+    """A clip of an episodic-memory annotation file (MQ, NLQ): its uid, unique in the file, and its
+    place in the video; the clip's duration becomes the context the annotations are checked in."""
+
+    clip_uid: NonEmptyStr
+    video_start_sec: NonNegativeFloat
+    video_end_sec: NonNegativeFloat
+
+    @model_validator(mode="before")
+    @classmethod
+    def _clock(cls, data: Any, info: ValidationInfo) -> Any:
+        if isinstance(data, dict):
+            set_duration(info, data.get("video_start_sec"), data.get("video_end_sec"))
+        return data
+
+    @field_validator("clip_uid")
+    @classmethod
+    def _unique(cls, value: str, info: ValidationInfo) -> str:
+        return check_unique(value, info, "clip_uid")
+
+    @field_validator("video_end_sec")
+    @classmethod
+    def _after_start(cls, value: float, info: ValidationInfo) -> float:
+        start = info.data.get("video_start_sec")
+        if start is not None and not value > start:
+            raise ValueError(f"{value:g} is not after video_start_sec {start:g}")
+        return value
+
+    @property
+    def duration(self) -> float:
+        """Clip length in seconds."""
+        return self.video_end_sec - self.video_start_sec

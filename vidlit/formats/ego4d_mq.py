@@ -21,11 +21,16 @@ stride 16 frames of a 32-frame window at 30 fps). Batches are
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import TypedDict
 
-from pydantic import StrictBool, ValidationInfo, field_validator, model_validator
+from pydantic import StrictBool, ValidationInfo, field_validator
 
-from vidlit.formats._ego4d import TIME_TOLERANCE, check_inside_clip, check_known, check_unique, set_duration
+from vidlit.formats._ego4d import (
+    TIME_TOLERANCE,
+    Ego4DClip,
+    check_inside_clip,
+    check_known,
+)
 from vidlit.formats._schema import NonEmptyStr, NonNegativeFloat, Record
 from vidlit.formats._temporal import (
     FeatureClock,
@@ -103,38 +108,10 @@ class MQAnnotation(Record):
     labels: list[MQLabel]
 
 
-class MQClip(Record):
+class MQClip(Ego4DClip):
     """One clip of a video; ``annotations`` is absent in the unannotated test file."""
 
-    clip_uid: NonEmptyStr
-    video_start_sec: NonNegativeFloat
-    video_end_sec: NonNegativeFloat
     annotations: list[MQAnnotation] | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _clock(cls, data: Any, info: ValidationInfo) -> Any:
-        if isinstance(data, dict):
-            set_duration(info, data.get("video_start_sec"), data.get("video_end_sec"))
-        return data
-
-    @field_validator("clip_uid")
-    @classmethod
-    def _unique(cls, value: str, info: ValidationInfo) -> str:
-        return check_unique(value, info, "clip_uid")
-
-    @field_validator("video_end_sec")
-    @classmethod
-    def _after_start(cls, value: float, info: ValidationInfo) -> float:
-        start = info.data.get("video_start_sec")
-        if start is not None and not value > start:
-            raise ValueError(f"{value:g} is not after video_start_sec {start:g}")
-        return value
-
-    @property
-    def duration(self) -> float:
-        """Clip length in seconds."""
-        return self.video_end_sec - self.video_start_sec
 
 
 class MQVideo(Record):

@@ -19,12 +19,12 @@ Features are one ``<video_uid>.pt`` / ``.npy`` of shape ``[T, C]`` per *video* o
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import TypedDict
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 from torch import Tensor
 
-from vidlit.formats._ego4d import check_inside_clip, check_unique, set_duration
+from vidlit.formats._ego4d import Ego4DClip, check_inside_clip
 from vidlit.formats._schema import NonEmptyStr, NonNegativeFloat, Record
 from vidlit.formats._temporal import FeatureClock
 
@@ -94,33 +94,10 @@ class NLQAnnotation(Record):
     language_queries: list[NLQLanguageQuery]
 
 
-class NLQClip(Record):
+class NLQClip(Ego4DClip):
     """One clip of a video."""
 
-    clip_uid: NonEmptyStr
-    video_start_sec: NonNegativeFloat
-    video_end_sec: NonNegativeFloat
     annotations: list[NLQAnnotation] = []
-
-    @model_validator(mode="before")
-    @classmethod
-    def _clock(cls, data: Any, info: ValidationInfo) -> Any:
-        if isinstance(data, dict):
-            set_duration(info, data.get("video_start_sec"), data.get("video_end_sec"))
-        return data
-
-    @field_validator("clip_uid")
-    @classmethod
-    def _unique(cls, value: str, info: ValidationInfo) -> str:
-        return check_unique(value, info, "clip_uid")
-
-    @field_validator("video_end_sec")
-    @classmethod
-    def _after_start(cls, value: float, info: ValidationInfo) -> float:
-        start = info.data.get("video_start_sec")
-        if start is not None and not value > start:
-            raise ValueError(f"{value:g} is not after video_start_sec {start:g}")
-        return value
 
 
 class NLQVideo(Record):

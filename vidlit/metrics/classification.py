@@ -28,8 +28,8 @@ class TopKAccuracy(Metric):
       Ties count against it: the true class must score strictly higher than all but ``k - 1``
       other classes, so a model with constant scores gets no top-1 hits (``torch.topk`` would
       decide ties arbitrarily).
-    - ``k`` larger than ``num_classes`` is clipped to it (top-5 of a 4-class task is 1.0); the
-      key keeps the asked-for name (``"top5"``).
+    - A ``k`` of ``num_classes`` or more is not reported (top-5 of a 4-class task would always be
+      1.0), except the first, headline ``k``, which is then clipped to ``num_classes``.
     - Accuracy is the fraction of videos (micro average), not the mean of per-class accuracies
       (MMAction2's ``mean_class_accuracy``).
 
@@ -41,7 +41,8 @@ class TopKAccuracy(Metric):
 
     Args:
         num_classes: number of classes; labels lie in ``[0, num_classes)``.
-        top_k: the ``k`` values to report, as ``"top{k}"``; the first is the headline value.
+        top_k: the ``k`` values to report, as ``"top{k}"``; the first is the headline value;
+            the others only when below ``num_classes``.
         kwargs: passed to :class:`torchmetrics.Metric`.
 
     Example:
@@ -69,7 +70,8 @@ class TopKAccuracy(Metric):
         if not ks or any(not isinstance(k, int) or k < 1 for k in ks) or len(set(ks)) != len(ks):
             raise ValueError(f"top_k must be distinct positive ints, got {top_k!r}")
         self.num_classes = num_classes
-        self.top_k = ks
+        # a k >= num_classes is always 1.0 (ties aside): nothing to report, beyond the headline k
+        self.top_k = ks[:1] + tuple(k for k in ks[1:] if k < num_classes)
         self.add_state("video_keys", default=[], dist_reduce_fx="cat")
         self.add_state("scores", default=[], dist_reduce_fx="cat")
         self.add_state("labels", default=[], dist_reduce_fx="cat")

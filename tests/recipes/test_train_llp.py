@@ -6,7 +6,7 @@ computed below with the same metric on the same val set: a constant all-positive
 all-negative predictor (chance) scores about 0.04 / 0.17, and even an oracle that predicts each
 video's TRUE labels in every segment of both modalities scores only about 0.44; so exceeding
 that oracle means the model learned when and in which modality events happen, from video
-labels alone. Two epochs reach about 0.57 (Event@AV 0.57) on the 320 training videos of the
+labels alone. Two epochs reach about 0.57 (Event@AV 0.46) on the 320 training videos of the
 sample data (0.6-0.67 with the 480 it had before session 3).
 """
 
