@@ -172,3 +172,17 @@ def test_evaluating_on_other_data_may_ignore_the_data_section(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"data\.split \(run: 'val', now: 'test'\)"):
         find_last_checkpoint(tmp_path, predict_test_split)  # resuming: the data must match
     assert find_last_checkpoint(tmp_path, predict_test_split, ignore=("data",)).run_dir == run
+
+
+def test_evaluation_falls_back_to_the_newest_run_and_names_the_differences(tmp_path):
+    _run(tmp_path, "version_0", CONFIG, ["last.ckpt"], 1000)
+    newest = _run(tmp_path, "version_1", {**CONFIG, "model": {"lr": 0.3}}, ["last.ckpt"], 2000)
+    sampler = {**CONFIG, "model": {"lr": 0.2}}  # matches neither run
+    with pytest.raises(FileNotFoundError, match="no run under"):
+        find_last_checkpoint(tmp_path, sampler)  # resuming: refused
+    choice = find_last_checkpoint(tmp_path, sampler, fallback=True)
+    assert choice.path == newest / "checkpoints" / "last.ckpt"
+    assert choice.reason.startswith("NO run has this configuration; taking the newest run")
+    assert "model.lr (run: 0.3, now: 0.2)" in choice.reason
+    # a matching run still wins over a newer other one
+    assert find_last_checkpoint(tmp_path, CONFIG, fallback=True).run_dir == tmp_path / "version_0"

@@ -48,6 +48,10 @@ def _versions(runs: Path) -> list[str]:
 def test_quick_start_commands_run_in_order_twice(tmp_path, monkeypatch, capsys):
     """Fresh folder: fit (x2), test, predict, resume (x2), W&B (x2), as the README lists them."""
     wandb = pytest.importorskip("wandb")
+    # W&B keeps a run and its settings (WANDB_DIR, ...) process-wide: start from none, as a new
+    # process does
+    wandb.finish()
+    wandb.teardown()
     monkeypatch.chdir(tmp_path)
     (tmp_path / "recipes").symlink_to(ROOT / "recipes")
     commands = quick_start_commands()

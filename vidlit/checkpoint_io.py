@@ -156,7 +156,7 @@ def run_folder(checkpoint: Path, root: Path) -> Path | None:
 
 
 def find_last_checkpoint(
-    root: str | os.PathLike, current: dict[str, Any], ignore: tuple[str, ...] = ()
+    root: str | os.PathLike, current: dict[str, Any], ignore: tuple[str, ...] = (), fallback: bool = False
 ) -> CheckpointChoice:
     """Resolve ``--ckpt_path last``: the newest run under ``root`` trained with this configuration.
 
@@ -171,10 +171,15 @@ def find_last_checkpoint(
         current: this run's resolved config, as a dict.
         ignore: more config keys that may differ (e.g. ``("data",)`` to evaluate a model on
             other data or another split).
+        fallback: when no run matches, take the newest run with a config anyway and say, in the
+            reason, how it differs (for evaluation, where the settings of the evaluation itself,
+            such as a sampler's steps, may differ from training's). Never silent: the reason
+            names every run skipped and the differences of the one taken.
 
     Raises:
         FileNotFoundError: no complete checkpoint under ``root`` belongs to a run of this
-            configuration; the message names the newest other run and how it differs.
+            configuration (and ``fallback`` is off or no run has a config); the message names the
+            newest other run and how it differs.
     """
     root = Path(root)
     runs: dict[Path | None, list[Path]] = {}
@@ -207,6 +212,14 @@ def find_last_checkpoint(
         if skipped:
             reason += f"; skipped newer: {'; '.join(skipped)}"
         return CheckpointChoice(last[-1], run, reason)
+    configured = [run for run in newest_first if run is not None]
+    if fallback and configured:
+        run = configured[0]
+        checkpoints = sorted(runs[run], key=lambda p: p.stat().st_mtime)
+        last = [p for p in checkpoints if p.name == "last.ckpt"] or checkpoints
+        return CheckpointChoice(
+            last[-1], run, f"NO run has this configuration; taking the newest run, {'; '.join(skipped)}"
+        )
     raise FileNotFoundError(
         f"--ckpt_path last: no run under {root} has this configuration ({'; '.join(skipped)}); "
         "pass a checkpoint's path to --ckpt_path to use it anyway"

@@ -58,6 +58,9 @@ from vidlit.checkpoint_io import (  # noqa: E402
 from vidlit.core.imports import import_path  # noqa: E402
 from vidlit.tasks import TaskModule  # noqa: E402, F401
 
+# What may change when a run is resumed: training longer is still the same run
+STOPPING_KEYS = ("trainer.max_epochs", "trainer.max_steps", "trainer.max_time")
+
 # Lightning's special values of --ckpt_path; anything else is a file
 _CKPT_KEYWORDS = ("last", "best", "hpc", "registry")
 
@@ -240,7 +243,8 @@ class VidlitCLI(LightningCLI):
     - the resolved config is saved as ``config.yaml`` in the run's folder, beside ``checkpoints/``,
       whatever the logger (:class:`RunConfig`);
     - ``--ckpt_path last`` picks the newest run under ``trainer.default_root_dir`` whose saved
-      config matches this one, the data aside when evaluating
+      config matches this one (the stopping point aside when resuming, the data aside when
+      evaluating, and evaluation falls back to the newest run, naming its differences)
       (:func:`vidlit.checkpoint_io.find_last_checkpoint`), says which and why, and a resumed
       ``fit`` continues that run's ``version_N`` folder; temporaries of killed checkpoint writes
       are removed on start;
@@ -380,8 +384,13 @@ class VidlitCLI(LightningCLI):
         parser = self._parser(self.subcommand)
         current = yaml.safe_load(parser.dump(self.config[self.subcommand], skip_unset=False)) or {}
         try:
-            # resuming needs the same data too; evaluating may use other data or another split
-            choice = find_last_checkpoint(root, current, ignore=() if self.subcommand == "fit" else ("data",))
+            if self.subcommand == "fit":
+                # resuming needs the same model and data; a new stopping point extends the run
+                choice = find_last_checkpoint(root, current, ignore=STOPPING_KEYS)
+            else:
+                # evaluating may use other data or another split, and its own settings (a
+                # sampler's steps, ...): the newest matching run, else the newest run, said loudly
+                choice = find_last_checkpoint(root, current, ignore=("data",), fallback=True)
         except FileNotFoundError as e:
             sys.stderr.write(f"vidlit: error: {e}\n")
             sys.exit(2)

@@ -512,3 +512,28 @@ def test_reader_cache_reuses_an_open_reader_per_video(synthetic_videos, tmp_path
     assert len(cache) == 0
     with pytest.raises(ValueError, match="size"):
         ReaderCache(size=0)
+
+
+def test_reader_cache_is_private_to_its_process_and_drops_a_failed_file(synthetic_videos):
+    import pickle
+
+    from vidlit.data.video import ReaderCache, VideoDecodeError
+
+    _, records = synthetic_videos
+    cache = ReaderCache(size=2, workers_only=False)
+    with cache.reading(records[0]["path"], "pyav") as reader:
+        frames = reader.get_frames([0, 3])
+    assert len(cache) == 1 and not reader._closed  # kept open for the next clip
+    copy = pickle.loads(pickle.dumps(cache))  # as a spawned worker receives it
+    assert len(copy) == 0 and copy.size == 2
+    with pytest.raises(IndexError), cache.reading(records[0]["path"], "pyav") as again:
+        assert again is reader
+        again.get_frames([10**6])
+    with pytest.raises(VideoDecodeError), cache.reading(records[0]["path"], "pyav") as again:
+        raise VideoDecodeError(records[0]["path"], "bad frame")
+    assert len(cache) == 0 and reader._closed  # a decode error closes the file's readers
+    outside = ReaderCache(workers_only=True)  # not in a DataLoader worker: nothing is kept
+    with outside.reading(records[0]["path"], "pyav") as fresh:
+        assert torch.equal(fresh.get_frames([0, 3]), frames)
+    assert len(outside) == 0 and fresh._closed
+    cache.close()

@@ -415,3 +415,32 @@ def test_persistent_workers_follow_the_epoch(root):
             assert torch.equal(clip, dataset[index[video_id]]["video"]), (epoch, video_id)
         seen.append(clips)
     assert any(not torch.equal(seen[0][v], seen[2][v]) for v in seen[0])  # new clips each epoch
+
+
+def test_windows_of_one_video_share_one_open_reader_per_worker(root, monkeypatch, tmp_path):
+    import dataclasses
+
+    import vidlit.data.video as video
+
+    entries = read_video_list(root / "good.csv", CLASSES)
+    a, b = entries[0], entries[1]
+    rows = [(a, 0.0, 0.4), (a, 0.3, 0.8), (a, 0.5, None), (b, 0.0, 0.5), (b, 0.4, None), (a, 0.1, 0.6)]
+    windows = [dataclasses.replace(e, video_id=f"{e.video_id}@{s}", start=s, end=end) for e, s, end in rows]
+    log = tmp_path / "opened.txt"  # written by the worker process too
+    real_open = video.open_video
+
+    def counting_open(path, *args, **kwargs):
+        with open(log, "a") as f:
+            f.write(Path(path).name + "\n")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(video, "open_video", counting_open)
+    dataset = VideoListDataset(windows, num_frames=4, frame_stride=1, num_clips=2, short_side=16)
+    items = [dataset[i] for i in range(len(windows))]
+    # in the main process every item opens its video and closes it (nothing is open at fork)
+    assert log.read_text().split() == [w.path.name for w in windows] and len(dataset._readers) == 0
+    log.unlink()
+    loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=1)
+    for item, expected in zip(loader, items, strict=True):
+        assert torch.equal(item["video"], expected["video"])  # the same frames as a fresh open each
+    assert log.read_text().split() == [a.path.name, b.path.name, a.path.name]  # once per run of rows

@@ -314,3 +314,28 @@ def test_metrics_is_the_temporal_map_collection():
     results = metrics.compute()
     assert any("mAP" in key for key in results)
     assert all(0.0 <= float(v) <= 1.0 for v in results.values())
+
+
+def test_cpu_forward_runs_on_one_thread_and_restores_the_setting(monkeypatch):
+    head = _head().eval()
+    batch = _batch()
+    seen = []
+    pyramid_forward = head.pyramid.forward
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return pyramid_forward(*args, **kwargs)
+
+    monkeypatch.setattr(head.pyramid, "forward", spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with torch.no_grad():
+            two = head(batch["features"], batch)
+        assert torch.get_num_threads() == 2 and seen == [1]
+    finally:
+        torch.set_num_threads(before)
+    with torch.no_grad():
+        one = head._forward(batch["features"], batch)  # the unbounded forward: the same outputs
+    for key in ("cls_logits", "offsets", "masks"):
+        assert all(torch.equal(x, y) for x, y in zip(two[key], one[key], strict=True))

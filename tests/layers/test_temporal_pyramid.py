@@ -157,3 +157,24 @@ def test_masked_conv_matches_conv1d_without_layout_copies(groups, stride):
     assert out.is_contiguous()  # [B, T, C] memory: the next layer reads it without a copy
     out.sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+def test_downsampling_block_pools_without_layout_copies():
+    """The stride-2 skip pools [B, T, C] in place of layout: as the max_pool1d round trip, to 1e-6."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    block = LocalTransformerBlock(16, heads=4, window=5, stride=2, layer_scale_init=0.5).eval()
+    x = torch.randn(2, 32, 16)
+    mask = torch.ones(2, 32, dtype=torch.bool)
+    mask[1, 20:] = False
+    with torch.no_grad():
+        out, out_mask = block(x, mask)
+        # the previous formulation: max_pool1d over a [B, C, T] copy, transposed back
+        attn, ref_mask = block.attn(block.norm1(x) * mask[..., None], mask)
+        skip = F.max_pool1d(x.transpose(1, 2), 3, 2, 1).transpose(1, 2)
+        ref = skip * ref_mask[..., None] + block.ls1(attn)
+        ref = ref + block.ls2(block.mlp(block.norm2(ref)) * ref_mask[..., None])
+    assert torch.equal(out_mask, ref_mask)
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-6)
+    assert out.is_contiguous()  # the next block's LayerNorm reads it without a copy

@@ -172,5 +172,10 @@ def test_wandb_logger_offline(data_root, tmp_path, monkeypatch):
             "vidlit-test",
         ]
     )
+    import wandb
+
+    # one process per command in real use: leave no run open, no process-wide settings behind
+    wandb.finish()
+    wandb.teardown()
     (run,) = (tmp_path / "wandb").glob("offline-run-*")
     assert list(run.glob("*.wandb"))  # the offline run file W&B syncs later

@@ -3,10 +3,13 @@
 ``create_backbone("vit_base_patch16_16x224", drop_path_rate=0.1)`` builds a named size;
 ``list_backbones()`` lists the names; ``backbone_width(name)`` gives a size's feature width
 without building it; ``VideoViT.from_pretrained(path)`` loads transformers'
-VideoMAE folders and original VideoMAE / InternVideo checkpoints. :mod:`vidlit.backbones.mvm`
+VideoMAE folders and original VideoMAE / InternVideo checkpoints; ``save_pretrained(dir)`` /
+``from_pretrained(dir)`` write and read vidlit's own folders (``config.json`` + ``model.safetensors``,
+:mod:`vidlit.backbones._pretrained`) for VideoViT and VideoTextModel. :mod:`vidlit.backbones.mvm`
 holds the masked-video-modeling pieces (tube masking, pixel targets, the VideoMAE decoder).
 """
 
+from vidlit.backbones._pretrained import PretrainedMixin
 from vidlit.backbones._registry import backbone_width, create_backbone, list_backbones, register_backbone
 from vidlit.backbones.audio import AudioEncoder, create_audio_encoder
 from vidlit.backbones.mvm import MaskedVideoModel, MVMDecoder, patchify, pixel_targets, tube_mask
@@ -19,6 +22,7 @@ __all__ = [
     "Block",
     "MVMDecoder",
     "MaskedVideoModel",
+    "PretrainedMixin",
     "TextEncoder",
     "VideoTextModel",
     "VideoViT",

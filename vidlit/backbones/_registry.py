@@ -101,7 +101,9 @@ def create_backbone(name: str, checkpoint_path: str | Path | None = None, **over
     Args:
         name: a name from :func:`list_backbones`, e.g. ``"vit_base_patch16_16x224"``.
         checkpoint_path: weights to load after construction, in any layout the model's
-            ``load_pretrained`` reads (for :class:`~vidlit.backbones.VideoViT`: a transformers
+            ``load_pretrained`` reads (for :class:`~vidlit.backbones.VideoViT`: a folder its
+            ``save_pretrained`` wrote, whose config must match the named size and overrides but for
+            dropout / stochastic depth, a transformers
             VideoMAE folder, an original VideoMAE / InternVideo ``.pth``, the ``backbone.pt`` of
             :class:`~vidlit.tasks.ExportBackbone`, or a Lightning ``.ckpt`` of
             :class:`~vidlit.tasks.TaskModule`, :class:`~vidlit.tasks.MVMPretrain` or

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -62,6 +63,7 @@ class TextEncoder(nn.Module):
         from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel
 
         self.name = name
+        self.seed = seed
         self.max_length = max_length
         self.freeze = freeze
         if name == "text_test":
@@ -90,6 +92,14 @@ class TextEncoder(nn.Module):
         if freeze:
             self.model.requires_grad_(False)
             self.model.eval()
+
+    def pretrained_config(self) -> dict[str, Any]:
+        """The constructor arguments (JSON), as :class:`~vidlit.backbones.VideoTextModel` saves them.
+
+        A local folder is saved by its path: the tokenizer and model config are read from it again
+        when the saved model is loaded (the weights come from the saved model).
+        """
+        return {"name": self.name, "max_length": self.max_length, "freeze": self.freeze, "seed": self.seed}
 
     def train(self, mode: bool = True) -> TextEncoder:
         super().train(mode)

@@ -24,12 +24,13 @@ Sec. 4) and InternVideo's contrastive branch (Wang et al., 2022) train it:
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vidlit.backbones._pretrained import PretrainedMixin, architecture_of
 from vidlit.backbones.text import TextEncoder, create_text_encoder
 from vidlit.layers.contrastive import MAX_LOGIT_SCALE, clip_logit_scale
 
@@ -74,7 +75,7 @@ def random_keep_indices(
     return order[:, :keep].sort(dim=1).values.to(device)
 
 
-class VideoTextModel(nn.Module):
+class VideoTextModel(nn.Module, PretrainedMixin):
     """Dual video-text encoder with a shared embedding space (ViCLIP).
 
     Plain PyTorch; :class:`vidlit.tasks.video_text.VideoTextPretrain` trains it with Lightning.
@@ -140,6 +141,7 @@ class VideoTextModel(nn.Module):
         self.video = video
         self.text = text
         self.proj_dim = proj_dim
+        self.init_temperature = init_temperature
         self.drop_ratio = drop_ratio
         self.max_logit_scale = max_logit_scale
         self.video_proj = nn.Linear(video.embed_dim, proj_dim, bias=False)
@@ -150,6 +152,55 @@ class VideoTextModel(nn.Module):
         self.logit_scale = nn.Parameter(
             torch.tensor(math.log(1 / init_temperature)), requires_grad=learn_temperature
         )
+
+    training_only_args = frozenset({"drop_ratio", "freeze_text", "init_temperature", "learn_temperature"})
+
+    def pretrained_config(self) -> dict[str, Any]:
+        """Constructor arguments for :meth:`save_pretrained`: the towers as nested configs.
+
+        ``video`` is ``{"architecture": ..., "config": ...}`` of the video tower (a
+        :class:`~vidlit.backbones._pretrained.PretrainedMixin`, e.g. VideoViT); ``text`` the
+        :class:`~vidlit.backbones.text.TextEncoder`'s arguments.
+
+        Raises:
+            NotImplementedError: for a video tower that cannot describe itself.
+        """
+        if not isinstance(self.video, PretrainedMixin):
+            raise NotImplementedError(
+                f"video tower {type(self.video).__name__} has no pretrained_config(): save_pretrained needs "
+                "a vidlit backbone (PretrainedMixin)"
+            )
+        video = {"architecture": type(self.video).architecture, "config": self.video.pretrained_config()}
+        return {
+            "video": video,
+            "text": self.text.pretrained_config(),
+            "proj_dim": self.proj_dim,
+            "drop_ratio": self.drop_ratio,
+            "freeze_text": self.text.freeze,
+            "text_max_length": self.text.max_length,
+            "init_temperature": self.init_temperature,
+            "max_logit_scale": self.max_logit_scale,
+            "learn_temperature": self.logit_scale.requires_grad,
+        }
+
+    @classmethod
+    def architecture_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        """The config without training-only arguments, the video tower's and text freezing included."""
+        config = super().architecture_config(config)
+        if isinstance(config.get("video"), dict) and "config" in config["video"]:
+            video_arch, video_config = architecture_of(config["video"], "config.json: key 'video'")
+            config["video"] = {**config["video"], "config": video_arch.architecture_config(video_config)}
+        if isinstance(config.get("text"), dict):
+            config["text"] = {k: v for k, v in config["text"].items() if k != "freeze"}
+        return config
+
+    @classmethod
+    def from_pretrained_config(cls, config: dict[str, Any]) -> VideoTextModel:
+        """Build both towers and the projections from :meth:`pretrained_config`'s arguments."""
+        config = dict(config)
+        video_arch, video_config = architecture_of(config.pop("video", None), "config.json: key 'video'")
+        text = TextEncoder(**config.pop("text"))
+        return cls(video_arch.from_pretrained_config(video_config), text, **config)
 
     @property
     def embed_dim(self) -> int:

@@ -32,6 +32,12 @@ from vidlit.backbones._builder import (
     load_checkpoint_file,
     remap_checkpoint_keys,
 )
+from vidlit.backbones._pretrained import (
+    PretrainedMixin,
+    init_arguments,
+    is_vidlit_folder,
+    resolve_pretrained_dir,
+)
 from vidlit.backbones._registry import register_backbone
 from vidlit.layers.attention import Attention
 from vidlit.layers.pos_embed import Grid, infer_grid, interpolate_pos_embed, learned_table, sincos_table
@@ -134,7 +140,7 @@ def block_stack(
     )
 
 
-class VideoViT(nn.Module):
+class VideoViT(nn.Module, PretrainedMixin):
     """Video Vision Transformer with joint space-time attention (VideoMAE / InternVideo backbone).
 
     Shape legend: ``b`` batch, ``c`` channels, ``t`` frames, ``h``/``w`` pixels; tokens are
@@ -177,6 +183,8 @@ class VideoViT(nn.Module):
     """
 
     block_class = Block
+    # arguments that change training, not the function the weights compute
+    training_only_args = frozenset({"drop_rate", "attn_drop_rate", "drop_path_rate", "grad_checkpointing"})
 
     def __init__(
         self,
@@ -200,7 +208,9 @@ class VideoViT(nn.Module):
         drop_path_rate: float = 0.0,
         grad_checkpointing: bool = False,
     ):
+        init_args = init_arguments(VideoViT.__init__, locals())
         super().__init__()
+        self._init_args = init_args
         if pos_embed_type not in ("sincos", "learned"):
             raise ValueError(f"pos_embed_type must be 'sincos' or 'learned', got {pos_embed_type!r}")
         self.img_size = to_pair(img_size)
@@ -237,6 +247,34 @@ class VideoViT(nn.Module):
         fc_norm_eps = norm_eps if fc_norm_eps is None else fc_norm_eps
         self.fc_norm = nn.LayerNorm(embed_dim, eps=fc_norm_eps) if use_mean_pooling else nn.Identity()
         self.apply(_init_weights)
+
+    def pretrained_config(self) -> dict[str, Any]:
+        """The constructor arguments, for :meth:`save_pretrained`'s ``config.json``.
+
+        Raises:
+            NotImplementedError: for a subclass with its own constructor that does not override this.
+        """
+        cls = type(self)
+        if cls.__init__ is not VideoViT.__init__ and cls.pretrained_config is VideoViT.pretrained_config:
+            raise NotImplementedError(
+                f"{type(self).__name__} has its own constructor: override pretrained_config() to save it"
+            )
+        # pairs as built, so an int and the same (h, w) pair compare equal on loading
+        return {**self._init_args, "img_size": list(self.img_size), "patch_size": list(self.patch_size)}
+
+    @classmethod
+    def build_for_loading(cls, config: dict[str, Any]) -> VideoViT:
+        """Build without the random initialization (a strict load replaces every saved tensor).
+
+        Built on the meta device and allocated on the CPU; the sin-cos table, which no file holds,
+        is computed again. ViT-B loads in well under a second instead of the seconds its
+        initialization takes.
+        """
+        with torch.device("meta"):
+            model = cls.from_pretrained_config(config)
+        model = model.to_empty(device="cpu")
+        model.reset_parameters()
+        return model
 
     def reset_parameters(self) -> None:
         """Re-initialize the position table, the one tensor VideoViT owns directly.
@@ -332,18 +370,21 @@ class VideoViT(nn.Module):
     def from_pretrained(cls, path: str | Path, strict: bool = True, **overrides: Any) -> VideoViT:
         """Build a VideoViT sized like a checkpoint and load its weights.
 
-        Reads (a) a transformers VideoMAE folder as ``save_pretrained`` writes it
-        (``config.json`` plus ``model.safetensors`` / ``pytorch_model.bin``, sharded or not), whose
-        config gives the sizes; or (b) one weights file (``.pth``, ``.pt``, ``.bin``,
-        ``.safetensors``) in the original VideoMAE / InternVideo layout, vidlit's exported
-        ``backbone.pt``, or a Lightning ``.ckpt`` of a vidlit module (its backbone, see
+        Reads (a) a folder :meth:`save_pretrained` wrote (``config.json`` naming the architecture
+        plus ``model.safetensors``; a Hub repo id ``owner/name`` is downloaded when online), whose
+        config gives every constructor argument; (b) a transformers VideoMAE folder as its
+        ``save_pretrained`` writes it (``config.json`` plus ``model.safetensors`` /
+        ``pytorch_model.bin``, sharded or not), whose config gives the sizes; or (c) one weights
+        file (``.pth``, ``.pt``, ``.bin``, ``.safetensors``) in the original VideoMAE /
+        InternVideo layout, vidlit's exported ``backbone.pt``, or a Lightning ``.ckpt`` of a
+        vidlit module (its backbone, see
         :func:`~vidlit.backbones._builder.lightning_backbone_weights`), whose sizes are read
         from the weights themselves.
         Frame count and image size are not stored in such a file: they default to VideoMAE's 16
         frames at 224 px, or take the overrides.
 
         Args:
-            path: the folder or file.
+            path: the folder or file, or a Hub repo id of a :meth:`save_pretrained` folder.
             strict: raise on missing or unexpected keys; otherwise warn and load the rest.
             **overrides: constructor arguments replacing the inferred ones, e.g. ``num_frames=32``
                 (a learned position table is resampled to fit), ``drop_path_rate=0.1``, or
@@ -352,7 +393,9 @@ class VideoViT(nn.Module):
         Returns:
             the model, in training mode like any freshly built module.
         """
-        path = Path(path)
+        path = resolve_pretrained_dir(path)
+        if is_vidlit_folder(path):
+            return cls._from_vidlit_folder(path, overrides, strict=strict)
         state_dict, hf_config = load_checkpoint_file(path)
         state_dict = remap_checkpoint_keys(state_dict)
         hf_kwargs = config_from_hf(hf_config, path) if hf_config is not None else {}
@@ -367,9 +410,15 @@ class VideoViT(nn.Module):
         """Load a checkpoint (any layout :meth:`from_pretrained` reads) into this model as built.
 
         Args:
-            path: a transformers VideoMAE folder or a weights file.
+            path: a :meth:`save_pretrained` folder (its config must match the model's but for
+                dropout, stochastic depth and activation checkpointing), a transformers VideoMAE
+                folder or a weights file.
             strict: raise on missing or unexpected keys; otherwise warn and load the rest.
         """
+        path = resolve_pretrained_dir(path)
+        if is_vidlit_folder(path):
+            self.load_vidlit_folder(path, strict=strict)
+            return
         state_dict, hf_config = load_checkpoint_file(Path(path))
         if hf_config is not None:
             self._check_hf_config(config_from_hf(hf_config, Path(path)), source=str(path))

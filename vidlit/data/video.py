@@ -35,6 +35,7 @@ through decord's stderr and PyAV's ``libav`` Python loggers.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import importlib.util
@@ -43,7 +44,7 @@ import os
 import re
 import stat as stat_mode
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -726,42 +727,93 @@ class ReaderCache:
     (size, mtime or inode) and the least recently used reader is closed when ``size`` are open.
     Readers belong to the cache: use them without ``with`` and call :meth:`close` at the end.
 
+    A cache is private to its process: a copy made by ``fork`` (a DataLoader worker) forgets the
+    parent's readers (it never shares a decoder's state with the parent) and a pickled cache (a
+    ``spawn`` worker) starts empty, so a dataset can hold one and each worker keeps its own readers.
+
     Args:
         size: the most readers kept open.
+        workers_only: keep readers open only inside DataLoader worker processes; elsewhere
+            :meth:`reading` closes each reader after use. A dataset sets it: a reader left open in
+            the main process when the workers fork can hang them.
 
     Example:
         >>> cache = ReaderCache(size=4)  # doctest: +SKIP
         >>> frames = cache.open(path, resize=224).get_frames(indices)  # doctest: +SKIP
     """
 
-    def __init__(self, size: int = 4):
+    def __init__(self, size: int = 4, workers_only: bool = False):
         if size < 1:
             raise ValueError(f"ReaderCache size must be >= 1, got {size}")
         self.size = size
+        self.workers_only = workers_only
         self._readers: dict[tuple, VideoReader] = {}
+        self._pid = os.getpid()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"size": self.size, "workers_only": self.workers_only}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state)
+
+    def _own(self) -> dict[tuple, VideoReader]:
+        if self._pid != os.getpid():
+            # A forked copy: the readers are the parent's. They are kept, never used nor closed:
+            # closing (or garbage-collecting) a decoder forked while open can hang in the child.
+            self._forked = getattr(self, "_forked", []) + list(self._readers.values())
+            self._readers, self._pid = {}, os.getpid()
+        return self._readers
 
     def open(
         self, path: str | Path, backend: str = "auto", resize: Resize = None, num_threads: int = 1
     ) -> VideoReader:
         """:func:`open_video`, or the open reader of an earlier call with the same arguments."""
+        readers = self._own()
         st = stat_video_file(path)
         key = (str(path), backend, resize, num_threads, st.st_size, st.st_mtime_ns, st.st_ino)
-        reader = self._readers.pop(key, None)
+        reader = readers.pop(key, None)
         if reader is None or reader._closed:
             reader = open_video(path, backend, resize, num_threads)
-        self._readers[key] = reader  # most recently used last
-        while len(self._readers) > self.size:
-            self._readers.pop(next(iter(self._readers))).close()
+        readers[key] = reader  # most recently used last
+        while len(readers) > self.size:
+            readers.pop(next(iter(readers))).close()
         return reader
+
+    @contextlib.contextmanager
+    def reading(
+        self, path: str | Path, backend: str = "auto", resize: Resize = None, num_threads: int = 1
+    ) -> Iterator[VideoReader]:
+        """``with cache.reading(path) as reader:``: :meth:`open` where readers are kept, else a fresh one.
+
+        A :class:`VideoDecodeError` raised in the block closes the file's kept readers, so that the
+        next request reopens it.
+        """
+        if self.workers_only and torch.utils.data.get_worker_info() is None:
+            with open_video(path, backend, resize, num_threads) as reader:
+                yield reader
+            return
+        reader = self.open(path, backend, resize, num_threads)
+        try:
+            yield reader
+        except VideoDecodeError:
+            self.discard(path)
+            raise
+
+    def discard(self, path: str | Path) -> None:
+        """Close the readers of ``path`` (after a decode error, so that the next request reopens it)."""
+        readers = self._own()
+        for key in [k for k in readers if k[0] == str(path)]:
+            readers.pop(key).close()
 
     def close(self) -> None:
         """Close every reader."""
-        for reader in self._readers.values():
+        readers = self._own()
+        for reader in readers.values():
             reader.close()
-        self._readers.clear()
+        readers.clear()
 
     def __len__(self) -> int:
-        return len(self._readers)
+        return len(self._own())
 
 
 def read_audio(path: str | Path, sample_rate: int | None = None, mono: bool = False) -> tuple[Tensor, int]:

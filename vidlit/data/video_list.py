@@ -56,7 +56,7 @@ from vidlit.data.sampling import dense_clip, multi_view_clips, sample_in_window,
 # the sample writer moved to synth; the name stays importable from here
 from vidlit.data.synth.videos import write_synthetic_video_list  # noqa: F401
 from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoBatchTransform, bound_aspect
-from vidlit.data.video import VideoDecodeError, open_video
+from vidlit.data.video import ReaderCache, VideoDecodeError
 from vidlit.formats._schema import validate
 from vidlit.formats.video_cls import (  # noqa: F401  (the family's names, re-exported)
     HMDB_MARKS,
@@ -507,6 +507,7 @@ class VideoListDataset(EpochSeeded, Dataset):
         self.short_side = short_side
         self.backend = backend
         self.strict = strict
+        self._readers = ReaderCache(size=1, workers_only=True)  # rows that are windows of one video
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -536,7 +537,7 @@ class VideoListDataset(EpochSeeded, Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         entry = self.entries[index]
         try:
-            with open_video(entry.path, self.backend, resize=self.short_side, num_threads=1) as reader:
+            with self._readers.reading(entry.path, self.backend, self.short_side, 1) as reader:
                 try:
                     indices = self.frame_indices(entry, len(reader), reader.fps, index)
                 except ValueError as e:  # a time window outside the video

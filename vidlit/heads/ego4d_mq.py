@@ -314,7 +314,21 @@ class ActionFormerHead(TaskHead):
             ``masks``: ``levels`` x ``[B, T_l]``. ``T_l`` is ``T`` padded to a multiple of
             ``2**(levels-1)``, divided by ``2**l``; step ``j`` of level ``l`` sits at input
             step ``j * 2**l``.
+
+        On the CPU it runs with one torch thread (the setting is restored after): it is hundreds of
+        small ops, which intra-op threads slow down 3-13x when the other cores are busy (data-loader
+        workers; ``benchmarks/bench_contention.py``). The backward pass keeps the caller's setting.
         """
+        if features.device.type != "cpu":
+            return self._forward(features, batch)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return self._forward(features, batch)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _forward(self, features: Tensor, batch: dict[str, Any]) -> dict[str, list[Tensor]]:
         self.check_features(features)
         mask = self.sequence_mask(features, batch)
         feats, masks = self.pyramid(features, mask)

@@ -310,9 +310,10 @@ class LocalTransformerBlock(nn.Module):
         skip = x
         if self.stride > 1:
             s = self.stride
-            skip = rearrange(
-                F.max_pool1d(rearrange(x, "b t c -> b c t"), s + 1, s, (s + 1) // 2), "b c t -> b t c"
-            )
+            # [B, T, C] read as channels-last [B, C, 1, T]: pooled in place of layout, so the
+            # result is a plain [B, T / s, C] again (max_pool1d would copy to [B, C, T] and back)
+            image = x.transpose(1, 2).unsqueeze(2)  # b c 1 t
+            skip = F.max_pool2d(image, (1, s + 1), (1, s), (0, (s + 1) // 2)).squeeze(2).transpose(1, 2)
         x = _masked(skip, out_mask) + self.drop_path(self.ls1(out))
         x = x + self.drop_path(self.ls2(_masked(self.mlp(self.norm2(x)), out_mask)))
         return x, out_mask
