@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchvision.ops import sigmoid_focal_loss
 
+from vidlit.core.device import torch_threads
 from vidlit.formats.ego4d_mq import SegmentPrediction, seconds_to_steps, steps_to_seconds
 from vidlit.heads.base import TaskHead
 from vidlit.layers.nms import batched_nms
@@ -321,12 +322,8 @@ class ActionFormerHead(TaskHead):
         """
         if features.device.type != "cpu":
             return self._forward(features, batch)
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
+        with torch_threads(1):
             return self._forward(features, batch)
-        finally:
-            torch.set_num_threads(threads)
 
     def _forward(self, features: Tensor, batch: dict[str, Any]) -> dict[str, list[Tensor]]:
         self.check_features(features)

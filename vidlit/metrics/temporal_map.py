@@ -9,6 +9,7 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import rank_zero_warn
 
+from vidlit.core.device import torch_threads
 from vidlit.core.ids import stable_ids
 from vidlit.core.segments import segment_iou
 from vidlit.formats._temporal import SegmentPrediction, SegmentTarget
@@ -265,12 +266,8 @@ class TemporalActionMAP(Metric):
             ``{"mAP": ..., "mAP@0.1": ..., ..., "R1x@0.5": ...}`` as Python floats in ``[0, 1]``,
             keys named after the configured thresholds.
         """
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
+        with torch_threads(1):
             return self._compute()
-        finally:
-            torch.set_num_threads(threads)
 
     def _compute(self) -> dict[str, float]:
         thr = torch.tensor(self.tiou_thresholds, dtype=torch.float32)
