@@ -583,7 +583,6 @@ def _xd_violence_input(dm: Any, path: Path, uid: str, what: str, given: _Given) 
     """
     from vidlit.data.xd_violence import (
         AUDIO_SUFFIX,
-        CLIP_LEN,
         XDVideo,
         XDViolenceDataset,
         collate_xd_violence,
@@ -613,19 +612,7 @@ def _xd_violence_input(dm: Any, path: Path, uid: str, what: str, given: _Given) 
         [XDVideo(name, is_violent(name), rgb, audio)], dm.feature_dim, dm.audio_dim, train=False
     )
 
-    def submit(preds: list[dict[str, Any]], out: Path) -> Path:
-        from vidlit.core.io import write_json_atomic
-
-        results = {
-            p["video_id"]: {
-                "snippet_scores": p["scores"].tolist(),
-                "frame_scores": p["scores"].repeat_interleave(CLIP_LEN).tolist(),
-            }
-            for p in preds
-        }
-        return write_json_atomic({"clip_len": CLIP_LEN, "results": results}, out)
-
-    return collate_xd_violence([dataset[0]]), submit
+    return collate_xd_violence([dataset[0]]), dm.write_submission
 
 
 _FEATURE_INPUTS: dict[str, FeatureInput] = {

@@ -1,6 +1,7 @@
 """End to end: the XD-Violence recipe through ``vidlit.cli.main`` on the synthetic sample data."""
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -52,3 +53,21 @@ def test_recipe_learns_frame_level_violence_from_video_labels(tmp_path, capsys):
     # the head's epochs are the trainer's: 4 EMA updates by the last validation, in epoch 3
     state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     assert int(state["head.current_epoch"]) == 3 and int(state["head.ema_done"]) == 4
+
+    # `vidlit predict` writes per-video snippet and frame scores (was a TypeError: no submission)
+    out = tmp_path / "xd_scores.json"
+    common = [
+        "--config",
+        str(RECIPE),
+        "--data.init_args.root",
+        str(root),
+        "--data.init_args.feature_dim",
+        "256",
+    ]
+    main(["predict", *common, "--trainer.default_root_dir", str(runs), "--ckpt_path", "last",
+          "--submission.path", str(out), "--trainer.enable_progress_bar", "false"])  # fmt: skip
+    doc = json.loads(out.read_text())
+    assert doc["clip_len"] == 16 and len(doc["results"]) >= 2
+    for scores in doc["results"].values():
+        assert len(scores["frame_scores"]) == 16 * len(scores["snippet_scores"]) > 0
+        assert all(0.0 <= s <= 1.0 for s in scores["snippet_scores"])

@@ -42,7 +42,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from vidlit.core.io import confined_path
+from vidlit.core.io import confined_path, write_json_atomic
 from vidlit.data.base import VidlitDataModule, missing_files
 from vidlit.data.features import load_feature_file, pad_sequences
 from vidlit.formats._schema import AnnotationError, validate
@@ -515,3 +515,20 @@ class XDViolence(VidlitDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self._eval_loader()
+
+    def write_submission(self, predictions: list[dict[str, Any]], path: str | Path) -> Path:
+        """Write ``vidlit predict`` output: per-video violence scores, atomically.
+
+        XD-Violence has no submission server; the layout is the one the official evaluation
+        scores: ``{"clip_len": 16, "results": {video: {"snippet_scores": [...],
+        "frame_scores": [...]}}}``, each frame score its 16-frame snippet's (the frame-level AP
+        repeats snippet scores the same way).
+        """
+        results = {}
+        for pred in predictions:
+            scores = torch.as_tensor(pred["scores"]).float().cpu()
+            results[pred["video_id"]] = {
+                "snippet_scores": scores.tolist(),
+                "frame_scores": scores.repeat_interleave(CLIP_LEN).tolist(),
+            }
+        return write_json_atomic({"clip_len": CLIP_LEN, "results": results}, path)
