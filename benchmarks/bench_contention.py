@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import torch
+from _rounds import alternate, ratio_range
 
 from vidlit.heads.ego4d_mq import ActionFormerHead
 from vidlit.metrics.temporal_map import TemporalActionMAP
@@ -53,31 +54,11 @@ def _reference_module():
     return module
 
 
-def _timed(fn) -> tuple[float, object]:
-    start = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - start, out
-
-
-def _alternate(rounds: int, a, b) -> tuple[list[float], list[float]]:
-    """Per-round seconds of ``a`` and ``b``, alternating which goes first."""
-    ta, tb = [], []
-    for r in range(rounds):
-        for side in "ab" if r % 2 == 0 else "ba":
-            (ta if side == "a" else tb).append(_timed(a if side == "a" else b)[0])
-    return ta, tb
-
-
 def _summary(name: str, ta: list[float], tb: list[float], label_a: str, label_b: str, ratio: str) -> None:
-    ratios = (
-        [b / a for a, b in zip(ta, tb, strict=True)]
-        if ratio == "b/a"
-        else [a / b for a, b in zip(ta, tb, strict=True)]
-    )
+    median, low, high = ratio_range(tb, ta) if ratio == "b/a" else ratio_range(ta, tb)
     print(
         f"{name}: {label_a} {statistics.median(ta) * 1e3:.1f} ms, "
-        f"{label_b} {statistics.median(tb) * 1e3:.1f} ms, "
-        f"ratio {statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
+        f"{label_b} {statistics.median(tb) * 1e3:.1f} ms, ratio {median:.2f}x ({low:.2f}-{high:.2f})"
     )
 
 
@@ -142,9 +123,9 @@ def main() -> None:
             f"mAP {got['mAP']:.4f}, max |vidlit - numpy| {diff:.2e}"
         )
         forward()  # warm-up
-        ta, tb = _alternate(args.rounds, vidlit_metric, numpy_metric)
+        ta, tb = alternate(args.rounds, vidlit_metric, numpy_metric)
         _summary("TemporalActionMAP", ta, tb, "vidlit", "numpy", "b/a")
-        ta, tb = _alternate(args.rounds, forward_threads(args.threads), forward_threads(1))
+        ta, tb = alternate(args.rounds, forward_threads(args.threads), forward_threads(1))
         _summary(
             f"ActionFormerHead forward T={args.length}", ta, tb, f"{args.threads} threads", "1 thread", "a/b"
         )

@@ -30,13 +30,13 @@ import os
 import statistics
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from _rounds import timed
 
 from vidlit.data.sampling import dense_clip
 from vidlit.data.video import BACKENDS, ReaderCache, backend_available, open_video, output_size
@@ -91,12 +91,6 @@ def vidlit_cached(requests, backend: str, short_side: int) -> Callable[[], None]
         cache.close()
 
     return run
-
-
-def timed(fn: Callable[[], None]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def main() -> None:

@@ -28,11 +28,11 @@ import functools
 import math
 import os
 import statistics
-import time
 
 import numba
 import numpy as np
 import torch
+from _rounds import alternate, ratio_range
 
 from vidlit.heads.ego4d_mq import ego4d_regression_range
 from vidlit.layers.nms import batched_nms
@@ -141,12 +141,6 @@ def head_like_candidates(t: int, num_classes: int, levels: int, topk: int, seed:
     return torch.cat(segments), torch.cat(scores), torch.cat(labels)
 
 
-def timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=[256, 1024, 2304, 4096])
@@ -175,16 +169,11 @@ def main() -> None:
 
         a, b = ours(), peer()  # compile and warm up; the same top segments, up to float rounding
         assert len(a[1]) == len(b[1]) and torch.allclose(a[1], b[1], atol=1e-5), "outputs differ"
-        ours_s, peer_s, ratios = [], [], []
-        for r in range(args.rounds):
-            pair = (timed(ours), timed(peer)) if r % 2 == 0 else tuple(reversed((timed(peer), timed(ours))))
-            ours_s.append(pair[0])
-            peer_s.append(pair[1])
-            ratios.append(pair[1] / pair[0])
+        ours_s, peer_s = alternate(args.rounds, ours, peer)
+        median, low, high = ratio_range(peer_s, ours_s)
         print(
             f"| {t} | {len(scores)} | {1e3 * statistics.median(ours_s):.1f} | "
-            f"{1e3 * statistics.median(peer_s):.1f} | {statistics.median(ratios):.2f}x "
-            f"({min(ratios):.2f}-{max(ratios):.2f}) |"
+            f"{1e3 * statistics.median(peer_s):.1f} | {median:.2f}x ({low:.2f}-{high:.2f}) |"
         )
     print(f"load average at end {os.getloadavg()}")
 

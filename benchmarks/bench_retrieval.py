@@ -20,11 +20,11 @@ import argparse
 import functools
 import os
 import statistics
-import time
 import tracemalloc
 
 import numpy as np
 import torch
+from _rounds import alternate, ratio_range
 
 from vidlit.metrics.retrieval import retrieval_ranks
 
@@ -48,12 +48,6 @@ def peak_extra_mib(fn) -> float:
     return peak / 2**20
 
 
-def timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000])
@@ -70,20 +64,12 @@ def main() -> None:
         s, p = sim.numpy(), pos.numpy()
         ours, peer = functools.partial(retrieval_ranks, sim, pos), functools.partial(numpy_ranks, s, p)
         assert np.array_equal(retrieval_ranks(sim, pos).numpy(), numpy_ranks(s, p))  # also compiles
-        ours_s, peer_s, ratios = [], [], []
-        for r in range(args.rounds):
-            if r % 2 == 0:
-                a, b = timed(ours), timed(peer)
-            else:
-                b, a = timed(peer), timed(ours)
-            ours_s.append(a)
-            peer_s.append(b)
-            ratios.append(b / a)
+        ours_s, peer_s = alternate(args.rounds, ours, peer)
+        median, low, high = ratio_range(peer_s, ours_s)
         mem = f"{peak_extra_mib(ours):.2f} / {peak_extra_mib(peer):.2f}"
         print(
             f"| {n} | {sim.numel() * 4 / 2**20:.0f} | {1e3 * statistics.median(ours_s):.2f} | "
-            f"{1e3 * statistics.median(peer_s):.2f} | {statistics.median(ratios):.2f}x "
-            f"({min(ratios):.2f}-{max(ratios):.2f}) | {mem} |"
+            f"{1e3 * statistics.median(peer_s):.2f} | {median:.2f}x ({low:.2f}-{high:.2f}) | {mem} |"
         )
     print(f"load average at end {os.getloadavg()}")
 
