@@ -20,55 +20,43 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-# OpenMP reads its wait policy once, when torch loads it: set before ``import torch``. Passive
-# waiting puts idle intra-op threads to sleep instead of spinning, which on a shared or busy
-# machine cost up to 18x the CPU time of a small run. An explicit OMP_WAIT_POLICY wins.
-if "torch" not in sys.modules:
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import lightning as L  # noqa: E402
-import torch  # noqa: E402
-import yaml  # noqa: E402
-from jsonargparse._common import debug_mode_active  # noqa: E402
-from lightning.pytorch.accelerators import CPUAccelerator  # noqa: E402
-from lightning.pytorch.callbacks import RichProgressBar  # noqa: E402
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback  # noqa: E402
-from lightning.pytorch.loggers import CSVLogger  # noqa: E402
-from lightning.pytorch.plugins.io import CheckpointIO  # noqa: E402
+import lightning as L
+import torch
+import yaml
+from jsonargparse._common import debug_mode_active
+from lightning.pytorch.accelerators import CPUAccelerator
+from lightning.pytorch.callbacks import RichProgressBar
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.plugins.io import CheckpointIO
 
 # imported so that short class names (``class_path: ActionFormerHead``) resolve in YAML
-import vidlit.data  # noqa: E402, F401
-import vidlit.heads  # noqa: E402, F401
-from vidlit.backbones import backbone_width, create_backbone  # noqa: E402
-from vidlit.backbones._registry import declared_width  # noqa: E402
-from vidlit.callbacks import (  # noqa: E402
+import vidlit.data  # noqa: F401
+import vidlit.heads  # noqa: F401
+from vidlit.backbones import backbone_width, create_backbone
+from vidlit.backbones._registry import declared_width
+from vidlit.callbacks import (
     EpochLines,
     ReproducibleEpochs,
     SubmissionWriter,
     VersionTextRichProgressBar,
     run_dir,
 )
-from vidlit.checkpoint_io import (  # noqa: E402
+from vidlit.checkpoint_io import (
     AtomicCheckpointIO,
     CheckpointChoice,
     find_last_checkpoint,
     remove_stale_temporaries,
     run_folder,
 )
-from vidlit.core.imports import import_path  # noqa: E402
-from vidlit.tasks import TaskModule  # noqa: E402, F401
+from vidlit.core.imports import import_path
+from vidlit.tasks import TaskModule  # noqa: F401
 
 # What may change when a run is resumed: training longer is still the same run
 STOPPING_KEYS = ("trainer.max_epochs", "trainer.max_steps", "trainer.max_time")
 
 # Lightning's special values of --ckpt_path; anything else is a file
 _CKPT_KEYWORDS = ("last", "best", "hpc", "registry")
-
-
-DESCRIPTION = (
-    "vidlit: train and evaluate video understanding models from a YAML recipe "
-    "(e.g. `vidlit fit --config recipes/ego4d_mq.yaml`)."
-)
 
 
 _NOISE = ("Does not validate against", "Subtypes:", "Errors:", "Given value", "Expected a <class 'NoneType'>")
@@ -253,7 +241,7 @@ class VidlitCLI(LightningCLI):
     - ``predict`` writes the dataset's official submission file (``--submission.path``).
     """
 
-    def __init__(self, args: list[str] | None = None, run: bool = True, description: str = DESCRIPTION):
+    def __init__(self, args: list[str] | None = None, run: bool = True, description: str | None = None):
         self.checkpoint_choice: CheckpointChoice | None = None
         super().__init__(
             model_class=L.LightningModule,
