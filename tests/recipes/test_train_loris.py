@@ -7,7 +7,10 @@ import pytest
 import soundfile
 
 from vidlit.cli import main
+from vidlit.data.loris import read_wav
 from vidlit.data.synth.loris import write_loris
+from vidlit.layers.rhythm import clip_beat_scores
+from vidlit.metrics.beat_alignment import BeatAlignment
 
 pytestmark = pytest.mark.slow
 
@@ -38,9 +41,18 @@ def test_fit_then_predict_writes_wavs_and_metrics(tmp_path, one_thread):
     document = json.loads(out.read_text())
     assert set(document["metrics"]) == {"BCS", "BHS", "CSD", "HSD", "F1"}
     assert len(document["clips"]) == 2
+    # each clip's scores are the protocol's on the written wav and its whole reference
+    references = {line.split()[0].rsplit("/", 1)[-1].removesuffix(".wav"): line.split()[0]
+                  for line in (root / "test_audio.txt").read_text().splitlines() if line.strip()}  # fmt: skip
+    metric = BeatAlignment()
     for clip in document["clips"]:
         wave, rate = soundfile.read(out.parent / clip["wav"])
-        assert rate == 4096 and wave.shape == (2**14,) and 0 <= clip["BHS"] <= 1
+        assert rate == 4096 and wave.shape == (2**14,)
+        reference = read_wav(root / references[clip["video_id"]], rate)  # whole, peak-normalized
+        assert (clip["BCS"], clip["BHS"]) == pytest.approx(clip_beat_scores(wave, rate, reference, rate))
+        metric.update([{"waveform": wave, "sample_rate": rate}], [{"audio": reference, "sample_rate": rate}])
+    expected = metric.compute()
+    assert document["metrics"] == pytest.approx({k: float(v) for k, v in expected.items()}, abs=1e-6)
 
 
 def _trained_head(runs: Path, root: Path, steps: int):

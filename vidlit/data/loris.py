@@ -54,7 +54,7 @@ from vidlit.formats.loris import (
     list_name,
 )
 from vidlit.formats.music_dance import AIST_GENRES
-from vidlit.layers.rhythm import beat_bins, beat_scores, beat_summary, detect_onsets, visual_beats
+from vidlit.layers.rhythm import beat_summary, clip_beat_scores, visual_beats
 
 log = logging.getLogger(__name__)
 
@@ -343,9 +343,9 @@ class LorisDataModule(VidlitDataModule):
             write_atomic(buffer.getvalue(), wav)
             entry: dict[str, Any] = {"video_id": clip_id, "wav": wav.name}
             if clip_id in references:
-                reference = read_wav(references[clip_id].audio, self.sample_rate)[: len(waveform)]
-                generated = beat_bins(*detect_onsets(waveform, int(pred["sample_rate"])))
-                c, h = beat_scores(generated, beat_bins(*detect_onsets(reference, self.sample_rate)))
+                # the reference whole: its bins, not its samples, are cut to the generated length
+                reference = read_wav(references[clip_id].audio, self.sample_rate)
+                c, h = clip_beat_scores(waveform, int(pred["sample_rate"]), reference, self.sample_rate)
                 entry.update(BCS=c, BHS=h)
                 bcs.append(c)
                 bhs.append(h)

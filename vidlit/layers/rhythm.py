@@ -160,6 +160,15 @@ def beat_scores(generated: np.ndarray, reference: np.ndarray) -> tuple[float, fl
     return (hits / covered if covered else 0.0), (hits / total if total else 0.0)
 
 
+def clip_beat_scores(
+    generated: Tensor | np.ndarray, generated_rate: int, reference: Tensor | np.ndarray, reference_rate: int
+) -> tuple[float, float]:
+    """``(BCS, BHS)`` of one generated clip against its reference audio, by LORIS's protocol: onsets
+    on each whole waveform, one-second bins, the reference's bins cut to the generated length."""
+    generated_bins = beat_bins(*detect_onsets(generated, generated_rate))
+    return beat_scores(generated_bins, beat_bins(*detect_onsets(reference, reference_rate)))
+
+
 def beat_summary(bcs: Tensor, bhs: Tensor) -> dict[str, Tensor]:
     """LORIS's report over clips: means ``BCS`` / ``BHS``, sample stds ``CSD`` / ``HSD`` (ddof 1; 0 for
     one clip) and ``F1`` of the two means (0 when both are 0)."""

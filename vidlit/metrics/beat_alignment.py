@@ -26,7 +26,14 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-from vidlit.layers.rhythm import METRIC_RATE, beat_bins, beat_scores, beat_summary, detect_onsets
+from vidlit.layers.rhythm import (  # noqa: F401  (the protocol steps, re-exported)
+    METRIC_RATE,
+    beat_bins,
+    beat_scores,
+    beat_summary,
+    clip_beat_scores,
+    detect_onsets,
+)
 
 __all__ = ["BeatAlignment", "beat_bins", "beat_scores", "detect_onsets"]
 
@@ -61,9 +68,7 @@ class BeatAlignment(Metric):
             raise ValueError(f"BeatAlignment: {len(preds)} generated clips but {len(targets)} references")
         bcs, bhs = [], []
         for pred, target in zip(preds, targets):
-            gen_onsets, gen_len = detect_onsets(*self._audio(pred, "waveform"))
-            ref_onsets, ref_len = detect_onsets(*self._audio(target, "audio"))
-            c, h = beat_scores(beat_bins(gen_onsets, gen_len), beat_bins(ref_onsets, ref_len))
+            c, h = clip_beat_scores(*self._audio(pred, "waveform"), *self._audio(target, "audio"))
             bcs.append(c)
             bhs.append(h)
         if bcs:
