@@ -25,7 +25,6 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from torch.utils.data import DataLoader, Dataset
 
@@ -69,10 +68,6 @@ class _CheckVideos(Dataset):
         return check_video(self.paths[index], self.backend, self.full)
 
 
-def _first(batch: list[Any]) -> Any:
-    return batch[0]
-
-
 def check_videos(
     paths: Sequence[str | Path],
     backend: str = "auto",
@@ -94,9 +89,8 @@ def check_videos(
     """
     loader = DataLoader(
         _CheckVideos([Path(p) for p in paths], backend, full),
-        batch_size=1,
+        batch_size=None,  # one reason (or None) per video, unbatched
         num_workers=num_workers,
-        collate_fn=_first,
     )
     results = []
     description = "checking videos" + (" (every frame)" if full else "")

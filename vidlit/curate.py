@@ -87,7 +87,7 @@ from torch import Tensor, nn
 from vidlit.captioning import CAPTION_SCALES, DTYPES, SummarizerError
 from vidlit.core.device import resolve_device
 from vidlit.core.fingerprint import settings_changes, weights_fingerprint
-from vidlit.core.io import read_jsonl, write_atomic, write_json_atomic
+from vidlit.core.io import read_json, read_jsonl, write_atomic, write_json_atomic
 from vidlit.core.progress import progress_bar
 from vidlit.data.internvid import format_timestamp
 from vidlit.data.sampling import uniform_segments
@@ -367,10 +367,7 @@ class _Manifest:
     def __init__(self, path: Path, settings: dict[str, Any]):
         self.path = path
         if path.is_file():
-            try:
-                state = json.loads(path.read_text())
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}: corrupt manifest ({e}); delete it to start over") from None
+            state = read_json(path, "curate manifest")  # corrupt: one line with its line and column
             changes = settings_changes(state.get("settings") or {}, settings)
             if changes:
                 raise ValueError(

@@ -662,7 +662,9 @@ def load(ckpt_path: str | Path, config: str | Path | None = None, device: str = 
     if not config_path.is_file():
         raise FileNotFoundError(f"{config_path}: config not found")
     module, datamodule = _build(config_path)
-    state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    from vidlit.checkpoint_io import AtomicCheckpointIO
+
+    state = AtomicCheckpointIO().load_checkpoint(ckpt_path)  # weights_only, on the CPU
     if "state_dict" not in state:
         raise ValueError(f"{ckpt_path}: not a Lightning checkpoint (no 'state_dict')")
     try:

@@ -6,8 +6,8 @@ import librosa
 import numpy as np
 import torch
 
-from vidlit.layers.log_mel import _onset_strength, log_mel_spectrogram
 from vidlit.data.music_dance import visual_onset_envelope
+from vidlit.layers.log_mel import _onset_strength, log_mel_spectrogram
 from vidlit.layers.rhythm import directogram, max_normalize, pick_peaks, spectral_flux, visual_beats
 
 

@@ -22,9 +22,10 @@ Other columns / keys are ignored. The public benchmarks' lists are read as publi
 Something-Something v2's JSON, UCF101's ``trainlist0N.txt`` / ``testlist0N.txt`` and HMDB51's
 ``<class>_test_split<N>.txt`` (see :mod:`vidlit.formats.video_cls`); the ids they hold become
 files under ``video_dir`` and may not point outside it. Every row is checked when the list is
-read: errors name the file and the line (and the key of a malformed field). Unreadable videos (missing, zero-byte, truncated, corrupt) are found while
-loading: they are skipped and counted (see :class:`VideoListDataModule`), or raise
-:class:`~vidlit.data.video.VideoDecodeError` in strict mode. ``vidlit data check LIST`` finds them
+read: errors name the file and the line (and the key of a malformed field). Unreadable videos
+(missing, zero-byte, truncated, corrupt) are found while loading: they are skipped and counted
+(see :class:`VideoListDataModule`), or raise :class:`~vidlit.data.video.VideoDecodeError` in
+strict mode. ``vidlit data check LIST`` finds them
 all up front.
 """
 
@@ -192,13 +193,16 @@ def _json_array(path: Path) -> Iterator[tuple[int, Any]]:
     text = path.read_text(encoding="utf-8")
     decoder = json.JSONDecoder()
     at = text.index("[") + 1
+    line, counted = 1, 0  # lines counted incrementally: the official train list has ~169k elements
     while True:
         while at < len(text) and text[at] in " \t\r\n,":
             at += 1
         if at >= len(text) or text[at] == "]":
             return
         element, end = decoder.raw_decode(text, at)
-        yield text.count("\n", 0, at) + 1, element
+        line += text.count("\n", counted, at)
+        counted = at
+        yield line, element
         at = end
 
 

@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from vidlit.core.io import write_atomic
-from vidlit.formats.music_dance import AIST_GENRES
 from vidlit.formats._schema import validate
 from vidlit.formats.loris import LIST_KINDS, NUM_JOINTS, POSE_RATE, VISUAL_RATE, LorisClip, list_name
+from vidlit.formats.music_dance import AIST_GENRES
 
 __all__ = ["beat_frames", "render_music", "write_loris"]
 
