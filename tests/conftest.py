@@ -27,10 +27,10 @@ def pytest_collection_modifyitems(config, items):
 def one_thread():
     """Run a test with one intra-op thread: tiny tensors gain nothing from more, and OpenMP
     threads spin badly on a busy CI machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    from vidlit.core.device import torch_threads
+
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="session")

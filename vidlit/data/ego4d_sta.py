@@ -440,12 +440,9 @@ class Ego4DSTA(RawVideoFolderDataModule):
         """Verb categories (the head's ``num_verbs``)."""
         return len(self.verb_names)
 
-    def annotations(self, split: str) -> STAAnnotations:
-        """The validated annotation file of ``split``, read once; ids checked against the train categories."""
-        return super().annotations(split)
-
     def read_annotations(self, split: str) -> STAAnnotations:
-        """Read and validate the annotation file of ``split``; its video ids stay inside ``video_dir``."""
+        """Read and validate the annotation file of ``split`` (once: :meth:`annotations` caches it); ids
+        are checked against the train categories and video ids stay inside ``video_dir``."""
         if split == "train":
             parsed = read_sta_annotations(self.files[split])
         else:
