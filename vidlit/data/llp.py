@@ -200,13 +200,21 @@ class LLPDataset(Dataset):
         self.audio_dim, self.visual_dim, self.motion_dim = audio_dim, visual_dim, motion_dim
         self.num_segments = num_segments
         self.segment_truth = segment_truth
+        # each feature file is looked up once (missing() at setup fills this before workers fork)
+        self._found: dict[tuple[Path, str], Path | None] = {}
+
+    def _find(self, folder: Path, filename: str) -> Path | None:
+        key = (folder, filename)
+        if key not in self._found:
+            self._found[key] = find_llp_feature(folder, filename)
+        return self._found[key]
 
     def missing(self) -> list[tuple[int, Path]]:
         """``(index, expected path)`` of every video lacking one of its feature files."""
         out = []
         for i, video in enumerate(self.videos):
             for folder in self.folders:
-                if folder is not None and find_llp_feature(folder, video.filename) is None:
+                if folder is not None and self._find(folder, video.filename) is None:
                     out.append((i, folder / f"{video.filename[:11]}.npy"))
                     break
         return out
@@ -215,7 +223,7 @@ class LLPDataset(Dataset):
         return len(self.videos)
 
     def _load(self, folder: Path, video: LLPVideo, dim: int, what: str) -> Tensor:
-        path = find_llp_feature(folder, video.filename)
+        path = self._find(folder, video.filename)
         if path is None:
             raise FileNotFoundError(
                 f"{folder}/{video.filename[:11]}.npy ({what} of {video.filename}): not found"
