@@ -100,7 +100,9 @@ from vidlit.engines import (
     OutputFolder,
     Partition,
     Pipeline,
+    add_engine_arguments,
     pending_partitions,
+    ray_options,
     run_local,
     split_partitions,
 )
@@ -1001,7 +1003,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--ckpt_path", required=True, type=Path, help="VideoTextPretrain Lightning checkpoint"
     )
-    parser.add_argument("--out", required=True, type=Path, help="output folder (shards, JSONL, manifest)")
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="output folder (shards, JSONL, manifest): a path or an fsspec URL (s3://...)",
+    )
     parser.add_argument("--threshold", type=float, default=0.0, help="keep pairs with cosine >= this")
     parser.add_argument(
         "--keep", choices=KEEP, default="all", help="all passing captions, or each clip's best"
@@ -1012,7 +1018,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--min_clip_seconds", type=float, default=1.0)
     parser.add_argument("--max_clip_seconds", type=float, default=10.0)
     parser.add_argument("--clip_short_side", type=int, default=None, help="resize stored clips")
-    parser.add_argument("--samples_per_shard", type=int, default=500)
+    add_engine_arguments(parser, 16, "one shard")
     parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, ...")
     group = parser.add_argument_group("captioning (InternVid's coarse and fine scales)")
     group.add_argument(
@@ -1151,9 +1157,11 @@ def curate_main(args: list[str]) -> CurateSummary:
             min_clip_seconds=options.min_clip_seconds,
             max_clip_seconds=options.max_clip_seconds,
             clip_short_side=options.clip_short_side,
-            samples_per_shard=options.samples_per_shard,
+            videos_per_partition=options.videos_per_partition,
             device=resolve_device(options.device),
             overwrite=options.overwrite,
+            engine=options.engine,
+            ray=ray_options(options),
             caption=options.caption,
             captioner=captioner,
             fine_captioner=fine_captioner,
@@ -1164,7 +1172,7 @@ def curate_main(args: list[str]) -> CurateSummary:
     except (FileNotFoundError, ValueError, OSError) as e:
         parser.error(str(e))
     print(f"{options.out}: {summary}")
-    print(f"annotations: {summary.jsonl}; shards: {options.out / 'shards'}")
+    print(f"annotations: {summary.jsonl}; shards: {options.out.rstrip('/')}/shards")
     if summary.summary_failures:
         print(f"{summary.summary_failures} clips have no fine caption (summarizer failed; see Summary_error)")
     if summary.pairs and not summary.kept:
