@@ -131,7 +131,7 @@ class Gather:
         self.on_item, self.on_partition = on_item, on_partition
         self.rows: dict[tuple[int, int], dict[int, Any]] = {}
         self.totals: dict[tuple[int, int], int] = {}
-        self.items: dict[int, dict[int, Any]] = {p.index: {} for p in partitions}
+        self.items: dict[int, dict[int, Any]] = {p.index: {} for p in partitions if p.items}
         for p in partitions:  # a partition of no items (nothing to do in it) is complete now
             if not p.items:
                 self.on_partition(p, [])

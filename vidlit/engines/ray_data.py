@@ -157,7 +157,7 @@ def run_ray(
             dataset = dataset.map_batches(
                 _ModelActor,
                 fn_constructor_kwargs={"build": pipeline.model},
-                compute=ray.data.ActorPoolStrategy(size=options.workers),
+                compute=ray.data.ActorPoolStrategy(size=min(options.workers, len(work))),
                 batch_size=1,  # a row is a video or a chunk of windows: already a batch for the model
                 **resources,
             )

@@ -56,7 +56,7 @@ class OutputFolder:
 
     def url_of(self, name: str) -> str:
         """``name`` as a URL fsspec opens anywhere (a local path stays a plain path)."""
-        return self.path(name) if self.local else self.fs.unstrip_protocol(self.path(name))
+        return self.path(name) if self.local else f"{self.url.rstrip('/')}/{name}"
 
     def local_path(self, name: str = "") -> Path:
         """``name`` as a local :class:`~pathlib.Path`; only for local folders."""
