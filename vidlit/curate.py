@@ -20,12 +20,14 @@ captions you supply and a trained :class:`~vidlit.backbones.video_text.VideoText
    captions through ``encode_text``; the score is their cosine similarity.
 4. **Filter.** Pairs with ``score >= threshold`` are kept (``keep="best"``: only each clip's
    best caption, if it passes).
-5. **Output** (in ``out``):
+5. **Output** (in ``out``: a local folder or any fsspec URL, ``s3://bucket/curated``; every file
+   is written atomically: temporary file and rename, or one PUT on an object store):
 
-   - ``shards/shard-000000.tar``, ...: WebDataset shards (:func:`~vidlit.data.shards.write_shards`)
-     of the kept pairs: the clip re-encoded as H.264 MP4, its caption, and JSON metadata. A shard
-     holds whole source videos and is closed once it reaches ``samples_per_shard`` samples.
-     Train on them with :class:`~vidlit.data.shards.VideoTextShards` (``InternVidDataModule(shards=...)``).
+   - ``shards/shard-000003.tar``, ...: WebDataset shards (:func:`~vidlit.data.shards.write_shards`)
+     of the kept pairs: the clip re-encoded as H.264 MP4, its caption, and JSON metadata. The
+     input is split into partitions of ``videos_per_partition`` consecutive lines; shard ``p``
+     holds the kept pairs of partition ``p`` (none when it kept nothing). Train on them with
+     :class:`~vidlit.data.shards.VideoTextShards` (``InternVidDataModule(shards=...)``).
    - ``curated.jsonl``: one line per kept pair in the InternVid-10M-FLT layout --
      ``YoutubeID`` (the ``id`` of the input row, by default the source file's name without its
      suffix, so :class:`~vidlit.data.internvid.InternVidDataModule` finds the source video in
@@ -34,9 +36,10 @@ captions you supply and a trained :class:`~vidlit.backbones.video_text.VideoText
      the VideoTextModel that curated the file**, not UMT's: it is the column InternVid's readers
      filter on (``min_umt_score``), so curated files work with them unchanged. ``Shard`` and
      ``Key`` name the pair's shard and sample; readers ignore them.
-   - ``curate_manifest.json``: the resume state, rewritten atomically after every shard: the
-     shards written and, per source video, ``done`` (with its shard and counts) or ``failed``
-     (with the reason).
+   - ``partitions/part-000003.json``: partition ``p``'s done marker, written after its shard:
+     its videos and, per video, ``done`` (with its shard and counts) or ``failed`` (with the reason).
+   - ``curate_manifest.json``: the settings, the shards and every video's record, gathered from
+     the markers in partition order.
 
 **Captioning** (``caption="coarse,fine"``, ``vidlit curate --caption coarse,fine``): InternVid's
 multi-scale captions are generated per clip (:mod:`vidlit.captioning`): the coarse one from the
@@ -46,9 +49,19 @@ may be none), scored and filtered like given captions; the JSONL lines add ``Cap
 ``Coarse_caption``, ``Fine_caption``, ``Frame_captions``, the model names and, where the
 summarizer failed, ``Summary_error`` (the manifest lists those clips per video).
 
-Resumable: a rerun skips videos whose status is ``done`` (their pairs are in a shard already)
-and retries ``failed`` ones (a re-downloaded file may work now). A run killed mid-way loses only
-the videos of the shard it was filling. A source video that cannot be decoded is logged,
+Resumable: a rerun skips every partition whose marker lists the same videos and whose shard is
+there, and redoes the others: unfinished ones, and those with a ``failed`` video (a re-downloaded
+file may work now). A run killed mid-way loses only the partitions it was working on.
+
+**Engines** (``engine="ray"``, ``vidlit curate --engine ray``): both engines run the same three
+stages per video and the same writer (:mod:`vidlit.engines`): shots and frames on CPU
+(``_decode_video``), captioning and scoring with the models (``_ScoreClips``), the threshold and
+clip encoding on CPU (``_encode_kept``). The local engine runs them in this process; the Ray
+Data engine runs the CPU stages as tasks and the models in a pool of actors (with a GPU each
+where the cluster has them) and writes each partition from the driver as it completes. The
+outputs are the same files, byte for byte.
+
+A source video that cannot be decoded is logged,
 recorded as failed and skipped; :class:`CurateSummary` counts it. The manifest records the
 settings (model fingerprint: the SHA-256 of its weights; threshold, keep, shot and clip settings,
 input size and normalization): a rerun with other ones is refused with one line naming what

@@ -23,9 +23,16 @@ step ``i`` of the video's ``[T, C]`` sequence. So feature ``i`` is centred at
 - Output: ``<out>/<key>.pt`` (a float32 tensor) or ``.npy``, where ``key`` is the video file's
   name without its suffix (Ego4D clips are ``<clip_uid>.mp4``, the annotation key), plus
   ``@start-end`` for a list row with a time window. :func:`~vidlit.data.features.find_feature_file`
-  finds them. Each file is written atomically (temporary file, fsync, rename).
-- Resumable: a video whose feature file exists is skipped, so a killed run picks up where it
-  stopped. Unreadable videos are counted and reported (``strict`` raises instead).
+  finds them. Each file is written atomically (temporary file, fsync, rename; one PUT on an
+  object store: ``out`` may be any fsspec URL, ``s3://bucket/features``).
+- Resumable: the list is split into partitions of ``videos_per_partition`` consecutive rows;
+  once all of partition ``p``'s files are written, ``partitions/part-{p:06d}.json`` marks it
+  done. A rerun skips done partitions and, inside the others, every video whose feature file
+  exists, so a killed run picks up where it stopped. Unreadable videos are counted and reported
+  (``strict`` raises instead); their partition is retried by the next run.
+- Engines: ``engine="ray"`` (``--engine ray``) decodes windows in Ray Data CPU tasks and runs the
+  backbone in a pool of actors (:mod:`vidlit.engines`); the same stage functions and writers as
+  the local engine, so the same files.
 - Recorded: ``<out>/extraction.json`` holds the settings (window, stride, fps, clip length, crop
   size, normalization, file format) and the SHA-256 of the backbone's weights, written before the
   first feature file. A rerun into the same folder with other settings or other weights is

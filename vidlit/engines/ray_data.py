@@ -17,6 +17,7 @@ import logging
 import os
 import pickle
 from collections.abc import Callable, Iterable, Sequence
+from inspect import signature
 from typing import Any
 
 from vidlit.engines.partitions import Gather, Partition, Pipeline, item_rows
@@ -149,7 +150,13 @@ def run_ray(
         if work:
             from functools import partial
 
-            dataset = ray.data.from_items(work, override_num_blocks=len(work))
+            # one block per item, so items spread over the workers (``parallelism`` before Ray 2.10)
+            blocks = (
+                "override_num_blocks"
+                if "override_num_blocks" in signature(ray.data.from_items).parameters
+                else "parallelism"
+            )
+            dataset = ray.data.from_items(work, **{blocks: len(work)})
             dataset = dataset.flat_map(
                 partial(_decode, decode=pipeline.decode), num_cpus=options.cpus_per_task
             )
