@@ -161,6 +161,40 @@ def test_curate_on_ray_writes_what_the_local_engine_writes_and_resumes(
 
 
 @pytest.mark.slow
+def test_curate_with_captioning_on_ray_matches_the_local_engine(
+    sources, model, ray_cluster, tmp_path, one_thread
+):
+    """The captioner and the summarizer travel to the model actors with the video-text model."""
+    from vidlit.captioning import ImageCaptioner, LMSummarizer, write_test_models
+
+    tiny = write_test_models(tmp_path / "models")
+    generation = {"max_new_tokens": 4, "min_new_tokens": 2}
+    caption = {
+        "caption": "coarse,fine",
+        "captioner": ImageCaptioner(tiny["blip"], batch_size=4, **generation),
+        "summarizer": LMSummarizer(tiny["t5"], "Frames: {captions} Video:", **generation),
+        "fine_frames": 2,
+    }
+    two = tmp_path / "two.jsonl"
+    two.write_text("".join((sources / "input.jsonl").read_text().splitlines(True)[:2]))
+    for name in ("v0.mp4", "v1.mp4"):
+        (tmp_path / name).symlink_to(sources / name)
+    local = curate(model, two, tmp_path / "local", videos_per_partition=1, **caption, **CURATE)
+    on_ray = curate(
+        model,
+        two,
+        tmp_path / "ray",
+        videos_per_partition=1,
+        engine="ray",
+        ray=ray_cluster,
+        **caption,
+        **CURATE,
+    )
+    assert local.kept == on_ray.kept == 2 * (3 + 2 * 2)  # + the coarse and the fine caption of each clip
+    assert _files(tmp_path / "ray") == _files(tmp_path / "local")
+
+
+@pytest.mark.slow
 def test_extract_on_ray_writes_what_the_local_engine_writes_and_resumes(
     sources, extractor, ray_cluster, tmp_path, one_thread
 ):
@@ -224,3 +258,13 @@ def test_curate_and_extract_write_to_fsspec_urls(sources, model, extractor, tmp_
     again = extract_features(extractor, listing, "memory://vidlit-test/features", **EXTRACT)
     assert again.written == ["000002"] and len(summary.written) == 4
     memory.rm("/vidlit-test", recursive=True)
+
+
+def test_local_engine_with_decoding_workers_writes_the_same_files(sources, extractor, tmp_path, one_thread):
+    listing = sources / "clips" / "videos.csv"
+    extract_features(extractor, listing, tmp_path / "inline", videos_per_partition=3, **EXTRACT)
+    summary = extract_features(
+        extractor, listing, tmp_path / "workers", videos_per_partition=3, num_workers=2, **EXTRACT
+    )
+    assert summary.written == ["000000", "000001", "000002", "000003"]
+    assert _files(tmp_path / "workers") == _files(tmp_path / "inline")
