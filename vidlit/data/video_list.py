@@ -688,7 +688,8 @@ class VideoListDataModule(RawVideoDataModule):
         strict: raise on the first unreadable video instead of skipping it.
         synthetic: when ``root`` does not exist, write the synthetic sample dataset there
             (128 clips of shapes moving in 4 directions, labelled by direction; ``train.csv``,
-            ``val.csv`` and ``classes.txt``) and say so. Leave False for real data.
+            ``val.csv`` and ``classes.txt``) and say so; a ``vidlit data synth`` name writes that
+            sample instead (``"kinetics"``: the official Kinetics CSV layout). Leave False for real data.
         list_format: the lists' format, one of ``"auto"`` (from each list's name and header),
             ``"csv"`` / ``"jsonl"`` (vidlit's ``path,label`` lists), ``"kinetics"`` (the official
             CSV), ``"ssv2"`` (Something-Something v2 JSON; ``classes`` is then
@@ -735,7 +736,7 @@ class VideoListDataModule(RawVideoDataModule):
         std: tuple[float, float, float] = IMAGENET_STD,
         backend: str = "auto",
         strict: bool = False,
-        synthetic: bool = False,
+        synthetic: bool | str = False,
         list_format: str = "auto",
         video_dir: str | None = None,
         video_ext: str | None = None,
@@ -752,15 +753,20 @@ class VideoListDataModule(RawVideoDataModule):
         self.video_ext = video_ext
         self.num_crops = num_crops
         self.root = Path(root)
+        # a name picks another `vidlit data synth` sample (e.g. "kinetics", the official CSV layout)
+        sample = synthetic if isinstance(synthetic, str) else "videos"
         if synthetic and not self.root.exists():
-            log.warning(
-                "%s does not exist: writing the SYNTHETIC video classification sample there", self.root
-            )
-            write_synthetic_video_list(self.root)
+            log.warning("%s does not exist: writing the SYNTHETIC %s sample there", self.root, sample)
+            if sample == "videos":
+                write_synthetic_video_list(self.root)
+            else:
+                from vidlit.data.synth import synthesize
+
+                synthesize(sample, self.root)
         if synthetic:
             from vidlit.data.synth import require_complete
 
-            require_complete(self.root, train_list, "videos")
+            require_complete(self.root, train_list if sample == "videos" else test_list or val_list, sample)
         self.files = {
             "train": self.root / train_list,
             "val": self.root / val_list,
