@@ -105,7 +105,8 @@ class DiDeMoMoment(Record):
         for start, end in times:
             if not 0 <= start <= end < DIDEMO_NUM_SEGMENTS:
                 raise ValueError(
-                    f"segment pair [{start}, {end}] must satisfy 0 <= start <= end <= {DIDEMO_NUM_SEGMENTS - 1}"
+                    f"segment pair [{start}, {end}] must satisfy "
+                    f"0 <= start <= end <= {DIDEMO_NUM_SEGMENTS - 1}"
                 )
         return times
 

@@ -43,7 +43,6 @@ from vidlit.metrics.classification import TopKAccuracy
 from vidlit.metrics.retrieval import RetrievalRecall
 from vidlit.tasks.empty_batches import EmptyBatches
 from vidlit.tasks.finetune import check_finite_loss, record_backbone_prefix, renamed_attribute
-from vidlit.tasks.prompts import DEFAULT_PROMPTS, check_prompt_templates, class_embeddings
 from vidlit.tasks.optim import (
     LRSchedulerCallable,
     OptimizerCallable,
@@ -53,6 +52,7 @@ from vidlit.tasks.optim import (
     weight_decay_groups,
 )
 from vidlit.tasks.pretrain import save_backbone
+from vidlit.tasks.prompts import DEFAULT_PROMPTS, check_prompt_templates, class_embeddings
 
 __all__ = ["DEFAULT_PROMPTS", "VideoTextPretrain"]
 

@@ -86,8 +86,9 @@ def load_video_text_model(checkpoint: str | Path, map_location: str | torch.devi
         raise ValueError(f"{path}: a folder without vidlit's config.json (save_pretrained writes one)")
     if path.exists() and not path.is_dir():
         raise ValueError(
-            f"{path}: expected a VideoTextModel.save_pretrained folder, a Hub repo id or a Lightning .ckpt of "
-            "VideoTextPretrain (released ViCLIP .pth weights: see the README, 'Released ViCLIP / CLIP weights')"
+            f"{path}: expected a VideoTextModel.save_pretrained folder, a Hub repo id or a Lightning .ckpt "
+            "of VideoTextPretrain (released ViCLIP .pth weights: see the README, "
+            "'Released ViCLIP / CLIP weights')"
         )
     return VideoTextModel.from_pretrained(checkpoint).to(map_location).eval()
 
