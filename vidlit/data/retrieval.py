@@ -106,7 +106,7 @@ def read_msrvtt(path: str | Path) -> list[RetrievalVideo]:
                 missing = [c for c in ("video_id", "sentence") if c not in header]
                 if missing:
                     raise ValueError(
-                        f"{path}:{reader.line_num}: the header must name {', '.join(MSRVTT_COLUMNS)}; "
+                        f"{path}:{reader.line_num}: the header must name {','.join(MSRVTT_COLUMNS)}; "
                         f"missing {missing}"
                     )
                 continue
