@@ -34,13 +34,15 @@ def test_pretrained_tiny_viclip_is_far_above_chance_zero_shot(tmp_path):
     runs = tmp_path / "runs"
     short = tmp_path / "short.yaml"
     short.write_text("trainer:\n  max_epochs: 8\n  limit_val_batches: 0\n")
-    main(["fit", "--config", str(RECIPES / "pretrain_viclip.yaml"), "--config", str(short),
-          "--data.init_args.root", str(tmp_path / "internvid_synth"), "--trainer.default_root_dir", str(runs / "pretrain")])  # fmt: skip
+    pretrain = ["--config", str(RECIPES / "pretrain_viclip.yaml"), "--config", str(short)]
+    main(["fit", *pretrain, "--data.init_args.root", str(tmp_path / "internvid_synth"),
+          "--trainer.default_root_dir", str(runs / "pretrain")])  # fmt: skip
     (checkpoint,) = (runs / "pretrain").glob("version_0/checkpoints/last.ckpt")
 
     for recipe, data in (("zeroshot_cls.yaml", "kinetics_synth"), ("retrieval_eval.yaml", "msrvtt_synth")):
         main(["test", "--config", str(RECIPES / recipe), "--model.init_args.checkpoint", str(checkpoint),
-              "--data.init_args.root", str(tmp_path / data), "--trainer.default_root_dir", str(runs / recipe)])  # fmt: skip
+              "--data.init_args.root", str(tmp_path / data),
+              "--trainer.default_root_dir", str(runs / recipe)])  # fmt: skip
 
     classification = _test_metrics(runs / "zeroshot_cls.yaml")
     assert classification["test/top1"] >= 0.25, classification  # chance 0.111
