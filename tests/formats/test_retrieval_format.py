@@ -1,4 +1,4 @@
-"""MSR-VTT / DiDeMo / ActivityNet Captions contracts: a malformed case is one line naming file, record, key."""
+"""MSR-VTT, DiDeMo and ActivityNet Captions contracts: a bad case is one line naming file, record, key."""
 
 from __future__ import annotations
 
