@@ -22,12 +22,16 @@ from vidlit.backbones._pretrained import (
 
 # Every VideoViT size accepts these: one block of width 32 on 4 x 32 px clips.
 TINY_VIT = dict(embed_dim=32, depth=1, num_heads=2, num_frames=4, img_size=32, patch_size=8)
+# and every CLIPVideoViT (viclip_*) size these
+TINY_CLIP = dict(embed_dim=32, depth=1, num_heads=2, num_frames=4, img_size=32, patch_size=8)
 
 
 def tiny_overrides(name: str) -> dict:
     """Small overrides for a registered size, or none for a test size (other families: add theirs)."""
     if name.startswith("vit_"):
         return TINY_VIT
+    if name.startswith("viclip_"):
+        return TINY_CLIP
     if name.endswith("_test"):
         return {}
     pytest.fail(f"{name}: no tiny overrides known; add them to tiny_overrides")
