@@ -28,6 +28,7 @@ features of a token independent of what follows it, so the result is the same an
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -82,21 +83,28 @@ def clip_text_size_for_width(width: int) -> str:
     raise ValueError(f"no CLIP text size of width {width}; known: {known}")
 
 
-def load_named(module: nn.Module, state: Mapping[str, Tensor], source: str, prefix: str = "") -> None:
+def load_named(
+    module: nn.Module, state: Mapping[str, Tensor], source: str, prefix: str = "", strict: bool = True
+) -> None:
     """Load a state dict that must match ``module``'s keys and shapes, naming keys as the file does.
 
-    Like :func:`~vidlit.backbones._pretrained.load_state_dict_checked` (strict), for a module whose
+    Like :func:`~vidlit.backbones._pretrained.load_state_dict_checked`, for a module whose
     weights sit under ``prefix`` in a larger file (``"text_encoder."`` in a ViCLIP checkpoint).
 
     Raises:
-        ValueError: one line naming every missing and unexpected key, or every shape mismatch, with
-            ``prefix``; nothing is loaded then.
+        ValueError: one line naming every missing and unexpected key (when ``strict``; otherwise a
+            warning, and the rest loads), or every shape mismatch, with ``prefix``; nothing is
+            loaded then.
     """
     own = module.state_dict()
     missing = sorted(prefix + k for k in own if k not in state)
     unexpected = sorted(prefix + k for k in state if k not in own)
     if missing or unexpected:
-        raise ValueError(f"{source}: missing keys {missing}, unexpected keys {unexpected}")
+        message = f"{source}: missing keys {missing}, unexpected keys {unexpected}"
+        if strict:
+            raise ValueError(message)
+        warnings.warn(message, stacklevel=3)
+        state = {k: v for k, v in state.items() if k in own}
     bad = [
         f"{prefix}{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}"
         for k, v in state.items()
@@ -104,7 +112,7 @@ def load_named(module: nn.Module, state: Mapping[str, Tensor], source: str, pref
     ]
     if bad:
         raise ValueError(f"{source}: shape mismatch for " + "; ".join(bad))
-    module.load_state_dict(state)
+    module.load_state_dict(state, strict=strict)
 
 
 class CLIPTextEncoder(nn.Module):
@@ -237,7 +245,7 @@ class CLIPTextEncoder(nn.Module):
         return self(**self.tokenize(texts))
 
     def load_clip_state_dict(
-        self, state: Mapping[str, Tensor], source: str, prefix: str = ""
+        self, state: Mapping[str, Tensor], source: str, prefix: str = "", strict: bool = True
     ) -> Tensor | None:
         """Load CLIP-layout text weights (OpenAI CLIP, open_clip, ViCLIP's ``text_encoder.*``).
 
@@ -248,6 +256,7 @@ class CLIPTextEncoder(nn.Module):
             state: the tower's tensors, keys without ``prefix``.
             source: the file, for messages.
             prefix: how the keys are named in the file (``"text_encoder."``), for messages.
+            strict: missing or unexpected keys raise; otherwise they warn and the rest loads.
 
         Returns:
             ``text_projection`` (``[width, proj_dim]``), or ``None`` if the file has none.
@@ -272,5 +281,5 @@ class CLIPTextEncoder(nn.Module):
                 f"{source}: key '{prefix}text_projection': shape {tuple(projection.shape)}, expected "
                 f"[{self.embed_dim}, proj_dim]"
             )
-        load_named(self.model, state, source, prefix)
+        load_named(self.model, state, source, prefix, strict)
         return projection

@@ -223,6 +223,15 @@ class VideoTextModel(nn.Module, PretrainedMixin):
 
         return load_viclip_checkpoint(path, **kwargs)
 
+    def load_clip_checkpoint(self, path: str | Path, video: bool = True, strict: bool = True) -> None:
+        """Initialize from an image CLIP checkpoint (open_clip layout), as ViCLIP starts from CLIP.
+
+        See :func:`vidlit.backbones.viclip.load_clip_weights`.
+        """
+        from vidlit.backbones.viclip import load_clip_weights
+
+        load_clip_weights(self, path, video=video, strict=strict)
+
     @property
     def embed_dim(self) -> int:
         """Width of the shared space (``proj_dim``)."""
