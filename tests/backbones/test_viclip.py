@@ -298,3 +298,15 @@ def test_open_clip_checkpoint_initializes_both_towers(tmp_path, released):
         other.load_clip_checkpoint(tmp_path / "open_clip_pytorch_model.bin")
     load_clip_weights(other, tmp_path / "open_clip_pytorch_model.bin", video=False)
     assert torch.equal(other.text_proj.weight.T, clip["text_projection"])
+
+
+@torch.no_grad()
+def test_loaded_release_saves_and_reloads_with_identical_outputs(tmp_path, released):
+    path, _ = released
+    model = load_tiny(path)
+    folder = model.save_pretrained(tmp_path / "viclip")
+    reloaded = VideoTextModel.from_pretrained(folder).eval()
+    video = torch.randn(2, 3, FRAMES, SIZE, SIZE, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(reloaded.encode_video(video), model.encode_video(video))
+    assert torch.equal(reloaded.encode_text(CAPTIONS), model.encode_text(CAPTIONS))
+    assert torch.equal(reloaded.scale(), model.scale())
