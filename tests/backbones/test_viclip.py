@@ -17,7 +17,7 @@ from einops import rearrange
 from vidlit.backbones import VideoTextModel, create_backbone
 from vidlit.backbones.clip_text import CLIP_VOCAB_SIZE, CLIPTextEncoder
 from vidlit.backbones.clip_video import CLIPVideoViT
-from vidlit.backbones.viclip import load_clip_weights, load_viclip_checkpoint
+from vidlit.backbones.viclip import VICLIP_RELEASES, load_clip_weights, load_viclip_checkpoint
 
 pytest.importorskip("open_clip")
 
@@ -310,3 +310,29 @@ def test_loaded_release_saves_and_reloads_with_identical_outputs(tmp_path, relea
     assert torch.equal(reloaded.encode_video(video), model.encode_video(video))
     assert torch.equal(reloaded.encode_text(CAPTIONS), model.encode_text(CAPTIONS))
     assert torch.equal(reloaded.scale(), model.scale())
+
+
+@pytest.mark.parametrize("release", ["ViClip-InternVid-10M-FLT.pth", "ViCLIP-B_InternVid-FLT-10M.pth"])
+def test_named_sizes_have_the_released_shapes(release):
+    """The real sizes, on the meta device, against the shapes ViCLIP's code gives its modules."""
+    sizes = VICLIP_RELEASES[release]
+    large = sizes["video"] == "viclip_large_patch14"
+    v_width, v_layers, patch, t_width = (1024, 24, 14, 768) if large else (768, 12, 16, 512)
+    with torch.device("meta"):
+        model = VideoTextModel(
+            create_backbone(sizes["video"]), text=sizes["text"], proj_dim=sizes["proj_dim"]
+        )
+        vision = model.video.clip_state_dict(proj=model.video_proj.weight.T)
+    assert vision["vision_encoder.conv1.weight"].shape == (v_width, 3, 1, patch, patch)
+    assert vision["vision_encoder.positional_embedding"].shape == ((224 // patch) ** 2 + 1, v_width)
+    assert vision["vision_encoder.temporal_positional_embedding"].shape == (1, 8, v_width)
+    assert vision["vision_encoder.proj"].shape == (v_width, sizes["proj_dim"])
+    assert sum(k.endswith("attn.in_proj_weight") for k in vision) == v_layers
+    assert model.video.blocks[0].attn.num_heads == v_width // 64
+    text = model.text.model
+    assert text.positional_embedding.shape == (32, t_width)  # ViCLIP's max_txt_l
+    assert text.token_embedding.weight.shape == (CLIP_VOCAB_SIZE, t_width)
+    assert len(text.transformer.resblocks) == 12 and model.text_proj.weight.shape == (
+        sizes["proj_dim"],
+        t_width,
+    )

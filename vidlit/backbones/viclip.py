@@ -123,10 +123,11 @@ def load_viclip_checkpoint(
 
     Args:
         path: the file (``{"model": {...}}`` as released, or the bare state dict).
-        video: the video tower's registered name; ``None`` sizes it from the weights (width, depth,
-            patch; heads = width / 64 as in CLIP), e.g. ``viclip_large_patch14`` for ViCLIP-L/14.
-        text: the text tower's size; ``None`` picks it by the width of ``text_encoder.ln_final``
-            (512: ``clip_b16``, 768: ``clip_l14``).
+        video: the video tower's registered name, e.g. ``viclip_large_patch14``; ``None``: the
+            release's (:data:`VICLIP_RELEASES`, by file name), else sized from the weights (width,
+            depth, patch; the head count CLIP's for the width).
+        text: the text tower's size; ``None``: the release's, else picked by the width of
+            ``text_encoder.ln_final`` (512: ``clip_b16``, 768: ``clip_l14``).
         num_frames: frames per clip of the built model; the temporal table is adapted from the
             checkpoint's (8) by ``temporal_adapt``.
         img_size: input resolution; the spatial table is resampled bicubically from the checkpoint's.
@@ -145,6 +146,9 @@ def load_viclip_checkpoint(
             do not fit, or a file that is not a ViCLIP checkpoint.
     """
     where = str(path)
+    release = VICLIP_RELEASES.get(Path(path).name, {})  # a released file: its named sizes
+    video = video or release.get("video")
+    text = text or release.get("text")
     state = read_clip_checkpoint(path)
     vision_state, text_state = _under(state, VISION_PREFIX), _under(state, TEXT_PREFIX)
     if not vision_state or not text_state:
