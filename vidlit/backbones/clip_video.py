@@ -47,6 +47,7 @@ from vidlit.backbones._clip_interop import (
     convert_clip_vision,
     detect_clip_source,
     export_clip_vision,
+    official_key,
 )
 from vidlit.backbones._pretrained import (
     PretrainedMixin,
@@ -288,7 +289,7 @@ class CLIPVideoViT(nn.Module, PretrainedMixin):
             where: the file, for messages.
 
         Returns:
-            the missing and unexpected keys (official names for unexpected ones) and ``proj``
+            the missing and unexpected keys, both in the checkpoint layout's names, and ``proj``
             (``[width, embed]`` or ``None``), which belongs to ``VideoTextModel.video_proj``
             (``video_proj.weight.copy_(proj.T)``).
 
@@ -304,15 +305,19 @@ class CLIPVideoViT(nn.Module, PretrainedMixin):
             converted["temporal_embed"] = torch.zeros_like(self.temporal_embed, device="cpu")
         self._adapt_tables(converted, temporal_adapt, where)
         own = self.state_dict()
-        missing = sorted(k for k in own if k not in converted)
-        unexpected = sorted(k for k in converted if k not in own)
+        # both in the checkpoint's own (official) names, the ones a user can look up in the file
+        missing = sorted({official_key(k) for k in own if k not in converted})
+        unexpected = sorted({official_key(k) for k in converted if k not in own})
         bad = [
-            f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+            f"{official_key(k)}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
             for k, v in converted.items()
             if k in own and v.shape != own[k].shape
         ]
         if bad:
-            raise ValueError(f"{where}: shape mismatch for " + "; ".join(bad))
+            more = f"; and {len(bad) - 4} more" if len(bad) > 4 else ""
+            raise ValueError(
+                f"{where}: {source} vision tower: shape mismatch for " + "; ".join(bad[:4]) + more
+            )
         if missing or unexpected:
             message = f"{where}: {source} vision tower: missing keys {missing}, unexpected keys {unexpected}"
             if strict:
