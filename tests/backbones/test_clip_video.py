@@ -312,6 +312,24 @@ def test_checkpoint_files_load_with_weights_only(tmp_path: Path) -> None:
         assert torch.equal(model(video), expected.eval()(video))
         assert torch.equal(CLIPVideoViT.from_pretrained(path, num_heads=HEADS).eval()(video), model(video))
 
+    # vidlit's own plain state dict (ExportBackbone's backbone.pt) loads too, with table adaptation
+    torch.save(model.state_dict(), tmp_path / "backbone.pt")
+    with torch.no_grad():
+        assert torch.equal(
+            create_backbone("viclip_test", checkpoint_path=tmp_path / "backbone.pt").eval()(video),
+            model(video),
+        )
+    longer = create_backbone("viclip_test", num_frames=16, checkpoint_path=tmp_path / "backbone.pt")
+    assert longer.temporal_embed.shape == (1, 16, WIDTH)
+    # and the video tower of a VideoTextPretrain Lightning checkpoint (its keys under model.video.)
+    lightning = {"pytorch-lightning_version": "2.4.0", "vidlit_backbone_prefix": "model.video."}
+    lightning["state_dict"] = {f"model.video.{k}": v for k, v in model.state_dict().items()}
+    lightning["state_dict"]["model.text_proj.weight"] = torch.zeros(8, 8)
+    torch.save(lightning, tmp_path / "last.ckpt")
+    with torch.no_grad():
+        from_ckpt = create_backbone("viclip_test", checkpoint_path=tmp_path / "last.ckpt").eval()
+        assert torch.equal(from_ckpt(video), model(video))
+
     torch.save({"model": checkpoint["model"], "config": Opaque()}, tmp_path / "pickled.pth")
     with pytest.raises(ValueError, match=r"weights_only=True"):
         create_backbone("viclip_test", checkpoint_path=tmp_path / "pickled.pth")
