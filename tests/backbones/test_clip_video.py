@@ -403,3 +403,21 @@ def test_video_text_model_with_the_clip_tower_saves_and_reloads(tmp_path: Path) 
     video = clip(frames=4)
     with torch.no_grad():
         assert torch.equal(reloaded.encode_video(video), model.encode_video(video))
+
+
+def test_layer_decay_puts_the_stem_at_layer_zero() -> None:
+    from vidlit.tasks.optim import layer_id
+
+    model = create_backbone("viclip_test")
+    layers = {name: layer_id(f"backbone.{name}", "backbone.", 2) for name, _ in model.named_parameters()}
+    stem = {
+        "cls_token",
+        "pos_embed",
+        "temporal_embed",
+        "patch_embed.proj.weight",
+        "norm_pre.weight",
+        "norm_pre.bias",
+    }
+    assert {name for name, layer in layers.items() if layer == 0} == stem
+    assert layers["blocks.1.mlp.fc2.weight"] == 2 and layers["norm_post.weight"] == 3
+    assert {"cls_token", "pos_embed", "temporal_embed"} <= model.no_weight_decay()
