@@ -49,6 +49,7 @@ __all__ = [
     "convert_clip_vision",
     "detect_clip_source",
     "export_clip_vision",
+    "official_key",
 ]
 
 ClipSource = Literal["viclip", "openclip"]
@@ -83,8 +84,9 @@ class CLIPLoadReport(NamedTuple):
     """What :meth:`CLIPVideoViT.load_clip_state_dict` found (unpacks as a 3-tuple).
 
     Attributes:
-        missing: model keys the checkpoint did not have (left at their values), sorted.
-        unexpected: checkpoint keys (official names) the model has no place for, sorted.
+        missing: tensors the model has and the checkpoint lacks (left at their values), sorted, in
+            the official names (``ln_post.weight``, ``transformer.resblocks.0.attn.in_proj_bias``).
+        unexpected: checkpoint keys (official names, prefix removed) the model has no place for, sorted.
         proj: the tower's ``proj`` ``[width, embed]``, or ``None``; ``VideoTextModel.video_proj.weight``
             is its transpose.
     """
@@ -257,6 +259,27 @@ def export_clip_vision(
     if proj is not None:
         out["proj"] = proj
     return {prefix + k: v for k, v in out.items()}
+
+
+def official_key(name: str) -> str:
+    """The official (ViCLIP / CLIP) name of a CLIPVideoViT key, for messages: ``norm_post.weight`` ->
+    ``ln_post.weight``, ``blocks.3.attn.q_bias`` -> ``transformer.resblocks.3.attn.in_proj_bias``."""
+    top = {v: k for k, v in _TOP_RENAMES.items()} | {
+        "patch_embed.proj.weight": "conv1.weight",
+        "cls_token": "class_embedding",
+        "pos_embed": "positional_embedding",
+        "temporal_embed": "temporal_positional_embedding",
+    }
+    if name in top:
+        return top[name]
+    if (match := re.match(r"^blocks\.(\d+)\.(.+)$", name)) is not None:
+        index, rest = match.groups()
+        block = {v: k for k, v in _BLOCK_RENAMES.items()}
+        if rest in ("attn.q_bias", "attn.v_bias"):
+            return f"transformer.resblocks.{index}.attn.in_proj_bias"
+        if rest in block:
+            return f"transformer.resblocks.{index}.{block[rest]}"
+    return name
 
 
 def clip_vision_config(

@@ -38,7 +38,7 @@ from timm.layers import QuickGELU
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from vidlit.backbones._builder import load_checkpoint_file
+from vidlit.backbones._builder import _strip_wrappers, _unwrap, load_checkpoint_file
 from vidlit.backbones._clip_interop import (
     CLIPLoadReport,
     ClipSource,
@@ -47,6 +47,7 @@ from vidlit.backbones._clip_interop import (
     convert_clip_vision,
     detect_clip_source,
     export_clip_vision,
+    official_key,
 )
 from vidlit.backbones._pretrained import (
     PretrainedMixin,
@@ -288,7 +289,7 @@ class CLIPVideoViT(nn.Module, PretrainedMixin):
             where: the file, for messages.
 
         Returns:
-            the missing and unexpected keys (official names for unexpected ones) and ``proj``
+            the missing and unexpected keys, both in the checkpoint layout's names, and ``proj``
             (``[width, embed]`` or ``None``), which belongs to ``VideoTextModel.video_proj``
             (``video_proj.weight.copy_(proj.T)``).
 
@@ -304,15 +305,19 @@ class CLIPVideoViT(nn.Module, PretrainedMixin):
             converted["temporal_embed"] = torch.zeros_like(self.temporal_embed, device="cpu")
         self._adapt_tables(converted, temporal_adapt, where)
         own = self.state_dict()
-        missing = sorted(k for k in own if k not in converted)
-        unexpected = sorted(k for k in converted if k not in own)
+        # both in the checkpoint's own (official) names, the ones a user can look up in the file
+        missing = sorted({official_key(k) for k in own if k not in converted})
+        unexpected = sorted({official_key(k) for k in converted if k not in own})
         bad = [
-            f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+            f"{official_key(k)}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
             for k, v in converted.items()
             if k in own and v.shape != own[k].shape
         ]
         if bad:
-            raise ValueError(f"{where}: shape mismatch for " + "; ".join(bad))
+            more = f"; and {len(bad) - 4} more" if len(bad) > 4 else ""
+            raise ValueError(
+                f"{where}: {source} vision tower: shape mismatch for " + "; ".join(bad[:4]) + more
+            )
         if missing or unexpected:
             message = f"{where}: {source} vision tower: missing keys {missing}, unexpected keys {unexpected}"
             if strict:
@@ -397,9 +402,11 @@ class CLIPVideoViT(nn.Module, PretrainedMixin):
     def from_pretrained(cls, path: str | Path, strict: bool = True, **overrides: Any) -> CLIPVideoViT:
         """A :meth:`save_pretrained` folder (or Hub repo id), or a ViCLIP / CLIP weights file.
 
-        A file (``.pth`` / ``.pt`` / ``.bin`` / ``.safetensors``, read with ``weights_only=True``) is
-        read by :meth:`from_clip_state_dict` with its layout detected; its ``proj`` is dropped (load
-        it with :meth:`from_clip_state_dict` or into a ``VideoTextModel``).
+        A file (``.pth`` / ``.pt`` / ``.bin`` / ``.safetensors``, read with ``weights_only=True``) in
+        ViCLIP's or open_clip's layout is read by :meth:`from_clip_state_dict` with its layout detected
+        (its ``proj`` is dropped: load it with :meth:`from_clip_state_dict` or into a
+        ``VideoTextModel``); so is vidlit's own: an exported ``backbone.pt`` or the tower in a Lightning
+        ``.ckpt`` of a vidlit module.
 
         Args:
             path: the folder, file or repo id.
@@ -409,7 +416,7 @@ class CLIPVideoViT(nn.Module, PretrainedMixin):
         path = resolve_pretrained_dir(path)
         if is_vidlit_folder(path):
             return cls._from_vidlit_folder(path, overrides, strict=strict)
-        state_dict, _ = load_checkpoint_file(path)
+        state_dict = _clip_layout(load_checkpoint_file(path)[0])
         model, proj = cls.from_clip_state_dict(state_dict, strict=strict, where=str(path), **overrides)
         if proj is not None:
             log.info(
@@ -421,15 +428,25 @@ class CLIPVideoViT(nn.Module, PretrainedMixin):
         """Load a :meth:`save_pretrained` folder or a ViCLIP / CLIP weights file into this model as built.
 
         What :func:`~vidlit.backbones.create_backbone`'s ``checkpoint_path`` calls. A folder's config
-        must match but for dropout and stochastic depth; a file's tables are resampled to this
-        model's frame count and resolution.
+        must match but for dropout and stochastic depth; a file (ViCLIP, open_clip, an exported
+        ``backbone.pt``, a Lightning ``.ckpt``) has its tables resampled to this model's frame count
+        and resolution.
         """
         path = resolve_pretrained_dir(path)
         if is_vidlit_folder(path):
             self.load_vidlit_folder(path, strict=strict)
             return
-        state_dict, _ = load_checkpoint_file(path)
+        state_dict = _clip_layout(load_checkpoint_file(path)[0])
         self.load_clip_state_dict(state_dict, detect_clip_source(state_dict), strict=strict, where=str(path))
+
+
+def _clip_layout(state_dict: Mapping[str, Any]) -> Mapping[str, Any]:
+    # vidlit's own key names (an exported backbone.pt, the tower cut out of a Lightning checkpoint)
+    # go through the official layout, so that they get the same table adaptation and key report
+    state = {_strip_wrappers(k): v for k, v in _unwrap(state_dict).items()}
+    if "cls_token" in state and "patch_embed.proj.weight" in state:
+        return export_clip_vision(state)
+    return state_dict
 
 
 def _init_linear(module: nn.Module) -> None:
