@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from vidlit.backbones import create_backbone
 from vidlit.backbones.clip_text import CLIPTextEncoder
 from vidlit.backbones.clip_video import CLIPVideoViT
 from vidlit.cli import main
@@ -42,6 +43,6 @@ def test_clip_towers_config_instantiates_and_fits_a_step(tmp_path):
     fresh = CLIPTextEncoder("clip_test", max_length=32)
     moved = task.model.text.model.token_embedding.weight - fresh.model.token_embedding.weight
     assert moved.abs().max() > 0
-    # ExportBackbone wrote the CLIP video tower's weights
-    exported = torch.load(runs / "backbone.pt", weights_only=True)
-    assert set(exported) == set(task.model.video.state_dict())
+    # ExportBackbone wrote the CLIP video tower; it loads by name, for fine-tuning
+    backbone = create_backbone("viclip_test", checkpoint_path=runs / "backbone.pt")
+    torch.testing.assert_close(backbone.state_dict(), task.model.video.state_dict())
