@@ -133,9 +133,13 @@ def test_checkpoint_loading_and_its_errors(model, tmp_path):
     assert not task.model.training
     with pytest.raises(FileNotFoundError, match="missing.ckpt"):
         load_video_text_model(tmp_path / "missing.ckpt")
-    (tmp_path / "weights.pth").write_bytes(b"")
-    with pytest.raises(ValueError, match="weights.pth: expected .* README"):
-        load_video_text_model(tmp_path / "weights.pth")
+    (tmp_path / "weights.bin").write_bytes(b"")
+    with pytest.raises(ValueError, match="weights.bin: expected .* released ViCLIP file"):
+        load_video_text_model(tmp_path / "weights.bin")
+    # a .pth goes to the ViCLIP release loader, which names what is wrong with the file
+    torch.save({"model": {"backbone.x": torch.zeros(1)}}, tmp_path / "other.pth")
+    with pytest.raises(ValueError, match="other.pth"):
+        load_video_text_model(tmp_path / "other.pth")
     torch.save(
         {"state_dict": {"backbone.x": torch.zeros(1)}, "pytorch-lightning_version": "2"}, tmp_path / "m.ckpt"
     )

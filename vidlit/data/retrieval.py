@@ -241,8 +241,9 @@ class RetrievalDataModule(RawVideoDataModule):
         num_frames: frames per video (ViCLIP: 8).
         size: crop side the model sees (224 for ViCLIP).
         short_side: decode-time short-side resize; defaults to ``size``.
-        mean: per-channel normalization mean (CLIP models: ``[0.48145466, 0.4578275, 0.40821073]``).
-        std: per-channel normalization standard deviation (CLIP: ``[0.26862954, 0.26130258, 0.27577711]``).
+        mean: per-channel normalization mean; the model's training normalization (ImageNet's for
+            ViCLIP and vidlit's pretrain_viclip recipe).
+        std: per-channel normalization standard deviation.
         backend: video backend: ``"auto"``, ``"decord"``, ``"pyav"`` or ``"torchcodec"``.
         strict: raise on the first unreadable video instead of skipping it.
         synthetic: when ``root`` does not exist, write the synthetic sample of ``format`` there

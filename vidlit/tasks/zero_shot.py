@@ -17,7 +17,8 @@ is (no training step), through ``vidlit test`` / ``vidlit validate``:
   DiDeMo / ActivityNet Captions paragraphs; ``recipes/retrieval_eval.yaml``).
 
 The model comes from ``checkpoint`` (:func:`load_video_text_model`: a ``save_pretrained`` folder
-or Hub repo, or a Lightning checkpoint of :class:`~vidlit.tasks.video_text.VideoTextPretrain`),
+or Hub repo, a Lightning checkpoint of :class:`~vidlit.tasks.video_text.VideoTextPretrain`, or a
+released ViCLIP ``.pth``),
 or, without one, is the ``model`` given (in YAML a ``class_path`` of ``VideoTextModel``; with
 random weights that is a smoke run at chance level)::
 
@@ -48,6 +49,7 @@ __all__ = ["ZeroShotClassification", "ZeroShotRetrieval", "load_video_text_model
 log = logging.getLogger(__name__)
 
 _LIGHTNING_SUFFIXES = (".ckpt",)
+_RELEASE_SUFFIXES = (".pth", ".pt")
 
 
 def load_video_text_model(checkpoint: str | Path, map_location: str | torch.device = "cpu") -> VideoTextModel:
@@ -57,7 +59,10 @@ def load_video_text_model(checkpoint: str | Path, map_location: str | torch.devi
       ``model.safetensors``), or a Hugging Face Hub repo id of one;
     - a Lightning checkpoint (``.ckpt``) of :class:`~vidlit.tasks.video_text.VideoTextPretrain`
       written by ``vidlit fit --config recipes/pretrain_viclip.yaml`` (its architecture comes from
-      the hyper-parameters saved in it; loaded with ``weights_only=True``).
+      the hyper-parameters saved in it; loaded with ``weights_only=True``);
+    - a released ViCLIP checkpoint (``.pth``, e.g. ``ViClip-InternVid-10M-FLT.pth``), through
+      :meth:`VideoTextModel.from_viclip_checkpoint` at its defaults (8 frames, 224 px); for other
+      sizes build it there and ``save_pretrained`` it first.
 
     Returns:
         The model in eval mode.
@@ -82,13 +87,15 @@ def load_video_text_model(checkpoint: str | Path, map_location: str | torch.devi
             )
         task = VideoTextPretrain.load_from_checkpoint(path, map_location=map_location, weights_only=True)
         return task.model.eval()
+    if path.suffix in _RELEASE_SUFFIXES:
+        # a released ViCLIP file: sizes from its name or its weights, 8 frames at 224 px
+        return VideoTextModel.from_viclip_checkpoint(path).to(map_location).eval()
     if path.is_dir() and not is_vidlit_folder(path):
         raise ValueError(f"{path}: a folder without vidlit's config.json (save_pretrained writes one)")
     if path.exists() and not path.is_dir():
         raise ValueError(
-            f"{path}: expected a VideoTextModel.save_pretrained folder, a Hub repo id or a Lightning .ckpt "
-            "of VideoTextPretrain (released ViCLIP .pth weights: see the README, "
-            "'Released ViCLIP / CLIP weights')"
+            f"{path}: expected a VideoTextModel.save_pretrained folder, a Hub repo id, a Lightning .ckpt "
+            f"of VideoTextPretrain or a released ViCLIP file ({', '.join(_RELEASE_SUFFIXES)})"
         )
     return VideoTextModel.from_pretrained(checkpoint).to(map_location).eval()
 
