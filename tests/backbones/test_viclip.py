@@ -283,7 +283,7 @@ def test_open_clip_checkpoint_initializes_both_towers(tmp_path, released):
     model = VideoTextModel(
         create_backbone("viclip_test"), text="clip_test", proj_dim=PROJ, text_max_length=CONTEXT
     )
-    model.load_clip_checkpoint(tmp_path / "open_clip_pytorch_model.bin")
+    load_clip_weights(model, tmp_path / "open_clip_pytorch_model.bin")
     assert torch.equal(model.video.patch_embed.proj.weight[:, :, 0], clip["visual.conv1.weight"])  # inflated
     assert not model.video.temporal_embed.any()  # an image model starts frame-wise
     assert torch.equal(model.text.model.positional_embedding, clip["positional_embedding"][:CONTEXT])
@@ -295,7 +295,7 @@ def test_open_clip_checkpoint_initializes_both_towers(tmp_path, released):
         create_backbone("vit_test"), text="clip_test", proj_dim=PROJ, text_max_length=CONTEXT
     )
     with pytest.raises(ValueError, match="not a CLIPVideoViT; pass video=False"):
-        other.load_clip_checkpoint(tmp_path / "open_clip_pytorch_model.bin")
+        load_clip_weights(other, tmp_path / "open_clip_pytorch_model.bin")
     load_clip_weights(other, tmp_path / "open_clip_pytorch_model.bin", video=False)
     assert torch.equal(other.text_proj.weight.T, clip["text_projection"])
 

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from vidlit.backbones.text import TextOutput
+from vidlit.backbones._text_output import TextOutput
 
 __all__ = [
     "CLIP_CONTEXT_LENGTH",

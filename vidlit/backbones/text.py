@@ -16,25 +16,17 @@ folders load with ``local_files_only=True``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from vidlit.backbones._text_output import TextOutput
+
 __all__ = ["TEXT_ENCODERS", "TextEncoder", "TextOutput", "create_text_encoder", "minilm_path"]
 
 TEXT_ENCODERS = ("minilm", "text_test", "clip_b16", "clip_l14", "clip_test")
-
-
-@dataclass
-class TextOutput:
-    """What a text tower returns for a batch of strings."""
-
-    tokens: Tensor  # [B, L, C] last hidden states
-    mask: Tensor  # [B, L] bool, True on real (non-padding) tokens
-    pooled: Tensor  # [B, C] mean of the real tokens (all-MiniLM-L6-v2's sentence embedding, unnormalized)
 
 
 def minilm_path() -> Path:

@@ -19,7 +19,7 @@ Sec. 4) and InternVideo's contrastive branch (Wang et al., 2022) train it:
   (:func:`~vidlit.layers.contrastive.contrastive_loss`).
 
 The two projections hold CLIP's ``proj`` / ``text_projection`` (``video_proj.weight = proj.T``), so
-the released ViCLIP weights load as a whole: :meth:`VideoTextModel.from_viclip_checkpoint`
+the released ViCLIP weights load as a whole: :func:`vidlit.backbones.load_viclip_checkpoint`
 (:mod:`vidlit.backbones.viclip`).
 
 >>> model = VideoTextModel(create_backbone("vit_test"), text="text_test", proj_dim=32)
@@ -31,7 +31,6 @@ the released ViCLIP weights load as a whole: :meth:`VideoTextModel.from_viclip_c
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
@@ -211,26 +210,6 @@ class VideoTextModel(nn.Module, PretrainedMixin):
         video_arch, video_config = architecture_of(config.pop("video", None), "config.json: key 'video'")
         text = create_text_encoder(**config.pop("text"))
         return cls(video_arch.from_pretrained_config(video_config), text, **config)
-
-    @classmethod
-    def from_viclip_checkpoint(cls, path: str | Path, **kwargs: Any) -> VideoTextModel:
-        """Build a model from a released ViCLIP ``.pth`` (both towers, projections, temperature).
-
-        See :func:`vidlit.backbones.viclip.load_viclip_checkpoint` for the arguments (frame count,
-        resolution, tower names for other sizes).
-        """
-        from vidlit.backbones.viclip import load_viclip_checkpoint
-
-        return load_viclip_checkpoint(path, **kwargs)
-
-    def load_clip_checkpoint(self, path: str | Path, video: bool = True, strict: bool = True) -> None:
-        """Initialize from an image CLIP checkpoint (open_clip layout), as ViCLIP starts from CLIP.
-
-        See :func:`vidlit.backbones.viclip.load_clip_weights`.
-        """
-        from vidlit.backbones.viclip import load_clip_weights
-
-        load_clip_weights(self, path, video=video, strict=strict)
 
     @property
     def embed_dim(self) -> int:
