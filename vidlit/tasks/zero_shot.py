@@ -38,6 +38,7 @@ import torch
 from torch import Tensor
 
 from vidlit.backbones._pretrained import is_vidlit_folder
+from vidlit.backbones.viclip import load_viclip_checkpoint
 from vidlit.backbones.video_text import VideoTextModel
 from vidlit.metrics.classification import TopKAccuracy
 from vidlit.metrics.retrieval import RetrievalRecall
@@ -61,7 +62,7 @@ def load_video_text_model(checkpoint: str | Path, map_location: str | torch.devi
       written by ``vidlit fit --config recipes/pretrain_viclip.yaml`` (its architecture comes from
       the hyper-parameters saved in it; loaded with ``weights_only=True``);
     - a released ViCLIP checkpoint (``.pth``, e.g. ``ViClip-InternVid-10M-FLT.pth``), through
-      :meth:`VideoTextModel.from_viclip_checkpoint` at its defaults (8 frames, 224 px); for other
+      :func:`vidlit.backbones.load_viclip_checkpoint` at its defaults (8 frames, 224 px); for other
       sizes build it there and ``save_pretrained`` it first.
 
     Returns:
@@ -89,7 +90,7 @@ def load_video_text_model(checkpoint: str | Path, map_location: str | torch.devi
         return task.model.eval()
     if path.suffix in _RELEASE_SUFFIXES:
         # a released ViCLIP file: sizes from its name or its weights, 8 frames at 224 px
-        return VideoTextModel.from_viclip_checkpoint(path).to(map_location).eval()
+        return load_viclip_checkpoint(path).to(map_location).eval()
     if path.is_dir() and not is_vidlit_folder(path):
         raise ValueError(f"{path}: a folder without vidlit's config.json (save_pretrained writes one)")
     if path.exists() and not path.is_dir():
