@@ -127,7 +127,9 @@ def test_training_is_refused(model, tmp_path):
 
 def test_checkpoint_loading_and_its_errors(model, tmp_path):
     folder = model.save_pretrained(tmp_path / "viclip_tiny")
-    task = ZeroShotRetrieval(checkpoint=str(folder))  # a save_pretrained folder
+    task = ZeroShotRetrieval(checkpoint=str(folder))  # a save_pretrained folder, read in setup()
+    assert task.model is None
+    task.setup("test")
     for key, value in model.state_dict().items():
         torch.testing.assert_close(task.model.state_dict()[key], value)
     assert not task.model.training

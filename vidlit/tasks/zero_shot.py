@@ -107,21 +107,30 @@ class _ZeroShotTask(L.LightningModule):
 
     def __init__(self, model: VideoTextModel | None = None, checkpoint: str | None = None):
         super().__init__()
-        if checkpoint is not None:
-            if model is not None:
-                log.info("checkpoint %s given: the model argument is not used", checkpoint)
-            model = load_video_text_model(checkpoint)
-        if model is None:
+        if checkpoint is None and model is None:
             raise ValueError(
-                f"{type(self).__name__} needs a checkpoint (a VideoTextPretrain .ckpt or a "
-                "save_pretrained folder) or a model"
+                f"{type(self).__name__} needs a checkpoint (a VideoTextPretrain .ckpt, a save_pretrained "
+                "folder or a released ViCLIP .pth) or a model"
             )
+        if checkpoint is not None and model is not None:
+            log.info("checkpoint %s given: the model argument is not used", checkpoint)
+        self.checkpoint = checkpoint
+        # with a checkpoint the model is read in setup(): a bad path is then one plain error, not
+        # one wrapped by the CLI's argument parser
+        self.model = None if checkpoint is not None else self._checked(model)
+        self.empty_batches = EmptyBatches()
+
+    @staticmethod
+    def _checked(model: VideoTextModel) -> VideoTextModel:
         for name in ("encode_video", "encode_text", "scale"):
             if not callable(getattr(model, name, None)):
                 raise ValueError(f"model {type(model).__name__} has no {name}(): a VideoTextModel is needed")
-        self.model = model.eval()
-        self.checkpoint = checkpoint
-        self.empty_batches = EmptyBatches()
+        return model.eval()
+
+    def setup(self, stage: str) -> None:
+        """Load the checkpoint (once), before Lightning moves the model to its device."""
+        if self.model is None:
+            self.model = self._checked(load_video_text_model(self.checkpoint))
 
     def _refuse_training(self) -> RuntimeError:
         return RuntimeError(
