@@ -84,6 +84,13 @@ def test_a_malformed_file_fails_in_setup_with_one_line(sample, tmp_path):
     assert "\n" not in str(err.value)
     with pytest.raises(ValueError, match="evaluates only"):
         dm.setup("fit")
+    if format == "activitynet":  # an id that names a file outside the video folder
+        bad.write_text(
+            json.dumps({"v_../../etc/x": {"duration": 5, "timestamps": [[0, 5]], "sentences": ["x"]}})
+        )
+        dm = RetrievalDataModule(str(tmp_path), format=format, annotations=annotations, video_dir=video_dir)
+        with pytest.raises(ValueError, match=r"val_1.json: video 'v_../../etc/x'"):
+            dm.setup("test")
     with pytest.raises(ValueError, match="format must be one of"):
         RetrievalDataModule(str(tmp_path), format="msvd")
 

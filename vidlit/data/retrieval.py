@@ -303,7 +303,11 @@ class RetrievalDataModule(RawVideoDataModule):
     def videos(self) -> list[RetrievalVideo]:
         """The checked annotation items (read once)."""
         if self._videos is None:
-            self._videos = read_retrieval_annotations(self.annotations, self.format)
+            videos = read_retrieval_annotations(self.annotations, self.format)
+            for video in videos:  # an id names a file inside video_dir, never a way out of it
+                for name in video.names:
+                    confined_path(self.video_dir, name, f"{self.annotations}: video {video.video_id!r}")
+            self._videos = videos
         return self._videos
 
     def dataset(self, split: str) -> RetrievalDataset:
