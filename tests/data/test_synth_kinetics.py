@@ -1,4 +1,4 @@
-"""Synthetic Kinetics: the official CSV layout, read by VideoListDataModule as the zero-shot recipe reads it."""
+"""Synthetic Kinetics: the official CSV layout, read by VideoListDataModule as the zero-shot recipe does."""
 
 from __future__ import annotations
 
