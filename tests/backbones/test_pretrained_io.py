@@ -99,15 +99,21 @@ def test_from_pretrained_overrides_training_args(tmp_path: Path) -> None:
     assert torch.equal(outputs(built, clip), outputs(model, clip))
 
 
-def test_video_text_model_round_trip(tmp_path: Path) -> None:
-    model = VideoTextModel(create_backbone("vit_test"), text="text_test", proj_dim=16, drop_ratio=0.5)
+@pytest.mark.parametrize(
+    ("video", "text"), [("vit_test", "text_test"), ("vit_test", "clip_test"), ("viclip_test", "clip_test")]
+)
+def test_video_text_model_round_trip(video: str, text: str, tmp_path: Path) -> None:
+    model = VideoTextModel(create_backbone(video), text=text, proj_dim=16, drop_ratio=0.5)
     with torch.no_grad():
         model.logit_scale.fill_(3.0)
+        for param in model.text.parameters():  # not the seeded initialization that a rebuild repeats
+            param.add_(torch.randn_like(param) * 0.01)
     folder = model.save_pretrained(tmp_path)
     config = json.loads((folder / CONFIG_NAME).read_text())
     assert config["architecture"] == "VideoTextModel"
-    assert config["config"]["video"]["architecture"] == "VideoViT"
-    assert config["config"]["text"]["name"] == "text_test"
+    assert config["config"]["video"]["architecture"] == type(model.video).__name__
+    assert config["config"]["text"]["name"] == text
+    assert type(VideoTextModel.from_pretrained(folder).text) is type(model.text)
 
     reloaded = VideoTextModel.from_pretrained(folder)
     assert reloaded.pretrained_config() == model.pretrained_config()

@@ -16,6 +16,7 @@ from vidlit.backbones.audio import AudioEncoder, create_audio_encoder
 from vidlit.backbones.clip_video import CLIPLoadReport, CLIPVideoViT
 from vidlit.backbones.mvm import MaskedVideoModel, MVMDecoder, patchify, pixel_targets, tube_mask
 from vidlit.backbones.text import TextEncoder, create_text_encoder
+from vidlit.backbones.viclip import load_clip_weights, load_viclip_checkpoint
 from vidlit.backbones.video_text import VideoTextModel
 from vidlit.backbones.vit import Block, VideoViT, checkpoint_filter_fn
 
@@ -36,6 +37,8 @@ __all__ = [
     "create_backbone",
     "create_text_encoder",
     "list_backbones",
+    "load_clip_weights",
+    "load_viclip_checkpoint",
     "patchify",
     "pixel_targets",
     "register_backbone",
