@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from vidlit.cli import main
 
@@ -106,7 +105,10 @@ def test_infer_ego4d_sta(tmp_path, capsys):
     got, want = printed["results"][item.video_uid], predicted[item.uid]
     assert len(got) == len(want) > 0
     for g, w in zip(got, want):
-        assert (g["noun_category_id"], g["verb_category_id"]) == (w["noun_category_id"], w["verb_category_id"])
+        assert (g["noun_category_id"], g["verb_category_id"]) == (
+            w["noun_category_id"],
+            w["verb_category_id"],
+        )
         _close(g["box"], w["box"])
         _close([g["time_to_contact"], g["score"]], [w["time_to_contact"], w["score"]], 1e-5)
     with pytest.raises(SystemExit):
@@ -167,8 +169,14 @@ def test_infer_llp(tmp_path, capsys):
     filename = sorted(predicted)[1]
     visual = data / "feats" / "res152" / f"{filename[:11]}.npy"
     (want,) = predicted[filename]
-    for extra in ([], ["--audio", str(data / "feats" / "vggish" / f"{filename[:11]}.npy"),
-                       "--motion", str(data / "feats" / "r2plus1d_18" / f"{filename[:11]}.npy")]):  # fmt: skip
+    name = f"{filename[:11]}.npy"
+    given = [
+        "--audio",
+        str(data / "feats" / "vggish" / name),
+        "--motion",
+        str(data / "feats" / "r2plus1d_18" / name),
+    ]
+    for extra in ([], given):
         (got,) = _infer(capsys, "--ckpt_path", str(ckpt), str(visual), *extra)
         for key in ("video_prob", "audio_prob", "visual_prob"):
             _close(got[key], want[key], 1e-5)
@@ -209,8 +217,8 @@ def test_infer_loris(tmp_path, capsys):
     _, clip = read_lists(data, "test")[1]
     out = tmp_path / "infer" / "loris.json"
     out.parent.mkdir()
-    printed = _infer(capsys, "--ckpt_path", str(ckpt), str(data / clip.visual), "--pose", str(data / clip.pose),
-                     "--music", str(data / clip.audio), "--out", str(out))  # fmt: skip
+    inputs = ["--pose", str(data / clip.pose), "--music", str(data / clip.audio), "--out", str(out)]
+    printed = _infer(capsys, "--ckpt_path", str(ckpt), str(data / clip.visual), *inputs)
     assert json.loads(out.read_text()) == printed
     (got,) = printed["clips"]
     (want,) = [c for c in predicted["clips"] if c["video_id"] == clip.clip_id]

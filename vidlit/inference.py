@@ -33,6 +33,7 @@ the pointing page draws on. Another data module is a clear error.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import json
 import re
@@ -199,6 +200,14 @@ class Predictor:
             )
 
     # -- input ----------------------------------------------------------------------------------
+
+    @property
+    def input_options(self) -> tuple[str, ...]:
+        """What the data module's one-input path takes besides the file (NLQ: ``texts``, AVE: ``audio``)."""
+        if not _defines_inputs(self.datamodule):
+            return ()
+        parameters = inspect.signature(self.datamodule.inference_inputs).parameters
+        return tuple(name for name in parameters if name not in ("path", "video_id"))
 
     @property
     def takes_video(self) -> bool:
@@ -592,20 +601,22 @@ def infer_main(args: list[str]) -> None:
     )
     parser.add_argument("--device", default="cpu")
     options = parser.parse_args(args)
+    stdout = sys.stdout
     try:
-        predictor = load(options.ckpt_path, options.config, options.device)
+        # stdout carries the JSON alone: whatever the model reports on the way (a sampler's
+        # progress bar) goes to stderr
         window = None
         if options.start is not None or options.end is not None:
             if options.end is None:
                 raise ValueError("--start needs --end (the clip's end in seconds)")
             window = (options.start or 0.0, options.end)
-        inputs = {
-            name: getattr(options, name)
-            for name in ("audio", "motion", "music", "pose", "frame", "detections")
-        }
-        result = predictor.predict(
-            options.video, texts=options.texts, out=options.out, window=window, **inputs
-        )
+        names = ("audio", "motion", "music", "pose", "frame", "detections")
+        inputs = {name: getattr(options, name) for name in names}
+        with contextlib.redirect_stdout(sys.stderr):
+            predictor = load(options.ckpt_path, options.config, options.device)
+            result = predictor.predict(
+                options.video, texts=options.texts, out=options.out, window=window, **inputs
+            )
     except (FileNotFoundError, ValueError) as e:
         parser.error(str(e))
     out = result.submission if result.submission is not None else result.to_json()
@@ -613,5 +624,5 @@ def infer_main(args: list[str]) -> None:
         out = {"video_id": str(options.video), "ranking": result.to_json()["ranking"]}
     elif result.submission is None:
         out = result.to_json()["predictions"]
-    json.dump(out, sys.stdout, indent=1)
-    sys.stdout.write("\n")
+    json.dump(out, stdout, indent=1)
+    stdout.write("\n")
