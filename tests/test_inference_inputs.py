@@ -59,9 +59,9 @@ def test_infer_refuses_an_option_the_input_does_not_take(tmp_path):
     np.save(crop, np.zeros((3, 8), "float32"))
     predictor = Predictor.__new__(Predictor)  # the input side only: no model is run
     predictor.datamodule, predictor.backbone, predictor.device = XDViolence(root=str(tmp_path)), None, "cpu"
-    with pytest.raises(ValueError, match="--texts do\\(es\\) not apply"):
+    with pytest.raises(ValueError, match="XDViolence: --texts does not apply"):
         predictor.prepare(crop, texts=["a query"])
-    with pytest.raises(ValueError, match="--start / --end do\\(es\\) not apply"):
+    with pytest.raises(ValueError, match="--start / --end does not apply"):
         predictor.prepare(crop, window=(0.0, 1.0))
 
     predictor.datamodule = AVEDataModule(root=str(tmp_path), synthetic=False, feature_dim=8, audio_dim=4)

@@ -242,9 +242,7 @@ class Predictor:
             return self._prepare_input(source, video_id, inputs)
         if self.takes_video:
             if inputs:
-                raise ValueError(
-                    f"{type(dm).__name__}: {_flags(inputs)} do(es) not apply to this model's input"
-                )
+                raise ValueError(_not_taken(dm, inputs))
             return self._prepare_video(source, video_id)
         raise ValueError(
             f"{type(dm).__name__}: vidlit.inference prepares inputs through a data module's "
@@ -354,9 +352,7 @@ class Predictor:
         if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
             extra = {k: v for k, v in inputs.items() if k not in parameters}
             if extra:
-                raise ValueError(
-                    f"{type(dm).__name__}: {_flags(extra)} do(es) not apply to this model's input"
-                )
+                raise ValueError(_not_taken(dm, extra))
         with tempfile.TemporaryDirectory(prefix="vidlit-infer-") as tmp:
             if isinstance(source, Tensor):
                 path = _tensor_file(source, Path(tmp), video_id)
@@ -504,8 +500,12 @@ def _defines_inputs(dm: Any) -> bool:
 _FLAGS = {"window": "--start / --end"}
 
 
-def _flags(inputs: dict[str, Any]) -> str:
-    return ", ".join(_FLAGS.get(name, f"--{name}") for name in inputs)
+def _not_taken(dm: Any, inputs: dict[str, Any]) -> str:
+    """The message for options that ``dm``'s input does not take."""
+    flags = ", ".join(_FLAGS.get(name, f"--{name}") for name in inputs)
+    return (
+        f"{type(dm).__name__}: {flags} {'does' if len(inputs) == 1 else 'do'} not apply to this model's input"
+    )
 
 
 def _tensor_file(source: Tensor, folder: Path, video_id: str) -> Path:

@@ -6,8 +6,10 @@ Endpoints (OpenAPI docs at ``/docs``):
 - ``GET /api/info``: model kind, class names, the start folder's videos, limits.
 - ``POST /api/videos``: upload a video (multipart ``file``); ``POST /api/videos/folder``: open one
   from the folder given at start (``{"name": ...}``, confined to that folder).
-- ``GET /api/videos/{video_id}/frames/{index}``: one frame as PNG.
-- ``POST /api/videos/{video_id}/query``: run the model on the whole video.
+- ``GET /api/videos/{video_id}/frames/{index}``: one frame as PNG (decoded by a reader kept open
+  per video, closed when the video expires).
+- ``POST /api/videos/{video_id}/query``: run the model on the whole video (an NLQ head: on the
+  opened feature file with the question in ``texts``).
 - ``POST /api/videos/{video_id}/region``: grow a region from points (or take a box) and run the
   model on it.
 
