@@ -73,3 +73,25 @@ def test_infer_refuses_an_option_the_input_does_not_take(tmp_path):
     assert clip.batch["visual"].shape == (1, 10, 7, 7, 8) and clip.batch["audio"].shape == (1, 10, 4)
     with pytest.raises(ValueError, match=r"must be \[10, 4\]"):
         predictor.prepare(tmp_path / "v.npy", audio=tmp_path / "v.npy")
+
+
+@pytest.mark.parametrize("family", ["ego4d_mq", "ego4d_nlq"])
+def test_infer_reads_a_feature_file_once(family, tmp_path, monkeypatch):
+    """MQ's duration and NLQ's default window come without a second full read of the features."""
+    import importlib
+
+    module = importlib.import_module(f"vidlit.data.{family}")
+    reads = []
+    load = module.load_feature_file
+    monkeypatch.setattr(module, "load_feature_file", lambda *a, **k: reads.append(a[0]) or load(*a, **k))
+    path = tmp_path / "clip.pt"
+    torch.save(torch.randn(12, 8), path)
+    if family == "ego4d_mq":
+        dm = module.Ego4DMQ(root=str(tmp_path), feature_dim=8, class_names=["a", "b"])
+        batch = dm.inference_inputs(path, str(path)).batch
+        assert float(batch["duration"][0]) == pytest.approx(12 * dm.step_sec)
+    else:
+        dm = module.Ego4DNLQ(root=str(tmp_path), feature_dim=8)
+        batch = dm.inference_inputs(path, str(path), ["where?", "when?"]).batch
+        assert batch["features"].shape == (2, 12, 8)
+    assert reads == [path]
