@@ -424,9 +424,11 @@ class AVEDataModule(VidlitDataModule):
         return _collate_weak if self.supervision == "weak" else _collate_full
 
     def inference_inputs(self, path: Path, video_id: str, audio: Path | None = None) -> InferenceInput:
-        """``vidlit infer``: one video's visual features (``path``, a row of ``visual_feature.h5``:
-        ``[10, 7, 7, C]`` or ``[10, C]``) and its VGGish features (``audio``, ``[10, audio_dim]``,
-        ``--audio``), as ``.npy`` / ``.pt``; the head labels each one-second segment.
+        """``vidlit infer``: an event label for each second of one video, from its features.
+
+        ``path`` holds the video's visual features (a row of ``visual_feature.h5``: ``[10, 7, 7,
+        C]`` or ``[10, C]``), ``audio`` (``--audio``) its VGGish features (``[10, audio_dim]``), as
+        ``.npy`` / ``.pt``.
         """
         if audio is None:
             raise ValueError(

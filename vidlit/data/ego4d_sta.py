@@ -491,8 +491,10 @@ class Ego4DSTA(RawVideoFolderDataModule):
     def inference_inputs(
         self, path: Path, video_id: str, detections: Path | None = None, frame: int | None = None
     ) -> InferenceInput:
-        """``vidlit infer``: label the detected boxes of frame ``frame`` of one video (``--frame``, default
-        its last frame) with a noun, a verb and a time to contact.
+        """``vidlit infer``: a noun, a verb and a time to contact for each detected box of one frame.
+
+        The frame is ``frame`` of the video (``--frame``, default its last frame), the last one
+        of the clip observed.
 
         The head labels given boxes, so ``detections`` (``--detections``) is required: a file in
         the baseline's ``{uid: [{"box": [x1, y1, x2, y2], "score"}]}`` layout (pixels of the

@@ -431,8 +431,10 @@ class LLPVideoParsing(VidlitDataModule):
     def inference_inputs(
         self, path: Path, video_id: str, audio: Path | None = None, motion: Path | None = None
     ) -> InferenceInput:
-        """``vidlit infer``: one video's appearance features (``path``, ResNet-152 frames), its VGGish
-        features (``audio``, ``--audio``) and its R(2+1)D features (``motion``, ``--motion``).
+        """``vidlit infer``: audio and visual events per second of one video, from its features.
+
+        ``path`` holds its appearance features (ResNet-152 frames), ``audio`` (``--audio``) its
+        VGGish features and ``motion`` (``--motion``) its R(2+1)D features.
 
         ``audio`` and ``motion`` default to the file of the same name in ``audio_dir`` /
         ``motion_dir`` (the official layout); the head parses each segment per modality.

@@ -330,9 +330,10 @@ class LorisDataModule(VidlitDataModule):
     def inference_inputs(
         self, path: Path, video_id: str, pose: Path | None = None, music: Path | None = None
     ) -> InferenceInput:
-        """``vidlit infer``: generate a soundtrack for one clip from its I3D features (``path``,
-        ``[steps, feature_dim]`` ``.npy`` at 2 Hz) and its pose (``pose``, ``[frames, 17, 3]`` ``.npy``
-        at 16 Hz, ``--pose``).
+        """``vidlit infer``: generate a soundtrack for one clip from its I3D features and its pose.
+
+        ``path`` holds the I3D features (``[steps, feature_dim]`` ``.npy`` at 2 Hz), ``pose``
+        (``--pose``) the pose (``[frames, 17, 3]`` ``.npy`` at 16 Hz).
 
         ``music`` (``--music``): the clip's own music, the reference the submission's beat scores
         (BCS, BHS) compare the generated soundtrack with; without it the submission has no
