@@ -421,3 +421,21 @@ def test_layer_decay_puts_the_stem_at_layer_zero() -> None:
     assert {name for name, layer in layers.items() if layer == 0} == stem
     assert layers["blocks.1.mlp.fc2.weight"] == 2 and layers["norm_post.weight"] == 3
     assert {"cls_token", "pos_embed", "temporal_embed"} <= model.no_weight_decay()
+
+
+def test_named_sizes_declare_their_width_and_shapes() -> None:
+    from vidlit.backbones import backbone_width
+
+    assert [backbone_width(n) for n in ("viclip_test", "viclip_base_patch16", "viclip_large_patch14")] == [
+        64,
+        768,
+        1024,
+    ]
+    with torch.device("meta"):
+        large = create_backbone("viclip_large_patch14")
+    official = large.clip_state_dict(torch.empty(1024, 768))
+    assert official["vision_encoder.conv1.weight"].shape == (1024, 3, 1, 14, 14)
+    assert official["vision_encoder.positional_embedding"].shape == (16 * 16 + 1, 1024)
+    assert official["vision_encoder.temporal_positional_embedding"].shape == (1, 8, 1024)
+    assert sum(k.endswith("attn.in_proj_weight") for k in official) == 24
+    assert large.blocks[0].attn.num_heads == 16 and large.blocks[0].norm1.eps == 1e-5
