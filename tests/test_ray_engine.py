@@ -79,6 +79,8 @@ def ray_cluster(tmp_path_factory):
         logging_level="WARNING",
         # the workers import this checkout's vidlit, as the test does
         runtime_env={"env_vars": {"PYTHONPATH": path, "OMP_NUM_THREADS": "1"}},
+        # idle workers live on between the runs of a test instead of a second (each imports torch)
+        _system_config={"idle_worker_killing_time_threshold_ms": 120_000},
     )
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield RayOptions(workers=2, cpus_per_worker=0.5, cpus_per_task=0.5)
@@ -216,6 +218,11 @@ def test_extract_on_ray_writes_what_the_local_engine_writes_and_resumes(
     assert again.written == ["000001"] and again.existing == ["000000", "000002", "000003"]
     assert _files(tmp_path / "ray") == expected
 
+    # two 1-CPU actors on 2 CPUs would leave the decoding tasks none: refused, not a hang
+    with pytest.raises(ValueError, match=r"--ray-workers 2 model actors of 1 CPU each leave no CPU"):
+        extract_features(
+            extractor, listing, tmp_path / "f", engine="ray", ray=RayOptions(workers=2), **EXTRACT
+        )
     with pytest.raises(ValueError, match=r"extracted otherwise \(feature_stride 16 -> 8\)"):
         extract_features(
             extractor, listing, tmp_path / "ray", engine="ray", ray=ray_cluster, **{**EXTRACT, "stride": 8}

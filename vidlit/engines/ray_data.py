@@ -138,9 +138,18 @@ def run_ray(
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = progress
         context.execution_options.verbose_progress = False
+        resources = ray.cluster_resources()
         gpus = options.gpus_per_worker
         if gpus is None:
-            gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
+            gpus = 1 if resources.get("GPU", 0) > 0 else 0
+        cpus = resources.get("CPU", 0)
+        if not gpus and options.workers * options.cpus_per_worker + options.cpus_per_task > cpus:
+            # Ray Data would wait forever: the actors hold every CPU and no decoding task can start
+            raise ValueError(
+                f"--ray-workers {options.workers} model actors of {options.cpus_per_worker:g} CPU each leave "
+                f"no CPU for the decoding tasks ({options.cpus_per_task:g} CPU each) on a cluster of "
+                f"{cpus:g} CPUs; use fewer workers"
+            )
         gather = Gather(partitions, on_item, on_partition)
         work = [
             {"partition": p.index, "position": i, "item": pickle.dumps(item, protocol=5)}
@@ -160,13 +169,13 @@ def run_ray(
             dataset = dataset.flat_map(
                 partial(_decode, decode=pipeline.decode), num_cpus=options.cpus_per_task
             )
-            resources = {"num_gpus": gpus} if gpus else {"num_cpus": options.cpus_per_worker}
+            actor = {"num_gpus": gpus} if gpus else {"num_cpus": options.cpus_per_worker}
             dataset = dataset.map_batches(
                 _ModelActor,
                 fn_constructor_kwargs={"build": pipeline.model},
                 compute=ray.data.ActorPoolStrategy(size=min(options.workers, len(work))),
                 batch_size=1,  # a row is a video or a chunk of windows: already a batch for the model
-                **resources,
+                **actor,
             )
             if pipeline.finish is not None:
                 dataset = dataset.map(
