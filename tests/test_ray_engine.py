@@ -31,11 +31,11 @@ def _files(root: Path) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory) -> Path:
-    """Five 2-shot videos (hard cut at frame 15) and a corrupt one, listed last."""
+    """Four 2-shot videos (hard cut at frame 15) and a corrupt one, listed last."""
     root = tmp_path_factory.mktemp("ray_sources")
     rng = np.random.default_rng(0)
     lines = []
-    for v in range(5):
+    for v in range(4):
         frames = np.empty((30, 32, 32, 3), dtype=np.uint8)
         for t in range(30):
             colour = np.asarray([(40 * v) % 255, 200 if t < 15 else 30, 90])
@@ -104,11 +104,8 @@ def test_curate_on_ray_writes_what_the_local_engine_writes_and_resumes(
     sources, model, ray_cluster, tmp_path, one_thread
 ):
     local = curate(model, sources / "input.jsonl", tmp_path / "local", videos_per_partition=2, **CURATE)
-    assert (local.processed, len(local.failed), local.kept) == (
-        5,
-        1,
-        15,
-    )  # 2 clips x (1 + 2) pairs... per video
+    # per video: clip 1 pairs with the untimed caption, clip 2 with both: 3 pairs, all kept
+    assert (local.processed, len(local.failed), local.kept) == (4, 1, 12)
     on_ray = curate(
         model,
         sources / "input.jsonl",
@@ -121,16 +118,20 @@ def test_curate_on_ray_writes_what_the_local_engine_writes_and_resumes(
     assert (on_ray.processed, on_ray.kept, on_ray.pairs) == (local.processed, local.kept, local.pairs)
     expected = _files(tmp_path / "local")
     assert sorted(expected) == [
-        "curate_manifest.json", "curated.jsonl",
-        "partitions/part-000000.json", "partitions/part-000001.json", "partitions/part-000002.json",
-        "shards/shard-000000.jsonl", "shards/shard-000000.tar", "shards/shard-000001.jsonl",
-        "shards/shard-000001.tar", "shards/shard-000002.jsonl", "shards/shard-000002.tar",
-    ]  # fmt: skip
+        "curate_manifest.json",
+        "curated.jsonl",
+        "partitions/part-000000.json",
+        "partitions/part-000001.json",
+        "partitions/part-000002.json",
+        "shards/shard-000000.jsonl",
+        "shards/shard-000000.tar",
+        "shards/shard-000001.jsonl",
+        "shards/shard-000001.tar",
+    ]  # partition 2 holds only the corrupt video: no shard
     assert _files(tmp_path / "ray") == expected  # byte for byte: shards, JSONL, manifest, markers
 
-    # a killed run: partition 1's marker never written, partition 0's shard lost
+    # a killed run: partition 1's shard written, its marker not yet
     (tmp_path / "ray" / "partitions" / "part-000001.json").unlink()
-    (tmp_path / "ray" / "shards" / "shard-000000.tar").unlink()
     again = curate(
         model,
         sources / "input.jsonl",
@@ -140,16 +141,13 @@ def test_curate_on_ray_writes_what_the_local_engine_writes_and_resumes(
         ray=ray_cluster,
         **CURATE,
     )
-    # partitions 0 and 1 are redone, and partition 2 (its corrupt video is retried); nothing else
-    assert (again.processed, again.resumed, len(again.failed)) == (5, 0, 1)
+    # partition 1 is redone, and partition 2 (its corrupt video is retried); partition 0 is skipped
+    assert (again.processed, again.resumed, len(again.failed)) == (2, 2, 1)
+    assert again.shards == [str(tmp_path / "ray" / "shards" / "shard-000001.tar")]
     assert _files(tmp_path / "ray") == expected
     # the local engine reruns only the partition with the failed video; the same files again
     rerun = curate(model, sources / "input.jsonl", tmp_path / "ray", videos_per_partition=2, **CURATE)
-    assert (rerun.processed, rerun.resumed, rerun.shards) == (
-        1,
-        4,
-        [str(tmp_path / "ray/shards/shard-000002.tar")],
-    )
+    assert (rerun.processed, rerun.resumed, len(rerun.failed), rerun.shards) == (0, 4, 1, [])
     assert _files(tmp_path / "ray") == expected
 
     # another threshold is refused before anything runs, on either engine
