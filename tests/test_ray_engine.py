@@ -69,7 +69,8 @@ def ray_cluster(tmp_path_factory):
     """One local Ray instance for the module: 2 CPUs, no dashboard, no usage report, its files in
     the test's temporary folder; two model actors and CPU tasks share the 2 CPUs."""
     ray = pytest.importorskip("ray")
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    patch = pytest.MonkeyPatch()
+    patch.setenv("RAY_USAGE_STATS_ENABLED", "0")  # no usage report leaves the machine
     path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     ray.init(
         num_cpus=2,
@@ -85,6 +86,7 @@ def ray_cluster(tmp_path_factory):
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield RayOptions(workers=2, cpus_per_worker=0.5, cpus_per_task=0.5)
     ray.shutdown()
+    patch.undo()
 
 
 def test_partitions_are_consecutive_and_fixed():
