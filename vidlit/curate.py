@@ -746,6 +746,7 @@ class _CurateOutput:
         folder.makedirs("shards")
         folder.makedirs(MARKERS)
         self.markers: dict[int, dict[str, Any]] = {}
+        self.shards: set[str] | None = None  # the shards folder's listing, read once on resume
         self.save()  # the settings first: a second run into the folder is checked against them
 
     def complete(self, partition: Partition, marker: dict[str, Any]) -> bool:
@@ -753,9 +754,9 @@ class _CurateOutput:
         if any(v.get("status") != "done" for v in (marker.get("videos") or {}).values()):
             return False
         shard = marker.get("shard")
-        return shard is None or (
-            self.folder.exists(f"shards/{shard}") and self.folder.exists(f"shards/{_jsonl_of(shard)}")
-        )
+        if self.shards is None:  # one listing, not two requests per partition (object stores)
+            self.shards = set(self.folder.list("shards"))
+        return shard is None or {f"shards/{shard}", f"shards/{_jsonl_of(shard)}"} <= self.shards
 
     def write_partition(self, partition: Partition, results: list[dict[str, Any]]) -> str | None:
         """The partition's shard and JSONL (when it kept any pair), then its done marker; the URL

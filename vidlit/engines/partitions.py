@@ -86,10 +86,9 @@ def pending_partitions(
     marker)`` holds (e.g. its output files are all there, and none of its items failed).
     """
     todo, done = [], {}
+    markers = set(folder.list(MARKERS))  # one listing, not a request per partition (object stores)
     for partition in partitions:
-        marker = (
-            folder.read_json(partition.marker, "done marker") if folder.exists(partition.marker) else None
-        )
+        marker = folder.read_json(partition.marker, "done marker") if partition.marker in markers else None
         if (
             isinstance(marker, dict)
             and marker.get("items") == list(partition.names)
