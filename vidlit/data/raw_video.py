@@ -94,6 +94,7 @@ class RawVideoDataModule(VidlitDataModule):
         self._reported: dict[str, frozenset[str]] = {}
         self._generator: torch.Generator | None = None
         self._generator_key: tuple[Any, ...] | None = None
+        self._saved_generator: tuple[tuple[Any, ...], torch.Tensor] | None = None  # from a checkpoint
 
     def _attach_skip_report(self) -> None:
         trainer = self.trainer
@@ -118,7 +119,27 @@ class RawVideoDataModule(VidlitDataModule):
             seed = (global_seed() * 1_000_003 + trainer.current_epoch * 1009 + trainer.global_rank) % 2**63
             self._generator = torch.Generator(device=device).manual_seed(seed)
             self._generator_key = key
+            saved, self._saved_generator = self._saved_generator, None
+            if saved is not None and saved[0] == key:  # resumed inside the epoch it was saved in
+                self._generator.set_state(saved[1])
         return self._generator
+
+    def state_dict(self) -> dict[str, Any]:
+        """The training crops' generator state, so a run resumed mid-epoch crops as the uninterrupted one.
+
+        Lightning stores it in every checkpoint; a batch's crops are drawn after it reaches the
+        device, just before its training step, so the state is the one after the checkpoint's step.
+        """
+        if self._generator is None or self._generator_key is None:
+            return {}
+        epoch, device = self._generator_key
+        return {"train_generator": {"epoch": epoch, "device": device, "state": self._generator.get_state()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue the saved epoch's crop generator (used only if training resumes in that epoch)."""
+        saved = state.get("train_generator")
+        if saved:
+            self._saved_generator = ((int(saved["epoch"]), str(saved["device"])), saved["state"])
 
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
         """Count (or, when strict, raise on) skipped videos, then crop, flip and normalize on the device."""
