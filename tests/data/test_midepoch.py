@@ -1,12 +1,13 @@
 """Mid-epoch resume: a run SIGKILLed inside an epoch and resumed with ``ckpt_path="last"`` trains on
-exactly the samples of an uninterrupted run, in the same order (WebDataset shards through the
-InternVid data module, and a video list), with 0 and 2 DataLoader workers.
+exactly the samples of an uninterrupted run, in the same order and with the same crops
+(WebDataset shards through the InternVid data module, and a video list), with 0 and 2 DataLoader
+workers; and the same through ``vidlit fit --ckpt_path last`` on the ViCLIP recipe.
 
-The killed run is this file run as a script in a subprocess: it checkpoints every
-:data:`EVERY` steps (``ResumableCheckpoint(every_n_train_steps=...)``, as a recipe would) and
-kills itself with SIGKILL after step :data:`KILL_AT` (a batch after the last checkpoint has
-been trained and the next one prefetched, so both must be read again). Every training step
-appends its sample keys to ``keys.tsv``.
+The killed run is this file run as a script (or ``python -m vidlit.cli fit``) in a subprocess: it
+checkpoints every :data:`EVERY` steps (``ResumableCheckpoint(every_n_train_steps=...)``, as a
+recipe would) and kills itself with SIGKILL after step :data:`KILL_AT` (a batch after the last
+checkpoint has been trained and the next one prefetched, so both must be read again). Every
+training step appends its sample keys to a file.
 """
 
 from __future__ import annotations
@@ -64,6 +65,23 @@ class KillAfterStep(L.Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+class KeysToFile(L.Callback):
+    """Append ``epoch<TAB>step<TAB>key,key,...`` of every training batch to ``path``; with
+    ``kill_after``, SIGKILL the process once that many steps are done (for ``vidlit fit``)."""
+
+    def __init__(self, path: str, kill_after: int | None = None):
+        self.path = path
+        self.kill_after = kill_after
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        with open(self.path, "a") as f:
+            f.write(f"{trainer.current_epoch}\t{trainer.global_step}\t{','.join(batch['video_ids'])}\n")
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.kill_after:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _datamodule(kind: str, root: Path, workers: int) -> L.LightningDataModule:
     if kind == "shards":
         return InternVidDataModule(
@@ -108,8 +126,9 @@ def _steps(out: Path) -> list[tuple[int, int, list[str], str]]:
 
 @pytest.fixture(scope="module")
 def shard_root(tmp_path_factory) -> Path:
-    """5 shards: 4 of 3 clips, the last of 1 clip and one undecodable sample; InternVid val lists."""
+    """5 shards: 4 of 3 clips, the last of 1 clip and one undecodable sample; an InternVid val list."""
     from vidlit.data.shards import encode_mp4, write_shards
+    from vidlit.data.synth.videos import write_video
 
     root = tmp_path_factory.mktemp("midepoch_shards")
     clip = encode_mp4(np.full((2, 16, 16, 3), 90, dtype=np.uint8), fps=10)
@@ -118,6 +137,8 @@ def shard_root(tmp_path_factory) -> Path:
     write_shards(samples, str(root / "shard-%02d.tar"), maxcount=3)
     line = {"YoutubeID": "v", "Start_timestamp": "00:00:00.0", "End_timestamp": "00:00:01.0", "Caption": "c"}
     (root / "val.jsonl").write_text(json.dumps(line) + "\n")
+    (root / "videos").mkdir()
+    write_video(root / "videos" / "v.mp4", np.full((12, 16, 16, 3), 60, dtype=np.uint8), fps=10)
     return root
 
 
@@ -175,7 +196,8 @@ def test_a_run_killed_mid_epoch_resumes_at_the_next_unseen_sample(
 def test_a_changed_worker_count_is_exact_for_lists_and_refused_for_shards(
     kind, shard_root, list_root, tmp_path
 ):
-    """A checkpoint written 3 steps into epoch 0 with 2 workers, resumed with 0 (in one process)."""
+    """A checkpoint written 3 steps into epoch 0 with 2 workers, resumed with 0 (in one process,
+    through the data module's state, as Lightning saves and restores it)."""
     root = shard_root if kind == "shards" else list_root
     data = _datamodule(kind, root, workers=2)
     data.setup("fit")
@@ -185,12 +207,12 @@ def test_a_changed_worker_count_is_exact_for_lists_and_refused_for_shards(
     for _ in range(3):  # what Lightning does per step: fetch, then count it as trained
         seen.extend(next(batches)["video_ids"])
         loader.position.trained()
-    state = loader.state_dict()
+    state = data.state_dict()
     del batches
 
     resumed = _datamodule(kind, root, workers=0)
     resumed.setup("fit")
-    loader = resumed.train_dataloader()
+    resumed.load_state_dict(state)
     if kind == "shards":
         message = (
             r"^cannot resume mid-epoch: the checkpoint read its shards with 1 rank\(s\) x 2 worker\(s\), "
@@ -198,15 +220,61 @@ def test_a_changed_worker_count_is_exact_for_lists_and_refused_for_shards(
             r"or from an end-of-epoch checkpoint$"
         )
         with pytest.raises(ValueError, match=message) as info:
-            loader.load_state_dict(state)
+            resumed.train_dataloader()
         assert "\n" not in str(info.value)
         return
-    loader.load_state_dict(state)
-    rest = [k for batch in loader for k in batch["video_ids"]]
+    rest = [k for batch in resumed.train_dataloader() for k in batch["video_ids"]]
     assert len(seen) == 6 and len(rest) == 6 and not set(seen) & set(rest)
     reference = _datamodule(kind, root, workers=0)
     reference.setup("fit")
     assert seen + rest == [k for batch in reference.train_dataloader() for k in batch["video_ids"]]
+
+
+@pytest.mark.slow
+def test_vidlit_fit_resumes_mid_epoch_with_ckpt_path_last(shard_root, tmp_path):
+    """The ViCLIP recipe on shards with 2 workers and step checkpoints, through the CLI."""
+    from vidlit.cli import main
+
+    recipe = str(HERE.parents[2] / "recipes" / "pretrain_viclip.yaml")
+    data = [
+        "--data.init_args.root", str(shard_root), "--data.init_args.synthetic", "false",
+        "--data.init_args.shards", str(shard_root / "shard-{00..04}.tar"),
+        "--data.init_args.shard_shuffle", "3",
+        "--data.init_args.batch_size", "2", "--data.init_args.num_workers", "2",
+        "--model.init_args.text", "text_test", "--trainer.max_epochs", str(EPOCHS),
+        "--trainer.num_sanity_val_steps", "0", "--trainer.enable_progress_bar", "false",
+    ]  # fmt: skip
+
+    def config(name: str, keys: Path, kill_after: int | None = None) -> list[str]:
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(
+            "trainer:\n  callbacks:\n"
+            "    - class_path: vidlit.callbacks.ResumableCheckpoint\n"
+            f"      init_args: {{save_top_k: 0, save_last: true, every_n_train_steps: {EVERY}}}\n"
+            "    - class_path: test_midepoch.KeysToFile\n"
+            f"      init_args: {{path: {keys}, kill_after: {'null' if kill_after is None else kill_after}}}\n"
+        )
+        return ["--config", recipe, "--config", str(path), *data]
+
+    def steps(path: Path) -> list[tuple[str, ...]]:
+        return [tuple(line.split("\t")) for line in path.read_text().splitlines()]
+
+    main(
+        ["fit", *config("full", tmp_path / "full.tsv"), "--trainer.default_root_dir", str(tmp_path / "full")]
+    )
+    runs = ["--trainer.default_root_dir", str(tmp_path / "runs")]
+    pythonpath = os.pathsep.join([str(HERE.parents[2]), str(HERE.parent), os.environ.get("PYTHONPATH", "")])
+    cut = config("killed", tmp_path / "killed.tsv", KILL_AT)
+    killed = subprocess.run(
+        [sys.executable, "-m", "vidlit.cli", "fit", *cut, *runs],
+        env={**os.environ, "PYTHONPATH": pythonpath}, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stdout[-2000:] + killed.stderr[-3000:]
+    main(["fit", *config("resumed", tmp_path / "resumed.tsv"), *runs, "--ckpt_path", "last"])
+    full, before, after = (steps(tmp_path / f"{n}.tsv") for n in ("full", "killed", "resumed"))
+    saved = EVERY * (KILL_AT // EVERY)
+    assert len(before) == KILL_AT and after[0][:2] == ("1", str(saved))
+    assert before[:saved] + after == full
 
 
 if __name__ == "__main__":

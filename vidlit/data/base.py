@@ -134,15 +134,26 @@ class LoaderPosition:
     trained batch: a DataLoader takes its workers' batches in turn, so the resumed epoch must go
     on with the reader after it (:class:`EpochStreamLoader`).
 
-    The state (:meth:`state_dict`) names the epoch, the number of ranks and, for streams, of
-    DataLoader workers: resuming a map-style loader with another ``num_workers`` or ``batch_size``
-    is exact (indices are drawn in the main process), while a stream's shards are dealt to
+    The state (:meth:`state_dict`) also holds the epoch the trainer would iterate next if it
+    resumed from this checkpoint (``epoch_fn()`` when it is written), so a resumed loader knows its
+    epoch even when Lightning builds its iterator before restoring the trainer's loops (it does,
+    when ``configure_optimizers`` asks for ``estimated_stepping_batches``), and whether the
+    checkpoint is inside that epoch (then its positions apply) or at its end (they do not).
+
+    Resuming a map-style loader inside an epoch with another ``num_workers`` or ``batch_size`` is
+    exact (indices are drawn in the main process); a stream's shards are dealt to
     ``ranks x workers`` readers, so a changed reader count, like a changed rank count for either
     kind, is refused with one line (:meth:`check`).
+
+    Args:
+        epoch_fn: the epoch the trainer is about to iterate.
+        num_workers: the stream's DataLoader workers; None for a map-style loader.
     """
 
-    def __init__(self) -> None:
-        self.epoch = -1
+    def __init__(self, epoch_fn: Callable[[], int], num_workers: int | None = None) -> None:
+        self.epoch_fn = epoch_fn
+        self.num_workers = num_workers
+        self.epoch = -1  # the epoch being read; -1 before the first
         self.consumed: dict[int, int] = {}  # reader -> position reached by trained batches
         self.last_reader = -1  # reader of the last trained batch (-1: none yet this epoch)
         self._pending: deque[tuple[int, int]] = deque()  # (reader, position) of yielded batches
@@ -150,27 +161,21 @@ class LoaderPosition:
 
     # -- while an epoch runs ---------------------------------------------------------------------
 
-    def start_epoch(self, epoch: int) -> tuple[dict[int, int], int]:
-        """Begin ``epoch``: ``(position to start each reader at, reader of the last trained batch)``.
+    def start_epoch(self) -> tuple[int, dict[int, int], int]:
+        """Begin an epoch: ``(epoch, position to start each reader at, reader of the last trained batch)``.
 
-        Empty and -1 unless a loaded state was saved inside this epoch (a state of another
-        epoch is dropped, with a warning).
+        The epoch is ``epoch_fn()``, or a loaded state's resume epoch; positions are empty and the
+        reader -1 unless the loaded state was written inside that epoch.
         """
-        self.epoch = epoch
-        self._pending.clear()
         resume, self._resume = self._resume, None
-        if resume is not None and int(resume["epoch"]) != epoch:
-            log.warning(
-                "the checkpoint's loader position is in epoch %d, this run starts epoch %d: not used",
-                resume["epoch"],
-                epoch,
-            )
-            resume = None
-        rank, _ = _rank_and_world()
-        mine = resume["ranks"][rank] if resume else {"positions": {}, "last_reader": -1}
+        self.epoch = self.epoch_fn() if resume is None else int(resume["resume_epoch"])
+        self._pending.clear()
+        mine = {"positions": {}, "last_reader": -1}
+        if resume is not None and self._inside(resume):
+            mine = resume["ranks"][_rank_and_world()[0]]
         self.consumed = {int(k): int(v) for k, v in mine["positions"].items()}
         self.last_reader = int(mine["last_reader"])
-        return dict(self.consumed), self.last_reader
+        return self.epoch, dict(self.consumed), self.last_reader
 
     def yielded(self, reader: int, position: int) -> None:
         """A batch left the loader: ``reader``'s stream had then given ``position`` items."""
@@ -185,13 +190,15 @@ class LoaderPosition:
 
     # -- checkpoints ------------------------------------------------------------------------------
 
-    def state_dict(self, num_workers: int | None) -> dict[str, Any]:
-        """``{"epoch", "world_size", "num_workers", "ranks": [{"positions", "last_reader"}, ...]}``.
+    def state_dict(self) -> dict[str, Any]:
+        """``{"epoch", "resume_epoch", "world_size", "num_workers", "ranks": [{"positions",
+        "last_reader"}, ...]}``; empty before the first epoch.
 
-        ``num_workers`` is None for a map-style loader (its position does not depend on it).
         Under ``torch.distributed`` every rank's positions are gathered (every rank calls this
         when Lightning writes a checkpoint; rank 0 writes the file).
         """
+        if self.epoch < 0:
+            return {}
         _, world = _rank_and_world()
         mine = {
             "positions": {int(k): int(v) for k, v in self.consumed.items()},
@@ -201,31 +208,43 @@ class LoaderPosition:
         if world > 1:
             ranks = [None] * world
             torch.distributed.all_gather_object(ranks, mine)
-        return {"epoch": self.epoch, "world_size": world, "num_workers": num_workers, "ranks": ranks}
+        return {
+            "epoch": self.epoch,
+            "resume_epoch": self.epoch_fn(),
+            "world_size": world,
+            "num_workers": self.num_workers,
+            "ranks": ranks,
+        }
 
-    def check(self, state: dict[str, Any], num_workers: int | None, what: str) -> None:
-        """Refuse, in one line, a state this loader cannot continue exactly.
+    @staticmethod
+    def _inside(state: dict[str, Any]) -> bool:
+        # written inside the epoch a resumed trainer iterates (not at its end: then it moved on)
+        return int(state["epoch"]) == int(state["resume_epoch"])
+
+    def load_state_dict(self, state: dict[str, Any], what: str = "its samples") -> None:
+        """Resume from ``state`` at the next :meth:`start_epoch`.
 
         Raises:
-            ValueError: another number of ranks, or (streams) of DataLoader workers.
+            ValueError: the state is inside an epoch and was written with another number of ranks,
+                or (streams) of DataLoader workers: one line naming both.
         """
+        if not state:
+            return
         _, world = _rank_and_world()
-        streams = num_workers is not None  # a stream's readers are its rank's workers
+        streams = self.num_workers is not None  # a stream's readers are its rank's workers
 
         def readers(ranks: int, workers: int | None) -> str:
             return f"{ranks} rank(s)" + (f" x {workers} worker(s)" if streams else "")
 
         saved_world, saved_workers = int(state["world_size"]), state.get("num_workers")
-        if saved_world != world or (streams and saved_workers is not None and saved_workers != num_workers):
+        changed = saved_world != world or (streams and saved_workers != self.num_workers)
+        if changed and self._inside(state):
             had = readers(saved_world, saved_workers)
             raise ValueError(
                 f"cannot resume mid-epoch: the checkpoint read {what} with {had}, "
-                f"this run has {readers(world, num_workers)}; resume with the same ranks"
+                f"this run has {readers(world, self.num_workers)}; resume with the same ranks"
                 f"{' and num_workers' if streams else ''}, or from an end-of-epoch checkpoint"
             )
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Keep ``state`` for the next :meth:`start_epoch` (after :meth:`check`)."""
         self._resume = state
 
 
@@ -298,15 +317,14 @@ class EpochStreamLoader(DataLoader):
         self.position = position
 
     def __iter__(self) -> Iterator[Any]:
-        epoch = self.epoch_fn() if self.epoch_fn is not None else 0
-        if self.epoch_fn is not None:
-            self.dataset.set_epoch(epoch)
         if self.position is None:
+            if self.epoch_fn is not None:
+                self.dataset.set_epoch(self.epoch_fn())
             return super().__iter__()
-        # before the workers start (or resume) reading: they read their start in shared memory
-        offsets, last_reader = self.position.start_epoch(epoch)
-        readers = max(self.num_workers, 1)
-        self.dataset.set_start(offsets, first_reader=(last_reader + 1) % readers)
+        # before the workers start (or resume) reading: they read epoch and start in shared memory
+        epoch, offsets, last_reader = self.position.start_epoch()
+        self.dataset.set_epoch(epoch)
+        self.dataset.set_start(offsets, first_reader=(last_reader + 1) % max(self.num_workers, 1))
         return self._untag(super().__iter__())
 
     def _untag(self, batches: Iterator[_TaggedBatch]) -> Iterator[Any]:
@@ -315,15 +333,13 @@ class EpochStreamLoader(DataLoader):
             yield tagged.batch
 
     def state_dict(self) -> dict[str, Any]:
-        """Each worker's stream position reached by trained batches (Lightning saves it in checkpoints)."""
-        return {} if self.position is None else self.position.state_dict(self.num_workers)
+        """Each reader's stream position reached by trained batches (Lightning saves it in checkpoints)."""
+        return {} if self.position is None else self.position.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Resume the saved epoch where training stopped reading; refuses a changed rank or worker count."""
-        if self.position is None or not state:
-            return
-        self.position.check(state, self.num_workers, "its shards")
-        self.position.load_state_dict(state)
+        if self.position is not None:
+            self.position.load_state_dict(state, "its shards")
 
 
 class _ResumedBatches:
@@ -370,20 +386,13 @@ class ResumableLoader(DataLoader):
 
     Args:
         dataset: a map-style dataset.
-        epoch_fn: returns the epoch about to be iterated.
-        position: tracks how far training read.
+        position: tracks how far training read (its ``epoch_fn`` gives the epoch); None: a plain
+            ``DataLoader``.
         kwargs: ``DataLoader`` arguments.
     """
 
-    def __init__(
-        self,
-        dataset: Dataset,
-        epoch_fn: Callable[[], int] | None = None,
-        position: LoaderPosition | None = None,
-        **kwargs: Any,
-    ):
+    def __init__(self, dataset: Dataset, position: LoaderPosition | None = None, **kwargs: Any):
         super().__init__(dataset, **kwargs)
-        self.epoch_fn = epoch_fn
         self.position = position
         self._resumed: _ResumedBatches | None = None
 
@@ -399,7 +408,8 @@ class ResumableLoader(DataLoader):
     def __iter__(self) -> Iterator[Any]:
         if self.position is None:
             return super().__iter__()
-        offsets, _ = self.position.start_epoch(self.epoch_fn() if self.epoch_fn is not None else 0)
+        # the sampler asks the data module for its epoch, which is the position's from now on
+        _, offsets, _ = self.position.start_epoch()
         resumed = self._index_sampler
         resumed.skip = offsets.get(0, 0)
         try:
@@ -409,14 +419,12 @@ class ResumableLoader(DataLoader):
 
     def state_dict(self) -> dict[str, Any]:
         """The samples of this epoch's order that training read (Lightning saves it in checkpoints)."""
-        return {} if self.position is None else self.position.state_dict(None)
+        return {} if self.position is None else self.position.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Resume the saved epoch after its trained samples; refuses a changed number of ranks."""
-        if self.position is None or not state:
-            return
-        self.position.check(state, None, "its samples")
-        self.position.load_state_dict(state)
+        if self.position is not None:
+            self.position.load_state_dict(state)
 
 
 class VidlitDataModule(L.LightningDataModule):
@@ -478,36 +486,54 @@ class VidlitDataModule(L.LightningDataModule):
     def _current_epoch(self) -> int:
         # EpochShuffleSampler asks for the epoch in this process as an epoch's iteration starts,
         # before any index reaches a worker: the moment to publish it to a training dataset
-        # whose sampling depends on the epoch (``set_epoch``)
-        epoch = self._trainer_epoch()
+        # whose sampling depends on the epoch (``set_epoch``). The training loader's position
+        # has just started that epoch (from the trainer, or from a resumed checkpoint).
+        position = getattr(self, "_train_position", None)
+        epoch = position.epoch if position is not None and position.epoch >= 0 else self._trainer_epoch()
         set_epoch = getattr(getattr(self, "datasets", {}).get("train"), "set_epoch", None)
         if set_epoch is not None:
             set_epoch(epoch)
         return epoch
 
+    def state_dict(self) -> dict[str, Any]:
+        """The training loader's position (:class:`LoaderPosition`); Lightning saves it in every checkpoint.
+
+        Restored here (:meth:`load_state_dict`, which Lightning calls before it builds any
+        loader), not only through the loader's own ``state_dict``: Lightning applies that one
+        only when it builds the training loader after restoring its loops, which it does not when
+        ``configure_optimizers`` asks for ``estimated_stepping_batches``.
+        """
+        position = getattr(self, "_train_position", None)
+        state = position.state_dict() if position is not None else {}
+        return {"train_loader": state} if state else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Keep a checkpoint's training-loader position for the next training loader."""
+        self._resume_train_loader = state.get("train_loader")
+
     def _loader(self, dataset: Dataset, collate_fn: Callable, train: bool) -> DataLoader:
-        # a training loader records how far training read (resumable mid-epoch, LoaderPosition)
-        position = None
-        if train:
-            position = self._train_position = LoaderPosition()
         if isinstance(dataset, IterableDataset):
+            resumable = train and hasattr(dataset, "set_epoch") and hasattr(dataset, "set_start")
+            # a training loader records how far training read (resumable mid-epoch, LoaderPosition)
+            position = self._make_train_position(self.num_workers) if resumable else None
             # it shuffles itself (if it trains): the loader gives it the epoch as each one starts,
             # before the (persistent) workers read on
-            return EpochStreamLoader(
+            loader = EpochStreamLoader(
                 dataset,
                 epoch_fn=self._trainer_epoch if train and hasattr(dataset, "set_epoch") else None,
-                position=position if hasattr(dataset, "set_epoch") else None,
+                position=position,
                 batch_size=self.batch_size,
                 num_workers=self.num_workers,
                 persistent_workers=self.num_workers > 0,
                 collate_fn=collate_fn,
             )
+            self._resume_position(loader)
+            return loader
         make_sampler = self.train_sampler or EpochShuffleSampler
         sampler = make_sampler(dataset, epoch_fn=self._current_epoch) if train else None
-        return ResumableLoader(
+        loader = ResumableLoader(
             dataset,
-            epoch_fn=self._trainer_epoch if train else None,
-            position=position,
+            position=self._make_train_position(None) if train else None,
             batch_size=self.batch_size,
             sampler=sampler,
             shuffle=False if sampler is None else None,
@@ -516,6 +542,18 @@ class VidlitDataModule(L.LightningDataModule):
             persistent_workers=self.num_workers > 0,
             collate_fn=collate_fn,
         )
+        self._resume_position(loader)
+        return loader
+
+    def _make_train_position(self, num_workers: int | None) -> LoaderPosition:
+        self._train_position = LoaderPosition(self._trainer_epoch, num_workers)
+        return self._train_position
+
+    def _resume_position(self, loader: EpochStreamLoader | ResumableLoader) -> None:
+        state = getattr(self, "_resume_train_loader", None)
+        if state and loader.position is not None:
+            self._resume_train_loader = None
+            loader.load_state_dict(state)
 
     #: the splits each Lightning stage reads
     STAGE_SPLITS: dict[str, tuple[str, ...]] = {

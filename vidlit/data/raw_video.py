@@ -125,18 +125,24 @@ class RawVideoDataModule(VidlitDataModule):
         return self._generator
 
     def state_dict(self) -> dict[str, Any]:
-        """The training crops' generator state, so a run resumed mid-epoch crops as the uninterrupted one.
+        """The training loader's position and the crops' generator state: a run resumed mid-epoch
+        reads and crops as the uninterrupted one.
 
         Lightning stores it in every checkpoint; a batch's crops are drawn after it reaches the
         device, just before its training step, so the state is the one after the checkpoint's step.
         """
+        state = super().state_dict()  # the training loader's position
         if self._generator is None or self._generator_key is None:
-            return {}
+            return state
         epoch, device = self._generator_key
-        return {"train_generator": {"epoch": epoch, "device": device, "state": self._generator.get_state()}}
+        return {
+            **state,
+            "train_generator": {"epoch": epoch, "device": device, "state": self._generator.get_state()},
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue the saved epoch's crop generator (used only if training resumes in that epoch)."""
+        super().load_state_dict(state)
         saved = state.get("train_generator")
         if saved:
             self._saved_generator = ((int(saved["epoch"]), str(saved["device"])), saved["state"])
