@@ -230,6 +230,40 @@ def test_a_changed_worker_count_is_exact_for_lists_and_refused_for_shards(
     assert seen + rest == [k for batch in reference.train_dataloader() for k in batch["video_ids"]]
 
 
+class SaveDuringStep(KeyRecorder):
+    """Writes a checkpoint in the middle of training step ``step``, as SLURM's requeue signal does."""
+
+    def __init__(self, keys: str, path: str, step: int):
+        super().__init__(keys)
+        self.path, self.step = path, step
+
+    def training_step(self, batch, batch_idx):
+        loss = super().training_step(batch, batch_idx)
+        if self.global_step == self.step and not Path(self.path).exists():
+            self.trainer.save_checkpoint(self.path)
+        return loss
+
+
+def test_a_checkpoint_written_during_a_step_resumes_with_that_step(list_root, tmp_path):
+    """Lightning trains the interrupted step's batch again; the loader must give it again."""
+    L.seed_everything(7, verbose=False)
+    args = dict(
+        max_epochs=1, limit_val_batches=0, logger=False, enable_progress_bar=False,
+        enable_model_summary=False, enable_checkpointing=False, accelerator="cpu", default_root_dir=tmp_path,
+    )  # fmt: skip
+    ckpt = tmp_path / "during.ckpt"
+    L.Trainer(**args).fit(
+        SaveDuringStep(str(tmp_path / "full.tsv"), str(ckpt), 3), datamodule=_datamodule("list", list_root, 0)
+    )
+    L.Trainer(**args).fit(
+        KeyRecorder(str(tmp_path / "resumed.tsv")),
+        datamodule=_datamodule("list", list_root, 0),
+        ckpt_path=ckpt,
+    )
+    full, resumed = (tmp_path / "full.tsv").read_text(), (tmp_path / "resumed.tsv").read_text()
+    assert resumed == "".join(full.splitlines(keepends=True)[3:])  # steps 3, 4, 5 again, same batches
+
+
 @pytest.mark.slow
 def test_vidlit_fit_resumes_mid_epoch_with_ckpt_path_last(shard_root, tmp_path):
     """The ViCLIP recipe on shards with 2 workers and step checkpoints, through the CLI."""

@@ -124,11 +124,12 @@ def _rank_and_world() -> tuple[int, int]:
 class LoaderPosition:
     """How far training has read the current epoch of a training loader: what a checkpoint stores.
 
-    A batch counts as read once the trainer takes it for a training step
-    (:meth:`VidlitDataModule.on_before_batch_transfer` calls :meth:`trained`), not when the loader
-    yields it: Lightning fetches one batch ahead, so a checkpoint written after step ``k`` must not
-    count batch ``k + 1``. Positions are kept per reader: for a map-style dataset, the samples of
-    this rank's sampler order trained so far (one reader, 0); for a stream (an ``IterableDataset``
+    A batch counts as read once its training step is done (:class:`CountTrainedBatches` calls
+    :meth:`trained`), not when the loader yields it: Lightning fetches one batch ahead, so a
+    checkpoint written after step ``k`` must not count batch ``k + 1``, and one written during
+    step ``k`` (SLURM's requeue signal) must not count batch ``k``, which Lightning trains again.
+    Positions are kept per reader: for a map-style dataset, the samples of this rank's sampler
+    order trained so far (one reader, 0); for a stream (an ``IterableDataset``
     with ``set_start``), the items each reader's stream (one per DataLoader worker) had given up
     to its last trained batch, which the stream skips on resume, and the reader of the last
     trained batch: a DataLoader takes its workers' batches in turn, so the resumed epoch must go
@@ -246,6 +247,19 @@ class LoaderPosition:
                 f"{' and num_workers' if streams else ''}, or from an end-of-epoch checkpoint"
             )
         self._resume = state
+
+
+class CountTrainedBatches(L.Callback):
+    """Tell the training loader's :class:`LoaderPosition` that a training batch is done.
+
+    :class:`VidlitDataModule` puts it first among its trainer's callbacks when it builds a training
+    loader, so the count is up to date when a ``ModelCheckpoint`` (always run last) saves after
+    the same batch.
+    """
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        if isinstance(trainer.datamodule, VidlitDataModule):
+            trainer.datamodule.train_batch_done()
 
 
 class _TaggedBatch:
@@ -454,14 +468,6 @@ class VidlitDataModule(L.LightningDataModule):
     #: :class:`EpochShuffleSampler`
     train_sampler: Callable[..., Sampler] | None = None
 
-    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Count a training batch as read (it goes to a training step): the mid-epoch resume position."""
-        position = getattr(self, "_train_position", None)
-        trainer = getattr(self, "trainer", None)
-        if position is not None and trainer is not None and trainer.training:
-            position.trained()
-        return batch
-
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Apply :attr:`transform` to ``batch["video"]``, on the device the batch was moved to."""
         if self.transform is not None and isinstance(batch, dict) and "video" in batch:
@@ -494,6 +500,12 @@ class VidlitDataModule(L.LightningDataModule):
         if set_epoch is not None:
             set_epoch(epoch)
         return epoch
+
+    def train_batch_done(self) -> None:
+        """A training step is over (:class:`CountTrainedBatches`): checkpoints now count its batch as read."""
+        position = getattr(self, "_train_position", None)
+        if position is not None:
+            position.trained()
 
     def state_dict(self) -> dict[str, Any]:
         """The training loader's position (:class:`LoaderPosition`); Lightning saves it in every checkpoint.
@@ -547,6 +559,9 @@ class VidlitDataModule(L.LightningDataModule):
 
     def _make_train_position(self, num_workers: int | None) -> LoaderPosition:
         self._train_position = LoaderPosition(self._trainer_epoch, num_workers)
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None and not any(isinstance(c, CountTrainedBatches) for c in trainer.callbacks):
+            trainer.callbacks.insert(0, CountTrainedBatches())
         return self._train_position
 
     def _resume_position(self, loader: EpochStreamLoader | ResumableLoader) -> None:
