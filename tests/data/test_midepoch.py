@@ -264,6 +264,40 @@ def test_a_checkpoint_written_during_a_step_resumes_with_that_step(list_root, tm
     assert resumed == "".join(full.splitlines(keepends=True)[3:])  # steps 3, 4, 5 again, same batches
 
 
+class AsksForTotalSteps(KeyRecorder):
+    """Sizes its schedule like vidlit's ``WarmupCosineLR``: Lightning then builds the training loader
+    before it restores a resumed run's loops."""
+
+    def configure_optimizers(self):
+        self.trainer.estimated_stepping_batches  # noqa: B018  (loads the training loader)
+        return super().configure_optimizers()
+
+
+@pytest.mark.parametrize("kind", ["shards", "list"])
+def test_an_end_of_epoch_resume_reads_the_next_epoch_when_the_loader_is_built_early(
+    kind, shard_root, list_root, tmp_path
+):
+    """Was: the first resumed epoch streamed epoch 0's order (2 workers)."""
+    root = shard_root if kind == "shards" else list_root
+
+    def run(out: Path, epochs: int, ckpt_path: Path | None = None) -> list[tuple]:
+        L.seed_everything(7, verbose=False)
+        out.mkdir()
+        trainer = L.Trainer(
+            max_epochs=epochs, limit_val_batches=0, logger=False, enable_progress_bar=False,
+            enable_model_summary=False, default_root_dir=out, accelerator="cpu",
+            callbacks=[ResumableCheckpoint(dirpath=out / "checkpoints", save_top_k=0, save_last=True)],
+        )  # fmt: skip
+        model = AsksForTotalSteps(str(out / "keys.tsv"))
+        trainer.fit(model, datamodule=_datamodule(kind, root, 2), ckpt_path=ckpt_path)
+        return _steps(out)
+
+    full = run(tmp_path / "full", 2)
+    first = run(tmp_path / "cut", 1)
+    resumed = run(tmp_path / "resumed", 2, ckpt_path=tmp_path / "cut" / "checkpoints" / "last.ckpt")
+    assert first + resumed == full
+
+
 @pytest.mark.slow
 def test_vidlit_fit_resumes_mid_epoch_with_ckpt_path_last(shard_root, tmp_path):
     """The ViCLIP recipe on shards with 2 workers and step checkpoints, through the CLI."""
