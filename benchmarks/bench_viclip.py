@@ -19,20 +19,34 @@ H100 this project benchmarks on), so figures are comparable across runs.
 
     python benchmarks/bench_viclip.py                     # CPU: vit_test + text_test, fp32
     python benchmarks/bench_viclip.py --device cuda       # GPU: ViT-B/16 8x224 + MiniLM, bf16, drop 0.9
+    python benchmarks/bench_viclip.py --model viclip_base_patch16 --device cuda   # the CLIP-style tower
+
+``--vs-open-clip`` times the CLIP-style video tower (:class:`vidlit.backbones.CLIPVideoViT`) on
+one-frame clips against open_clip's image tower (``open_clip.transformer.VisionTransformer``) of the
+same config and weights (checked equal first): ``ours(image[:, :, None], output="pooled") @ proj``
+vs ``peer(image)``, forward only (eval, no grad) or with ``--backward`` forward + backward. Rounds
+alternate which side goes first (``benchmarks/_rounds.py``); the ratio is per round, peer seconds /
+ours (above 1: vidlit faster), median and range; the load average is printed before and after. On a
+GPU it adds each side's MFU (forward ``2 x`` FLOPs, with backward ``6 x``)::
+
+    python benchmarks/bench_viclip.py --vs-open-clip                 # CPU: ViCLIP-B/16, 224 px, fp32, batch 2
+    python benchmarks/bench_viclip.py --vs-open-clip --device cuda   # GPU: bf16, batch 256
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
 from contextlib import nullcontext
 
 import torch
+from _rounds import alternate, ratio_range
 
-from vidlit.backbones import create_backbone
+from vidlit.backbones import CLIPVideoViT, create_backbone
 from vidlit.backbones.video_text import VideoTextModel
 from vidlit.layers.contrastive import contrastive_loss
 
@@ -45,6 +59,7 @@ def step_flops(model: VideoTextModel, frames: int, size: int, batch: int, text_t
     t, h, w = video.patch_embed.grid_size(frames, size, size)
     n = t * h * w
     keep = max(1, round((1 - model.drop_ratio) * n)) if model.drop_ratio else n
+    keep += int(hasattr(video, "cls_token"))  # a CLIP-style tower's class token
     d, depth = video.embed_dim, len(video.blocks)
     mlp_ratio = video.blocks[0].mlp.fc1.out_features / d
     patch_dim = video.tubelet_size * video.patch_size[0] * video.patch_size[1] * video.patch_embed.in_chans
@@ -66,6 +81,107 @@ def step_flops(model: VideoTextModel, frames: int, size: int, batch: int, text_t
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def tower_forward_flops(tower: CLIPVideoViT, size: int) -> float:
+    """Forward FLOPs of one image (one-frame clip) through the tower and ``proj`` (multiply-adds count 2)."""
+    _, h, w = tower.patch_embed.grid_size(1, size, size)
+    n, d, depth = h * w + 1, tower.embed_dim, len(tower.blocks)
+    mlp_ratio = tower.blocks[0].mlp.fc1.out_features / d
+    patch_dim = tower.patch_size[0] * tower.patch_size[1] * tower.patch_embed.in_chans
+    return float(
+        2 * n * depth * (4 + 2 * mlp_ratio) * d * d + 4 * depth * n * n * d + 2 * (n - 1) * patch_dim * d
+    )
+
+
+def tower_vs_open_clip(args: argparse.Namespace, device: torch.device) -> dict:
+    """Time CLIPVideoViT at T=1 against open_clip's image tower of the same config and weights."""
+    from open_clip.transformer import QuickGELU, VisionTransformer
+
+    gpu = device.type == "cuda"
+    torch.manual_seed(0)
+    ours = create_backbone(args.model, **({"img_size": args.size} if args.size else {}))
+    if not isinstance(ours, CLIPVideoViT):
+        raise SystemExit(f"--vs-open-clip needs a CLIP-style tower (viclip_*), got {args.model}")
+    size = ours.img_size[0]
+    peer = VisionTransformer(
+        image_size=size,
+        patch_size=ours.patch_size[0],
+        width=ours.embed_dim,
+        layers=len(ours.blocks),
+        heads=ours.blocks[0].attn.num_heads,
+        mlp_ratio=ours.blocks[0].mlp.fc1.out_features / ours.embed_dim,
+        output_dim=args.proj_dim,
+        act_layer=QuickGELU,
+    )
+    proj = ours.load_clip_state_dict(peer.state_dict(), source="openclip").proj
+    ours, peer, proj = ours.to(device).eval(), peer.to(device).eval(), proj.to(device)
+    images = torch.randn(args.batch, 3, size, size, device=device)
+    with torch.no_grad():  # same function before timing it (fp32)
+        diff = (ours(images[:, :, None], output="pooled") @ proj - peer(images)).abs().max().item()
+    autocast = (
+        torch.autocast(device.type, dtype=torch.bfloat16) if args.precision == "bf16" else nullcontext()
+    )
+
+    def run(forward):
+        def call() -> None:
+            for _ in range(args.iters):
+                with autocast, torch.set_grad_enabled(args.backward):
+                    out = forward()
+                if args.backward:
+                    out.float().square().mean().backward()
+            sync(device)
+
+        return call
+
+    def forward_ours():
+        return ours(images[:, :, None], output="pooled") @ proj
+
+    def forward_peer():
+        return peer(images)
+
+    a, b = run(forward_ours), run(forward_peer)
+    for _ in range(args.warmup):
+        a()
+        b()
+    load_start = os.getloadavg()
+    t_ours, t_peer = alternate(args.rounds, a, b)
+    load_end = os.getloadavg()
+    median, low, high = ratio_range(t_peer, t_ours)
+    flops = tower_forward_flops(ours, size) * (3 if args.backward else 1) * args.batch * args.iters
+    where = torch.cuda.get_device_name(device) if gpu else (platform.processor() or platform.machine())
+    mode = "forward + backward" if args.backward else "forward (no grad)"
+    _, h, w = ours.patch_embed.grid_size(1, size, size)
+    tokens = h * w + 1
+    print(
+        f"\n{args.model} at T=1 ({size}px, {tokens} tokens) vs "
+        f"open_clip VisionTransformer, same config and weights (max abs diff {diff:.2e} fp32); {mode}, "
+        f"batch {args.batch}, {args.precision}, {device.type} ({where}, {torch.get_num_threads()} threads)"
+    )
+    print("load average at the start: {:.1f} {:.1f} {:.1f}".format(*load_start))
+    rows = {}
+    for side, seconds in (("vidlit CLIPVideoViT", t_ours), ("open_clip", t_peer)):
+        per_image = statistics.median(seconds) / (args.batch * args.iters)
+        tflops = flops / statistics.median(seconds) / 1e12
+        mfu = tflops * 1e12 / args.peak if gpu else None
+        rows[side] = {"ms_per_image": per_image * 1e3, "tflops": tflops, "mfu": mfu}
+        print(
+            f"  {side:20s} {per_image * 1e3:9.3f} ms/image  {tflops:8.3f} TFLOP/s  "
+            f"MFU {f'{100 * mfu:.1f}%' if mfu is not None else 'n/a (CPU)'}"
+        )
+    print(
+        f"  ratio open_clip / vidlit: {median:.2f}x (range {low:.2f}-{high:.2f}) over {args.rounds} rounds "
+        f"x {args.iters} calls (above 1: vidlit faster)"
+    )
+    print("load average at the end: {:.1f} {:.1f} {:.1f}".format(*load_end))
+    return {
+        "config": {**vars(args), "device_name": where},
+        "max_abs_diff_fp32": diff,
+        "flops_per_image_forward": tower_forward_flops(ours, size),
+        "sides": rows,
+        "ratio_peer_over_ours": {"median": median, "min": low, "max": high},
+        "load_average": {"start": list(load_start), "end": list(load_end)},
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -90,10 +206,30 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--peak", type=float, default=H100_BF16_PEAK, help="peak FLOP/s for MFU (GPU)")
     parser.add_argument("--json", default=None)
+    parser.add_argument(
+        "--vs-open-clip",
+        action="store_true",
+        help="time the CLIP-style tower at T=1 against open_clip's image tower (see the docstring)",
+    )
+    parser.add_argument("--backward", action="store_true", help="--vs-open-clip: forward + backward")
     args = parser.parse_args(argv)
 
     device = torch.device(args.device)
     gpu = device.type == "cuda"
+    if args.vs_open_clip:
+        args.model = args.model or "viclip_base_patch16"
+        args.precision = args.precision or ("bf16" if gpu else "fp32")
+        args.batch = args.batch or (256 if gpu else 2)
+        args.warmup = args.warmup if args.warmup is not None else (5 if gpu else 1)
+        args.iters = args.iters or (10 if gpu else 1)
+        args.rounds = args.rounds or (5 if gpu else 5)
+        if gpu:
+            torch.backends.cuda.matmul.allow_tf32 = True
+        report = tower_vs_open_clip(args, device)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(report, f, indent=2)
+        return report
     args.model = args.model or ("vit_base_patch16_16x224" if gpu else "vit_test")
     args.text = args.text or ("minilm" if gpu else "text_test")
     args.frames = args.frames or 8  # ViCLIP: 8 frames

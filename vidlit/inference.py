@@ -15,21 +15,28 @@ decodes and samples frames (evaluation sampling), its collate function batches t
 
 Supported models: :class:`~vidlit.tasks.TaskModule` (any head; on raw video or on stored
 features), :class:`~vidlit.tasks.video_text.VideoTextPretrain` (similarities to texts) and
-:class:`~vidlit.tasks.MVMPretrain` (backbone embeddings). Supported data modules: those that
-decode raw videos with a list (:class:`~vidlit.data.VideoListDataModule`), InternVid-style clips
-(:class:`~vidlit.data.internvid.InternVidDataModule`), and for heads on stored features one input
-builder per data module (``_FEATURE_INPUTS``): Ego4D Moment Queries (a clip's features), Ego4D
-Natural Language Queries (a video's features, a clip window and the queries as ``texts``) and
-XD-Violence (a video's I3D crops and its VGGish file); another data module is a clear error.
+:class:`~vidlit.tasks.MVMPretrain` (backbone embeddings). Inputs are prepared by the data module
+of the run: one that defines :meth:`~vidlit.data.base.VidlitDataModule.inference_inputs` (every
+task family: Ego4D MQ / NLQ / FHP / SCOD / STA, AVE, LLP, XD-Violence, music-dance, LORIS) builds
+the batch of one input with its own dataset class and collate, taking the other inputs its model
+needs as keyword arguments (``texts``, ``window``, ``audio``, ``motion``, ``music``, ``pose``,
+``frame``, ``detections``); the raw-video lists (:class:`~vidlit.data.VideoListDataModule`,
+:class:`~vidlit.data.internvid.InternVidDataModule`) decode one video here, with the crop geometry
+the pointing page draws on. Another data module is a clear error.
 
 >>> nlq = load("runs/ego4d_nlq/version_0/checkpoints/last.ckpt")
 >>> nlq.predict("features/<video_uid>.pt", texts=["where is the cup?"], window=(120.0, 600.0)).submission
+>>> ave = load("runs/ave_mpn/version_0/checkpoints/last.ckpt")
+>>> ave.predict("visual/<video>.npy", audio="audio/<video>.npy").predictions
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import inspect
 import json
+import re
 import sys
 import tempfile
 import warnings
@@ -45,29 +52,31 @@ import torch.nn.functional as F
 import yaml
 from torch import Tensor
 
-__all__ = ["Clip", "InferenceResult", "Predictor", "find_config", "infer_main", "load"]
+from vidlit.core.io import read_json
 
-# keys of a saved run config that belong to a subcommand, not to the model / data
-_RUN_KEYS = ("ckpt_path", "weights_only", "trainer", "submission")
+__all__ = ["Clip", "InferenceResult", "Predictor", "find_config", "infer_main", "load"]
 
 
 def find_config(ckpt_path: str | Path) -> Path:
     """The ``config.yaml`` of the run that wrote ``ckpt_path``.
 
     ``vidlit fit`` writes it to the run folder (``version_N/config.yaml``); the checkpoint lies in
-    ``version_N/checkpoints/`` (or the run folder itself).
+    ``version_N/checkpoints/`` (or the run folder itself): the run is found as ``--ckpt_path
+    last`` finds it (:func:`vidlit.checkpoint_io.run_folder`), looking no higher than that.
 
     Raises:
         FileNotFoundError: neither place has one; pass ``config=`` (``--config``) then.
     """
+    from vidlit.checkpoint_io import run_folder
+
     ckpt_path = Path(ckpt_path)
-    for folder in (ckpt_path.parent, ckpt_path.parent.parent):
-        if (folder / "config.yaml").is_file():
-            return folder / "config.yaml"
-    raise FileNotFoundError(
-        f"{ckpt_path}: no config.yaml next to the checkpoint or in its run folder "
-        "(pass the run's config with --config)"
-    )
+    run = run_folder(ckpt_path, ckpt_path.parent.parent)
+    if run is None:
+        raise FileNotFoundError(
+            f"{ckpt_path}: no config.yaml next to the checkpoint or in its run folder "
+            "(pass the run's config with --config)"
+        )
+    return run / "config.yaml"
 
 
 def _build(config_path: Path) -> tuple[L.LightningModule, L.LightningDataModule]:
@@ -82,7 +91,9 @@ def _build(config_path: Path) -> tuple[L.LightningModule, L.LightningDataModule]
     config = yaml.safe_load(config_path.read_text())
     if not isinstance(config, dict) or "model" not in config:
         raise ValueError(f"{config_path}: not a vidlit run config (no 'model' section)")
-    config = {k: v for k, v in config.items() if k not in _RUN_KEYS}
+    # what was trained is the model and its data; every other section controls a run (trainer,
+    # checkpoint, submission), which rebuilding the two must not repeat
+    config = {k: config[k] for k in ("model", "data") if k in config}
     config["seed_everything"] = False
     with warnings.catch_warnings():
         # LightningCLI warns when args are given while sys.argv has others (`vidlit infer ...`)
@@ -191,46 +202,52 @@ class Predictor:
     # -- input ----------------------------------------------------------------------------------
 
     @property
+    def input_options(self) -> tuple[str, ...]:
+        """What the data module's one-input path takes besides the file (NLQ: ``texts``, AVE: ``audio``)."""
+        if not _defines_inputs(self.datamodule):
+            return ()
+        parameters = inspect.signature(self.datamodule.inference_inputs).parameters
+        return tuple(name for name in parameters if name not in ("path", "video_id"))
+
+    @property
     def takes_video(self) -> bool:
         """Whether inputs are raw videos (else stored feature sequences)."""
         return self.backbone is not None
 
-    def prepare(
-        self,
-        source: str | Path | Tensor,
-        video_id: str | None = None,
-        texts: list[str] | None = None,
-        window: tuple[float, float] | None = None,
-        audio: str | Path | None = None,
-    ) -> Clip:
+    def prepare(self, source: str | Path | Tensor, video_id: str | None = None, **inputs: Any) -> Clip:
         """Decode, sample, batch and transform one input as the recipe's validation pipeline does.
 
         Args:
             source: a video file, a uint8 ``[t, h, w, 3]`` frame tensor, or for a head on stored
-                features a ``.pt`` / ``.npy`` feature file or a float ``[T, C]`` tensor.
+                features a ``.pt`` / ``.npy`` feature file or a float tensor.
             video_id: name of the input in predictions; defaults to the path (or ``"tensor"``).
-            texts: an NLQ head's queries, one batch row each (video-text models take their texts
-                in :meth:`predict`).
-            window: an NLQ head: the clip as ``(start, end)`` seconds on the feature file's clock
-                (an annotation's ``video_start_sec`` / ``video_end_sec``); default the whole file.
-            audio: an XD-Violence head: the video's VGGish feature file (default: found next to
-                the RGB crop, or in the data module's lists).
+            inputs: what else the data module's input takes (None values are left out), e.g.
+                ``texts`` (an NLQ head's queries, one batch row each; video-text models take their
+                texts in :meth:`predict`), ``window`` (NLQ: the clip as ``(start, end)`` seconds),
+                ``audio`` (AVE, LLP, XD-Violence: the audio features), ``motion`` (LLP), ``music``
+                (music-dance, LORIS), ``pose`` (LORIS), ``frame`` (FHP, SCOD, STA: the key frame),
+                ``detections`` (STA). See the data module's ``inference_inputs``.
 
         Raises:
             FileNotFoundError: no such file.
-            ValueError: an input of the wrong kind, or one that cannot be decoded (the message
-                names it and says why).
+            ValueError: an input of the wrong kind, an option this model's input does not take, or
+                an input that cannot be decoded (the message names it and says why).
         """
         if isinstance(source, (str, Path)) and not Path(source).is_file():
             raise FileNotFoundError(f"{source}: no such file")
         video_id = video_id or (str(source) if not isinstance(source, Tensor) else "tensor")
+        inputs = {k: v for k, v in inputs.items() if v is not None}
+        dm = self.datamodule
+        if _defines_inputs(dm):
+            return self._prepare_input(source, video_id, inputs)
         if self.takes_video:
-            if window is not None or audio is not None:
-                raise ValueError(
-                    "--start / --end / --audio apply to heads on stored features, not video models"
-                )
+            if inputs:
+                raise ValueError(_not_taken(dm, inputs))
             return self._prepare_video(source, video_id)
-        return self._prepare_features(source, video_id, _Given(texts, window, Path(audio) if audio else None))
+        raise ValueError(
+            f"{type(dm).__name__}: vidlit.inference prepares inputs through a data module's "
+            "inference_inputs (every vidlit task family has one) or a raw-video list; this one has neither"
+        )
 
     def _eval_settings(self) -> Any:
         dm = self.datamodule
@@ -295,11 +312,7 @@ class Predictor:
                     f"video tensor must be uint8 [t, h, w, 3], got {source.dtype} {tuple(source.shape)}"
                 )
             with tempfile.TemporaryDirectory(prefix="vidlit-infer-") as tmp:
-                from vidlit.data.synth.videos import write_video
-
-                path = Path(tmp) / "input.mkv"
-                write_video(path, source.numpy(), fps=30, codec="ffv1")  # lossless
-                return self._prepare_video(path, video_id)
+                return self._prepare_video(_tensor_file(source, Path(tmp), video_id), video_id)
         path = Path(source)
         try:
             dataset = self._one_video_dataset(path, video_id)
@@ -332,32 +345,23 @@ class Predictor:
             normalization=(transform.mean, transform.std),
         )
 
-    def _prepare_features(
-        self,
-        source: str | Path | Tensor,
-        video_id: str,
-        given: _Given,
-    ) -> Clip:
+    def _prepare_input(self, source: str | Path | Tensor, video_id: str, inputs: dict[str, Any]) -> Clip:
+        """The data module's own ``inference_inputs`` batch, moved to the device and transformed there."""
         dm = self.datamodule
-        prepare = _feature_input(dm)
-        if prepare is None:
-            supported = ", ".join(sorted(_FEATURE_INPUTS))
-            raise ValueError(
-                f"{type(dm).__name__}: vidlit.inference runs heads on stored features of {supported}; "
-                "this data module is not supported yet"
-            )
+        parameters = inspect.signature(dm.inference_inputs).parameters
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+            extra = {k: v for k, v in inputs.items() if k not in parameters}
+            if extra:
+                raise ValueError(_not_taken(dm, extra))
         with tempfile.TemporaryDirectory(prefix="vidlit-infer-") as tmp:
             if isinstance(source, Tensor):
-                path = Path(tmp) / "features.pt"
-                torch.save(source.float(), path)
-                uid = video_id
+                path = _tensor_file(source, Path(tmp), video_id)
             else:
-                path, uid = Path(source), Path(source).stem
-            what = uid if isinstance(source, Tensor) else str(source)
-            # the items are read inside the block: a tensor input lives in the temporary folder
-            batch, submit = prepare(dm, path, uid, what, given)
-        batch = _to(dict(batch), self.device)
-        return Clip(batch=batch, video_id=uid, submit=submit)
+                path = Path(source)
+            # the batch is built inside the block: a tensor input lives in the temporary folder
+            prepared = dm.inference_inputs(path, video_id, **inputs)
+        batch = dm.on_after_batch_transfer(_to(dict(prepared.batch), self.device), 0)
+        return Clip(batch=batch, video_id=prepared.video_id, submit=prepared.submit)
 
     # -- running --------------------------------------------------------------------------------
 
@@ -367,28 +371,31 @@ class Predictor:
         source: str | Path | Tensor | Clip,
         texts: list[str] | None = None,
         video_id: str | None = None,
-        window: tuple[float, float] | None = None,
-        audio: str | Path | None = None,
+        out: str | Path | None = None,
+        **inputs: Any,
     ) -> InferenceResult:
         """Run the model on one input.
 
         Args:
             source: what :meth:`prepare` takes, or a prepared :class:`Clip`.
-            texts: video-text models: the texts to rank (required there); NLQ heads: the queries
-                (required there; each gets its top windows).
+            texts: video-text models: the texts to rank (required there); a task head: part of
+                its input (an NLQ head's queries, each gets its top windows).
             video_id: see :meth:`prepare`.
-            window: see :meth:`prepare`.
-            audio: see :meth:`prepare`.
+            out: also write the submission document there (what ``vidlit predict
+                --submission.path`` writes for this input, with any files it names beside it, e.g.
+                LORIS's generated ``.wav``); None keeps it in memory only.
+            inputs: see :meth:`prepare`.
         """
         if isinstance(source, Clip):
             clip = source
         else:
-            # heads on stored features may take texts (NLQ queries) as part of their input
-            clip = self.prepare(source, video_id, texts if not self.takes_video else None, window, audio)
+            # a task head may take texts (NLQ queries) as part of its input; video-text models rank them
+            given = {**inputs, "texts": texts} if self.kind == "task" else inputs
+            clip = self.prepare(source, video_id, **given)
         batch = clip.batch
         if self.kind == "task":
             preds = self.module.head.predict(self.module(batch), batch)
-            return InferenceResult(preds, self._submission(preds, clip.submit))
+            return InferenceResult(preds, self._submission(preds, clip.submit, out))
         features = self.backbone(batch["video"], output="pooled")
         if self.kind == "mvm":
             return InferenceResult([{"video_id": clip.video_id, "embedding": features.mean(0)}])
@@ -414,14 +421,20 @@ class Predictor:
         return InferenceResult([pred], ranking=[(texts[i], float(probs[i])) for i in order])
 
     def _submission(
-        self, preds: list[dict[str, Any]], write: Callable[[list[dict[str, Any]], Path], Path] | None = None
+        self,
+        preds: list[dict[str, Any]],
+        write: Callable[[list[dict[str, Any]], Path], Path] | None = None,
+        out: str | Path | None = None,
     ) -> dict[str, Any] | None:
         write = write or getattr(self.datamodule, "write_submission", None)
         if write is None:
+            if out is not None:
+                raise ValueError(f"{type(self.datamodule).__name__} writes no submission document (--out)")
             return None
+        if out is not None:
+            return read_json(write(preds, Path(out)))
         with tempfile.TemporaryDirectory(prefix="vidlit-infer-") as tmp:
-            path = write(preds, Path(tmp) / "submission.json")
-            return json.loads(Path(path).read_text())
+            return read_json(write(preds, Path(tmp) / "submission.json"))
 
     # -- tokens and regions (the pointing page) -------------------------------------------------
 
@@ -475,167 +488,39 @@ class Predictor:
         return self._rank(features, texts, clip.video_id)
 
 
-def _clips_or_none(dm: Any, split: str) -> list:
-    try:
-        return dm.clips(split)
-    except (FileNotFoundError, ValueError, KeyError):
-        return []
+def _defines_inputs(dm: Any) -> bool:
+    """Whether ``dm``'s class defines its own one-input path (``inference_inputs``)."""
+    from vidlit.data.base import VidlitDataModule
+
+    method = getattr(type(dm), "inference_inputs", None)
+    return method is not None and method is not VidlitDataModule.inference_inputs
 
 
-# -- heads on stored features: one input builder per data module ---------------------------------
-#
-# A builder gets the data module, the feature file (``path``, named ``uid`` by its stem), the name
-# of the input for messages and what else the user gave (:class:`_Given`), and returns the batch
-# of this input (items of the data module's own dataset class, batched by its own collate) and the
-# writer of its submission document (None: the data module's ``write_submission``).
+# the `vidlit infer` option of each input, where its name is not the input's
+_FLAGS = {"window": "--start / --end"}
 
 
-@dataclass
-class _Given:
-    """Inputs besides the feature file: NLQ ``texts`` and clip ``window``, XD-Violence ``audio``."""
-
-    texts: list[str] | None = None
-    window: tuple[float, float] | None = None
-    audio: Path | None = None
-
-    def only(self, dm: Any, *allowed: str) -> None:
-        """Reject what this data module's input does not take (a flag the user gave in vain)."""
-        flags = {"texts": "--texts", "window": "--start / --end", "audio": "--audio"}
-        for name, flag in flags.items():
-            if name not in allowed and getattr(self, name):
-                raise ValueError(f"{type(dm).__name__}: {flag} does not apply to this model's input")
-
-
-FeatureInput = Callable[
-    [Any, Path, str, str, _Given],
-    "tuple[dict[str, Any], Callable[[list[dict[str, Any]], Path], Path] | None]",
-]
-
-
-def _mq_input(dm: Any, path: Path, uid: str, what: str, given: _Given) -> tuple:
-    """Ego4D MQ: the file is one clip's ``[T, C]`` features, named ``<clip_uid>``."""
-    from vidlit.data.ego4d_mq import MomentClip, MomentQueriesDataset
-    from vidlit.data.features import load_feature_file
-
-    given.only(dm)
-    steps = load_feature_file(path, dm.feature_dim, what=what).shape[0]
-    # the annotated duration where the dataset knows the clip (as `vidlit predict`), else the span
-    # the features cover
-    known = {c.clip_uid: c.duration for split in ("predict", "val") for c in _clips_or_none(dm, split)}
-    duration = known.get(uid, steps * dm.step_sec)
-    dataset = MomentQueriesDataset(
-        [MomentClip(uid, uid, duration, [])],
-        path.parent,
-        dm.class_names,
-        dm.feature_dim,
-        dm.step_sec,
-        dm.offset_sec,
-        max_steps=dm.max_steps,
-        train=False,
-    )
-    dataset.paths = [path]
-    item = dataset[0]
-    item["video_id"] = uid
-    return dm._collate()([item]), None
-
-
-def _nlq_input(dm: Any, path: Path, uid: str, what: str, given: _Given) -> tuple:
-    """Ego4D NLQ: the file is one video's ``[T, C]`` features; each text is a query on its clip.
-
-    The clip is ``window`` (seconds on the file's clock, as an annotation's ``video_start_sec`` /
-    ``video_end_sec``), by default all the file covers. Queries are answered as ``vidlit predict``
-    answers an annotation's: clip ``uid``, annotation ``"texts"``, ``query_idx`` the text's index.
-    """
-    from vidlit.data.ego4d_nlq import NLQDataset, NLQQuery, write_nlq_submission
-    from vidlit.data.features import load_feature_file
-
-    given.only(dm, "texts", "window")
-    texts, window = given.texts, given.window
-    if not texts or any(not t.strip() for t in texts):
-        raise ValueError(f"{type(dm).__name__}: an NLQ model needs non-empty queries (--texts)")
-    if window is None:
-        steps = load_feature_file(path, dm.feature_dim, what=what).shape[0]
-        window = (0.0, steps * dm.step_sec)
-    start, end = window
-    if not 0 <= start < end:
-        raise ValueError(f"{what}: the clip window needs 0 <= start < end, got [{start}, {end}] s")
-    queries = [
-        NLQQuery(uid, uid, "texts", i, text.strip(), float(start), float(end), where=what)
-        for i, text in enumerate(texts)
-    ]
-    dataset = NLQDataset(queries, path.parent, dm.feature_dim, dm.step_sec, dm.max_len)
-    dataset.paths = {uid: path}  # the file given, whatever folder it lies in
-    by_key = {q.key: q for q in queries}
-    return dm._collate()([dataset[i] for i in range(len(queries))]), lambda preds, out: write_nlq_submission(
-        preds, by_key, out
+def _not_taken(dm: Any, inputs: dict[str, Any]) -> str:
+    """The message for options that ``dm``'s input does not take."""
+    flags = ", ".join(_FLAGS.get(name, f"--{name}") for name in inputs)
+    return (
+        f"{type(dm).__name__}: {flags} {'does' if len(inputs) == 1 else 'do'} not apply to this model's input"
     )
 
 
-def _xd_violence_input(dm: Any, path: Path, uid: str, what: str, given: _Given) -> tuple:
-    """XD-Violence: the file is one crop ``<video>__<k>.npy`` of a video's I3D features.
+def _tensor_file(source: Tensor, folder: Path, video_id: str) -> Path:
+    """A tensor input as the file a data module reads: uint8 ``[t, h, w, 3]`` frames a lossless video,
+    anything else a ``.pt`` feature file named by ``video_id`` (its predictions' key)."""
+    name = re.sub(r"[^\w.-]", "_", video_id) or "tensor"
+    if source.dtype == torch.uint8 and source.ndim == 4 and source.shape[-1] == 3:
+        from vidlit.data.synth.videos import write_video
 
-    As in the official lists, the video's other crops ``<video>__0 .. <video>__{num_crops - 1}`` lie
-    next to it; its VGGish file is ``given.audio`` (``--audio``), else ``<video>__vggish`` next to
-    it, else the one the data module's lists name for the video. Evaluation reads all of them, and
-    so does this. The head's prediction gives a violence probability per 16-frame snippet; the printed
-    document adds the frame-level scores the official evaluation scores (each snippet's score
-    repeated over its frames).
-    """
-    from vidlit.data.xd_violence import (
-        AUDIO_SUFFIX,
-        XDVideo,
-        XDViolenceDataset,
-        collate_xd_violence,
-        is_violent,
-    )
-
-    given.only(dm, "audio")
-    name, sep, crop = path.stem.rpartition("__")
-    if not sep or not name or not (crop.isdigit() or sep + crop == AUDIO_SUFFIX):
-        raise ValueError(
-            f"{what}: an XD-Violence input is one of a video's feature files, named <video>__<crop>"
-            f"{path.suffix} (its other crops and <video>{AUDIO_SUFFIX}{path.suffix} next to it)"
-        )
-    rgb = [path.with_name(f"{name}__{k}{path.suffix}") for k in range(dm.num_crops)]
-    audio = given.audio or path.with_name(f"{name}{AUDIO_SUFFIX}{path.suffix}")
-    if given.audio is None and not audio.is_file():
-        # the official layout keeps VGGish files in another folder: the dataset's lists know it
-        listed = {v.name: v.audio for split in ("test", "train") for v in _videos_or_none(dm, split)}
-        audio = listed.get(name, audio)
-    missing = [str(f) for f in (*rgb, audio) if not f.is_file()]
-    if missing:
-        raise FileNotFoundError(
-            f"{what}: XD-Violence reads all {dm.num_crops} crops and the VGGish file of a video "
-            f"(--audio); missing {', '.join(missing)}"
-        )
-    dataset = XDViolenceDataset(
-        [XDVideo(name, is_violent(name), rgb, audio)], dm.feature_dim, dm.audio_dim, train=False
-    )
-
-    return collate_xd_violence([dataset[0]]), dm.write_submission
-
-
-_FEATURE_INPUTS: dict[str, FeatureInput] = {
-    "vidlit.data.ego4d_mq.Ego4DMQ": _mq_input,
-    "vidlit.data.ego4d_nlq.Ego4DNLQ": _nlq_input,
-    "vidlit.data.xd_violence.XDViolence": _xd_violence_input,
-}
-
-
-def _feature_input(dm: Any) -> FeatureInput | None:
-    """The builder of ``dm``'s class or its nearest registered base class (subclasses inherit it)."""
-    for cls in type(dm).__mro__:
-        builder = _FEATURE_INPUTS.get(f"{cls.__module__}.{cls.__qualname__}")
-        if builder is not None:
-            return builder
-    return None
-
-
-def _videos_or_none(dm: Any, split: str) -> list:
-    try:
-        return dm.videos(split)
-    except (FileNotFoundError, ValueError, KeyError):
-        return []
+        path = folder / f"{name}.mkv"
+        write_video(path, source.numpy(), fps=30, codec="ffv1")
+        return path
+    path = folder / f"{name}.pt"
+    torch.save(source.float(), path)
+    return path
 
 
 def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -695,18 +580,43 @@ def infer_main(args: list[str]) -> None:
     )
     parser.add_argument("--end", type=float, help="NLQ: clip end in seconds (default: all the file covers)")
     parser.add_argument(
-        "--audio", type=Path, help="XD-Violence: the video's VGGish features (default: found by name)"
+        "--audio",
+        type=Path,
+        help="the audio features: AVE and XD-Violence (VGGish; XD-Violence finds it by name by default), "
+        "LLP (default: the same name in the data module's audio_dir)",
+    )
+    parser.add_argument("--motion", type=Path, help="LLP: R(2+1)D features (default: found by name)")
+    parser.add_argument("--music", type=Path, help="music-dance: the music; LORIS: the reference music")
+    parser.add_argument("--pose", type=Path, help="LORIS: the dancer's pose, [frames, 17, 3] .npy at 16 Hz")
+    parser.add_argument(
+        "--frame", type=int, help="FHP: the pre_45 frame; SCOD: the PNR frame; STA: the last observed frame"
+    )
+    parser.add_argument(
+        "--detections", type=Path, help='STA: boxes to label, {uid: [{"box": [x1, y1, x2, y2], "score"}]}'
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="also write the submission document there (LORIS: the generated .wav beside it)",
     )
     parser.add_argument("--device", default="cpu")
     options = parser.parse_args(args)
+    stdout = sys.stdout
     try:
-        predictor = load(options.ckpt_path, options.config, options.device)
+        # stdout carries the JSON alone: whatever the model reports on the way (a sampler's
+        # progress bar) goes to stderr
         window = None
         if options.start is not None or options.end is not None:
             if options.end is None:
                 raise ValueError("--start needs --end (the clip's end in seconds)")
             window = (options.start or 0.0, options.end)
-        result = predictor.predict(options.video, texts=options.texts, window=window, audio=options.audio)
+        names = ("audio", "motion", "music", "pose", "frame", "detections")
+        inputs = {name: getattr(options, name) for name in names}
+        with contextlib.redirect_stdout(sys.stderr):
+            predictor = load(options.ckpt_path, options.config, options.device)
+            result = predictor.predict(
+                options.video, texts=options.texts, out=options.out, window=window, **inputs
+            )
     except (FileNotFoundError, ValueError) as e:
         parser.error(str(e))
     out = result.submission if result.submission is not None else result.to_json()
@@ -714,5 +624,5 @@ def infer_main(args: list[str]) -> None:
         out = {"video_id": str(options.video), "ranking": result.to_json()["ranking"]}
     elif result.submission is None:
         out = result.to_json()["predictions"]
-    json.dump(out, sys.stdout, indent=1)
-    sys.stdout.write("\n")
+    json.dump(out, stdout, indent=1)
+    stdout.write("\n")

@@ -22,12 +22,16 @@ from vidlit.backbones._pretrained import (
 
 # Every VideoViT size accepts these: one block of width 32 on 4 x 32 px clips.
 TINY_VIT = dict(embed_dim=32, depth=1, num_heads=2, num_frames=4, img_size=32, patch_size=8)
+# and every CLIPVideoViT (viclip_*) size these
+TINY_CLIP = dict(embed_dim=32, depth=1, num_heads=2, num_frames=4, img_size=32, patch_size=8)
 
 
 def tiny_overrides(name: str) -> dict:
     """Small overrides for a registered size, or none for a test size (other families: add theirs)."""
     if name.startswith("vit_"):
         return TINY_VIT
+    if name.startswith("viclip_"):
+        return TINY_CLIP
     if name.endswith("_test"):
         return {}
     pytest.fail(f"{name}: no tiny overrides known; add them to tiny_overrides")
@@ -95,15 +99,21 @@ def test_from_pretrained_overrides_training_args(tmp_path: Path) -> None:
     assert torch.equal(outputs(built, clip), outputs(model, clip))
 
 
-def test_video_text_model_round_trip(tmp_path: Path) -> None:
-    model = VideoTextModel(create_backbone("vit_test"), text="text_test", proj_dim=16, drop_ratio=0.5)
+@pytest.mark.parametrize(
+    ("video", "text"), [("vit_test", "text_test"), ("vit_test", "clip_test"), ("viclip_test", "clip_test")]
+)
+def test_video_text_model_round_trip(video: str, text: str, tmp_path: Path) -> None:
+    model = VideoTextModel(create_backbone(video), text=text, proj_dim=16, drop_ratio=0.5)
     with torch.no_grad():
         model.logit_scale.fill_(3.0)
+        for param in model.text.parameters():  # not the seeded initialization that a rebuild repeats
+            param.add_(torch.randn_like(param) * 0.01)
     folder = model.save_pretrained(tmp_path)
     config = json.loads((folder / CONFIG_NAME).read_text())
     assert config["architecture"] == "VideoTextModel"
-    assert config["config"]["video"]["architecture"] == "VideoViT"
-    assert config["config"]["text"]["name"] == "text_test"
+    assert config["config"]["video"]["architecture"] == type(model.video).__name__
+    assert config["config"]["text"]["name"] == text
+    assert type(VideoTextModel.from_pretrained(folder).text) is type(model.text)
 
     reloaded = VideoTextModel.from_pretrained(folder)
     assert reloaded.pretrained_config() == model.pretrained_config()

@@ -108,3 +108,36 @@ def test_bf16_autocast_gives_fp32_unit_embeddings(model):
         t = model.encode_text(CAPTIONS)
     assert v.dtype == t.dtype == torch.float32
     torch.testing.assert_close(v.norm(dim=-1), torch.ones(2))
+
+
+@pytest.fixture(scope="module")
+def clip_pair() -> VideoTextModel:
+    """ViCLIP's towers: the CLIP-style video tower and CLIP's text transformer (tiny sizes)."""
+    torch.manual_seed(0)
+    return VideoTextModel(create_backbone("viclip_test"), text="clip_test", proj_dim=16, drop_ratio=0.75)
+
+
+def test_clip_towers_train_drop_tokens_and_embed(clip_pair):
+    clip_pair.train()
+    video = torch.randn(2, 3, 8, 32, 32)
+    assert clip_pair.keep_indices(video).shape == (2, 32)  # 8 x 4 x 4 patch tokens, 75% dropped
+    out = clip_pair(video, CAPTIONS)
+    (out.video * out.text).sum().mul(out.logit_scale).backward()
+    assert clip_pair.video.patch_embed.proj.weight.grad is not None
+    assert clip_pair.text.model.token_embedding.weight.grad is not None
+    clip_pair.zero_grad()
+    clip_pair.eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        v, t = clip_pair.encode_video(video), clip_pair.encode_text(CAPTIONS)
+    assert v.dtype == t.dtype == torch.float32 and v.shape == t.shape == (2, 16)
+    torch.testing.assert_close(t.norm(dim=-1), torch.ones(2))
+
+
+def test_frozen_clip_text_tower_gets_no_gradient():
+    model = VideoTextModel(create_backbone("viclip_test"), text="clip_test", proj_dim=8, freeze_text=True)
+    model.train()
+    assert not model.text.model.training and model.text.max_length == 32  # text_max_length: the context
+    out = model(torch.randn(2, 3, 8, 32, 32), CAPTIONS)
+    (out.video * out.text).sum().backward()
+    assert all(p.grad is None for p in model.text.parameters())
+    assert model.text_proj.weight.grad is not None

@@ -96,6 +96,26 @@ def test_uploads_expire(predictor, demo):
     assert not app.state.store.root.exists()
 
 
+def test_frames_reuse_one_open_reader_per_video_closed_on_expiry(predictor, demo):
+    """Scrubbing decodes through one kept reader per video; expiry and shutdown close them."""
+    from vidlit.serve.app import create_app
+
+    app = create_app(predictor, folder=demo[1].parent, ttl=600)
+    client = TestClient(app)
+    store = app.state.store
+    first = _open(client, demo).json()["video_id"]
+    pngs = [client.get(f"/api/videos/{first}/frames/{i}").content for i in (0, 5, 5, 23)]
+    assert len(store.readers) == 1 and pngs[1] == pngs[2] != pngs[0]
+    (reader,) = store.readers._readers.values()
+    second = client.post("/api/videos/folder", json={"name": "two_shapes.mp4"}).json()["video_id"]
+    assert client.get(f"/api/videos/{second}/frames/1").status_code == 200
+    assert len(store.readers) == 2 and not reader._closed  # the first video's reader is still the one
+    store.ttl = 0.0  # everything open is now stale
+    assert client.get(f"/api/videos/{first}/frames/0").status_code == 404
+    assert len(store.readers) == 0 and reader._closed
+    store.close()
+
+
 def test_16_concurrent_requests(server, demo):
     with httpx.Client(base_url=server, timeout=120) as client:
         video_id = client.post("/api/videos/folder", json={"name": "two_shapes.mp4"}).json()["video_id"]

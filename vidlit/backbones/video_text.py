@@ -4,16 +4,23 @@ The dual encoder of CLIP (Radford et al., 2021) applied to video as ViCLIP (Wang
 "InternVid: A Large-scale Video-Text Dataset for Multimodal Understanding and Generation",
 Sec. 4) and InternVideo's contrastive branch (Wang et al., 2022) train it:
 
-- the video tower is a :class:`~vidlit.backbones.VideoViT`; during training each clip keeps a
-  random subset of its tokens (ViCLIP drops 90%, FLIP-style, Li et al., 2023), which makes a
-  step several times cheaper; evaluation encodes every token. The encoder's mean-pooled tokens
-  are the clip feature;
+- the video tower is a :class:`~vidlit.backbones.VideoViT` (mean-pooled tokens are the clip
+  feature) or ViCLIP's CLIP-style tower (``create_backbone("viclip_base_patch16")``: the class
+  token after ``ln_post``); during training each clip keeps a random subset of its tokens
+  (ViCLIP drops 90%, FLIP-style, Li et al., 2023), which makes a step several times cheaper;
+  evaluation encodes every token;
 - the text tower is a Hugging Face ``AutoModel`` (:mod:`vidlit.backbones.text`; by default the
-  offline all-MiniLM-L6-v2), mean-pooled over real tokens, optionally frozen;
+  offline all-MiniLM-L6-v2, mean-pooled over real tokens) or CLIP's causal text transformer
+  (``"clip_b16"``, ``"clip_l14"``: :mod:`vidlit.backbones.clip_text`, the end-token feature),
+  optionally frozen;
 - linear projections (no bias, as CLIP) map both into a shared ``proj_dim`` space where the
   embeddings are L2-normalized; a learned inverse temperature, initialized at ``1 / 0.07`` and
   clipped at 100, scales the cosine similarities in the loss
   (:func:`~vidlit.layers.contrastive.contrastive_loss`).
+
+The two projections hold CLIP's ``proj`` / ``text_projection`` (``video_proj.weight = proj.T``), so
+the released ViCLIP weights load as a whole: :func:`vidlit.backbones.load_viclip_checkpoint`
+(:mod:`vidlit.backbones.viclip`).
 
 >>> model = VideoTextModel(create_backbone("vit_test"), text="text_test", proj_dim=32)
 >>> v = model.encode_video(torch.randn(2, 3, 8, 32, 32))        # [2, 32], unit norm
@@ -31,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vidlit.backbones._pretrained import PretrainedMixin, architecture_of
-from vidlit.backbones.text import TextEncoder, create_text_encoder
+from vidlit.backbones.text import create_text_encoder
 from vidlit.layers.contrastive import MAX_LOGIT_SCALE, clip_logit_scale
 
 __all__ = ["VideoTextModel", "VideoTextOutput", "random_keep_indices"]
@@ -81,24 +88,26 @@ class VideoTextModel(nn.Module, PretrainedMixin):
     Plain PyTorch; :class:`vidlit.tasks.video_text.VideoTextPretrain` trains it with Lightning.
 
     Args:
-        video: the video tower, a :class:`~vidlit.backbones.VideoViT` (or any module called as
-            ``video(clip, output="pooled", visible_idx=...)`` with ``embed_dim``, ``patch_embed``);
-            in YAML ``class_path: vidlit.backbones.create_backbone``.
+        video: the video tower, a :class:`~vidlit.backbones.VideoViT` or ViCLIP's CLIP-style tower
+            (or any module called as ``video(clip, output="pooled", visible_idx=...)`` with
+            ``embed_dim``, ``patch_embed``); in YAML ``class_path: vidlit.backbones.create_backbone``.
         text: a text tower name for :func:`~vidlit.backbones.text.create_text_encoder`
-            (``"minilm"``, ``"text_test"`` or a local Hugging Face folder), or a built
-            :class:`~vidlit.backbones.text.TextEncoder`.
-        proj_dim: width of the shared embedding space (ViCLIP: 768).
+            (``"minilm"``, ``"text_test"``, ``"clip_b16"``, ``"clip_l14"``, ``"clip_test"`` or a local
+            Hugging Face folder), or a built :class:`~vidlit.backbones.text.TextEncoder` /
+            :class:`~vidlit.backbones.clip_text.CLIPTextEncoder`.
+        proj_dim: width of the shared embedding space (ViCLIP-B/16: 512, ViCLIP-L/14: 768).
         drop_ratio: fraction of video tokens dropped per clip in training mode (ViCLIP: 0.9);
             evaluation mode always encodes every token.
         freeze_text: keep the text tower's weights fixed (its projection still learns).
-        text_max_length: captions are truncated to this many tokens.
+        text_max_length: captions are truncated to this many tokens (a CLIP tower's context length:
+            ViCLIP's is 32).
         init_temperature: initial softmax temperature (CLIP: 0.07, i.e. a logit scale of 14.3).
         max_logit_scale: the learned logit scale is clipped to this (CLIP: 100).
         learn_temperature: learn the temperature (CLIP) or keep it fixed.
 
     Attributes:
         video: the video tower (what :class:`~vidlit.tasks.ExportBackbone` exports).
-        text: the :class:`~vidlit.backbones.text.TextEncoder`.
+        text: the text tower (``TextEncoder`` or ``CLIPTextEncoder``).
         video_proj: ``Linear(video.embed_dim, proj_dim, bias=False)``.
         text_proj: ``Linear(text.embed_dim, proj_dim, bias=False)``.
         logit_scale: log of the inverse temperature (a 0-d parameter, excluded from weight decay).
@@ -107,7 +116,7 @@ class VideoTextModel(nn.Module, PretrainedMixin):
     def __init__(
         self,
         video: nn.Module,
-        text: str | TextEncoder = "minilm",
+        text: str | nn.Module = "minilm",
         proj_dim: int = 512,
         drop_ratio: float = 0.9,
         freeze_text: bool = False,
@@ -130,7 +139,7 @@ class VideoTextModel(nn.Module, PretrainedMixin):
             if not hasattr(video, attr):
                 raise ValueError(
                     f"video tower {type(video).__name__} has no {attr!r}: VideoTextModel needs a "
-                    "VideoViT-like encoder (e.g. vidlit.backbones.create_backbone with a vit_* name)"
+                    "VideoViT-like encoder (e.g. vidlit.backbones.create_backbone, a vit_* or viclip_* name)"
                 )
         if isinstance(text, str):
             text = create_text_encoder(text, max_length=text_max_length, freeze=freeze_text)
@@ -160,7 +169,7 @@ class VideoTextModel(nn.Module, PretrainedMixin):
 
         ``video`` is ``{"architecture": ..., "config": ...}`` of the video tower (a
         :class:`~vidlit.backbones._pretrained.PretrainedMixin`, e.g. VideoViT); ``text`` the
-        :class:`~vidlit.backbones.text.TextEncoder`'s arguments.
+        text tower's arguments (:func:`~vidlit.backbones.text.create_text_encoder` rebuilds it).
 
         Raises:
             NotImplementedError: for a video tower that cannot describe itself.
@@ -199,7 +208,7 @@ class VideoTextModel(nn.Module, PretrainedMixin):
         """Build both towers and the projections from :meth:`pretrained_config`'s arguments."""
         config = dict(config)
         video_arch, video_config = architecture_of(config.pop("video", None), "config.json: key 'video'")
-        text = TextEncoder(**config.pop("text"))
+        text = create_text_encoder(**config.pop("text"))
         return cls(video_arch.from_pretrained_config(video_config), text, **config)
 
     @property

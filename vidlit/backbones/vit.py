@@ -75,6 +75,7 @@ class Block(nn.Module):
         init_values: LayerScale initial value (``gamma_1`` / ``gamma_2`` in VideoMAE); ``None``
             for no LayerScale, VideoMAE's default.
         norm_eps: LayerNorm epsilon.
+        act_layer: MLP activation (CLIP and ViCLIP: ``timm.layers.QuickGELU``).
     """
 
     def __init__(
@@ -88,6 +89,7 @@ class Block(nn.Module):
         drop_path: float = 0.0,
         init_values: float | None = None,
         norm_eps: float = 1e-6,
+        act_layer: type[nn.Module] = nn.GELU,
     ):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
@@ -95,7 +97,7 @@ class Block(nn.Module):
         self.ls1 = LayerScale(dim, init_values) if init_values else nn.Identity()
         self.drop_path1 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
-        self.mlp = Mlp(dim, hidden_features=round(dim * mlp_ratio), act_layer=nn.GELU, drop=drop)
+        self.mlp = Mlp(dim, hidden_features=round(dim * mlp_ratio), act_layer=act_layer, drop=drop)
         self.ls2 = LayerScale(dim, init_values) if init_values else nn.Identity()
         self.drop_path2 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
@@ -116,6 +118,7 @@ def block_stack(
     drop_path_rate: float = 0.0,
     init_values: float | None = None,
     norm_eps: float = 1e-6,
+    act_layer: type[nn.Module] = nn.GELU,
 ) -> nn.ModuleList:
     """``depth`` :class:`Block`\\ s whose stochastic-depth rate rises linearly from 0 to ``drop_path_rate``.
 
@@ -135,6 +138,7 @@ def block_stack(
             drop_path=rate,
             init_values=init_values,
             norm_eps=norm_eps,
+            act_layer=act_layer,
         )
         for rate in rates
     )

@@ -37,7 +37,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from vidlit.data.base import VidlitDataModule
+from vidlit.data.base import InferenceInput, VidlitDataModule
+from vidlit.data.features import load_array_file
 from vidlit.formats._schema import AnnotationError, validate
 from vidlit.formats.ave import (  # noqa: F401  (the family's names, re-exported)
     AVE_CATEGORIES,
@@ -421,3 +422,37 @@ class AVEDataModule(VidlitDataModule):
 
     def _collate(self):
         return _collate_weak if self.supervision == "weak" else _collate_full
+
+    def inference_inputs(self, path: Path, video_id: str, audio: Path | None = None) -> InferenceInput:
+        """``vidlit infer``: an event label for each second of one video, from its features.
+
+        ``path`` holds the video's visual features (a row of ``visual_feature.h5``: ``[10, 7, 7,
+        C]`` or ``[10, C]``), ``audio`` (``--audio``) its VGGish features (``[10, audio_dim]``), as
+        ``.npy`` / ``.pt``.
+        """
+        if audio is None:
+            raise ValueError(
+                f"{video_id}: an AVE model hears too: pass the video's VGGish features (--audio)"
+            )
+        v = load_array_file(path, "visual features", f"[{NUM_SEGMENTS}, 7, 7, {self.feature_dim}]").float()
+        a = load_array_file(audio, "audio features", f"[{NUM_SEGMENTS}, {self.audio_dim}]").float()
+        if v.shape[0] != NUM_SEGMENTS or v.shape[-1] != self.feature_dim or v.ndim not in (2, 4):
+            raise ValueError(
+                f"{path}: visual features must be [{NUM_SEGMENTS}, 7, 7, {self.feature_dim}] or "
+                f"[{NUM_SEGMENTS}, {self.feature_dim}] (feature_dim), got {list(v.shape)}"
+            )
+        if tuple(a.shape) != (NUM_SEGMENTS, self.audio_dim):
+            raise ValueError(
+                f"{audio}: audio features must be [{NUM_SEGMENTS}, {self.audio_dim}], got {list(a.shape)}"
+            )
+        if not (torch.isfinite(a).all() and torch.isfinite(v).all()):
+            raise ValueError(f"{path} / {audio}: NaN or Inf features")
+        item = {
+            "audio": a,
+            "visual": v,
+            # unlabelled: background everywhere (the head's predict reads no label)
+            "segment_labels": torch.full((NUM_SEGMENTS,), self.num_classes - 1, dtype=torch.long),
+            "video_labels": torch.zeros(self.num_classes),
+            "video_id": path.stem,
+        }
+        return InferenceInput(self._collate()([item]), path.stem)

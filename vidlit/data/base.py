@@ -14,6 +14,7 @@ import logging
 import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sized
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -441,6 +442,23 @@ class ResumableLoader(DataLoader):
             self.position.load_state_dict(state)
 
 
+@dataclass
+class InferenceInput:
+    """One input of ``vidlit infer``, prepared as the data module's evaluation pipeline prepares it.
+
+    Attributes:
+        batch: the collated batch (the data module's own dataset class and collate function, in
+            evaluation mode), before :meth:`~VidlitDataModule.on_after_batch_transfer`.
+        video_id: the name the input's predictions are keyed by.
+        submit: writes this input's submission document from the head's predictions (a path in,
+            the path out); None: the data module's ``write_submission`` (if it has one).
+    """
+
+    batch: dict[str, Any]
+    video_id: str
+    submit: Callable[[list[dict[str, Any]], Path], Path] | None = None
+
+
 class VidlitDataModule(L.LightningDataModule):
     """Base data module: builds train/eval loaders with reproducible, resumable shuffling.
 
@@ -583,6 +601,24 @@ class VidlitDataModule(L.LightningDataModule):
 
     def _collate(self) -> Callable:
         raise NotImplementedError(f"{type(self).__name__} does not define _collate()")
+
+    def inference_inputs(self, path: Path, video_id: str, **given: Any) -> InferenceInput:
+        """One input file prepared as this data module's ``predict`` loader prepares its items.
+
+        ``vidlit infer`` (:mod:`vidlit.inference`) calls it for a checkpoint trained on this data
+        module. A family overrides it: ``path`` is its main input (a video, or a feature file
+        where the family reads stored features), and its keyword arguments are the other inputs
+        its model needs, each a ``vidlit infer`` option of the same name (``texts``, ``window``,
+        ``audio``, ``music``, ``frame``, ``boxes``, ...); an option the family's signature lacks
+        is refused before this is called. Decoding, sampling and transforms are those of the
+        ``predict`` split, read from this data module's own settings.
+
+        Raises:
+            ValueError: the data module has no one-input inference, or the input is unfit (the
+                message names it and the option at fault).
+            FileNotFoundError: a file the input needs is missing.
+        """
+        raise ValueError(f"{type(self).__name__}: vidlit infer has no one-input path for this data module")
 
     def setup(self, stage: str) -> None:
         self.datasets = {split: self.dataset(split) for split in self.STAGE_SPLITS[stage]}

@@ -28,7 +28,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from vidlit.core.io import read_json, write_json_atomic
-from vidlit.data.base import missing_files
+from vidlit.data.base import InferenceInput, missing_files
 from vidlit.data.raw_video import RawVideoFolderDataModule
 from vidlit.data.video import open_video
 from vidlit.formats._ego4d import confine
@@ -166,11 +166,15 @@ class HandForecastDataset(Dataset):
         last = sample.pre45_clip_frame - self.sampling_rate - shift
         return [max(0, last - self.sampling_rate * (self.num_frames - 1 - i)) for i in range(self.num_frames)]
 
+    def video_path(self, sample: HandSample) -> Path:
+        """The clip a sample's frames are decoded from."""
+        return self.video_dir / f"{sample.clip_uid}.mp4"
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         sample = self.samples[index // self.views]
         frames = self._frames.get(index)
         if frames is None:
-            path = self.video_dir / f"{sample.clip_uid}.mp4"
+            path = self.video_path(sample)
             with open_video(path, backend=self.backend, resize=(self.size, self.size)) as reader:
                 indices = [min(i, len(reader) - 1) for i in self.frame_indices(sample, index % self.views)]
                 frames = reader.get_frames(indices)  # t h w c uint8
@@ -313,6 +317,30 @@ class Ego4DFHP(RawVideoFolderDataModule):
 
     def _collate(self) -> Callable:
         return collate_hands
+
+    def inference_inputs(self, path: Path, video_id: str, frame: int | None = None) -> InferenceInput:
+        """``vidlit infer``: forecast both hands at the five key frames from ``pre_45`` = ``frame`` on.
+
+        ``frame`` (``--frame``) is the ``pre_45`` frame of the video; observation ends
+        ``sampling_rate`` frames before it, as in evaluation. Default: right after the video, so
+        its last frame is the last one observed. The ``test_views`` views of ``vidlit predict``
+        are decoded; the submission sums them (the baseline's layout) under
+        ``<file stem>_<frame - 1>``.
+        """
+        if frame is None:
+            with open_video(path, self.backend) as reader:
+                frame = len(reader) - 1 + self.sampling_rate
+        empty = torch.zeros(len(KEY_FRAMES), len(HANDS), 2)
+        valid = torch.zeros(empty.shape[:2], dtype=torch.bool)
+        sample = HandSample(path.stem, 0, frame, frame, empty, valid)
+        dataset = HandForecastDataset(
+            [sample], path.parent, self.num_frames, self.sampling_rate, self.size, self.test_views,
+            self.backend,
+        )  # fmt: skip
+        dataset.video_path = lambda _: path  # the file given, whatever its name
+        key = f"{path.stem}_{frame - 1}"
+        items = [{**dataset[i], "video_id": key} for i in range(len(dataset))]
+        return InferenceInput(collate_hands(items), key)
 
     def write_submission(self, predictions: list[dict[str, Any]], path: str | Path) -> Path:
         """Write ``vidlit predict`` output as an Ego4D Future Hand Prediction submission JSON."""

@@ -23,7 +23,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from vidlit.core.io import read_json, write_json_atomic
-from vidlit.data.base import EpochSeeded, global_seed, missing_files
+from vidlit.data.base import EpochSeeded, InferenceInput, global_seed, missing_files
 from vidlit.data.ego4d import Ego4DFeatureDataModule
 from vidlit.data.features import feature_timing, find_feature_file, load_feature_file, pad_sequences
 from vidlit.formats._ego4d import confine
@@ -468,6 +468,28 @@ class Ego4DMQ(Ego4DFeatureDataModule):
 
     def _collate(self) -> Callable:
         return collate_temporal_features
+
+    def inference_inputs(self, path: Path, video_id: str) -> InferenceInput:
+        """``vidlit infer``: ``path`` is one clip's ``[T, C]`` features, named ``<clip_uid>``.
+
+        The clip's duration is the annotated one where a predict / val file lists the clip (as
+        ``vidlit predict`` has it), else the span its features cover. The file is read once.
+        """
+        uid = path.stem
+        known = {}
+        for split in ("predict", "val"):
+            try:
+                known.update({c.clip_uid: c.duration for c in self.clips(split)})
+            except (FileNotFoundError, ValueError, KeyError):
+                pass  # no annotation files at hand: the features' own span
+        dataset = MomentQueriesDataset(
+            [MomentClip(uid, uid, 0.0, [])], path.parent, self.class_names, self.feature_dim,
+            self.step_sec, self.offset_sec, max_steps=self.max_steps, train=False,
+        )  # fmt: skip
+        dataset.paths = [path]
+        item = dataset[0]
+        item["duration"] = known.get(uid, item["features"].shape[0] * self.step_sec)
+        return InferenceInput(collate_temporal_features([item]), uid)
 
     def write_submission(self, predictions: list[SegmentPrediction], path: str | Path) -> Path:
         """Write ``vidlit predict`` output as an Ego4D MQ challenge submission JSON."""

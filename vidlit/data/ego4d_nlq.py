@@ -28,9 +28,15 @@ from torch.utils.data import Dataset
 
 from vidlit.core.io import read_json, write_json_atomic
 from vidlit.core.temporal import resample_features, seconds_to_span, slice_by_seconds
-from vidlit.data.base import missing_files
+from vidlit.data.base import InferenceInput, missing_files
 from vidlit.data.ego4d import Ego4DFeatureDataModule
-from vidlit.data.features import feature_timing, find_feature_file, load_feature_file, pad_sequences
+from vidlit.data.features import (
+    feature_steps,
+    feature_timing,
+    find_feature_file,
+    load_feature_file,
+    pad_sequences,
+)
 from vidlit.formats._ego4d import confine
 from vidlit.formats._schema import validate
 from vidlit.formats.ego4d_nlq import (
@@ -343,6 +349,42 @@ class Ego4DNLQ(Ego4DFeatureDataModule):
 
     def _collate(self) -> Callable:
         return collate_nlq
+
+    def inference_inputs(
+        self,
+        path: Path,
+        video_id: str,
+        texts: list[str] | None = None,
+        window: tuple[float, float] | None = None,
+    ) -> InferenceInput:
+        """``vidlit infer``: ``path`` is one video's ``[T, C]`` features; each text is a query on its clip.
+
+        The clip is ``window`` (seconds on the file's clock, as an annotation's ``video_start_sec``
+        / ``video_end_sec``), by default all the file covers. Queries are answered as ``vidlit
+        predict`` answers an annotation's: clip ``<file stem>``, annotation ``"texts"``,
+        ``query_idx`` the text's index. The features are read once (the default window from the
+        file's header).
+        """
+        uid, what = path.stem, video_id
+        if not texts or any(not t.strip() for t in texts):
+            raise ValueError(f"{type(self).__name__}: an NLQ model needs non-empty queries (--texts)")
+        if window is None:
+            window = (0.0, feature_steps(path, what) * self.step_sec)
+        start, end = window
+        if not 0 <= start < end:
+            raise ValueError(f"{what}: the clip window needs 0 <= start < end, got [{start}, {end}] s")
+        queries = [
+            NLQQuery(uid, uid, "texts", i, text.strip(), float(start), float(end), where=what)
+            for i, text in enumerate(texts)
+        ]
+        dataset = NLQDataset(queries, path.parent, self.feature_dim, self.step_sec, self.max_len)
+        dataset.paths = {uid: path}  # the file given, whatever folder it lies in
+        by_key = {q.key: q for q in queries}
+        return InferenceInput(
+            collate_nlq([dataset[i] for i in range(len(queries))]),
+            uid,
+            lambda preds, out: write_nlq_submission(preds, by_key, out),
+        )
 
     def write_submission(self, predictions: list[dict[str, Any]], path: str | Path) -> Path:
         """Write ``vidlit predict`` output as an Ego4D NLQ challenge submission JSON."""

@@ -31,10 +31,10 @@ from torch.utils.data import Dataset
 
 from vidlit.core.boxes import normalize_boxes, xywh_to_xyxy, xyxy_to_cxcywh
 from vidlit.core.io import read_json, require, write_json_atomic
-from vidlit.data.base import EpochSeeded, global_seed
+from vidlit.data.base import EpochSeeded, InferenceInput, global_seed
 from vidlit.data.raw_video import RawVideoFolderDataModule
 from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from vidlit.data.video import open_video
+from vidlit.data.video import open_video, stored_size
 from vidlit.formats._ego4d import confine
 from vidlit.formats._schema import validate
 from vidlit.formats.ego4d_scod import (
@@ -442,6 +442,26 @@ class Ego4DSCOD(RawVideoFolderDataModule):
 
     def _collate(self) -> Callable:
         return collate_state_change
+
+    def inference_inputs(self, path: Path, video_id: str, frame: int | None = None) -> InferenceInput:
+        """``vidlit infer``: the object of change around frame ``frame`` (``--frame``) of one video.
+
+        ``frame`` is the PNR frame, the centre of the decoded clip (default: the video's middle
+        frame); boxes come back in pixels of the video's stored frame size, and the submission
+        numbers the one frame 1 (image ``<file stem>/<frame>.jpg``).
+        """
+        height, width = stored_size(path)
+        if frame is None:
+            with open_video(path, self.backend) as reader:
+                frame = len(reader) // 2
+        pnr = ScodFrame(frame, frame, width, height, torch.zeros(0, 4), annotated=False)
+        clip = ScodClip(path.stem, path.stem, {"pnr_frame": pnr}, where=video_id)
+        dataset = StateChangeDataset(
+            [clip], path.parent, self.num_frames, self.frame_stride, self.size, self.frame_field,
+            train=False, backend=self.backend,
+        )  # fmt: skip
+        dataset.video_path = lambda _: path  # the file given, whatever its name
+        return InferenceInput(collate_state_change([dataset[0]]), clip.clip_uid, write_scod_submission)
 
     def write_submission(self, predictions: list[dict[str, Any]], path: str | Path) -> Path:
         """Write ``vidlit predict`` output as a COCO result file (:func:`write_scod_submission`)."""

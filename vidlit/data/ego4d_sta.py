@@ -31,6 +31,7 @@ from torch.utils.data import Dataset
 
 from vidlit.core.boxes import normalize_boxes
 from vidlit.core.io import read_json, require, write_json_atomic
+from vidlit.data.base import InferenceInput
 from vidlit.data.raw_video import RawVideoFolderDataModule
 from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from vidlit.data.video import open_video, stored_size
@@ -486,6 +487,40 @@ class Ego4DSTA(RawVideoFolderDataModule):
 
     def _collate(self) -> Any:
         return collate_sta
+
+    def inference_inputs(
+        self, path: Path, video_id: str, detections: Path | None = None, frame: int | None = None
+    ) -> InferenceInput:
+        """``vidlit infer``: a noun, a verb and a time to contact for each detected box of one frame.
+
+        The frame is ``frame`` of the video (``--frame``, default its last frame), the last one
+        of the clip observed.
+
+        The head labels given boxes, so ``detections`` (``--detections``) is required: a file in
+        the baseline's ``{uid: [{"box": [x1, y1, x2, y2], "score"}]}`` layout (pixels of the
+        video's stored frames), whose entry for ``<file stem>`` (or its only entry) is used;
+        boxes below ``detection_score_threshold`` are dropped as in evaluation.
+        """
+        if detections is None:
+            raise ValueError(
+                f"{video_id}: an STA model labels detected boxes: pass --detections "
+                '(a JSON {uid: [{"box": [x1, y1, x2, y2], "score": s}]})'
+            )
+        found = read_sta_detections(detections)
+        uid = path.stem
+        if uid not in found and len(found) != 1:
+            raise ValueError(f"{detections}: no entry for {uid!r} (and more than one entry to choose from)")
+        boxes = found.get(uid, next(iter(found.values()), None))
+        if frame is None:
+            with open_video(path, self.backend) as reader:
+                frame = len(reader) - 1
+        item = STAFrame(uid, uid, frame, where=video_id)
+        dataset = ShortTermAnticipationDataset(
+            STAAnnotations([], [], {}, [item]), path.parent, self.num_frames, self.frame_stride, self.size,
+            detections={uid: boxes}, score_threshold=self.detection_score_threshold, backend=self.backend,
+        )  # fmt: skip
+        dataset.source = lambda it: (path, it.frame)  # the file given, whatever its name
+        return InferenceInput(collate_sta([dataset[0]]), uid)
 
     def write_submission(self, predictions: list[dict[str, Any]], path: str | Path) -> Path:
         """Write ``vidlit predict`` output as an Ego4D STA challenge submission JSON."""

@@ -27,6 +27,54 @@ def find_feature_file(feature_dir: str | Path, key: str) -> Path | None:
     return None
 
 
+def load_array_file(path: str | Path, what: str = "", shape: str = "") -> Tensor:
+    """A tensor stored as ``.npy`` or ``.pt`` (read with ``weights_only=True``: no code runs).
+
+    Args:
+        path: the file.
+        what: what it belongs to, for error messages.
+        shape: the expected shape in words (``"[T, C]"``), for error messages.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: unreadable, or not a tensor; the message names the file and ``what``.
+    """
+    path = Path(path)
+    where = f"{path}{f' ({what})' if what else ''}"
+    try:
+        if path.suffix == ".npy":
+            array = torch.from_numpy(np.load(path, allow_pickle=False))
+        else:
+            array = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{where}: feature file not found") from None
+    except Exception as e:  # noqa: BLE001 - any decoder error becomes one readable line
+        raise ValueError(f"{where}: cannot read feature file: {e}") from e
+    if not isinstance(array, Tensor):
+        raise ValueError(f"{where}: expected a tensor{f' of shape {shape}' if shape else ''}, "
+                         f"got {type(array).__name__}")  # fmt: skip
+    return array
+
+
+def feature_steps(path: str | Path, what: str = "") -> int:
+    """``T`` of a ``[T, C]`` feature file, read from its header (memory-mapped: the data stays on disk).
+
+    Raises:
+        ValueError / FileNotFoundError: as :func:`load_feature_file` for a file it cannot read.
+    """
+    path = Path(path)
+    try:
+        if path.suffix == ".npy":
+            shape = tuple(np.load(path, mmap_mode="r", allow_pickle=False).shape)
+        else:
+            shape = tuple(torch.load(path, map_location="cpu", weights_only=True, mmap=True).shape)
+    except Exception:  # noqa: BLE001 - an old-format or bad file: the full read says what is wrong
+        shape = ()
+    if len(shape) != 2 or shape[0] == 0:
+        return load_feature_file(path, what=what).shape[0]
+    return int(shape[0])
+
+
 def load_feature_file(path: str | Path, expected_dim: int | None = None, what: str = "") -> Tensor:
     """Load a ``[T, C]`` float feature sequence from ``.pt`` (tensor) or ``.npy``.
 
@@ -43,17 +91,7 @@ def load_feature_file(path: str | Path, expected_dim: int | None = None, what: s
     """
     path = Path(path)
     where = f"{path}{f' ({what})' if what else ''}"
-    try:
-        if path.suffix == ".npy":
-            array = torch.from_numpy(np.load(path, allow_pickle=False))
-        else:
-            array = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{where}: feature file not found") from None
-    except Exception as e:  # noqa: BLE001 - any decoder error becomes one readable line
-        raise ValueError(f"{where}: cannot read feature file: {e}") from e
-    if not isinstance(array, Tensor):
-        raise ValueError(f"{where}: expected a tensor of shape [T, C], got {type(array).__name__}")
+    array = load_array_file(path, what, "[T, C]")
     if array.ndim != 2 or array.shape[0] == 0:
         raise ValueError(f"{where}: expected features of shape [T, C] with T > 0, got {tuple(array.shape)}")
     if expected_dim is not None and array.shape[1] != expected_dim:

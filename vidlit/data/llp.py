@@ -33,7 +33,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from vidlit.core.io import confined_path
-from vidlit.data.base import VidlitDataModule, missing_files
+from vidlit.data.base import InferenceInput, VidlitDataModule, missing_files
 from vidlit.data.features import load_feature_file, pad_sequences
 from vidlit.formats._schema import AnnotationError, validate
 from vidlit.formats.llp import (  # noqa: F401  (the family's names, re-exported)
@@ -427,3 +427,36 @@ class LLPVideoParsing(VidlitDataModule):
 
     def _collate(self) -> Callable:
         return collate_llp
+
+    def inference_inputs(
+        self, path: Path, video_id: str, audio: Path | None = None, motion: Path | None = None
+    ) -> InferenceInput:
+        """``vidlit infer``: audio and visual events per second of one video, from its features.
+
+        ``path`` holds its appearance features (ResNet-152 frames), ``audio`` (``--audio``) its
+        VGGish features and ``motion`` (``--motion``) its R(2+1)D features.
+
+        ``audio`` and ``motion`` default to the file of the same name in ``audio_dir`` /
+        ``motion_dir`` (the official layout); the head parses each segment per modality.
+        """
+        audio_dir, _, motion_dir = self.folders
+        audio = Path(audio) if audio is not None else audio_dir / path.name
+        files = {"audio": audio}
+        if motion_dir is not None:
+            files["motion"] = Path(motion) if motion is not None else motion_dir / path.name
+        elif motion is not None:
+            raise ValueError(
+                f"{video_id}: this model uses no motion features (motion_dir: null); drop --motion"
+            )
+        for kind, file in files.items():
+            if not file.is_file():
+                raise FileNotFoundError(f"{file}: {kind} features of {video_id} not found (--{kind})")
+        # the dataset finds a stream's file by (folder, name): the files given stand for their
+        # folders, so each stream reads its own file, whatever its name and folder
+        folders = (audio, path, files.get("motion"))
+        dataset = LLPDataset(
+            [LLPVideo(path.stem, [])], folders, self.class_names, self.audio_dim,
+            self.feature_dim - self.motion_dim, self.motion_dim, self.num_segments,
+        )  # fmt: skip
+        dataset._found = {(file, path.stem): file for file in folders if file is not None}
+        return InferenceInput(collate_llp([dataset[0]]), path.stem)

@@ -36,7 +36,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from vidlit.core.io import confined_path, write_atomic, write_json_atomic
-from vidlit.data.base import EpochSeeded, VidlitDataModule
+from vidlit.data.base import EpochSeeded, InferenceInput, VidlitDataModule
 from vidlit.formats._schema import validate
 from vidlit.formats.loris import (
     GAIN_RANGE,
@@ -265,6 +265,10 @@ class LorisDataModule(VidlitDataModule):
     def _check(self, where: str, clip: LorisClip) -> LorisItem:
         """The clip's item, or a ValueError / FileNotFoundError naming the file at fault."""
         paths = {kind: confined_path(self.root, getattr(clip, kind), where) for kind in LIST_KINDS}
+        return self._read_item(clip.clip_id, paths, where)
+
+    def _read_item(self, clip_id: str, paths: dict[str, Path], where: str) -> LorisItem:
+        """The item of a clip's ``audio`` / ``visual`` / ``pose`` files, checked; errors name the file."""
         for kind, path in paths.items():
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: {kind} file not found ({where})")
@@ -293,7 +297,7 @@ class LorisDataModule(VidlitDataModule):
         if not np.isfinite(pose).all():
             raise ValueError(f"{paths['pose']}: pose has non-finite values ({where})")
         beats = visual_beats(torch.from_numpy(pose.astype(np.float32)))
-        return LorisItem(clip.clip_id, paths["audio"], paths["visual"], beats, self._genre(clip.clip_id))
+        return LorisItem(clip_id, paths["audio"], paths["visual"], beats, self._genre(clip_id))
 
     def items(self, split: str) -> list[LorisItem]:
         """The readable clips of ``split`` (read and checked once)."""
@@ -323,16 +327,62 @@ class LorisDataModule(VidlitDataModule):
     def _collate(self) -> _Collate:
         return _Collate(self.sample_rate)
 
-    def write_submission(self, predictions: list[LorisPrediction], path: str | Path) -> Path:
+    def inference_inputs(
+        self, path: Path, video_id: str, pose: Path | None = None, music: Path | None = None
+    ) -> InferenceInput:
+        """``vidlit infer``: generate a soundtrack for one clip from its I3D features and its pose.
+
+        ``path`` holds the I3D features (``[steps, feature_dim]`` ``.npy`` at 2 Hz), ``pose``
+        (``--pose``) the pose (``[frames, 17, 3]`` ``.npy`` at 16 Hz).
+
+        ``music`` (``--music``): the clip's own music, the reference the submission's beat scores
+        (BCS, BHS) compare the generated soundtrack with; without it the submission has no
+        beat scores (the batch's reference is silence, which generation never reads). The genre
+        is read from the file name as in the lists (``..._gBR_...``). The submission writes
+        ``<file stem>.wav`` beside it.
+        """
+        if pose is None:
+            raise ValueError(
+                f"{video_id}: a LORIS model follows the dancer's pose: pass --pose (a [frames, 17, 3] .npy)"
+            )
+        import tempfile
+
+        import soundfile
+
+        with tempfile.TemporaryDirectory(prefix="vidlit-loris-") as tmp:
+            reference = Path(music) if music is not None else Path(tmp) / "silence.wav"
+            if music is None:
+                silence = np.zeros(self.segment_samples, np.float32)
+                soundfile.write(str(reference), silence, self.sample_rate)
+            paths = {"audio": reference, "visual": path, "pose": Path(pose)}
+            item = self._read_item(path.stem, paths, video_id)
+            dataset = LorisDataset(
+                [item], self.sample_rate, self.segment_samples, train=False, seed=self.seed
+            )
+            batch = self._collate()([dataset[0]])
+        references = {item.clip_id: reference} if music is not None else {}
+        return InferenceInput(
+            batch, item.clip_id, lambda preds, out: self.write_submission(preds, out, references)
+        )
+
+    def write_submission(
+        self, predictions: list[LorisPrediction], path: str | Path, references: dict[str, Path] | None = None
+    ) -> Path:
         """Write each generated waveform as ``<clip id>.wav`` beside ``path``, a JSON of their metrics.
 
         The JSON holds the beat metrics over all clips (BCS, BHS, CSD, HSD, F1) against the
         references and each clip's wav name, BCS and BHS. Every file is written atomically.
+
+        Args:
+            predictions: the head's generated soundtracks.
+            path: the JSON to write.
+            references: ``{clip id: reference music file}``; default the predict split's clips.
         """
         import soundfile
 
         path = Path(path)
-        references = {item.clip_id: item for item in self.items("predict")}
+        if references is None:
+            references = {item.clip_id: item.audio for item in self.items("predict")}
         clips, bcs, bhs = [], [], []
         for pred in predictions:
             clip_id = pred["video_id"]
@@ -344,7 +394,7 @@ class LorisDataModule(VidlitDataModule):
             entry: dict[str, Any] = {"video_id": clip_id, "wav": wav.name}
             if clip_id in references:
                 # the reference whole: its bins, not its samples, are cut to the generated length
-                reference = read_wav(references[clip_id].audio, self.sample_rate)
+                reference = read_wav(references[clip_id], self.sample_rate)
                 c, h = clip_beat_scores(waveform, int(pred["sample_rate"]), reference, self.sample_rate)
                 entry.update(BCS=c, BHS=h)
                 bcs.append(c)

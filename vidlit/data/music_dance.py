@@ -49,7 +49,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from vidlit.core.io import confined_path
-from vidlit.data.base import VidlitDataModule, missing_files
+from vidlit.data.base import InferenceInput, VidlitDataModule, missing_files
 from vidlit.data.video import VideoDecodeError, open_video, read_audio
 from vidlit.formats.music_dance import (  # noqa: F401  (the family's names, re-exported)
     AIST_GENRES,
@@ -295,27 +295,30 @@ class MusicDanceDataModule(VidlitDataModule):
             out.append(seq)
         return out
 
-    def _music(self, music_id: str) -> tuple[float, Tensor, Tensor]:
+    def _music(self, music_id: str, path: Path | None = None) -> tuple[float, Tensor, Tensor]:
         """``(seconds, onset envelope [frames], log-mel patches [seconds, 96, 64])`` of a track, cached.
 
-        Patches start on whole seconds, so a window's patches are a slice of the track's.
+        Patches start on whole seconds, so a window's patches are a slice of the track's. ``path``:
+        the track's file (default ``<music_dir>/<music_id>.wav``).
         """
-        if music_id not in self._music_cache:
-            path = self.root / self.music_dir / f"{music_id}.wav"
+        path = path or self.root / self.music_dir / f"{music_id}.wav"
+        if path not in self._music_cache:
             waveform = read_audio(path, sample_rate=SAMPLE_RATE, mono=True)[0][0]
             # one log-mel spectrogram gives both the rhythm and the timbre input
             envelope, patches = onset_envelope_and_patches(waveform, SAMPLE_RATE)
-            self._music_cache[music_id] = (waveform.shape[0] / SAMPLE_RATE, envelope, patches)
-        return self._music_cache[music_id]
+            self._music_cache[path] = (waveform.shape[0] / SAMPLE_RATE, envelope, patches)
+        return self._music_cache[path]
 
-    def _windows(self, seq: AISTSequence) -> list[dict[str, Any]]:
-        path, _ = self._paths(seq)
+    def _windows(
+        self, seq: AISTSequence, video: Path | None = None, music: Path | None = None
+    ) -> list[dict[str, Any]]:
+        path = video or self._paths(seq)[0]
         with open_video(path, backend=self.backend, resize=self.frame_size) as reader:
             fps, duration = reader.fps, reader.duration
             steps = int(duration * self.motion_fps)
             indices = [min(int(k / self.motion_fps * fps + 1e-6), len(reader) - 1) for k in range(steps)]
             frames = reader.get_frames(indices)
-        music_seconds, audio_env, patches = self._music(seq.music_id)
+        music_seconds, audio_env, patches = self._music(seq.music_id, music)
         length = min(duration, music_seconds)
         features, strength = motion_features(frames, self.grid)
         visual_env = visual_onset_envelope(strength, self.motion_fps, int(length * ENVELOPE_RATE))
@@ -340,7 +343,7 @@ class MusicDanceDataModule(VidlitDataModule):
                     "visual_envelope": _normalize(v_env),
                     "audio_envelope": _normalize(a_env),
                     "audio": audio,
-                    "genre": AIST_GENRES.index(seq.genre),
+                    "genre": AIST_GENRES.index(seq.genre) if seq.genre in AIST_GENRES else -1,
                     "video_id": f"{seq.name}@{start}",
                     "music_id": f"{seq.music_id}@{start}",
                 }
@@ -402,3 +405,29 @@ class MusicDanceDataModule(VidlitDataModule):
 
     def _collate(self):
         return collate_music_dance
+
+    def inference_inputs(self, path: Path, video_id: str, music: Path | None = None) -> InferenceInput:
+        """``vidlit infer``: one dance video and the music it is danced to (``music``, ``--music``).
+
+        Cut into the windows of evaluation (``clip_seconds`` apart from time 0), each with its
+        motion, visual and music rhythm and log-mel patches; the head gives per window both
+        embeddings, the genre scores and the rhythm alignment. A video named like an AIST
+        sequence keeps its genre as the (unused) label.
+        """
+        if music is None:
+            raise ValueError(f"{video_id}: a music-dance model pairs the dance with its music: pass --music")
+        music = Path(music)
+        if not music.is_file():
+            raise FileNotFoundError(f"{music}: music file not found (--music)")
+        try:
+            seq = parse_aist_name(path.stem)
+        except ValueError:  # any video: no genre label
+            seq = AISTSequence(path.stem, "", "", "", "", music.stem, "")
+        seq = AISTSequence(
+            seq.name, seq.genre, seq.situation, seq.camera, seq.dancer, music.stem, seq.choreography
+        )
+        try:
+            windows = self._windows(seq, path, music)
+        except VideoDecodeError as e:
+            raise ValueError(f"{video_id}: cannot decode: {e}") from e
+        return InferenceInput(collate_music_dance(windows), path.stem)

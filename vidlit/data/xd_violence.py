@@ -43,7 +43,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from vidlit.core.io import confined_path, write_json_atomic
-from vidlit.data.base import VidlitDataModule, missing_files
+from vidlit.data.base import InferenceInput, VidlitDataModule, missing_files
 from vidlit.data.features import load_feature_file, pad_sequences
 from vidlit.formats._schema import AnnotationError, validate
 from vidlit.formats.xd_violence import (  # noqa: F401  (the family's names, re-exported)
@@ -515,6 +515,45 @@ class XDViolence(VidlitDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self._eval_loader()
+
+    def inference_inputs(self, path: Path, video_id: str, audio: Path | None = None) -> InferenceInput:
+        """``vidlit infer``: ``path`` is one crop ``<video>__<k>.npy`` of a video's I3D features.
+
+        As in the official lists, the video's other crops ``<video>__0 .. <video>__{num_crops - 1}``
+        lie next to it; its VGGish file is ``audio`` (``--audio``), else ``<video>__vggish`` next to
+        it, else the one this data module's lists name for the video. Evaluation reads all of them,
+        and so does this. The submission gives a violence probability per 16-frame snippet and the
+        frame-level scores the official evaluation scores (each snippet's repeated over its frames).
+        """
+        name, sep, crop = path.stem.rpartition("__")
+        if not sep or not name or not (crop.isdigit() or sep + crop == AUDIO_SUFFIX):
+            raise ValueError(
+                f"{video_id}: an XD-Violence input is one of a video's feature files, named <video>__<crop>"
+                f"{path.suffix} (its other crops and <video>{AUDIO_SUFFIX}{path.suffix} next to it)"
+            )
+        rgb = [path.with_name(f"{name}__{k}{path.suffix}") for k in range(self.num_crops)]
+        given = Path(audio) if audio is not None else None
+        audio = given or path.with_name(f"{name}{AUDIO_SUFFIX}{path.suffix}")
+        if given is None and not audio.is_file():
+            # the official layout keeps VGGish files in another folder: the dataset's lists know it
+            for split in ("test", "train"):
+                try:
+                    listed = {v.name: v.audio for v in self.videos(split)}
+                except (FileNotFoundError, ValueError, KeyError):
+                    continue
+                if name in listed:
+                    audio = listed[name]
+                    break
+        missing = [str(f) for f in (*rgb, audio) if not f.is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"{video_id}: XD-Violence reads all {self.num_crops} crops and the VGGish file of a video "
+                f"(--audio); missing {', '.join(missing)}"
+            )
+        dataset = XDViolenceDataset(
+            [XDVideo(name, is_violent(name), rgb, audio)], self.feature_dim, self.audio_dim, train=False
+        )
+        return InferenceInput(collate_xd_violence([dataset[0]]), name)
 
     def write_submission(self, predictions: list[dict[str, Any]], path: str | Path) -> Path:
         """Write ``vidlit predict`` output: per-video violence scores, atomically.

@@ -111,6 +111,7 @@ class TubeletEmbed(nn.Module):
         tubelet_size: frames per tubelet.
         in_chans: input channels.
         embed_dim: token width.
+        bias: learn a bias (VideoMAE does; CLIP and ViCLIP's ``conv1`` does not).
     """
 
     def __init__(
@@ -119,13 +120,14 @@ class TubeletEmbed(nn.Module):
         tubelet_size: int = 2,
         in_chans: int = 3,
         embed_dim: int = 768,
+        bias: bool = True,
     ):
         super().__init__()
         self.patch_size = to_pair(patch_size)
         self.tubelet_size = int(tubelet_size)
         self.in_chans = in_chans
         kernel = (self.tubelet_size, *self.patch_size)
-        self.proj = nn.Conv3d(in_chans, embed_dim, kernel_size=kernel, stride=kernel)
+        self.proj = nn.Conv3d(in_chans, embed_dim, kernel_size=kernel, stride=kernel, bias=bias)
 
     def grid_size(self, frames: int, height: int, width: int) -> Grid:
         """Token grid ``(t', h', w')`` for a clip of the given size.

@@ -6,8 +6,10 @@ Endpoints (OpenAPI docs at ``/docs``):
 - ``GET /api/info``: model kind, class names, the start folder's videos, limits.
 - ``POST /api/videos``: upload a video (multipart ``file``); ``POST /api/videos/folder``: open one
   from the folder given at start (``{"name": ...}``, confined to that folder).
-- ``GET /api/videos/{video_id}/frames/{index}``: one frame as PNG.
-- ``POST /api/videos/{video_id}/query``: run the model on the whole video.
+- ``GET /api/videos/{video_id}/frames/{index}``: one frame as PNG (decoded by a reader kept open
+  per video, closed when the video expires).
+- ``POST /api/videos/{video_id}/query``: run the model on the whole video (an NLQ head: on the
+  opened feature file with the question in ``texts``).
 - ``POST /api/videos/{video_id}/region``: grow a region from points (or take a box) and run the
   model on it.
 
@@ -37,6 +39,7 @@ from pydantic import BaseModel, Field
 
 from vidlit.core.io import confined_path
 from vidlit.data.features import FEATURE_SUFFIXES
+from vidlit.data.video import ReaderCache, VideoDecodeError
 from vidlit.inference import Clip, Predictor, load
 from vidlit.serve.regions import box_region, grow_region, to_token
 
@@ -52,6 +55,7 @@ class _Video:
     path: Path
     clip: Clip
     owned: bool  # an upload (deleted on expiry), not a file of the start folder
+    queries: bool = False  # an NLQ head's input: prepared anew with each query's text
     last_used: float = field(default_factory=time.monotonic)
     tokens: Any = None
 
@@ -60,7 +64,9 @@ class QueryRequest(BaseModel):
     """Whole-video query."""
 
     texts: list[str] = Field(
-        default_factory=list, max_length=64, description="prompts to rank (video-text models)"
+        default_factory=list,
+        max_length=64,
+        description="prompts to rank (video-text models), or questions to localize (NLQ heads)",
     )
 
 
@@ -83,13 +89,21 @@ class FolderRequest(BaseModel):
 
 
 class _Store:
-    """The server-owned upload folder and the open videos, expired ``ttl`` seconds after last use."""
+    """The server-owned upload folder and the open videos, expired ``ttl`` seconds after last use.
 
-    def __init__(self, ttl: float):
+    Frames are decoded by readers kept open per video (:class:`~vidlit.data.video.ReaderCache`,
+    at most ``max_readers``, least recently used closed first): scrubbing asks for frame after
+    frame of one video, and opening a file (indexing its packets) costs more than decoding a frame.
+    A video's reader is closed when the video expires, all of them when the server stops.
+    """
+
+    def __init__(self, ttl: float, max_readers: int = 8):
         self.root = Path(tempfile.mkdtemp(prefix="vidlit-serve-"))
         self.ttl = ttl
         self.videos: dict[str, _Video] = {}
         self.lock = threading.Lock()
+        self.readers = ReaderCache(size=max_readers)
+        self.reader_lock = threading.Lock()  # a reader (and the cache) serves one request at a time
 
     def expire(self) -> None:
         now = time.monotonic()
@@ -97,6 +111,9 @@ class _Store:
             stale = [k for k, v in self.videos.items() if now - v.last_used > self.ttl]
             for key in stale:
                 video = self.videos.pop(key)
+                if not any(v.path == video.path for v in self.videos.values()):
+                    with self.reader_lock:
+                        self.readers.discard(video.path)
                 if video.owned:
                     video.path.unlink(missing_ok=True)
 
@@ -112,6 +129,8 @@ class _Store:
             return video
 
     def close(self) -> None:
+        with self.reader_lock:
+            self.readers.close()
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -156,11 +175,15 @@ def create_app(
 
     # a head on stored features (e.g. MQ) takes a feature file ([T, C] .pt / .npy) instead of a video
     suffixes = VIDEO_SUFFIXES if predictor.takes_video else FEATURE_SUFFIXES
+    # a head whose input includes texts (NLQ) answers the page's natural-language queries
+    queries = predictor.kind == "task" and "texts" in predictor.input_options
 
     def open_video(path: Path, owned: bool) -> dict[str, Any]:
         try:
             with model_lock:
-                clip = predictor.prepare(path, video_id=path.name)
+                # an NLQ input is checked (and its duration found) with a placeholder query; each
+                # real query prepares it again with its own text
+                clip = predictor.prepare(path, video_id=path.name, texts=["?"] if queries else None)
         except (ValueError, FileNotFoundError) as e:
             if owned:
                 path.unlink(missing_ok=True)
@@ -168,7 +191,7 @@ def create_app(
             raise HTTPException(422, f"cannot read the video: {reason}") from None
         video_id = secrets.token_hex(16)
         with store.lock:
-            store.videos[video_id] = _Video(path, clip, owned)
+            store.videos[video_id] = _Video(path, clip, owned, queries)
         if clip.frame_indices is None:  # stored features: no frames to show, a timeline only
             duration = float(clip.batch["duration"][0])
             return {"video_id": video_id, "num_frames": 0, "fps": 0.0, "duration": duration, "frames": False}
@@ -205,6 +228,7 @@ def create_app(
             "max_upload_mb": max_upload_mb,
             "accepts": list(suffixes),
             "sam2": segmenter is not None,
+            "queries": queries,
         }
 
     @app.post("/api/videos")
@@ -252,16 +276,13 @@ def create_app(
         """Source frame ``index`` as PNG (as decoded for the model, before its crop)."""
         from PIL import Image
 
-        from vidlit.data.video import VideoDecodeError
-        from vidlit.data.video import open_video as open_reader
-
         video = store.get(video_id)
         if video.clip.frame_indices is None:
             raise HTTPException(422, "this input is a feature file: it has no frames")
         if not 0 <= index < video.clip.num_frames:
             raise HTTPException(422, f"frame index {index} outside 0..{video.clip.num_frames - 1}")
         try:
-            with open_reader(video.path, resize=video.clip.frame_size) as reader:
+            with store.reader_lock, store.readers.reading(video.path, resize=video.clip.frame_size) as reader:
                 pixels = reader.get_frames([index])[0].numpy()
         except VideoDecodeError as e:
             raise HTTPException(422, f"cannot decode frame {index}: {e.reason}") from None
@@ -281,6 +302,10 @@ def create_app(
         """Run the model on the whole video (a temporal head: its segments for the timeline)."""
         video = store.get(video_id)
         texts = [t for t in request.texts if t.strip()] or None
+        if video.queries:
+            if texts is None:
+                raise HTTPException(422, "an NLQ model answers a question: give it in texts")
+            return run(predictor.predict, video.path, texts, video.path.name)
         return run(predictor.predict, video.clip, texts)
 
     @app.post("/api/videos/{video_id}/region")

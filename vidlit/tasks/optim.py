@@ -116,7 +116,7 @@ def _find_vit(module: nn.Module) -> tuple[str, int]:
 def layer_id(name: str, vit_prefix: str, depth: int) -> int:
     """VideoMAE's layer index of a parameter (``optim_factory.get_num_layer_for_vit``).
 
-    Patch embedding, position table, class and mask tokens are layer 0, block ``i`` is layer
+    Patch embedding, position tables, ``norm_pre``, class and mask tokens are layer 0, block ``i`` is layer
     ``i + 1``, everything else (final norms, the task head) is layer ``depth + 1``.
 
     Args:
@@ -128,7 +128,10 @@ def layer_id(name: str, vit_prefix: str, depth: int) -> int:
     if not name.startswith(vit_prefix):
         return depth + 1
     rest = name[len(vit_prefix) :]
-    if rest in ("pos_embed", "cls_token", "mask_token") or rest.startswith("patch_embed."):
+    # a CLIP-style tower's temporal table and ln_pre sit below the blocks too (timm's 'stem' group)
+    if rest in ("pos_embed", "cls_token", "mask_token", "temporal_embed") or rest.startswith(
+        ("patch_embed.", "norm_pre.")
+    ):
         return 0
     if rest.startswith("blocks."):
         return int(rest.split(".")[1]) + 1
