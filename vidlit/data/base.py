@@ -577,9 +577,9 @@ class VidlitDataModule(L.LightningDataModule):
 
     def _make_train_position(self, num_workers: int | None) -> LoaderPosition:
         self._train_position = LoaderPosition(self._trainer_epoch, num_workers)
-        trainer = getattr(self, "trainer", None)
-        if trainer is not None and not any(isinstance(c, CountTrainedBatches) for c in trainer.callbacks):
-            trainer.callbacks.insert(0, CountTrainedBatches())
+        callbacks = getattr(getattr(self, "trainer", None), "callbacks", None)
+        if isinstance(callbacks, list) and not any(isinstance(c, CountTrainedBatches) for c in callbacks):
+            callbacks.insert(0, CountTrainedBatches())
         return self._train_position
 
     def _resume_position(self, loader: EpochStreamLoader | ResumableLoader) -> None:
