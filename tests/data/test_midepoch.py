@@ -193,7 +193,7 @@ def test_a_run_killed_mid_epoch_resumes_at_the_next_unseen_sample(
 
 
 @pytest.mark.parametrize("kind", ["shards", "list"])
-def test_a_changed_worker_count_is_exact_for_lists_and_refused_for_shards(
+def test_a_changed_worker_count_is_exact_for_lists_and_refused_for_shards_as_are_changed_ranks(
     kind, shard_root, list_root, tmp_path
 ):
     """A checkpoint written 3 steps into epoch 0 with 2 workers, resumed with 0 (in one process,
@@ -224,6 +224,16 @@ def test_a_changed_worker_count_is_exact_for_lists_and_refused_for_shards(
         assert "\n" not in str(info.value)
         return
     rest = [k for batch in resumed.train_dataloader() for k in batch["video_ids"]]
+    # a state written by 2 ranks: this single process cannot continue it
+    two_ranks = {"train_loader": {**state["train_loader"], "world_size": 2}}
+    two_ranks["train_loader"]["ranks"] = state["train_loader"]["ranks"] * 2
+    other = _datamodule(kind, root, workers=0)
+    other.setup("fit")
+    other.load_state_dict(two_ranks)
+    with pytest.raises(
+        ValueError, match=r"^cannot resume mid-epoch: .* with 2 rank\(s\), this run has 1 rank\(s\); "
+    ):
+        other.train_dataloader()
     assert len(seen) == 6 and len(rest) == 6 and not set(seen) & set(rest)
     reference = _datamodule(kind, root, workers=0)
     reference.setup("fit")
