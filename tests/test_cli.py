@@ -355,3 +355,20 @@ def test_killed_run_resumes_in_its_folder_with_its_top_k(mq_root, tmp_path, caps
     (state,) = [v for k, v in checkpoint["callbacks"].items() if "ResumableCheckpoint" in k]
     assert float(state["best_model_score"]) == pytest.approx(max(scores.values()), abs=1e-4)
     assert Path(state["best_model_path"]).name == best[0].name
+
+
+def test_a_missing_input_file_is_one_line(tmp_path, capsys, monkeypatch):
+    """A file the run needs that is not there (here the zero-shot model's checkpoint, read in
+    ``setup``): one line on the command line, exit status 1; from Python the exception itself."""
+    argv = ["test", "--config", "recipes/zeroshot_cls.yaml", "--model.init_args.checkpoint",
+            str(tmp_path / "nothing.ckpt"), "--data.init_args.root", str(tmp_path / "kinetics"),
+            "--trainer.default_root_dir", str(tmp_path / "runs"), "--trainer.logger", "false"]  # fmt: skip
+    monkeypatch.setattr("sys.argv", ["vidlit", *argv])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"vidlit: error: checkpoint not found: {tmp_path / 'nothing.ckpt'}"
+    assert not any("Traceback" in line for line in err)
+    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+        main(argv)
