@@ -393,3 +393,20 @@ def test_a_resumed_fit_continues_its_wandb_run(mq_root, tmp_path, monkeypatch, c
     wandb.finish()
     wandb.teardown()
     assert len(list((runs / "lightning_logs").iterdir())) == 2
+
+
+def test_a_missing_input_file_is_one_line(tmp_path, capsys, monkeypatch):
+    """A file the run needs that is not there (here the zero-shot model's checkpoint, read in
+    ``setup``): one line on the command line, exit status 1; from Python the exception itself."""
+    argv = ["test", "--config", "recipes/zeroshot_cls.yaml", "--model.init_args.checkpoint",
+            str(tmp_path / "nothing.ckpt"), "--data.init_args.root", str(tmp_path / "kinetics"),
+            "--trainer.default_root_dir", str(tmp_path / "runs"), "--trainer.logger", "false"]  # fmt: skip
+    monkeypatch.setattr("sys.argv", ["vidlit", *argv])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"vidlit: error: checkpoint not found: {tmp_path / 'nothing.ckpt'}"
+    assert not any("Traceback" in line for line in err)
+    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+        main(argv)

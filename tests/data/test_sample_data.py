@@ -19,7 +19,9 @@ import yaml
 from vidlit.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
-FAMILIES = ("videos", "internvid", "ave", "llp", "xd_violence", "music_dance", "loris")
+FAMILIES = ("videos", "internvid", "ave", "llp", "xd_violence", "music_dance", "loris", "kinetics", "msrvtt")
+# evaluation-only recipes (zero-shot): their data modules serve a test split, not a training one
+EVALUATION_RECIPES = ("zeroshot_cls.yaml", "retrieval_eval.yaml")
 
 
 def _readme_commands() -> dict[str, str]:
@@ -69,8 +71,9 @@ def test_readme_synth_output_sets_up_its_recipes(task, tmp_path, capsys):
     before = sorted(p.relative_to(target) for p in target.rglob("*"))
     for name, data in recipes:
         dm = _data_module(data, target)
-        dm.setup("fit")
-        batch = next(iter(dm.train_dataloader()))
+        evaluation = name in EVALUATION_RECIPES
+        dm.setup("test" if evaluation else "fit")
+        batch = next(iter(dm.test_dataloader() if evaluation else dm.train_dataloader()))
         assert batch, name
     # the recipes found a complete sample and wrote nothing of their own
     assert sorted(p.relative_to(target) for p in target.rglob("*")) == before

@@ -52,15 +52,11 @@ from vidlit.tasks.optim import (
     weight_decay_groups,
 )
 from vidlit.tasks.pretrain import save_backbone
+from vidlit.tasks.prompts import DEFAULT_PROMPTS, check_prompt_templates, class_embeddings
 
 __all__ = ["DEFAULT_PROMPTS", "VideoTextPretrain"]
 
 log = logging.getLogger(__name__)
-
-# CLIP-style prompt ensemble (Radford et al., 2021, Sec. 3.1.4): class embeddings are the mean of
-# the normalized embeddings of every template filled with the class name
-DEFAULT_PROMPTS = ("{}", "a video of {}.", "a clip showing {}.", "footage of {}.")
-
 
 def default_optimizer(params: Iterable) -> Optimizer:
     """AdamW with CLIP's settings: lr 5e-4, betas (0.9, 0.98), eps 1e-6, weight decay 0.2."""
@@ -168,9 +164,7 @@ class VideoTextPretrain(L.LightningModule):
         check_interval(scheduler_interval)
         if mvm_weight < 0:
             raise ValueError(f"mvm_weight must be >= 0, got {mvm_weight}")
-        templates = tuple(prompt_templates)
-        if not templates or any(t.count("{}") != 1 for t in templates):
-            raise ValueError(f"prompt_templates must each hold exactly one '{{}}', got {templates}")
+        templates = check_prompt_templates(prompt_templates)
         self.model = VideoTextModel(
             backbone,
             text=text,
@@ -280,9 +274,7 @@ class VideoTextPretrain(L.LightningModule):
     def class_embeddings(self, class_names: Sequence[str]) -> Tensor:
         """``[num_classes, proj_dim]`` zero-shot classifier: the normalized mean of each class's prompt
         embeddings (CLIP's prompt ensembling)."""
-        prompts = [template.format(name) for name in class_names for template in self.prompt_templates]
-        embeddings = self.model.encode_text(prompts).view(len(class_names), len(self.prompt_templates), -1)
-        return torch.nn.functional.normalize(embeddings.mean(dim=1), dim=-1)
+        return class_embeddings(self.model, class_names, self.prompt_templates)
 
     def _evaluate(
         self, batch: dict[str, Any], batch_idx: int, stage: str, retrieval: RetrievalRecall

@@ -28,6 +28,10 @@ _GENERATORS: dict[str, str] = {
     "xd_violence": "vidlit.data.synth.xd_violence:write_xd_violence",
     "music_dance": "vidlit.data.synth.music_dance:write_music_dance",
     "loris": "vidlit.data.synth.loris:write_loris",
+    "msrvtt": "vidlit.data.synth.retrieval:write_msrvtt",
+    "didemo": "vidlit.data.synth.retrieval:write_didemo",
+    "activitynet": "vidlit.data.synth.retrieval:write_activitynet",
+    "kinetics": "vidlit.data.synth.kinetics:write_kinetics",
 }
 
 
