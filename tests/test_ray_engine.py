@@ -134,13 +134,15 @@ def test_curate_on_ray_writes_what_the_local_engine_writes_and_resumes(
 
     # a killed run: partition 1's shard written, its marker not yet
     (tmp_path / "ray" / "partitions" / "part-000001.json").unlink()
+    # the partitions do not depend on the worker count: resume with one model actor
+    one_worker = RayOptions(workers=1, cpus_per_worker=0.5, cpus_per_task=0.5)
     again = curate(
         model,
         sources / "input.jsonl",
         tmp_path / "ray",
         videos_per_partition=2,
         engine="ray",
-        ray=ray_cluster,
+        ray=one_worker,
         **CURATE,
     )
     # partition 1 is redone, and partition 2 (its corrupt video is retried); partition 0 is skipped
