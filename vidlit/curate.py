@@ -103,7 +103,6 @@ from vidlit.core.device import resolve_device
 from vidlit.core.fingerprint import settings_changes, weights_fingerprint
 from vidlit.core.io import read_jsonl
 from vidlit.core.progress import progress_bar
-from vidlit.data.internvid import format_timestamp
 from vidlit.data.sampling import uniform_segments
 from vidlit.data.shards import encode_mp4, write_shards
 from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoBatchTransform
@@ -121,6 +120,7 @@ from vidlit.engines import (
 )
 from vidlit.engines.partitions import MARKERS
 from vidlit.engines.ray_data import RayOptions
+from vidlit.formats.internvid import format_timestamp
 
 log = logging.getLogger(__name__)
 
