@@ -7,8 +7,9 @@ with it; ``vidlit.data.Ego4DMQ`` and a YAML ``class_path: vidlit.data.Ego4DMQ`` 
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from vidlit.core.imports import import_path
 
 # public name -> the submodule that defines it
 _EXPORTS = {
@@ -70,7 +71,7 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    value = import_path(f"{__name__}.{module}.{name}", what=f"{__name__}.{name}")
     globals()[name] = value  # later look-ups skip this function
     return value
 

@@ -1,0 +1,136 @@
+"""Feature datasets read from fsspec URLs (``memory://``, ``file://``) give what a local copy gives."""
+
+import json
+import uuid
+
+import fsspec
+import numpy as np
+import pytest
+import torch
+
+from vidlit.core.io import confined_path, confined_url, join_path, read_json
+from vidlit.data.ego4d_mq import Ego4DMQ
+from vidlit.data.features import (
+    EXTRACTION_RECORD,
+    feature_steps,
+    feature_timing,
+    find_feature_files,
+    load_feature_file,
+)
+from vidlit.data.synth.ego4d_mq import write_ego4d_mq
+from vidlit.engines.storage import OutputFolder
+
+DIM = 32
+
+
+def _upload(local, url):
+    """Every file under ``local`` to the same names under ``url``, written as ``vidlit extract`` writes."""
+    out = OutputFolder(url)
+    for path in sorted(p for p in local.rglob("*") if p.is_file()):
+        out.write(path.relative_to(local).as_posix(), path.read_bytes())
+
+
+@pytest.fixture(scope="module")
+def mq_local(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mq_fsspec")
+    write_ego4d_mq(
+        root, num_train=8, num_val=4, num_test=2, num_classes=2, feature_dim=DIM, min_steps=24, max_steps=48
+    )
+    features = root / "features"
+    # one clip stored as .npy, and the extraction record the clock is read from
+    first = sorted(features.glob("*.pt"))[0]
+    np.save(first.with_suffix(".npy"), torch.load(first, weights_only=True).numpy())
+    first.unlink()
+    (features / EXTRACTION_RECORD).write_text(json.dumps({"fps": 15.0, "feature_stride": 16}))
+    return root
+
+
+@pytest.fixture
+def mq_memory(mq_local):
+    url = f"memory://vidlit-test-{uuid.uuid4().hex}/mq"
+    _upload(mq_local, url)
+    yield url
+    fs, path = fsspec.core.url_to_fs(url)
+    fs.rm(path.rpartition("/")[0], recursive=True)
+
+
+def _batches(dm, split):
+    loader = dm.train_dataloader() if split == "train" else dm.val_dataloader()
+    return list(loader)
+
+
+def _assert_same_batches(a, b):
+    assert len(a) == len(b) > 0
+    for x, y in zip(a, b):
+        assert x["video_ids"] == y["video_ids"]
+        for key in ("features", "mask", "duration", "step_sec", "offset_sec"):
+            assert torch.equal(x[key], y[key]), key
+        for tx, ty in zip(x["targets"], y["targets"]):
+            assert torch.equal(tx["segments"], ty["segments"]) and torch.equal(tx["labels"], ty["labels"])
+
+
+@pytest.mark.parametrize("scheme", ["memory", "file"])
+def test_mq_batches_from_url_root_equal_local(mq_local, mq_memory, scheme):
+    root = mq_memory if scheme == "memory" else f"file://{mq_local}"
+    local = Ego4DMQ(root=str(mq_local), feature_dim=DIM, batch_size=2)
+    remote = Ego4DMQ(root=root, feature_dim=DIM, batch_size=2)
+    # the clock comes from the URL folder's extraction.json
+    assert remote.step_sec == local.step_sec == pytest.approx(16 / 15)
+    assert remote.class_names == local.class_names
+    local.setup("fit")
+    remote.setup("fit")
+    assert any(str(p).endswith(".npy") for p in remote.datasets["train"].paths + remote.datasets["val"].paths)
+    for split in ("train", "val"):
+        _assert_same_batches(_batches(local, split), _batches(remote, split))
+
+
+def test_feature_helpers_read_urls(mq_local, mq_memory):
+    features = join_path(mq_memory, "features")
+    keys = sorted(p.stem for p in (mq_local / "features").iterdir() if p.suffix in (".pt", ".npy"))
+    found = find_feature_files(features, keys + ["absent"])
+    assert found[-1] is None and all(isinstance(p, str) and p.startswith("memory://") for p in found[:-1])
+    for key, url in zip(keys, found):
+        local = next((mq_local / "features").glob(f"{key}.*"))
+        expected = load_feature_file(local, DIM)
+        assert torch.equal(load_feature_file(url, DIM), expected)
+        assert feature_steps(url) == expected.shape[0]  # .npy: from the header alone
+    assert feature_timing(features) == (15.0, 16, 32)
+    assert read_json(join_path(features, EXTRACTION_RECORD)) == {"fps": 15.0, "feature_stride": 16}
+
+
+def test_url_errors_name_the_url_and_clip(mq_memory):
+    dm = Ego4DMQ(root=mq_memory, feature_dim=DIM, batch_size=2)
+    clip = dm.clips("val")[0]
+    url = f"{mq_memory}/features/{clip.clip_uid}.pt"
+    fsspec.filesystem("memory").pipe_file(fsspec.core.url_to_fs(url)[1], b"not a tensor")
+    dm.setup("validate")
+    with pytest.raises(ValueError, match=rf"^{url} \(clip {clip.clip_uid}\): cannot read feature file"):
+        _batches(dm, "val")
+    with pytest.raises(FileNotFoundError, match=rf"^{mq_memory}/nothing.json: annotation file not found"):
+        Ego4DMQ(root=mq_memory, feature_dim=DIM, val_annotations="nothing.json").clips("val")
+
+
+def test_traversal_through_an_id_is_refused_for_url_roots(mq_memory):
+    out = OutputFolder(mq_memory)
+    document = json.loads(out.read_bytes("moments_train.json"))
+    document["videos"][0]["clips"][0]["clip_uid"] = "../../elsewhere/secret"
+    out.write_json("moments_train.json", document)
+    dm = Ego4DMQ(root=mq_memory, feature_dim=DIM, batch_size=2)
+    with pytest.raises(
+        ValueError,
+        match=r"moments_train.json: videos\[0\]\.clips\[0\]: key 'clip_uid': '../../elsewhere/secret' points outside",
+    ):
+        dm.setup("fit")
+
+
+@pytest.mark.parametrize("name", ["../x", "a/../../x", "/etc/passwd", "s3://other/x", "a\\..\\x", ""])
+def test_confined_url_rejects_ways_out(name):
+    with pytest.raises(ValueError, match="points outside memory://root"):
+        confined_url("memory://root", name, "record")
+    with pytest.raises(ValueError, match="points outside"):
+        confined_path("memory://root", name, "record")
+
+
+def test_confined_url_keeps_names_inside():
+    assert confined_path("s3://bucket/data/", "features/c1.pt", "r") == "s3://bucket/data/features/c1.pt"
+    assert confined_url("memory://root", "a/b..c.pt", "r") == "memory://root/a/b..c.pt"
