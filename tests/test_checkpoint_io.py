@@ -186,3 +186,54 @@ def test_evaluation_falls_back_to_the_newest_run_and_names_the_differences(tmp_p
     assert "model.lr (run: 0.3, now: 0.2)" in choice.reason
     # a matching run still wins over a newer other one
     assert find_last_checkpoint(tmp_path, CONFIG, fallback=True).run_dir == tmp_path / "version_0"
+
+
+def test_last_compares_configs_first_and_opens_only_the_chosen_runs_checkpoints(tmp_path, monkeypatch):
+    """Twelve old runs of other configurations and one match: one zip check, not one per file."""
+    import vidlit.checkpoint_io as checkpoint_io
+
+    checked = []
+
+    def counting(path):  # observation only: the real check runs
+        checked.append(Path(path))
+        return is_complete(path)
+
+    match = _run(tmp_path, "version_0", CONFIG, ["epoch00.ckpt", "epoch01.ckpt", "last.ckpt"], 1000)
+    for i in range(1, 13):
+        other = {**CONFIG, "model": {"lr": 0.1 + i}}
+        _run(tmp_path, f"version_{i}", other, ["epoch00.ckpt", "epoch01.ckpt", "last.ckpt"], 1000 + 10 * i)
+    monkeypatch.setattr(checkpoint_io, "is_complete", counting)
+    choice = find_last_checkpoint(tmp_path, CONFIG)
+    assert choice.path == match / "checkpoints" / "last.ckpt"
+    assert checked == [choice.path]
+    assert choice.reason.count("differs in model.lr") == 12  # every newer run is still named
+
+    # last.ckpt broken: the run's checkpoints are checked newest first, and no other run's
+    (match / "checkpoints" / "last.ckpt").write_bytes(b"PK\x03\x04 half a zip")
+    os.utime(match / "checkpoints" / "last.ckpt", (1002, 1002))
+    checked.clear()
+    choice = find_last_checkpoint(tmp_path, CONFIG)
+    assert choice.path == match / "checkpoints" / "epoch01.ckpt"
+    assert checked == [match / "checkpoints" / n for n in ("last.ckpt", "epoch01.ckpt")]
+
+    # evaluation's fallback to the newest run checks that run's last.ckpt only
+    checked.clear()
+    choice = find_last_checkpoint(tmp_path, {**CONFIG, "model": {"lr": 99.0}}, fallback=True)
+    assert choice.path == tmp_path / "version_12" / "checkpoints" / "last.ckpt"
+    assert checked == [choice.path]
+
+
+def test_a_matching_run_without_a_complete_checkpoint_is_skipped_and_named(tmp_path):
+    older = _run(tmp_path, "version_0", CONFIG, ["last.ckpt"], 1000)
+    broken = tmp_path / "version_1" / "checkpoints"
+    broken.mkdir(parents=True)
+    (broken.parent / "config.yaml").write_text(yaml.safe_dump(CONFIG))
+    (broken / "last.ckpt").write_bytes(b"PK\x03\x04 half a zip")
+    choice = find_last_checkpoint(tmp_path, CONFIG)
+    assert choice.path == older / "checkpoints" / "last.ckpt"
+    assert f"{broken.parent} has this configuration but no complete checkpoint" in choice.reason
+    (older / "checkpoints" / "last.ckpt").unlink()
+    with pytest.raises(
+        FileNotFoundError, match="no run under .* with this configuration has a complete checkpoint"
+    ):
+        find_last_checkpoint(tmp_path, CONFIG)

@@ -355,3 +355,58 @@ def test_killed_run_resumes_in_its_folder_with_its_top_k(mq_root, tmp_path, caps
     (state,) = [v for k, v in checkpoint["callbacks"].items() if "ResumableCheckpoint" in k]
     assert float(state["best_model_score"]) == pytest.approx(max(scores.values()), abs=1e-4)
     assert Path(state["best_model_path"]).name == best[0].name
+
+
+@pytest.mark.slow
+def test_a_resumed_fit_continues_its_wandb_run(mq_root, tmp_path, monkeypatch, capsys):
+    """`fit --ckpt_path last` with W&B: the same W&B run id and its `<project>/<run id>` folder."""
+    wandb = pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    wandb.finish()  # W&B keeps a run and its settings process-wide: start from none, as a process does
+    wandb.teardown()
+    runs = tmp_path / "runs"
+    args = ["fit", "--config", RECIPE, "--data.init_args.root", str(mq_root), "--trainer.default_root_dir"]
+    args += [str(runs), "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1"]
+    args += ["--trainer.enable_model_summary", "false", "--trainer.logger"]
+    args += ["lightning.pytorch.loggers.WandbLogger", "--trainer.logger.save_dir", str(runs)]
+    try:
+        main([*args, "--trainer.max_epochs", "1"])
+        wandb.finish()
+        (first,) = (runs / "lightning_logs").iterdir()
+        main([*args, "--trainer.max_epochs", "2", "--ckpt_path", "last"])
+        wandb.finish()
+    finally:
+        wandb.teardown()
+    out = capsys.readouterr().out
+    assert list((runs / "lightning_logs").iterdir()) == [first]  # no second run folder
+    assert f"vidlit: continuing W&B run {first.name} of project lightning_logs" in out
+    assert torch.load(first / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1
+    offline = sorted((runs / "wandb").glob("offline-run-*"))
+    assert len(offline) == 2 and {p.name.rsplit("-", 1)[1] for p in offline} == {first.name}
+    # the record the resume read, beside config.yaml
+    assert json.loads((first / "wandb_run.json").read_text()) == {
+        "id": first.name,
+        "project": "lightning_logs",
+    }
+    # a new fit (no checkpoint) is a new W&B run, as before
+    main([*args, "--trainer.max_epochs", "1"])
+    wandb.finish()
+    wandb.teardown()
+    assert len(list((runs / "lightning_logs").iterdir())) == 2
+
+
+def test_a_missing_input_file_is_one_line(tmp_path, capsys, monkeypatch):
+    """A file the run needs that is not there (here the zero-shot model's checkpoint, read in
+    ``setup``): one line on the command line, exit status 1; from Python the exception itself."""
+    argv = ["test", "--config", "recipes/zeroshot_cls.yaml", "--model.init_args.checkpoint",
+            str(tmp_path / "nothing.ckpt"), "--data.init_args.root", str(tmp_path / "kinetics"),
+            "--trainer.default_root_dir", str(tmp_path / "runs"), "--trainer.logger", "false"]  # fmt: skip
+    monkeypatch.setattr("sys.argv", ["vidlit", *argv])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"vidlit: error: checkpoint not found: {tmp_path / 'nothing.ckpt'}"
+    assert not any("Traceback" in line for line in err)
+    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+        main(argv)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import stat
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,7 +165,10 @@ def find_last_checkpoint(
     ``fit``); a run matches when its config equals ``current`` except for run-control keys
     (:data:`RUN_CONTROL_KEYS`: logger, evaluation limits, ...). Of the newest matching run, its
     ``last.ckpt``, or, when that is missing or incomplete (killed during its first write), its
-    newest complete checkpoint.
+    newest complete checkpoint; a matching run without any complete checkpoint is skipped (and
+    named). A run's age is its newest checkpoint file's. Configs are compared first, newest run
+    first, and only the chosen run's checkpoints are opened (:func:`is_complete`), so a root with
+    many old runs costs one ``config.yaml`` read per run newer than the match and a few checks.
 
     Args:
         root: ``trainer.default_root_dir``.
@@ -178,21 +182,19 @@ def find_last_checkpoint(
 
     Raises:
         FileNotFoundError: no complete checkpoint under ``root`` belongs to a run of this
-            configuration (and ``fallback`` is off or no run has a config); the message names the
-            newest other run and how it differs.
+            configuration (and ``fallback`` is off or no run with a config has a complete
+            checkpoint); the message names the newest other run and how it differs.
     """
     root = Path(root)
-    runs: dict[Path | None, list[Path]] = {}
-    for path in root.rglob("*.ckpt") if root.is_dir() else ():
-        if not path.name.startswith(".") and is_complete(path):
-            runs.setdefault(run_folder(path, root), []).append(path)
+    runs = _checkpoints_by_run(root)
     if not runs:
         raise FileNotFoundError(f"--ckpt_path last: no checkpoint under {root} (trainer.default_root_dir)")
-    newest_first = sorted(runs, key=lambda run: max(p.stat().st_mtime for p in runs[run]), reverse=True)
+    newest_first = sorted(runs, key=lambda run: runs[run][0][0], reverse=True)
     skipped = []
+    incomplete = False
     for run in newest_first:
         if run is None:
-            skipped.append(f"{runs[run][0].parent} has no config.yaml")
+            skipped.append(f"{runs[run][0][1].parent} has no config.yaml")
             continue
         saved = yaml.safe_load((run / "config.yaml").read_text()) or {}
         if differences := config_differences(saved, current, ignore):
@@ -202,25 +204,62 @@ def find_last_checkpoint(
             more = f" and {len(differences) - 3} more" if len(differences) > 3 else ""
             skipped.append(f"{run} differs in {', '.join(shown)}{more}")
             continue
-        checkpoints = sorted(runs[run], key=lambda p: p.stat().st_mtime)
-        last = [p for p in checkpoints if p.name == "last.ckpt"]
-        if last:
+        if (found := _newest_complete(runs[run])) is None:
+            incomplete = True
+            skipped.append(f"{run} has this configuration but no complete checkpoint")
+            continue
+        path, is_last = found
+        if is_last:
             reason = f"last.ckpt of the newest run with this configuration ({run})"
         else:
-            last = checkpoints
             reason = f"newest complete checkpoint of {run}: it has no complete last.ckpt"
         if skipped:
             reason += f"; skipped newer: {'; '.join(skipped)}"
-        return CheckpointChoice(last[-1], run, reason)
-    configured = [run for run in newest_first if run is not None]
-    if fallback and configured:
-        run = configured[0]
-        checkpoints = sorted(runs[run], key=lambda p: p.stat().st_mtime)
-        last = [p for p in checkpoints if p.name == "last.ckpt"] or checkpoints
-        return CheckpointChoice(
-            last[-1], run, f"NO run has this configuration; taking the newest run, {'; '.join(skipped)}"
-        )
+        return CheckpointChoice(path, run, reason)
+    if fallback:
+        for run in newest_first:
+            if run is not None and (found := _newest_complete(runs[run])) is not None:
+                return CheckpointChoice(
+                    found[0],
+                    run,
+                    f"NO run has this configuration; taking the newest run, {'; '.join(skipped)}",
+                )
+    has = "with this configuration has a complete checkpoint" if incomplete else "has this configuration"
     raise FileNotFoundError(
-        f"--ckpt_path last: no run under {root} has this configuration ({'; '.join(skipped)}); "
+        f"--ckpt_path last: no run under {root} {has} ({'; '.join(skipped)}); "
         "pass a checkpoint's path to --ckpt_path to use it anyway"
     )
+
+
+def _checkpoints_by_run(root: Path) -> dict[Path | None, list[tuple[float, Path]]]:
+    """The ``.ckpt`` files under ``root`` by run (:func:`run_folder`), each ``(mtime, path)``, newest first.
+
+    Reads only directory entries and file metadata: no checkpoint is opened here.
+    """
+    runs: dict[Path | None, list[tuple[float, Path]]] = {}
+    folders: dict[Path, Path | None] = {}  # a checkpoint's run depends only on its folder
+    for path in root.rglob("*.ckpt") if root.is_dir() else ():
+        if path.name.startswith("."):  # atomic_open's temporaries
+            continue
+        try:
+            status = path.stat()
+        except OSError:  # removed meanwhile (a concurrent run's top-k rotation)
+            continue
+        if not stat.S_ISREG(status.st_mode):
+            continue
+        if path.parent not in folders:
+            folders[path.parent] = run_folder(path, root)
+        runs.setdefault(folders[path.parent], []).append((status.st_mtime, path))
+    for checkpoints in runs.values():
+        checkpoints.sort(key=lambda entry: entry[0], reverse=True)
+    return runs
+
+
+def _newest_complete(checkpoints: list[tuple[float, Path]]) -> tuple[Path, bool] | None:
+    """A run's newest complete ``last.ckpt``, else its newest complete checkpoint, with whether it
+    is a ``last.ckpt``; None when none is complete. Stops at the first complete file."""
+    for want_last in (True, False):
+        for _, path in checkpoints:
+            if (path.name == "last.ckpt") == want_last and is_complete(path):
+                return path, want_last
+    return None

@@ -115,11 +115,12 @@ def main(args: list[str] | None = None) -> None:
     except NoReadableVideosError as e:  # a whole split unreadable: one line, not a traceback
         sys.stderr.write(f"vidlit: error: {e}\n")
         sys.exit(1)
-    except ValueError as e:
-        # a malformed annotation file: its one line, not a traceback; also when jsonargparse wraps
-        # it in a link's error (a class list read to size the head)
+    except (ValueError, FileNotFoundError) as e:
+        # a malformed annotation file or a missing input file (data, checkpoint): its one line, not
+        # a traceback; also when jsonargparse wraps it in a link's error (a class list read to size
+        # the head). Other ValueErrors keep their traceback: they may be vidlit's own bugs.
         cause: BaseException | None = e
-        while cause is not None and not isinstance(cause, AnnotationError):
+        while cause is not None and not isinstance(cause, AnnotationError | FileNotFoundError):
             cause = cause.__cause__
         if cause is None:
             raise

@@ -27,7 +27,7 @@ from jsonargparse._common import debug_mode_active
 from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.plugins.io import CheckpointIO
 
 # imported so that short class names (``class_path: ActionFormerHead``) resolve in YAML
@@ -50,6 +50,7 @@ from vidlit.checkpoint_io import (
     run_folder,
 )
 from vidlit.core.imports import import_path
+from vidlit.core.io import read_json, write_json_atomic
 from vidlit.tasks import TaskModule  # noqa: F401
 
 # What may change when a run is resumed: training longer is still the same run
@@ -57,6 +58,9 @@ STOPPING_KEYS = ("trainer.max_epochs", "trainer.max_steps", "trainer.max_time")
 
 # Lightning's special values of --ckpt_path; anything else is a file
 _CKPT_KEYWORDS = ("last", "best", "hpc", "registry")
+
+# Beside a run's config.yaml: the W&B run it logged to, so that a resumed fit continues it
+WANDB_RUN_FILE = "wandb_run.json"
 
 
 _NOISE = ("Does not validate against", "Subtypes:", "Errors:", "Given value", "Expected a <class 'NoneType'>")
@@ -234,8 +238,8 @@ class VidlitCLI(LightningCLI):
       config matches this one (the stopping point aside when resuming, the data aside when
       evaluating, and evaluation falls back to the newest run, naming its differences)
       (:func:`vidlit.checkpoint_io.find_last_checkpoint`), says which and why, and a resumed
-      ``fit`` continues that run's ``version_N`` folder; temporaries of killed checkpoint writes
-      are removed on start;
+      ``fit`` continues that run's ``version_N`` folder, or its W&B run (id recorded beside
+      ``config.yaml``); temporaries of killed checkpoint writes are removed on start;
     - on CPU the intra-op thread count is chosen for small runs (:func:`cpu_threads`) and said;
     - when stdout is not a terminal, one line per epoch and per validation (:class:`EpochLines`);
     - ``predict`` writes the dataset's official submission file (``--submission.path``).
@@ -284,6 +288,8 @@ class VidlitCLI(LightningCLI):
             # CSV unless the config names a logger (Lightning would pick TensorBoard when
             # installed); predict has no metrics to log, so it adds no version folder
             kwargs["logger"] = self._csv_logger(root) if self.subcommand != "predict" else False
+        elif (continued := self._continued_wandb_run(config["logger"])) is not None:
+            kwargs["logger"] = continued
         for callback in config.get("callbacks") or []:
             if type(callback) is RichProgressBar:
                 # same state and arguments; only shows the integer version as ``v_num: 0``
@@ -356,6 +362,53 @@ class VidlitCLI(LightningCLI):
         if version is not None:
             _keep_logged_rows(logger, checkpoint)
         return logger
+
+    def _continued_wandb_run(self, loggers: Any) -> Any | None:
+        """On a resumed ``fit``, the configured loggers with the W&B one continuing its checkpoint's run.
+
+        The W&B run a ``fit`` logged to is recorded beside its ``config.yaml`` (:data:`WANDB_RUN_FILE`,
+        written by :class:`RunConfig`). When this ``fit`` resumes from a checkpoint of that run and
+        configures a ``WandbLogger`` of the same project without an ``id`` / ``version`` of its own,
+        the logger is built again with the recorded id (Lightning passes ``resume="allow"``), so
+        the metrics continue the same W&B run and the checkpoints its ``<project>/<run id>``
+        folder, as a CSV run continues its ``version_N``. None when nothing changes.
+        """
+        config = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        ckpt_path = config.get("ckpt_path")
+        if (
+            self.subcommand not in (None, "fit")
+            or ckpt_path in (None, *_CKPT_KEYWORDS)
+            or "://" in str(ckpt_path)
+        ):
+            return None
+        checkpoint = Path(ckpt_path)
+        run = run_folder(checkpoint, checkpoint.parent.parent)  # <run>/checkpoints/x.ckpt or <run>/x.ckpt
+        if run is None or not (run / WANDB_RUN_FILE).is_file():
+            return None
+        record = read_json(run / WANDB_RUN_FILE, "W&B run record")
+        trainer = self.config[self.subcommand]["trainer"] if self.subcommand else self.config["trainer"]
+        built = loggers if isinstance(loggers, list) else [loggers]
+        specs = trainer["logger"] if isinstance(trainer["logger"], list) else [trainer["logger"]]
+        continued, changed = [], False
+        for logger, spec in zip(built, specs):
+            if (
+                isinstance(logger, WandbLogger)
+                and logger.version is None
+                and logger.name == record.get("project")
+            ):
+                init = {
+                    **_as_dict(spec.get("init_args")),
+                    **_as_dict(spec.get("dict_kwargs")),
+                    "id": record["id"],
+                }
+                logger = type(logger)(**init)
+                where = run / WANDB_RUN_FILE
+                print(f"vidlit: continuing W&B run {record['id']} of project {logger.name} ({where})")
+                changed = True
+            continued.append(logger)
+        if not changed:
+            return None
+        return continued if isinstance(loggers, list) else continued[0]
 
     def _check_ckpt_path(self) -> None:
         """A ``--ckpt_path`` file that does not exist: one line, before anything is built."""
@@ -472,6 +525,13 @@ def cpu_threads() -> tuple[int, str]:
     return max(1, min(4, cores // 2)), f"default for {cores} core{'s' * (cores > 1)}"
 
 
+def _as_dict(namespace: Any) -> dict[str, Any]:
+    """A parsed config section (a jsonargparse ``Namespace``, a dict or None) as a plain dict."""
+    if namespace is None:
+        return {}
+    return namespace.as_dict() if hasattr(namespace, "as_dict") else dict(namespace)
+
+
 def _keep_logged_rows(logger: CSVLogger, checkpoint: Path) -> None:
     """Carry a resumed run's ``metrics.csv`` rows up to its checkpoint's epoch into the continued log.
 
@@ -517,4 +577,7 @@ class RunConfig(SaveConfigCallback):
                 multifile=self.multifile,
             )
             self.save_config(trainer, pl_module, stage)
+            if wandb := next((lg for lg in trainer.loggers if isinstance(lg, WandbLogger)), None):
+                # the run id, for a resumed fit to continue (VidlitCLI._continued_wandb_run)
+                write_json_atomic({"id": wandb.version, "project": wandb.name}, Path(folder) / WANDB_RUN_FILE)
         self.already_saved = trainer.strategy.broadcast(True)

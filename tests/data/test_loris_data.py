@@ -1,6 +1,7 @@
 """The LORIS reader on its synthetic sample data: layout, preprocessing, rhythm, bad files, submission."""
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -140,3 +141,46 @@ def test_subsets_without_genre_train_a_head_without_genre(root):
     assert torch.isfinite(loss)
     with pytest.raises(ValueError, match="subset must be one of"):
         module(root, subset="ballet")
+
+
+def test_resampled_audio_is_read_once_and_identical_every_epoch(root, tmp_path, monkeypatch):
+    """Files at 4 kHz, data at 2 kHz: epoch 1 resamples nothing and yields epoch 0's audio."""
+    import librosa
+
+    from vidlit.data.loris import RESAMPLED, ResampleCache
+
+    calls = []
+    resample = librosa.resample
+
+    def counting(*args, **kwargs):  # observation only: the real resampler runs
+        calls.append(kwargs["orig_sr"])
+        return resample(*args, **kwargs)
+
+    monkeypatch.setattr(librosa, "resample", counting)
+    RESAMPLED.clear()
+    dm = module(root, sample_rate=RATE // 2, segment_samples=SEGMENT // 2)
+    dm.setup("fit")
+    data = dm.dataset("train")
+    epochs = []
+    for epoch in (0, 1):
+        data.set_epoch(epoch)
+        epochs.append([data[i]["reference"] for i in range(len(data))])
+    assert calls == [RATE] * len(data)  # once per clip, in epoch 0
+    for first, second in zip(*epochs):
+        assert torch.equal(first, second)
+    item = dm.items("train")[0]
+    uncached = read_wav(item.audio, RATE // 2, cache=None)
+    assert torch.equal(epochs[1][0], uncached[: SEGMENT // 2])
+    # a file changed on disk is read again; the cache holds at most max_bytes
+    changed = shutil.copy(item.audio, tmp_path / "changed.wav")
+    read_wav(changed, RATE // 2)
+    wave, rate = soundfile.read(changed)
+    soundfile.write(changed, wave[::-1], rate)
+    os.utime(changed, ns=(1, 1))  # a new mtime, whatever the file system's clock resolution
+    assert not torch.equal(read_wav(changed, RATE // 2), uncached)
+    clips = [read_wav(clip.audio, RATE // 2, cache=None) for clip in dm.items("train")[:3]]
+    small = ResampleCache(max_bytes=min(clip.numel() for clip in clips) * 4)  # room for one
+    for clip in dm.items("train")[:3]:
+        read_wav(clip.audio, RATE // 2, cache=small)
+    assert len(small) <= 1
+    assert torch.equal(read_wav(clip.audio, RATE // 2, cache=small), clips[2])

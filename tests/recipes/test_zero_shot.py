@@ -76,8 +76,8 @@ def test_pretrained_tiny_viclip_clip_towers_are_far_above_chance_zero_shot(tmp_p
     runs the recipe's 42): zero-shot top-1 0.556 / 0.333 / 0.500 / 0.472 / 0.417, t2v R@1 0.208 /
     0.125 / 0.167 / 0.125 / 0.250, median rank 3 / 4.5 / 4 / 4 / 4. The minimum (top-1 0.333 = 3x
     chance, R@1 0.125 = 3x chance) sets the bounds below with a margin of one step of the 24-video
-    R@1: top-1 >= 2x chance (8 of 36 clips), R@1 >= 2x chance (2 of 24 videos) and a median rank of at most 6
-    (chance 12.5). About 40 s CPU in all, pytest's imports included (one intra-op thread).
+    R@1: top-1 >= 2x chance (8 of 36 clips), R@1 >= 2x chance (2 of 24 videos) and a median rank
+    of at most 6 (chance 12.5). About 40 s CPU in all, pytest's imports included (one intra-op thread).
     """
     overlay = tmp_path / "clip_short.yaml"
     overlay.write_text(

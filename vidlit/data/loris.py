@@ -4,7 +4,8 @@ Reads the released layout (see :mod:`vidlit.formats.loris`): ``{split}_audio.txt
 ``{split}_visual.txt`` and ``{split}_pose.txt``, aligned by line, each line a path under the
 dataset root (confined to it). For every clip:
 
-- **audio**: mono at ``sample_rate`` (resampled where the file differs), peak-normalized to 0.95;
+- **audio**: mono at ``sample_rate`` (resampled where the file differs, once per process:
+  :class:`ResampleCache`), peak-normalized to 0.95;
   at train time a random gain in ``[0.3, 1.0]`` and a random crop (or zero pad) to
   ``segment_samples``, at eval time the first ``segment_samples`` (padded);
 - **rhythm**: the binary visual-beat sequence of the pose
@@ -25,6 +26,7 @@ from __future__ import annotations
 import io
 import logging
 import re
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,10 +103,77 @@ def read_lists(root: Path, split: str) -> list[tuple[str, LorisClip]]:
     return clips
 
 
-def read_wav(path: Path, sample_rate: int) -> Tensor:
-    """``[n]`` mono float waveform at ``sample_rate``, peak-normalized to 0.95 (silence stays 0)."""
+class ResampleCache:
+    """Waveforms :func:`read_wav` resampled, the least recently used dropped past ``max_bytes``.
+
+    Resampling (librosa's soxr) costs far more than reading a wav, and training reads every clip
+    once per epoch, so a file whose rate differs from the data's is resampled once per process.
+    Keyed by the file's resolved path, size, mtime and the target rate: a file changed on disk is
+    read again. Private to its process: each (persistent) DataLoader worker fills its own, and a
+    pickled cache starts empty.
+
+    Args:
+        max_bytes: the most bytes of waveforms kept.
+    """
+
+    def __init__(self, max_bytes: int = 512 * 2**20):
+        self.max_bytes = max_bytes
+        self._waveforms: OrderedDict[tuple[str, int, int, int], Tensor] = OrderedDict()
+        self._bytes = 0
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"max_bytes": self.max_bytes}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state)
+
+    def __len__(self) -> int:
+        return len(self._waveforms)
+
+    @staticmethod
+    def key(path: Path, sample_rate: int) -> tuple[str, int, int, int]:
+        status = path.stat()
+        return str(path.resolve()), status.st_size, status.st_mtime_ns, sample_rate
+
+    def get(self, key: tuple[str, int, int, int]) -> Tensor | None:
+        """A copy of the cached waveform (callers may change it in place), or None."""
+        waveform = self._waveforms.get(key)
+        if waveform is None:
+            return None
+        self._waveforms.move_to_end(key)  # most recently used last
+        return waveform.clone()
+
+    def put(self, key: tuple[str, int, int, int], waveform: Tensor) -> None:
+        size = waveform.numel() * waveform.element_size()
+        if size > self.max_bytes:
+            return
+        self._waveforms[key] = waveform.clone()
+        self._bytes += size
+        while self._bytes > self.max_bytes:
+            _, dropped = self._waveforms.popitem(last=False)
+            self._bytes -= dropped.numel() * dropped.element_size()
+
+    def clear(self) -> None:
+        self._waveforms.clear()
+        self._bytes = 0
+
+
+# the process's resampled waveforms (see ResampleCache); read_wav's default
+RESAMPLED = ResampleCache()
+
+
+def read_wav(path: Path, sample_rate: int, cache: ResampleCache | None = RESAMPLED) -> Tensor:
+    """``[n]`` mono float waveform at ``sample_rate``, peak-normalized to 0.95 (silence stays 0).
+
+    A file at another rate is resampled once and kept in ``cache`` (default: the process's
+    :data:`RESAMPLED`; None resamples every time).
+    """
     import soundfile
 
+    path = Path(path)
+    key = ResampleCache.key(path, sample_rate) if cache is not None else None
+    if key is not None and (cached := cache.get(key)) is not None:
+        return cached
     data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     audio = data.mean(axis=1)
     if rate != sample_rate:
@@ -114,7 +183,10 @@ def read_wav(path: Path, sample_rate: int) -> Tensor:
     peak = float(np.abs(audio).max()) if len(audio) else 0.0
     if peak > 0:
         audio = audio / peak * PEAK
-    return torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
+    waveform = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
+    if key is not None and rate != sample_rate:  # a wav at the data's rate is cheap to read again
+        cache.put(key, waveform)
+    return waveform
 
 
 def _fit(x: Tensor, length: int) -> Tensor:

@@ -10,6 +10,8 @@ only from the ``numpy.random.Generator`` passed in, so a dataset that seeds one 
 - :func:`dense_clip`: one clip of ``clip_len`` frames, ``stride`` apart (I3D / SlowFast style).
 - :func:`multi_view_clips`: ``num_clips`` evenly spaced test clips (the multi-view protocol of
   SlowFast / MMAction2 ``SampleFrames(num_clips=..., test_mode=True)``).
+- :func:`multi_view_segments`: ``num_clips`` test views of TSN sampling, each one frame per
+  segment at a different offset inside it (VideoMAE's Something-Something V2 test: 2 views).
 - :func:`sample_in_window`: any of the above restricted to ``[start_sec, end_sec)``, for datasets
   whose annotations are time spans inside a longer video (InternVid, Ego4D NLQ).
 """
@@ -60,6 +62,37 @@ def uniform_segments(
     edges = np.arange(k + 1) * (num_frames / k)
     offsets = _generator(rng).random(k) if train else np.full(k, 0.5)
     indices = np.floor(edges[:-1] + offsets * (edges[1:] - edges[:-1])).astype(np.int64)
+    return np.clip(indices, 0, num_frames - 1)
+
+
+def multi_view_segments(num_frames: int, k: int, num_clips: int) -> np.ndarray:
+    """``num_clips`` test views of TSN sampling over the whole video, one frame per segment each.
+
+    The views take the frame at ``num_clips`` evenly spaced offsets inside every segment, one of
+    them the centre: one view is :func:`uniform_segments`' test view (the centres); two are
+    VideoMAE's Something-Something V2 test (``ssv2.py``, ``test_num_segment=2``): the segment
+    starts ``int(i * n / k)``, then the centres ``int((i + 0.5) * n / k)``; MMAction2's
+    ``SampleFrames(twice_sample=True)`` takes the same two.
+
+    Args:
+        num_frames: frames in the video.
+        k: segments (frames per view).
+        num_clips: views.
+
+    Returns:
+        ``[num_clips, k]`` int64; each row non-decreasing, rows in order of their offset.
+
+    Raises:
+        ValueError: any argument below 1.
+    """
+    _check_num_frames(num_frames)
+    if k < 1 or num_clips < 1:
+        raise ValueError(f"k and num_clips must be positive, got {k} and {num_clips}")
+    # offsets (0.5 + j / v) mod 1, sorted: {0.5} for one view, {0, 0.5} for two
+    offsets = np.sort((0.5 + np.arange(num_clips) / num_clips) % 1.0)
+    tick = num_frames / k
+    # ``v k`` legend: view, segment
+    indices = np.floor(tick * np.arange(k)[None, :] + offsets[:, None] * tick).astype(np.int64)
     return np.clip(indices, 0, num_frames - 1)
 
 

@@ -52,7 +52,13 @@ from vidlit.data.base import EpochSeeded, global_seed
 
 # re-exported: the Ego4D raw-video modules and older code import the base from here
 from vidlit.data.raw_video import RawVideoDataModule, SkippedVideosReport  # noqa: F401
-from vidlit.data.sampling import dense_clip, multi_view_clips, sample_in_window, uniform_segments
+from vidlit.data.sampling import (
+    dense_clip,
+    multi_view_clips,
+    multi_view_segments,
+    sample_in_window,
+    uniform_segments,
+)
 
 # the sample writer moved to synth; the name stays importable from here
 from vidlit.data.synth.videos import write_synthetic_video_list  # noqa: F401
@@ -456,7 +462,9 @@ class VideoListDataset(EpochSeeded, Dataset):
       training (I3D / SlowFast / VideoMAE); evaluation takes ``num_clips`` evenly spaced clips
       (:func:`~vidlit.data.sampling.multi_view_clips`, the centre clip when ``num_clips=1``).
     - ``sampling="segments"``: TSN's one frame from each of ``num_frames`` equal segments, random
-      in training, segment centres in evaluation (one view).
+      in training; evaluation takes ``num_clips`` views at evenly spaced offsets inside the
+      segments (:func:`~vidlit.data.sampling.multi_view_segments`: the centres for one view,
+      VideoMAE's SSv2 starts and centres for two).
 
     With ``repeated_aug > 1`` a training item holds that many independently sampled clips of its
     video: repeated augmentation (Hoffer et al., "Augment Your Batch", CVPR 2020), which
@@ -471,7 +479,7 @@ class VideoListDataset(EpochSeeded, Dataset):
         num_frames: frames per clip.
         frame_stride: frames between consecutive clip frames (dense sampling).
         sampling: ``"dense"`` or ``"segments"``.
-        num_clips: evaluation views per video (dense sampling).
+        num_clips: evaluation views per video.
         repeated_aug: training clips per video and item.
         train: random (True) or deterministic (False) sampling.
         short_side: decode-time resize of the short side; None keeps the stored size.
@@ -535,7 +543,7 @@ class VideoListDataset(EpochSeeded, Dataset):
                 [sample(sampler, **kwargs, train=True, rng=rng) for _ in range(self.repeated_aug)]
             )
         if self.sampling == "segments":
-            return sample(uniform_segments, k=self.num_frames, train=False)[None]
+            return sample(multi_view_segments, k=self.num_frames, num_clips=self.num_clips)
         return sample(multi_view_clips, **clip, num_clips=self.num_clips)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
@@ -575,8 +583,6 @@ def check_sampling(
     ):
         if value < 1:
             raise ValueError(f"{name} must be positive, got {value}")
-    if sampling == "segments" and num_clips > 1:
-        raise ValueError("num_clips > 1 (multi-view testing) needs sampling='dense'")
 
 
 def collate_video_clips(
@@ -670,7 +676,8 @@ class VideoListDataModule(RawVideoDataModule):
         frame_stride: frames between consecutive clip frames (dense sampling).
         sampling: ``"dense"`` (one clip of ``num_frames`` frames, ``frame_stride`` apart) or
             ``"segments"`` (TSN: one frame from each of ``num_frames`` segments).
-        num_clips: evaluation views per video (dense sampling); 1 is the centre clip.
+        num_clips: evaluation views per video; 1 is the centre clip (dense) or the segment
+            centres (segments).
         repeated_aug: training clips per decoded video (repeated augmentation); 2 halves the
             decoding per training clip.
         size: side of the square crops the model sees (224 for real data).

@@ -1,0 +1,138 @@
+"""Full fine-tuning of an MVM-pretrained backbone with the fine-tuning recipe beats its linear probe.
+
+Everything runs through ``vidlit.cli.main`` as a user would:
+
+1. ``recipes/pretrain_mvm.yaml`` pretrains ``vit_test`` for 4 epochs (48 steps) on the train videos
+   of a 256-clip synthetic list (192 train / 64 val, labelled by motion direction, chance 0.25)
+   and exports ``backbone.pt``;
+2. ``recipes/finetune_k400.yaml`` fine-tunes all of it from ``backbone.pt`` with the recipe's
+   layer-wise lr decay (0.75), drop path (0.1), label smoothing (0.1), repeated augmentation (2),
+   AdamW (betas, weight decay 0.05 off norms / biases / position tables) and warmup + cosine, for
+   ``EPOCHS`` epochs;
+3. ``recipes/video_cls.yaml`` with ``freeze_backbone: true`` linear-probes the same ``backbone.pt``
+   (lr 0.01, as ``scripts/probe_pretrained_vs_random.py``) for the same epochs.
+
+Two parts of the recipe are overridden, because at this scale (2 blocks of width 64, 32-px clips,
+a few hundred steps) they keep fine-tuning at chance for the whole time a test may take. Measured
+on seed 0 (val top-1 after 8 epochs, the recipe otherwise as here): with the batch augmentations
+(``augment``: RandAugment m7-n4, erasing, mixup / cutmix) 0.22, RandAugment + erasing alone 0.23,
+mixup / cutmix alone 0.59 (rising); with VideoMAE's fine-tuning layout ``use_mean_pooling: true``
+(a fresh ``fc_norm`` over un-normalized tokens instead of the pretrained final norm) 0.28; both off
+0.81. So this test shows what the recipe's optimization does for a pretrained backbone, not what
+its augmentations do (they pay off over VideoMAE's 75-epoch schedules, not in a minute). Plain
+fine-tuning (``recipes/video_cls.yaml`` unfrozen: no layer decay, drop path or label smoothing, 8
+clips a step) reached 1.0 after 8 epochs on seed 0: at this scale the recipe's regularization costs
+speed, so the probe, not the plain run, is the baseline.
+
+Observed, final val top-1 fine-tuned / probe (margin), pretraining and fine-tuning on one seed:
+seed 0: 0.969 / 0.578 (0.39); 1: 0.875 / 0.531 (0.34); 2: 0.828 / 0.562 (0.27);
+3: 0.891 / 0.594 (0.30); 4: 0.906 / 0.562 (0.34). Smallest margin 0.27 (seed 2); asserted
+``MARGIN`` = 0.15 (one val clip is 0.016). The test runs seed 0.
+Time on the shared 2-core machine (one torch thread) at load average 6-15: pretraining 13-25 s,
+fine-tuning 33-57 s, probe 18-40 s; each test pays one of them (the fixtures are module-scoped).
+"""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from vidlit.cli import main
+from vidlit.data.video_list import write_synthetic_video_list
+
+pytestmark = pytest.mark.slow
+
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+SEED = 0
+PRETRAIN_EPOCHS = 4
+EPOCHS = 8
+MARGIN = 0.15  # smallest observed margin: see the module docstring
+QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+
+
+def logged(run: Path, name: str) -> list[float]:
+    """Every value of ``name`` logged under ``run`` (its ``version_0/metrics.csv``), in order."""
+    rows = csv.DictReader((run / "version_0" / "metrics.csv").open())
+    return [float(r[name]) for r in rows if r.get(name)]
+
+
+def final_top1(run: Path) -> float:
+    """The last ``val/top1`` logged under ``run``."""
+    return logged(run, "val/top1")[-1]
+
+
+def _fit(recipe: str, out: Path, overrides: dict, data: Path, epochs: int, seed: int) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    # model overrides go in a config file: jsonargparse cannot take them on the command line for a
+    # backbone given by a function class_path (see scripts/probe_pretrained_vs_random.py)
+    (out / "overrides.yaml").write_text(json.dumps(overrides))
+    main([
+        "fit", "--config", str(RECIPES / recipe), "--config", str(out / "overrides.yaml"),
+        "--data.init_args.root", str(data), "--data.init_args.synthetic", "false",
+        "--trainer.default_root_dir", str(out), "--trainer.max_epochs", str(epochs),
+        "--seed_everything", str(seed), *QUIET,
+    ])  # fmt: skip
+    return out
+
+
+def pretrain(data: Path, out: Path, seed: int = SEED, epochs: int = PRETRAIN_EPOCHS) -> Path:
+    """``recipes/pretrain_mvm.yaml`` on ``data``'s train videos; returns the exported backbone."""
+    export = {"class_path": "vidlit.tasks.ExportBackbone", "init_args": {"path": None}}
+    overrides = {"trainer": {"callbacks": [export], "check_val_every_n_epoch": epochs + 1}}
+    _fit("pretrain_mvm.yaml", out, overrides, data, epochs, seed)
+    return out / "backbone.pt"
+
+
+def fine_tune(data: Path, backbone: Path, out: Path, seed: int = SEED, epochs: int = EPOCHS) -> float:
+    """``recipes/finetune_k400.yaml`` from ``backbone``, batch augmentations and mean pooling off."""
+    backbone_args = {
+        "init_args": {"checkpoint_path": str(backbone)},
+        "dict_kwargs": {"drop_path_rate": 0.1, "use_mean_pooling": False},
+    }
+    overrides = {
+        "model": {"init_args": {"backbone": backbone_args, "augment": None}},
+        "trainer": {"callbacks": [], "enable_checkpointing": False},
+    }
+    return final_top1(_fit("finetune_k400.yaml", out, overrides, data, epochs, seed))
+
+
+def linear_probe(data: Path, backbone: Path, out: Path, seed: int = SEED, epochs: int = EPOCHS) -> float:
+    """``recipes/video_cls.yaml`` with the backbone frozen: only the head's linear layer trains."""
+    model = {
+        "freeze_backbone": True,
+        "backbone": {"init_args": {"checkpoint_path": str(backbone)}},
+        "optimizer": {"init_args": {"lr": 0.01}},
+    }
+    overrides = {"model": {"init_args": model}, "trainer": {"callbacks": [], "enable_checkpointing": False}}
+    return final_top1(_fit("video_cls.yaml", out, overrides, data, epochs, seed))
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory) -> Path:
+    return write_synthetic_video_list(tmp_path_factory.mktemp("margin") / "videos", num_videos=256)
+
+
+@pytest.fixture(scope="module")
+def pretrained(videos, tmp_path_factory) -> Path:
+    return pretrain(videos, tmp_path_factory.mktemp("pretrain"))
+
+
+@pytest.fixture(scope="module")
+def fine_tuned_top1(videos, pretrained, tmp_path_factory) -> float:
+    return fine_tune(videos, pretrained, tmp_path_factory.mktemp("finetune"))
+
+
+def test_mvm_pretraining_lowers_the_masked_pixel_loss(pretrained):
+    # observed 1.13 -> 0.995 in 48 steps, seeds 0-2 (the static noise background is unpredictable)
+    losses = logged(pretrained.parent, "train/loss")
+    assert pretrained.is_file() and losses[-1] < losses[0] - 0.05, losses
+
+
+def test_recipe_fine_tunes_a_pretrained_backbone_well_above_chance(fine_tuned_top1):
+    assert fine_tuned_top1 >= 0.25 + MARGIN
+
+
+def test_recipe_fine_tuning_beats_the_linear_probe(videos, pretrained, fine_tuned_top1, tmp_path):
+    probe_top1 = linear_probe(videos, pretrained, tmp_path / "probe")
+    assert fine_tuned_top1 >= probe_top1 + MARGIN, (fine_tuned_top1, probe_top1)
