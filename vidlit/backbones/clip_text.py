@@ -28,13 +28,13 @@ features of a token independent of what follows it, so the result is the same an
 from __future__ import annotations
 
 import functools
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from vidlit.backbones._pretrained import load_state_dict_checked
 from vidlit.backbones._text_output import TextOutput
 
 __all__ = [
@@ -44,7 +44,6 @@ __all__ = [
     "CLIPTextEncoder",
     "clip_text_size_for_width",
     "clip_tokenizer",
-    "load_named",
 ]
 
 CLIP_VOCAB_SIZE = 49408
@@ -81,38 +80,6 @@ def clip_text_size_for_width(width: int) -> str:
             return name
     known = ", ".join(f"{n} ({s['width']})" for n, s in CLIP_TEXT_SIZES.items())
     raise ValueError(f"no CLIP text size of width {width}; known: {known}")
-
-
-def load_named(
-    module: nn.Module, state: Mapping[str, Tensor], source: str, prefix: str = "", strict: bool = True
-) -> None:
-    """Load a state dict that must match ``module``'s keys and shapes, naming keys as the file does.
-
-    Like :func:`~vidlit.backbones._pretrained.load_state_dict_checked`, for a module whose
-    weights sit under ``prefix`` in a larger file (``"text_encoder."`` in a ViCLIP checkpoint).
-
-    Raises:
-        ValueError: one line naming every missing and unexpected key (when ``strict``; otherwise a
-            warning, and the rest loads), or every shape mismatch, with ``prefix``; nothing is
-            loaded then.
-    """
-    own = module.state_dict()
-    missing = sorted(prefix + k for k in own if k not in state)
-    unexpected = sorted(prefix + k for k in state if k not in own)
-    if missing or unexpected:
-        message = f"{source}: missing keys {missing}, unexpected keys {unexpected}"
-        if strict:
-            raise ValueError(message)
-        warnings.warn(message, stacklevel=3)
-        state = {k: v for k, v in state.items() if k in own}
-    bad = [
-        f"{prefix}{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}"
-        for k, v in state.items()
-        if v.shape != own[k].shape
-    ]
-    if bad:
-        raise ValueError(f"{source}: shape mismatch for " + "; ".join(bad))
-    module.load_state_dict(state, strict=strict)
 
 
 class CLIPTextEncoder(nn.Module):
@@ -281,5 +248,5 @@ class CLIPTextEncoder(nn.Module):
                 f"{source}: key '{prefix}text_projection': shape {tuple(projection.shape)}, expected "
                 f"[{self.embed_dim}, proj_dim]"
             )
-        load_named(self.model, state, source, prefix, strict)
+        load_state_dict_checked(self.model, state, source, strict, prefix)
         return projection
