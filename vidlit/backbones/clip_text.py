@@ -35,7 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from vidlit.backbones._pretrained import load_state_dict_checked
-from vidlit.backbones._text_output import TextOutput
+from vidlit.backbones._text_output import TextOutput, TextTower
 
 __all__ = [
     "CLIP_CONTEXT_LENGTH",
@@ -82,7 +82,7 @@ def clip_text_size_for_width(width: int) -> str:
     raise ValueError(f"no CLIP text size of width {width}; known: {known}")
 
 
-class CLIPTextEncoder(nn.Module):
+class CLIPTextEncoder(TextTower):
     """CLIP's causal text transformer with its tokenizer; the text tower of ViCLIP.
 
     Satisfies the interface :class:`~vidlit.backbones.text.TextEncoder` has (``encode``,
@@ -149,9 +149,7 @@ class CLIPTextEncoder(nn.Module):
                 act_layer=QuickGELU if quick_gelu else nn.GELU,
             )
         self.embed_dim: int = size["width"]
-        if freeze:
-            self.model.requires_grad_(False)
-            self.model.eval()
+        self._apply_freeze()
 
     def pretrained_config(self) -> dict[str, Any]:
         """The constructor arguments (JSON), as :class:`~vidlit.backbones.VideoTextModel` saves them."""
@@ -164,12 +162,6 @@ class CLIPTextEncoder(nn.Module):
             "mlp_ratio": self.mlp_ratio,
             "quick_gelu": self.quick_gelu,
         }
-
-    def train(self, mode: bool = True) -> CLIPTextEncoder:
-        super().train(mode)
-        if self.freeze:
-            self.model.eval()
-        return self
 
     def tokenize(self, texts: list[str] | tuple[str, ...]) -> dict[str, Tensor]:
         """``input_ids`` and ``attention_mask`` ([B, L], padded to the longest caption) on its device."""
@@ -206,10 +198,6 @@ class CLIPTextEncoder(nn.Module):
         pooled = tokens[torch.arange(len(tokens), device=tokens.device), end]
         mask = torch.arange(length, device=input_ids.device) <= end.unsqueeze(1)
         return TextOutput(tokens=tokens, mask=mask, pooled=pooled)
-
-    def encode(self, texts: list[str] | tuple[str, ...]) -> TextOutput:
-        """Tokenize and encode a batch of strings."""
-        return self(**self.tokenize(texts))
 
     def load_clip_state_dict(
         self, state: Mapping[str, Tensor], source: str, prefix: str = "", strict: bool = True
