@@ -128,30 +128,8 @@ def test_infer_runs_an_mvm_backbone(tmp_path, capsys):
     assert embedding.shape == (64,) and torch.isfinite(embedding).all()
 
 
-NLQ_SMALL = """
-model:
-  init_args:
-    head:
-      init_args: {dim: 32, num_heads: 4, conv_layers: 2, dropout: 0.0, text_encoder: text_test}
-data:
-  init_args: {feature_dim: 64, batch_size: 8}
-"""
-
-
-def test_infer_matches_predict_natural_language_queries(tmp_path, capsys):
-    from vidlit.data.synth.ego4d_nlq import write_ego4d_nlq
-
-    data = write_ego4d_nlq(
-        tmp_path / "data", num_train_videos=4, num_val_videos=2, num_test_videos=1, feature_dim=64,
-        clip_steps=(24, 48),
-    )  # fmt: skip
-    small = tmp_path / "small.yaml"
-    small.write_text(NLQ_SMALL)
-    runs = tmp_path / "runs"
-    common = ["--config", str(RECIPES / "ego4d_nlq.yaml"), "--config", str(small)]
-    common += ["--data.init_args.root", str(data), "--trainer.default_root_dir", str(runs)]
-    main(["fit", *common, "--trainer.max_epochs", "1", "--trainer.limit_val_batches", "1"])
-    ckpt = runs / "version_0" / "checkpoints" / "last.ckpt"
+def test_infer_matches_predict_natural_language_queries(nlq_run, tmp_path, capsys):
+    data, ckpt, common = nlq_run
     submission = tmp_path / "submission.json"
     main(["predict", *common, "--ckpt_path", str(ckpt), "--submission.path", str(submission)])
     predicted = {
