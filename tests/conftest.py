@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -32,6 +34,21 @@ def one_thread():
 
     with torch_threads(1):
         yield
+
+
+@pytest.fixture
+def infer(capsys):
+    """``infer(*args)``: run ``vidlit infer ARGS`` (warnings silenced) and return the JSON it printed."""
+    from vidlit.cli import main
+
+    def run(*args: str):
+        capsys.readouterr()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            main(["infer", *args])
+        return json.loads(capsys.readouterr().out)
+
+    return run
 
 
 @pytest.fixture(scope="session")
