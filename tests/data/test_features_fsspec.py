@@ -18,6 +18,7 @@ from vidlit.data.features import (
     load_feature_file,
 )
 from vidlit.data.synth.ego4d_mq import write_ego4d_mq
+from vidlit.data.synth.videos import write_synthetic_videos
 from vidlit.engines.storage import OutputFolder
 
 DIM = 32
@@ -84,6 +85,43 @@ def test_mq_batches_from_url_root_equal_local(mq_local, mq_memory, scheme):
         _assert_same_batches(_batches(local, split), _batches(remote, split))
 
 
+def test_mq_batches_from_features_extract_wrote_to_memory(tmp_path):
+    """``vidlit extract --out memory://...`` output, read back by Ego4D MQ as from a local folder."""
+    from vidlit.backbones import create_backbone
+    from vidlit.extract import FeatureExtractor, extract_features
+
+    write_synthetic_videos(tmp_path / "clips", 4, num_frames=40, size=32, fps=15, seed=2)
+    torch.manual_seed(0)
+    backbone = create_backbone("vit_test", num_frames=4).eval()
+    extractor = FeatureExtractor(backbone, frames_per_window=4, size=32)
+    url = f"memory://vidlit-test-{uuid.uuid4().hex}/mq"
+    settings = {"window": 16, "stride": 16, "batch_size": 2, "progress": False}
+    for out in (tmp_path / "mq" / "features", f"{url}/features"):
+        extract_features(extractor, tmp_path / "clips" / "videos.csv", out, **settings)
+    # one video per extracted clip; its features span 40 frames at 15 fps
+    labels = [{"start_time": 0.5, "end_time": 2.0, "label": name, "primary": True} for name in ("a", "b")]
+    for split, keys in (("train", ["000000", "000001", "000002"]), ("val", ["000003", "000000"])):
+        clips = [
+            {"clip_uid": key, "video_start_sec": 0.0, "video_end_sec": 40 / 15,
+             "annotations": [{"annotator_uid": "x", "labels": labels}]}
+            for key in keys
+        ]  # fmt: skip
+        document = {"videos": [{"video_uid": f"v{split}", "split": split, "clips": clips}]}
+        (tmp_path / "mq" / f"moments_{split}.json").write_text(json.dumps(document))
+        OutputFolder(url).write_json(f"moments_{split}.json", document)
+    try:
+        local = Ego4DMQ(root=str(tmp_path / "mq"), feature_dim=64, batch_size=2)
+        remote = Ego4DMQ(root=url, feature_dim=64, batch_size=2)
+        assert remote.clock == local.clock and remote.step_sec == pytest.approx(16 / 15)  # extraction.json
+        local.setup("fit")
+        remote.setup("fit")
+        for split in ("train", "val"):
+            _assert_same_batches(_batches(local, split), _batches(remote, split))
+    finally:
+        fs, path = fsspec.core.url_to_fs(url)
+        fs.rm(path.rpartition("/")[0], recursive=True)
+
+
 def test_feature_helpers_read_urls(mq_local, mq_memory):
     features = join_path(mq_memory, "features")
     keys = sorted(p.stem for p in (mq_local / "features").iterdir() if p.suffix in (".pt", ".npy"))
@@ -118,7 +156,8 @@ def test_traversal_through_an_id_is_refused_for_url_roots(mq_memory):
     dm = Ego4DMQ(root=mq_memory, feature_dim=DIM, batch_size=2)
     with pytest.raises(
         ValueError,
-        match=r"moments_train.json: videos\[0\]\.clips\[0\]: key 'clip_uid': '../../elsewhere/secret' points outside",
+        match=r"moments_train.json: videos\[0\]\.clips\[0\]: key 'clip_uid': "
+        r"'../../elsewhere/secret' points outside",
     ):
         dm.setup("fit")
 
