@@ -1,7 +1,10 @@
 """Feature datasets read from fsspec URLs (``memory://``, ``file://``) give what a local copy gives."""
 
+import csv
 import json
+import math
 import uuid
+from pathlib import Path
 
 import fsspec
 import numpy as np
@@ -85,8 +88,9 @@ def test_mq_batches_from_url_root_equal_local(mq_local, mq_memory, scheme):
         _assert_same_batches(_batches(local, split), _batches(remote, split))
 
 
-def test_mq_batches_from_features_extract_wrote_to_memory(tmp_path):
-    """``vidlit extract --out memory://...`` output, read back by Ego4D MQ as from a local folder."""
+def _extract_mq(tmp_path, url):
+    """Features of 4 synthetic videos extracted (``vidlit extract``'s function) to a local folder and to
+    ``url``, with MQ annotation files naming them; returns the local dataset folder."""
     from vidlit.backbones import create_backbone
     from vidlit.extract import FeatureExtractor, extract_features
 
@@ -94,7 +98,6 @@ def test_mq_batches_from_features_extract_wrote_to_memory(tmp_path):
     torch.manual_seed(0)
     backbone = create_backbone("vit_test", num_frames=4).eval()
     extractor = FeatureExtractor(backbone, frames_per_window=4, size=32)
-    url = f"memory://vidlit-test-{uuid.uuid4().hex}/mq"
     settings = {"window": 16, "stride": 16, "batch_size": 2, "progress": False}
     for out in (tmp_path / "mq" / "features", f"{url}/features"):
         extract_features(extractor, tmp_path / "clips" / "videos.csv", out, **settings)
@@ -109,17 +112,54 @@ def test_mq_batches_from_features_extract_wrote_to_memory(tmp_path):
         document = {"videos": [{"video_uid": f"v{split}", "split": split, "clips": clips}]}
         (tmp_path / "mq" / f"moments_{split}.json").write_text(json.dumps(document))
         OutputFolder(url).write_json(f"moments_{split}.json", document)
-    try:
-        local = Ego4DMQ(root=str(tmp_path / "mq"), feature_dim=64, batch_size=2)
-        remote = Ego4DMQ(root=url, feature_dim=64, batch_size=2)
-        assert remote.clock == local.clock and remote.step_sec == pytest.approx(16 / 15)  # extraction.json
-        local.setup("fit")
-        remote.setup("fit")
-        for split in ("train", "val"):
-            _assert_same_batches(_batches(local, split), _batches(remote, split))
-    finally:
-        fs, path = fsspec.core.url_to_fs(url)
+    return tmp_path / "mq"
+
+
+@pytest.fixture
+def memory_url():
+    url = f"memory://vidlit-test-{uuid.uuid4().hex}/mq"
+    yield url
+    fs, path = fsspec.core.url_to_fs(url)
+    if fs.exists(path.rpartition("/")[0]):
         fs.rm(path.rpartition("/")[0], recursive=True)
+
+
+def test_mq_batches_from_features_extract_wrote_to_memory(tmp_path, memory_url):
+    """``vidlit extract --out memory://...`` output, read back by Ego4D MQ as from a local folder."""
+    root = _extract_mq(tmp_path, memory_url)
+    local = Ego4DMQ(root=str(root), feature_dim=64, batch_size=2)
+    remote = Ego4DMQ(root=memory_url, feature_dim=64, batch_size=2)
+    assert remote.clock == local.clock and remote.step_sec == pytest.approx(16 / 15)  # extraction.json
+    local.setup("fit")
+    remote.setup("fit")
+    for split in ("train", "val"):
+        _assert_same_batches(_batches(local, split), _batches(remote, split))
+
+
+@pytest.mark.slow
+def test_vidlit_fit_reads_a_memory_root(tmp_path, memory_url, one_thread):
+    """``vidlit fit`` (one train and one val batch, 1 epoch) on the MQ recipe with ``root: memory://...``."""
+    from vidlit.cli import main
+
+    _extract_mq(tmp_path, memory_url)
+    small = tmp_path / "small.yaml"
+    small.write_text(
+        "model:\n  init_args:\n    head:\n      init_args: {embed_dim: 32, head_dim: 32, levels: 3}\n"
+    )
+    recipe = str(Path(__file__).resolve().parents[2] / "recipes" / "ego4d_mq.yaml")
+    main(
+        ["fit", "--config", recipe, "--config", str(small), "--data.init_args.root", memory_url]
+        + ["--data.init_args.synthetic", "false", "--data.init_args.feature_dim", "64"]
+        + ["--data.init_args.batch_size", "2", "--trainer.max_epochs", "1"]
+        + ["--trainer.log_every_n_steps", "1"]
+        + ["--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1"]
+        + ["--trainer.default_root_dir", str(tmp_path / "runs")]
+    )
+    (run,) = (tmp_path / "runs").glob("version_*")
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert [r for r in rows if r.get("val/mAP")] and all(
+        math.isfinite(float(r["train/loss"])) for r in rows if r.get("train/loss")
+    )
 
 
 def test_feature_helpers_read_urls(mq_local, mq_memory):
