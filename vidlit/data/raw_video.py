@@ -94,6 +94,8 @@ class RawVideoDataModule(VidlitDataModule):
         self._reported: dict[str, frozenset[str]] = {}
         self._generator: torch.Generator | None = None
         self._generator_key: tuple[Any, ...] | None = None
+        self._saved_generator: tuple[tuple[Any, ...], torch.Tensor] | None = None  # from a checkpoint
+        self._done_generator: torch.Tensor | None = None  # its state after the last finished step
 
     def _attach_skip_report(self) -> None:
         trainer = self.trainer
@@ -118,7 +120,37 @@ class RawVideoDataModule(VidlitDataModule):
             seed = (global_seed() * 1_000_003 + trainer.current_epoch * 1009 + trainer.global_rank) % 2**63
             self._generator = torch.Generator(device=device).manual_seed(seed)
             self._generator_key = key
+            saved, self._saved_generator = self._saved_generator, None
+            if saved is not None and saved[0] == key:  # resumed inside the epoch it was saved in
+                self._generator.set_state(saved[1])
+            self._done_generator = self._generator.get_state()
         return self._generator
+
+    def train_batch_done(self) -> None:
+        super().train_batch_done()
+        if self._generator is not None:
+            self._done_generator = self._generator.get_state()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The training loader's position and the crops' generator state: a run resumed mid-epoch
+        reads and crops as the uninterrupted one.
+
+        Lightning stores it in every checkpoint. The generator's state is the one after the crops of
+        the last finished training step: a checkpoint written during a step (SLURM's requeue
+        signal) resumes with that step, which must crop its batch again the same way.
+        """
+        state = super().state_dict()  # the training loader's position
+        if self._done_generator is None or self._generator_key is None:
+            return state
+        epoch, device = self._generator_key
+        return {**state, "train_generator": {"epoch": epoch, "device": device, "state": self._done_generator}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue the saved epoch's crop generator (used only if training resumes in that epoch)."""
+        super().load_state_dict(state)
+        saved = state.get("train_generator")
+        if saved:
+            self._saved_generator = ((int(saved["epoch"]), str(saved["device"])), saved["state"])
 
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
         """Count (or, when strict, raise on) skipped videos, then crop, flip and normalize on the device."""

@@ -21,12 +21,15 @@ the disk of one node trains straight from object storage. Shards are split acros
 ranks and DataLoader workers; a sample whose video cannot be decoded or that lacks a caption is
 logged, counted and skipped (or raises, with ``strict=True``). :class:`EpochStreamLoader` gives
 the stream its epoch each time an epoch's iteration starts, so its shuffling follows the
-trainer's epoch, with persistent workers and after a resume too.
+trainer's epoch, with persistent workers and after a resume too, and a training loader resumes
+mid-epoch at the first sample not yet trained on (each worker's stream skips the samples it had
+given, without decoding them: :class:`~vidlit.data.base.LoaderPosition`).
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import logging
 import os
@@ -43,7 +46,7 @@ from torch import Tensor
 from torch.utils.data import IterableDataset, get_worker_info
 
 from vidlit.core.io import atomic_open
-from vidlit.data.base import EpochSeeded, EpochStreamLoader  # noqa: F401  (EpochStreamLoader lived here)
+from vidlit.data.base import EpochSeeded, EpochStreamLoader, _rank_and_world  # noqa: F401  (EpochStreamLoader lived here)
 from vidlit.data.sampling import uniform_segments
 from vidlit.data.transforms import bound_aspect
 from vidlit.data.video import VideoDecodeError, output_size
@@ -313,12 +316,6 @@ def _split_key(name: str) -> tuple[str, str]:
     return posixpath.join(folder, stem) if folder else stem, extension.lower()
 
 
-def _rank_and_world() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
 class VideoTextShards(EpochSeeded, IterableDataset):
     """Stream ``{"video", "caption", "video_id"}`` samples from WebDataset video-text shards.
 
@@ -349,6 +346,11 @@ class VideoTextShards(EpochSeeded, IterableDataset):
     "sample <key>: ...", "video_id": key}``, the failure marker of the map-style datasets, so
     :func:`~vidlit.data.internvid.collate_video_text` lists it and a data module can count it,
     or raise from the main process. A shard that does not exist raises :class:`FileNotFoundError`.
+
+    Each reader's stream is its shards' samples, still encoded, through the shuffle buffer; clips
+    are decoded as they leave it. :meth:`set_start` makes each reader skip the first items of that
+    stream (read, never decoded) and :meth:`stream_position` says how many it has taken: what
+    :class:`~vidlit.data.base.EpochStreamLoader` saves to resume an epoch mid-way.
 
     Args:
         urls: shard URL(s): local paths, ``file://``, any fsspec protocol (``s3://``, ``gs://``,
@@ -388,6 +390,10 @@ class VideoTextShards(EpochSeeded, IterableDataset):
         self.strict = strict
         self.failure_markers = failure_markers
         self._skipped = torch.zeros(_MAX_WORKER_SLOTS, dtype=torch.long).share_memory_()
+        # where each (rank-local) worker's stream starts this epoch, set in the main process
+        self._start = torch.zeros(_MAX_WORKER_SLOTS, dtype=torch.long).share_memory_()
+        self._first_reader = torch.zeros((), dtype=torch.long).share_memory_()
+        self._reader, self._position = 0, 0  # this process's stream, and the items it has taken
 
     @property
     def num_skipped(self) -> int:
@@ -402,11 +408,36 @@ class VideoTextShards(EpochSeeded, IterableDataset):
             urls = [urls[i] for i in order]
         return urls[rank::world_size][worker::num_workers]
 
+    def set_start(self, offsets: Mapping[int, int], first_reader: int = 0) -> None:
+        """Start reader ``r``'s stream at item ``offsets[r]`` in the next iteration (others at 0).
+
+        A reader is one of this rank's ``num_workers`` streams; DataLoader worker ``w`` reads
+        stream ``(w + first_reader) % num_workers``, so the loader, which takes a batch from each
+        worker in turn from worker 0 on, continues a stream order that had reached
+        ``first_reader``'s turn. Call it in the main process before the iteration starts; the
+        values live in shared memory, so persistent DataLoader workers read them when they begin
+        the next epoch.
+        """
+        self._start.zero_()
+        for reader, offset in offsets.items():
+            if not 0 <= reader < _MAX_WORKER_SLOTS:
+                raise ValueError(f"reader {reader} is out of range (at most {_MAX_WORKER_SLOTS} workers)")
+            self._start[reader] = int(offset)
+        self._first_reader.fill_(first_reader)
+
+    def stream_position(self) -> tuple[int, int]:
+        """``(reader, items of its stream taken so far this epoch)``, the skipped start included."""
+        return self._reader, self._position
+
     def __iter__(self) -> Iterator[dict[str, Any]]:
         rank, world_size = _rank_and_world()
         info = get_worker_info()
         worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        urls = self.shards_for(rank, world_size, worker, num_workers)
+        # the reader decides the shards, the shuffling and the start; the worker only counts skips
+        reader = (worker + int(self._first_reader)) % num_workers
+        urls = self.shards_for(rank, world_size, reader, num_workers)
+        self._reader = reader
+        self._position = start = int(self._start[reader % _MAX_WORKER_SLOTS])
         if not urls:
             log.warning(
                 "rank %d worker %d has no shard to read: %d shards for %d ranks x %d workers",
@@ -417,11 +448,13 @@ class VideoTextShards(EpochSeeded, IterableDataset):
                 num_workers,
             )
             return
-        samples = (s for url in urls for s in self._samples(url, worker))
+        # still encoded: a resumed stream skips its start without decoding it
+        encoded = ((url, *item) for url in urls for item in self._grouped(url))
         if self.shuffle:
-            rng = self.rng(rank, worker)
-            samples = _shuffled(samples, self.shuffle, rng)
-        yield from samples
+            encoded = _shuffled(encoded, self.shuffle, self.rng(rank, reader))
+        for url, key, fields, broken in itertools.islice(encoded, start, None):
+            self._position += 1
+            yield from self._decoded(url, key, fields, broken, worker)
 
     def _skip(self, worker: int, url: str, key: str, reason: str) -> Iterator[dict[str, Any]]:
         """Raise (strict) or count and log a bad sample; yields its failure marker if asked to."""
@@ -432,25 +465,27 @@ class VideoTextShards(EpochSeeded, IterableDataset):
         if self.failure_markers:
             yield {"error": url, "reason": f"sample {key}: {reason}", "video_id": key}
 
-    def _samples(self, url: str, worker: int) -> Iterator[dict[str, Any]]:
-        for key, fields, broken in self._grouped(url):
-            if broken is not None:  # the shard broke off while this sample was read
-                yield from self._skip(worker, url, key, broken)
-                return
-            video = next((fields[e] for e in VIDEO_EXTENSIONS if e in fields), None)
-            if video is None:
-                yield from self._skip(worker, url, key, f"no video file (fields: {sorted(fields)})")
-                continue
-            caption = self._caption(fields)
-            if caption is None:
-                yield from self._skip(worker, url, key, "no caption (.txt, or 'caption' in .json)")
-                continue
-            try:
-                frames = decode_mp4(video, self.num_frames, self.short_side)
-            except ValueError as e:
-                yield from self._skip(worker, url, key, str(e))
-                continue
-            yield {"video": frames, "caption": caption, "video_id": key}
+    def _decoded(
+        self, url: str, key: str, fields: dict[str, bytes], broken: str | None, worker: int
+    ) -> Iterator[dict[str, Any]]:
+        """The sample of one group of tar members, or its failure marker (or nothing) when bad."""
+        if broken is not None:  # the shard broke off while this sample was read
+            yield from self._skip(worker, url, key, broken)
+            return
+        video = next((fields[e] for e in VIDEO_EXTENSIONS if e in fields), None)
+        if video is None:
+            yield from self._skip(worker, url, key, f"no video file (fields: {sorted(fields)})")
+            return
+        caption = self._caption(fields)
+        if caption is None:
+            yield from self._skip(worker, url, key, "no caption (.txt, or 'caption' in .json)")
+            return
+        try:
+            frames = decode_mp4(video, self.num_frames, self.short_side)
+        except ValueError as e:
+            yield from self._skip(worker, url, key, str(e))
+            return
+        yield {"video": frames, "caption": caption, "video_id": key}
 
     @staticmethod
     def _caption(fields: dict[str, bytes]) -> str | None:
@@ -497,9 +532,9 @@ class VideoTextShards(EpochSeeded, IterableDataset):
             yield key, fields, None
 
 
-def _shuffled(samples: Iterator[dict[str, Any]], size: int, rng: np.random.Generator) -> Iterator[dict]:
+def _shuffled(samples: Iterator[Any], size: int, rng: np.random.Generator) -> Iterator[Any]:
     """A reservoir-style shuffle buffer (as ``webdataset.shuffle``): fill, then swap out at random."""
-    buffer: list[dict[str, Any]] = []
+    buffer: list[Any] = []
     for sample in samples:
         if len(buffer) < size:
             buffer.append(sample)

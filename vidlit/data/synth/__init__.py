@@ -8,9 +8,12 @@ only when that task is asked for.
 
 from __future__ import annotations
 
+import string
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from vidlit.core.imports import import_path
 
@@ -49,6 +52,15 @@ class _Registry(dict):
 
 
 SYNTHESIZERS: dict[str, Callable[..., Any]] = _Registry.fromkeys(_GENERATORS)
+
+
+# the characters of a YouTube video id
+_YOUTUBE_ID_ALPHABET = string.ascii_letters + string.digits + "-_"
+
+
+def random_youtube_id(rng: np.random.Generator, length: int = 11) -> str:
+    """A made-up YouTube-style video id: ``length`` characters of ``[A-Za-z0-9_-]`` drawn from ``rng``."""
+    return "".join(_YOUTUBE_ID_ALPHABET[i] for i in rng.integers(len(_YOUTUBE_ID_ALPHABET), size=length))
 
 
 def require_complete(root: str | Path, marker: str | Path, task: str) -> None:
