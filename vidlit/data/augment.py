@@ -200,10 +200,13 @@ def smooth_one_hot(targets: Tensor, smoothing: float) -> Tensor:
 class MixupCutmix(nn.Module):
     """Mixup (Zhang et al., 2018) or CutMix (Yun et al., 2019) of a clip batch, one draw per batch.
 
-    timm's ``Mixup`` (``mode="batch"``) on ``[b, c, t, h, w]``: clip ``i`` is mixed with clip
-    ``b - 1 - i`` (timm's ``flip(0)``; with repeated augmentation's adjacent copies ``[a, a, b,
-    b, ...]`` no clip meets its own copy, where torchvision's ``roll(1)`` pairs half of them so),
-    at a weight ``lam ~ Beta(alpha, alpha)`` drawn once per batch. Cutmix pastes one box of the
+    timm's ``Mixup`` (``mode="batch"``) on ``[b, c, t, h, w]``, except for the pairing: clip
+    ``i`` is mixed with clip ``(i + b // 2) mod b``, at a weight ``lam ~ Beta(alpha, alpha)``
+    drawn once per batch. Repeated augmentation puts a video's ``r`` copies next to each other
+    (``[a, a, b, b, ...]``); half a batch away, no clip meets its own copy whenever the batch holds
+    at least ``2 r`` clips, whatever its size (torchvision's ``roll(1)`` pairs half the clips with
+    their copy; timm's ``flip(0)`` pairs the middle two when ``b = 2 mod 4``, which a last or
+    partly skipped batch makes happen). Cutmix pastes one box of the
     last two (spatial) axes over all frames (torchvision's ``v2.CutMix`` box law: centre uniform
     in the frame, sides ``sqrt(1 - lam)`` of the frame's, clipped to it) and the targets mix by
     the pasted area, as ``timm.data.mixup.mixup_target`` with the area-corrected ``lam``. With
@@ -258,7 +261,8 @@ class MixupCutmix(nn.Module):
             return video, smooth_one_hot(targets, self.label_smoothing)
         alpha = self.mixup_alpha if kind == "mixup" else self.cutmix_alpha
         lam = float(torch.distributions.Beta(alpha, alpha).sample())
-        partner = video.flip(0)  # timm's pairing: clip i with clip b - 1 - i
+        shift = video.shape[0] // 2  # clip i with clip (i + b // 2) mod b: never its adjacent copy
+        partner = video.roll(-shift, 0)
         if kind == "mixup":
             video = video * lam + partner * (1.0 - lam)
         else:
@@ -267,7 +271,7 @@ class MixupCutmix(nn.Module):
             video = video.clone()
             video[..., top:bottom, left:right] = partner[..., top:bottom, left:right]
             lam = 1.0 - (bottom - top) * (right - left) / (height * width)  # the area kept
-        targets = targets * lam + targets.flip(0) * (1.0 - lam)
+        targets = targets * lam + targets.roll(-shift, 0) * (1.0 - lam)
         return video, smooth_one_hot(targets, self.label_smoothing)
 
     @staticmethod
