@@ -1,0 +1,91 @@
+"""LLP, AVE and XD-Violence read from fsspec URLs (``memory://``) give what a local copy gives."""
+
+import uuid
+
+import fsspec
+import pytest
+import torch
+
+from vidlit.data.llp import LLPVideoParsing
+from vidlit.data.synth.llp import write_llp
+from vidlit.engines.storage import OutputFolder
+
+
+def _upload(local, url):
+    """Every file under ``local`` to the same names under ``url``, written as ``vidlit extract`` writes."""
+    out = OutputFolder(url)
+    for path in sorted(p for p in local.rglob("*") if p.is_file()):
+        out.write(path.relative_to(local).as_posix(), path.read_bytes())
+
+
+@pytest.fixture
+def memory_url():
+    url = f"memory://vidlit-test-{uuid.uuid4().hex}/data"
+    yield url
+    fs, path = fsspec.core.url_to_fs(url)
+    if fs.exists(path.rpartition("/")[0]):
+        fs.rm(path.rpartition("/")[0], recursive=True)
+
+
+def _assert_equal(a, b, where="batch"):
+    """Two batches (nested dicts / lists of tensors and plain values) are equal, tensors ``torch.equal``."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            _assert_equal(a[key], b[key], f"{where}[{key!r}]")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_equal(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
+def _first_batches(local, remote):
+    """The first train and val batch of two data modules are equal."""
+    for dm in (local, remote):
+        dm.setup("fit")
+    for loader in ("train_dataloader", "val_dataloader"):
+        a, b = next(iter(getattr(local, loader)())), next(iter(getattr(remote, loader)()))
+        _assert_equal(a, b, loader)
+
+
+# ---- LLP
+
+LLP_DIMS = {"audio_dim": 8, "feature_dim": 12, "motion_dim": 4}
+
+
+@pytest.fixture(scope="module")
+def llp_local(tmp_path_factory):
+    root = tmp_path_factory.mktemp("llp_fsspec") / "llp"
+    write_llp(root, num_train=6, num_val=4, num_test=2, audio_dim=8, visual_dim=8, motion_dim=4)
+    return root
+
+
+def test_llp_batches_from_memory_root_equal_local(llp_local, memory_url):
+    _upload(llp_local, memory_url)
+    local = LLPVideoParsing(root=str(llp_local), batch_size=3, **LLP_DIMS)
+    remote = LLPVideoParsing(root=memory_url, batch_size=3, synthetic=True, **LLP_DIMS)
+    _first_batches(local, remote)
+    assert all(str(p).startswith("memory://") for p in remote.dataset("val")._found.values())
+
+
+def test_llp_traversal_id_refused_for_url_root(llp_local, memory_url):
+    _upload(llp_local, memory_url)
+    out = OutputFolder(memory_url)
+    lines = out.read_bytes("AVVP_train.csv").decode().splitlines()
+    lines[1] = "../../x/secret_0_10\t" + lines[1].split("\t", 1)[1]
+    out.write("AVVP_train.csv", "\n".join(lines).encode())
+    dm = LLPVideoParsing(root=memory_url, batch_size=3, **LLP_DIMS)
+    with pytest.raises(
+        ValueError, match=r"video '../../x/secret_0_10': '../../x/sec.npy' points outside memory://"
+    ):
+        dm.setup("fit")
+
+
+def test_url_root_with_synthetic_needs_the_data_there(memory_url):
+    with pytest.raises(FileNotFoundError, match=r"^memory://.*: no AVVP_train.csv: synthetic sample data is "
+                       r"written to local folders only: run `vidlit data synth llp --out DIR`"):  # fmt: skip
+        LLPVideoParsing(root=memory_url, synthetic=True, **LLP_DIMS)
