@@ -8,6 +8,8 @@ import torch
 
 from vidlit.data.llp import LLPVideoParsing
 from vidlit.data.synth.llp import write_llp
+from vidlit.data.synth.xd_violence import write_xd_violence
+from vidlit.data.xd_violence import XDViolence
 from vidlit.engines.storage import OutputFolder
 
 
@@ -89,3 +91,37 @@ def test_url_root_with_synthetic_needs_the_data_there(memory_url):
     with pytest.raises(FileNotFoundError, match=r"^memory://.*: no AVVP_train.csv: synthetic sample data is "
                        r"written to local folders only: run `vidlit data synth llp --out DIR`"):  # fmt: skip
         LLPVideoParsing(root=memory_url, synthetic=True, **LLP_DIMS)
+
+
+# ---- XD-Violence
+
+XD_DIMS = {"feature_dim": 16, "audio_dim": 8, "num_crops": 2}
+
+
+@pytest.fixture(scope="module")
+def xd_local(tmp_path_factory):
+    root = tmp_path_factory.mktemp("xd_fsspec") / "xd"
+    write_xd_violence(root, num_train=4, num_test=4, min_snippets=8, max_snippets=12, **XD_DIMS)
+    return root
+
+
+@pytest.mark.parametrize("ground_truth", ["annotations.txt", "list/gt.npy"])
+def test_xd_violence_batches_from_memory_root_equal_local(xd_local, memory_url, ground_truth):
+    _upload(xd_local, memory_url)
+    kwargs = {"batch_size": 4, "eval_batch_size": 2, "ground_truth": ground_truth, **XD_DIMS}
+    local = XDViolence(root=str(xd_local), **kwargs)
+    remote = XDViolence(root=memory_url, synthetic=True, **kwargs)
+    _first_batches(local, remote)
+    assert all(str(p).startswith("memory://") for v in remote.videos("train") for p in (*v.rgb, v.audio))
+
+
+def test_xd_violence_traversal_entry_refused_for_url_root(xd_local, memory_url):
+    _upload(xd_local, memory_url)
+    out = OutputFolder(memory_url)
+    lines = out.read_bytes("list/rgb.list").decode().splitlines()
+    lines[2] = "features/../../../elsewhere/x_label_A__0.npy"
+    out.write("list/rgb.list", "\n".join(lines).encode())
+    dm = XDViolence(root=memory_url, **XD_DIMS)
+    with pytest.raises(ValueError, match=r"list/rgb.list: line 3: 'features/../../../elsewhere/x_label_A__0.npy' "
+                       r"points outside memory://"):  # fmt: skip
+        dm.setup("fit")

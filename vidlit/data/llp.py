@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from vidlit.core.io import confined_path, file_exists, is_url, join_path, read_bytes
+from vidlit.core.io import confined_path, file_exists, is_url, join_path, read_bytes, url_listing
 from vidlit.data.base import InferenceInput, VidlitDataModule, missing_files, split_files
 from vidlit.data.features import load_feature_file, pad_sequences
 from vidlit.formats._schema import AnnotationError, validate
@@ -183,16 +183,6 @@ def find_llp_feature(folder: Path | str, filename: str, listed: set[str] | None 
     return None
 
 
-def _listing(folder: str) -> set[str]:
-    """The file names directly in a URL folder (empty when there is no such folder)."""
-    import fsspec
-
-    fs, inner = fsspec.core.url_to_fs(folder)
-    if not fs.isdir(inner):
-        return set()
-    return {p.rstrip("/").rpartition("/")[2] for p in fs.find(inner, maxdepth=1)}
-
-
 class LLPDataset(Dataset):
     """Videos of one split with their audio and visual feature sequences.
 
@@ -240,7 +230,7 @@ class LLPDataset(Dataset):
             listed = None
             if is_url(folder):
                 if folder not in self._listed:
-                    self._listed[folder] = _listing(folder)
+                    self._listed[folder] = url_listing(folder)
                 listed = self._listed[folder]
             self._found[key] = find_llp_feature(folder, filename, listed)
         return self._found[key]
