@@ -6,7 +6,9 @@ import fsspec
 import pytest
 import torch
 
+from vidlit.data.ave import AVEDataModule
 from vidlit.data.llp import LLPVideoParsing
+from vidlit.data.synth.ave import write_ave
 from vidlit.data.synth.llp import write_llp
 from vidlit.data.synth.xd_violence import write_xd_violence
 from vidlit.data.xd_violence import XDViolence
@@ -125,3 +127,31 @@ def test_xd_violence_traversal_entry_refused_for_url_root(xd_local, memory_url):
     bad = r"list/rgb.list: line 3: 'features/../../../elsewhere/x_label_A__0.npy' points outside memory://"
     with pytest.raises(ValueError, match=bad):
         dm.setup("fit")
+
+
+# ---- AVE (h5 features, rows named by position: no id in a file becomes a path)
+
+
+@pytest.fixture(scope="module")
+def ave_local(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ave_fsspec") / "ave"
+    write_ave(
+        root, num_categories=2, videos_per_category=(3, 2, 1), num_noisy=2, audio_dim=8, visual_dim=4, grid=3
+    )
+    return root
+
+
+@pytest.mark.parametrize("supervision", ["full", "weak"])
+def test_ave_batches_from_memory_root_equal_local(ave_local, memory_url, supervision):
+    _upload(ave_local, memory_url)
+    kwargs = {"feature_dim": 4, "audio_dim": 8, "supervision": supervision, "batch_size": 4}
+    local = AVEDataModule(root=str(ave_local), **kwargs)
+    remote = AVEDataModule(root=memory_url, **kwargs)  # synthetic: true (the default) reads what is there
+    _first_batches(local, remote)
+    assert remote.dataset("val").audio_path == f"{memory_url}/audio_feature.h5"
+
+
+def test_ave_url_root_without_data_is_one_line(memory_url):
+    message = r"^memory://.*: no audio_feature.h5: synthetic sample data is written to local folders only"
+    with pytest.raises(FileNotFoundError, match=message):
+        AVEDataModule(root=memory_url).setup("fit")
