@@ -28,6 +28,7 @@ __all__ = [
     "read_json",
     "read_jsonl",
     "require",
+    "url_listing",
     "write_atomic",
     "write_json_atomic",
 ]
@@ -223,6 +224,17 @@ def file_exists(path: str | Path) -> bool:
 
     fs, inner = fsspec.core.url_to_fs(path)
     return fs.isfile(inner)
+
+
+def url_listing(folder: str) -> set[str]:
+    """The names of the files directly in the fsspec URL folder ``folder`` (empty without one): one
+    listing instead of an existence query per file, which counts on object storage."""
+    import fsspec
+
+    fs, inner = fsspec.core.url_to_fs(folder)
+    if not fs.isdir(inner):
+        return set()
+    return {p.rstrip("/").rpartition("/")[2] for p in fs.find(inner, maxdepth=1)}
 
 
 def read_bytes(path: str | Path, what: str = "file") -> bytes:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vidlit.core.io import file_exists, is_url, join_path, read_bytes, read_json
+from vidlit.core.io import file_exists, is_url, join_path, read_bytes, read_json, url_listing
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +46,7 @@ def find_feature_files(feature_dir: str | Path, keys: Sequence[str]) -> list[Pat
     """
     if not is_url(feature_dir):
         return [find_feature_file(feature_dir, key) for key in keys]
-    import fsspec
-
-    fs, inner = fsspec.core.url_to_fs(feature_dir)
-    names = set()
-    if fs.isdir(inner):
-        names = {p.rstrip("/").rpartition("/")[2] for p in fs.find(inner, maxdepth=1)}
+    names = url_listing(feature_dir)
     found: list[Path | str | None] = []
     for key in keys:
         name = next((f"{key}{s}" for s in FEATURE_SUFFIXES if f"{key}{s}" in names), None)

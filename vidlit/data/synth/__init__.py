@@ -74,6 +74,15 @@ def require_complete(root: str | Path, marker: str | Path, task: str) -> None:
     Raises:
         FileNotFoundError: one line naming the folder, the missing file and the command to run.
     """
+    from vidlit.core.io import file_exists, is_url, join_path
+
+    if is_url(root):  # sample data is written to local folders only: a URL root must hold it already
+        if not file_exists(join_path(root, marker)):
+            raise FileNotFoundError(
+                f"{root}: no {marker}: synthetic sample data is written to local folders only: run "
+                f"`vidlit data synth {task} --out DIR` and copy DIR to {root}"
+            )
+        return
     root = Path(root)
     if root.exists() and not (root / marker).exists():
         raise FileNotFoundError(
