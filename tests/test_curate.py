@@ -10,11 +10,15 @@ import numpy as np
 import pytest
 import torch
 
+import vidlit.curate as curate_module
 from vidlit.backbones import create_backbone
 from vidlit.backbones.video_text import VideoTextModel
 from vidlit.cli import main
 from vidlit.curate import (
     Caption,
+    SourceVideo,
+    _Cut,
+    _encode_kept,
     curate,
     detect_shots,
     format_timestamp,
@@ -208,6 +212,43 @@ def test_nothing_kept_shows_the_score_distribution_and_skips_name_the_line(
     assert text.startswith(f"min {low:.3f}, p10 ") and text.endswith(f"max {high:.3f}") and "p50" in text
     # the source's line in the input, said as such (not glued to the path as `broken.mp4:4`)
     assert "skipping unreadable source video broken.mp4 (input.jsonl line 4):" in caplog.text
+
+
+def test_a_video_that_fails_part_way_is_a_failed_video(
+    sources, model, tmp_path, caplog, monkeypatch, zero_frames, one_thread
+):
+    # the same three shots, frames 41 to 44 unreadable: the first group of clips (two per
+    # group here) decodes, the last clip's frames fail, after a good row
+    rng = np.random.default_rng(0)
+    frames = np.concatenate([_shot(COLOURS[s], rng) for s in range(3)])
+    write_video(tmp_path / "whole.mp4", frames, fps=FPS, faststart=True)
+    zero_frames(tmp_path / "whole.mp4", tmp_path / "damaged.mp4", 41, 4)
+    for name in ("src0.mp4", "src1.mp4"):
+        shutil.copy(sources / name, tmp_path)
+    lines = [{"video": name, "captions": CAPTIONS} for name in ("src0.mp4", "damaged.mp4", "src1.mp4")]
+    (tmp_path / "input.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    monkeypatch.setattr(curate_module, "CAPTION_GROUP", 2)
+    # nothing kept: the error comes from decoding the model's frames of the second group
+    none = curate(model, tmp_path / "input.jsonl", tmp_path / "none", threshold=2.0, **OPTIONS)
+    assert (none.processed, none.pairs, [Path(p).name for p, _ in none.failed]) == (2, 10, ["damaged.mp4"])
+    # everything kept: the clips re-read whole to write the samples fail too
+    with caplog.at_level("WARNING"):
+        summary = curate(model, tmp_path / "input.jsonl", tmp_path / "out", threshold=-1.0, **OPTIONS)
+    assert (summary.processed, summary.kept) == (2, 10)
+    assert [Path(p).name for p, _ in summary.failed] == ["damaged.mp4"]
+    assert "skipping unreadable source video damaged.mp4 (input.jsonl line 2):" in caplog.text
+    manifest = json.loads((tmp_path / "out" / "curate_manifest.json").read_text())
+    assert manifest["videos"]["damaged.mp4"]["status"] == "failed"
+    assert [v["status"] for k, v in manifest["videos"].items() if k != "damaged.mp4"] == ["done", "done"]
+
+    # a kept clip re-read whole for its sample (more frames than the model saw) fails alike:
+    # an error row, not an exception out of the run
+    video = SourceVideo(tmp_path / "damaged.mp4", "damaged.mp4", "damaged", (Caption("x"),), 2)
+    cut = _Cut(8, 32, "content", None, 6, 0.5, None, None, "auto", -1.0, "all", None)
+    row = {"video": video, "fps": float(FPS), "seconds": {}, "offset": 0, "clips": [(40, 60)],
+           "generated": [{}], "scored": [(0, [(0.5, 0, Caption("x"))])]}  # fmt: skip
+    out = _encode_kept(cut, row)
+    assert out["video"] is video and "cannot decode" in out["error"], out.get("error")
 
 
 def test_ids_that_make_the_same_sample_keys_are_named(tmp_path):

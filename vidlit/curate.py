@@ -533,7 +533,8 @@ class _Cut:
 
 def _decode_video(cut: _Cut, video: SourceVideo) -> Iterator[dict[str, Any]]:
     """CPU stage: shots, clips, and the frames the models need, ``CAPTION_GROUP`` clips per row
-    (so a long video's frames are never all in memory). An unreadable video: one ``error`` row."""
+    (so a long video's frames are never all in memory). An unreadable video: an ``error`` row, the
+    last, possibly after good ones when decoding fails part way (the video then fails whole)."""
     try:
         with open_video(video.path, cut.backend, resize=cut.clip_short_side) as reader:
             length, fps = len(reader), reader.fps
@@ -683,6 +684,8 @@ def _encode_kept(cut: _Cut, row: dict[str, Any]) -> dict[str, Any]:
                     **({"captions": generated[k]} if cut.captions else {}),
                 }
                 kept.append({"key": key, "mp4": mp4, "caption": caption.text, "json": metadata, "line": line})
+    except VideoDecodeError as e:  # a kept clip's frames the model stage did not need fail to decode
+        return {"video": video, "error": e.reason}
     finally:
         if reader is not None:
             reader.close()
@@ -699,9 +702,11 @@ def _encode_kept(cut: _Cut, row: dict[str, Any]) -> dict[str, Any]:
 def _video_result(cut: _Cut, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """One video's rows (in order) as its manifest record, kept samples, scores and stage seconds."""
     first = rows[0]
-    if "error" in first:
+    # an error row may follow good ones (a video that fails part way): the whole video fails
+    error = next((r["error"] for r in rows if "error" in r), None)
+    if error is not None:
         return {
-            "record": {"status": "failed", "reason": first["error"]},
+            "record": {"status": "failed", "reason": error},
             "kept": [],
             "scores": [],
             "seconds": {},
