@@ -179,6 +179,41 @@ def test_rerun_skips_finished_videos_and_retries_failed(sources, model, tmp_path
     assert third.jsonl.read_text() == second.jsonl.read_text()
 
 
+def test_a_rerun_leaves_no_stale_shards_or_markers(sources, model, tmp_path, caplog, one_thread):
+    for v in range(3):
+        shutil.copy(sources / f"src{v}.mp4", tmp_path)
+    lines = (sources / "input.jsonl").read_text().splitlines(True)
+    (tmp_path / "input.jsonl").write_text("".join(lines[:3]))
+    out = tmp_path / "out"
+    first = curate(model, tmp_path / "input.jsonl", out, threshold=-1.0, videos_per_partition=1, **OPTIONS)
+    assert len(first.shards) == 3
+    # the input loses its last video; partition 1 is redone (its marker lost) and now keeps
+    # nothing (its video became unreadable): neither its old shard nor partition 2's stays
+    (tmp_path / "input.jsonl").write_text("".join(lines[:2]))
+    (tmp_path / "src1.mp4").write_bytes(b"not a video" * 100)
+    (out / "partitions" / "part-000001.json").unlink()
+    with caplog.at_level("WARNING"):
+        again = curate(
+            model, tmp_path / "input.jsonl", out, threshold=-1.0, videos_per_partition=1, **OPTIONS
+        )
+    assert (again.processed, again.resumed, len(again.failed)) == (0, 1, 1)
+    assert sorted(p.name for p in (out / "shards").iterdir()) == ["shard-000000.jsonl", "shard-000000.tar"]
+    assert sorted(p.name for p in (out / "partitions").iterdir()) == ["part-000000.json", "part-000001.json"]
+    for name in ("shards/shard-000002.tar", "shards/shard-000002.jsonl", "partitions/part-000002.json"):
+        assert f"{out / name}: removing it, no partition of this input names it" in caplog.text
+    manifest = json.loads((out / "curate_manifest.json").read_text())
+    assert manifest["shards"] == ["shard-000000.tar"] and list(manifest["videos"]) == ["src0.mp4", "src1.mp4"]
+    assert len(again.jsonl.read_text().splitlines()) == 5  # src0's pairs only
+    # without its manifest the folder is not known to be curate's: a stray shard is named, not removed
+    (out / "curate_manifest.json").unlink()
+    (out / "shards" / "shard-000007.tar").write_bytes(b"")
+    curate(model, tmp_path / "input.jsonl", out, threshold=-1.0, videos_per_partition=1, **OPTIONS)
+    assert (out / "shards" / "shard-000007.tar").exists()
+    assert (
+        f"{out / 'shards/shard-000007.tar'}: no partition of this input names it; left alone" in caplog.text
+    )
+
+
 def test_a_rerun_with_other_settings_or_another_model_is_refused(sources, model, tmp_path, one_thread):
     source = tmp_path / "one.jsonl"
     source.write_text((sources / "input.jsonl").read_text().splitlines(True)[0])

@@ -748,11 +748,34 @@ class _CurateOutput:
                     f"{folder.url_of(MANIFEST)}: this folder was curated otherwise ({'; '.join(changes)}); "
                     "curate into another folder, or pass --overwrite to start it over"
                 )
+        # a manifest of these settings: the folder is this curation's own (its stale files go)
+        self.own = folder.exists(MANIFEST)
         folder.makedirs("shards")
         folder.makedirs(MARKERS)
         self.markers: dict[int, dict[str, Any]] = {}
         self.shards: set[str] | None = None  # the shards folder's listing, read once on resume
         self.save()  # the settings first: a second run into the folder is checked against them
+
+    def remove_stale(self, partitions: Sequence[Partition]) -> None:
+        """Remove the shards, their JSONL and the done markers that no partition of this input
+        names (an earlier run of a longer input list), so that the shards folder holds only this
+        input's pairs; in a folder without a manifest (not known to be curate's), only name them."""
+        named = {p.marker for p in partitions}
+        named |= {f"shards/{name}" for p in partitions for name in _shard_names(p.index)}
+        ours = re.compile(rf"(shards/shard-\d{{6}}\.(tar|jsonl)|{MARKERS}/part-\d{{6}}\.json)")
+        for name in (*self.folder.list("shards"), *self.folder.list(MARKERS)):
+            if name in named or not ours.fullmatch(name):
+                continue
+            if self.own:
+                log.warning("%s: removing it, no partition of this input names it", self.folder.url_of(name))
+                self.folder.remove(name)
+            else:
+                log.warning(
+                    "%s: no partition of this input names it; left alone (the folder has no %s)",
+                    self.folder.url_of(name),
+                    MANIFEST,
+                )
+        self.shards = None
 
     def complete(self, partition: Partition, marker: dict[str, Any]) -> bool:
         """Done: no video failed (a rerun retries them) and the shard and its JSONL are there."""
@@ -768,7 +791,10 @@ class _CurateOutput:
         of the shard written."""
         samples = [s for r in results for s in r["kept"]]
         shard = url = None
-        if samples:
+        if not samples:  # a redone partition that keeps nothing now: no earlier attempt's shard stays
+            for name in _shard_names(partition.index):
+                self.folder.remove(f"shards/{name}")
+        else:
             shard = SHARD_PATTERN % partition.index
             (url,) = write_shards(
                 ({k: s[k] for k in ("key", "mp4", "caption", "json")} for s in samples),
@@ -818,6 +844,12 @@ class _CurateOutput:
 
 def _jsonl_of(shard: str) -> str:
     return shard.replace(".tar", ".jsonl")
+
+
+def _shard_names(index: int) -> tuple[str, str]:
+    """Partition ``index``'s shard and its JSONL, in ``shards/``."""
+    shard = SHARD_PATTERN % index
+    return shard, _jsonl_of(shard)
 
 
 def curate(
@@ -939,6 +971,7 @@ def curate(
     }
     output = _CurateOutput(OutputFolder(out), settings, jsonl_name, overwrite)
     partitions = split_partitions(videos, [v.name for v in videos], videos_per_partition)
+    output.remove_stale(partitions)
     todo, done = pending_partitions(output.folder, partitions, output.complete)
     output.markers.update(done)
     summary = CurateSummary(videos=len(videos), threshold=threshold)
