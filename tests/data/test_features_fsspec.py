@@ -17,6 +17,7 @@ from vidlit.data.features import (
     EXTRACTION_RECORD,
     feature_steps,
     feature_timing,
+    find_feature_file,
     find_feature_files,
     load_feature_file,
 )
@@ -213,3 +214,13 @@ def test_confined_url_rejects_ways_out(name):
 def test_confined_url_keeps_names_inside():
     assert confined_path("s3://bucket/data/", "features/c1.pt", "r") == "s3://bucket/data/features/c1.pt"
     assert confined_url("memory://root", "a/b..c.pt", "r") == "memory://root/a/b..c.pt"
+
+
+@pytest.mark.parametrize("name", ["memory://elsewhere/x", "s3://other-bucket/x.pt", "file:///etc/passwd"])
+def test_an_id_with_a_protocol_is_refused_under_a_local_root(tmp_path, name):
+    """An annotation id such as ``s3://other/x`` must not read another store through a local root:
+    joined to a folder, a URL would stand alone (review finding)."""
+    with pytest.raises(ValueError, match="points outside"):
+        confined_path(tmp_path, name, "moments_train.json: videos[0].clips[0]")
+    with pytest.raises(ValueError, match="points outside"):
+        find_feature_file(tmp_path, name)

@@ -171,7 +171,8 @@ def confined_path(root: str | Path, name: str | Path, where: str) -> Path | str:
     root = Path(root)
     path = root / name
     resolved_root = root.resolve()
-    if Path(name).is_absolute() or not path.resolve().is_relative_to(resolved_root):
+    # a name with a protocol ("s3://other/x") would stand alone wherever it is joined to a root
+    if is_url(str(name)) or Path(name).is_absolute() or not path.resolve().is_relative_to(resolved_root):
         raise ValueError(f"{where}: {str(name)!r} points outside {root}")
     return path
 

@@ -32,6 +32,8 @@ def _suffix(path: str | Path) -> str:
 
 def find_feature_file(feature_dir: str | Path, key: str) -> Path | str | None:
     """The ``<key>.pt`` or ``<key>.npy`` file in ``feature_dir`` (a folder or URL), or None without one."""
+    if is_url(key):  # an id from a file never names another store (join_path lets a URL stand alone)
+        raise ValueError(f"feature id {key!r} points outside {feature_dir}")
     for suffix in FEATURE_SUFFIXES:
         path = join_path(feature_dir, f"{key}{suffix}")
         if file_exists(path):
