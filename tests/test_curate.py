@@ -356,3 +356,49 @@ def test_curate_command_with_a_trained_viclip_checkpoint(sources, tmp_path, one_
             ]
         )
     assert "curated otherwise (threshold 2.0 -> 0.0)" in capsys.readouterr().err
+
+
+def test_edited_captions_or_id_redo_the_partition(sources, model, tmp_path, one_thread):
+    shutil.copy(sources / "src0.mp4", tmp_path)
+    line = {"video": "src0.mp4", "captions": CAPTIONS}
+    (tmp_path / "input.jsonl").write_text(json.dumps(line) + "\n")
+    out = tmp_path / "out"
+    first = curate(model, tmp_path / "input.jsonl", out, threshold=-1.0, **OPTIONS)
+    assert (first.processed, first.resumed) == (1, 0)
+    # the same file under the same name, other captions and another id: not done, redone
+    edited = {"video": "src0.mp4", "id": "renamed", "captions": ["a new caption"]}
+    (tmp_path / "input.jsonl").write_text(json.dumps(edited) + "\n")
+    second = curate(model, tmp_path / "input.jsonl", out, threshold=-1.0, **OPTIONS)
+    assert (second.processed, second.resumed) == (1, 0)
+    rows = [json.loads(row) for row in second.jsonl.read_text().splitlines()]
+    assert {r["YoutubeID"] for r in rows} == {"renamed"}
+    assert {r["Caption"] for r in rows} == {"a new caption"}
+    # unchanged now: resumed
+    third = curate(model, tmp_path / "input.jsonl", out, threshold=-1.0, **OPTIONS)
+    assert (third.processed, third.resumed) == (0, 1)
+    assert third.jsonl.read_text() == second.jsonl.read_text()
+
+
+def test_the_manifest_is_written_at_the_start_and_the_end_only(
+    sources, model, tmp_path, monkeypatch, one_thread
+):
+    for v in range(3):
+        shutil.copy(sources / f"src{v}.mp4", tmp_path)
+    lines = (sources / "input.jsonl").read_text().splitlines(True)
+    (tmp_path / "input.jsonl").write_text("".join(lines[:3]))
+    written: list[str] = []
+    real_write = curate_module.OutputFolder.write
+
+    def counting_write(self, name, data):  # observes the real writer, which still writes
+        written.append(name)
+        return real_write(self, name, data)
+
+    monkeypatch.setattr(curate_module.OutputFolder, "write", counting_write)
+    out = tmp_path / "out"
+    summary = curate(model, tmp_path / "input.jsonl", out, threshold=-1.0, videos_per_partition=1, **OPTIONS)
+    assert len(summary.shards) == 3  # three partitions
+    assert written.count("curate_manifest.json") == 2
+    manifest = json.loads((out / "curate_manifest.json").read_text())  # the final one: every video
+    assert manifest["shards"] == [f"shard-00000{p}.tar" for p in range(3)]
+    assert list(manifest["videos"]) == ["src0.mp4", "src1.mp4", "src2.mp4"]
+    assert {v["status"] for v in manifest["videos"].values()} == {"done"}

@@ -37,9 +37,11 @@ captions you supply and a trained :class:`~vidlit.backbones.video_text.VideoText
      filter on (``min_umt_score``), so curated files work with them unchanged. ``Shard`` and
      ``Key`` name the pair's shard and sample; readers ignore them.
    - ``partitions/part-000003.json``: partition ``p``'s done marker, written after its shard:
-     its videos and, per video, ``done`` (with its shard and counts) or ``failed`` (with the reason).
+     its videos (each with a SHA-256 of its input line, so an edited line redoes the partition)
+     and, per video, ``done`` (with its shard and counts) or ``failed`` (with the reason).
    - ``curate_manifest.json``: the settings, the shards and every video's record, gathered from
-     the markers in partition order.
+     the markers in partition order; written at the start (settings only) and at the end of a
+     run, not after each partition (the markers are the resume state).
 
 **Captioning** (``caption="coarse,fine"``, ``vidlit curate --caption coarse,fine``): InternVid's
 multi-scale captions are generated per clip (:mod:`vidlit.captioning`): the coarse one from the
@@ -814,13 +816,14 @@ class _CurateOutput:
             videos[name] = record
         marker = {
             "partition": partition.index,
-            "items": list(partition.names),
+            "items": partition.marker_items,
             "shard": shard,
             "videos": videos,
         }
         self.folder.write_json(partition.marker, marker)
+        # the markers are the resume state: the manifest is written at the start and the end only,
+        # not after every partition (rewriting every video's record each time is quadratic)
         self.markers[partition.index] = marker
-        self.save()
         return url
 
     def save(self) -> None:
@@ -840,6 +843,16 @@ class _CurateOutput:
         shards = [m["shard"] for _, m in sorted(self.markers.items()) if m["shard"]]
         parts = [self.folder.read_bytes(f"shards/{_jsonl_of(s)}").decode("utf-8") for s in shards]
         return self.folder.write(self.jsonl_name, "".join(parts))
+
+
+def _input_row(video: SourceVideo) -> dict[str, Any]:
+    """The input line a video was read from, canonically (its done marker records the digest, so
+    that edited captions or another id under the same video name redo its partition)."""
+    return {
+        "video": video.name,
+        "id": video.video_id,
+        "captions": [{"text": c.text, "start": c.start, "end": c.end} for c in video.captions],
+    }
 
 
 def _jsonl_of(shard: str) -> str:
@@ -970,7 +983,9 @@ def curate(
         **(captioning.settings() if captioning else {}),
     }
     output = _CurateOutput(OutputFolder(out), settings, jsonl_name, overwrite)
-    partitions = split_partitions(videos, [v.name for v in videos], videos_per_partition)
+    partitions = split_partitions(
+        videos, [v.name for v in videos], videos_per_partition, [_input_row(v) for v in videos]
+    )
     output.remove_stale(partitions)
     todo, done = pending_partitions(output.folder, partitions, output.complete)
     output.markers.update(done)

@@ -597,7 +597,7 @@ def extract_features(
         def on_partition(partition: Partition, results: list[None]) -> None:
             marker = {
                 "partition": partition.index,
-                "items": list(partition.names),
+                "items": partition.marker_items,
                 "failed": failed.pop(partition.index, {}),
             }
             folder.write_json(partition.marker, marker)

@@ -4,10 +4,11 @@ A resumable job (``vidlit curate``, ``vidlit extract``) splits its input list in
 partitions of ``size`` items: partition ``p`` holds items ``[p * size, (p + 1) * size)`` of the
 list, whatever engine runs it and however many workers it has. A partition's outputs have
 names derived from ``p`` (or from its items), are written atomically, and then a **done
-marker** (``partitions/part-000003.json``) records the partition's items and what became of
-them. A rerun skips every partition whose marker exists and lists the same items; the rest
-(never finished, killed mid-way, or made from other items because the input list changed) are
-done again, writing the same names.
+marker** (``partitions/part-000003.json``) records the partition's items (each name with a
+digest of its input row: :func:`row_digest`) and what became of them. A rerun skips every
+partition whose marker exists and lists the same items with the same digests; the rest (never
+finished, killed mid-way, or made from other items or other rows, e.g. edited captions, because
+the input list changed) are done again, writing the same names.
 
 Each item goes through three stages (:class:`Pipeline`):
 
@@ -26,6 +27,8 @@ functions and the same writers, so their outputs are identical.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +38,15 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from vidlit.engines.storage import OutputFolder
 
-__all__ = ["MARKERS", "Partition", "Pipeline", "pending_partitions", "run_local", "split_partitions"]
+__all__ = [
+    "MARKERS",
+    "Partition",
+    "Pipeline",
+    "pending_partitions",
+    "row_digest",
+    "run_local",
+    "split_partitions",
+]
 
 MARKERS = "partitions"  # folder of the done markers inside an output folder
 MARKER_PATTERN = MARKERS + "/part-%06d.json"
@@ -49,30 +60,60 @@ class Partition:
         index: the partition's number (names its outputs and its done marker).
         items: the work items (picklable: they travel to Ray workers).
         names: one name per item, recorded in the done marker (e.g. the video's path as listed).
+        digests: one :func:`row_digest` per item (empty: none), recorded beside its name.
     """
 
     index: int
     items: tuple[Any, ...]
     names: tuple[str, ...]
+    digests: tuple[str, ...] = ()
 
     @property
     def marker(self) -> str:
         """The done marker's name in the output folder."""
         return MARKER_PATTERN % self.index
 
+    @property
+    def marker_items(self) -> list[Any]:
+        """The done marker's ``items``: ``[name, digest]`` per item (the bare names without digests)."""
+        if not self.digests:
+            return list(self.names)
+        return [[name, digest] for name, digest in zip(self.names, self.digests)]
 
-def split_partitions(items: Sequence[Any], names: Sequence[str], size: int) -> list[Partition]:
+
+def row_digest(row: Any) -> str:
+    """SHA-256 of ``row``'s canonical JSON (sorted keys, no spaces): a done marker records it per
+    item, so that a row edited under the same name (other captions, another id) is done again."""
+    canonical = json.dumps(row, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def split_partitions(
+    items: Sequence[Any], names: Sequence[str], size: int, rows: Sequence[Any] | None = None
+) -> list[Partition]:
     """Consecutive partitions of ``size`` items (the last holds the rest).
 
+    Args:
+        items: the work items.
+        names: one name per item.
+        size: items per partition.
+        rows: one JSON-serializable input row per item (what the item was made from); its
+            :func:`row_digest` goes into the done marker. None: names only.
+
     Raises:
-        ValueError: ``size`` is not positive, or ``names`` does not match ``items``.
+        ValueError: ``size`` is not positive, or ``names`` or ``rows`` does not match ``items``.
     """
     if size < 1:
         raise ValueError(f"the partition size must be positive, got {size}")
     if len(names) != len(items):
         raise ValueError(f"{len(items)} items but {len(names)} names")
+    if rows is not None and len(rows) != len(items):
+        raise ValueError(f"{len(items)} items but {len(rows)} rows")
+    digests = [row_digest(row) for row in rows] if rows is not None else []
     return [
-        Partition(p // size, tuple(items[p : p + size]), tuple(names[p : p + size]))
+        Partition(
+            p // size, tuple(items[p : p + size]), tuple(names[p : p + size]), tuple(digests[p : p + size])
+        )
         for p in range(0, len(items), size)
     ]
 
@@ -82,8 +123,9 @@ def pending_partitions(
 ) -> tuple[list[Partition], dict[int, dict[str, Any]]]:
     """``(partitions to do, {index: marker} of those done earlier)``.
 
-    A partition is done when its marker exists, lists the same items, and ``complete(partition,
-    marker)`` holds (e.g. its output files are all there, and none of its items failed).
+    A partition is done when its marker exists, lists the same items with the same row digests
+    (:attr:`Partition.marker_items`), and ``complete(partition, marker)`` holds (e.g. its output
+    files are all there, and none of its items failed).
     """
     todo, done = [], {}
     markers = set(folder.list(MARKERS))  # one listing, not a request per partition (object stores)
@@ -91,7 +133,7 @@ def pending_partitions(
         marker = folder.read_json(partition.marker, "done marker") if partition.marker in markers else None
         if (
             isinstance(marker, dict)
-            and marker.get("items") == list(partition.names)
+            and marker.get("items") == partition.marker_items
             and complete(partition, marker)
         ):
             done[partition.index] = marker
