@@ -402,3 +402,23 @@ def test_the_manifest_is_written_at_the_start_and_the_end_only(
     assert manifest["shards"] == [f"shard-00000{p}.tar" for p in range(3)]
     assert list(manifest["videos"]) == ["src0.mp4", "src1.mp4", "src2.mp4"]
     assert {v["status"] for v in manifest["videos"].values()} == {"done"}
+
+
+def test_a_shard_that_fails_while_filling_leaves_no_object():
+    import fsspec
+
+    from vidlit.data.shards import write_shards
+
+    fs = fsspec.filesystem("memory")
+    good = {"key": "clip_0", "mp4": b"\x00" * 4096, "caption": "fine"}
+    # USTAR holds names up to 100 characters: the tar fails at the second sample, after the first
+    # one's bytes went out
+    too_long = {"key": "x" * 120, "mp4": b"\x00" * 16, "caption": "fails"}
+    with pytest.raises(ValueError, match="name is too long"):
+        write_shards([good, too_long], "memory://partial-shards/shard-%06d.tar", maxcount=2)
+    assert not fs.exists("/partial-shards/shard-000000.tar")
+    # a good shard goes through the same writer
+    (url,) = write_shards([good], "memory://partial-shards/shard-%06d.tar", maxcount=2)
+    assert url == "memory://partial-shards/shard-000000.tar"
+    assert fs.cat_file("/partial-shards/shard-000000.tar")[:512].startswith(b"clip_0.mp4")
+    fs.rm("/partial-shards", recursive=True)

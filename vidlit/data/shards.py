@@ -45,7 +45,6 @@ import torch
 from torch import Tensor
 from torch.utils.data import IterableDataset, get_worker_info
 
-from vidlit.core.io import atomic_open
 from vidlit.data.base import EpochSeeded, EpochStreamLoader, _rank_and_world  # noqa: F401  (EpochStreamLoader lived here)
 from vidlit.data.sampling import uniform_segments
 from vidlit.data.transforms import bound_aspect
@@ -184,14 +183,6 @@ def decode_mp4(data: bytes, num_frames: int, short_side: int | None = None) -> T
 # -- writing --------------------------------------------------------------------------------------
 
 
-def _is_local(url: str) -> bool:
-    return "://" not in url or url.startswith("file://")
-
-
-def _local_path(url: str) -> Path:
-    return Path(url[len("file://") :] if url.startswith("file://") else url)
-
-
 def _check_key(key: Any, index: int) -> str:
     if not isinstance(key, str) or not key or key.startswith("/"):
         raise ValueError(f"sample {index}: 'key' must be a non-empty relative name, got {key!r}")
@@ -220,23 +211,19 @@ def _sample_files(sample: Mapping[str, Any], index: int) -> list[tuple[str, byte
 
 
 def _write_tar(files: list[tuple[str, bytes]], url: str) -> None:
-    """Write one tar; local files go through a temporary name and a rename (never half a shard)."""
+    """Write one tar atomically through :meth:`~vidlit.engines.storage.OutputFolder.write` (a local
+    temporary file and rename, one object-store PUT, or a temporary name and rename elsewhere). The
+    tar is built in memory first, so a failure while building it writes nothing (no half shard)."""
+    from vidlit.engines.storage import OutputFolder  # lazy: vidlit.engines imports the Ray engine
 
-    def fill(f: Any) -> None:
-        with tarfile.open(fileobj=f, mode="w|", format=tarfile.USTAR_FORMAT) as tar:
-            for name, data in files:
-                info = tarfile.TarInfo(name)
-                info.size, info.mode, info.mtime = len(data), 0o444, 0  # reproducible bytes
-                tar.addfile(info, io.BytesIO(data))
-
-    if _is_local(url):
-        with atomic_open(_local_path(url)) as f:
-            fill(f)
-        return
-    import fsspec
-
-    with fsspec.open(url, "wb") as f:  # object stores publish an object only when it is complete
-        fill(f)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w|", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in files:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o444, 0  # reproducible bytes
+            tar.addfile(info, io.BytesIO(data))
+    folder, _, base = url.rpartition("/")
+    OutputFolder(folder or ".").write(base, buffer.getvalue())
 
 
 def write_shards(
@@ -249,8 +236,8 @@ def write_shards(
             (the clip's bytes, e.g. from :func:`encode_mp4`, or a path to an MP4 file),
             ``caption`` (str) and optionally ``json`` (a JSON-serializable metadata dict).
         pattern: shard URL with one printf-style integer field, as ``webdataset.ShardWriter``
-            takes: ``"out/shard-%06d.tar"``, ``"s3://bucket/clips-%05d.tar"``. Local shards are
-            written atomically (temporary file and rename); remote ones through :func:`fsspec.open`.
+            takes: ``"out/shard-%06d.tar"``, ``"s3://bucket/clips-%05d.tar"``. Each shard is
+            built whole, then written atomically (:meth:`vidlit.engines.storage.OutputFolder.write`).
         maxcount: samples per shard (the last shard holds the rest).
         start_index: number of the first shard.
 
