@@ -237,3 +237,45 @@ def test_a_matching_run_without_a_complete_checkpoint_is_skipped_and_named(tmp_p
         FileNotFoundError, match="no run under .* with this configuration has a complete checkpoint"
     ):
         find_last_checkpoint(tmp_path, CONFIG)
+
+
+@pytest.mark.slow
+def test_a_slurm_requeue_continues_its_wandb_run(mq_root, tmp_path, monkeypatch, capsys):
+    """No ``--ckpt_path`` under SLURM: Lightning resumes ``hpc_ckpt_N.ckpt`` of default_root_dir by
+    itself; the W&B run id recorded inside the checkpoint continues the same run."""
+    import shutil
+
+    from vidlit.cli import main
+    from vidlit.config import WANDB_RUN_KEY
+
+    wandb = pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    wandb.finish()  # W&B keeps a run and its settings process-wide: start from none, as a process does
+    wandb.teardown()
+    runs = tmp_path / "runs"
+    args = ["fit", "--config", "recipes/ego4d_mq.yaml", "--data.init_args.root", str(mq_root)]
+    args += ["--trainer.default_root_dir", str(runs), "--trainer.limit_train_batches", "1"]
+    args += ["--trainer.limit_val_batches", "1", "--trainer.enable_model_summary", "false"]
+    args += ["--trainer.logger", "lightning.pytorch.loggers.WandbLogger"]
+    args += ["--trainer.logger.save_dir", str(runs)]
+    try:
+        main([*args, "--trainer.max_epochs", "1"])
+        wandb.finish()
+        (first,) = (runs / "lightning_logs").iterdir()
+        checkpoint = torch.load(first / "checkpoints" / "last.ckpt", weights_only=True)
+        assert checkpoint[WANDB_RUN_KEY] == {"id": first.name, "project": "lightning_logs"}
+        # what Lightning's SLURM requeue leaves (hpc_save: the same dump as any checkpoint)
+        shutil.copy(first / "checkpoints" / "last.ckpt", runs / "hpc_ckpt_1.ckpt")
+        for key, value in {"SLURM_NTASKS": "1", "SLURM_JOB_NAME": "train", "SLURM_JOB_ID": "7"}.items():
+            monkeypatch.setenv(key, value)
+        for key in ("SLURM_PROCID", "SLURM_LOCALID", "SLURM_NODEID"):
+            monkeypatch.setenv(key, "0")
+        monkeypatch.setenv("SLURM_NODELIST", "localhost")
+        main([*args, "--trainer.max_epochs", "2"])
+        wandb.finish()
+    finally:
+        wandb.teardown()
+    out = capsys.readouterr().out
+    assert f"vidlit: continuing W&B run {first.name} of project lightning_logs" in out
+    assert list((runs / "lightning_logs").iterdir()) == [first]  # no second run folder
+    assert torch.load(first / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1

@@ -13,6 +13,7 @@ import csv
 import difflib
 import inspect
 import os
+import pickle
 import re
 import sys
 import warnings
@@ -58,6 +59,36 @@ STOPPING_KEYS = ("trainer.max_epochs", "trainer.max_steps", "trainer.max_time")
 
 # Lightning's special values of --ckpt_path; anything else is a file
 _CKPT_KEYWORDS = ("last", "best", "hpc", "registry")
+
+# Inside each checkpoint of a fit logged to W&B: its run ({"id", "project"}), for the resumes
+# that find no run folder (a SLURM requeue resumes hpc_ckpt_N.ckpt of default_root_dir)
+WANDB_RUN_KEY = "vidlit_wandb_run"
+_HPC_CHECKPOINT = re.compile(r"hpc_ckpt_(\d+)\.ckpt")
+
+
+def _slurm_requeue_checkpoint(root: Path) -> Path | None:
+    """The checkpoint Lightning resumes when ``fit`` has no ``ckpt_path`` (under SLURM, the newest
+    ``hpc_ckpt_N.ckpt`` of ``default_root_dir``, saved before a requeue), or None."""
+    from lightning.pytorch.plugins.environments import SLURMEnvironment
+
+    if not SLURMEnvironment.detect() or not root.is_dir():
+        return None
+    found = [(int(m[1]), p) for p in root.iterdir() if (m := _HPC_CHECKPOINT.fullmatch(p.name))]
+    return max(found)[1] if found else None
+
+
+def _checkpoint_wandb_run(checkpoint: Path) -> dict[str, Any] | None:
+    """The W&B run recorded in a checkpoint (:data:`WANDB_RUN_KEY`), or None. Memory-mapped: the
+    tensors are not read."""
+    if not checkpoint.is_file():
+        return None
+    try:
+        state = torch.load(checkpoint, map_location="cpu", mmap=True, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError):  # not one Lightning loads either: it says why
+        return None
+    record = state.get(WANDB_RUN_KEY) if isinstance(state, dict) else None
+    return record if isinstance(record, dict) and "id" in record else None
+
 
 # Beside a run's config.yaml: the W&B run it logged to, so that a resumed fit continues it
 WANDB_RUN_FILE = "wandb_run.json"
@@ -288,7 +319,7 @@ class VidlitCLI(LightningCLI):
             # CSV unless the config names a logger (Lightning would pick TensorBoard when
             # installed); predict has no metrics to log, so it adds no version folder
             kwargs["logger"] = self._csv_logger(root) if self.subcommand != "predict" else False
-        elif (continued := self._continued_wandb_run(config["logger"])) is not None:
+        elif (continued := self._continued_wandb_run(config["logger"], root)) is not None:
             kwargs["logger"] = continued
         for callback in config.get("callbacks") or []:
             if type(callback) is RichProgressBar:
@@ -363,29 +394,39 @@ class VidlitCLI(LightningCLI):
             _keep_logged_rows(logger, checkpoint)
         return logger
 
-    def _continued_wandb_run(self, loggers: Any) -> Any | None:
+    def _continued_wandb_run(self, loggers: Any, root: Path) -> Any | None:
         """On a resumed ``fit``, the configured loggers with the W&B one continuing its checkpoint's run.
 
         The W&B run a ``fit`` logged to is recorded beside its ``config.yaml`` (:data:`WANDB_RUN_FILE`,
-        written by :class:`RunConfig`). When this ``fit`` resumes from a checkpoint of that run and
-        configures a ``WandbLogger`` of the same project without an ``id`` / ``version`` of its own,
-        the logger is built again with the recorded id (Lightning passes ``resume="allow"``), so
-        the metrics continue the same W&B run and the checkpoints its ``<project>/<run id>``
+        written by :class:`RunConfig`) and inside each checkpoint (:data:`WANDB_RUN_KEY`). When this
+        ``fit`` resumes from a checkpoint of that run (``--ckpt_path``, or with none under SLURM the
+        newest ``hpc_ckpt_N.ckpt`` of ``default_root_dir`` that Lightning resumes after a requeue)
+        and configures a ``WandbLogger`` of the same project without an ``id`` / ``version`` of its
+        own, the logger is built again with the recorded id (Lightning passes ``resume="allow"``),
+        so the metrics continue the same W&B run and the checkpoints its ``<project>/<run id>``
         folder, as a CSV run continues its ``version_N``. None when nothing changes.
         """
         config = self.config_init[self.subcommand] if self.subcommand else self.config_init
         ckpt_path = config.get("ckpt_path")
-        if (
-            self.subcommand not in (None, "fit")
-            or ckpt_path in (None, *_CKPT_KEYWORDS)
-            or "://" in str(ckpt_path)
-        ):
+        if self.subcommand not in (None, "fit"):
             return None
-        checkpoint = Path(ckpt_path)
-        run = run_folder(checkpoint, checkpoint.parent.parent)  # <run>/checkpoints/x.ckpt or <run>/x.ckpt
-        if run is None or not (run / WANDB_RUN_FILE).is_file():
+        if ckpt_path is None:  # a SLURM requeue: Lightning resumes its hpc checkpoint by itself
+            checkpoint = _slurm_requeue_checkpoint(root)
+            if checkpoint is None:
+                return None
+            record, where = _checkpoint_wandb_run(checkpoint), checkpoint
+        elif ckpt_path in _CKPT_KEYWORDS or "://" in str(ckpt_path):
             return None
-        record = read_json(run / WANDB_RUN_FILE, "W&B run record")
+        else:
+            checkpoint = Path(ckpt_path)
+            run = run_folder(checkpoint, checkpoint.parent.parent)  # <run>/checkpoints/x.ckpt or <run>/x.ckpt
+            if run is not None and (run / WANDB_RUN_FILE).is_file():
+                where = run / WANDB_RUN_FILE
+                record = read_json(where, "W&B run record")
+            else:
+                record, where = _checkpoint_wandb_run(checkpoint), checkpoint
+        if record is None:
+            return None
         trainer = self.config[self.subcommand]["trainer"] if self.subcommand else self.config["trainer"]
         built = loggers if isinstance(loggers, list) else [loggers]
         specs = trainer["logger"] if isinstance(trainer["logger"], list) else [trainer["logger"]]
@@ -402,7 +443,6 @@ class VidlitCLI(LightningCLI):
                     "id": record["id"],
                 }
                 logger = type(logger)(**init)
-                where = run / WANDB_RUN_FILE
                 print(f"vidlit: continuing W&B run {record['id']} of project {logger.name} ({where})")
                 changed = True
             continued.append(logger)
@@ -581,3 +621,9 @@ class RunConfig(SaveConfigCallback):
                 # the run id, for a resumed fit to continue (VidlitCLI._continued_wandb_run)
                 write_json_atomic({"id": wandb.version, "project": wandb.name}, Path(folder) / WANDB_RUN_FILE)
         self.already_saved = trainer.strategy.broadcast(True)
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        # the W&B run in the checkpoint too: a SLURM requeue resumes hpc_ckpt_N.ckpt, outside the
+        # run folder that holds wandb_run.json (VidlitCLI._continued_wandb_run)
+        if wandb := next((lg for lg in trainer.loggers if isinstance(lg, WandbLogger)), None):
+            checkpoint[WANDB_RUN_KEY] = {"id": wandb.version, "project": wandb.name}
