@@ -131,7 +131,8 @@ def load_viclip_checkpoint(
         num_frames: frames per clip of the built model; the temporal table is adapted from the
             checkpoint's (8) by ``temporal_adapt``.
         img_size: input resolution; the spatial table is resampled bicubically from the checkpoint's.
-        temporal_adapt: ``"interpolate"`` (linear) or ``"zero_pad"`` (ViCLIP's two choices).
+        temporal_adapt: ``"interpolate"`` (linear) or ``"zero_pad"`` (ViCLIP's two choices) for more
+            frames than the checkpoint's; fewer keep its first frames in both.
         strict: missing or unexpected keys raise; otherwise they warn and the rest loads.
         video_overrides: more constructor arguments of the video tower (e.g. ``drop_path_rate``).
         **model_kwargs: arguments of :class:`~vidlit.backbones.VideoTextModel` (``drop_ratio``,
