@@ -16,6 +16,7 @@ import csv
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -255,3 +256,63 @@ def test_the_random_state_round_trips_through_a_weights_only_checkpoint(tmp_path
         torch.rand(4), draws[0]
     )
     assert not torch.equal(before, draws[3])
+
+
+# -- two processes: each rank gets its own state back ------------------------------------------------
+
+
+def _ddp_fit(out: Path, ckpt_path: Path | None) -> None:
+    """What each of 2 ranks runs (started by torchrun): :func:`_fit`'s run under DDP on CPU, each rank's
+    ``(step, loss)`` written to ``out/rank<r>.pt``; checkpoints after every step."""
+    torch.set_num_threads(1)
+    L.seed_everything(7, verbose=False)
+    trainer = L.Trainer(
+        accelerator="cpu", devices=2, strategy="ddp", max_epochs=2, limit_val_batches=0, logger=False,
+        enable_progress_bar=False, enable_model_summary=False, default_root_dir=out,
+        callbacks=[
+            ReproducibleEpochs(),
+            ModelCheckpoint(dirpath=out, filename="{step}", every_n_train_steps=1, save_top_k=-1),
+        ],
+    )  # fmt: skip
+    model = Noisy()
+    trainer.fit(model, datamodule=Numbers(), ckpt_path=ckpt_path)
+    torch.save({"losses": model.losses, "weights": model.state_dict()}, out / f"rank{trainer.global_rank}.pt")
+
+
+@pytest.mark.slow
+def test_each_rank_resumes_with_its_own_random_state(tmp_path):
+    """2 DDP processes (gloo) draw different dropout and noise; resumed after step 2 of an epoch of 3,
+    each continues its own draws: the same losses per rank and the same weights."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MASTER_", "LOCAL_RANK", "RANK"))}
+    env.update(
+        OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(ROOT), str(TESTS), env.get("PYTHONPATH", "")])
+    )
+
+    def torchrun(out: Path, ckpt_path: Path | None = None) -> list[dict]:
+        out.mkdir()
+        with socket.socket() as free:
+            free.bind(("127.0.0.1", 0))
+            port = free.getsockname()[1]
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2"]
+        command += ["--master-addr=127.0.0.1", f"--master-port={port}"]
+        command += [str(Path(__file__)), str(out), str(ckpt_path or "")]
+        run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(2)]
+
+    full = torchrun(tmp_path / "full")
+    assert len(full[0]["losses"]) == 6 and full[0]["losses"] != full[1]["losses"]  # 3 steps per epoch
+    state = torch.load(tmp_path / "full" / "step=2.ckpt", weights_only=True)["callbacks"]
+    (saved,) = (v for k, v in state.items() if k.startswith("ReproducibleEpochs"))
+    assert len(saved["ranks"]) == 2 and not torch.equal(
+        saved["ranks"][0]["torch"], saved["ranks"][1]["torch"]
+    )
+    resumed = torchrun(tmp_path / "resumed", tmp_path / "full" / "step=2.ckpt")
+    for rank in range(2):
+        assert resumed[rank]["losses"] == full[rank]["losses"][2:]
+        weights, reference = resumed[rank]["weights"], full[rank]["weights"]
+        assert all(torch.equal(weights[k], reference[k]) for k in reference)
+
+
+if __name__ == "__main__":
+    _ddp_fit(Path(sys.argv[1]), Path(sys.argv[2]) if sys.argv[2] else None)
