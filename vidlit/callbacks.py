@@ -29,7 +29,10 @@ class ReproducibleEpochs(L.Callback):
     Together with :class:`vidlit.data.base.EpochShuffleSampler`, an epoch's randomness (data
     order, dropout, augmentation) depends only on the seed and the epoch number, so a run
     resumed from an end-of-epoch checkpoint trains exactly as the uninterrupted run would.
-    The seed is ``seed_everything``'s (``PL_GLOBAL_SEED``); without one nothing is reseeded.
+    The seed is ``seed_everything``'s (``PL_GLOBAL_SEED``); without one nothing is reseeded. The
+    reseed is repeated as the epoch's first step starts: a resumed run's training loader draws its
+    seed from torch's generator before the epoch starts, an uninterrupted run's after. The model's
+    own generators are not reseeded: an end-of-epoch checkpoint carries them over too.
 
     Inside an epoch (``ModelCheckpoint(every_n_train_steps=...)``, SLURM's requeue signal) the
     checkpoint holds each rank's random state as the next unseen training step starts from it:
