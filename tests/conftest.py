@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import torch
@@ -33,9 +36,63 @@ def one_thread():
         yield
 
 
+@pytest.fixture
+def infer(capsys):
+    """``infer(*args)``: run ``vidlit infer ARGS`` (warnings silenced) and return the JSON it printed."""
+    from vidlit.cli import main
+
+    def run(*args: str):
+        capsys.readouterr()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            main(["infer", *args])
+        return json.loads(capsys.readouterr().out)
+
+    return run
+
+
 @pytest.fixture(scope="session")
 def mq_root(tmp_path_factory) -> Path:
     """The synthetic Ego4D MQ sample dataset the recipe uses, generated once."""
     from vidlit.data.synth.ego4d_mq import write_ego4d_mq
 
     return write_ego4d_mq(tmp_path_factory.mktemp("ego4d_mq") / "data")
+
+
+class NLQRun(NamedTuple):
+    """A tiny trained NLQ checkpoint and what trained it."""
+
+    data: Path  # the synthetic dataset (features under ``features/``)
+    ckpt: Path  # ``last.ckpt`` of the run
+    args: list[str]  # the configs, data root and run folder ``fit`` was given, for ``predict`` with them
+
+
+# the NLQ recipe at CPU-test size; text_test is the tiny text tower
+NLQ_SMALL = """
+model:
+  init_args:
+    head:
+      init_args: {dim: 32, num_heads: 4, conv_layers: 2, dropout: 0.0, text_encoder: text_test}
+data:
+  init_args: {feature_dim: 64, batch_size: 8}
+"""
+
+
+@pytest.fixture(scope="session")
+def nlq_run(tmp_path_factory) -> NLQRun:
+    """``recipes/ego4d_nlq.yaml`` at test size, one epoch on a few synthetic videos, trained once."""
+    from vidlit.cli import main
+    from vidlit.data.synth.ego4d_nlq import write_ego4d_nlq
+
+    root = tmp_path_factory.mktemp("nlq_run")
+    data = write_ego4d_nlq(
+        root / "data", num_train_videos=4, num_val_videos=2, num_test_videos=1, feature_dim=64,
+        clip_steps=(24, 48),
+    )  # fmt: skip
+    small = root / "small.yaml"
+    small.write_text(NLQ_SMALL)
+    runs = root / "runs"
+    args = ["--config", str(ROOT / "recipes" / "ego4d_nlq.yaml"), "--config", str(small)]
+    args += ["--data.init_args.root", str(data), "--trainer.default_root_dir", str(runs)]
+    main(["fit", *args, "--trainer.max_epochs", "1", "--trainer.limit_val_batches", "1"])
+    return NLQRun(data, runs / "version_0" / "checkpoints" / "last.ckpt", args)

@@ -36,7 +36,9 @@ from vidlit.data.video import open_video
 
 PROMPT = "Frames of one video, in order:\n{captions}\nOne sentence describing the video:"
 FPS = 15
-OPTIONS = {"min_shot_frames": 6, "min_clip_seconds": 0.5, "progress": False, "threshold": -1.0}
+# one video per partition: the resume below skips the first video alone
+OPTIONS = {"min_shot_frames": 6, "min_clip_seconds": 0.5, "progress": False, "threshold": -1.0,
+           "videos_per_partition": 1}  # fmt: skip
 GEN = {"max_new_tokens": 4, "min_new_tokens": 2}
 
 

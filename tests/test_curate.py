@@ -157,11 +157,11 @@ def test_rerun_skips_finished_videos_and_retries_failed(sources, model, tmp_path
     shutil.copy(sources / "src0.mp4", tmp_path)
     shutil.copy(sources / "src1.mp4", tmp_path)
     out = tmp_path / "out"
-    first = curate(model, partial_input, out, threshold=-1.0, samples_per_shard=5, **OPTIONS)
+    first = curate(model, partial_input, out, threshold=-1.0, videos_per_partition=1, **OPTIONS)
     assert (first.processed, first.resumed, len(first.shards)) == (2, 0, 2)
 
     # the full list: the two finished videos are skipped, the third is cut, the corrupt one fails
-    second = curate(model, sources / "input.jsonl", out, threshold=-1.0, samples_per_shard=5, **OPTIONS)
+    second = curate(model, sources / "input.jsonl", out, threshold=-1.0, videos_per_partition=1, **OPTIONS)
     assert (second.processed, second.resumed, len(second.failed)) == (1, 2, 1)
     assert [Path(s).name for s in second.shards] == ["shard-000002.tar"]
     rows = [json.loads(line) for line in second.jsonl.read_text().splitlines()]
@@ -170,7 +170,7 @@ def test_rerun_skips_finished_videos_and_retries_failed(sources, model, tmp_path
     assert manifest["videos"]["src2.mp4"]["status"] == "done"
     assert manifest["videos"]["broken.mp4"]["status"] == "failed"
 
-    third = curate(model, sources / "input.jsonl", out, threshold=-1.0, samples_per_shard=5, **OPTIONS)
+    third = curate(model, sources / "input.jsonl", out, threshold=-1.0, videos_per_partition=1, **OPTIONS)
     assert (third.processed, third.resumed, len(third.failed), third.shards) == (0, 3, 1, [])
     assert third.jsonl.read_text() == second.jsonl.read_text()
 

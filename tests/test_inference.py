@@ -43,21 +43,13 @@ def _fit_predict(recipe: str, data: Path, runs: Path, tmp_path: Path) -> tuple[P
     return ckpt, json.loads(submission.read_text())
 
 
-def _infer(capsys, *args: str) -> dict:
-    capsys.readouterr()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        main(["infer", *args])
-    return json.loads(capsys.readouterr().out)
-
-
-def test_infer_matches_predict_classification(tmp_path, capsys):
+def test_infer_matches_predict_classification(tmp_path, infer):
     data = tmp_path / "videos"
     ckpt, predicted = _fit_predict("video_cls.yaml", data, tmp_path / "runs", tmp_path)
     rows = list(csv.DictReader((data / "val.csv").open()))
     for row in rows[:2]:
         video = data / row["path"]
-        printed = _infer(capsys, "--ckpt_path", str(ckpt), str(video))
+        printed = infer("--ckpt_path", str(ckpt), str(video))
         assert printed["version"] == "1.0"
         got = printed["results"][str(video)]
         want = predicted["results"][row["path"]]
@@ -65,12 +57,12 @@ def test_infer_matches_predict_classification(tmp_path, capsys):
         assert [g["score"] for g in got] == pytest.approx([w["score"] for w in want], abs=1e-5)
 
 
-def test_infer_matches_predict_moment_queries(mq_root, tmp_path, capsys):
+def test_infer_matches_predict_moment_queries(mq_root, tmp_path, infer):
     data = Path(shutil.copytree(mq_root, tmp_path / "data"))
     ckpt, predicted = _fit_predict("ego4d_mq.yaml", data, tmp_path / "runs", tmp_path)
     uid = next(iter(predicted["detect_results"]))
     features = next((data).rglob(f"{uid}.pt"))
-    printed = _infer(capsys, "--ckpt_path", str(ckpt), str(features))
+    printed = infer("--ckpt_path", str(ckpt), str(features))
     assert printed["challenge"] == "ego4d_moment_queries"
     got, want = printed["detect_results"][uid], predicted["detect_results"][uid]
     assert len(got) == len(want) > 0
@@ -91,7 +83,7 @@ def test_load_errors_name_the_missing_file(tmp_path):
         find_config(tmp_path / "x.ckpt")
 
 
-def test_infer_runs_an_mvm_backbone(tmp_path, capsys):
+def test_infer_runs_an_mvm_backbone(tmp_path, infer):
     from vidlit.inference import load
     from vidlit.serve.regions import grow_region
 
@@ -115,7 +107,7 @@ def test_infer_runs_an_mvm_backbone(tmp_path, capsys):
     )
     ckpt = runs / "version_0" / "checkpoints" / "last.ckpt"
     video = data / next(csv.DictReader((data / "val.csv").open()))["path"]
-    printed = _infer(capsys, "--ckpt_path", str(ckpt), str(video))
+    printed = infer("--ckpt_path", str(ckpt), str(video))
     assert len(printed[0]["embedding"]) == 64  # vit_test's width
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -128,30 +120,8 @@ def test_infer_runs_an_mvm_backbone(tmp_path, capsys):
     assert embedding.shape == (64,) and torch.isfinite(embedding).all()
 
 
-NLQ_SMALL = """
-model:
-  init_args:
-    head:
-      init_args: {dim: 32, num_heads: 4, conv_layers: 2, dropout: 0.0, text_encoder: text_test}
-data:
-  init_args: {feature_dim: 64, batch_size: 8}
-"""
-
-
-def test_infer_matches_predict_natural_language_queries(tmp_path, capsys):
-    from vidlit.data.synth.ego4d_nlq import write_ego4d_nlq
-
-    data = write_ego4d_nlq(
-        tmp_path / "data", num_train_videos=4, num_val_videos=2, num_test_videos=1, feature_dim=64,
-        clip_steps=(24, 48),
-    )  # fmt: skip
-    small = tmp_path / "small.yaml"
-    small.write_text(NLQ_SMALL)
-    runs = tmp_path / "runs"
-    common = ["--config", str(RECIPES / "ego4d_nlq.yaml"), "--config", str(small)]
-    common += ["--data.init_args.root", str(data), "--trainer.default_root_dir", str(runs)]
-    main(["fit", *common, "--trainer.max_epochs", "1", "--trainer.limit_val_batches", "1"])
-    ckpt = runs / "version_0" / "checkpoints" / "last.ckpt"
+def test_infer_matches_predict_natural_language_queries(nlq_run, tmp_path, infer):
+    data, ckpt, common = nlq_run
     submission = tmp_path / "submission.json"
     main(["predict", *common, "--ckpt_path", str(ckpt), "--submission.path", str(submission)])
     predicted = {
@@ -166,7 +136,7 @@ def test_infer_matches_predict_natural_language_queries(tmp_path, capsys):
     texts = [q["query"] for q in annotation["language_queries"]]
     features = data / "features" / f"{video['video_uid']}.pt"
     window = ["--start", str(clip["video_start_sec"]), "--end", str(clip["video_end_sec"])]
-    printed = _infer(capsys, "--ckpt_path", str(ckpt), str(features), *window, "--texts", *texts)
+    printed = infer("--ckpt_path", str(ckpt), str(features), *window, "--texts", *texts)
     assert printed["challenge"] == "ego4d_nlq_challenge"
     assert [r["query_idx"] for r in printed["results"]] == list(range(len(texts)))
     for result in printed["results"]:
@@ -178,7 +148,7 @@ def test_infer_matches_predict_natural_language_queries(tmp_path, capsys):
         )
 
 
-def test_infer_matches_predict_xd_violence(tmp_path, capsys):
+def test_infer_matches_predict_xd_violence(tmp_path, infer):
     """Frame-level violence scores of one video equal the data module's predict loop's for it.
 
     ``vidlit predict`` cannot write XD-Violence (the data module has no submission format), so
@@ -207,7 +177,7 @@ def test_infer_matches_predict_xd_violence(tmp_path, capsys):
 
     # the VGGish file found through the data module's lists, and given with --audio
     for video, audio in ((videos[0], []), (videos[-1], ["--audio", str(videos[-1].audio)])):
-        printed = _infer(capsys, "--ckpt_path", str(ckpt), str(video.rgb[2]), *audio)
+        printed = infer("--ckpt_path", str(ckpt), str(video.rgb[2]), *audio)
         assert printed["clip_len"] == 16
         got = printed["results"][video.name]
         want = predicted[video.name]

@@ -35,14 +35,6 @@ def _predict(common: list[str], ckpt: Path, out: Path, *extra: str) -> dict:
     return json.loads(out.read_text())
 
 
-def _infer(capsys, *args: str):
-    capsys.readouterr()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        main(["infer", *args])
-    return json.loads(capsys.readouterr().out)
-
-
 def _loop_predictions(ckpt: Path) -> dict[str, list[dict]]:
     """The Trainer's predict loop over the checkpoint's own data module: predictions by video id."""
     import lightning as L
@@ -65,7 +57,7 @@ def _close(a, b, tol=1e-4):
     assert np.asarray(a, dtype=np.float64) == pytest.approx(np.asarray(b, dtype=np.float64), abs=tol)
 
 
-def test_infer_ego4d_scod(tmp_path, capsys):
+def test_infer_ego4d_scod(tmp_path, infer):
     from vidlit.data.ego4d_scod import read_scod_annotations
     from vidlit.data.synth.ego4d_scod import write_ego4d_scod
 
@@ -77,7 +69,7 @@ def test_infer_ego4d_scod(tmp_path, capsys):
     ids = {image["file_name"]: image["id"] for image in coco["images"]}
     clip = read_scod_annotations(data / "fho_scod_val.json")[1]
     video = data / "clips" / f"{clip.clip_uid}.mp4"
-    printed = _infer(capsys, "--ckpt_path", str(ckpt), str(video), "--frame", str(clip.pnr.clip_frame_number))
+    printed = infer("--ckpt_path", str(ckpt), str(video), "--frame", str(clip.pnr.clip_frame_number))
     want = [r for r in predicted if r["image_id"] == ids[clip.image_id()]]
     assert len(printed) == len(want) == 5  # one detection per query
     assert {r["image_id"] for r in printed} == {1}
@@ -85,7 +77,7 @@ def test_infer_ego4d_scod(tmp_path, capsys):
     _close([r["score"] for r in printed], [r["score"] for r in want], 1e-5)
 
 
-def test_infer_ego4d_sta(tmp_path, capsys):
+def test_infer_ego4d_sta(tmp_path, capsys, infer):
     from vidlit.data.ego4d_sta import read_sta_annotations
     from vidlit.data.synth.ego4d_sta import write_ego4d_sta
 
@@ -99,7 +91,7 @@ def test_infer_ego4d_sta(tmp_path, capsys):
     detections = tmp_path / "detections.json"
     boxes = [{"box": b, "score": 1.0} for b in item.boxes.tolist()]
     detections.write_text(json.dumps({item.video_uid: boxes}))
-    printed = _infer(capsys, "--ckpt_path", str(ckpt), str(video), "--frame", str(item.frame),
+    printed = infer("--ckpt_path", str(ckpt), str(video), "--frame", str(item.frame),
                      "--detections", str(detections))  # fmt: skip
     assert printed["challenge"] == "ego4d_short_term_object_interaction_anticipation"
     got, want = printed["results"][item.video_uid], predicted[item.uid]
@@ -112,11 +104,11 @@ def test_infer_ego4d_sta(tmp_path, capsys):
         _close(g["box"], w["box"])
         _close([g["time_to_contact"], g["score"]], [w["time_to_contact"], w["score"]], 1e-5)
     with pytest.raises(SystemExit):
-        _infer(capsys, "--ckpt_path", str(ckpt), str(video))  # no boxes to label
+        infer("--ckpt_path", str(ckpt), str(video))  # no boxes to label
     assert "--detections" in capsys.readouterr().err
 
 
-def test_infer_ego4d_fhp(tmp_path, capsys):
+def test_infer_ego4d_fhp(tmp_path, infer):
     from vidlit.data.ego4d_fhp import read_hand_annotations
     from vidlit.data.synth.ego4d_fhp import write_ego4d_fhp
 
@@ -126,13 +118,13 @@ def test_infer_ego4d_fhp(tmp_path, capsys):
     predicted = _predict(common, ckpt, tmp_path / "hands.json")
     sample = read_hand_annotations(data / "fho_hands_val.json")[1]
     video = data / "clips" / f"{sample.clip_uid}.mp4"
-    printed = _infer(capsys, "--ckpt_path", str(ckpt), str(video), "--frame", str(sample.pre45_clip_frame))
+    printed = infer("--ckpt_path", str(ckpt), str(video), "--frame", str(sample.pre45_clip_frame))
     (key,) = printed
     assert key == f"{sample.clip_uid}_{sample.pre45_clip_frame - 1}"
     _close(printed[key], predicted[sample.key])  # the test_views (3) views summed, as predict sums them
 
 
-def test_infer_ave(tmp_path, capsys):
+def test_infer_ave(tmp_path, infer):
     import h5py
 
     from vidlit.data.synth.ave import write_ave
@@ -152,14 +144,14 @@ def test_infer_ave(tmp_path, capsys):
     with h5py.File(data / "visual_feature.h5") as v, h5py.File(data / "audio_feature.h5") as a:
         np.save(tmp_path / f"{name}.npy", v["avadataset"][row])
         np.save(tmp_path / "audio.npy", a["avadataset"][row])
-    printed = _infer(capsys, "--ckpt_path", str(ckpt), str(tmp_path / f"{name}.npy"),
+    printed = infer("--ckpt_path", str(ckpt), str(tmp_path / f"{name}.npy"),
                      "--audio", str(tmp_path / "audio.npy"))  # fmt: skip
     (want,) = predicted[name]
     assert printed[0]["video_id"] == name and printed[0]["labels"] == want["labels"].tolist()
     _close(printed[0]["scores"], want["scores"], 1e-5)
 
 
-def test_infer_llp(tmp_path, capsys):
+def test_infer_llp(tmp_path, infer):
     from vidlit.data.synth.llp import write_llp
 
     data = write_llp(tmp_path / "data", num_train=8, num_val=4, num_test=4)
@@ -177,12 +169,12 @@ def test_infer_llp(tmp_path, capsys):
         str(data / "feats" / "r2plus1d_18" / name),
     ]
     for extra in ([], given):
-        (got,) = _infer(capsys, "--ckpt_path", str(ckpt), str(visual), *extra)
+        (got,) = infer("--ckpt_path", str(ckpt), str(visual), *extra)
         for key in ("video_prob", "audio_prob", "visual_prob"):
             _close(got[key], want[key], 1e-5)
 
 
-def test_infer_music_dance(tmp_path, capsys):
+def test_infer_music_dance(tmp_path, infer):
     from vidlit.data.music_dance import parse_aist_name
     from vidlit.data.synth.music_dance import write_music_dance
 
@@ -195,7 +187,7 @@ def test_infer_music_dance(tmp_path, capsys):
     seq = parse_aist_name(name)
     video = data / "videos" / f"{seq.with_camera('c01') if seq.camera == 'All' else name}.mp4"
     music = data / "all_musics" / f"{seq.music_id}.wav"
-    printed = _infer(capsys, "--ckpt_path", str(ckpt), str(video), "--music", str(music))
+    printed = infer("--ckpt_path", str(ckpt), str(video), "--music", str(music))
     want = [p for vid, ps in predicted.items() if vid.startswith(f"{name}@") for p in ps]
     assert len(printed) == len(want) > 0
     for got, w in zip(printed, sorted(want, key=lambda p: int(p["video_id"].split("@")[1]))):
@@ -205,7 +197,7 @@ def test_infer_music_dance(tmp_path, capsys):
         _close([got["alignment"], got["lag_seconds"]], [w["alignment"], w["lag_seconds"]], 1e-5)
 
 
-def test_infer_loris(tmp_path, capsys):
+def test_infer_loris(tmp_path, infer):
     from vidlit.data.loris import read_lists
     from vidlit.data.synth.loris import write_loris
 
@@ -218,7 +210,7 @@ def test_infer_loris(tmp_path, capsys):
     out = tmp_path / "infer" / "loris.json"
     out.parent.mkdir()
     inputs = ["--pose", str(data / clip.pose), "--music", str(data / clip.audio), "--out", str(out)]
-    printed = _infer(capsys, "--ckpt_path", str(ckpt), str(data / clip.visual), *inputs)
+    printed = infer("--ckpt_path", str(ckpt), str(data / clip.visual), *inputs)
     assert json.loads(out.read_text()) == printed
     (got,) = printed["clips"]
     (want,) = [c for c in predicted["clips"] if c["video_id"] == clip.clip_id]

@@ -36,6 +36,7 @@ LAYERS = {
     "callbacks": 5,  # Lightning callbacks, plugins and strategies: the tasks' trainer-side glue
     "checkpoint_io": 5,
     "strategies": 5,
+    "engines": 5,  # partitions, done markers, the local and Ray Data engines of curate / extract
     "config": 5,  # VidlitCLI, the configuration system the command and inference build on
     "inference": 6,
     "extract": 6,  # verbs that run a model or decode videos, as inference does

@@ -20,12 +20,14 @@ captions you supply and a trained :class:`~vidlit.backbones.video_text.VideoText
    captions through ``encode_text``; the score is their cosine similarity.
 4. **Filter.** Pairs with ``score >= threshold`` are kept (``keep="best"``: only each clip's
    best caption, if it passes).
-5. **Output** (in ``out``):
+5. **Output** (in ``out``: a local folder or any fsspec URL, ``s3://bucket/curated``; every file
+   is written atomically: temporary file and rename, or one PUT on an object store):
 
-   - ``shards/shard-000000.tar``, ...: WebDataset shards (:func:`~vidlit.data.shards.write_shards`)
-     of the kept pairs: the clip re-encoded as H.264 MP4, its caption, and JSON metadata. A shard
-     holds whole source videos and is closed once it reaches ``samples_per_shard`` samples.
-     Train on them with :class:`~vidlit.data.shards.VideoTextShards` (``InternVidDataModule(shards=...)``).
+   - ``shards/shard-000003.tar``, ...: WebDataset shards (:func:`~vidlit.data.shards.write_shards`)
+     of the kept pairs: the clip re-encoded as H.264 MP4, its caption, and JSON metadata. The
+     input is split into partitions of ``videos_per_partition`` consecutive lines; shard ``p``
+     holds the kept pairs of partition ``p`` (none when it kept nothing). Train on them with
+     :class:`~vidlit.data.shards.VideoTextShards` (``InternVidDataModule(shards=...)``).
    - ``curated.jsonl``: one line per kept pair in the InternVid-10M-FLT layout --
      ``YoutubeID`` (the ``id`` of the input row, by default the source file's name without its
      suffix, so :class:`~vidlit.data.internvid.InternVidDataModule` finds the source video in
@@ -34,9 +36,10 @@ captions you supply and a trained :class:`~vidlit.backbones.video_text.VideoText
      the VideoTextModel that curated the file**, not UMT's: it is the column InternVid's readers
      filter on (``min_umt_score``), so curated files work with them unchanged. ``Shard`` and
      ``Key`` name the pair's shard and sample; readers ignore them.
-   - ``curate_manifest.json``: the resume state, rewritten atomically after every shard: the
-     shards written and, per source video, ``done`` (with its shard and counts) or ``failed``
-     (with the reason).
+   - ``partitions/part-000003.json``: partition ``p``'s done marker, written after its shard:
+     its videos and, per video, ``done`` (with its shard and counts) or ``failed`` (with the reason).
+   - ``curate_manifest.json``: the settings, the shards and every video's record, gathered from
+     the markers in partition order.
 
 **Captioning** (``caption="coarse,fine"``, ``vidlit curate --caption coarse,fine``): InternVid's
 multi-scale captions are generated per clip (:mod:`vidlit.captioning`): the coarse one from the
@@ -46,9 +49,19 @@ may be none), scored and filtered like given captions; the JSONL lines add ``Cap
 ``Coarse_caption``, ``Fine_caption``, ``Frame_captions``, the model names and, where the
 summarizer failed, ``Summary_error`` (the manifest lists those clips per video).
 
-Resumable: a rerun skips videos whose status is ``done`` (their pairs are in a shard already)
-and retries ``failed`` ones (a re-downloaded file may work now). A run killed mid-way loses only
-the videos of the shard it was filling. A source video that cannot be decoded is logged,
+Resumable: a rerun skips every partition whose marker lists the same videos and whose shard is
+there, and redoes the others: unfinished ones, and those with a ``failed`` video (a re-downloaded
+file may work now). A run killed mid-way loses only the partitions it was working on.
+
+**Engines** (``engine="ray"``, ``vidlit curate --engine ray``): both engines run the same three
+stages per video and the same writer (:mod:`vidlit.engines`): shots and frames on CPU
+(``_decode_video``), captioning and scoring with the models (``_ScoreClips``), the threshold and
+clip encoding on CPU (``_encode_kept``). The local engine runs them in this process; the Ray
+Data engine runs the CPU stages as tasks and the models in a pool of actors (with a GPU each
+where the cluster has them) and writes each partition from the driver as it completes. The
+outputs are the same files, byte for byte.
+
+A source video that cannot be decoded is logged,
 recorded as failed and skipped; :class:`CurateSummary` counts it. The manifest records the
 settings (model fingerprint: the SHA-256 of its weights; threshold, keep, shot and clip settings,
 input size and normalization): a rerun with other ones is refused with one line naming what
@@ -75,8 +88,9 @@ import math
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -87,13 +101,26 @@ from torch import Tensor, nn
 from vidlit.captioning import CAPTION_SCALES, DTYPES, SummarizerError
 from vidlit.core.device import resolve_device
 from vidlit.core.fingerprint import settings_changes, weights_fingerprint
-from vidlit.core.io import read_json, read_jsonl, write_atomic, write_json_atomic
+from vidlit.core.io import read_jsonl
 from vidlit.core.progress import progress_bar
-from vidlit.data.internvid import format_timestamp
 from vidlit.data.sampling import uniform_segments
 from vidlit.data.shards import encode_mp4, write_shards
 from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoBatchTransform
 from vidlit.data.video import VideoDecodeError, _resize_frames, open_video, output_size
+from vidlit.engines import (
+    ENGINES,
+    OutputFolder,
+    Partition,
+    Pipeline,
+    add_engine_arguments,
+    pending_partitions,
+    ray_options,
+    run_local,
+    split_partitions,
+)
+from vidlit.engines.partitions import MARKERS
+from vidlit.engines.ray_data import RayOptions
+from vidlit.formats.internvid import format_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -333,7 +360,7 @@ class CurateSummary:
     pairs: int = 0
     kept: int = 0
     shards: list[str] = field(default_factory=list)
-    jsonl: Path | None = None
+    jsonl: Path | str | None = None
     scores: list[float] = field(default_factory=list, repr=False)
     threshold: float = 0.0
     summary_failures: int = 0
@@ -361,52 +388,12 @@ class CurateSummary:
         return ", ".join(f"{name} {value:.3f}" for name, value in points)
 
 
-class _Manifest:
-    """The resume state (``curate_manifest.json``), rewritten atomically."""
+class _CaptionPlan:
+    """Which captioner frames a clip needs (InternVid's two scales); no models, so it travels to
+    the decoding workers."""
 
-    def __init__(self, path: Path, settings: dict[str, Any]):
-        self.path = path
-        if path.is_file():
-            state = read_json(path, "curate manifest")  # corrupt: one line with its line and column
-            changes = settings_changes(state.get("settings") or {}, settings)
-            if changes:
-                raise ValueError(
-                    f"{path}: this folder was curated otherwise ({'; '.join(changes)}); curate into another "
-                    "folder, or pass --overwrite to start it over"
-                )
-            self.shards: list[str] = state.get("shards", [])
-            self.videos: dict[str, dict[str, Any]] = state.get("videos", {})
-        else:
-            self.shards, self.videos = [], {}
-        self.settings = settings
-
-    def done(self, name: str) -> bool:
-        return self.videos.get(name, {}).get("status") == "done"
-
-    def next_shard(self) -> int:
-        numbers = [int(m.group(1)) for s in self.shards if (m := re.search(r"(\d+)\.tar$", s))]
-        return max(numbers, default=-1) + 1
-
-    def save(self) -> None:
-        write_json_atomic(
-            {"settings": self.settings, "shards": self.shards, "videos": self.videos}, self.path
-        )
-
-
-class _Captioning:
-    """InternVid's two caption scales for the clips of one video (see :func:`curate`'s ``caption``)."""
-
-    def __init__(
-        self,
-        scales: tuple[str, ...],
-        captioner: Any,
-        fine_captioner: Any,
-        summarizer: Any,
-        frames: int,
-        fps: float | None = None,
-    ):
-        self.scales, self.captioner, self.summarizer, self.frames = scales, captioner, summarizer, frames
-        self.fine_captioner, self.fps = fine_captioner, fps
+    def __init__(self, scales: tuple[str, ...], frames: int, fps: float | None):
+        self.scales, self.frames, self.fps = scales, frames, fps
 
     def count(self, length: int, video_fps: float) -> int:
         """Fine-scale frames of a clip of ``length`` frames: ``fine_frames``, or with ``fine_fps``
@@ -415,6 +402,34 @@ class _Captioning:
             return self.frames
         return min(self.frames, max(1, round(length / video_fps * self.fps)))
 
+    def decode(self, reader: Any, clips: Sequence[tuple[int, int]]) -> dict[str, Any]:
+        """The captioners' frames of ``clips``: the middle frames (coarse) and each clip's fine
+        frames, concatenated (``counts`` per clip)."""
+        counts = [self.count(end - first, reader.fps) for first, end in clips]
+        coarse = fine = None
+        if not clips:
+            pass
+        elif "coarse" in self.scales:
+            coarse = reader.get_frames(np.asarray([first + (end - first) // 2 for first, end in clips]))
+        if clips and "fine" in self.scales:
+            fine = reader.get_frames(
+                np.concatenate(
+                    [
+                        first + uniform_segments(end - first, n, train=False)
+                        for (first, end), n in zip(clips, counts)
+                    ]
+                )
+            )
+        return {"coarse_frames": coarse, "fine_frames": fine, "fine_counts": counts}
+
+
+class _Captioning:
+    """InternVid's two caption scales for the clips of one video (see :func:`curate`'s ``caption``)."""
+
+    def __init__(self, plan: _CaptionPlan, captioner: Any, fine_captioner: Any, summarizer: Any):
+        self.plan, self.scales = plan, plan.scales
+        self.captioner, self.fine_captioner, self.summarizer = captioner, fine_captioner, summarizer
+
     def settings(self) -> dict[str, Any]:
         """What the manifest records: a rerun with other models or another prompt is refused."""
         fine = "fine" in self.scales
@@ -422,45 +437,24 @@ class _Captioning:
             "caption": list(self.scales),
             "captioner": self.captioner.name if "coarse" in self.scales else None,
             "fine_captioner": self.fine_captioner.name if fine else None,
-            "fine_frames": self.frames if fine else None,
-            "fine_fps": self.fps if fine else None,
+            "fine_frames": self.plan.frames if fine else None,
+            "fine_fps": self.plan.fps if fine else None,
             "summarizer": self.summarizer.name if fine else None,
             "summarizer_url": getattr(self.summarizer, "url", None) if fine else None,
             "summary_prompt": self.summarizer.prompt if fine else None,
         }
 
-    def run(
-        self, reader: Any, clips: Sequence[tuple[int, int]], seconds: dict[str, float]
-    ) -> list[dict[str, Any]]:
-        """Per clip: ``Coarse_caption`` / ``Fine_caption`` (+ ``Frame_captions``) and the model names;
-        ``Summary_error`` where the summarizer failed (``Fine_caption`` is then None).
-
-        Clips go in groups of ``CAPTION_GROUP``, so a long video's frames are never all in memory.
-        """
-        results: list[dict[str, Any]] = []
-        for start in range(0, len(clips), CAPTION_GROUP):
-            results += self._group(reader, clips[start : start + CAPTION_GROUP], start, seconds)
-        return results
-
-    def _group(
-        self, reader: Any, clips: Sequence[tuple[int, int]], offset: int, seconds: dict[str, float]
-    ) -> list[dict[str, Any]]:
-        results: list[dict[str, Any]] = [{} for _ in clips]
-        tick = time.perf_counter()
-        middles = [first + (end - first) // 2 for first, end in clips]
-        counts = [self.count(end - first, reader.fps) for first, end in clips]
-        fine = [
-            first + uniform_segments(end - first, n, train=False) for (first, end), n in zip(clips, counts)
-        ]
-        bounds = np.cumsum([0, *counts])
-        coarse_frames = reader.get_frames(np.asarray(middles)) if "coarse" in self.scales else None
-        fine_frames = reader.get_frames(np.concatenate(fine)) if "fine" in self.scales else None
-        seconds["decode"] = seconds.get("decode", 0.0) + time.perf_counter() - tick
+    def run(self, group: dict[str, Any], offset: int, seconds: dict[str, float]) -> list[dict[str, Any]]:
+        """Per clip of a decoded group: ``Coarse_caption`` / ``Fine_caption`` (+ ``Frame_captions``)
+        and the model names; ``Summary_error`` where the summarizer failed (``Fine_caption`` None)."""
+        coarse_frames, fine_frames = group["coarse_frames"], group["fine_frames"]
+        results: list[dict[str, Any]] = [{} for _ in group["clips"]]
+        bounds = np.cumsum([0, *group["fine_counts"]])
         tick = time.perf_counter()
         if coarse_frames is not None and fine_frames is not None and self.captioner is self.fine_captioner:
             # one model for both scales: one stream of batches
             everything = self.captioner.caption(torch.cat([coarse_frames, fine_frames]))
-            coarse, per_frame = everything[: len(clips)], everything[len(clips) :]
+            coarse, per_frame = everything[: len(results)], everything[len(results) :]
         else:
             coarse = self.captioner.caption(coarse_frames) if coarse_frames is not None else None
             per_frame = self.fine_captioner.caption(fine_frames) if fine_frames is not None else None
@@ -513,7 +507,312 @@ def _captioning(
     if frames < 1 or (fps is not None and not fps > 0):
         raise ValueError(f"fine_frames and fine_fps must be positive, got {frames} and {fps}")
     order = tuple(s for s in CAPTION_SCALES if s in scales)
-    return _Captioning(order, captioner, fine_captioner, summarizer, frames, fps)
+    return _Captioning(_CaptionPlan(order, frames, fps), captioner, fine_captioner, summarizer)
+
+
+# -- the stages of one source video (both engines run these) ------------------------------------
+
+
+@dataclass(frozen=True)
+class _Cut:
+    """The settings the CPU stages need (they travel to Ray workers)."""
+
+    num_frames: int
+    size: int
+    detector: str
+    detector_threshold: float | None
+    min_shot_frames: int
+    min_clip_seconds: float
+    max_clip_seconds: float | None
+    clip_short_side: int | None
+    backend: str
+    threshold: float
+    keep: str
+    captions: _CaptionPlan | None
+
+
+def _decode_video(cut: _Cut, video: SourceVideo) -> Iterator[dict[str, Any]]:
+    """CPU stage: shots, clips, and the frames the models need, ``CAPTION_GROUP`` clips per row
+    (so a long video's frames are never all in memory). An unreadable video: one ``error`` row."""
+    try:
+        with open_video(video.path, cut.backend, resize=cut.clip_short_side) as reader:
+            length, fps = len(reader), reader.fps
+            seconds = {"shots": 0.0, "decode": 0.0}
+            tick = time.perf_counter()
+            shots = detect_shots(video.path, cut.detector, cut.detector_threshold, cut.min_shot_frames)
+            seconds["shots"] = time.perf_counter() - tick
+            shots = [(a, min(b, length)) for a, b in shots if a < length]
+            clips = split_shots(shots, fps, cut.min_clip_seconds, cut.max_clip_seconds)
+            for offset in range(0, max(len(clips), 1), CAPTION_GROUP):
+                group = clips[offset : offset + CAPTION_GROUP]
+                tick = time.perf_counter()
+                row = cut.captions.decode(reader, group) if cut.captions else {}
+                frames = []
+                for first, end in group:
+                    has_candidates = cut.captions is not None or any(
+                        c.overlaps(first / fps, end / fps) for c in video.captions
+                    )
+                    if not has_candidates:
+                        frames.append(None)
+                        continue
+                    sampled = reader.get_frames(
+                        first + uniform_segments(end - first, cut.num_frames, train=False)
+                    )
+                    # short side to ``size`` as the readers resize, then (model stage) the eval centre crop
+                    frames.append(
+                        _resize_frames(sampled, output_size(sampled.shape[1], sampled.shape[2], cut.size))
+                    )
+                seconds["decode"] = seconds.get("decode", 0.0) + time.perf_counter() - tick
+                yield {
+                    **row,
+                    "video": video,
+                    "fps": fps,
+                    "shots": len(shots),
+                    "num_clips": len(clips),
+                    "offset": offset,
+                    "clips": group,
+                    "frames": frames,
+                    "seconds": seconds,
+                }
+                seconds = {}
+    except VideoDecodeError as e:
+        yield {"video": video, "error": e.reason}
+
+
+class _ScoreClips:
+    """Model stage: caption (when asked) and score each clip of a row with the video-text model.
+
+    Built once per model worker (:class:`~vidlit.engines.partitions.Pipeline`'s ``model``).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        captioning: _Captioning | None,
+        size: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        device: str | torch.device,
+    ):
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.captioning = captioning
+        self.transform = VideoBatchTransform(size, train=False, mean=mean, std=std)
+
+    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
+        if "error" in row:
+            return row
+        video, fps, seconds = row["video"], row["fps"], row["seconds"]
+        generated = (
+            self.captioning.run(row, row["offset"], seconds)
+            if self.captioning
+            else [{} for _ in row["clips"]]
+        )
+        text_cache: dict[str, Tensor] = {}
+        scored, all_scores = [], []
+        for k, (first, end) in enumerate(row["clips"]):
+            tick = time.perf_counter()
+            candidates: list[tuple[int | str, Caption]] = [
+                (scale, Caption(generated[k][f"{scale.title()}_caption"]))
+                for scale in CAPTION_SCALES
+                if generated[k].get(f"{scale.title()}_caption")  # an empty generation is no candidate
+            ]
+            candidates += [(j, c) for j, c in enumerate(video.captions) if c.overlaps(first / fps, end / fps)]
+            if not candidates:
+                continue
+            clip = self.transform(row["frames"][k][None].to(self.device))  # 1 c t s s
+            video_embedding = self.model.encode_video(clip)[0]
+            missing = [c.text for _, c in candidates if c.text not in text_cache]
+            if missing:
+                text_cache.update(zip(missing, self.model.encode_text(missing)))
+            scores = [float(video_embedding @ text_cache[c.text]) for _, c in candidates]
+            all_scores.extend(scores)
+            seconds["score"] = seconds.get("score", 0.0) + time.perf_counter() - tick
+            scored.append((k, [(s, j, c) for s, (j, c) in zip(scores, candidates)]))
+        out = {k: v for k, v in row.items() if k not in ("frames", "coarse_frames", "fine_frames")}
+        return {**out, "generated": generated, "scored": scored, "scores": all_scores}
+
+
+def _encode_kept(cut: _Cut, row: dict[str, Any]) -> dict[str, Any]:
+    """CPU stage after the model: the threshold, and the kept clips re-encoded as MP4 samples."""
+    if "error" in row:
+        return row
+    video, fps, seconds, generated = row["video"], row["fps"], row["seconds"], row["generated"]
+    base = sample_key_prefix(video.video_id)
+    kept: list[dict[str, Any]] = []
+    reader = None
+    try:
+        for k, pairs in row["scored"]:
+            passing = [p for p in pairs if p[0] >= cut.threshold]
+            if cut.keep == "best" and passing:
+                passing = [max(passing, key=lambda p: p[0])]
+            if not passing:
+                continue
+            index = row["offset"] + k
+            first, end = row["clips"][k]
+            start_s, end_s = first / fps, end / fps
+            tick = time.perf_counter()
+            reader = reader or open_video(video.path, cut.backend, resize=cut.clip_short_side)
+            chunks = (
+                reader.get_frames(np.arange(a, min(a + 32, end))).numpy() for a in range(first, end, 32)
+            )
+            mp4 = encode_mp4(chunks, fps)
+            seconds["write"] = seconds.get("write", 0.0) + time.perf_counter() - tick
+            for score, j, caption in passing:
+                key = f"{base}_{index:04d}_{j:03d}" if isinstance(j, int) else f"{base}_{index:04d}_{j}"
+                line = {
+                    "YoutubeID": video.video_id,
+                    "Start_timestamp": format_timestamp(start_s),
+                    "End_timestamp": format_timestamp(end_s),
+                    "Caption": caption.text,
+                    "UMT_Score": round(score, 6),
+                    "Key": key,
+                }
+                if cut.captions:  # which scale this caption is, both scales' captions and the models
+                    line["Caption_scale"] = j if isinstance(j, str) else "input"
+                    line.update(generated[k])
+                metadata = {
+                    "video_id": video.video_id,
+                    "source": video.name,
+                    "start": round(start_s, 6),
+                    "end": round(end_s, 6),
+                    "fps": fps,
+                    "score": score,
+                    "clip_index": index,
+                    "caption_index": j,
+                    **({"captions": generated[k]} if cut.captions else {}),
+                }
+                kept.append({"key": key, "mp4": mp4, "caption": caption.text, "json": metadata, "line": line})
+    finally:
+        if reader is not None:
+            reader.close()
+    failures = [
+        {"clip": row["offset"] + k, "error": g["Summary_error"]}
+        for k, g in enumerate(generated)
+        if "Summary_error" in g
+    ]
+    pairs = sum(len(p) for _, p in row["scored"])
+    out = {k: v for k, v in row.items() if k not in ("scored", "generated")}
+    return {**out, "kept": kept, "pairs": pairs, "summary_failures": failures}
+
+
+def _video_result(cut: _Cut, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One video's rows (in order) as its manifest record, kept samples, scores and stage seconds."""
+    first = rows[0]
+    if "error" in first:
+        return {
+            "record": {"status": "failed", "reason": first["error"]},
+            "kept": [],
+            "scores": [],
+            "seconds": {},
+        }
+    record: dict[str, Any] = {
+        "id": first["video"].video_id,
+        "shots": first["shots"],
+        "clips": first["num_clips"],
+        "pairs": sum(r["pairs"] for r in rows),
+        "kept": sum(len(r["kept"]) for r in rows),
+    }
+    if cut.captions:
+        record["summary_failures"] = [f for r in rows for f in r["summary_failures"]]
+    seconds: dict[str, float] = {}
+    for r in rows:
+        for stage, value in r["seconds"].items():
+            seconds[stage] = seconds.get(stage, 0.0) + value
+    return {
+        "record": record,
+        "kept": [s for r in rows for s in r["kept"]],
+        "scores": [s for r in rows for s in r["scores"]],
+        "seconds": seconds,
+    }
+
+
+class _CurateOutput:
+    """The output folder: the manifest (settings, shards, videos), shards, their JSONL, markers."""
+
+    def __init__(self, folder: OutputFolder, settings: dict[str, Any], jsonl_name: str, overwrite: bool):
+        self.folder, self.settings, self.jsonl_name = folder, settings, jsonl_name
+        if overwrite:
+            for name in (MANIFEST, jsonl_name, *folder.list("shards"), *folder.list(MARKERS)):
+                folder.remove(name)
+        if folder.exists(MANIFEST):
+            state = folder.read_json(MANIFEST, "curate manifest")  # corrupt: one line with line and column
+            changes = settings_changes(state.get("settings") or {}, settings)
+            if changes:
+                raise ValueError(
+                    f"{folder.url_of(MANIFEST)}: this folder was curated otherwise ({'; '.join(changes)}); "
+                    "curate into another folder, or pass --overwrite to start it over"
+                )
+        folder.makedirs("shards")
+        folder.makedirs(MARKERS)
+        self.markers: dict[int, dict[str, Any]] = {}
+        self.shards: set[str] | None = None  # the shards folder's listing, read once on resume
+        self.save()  # the settings first: a second run into the folder is checked against them
+
+    def complete(self, partition: Partition, marker: dict[str, Any]) -> bool:
+        """Done: no video failed (a rerun retries them) and the shard and its JSONL are there."""
+        if any(v.get("status") != "done" for v in (marker.get("videos") or {}).values()):
+            return False
+        shard = marker.get("shard")
+        if self.shards is None:  # one listing, not two requests per partition (object stores)
+            self.shards = set(self.folder.list("shards"))
+        return shard is None or {f"shards/{shard}", f"shards/{_jsonl_of(shard)}"} <= self.shards
+
+    def write_partition(self, partition: Partition, results: list[dict[str, Any]]) -> str | None:
+        """The partition's shard and JSONL (when it kept any pair), then its done marker; the URL
+        of the shard written."""
+        samples = [s for r in results for s in r["kept"]]
+        shard = url = None
+        if samples:
+            shard = SHARD_PATTERN % partition.index
+            (url,) = write_shards(
+                ({k: s[k] for k in ("key", "mp4", "caption", "json")} for s in samples),
+                self.folder.url_of(f"shards/{SHARD_PATTERN}"),
+                maxcount=len(samples),
+                start_index=partition.index,
+            )
+            lines = "".join(
+                json.dumps({**s["line"], "Shard": shard}, ensure_ascii=False) + "\n" for s in samples
+            )
+            self.folder.write(f"shards/{_jsonl_of(shard)}", lines)
+        videos = {}
+        for name, result in zip(partition.names, results):
+            record = result["record"]
+            if record.get("status") != "failed":
+                record = {**record, "status": "done", "shard": shard if record["kept"] else None}
+            videos[name] = record
+        marker = {
+            "partition": partition.index,
+            "items": list(partition.names),
+            "shard": shard,
+            "videos": videos,
+        }
+        self.folder.write_json(partition.marker, marker)
+        self.markers[partition.index] = marker
+        self.save()
+        return url
+
+    def save(self) -> None:
+        """The manifest, from the markers in partition order (so both engines write the same one)."""
+        markers = [self.markers[p] for p in sorted(self.markers)]
+        self.folder.write_json(
+            MANIFEST,
+            {
+                "settings": self.settings,
+                "shards": [m["shard"] for m in markers if m["shard"]],
+                "videos": {name: record for m in markers for name, record in m["videos"].items()},
+            },
+        )
+
+    def merge_jsonl(self) -> str:
+        """The InternVid-format JSONL of every shard in the manifest, written atomically."""
+        shards = [m["shard"] for _, m in sorted(self.markers.items()) if m["shard"]]
+        parts = [self.folder.read_bytes(f"shards/{_jsonl_of(s)}").decode("utf-8") for s in shards]
+        return self.folder.write(self.jsonl_name, "".join(parts))
+
+
+def _jsonl_of(shard: str) -> str:
+    return shard.replace(".tar", ".jsonl")
 
 
 def curate(
@@ -532,7 +831,7 @@ def curate(
     min_clip_seconds: float = 1.0,
     max_clip_seconds: float | None = 10.0,
     clip_short_side: int | None = None,
-    samples_per_shard: int = 500,
+    videos_per_partition: int = 16,
     jsonl_name: str = "curated.jsonl",
     backend: str = "auto",
     device: str | torch.device = "cpu",
@@ -544,6 +843,8 @@ def curate(
     summarizer: Any = None,
     fine_frames: int = 8,
     fine_fps: float | None = None,
+    engine: str = "local",
+    ray: RayOptions | None = None,
 ) -> CurateSummary:
     """Cut, score, filter and write video-text pairs (see the module docstring).
 
@@ -552,7 +853,7 @@ def curate(
             ``encode_video([b, 3, t, h, w]) -> [b, d]`` and ``encode_text(list[str]) -> [b, d]``,
             both L2-normalized).
         source: the input JSONL, or its parsed rows.
-        out: output folder (created).
+        out: output folder (created): a local path or any fsspec URL (``s3://bucket/curated``).
         threshold: keep pairs whose cosine similarity is at least this.
         keep: ``"all"`` passing pairs, or only each clip's ``"best"`` caption.
         num_frames: frames per clip the model sees; defaults to the video tower's ``num_frames``.
@@ -565,13 +866,14 @@ def curate(
         min_clip_seconds: drop shorter clips.
         max_clip_seconds: split longer shots; None never splits.
         clip_short_side: resize stored clips to this short side; None keeps the source size.
-        samples_per_shard: a shard is closed once it holds this many samples.
+        videos_per_partition: source videos per partition: partition ``p`` (input lines
+            ``p * n`` to ``p * n + n - 1``) writes ``shards/shard-{p:06d}.tar`` and its done marker.
         jsonl_name: file name of the InternVid-format JSONL in ``out``.
         backend: video backend for decoding clips.
-        device: where the model runs (``"auto"``: CUDA when available).
+        device: where the model runs (``"auto"``: CUDA when available; on Ray, in each actor).
         progress: show a progress bar.
-        overwrite: delete the folder's manifest, shards and JSONL first, instead of refusing a
-            folder curated with other settings or another model.
+        overwrite: delete the folder's manifest, shards, markers and JSONL first, instead of
+            refusing a folder curated with other settings or another model.
         caption: scales to caption each clip at (InternVid's multi-scale captioning): ``"coarse"``
             (the middle frame, by ``captioner``) and / or ``"fine"`` (``fine_frames`` frames through
             the clip, each by ``fine_captioner``, fused in order by ``summarizer``). The generated
@@ -586,6 +888,9 @@ def curate(
         fine_frames: frames captioned per clip at the fine scale (with ``fine_fps``: at most).
         fine_fps: caption ``fine_fps`` frames per second of the clip instead (InternVid: 1),
             at least one and at most ``fine_frames``.
+        engine: ``"local"`` (this process) or ``"ray"`` (Ray Data: shots and decoding in CPU
+            tasks, the models in a pool of actors); both write the same files.
+        ray: the Ray cluster address and pool sizes (``engine="ray"``).
 
     Returns:
         The run's :class:`CurateSummary`.
@@ -596,8 +901,10 @@ def curate(
     """
     if keep not in KEEP:
         raise ValueError(f"keep must be one of {KEEP}, got {keep!r}")
-    if samples_per_shard < 1:
-        raise ValueError(f"samples_per_shard must be positive, got {samples_per_shard}")
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if videos_per_partition < 1:
+        raise ValueError(f"videos_per_partition must be positive, got {videos_per_partition}")
     if max_clip_seconds is not None and max_clip_seconds <= 0:
         raise ValueError(f"max_clip_seconds must be positive or None, got {max_clip_seconds}")
     tower = getattr(model, "video", None)
@@ -608,13 +915,6 @@ def curate(
         raise ValueError("cannot tell the model's clip length and input size; pass num_frames and size")
     captioning = _captioning(caption, captioner, fine_captioner, summarizer, fine_frames, fine_fps)
     videos = read_curation_input(source) if isinstance(source, (str, Path)) else list(source)
-    out = Path(out)
-    if overwrite:
-        for path in (out / MANIFEST, out / jsonl_name):
-            path.unlink(missing_ok=True)
-        for path in (out / "shards").glob("shard-*"):
-            path.unlink()
-    (out / "shards").mkdir(parents=True, exist_ok=True)
     settings = {
         "model_sha256": weights_fingerprint(model),
         "threshold": threshold,
@@ -629,198 +929,72 @@ def curate(
         "size": size,
         "mean": [float(m) for m in mean],
         "std": [float(v) for v in std],
+        "videos_per_partition": videos_per_partition,
         **(captioning.settings() if captioning else {}),
     }
-    manifest = _Manifest(out / MANIFEST, settings)
+    output = _CurateOutput(OutputFolder(out), settings, jsonl_name, overwrite)
+    partitions = split_partitions(videos, [v.name for v in videos], videos_per_partition)
+    todo, done = pending_partitions(output.folder, partitions, output.complete)
+    output.markers.update(done)
     summary = CurateSummary(videos=len(videos), threshold=threshold)
-    device = resolve_device(device)
-    model = model.to(device).eval()
-    transform = VideoBatchTransform(size, train=False, mean=mean, std=std)
-    pending: list[tuple[SourceVideo, dict[str, Any], list[dict[str, Any]]]] = []
+    summary.resumed = sum(len(p.items) for p in partitions if p.index in done)
+    cut = _Cut(
+        num_frames, size, detector, detector_threshold, min_shot_frames, min_clip_seconds,
+        max_clip_seconds, clip_short_side, backend, threshold, keep, captioning.plan if captioning else None,
+    )  # fmt: skip
+    pipeline = Pipeline(
+        decode=partial(_decode_video, cut),
+        model=partial(
+            _ScoreClips,
+            model,
+            captioning,
+            size,
+            tuple(mean),
+            tuple(std),
+            device if engine == "ray" else resolve_device(device),
+        ),
+        finish=partial(_encode_kept, cut),
+    )
+    started = time.perf_counter()
+    with progress_bar("curating", sum(len(p.items) for p in todo), progress) as advance:
 
-    def flush() -> None:
-        samples = [s for _, _, kept in pending for s in kept]
-        shard = None
-        if samples:
-            index = manifest.next_shard()
-            name = SHARD_PATTERN % index
-            (url,) = write_shards(
-                ({k: s[k] for k in ("key", "mp4", "caption", "json")} for s in samples),
-                str(out / "shards" / SHARD_PATTERN),
-                maxcount=len(samples),
-                start_index=index,
-            )
-            lines = "".join(
-                json.dumps({**s["line"], "Shard": name}, ensure_ascii=False) + "\n" for s in samples
-            )
-            write_atomic(lines, out / "shards" / name.replace(".tar", ".jsonl"))
-            manifest.shards.append(name)
-            summary.shards.append(url)
-            shard = name
-        for video, record, _ in pending:
-            manifest.videos[video.name] = {
-                **record,
-                "status": "done",
-                "shard": shard if record["kept"] else None,
-            }
-        manifest.save()
-        pending.clear()
-
-    started, clips_before = time.perf_counter(), 0
-    with progress_bar("curating", len(videos), progress) as advance, torch.inference_mode():
-        for video in videos:
-            if manifest.done(video.name):
-                summary.resumed += 1
+        def on_item(partition: Partition, position: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
+            result = _video_result(cut, rows)
+            video, record = partition.items[position], result["record"]
+            if record.get("status") == "failed":
+                log.warning(
+                    "skipping unreadable source video %s (%s): %s", video.name, video.where, record["reason"]
+                )
+                summary.failed.append((str(video.path), record["reason"]))
             else:
-                try:
-                    record, kept, scores = _curate_video(
-                        video,
-                        model,
-                        transform,
-                        num_frames,
-                        size,
-                        threshold,
-                        keep,
-                        detector,
-                        detector_threshold,
-                        min_shot_frames,
-                        min_clip_seconds,
-                        max_clip_seconds,
-                        clip_short_side,
-                        backend,
-                        device,
-                        captioning,
-                        summary.seconds,
-                    )
-                except VideoDecodeError as e:
-                    log.warning(
-                        "skipping unreadable source video %s (%s): %s", video.name, video.where, e.reason
-                    )
-                    summary.failed.append((str(video.path), e.reason))
-                    manifest.videos[video.name] = {"status": "failed", "reason": e.reason}
-                else:
-                    summary.processed += 1
-                    summary.clips += record["clips"]
-                    summary.pairs += record["pairs"]
-                    summary.kept += record["kept"]
-                    summary.scores.extend(scores)
-                    summary.summary_failures += len(record.get("summary_failures", ()))
-                    pending.append((video, record, kept))
-                    if sum(len(k) for _, _, k in pending) >= samples_per_shard:
-                        flush()
-            rate = (summary.clips - clips_before) / max(time.perf_counter() - started, 1e-9)
+                summary.processed += 1
+                summary.clips += record["clips"]
+                summary.pairs += record["pairs"]
+                summary.kept += record["kept"]
+                summary.scores.extend(result["scores"])
+                summary.summary_failures += len(record.get("summary_failures", ()))
+                for stage, value in result["seconds"].items():
+                    summary.seconds[stage] = summary.seconds.get(stage, 0.0) + value
+            rate = summary.clips / max(time.perf_counter() - started, 1e-9)
             advance(description=f"curating ({summary.clips} clips, {rate:.2f} clips/s)")
-    flush()
-    summary.jsonl = _merge_jsonl(out, manifest.shards, jsonl_name)
+            return result
+
+        def on_partition(partition: Partition, results: list[dict[str, Any]]) -> None:
+            url = output.write_partition(partition, results)
+            if url is not None:
+                summary.shards.append(url)
+
+        if engine == "ray":
+            from vidlit.engines.ray_data import run_ray
+
+            run_ray(todo, pipeline, on_item, on_partition, ray)
+        else:
+            run_local(todo, pipeline, on_item, on_partition)
+    summary.shards.sort()
+    output.save()
+    jsonl = output.merge_jsonl()
+    summary.jsonl = Path(jsonl) if output.folder.local else jsonl
     return summary
-
-
-def _curate_video(
-    video: SourceVideo,
-    model: nn.Module,
-    transform: VideoBatchTransform,
-    num_frames: int,
-    size: int,
-    threshold: float,
-    keep: str,
-    detector: str,
-    detector_threshold: float | None,
-    min_shot_frames: int,
-    min_clip_seconds: float,
-    max_clip_seconds: float | None,
-    clip_short_side: int | None,
-    backend: str,
-    device: torch.device,
-    captioning: _Captioning | None = None,
-    seconds: dict[str, float] | None = None,
-) -> tuple[dict[str, Any], list[dict[str, Any]], list[float]]:
-    """Cut, caption, score and filter one source video: ``(counts, kept samples, every pair's score)``."""
-    seconds = {} if seconds is None else seconds
-    with open_video(video.path, backend, resize=clip_short_side) as reader:
-        length, fps = len(reader), reader.fps
-        tick = time.perf_counter()
-        shots = detect_shots(video.path, detector, detector_threshold, min_shot_frames)
-        seconds["shots"] = seconds.get("shots", 0.0) + time.perf_counter() - tick
-        shots = [(a, min(b, length)) for a, b in shots if a < length]
-        clips = split_shots(shots, fps, min_clip_seconds, max_clip_seconds)
-        record = {"id": video.video_id, "shots": len(shots), "clips": len(clips), "pairs": 0, "kept": 0}
-        generated = captioning.run(reader, clips, seconds) if captioning else [{} for _ in clips]
-        failures = [
-            {"clip": i, "error": g["Summary_error"]} for i, g in enumerate(generated) if "Summary_error" in g
-        ]
-        if captioning:
-            record["summary_failures"] = failures
-        kept: list[dict[str, Any]] = []
-        all_scores: list[float] = []
-        text_cache: dict[str, Tensor] = {}
-        base = sample_key_prefix(video.video_id)
-        for index, (first, end) in enumerate(clips):
-            start_s, end_s = first / fps, end / fps
-            tick = time.perf_counter()
-            candidates: list[tuple[int | str, Caption]] = [
-                (scale, Caption(generated[index][f"{scale.title()}_caption"]))
-                for scale in CAPTION_SCALES
-                if generated[index].get(f"{scale.title()}_caption")  # an empty generation is no candidate
-            ]
-            candidates += [(j, c) for j, c in enumerate(video.captions) if c.overlaps(start_s, end_s)]
-            if not candidates:
-                continue
-            sampled = reader.get_frames(first + uniform_segments(end - first, num_frames, train=False))
-            # short side to ``size`` as the readers resize, then the eval transform's centre crop
-            sampled = _resize_frames(sampled, output_size(sampled.shape[1], sampled.shape[2], size))
-            clip = transform(sampled[None].to(device))  # 1 c t s s
-            video_embedding = model.encode_video(clip)[0]
-            missing = [c.text for _, c in candidates if c.text not in text_cache]
-            if missing:
-                text_cache.update(zip(missing, model.encode_text(missing)))
-            scores = [float(video_embedding @ text_cache[c.text]) for _, c in candidates]
-            record["pairs"] += len(candidates)
-            all_scores.extend(scores)
-            seconds["score"] = seconds.get("score", 0.0) + time.perf_counter() - tick
-            passing = [(s, j, c) for s, (j, c) in zip(scores, candidates) if s >= threshold]
-            if keep == "best" and passing:
-                passing = [max(passing, key=lambda p: p[0])]
-            if not passing:
-                continue
-            chunks = (
-                reader.get_frames(np.arange(a, min(a + 32, end))).numpy() for a in range(first, end, 32)
-            )
-            tick = time.perf_counter()
-            mp4 = encode_mp4(chunks, fps)
-            seconds["write"] = seconds.get("write", 0.0) + time.perf_counter() - tick
-            for score, j, caption in passing:
-                key = f"{base}_{index:04d}_{j:03d}" if isinstance(j, int) else f"{base}_{index:04d}_{j}"
-                line = {
-                    "YoutubeID": video.video_id,
-                    "Start_timestamp": format_timestamp(start_s),
-                    "End_timestamp": format_timestamp(end_s),
-                    "Caption": caption.text,
-                    "UMT_Score": round(score, 6),
-                    "Key": key,
-                }
-                if captioning:  # which scale this caption is, both scales' captions and the models
-                    line["Caption_scale"] = j if isinstance(j, str) else "input"
-                    line.update(generated[index])
-                metadata = {
-                    "video_id": video.video_id,
-                    "source": video.name,
-                    "start": round(start_s, 6),
-                    "end": round(end_s, 6),
-                    "fps": fps,
-                    "score": score,
-                    "clip_index": index,
-                    "caption_index": j,
-                    **({"captions": generated[index]} if captioning else {}),
-                }
-                kept.append({"key": key, "mp4": mp4, "caption": caption.text, "json": metadata, "line": line})
-        record["kept"] = len(kept)
-        return record, kept, all_scores
-
-
-def _merge_jsonl(out: Path, shards: list[str], name: str) -> Path:
-    """The InternVid-format JSONL of every shard in the manifest, written atomically."""
-    parts = [(out / "shards" / s.replace(".tar", ".jsonl")).read_text(encoding="utf-8") for s in shards]
-    return write_atomic("".join(parts), out / name)
 
 
 # -- command line ---------------------------------------------------------------------------------
@@ -843,7 +1017,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--ckpt_path", required=True, type=Path, help="VideoTextPretrain Lightning checkpoint"
     )
-    parser.add_argument("--out", required=True, type=Path, help="output folder (shards, JSONL, manifest)")
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="output folder (shards, JSONL, manifest): a path or an fsspec URL (s3://...)",
+    )
     parser.add_argument("--threshold", type=float, default=0.0, help="keep pairs with cosine >= this")
     parser.add_argument(
         "--keep", choices=KEEP, default="all", help="all passing captions, or each clip's best"
@@ -854,7 +1032,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--min_clip_seconds", type=float, default=1.0)
     parser.add_argument("--max_clip_seconds", type=float, default=10.0)
     parser.add_argument("--clip_short_side", type=int, default=None, help="resize stored clips")
-    parser.add_argument("--samples_per_shard", type=int, default=500)
+    add_engine_arguments(parser, 16, "one shard")
     parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, ...")
     group = parser.add_argument_group("captioning (InternVid's coarse and fine scales)")
     group.add_argument(
@@ -993,9 +1171,11 @@ def curate_main(args: list[str]) -> CurateSummary:
             min_clip_seconds=options.min_clip_seconds,
             max_clip_seconds=options.max_clip_seconds,
             clip_short_side=options.clip_short_side,
-            samples_per_shard=options.samples_per_shard,
+            videos_per_partition=options.videos_per_partition,
             device=resolve_device(options.device),
             overwrite=options.overwrite,
+            engine=options.engine,
+            ray=ray_options(options),
             caption=options.caption,
             captioner=captioner,
             fine_captioner=fine_captioner,
@@ -1006,7 +1186,7 @@ def curate_main(args: list[str]) -> CurateSummary:
     except (FileNotFoundError, ValueError, OSError) as e:
         parser.error(str(e))
     print(f"{options.out}: {summary}")
-    print(f"annotations: {summary.jsonl}; shards: {options.out / 'shards'}")
+    print(f"annotations: {summary.jsonl}; shards: {options.out.rstrip('/')}/shards")
     if summary.summary_failures:
         print(f"{summary.summary_failures} clips have no fine caption (summarizer failed; see Summary_error)")
     if summary.pairs and not summary.kept:

@@ -23,9 +23,16 @@ step ``i`` of the video's ``[T, C]`` sequence. So feature ``i`` is centred at
 - Output: ``<out>/<key>.pt`` (a float32 tensor) or ``.npy``, where ``key`` is the video file's
   name without its suffix (Ego4D clips are ``<clip_uid>.mp4``, the annotation key), plus
   ``@start-end`` for a list row with a time window. :func:`~vidlit.data.features.find_feature_file`
-  finds them. Each file is written atomically (temporary file, fsync, rename).
-- Resumable: a video whose feature file exists is skipped, so a killed run picks up where it
-  stopped. Unreadable videos are counted and reported (``strict`` raises instead).
+  finds them. Each file is written atomically (temporary file, fsync, rename; one PUT on an
+  object store: ``out`` may be any fsspec URL, ``s3://bucket/features``).
+- Resumable: the list is split into partitions of ``videos_per_partition`` consecutive rows;
+  once all of partition ``p``'s files are written, ``partitions/part-{p:06d}.json`` marks it
+  done. A rerun skips done partitions and, inside the others, every video whose feature file
+  exists, so a killed run picks up where it stopped. Unreadable videos are counted and reported
+  (``strict`` raises instead); their partition is retried by the next run.
+- Engines: ``engine="ray"`` (``--engine ray``) decodes windows in Ray Data CPU tasks and runs the
+  backbone in a pool of actors (:mod:`vidlit.engines`); the same stage functions and writers as
+  the local engine, so the same files.
 - Recorded: ``<out>/extraction.json`` holds the settings (window, stride, fps, clip length, crop
   size, normalization, file format) and the SHA-256 of the backbone's weights, written before the
   first feature file. A rerun into the same folder with other settings or other weights is
@@ -45,11 +52,13 @@ The backbone is the ``model.init_args.backbone`` of a recipe (e.g. ``recipes/pre
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import math
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -57,18 +66,30 @@ import numpy as np
 import torch
 from einops import rearrange
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from vidlit.checkpoint_io import remove_stale_temporaries
 from vidlit.core.device import resolve_device
 from vidlit.core.fingerprint import settings_changes, weights_fingerprint
 from vidlit.core.imports import import_path
-from vidlit.core.io import atomic_open, confined_path, read_json, write_json_atomic
+from vidlit.core.io import confined_path, write_atomic
 from vidlit.core.progress import progress_bar
-from vidlit.data.features import EXTRACTION_RECORD, FEATURE_SUFFIXES, find_feature_file
+from vidlit.data.features import EXTRACTION_RECORD, FEATURE_SUFFIXES
 from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoBatchTransform
 from vidlit.data.video import BACKENDS, VideoDecodeError, open_video
 from vidlit.data.video_list import VideoEntry, read_video_list
+from vidlit.engines import (
+    ENGINES,
+    OutputFolder,
+    Partition,
+    Pipeline,
+    add_engine_arguments,
+    pending_partitions,
+    ray_options,
+    run_local,
+    split_partitions,
+)
+from vidlit.engines.partitions import MARKERS
+from vidlit.engines.ray_data import RayOptions
 
 log = logging.getLogger(__name__)
 
@@ -301,29 +322,21 @@ class FeatureExtractor:
         return getattr(self.backbone, "embed_dim", None)
 
 
-# -- decoding (in DataLoader workers) -------------------------------------------------------------
+# -- the stages of one video (both engines run these) --------------------------------------------
 
 
-class _WindowChunks(IterableDataset):
-    """Decoded windows of each video, ``batch_size`` windows at a time, videos split over workers."""
+@dataclass(frozen=True)
+class _Windows:
+    """CPU stage: the decoded windows of a video, ``batch_size`` windows per row (so a long
+    video is never whole in memory). An unreadable video: one ``error`` row."""
 
-    def __init__(
-        self,
-        entries: list[tuple[str, VideoEntry]],
-        window: int,
-        stride: int,
-        frames_per_window: int,
-        batch_size: int,
-        short_side: int,
-        fps: float | None,
-        backend: str,
-    ):
-        self.entries = entries
-        self.window, self.stride, self.frames_per_window = window, stride, frames_per_window
-        self.batch_size = batch_size
-        self.short_side = short_side
-        self.fps = fps
-        self.backend = backend
+    window: int
+    stride: int
+    frames_per_window: int
+    batch_size: int
+    short_side: int
+    fps: float | None
+    backend: str
 
     def _indices(self, entry: VideoEntry, length: int, source_fps: float) -> np.ndarray:
         first, last = 0, length  # source frames [first, last)
@@ -338,40 +351,71 @@ class _WindowChunks(IterableDataset):
             indices = np.floor(indices * source_fps / rate).astype(np.int64)
         return np.minimum(first + indices, last - 1)
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        info = get_worker_info()
-        worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        for key, entry in self.entries[worker::num_workers]:
-            try:
-                with open_video(entry.path, self.backend, resize=self.short_side) as reader:
-                    indices = self._indices(entry, len(reader), reader.fps)
-                    total = len(indices)
-                    for first in range(0, total, self.batch_size):
-                        chunk = indices[first : first + self.batch_size]
-                        frames = reader.get_frames(chunk.reshape(-1))
-                        yield {
-                            "key": key,
-                            "frames": rearrange(frames, "(b f) h w c -> b f h w c", f=chunk.shape[1]),
-                            "last": first + len(chunk) >= total,
-                            "fps": reader.fps,
-                        }
-            except VideoDecodeError as e:
-                yield {"key": key, "error": e.reason, "path": str(entry.path)}
-            except IndexError as e:
-                yield {"key": key, "error": str(e), "path": str(entry.path)}
+    def __call__(self, item: tuple[str, VideoEntry]) -> Iterator[dict[str, Any]]:
+        key, entry = item
+        try:
+            with open_video(entry.path, self.backend, resize=self.short_side) as reader:
+                indices = self._indices(entry, len(reader), reader.fps)
+                for first in range(0, len(indices), self.batch_size):
+                    chunk = indices[first : first + self.batch_size]
+                    frames = reader.get_frames(chunk.reshape(-1))
+                    frames = rearrange(frames, "(b f) h w c -> b f h w c", f=chunk.shape[1])
+                    yield {"key": key, "frames": frames, "fps": reader.fps}
+        except (VideoDecodeError, IndexError) as e:
+            yield {
+                "key": key,
+                "error": e.reason if isinstance(e, VideoDecodeError) else str(e),
+                "path": str(entry.path),
+            }
+
+
+class _EmbedWindows:
+    """Model stage: the backbone's pooled feature of every window of a row (float32, on the CPU).
+
+    Built once per model worker (:class:`~vidlit.engines.partitions.Pipeline`'s ``model``).
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        size: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        device: str | torch.device,
+        precision: str,
+    ):
+        self.device = resolve_device(device)
+        self.backbone = backbone.to(self.device).eval()
+        self.transform = VideoBatchTransform(size, train=False, mean=mean, std=std)
+        self.autocast = {"bf16": torch.bfloat16, "16": torch.float16}.get(precision)
+
+    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
+        if "error" in row:
+            return row
+        clips = self.transform(row["frames"].to(self.device))  # b c f s s
+        with torch.autocast(
+            self.device.type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None
+        ):
+            features = self.backbone(clips, output="pooled")
+        return {"key": row["key"], "features": features.float().cpu(), "fps": row["fps"]}
 
 
 # -- writing --------------------------------------------------------------------------------------
 
 
+def feature_bytes(features: Tensor, file_format: str) -> bytes:
+    """``[T, C]`` features as the bytes of a ``.pt`` or ``.npy`` file."""
+    buffer = io.BytesIO()
+    if file_format == "npy":
+        np.save(buffer, features.numpy(), allow_pickle=False)
+    else:
+        torch.save(features, buffer)
+    return buffer.getvalue()
+
+
 def save_features_atomic(features: Tensor, path: Path) -> Path:
     """Write ``[T, C]`` features as ``.pt`` or ``.npy`` through a temporary file, fsync and rename."""
-    with atomic_open(path) as f:
-        if path.suffix == ".npy":
-            np.save(f, features.numpy(), allow_pickle=False)
-        else:
-            torch.save(features, f)
-    return path
+    return write_atomic(feature_bytes(features, path.suffix.lstrip(".")), path)
 
 
 @dataclass
@@ -412,13 +456,16 @@ def extract_features(
     strict: bool = False,
     progress: bool = True,
     overwrite: bool = False,
+    videos_per_partition: int = 64,
+    engine: str = "local",
+    ray: RayOptions | None = None,
 ) -> ExtractSummary:
     """Extract sliding-window features of every video of a list (see the module docstring).
 
     Args:
         extractor: backbone and preprocessing.
         videos: a video list (CSV / JSONL, :func:`~vidlit.data.video_list.read_video_list`) or its rows.
-        out: feature folder (created).
+        out: feature folder (created): a local path or any fsspec URL (``s3://bucket/features``).
         window: frames per window (Ego4D SlowFast features: 32).
         stride: frames between windows (Ego4D: 16 at 30 fps).
         batch_size: windows per backbone forward pass.
@@ -426,13 +473,18 @@ def extract_features(
         short_side: decode-time resize of the short side; defaults to ``extractor.size``.
         file_format: ``"pt"`` or ``"npy"``.
         backend: video backend for :func:`~vidlit.data.video.open_video`.
-        num_workers: DataLoader processes decoding videos (0: this process).
-        device: where the backbone runs (``"auto"``: CUDA when available).
+        num_workers: DataLoader processes decoding videos (0: this process; local engine).
+        device: where the backbone runs (``"auto"``: CUDA when available; on Ray, in each actor).
         precision: ``"32"``, ``"bf16"`` or ``"16"`` (autocast); features are saved as float32.
         strict: raise on the first unreadable video instead of skipping it.
         progress: show a progress bar (``rich``).
-        overwrite: delete the folder's feature files and ``extraction.json`` first, instead of
-            refusing a folder extracted with other settings or weights.
+        overwrite: delete the folder's feature files, markers and ``extraction.json`` first,
+            instead of refusing a folder extracted with other settings or weights.
+        videos_per_partition: videos per partition: once all of partition ``p``'s feature files
+            are written, ``partitions/part-{p:06d}.json`` marks it done.
+        engine: ``"local"`` (this process) or ``"ray"`` (Ray Data: decoding in CPU tasks, the
+            backbone in a pool of actors); both write the same files.
+        ray: the Ray cluster address and pool sizes (``engine="ray"``).
 
     Returns:
         The run's :class:`ExtractSummary`.
@@ -447,6 +499,8 @@ def extract_features(
         raise ValueError(f"file_format must be one of {FORMATS}, got {file_format!r}")
     if precision not in ("32", "bf16", "16"):
         raise ValueError(f"precision must be '32', 'bf16' or '16', got {precision!r}")
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     if batch_size < 1 or window < 1 or stride < 1:
         raise ValueError(
             f"batch_size, window and stride must be positive, got {batch_size}, {window}, {stride}"
@@ -455,10 +509,9 @@ def extract_features(
         raise ValueError(f"fps must be positive, got {fps}")
     source = str(videos) if isinstance(videos, (str, Path)) else "video list"
     entries = read_video_list(videos) if isinstance(videos, (str, Path)) else list(videos)
-    out = Path(out)
+    folder = OutputFolder(out)
     summary = ExtractSummary()
     seen: dict[str, VideoEntry] = {}
-    todo: list[tuple[str, VideoEntry]] = []
     for entry in entries:
         key = feature_key(entry)
         if key in seen:
@@ -468,21 +521,28 @@ def extract_features(
             )
         seen[key] = entry
         # a name from the list becomes an output path: it must stay inside the folder
-        confined_path(out, f"{key}.{file_format}", f"{source}:{entry.line}")
-    out.mkdir(parents=True, exist_ok=True)
+        confined_path(folder.root, f"{key}.{file_format}", f"{source}:{entry.line}")
+    folder.makedirs()
     settings = extraction_settings(extractor, window, stride, fps, short_side, file_format)
-    record = _prepare_folder(out, settings, overwrite)
+    record = _prepare_folder(folder, settings, overwrite)
     record = {
         **settings,
         "random_weights": extractor.random_weights,
         "source_fps": record.get("source_fps", []),
     }
-    write_json_atomic(record, out / EXTRACTION_RECORD)  # before the first feature file
-    for key, entry in seen.items():
-        if find_feature_file(out, key) is not None:
-            summary.existing.append(key)
-        else:
-            todo.append((key, entry))
+    folder.write_json(EXTRACTION_RECORD, record)  # before the first feature file
+    folder.makedirs(MARKERS)
+    present = {Path(name).stem for name in folder.list() if Path(name).suffix in FEATURE_SUFFIXES}
+    partitions = split_partitions(list(seen.items()), list(seen), videos_per_partition)
+
+    def complete(partition: Partition, marker: dict[str, Any]) -> bool:
+        return not marker.get("failed") and all(key in present for key in partition.names)
+
+    todo, _ = pending_partitions(folder, partitions, complete)
+    # inside a partition to redo, only the missing feature files are made
+    todo = [replace(p, items=tuple((key, e) for key, e in p.items if key not in present)) for p in todo]
+    remaining = {key for p in todo for key, _ in p.items}
+    summary.existing = [key for key in seen if key not in remaining]
     if summary.existing:
         log.info(
             "%s: %d of %d videos already have features; skipping them",
@@ -490,48 +550,64 @@ def extract_features(
             len(summary.existing),
             len(entries),
         )
-    device = resolve_device(device)
-    backbone = extractor.backbone.to(device).eval()
-    transform = VideoBatchTransform(extractor.size, train=False, mean=extractor.mean, std=extractor.std)
-    dataset = _WindowChunks(
-        todo,
-        window,
-        stride,
-        extractor.frames_per_window,
-        batch_size,
-        short_side or extractor.size,
-        fps,
-        backend,
+    pipeline = Pipeline(
+        decode=_Windows(
+            window,
+            stride,
+            extractor.frames_per_window,
+            batch_size,
+            short_side or extractor.size,
+            fps,
+            backend,
+        ),
+        model=partial(
+            _EmbedWindows,
+            extractor.backbone,
+            extractor.size,
+            tuple(extractor.mean),
+            tuple(extractor.std),
+            device if engine == "ray" else resolve_device(device),
+            precision,
+        ),
     )
-    loader = DataLoader(dataset, batch_size=None, num_workers=num_workers)
-    autocast = {"bf16": torch.bfloat16, "16": torch.float16}.get(precision)
-    partial: dict[str, list[Tensor]] = {}
     rates = set(record["source_fps"])
-    with progress_bar("extracting features", len(todo), progress) as advance, torch.inference_mode():
-        for chunk in loader:
-            key = chunk["key"]
-            if "error" in chunk:
-                partial.pop(key, None)
+    failed: dict[int, dict[str, str]] = {}
+    with progress_bar("extracting features", sum(len(p.items) for p in todo), progress) as advance:
+
+        def on_item(partition: Partition, position: int, rows: list[dict[str, Any]]) -> None:
+            key, entry = partition.items[position]
+            advance()
+            if "error" in rows[0]:
                 if strict:
                     raise VideoDecodeError(
-                        chunk["path"], f"{chunk['error']} (strict: stop at unreadable videos)"
+                        rows[0]["path"], f"{rows[0]['error']} (strict: stop at unreadable videos)"
                     )
-                log.warning("skipping unreadable video %s: %s", chunk["path"], chunk["error"])
-                summary.failed.append((chunk["path"], chunk["error"]))
-                advance()
-                continue
-            rates.add(round(float(chunk["fps"]), 6))
-            clips = transform(chunk["frames"].to(device))  # b c f s s
-            with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
-                features = backbone(clips, output="pooled")
-            partial.setdefault(key, []).append(features.float().cpu())
-            if chunk["last"]:
-                sequence = torch.cat(partial.pop(key))  # t c
-                save_features_atomic(sequence, out / f"{key}.{file_format}")
-                summary.written.append(key)
-                advance()
+                log.warning("skipping unreadable video %s: %s", rows[0]["path"], rows[0]["error"])
+                summary.failed.append((rows[0]["path"], rows[0]["error"]))
+                failed.setdefault(partition.index, {})[key] = rows[0]["error"]
+                return
+            rates.add(round(float(rows[0]["fps"]), 6))
+            sequence = torch.cat([row["features"] for row in rows])  # t c
+            folder.write(f"{key}.{file_format}", feature_bytes(sequence, file_format))
+            summary.written.append(key)
+
+        def on_partition(partition: Partition, results: list[None]) -> None:
+            marker = {
+                "partition": partition.index,
+                "items": list(partition.names),
+                "failed": failed.pop(partition.index, {}),
+            }
+            folder.write_json(partition.marker, marker)
+
+        if engine == "ray":
+            from vidlit.engines.ray_data import run_ray
+
+            run_ray(todo, pipeline, on_item, on_partition, ray)
+        else:
+            run_local(todo, pipeline, on_item, on_partition, num_workers=num_workers)
+    summary.written.sort()
     # the source videos' frame rates: with fps None the timeline is each video's own
-    write_json_atomic({**record, "source_fps": sorted(rates)}, out / EXTRACTION_RECORD)
+    folder.write_json(EXTRACTION_RECORD, {**record, "source_fps": sorted(rates)})
     return summary
 
 
@@ -563,31 +639,30 @@ def extraction_settings(
     }
 
 
-def _prepare_folder(out: Path, settings: dict[str, Any], overwrite: bool) -> dict[str, Any]:
+def _prepare_folder(folder: OutputFolder, settings: dict[str, Any], overwrite: bool) -> dict[str, Any]:
     """The folder's earlier record when it matches ``settings`` (or is absent); refuse otherwise."""
-    path = out / EXTRACTION_RECORD
-    features = [p for p in out.iterdir() if p.is_file() and p.suffix in FEATURE_SUFFIXES]
+    features = [name for name in folder.list() if Path(name).suffix in FEATURE_SUFFIXES]
     if overwrite:
-        for feature in features:
-            feature.unlink()
-        path.unlink(missing_ok=True)
+        for name in (*features, *folder.list(MARKERS), EXTRACTION_RECORD):
+            folder.remove(name)
         if features:
-            log.warning("%s: --overwrite: deleted %d earlier feature files", out, len(features))
+            log.warning("%s: --overwrite: deleted %d earlier feature files", folder, len(features))
         return {}
     hint = "extract into another folder, or pass --overwrite to delete the old features"
-    if path.is_file():
-        old = read_json(path, "extraction record")
+    where = folder.url_of(EXTRACTION_RECORD)
+    if folder.exists(EXTRACTION_RECORD):
+        old = folder.read_json(EXTRACTION_RECORD, "extraction record")
         if not isinstance(old, dict):
-            raise ValueError(f"{path}: expected a JSON object; {hint}")
+            raise ValueError(f"{where}: expected a JSON object; {hint}")
         changes = settings_changes({k: v for k, v in old.items() if k not in _RECORD_INFO}, settings)
         if changes:
             raise ValueError(
-                f"{path}: the features there were extracted otherwise ({'; '.join(changes)}); {hint}"
+                f"{where}: the features there were extracted otherwise ({'; '.join(changes)}); {hint}"
             )
         return old
     if features:
         raise ValueError(
-            f"{out}: holds {len(features)} feature files but no {EXTRACTION_RECORD}, so how they were "
+            f"{folder}: holds {len(features)} feature files but no {EXTRACTION_RECORD}, so how they were "
             f"made is unknown; {hint}"
         )
     return {}
@@ -631,7 +706,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--videos", required=True, type=Path, help="video list: CSV with a 'path' column, or JSONL"
     )
-    parser.add_argument("--out", required=True, type=Path, help="feature folder")
+    parser.add_argument("--out", required=True, help="feature folder: a path or an fsspec URL (s3://...)")
     parser.add_argument("--window", type=int, default=16, help="frames per window (default 16)")
     parser.add_argument("--stride", type=int, default=16, help="frames between windows (default 16)")
     parser.add_argument("--fps", type=float, default=None, help="resample every video to this rate first")
@@ -646,6 +721,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:1, ...")
     parser.add_argument("--precision", default="32", choices=("32", "bf16", "16"))
     parser.add_argument("--strict", action="store_true", help="stop at the first unreadable video")
+    add_engine_arguments(parser, 64, "its feature files")
     return parser
 
 
@@ -653,7 +729,10 @@ def extract_main(args: list[str]) -> ExtractSummary:
     """``vidlit extract ...``: parse ``args``, extract, print the summary (unreadable videos listed)."""
     parser = build_parser()
     options = parser.parse_args(args)
-    for path in remove_stale_temporaries(options.out):  # a killed run's half-written feature files
+    local = "://" not in options.out or options.out.startswith("file://")
+    for path in (
+        remove_stale_temporaries(options.out.removeprefix("file://")) if local else ()
+    ):  # a killed run's half-written feature files
         print(f"vidlit extract: removed {path}, a temporary file of a killed run")
     device = resolve_device(options.device)
     try:
@@ -679,6 +758,9 @@ def extract_main(args: list[str]) -> ExtractSummary:
             precision=options.precision,
             strict=options.strict,
             overwrite=options.overwrite,
+            videos_per_partition=options.videos_per_partition,
+            engine=options.engine,
+            ray=ray_options(options),
         )
     except VideoDecodeError as e:  # --strict: one line naming the video, exit status 1
         sys.stderr.write(f"vidlit extract: error: {e}\n")

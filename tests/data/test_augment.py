@@ -39,7 +39,7 @@ def test_cutmix_pastes_one_spatial_box_of_another_clip_over_all_frames(seed):
     labels = torch.tensor([0, 3, 5, 6])
     mixed, soft = MixupCutmix(mixup_alpha=0.0, cutmix_alpha=1.0, label_smoothing=0.0)(video, labels, k)
     assert mixed.shape == video.shape and soft.shape == (b, k)
-    partner = video.roll(1, 0)  # torchvision pairs clip i with clip i - 1
+    partner = video.roll(-(b // 2), 0)  # clip i with clip (i + b // 2) mod b
     changed = mixed != video  # [b c t h w]
     areas = []
     for i in range(b):
@@ -55,7 +55,7 @@ def test_cutmix_pastes_one_spatial_box_of_another_clip_over_all_frames(seed):
     assert len({round(float(a), 6) for a in areas}) == 1
     area = areas[0]
     for i in range(b):
-        expected = (1 - area) * F.one_hot(labels[i], k) + area * F.one_hot(labels[i - 1], k)
+        expected = (1 - area) * F.one_hot(labels[i], k) + area * F.one_hot(labels[(i + b // 2) % b], k)
         assert torch.allclose(soft[i], expected.float(), atol=1e-6)
 
 
@@ -65,8 +65,45 @@ def test_mixup_is_a_convex_combination_of_two_clips_and_their_targets():
     mixed, soft = MixupCutmix(mixup_alpha=0.8, cutmix_alpha=0.0, label_smoothing=0.0)(video, labels, k)
     lam = soft[0, labels[0]]
     assert 0 <= lam <= 1
-    assert torch.allclose(mixed, lam * video + (1 - lam) * video.roll(1, 0), atol=1e-6)
-    assert torch.allclose(soft, lam * F.one_hot(labels, k) + (1 - lam) * F.one_hot(labels.roll(1), k))
+    partner = [1, 2, 0]  # (i + 3 // 2) mod 3
+    assert torch.allclose(mixed, lam * video + (1 - lam) * video[partner], atol=1e-6)
+    assert torch.allclose(soft, lam * F.one_hot(labels, k) + (1 - lam) * F.one_hot(labels[partner], k))
+
+
+@pytest.mark.parametrize("videos", [4, 3, 5, 2])
+@pytest.mark.parametrize("kind", ["mixup", "cutmix"])
+def test_mix_targets_follow_timms_formula_and_never_pair_a_clip_with_its_repeated_copy(kind, videos):
+    """Repeated augmentation puts the copies of a video next to each other: [a, a, b, b, ...].
+    torchvision's roll(1) mixed half the clips with their own copy and timm's flip(0) the middle
+    two when b = 2 mod 4 (3 or 5 videos here): their targets stayed one-hot."""
+    timm_mixup = pytest.importorskip("timm.data.mixup")
+    torch.manual_seed(0)
+    k, smoothing = 6, 0.1
+    labels = torch.arange(videos).repeat_interleave(2)
+    b = labels.numel()
+    video = torch.rand(b, 3, 1, 16, 16)
+    alphas = {"mixup_alpha": 0.8, "cutmix_alpha": 0.0} if kind == "mixup" else {"mixup_alpha": 0.0}
+    mixed, soft = MixupCutmix(**alphas, label_smoothing=smoothing)(video, labels, k)
+    lam = float(soft[0, labels[0]] - smoothing / k) / (1 - smoothing)  # weight of the clip itself
+    partner = (torch.arange(b) + b // 2) % b
+    # timm's mixup_target, lam * smooth(y) + (1 - lam) * smooth(y.flip(0)), with the partner's
+    # labels in place of timm's flipped ones
+    timm_target = timm_mixup.mixup_target(labels, k, lam, smoothing)
+    expected = timm_target + (1 - lam) * (
+        _smooth(labels[partner], k, smoothing) - _smooth(labels.flip(0), k, smoothing)
+    )
+    assert torch.allclose(soft, expected, atol=1e-6)
+    if kind == "mixup":
+        assert torch.allclose(mixed, video * lam + video[partner] * (1 - lam), atol=1e-6)
+    else:
+        assert torch.equal(mixed[video != mixed], video[partner][video != mixed])
+    assert 0 < lam < 1
+    # every target mixes two classes: no clip met the other copy of its own video
+    assert (soft > smoothing / k + 1e-6).sum(-1).eq(2).all(), soft
+
+
+def _smooth(labels: torch.Tensor, k: int, smoothing: float) -> torch.Tensor:
+    return F.one_hot(labels, k).float() * (1 - smoothing) + smoothing / k
 
 
 def test_label_smoothing_and_switch():

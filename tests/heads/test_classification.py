@@ -68,6 +68,18 @@ def test_linear_probe_is_batchnorm_without_affine_then_linear():
     torch.testing.assert_close(head(features, _batch()), expected)
 
 
+def test_linear_head_without_batchnorm_is_videomaes_fine_tuning_head():
+    torch.manual_seed(0)
+    head = LinearProbeHead(in_dim=64, num_classes=5, batch_norm=False, init_std=2e-5)
+    assert head.norm is None
+    assert 1e-5 < float(head.fc.weight.std()) < 3e-5 and not head.fc.bias.any()  # 0.02 x init_scale 0.001
+    features = _features(head)
+    torch.testing.assert_close(head(features, _batch()), head.fc(features))  # training: no batch statistics
+    torch.testing.assert_close(head(features[:1], _batch(1)), head.fc(features[:1]))
+    with pytest.raises(ValueError, match="init_std"):
+        LinearProbeHead(in_dim=64, num_classes=5, init_std=0.0)
+
+
 def test_attentive_probe_is_permutation_invariant_over_tokens():
     head = AttentiveProbeHead(in_dim=64, num_classes=5, num_heads=4).eval()
     tokens = _features(head)

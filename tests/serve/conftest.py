@@ -1,5 +1,6 @@
 """The demo model, trained once per session (``vidlit serve --demo``'s own run), and its server."""
 
+import contextlib
 import socket
 import threading
 import time
@@ -42,9 +43,9 @@ def app(predictor, demo):
     app.state.store.close()
 
 
-@pytest.fixture
-def server(app):
-    """The app on a real uvicorn at 127.0.0.1:<free port>; yields the base URL."""
+@contextlib.contextmanager
+def _uvicorn(app):
+    """Run ``app`` on a real uvicorn at 127.0.0.1:<free port>, in a thread; yields the base URL."""
     import uvicorn
 
     with socket.socket() as s:
@@ -59,6 +60,21 @@ def server(app):
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    instance.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        instance.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def serve():
+    """``with serve(app) as url:`` runs another app on a real uvicorn, as :func:`server` does the demo's."""
+    return _uvicorn
+
+
+@pytest.fixture
+def server(app):
+    """The app on a real uvicorn at 127.0.0.1:<free port>; yields the base URL."""
+    with _uvicorn(app) as url:
+        yield url

@@ -89,66 +89,21 @@ def test_click_a_shape_rank_prompts_and_flip(server, page, tmp_path):
     assert page.locator("#status").inner_text() == ""
 
 
-NLQ_SMALL = """
-model:
-  init_args:
-    head:
-      init_args: {dim: 32, num_heads: 4, conv_layers: 2, dropout: 0.0, text_encoder: text_test}
-data:
-  init_args: {feature_dim: 64, batch_size: 8}
-"""
-
-
 @pytest.fixture
-def nlq_server(tmp_path):
-    """A tiny NLQ checkpoint (one epoch on a few synthetic videos) served with its feature folder."""
+def nlq_server(nlq_run, serve):
+    """The session's tiny NLQ checkpoint served with its feature folder."""
     import warnings
 
-    from vidlit.cli import main
-    from vidlit.data.synth.ego4d_nlq import write_ego4d_nlq
     from vidlit.inference import load
     from vidlit.serve.app import create_app
 
-    data = write_ego4d_nlq(
-        tmp_path / "data", num_train_videos=4, num_val_videos=1, num_test_videos=1, feature_dim=64,
-        clip_steps=(24, 48),
-    )  # fmt: skip
-    small = tmp_path / "small.yaml"
-    small.write_text(NLQ_SMALL)
-    recipe = Path(__file__).resolve().parents[2] / "recipes" / "ego4d_nlq.yaml"
-    runs = tmp_path / "runs"
-    main(["fit", "--config", str(recipe), "--config", str(small), "--data.init_args.root", str(data),
-          "--trainer.default_root_dir", str(runs), "--trainer.max_epochs", "1",
-          "--trainer.limit_val_batches", "1"])  # fmt: skip
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        predictor = load(runs / "version_0" / "checkpoints" / "last.ckpt")
-    app = create_app(predictor, folder=data / "features")
-    yield from _serve(app, predictor, data / "features")
+        predictor = load(nlq_run.ckpt)
+    app = create_app(predictor, folder=nlq_run.data / "features")
+    with serve(app) as url:
+        yield url, predictor, nlq_run.data / "features"
     app.state.store.close()
-
-
-def _serve(app, predictor, folder):
-    import socket
-    import threading
-    import time
-
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    instance = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not instance.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", predictor, folder
-    instance.should_exit = True
-    thread.join(timeout=10)
 
 
 def test_nlq_query_box_puts_windows_on_the_timeline(nlq_server, page, tmp_path):

@@ -163,7 +163,7 @@ def architecture_of(
 
 
 def load_state_dict_checked(
-    model: nn.Module, state_dict: Mapping[str, Tensor], source: str, strict: bool = True
+    model: nn.Module, state_dict: Mapping[str, Tensor], source: str, strict: bool = True, prefix: str = ""
 ) -> None:
     """Load a state dict that must match the model's keys and shapes exactly.
 
@@ -172,14 +172,16 @@ def load_state_dict_checked(
         state_dict: the weights.
         source: the file, for messages.
         strict: missing or unexpected keys raise; otherwise they warn and the rest loads.
+        prefix: where ``model``'s weights sit in a larger file (``"text_encoder."`` in a ViCLIP
+            checkpoint); messages name keys with it, as the file does.
 
     Raises:
         ValueError: one line naming the missing and unexpected keys (when strict), or the
             mismatched shapes; nothing is loaded then.
     """
     own = model.state_dict()
-    missing = sorted(k for k in own if k not in state_dict)
-    unexpected = sorted(k for k in state_dict if k not in own)
+    missing = sorted(prefix + k for k in own if k not in state_dict)
+    unexpected = sorted(prefix + k for k in state_dict if k not in own)
     if missing or unexpected:
         message = f"{source}: missing keys {missing}, unexpected keys {unexpected}"
         if strict:
@@ -187,7 +189,7 @@ def load_state_dict_checked(
         warnings.warn(message, stacklevel=3)
         state_dict = {k: v for k, v in state_dict.items() if k in own}
     bad = [
-        f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+        f"{prefix}{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}"
         for k, v in state_dict.items()
         if v.shape != own[k].shape
     ]

@@ -28,14 +28,14 @@ features of a token independent of what follows it, so the result is the same an
 from __future__ import annotations
 
 import functools
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from vidlit.backbones._text_output import TextOutput
+from vidlit.backbones._pretrained import load_state_dict_checked
+from vidlit.backbones._text_output import TextOutput, TextTower
 
 __all__ = [
     "CLIP_CONTEXT_LENGTH",
@@ -44,7 +44,6 @@ __all__ = [
     "CLIPTextEncoder",
     "clip_text_size_for_width",
     "clip_tokenizer",
-    "load_named",
 ]
 
 CLIP_VOCAB_SIZE = 49408
@@ -83,39 +82,7 @@ def clip_text_size_for_width(width: int) -> str:
     raise ValueError(f"no CLIP text size of width {width}; known: {known}")
 
 
-def load_named(
-    module: nn.Module, state: Mapping[str, Tensor], source: str, prefix: str = "", strict: bool = True
-) -> None:
-    """Load a state dict that must match ``module``'s keys and shapes, naming keys as the file does.
-
-    Like :func:`~vidlit.backbones._pretrained.load_state_dict_checked`, for a module whose
-    weights sit under ``prefix`` in a larger file (``"text_encoder."`` in a ViCLIP checkpoint).
-
-    Raises:
-        ValueError: one line naming every missing and unexpected key (when ``strict``; otherwise a
-            warning, and the rest loads), or every shape mismatch, with ``prefix``; nothing is
-            loaded then.
-    """
-    own = module.state_dict()
-    missing = sorted(prefix + k for k in own if k not in state)
-    unexpected = sorted(prefix + k for k in state if k not in own)
-    if missing or unexpected:
-        message = f"{source}: missing keys {missing}, unexpected keys {unexpected}"
-        if strict:
-            raise ValueError(message)
-        warnings.warn(message, stacklevel=3)
-        state = {k: v for k, v in state.items() if k in own}
-    bad = [
-        f"{prefix}{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}"
-        for k, v in state.items()
-        if v.shape != own[k].shape
-    ]
-    if bad:
-        raise ValueError(f"{source}: shape mismatch for " + "; ".join(bad))
-    module.load_state_dict(state, strict=strict)
-
-
-class CLIPTextEncoder(nn.Module):
+class CLIPTextEncoder(TextTower):
     """CLIP's causal text transformer with its tokenizer; the text tower of ViCLIP.
 
     Satisfies the interface :class:`~vidlit.backbones.text.TextEncoder` has (``encode``,
@@ -182,9 +149,7 @@ class CLIPTextEncoder(nn.Module):
                 act_layer=QuickGELU if quick_gelu else nn.GELU,
             )
         self.embed_dim: int = size["width"]
-        if freeze:
-            self.model.requires_grad_(False)
-            self.model.eval()
+        self._apply_freeze()
 
     def pretrained_config(self) -> dict[str, Any]:
         """The constructor arguments (JSON), as :class:`~vidlit.backbones.VideoTextModel` saves them."""
@@ -197,12 +162,6 @@ class CLIPTextEncoder(nn.Module):
             "mlp_ratio": self.mlp_ratio,
             "quick_gelu": self.quick_gelu,
         }
-
-    def train(self, mode: bool = True) -> CLIPTextEncoder:
-        super().train(mode)
-        if self.freeze:
-            self.model.eval()
-        return self
 
     def tokenize(self, texts: list[str] | tuple[str, ...]) -> dict[str, Tensor]:
         """``input_ids`` and ``attention_mask`` ([B, L], padded to the longest caption) on its device."""
@@ -239,10 +198,6 @@ class CLIPTextEncoder(nn.Module):
         pooled = tokens[torch.arange(len(tokens), device=tokens.device), end]
         mask = torch.arange(length, device=input_ids.device) <= end.unsqueeze(1)
         return TextOutput(tokens=tokens, mask=mask, pooled=pooled)
-
-    def encode(self, texts: list[str] | tuple[str, ...]) -> TextOutput:
-        """Tokenize and encode a batch of strings."""
-        return self(**self.tokenize(texts))
 
     def load_clip_state_dict(
         self, state: Mapping[str, Tensor], source: str, prefix: str = "", strict: bool = True
@@ -281,5 +236,5 @@ class CLIPTextEncoder(nn.Module):
                 f"{source}: key '{prefix}text_projection': shape {tuple(projection.shape)}, expected "
                 f"[{self.embed_dim}, proj_dim]"
             )
-        load_named(self.model, state, source, prefix, strict)
+        load_state_dict_checked(self.model, state, source, strict, prefix)
         return projection

@@ -36,7 +36,6 @@ import torch
 from einops import rearrange, reduce
 from timm.layers import QuickGELU
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
 from vidlit.backbones._builder import _strip_wrappers, _unwrap, load_checkpoint_file
 from vidlit.backbones._clip_interop import (
@@ -56,7 +55,15 @@ from vidlit.backbones._pretrained import (
     resolve_pretrained_dir,
 )
 from vidlit.backbones._registry import register_backbone
-from vidlit.backbones.vit import OUTPUTS, Block, Output, VideoViT, block_stack
+from vidlit.backbones.vit import (
+    Block,
+    Output,
+    VideoViT,
+    block_stack,
+    check_output,
+    init_weights_vit_timm,
+    run_blocks,
+)
 from vidlit.layers.pos_embed import Grid, interpolate_pos_embed
 from vidlit.layers.tubelet import TubeletEmbed, to_pair
 
@@ -158,7 +165,7 @@ class CLIPVideoViT(nn.Module, PretrainedMixin):
             act_layer=_ACTIVATIONS[act_layer],
         )
         self.norm_post = nn.LayerNorm(embed_dim, eps=norm_eps)
-        self.apply(_init_linear)
+        self.apply(init_weights_vit_timm)  # timm's for CLIP-architecture ViTs; CLIP checkpoints replace it
         self.reset_parameters()
 
     # -- construction -----------------------------------------------------------------------------
@@ -232,10 +239,7 @@ class CLIPVideoViT(nn.Module, PretrainedMixin):
         # ViCLIP's class token carries the class position and no temporal embedding
         cls = (self.cls_token + self.pos_embed[:, :1]).to(dtype=x.dtype).expand(x.shape[0], -1, -1)
         x = self.norm_pre(torch.cat((cls, x), dim=1))
-        use_checkpoint = self.grad_checkpointing and torch.is_grad_enabled()
-        for block in self.blocks:
-            x = checkpoint(block, x, use_reentrant=False) if use_checkpoint else block(x)
-        return self.norm_post(x)
+        return self.norm_post(run_blocks(self.blocks, x, self.grad_checkpointing))
 
     def forward(self, video: Tensor, output: Output = "tokens", visible_idx: Tensor | None = None) -> Tensor:
         """Encode a clip.
@@ -251,10 +255,7 @@ class CLIPVideoViT(nn.Module, PretrainedMixin):
         Returns:
             features laid out as ``output`` says.
         """
-        if output not in OUTPUTS:
-            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
-        if output == "temporal" and visible_idx is not None:
-            raise ValueError("output='temporal' needs every token; it cannot be combined with visible_idx")
+        check_output(output, visible_idx)
         x = self.forward_features(video, visible_idx)
         if output == "pooled":
             return x[:, 0]
@@ -447,14 +448,6 @@ def _clip_layout(state_dict: Mapping[str, Any]) -> Mapping[str, Any]:
     if "cls_token" in state and "patch_embed.proj.weight" in state:
         return export_clip_vision(state)
     return state_dict
-
-
-def _init_linear(module: nn.Module) -> None:
-    # timm's initialization of CLIP-architecture ViTs; CLIP's own checkpoints replace it
-    if isinstance(module, nn.Linear):
-        nn.init.trunc_normal_(module.weight, std=0.02, a=-0.04, b=0.04)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
 
 
 # -- named sizes --------------------------------------------------------------------------------

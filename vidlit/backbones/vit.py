@@ -49,10 +49,13 @@ __all__ = [
     "Block",
     "VideoViT",
     "block_stack",
+    "check_output",
     "checkpoint_filter_fn",
+    "init_weights_vit_timm",
     "is_lightning_checkpoint",
     "lightning_backbone_weights",
     "remap_checkpoint_keys",
+    "run_blocks",
 ]
 
 log = logging.getLogger(__name__)
@@ -142,6 +145,31 @@ def block_stack(
         )
         for rate in rates
     )
+
+
+def run_blocks(blocks: nn.ModuleList, x: Tensor, grad_checkpointing: bool = False) -> Tensor:
+    """Apply ``blocks`` in order, with activation checkpointing when ``grad_checkpointing``.
+
+    Checkpointed blocks recompute their activations in the backward pass; only while autograd
+    records, so inference is never slowed.
+    """
+    use_checkpoint = grad_checkpointing and torch.is_grad_enabled()
+    for block in blocks:
+        x = checkpoint(block, x, use_reentrant=False) if use_checkpoint else block(x)
+    return x
+
+
+def check_output(output: str, visible_idx: Tensor | None) -> None:
+    """Refuse an ``output`` a video tower's ``forward`` does not have, or ``"temporal"`` with ``visible_idx``.
+
+    Raises:
+        ValueError: ``output`` is not one of :data:`OUTPUTS`, or is ``"temporal"`` (whose grid needs
+            every token) with a token subset.
+    """
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+    if output == "temporal" and visible_idx is not None:
+        raise ValueError("output='temporal' needs every token; it cannot be combined with visible_idx")
 
 
 class VideoViT(nn.Module, PretrainedMixin):
@@ -250,7 +278,7 @@ class VideoViT(nn.Module, PretrainedMixin):
         self.norm = nn.Identity() if use_mean_pooling else nn.LayerNorm(embed_dim, eps=norm_eps)
         fc_norm_eps = norm_eps if fc_norm_eps is None else fc_norm_eps
         self.fc_norm = nn.LayerNorm(embed_dim, eps=fc_norm_eps) if use_mean_pooling else nn.Identity()
-        self.apply(_init_weights)
+        self.apply(init_weights_vit_timm)
 
     def pretrained_config(self) -> dict[str, Any]:
         """The constructor arguments, for :meth:`save_pretrained`'s ``config.json``.
@@ -328,10 +356,7 @@ class VideoViT(nn.Module, PretrainedMixin):
         if visible_idx is not None:
             x = self._gather_visible(x, visible_idx)
         x = self.pos_drop(x)
-        use_checkpoint = self.grad_checkpointing and torch.is_grad_enabled()
-        for block in self.blocks:
-            x = checkpoint(block, x, use_reentrant=False) if use_checkpoint else block(x)
-        return self.norm(x)
+        return self.norm(run_blocks(self.blocks, x, self.grad_checkpointing))
 
     def forward(self, video: Tensor, output: Output = "tokens", visible_idx: Tensor | None = None) -> Tensor:
         """Encode a clip and pool the tokens as asked.
@@ -347,10 +372,7 @@ class VideoViT(nn.Module, PretrainedMixin):
         Returns:
             features laid out as ``output`` says.
         """
-        if output not in OUTPUTS:
-            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
-        if output == "temporal" and visible_idx is not None:
-            raise ValueError("output='temporal' needs every token; it cannot be combined with visible_idx")
+        check_output(output, visible_idx)
         x = self.forward_features(video, visible_idx)
         if output == "tokens":
             return x
@@ -489,8 +511,12 @@ class VideoViT(nn.Module, PretrainedMixin):
         self.load_state_dict({k: v for k, v in state_dict.items() if k in own}, strict=False)
 
 
-def _init_weights(module: nn.Module) -> None:
-    # VideoMAE / timm ViT initialization; Conv3d keeps PyTorch's default, as in VideoMAE fine-tuning.
+def init_weights_vit_timm(module: nn.Module) -> None:
+    """timm's ViT initialization of a Linear layer (truncated normal, std 0.02; zero bias), for ``apply``.
+
+    VideoMAE's and timm's CLIP-architecture ViTs both use it; Conv3d keeps PyTorch's default, as in
+    VideoMAE fine-tuning, and pretrained checkpoints replace it.
+    """
     if isinstance(module, nn.Linear):
         nn.init.trunc_normal_(module.weight, std=0.02, a=-0.04, b=0.04)
         if module.bias is not None:

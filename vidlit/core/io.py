@@ -20,9 +20,15 @@ from typing import IO, Any
 __all__ = [
     "atomic_open",
     "confined_path",
+    "confined_url",
+    "file_exists",
+    "is_url",
+    "join_path",
+    "read_bytes",
     "read_json",
     "read_jsonl",
     "require",
+    "url_listing",
     "write_atomic",
     "write_json_atomic",
 ]
@@ -96,11 +102,15 @@ def read_json(path: str | Path, what: str = "annotation file") -> Any:
         FileNotFoundError: ``{path}: {what} not found``.
         ValueError: ``{path}: line L column C: invalid JSON: ...``.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: {what} not found")
+    if is_url(path):
+        text = read_bytes(path, what)
+    else:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: {what} not found")
+        text = path.read_text()
     try:
-        return json.loads(path.read_text())
+        return json.loads(text)
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: line {e.lineno} column {e.colno}: invalid JSON: {e.msg}") from None
 
@@ -138,7 +148,7 @@ def require(obj: Any, key: str, where: str, path: str | Path) -> Any:
     return obj[key]
 
 
-def confined_path(root: str | Path, name: str | Path, where: str) -> Path:
+def confined_path(root: str | Path, name: str | Path, where: str) -> Path | str:
     """``root / name``, refused when it resolves outside ``root`` (an id from a file is never a way out).
 
     Every id read from an annotation or list file that becomes a path (a ``clip_uid`` naming a
@@ -150,12 +160,96 @@ def confined_path(root: str | Path, name: str | Path, where: str) -> Path:
         name: the relative name built from the record (may include a suffix).
         where: the record, for the message (``"moments_val.json: videos[0].clips[3]"``).
 
+    A ``root`` that is an fsspec URL (:func:`is_url`) is checked by :func:`confined_url`, and the
+    result is a URL string.
+
     Raises:
         ValueError: ``{where}: {name!r} points outside {root}``.
     """
+    if is_url(root):
+        return confined_url(str(root), name, where)
     root = Path(root)
     path = root / name
     resolved_root = root.resolve()
-    if Path(name).is_absolute() or not path.resolve().is_relative_to(resolved_root):
+    # a name with a protocol ("s3://other/x") would stand alone wherever it is joined to a root
+    if is_url(str(name)) or Path(name).is_absolute() or not path.resolve().is_relative_to(resolved_root):
         raise ValueError(f"{where}: {str(name)!r} points outside {root}")
     return path
+
+
+# ---- fsspec URLs: dataset folders on object storage (``s3://``, ``gs://``, ``memory://``, ``file://``)
+
+
+def is_url(path: Any) -> bool:
+    """Whether ``path`` is an fsspec URL (a string with a protocol, ``memory://x``, ``s3://b/k``,
+    ``file:///x``) rather than a local path; :class:`~pathlib.Path` objects are always local."""
+    return isinstance(path, str) and "://" in path
+
+
+def join_path(root: str | Path, name: str | Path) -> Path | str:
+    """``root / name`` for a local folder or an fsspec URL; a URL or absolute path ``name`` stands alone.
+
+    A local ``root`` keeps :class:`~pathlib.Path` semantics (the result is a ``Path``); a URL
+    ``root`` gives a URL string. For names read from data files use :func:`confined_path`.
+    """
+    if is_url(name):
+        return str(name)
+    if is_url(root):
+        if Path(name).is_absolute():
+            return Path(name)
+        return f"{str(root).rstrip('/')}/{Path(name).as_posix()}"
+    return Path(root) / name
+
+
+def confined_url(root: str, name: str | Path, where: str) -> str:
+    """``root/name`` under an fsspec URL ``root``, refused when ``name`` could leave it.
+
+    Object stores have no ``resolve()``: a name is refused when it is absolute, holds a
+    protocol, a backslash or a ``..`` component (``a/../../b``), whatever the store would make of it.
+
+    Raises:
+        ValueError: ``{where}: {name!r} points outside {root}``.
+    """
+    text = str(name)
+    parts = text.split("/")
+    if not text or text.startswith("/") or "://" in text or "\\" in text or ".." in parts:
+        raise ValueError(f"{where}: {text!r} points outside {root}")
+    return f"{root.rstrip('/')}/{text}"
+
+
+def file_exists(path: str | Path) -> bool:
+    """Whether ``path`` (a local path or an fsspec URL) is a file."""
+    if not is_url(path):
+        return Path(path).is_file()
+    import fsspec
+
+    fs, inner = fsspec.core.url_to_fs(path)
+    return fs.isfile(inner)
+
+
+def url_listing(folder: str) -> set[str]:
+    """The names of the files directly in the fsspec URL folder ``folder`` (empty without one): one
+    listing instead of an existence query per file, which counts on object storage."""
+    import fsspec
+
+    fs, inner = fsspec.core.url_to_fs(folder)
+    if not fs.isdir(inner):
+        return set()
+    return {p.rstrip("/").rpartition("/")[2] for p in fs.find(inner, maxdepth=1)}
+
+
+def read_bytes(path: str | Path, what: str = "file") -> bytes:
+    """The bytes of a local file or an fsspec URL (read with :func:`fsspec.open`).
+
+    Raises:
+        FileNotFoundError: ``{path}: {what} not found``.
+    """
+    try:
+        if not is_url(path):
+            return Path(path).read_bytes()
+        import fsspec
+
+        with fsspec.open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: {what} not found") from None

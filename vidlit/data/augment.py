@@ -11,10 +11,13 @@ Shape legend: ``b`` clips, ``c`` channels, ``t`` frames, ``h``/``w`` pixels, ``k
 
 What comes from torchvision ``transforms.v2`` and what is written here:
 
-- mixup / cutmix: ``v2.MixUp`` / ``v2.CutMix`` on a ``tv_tensors.Video``. They pair each clip with
-  its neighbour in the batch (``roll(1)``), mix whole clips (mixup) or paste one box of the
-  spatial axes (the last two) over all frames (cutmix), and mix one-hot targets by the pasted
-  area. timm's ``Mixup`` slices the wrong axes of a 5-D clip; torchvision's do not.
+- mixup / cutmix: :class:`MixupCutmix`, written here with timm's pairing (clip ``i`` with clip
+  ``b - 1 - i``, ``flip(0)``) and torchvision's box law; it mixes whole clips (mixup) or pastes
+  one box of the spatial axes (the last two) over all frames (cutmix), and mixes one-hot targets
+  by the pasted area. timm's ``Mixup`` slices the wrong axes of a 5-D clip; torchvision's
+  ``v2.MixUp`` / ``v2.CutMix`` pair clip ``i`` with ``i - 1`` (``roll(1)``), which under
+  repeated augmentation (the copies of a video adjacent in the batch) pairs half the clips with
+  their own copy: their targets are not mixed at all.
 - RandAugment: :class:`ClipRandAugment` subclasses ``v2.RandAugment`` (its ops and magnitude
   table) for timm's semantics: each of ``num_ops`` ops is applied with probability ``prob`` at a
   magnitude drawn from ``N(magnitude, magnitude_std)``, once per clip for all of its frames.
@@ -197,10 +200,18 @@ def smooth_one_hot(targets: Tensor, smoothing: float) -> Tensor:
 class MixupCutmix(nn.Module):
     """Mixup (Zhang et al., 2018) or CutMix (Yun et al., 2019) of a clip batch, one draw per batch.
 
-    torchvision's ``v2.MixUp`` / ``v2.CutMix`` on ``[b, c, t, h, w]`` wrapped as a
-    ``tv_tensors.Video``: cutmix pastes one box of the last two (spatial) axes over all frames,
-    and the targets mix by the pasted area. With both alphas positive one of the two is chosen
-    per batch, cutmix with probability ``switch_prob`` (timm's ``mode="batch"``).
+    timm's ``Mixup`` (``mode="batch"``) on ``[b, c, t, h, w]``, except for the pairing: clip
+    ``i`` is mixed with clip ``(i + b // 2) mod b``, at a weight ``lam ~ Beta(alpha, alpha)``
+    drawn once per batch. Repeated augmentation puts a video's ``r`` copies next to each other
+    (``[a, a, b, b, ...]``); half a batch away, no clip meets its own copy whenever the batch holds
+    at least ``2 r`` clips, whatever its size (torchvision's ``roll(1)`` pairs half the clips with
+    their copy; timm's ``flip(0)`` pairs the middle two when ``b = 2 mod 4``, which a last or
+    partly skipped batch makes happen). Cutmix pastes one box of the
+    last two (spatial) axes over all frames (torchvision's ``v2.CutMix`` box law: centre uniform
+    in the frame, sides ``sqrt(1 - lam)`` of the frame's, clipped to it) and the targets mix by
+    the pasted area, as ``timm.data.mixup.mixup_target`` with the area-corrected ``lam``. With
+    both alphas positive one of the two is chosen per batch, cutmix with probability
+    ``switch_prob``.
 
     Args:
         mixup_alpha: Beta(alpha, alpha) of the mixup weight; 0 turns mixup off (VideoMAE 0.8).
@@ -244,18 +255,34 @@ class MixupCutmix(nn.Module):
 
     def forward(self, video: Tensor, labels: Tensor, num_classes: int) -> tuple[Tensor, Tensor]:
         """Mix ``[b, c, t, h, w]`` clips with int64 ``[b]`` labels; float ``[b, k]`` soft targets out."""
+        targets = nn.functional.one_hot(labels, num_classes).to(video.dtype)
         kind = self.choose()
         if kind is None:
-            targets = nn.functional.one_hot(labels, num_classes).to(video.dtype)
+            return video, smooth_one_hot(targets, self.label_smoothing)
+        alpha = self.mixup_alpha if kind == "mixup" else self.cutmix_alpha
+        lam = float(torch.distributions.Beta(alpha, alpha).sample())
+        shift = video.shape[0] // 2  # clip i with clip (i + b // 2) mod b: never its adjacent copy
+        partner = video.roll(-shift, 0)
+        if kind == "mixup":
+            video = video * lam + partner * (1.0 - lam)
         else:
-            transform = (
-                v2.MixUp(alpha=self.mixup_alpha, num_classes=num_classes)
-                if kind == "mixup"
-                else v2.CutMix(alpha=self.cutmix_alpha, num_classes=num_classes)
-            )
-            mixed, targets = transform(tv_tensors.Video(video), labels)
-            video = mixed.as_subclass(Tensor)
-        return video, smooth_one_hot(targets.to(video.dtype), self.label_smoothing)
+            height, width = video.shape[-2:]
+            top, bottom, left, right = self._box(lam, height, width)
+            video = video.clone()
+            video[..., top:bottom, left:right] = partner[..., top:bottom, left:right]
+            lam = 1.0 - (bottom - top) * (right - left) / (height * width)  # the area kept
+        targets = targets * lam + targets.roll(-shift, 0) * (1.0 - lam)
+        return video, smooth_one_hot(targets, self.label_smoothing)
+
+    @staticmethod
+    def _box(lam: float, height: int, width: int) -> tuple[int, int, int, int]:
+        """``(top, bottom, left, right)`` of a cutmix box (torchvision ``v2.CutMix``'s law)."""
+        r_x, r_y = int(torch.randint(width, ())), int(torch.randint(height, ()))
+        r = 0.5 * math.sqrt(1.0 - lam)
+        r_w_half, r_h_half = int(r * width), int(r * height)
+        left, top = max(r_x - r_w_half, 0), max(r_y - r_h_half, 0)
+        right, bottom = min(r_x + r_w_half, width), min(r_y + r_h_half, height)
+        return top, bottom, left, right
 
 
 class VideoAugment(nn.Module):

@@ -23,12 +23,19 @@ when ``start <= t < end``); splits from the order files or, without them, from t
 files. Weak supervision hands the loss only video-level labels (``mil_labels.h5`` or the classes
 present in the segment labels); the metric still reads every segment's label from ``targets``.
 
+The dataset folder may be an fsspec URL (``s3://bucket/ave``, ``memory://x``): the text files are
+then read through :func:`fsspec.open`, and the h5 files are opened by h5py on :func:`fsspec.open`'s
+file objects, so a row is read with ranged reads, not the whole file.
+
 Batch (:class:`AVEBatch`), shape legend ``b`` videos, ``t`` segments (10), ``h w`` grid (7 x 7),
 ``c`` visual channels, ``k`` classes incl. background (29).
 """
 
 from __future__ import annotations
 
+import contextlib
+import posixpath
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,6 +44,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from vidlit.core.io import file_exists, is_url, join_path, read_bytes
 from vidlit.data.base import InferenceInput, VidlitDataModule
 from vidlit.data.features import load_array_file
 from vidlit.formats._schema import AnnotationError, validate
@@ -68,12 +76,13 @@ def read_ave_annotations(path: str | Path, class_names: list[str] | None = None)
             fields, non-integer or out-of-range times, an empty VideoID, an unknown category, or a
             file without any event.
     """
-    path = Path(path)
-    if not path.is_file():
+    path = path if is_url(path) else Path(path)
+    if not file_exists(path):
         raise FileNotFoundError(f"{path}: AVE annotation file not found")
+    text = read_bytes(path).decode("utf-8") if is_url(path) else path.read_text(encoding="utf-8")
     context = {"classes": None if class_names is None else set(class_names)}
     events = []
-    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or (number == 1 and line.replace(" ", "").lower() == HEADER.lower()):
             continue
@@ -120,22 +129,45 @@ def segment_labels_from_events(
     return labels
 
 
-def _read_h5(path: Path, key: str = H5_KEY) -> np.ndarray:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: not found")
-    with h5py.File(path, "r") as f:
-        if key not in f:
-            raise ValueError(f"{path}: no dataset {key!r} (found {sorted(f.keys())})")
-        return f[key][()]
+def _name(path: Path | str) -> str:
+    return posixpath.basename(path) if is_url(path) else Path(path).name
 
 
-def _h5_shape(path: Path, key: str = H5_KEY) -> tuple[int, ...]:
-    if not path.is_file():
+def _open_h5(path: Path | str) -> h5py.File:
+    """An h5 file opened for reading, kept open by the dataset; a URL through a :func:`fsspec.open`
+    file object (h5py reads file-like objects: a row costs ranged reads, not the whole file)."""
+    if not is_url(path):
+        return h5py.File(path, "r")
+    import fsspec
+
+    return h5py.File(fsspec.open(path, "rb").open(), "r")
+
+
+@contextlib.contextmanager
+def _h5_dataset(path: Path | str, key: str = H5_KEY) -> Iterator[h5py.Dataset]:
+    """The dataset ``key`` of an h5 file (local or URL), the file closed afterwards."""
+    if not file_exists(path):
         raise FileNotFoundError(f"{path}: not found")
-    with h5py.File(path, "r") as f:
+    with contextlib.ExitStack() as stack:
+        source: Any = path
+        if is_url(path):
+            import fsspec
+
+            source = stack.enter_context(fsspec.open(path, "rb"))
+        f = stack.enter_context(h5py.File(source, "r"))
         if key not in f:
             raise ValueError(f"{path}: no dataset {key!r} (found {sorted(f.keys())})")
-        return tuple(f[key].shape)
+        yield f[key]
+
+
+def _read_h5(path: Path | str, key: str = H5_KEY) -> np.ndarray:
+    with _h5_dataset(path, key) as dataset:
+        return dataset[()]
+
+
+def _h5_shape(path: Path | str, key: str = H5_KEY) -> tuple[int, ...]:
+    with _h5_dataset(path, key) as dataset:
+        return tuple(dataset.shape)
 
 
 class AVEDataset(Dataset):
@@ -153,8 +185,8 @@ class AVEDataset(Dataset):
 
     def __init__(
         self,
-        audio_path: Path,
-        visual_path: Path,
+        audio_path: Path | str,
+        visual_path: Path | str,
         rows: np.ndarray,
         segment_labels: np.ndarray,
         video_labels: np.ndarray,
@@ -176,10 +208,7 @@ class AVEDataset(Dataset):
 
     def _open(self) -> tuple[h5py.Dataset, h5py.Dataset]:
         if self._files is None:
-            self._files = (
-                h5py.File(self.audio_path, "r")[H5_KEY],
-                h5py.File(self.visual_path, "r")[H5_KEY],
-            )
+            self._files = (_open_h5(self.audio_path)[H5_KEY], _open_h5(self.visual_path)[H5_KEY])
         return self._files
 
     def __getitem__(self, index: int) -> dict[str, Any]:
@@ -230,9 +259,11 @@ class AVEDataModule(VidlitDataModule):
     ``segment_labels``; val/test ``targets`` keep the segment labels the metric needs.
 
     Args:
-        root: dataset folder (layout in the module docstring).
+        root: dataset folder (layout in the module docstring), or an fsspec URL of one
+            (``s3://bucket/ave``, ``memory://x``).
         synthetic: write the synthetic sample dataset (``vidlit data synth ave``) into ``root``
-            when ``root`` has no ``audio_feature.h5``.
+            when ``root`` has no ``audio_feature.h5``; local folders only (a URL root must hold
+            the data already).
         supervision: ``"full"`` or ``"weak"``.
         feature_dim: visual channels (512 for the official VGG-19 maps); checked against the
             file, and the head's ``in_dim``.
@@ -259,7 +290,7 @@ class AVEDataModule(VidlitDataModule):
         super().__init__(batch_size, num_workers)
         if supervision not in ("full", "weak"):
             raise ValueError(f"supervision must be 'full' or 'weak', got {supervision!r}")
-        self.root = Path(root)
+        self.root: Path | str = root.rstrip("/") if is_url(root) else Path(root)
         self.synthetic = synthetic
         self.supervision = supervision
         self.feature_dim = feature_dim
@@ -275,7 +306,11 @@ class AVEDataModule(VidlitDataModule):
         return len(self.class_names)
 
     def prepare_data(self) -> None:
-        if self.synthetic and not (self.root / "audio_feature.h5").is_file():
+        if self.synthetic and is_url(self.root):
+            from vidlit.data.synth import require_complete
+
+            require_complete(self.root, "audio_feature.h5", "ave")
+        elif self.synthetic and not (self.root / "audio_feature.h5").is_file():
             from vidlit.data.synth.ave import write_ave
 
             write_ave(self.root)
@@ -285,7 +320,7 @@ class AVEDataModule(VidlitDataModule):
             return
         self.prepare_data()
         root = self.root
-        audio_path, visual_path = root / "audio_feature.h5", root / "visual_feature.h5"
+        audio_path, visual_path = join_path(root, "audio_feature.h5"), join_path(root, "visual_feature.h5")
         n_audio, n_visual = _h5_shape(audio_path), _h5_shape(visual_path)
         n = n_audio[0]
         if n_audio[1:] != (NUM_SEGMENTS, self.audio_dim):
@@ -297,8 +332,8 @@ class AVEDataModule(VidlitDataModule):
                 f"{visual_path}: expected [{n}, {NUM_SEGMENTS}, 7, 7, {self.feature_dim}] (feature_dim), "
                 f"got {list(n_visual)}"
             )
-        annotations = root / "Annotations.txt"
-        events = read_ave_annotations(annotations) if annotations.is_file() else None
+        annotations = join_path(root, "Annotations.txt")
+        events = read_ave_annotations(annotations) if file_exists(annotations) else None
         video_ids = video_order(events) if events is not None else [f"row{i}" for i in range(n)]
         if len(video_ids) != n:
             raise ValueError(
@@ -314,11 +349,11 @@ class AVEDataModule(VidlitDataModule):
         self._loaded = True
 
     def _segment_labels(
-        self, root: Path, events: list[AVEEvent] | None, video_ids: list[str], n: int
+        self, root: Path | str, events: list[AVEEvent] | None, video_ids: list[str], n: int
     ) -> np.ndarray:
-        labels_path = root / "labels.h5"
+        labels_path = join_path(root, "labels.h5")
         k = self.num_classes
-        if labels_path.is_file():
+        if file_exists(labels_path):
             onehot = _read_h5(labels_path)
             if onehot.shape != (n, NUM_SEGMENTS, k):
                 raise ValueError(
@@ -330,15 +365,22 @@ class AVEDataModule(VidlitDataModule):
                 raise ValueError(f"{labels_path}: row {row} ({video_ids[row]}) segment {seg} has no label")
             labels = onehot.argmax(axis=-1).astype(np.int64)
             if events is not None:
-                self._check_agreement(root / "Annotations.txt", labels_path, events, video_ids, labels)
+                self._check_agreement(
+                    join_path(root, "Annotations.txt"), labels_path, events, video_ids, labels
+                )
             return labels
         if events is None:
             raise FileNotFoundError(f"{root}: neither labels.h5 nor Annotations.txt to read labels from")
-        per_video = segment_labels_from_events(events, self.class_names, root / "Annotations.txt")
+        per_video = segment_labels_from_events(events, self.class_names, join_path(root, "Annotations.txt"))
         return np.stack([per_video[v] for v in video_ids])
 
     def _check_agreement(
-        self, text: Path, labels_path: Path, events: list[AVEEvent], video_ids: list[str], labels: np.ndarray
+        self,
+        text: Path | str,
+        labels_path: Path | str,
+        events: list[AVEEvent],
+        video_ids: list[str],
+        labels: np.ndarray,
     ) -> None:
         """The category text of every event must be what ``labels.h5`` says on the event's seconds."""
         index = {name: i for i, name in enumerate(self.class_names)}
@@ -355,13 +397,13 @@ class AVEDataModule(VidlitDataModule):
                 second = int(wrong[0]) + e.start
                 found = self.class_names[int(span[wrong[0]])]
                 raise AnnotationError(
-                    f"{text}: line {e.line}: key 'category': {e.category!r} but {labels_path.name} row "
+                    f"{text}: line {e.line}: key 'category': {e.category!r} but {_name(labels_path)} row "
                     f"{row[e.video_id]} ({e.video_id}) says {found!r} on second {second}"
                 )
 
-    def _video_labels(self, root: Path, segment: np.ndarray, n: int) -> np.ndarray:
-        mil_path = root / "mil_labels.h5"
-        if mil_path.is_file():
+    def _video_labels(self, root: Path | str, segment: np.ndarray, n: int) -> np.ndarray:
+        mil_path = join_path(root, "mil_labels.h5")
+        if file_exists(mil_path):
             mil = _read_h5(mil_path).astype(np.float32)
             if mil.shape != (n, self.num_classes):
                 raise ValueError(f"{mil_path}: expected [{n}, {self.num_classes}], got {list(mil.shape)}")
@@ -370,18 +412,18 @@ class AVEDataModule(VidlitDataModule):
         np.put_along_axis(video, segment, 1.0, axis=1)
         return video
 
-    def _split_rows(self, root: Path, split: str, video_ids: list[str]) -> np.ndarray:
-        order_path = root / f"{split}_order.h5"
-        if order_path.is_file():
+    def _split_rows(self, root: Path | str, split: str, video_ids: list[str]) -> np.ndarray:
+        order_path = join_path(root, f"{split}_order.h5")
+        if file_exists(order_path):
             rows = _read_h5(order_path, ORDER_KEY).astype(np.int64).reshape(-1)
             bad = rows[(rows < 0) | (rows >= len(video_ids))]
             if len(bad):
                 raise ValueError(f"{order_path}: row index {int(bad[0])} outside [0, {len(video_ids)})")
             return rows
-        split_path = root / SPLIT_FILES[split]
-        if not split_path.is_file():
+        split_path = join_path(root, SPLIT_FILES[split])
+        if not file_exists(split_path):
             raise FileNotFoundError(
-                f"{root}: neither {order_path.name} nor {split_path.name} for the {split} split"
+                f"{root}: neither {_name(order_path)} nor {_name(split_path)} for the {split} split"
             )
         index = {v: i for i, v in enumerate(video_ids)}
         rows = []
@@ -393,9 +435,11 @@ class AVEDataModule(VidlitDataModule):
             rows.append(index[event.video_id])
         return np.asarray(list(dict.fromkeys(rows)), dtype=np.int64)
 
-    def _add_noisy_background(self, root: Path) -> None:
-        paths = [root / f"{name}_noisy.h5" for name in ("audio_feature", "visual_feature", "labels")]
-        if not all(p.is_file() for p in paths):
+    def _add_noisy_background(self, root: Path | str) -> None:
+        paths = [
+            join_path(root, f"{name}_noisy.h5") for name in ("audio_feature", "visual_feature", "labels")
+        ]
+        if not all(file_exists(p) for p in paths):
             return
         audio_path, visual_path, labels_path = paths
         m = _h5_shape(audio_path)[0]

@@ -23,18 +23,21 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, IterableDataset, Sampler, get_worker_info
 
+from vidlit.core.io import join_path
+
 log = logging.getLogger(__name__)
 
 
 def split_files(
-    root: Path, train: str, val: str, test: str | None = None, predict: str | None = None
-) -> dict[str, Path]:
-    """The annotation file of each split under ``root``; ``test`` and ``predict`` default to ``val``."""
+    root: Path | str, train: str, val: str, test: str | None = None, predict: str | None = None
+) -> dict[str, Path | str]:
+    """The annotation file of each split under ``root`` (a folder or an fsspec URL); ``test`` and
+    ``predict`` default to ``val``."""
     return {
-        "train": root / train,
-        "val": root / val,
-        "test": root / (test or val),
-        "predict": root / (predict or val),
+        "train": join_path(root, train),
+        "val": join_path(root, val),
+        "test": join_path(root, test or val),
+        "predict": join_path(root, predict or val),
     }
 
 

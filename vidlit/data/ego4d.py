@@ -3,7 +3,8 @@
 Moment Queries (:mod:`vidlit.data.ego4d_mq`) and Natural Language Queries
 (:mod:`vidlit.data.ego4d_nlq`) read an official annotation file per split, validated when first
 read (in ``setup()``, or when the class list is first asked for), and a folder of feature files
-named by ids from those files.
+named by ids from those files. The dataset folder may be an fsspec URL (``s3://bucket/ego4d``,
+``memory://x``): annotations and features are then read through :func:`fsspec.open`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from vidlit.core.io import is_url, join_path
 from vidlit.data.base import VidlitDataModule, split_files
 
 log = logging.getLogger(__name__)
@@ -27,15 +29,17 @@ class Ego4DFeatureDataModule(VidlitDataModule):
     :class:`vidlit.data.ego4d_nlq.Ego4DNLQ`.
 
     Args:
-        root: dataset folder; relative file arguments resolve against it.
+        root: dataset folder, or an fsspec URL of one (``s3://bucket/ego4d_mq``, ``memory://x``,
+            ``file:///data/ego4d_mq``); relative file arguments resolve against it.
         train_annotations: train annotation file.
         val_annotations: val annotation file.
         test_annotations: the ``test`` split's file; None uses ``val_annotations``.
         predict_annotations: the ``predict`` split's file; None uses ``val_annotations``.
-        feature_dir: feature folder, relative to ``root``.
+        feature_dir: feature folder, relative to ``root`` (or a path or URL of its own).
         feature_dim: C of the features.
-        write_synthetic: called with ``root`` when ``root`` does not exist, to write the
-            SYNTHETIC sample dataset there (with a warning); None leaves a missing root alone.
+        write_synthetic: called with ``root`` when ``root`` is a local folder that does not exist,
+            to write the SYNTHETIC sample dataset there (with a warning); None leaves a missing
+            root alone (as for a URL root).
         strict: missing feature files raise; when False, their items are skipped with a warning.
         batch_size: items per batch.
         num_workers: DataLoader worker processes.
@@ -56,15 +60,15 @@ class Ego4DFeatureDataModule(VidlitDataModule):
         num_workers: int,
     ):
         super().__init__(batch_size=batch_size, num_workers=num_workers)
-        self.root = Path(root)
-        if write_synthetic is not None and not self.root.exists():
+        self.root: Path | str = root.rstrip("/") if is_url(root) else Path(root)
+        if write_synthetic is not None and isinstance(self.root, Path) and not self.root.exists():
             log.warning(
                 "%s does not exist: writing the SYNTHETIC %s sample dataset there",
                 self.root,
                 type(self).__name__,
             )
             write_synthetic(self.root)
-        self.feature_dir = self.root / feature_dir
+        self.feature_dir = join_path(self.root, feature_dir)
         self.feature_dim = feature_dim
         self.strict = strict
         self.files = split_files(
@@ -72,7 +76,7 @@ class Ego4DFeatureDataModule(VidlitDataModule):
         )
         self._annotations: dict[str, list] = {}
 
-    def read_split(self, split: str, reader: Callable[[Path], list]) -> list:
+    def read_split(self, split: str, reader: Callable[[Path | str], list]) -> list:
         """``reader(file of split)``, read once per split."""
         if split not in self._annotations:
             self._annotations[split] = reader(self.files[split])

@@ -22,10 +22,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from vidlit.core.io import read_json, write_json_atomic
+from vidlit.core.io import is_url, read_json, write_json_atomic
 from vidlit.data.base import EpochSeeded, InferenceInput, global_seed, missing_files
 from vidlit.data.ego4d import Ego4DFeatureDataModule
-from vidlit.data.features import feature_timing, find_feature_file, load_feature_file, pad_sequences
+from vidlit.data.features import feature_timing, find_feature_files, load_feature_file, pad_sequences
 from vidlit.formats._ego4d import confine
 from vidlit.formats._schema import validate
 from vidlit.formats.ego4d_mq import (
@@ -85,7 +85,7 @@ def read_moment_annotations(
         ValueError: invalid JSON (with line and column), or one line naming the record and key
             that breaks a rule of the schema.
     """
-    path = Path(path)
+    path = path if is_url(path) else Path(path)
     context = {}
     if class_names is not None:
         context = {"classes": set(class_names), "taxonomy_file": str(taxonomy_file or "class_names")}
@@ -222,7 +222,7 @@ class MomentQueriesDataset(EpochSeeded, Dataset):
     def __init__(
         self,
         clips: list[MomentClip],
-        feature_dir: Path,
+        feature_dir: Path | str,
         class_names: list[str],
         feature_dim: int,
         step_sec: float,
@@ -244,7 +244,7 @@ class MomentQueriesDataset(EpochSeeded, Dataset):
         self.train = train
         self.trunc_thresh = trunc_thresh
         self.crop_ratio = crop_ratio
-        self.paths = [find_feature_file(feature_dir, clip.clip_uid) for clip in clips]
+        self.paths = find_feature_files(feature_dir, [clip.clip_uid for clip in clips])
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -427,7 +427,7 @@ class Ego4DMQ(Ego4DFeatureDataModule):
         ``class_names`` was given.
         """
 
-        def read(path: Path) -> list[MomentClip]:
+        def read(path: Path | str) -> list[MomentClip]:
             if self._class_names is not None:
                 return read_moment_annotations(path, self.primary_only, self._class_names, "class_names")
             if split == "train":

@@ -26,14 +26,14 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from vidlit.core.io import read_json, write_json_atomic
+from vidlit.core.io import is_url, read_json, write_json_atomic
 from vidlit.core.temporal import resample_features, seconds_to_span, slice_by_seconds
 from vidlit.data.base import InferenceInput, missing_files
 from vidlit.data.ego4d import Ego4DFeatureDataModule
 from vidlit.data.features import (
     feature_steps,
     feature_timing,
-    find_feature_file,
+    find_feature_files,
     load_feature_file,
     pad_sequences,
 )
@@ -103,7 +103,7 @@ def read_nlq_annotations(path: str | Path) -> list[NLQQuery]:
             that breaks a rule of the schema (a missing, integer or blank ``query``, a window
             outside its clip, ...).
     """
-    path = Path(path)
+    path = path if is_url(path) else Path(path)
     document = validate(NLQFile, read_json(path), path)
     queries = []
     for v, video in enumerate(document.videos):
@@ -173,7 +173,7 @@ class NLQDataset(Dataset):
     def __init__(
         self,
         queries: list[NLQQuery],
-        feature_dir: Path,
+        feature_dir: Path | str,
         feature_dim: int,
         step_sec: float,
         max_len: int = 128,
@@ -185,7 +185,8 @@ class NLQDataset(Dataset):
         self.step_sec = step_sec
         self.max_len = max_len
         self.cache_size = cache_size
-        self.paths = {q.video_uid: find_feature_file(feature_dir, q.video_uid) for q in queries}
+        uids = list(dict.fromkeys(q.video_uid for q in queries))
+        self.paths = dict(zip(uids, find_feature_files(feature_dir, uids)))
         self._cache: OrderedDict[str, Tensor] = OrderedDict()
 
     def __len__(self) -> int:

@@ -1,8 +1,16 @@
-"""Pre-extracted feature files and the batching of variable-length feature sequences."""
+"""Pre-extracted feature files and the batching of variable-length feature sequences.
+
+A feature folder is a local path or an fsspec URL (``s3://bucket/features``, ``memory://x``,
+``file:///data/features``; other protocols as their fsspec package is installed): local files
+are read (and memory-mapped) in place, URLs through :func:`fsspec.open`.
+"""
 
 from __future__ import annotations
 
+import io
 import logging
+import posixpath
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vidlit.core.io import read_json
+from vidlit.core.io import file_exists, is_url, join_path, read_bytes, read_json, url_listing
 
 log = logging.getLogger(__name__)
 
@@ -18,13 +26,36 @@ FEATURE_SUFFIXES = (".pt", ".npy")
 EXTRACTION_RECORD = "extraction.json"  # what ``vidlit extract`` records in its output folder
 
 
-def find_feature_file(feature_dir: str | Path, key: str) -> Path | None:
-    """The ``<key>.pt`` or ``<key>.npy`` file in ``feature_dir``, or None when neither exists."""
+def _suffix(path: str | Path) -> str:
+    return posixpath.splitext(path)[1] if is_url(path) else Path(path).suffix
+
+
+def find_feature_file(feature_dir: str | Path, key: str) -> Path | str | None:
+    """The ``<key>.pt`` or ``<key>.npy`` file in ``feature_dir`` (a folder or URL), or None without one."""
+    if is_url(key):  # an id from a file never names another store (join_path lets a URL stand alone)
+        raise ValueError(f"feature id {key!r} points outside {feature_dir}")
     for suffix in FEATURE_SUFFIXES:
-        path = Path(feature_dir) / f"{key}{suffix}"
-        if path.is_file():
+        path = join_path(feature_dir, f"{key}{suffix}")
+        if file_exists(path):
             return path
     return None
+
+
+def find_feature_files(feature_dir: str | Path, keys: Sequence[str]) -> list[Path | str | None]:
+    """:func:`find_feature_file` for each key; a URL folder is listed once, not asked once per key.
+
+    Keys are expected to be confined to the folder already (:func:`~vidlit.core.io.confined_path`).
+    """
+    if not is_url(feature_dir):
+        return [find_feature_file(feature_dir, key) for key in keys]
+    names = url_listing(feature_dir)
+    found: list[Path | str | None] = []
+    for key in keys:
+        name = next((f"{key}{s}" for s in FEATURE_SUFFIXES if f"{key}{s}" in names), None)
+        # a key with a folder part (``a/b``) is not in the flat listing: ask for it
+        found.append(join_path(feature_dir, name) if name else None if "/" not in key else
+                     find_feature_file(feature_dir, key))  # fmt: skip
+    return found
 
 
 def load_array_file(path: str | Path, what: str = "", shape: str = "") -> Tensor:
@@ -39,13 +70,15 @@ def load_array_file(path: str | Path, what: str = "", shape: str = "") -> Tensor
         FileNotFoundError: no such file.
         ValueError: unreadable, or not a tensor; the message names the file and ``what``.
     """
-    path = Path(path)
+    path = path if is_url(path) else Path(path)
     where = f"{path}{f' ({what})' if what else ''}"
     try:
-        if path.suffix == ".npy":
-            array = torch.from_numpy(np.load(path, allow_pickle=False))
+        # a URL is read whole into memory (object stores have no seek-cheap file); a local file in place
+        source = io.BytesIO(read_bytes(path, "feature file")) if is_url(path) else path
+        if _suffix(path) == ".npy":
+            array = torch.from_numpy(np.load(source, allow_pickle=False))
         else:
-            array = torch.load(path, map_location="cpu", weights_only=True)
+            array = torch.load(source, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise FileNotFoundError(f"{where}: feature file not found") from None
     except Exception as e:  # noqa: BLE001 - any decoder error becomes one readable line
@@ -62,6 +95,8 @@ def feature_steps(path: str | Path, what: str = "") -> int:
     Raises:
         ValueError / FileNotFoundError: as :func:`load_feature_file` for a file it cannot read.
     """
+    if is_url(path):
+        return _url_feature_steps(path, what)
     path = Path(path)
     try:
         if path.suffix == ".npy":
@@ -72,6 +107,25 @@ def feature_steps(path: str | Path, what: str = "") -> int:
         shape = ()
     if len(shape) != 2 or shape[0] == 0:
         return load_feature_file(path, what=what).shape[0]
+    return int(shape[0])
+
+
+def _url_feature_steps(url: str, what: str) -> int:
+    """``T`` of a ``[T, C]`` feature file at a URL: a ``.npy`` header is read alone, a ``.pt`` file whole."""
+    shape: tuple[int, ...] = ()
+    if _suffix(url) == ".npy":
+        import fsspec
+
+        try:
+            with fsspec.open(url, "rb") as f:
+                version = np.lib.format.read_magic(f)
+                if version in ((1, 0), (2, 0)):
+                    read_header = getattr(np.lib.format, f"read_array_header_{version[0]}_0")
+                    shape = tuple(read_header(f)[0])
+        except Exception:  # noqa: BLE001 - missing or bad: the full read below says what is wrong
+            shape = ()
+    if len(shape) != 2 or shape[0] == 0:
+        return load_feature_file(url, what=what).shape[0]
     return int(shape[0])
 
 
@@ -89,7 +143,7 @@ def load_feature_file(path: str | Path, expected_dim: int | None = None, what: s
         ValueError: unreadable file, not 2-D, empty, non-finite, or of the wrong dim; the
             message names the file and ``what``.
     """
-    path = Path(path)
+    path = path if is_url(path) else Path(path)
     where = f"{path}{f' ({what})' if what else ''}"
     array = load_array_file(path, what, "[T, C]")
     if array.ndim != 2 or array.shape[0] == 0:
@@ -125,8 +179,8 @@ def read_extraction_record(feature_dir: str | Path) -> dict[str, Any] | None:
     Raises:
         ValueError: the file is not a JSON object; the message names it.
     """
-    path = Path(feature_dir) / EXTRACTION_RECORD
-    if not path.is_file():
+    path = join_path(feature_dir, EXTRACTION_RECORD)
+    if not file_exists(path):
         return None
     record = read_json(path, "extraction record")
     if not isinstance(record, dict):
@@ -161,7 +215,7 @@ def feature_timing(
     if record and fps is None and recorded["fps"] is None:
         log.warning(
             "%s: extracted at each video's own frame rate (%s); assuming %g fps: set fps if that is wrong",
-            Path(feature_dir) / EXTRACTION_RECORD,
+            join_path(feature_dir, EXTRACTION_RECORD),
             rates or "unknown",
             defaults[0],
         )
@@ -170,7 +224,7 @@ def feature_timing(
     for (key, value), default in zip(given.items(), defaults):
         if value is not None and recorded[key] is not None and float(value) != float(recorded[key]):
             raise ValueError(
-                f"{Path(feature_dir) / EXTRACTION_RECORD}: key '{key}': the features were extracted with "
+                f"{join_path(feature_dir, EXTRACTION_RECORD)}: key '{key}': the features were extracted with "
                 f"{recorded[key]}, but {key} is {value}; leave {key} unset to use the record"
             )
         values.append(value if value is not None else recorded[key] if recorded[key] is not None else default)

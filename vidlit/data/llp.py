@@ -17,11 +17,15 @@ folders, named by the first 11 characters of ``filename`` as the official loader
 (``row[0][:11]``; a file named by the whole ``filename`` is accepted too):
 ``feats/vggish`` (``[10, 128]``, VGGish per second), ``feats/res152`` (``[80, 2048]``,
 ResNet-152 at 8 fps) and ``feats/r2plus1d_18`` (``[10, 512]``, R(2+1)D-18 per second).
+
+The dataset folder may be an fsspec URL (``s3://bucket/llp``, ``memory://x``): the CSVs and feature
+files are then read through :func:`fsspec.open`, each feature folder listed once.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,8 +36,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from vidlit.core.io import confined_path
-from vidlit.data.base import InferenceInput, VidlitDataModule, missing_files
+from vidlit.core.io import confined_path, file_exists, is_url, join_path, read_bytes, url_listing
+from vidlit.data.base import InferenceInput, VidlitDataModule, missing_files, split_files
 from vidlit.data.features import load_feature_file, pad_sequences
 from vidlit.formats._schema import AnnotationError, validate
 from vidlit.formats.llp import (  # noqa: F401  (the family's names, re-exported)
@@ -64,18 +68,25 @@ class LLPVideo:
     visual_events: list[tuple[int, int, str]] = field(default_factory=list)
 
 
-def _read_tsv(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
+def _read_tsv(path: Path | str, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
+    if is_url(path):
+        text = read_bytes(path, "annotation file").decode("utf-8")
+        return _parse_tsv(io.StringIO(text, newline=""), path, columns)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: annotation file not found")
     with path.open(newline="") as f:
-        reader = csv.DictReader(f, delimiter="\t")
-        missing = [c for c in columns if c not in (reader.fieldnames or [])]
-        if missing:
-            raise AnnotationError(
-                f"{path}: line 1: missing column(s) {missing} in the tab-separated header "
-                f"{reader.fieldnames} (expected {list(columns)})"
-            )
-        return [(reader.line_num, {k: v for k, v in row.items() if k is not None}) for row in reader]
+        return _parse_tsv(f, path, columns)
+
+
+def _parse_tsv(f: Any, path: Path | str, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
+    reader = csv.DictReader(f, delimiter="\t")
+    missing = [c for c in columns if c not in (reader.fieldnames or [])]
+    if missing:
+        raise AnnotationError(
+            f"{path}: line 1: missing column(s) {missing} in the tab-separated header "
+            f"{reader.fieldnames} (expected {list(columns)})"
+        )
+    return [(reader.line_num, {k: v for k, v in row.items() if k is not None}) for row in reader]
 
 
 def read_weak_labels(
@@ -95,7 +106,7 @@ def read_weak_labels(
             unknown category, a video listed twice, or a file without any video (a header-only
             split would train or evaluate nothing).
     """
-    path = Path(path)
+    path = path if is_url(path) else Path(path)
     context = {"classes": None if class_names is None else set(class_names)}
     videos, seen = [], {}
     for line, row in _read_tsv(path, ("filename", "event_labels")):
@@ -126,7 +137,7 @@ def read_event_annotations(
         AnnotationError: one line naming file, line and key: a missing column, a non-numeric,
             reversed or out-of-video time, or an unknown category.
     """
-    path = Path(path)
+    path = path if is_url(path) else Path(path)
     context = {"classes": None if class_names is None else set(class_names), "duration": duration}
     events: dict[str, list[tuple[int, int, str]]] = {}
     for line, row in _read_tsv(path, ("filename", "onset", "offset", "event_labels")):
@@ -150,15 +161,24 @@ def segment_labels(
     return gt
 
 
-def find_llp_feature(folder: Path, filename: str) -> Path | None:
+def find_llp_feature(folder: Path | str, filename: str, listed: set[str] | None = None) -> Path | str | None:
     """``<filename[:11]>.npy`` (the official naming), else ``<filename>.npy``; None if neither.
+
+    Args:
+        folder: the feature folder, local or an fsspec URL.
+        filename: the video's ``filename``.
+        listed: the names in ``folder``, when listed already (a URL folder is listed once, not
+            asked once per file); None asks for each file.
 
     Raises:
         ValueError: a ``filename`` that would point outside ``folder`` (``../../x``).
     """
     for key in (filename[:11], filename):
         path = confined_path(folder, f"{key}.npy", f"video {filename!r}")
-        if path.is_file():
+        if listed is not None and "/" not in key:
+            if f"{key}.npy" in listed:
+                return path
+        elif file_exists(path):
             return path
     return None
 
@@ -186,7 +206,7 @@ class LLPDataset(Dataset):
     def __init__(
         self,
         videos: list[LLPVideo],
-        folders: tuple[Path, Path, Path | None],
+        folders: tuple[Path | str, Path | str, Path | str | None],
         class_names: list[str],
         audio_dim: int,
         visual_dim: int,
@@ -201,28 +221,34 @@ class LLPDataset(Dataset):
         self.num_segments = num_segments
         self.segment_truth = segment_truth
         # each feature file is looked up once (missing() at setup fills this before workers fork)
-        self._found: dict[tuple[Path, str], Path | None] = {}
+        self._found: dict[tuple[Path | str, str], Path | str | None] = {}
+        self._listed: dict[str, set[str]] = {}
 
-    def _find(self, folder: Path, filename: str) -> Path | None:
+    def _find(self, folder: Path | str, filename: str) -> Path | str | None:
         key = (folder, filename)
         if key not in self._found:
-            self._found[key] = find_llp_feature(folder, filename)
+            listed = None
+            if is_url(folder):
+                if folder not in self._listed:
+                    self._listed[folder] = url_listing(folder)
+                listed = self._listed[folder]
+            self._found[key] = find_llp_feature(folder, filename, listed)
         return self._found[key]
 
-    def missing(self) -> list[tuple[int, Path]]:
+    def missing(self) -> list[tuple[int, Path | str]]:
         """``(index, expected path)`` of every video lacking one of its feature files."""
         out = []
         for i, video in enumerate(self.videos):
             for folder in self.folders:
                 if folder is not None and self._find(folder, video.filename) is None:
-                    out.append((i, folder / f"{video.filename[:11]}.npy"))
+                    out.append((i, join_path(folder, f"{video.filename[:11]}.npy")))
                     break
         return out
 
     def __len__(self) -> int:
         return len(self.videos)
 
-    def _load(self, folder: Path, video: LLPVideo, dim: int, what: str) -> Tensor:
+    def _load(self, folder: Path | str, video: LLPVideo, dim: int, what: str) -> Tensor:
         path = self._find(folder, video.filename)
         if path is None:
             raise FileNotFoundError(
@@ -291,7 +317,8 @@ class LLPVideoParsing(VidlitDataModule):
     :class:`vidlit.metrics.avvp.AVVPMetrics`.
 
     Args:
-        root: dataset folder; relative paths below resolve against it.
+        root: dataset folder, or an fsspec URL of one (``s3://bucket/llp``, ``memory://x``);
+            relative paths below resolve against it.
         train_csv: weak labels of the training videos.
         val_csv: videos evaluated during ``fit`` and ``validate``.
         test_csv: videos ``vidlit test`` evaluates.
@@ -308,7 +335,8 @@ class LLPVideoParsing(VidlitDataModule):
         num_segments: one-second segments per video (10).
         class_names: categories in label order; defaults to the 25 LLP categories.
         synthetic: when ``root`` does not exist, write the synthetic sample dataset there
-            (``vidlit data synth llp``, with these feature widths) and say so.
+            (``vidlit data synth llp``, with these feature widths) and say so; local folders
+            only (a URL root must hold the data already).
         strict: a missing feature file raises; when False the video is skipped with a warning.
         batch_size: videos per batch (official: 16).
         num_workers: DataLoader worker processes.
@@ -341,8 +369,8 @@ class LLPVideoParsing(VidlitDataModule):
             motion_dim = 0
         if not 0 <= motion_dim < feature_dim:
             raise ValueError(f"motion_dim {motion_dim} must lie in [0, feature_dim={feature_dim})")
-        self.root = Path(root)
-        if synthetic and not self.root.exists():
+        self.root: Path | str = root.rstrip("/") if is_url(root) else Path(root)
+        if synthetic and isinstance(self.root, Path) and not self.root.exists():
             from vidlit.data.synth.llp import write_llp
 
             log.warning("%s does not exist: writing the SYNTHETIC LLP sample dataset there", self.root)
@@ -364,17 +392,12 @@ class LLPVideoParsing(VidlitDataModule):
         if len(set(self.class_names)) != len(self.class_names):
             raise ValueError(f"class_names has duplicates: {self.class_names}")
         self.folders = (
-            self.root / audio_dir,
-            self.root / visual_dir,
-            self.root / motion_dir if motion_dir is not None else None,
+            join_path(self.root, audio_dir),
+            join_path(self.root, visual_dir),
+            join_path(self.root, motion_dir) if motion_dir is not None else None,
         )
-        self.files = {
-            "train": self.root / train_csv,
-            "val": self.root / val_csv,
-            "test": self.root / test_csv,
-            "predict": self.root / (predict_csv or test_csv),
-        }
-        self.eval_files = (self.root / eval_audio_csv, self.root / eval_visual_csv)
+        self.files = split_files(self.root, train_csv, val_csv, test_csv, predict_csv or test_csv)
+        self.eval_files = (join_path(self.root, eval_audio_csv), join_path(self.root, eval_visual_csv))
         self._events: tuple[dict, dict] | None = None
 
     @property
@@ -440,16 +463,16 @@ class LLPVideoParsing(VidlitDataModule):
         ``motion_dir`` (the official layout); the head parses each segment per modality.
         """
         audio_dir, _, motion_dir = self.folders
-        audio = Path(audio) if audio is not None else audio_dir / path.name
+        audio = Path(audio) if audio is not None else join_path(audio_dir, path.name)
         files = {"audio": audio}
         if motion_dir is not None:
-            files["motion"] = Path(motion) if motion is not None else motion_dir / path.name
+            files["motion"] = Path(motion) if motion is not None else join_path(motion_dir, path.name)
         elif motion is not None:
             raise ValueError(
                 f"{video_id}: this model uses no motion features (motion_dir: null); drop --motion"
             )
         for kind, file in files.items():
-            if not file.is_file():
+            if not file_exists(file):
                 raise FileNotFoundError(f"{file}: {kind} features of {video_id} not found (--{kind})")
         # the dataset finds a stream's file by (folder, name): the files given stand for their
         # folders, so each stream reads its own file, whatever its name and folder

@@ -28,11 +28,17 @@ Lengths: training sequences longer than ``max_seqlen`` (200) are resampled to it
 official ``uniform_extract`` (``linspace(0, T - 1, 200)`` truncated to integers); shorter ones
 are zero-padded with a mask. Evaluation keeps every snippet. When an audio file has one snippet
 less than the RGB files, the RGB sequence loses its last snippet, as the XD-Violence loader does.
+
+The dataset folder may be an fsspec URL (``s3://bucket/xd``, ``memory://x``): the lists, the
+ground truth and the feature files are then read through :func:`fsspec.open`; the relative entries
+of the lists resolve against it (and may not leave it), each feature folder is listed once.
 """
 
 from __future__ import annotations
 
+import io
 import logging
+import posixpath
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,9 +48,17 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from vidlit.core.io import confined_path, write_json_atomic
+from vidlit.core.io import (
+    confined_path,
+    file_exists,
+    is_url,
+    join_path,
+    read_bytes,
+    url_listing,
+    write_json_atomic,
+)
 from vidlit.data.base import InferenceInput, VidlitDataModule, missing_files
-from vidlit.data.features import load_feature_file, pad_sequences
+from vidlit.data.features import feature_steps, load_feature_file, pad_sequences
 from vidlit.formats._schema import AnnotationError, validate
 from vidlit.formats.xd_violence import (  # noqa: F401  (the family's names, re-exported)
     AUDIO_SUFFIX,
@@ -71,26 +85,43 @@ class XDVideo:
 
     name: str
     violent: bool
-    rgb: list[Path]
-    audio: Path
+    rgb: list[Path | str]
+    audio: Path | str
 
 
-def _read_list(path: Path, root: Path, feature_dir: Path | None) -> list[tuple[int, Path]]:
-    """``(line number, resolved path)`` of each non-empty line of a feature list."""
+def _name(file: Path | str) -> str:
+    """The file name of a local path or a URL."""
+    return posixpath.basename(file) if is_url(file) else Path(file).name
+
+
+def _suffix(file: Path | str) -> str:
+    return posixpath.splitext(file)[1] if is_url(file) else Path(file).suffix
+
+
+def _read_text(path: Path | str, what: str) -> str:
+    if is_url(path):
+        return read_bytes(path, what).decode("utf-8")
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: feature list not found")
+        raise FileNotFoundError(f"{path}: {what} not found")
+    return path.read_text()
+
+
+def _read_list(
+    path: Path | str, root: Path | str, feature_dir: Path | str | None
+) -> list[tuple[int, Path | str]]:
+    """``(line number, resolved path or URL)`` of each non-empty line of a feature list."""
     entries = []
-    for number, raw in enumerate(path.read_text().splitlines(), start=1):
+    for number, raw in enumerate(_read_text(path, "feature list").splitlines(), start=1):
         line = raw.strip()
         if not line:
             continue
-        file = Path(line)
+        file: Path | str = Path(line)
         if feature_dir is not None:
-            file = feature_dir / file.name
+            file = join_path(feature_dir, file.name)
         elif not file.is_absolute():
             # a relative entry names a file of the dataset: it may not climb out of it
             file = confined_path(root, file, f"{path}: line {number}")
-        if file.suffix != ".npy":
+        if _suffix(file) != ".npy":
             raise ValueError(f"{path}: line {number}: expected a .npy feature file, got {line!r}")
         entries.append((number, file))
     if not entries:
@@ -121,16 +152,17 @@ def read_feature_lists(
         ValueError: a malformed name, a crop listed twice or missing, or a video without audio;
             the message names the list file and line.
     """
-    rgb_list, audio_list = Path(rgb_list), Path(audio_list)
-    base = Path(root) if root is not None else rgb_list.parent.parent
-    directory = Path(feature_dir) if feature_dir is not None else None
-    crops: dict[str, dict[int, Path]] = {}
+    paths = [p if p is None or is_url(p) else Path(p) for p in (rgb_list, audio_list, root, feature_dir)]
+    rgb_list, audio_list, root, directory = paths
+    if root is None:
+        root = posixpath.dirname(posixpath.dirname(rgb_list)) if is_url(rgb_list) else rgb_list.parent.parent
+    crops: dict[str, dict[int, Path | str]] = {}
     first_line: dict[str, int] = {}
-    for number, file in _read_list(rgb_list, base, directory):
-        name, sep, crop = file.stem.rpartition("__")
+    for number, file in _read_list(rgb_list, root, directory):
+        name, sep, crop = _name(file).removesuffix(".npy").rpartition("__")
         if not sep or not name or not crop.isdigit():
             raise ValueError(
-                f"{rgb_list}: line {number}: {file.name!r} is not named <video>__<crop>.npy "
+                f"{rgb_list}: line {number}: {_name(file)!r} is not named <video>__<crop>.npy "
                 "(e.g. ..._label_A__0.npy)"
             )
         index = int(crop)
@@ -142,9 +174,9 @@ def read_feature_lists(
             raise ValueError(f"{rgb_list}: line {number}: crop {index} of {name!r} is listed twice")
         crops[name][index] = file
         first_line.setdefault(name, number)
-    audio: dict[str, Path] = {}
-    for number, file in _read_list(audio_list, base, directory):
-        name = file.stem.removesuffix(AUDIO_SUFFIX)
+    audio: dict[str, Path | str] = {}
+    for number, file in _read_list(audio_list, root, directory):
+        name = _name(file).removesuffix(".npy").removesuffix(AUDIO_SUFFIX)
         if name in audio:
             raise ValueError(f"{audio_list}: line {number}: audio of {name!r} is listed twice")
         audio[name] = file
@@ -179,11 +211,9 @@ def read_annotations(path: str | Path) -> dict[str, list[tuple[int, int]]]:
             normal, a video annotated twice, or a file with no annotation at all (which would
             score every violent video as normal and give AP 0.0).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: annotation file not found")
+    path = path if is_url(path) else Path(path)
     ranges: dict[str, list[tuple[int, int]]] = {}
-    for number, raw in enumerate(path.read_text().splitlines(), start=1):
+    for number, raw in enumerate(_read_text(path, "annotation file").splitlines(), start=1):
         fields = raw.split()
         if not fields:
             continue
@@ -269,7 +299,7 @@ class XDViolenceDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items) if self.train else len(self.videos)
 
-    def _pair(self, video: XDVideo, rgb: Tensor, rgb_path: Path) -> tuple[Tensor, Tensor]:
+    def _pair(self, video: XDVideo, rgb: Tensor, rgb_path: Path | str) -> tuple[Tensor, Tensor]:
         audio = load_feature_file(video.audio, self.audio_dim, what=f"audio of {video.name}")
         if len(audio) != len(rgb):
             if abs(len(audio) - len(rgb)) > 1:
@@ -299,7 +329,7 @@ class XDViolenceDataset(Dataset):
         video = self.videos[index]
         crops = [load_feature_file(p, self.feature_dim, what=video.name) for p in video.rgb]
         if len({len(c) for c in crops}) != 1:
-            lengths = ", ".join(f"{p.name}: {len(c)}" for p, c in zip(video.rgb, crops))
+            lengths = ", ".join(f"{_name(p)}: {len(c)}" for p, c in zip(video.rgb, crops))
             raise ValueError(
                 f"video {video.name!r}: its crops have different numbers of snippets ({lengths})"
             )
@@ -342,7 +372,7 @@ def collate_xd_violence(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def split_official_gt(
-    gt: np.ndarray, videos: list[XDVideo], lengths: list[int], path: Path
+    gt: np.ndarray, videos: list[XDVideo], lengths: list[int], path: Path | str
 ) -> dict[str, Tensor]:
     """Cut a concatenated official ``gt.npy`` into per-video frame labels (``16 * T`` frames each)."""
     total = sum(lengths) * CLIP_LEN
@@ -363,7 +393,8 @@ class XDViolence(VidlitDataModule):
     no validation split; the official code evaluates the test set after every epoch).
 
     Args:
-        root: dataset folder; relative paths below (and inside the lists) resolve against it.
+        root: dataset folder, or an fsspec URL of one (``s3://bucket/xd``, ``memory://x``); relative
+            paths below (and inside the lists) resolve against it.
         rgb_list: training RGB list.
         audio_list: training audio list.
         test_rgb_list: test RGB list (validation, test and predict).
@@ -375,7 +406,8 @@ class XDViolence(VidlitDataModule):
         num_crops: crops per video (5).
         max_seqlen: training length cap (200, the official ``max_seqlen``).
         synthetic: when ``root`` does not exist, write the synthetic sample dataset there
-            (``vidlit data synth xd_violence``) and say so. Leave False for real data.
+            (``vidlit data synth xd_violence``) and say so; local folders only (a URL root must
+            hold the data already). Leave False for real data.
         strict: a listed feature file that does not exist raises :class:`FileNotFoundError`;
             False drops the videos that miss a file, with a warning naming the first one. Test
             videos scored with an official ``gt.npy`` (one array for all of them, cut by the
@@ -405,8 +437,8 @@ class XDViolence(VidlitDataModule):
         num_workers: int = 0,
     ):
         super().__init__(batch_size=batch_size, num_workers=num_workers)
-        self.root = Path(root)
-        if synthetic and not self.root.exists():
+        self.root: Path | str = root.rstrip("/") if is_url(root) else Path(root)
+        if synthetic and isinstance(self.root, Path) and not self.root.exists():
             from vidlit.data.synth.xd_violence import write_xd_violence
 
             log.warning(
@@ -418,11 +450,11 @@ class XDViolence(VidlitDataModule):
 
             require_complete(self.root, rgb_list, "xd_violence")
         self.lists = {
-            "train": (self.root / rgb_list, self.root / audio_list),
-            "test": (self.root / test_rgb_list, self.root / test_audio_list),
+            "train": (join_path(self.root, rgb_list), join_path(self.root, audio_list)),
+            "test": (join_path(self.root, test_rgb_list), join_path(self.root, test_audio_list)),
         }
-        self.ground_truth = self.root / ground_truth
-        self.feature_dir = self.root / feature_dir if feature_dir is not None else None
+        self.ground_truth = join_path(self.root, ground_truth)
+        self.feature_dir = join_path(self.root, feature_dir) if feature_dir is not None else None
         self.feature_dim = feature_dim
         self.audio_dim = audio_dim
         self.num_crops = num_crops
@@ -430,6 +462,7 @@ class XDViolence(VidlitDataModule):
         self.eval_batch_size = eval_batch_size
         self.strict = strict
         self._videos: dict[str, list[XDVideo]] = {}
+        self._listed: dict[str, set[str]] = {}  # names in each URL feature folder
         self.datasets: dict[str, XDViolenceDataset] = {}
 
     @property
@@ -443,12 +476,13 @@ class XDViolence(VidlitDataModule):
             rgb, audio = self.lists[split]
             videos = read_feature_lists(rgb, audio, self.root, self.feature_dir, self.num_crops)
             # one is_file per listed file: a big list on network storage makes each one count
-            absent = [[p for p in (*v.rgb, v.audio) if not p.is_file()] for v in videos]
+            # (a URL folder is listed once instead)
+            absent = [[p for p in (*v.rgb, v.audio) if not self._exists(p)] for v in videos]
             incomplete = [v for v, paths in zip(videos, absent) if paths]
             if incomplete:
                 missing = [p for paths in absent for p in paths]
-                cut_gt = split == "test" and self.ground_truth.suffix == ".npy"
-                needs_all = f"; {self.ground_truth.name} needs every test video" if cut_gt else ""
+                cut_gt = split == "test" and _suffix(self.ground_truth) == ".npy"
+                needs_all = f"; {_name(self.ground_truth)} needs every test video" if cut_gt else ""
                 missing_files(
                     f"{rgb} / {audio}: {len(missing)} listed feature files do not exist ({len(incomplete)} "
                     f"videos), e.g. {missing[0]} (set feature_dir when the lists hold another machine's "
@@ -463,17 +497,29 @@ class XDViolence(VidlitDataModule):
             self._videos[split] = videos
         return self._videos[split]
 
+    def _exists(self, path: Path | str) -> bool:
+        if not is_url(path):
+            return path.is_file()
+        folder, _, name = path.rpartition("/")
+        if folder not in self._listed:
+            self._listed[folder] = url_listing(folder)
+        return name in self._listed[folder]
+
     def _eval_dataset(self) -> XDViolenceDataset:
         videos = self.videos("test")
         dataset = XDViolenceDataset(videos, self.feature_dim, self.audio_dim, train=False)
-        if self.ground_truth.suffix == ".npy":
-            if not self.ground_truth.is_file():
+        if _suffix(self.ground_truth) == ".npy":
+            if not file_exists(self.ground_truth):
                 raise FileNotFoundError(f"{self.ground_truth}: ground-truth file not found")
             # gt.npy follows the RGB features: 16 frames for each of their T snippets
-            lengths = [int(np.load(v.rgb[0], mmap_mode="r", allow_pickle=False).shape[0]) for v in videos]
-            dataset.gt = split_official_gt(
-                np.load(self.ground_truth, allow_pickle=False), videos, lengths, self.ground_truth
-            )
+            lengths = [
+                feature_steps(v.rgb[0], v.name) if is_url(v.rgb[0])
+                else int(np.load(v.rgb[0], mmap_mode="r", allow_pickle=False).shape[0])
+                for v in videos
+            ]  # fmt: skip
+            gt = self.ground_truth
+            source = io.BytesIO(read_bytes(gt, "ground-truth file")) if is_url(gt) else gt
+            dataset.gt = split_official_gt(np.load(source, allow_pickle=False), videos, lengths, gt)
         else:
             ranges = read_annotations(self.ground_truth)
             unannotated = [v.name for v in videos if v.violent and v.name not in ranges]
@@ -534,7 +580,7 @@ class XDViolence(VidlitDataModule):
         rgb = [path.with_name(f"{name}__{k}{path.suffix}") for k in range(self.num_crops)]
         given = Path(audio) if audio is not None else None
         audio = given or path.with_name(f"{name}{AUDIO_SUFFIX}{path.suffix}")
-        if given is None and not audio.is_file():
+        if given is None and not file_exists(audio):
             # the official layout keeps VGGish files in another folder: the dataset's lists know it
             for split in ("test", "train"):
                 try:
@@ -544,7 +590,7 @@ class XDViolence(VidlitDataModule):
                 if name in listed:
                     audio = listed[name]
                     break
-        missing = [str(f) for f in (*rgb, audio) if not f.is_file()]
+        missing = [str(f) for f in (*rgb, audio) if not file_exists(f)]
         if missing:
             raise FileNotFoundError(
                 f"{video_id}: XD-Violence reads all {self.num_crops} crops and the VGGish file of a video "

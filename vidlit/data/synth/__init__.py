@@ -8,9 +8,12 @@ only when that task is asked for.
 
 from __future__ import annotations
 
+import string
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from vidlit.core.imports import import_path
 
@@ -51,6 +54,15 @@ class _Registry(dict):
 SYNTHESIZERS: dict[str, Callable[..., Any]] = _Registry.fromkeys(_GENERATORS)
 
 
+# the characters of a YouTube video id
+_YOUTUBE_ID_ALPHABET = string.ascii_letters + string.digits + "-_"
+
+
+def random_youtube_id(rng: np.random.Generator, length: int = 11) -> str:
+    """A made-up YouTube-style video id: ``length`` characters of ``[A-Za-z0-9_-]`` drawn from ``rng``."""
+    return "".join(_YOUTUBE_ID_ALPHABET[i] for i in rng.integers(len(_YOUTUBE_ID_ALPHABET), size=length))
+
+
 def require_complete(root: str | Path, marker: str | Path, task: str) -> None:
     """Refuse a sample folder that exists but lacks ``marker`` (written by another tool, or cut short).
 
@@ -62,6 +74,15 @@ def require_complete(root: str | Path, marker: str | Path, task: str) -> None:
     Raises:
         FileNotFoundError: one line naming the folder, the missing file and the command to run.
     """
+    from vidlit.core.io import file_exists, is_url, join_path
+
+    if is_url(root):  # sample data is written to local folders only: a URL root must hold it already
+        if not file_exists(join_path(root, marker)):
+            raise FileNotFoundError(
+                f"{root}: no {marker}: synthetic sample data is written to local folders only: run "
+                f"`vidlit data synth {task} --out DIR` and copy DIR to {root}"
+            )
+        return
     root = Path(root)
     if root.exists() and not (root / marker).exists():
         raise FileNotFoundError(

@@ -21,11 +21,11 @@ and a chance R@1 of ``1 / num_val_clips``.
 from __future__ import annotations
 
 import json
-import string
 from pathlib import Path
 
 import numpy as np
 
+from vidlit.data.synth import random_youtube_id
 from vidlit.data.synth.videos import COLORS, MOTIONS, SHAPES, random_background, render_clip, write_video
 from vidlit.formats._schema import dump
 from vidlit.formats.internvid import InternVidRecord, format_timestamp
@@ -53,11 +53,6 @@ def caption_for(color: str, shape: str, motion: str, rng: np.random.Generator) -
     template = TEMPLATES[rng.integers(len(TEMPLATES))]
     direction = DIRECTIONS[motion][rng.integers(len(DIRECTIONS[motion]))]
     return template.format(color=color, shape=shape, dir=direction)
-
-
-def _youtube_id(rng: np.random.Generator) -> str:
-    alphabet = string.ascii_letters + string.digits + "-_"
-    return "".join(alphabet[i] for i in rng.integers(len(alphabet), size=11))
 
 
 def write_internvid(
@@ -104,9 +99,9 @@ def write_internvid(
     for split, num_videos in (("train", num_train_videos), ("val", num_val_videos)):
         lines = []
         for v in range(num_videos):
-            youtube_id = _youtube_id(rng)
+            youtube_id = random_youtube_id(rng)
             while youtube_id in used:
-                youtube_id = _youtube_id(rng)
+                youtube_id = random_youtube_id(rng)
             used.add(youtube_id)
             background = random_background(rng, size)
             blank = np.clip(background, 0, 255).astype(np.uint8)

@@ -19,13 +19,13 @@ the default), ``"moving left"`` (``motion``). The layout is a Kinetics download'
 from __future__ import annotations
 
 import csv
-import string
 from collections.abc import Sequence
 from itertools import product
 from pathlib import Path
 
 import numpy as np
 
+from vidlit.data.synth import random_youtube_id
 from vidlit.data.synth.videos import LABEL_ATTRIBUTES, render_clip, write_video
 from vidlit.formats._schema import dump
 from vidlit.formats.video_cls import KineticsRow, kinetics_clip_name
@@ -79,13 +79,12 @@ def write_kinetics(
     rng = np.random.default_rng(seed)
     classes = [dict(zip(label_by, values)) for values in product(*(LABEL_ATTRIBUTES[a] for a in label_by))]
     names = [class_name({"color": "", "shape": "", "motion": "", **c}, label_by) for c in classes]
-    alphabet = string.ascii_letters + string.digits + "-_"
     rows = []
     for _ in range(clips_per_class):
         for fixed, name in zip(classes, names):
             attributes = {a: values[rng.integers(len(values))] for a, values in LABEL_ATTRIBUTES.items()}
             attributes.update(fixed)
-            youtube_id = "".join(alphabet[i] for i in rng.integers(len(alphabet), size=11))
+            youtube_id = random_youtube_id(rng)
             start = int(rng.integers(0, 300))
             row = KineticsRow.model_validate(
                 {

@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import csv
 import json
-import string
 from pathlib import Path
 
 import numpy as np
 
+from vidlit.data.synth import random_youtube_id
 from vidlit.data.synth.internvid import caption_for
 from vidlit.data.synth.videos import COLORS, MOTIONS, SHAPES, random_background, render_clip, write_video
 from vidlit.formats._schema import dump
@@ -68,11 +68,6 @@ def _render(
         render_clip(rng, shape, color, motion, frames, size, background) for color, shape, motion in contents
     ]
     return np.concatenate(clips)
-
-
-def _random_id(rng: np.random.Generator, length: int = 11) -> str:
-    alphabet = string.ascii_letters + string.digits + "-_"
-    return "".join(alphabet[i] for i in rng.integers(len(alphabet), size=length))
 
 
 def write_msrvtt(
@@ -135,7 +130,7 @@ def write_activitynet(
     frames = round(DIDEMO_SEGMENT_SECONDS * fps)
     document = {}
     for contents in _contents(rng, num_videos, segments):
-        youtube_id = _random_id(rng)
+        youtube_id = random_youtube_id(rng)
         write_video(out / "videos" / f"{youtube_id}.mp4", _render(rng, contents, frames, size), fps=fps)
         step = frames / fps
         record = {

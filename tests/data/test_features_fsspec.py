@@ -1,0 +1,226 @@
+"""Feature datasets read from fsspec URLs (``memory://``, ``file://``) give what a local copy gives."""
+
+import csv
+import json
+import math
+import uuid
+from pathlib import Path
+
+import fsspec
+import numpy as np
+import pytest
+import torch
+
+from vidlit.core.io import confined_path, confined_url, join_path, read_json
+from vidlit.data.ego4d_mq import Ego4DMQ
+from vidlit.data.features import (
+    EXTRACTION_RECORD,
+    feature_steps,
+    feature_timing,
+    find_feature_file,
+    find_feature_files,
+    load_feature_file,
+)
+from vidlit.data.synth.ego4d_mq import write_ego4d_mq
+from vidlit.data.synth.videos import write_synthetic_videos
+from vidlit.engines.storage import OutputFolder
+
+DIM = 32
+
+
+def _upload(local, url):
+    """Every file under ``local`` to the same names under ``url``, written as ``vidlit extract`` writes."""
+    out = OutputFolder(url)
+    for path in sorted(p for p in local.rglob("*") if p.is_file()):
+        out.write(path.relative_to(local).as_posix(), path.read_bytes())
+
+
+@pytest.fixture(scope="module")
+def mq_local(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mq_fsspec")
+    write_ego4d_mq(
+        root, num_train=8, num_val=4, num_test=2, num_classes=2, feature_dim=DIM, min_steps=24, max_steps=48
+    )
+    features = root / "features"
+    # one clip stored as .npy, and the extraction record the clock is read from
+    first = sorted(features.glob("*.pt"))[0]
+    np.save(first.with_suffix(".npy"), torch.load(first, weights_only=True).numpy())
+    first.unlink()
+    (features / EXTRACTION_RECORD).write_text(json.dumps({"fps": 15.0, "feature_stride": 16}))
+    return root
+
+
+@pytest.fixture
+def mq_memory(mq_local):
+    url = f"memory://vidlit-test-{uuid.uuid4().hex}/mq"
+    _upload(mq_local, url)
+    yield url
+    fs, path = fsspec.core.url_to_fs(url)
+    fs.rm(path.rpartition("/")[0], recursive=True)
+
+
+def _batches(dm, split):
+    loader = dm.train_dataloader() if split == "train" else dm.val_dataloader()
+    return list(loader)
+
+
+def _assert_same_batches(a, b):
+    assert len(a) == len(b) > 0
+    for x, y in zip(a, b):
+        assert x["video_ids"] == y["video_ids"]
+        for key in ("features", "mask", "duration", "step_sec", "offset_sec"):
+            assert torch.equal(x[key], y[key]), key
+        for tx, ty in zip(x["targets"], y["targets"]):
+            assert torch.equal(tx["segments"], ty["segments"]) and torch.equal(tx["labels"], ty["labels"])
+
+
+@pytest.mark.parametrize("scheme", ["memory", "file"])
+def test_mq_batches_from_url_root_equal_local(mq_local, mq_memory, scheme):
+    root = mq_memory if scheme == "memory" else f"file://{mq_local}"
+    local = Ego4DMQ(root=str(mq_local), feature_dim=DIM, batch_size=2)
+    remote = Ego4DMQ(root=root, feature_dim=DIM, batch_size=2)
+    # the clock comes from the URL folder's extraction.json
+    assert remote.step_sec == local.step_sec == pytest.approx(16 / 15)
+    assert remote.class_names == local.class_names
+    local.setup("fit")
+    remote.setup("fit")
+    assert any(str(p).endswith(".npy") for p in remote.datasets["train"].paths + remote.datasets["val"].paths)
+    for split in ("train", "val"):
+        _assert_same_batches(_batches(local, split), _batches(remote, split))
+
+
+def _extract_mq(tmp_path, url):
+    """Features of 4 synthetic videos extracted (``vidlit extract``'s function) to a local folder and to
+    ``url``, with MQ annotation files naming them; returns the local dataset folder."""
+    from vidlit.backbones import create_backbone
+    from vidlit.extract import FeatureExtractor, extract_features
+
+    write_synthetic_videos(tmp_path / "clips", 4, num_frames=40, size=32, fps=15, seed=2)
+    torch.manual_seed(0)
+    backbone = create_backbone("vit_test", num_frames=4).eval()
+    extractor = FeatureExtractor(backbone, frames_per_window=4, size=32)
+    settings = {"window": 16, "stride": 16, "batch_size": 2, "progress": False}
+    for out in (tmp_path / "mq" / "features", f"{url}/features"):
+        extract_features(extractor, tmp_path / "clips" / "videos.csv", out, **settings)
+    # one video per extracted clip; its features span 40 frames at 15 fps
+    labels = [{"start_time": 0.5, "end_time": 2.0, "label": name, "primary": True} for name in ("a", "b")]
+    for split, keys in (("train", ["000000", "000001", "000002"]), ("val", ["000003", "000000"])):
+        clips = [
+            {"clip_uid": key, "video_start_sec": 0.0, "video_end_sec": 40 / 15,
+             "annotations": [{"annotator_uid": "x", "labels": labels}]}
+            for key in keys
+        ]  # fmt: skip
+        document = {"videos": [{"video_uid": f"v{split}", "split": split, "clips": clips}]}
+        (tmp_path / "mq" / f"moments_{split}.json").write_text(json.dumps(document))
+        OutputFolder(url).write_json(f"moments_{split}.json", document)
+    return tmp_path / "mq"
+
+
+@pytest.fixture
+def memory_url():
+    url = f"memory://vidlit-test-{uuid.uuid4().hex}/mq"
+    yield url
+    fs, path = fsspec.core.url_to_fs(url)
+    if fs.exists(path.rpartition("/")[0]):
+        fs.rm(path.rpartition("/")[0], recursive=True)
+
+
+def test_mq_batches_from_features_extract_wrote_to_memory(tmp_path, memory_url):
+    """``vidlit extract --out memory://...`` output, read back by Ego4D MQ as from a local folder."""
+    root = _extract_mq(tmp_path, memory_url)
+    local = Ego4DMQ(root=str(root), feature_dim=64, batch_size=2)
+    remote = Ego4DMQ(root=memory_url, feature_dim=64, batch_size=2)
+    assert remote.clock == local.clock and remote.step_sec == pytest.approx(16 / 15)  # extraction.json
+    local.setup("fit")
+    remote.setup("fit")
+    for split in ("train", "val"):
+        _assert_same_batches(_batches(local, split), _batches(remote, split))
+
+
+@pytest.mark.slow
+def test_vidlit_fit_reads_a_memory_root(tmp_path, memory_url, one_thread):
+    """``vidlit fit`` (one train and one val batch, 1 epoch) on the MQ recipe with ``root: memory://...``."""
+    from vidlit.cli import main
+
+    _extract_mq(tmp_path, memory_url)
+    small = tmp_path / "small.yaml"
+    small.write_text(
+        "model:\n  init_args:\n    head:\n      init_args: {embed_dim: 32, head_dim: 32, levels: 3}\n"
+    )
+    recipe = str(Path(__file__).resolve().parents[2] / "recipes" / "ego4d_mq.yaml")
+    main(
+        ["fit", "--config", recipe, "--config", str(small), "--data.init_args.root", memory_url]
+        + ["--data.init_args.synthetic", "false", "--data.init_args.feature_dim", "64"]
+        + ["--data.init_args.batch_size", "2", "--trainer.max_epochs", "1"]
+        + ["--trainer.log_every_n_steps", "1"]
+        + ["--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1"]
+        + ["--trainer.default_root_dir", str(tmp_path / "runs")]
+    )
+    (run,) = (tmp_path / "runs").glob("version_*")
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert [r for r in rows if r.get("val/mAP")] and all(
+        math.isfinite(float(r["train/loss"])) for r in rows if r.get("train/loss")
+    )
+
+
+def test_feature_helpers_read_urls(mq_local, mq_memory):
+    features = join_path(mq_memory, "features")
+    keys = sorted(p.stem for p in (mq_local / "features").iterdir() if p.suffix in (".pt", ".npy"))
+    found = find_feature_files(features, keys + ["absent"])
+    assert found[-1] is None and all(isinstance(p, str) and p.startswith("memory://") for p in found[:-1])
+    for key, url in zip(keys, found):
+        local = next((mq_local / "features").glob(f"{key}.*"))
+        expected = load_feature_file(local, DIM)
+        assert torch.equal(load_feature_file(url, DIM), expected)
+        assert feature_steps(url) == expected.shape[0]  # .npy: from the header alone
+    assert feature_timing(features) == (15.0, 16, 32)
+    assert read_json(join_path(features, EXTRACTION_RECORD)) == {"fps": 15.0, "feature_stride": 16}
+
+
+def test_url_errors_name_the_url_and_clip(mq_memory):
+    dm = Ego4DMQ(root=mq_memory, feature_dim=DIM, batch_size=2)
+    clip = dm.clips("val")[0]
+    url = f"{mq_memory}/features/{clip.clip_uid}.pt"
+    fsspec.filesystem("memory").pipe_file(fsspec.core.url_to_fs(url)[1], b"not a tensor")
+    dm.setup("validate")
+    with pytest.raises(ValueError, match=rf"^{url} \(clip {clip.clip_uid}\): cannot read feature file"):
+        _batches(dm, "val")
+    with pytest.raises(FileNotFoundError, match=rf"^{mq_memory}/nothing.json: annotation file not found"):
+        Ego4DMQ(root=mq_memory, feature_dim=DIM, val_annotations="nothing.json").clips("val")
+
+
+def test_traversal_through_an_id_is_refused_for_url_roots(mq_memory):
+    out = OutputFolder(mq_memory)
+    document = json.loads(out.read_bytes("moments_train.json"))
+    document["videos"][0]["clips"][0]["clip_uid"] = "../../elsewhere/secret"
+    out.write_json("moments_train.json", document)
+    dm = Ego4DMQ(root=mq_memory, feature_dim=DIM, batch_size=2)
+    with pytest.raises(
+        ValueError,
+        match=r"moments_train.json: videos\[0\]\.clips\[0\]: key 'clip_uid': "
+        r"'../../elsewhere/secret' points outside",
+    ):
+        dm.setup("fit")
+
+
+@pytest.mark.parametrize("name", ["../x", "a/../../x", "/etc/passwd", "s3://other/x", "a\\..\\x", ""])
+def test_confined_url_rejects_ways_out(name):
+    with pytest.raises(ValueError, match="points outside memory://root"):
+        confined_url("memory://root", name, "record")
+    with pytest.raises(ValueError, match="points outside"):
+        confined_path("memory://root", name, "record")
+
+
+def test_confined_url_keeps_names_inside():
+    assert confined_path("s3://bucket/data/", "features/c1.pt", "r") == "s3://bucket/data/features/c1.pt"
+    assert confined_url("memory://root", "a/b..c.pt", "r") == "memory://root/a/b..c.pt"
+
+
+@pytest.mark.parametrize("name", ["memory://elsewhere/x", "s3://other-bucket/x.pt", "file:///etc/passwd"])
+def test_an_id_with_a_protocol_is_refused_under_a_local_root(tmp_path, name):
+    """An annotation id such as ``s3://other/x`` must not read another store through a local root:
+    joined to a folder, a URL would stand alone (review finding)."""
+    with pytest.raises(ValueError, match="points outside"):
+        confined_path(tmp_path, name, "moments_train.json: videos[0].clips[0]")
+    with pytest.raises(ValueError, match="points outside"):
+        find_feature_file(tmp_path, name)
