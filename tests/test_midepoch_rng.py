@@ -158,7 +158,10 @@ class Noisy(L.LightningModule):
         self.losses: list[tuple[int, float]] = []
 
     def training_step(self, batch, batch_idx):
-        noise = torch.randn(batch.shape, generator=self.noise) * np.random.rand() + random.random()
+        noise = (
+            torch.randn(batch.shape, generator=self.noise).to(batch.device) * np.random.rand()
+            + random.random()
+        )
         loss = self.net(batch + noise).pow(2).mean()
         if self.save_during is not None and self.global_step == self.save_during[0]:
             self.trainer.save_checkpoint(self.save_during[1])  # as SLURM's requeue signal does
@@ -179,6 +182,7 @@ def _fit(
     every: int | None = None,
     save_during: int | None = None,
     epochs: int = 2,
+    accelerator: str = "cpu",
 ) -> Noisy:
     """``epochs`` epochs with validation inside each; a checkpoint every ``every`` steps (all kept),
     with ``every=0`` at each epoch's end."""
@@ -193,7 +197,7 @@ def _fit(
     trainer = L.Trainer(
         max_epochs=epochs, val_check_interval=2, limit_val_batches=1, num_sanity_val_steps=0, logger=False,
         enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=every is not None,
-        accelerator="cpu", default_root_dir=out, callbacks=callbacks,
+        accelerator=accelerator, devices=1, default_root_dir=out, callbacks=callbacks,
     )  # fmt: skip
     model = Noisy(None if save_during is None else (save_during, out / "during.ckpt"))
     trainer.fit(model, datamodule=Numbers(), ckpt_path=ckpt_path)
@@ -209,6 +213,18 @@ def test_a_resume_from_any_step_checkpoint_trains_as_the_uninterrupted_run(tmp_p
         assert resumed.losses == full.losses[step:], step  # the same loss at every resumed step
         weights, reference = resumed.state_dict(), full.state_dict()
         assert all(torch.equal(weights[k], reference[k]) for k in reference), step
+
+
+@pytest.mark.gpu
+def test_a_resume_on_a_gpu_goes_on_with_its_cuda_generator(tmp_path):
+    """Dropout on the GPU draws from the device's generator, which the checkpoint carries too."""
+    full = _fit(tmp_path, every=1, accelerator="gpu")
+    resumed = _fit(tmp_path / "resumed", ckpt_path=tmp_path / "step=8.ckpt", accelerator="gpu")
+    assert resumed.losses == full.losses[8:]
+    assert all(torch.equal(a, b) for a, b in zip(resumed.parameters(), full.parameters(), strict=True))
+    saved = torch.load(tmp_path / "step=8.ckpt", weights_only=True)["callbacks"]
+    (state,) = (v for k, v in saved.items() if k.startswith("ReproducibleEpochs"))
+    assert state["ranks"][0]["cuda"]["state"].numel() > 0
 
 
 def test_a_resume_from_an_end_of_epoch_checkpoint_trains_as_the_uninterrupted_run(tmp_path):
