@@ -58,6 +58,11 @@ class ReproducibleEpochs(L.Callback):
         # where the next unseen step starts: {"epoch", "batch" (index in the epoch), "state"}
         self._next: dict[str, Any] | None = None
         self._resume: dict[str, Any] | None = None  # a loaded checkpoint's, restored as its step starts
+        self._owned: dict[str, torch.Generator] | None = None  # the model's generators (found once)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # a ViT-B's modules take a millisecond to search, twice a step otherwise
+        self._owned = dict(_module_generators(pl_module))
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._reseed(trainer)
@@ -86,14 +91,14 @@ class ReproducibleEpochs(L.Callback):
             # epoch start in an uninterrupted run but before it in a resumed one, draws a seed from torch
             self._reseed(trainer)
         # a checkpoint written during this step resumes with this step, from here
-        state = random_state(pl_module)
+        state = random_state(pl_module, self._owned)
         self._next = {"epoch": trainer.current_epoch, "batch": batch_idx, "state": state, "last": False}
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         epoch = trainer.current_epoch
-        state = random_state(pl_module)
+        state = random_state(pl_module, self._owned)
         # after an epoch's last step, the next one is the next epoch's first
         self._next = {"epoch": epoch, "batch": batch_idx + 1, "state": state, "last": trainer.is_last_batch}
 
@@ -101,7 +106,7 @@ class ReproducibleEpochs(L.Callback):
         # a checkpoint callback saving now (they run last) and the next step both see the state
         # training left; the validation loader alone draws a seed from torch's generator
         if trainer.state.fn == "fit" and not trainer.sanity_checking and self._next is not None:
-            set_random_state(pl_module, self._next["state"])
+            set_random_state(pl_module, self._next["state"], generators=self._owned)
 
     def state_dict(self) -> dict[str, Any]:
         """``{"epoch", "batch", "epoch_end", "ranks": [state of rank 0, ...]}``: the step a resumed run
@@ -121,9 +126,8 @@ class ReproducibleEpochs(L.Callback):
         """Restore ``state`` as the step it was written for starts (if this run trains that step)."""
         self._resume = state or None
 
-    @staticmethod
     def _restore(
-        trainer: L.Trainer, pl_module: L.LightningModule, saved: dict[str, Any], batch_idx: int
+        self, trainer: L.Trainer, pl_module: L.LightningModule, saved: dict[str, Any], batch_idx: int
     ) -> bool:
         """Restore ``saved`` if this is the step it was written for; True if the global generators were."""
         here = (trainer.current_epoch, batch_idx)
@@ -141,7 +145,9 @@ class ReproducibleEpochs(L.Callback):
                 "augmentations other than the interrupted run would have"
             )
             return False
-        set_random_state(pl_module, ranks[trainer.global_rank], global_generators=inside)
+        set_random_state(
+            pl_module, ranks[trainer.global_rank], global_generators=inside, generators=self._owned
+        )
         return inside
 
 
@@ -153,13 +159,21 @@ def _module_generators(module: torch.nn.Module) -> Iterator[tuple[str, torch.Gen
                 yield (f"{prefix}.{attr}" if prefix else attr), value
 
 
-def random_state(module: torch.nn.Module) -> dict[str, Any]:
+def random_state(
+    module: torch.nn.Module, generators: dict[str, torch.Generator] | None = None
+) -> dict[str, Any]:
     """The random state of this process as a training step of ``module`` sees it.
 
     ``{"python", "numpy", "torch", "cuda" (training on a GPU: its generator), "generators"
     (:func:`_module_generators`)}``, as tensors and numbers only, so a checkpoint holding it loads
     with ``torch.load(weights_only=True)``.
+
+    Args:
+        module: the model (its device, and its own generators).
+        generators: its generators by dotted name, if already found.
     """
+    if generators is None:
+        generators = dict(_module_generators(module))
     version, mt, gauss = random.getstate()
     name, keys, pos, has_gauss, cached = np.random.get_state()
     state: dict[str, Any] = {
@@ -172,7 +186,7 @@ def random_state(module: torch.nn.Module) -> dict[str, Any]:
             "cached_gaussian": float(cached),
         },
         "torch": torch.get_rng_state(),
-        "generators": {name: generator.get_state() for name, generator in _module_generators(module)},
+        "generators": {name: generator.get_state() for name, generator in generators.items()},
     }
     device = next(iter(module.parameters()), torch.empty(0)).device
     if device.type == "cuda":
@@ -180,7 +194,12 @@ def random_state(module: torch.nn.Module) -> dict[str, Any]:
     return state
 
 
-def set_random_state(module: torch.nn.Module, state: dict[str, Any], global_generators: bool = True) -> None:
+def set_random_state(
+    module: torch.nn.Module,
+    state: dict[str, Any],
+    global_generators: bool = True,
+    generators: dict[str, torch.Generator] | None = None,
+) -> None:
     """Restore what :func:`random_state` returned (a generator ``module`` no longer holds is skipped,
     with a warning).
 
@@ -189,8 +208,10 @@ def set_random_state(module: torch.nn.Module, state: dict[str, Any], global_gene
         state: from :func:`random_state`.
         global_generators: restore Python's, NumPy's and torch's global generators too, not only
             ``module``'s own.
+        generators: ``module``'s generators by dotted name, if already found.
     """
-    generators = dict(_module_generators(module))
+    if generators is None:
+        generators = dict(_module_generators(module))
     for name, generator_state in state.get("generators", {}).items():
         if name in generators:
             generators[name].set_state(generator_state)
