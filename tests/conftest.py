@@ -51,6 +51,27 @@ def infer(capsys):
     return run
 
 
+@pytest.fixture
+def zero_frames():
+    """``zero_frames(source, target, first, count)``: copy an MP4 with
+    the packets of frames ``first`` to ``first + count - 1`` zeroed: the video opens, and decoding
+    fails part way (as a download with a hole does), after good frames."""
+    return _zero_frames
+
+
+def _zero_frames(source: Path, target: Path, first: int, count: int) -> None:
+    import av
+
+    with av.open(str(source)) as container:
+        stream = container.streams.video[0]
+        packets = [p for p in container.demux(stream) if p.pts is not None and p.size]  # not the flush
+        packets = sorted((p.pts, p.pos, p.size) for p in packets)
+    data = bytearray(source.read_bytes())
+    for _, pos, size in packets[first : first + count]:
+        data[pos : pos + size] = bytes(size)
+    target.write_bytes(bytes(data))
+
+
 @pytest.fixture(scope="session")
 def mq_root(tmp_path_factory) -> Path:
     """The synthetic Ego4D MQ sample dataset the recipe uses, generated once."""

@@ -10,11 +10,15 @@ import numpy as np
 import pytest
 import torch
 
+import vidlit.curate as curate_module
 from vidlit.backbones import create_backbone
 from vidlit.backbones.video_text import VideoTextModel
 from vidlit.cli import main
 from vidlit.curate import (
     Caption,
+    SourceVideo,
+    _Cut,
+    _encode_kept,
     curate,
     detect_shots,
     format_timestamp,
@@ -175,6 +179,41 @@ def test_rerun_skips_finished_videos_and_retries_failed(sources, model, tmp_path
     assert third.jsonl.read_text() == second.jsonl.read_text()
 
 
+def test_a_rerun_leaves_no_stale_shards_or_markers(sources, model, tmp_path, caplog, one_thread):
+    for v in range(3):
+        shutil.copy(sources / f"src{v}.mp4", tmp_path)
+    lines = (sources / "input.jsonl").read_text().splitlines(True)
+    (tmp_path / "input.jsonl").write_text("".join(lines[:3]))
+    out = tmp_path / "out"
+    first = curate(model, tmp_path / "input.jsonl", out, threshold=-1.0, videos_per_partition=1, **OPTIONS)
+    assert len(first.shards) == 3
+    # the input loses its last video; partition 1 is redone (its marker lost) and now keeps
+    # nothing (its video became unreadable): neither its old shard nor partition 2's stays
+    (tmp_path / "input.jsonl").write_text("".join(lines[:2]))
+    (tmp_path / "src1.mp4").write_bytes(b"not a video" * 100)
+    (out / "partitions" / "part-000001.json").unlink()
+    with caplog.at_level("WARNING"):
+        again = curate(
+            model, tmp_path / "input.jsonl", out, threshold=-1.0, videos_per_partition=1, **OPTIONS
+        )
+    assert (again.processed, again.resumed, len(again.failed)) == (0, 1, 1)
+    assert sorted(p.name for p in (out / "shards").iterdir()) == ["shard-000000.jsonl", "shard-000000.tar"]
+    assert sorted(p.name for p in (out / "partitions").iterdir()) == ["part-000000.json", "part-000001.json"]
+    for name in ("shards/shard-000002.tar", "shards/shard-000002.jsonl", "partitions/part-000002.json"):
+        assert f"{out / name}: removing it, no partition of this input names it" in caplog.text
+    manifest = json.loads((out / "curate_manifest.json").read_text())
+    assert manifest["shards"] == ["shard-000000.tar"] and list(manifest["videos"]) == ["src0.mp4", "src1.mp4"]
+    assert len(again.jsonl.read_text().splitlines()) == 5  # src0's pairs only
+    # without its manifest the folder is not known to be curate's: a stray shard is named, not removed
+    (out / "curate_manifest.json").unlink()
+    (out / "shards" / "shard-000007.tar").write_bytes(b"")
+    curate(model, tmp_path / "input.jsonl", out, threshold=-1.0, videos_per_partition=1, **OPTIONS)
+    assert (out / "shards" / "shard-000007.tar").exists()
+    assert (
+        f"{out / 'shards/shard-000007.tar'}: no partition of this input names it; left alone" in caplog.text
+    )
+
+
 def test_a_rerun_with_other_settings_or_another_model_is_refused(sources, model, tmp_path, one_thread):
     source = tmp_path / "one.jsonl"
     source.write_text((sources / "input.jsonl").read_text().splitlines(True)[0])
@@ -208,6 +247,43 @@ def test_nothing_kept_shows_the_score_distribution_and_skips_name_the_line(
     assert text.startswith(f"min {low:.3f}, p10 ") and text.endswith(f"max {high:.3f}") and "p50" in text
     # the source's line in the input, said as such (not glued to the path as `broken.mp4:4`)
     assert "skipping unreadable source video broken.mp4 (input.jsonl line 4):" in caplog.text
+
+
+def test_a_video_that_fails_part_way_is_a_failed_video(
+    sources, model, tmp_path, caplog, monkeypatch, zero_frames, one_thread
+):
+    # the same three shots, frames 41 to 44 unreadable: the first group of clips (two per
+    # group here) decodes, the last clip's frames fail, after a good row
+    rng = np.random.default_rng(0)
+    frames = np.concatenate([_shot(COLOURS[s], rng) for s in range(3)])
+    write_video(tmp_path / "whole.mp4", frames, fps=FPS, faststart=True)
+    zero_frames(tmp_path / "whole.mp4", tmp_path / "damaged.mp4", 41, 4)
+    for name in ("src0.mp4", "src1.mp4"):
+        shutil.copy(sources / name, tmp_path)
+    lines = [{"video": name, "captions": CAPTIONS} for name in ("src0.mp4", "damaged.mp4", "src1.mp4")]
+    (tmp_path / "input.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    monkeypatch.setattr(curate_module, "CAPTION_GROUP", 2)
+    # nothing kept: the error comes from decoding the model's frames of the second group
+    none = curate(model, tmp_path / "input.jsonl", tmp_path / "none", threshold=2.0, **OPTIONS)
+    assert (none.processed, none.pairs, [Path(p).name for p, _ in none.failed]) == (2, 10, ["damaged.mp4"])
+    # everything kept: the clips re-read whole to write the samples fail too
+    with caplog.at_level("WARNING"):
+        summary = curate(model, tmp_path / "input.jsonl", tmp_path / "out", threshold=-1.0, **OPTIONS)
+    assert (summary.processed, summary.kept) == (2, 10)
+    assert [Path(p).name for p, _ in summary.failed] == ["damaged.mp4"]
+    assert "skipping unreadable source video damaged.mp4 (input.jsonl line 2):" in caplog.text
+    manifest = json.loads((tmp_path / "out" / "curate_manifest.json").read_text())
+    assert manifest["videos"]["damaged.mp4"]["status"] == "failed"
+    assert [v["status"] for k, v in manifest["videos"].items() if k != "damaged.mp4"] == ["done", "done"]
+
+    # a kept clip re-read whole for its sample (more frames than the model saw) fails alike:
+    # an error row, not an exception out of the run
+    video = SourceVideo(tmp_path / "damaged.mp4", "damaged.mp4", "damaged", (Caption("x"),), 2)
+    cut = _Cut(8, 32, "content", None, 6, 0.5, None, None, "auto", -1.0, "all", None)
+    row = {"video": video, "fps": float(FPS), "seconds": {}, "offset": 0, "clips": [(40, 60)],
+           "generated": [{}], "scored": [(0, [(0.5, 0, Caption("x"))])]}  # fmt: skip
+    out = _encode_kept(cut, row)
+    assert out["video"] is video and "cannot decode" in out["error"], out.get("error")
 
 
 def test_ids_that_make_the_same_sample_keys_are_named(tmp_path):

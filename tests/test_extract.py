@@ -131,6 +131,27 @@ def test_unreadable_videos_are_skipped_or_raise_when_strict(videos, tmp_path, ca
     assert line.startswith("vidlit extract: error: ") and line.count("truncated.mp4:") == 1, line
 
 
+def test_a_video_that_fails_part_way_is_skipped_whole(videos, tmp_path, caplog, zero_frames):
+    # frames 50 to 53 unreadable: the first windows (one per row here) decode, a later one fails
+    zero_frames(videos / "videos" / "000002.mp4", tmp_path / "holed.mp4", 50, 4)
+    listing = tmp_path / "list.csv"
+    paths = [videos / "videos" / "000001.mp4", tmp_path / "holed.mp4", videos / "videos" / "000003.mp4"]
+    listing.write_text("path\n" + "".join(f"{p}\n" for p in paths))
+    extractor = FeatureExtractor(
+        create_backbone("vit_test", num_frames=4).eval(), frames_per_window=4, size=32
+    )
+    with caplog.at_level("WARNING"):
+        summary = extract_features(
+            extractor, listing, tmp_path / "f", window=16, stride=16, batch_size=1, progress=False
+        )
+    assert summary.written == ["000001", "000003"]
+    assert [Path(p).name for p, _ in summary.failed] == ["holed.mp4"]
+    assert f"skipping unreadable video {tmp_path / 'holed.mp4'}: " in caplog.text
+    assert not (tmp_path / "f" / "holed.pt").exists()
+    marker = json.loads((tmp_path / "f" / "partitions" / "part-000000.json").read_text())
+    assert list(marker["failed"]) == ["holed"]
+
+
 def test_backbone_file_and_duplicate_names(videos, tmp_path):
     backbone = create_backbone("vit_test")
     save_backbone(backbone, tmp_path / "backbone.pt")

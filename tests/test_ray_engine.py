@@ -200,7 +200,7 @@ def test_curate_with_captioning_on_ray_matches_the_local_engine(
 
 @pytest.mark.slow
 def test_extract_on_ray_writes_what_the_local_engine_writes_and_resumes(
-    sources, extractor, ray_cluster, tmp_path, one_thread
+    sources, extractor, ray_cluster, tmp_path, caplog, one_thread
 ):
     listing = sources / "clips" / "videos.csv"
     local = extract_features(extractor, listing, tmp_path / "local", videos_per_partition=3, **EXTRACT)
@@ -220,8 +220,17 @@ def test_extract_on_ray_writes_what_the_local_engine_writes_and_resumes(
     assert again.written == ["000001"] and again.existing == ["000000", "000002", "000003"]
     assert _files(tmp_path / "ray") == expected
 
+    # one video to do: one 1-CPU actor of --ray-workers 2 leaves a CPU to decode on 2 CPUs; a
+    # --ray-address when this process already joined a cluster is said to be ignored
+    (tmp_path / "ray" / "000001.pt").unlink()
+    (tmp_path / "ray" / "partitions" / "part-000000.json").unlink()
+    with caplog.at_level("WARNING"):
+        one = extract_features(extractor, listing, tmp_path / "ray", engine="ray", videos_per_partition=3,
+                               ray=RayOptions(address="auto", workers=2), **EXTRACT)  # fmt: skip
+    assert one.written == ["000001"] and _files(tmp_path / "ray") == expected
+    assert "--ray-address auto ignored: this process already joined a Ray cluster" in caplog.text
     # two 1-CPU actors on 2 CPUs would leave the decoding tasks none: refused, not a hang
-    with pytest.raises(ValueError, match=r"--ray-workers 2 model actors of 1 CPU each leave no CPU"):
+    with pytest.raises(ValueError, match=r"--ray-workers 2: 2 model actors of 1 CPU each leave no CPU"):
         extract_features(
             extractor, listing, tmp_path / "f", engine="ray", ray=RayOptions(workers=2), **EXTRACT
         )

@@ -533,7 +533,8 @@ class _Cut:
 
 def _decode_video(cut: _Cut, video: SourceVideo) -> Iterator[dict[str, Any]]:
     """CPU stage: shots, clips, and the frames the models need, ``CAPTION_GROUP`` clips per row
-    (so a long video's frames are never all in memory). An unreadable video: one ``error`` row."""
+    (so a long video's frames are never all in memory). An unreadable video: an ``error`` row, the
+    last, possibly after good ones when decoding fails part way (the video then fails whole)."""
     try:
         with open_video(video.path, cut.backend, resize=cut.clip_short_side) as reader:
             length, fps = len(reader), reader.fps
@@ -683,6 +684,8 @@ def _encode_kept(cut: _Cut, row: dict[str, Any]) -> dict[str, Any]:
                     **({"captions": generated[k]} if cut.captions else {}),
                 }
                 kept.append({"key": key, "mp4": mp4, "caption": caption.text, "json": metadata, "line": line})
+    except VideoDecodeError as e:  # a kept clip's frames the model stage did not need fail to decode
+        return {"video": video, "error": e.reason}
     finally:
         if reader is not None:
             reader.close()
@@ -699,9 +702,11 @@ def _encode_kept(cut: _Cut, row: dict[str, Any]) -> dict[str, Any]:
 def _video_result(cut: _Cut, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """One video's rows (in order) as its manifest record, kept samples, scores and stage seconds."""
     first = rows[0]
-    if "error" in first:
+    # an error row may follow good ones (a video that fails part way): the whole video fails
+    error = next((r["error"] for r in rows if "error" in r), None)
+    if error is not None:
         return {
-            "record": {"status": "failed", "reason": first["error"]},
+            "record": {"status": "failed", "reason": error},
             "kept": [],
             "scores": [],
             "seconds": {},
@@ -743,11 +748,34 @@ class _CurateOutput:
                     f"{folder.url_of(MANIFEST)}: this folder was curated otherwise ({'; '.join(changes)}); "
                     "curate into another folder, or pass --overwrite to start it over"
                 )
+        # a manifest of these settings: the folder is this curation's own (its stale files go)
+        self.own = folder.exists(MANIFEST)
         folder.makedirs("shards")
         folder.makedirs(MARKERS)
         self.markers: dict[int, dict[str, Any]] = {}
         self.shards: set[str] | None = None  # the shards folder's listing, read once on resume
         self.save()  # the settings first: a second run into the folder is checked against them
+
+    def remove_stale(self, partitions: Sequence[Partition]) -> None:
+        """Remove the shards, their JSONL and the done markers that no partition of this input
+        names (an earlier run of a longer input list), so that the shards folder holds only this
+        input's pairs; in a folder without a manifest (not known to be curate's), only name them."""
+        named = {p.marker for p in partitions}
+        named |= {f"shards/{name}" for p in partitions for name in _shard_names(p.index)}
+        ours = re.compile(rf"(shards/shard-\d{{6}}\.(tar|jsonl)|{MARKERS}/part-\d{{6}}\.json)")
+        for name in (*self.folder.list("shards"), *self.folder.list(MARKERS)):
+            if name in named or not ours.fullmatch(name):
+                continue
+            if self.own:
+                log.warning("%s: removing it, no partition of this input names it", self.folder.url_of(name))
+                self.folder.remove(name)
+            else:
+                log.warning(
+                    "%s: no partition of this input names it; left alone (the folder has no %s)",
+                    self.folder.url_of(name),
+                    MANIFEST,
+                )
+        self.shards = None
 
     def complete(self, partition: Partition, marker: dict[str, Any]) -> bool:
         """Done: no video failed (a rerun retries them) and the shard and its JSONL are there."""
@@ -763,7 +791,10 @@ class _CurateOutput:
         of the shard written."""
         samples = [s for r in results for s in r["kept"]]
         shard = url = None
-        if samples:
+        if not samples:  # a redone partition that keeps nothing now: no earlier attempt's shard stays
+            for name in _shard_names(partition.index):
+                self.folder.remove(f"shards/{name}")
+        else:
             shard = SHARD_PATTERN % partition.index
             (url,) = write_shards(
                 ({k: s[k] for k in ("key", "mp4", "caption", "json")} for s in samples),
@@ -813,6 +844,12 @@ class _CurateOutput:
 
 def _jsonl_of(shard: str) -> str:
     return shard.replace(".tar", ".jsonl")
+
+
+def _shard_names(index: int) -> tuple[str, str]:
+    """Partition ``index``'s shard and its JSONL, in ``shards/``."""
+    shard = SHARD_PATTERN % index
+    return shard, _jsonl_of(shard)
 
 
 def curate(
@@ -934,6 +971,7 @@ def curate(
     }
     output = _CurateOutput(OutputFolder(out), settings, jsonl_name, overwrite)
     partitions = split_partitions(videos, [v.name for v in videos], videos_per_partition)
+    output.remove_stale(partitions)
     todo, done = pending_partitions(output.folder, partitions, output.complete)
     output.markers.update(done)
     summary = CurateSummary(videos=len(videos), threshold=threshold)

@@ -328,7 +328,8 @@ class FeatureExtractor:
 @dataclass(frozen=True)
 class _Windows:
     """CPU stage: the decoded windows of a video, ``batch_size`` windows per row (so a long
-    video is never whole in memory). An unreadable video: one ``error`` row."""
+    video is never whole in memory). An unreadable video: an ``error`` row, the last, possibly
+    after good ones when decoding fails part way (the video then fails whole)."""
 
     window: int
     stride: int
@@ -577,14 +578,16 @@ def extract_features(
         def on_item(partition: Partition, position: int, rows: list[dict[str, Any]]) -> None:
             key, entry = partition.items[position]
             advance()
-            if "error" in rows[0]:
+            # an error row may follow good ones (a video that fails part way): the whole video fails
+            error = next((row for row in rows if "error" in row), None)
+            if error is not None:
                 if strict:
                     raise VideoDecodeError(
-                        rows[0]["path"], f"{rows[0]['error']} (strict: stop at unreadable videos)"
+                        error["path"], f"{error['error']} (strict: stop at unreadable videos)"
                     )
-                log.warning("skipping unreadable video %s: %s", rows[0]["path"], rows[0]["error"])
-                summary.failed.append((rows[0]["path"], rows[0]["error"]))
-                failed.setdefault(partition.index, {})[key] = rows[0]["error"]
+                log.warning("skipping unreadable video %s: %s", error["path"], error["error"])
+                summary.failed.append((error["path"], error["error"]))
+                failed.setdefault(partition.index, {})[key] = error["error"]
                 return
             rates.add(round(float(rows[0]["fps"]), 6))
             sequence = torch.cat([row["features"] for row in rows])  # t c

@@ -131,6 +131,11 @@ def run_ray(
     options = options or RayOptions()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report leaves the machine
     started = False
+    if ray.is_initialized() and options.address is not None:
+        log.warning(
+            "--ray-address %s ignored: this process already joined a Ray cluster (ray.init called earlier)",
+            options.address,
+        )
     if not ray.is_initialized():
         ray.init(address=options.address, include_dashboard=False, logging_level=logging.WARNING)
         started = True
@@ -143,19 +148,20 @@ def run_ray(
         if gpus is None:
             gpus = 1 if resources.get("GPU", 0) > 0 else 0
         cpus = resources.get("CPU", 0)
-        if not gpus and options.workers * options.cpus_per_worker + options.cpus_per_task > cpus:
-            # Ray Data would wait forever: the actors hold every CPU and no decoding task can start
-            raise ValueError(
-                f"--ray-workers {options.workers} model actors of {options.cpus_per_worker:g} CPU each leave "
-                f"no CPU for the decoding tasks ({options.cpus_per_task:g} CPU each) on a cluster of "
-                f"{cpus:g} CPUs; use fewer workers"
-            )
-        gather = Gather(partitions, on_item, on_partition)
         work = [
             {"partition": p.index, "position": i, "item": pickle.dumps(item, protocol=5)}
             for p in partitions
             for i, item in enumerate(p.items)
         ]
+        actors = min(options.workers, len(work))  # the pool is no larger than the items to do
+        if work and not gpus and actors * options.cpus_per_worker + options.cpus_per_task > cpus:
+            # Ray Data would wait forever: the actors hold every CPU and no decoding task can start
+            raise ValueError(
+                f"--ray-workers {options.workers}: {actors} model actors of {options.cpus_per_worker:g} CPU "
+                f"each leave no CPU for the decoding tasks ({options.cpus_per_task:g} CPU each) on a "
+                f"cluster of {cpus:g} CPUs; use fewer workers"
+            )
+        gather = Gather(partitions, on_item, on_partition)
         if work:
             from functools import partial
 
@@ -173,7 +179,7 @@ def run_ray(
             dataset = dataset.map_batches(
                 _ModelActor,
                 fn_constructor_kwargs={"build": pipeline.model},
-                compute=ray.data.ActorPoolStrategy(size=min(options.workers, len(work))),
+                compute=ray.data.ActorPoolStrategy(size=actors),
                 batch_size=1,  # a row is a video or a chunk of windows: already a batch for the model
                 **actor,
             )
