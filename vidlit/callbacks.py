@@ -7,6 +7,7 @@ import os
 import random
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,21 +15,60 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint, RichProgressBar
-from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
+
+from vidlit.data.base import gather_ranks
 
 log = logging.getLogger(__name__)
 
 
 class ReproducibleEpochs(L.Callback):
-    """Reseed Python, NumPy and torch at every epoch start from ``(seed, epoch, rank)``.
+    """Reseed Python, NumPy and torch at every epoch start from ``(seed, epoch, rank)``, and carry the
+    random state through a checkpoint written inside an epoch.
 
     Together with :class:`vidlit.data.base.EpochShuffleSampler`, an epoch's randomness (data
     order, dropout, augmentation) depends only on the seed and the epoch number, so a run
     resumed from an end-of-epoch checkpoint trains exactly as the uninterrupted run would.
-    The seed is ``seed_everything``'s (``PL_GLOBAL_SEED``); without one nothing is reseeded.
+    The seed is ``seed_everything``'s (``PL_GLOBAL_SEED``); without one nothing is reseeded. The
+    reseed is repeated as the epoch's first step starts: a resumed run's training loader draws its
+    seed from torch's generator before the epoch starts, an uninterrupted run's after. The model's
+    own generators are not reseeded: an end-of-epoch checkpoint carries them over too.
+
+    Inside an epoch (``ModelCheckpoint(every_n_train_steps=...)``, SLURM's requeue signal) the
+    checkpoint holds each rank's random state as the next unseen training step starts from it:
+    Python's ``random``, NumPy's global generator, torch's CPU generator, the CUDA generator of the
+    rank's device, and every ``torch.Generator`` the LightningModule or a submodule holds as an
+    attribute. A run resumed there restores them as that step starts (and does not reseed: Lightning
+    calls no ``on_train_epoch_start`` when it resumes inside an epoch), so dropout, drop path, token
+    dropping, tube masks and batch augmentations draw what the uninterrupted run drew, on every
+    rank. A checkpoint written during a step (the signal) holds the state at that step's start,
+    since the resumed run trains that step again; one written after a step, the state after it.
+    Validation during ``fit`` hands training back the random state it found, so validating inside
+    an epoch neither changes the training draws nor breaks a resume's exactness.
+
+    Not carried: a DataLoader worker's global random state (vidlit's datasets draw from generators
+    keyed by sample, :class:`~vidlit.data.base.EpochSeeded`, and its data modules save their crop
+    generators themselves), and draws made between two steps by hooks that run before
+    ``on_train_batch_start`` (``on_after_batch_transfer``, a LightningModule's
+    ``on_train_batch_end``, a dataset read in the main process drawing from the global generators):
+    the resumed run does not make them again.
     """
 
+    def __init__(self) -> None:
+        # where the next unseen step starts: {"epoch", "batch" (index in the epoch), "state"}
+        self._next: dict[str, Any] | None = None
+        self._resume: dict[str, Any] | None = None  # a loaded checkpoint's, restored as its step starts
+        self._owned: dict[str, torch.Generator] | None = None  # the model's generators (found once)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # a ViT-B's modules take a millisecond to search, twice a step otherwise
+        self._owned = dict(_module_generators(pl_module))
+
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._reseed(trainer)
+
+    @staticmethod
+    def _reseed(trainer: L.Trainer) -> None:
         if "PL_GLOBAL_SEED" not in os.environ:
             return
         seed = (
@@ -38,6 +78,157 @@ class ReproducibleEpochs(L.Callback):
         random.seed(seed)
         np.random.seed(seed)
         torch.manual_seed(seed)
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        restored = False
+        if self._resume is not None:
+            resume, self._resume = self._resume, None
+            restored = self._restore(trainer, pl_module, resume, batch_idx)
+        if batch_idx == 0 and not restored:
+            # again as the epoch's first step starts: the training loader's iterator, made after the
+            # epoch start in an uninterrupted run but before it in a resumed one, draws a seed from torch
+            self._reseed(trainer)
+        # a checkpoint written during this step resumes with this step, from here
+        state = random_state(pl_module, self._owned)
+        self._next = {"epoch": trainer.current_epoch, "batch": batch_idx, "state": state, "last": False}
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        epoch = trainer.current_epoch
+        state = random_state(pl_module, self._owned)
+        # after an epoch's last step, the next one is the next epoch's first
+        self._next = {"epoch": epoch, "batch": batch_idx + 1, "state": state, "last": trainer.is_last_batch}
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # a checkpoint callback saving now (they run last) and the next step both see the state
+        # training left; the validation loader alone draws a seed from torch's generator
+        if trainer.state.fn == "fit" and not trainer.sanity_checking and self._next is not None:
+            set_random_state(pl_module, self._next["state"], generators=self._owned)
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"epoch", "batch", "epoch_end", "ranks": [state of rank 0, ...]}``: the step a resumed run
+        restores it at (epoch, batch index; ``epoch_end``: that step ends the epoch, so the next is the
+        next epoch's first) and each rank's random state (:func:`random_state`); empty before the first
+        step. Every rank calls it when Lightning writes a checkpoint."""
+        if self._next is None:
+            return {}
+        return {
+            "epoch": self._next["epoch"],
+            "batch": self._next["batch"],
+            "epoch_end": bool(self._next["last"]),
+            "ranks": gather_ranks(self._next["state"]),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore ``state`` as the step it was written for starts (if this run trains that step)."""
+        self._resume = state or None
+
+    def _restore(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, saved: dict[str, Any], batch_idx: int
+    ) -> bool:
+        """Restore ``saved`` if this is the step it was written for; True if the global generators were."""
+        here = (trainer.current_epoch, batch_idx)
+        if here == (int(saved["epoch"]), int(saved["batch"])):
+            inside = True  # the global generators go on from the checkpoint too
+        elif saved.get("epoch_end") and here == (int(saved["epoch"]) + 1, 0):
+            inside = False  # the epoch starts from its seed, the model's own generators where they were
+        else:
+            return False  # the checkpoint is not where this run goes on
+        ranks = saved["ranks"]
+        if len(ranks) != trainer.world_size:
+            rank_zero_warn(
+                f"the checkpoint holds the random state of {len(ranks)} rank(s), this run has "
+                f"{trainer.world_size}: the rest of epoch {trainer.current_epoch} draws dropout, masks and "
+                "augmentations other than the interrupted run would have"
+            )
+            return False
+        set_random_state(
+            pl_module, ranks[trainer.global_rank], global_generators=inside, generators=self._owned
+        )
+        return inside
+
+
+def _module_generators(module: torch.nn.Module) -> Iterator[tuple[str, torch.Generator]]:
+    """``(dotted name, generator)`` of each ``torch.Generator`` that ``module`` or a submodule holds."""
+    for prefix, sub in module.named_modules():
+        for attr, value in vars(sub).items():
+            if isinstance(value, torch.Generator):
+                yield (f"{prefix}.{attr}" if prefix else attr), value
+
+
+def random_state(
+    module: torch.nn.Module, generators: dict[str, torch.Generator] | None = None
+) -> dict[str, Any]:
+    """The random state of this process as a training step of ``module`` sees it.
+
+    ``{"python", "numpy", "torch", "cuda" (training on a GPU: its generator), "generators"
+    (:func:`_module_generators`)}``, as tensors and numbers only, so a checkpoint holding it loads
+    with ``torch.load(weights_only=True)``.
+
+    Args:
+        module: the model (its device, and its own generators).
+        generators: its generators by dotted name, if already found.
+    """
+    if generators is None:
+        generators = dict(_module_generators(module))
+    version, mt, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": {"version": version, "state": torch.tensor(mt, dtype=torch.int64), "gauss": gauss},
+        "numpy": {
+            "name": str(name),
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+        "torch": torch.get_rng_state(),
+        "generators": {name: generator.get_state() for name, generator in generators.items()},
+    }
+    device = next(iter(module.parameters()), torch.empty(0)).device
+    if device.type == "cuda":
+        state["cuda"] = {"device": device.index, "state": torch.cuda.get_rng_state(device)}
+    return state
+
+
+def set_random_state(
+    module: torch.nn.Module,
+    state: dict[str, Any],
+    global_generators: bool = True,
+    generators: dict[str, torch.Generator] | None = None,
+) -> None:
+    """Restore what :func:`random_state` returned (a generator ``module`` no longer holds is skipped,
+    with a warning).
+
+    Args:
+        module: the module whose generators ``state`` holds.
+        state: from :func:`random_state`.
+        global_generators: restore Python's, NumPy's and torch's global generators too, not only
+            ``module``'s own.
+        generators: ``module``'s generators by dotted name, if already found.
+    """
+    if generators is None:
+        generators = dict(_module_generators(module))
+    for name, generator_state in state.get("generators", {}).items():
+        if name in generators:
+            generators[name].set_state(generator_state)
+        else:
+            log.warning("the checkpoint holds the state of generator %r, which the model does not have", name)
+    if not global_generators:
+        return
+    python = state["python"]
+    random.setstate((python["version"], tuple(python["state"].tolist()), python["gauss"]))
+    saved = state["numpy"]
+    keys = saved["keys"].numpy().astype(np.uint32)
+    np.random.set_state((saved["name"], keys, saved["pos"], saved["has_gauss"], saved["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        device = next(iter(module.parameters()), torch.empty(0)).device
+        if device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda"]["state"], device)
 
 
 class EpochLines(L.Callback):

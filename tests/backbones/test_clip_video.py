@@ -234,15 +234,16 @@ def test_frame_count_adaptation(tmp_path: Path, frames: int) -> None:
     checkpoint = viclip_checkpoint(tiny_open_clip(tmp_path), frames=8)
     stored = checkpoint["model"]["vision_encoder.temporal_positional_embedding"]
     model = create_backbone("viclip_test", num_frames=frames)
-    model.load_clip_state_dict(checkpoint, temporal_adapt="interpolate")
-    expected = F.interpolate(stored.transpose(1, 2), size=frames, mode="linear").transpose(1, 2)
-    assert torch.allclose(model.temporal_embed, expected, atol=1e-6)
-    model.load_clip_state_dict(checkpoint, temporal_adapt="zero_pad")
-    if frames > 8:  # zeros after the stored frames
-        assert torch.equal(model.temporal_embed[:, :8], stored)
-        assert torch.equal(model.temporal_embed[:, 8:], torch.zeros(1, frames - 8, WIDTH))
-    else:  # the first frames
-        assert torch.equal(model.temporal_embed, stored[:, :frames])
+    for adapt in ("interpolate", "zero_pad"):
+        model.load_clip_state_dict(checkpoint, temporal_adapt=adapt)
+        if frames < 8:  # both modes keep the first frames, as ViCLIP's load_temp_embed_with_mismatch
+            assert torch.equal(model.temporal_embed, stored[:, :frames]), adapt
+        elif adapt == "interpolate":
+            expected = F.interpolate(stored.transpose(1, 2), size=frames, mode="linear").transpose(1, 2)
+            assert torch.allclose(model.temporal_embed, expected, atol=1e-6)
+        else:  # zeros after the stored frames
+            assert torch.equal(model.temporal_embed[:, :8], stored)
+            assert torch.equal(model.temporal_embed[:, 8:], torch.zeros(1, frames - 8, WIDTH))
     with pytest.raises(ValueError, match="temporal_adapt must be"):
         model.load_clip_state_dict(checkpoint, temporal_adapt="nearest")
 
@@ -262,6 +263,19 @@ def test_resolution_adaptation(tmp_path: Path) -> None:
         on_the_fly = native.eval()(clip(size=48), output="pooled")
         loaded = model.eval()(clip(size=48), output="pooled")
     assert (on_the_fly - loaded).abs().max() <= ATOL
+
+
+def test_non_square_grid_of_the_same_token_count_is_resampled(tmp_path: Path) -> None:
+    """A 2 x 8 grid has the 4 x 4 table's 16 positions: its layout differs, so it is resampled."""
+    checkpoint = viclip_checkpoint(tiny_open_clip(tmp_path))
+    stored = checkpoint["model"]["vision_encoder.positional_embedding"]  # 1 + 4 x 4
+    model = create_backbone("viclip_test", img_size=(16, 64))
+    assert model.grid_size == (8, 2, 8)
+    model.load_clip_state_dict(checkpoint)
+    assert torch.equal(model.pos_embed[0, 0], stored[0])
+    grid = rearrange(stored[1:], "(h w) d -> 1 d h w", h=4)
+    expected = rearrange(F.interpolate(grid, size=(2, 8), mode="bicubic"), "1 d h w -> (h w) d")
+    assert torch.allclose(model.pos_embed[0, 1:], expected, atol=1e-6)
 
 
 def test_missing_and_unknown_keys_are_named(tmp_path: Path) -> None:

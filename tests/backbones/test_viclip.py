@@ -260,9 +260,8 @@ def test_bad_checkpoints_are_named_in_one_line(tmp_path, released):
         load_tiny(tmp_path / "none.pth")
 
 
-def test_open_clip_checkpoint_initializes_both_towers(tmp_path, released):
-    """An image CLIP (open_clip layout: visual.*, top-level text keys, logit_scale) as ViCLIP's start."""
-    _, state = released
+def open_clip_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The release as an image CLIP (open_clip layout: visual.*, top-level text keys, logit_scale)."""
     clip = {}
     for key, value in state.items():
         if key.startswith("vision_encoder."):
@@ -279,6 +278,12 @@ def test_open_clip_checkpoint_initializes_both_towers(tmp_path, released):
             continue
         clip[key] = value
     clip["logit_scale"] = torch.tensor(math.log(50.0))
+    return clip
+
+
+def test_open_clip_checkpoint_initializes_both_towers(tmp_path, released):
+    """An image CLIP as ViCLIP's start."""
+    clip = open_clip_state(released[1])
     torch.save(clip, tmp_path / "open_clip_pytorch_model.bin")
     model = VideoTextModel(
         create_backbone("viclip_test"), text="clip_test", proj_dim=PROJ, text_max_length=CONTEXT
@@ -300,6 +305,21 @@ def test_open_clip_checkpoint_initializes_both_towers(tmp_path, released):
     assert torch.equal(other.text_proj.weight.T, clip["text_projection"])
 
 
+def test_a_text_side_error_loads_neither_tower(tmp_path, released):
+    """Both sides are checked before either loads: a strict text error leaves the video tower as it was."""
+    clip = open_clip_state(released[1])
+    clip["ln_final.extra"] = torch.zeros(1)  # an unexpected text key
+    torch.save(clip, tmp_path / "open_clip_pytorch_model.bin")
+    model = VideoTextModel(
+        create_backbone("viclip_test"), text="clip_test", proj_dim=PROJ, text_max_length=CONTEXT
+    )
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match="unexpected keys \\['ln_final.extra'\\]"):
+        load_clip_weights(model, tmp_path / "open_clip_pytorch_model.bin")
+    after = model.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in before.items())
+
+
 @torch.no_grad()
 def test_loaded_release_saves_and_reloads_with_identical_outputs(tmp_path, released):
     path, _ = released
@@ -318,21 +338,20 @@ def test_named_sizes_have_the_released_shapes(release):
     sizes = VICLIP_RELEASES[release]
     large = sizes["video"] == "viclip_large_patch14"
     v_width, v_layers, patch, t_width = (1024, 24, 14, 768) if large else (768, 12, 16, 512)
+    proj_dim = 768 if large else 512  # ViCLIP's embed_dim
     with torch.device("meta"):
-        model = VideoTextModel(
-            create_backbone(sizes["video"]), text=sizes["text"], proj_dim=sizes["proj_dim"]
-        )
+        model = VideoTextModel(create_backbone(sizes["video"]), text=sizes["text"], proj_dim=proj_dim)
         vision = model.video.clip_state_dict(proj=model.video_proj.weight.T)
     assert vision["vision_encoder.conv1.weight"].shape == (v_width, 3, 1, patch, patch)
     assert vision["vision_encoder.positional_embedding"].shape == ((224 // patch) ** 2 + 1, v_width)
     assert vision["vision_encoder.temporal_positional_embedding"].shape == (1, 8, v_width)
-    assert vision["vision_encoder.proj"].shape == (v_width, sizes["proj_dim"])
+    assert vision["vision_encoder.proj"].shape == (v_width, proj_dim)
     assert sum(k.endswith("attn.in_proj_weight") for k in vision) == v_layers
     assert model.video.blocks[0].attn.num_heads == v_width // 64
     text = model.text.model
     assert text.positional_embedding.shape == (32, t_width)  # ViCLIP's max_txt_l
     assert text.token_embedding.weight.shape == (CLIP_VOCAB_SIZE, t_width)
     assert len(text.transformer.resblocks) == 12 and model.text_proj.weight.shape == (
-        sizes["proj_dim"],
+        proj_dim,
         t_width,
     )

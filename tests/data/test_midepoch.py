@@ -25,6 +25,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from killed_runs import TESTS, KillAfterStep
 
 from vidlit.callbacks import ResumableCheckpoint
 from vidlit.data import InternVidDataModule, VideoListDataModule
@@ -52,34 +53,6 @@ class KeyRecorder(L.LightningModule):
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.1)
-
-
-class KillAfterStep(L.Callback):
-    """SIGKILL this process once ``step`` optimizer steps are done (no clean-up, like a preemption)."""
-
-    def __init__(self, step: int):
-        self.step = step
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_step == self.step:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-
-class KeysToFile(L.Callback):
-    """Append ``epoch<TAB>step<TAB>key,key,...`` of every training batch to ``path``; with
-    ``kill_after``, SIGKILL the process once that many steps are done (for ``vidlit fit``)."""
-
-    def __init__(self, path: str, kill_after: int | None = None):
-        self.path = path
-        self.kill_after = kill_after
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        with open(self.path, "a") as f:
-            f.write(f"{trainer.current_epoch}\t{trainer.global_step}\t{','.join(batch['video_ids'])}\n")
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_step == self.kill_after:
-            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _datamodule(kind: str, root: Path, workers: int) -> L.LightningDataModule:
@@ -175,7 +148,7 @@ def test_a_run_killed_mid_epoch_resumes_at_the_next_unseen_sample(
 
     killed = subprocess.run(
         [sys.executable, str(HERE), kind, str(root), str(workers), str(tmp_path / "cut")],
-        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parents[2]), os.environ.get("PYTHONPATH", "")])},  # noqa: E501
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parents[2]), str(TESTS), os.environ.get("PYTHONPATH", "")])},  # noqa: E501
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
@@ -329,7 +302,7 @@ def test_vidlit_fit_resumes_mid_epoch_with_ckpt_path_last(shard_root, tmp_path):
             "trainer:\n  callbacks:\n"
             "    - class_path: vidlit.callbacks.ResumableCheckpoint\n"
             f"      init_args: {{save_top_k: 0, save_last: true, every_n_train_steps: {EVERY}}}\n"
-            "    - class_path: test_midepoch.KeysToFile\n"
+            "    - class_path: killed_runs.KeysToFile\n"
             f"      init_args: {{path: {keys}, kill_after: {'null' if kill_after is None else kill_after}}}\n"
         )
         return ["--config", recipe, "--config", str(path), *data]
@@ -341,7 +314,7 @@ def test_vidlit_fit_resumes_mid_epoch_with_ckpt_path_last(shard_root, tmp_path):
         ["fit", *config("full", tmp_path / "full.tsv"), "--trainer.default_root_dir", str(tmp_path / "full")]
     )
     runs = ["--trainer.default_root_dir", str(tmp_path / "runs")]
-    pythonpath = os.pathsep.join([str(HERE.parents[2]), str(HERE.parent), os.environ.get("PYTHONPATH", "")])
+    pythonpath = os.pathsep.join([str(HERE.parents[2]), str(TESTS), os.environ.get("PYTHONPATH", "")])
     cut = config("killed", tmp_path / "killed.tsv", KILL_AT)
     killed = subprocess.run(
         [sys.executable, "-m", "vidlit.cli", "fit", *cut, *runs],

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 
 import pytest
 
-from vidlit.data.retrieval import RetrievalDataModule, read_retrieval_annotations
+from vidlit.data.retrieval import RetrievalDataModule, RetrievalDataset, read_retrieval_annotations
 from vidlit.data.synth.retrieval import write_activitynet, write_didemo, write_msrvtt
 from vidlit.formats.retrieval import DIDEMO_MAX_SECONDS, paragraph
 
@@ -63,6 +64,21 @@ def test_the_module_batches_every_caption_with_its_video(sample):
     assert not any(b["skipped"] for b in batches)  # DiDeMo's ".mov" names found their ".mp4" files
     ids = [i for b in batches for i in b["video_ids"]]
     assert ids == [v.video_id for v in dm.videos()]
+
+
+def test_a_decode_error_names_the_video_where_the_file_has_it(sample):
+    """Not 'annotation line <n>' (a JSON record's 0-based position for ActivityNet / DiDeMo)."""
+    format, root, annotations, video_dir = sample
+    videos = read_retrieval_annotations(root / annotations, format)
+    expected = {
+        "msrvtt": "MSRVTT_JSFUSION_test.csv: line 2",  # the first row after the header
+        "activitynet": f"val_1.json: video {videos[0].video_id!r}",
+        "didemo": "test_data.json: [0]",
+    }[format]
+    assert videos[0].where == expected
+    past_end = [dataclasses.replace(videos[0], start=100.0, end=101.0)]
+    marker = RetrievalDataset(past_end, root / video_dir, num_frames=2)[0]
+    assert marker["reason"].startswith(f"{expected}: ") and "after the video ends" in marker["reason"]
 
 
 def test_a_malformed_file_fails_in_setup_with_one_line(sample, tmp_path):

@@ -44,6 +44,7 @@ __all__ = [
     "init_arguments",
     "is_vidlit_folder",
     "load_any_vidlit_folder",
+    "check_state_dict",
     "load_state_dict_checked",
     "read_pretrained_config",
     "resolve_pretrained_dir",
@@ -167,6 +168,16 @@ def load_state_dict_checked(
 ) -> None:
     """Load a state dict that must match the model's keys and shapes exactly.
 
+    The checks are :func:`check_state_dict`'s; nothing is loaded when they raise.
+    """
+    model.load_state_dict(check_state_dict(model, state_dict, source, strict, prefix), strict=strict)
+
+
+def check_state_dict(
+    model: nn.Module, state_dict: Mapping[str, Tensor], source: str, strict: bool = True, prefix: str = ""
+) -> dict[str, Tensor]:
+    """Check a state dict against the model's keys and shapes; load nothing.
+
     Args:
         model: the model to load into.
         state_dict: the weights.
@@ -175,9 +186,12 @@ def load_state_dict_checked(
         prefix: where ``model``'s weights sit in a larger file (``"text_encoder."`` in a ViCLIP
             checkpoint); messages name keys with it, as the file does.
 
+    Returns:
+        the tensors to load (without the unexpected ones when not ``strict``).
+
     Raises:
         ValueError: one line naming the missing and unexpected keys (when strict), or the
-            mismatched shapes; nothing is loaded then.
+            mismatched shapes.
     """
     own = model.state_dict()
     missing = sorted(prefix + k for k in own if k not in state_dict)
@@ -186,7 +200,7 @@ def load_state_dict_checked(
         message = f"{source}: missing keys {missing}, unexpected keys {unexpected}"
         if strict:
             raise ValueError(message)
-        warnings.warn(message, stacklevel=3)
+        warnings.warn(message, stacklevel=4)  # the caller of load_state_dict_checked
         state_dict = {k: v for k, v in state_dict.items() if k in own}
     bad = [
         f"{prefix}{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}"
@@ -195,7 +209,7 @@ def load_state_dict_checked(
     ]
     if bad:
         raise ValueError(f"{source}: shape mismatch for " + "; ".join(bad))
-    model.load_state_dict(state_dict, strict=strict)
+    return dict(state_dict)
 
 
 def _unshared(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:

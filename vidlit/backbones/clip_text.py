@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from vidlit.backbones._pretrained import load_state_dict_checked
+from vidlit.backbones._pretrained import check_state_dict
 from vidlit.backbones._text_output import TextOutput, TextTower
 
 __all__ = [
@@ -220,6 +220,21 @@ class CLIPTextEncoder(TextTower):
             ValueError: one line naming missing and unexpected keys (with ``prefix``), a vocabulary
                 or width that differs, or a positional embedding shorter than ``max_length``.
         """
+        state, projection = self.check_clip_state_dict(state, source, prefix, strict)
+        self.model.load_state_dict(state, strict=strict)
+        return projection
+
+    def check_clip_state_dict(
+        self, state: Mapping[str, Tensor], source: str, prefix: str = "", strict: bool = True
+    ) -> tuple[dict[str, Tensor], Tensor | None]:
+        """Run :meth:`load_clip_state_dict`'s checks and load nothing.
+
+        Returns:
+            the tensors that method loads into ``self.model``, and ``text_projection`` (or ``None``).
+
+        Raises:
+            ValueError: as :meth:`load_clip_state_dict`.
+        """
         state = dict(state)
         projection = state.pop("text_projection", None)
         positions = state.get("positional_embedding")
@@ -236,5 +251,4 @@ class CLIPTextEncoder(TextTower):
                 f"{source}: key '{prefix}text_projection': shape {tuple(projection.shape)}, expected "
                 f"[{self.embed_dim}, proj_dim]"
             )
-        load_state_dict_checked(self.model, state, source, strict, prefix)
-        return projection
+        return check_state_dict(self.model, state, source, strict, prefix), projection

@@ -41,6 +41,7 @@ from vidlit.backbones._builder import _strip_wrappers, _unwrap, load_checkpoint_
 from vidlit.backbones._clip_interop import (
     CLIPLoadReport,
     ClipSource,
+    _square_side,
     clip_vision_config,
     clip_vision_weights,
     convert_clip_vision,
@@ -283,10 +284,11 @@ class CLIPVideoViT(nn.Module, PretrainedMixin):
                 Conv2d weight is inflated to the one-frame Conv3d kernel and the temporal table is
                 set to zeros, not reported missing).
             strict: missing or unexpected keys raise; otherwise they warn and the rest loads.
-            temporal_adapt: a temporal table of another length is ``"interpolate"``\\ d linearly or
-                ``"zero_pad"``\\ ded (zeros appended; a longer one is cut), the two choices of
-                ViCLIP's ``load_temp_embed_with_mismatch``. A spatial table of another grid is always
-                resampled bicubically with the class position kept.
+            temporal_adapt: a shorter temporal table is ``"interpolate"``\\ d linearly or
+                ``"zero_pad"``\\ ded (zeros appended), the two choices of ViCLIP's
+                ``load_temp_embed_with_mismatch``; a longer one is cut to its first frames in both, as
+                there. A spatial table of another grid is always resampled bicubically with the class
+                position kept.
             where: the file, for messages.
 
         Returns:
@@ -297,6 +299,26 @@ class CLIPVideoViT(nn.Module, PretrainedMixin):
         Raises:
             ValueError: one line naming the missing and unexpected keys (strict), or the tensors whose
                 shapes do not fit; nothing is loaded then.
+        """
+        loadable, report = self.check_clip_state_dict(state_dict, source, strict, temporal_adapt, where)
+        self.load_state_dict(loadable, strict=False)
+        return report
+
+    def check_clip_state_dict(
+        self,
+        state_dict: Mapping[str, Any],
+        source: ClipSource = "viclip",
+        strict: bool = True,
+        temporal_adapt: TemporalAdapt = "interpolate",
+        where: str = "checkpoint",
+    ) -> tuple[dict[str, Tensor], CLIPLoadReport]:
+        """Run :meth:`load_clip_state_dict`'s conversion and checks and load nothing.
+
+        Returns:
+            the converted tensors that method loads, and its report.
+
+        Raises:
+            ValueError: as :meth:`load_clip_state_dict`.
         """
         if temporal_adapt not in ("interpolate", "zero_pad"):
             raise ValueError(f"temporal_adapt must be 'interpolate' or 'zero_pad', got {temporal_adapt!r}")
@@ -323,21 +345,16 @@ class CLIPVideoViT(nn.Module, PretrainedMixin):
             message = f"{where}: {source} vision tower: missing keys {missing}, unexpected keys {unexpected}"
             if strict:
                 raise ValueError(message)
-            warnings.warn(message, stacklevel=2)
-        self.load_state_dict({k: v for k, v in converted.items() if k in own}, strict=False)
-        return CLIPLoadReport(missing, unexpected, proj)
+            warnings.warn(message, stacklevel=3)
+        return {k: v for k, v in converted.items() if k in own}, CLIPLoadReport(missing, unexpected, proj)
 
     def _adapt_tables(self, converted: dict[str, Tensor], temporal_adapt: TemporalAdapt, where: str) -> None:
         pos = converted.get("pos_embed")
         if pos is not None and pos.ndim == 3 and pos.shape[-1] == self.embed_dim:
-            num = pos.shape[1] - 1
-            side = round(num**0.5)
+            side = _square_side(pos.shape[1] - 1, where)
             _, h, w = self.grid_size
-            if num != h * w:
-                if side * side != num:
-                    raise ValueError(
-                        f"{where}: key 'positional_embedding': {num} patch positions are not a square grid"
-                    )
+            # compare the layouts, not the counts: a 7x28 grid has the 14x14 table's 196 positions
+            if (side, side) != (h, w):
                 log.info("resampling the spatial position table from %dx%d to %dx%d", side, side, h, w)
                 patches = interpolate_pos_embed(pos[:, 1:], (1, side, side), (1, h, w))
                 converted["pos_embed"] = torch.cat((pos[:, :1], patches), dim=1)
@@ -349,15 +366,15 @@ class CLIPVideoViT(nn.Module, PretrainedMixin):
                     "adapting the temporal table from %d to %d frames (%s)",
                     frames,
                     self.num_frames,
-                    temporal_adapt,
+                    temporal_adapt if frames < self.num_frames else "cut",
                 )
-                if temporal_adapt == "interpolate":
+                if frames > self.num_frames:  # ViCLIP keeps the first frames' rows in both modes
+                    temporal = temporal[:, : self.num_frames]
+                elif temporal_adapt == "interpolate":
                     temporal = interpolate_pos_embed(temporal, (frames, 1, 1), (self.num_frames, 1, 1))
-                elif frames < self.num_frames:
+                else:
                     pad = temporal.new_zeros(1, self.num_frames - frames, self.embed_dim)
                     temporal = torch.cat((temporal, pad), dim=1)
-                else:
-                    temporal = temporal[:, : self.num_frames]
                 converted["temporal_embed"] = temporal
 
     @classmethod

@@ -62,16 +62,16 @@ TEXT_PREFIX = "text_encoder."
 TEMPERATURE_KEY = "temp"
 
 # Released files and their towers (InternVideo's ViCLIP README, "Pretrained Data & Model").
-VICLIP_RELEASES: dict[str, dict[str, Any]] = {
-    "ViClip-InternVid-10M-FLT.pth": {"video": "viclip_large_patch14", "text": "clip_l14", "proj_dim": 768},
-    "ViCLIP-L_InternVid-FLT-10M.pth": {"video": "viclip_large_patch14", "text": "clip_l14", "proj_dim": 768},
-    "ViCLIP-L_InternVid-DIV-10M.pth": {"video": "viclip_large_patch14", "text": "clip_l14", "proj_dim": 768},
-    "ViCLIP-L_InternVid-10M.pth": {"video": "viclip_large_patch14", "text": "clip_l14", "proj_dim": 768},
-    "ViCLIP-L_InternVid-50M.pth": {"video": "viclip_large_patch14", "text": "clip_l14", "proj_dim": 768},
-    "ViCLIP-L_InternVid-200M.pth": {"video": "viclip_large_patch14", "text": "clip_l14", "proj_dim": 768},
-    "ViCLIP-L_WebVid-10M.pth": {"video": "viclip_large_patch14", "text": "clip_l14", "proj_dim": 768},
-    "ViCLIP-B_InternVid-FLT-10M.pth": {"video": "viclip_base_patch16", "text": "clip_b16", "proj_dim": 512},
-    "ViCLIP-B_InternVid-200M.pth": {"video": "viclip_base_patch16", "text": "clip_b16", "proj_dim": 512},
+VICLIP_RELEASES: dict[str, dict[str, str]] = {
+    "ViClip-InternVid-10M-FLT.pth": {"video": "viclip_large_patch14", "text": "clip_l14"},
+    "ViCLIP-L_InternVid-FLT-10M.pth": {"video": "viclip_large_patch14", "text": "clip_l14"},
+    "ViCLIP-L_InternVid-DIV-10M.pth": {"video": "viclip_large_patch14", "text": "clip_l14"},
+    "ViCLIP-L_InternVid-10M.pth": {"video": "viclip_large_patch14", "text": "clip_l14"},
+    "ViCLIP-L_InternVid-50M.pth": {"video": "viclip_large_patch14", "text": "clip_l14"},
+    "ViCLIP-L_InternVid-200M.pth": {"video": "viclip_large_patch14", "text": "clip_l14"},
+    "ViCLIP-L_WebVid-10M.pth": {"video": "viclip_large_patch14", "text": "clip_l14"},
+    "ViCLIP-B_InternVid-FLT-10M.pth": {"video": "viclip_base_patch16", "text": "clip_b16"},
+    "ViCLIP-B_InternVid-200M.pth": {"video": "viclip_base_patch16", "text": "clip_b16"},
 }
 
 
@@ -131,7 +131,8 @@ def load_viclip_checkpoint(
         num_frames: frames per clip of the built model; the temporal table is adapted from the
             checkpoint's (8) by ``temporal_adapt``.
         img_size: input resolution; the spatial table is resampled bicubically from the checkpoint's.
-        temporal_adapt: ``"interpolate"`` (linear) or ``"zero_pad"`` (ViCLIP's two choices).
+        temporal_adapt: ``"interpolate"`` (linear) or ``"zero_pad"`` (ViCLIP's two choices) for more
+            frames than the checkpoint's; fewer keep its first frames in both.
         strict: missing or unexpected keys raise; otherwise they warn and the rest loads.
         video_overrides: more constructor arguments of the video tower (e.g. ``drop_path_rate``).
         **model_kwargs: arguments of :class:`~vidlit.backbones.VideoTextModel` (``drop_ratio``,
@@ -285,15 +286,20 @@ def load_clip_weights(
             f"{where}: key '{prefix}text_projection': shape {tuple(projection.shape)}, but the model's "
             f"proj_dim is {model.proj_dim}"
         )
+    # both sides checked before either loads: an error leaves the model as it was
+    text_loadable, projection = model.text.check_clip_state_dict(text_state, where, prefix, strict)
     report = None
     if video:
-        report = model.video.load_clip_state_dict(state, "openclip", strict, temporal_adapt, where)
+        video_loadable, report = model.video.check_clip_state_dict(
+            state, "openclip", strict, temporal_adapt, where
+        )
         if report.proj is not None and report.proj.shape != (model.video.embed_dim, model.proj_dim):
             raise ValueError(
                 f"{where}: key 'visual.proj': shape {tuple(report.proj.shape)}, expected "
                 f"({model.video.embed_dim}, {model.proj_dim})"
             )
-    projection = model.text.load_clip_state_dict(text_state, where, prefix, strict)
+        model.video.load_state_dict(video_loadable, strict=False)
+    model.text.model.load_state_dict(text_loadable, strict=strict)
     with torch.no_grad():
         if projection is not None:
             model.text_proj.weight.copy_(projection.T)

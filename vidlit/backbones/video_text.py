@@ -145,8 +145,7 @@ class VideoTextModel(nn.Module, PretrainedMixin):
             text = create_text_encoder(text, max_length=text_max_length, freeze=freeze_text)
         elif freeze_text and not text.freeze:
             text.freeze = True
-            text.model.requires_grad_(False)
-            text.model.eval()
+            text._apply_freeze()  # TextTower's: no gradients, eval mode
         self.video = video
         self.text = text
         self.proj_dim = proj_dim

@@ -125,6 +125,20 @@ def _rank_and_world() -> tuple[int, int]:
     return 0, 1
 
 
+def gather_ranks(mine: Any) -> list[Any]:
+    """Every rank's ``mine``, in rank order (``[mine]`` in one process); every rank must call it.
+
+    For state a checkpoint keeps per rank: Lightning asks every rank for its state when it writes a
+    checkpoint, and rank 0 writes the file.
+    """
+    _, world = _rank_and_world()
+    if world == 1:
+        return [mine]
+    ranks = [None] * world
+    torch.distributed.all_gather_object(ranks, mine)
+    return ranks
+
+
 class LoaderPosition:
     """How far training has read the current epoch of a training loader: what a checkpoint stores.
 
@@ -161,6 +175,7 @@ class LoaderPosition:
         self.epoch = -1  # the epoch being read; -1 before the first
         self.consumed: dict[int, int] = {}  # reader -> position reached by trained batches
         self.last_reader = -1  # reader of the last trained batch (-1: none yet this epoch)
+        self.epoch_done = False  # the epoch's last batch is trained: a checkpoint now resumes the next
         self._pending: deque[tuple[int, int]] = deque()  # (reader, position) of yielded batches
         self._resume: dict[str, Any] | None = None
 
@@ -175,6 +190,7 @@ class LoaderPosition:
         resume, self._resume = self._resume, None
         self.epoch = self.epoch_fn() if resume is None else int(resume["resume_epoch"])
         self._pending.clear()
+        self.epoch_done = False
         mine = {"positions": {}, "last_reader": -1}
         if resume is not None and self._inside(resume):
             mine = resume["ranks"][_rank_and_world()[0]]
@@ -186,12 +202,14 @@ class LoaderPosition:
         """A batch left the loader: ``reader``'s stream had then given ``position`` items."""
         self._pending.append((reader, position))
 
-    def trained(self) -> None:
-        """The oldest yielded batch goes to a training step."""
+    def trained(self, last: bool = False) -> None:
+        """The oldest yielded batch goes to a training step (``last``: the epoch's last batch)."""
         if self._pending:
             reader, position = self._pending.popleft()
             self.consumed[reader] = position
             self.last_reader = reader
+        # a step checkpoint after it is at the epoch's end, though the trainer still counts the epoch
+        self.epoch_done = self.epoch_done or last
 
     # -- checkpoints ------------------------------------------------------------------------------
 
@@ -209,13 +227,10 @@ class LoaderPosition:
             "positions": {int(k): int(v) for k, v in self.consumed.items()},
             "last_reader": self.last_reader,
         }
-        ranks = [mine]
-        if world > 1:
-            ranks = [None] * world
-            torch.distributed.all_gather_object(ranks, mine)
+        ranks = gather_ranks(mine)
         return {
             "epoch": self.epoch,
-            "resume_epoch": self.epoch_fn(),
+            "resume_epoch": self.epoch + 1 if self.epoch_done else self.epoch_fn(),
             "world_size": world,
             "num_workers": self.num_workers,
             "ranks": ranks,
@@ -263,7 +278,7 @@ class CountTrainedBatches(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         if isinstance(trainer.datamodule, VidlitDataModule):
-            trainer.datamodule.train_batch_done()
+            trainer.datamodule.train_batch_done(last=trainer.is_last_batch)
 
 
 class _TaggedBatch:
@@ -522,11 +537,12 @@ class VidlitDataModule(L.LightningDataModule):
             set_epoch(epoch)
         return epoch
 
-    def train_batch_done(self) -> None:
-        """A training step is over (:class:`CountTrainedBatches`): checkpoints now count its batch as read."""
+    def train_batch_done(self, last: bool = False) -> None:
+        """A training step is over (:class:`CountTrainedBatches`): checkpoints now count its batch as read
+        (``last``: the epoch's last batch)."""
         position = getattr(self, "_train_position", None)
         if position is not None:
-            position.trained()
+            position.trained(last)
 
     def state_dict(self) -> dict[str, Any]:
         """The training loader's position (:class:`LoaderPosition`); Lightning saves it in every checkpoint.

@@ -75,6 +75,7 @@ class InternVidClip:
         clip_id: ``"<YoutubeID>_<Start_timestamp>_<End_timestamp>"`` as written; several captions
             of one window share it (multi-caption retrieval).
         line: 1-based line number in the annotation file.
+        where: where the annotation file has it, for messages; empty: ``annotation line <line>``.
     """
 
     youtube_id: str
@@ -85,6 +86,7 @@ class InternVidClip:
     aesthetic_score: float | None
     clip_id: str
     line: int
+    where: str = ""
 
 
 def read_internvid_annotations(
@@ -215,7 +217,8 @@ class InternVidDataset(EpochSeeded, Dataset):
                 try:
                     indices = self.frame_indices(clip, len(reader), reader.fps, index)
                 except ValueError as e:  # a window outside the video
-                    raise VideoDecodeError(path, f"annotation line {clip.line}: {e}") from e
+                    where = clip.where or f"annotation line {clip.line}"
+                    raise VideoDecodeError(path, f"{where}: {e}") from e
                 frames = reader.get_frames(indices)
         except VideoDecodeError as e:
             if self.strict:

@@ -24,7 +24,14 @@ import lightning as L
 import torch
 
 from vidlit.core.io import atomic_open
-from vidlit.data.base import VidlitDataModule, global_seed, missing_files, split_files
+from vidlit.data.base import (
+    VidlitDataModule,
+    _rank_and_world,
+    gather_ranks,
+    global_seed,
+    missing_files,
+    split_files,
+)
 from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoBatchTransform
 from vidlit.data.video import VideoDecodeError, VideoNotFoundError
 
@@ -126,8 +133,8 @@ class RawVideoDataModule(VidlitDataModule):
             self._done_generator = self._generator.get_state()
         return self._generator
 
-    def train_batch_done(self) -> None:
-        super().train_batch_done()
+    def train_batch_done(self, last: bool = False) -> None:
+        super().train_batch_done(last)
         if self._generator is not None:
             self._done_generator = self._generator.get_state()
 
@@ -140,15 +147,20 @@ class RawVideoDataModule(VidlitDataModule):
         signal) resumes with that step, which must crop its batch again the same way.
         """
         state = super().state_dict()  # the training loader's position
-        if self._done_generator is None or self._generator_key is None:
-            return state
-        epoch, device = self._generator_key
-        return {**state, "train_generator": {"epoch": epoch, "device": device, "state": self._done_generator}}
+        mine = None
+        if self._done_generator is not None and self._generator_key is not None:
+            epoch, device = self._generator_key
+            mine = {"epoch": epoch, "device": device, "state": self._done_generator}
+        ranks = gather_ranks(mine)  # each rank crops with its own generator
+        return state if all(r is None for r in ranks) else {**state, "train_generator": {"ranks": ranks}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue the saved epoch's crop generator (used only if training resumes in that epoch)."""
         super().load_state_dict(state)
         saved = state.get("train_generator")
+        if saved and "ranks" in saved:  # else one generator, as first saved
+            rank, world = _rank_and_world()
+            saved = saved["ranks"][rank] if len(saved["ranks"]) == world else None
         if saved:
             self._saved_generator = ((int(saved["epoch"]), str(saved["device"])), saved["state"])
 

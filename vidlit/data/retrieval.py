@@ -60,7 +60,9 @@ class RetrievalVideo:
         caption: the caption, or the paragraph of the video's sentences.
         start: window start in seconds.
         end: window end in seconds; None for the end of the video.
-        line: where the annotation file has it (1-based CSV line, or the JSON record's index).
+        where: where the annotation file has it, for messages (``MSRVTT_JSFUSION_test.csv: line 5``,
+            ``val_1.json: video 'v_x'``, ``test_data.json: [12]``, DiDeMo's first record of the
+            video); empty: ``video '<video_id>'``.
     """
 
     video_id: str
@@ -68,7 +70,11 @@ class RetrievalVideo:
     caption: str
     start: float = 0.0
     end: float | None = None
-    line: int = 0
+    where: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.where:  # InternVidDataset names the item by it in decode errors
+            object.__setattr__(self, "where", f"video {self.video_id!r}")
 
     @property
     def clip_id(self) -> str:
@@ -124,7 +130,12 @@ def read_msrvtt(path: str | Path) -> list[RetrievalVideo]:
                 )
             seen[record.video_id] = line
             videos.append(
-                RetrievalVideo(record.video_id, _candidates(record.video_id), record.sentence, line=line)
+                RetrievalVideo(
+                    record.video_id,
+                    _candidates(record.video_id),
+                    record.sentence,
+                    where=f"{path.name}: line {line}",
+                )
             )
     return videos
 
@@ -146,12 +157,18 @@ def read_activitynet_captions(path: str | Path) -> list[RetrievalVideo]:
     if not isinstance(document, dict) or not document:
         raise ValueError(f"{path}: expected a non-empty JSON object keyed by video id")
     videos = []
-    for index, (video_id, entry) in enumerate(document.items()):
-        record = validate(ActivityNetCaptionsVideo, entry, path, where=f"video {video_id!r}")
+    for video_id, entry in document.items():
+        where = f"video {video_id!r}"
+        record = validate(ActivityNetCaptionsVideo, entry, path, where=where)
         youtube_id = video_id[2:] if video_id.startswith("v_") else video_id
         names = _candidates(youtube_id) + _candidates(video_id)
         videos.append(
-            RetrievalVideo(video_id, tuple(dict.fromkeys(names)), paragraph(record.sentences), line=index)
+            RetrievalVideo(
+                video_id,
+                tuple(dict.fromkeys(names)),
+                paragraph(record.sentences),
+                where=f"{path.name}: {where}",
+            )
         )
     return videos
 
@@ -183,7 +200,7 @@ def read_didemo(path: str | Path) -> list[RetrievalVideo]:
             _candidates(Path(video).stem, video),
             paragraph(texts),
             end=DIDEMO_MAX_SECONDS,
-            line=first[video],
+            where=f"{path.name}: [{first[video]}]",
         )
         for video, texts in descriptions.items()
     ]
