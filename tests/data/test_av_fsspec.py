@@ -6,13 +6,13 @@ import fsspec
 import pytest
 import torch
 
+from vidlit.core.storage import OutputFolder
 from vidlit.data.ave import AVEDataModule
 from vidlit.data.llp import LLPVideoParsing
 from vidlit.data.synth.ave import write_ave
 from vidlit.data.synth.llp import write_llp
 from vidlit.data.synth.xd_violence import write_xd_violence
 from vidlit.data.xd_violence import XDViolence
-from vidlit.engines.storage import OutputFolder
 
 
 def _upload(local, url):

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from vidlit.core.io import confined_path, confined_url, join_path, read_json
+from vidlit.core.storage import OutputFolder
 from vidlit.data.ego4d_mq import Ego4DMQ
 from vidlit.data.features import (
     EXTRACTION_RECORD,
@@ -23,7 +24,6 @@ from vidlit.data.features import (
 )
 from vidlit.data.synth.ego4d_mq import write_ego4d_mq
 from vidlit.data.synth.videos import write_synthetic_videos
-from vidlit.engines.storage import OutputFolder
 
 DIM = 32
 

@@ -45,6 +45,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import IterableDataset, get_worker_info
 
+from vidlit.core.storage import OutputFolder
 from vidlit.data.base import EpochSeeded, EpochStreamLoader, _rank_and_world  # noqa: F401  (EpochStreamLoader lived here)
 from vidlit.data.sampling import uniform_segments
 from vidlit.data.transforms import bound_aspect
@@ -211,11 +212,9 @@ def _sample_files(sample: Mapping[str, Any], index: int) -> list[tuple[str, byte
 
 
 def _write_tar(files: list[tuple[str, bytes]], url: str) -> None:
-    """Write one tar atomically through :meth:`~vidlit.engines.storage.OutputFolder.write` (a local
+    """Write one tar atomically through :meth:`~vidlit.core.storage.OutputFolder.write` (a local
     temporary file and rename, one object-store PUT, or a temporary name and rename elsewhere). The
     tar is built in memory first, so a failure while building it writes nothing (no half shard)."""
-    from vidlit.engines.storage import OutputFolder  # lazy: vidlit.engines imports the Ray engine
-
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w|", format=tarfile.USTAR_FORMAT) as tar:
         for name, data in files:
@@ -237,7 +236,7 @@ def write_shards(
             ``caption`` (str) and optionally ``json`` (a JSON-serializable metadata dict).
         pattern: shard URL with one printf-style integer field, as ``webdataset.ShardWriter``
             takes: ``"out/shard-%06d.tar"``, ``"s3://bucket/clips-%05d.tar"``. Each shard is
-            built whole, then written atomically (:meth:`vidlit.engines.storage.OutputFolder.write`).
+            built whole, then written atomically (:meth:`vidlit.core.storage.OutputFolder.write`).
         maxcount: samples per shard (the last shard holds the rest).
         start_index: number of the first shard.
 

@@ -3,16 +3,16 @@
 :mod:`~vidlit.engines.partitions` splits the input into deterministic partitions with done
 markers and defines the staged :class:`~vidlit.engines.partitions.Pipeline`;
 :func:`~vidlit.engines.partitions.run_local` and :func:`~vidlit.engines.ray_data.run_ray` run it;
-:class:`~vidlit.engines.storage.OutputFolder` writes the outputs to any fsspec URL.
+:class:`~vidlit.core.storage.OutputFolder` writes the outputs to any fsspec URL.
 """
 
 from __future__ import annotations
 
 import argparse
 
+from vidlit.core.storage import OutputFolder
 from vidlit.engines.partitions import Partition, Pipeline, pending_partitions, run_local, split_partitions
 from vidlit.engines.ray_data import RayOptions
-from vidlit.engines.storage import OutputFolder
 
 ENGINES = ("local", "ray")
 

@@ -36,7 +36,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from vidlit.engines.storage import OutputFolder
+from vidlit.core.storage import OutputFolder
 
 __all__ = [
     "MARKERS",
