@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import fsspec
@@ -101,67 +102,81 @@ def test_partitions_are_consecutive_and_fixed():
         split_partitions([1], ["x"], 0)
 
 
+@pytest.fixture(scope="module")
+def curated(sources, model, ray_cluster, tmp_path_factory):
+    """The same sources curated by the local engine and by Ray (two model actors): ``(local result,
+    Ray result, local folder, Ray folder)``; shared by the two tests below (each stays under a minute)."""
+    from vidlit.core.device import torch_threads
+
+    out = tmp_path_factory.mktemp("curated")
+    with torch_threads(1):
+        local = curate(model, sources / "input.jsonl", out / "local", videos_per_partition=2, **CURATE)
+        on_ray = curate(
+            model,
+            sources / "input.jsonl",
+            out / "ray",
+            videos_per_partition=2,
+            engine="ray",
+            ray=ray_cluster,
+            **CURATE,
+        )
+    return local, on_ray, out / "local", out / "ray"
+
+
+CURATED_FILES = [
+    "curate_manifest.json",
+    "curated.jsonl",
+    "partitions/part-000000.json",
+    "partitions/part-000001.json",
+    "partitions/part-000002.json",
+    "shards/shard-000000.jsonl",
+    "shards/shard-000000.tar",
+    "shards/shard-000001.jsonl",
+    "shards/shard-000001.tar",
+]  # partition 2 holds only the corrupt video: no shard
+
+
 @pytest.mark.slow
-def test_curate_on_ray_writes_what_the_local_engine_writes_and_resumes(
-    sources, model, ray_cluster, tmp_path, one_thread
-):
-    local = curate(model, sources / "input.jsonl", tmp_path / "local", videos_per_partition=2, **CURATE)
+def test_curate_on_ray_writes_what_the_local_engine_writes(curated):
+    local, on_ray, local_dir, ray_dir = curated
     # per video: clip 1 pairs with the untimed caption, clip 2 with both: 3 pairs, all kept
     assert (local.processed, len(local.failed), local.kept) == (4, 1, 12)
-    on_ray = curate(
-        model,
-        sources / "input.jsonl",
-        tmp_path / "ray",
-        videos_per_partition=2,
-        engine="ray",
-        ray=ray_cluster,
-        **CURATE,
-    )
     assert (on_ray.processed, on_ray.kept, on_ray.pairs) == (local.processed, local.kept, local.pairs)
-    expected = _files(tmp_path / "local")
-    assert sorted(expected) == [
-        "curate_manifest.json",
-        "curated.jsonl",
-        "partitions/part-000000.json",
-        "partitions/part-000001.json",
-        "partitions/part-000002.json",
-        "shards/shard-000000.jsonl",
-        "shards/shard-000000.tar",
-        "shards/shard-000001.jsonl",
-        "shards/shard-000001.tar",
-    ]  # partition 2 holds only the corrupt video: no shard
-    assert _files(tmp_path / "ray") == expected  # byte for byte: shards, JSONL, manifest, markers
+    expected = _files(local_dir)
+    assert sorted(expected) == CURATED_FILES
+    assert _files(ray_dir) == expected  # byte for byte: shards, JSONL, manifest, markers
 
+
+@pytest.mark.slow
+def test_curate_on_ray_resumes_what_a_killed_run_left(
+    sources, model, ray_cluster, curated, tmp_path, one_thread
+):
+    _, _, local_dir, ray_dir = curated
+    expected = _files(local_dir)
+    out = tmp_path / "ray"
+    shutil.copytree(ray_dir, out)
     # a killed run: partition 1's shard written, its marker not yet
-    (tmp_path / "ray" / "partitions" / "part-000001.json").unlink()
+    (out / "partitions" / "part-000001.json").unlink()
     # the partitions do not depend on the worker count: resume with one model actor
     one_worker = RayOptions(workers=1, cpus_per_worker=0.5, cpus_per_task=0.5)
     again = curate(
-        model,
-        sources / "input.jsonl",
-        tmp_path / "ray",
-        videos_per_partition=2,
-        engine="ray",
-        ray=one_worker,
-        **CURATE,
+        model, sources / "input.jsonl", out, videos_per_partition=2, engine="ray", ray=one_worker, **CURATE
     )
     # partition 1 is redone, and partition 2 (its corrupt video is retried); partition 0 is skipped
     assert (again.processed, again.resumed, len(again.failed)) == (2, 2, 1)
-    assert again.shards == [str(tmp_path / "ray" / "shards" / "shard-000001.tar")]
-    assert _files(tmp_path / "ray") == expected
+    assert again.shards == [str(out / "shards" / "shard-000001.tar")]
+    assert _files(out) == expected
     # the local engine reruns only the partition with the failed video; the same files again
-    rerun = curate(model, sources / "input.jsonl", tmp_path / "ray", videos_per_partition=2, **CURATE)
+    rerun = curate(model, sources / "input.jsonl", out, videos_per_partition=2, **CURATE)
     assert (rerun.processed, rerun.resumed, len(rerun.failed), rerun.shards) == (0, 4, 1, [])
-    assert _files(tmp_path / "ray") == expected
+    assert _files(out) == expected
 
     # another threshold is refused before anything runs, on either engine
     with pytest.raises(ValueError, match=r"curated otherwise \(threshold -1.0 -> 0.5\)"):
-        curate(model, sources / "input.jsonl", tmp_path / "ray", videos_per_partition=2, engine="ray",
+        curate(model, sources / "input.jsonl", out, videos_per_partition=2, engine="ray",
                ray=ray_cluster, **{**CURATE, "threshold": 0.5})  # fmt: skip
     with pytest.raises(ValueError, match=r"curated otherwise \(videos_per_partition 2 -> 3\)"):
-        curate(
-            model, sources / "input.jsonl", tmp_path / "ray", videos_per_partition=3, engine="ray", **CURATE
-        )
+        curate(model, sources / "input.jsonl", out, videos_per_partition=3, engine="ray", **CURATE)
 
 
 @pytest.mark.slow
