@@ -293,16 +293,13 @@ class RetrievalDataModule(RawVideoDataModule):
             raise ValueError(f"num_frames must be positive, got {num_frames}")
         self.root = Path(root)
         self.format = format
-        if synthetic and not self.root.exists():
-            from vidlit.data.synth import synthesize
-
-            log.warning("%s does not exist: writing the SYNTHETIC %s sample there", self.root, format)
-            print(f"writing the synthetic {format} sample dataset to {self.root}")
-            synthesize(format, self.root)
         if synthetic:
-            from vidlit.data.synth import require_complete
+            from vidlit.data.synth import synthesize, write_sample_if_missing
 
-            require_complete(self.root, annotations, format)
+            write_sample_if_missing(
+                self.root, functools.partial(synthesize, format), f"{format} sample", marker=annotations,
+                task=format, log=log, announce=True,
+            )  # fmt: skip
         self.annotations = self.root / annotations
         self.video_dir = self.root / video_dir
         self.num_frames = num_frames

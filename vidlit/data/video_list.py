@@ -762,18 +762,14 @@ class VideoListDataModule(RawVideoDataModule):
         self.root = Path(root)
         # a name picks another `vidlit data synth` sample (e.g. "kinetics", the official CSV layout)
         sample = synthetic if isinstance(synthetic, str) else "videos"
-        if synthetic and not self.root.exists():
-            log.warning("%s does not exist: writing the SYNTHETIC %s sample there", self.root, sample)
-            if sample == "videos":
-                write_synthetic_video_list(self.root)
-            else:
-                from vidlit.data.synth import synthesize
-
-                synthesize(sample, self.root)
         if synthetic:
-            from vidlit.data.synth import require_complete
+            from vidlit.data.synth import synthesize, write_sample_if_missing
 
-            require_complete(self.root, train_list if sample == "videos" else test_list or val_list, sample)
+            if sample == "videos":
+                write, marker = write_synthetic_video_list, train_list
+            else:
+                write, marker = functools.partial(synthesize, sample), test_list or val_list
+            write_sample_if_missing(self.root, write, f"{sample} sample", marker=marker, task=sample, log=log)
         self.files = {
             "train": self.root / train_list,
             "val": self.root / val_list,
