@@ -56,6 +56,8 @@ from vidlit.tasks import TaskModule  # noqa: F401
 
 # What may change when a run is resumed: training longer is still the same run
 STOPPING_KEYS = ("trainer.max_epochs", "trainer.max_steps", "trainer.max_time")
+# what `test` / `validate` / `predict --ckpt_path last` may change from the run it evaluates
+EVALUATION_IGNORED = ("data", "trainer", "seed_everything")
 
 # Lightning's special values of --ckpt_path; anything else is a file
 _CKPT_KEYWORDS = ("last", "best", "hpc", "registry")
@@ -474,9 +476,11 @@ class VidlitCLI(LightningCLI):
                 # resuming needs the same model and data; a new stopping point extends the run
                 choice = find_last_checkpoint(root, current, ignore=STOPPING_KEYS)
             else:
-                # evaluating may use other data or another split, and its own settings (a
-                # sampler's steps, ...): the newest matching run, else the newest run, said loudly
-                choice = find_last_checkpoint(root, current, ignore=("data",), fallback=True)
+                # evaluating may use other data or another split, its own trainer (devices,
+                # precision; how long training ran does not name another model) and its own
+                # settings (a sampler's steps, ...): the newest run of this model, else the
+                # newest run, said loudly
+                choice = find_last_checkpoint(root, current, ignore=EVALUATION_IGNORED, fallback=True)
         except FileNotFoundError as e:
             sys.stderr.write(f"vidlit: error: {e}\n")
             sys.exit(2)
