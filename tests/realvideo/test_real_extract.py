@@ -35,4 +35,5 @@ def test_extract_writes_one_feature_file_per_real_video(real_videos, tmp_path, o
     # different content gives different features (the windows were decoded, not padding)
     assert not torch.allclose(features["bigbuckbunny"][0], features["bikes"][0], atol=1e-3)
     assert not torch.allclose(features["bikes"][0], features["bikes"][-1], atol=1e-3)
-    assert f"{out}: 4 feature files written, 0 already present, 0 unreadable videos" in capsys.readouterr().out
+    summary = f"{out}: 4 feature files written, 0 already present, 0 unreadable videos"
+    assert summary in capsys.readouterr().out
