@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,10 @@ from einops import rearrange
 from real_media import NAMES, ffprobe, sequential_frames
 
 from vidlit.data import VideoListDataModule
+from vidlit.data.sampling import frame_window
 from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from vidlit.data.video import open_video
+from vidlit.data.video_list import VideoListDataset, read_video_list
 
 SIZE, FRAMES, STRIDE = 48, 4, 3
 
@@ -99,3 +104,48 @@ def test_val_centre_crop_matches_an_independent_resize_and_crop(datamodule):
         for shift in ((0, step), (0, -step)):  # along the long side (the square spans the short one)
             off = (pixels[i] - reference_centre_crop(frames, SIZE, shift)).abs().mean()
             assert diff.mean() < off, (measured, shift, float(off))
+
+
+def _frame_times(path) -> tuple[np.ndarray, float]:
+    """Presentation time of every frame in seconds, from the container's packets (no decoding),
+    and the frame duration ``1 / average fps``."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        pts = sorted(p.pts for p in container.demux(stream) if p.pts is not None)
+        return np.asarray(pts, dtype=np.float64) * float(stream.time_base), 1 / float(stream.average_rate)
+
+
+def test_time_windows_select_the_frames_whose_timestamps_overlap_them(real_videos, tmp_path):
+    """Rows with ``start`` / ``end`` (seconds) on a 30000/1001 fps and a 25 fps file: every sampled
+    frame is one whose container timestamp span ``[t, t + 1/fps)`` overlaps the window, and the
+    decoded item is those frames of the sequential decode."""
+    carphone, bikes = "carphone_pristine", "bikes"
+    windows = [(carphone, 1.0, 2.0), (carphone, 0.5, 1.5), (carphone, 3.0, None)]
+    windows += [(bikes, 2.5, 7.0), (bikes, 9.9, None)]  # None: to the end of the video
+    lines = [{"path": str(real_videos[n]), "label": 0, "start": s, **({} if e is None else {"end": e})}
+             for n, s, e in windows]  # fmt: skip
+    listing = tmp_path / "windows.jsonl"
+    listing.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    entries = read_video_list(listing, ["x"])
+    train = VideoListDataset(entries, num_frames=FRAMES, frame_stride=STRIDE, train=True, short_side=None)
+    val = VideoListDataset(entries, num_frames=FRAMES, frame_stride=STRIDE, train=False, short_side=None)
+    for i, (name, start, until) in enumerate(windows):
+        times, frame = _frame_times(real_videos[name])
+        end = times[-1] + frame if until is None else until
+        inside = np.flatnonzero((times < end - 1e-9) & (times + frame > start + 1e-9))
+        first, last = int(inside[0]), int(inside[-1])  # carphone [1, 2) s: frames 29..59
+        with open_video(real_videos[name]) as reader:
+            n, fps = len(reader), reader.fps
+        # the window's frames exactly: none missed at either end, none extra
+        assert frame_window(n, fps, start, until) == (first, last + 1)
+        for epoch in range(8):
+            train.set_epoch(epoch)
+            picked = train.frame_indices(entries[i], n, fps, i)
+            assert first <= picked.min() and picked.max() <= last, (name, start, end, picked, first, last)
+        item = val[i]
+        picked = val.frame_indices(entries[i], n, fps, i)[0]
+        assert first <= picked.min() and picked.max() <= last, (name, start, end, picked, first, last)
+        _, decoded = sequential_frames(real_videos[name], picked)
+        assert torch.equal(item["video"], torch.from_numpy(np.stack([decoded[int(j)] for j in picked])))
