@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from real_media import NAMES, probe_indices
 
-from vidlit.data.video import VideoDecodeError, open_video
+from vidlit.data.video import VideoDecodeError, open_video, stored_size
 
 
 def _torchcodec_works() -> bool:
@@ -160,3 +160,51 @@ def test_transport_streams_decode_the_sequential_frames_or_are_refused(reference
                     assert torch.equal(reader.get_frames(request), expected), (path.name, backend, request)
         with pytest.raises(VideoDecodeError, match="MPEG-TS"):
             open_video(path, "decord")
+
+
+def _remux_rotated(source: Path, target: Path, degrees: int) -> Path:
+    """Copy a file's video packets (no re-encoding) into an MP4 whose display matrix turns it by
+    ``degrees`` counter-clockwise, as a phone stores a portrait video."""
+    import av
+
+    with av.open(str(source)) as src, av.open(str(target), "w") as dst:
+        stream = dst.add_stream_from_template(src.streams.video[0])
+        stream.set_display_rotation(degrees)
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                dst.mux(packet)
+    return target
+
+
+@pytest.mark.parametrize(("name", "degrees"), [("bikes", 90), ("bikes", -90), ("carphone_pristine", 180)])
+def test_display_rotation_is_applied_alike_by_every_backend(references, real_videos, tmp_path, name, degrees):
+    """Regression: with a display matrix, decord and torchcodec turned the frames upright but
+    PyAV did not (a 640 x 272 frame came back 640 wide from PyAV, 272 wide from the others), and
+    a short-side resize squeezed decord's and torchcodec's upright 640 x 272 frames into a
+    landscape 64 x 151 (the size came from the stored, unturned header). Now every backend
+    returns the upright frames of the sequential decode turned by ``np.rot90`` (bit-exact), and
+    resizes keep the upright aspect."""
+    import av
+
+    if not hasattr(av.video.stream.VideoStream, "set_display_rotation"):
+        pytest.skip("this PyAV cannot write a display matrix (set_display_rotation)")
+    path = _remux_rotated(real_videos[name], tmp_path / f"{name}_rot.mp4", degrees)
+    ref = references[name]
+    turns = (degrees // 90) % 4
+    upright = (ref.probe.width, ref.probe.height) if turns % 2 else (ref.probe.height, ref.probe.width)
+    assert stored_size(path) == upright
+    indices = [ref.probe.num_frames - 1, 0, ref.probe.num_frames // 2]
+    expected = torch.from_numpy(np.stack([np.rot90(ref.frames[i], turns) for i in indices]))
+    small = (64, round(upright[1] * 64 / upright[0])) if upright[0] <= upright[1] else (
+        round(upright[0] * 64 / upright[1]), 64)  # fmt: skip
+    expected_small = F.interpolate(
+        expected.permute(0, 3, 1, 2).float(), size=small, mode="bilinear", antialias=True, align_corners=False
+    ).permute(0, 2, 3, 1)
+    for backend in [*READERS, "auto"]:
+        with open_video(path, backend) as reader:
+            assert torch.equal(reader.get_frames(indices), expected), backend
+        with open_video(path, backend, resize=64) as reader:
+            frames = reader.get_frames(indices)
+        assert frames.shape == (3, *small, 3), (backend, frames.shape)
+        assert (frames.float() - expected_small).abs().mean() < 2.5, backend  # measured 0.25-1.3

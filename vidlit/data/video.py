@@ -12,6 +12,9 @@ requested order, duplicates allowed). Backends:
   sorted or not, comes back exact.
 - ``torchcodec``: when the package is installed (``seek_mode="exact"``).
 
+Frames come back upright from every backend: a display matrix's rotation (a phone's portrait
+video, stored landscape) is applied, and a resize applies to the upright frame.
+
 Errors, the same for every backend:
 
 - a missing file raises :class:`VideoNotFoundError`, which is both a :class:`VideoDecodeError`
@@ -298,7 +301,10 @@ class VideoReader(ABC):
 
 
 def stored_size(path: str | Path, stat: os.stat_result | None = None) -> tuple[int, int]:
-    """``(h, w)`` of a video file's first video stream, from its header, cached per file.
+    """``(h, w)`` of a video file's first video stream as decoded, from its header, cached per file.
+
+    A display rotation of 90 or 270 degrees (a phone's portrait video, stored landscape with a
+    display matrix) swaps the two: every backend returns the frames turned upright.
 
     decord can only resize to an explicit ``(h, w)`` and has no call that reports the stored
     size, so a short-side resize needs it from elsewhere: PyAV reads it from the container
@@ -330,9 +336,23 @@ def _probe_header(path: str, device: int, inode: int, mtime_ns: int, size: int) 
             if not container.streams.video:
                 raise VideoDecodeError(path, "no video stream")
             context = container.streams.video[0].codec_context
-            return context.height, context.width
+            height, width = context.height, context.width
+            # PyAV exposes the display matrix on frames only: read it from the first one
+            try:
+                first = next(container.decode(video=0), None)
+            except av.FFmpegError:
+                first = None  # a damaged start: the readers report that, not the size probe
+            turns = 0 if first is None else _quarter_turns(first)
+            return (width, height) if turns % 2 else (height, width)
     except av.FFmpegError as e:
         raise VideoDecodeError(path, f"cannot open: {e}") from e
+
+
+def _quarter_turns(frame: Any) -> int:
+    """Counter-clockwise quarter turns (``np.rot90``'s ``k``) that show a PyAV frame upright, from
+    its display matrix (``frame.rotation``: 90 is one turn, -90 three), as players, decord and
+    torchcodec apply it."""
+    return round((getattr(frame, "rotation", 0) or 0) / 90) % 4  # no attribute in older PyAV
 
 
 class DecordReader(VideoReader):
@@ -530,8 +550,6 @@ class PyAVReader(VideoReader):
             self._fps = (len(self._pts) - 1) / float((self._pts[-1] - self._pts[0]) * stream.time_base)
         else:
             raise VideoDecodeError(self.path, "cannot determine the frame rate")
-        height, width = stream.codec_context.height, stream.codec_context.width
-        self._size = None if self.resize is None else output_size(height, width, self.resize)
 
     def __len__(self) -> int:
         return len(self._pts)
@@ -559,11 +577,18 @@ class PyAVReader(VideoReader):
         self._position = -1
 
     def _to_array(self, frame: Any) -> np.ndarray:
-        if self._size is None:
-            return frame.to_ndarray(format="rgb24")
-        return frame.to_ndarray(
-            format="rgb24", height=self._size[0], width=self._size[1], interpolation="BILINEAR"
-        )
+        # turned upright by its display matrix, as decord and torchcodec return it; a resize
+        # applies to the upright frame, so the stored frame is scaled to the transposed size
+        turns = _quarter_turns(frame)
+        if self.resize is None:
+            array = frame.to_ndarray(format="rgb24")
+        else:
+            upright = (frame.width, frame.height) if turns % 2 else (frame.height, frame.width)
+            height, width = output_size(*upright, self.resize)
+            if turns % 2:
+                height, width = width, height
+            array = frame.to_ndarray(format="rgb24", height=height, width=width, interpolation="BILINEAR")
+        return np.ascontiguousarray(np.rot90(array, turns)) if turns else array
 
     def _decode_sorted(self, indices: list[int]) -> np.ndarray:
         wanted, decoded = set(indices), {}
