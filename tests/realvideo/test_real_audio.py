@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from vidlit.data.video import read_audio
+from vidlit.data.video import VideoDecodeError, read_audio
 from vidlit.layers.log_mel import SAMPLE_RATE, log_mel_spectrogram
 
 AAC_FRAME = 1024  # samples per AAC frame: "within one frame of audio"
@@ -56,6 +56,11 @@ def test_native_rate_has_the_streams_length_and_pyavs_samples(bunny):
     cli = _ffmpeg_pcm(bunny).reshape(-1, 6).T
     assert cli.shape == reference.shape and np.abs(cli - waveform.numpy()).max() < 1e-6
     assert 0.01 < waveform.abs().max() <= 1.0  # real sound, not silence
+
+
+def test_a_video_without_audio_says_so(real_videos):
+    with pytest.raises(VideoDecodeError, match=r"bikes\.mp4: no audio stream"):
+        read_audio(real_videos["bikes"])
 
 
 def test_mono_16k_matches_ffmpegs_downmix_and_resampling(bunny):
