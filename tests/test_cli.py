@@ -258,6 +258,19 @@ def test_last_without_a_run_is_one_line(mq_root, tmp_path, capsys):
     assert line.startswith("vidlit: error: --ckpt_path last: no checkpoint under")
 
 
+def test_progress_bar_off_overrides_the_recipes_bar(mq_root, tmp_path, capsys):
+    # the MQ recipe lists a RichProgressBar; Lightning refuses it with enable_progress_bar=False
+    main(
+        ["fit", "--config", RECIPE, "--data.init_args.root", str(mq_root)]
+        + ["--trainer.enable_progress_bar", "false", "--trainer.fast_dev_run", "true"]
+        + ["--trainer.default_root_dir", str(tmp_path)]
+    )
+    lines = capsys.readouterr().out.splitlines()
+    # vidlit's plain per-epoch line (printed when no bar is drawn), and no bar's "Epoch 0/0 ━━ ..."
+    assert any(line.startswith("epoch 0/1 done in") for line in lines), lines
+    assert not any(line.lstrip().startswith("Epoch 0") for line in lines), lines
+
+
 def test_missing_logger_package_is_one_line(mq_root, tmp_path, capsys):
     import importlib.util
 

@@ -26,7 +26,7 @@ import torch
 import yaml
 from jsonargparse._common import debug_mode_active
 from lightning.pytorch.accelerators import CPUAccelerator
-from lightning.pytorch.callbacks import RichProgressBar
+from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.plugins.io import CheckpointIO
@@ -321,7 +321,12 @@ class VidlitCLI(LightningCLI):
             kwargs["logger"] = self._csv_logger(root) if self.subcommand != "predict" else False
         elif (continued := self._continued_wandb_run(config["logger"], root)) is not None:
             kwargs["logger"] = continued
-        for callback in config.get("callbacks") or []:
+        callbacks = config.get("callbacks") or []
+        if config.get("enable_progress_bar") is False and any(isinstance(c, ProgressBar) for c in callbacks):
+            # a recipe's progress bar gives way to --trainer.enable_progress_bar false (batch jobs'
+            # logs) instead of Lightning refusing the pair
+            kwargs["callbacks"] = callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+        for callback in callbacks:
             if type(callback) is RichProgressBar:
                 # same state and arguments; only shows the integer version as ``v_num: 0``
                 callback.__class__ = VersionTextRichProgressBar
