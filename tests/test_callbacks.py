@@ -140,3 +140,18 @@ def test_rich_progress_bar_shows_the_version_as_an_integer(tmp_path):
     )
     assert bar.get_metrics(trainer, BoringModel())["v_num"] == "0"  # rich formats numbers as 0.000
     assert run_dir(trainer) == tmp_path / "version_0"
+
+
+def test_fast_dev_run_writes_no_checkpoint(tmp_path):
+    """``--trainer.fast_dev_run true`` is a smoke run: Lightning's end-of-training ``last.ckpt`` is not written.
+
+    Before the fix every smoke run of a recipe left ``<default_root_dir>/checkpoints/last-vN.ckpt``.
+    """
+    callback = ResumableCheckpoint(dirpath=tmp_path / "checkpoints", monitor="score", mode="max", save_last=True)
+    trainer = Trainer(
+        fast_dev_run=True, callbacks=[callback], enable_progress_bar=False, enable_model_summary=False
+    )
+    trainer.fit(_GetsWorse())
+    assert trainer.global_step == 1
+    assert not (tmp_path / "checkpoints").exists()
+    assert callback.last_model_path == ""

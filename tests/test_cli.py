@@ -269,6 +269,10 @@ def test_progress_bar_off_overrides_the_recipes_bar(mq_root, tmp_path, capsys):
     # vidlit's plain per-epoch line (printed when no bar is drawn), and no bar's "Epoch 0/0 ━━ ..."
     assert any(line.startswith("epoch 0/1 done in") for line in lines), lines
     assert not any(line.lstrip().startswith("Epoch 0") for line in lines), lines
+    # fast_dev_run is a smoke run: it leaves no checkpoint or config.yaml in default_root_dir (it
+    # left checkpoints/last-vN.ckpt and overwrote config.yaml) and says so instead of "logs: None"
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.suffix in (".ckpt", ".yaml")) == []
+    assert "fast_dev_run: no checkpoint, log or config.yaml was written" in lines, lines
 
 
 def test_evaluating_last_ignores_how_the_run_was_trained(mq_root, tmp_path, capsys):

@@ -327,6 +327,13 @@ class ResumableCheckpoint(ModelCheckpoint):
         if not self._should_skip_saving_checkpoint(trainer) and self._should_save_on_train_epoch_end(trainer):
             self._refresh_last(trainer)
 
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Lightning 2.6 writes last.ckpt at the end even under fast_dev_run, which otherwise saves
+        # nothing: a smoke run left <default_root_dir>/checkpoints/last-vN.ckpt behind each time
+        if trainer.fast_dev_run:
+            return
+        super().on_train_end(trainer, pl_module)
+
 
 class SubmissionWriter(BasePredictionWriter):
     """Write ``vidlit predict`` output in the dataset's official submission format.

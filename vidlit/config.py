@@ -518,6 +518,9 @@ class VidlitCLI(LightningCLI):
                 ),
                 soft_wrap=True,
             )
+        if self.trainer.fast_dev_run:
+            console.print("fast_dev_run: no checkpoint, log or config.yaml was written", soft_wrap=True)
+            return
         if checkpoint is not None:
             console.print(f"best checkpoint: {checkpoint.best_model_path or '-'}", soft_wrap=True)
             console.print(f"last checkpoint: {checkpoint.last_model_path or '-'}", soft_wrap=True)
@@ -613,7 +616,9 @@ class RunConfig(SaveConfigCallback):
     """
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if self.already_saved or stage != "fit":
+        if self.already_saved or stage != "fit" or trainer.fast_dev_run:
+            # a fast_dev_run smoke run has no run folder (no logger, no checkpoints): writing
+            # here would overwrite <default_root_dir>/config.yaml
             return
         folder = trainer.strategy.broadcast(str(run_dir(trainer)))
         if trainer.is_global_zero:
