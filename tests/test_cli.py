@@ -48,6 +48,17 @@ def test_bad_key_in_yaml_file(tmp_path, capsys):
     assert "unknown key 'model.init_args.optimizer.init_args.lrr'" in line
 
 
+@pytest.mark.parametrize(("overlay", "key"), [("ave_weak", "data"), ("viclip_clip_towers", "model")])
+def test_override_file_alone_is_one_line(overlay, key, capsys):
+    # these recipes only complete another; alone they said "unknown key 'data.init_args.supervision'"
+    # / "'model.init_args.backbone.init_args.name'", keys the recipe's classes do have
+    line = _error_of(["fit", "--config", f"recipes/{overlay}.yaml"], capsys)
+    assert line == (
+        f"vidlit: error: '{key}' has init_args but no class_path: is this config an override file to "
+        "give after a recipe (--config RECIPE --config FILE)?"
+    )
+
+
 def test_config_error_line_nested_message():
     message = """Parser key "model":
   Does not validate against any of the Union subtypes

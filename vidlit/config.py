@@ -9,6 +9,7 @@ it sits below both.
 
 from __future__ import annotations
 
+import ast
 import csv
 import difflib
 import inspect
@@ -99,12 +100,41 @@ WANDB_RUN_FILE = "wandb_run.json"
 _NOISE = ("Does not validate against", "Subtypes:", "Errors:", "Given value", "Expected a <class 'NoneType'>")
 
 
+def _override_without_class_path(message: str) -> str | None:
+    """The line for ``init_args`` with no ``class_path`` to give them to, else None.
+
+    That is an override file (``recipes/ave_weak.yaml``, ``recipes/viclip_clip_towers.yaml``)
+    given alone, without the recipe it completes; jsonargparse then tries the base class
+    (``LightningDataModule``) and says "unknown key" of a key the recipe's class does have.
+    """
+    outer = re.match(r'Parser key "([^"]+)":', message)
+    given = re.search(r"^\s*Given value: (\{.*)$", message, re.MULTILINE)
+    tried = re.search(r"Problem with given class_path '([^']+)'", message)
+    if not outer or not given or (tried and tried[1] not in _BASE_CLASSES):
+        return None
+    try:
+        value = ast.literal_eval(given[1])
+    except (ValueError, SyntaxError):
+        return None
+    if not isinstance(value, dict) or "init_args" not in value or "class_path" in value:
+        return None
+    return (
+        f"'{outer[1]}' has init_args but no class_path: is this config an override file to give "
+        f"after a recipe (--config RECIPE --config FILE)?"
+    )
+
+
+_BASE_CLASSES = ("lightning.LightningDataModule", "lightning.LightningModule")
+
+
 def config_error_line(message: str) -> str:
     """Condense a jsonargparse error (nested over subclass types) into one line naming the key."""
     if m := re.search(r"Group '([^']+)' does not accept option '([^']+)'", message):
         return f"unknown key '{m[1]}.{m[2]}'"
     if m := re.search(r"nrecognized arguments: --(\S+)", message):
         return f"unknown key '{m[1]}'"
+    if line := _override_without_class_path(message):
+        return line
     path: list[str] = []
     leaf = ""
     for raw in message.splitlines():
