@@ -59,6 +59,29 @@ def test_override_file_alone_is_one_line(overlay, key, capsys):
     )
 
 
+@pytest.mark.parametrize(
+    ("recipe", "line"),
+    [
+        ("zeroshot_cls", "model: ZeroShotClassification evaluates only"),
+        ("retrieval_eval", "model: ZeroShotRetrieval evaluates only"),
+    ],
+)
+def test_fitting_an_evaluation_recipe_is_one_line(recipe, line, tmp_path, monkeypatch, capsys):
+    # it failed on a training list the recipe does not have (zeroshot_cls: "train.csv: video list
+    # not found") or in a traceback (retrieval_eval's data module, in setup)
+    monkeypatch.chdir(tmp_path)  # the recipes write their synthetic data to ./data
+    repo = Path(__file__).resolve().parents[1]
+    with pytest.raises(SystemExit) as exit_info:
+        with monkeypatch.context() as m:
+            m.setattr(sys, "argv", ["vidlit", "fit", "--config", str(repo / f"recipes/{recipe}.yaml")])
+            main()
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        f"vidlit: error: {line} and has nothing to train: use `vidlit test` or `vidlit validate` with this config"
+    ]
+
+
 def test_config_error_line_nested_message():
     message = """Parser key "model":
   Does not validate against any of the Union subtypes

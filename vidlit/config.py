@@ -51,6 +51,7 @@ from vidlit.checkpoint_io import (
     remove_stale_temporaries,
     run_folder,
 )
+from vidlit.core.errors import ConfigurationError
 from vidlit.core.imports import import_path
 from vidlit.core.io import read_json, write_json_atomic
 from vidlit.tasks import TaskModule  # noqa: F401
@@ -518,6 +519,16 @@ class VidlitCLI(LightningCLI):
         verb = "resuming from" if self.subcommand == "fit" else "using"
         print(f"vidlit: --ckpt_path last: {verb} {choice.path}: {choice.reason}")
         return choice
+
+    def before_fit(self) -> None:
+        # an evaluation-only model (zero-shot) or data module (retrieval lists): one line before
+        # any data is read; fit otherwise failed on a training list such recipes do not have
+        for part, key in ((self.model, "model"), (self.datamodule, "data")):
+            if getattr(part, "evaluation_only", False):
+                raise ConfigurationError(
+                    f"{key}: {type(part).__name__} evaluates only and has nothing to train: "
+                    "use `vidlit test` or `vidlit validate` with this config"
+                )
 
     def after_fit(self) -> None:
         log_dir = self.trainer.log_dir  # a collective under DDP: every rank must ask

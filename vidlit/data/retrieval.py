@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vidlit.core.errors import ConfigurationError
 from vidlit.core.io import confined_path, read_json
 from vidlit.data.base import global_seed
 from vidlit.data.internvid import InternVidDataset, collate_video_text
@@ -250,6 +251,8 @@ class RetrievalDataModule(RawVideoDataModule):
         num_workers: DataLoader worker processes.
     """
 
+    evaluation_only = True  # `vidlit fit` refuses it in one line (VidlitCLI.before_fit)
+
     def __init__(
         self,
         root: str = "data/msrvtt",
@@ -321,7 +324,7 @@ class RetrievalDataModule(RawVideoDataModule):
     def setup(self, stage: str) -> None:
         splits = {"validate": ("val",), "test": ("test",)}
         if stage not in splits:
-            raise ValueError(
+            raise ConfigurationError(
                 f"RetrievalDataModule evaluates only (`vidlit test` / `vidlit validate`), not {stage!r}"
             )
         for split in splits[stage]:
