@@ -168,6 +168,17 @@ def test_exported_backbone_and_checkpoint_load_for_fine_tuning(tmp_path):
     assert all(torch.equal(loaded.state_dict()[k], trained[k]) for k in trained)
 
 
+def test_fast_dev_run_exports_no_backbone(tmp_path, capsys):
+    # a `--trainer.fast_dev_run true` smoke run overwrote <default_root_dir>/backbone.pt, the
+    # export of the last real run, with one step's weights
+    (tmp_path / "backbone.pt").write_bytes(b"a trained run's export")
+    t = trainer(tmp_path, fast_dev_run=True, callbacks=[ExportBackbone()])
+    t.fit(tiny_module(), datamodule=TinyVideos())
+    assert t.global_step == 1
+    assert (tmp_path / "backbone.pt").read_bytes() == b"a trained run's export"
+    assert f"fast_dev_run: backbone not exported to {tmp_path / 'backbone.pt'}" in capsys.readouterr().out
+
+
 def test_save_backbone_is_atomic_and_unwraps_compile(tmp_path):
     module = tiny_module(compile=True)
     keys = set(module.state_dict())

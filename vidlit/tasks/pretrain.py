@@ -306,6 +306,9 @@ class ExportBackbone(L.Callback):
         if not trainer.is_global_zero:
             return
         path = Path(self.path) if self.path else Path(trainer.default_root_dir) / "backbone.pt"
+        if trainer.fast_dev_run:  # a smoke run's weights would overwrite a trained run's export
+            print(f"fast_dev_run: backbone not exported to {path}")
+            return
         save_backbone(backbone, path)
         log.info("exported the backbone to %s", path)
         print(f"Backbone written to {path}")
