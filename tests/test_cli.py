@@ -82,6 +82,18 @@ def test_fitting_an_evaluation_recipe_is_one_line(recipe, line, tmp_path, monkey
     ]
 
 
+def test_predict_without_a_submission_format_is_one_line(tmp_path, capsys):
+    # AVE (also LLP, music-dance, InternVid) has no submission format: predict ran every batch and
+    # then failed in a traceback ("AVEDataModule has no write_submission(predictions, path) method")
+    args = ["predict", "--config", "recipes/ave_mpn.yaml", "--data.init_args.root", str(tmp_path / "ave")]
+    with pytest.raises(ValueError) as error:
+        main([*args, "--trainer.default_root_dir", str(tmp_path / "runs")])
+    assert str(error.value) == (
+        "data: AVEDataModule has no submission format (write_submission) for `vidlit predict` to write: "
+        "use `vidlit test` for its metrics or `vidlit infer` on one input"
+    )
+
+
 def test_config_error_line_nested_message():
     message = """Parser key "model":
   Does not validate against any of the Union subtypes

@@ -530,6 +530,15 @@ class VidlitCLI(LightningCLI):
                     "use `vidlit test` or `vidlit validate` with this config"
                 )
 
+    def before_predict(self) -> None:
+        # the submission is written after every batch was predicted: a data module with no
+        # submission format failed there, in a traceback, after the whole loop
+        if self.datamodule is not None and not hasattr(self.datamodule, "write_submission"):
+            raise ConfigurationError(
+                f"data: {type(self.datamodule).__name__} has no submission format (write_submission) for "
+                "`vidlit predict` to write: use `vidlit test` for its metrics or `vidlit infer` on one input"
+            )
+
     def after_fit(self) -> None:
         log_dir = self.trainer.log_dir  # a collective under DDP: every rank must ask
         if not self.trainer.is_global_zero:
