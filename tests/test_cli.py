@@ -94,6 +94,18 @@ def test_predict_without_a_submission_format_is_one_line(tmp_path, capsys):
     )
 
 
+def test_predict_with_a_model_that_has_no_predictions_is_one_line(tmp_path, monkeypatch):
+    # MVMPretrain has no predict_step: Lightning's default passed the batch dict to forward, which
+    # failed in a traceback deep in the masking ("'dict' object has no attribute 'shape'")
+    monkeypatch.chdir(tmp_path)  # the recipe writes its synthetic videos to ./data
+    with pytest.raises(ValueError) as error:
+        main(["predict", "--config", str(Path(__file__).resolve().parents[1] / "recipes/pretrain_mvm.yaml")])
+    assert str(error.value) == (
+        "model: MVMPretrain has no predictions for `vidlit predict` (no predict_step): use `vidlit test` "
+        "for its metrics or `vidlit infer` on one input"
+    )
+
+
 def test_config_error_line_nested_message():
     message = """Parser key "model":
   Does not validate against any of the Union subtypes

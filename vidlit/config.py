@@ -533,6 +533,12 @@ class VidlitCLI(LightningCLI):
     def before_predict(self) -> None:
         # the submission is written after every batch was predicted: a data module with no
         # submission format failed there, in a traceback, after the whole loop
+        if type(self.model).predict_step is L.LightningModule.predict_step:
+            # Lightning's default calls forward(batch): MVMPretrain failed deep in its masking
+            raise ConfigurationError(
+                f"model: {type(self.model).__name__} has no predictions for `vidlit predict` (no "
+                "predict_step): use `vidlit test` for its metrics or `vidlit infer` on one input"
+            )
         if self.datamodule is not None and not hasattr(self.datamodule, "write_submission"):
             raise ConfigurationError(
                 f"data: {type(self.datamodule).__name__} has no submission format (write_submission) for "
