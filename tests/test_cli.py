@@ -34,6 +34,8 @@ def _error_of(args, capsys):
             "unknown key 'model.init_args.head.init_args.windw'",
         ),
         (["--data.init_args.batch_size", "many"], "'data.init_args.batch_size': expected int, got 'many'"),
+        # was "'config': Parser key "config": File does not exist: ..."
+        (["--config", "nope.yaml"], f"vidlit: error: --config '{Path('nope.yaml').resolve()}': file not found"),
     ],
 )
 def test_bad_config_is_one_line_naming_the_key(override, expected, capsys):

@@ -132,6 +132,8 @@ def config_error_line(message: str) -> str:
     """Condense a jsonargparse error (nested over subclass types) into one line naming the key."""
     if m := re.search(r"Group '([^']+)' does not accept option '([^']+)'", message):
         return f"unknown key '{m[1]}.{m[2]}'"
+    if m := re.match(r'Parser key "([^"]+)":\s+File does not exist: (.+)', message):
+        return f"--{m[1]} {m[2].strip()}: file not found"
     if m := re.search(r"nrecognized arguments: --(\S+)", message):
         return f"unknown key '{m[1]}'"
     if line := _override_without_class_path(message):
