@@ -309,6 +309,16 @@ def test_missing_checkpoint_is_one_line(mq_root, tmp_path, capsys):
     assert line == "vidlit: error: --ckpt_path nothing.ckpt: checkpoint not found"
 
 
+def test_best_from_the_command_line_is_one_line(mq_root, tmp_path, capsys):
+    # Lightning's "best" exists only in the process that trained: a traceback before
+    line = _error_of(
+        ["test", "--config", RECIPE, "--data.init_args.root", str(mq_root), "--ckpt_path", "best"]
+        + ["--trainer.default_root_dir", str(tmp_path)],
+        capsys,
+    )
+    assert line.startswith("vidlit: error: --ckpt_path best: Lightning knows the best checkpoint only in")
+
+
 def test_last_without_a_run_is_one_line(mq_root, tmp_path, capsys):
     line = _error_of(
         ["test", "--config", RECIPE, "--data.init_args.root", str(mq_root), "--ckpt_path", "last"]

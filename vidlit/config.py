@@ -493,6 +493,14 @@ class VidlitCLI(LightningCLI):
     def _check_ckpt_path(self) -> None:
         """A ``--ckpt_path`` file that does not exist: one line, before anything is built."""
         path = (self.config_init[self.subcommand] if self.subcommand else self.config_init).get("ckpt_path")
+        if path == "best":
+            # Lightning knows "best" only within the process that trained: from the command line
+            # it failed in a traceback saying ModelCheckpoint "is not configured to save the best model"
+            sys.stderr.write(
+                "vidlit: error: --ckpt_path best: Lightning knows the best checkpoint only in the process "
+                "that trained; give its file (`vidlit fit` prints it: best checkpoint: ...) or `last`\n"
+            )
+            sys.exit(2)
         if path is None or path in _CKPT_KEYWORDS or "://" in str(path) or Path(path).is_file():
             return
         sys.stderr.write(f"vidlit: error: --ckpt_path {path}: checkpoint not found\n")
