@@ -34,6 +34,8 @@ def _error_of(args, capsys):
             "unknown key 'model.init_args.head.init_args.windw'",
         ),
         (["--data.init_args.batch_size", "many"], "'data.init_args.batch_size': expected int, got 'many'"),
+        # Lightning's MisconfigurationException was a traceback (also `--trainer.accelerator gpu` without one)
+        (["--trainer.devices", "0"], "vidlit: error: trainer: `Trainer(devices='0')` value is not a valid input"),
         # was "'config': Parser key "config": File does not exist: ..."
         (["--config", "nope.yaml"], f"vidlit: error: --config '{Path('nope.yaml').resolve()}': file not found"),
     ],

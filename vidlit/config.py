@@ -26,6 +26,7 @@ import lightning as L
 import torch
 import yaml
 from jsonargparse._common import debug_mode_active
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
@@ -365,7 +366,13 @@ class VidlitCLI(LightningCLI):
             if type(callback) is RichProgressBar:
                 # same state and arguments; only shows the integer version as ``v_num: 0``
                 callback.__class__ = VersionTextRichProgressBar
-        trainer = super().instantiate_trainer(**kwargs)
+        try:
+            trainer = super().instantiate_trainer(**kwargs)
+        except MisconfigurationException as e:
+            # trainer settings the machine or Lightning refuses (`--trainer.accelerator gpu` on a
+            # machine without one, `--trainer.devices 0`): Lightning's one sentence, not a traceback
+            sys.stderr.write(f"vidlit: error: trainer: {e}\n")
+            sys.exit(2)
         if isinstance(trainer.accelerator, CPUAccelerator):
             try:
                 threads, why = cpu_threads()
