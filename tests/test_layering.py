@@ -12,12 +12,22 @@ own (NLQ's query text tower), so a head may import metrics and backbones; none o
 imports a head. Known violations would be allow-listed below, each as an
 ``(importer, imported)`` pair; the list may only shrink: a pair that no longer occurs fails the
 test, so whoever removes an import removes its entry.
+
+The curation and extraction path (``vidlit curate``, ``vidlit extract``, the engines whose Ray
+workers unpickle their stages, and the shard reader) runs without Lightning: importing it costs
+seconds per process. A subprocess imports each of those modules and checks that no Lightning
+module came with it.
 """
 
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "vidlit"
@@ -176,3 +186,28 @@ def test_layers_import_downward_only():
 def test_allow_lists_hold_only_violations():
     assert all(_violates(*edge) for edge in ALLOWED_LAYER_VIOLATIONS)
     assert not any(_violates(*edge) for edge in ALLOWED_CYCLE_EDGES)  # those are cycles, not layering
+
+
+# Modules whose import (in the driver and in every Ray worker) must not pull in Lightning
+LIGHTNING_FREE = ("vidlit.curate", "vidlit.extract", "vidlit.engines.ray_data", "vidlit.data.shards")
+
+
+@pytest.mark.parametrize("module", LIGHTNING_FREE)
+def test_curation_path_imports_no_lightning(module):
+    code = (
+        f"import sys, {module}\n"
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith(('lightning', 'pytorch_lightning')))))"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = done.stdout.split()
+    assert not loaded, (
+        f"import {module} loads Lightning ({', '.join(loaded[:5])}, ...); find the importer with "
+        f"python -X importtime -c 'import {module}' and import it where it is used"
+    )

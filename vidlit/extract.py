@@ -60,14 +60,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from vidlit.checkpoint_io import remove_stale_temporaries
 from vidlit.core.device import resolve_device
 from vidlit.core.fingerprint import settings_changes, weights_fingerprint
 from vidlit.core.imports import import_path
@@ -76,7 +75,6 @@ from vidlit.core.progress import progress_bar
 from vidlit.data.features import EXTRACTION_RECORD, FEATURE_SUFFIXES
 from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoBatchTransform
 from vidlit.data.video import BACKENDS, VideoDecodeError, open_video
-from vidlit.data.video_list import VideoEntry, read_video_list
 from vidlit.engines import (
     ENGINES,
     OutputFolder,
@@ -90,6 +88,11 @@ from vidlit.engines import (
 )
 from vidlit.engines.partitions import MARKERS
 from vidlit.engines.ray_data import RayOptions
+
+if TYPE_CHECKING:
+    # imported where used: vidlit.data.video_list (with its data module) and vidlit.checkpoint_io
+    # import Lightning, which a Ray worker unpickling this module's stages has no use for
+    from vidlit.data.video_list import VideoEntry
 
 log = logging.getLogger(__name__)
 
@@ -508,6 +511,8 @@ def extract_features(
         )
     if fps is not None and fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
+    from vidlit.data.video_list import read_video_list
+
     source = str(videos) if isinstance(videos, (str, Path)) else "video list"
     entries = read_video_list(videos) if isinstance(videos, (str, Path)) else list(videos)
     folder = OutputFolder(out)
@@ -730,6 +735,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def extract_main(args: list[str]) -> ExtractSummary:
     """``vidlit extract ...``: parse ``args``, extract, print the summary (unreadable videos listed)."""
+    from vidlit.checkpoint_io import remove_stale_temporaries
+
     parser = build_parser()
     options = parser.parse_args(args)
     local = "://" not in options.out or options.out.startswith("file://")

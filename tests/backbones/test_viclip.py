@@ -7,6 +7,7 @@ and ``CLIP_TEXT`` forward passes) in plain tensor operations; the official code 
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import pytest
@@ -256,6 +257,13 @@ def test_bad_checkpoints_are_named_in_one_line(tmp_path, released):
         load_tiny(save(lambda s: [s.pop(k) for k in list(s) if k.startswith("text_encoder.")]))
     with pytest.warns(UserWarning, match="unexpected keys \\['extra'\\]"):
         load_tiny(save(lambda s: s.update(extra=torch.zeros(1))), strict=False)
+    # a vision key is reported once, in the file's names (not again by the tower, unprefixed)
+    gone = "vision_encoder.transformer.resblocks.1.ln_2.bias"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        load_tiny(save(lambda s: s.pop(gone)), strict=False)
+    reports = [str(w.message) for w in caught if "missing keys" in str(w.message)]
+    assert len(reports) == 1 and f"'{gone}'" in reports[0], reports
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         load_tiny(tmp_path / "none.pth")
 

@@ -46,7 +46,13 @@ def test_msrvtt_rows_are_checked(tmp_path, rows, match):
 def test_msrvtt_header_must_name_the_columns(tmp_path):
     path = tmp_path / "test.csv"
     path.write_text("key,video,caption\nret0,video1,a cat\n")
-    with pytest.raises(ValueError, match=r"test.csv:1: the header must name key,vid_key,video_id,sentence"):
+    with pytest.raises(
+        ValueError, match=r"test.csv:1: the header row must name columns 'video_id', 'sentence', got"
+    ):
+        read_msrvtt(path)
+    # the video lists' CSV reader: a column named twice is refused, not read as its last copy
+    path.write_text("key,video_id,video_id,sentence\nret0,video1,video2,a cat\n")
+    with pytest.raises(ValueError, match=r"test.csv:1: duplicate column names"):
         read_msrvtt(path)
 
 

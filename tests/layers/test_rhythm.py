@@ -4,10 +4,11 @@ import math
 
 import librosa
 import numpy as np
+import pytest
 import torch
 
 from vidlit.data.music_dance import visual_onset_envelope
-from vidlit.layers.log_mel import _onset_strength, log_mel_spectrogram
+from vidlit.layers.log_mel import log_mel_spectrogram, onset_envelope
 from vidlit.layers.rhythm import directogram, max_normalize, pick_peaks, spectral_flux, visual_beats
 
 
@@ -30,6 +31,19 @@ def test_flux_and_normalization():
     torch.testing.assert_close(spectral_flux(spectrum), torch.tensor([0.0, 4.0, 1.0, 0.0]))
     torch.testing.assert_close(max_normalize(torch.tensor([0.0, 2.0, 1.0])), torch.tensor([0.0, 1.0, 0.5]))
     assert max_normalize(torch.zeros(3)).sum() == 0
+
+
+def test_spectral_flux_is_bit_for_bit_the_two_formulas_it_replaced():
+    # motion flux (rhythm.spectral_flux, summed, [t, k]) and the audio onset strength
+    # (log_mel._onset_strength, averaged over bands, batched): the old code, inline
+    x = torch.randn(3, 50, 64, generator=torch.Generator().manual_seed(0))
+    old_mean = torch.nn.functional.pad((x[..., 1:, :] - x[..., :-1, :]).clamp_min(0.0).mean(-1), (1, 0))
+    assert torch.equal(spectral_flux(x, reduce="mean"), old_mean)
+    for spectrum in (x[0], x[1, :, :1], x[2, :1], x[2, :0]):
+        old_sum = torch.cat([spectrum.new_zeros(1), (spectrum[1:] - spectrum[:-1]).clamp_min(0.0).sum(-1)])
+        assert torch.equal(spectral_flux(spectrum), old_sum)
+    with pytest.raises(ValueError, match="reduce must be 'sum' or 'mean'"):
+        spectral_flux(x, reduce="max")
 
 
 def test_visual_beats_mark_the_jerks():
@@ -56,6 +70,7 @@ def test_music_dance_audio_envelope_is_librosas_onset_strength():
     # (lag 1, no centring) up to float rounding; librosa's own front end (power dB mel, 512 hop) differs
     wave = torch.randn(16000 * 2, generator=torch.Generator().manual_seed(0)) * 0.1
     mel = log_mel_spectrogram(wave, 16000)
-    ours = _onset_strength(mel).numpy()
+    ours = spectral_flux(mel, reduce="mean").numpy()
+    assert torch.equal(onset_envelope(wave, 16000), spectral_flux(mel, reduce="mean"))
     theirs = librosa.onset.onset_strength(S=mel.T.double().numpy(), center=False)
     np.testing.assert_allclose(ours, theirs, atol=1e-6)

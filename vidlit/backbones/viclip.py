@@ -187,7 +187,11 @@ def load_viclip_checkpoint(
         if not isinstance(video_tower, CLIPVideoViT):
             raise ValueError(f"video={video!r}: a ViCLIP checkpoint needs a viclip_* video tower")
     _check_vision_keys(video_tower, state, where, strict)
-    proj = video_tower.load_clip_state_dict(state, "viclip", strict, temporal_adapt, where).proj
+    with warnings.catch_warnings():
+        # the keys were reported above in the file's own names: the tower's own (unprefixed) report
+        # of the same keys would say it twice under strict=False
+        warnings.filterwarnings("ignore", message=r".*vision tower: missing keys")
+        proj = video_tower.load_clip_state_dict(state, "viclip", strict, temporal_adapt, where).proj
 
     if proj is None or text_projection is None:
         absent = [

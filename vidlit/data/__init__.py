@@ -20,7 +20,7 @@ _EXPORTS = {
     "Ego4DNLQ": "ego4d_nlq",
     "Ego4DSCOD": "ego4d_scod",
     "Ego4DSTA": "ego4d_sta",
-    "EpochStreamLoader": "base",
+    "EpochStreamLoader": "epochs",
     "InternVidDataModule": "internvid",
     "LLPVideoParsing": "llp",
     "MusicDanceDataModule": "music_dance",
@@ -52,13 +52,14 @@ __all__ = [
 
 if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
     from vidlit.data.ave import AVEDataModule
-    from vidlit.data.base import EpochStreamLoader, VidlitDataModule
+    from vidlit.data.base import VidlitDataModule
     from vidlit.data.ego4d import Ego4DFeatureDataModule
     from vidlit.data.ego4d_fhp import Ego4DFHP
     from vidlit.data.ego4d_mq import Ego4DMQ
     from vidlit.data.ego4d_nlq import Ego4DNLQ
     from vidlit.data.ego4d_scod import Ego4DSCOD
     from vidlit.data.ego4d_sta import Ego4DSTA
+    from vidlit.data.epochs import EpochStreamLoader
     from vidlit.data.internvid import InternVidDataModule
     from vidlit.data.llp import LLPVideoParsing
     from vidlit.data.music_dance import MusicDanceDataModule

@@ -61,13 +61,12 @@ class Ego4DFeatureDataModule(VidlitDataModule):
     ):
         super().__init__(batch_size=batch_size, num_workers=num_workers)
         self.root: Path | str = root.rstrip("/") if is_url(root) else Path(root)
-        if write_synthetic is not None and isinstance(self.root, Path) and not self.root.exists():
-            log.warning(
-                "%s does not exist: writing the SYNTHETIC %s sample dataset there",
-                self.root,
-                type(self).__name__,
+        if write_synthetic is not None:
+            from vidlit.data.synth import write_sample_if_missing
+
+            write_sample_if_missing(
+                self.root, write_synthetic, f"{type(self).__name__} sample dataset", log=log
             )
-            write_synthetic(self.root)
         self.feature_dir = join_path(self.root, feature_dir)
         self.feature_dim = feature_dim
         self.strict = strict

@@ -357,16 +357,14 @@ class InternVidDataModule(RawVideoDataModule):
         if num_frames < 1:
             raise ValueError(f"num_frames must be positive, got {num_frames}")
         self.root = Path(root)
-        if synthetic and not self.root.exists():
+        if synthetic:
+            from vidlit.data.synth import write_sample_if_missing
             from vidlit.data.synth.internvid import write_internvid
 
-            log.warning("%s does not exist: writing the SYNTHETIC InternVid sample there", self.root)
-            print(f"writing the synthetic InternVid sample dataset to {self.root}")
-            write_internvid(self.root)
-        if synthetic:
-            from vidlit.data.synth import require_complete
-
-            require_complete(self.root, train_annotations, "internvid")
+            write_sample_if_missing(
+                self.root, write_internvid, "InternVid sample", marker=train_annotations, task="internvid",
+                log=log, announce=True,
+            )  # fmt: skip
         self.files = {
             "train": self.root / train_annotations,
             "val": self.root / val_annotations,

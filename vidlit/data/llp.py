@@ -25,6 +25,7 @@ files are then read through :func:`fsspec.open`, each feature folder listed once
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import logging
 from collections.abc import Callable
@@ -370,24 +371,20 @@ class LLPVideoParsing(VidlitDataModule):
         if not 0 <= motion_dim < feature_dim:
             raise ValueError(f"motion_dim {motion_dim} must lie in [0, feature_dim={feature_dim})")
         self.root: Path | str = root.rstrip("/") if is_url(root) else Path(root)
-        if synthetic and isinstance(self.root, Path) and not self.root.exists():
+        if synthetic:
+            from vidlit.data.synth import write_sample_if_missing
             from vidlit.data.synth.llp import write_llp
 
-            log.warning("%s does not exist: writing the SYNTHETIC LLP sample dataset there", self.root)
-            write_llp(
-                self.root,
-                audio_dim=audio_dim,
-                visual_dim=feature_dim - motion_dim,
-                motion_dim=motion_dim or 1,
-                num_segments=num_segments,
+            sample = functools.partial(
+                write_llp, audio_dim=audio_dim, visual_dim=feature_dim - motion_dim,
+                motion_dim=motion_dim or 1, num_segments=num_segments,
+            )  # fmt: skip
+            write_sample_if_missing(
+                self.root, sample, "LLP sample dataset", marker=train_csv, task="llp", log=log
             )
         self.audio_dim, self.feature_dim, self.motion_dim = audio_dim, feature_dim, motion_dim
         self.num_segments = num_segments
         self.strict = strict
-        if synthetic:
-            from vidlit.data.synth import require_complete
-
-            require_complete(self.root, train_csv, "llp")
         self.class_names = list(class_names) if class_names is not None else list(LLP_CATEGORIES)
         if len(set(self.class_names)) != len(self.class_names):
             raise ValueError(f"class_names has duplicates: {self.class_names}")

@@ -301,14 +301,14 @@ class RawVideoFolderDataModule(VidlitDataModule):
     ):
         super().__init__(batch_size=batch_size, num_workers=num_workers)
         self.root = Path(root)
-        if synthetic and not self.root.exists():
+        if synthetic:
+            from vidlit.data.synth import write_sample_if_missing
+
             # the subclass's logger, as when each reader wrote its own sample
-            logging.getLogger(type(self).__module__).warning(
-                "%s does not exist: writing the SYNTHETIC %s sample dataset there",
-                self.root,
-                self.synthetic_name,
-            )
-            self.write_synthetic(self.root)
+            write_sample_if_missing(
+                self.root, self.write_synthetic, f"{self.synthetic_name} sample dataset",
+                log=logging.getLogger(type(self).__module__),
+            )  # fmt: skip
         self.files = split_files(self.root, train, val, test, predict)
         self.video_dir = self.root / video_dir
         self.size = size

@@ -13,7 +13,6 @@ recipes/retrieval_eval.yaml``) or :class:`~vidlit.tasks.video_text.VideoTextPret
 
 from __future__ import annotations
 
-import csv
 import functools
 import logging
 from dataclasses import dataclass
@@ -25,11 +24,11 @@ from vidlit.data.base import global_seed
 from vidlit.data.internvid import InternVidDataset, collate_video_text
 from vidlit.data.raw_video import RawVideoDataModule
 from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoBatchTransform
+from vidlit.data.video_list import read_csv_rows
 from vidlit.formats._schema import validate
 from vidlit.formats.internvid import VIDEO_SUFFIXES
 from vidlit.formats.retrieval import (
     DIDEMO_MAX_SECONDS,
-    MSRVTT_COLUMNS,
     RETRIEVAL_FORMATS,
     ActivityNetCaptionsVideo,
     DiDeMoMoment,
@@ -93,50 +92,32 @@ def read_msrvtt(path: str | Path) -> list[RetrievalVideo]:
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: naming the file and line: a header without ``video_id`` and ``sentence``, a row
-            with another number of fields, an empty ``video_id`` or ``sentence``, a video listed twice.
+        ValueError: naming the file and line: a header without ``video_id`` and ``sentence`` (or
+            with a column named twice), a row with another number of fields, an empty ``video_id`` or
+            ``sentence``, a video listed twice.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: MSR-VTT annotation file not found")
     videos: list[RetrievalVideo] = []
     seen: dict[str, int] = {}
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        header = None
-        for row in reader:
-            if not any(field.strip() for field in row):
-                continue
-            if header is None:
-                header = [field.strip() for field in row]
-                missing = [c for c in ("video_id", "sentence") if c not in header]
-                if missing:
-                    raise ValueError(
-                        f"{path}:{reader.line_num}: the header must name {','.join(MSRVTT_COLUMNS)}; "
-                        f"missing {missing}"
-                    )
-                continue
-            line = reader.line_num
-            if len(row) != len(header):
-                raise ValueError(
-                    f"{path}:{line}: expected {len(header)} fields ({','.join(header)}), got {len(row)}"
-                )
-            record = validate(MSRVTTRow, dict(zip(header, row)), path, where=f"line {line}")
-            if record.video_id in seen:
-                # 1k-A has one caption per video: a second one would be a second query of one video
-                raise ValueError(
-                    f"{path}: line {line}: key 'video_id': {record.video_id!r} is already on line "
-                    f"{seen[record.video_id]} (the 1k-A test split has one caption per video)"
-                )
-            seen[record.video_id] = line
-            videos.append(
-                RetrievalVideo(
-                    record.video_id,
-                    _candidates(record.video_id),
-                    record.sentence,
-                    where=f"{path.name}: line {line}",
-                )
+    for line, row in read_csv_rows(path, keys=("video_id", "sentence")):
+        record = validate(MSRVTTRow, row, path, where=f"line {line}")
+        if record.video_id in seen:
+            # 1k-A has one caption per video: a second one would be a second query of one video
+            raise ValueError(
+                f"{path}: line {line}: key 'video_id': {record.video_id!r} is already on line "
+                f"{seen[record.video_id]} (the 1k-A test split has one caption per video)"
             )
+        seen[record.video_id] = line
+        videos.append(
+            RetrievalVideo(
+                record.video_id,
+                _candidates(record.video_id),
+                record.sentence,
+                where=f"{path.name}: line {line}",
+            )
+        )
     return videos
 
 
@@ -293,16 +274,13 @@ class RetrievalDataModule(RawVideoDataModule):
             raise ValueError(f"num_frames must be positive, got {num_frames}")
         self.root = Path(root)
         self.format = format
-        if synthetic and not self.root.exists():
-            from vidlit.data.synth import synthesize
-
-            log.warning("%s does not exist: writing the SYNTHETIC %s sample there", self.root, format)
-            print(f"writing the synthetic {format} sample dataset to {self.root}")
-            synthesize(format, self.root)
         if synthetic:
-            from vidlit.data.synth import require_complete
+            from vidlit.data.synth import synthesize, write_sample_if_missing
 
-            require_complete(self.root, annotations, format)
+            write_sample_if_missing(
+                self.root, functools.partial(synthesize, format), f"{format} sample", marker=annotations,
+                task=format, log=log, announce=True,
+            )  # fmt: skip
         self.annotations = self.root / annotations
         self.video_dir = self.root / video_dir
         self.num_frames = num_frames

@@ -23,7 +23,7 @@ logged, counted and skipped (or raises, with ``strict=True``). :class:`EpochStre
 the stream its epoch each time an epoch's iteration starts, so its shuffling follows the
 trainer's epoch, with persistent workers and after a resume too, and a training loader resumes
 mid-epoch at the first sample not yet trained on (each worker's stream skips the samples it had
-given, without decoding them: :class:`~vidlit.data.base.LoaderPosition`).
+given, without decoding them: :class:`~vidlit.data.epochs.LoaderPosition`).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from torch import Tensor
 from torch.utils.data import IterableDataset, get_worker_info
 
 from vidlit.core.storage import OutputFolder
-from vidlit.data.base import EpochSeeded, EpochStreamLoader, _rank_and_world  # noqa: F401  (EpochStreamLoader lived here)
+from vidlit.data.epochs import EpochSeeded, EpochStreamLoader, _rank_and_world  # noqa: F401  (EpochStreamLoader lived here)
 from vidlit.data.sampling import uniform_segments
 from vidlit.data.transforms import bound_aspect
 from vidlit.data.video import VideoDecodeError, output_size
@@ -336,7 +336,7 @@ class VideoTextShards(EpochSeeded, IterableDataset):
     Each reader's stream is its shards' samples, still encoded, through the shuffle buffer; clips
     are decoded as they leave it. :meth:`set_start` makes each reader skip the first items of that
     stream (read, never decoded) and :meth:`stream_position` says how many it has taken: what
-    :class:`~vidlit.data.base.EpochStreamLoader` saves to resume an epoch mid-way.
+    :class:`~vidlit.data.epochs.EpochStreamLoader` saves to resume an epoch mid-way.
 
     Args:
         urls: shard URL(s): local paths, ``file://``, any fsspec protocol (``s3://``, ``gs://``,

@@ -107,8 +107,21 @@ class VideoEntry:
     line: int
 
 
-def _rows(path: Path, key: str = "path") -> Iterator[tuple[int, dict[str, Any]]]:
-    """``(line number, {column: value})`` for each non-blank row of a CSV list with a header row."""
+def read_csv_rows(path: Path, keys: Sequence[str] = ("path",)) -> Iterator[tuple[int, dict[str, str]]]:
+    """``(line number, {column: value})`` for each non-blank row of a UTF-8 CSV file with a header row.
+
+    The one CSV reader of vidlit's data modules: video lists, Kinetics' official CSVs and MSR-VTT's
+    test CSV (:func:`vidlit.data.retrieval.read_msrvtt`). Values are as written (the schema
+    models validate and strip them); line numbers count physical lines, 1-based.
+
+    Args:
+        path: the CSV file.
+        keys: the columns the header row must name.
+
+    Raises:
+        ValueError: one line ``file:line: problem``: a header row without one of ``keys`` or with a
+            column named twice, a row with another number of fields than the header.
+    """
     with path.open(newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
         header = None
@@ -117,10 +130,11 @@ def _rows(path: Path, key: str = "path") -> Iterator[tuple[int, dict[str, Any]]]
                 continue
             if header is None:
                 header = [field.strip() for field in row]
-                if key not in header:
-                    raise ValueError(
-                        f"{path}:{reader.line_num}: the header row must name a {key!r} column, got {row}"
+                if any(key not in header for key in keys):
+                    named = (
+                        f"a {keys[0]!r} column" if len(keys) == 1 else "columns " + ", ".join(map(repr, keys))
                     )
+                    raise ValueError(f"{path}:{reader.line_num}: the header row must name {named}, got {row}")
                 if len(set(header)) != len(header):
                     raise ValueError(f"{path}:{reader.line_num}: duplicate column names in {header}")
                 continue
@@ -224,7 +238,7 @@ class _Row:
 
 
 def _kinetics_rows(path: Path, video_dir: str, ext: str) -> Iterator[_Row]:
-    for line, row in _rows(path, key="youtube_id"):
+    for line, row in read_csv_rows(path, keys=("youtube_id",)):
         record = validate(KineticsRow, row, path, where=f"line {line}")
         folder = video_dir
         if "{split}" in video_dir:
@@ -353,7 +367,7 @@ def read_video_list(
         entries.append(VideoEntry(file, video_id, label, name, start, end, line))
 
     if fmt in ("csv", "jsonl"):
-        rows = read_jsonl(path, "video list") if fmt == "jsonl" else _rows(path)
+        rows = read_jsonl(path, "video list") if fmt == "jsonl" else read_csv_rows(path)
         for line, row in rows:
             where = f"{path}:{line}"
             record = validate(VideoListRow, row, path, where=f"line {line}")
@@ -762,18 +776,14 @@ class VideoListDataModule(RawVideoDataModule):
         self.root = Path(root)
         # a name picks another `vidlit data synth` sample (e.g. "kinetics", the official CSV layout)
         sample = synthetic if isinstance(synthetic, str) else "videos"
-        if synthetic and not self.root.exists():
-            log.warning("%s does not exist: writing the SYNTHETIC %s sample there", self.root, sample)
-            if sample == "videos":
-                write_synthetic_video_list(self.root)
-            else:
-                from vidlit.data.synth import synthesize
-
-                synthesize(sample, self.root)
         if synthetic:
-            from vidlit.data.synth import require_complete
+            from vidlit.data.synth import synthesize, write_sample_if_missing
 
-            require_complete(self.root, train_list if sample == "videos" else test_list or val_list, sample)
+            if sample == "videos":
+                write, marker = write_synthetic_video_list, train_list
+            else:
+                write, marker = functools.partial(synthesize, sample), test_list or val_list
+            write_sample_if_missing(self.root, write, f"{sample} sample", marker=marker, task=sample, log=log)
         self.files = {
             "train": self.root / train_list,
             "val": self.root / val_list,

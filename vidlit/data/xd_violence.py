@@ -36,6 +36,7 @@ of the lists resolve against it (and may not leave it), each feature folder is l
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import posixpath
@@ -438,17 +439,16 @@ class XDViolence(VidlitDataModule):
     ):
         super().__init__(batch_size=batch_size, num_workers=num_workers)
         self.root: Path | str = root.rstrip("/") if is_url(root) else Path(root)
-        if synthetic and isinstance(self.root, Path) and not self.root.exists():
+        if synthetic:
+            from vidlit.data.synth import write_sample_if_missing
             from vidlit.data.synth.xd_violence import write_xd_violence
 
-            log.warning(
-                "%s does not exist: writing the SYNTHETIC XD-Violence sample dataset there", self.root
+            sample = functools.partial(
+                write_xd_violence, feature_dim=feature_dim, audio_dim=audio_dim, num_crops=num_crops
             )
-            write_xd_violence(self.root, feature_dim=feature_dim, audio_dim=audio_dim, num_crops=num_crops)
-        if synthetic:
-            from vidlit.data.synth import require_complete
-
-            require_complete(self.root, rgb_list, "xd_violence")
+            write_sample_if_missing(
+                self.root, sample, "XD-Violence sample dataset", marker=rgb_list, task="xd_violence", log=log
+            )
         self.lists = {
             "train": (join_path(self.root, rgb_list), join_path(self.root, audio_list)),
             "test": (join_path(self.root, test_rgb_list), join_path(self.root, test_audio_list)),

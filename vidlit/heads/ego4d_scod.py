@@ -31,7 +31,12 @@ from vidlit.metrics.coco_detection import COCODetectionAP
 
 
 def _sincos(coords: Tensor, dim: int, temperature: float = 10000.0) -> Tensor:
-    """``[..., dim]`` sine-cosine features of coordinates in ``[0, 1]`` (DETR's ``PositionEmbeddingSine``)."""
+    """``[..., dim]`` sine-cosine features of coordinates in ``[0, 1]`` (DETR's ``PositionEmbeddingSine``).
+
+    Not LORIS's ``_sinusoidal`` of ``2pi x`` (its float32 ``exp(-log(T) i/h)`` frequencies differ in
+    the last bits, up to 5e-7 on ``[0, 1]``, and trained heads expect these), nor
+    :func:`vidlit.layers.pos_embed.sincos_table` (VideoMAE's interleaved table of integer positions).
+    """
     freqs = temperature ** (torch.arange(dim // 2, device=coords.device, dtype=torch.float32) / (dim // 2))
     angles = coords.float()[..., None] * 2 * torch.pi / freqs
     return torch.cat([angles.sin(), angles.cos()], dim=-1)

@@ -52,7 +52,12 @@ __all__ = ["LorisHead", "LorisUNet"]
 
 
 def _sinusoidal(positions: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
-    """``[..., dim]`` sinusoidal embedding of float positions."""
+    """``[..., dim]`` sinusoidal embedding of float positions (sines, then cosines).
+
+    Not :func:`vidlit.layers.pos_embed.sincos_table` (VideoMAE's interleaved float64 table of integer
+    positions): the float32 ``exp(-log(T) i/h)`` frequencies differ from it in the last bits (3e-6 over
+    50 positions of width 256), and trained models expect these.
+    """
     half = dim // 2
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=positions.device) / half)
     args = positions[..., None].float() * freqs

@@ -14,6 +14,8 @@ import math
 import torch
 from torch import Tensor
 
+from vidlit.layers.rhythm import spectral_flux
+
 __all__ = [
     "SAMPLE_RATE",
     "log_mel_patches",
@@ -102,12 +104,6 @@ def _patches(frames: Tensor, seconds: int) -> Tensor:
     return frames[index]
 
 
-def _onset_strength(mel: Tensor) -> Tensor:
-    """Positive log-mel flux, averaged over bands, per frame (frame 0 is 0): ``[..., frames]``."""
-    flux = (mel[..., 1:, :] - mel[..., :-1, :]).clamp_min(0.0).mean(-1)
-    return torch.nn.functional.pad(flux, (1, 0))
-
-
 def _whole_seconds(waveform: Tensor, sample_rate: int, num_seconds: int | None) -> int:
     if waveform.ndim != 1:
         raise ValueError(f"log-mel patches take mono audio [n], got shape {tuple(waveform.shape)}")
@@ -131,11 +127,11 @@ def log_mel_patches(
 
 
 def onset_envelope(waveform: Tensor, sample_rate: int = SAMPLE_RATE) -> Tensor:
-    """Onset strength per 10 ms frame: positive log-mel flux summed over bands (librosa's ``onset_strength``).
+    """Onset strength per 10 ms frame: positive log-mel flux, mean over bands (librosa's ``onset_strength``).
 
     Peaks mark sound-intensity onsets (beats, hits); the music-rhythm side of music-dance models.
     """
-    return _onset_strength(log_mel_spectrogram(waveform, sample_rate))
+    return spectral_flux(log_mel_spectrogram(waveform, sample_rate), reduce="mean")
 
 
 def onset_envelope_and_patches(
@@ -160,4 +156,4 @@ def onset_envelope_and_patches(
     if waveform.shape[-1] < needed:
         waveform = torch.nn.functional.pad(waveform, (0, needed - waveform.shape[-1]))
     mel = log_mel_spectrogram(waveform, sample_rate)  # [frames, 64]
-    return _onset_strength(mel[:num_frames]), _patches(mel, seconds)
+    return spectral_flux(mel[:num_frames], reduce="mean"), _patches(mel, seconds)

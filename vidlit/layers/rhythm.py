@@ -2,9 +2,9 @@
 
 One implementation for every family that reads rhythm off motion:
 
-- :func:`spectral_flux`: positive temporal difference summed over bins, the onset strength of a
-  ``[t, bins]`` motion spectrum (music-dance: one bin, the frame-difference strength; LORIS: the
-  directogram's ten angle bins);
+- :func:`spectral_flux`: positive temporal difference summed (or averaged) over bins, the onset
+  strength of a ``[t, bins]`` motion spectrum (music-dance: one bin, the frame-difference strength;
+  LORIS: the directogram's ten angle bins) or of log-mel frames (the audio onset envelope);
 - :func:`max_normalize`: an envelope scaled to a maximum of 1;
 - :func:`directogram`: frame-to-frame joint displacement binned by angle (LORIS's visual rhythm);
 - :func:`pick_peaks` and :func:`visual_beats`: the envelope's peaks as a binary beat sequence
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import torch
@@ -35,10 +36,26 @@ __all__ = [
 ]
 
 
-def spectral_flux(spectrum: Tensor) -> Tensor:
-    """Onset strength of a ``[t, k]`` spectrum: ``sum_k max(x[t, k] - x[t - 1, k], 0)``; frame 0 is 0."""
-    flux = (spectrum[1:] - spectrum[:-1]).clamp_min(0.0).sum(-1)
-    return torch.cat([spectrum.new_zeros(1), flux])
+def spectral_flux(spectrum: Tensor, reduce: Literal["sum", "mean"] = "sum") -> Tensor:
+    """Onset strength of a ``[..., t, k]`` spectrum: ``sum_k max(x[t, k] - x[t - 1, k], 0)``; frame 0 is 0.
+
+    The one positive-flux implementation of vidlit: motion spectra (music-dance's strength, LORIS's
+    directogram) sum over their bins, the audio onset envelope
+    (:func:`vidlit.layers.log_mel.onset_envelope`) averages over its mel bands as librosa's
+    ``onset_strength`` does.
+
+    Args:
+        spectrum: ``[..., t, k]`` frames of ``k`` bins; leading dimensions are batch.
+        reduce: ``"sum"`` or ``"mean"`` over the ``k`` bins.
+
+    Returns:
+        ``[..., t]`` envelope.
+    """
+    if reduce not in ("sum", "mean"):
+        raise ValueError(f"reduce must be 'sum' or 'mean', got {reduce!r}")
+    rise = (spectrum[..., 1:, :] - spectrum[..., :-1, :]).clamp_min(0.0)  # ... t-1 k
+    flux = rise.sum(-1) if reduce == "sum" else rise.mean(-1)
+    return torch.nn.functional.pad(flux, (1, 0))
 
 
 def max_normalize(envelope: Tensor) -> Tensor:

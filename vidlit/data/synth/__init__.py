@@ -8,6 +8,7 @@ only when that task is asked for.
 
 from __future__ import annotations
 
+import logging
 import string
 from collections.abc import Callable
 from pathlib import Path
@@ -89,6 +90,53 @@ def require_complete(root: str | Path, marker: str | Path, task: str) -> None:
             f"{root}: incomplete {task} sample data ({marker} is missing): run "
             f"`vidlit data synth {task} --out {root}` (or delete the folder to have the recipe write it)"
         )
+
+
+def write_sample_if_missing(
+    root: str | Path,
+    write: Callable[[Path], Any],
+    what: str,
+    *,
+    marker: str | Path | None = None,
+    task: str | None = None,
+    log: logging.Logger | None = None,
+    announce: bool = False,
+) -> None:
+    """Write the synthetic sample into a local ``root`` that does not exist, then check it is complete.
+
+    What a data module with ``synthetic: true`` does in its constructor: a missing local folder
+    gets the sample (``write(root)``) with the warning ``<root> does not exist: writing the
+    SYNTHETIC <what> there``, so nobody mistakes sample data for the real dataset; a URL is never
+    written to. Given ``marker``, :func:`require_complete` then refuses a folder (or URL) that
+    exists without that file.
+
+    Args:
+        root: the dataset folder, or an fsspec URL string (which must hold the sample already).
+        write: called with ``Path(root)`` to write the sample.
+        what: the sample as the warning names it, e.g. ``"LLP sample dataset"``.
+        marker: the file, relative to ``root``, whose absence marks an incomplete sample; None
+            skips the check.
+        task: the ``vidlit data synth`` task the error tells the user to run (needed with ``marker``).
+        log: the data module's logger (default: this module's).
+        announce: also print ``writing the synthetic <what> dataset to <root>``, for a CLI user
+            whose logging shows no warnings.
+
+    Raises:
+        FileNotFoundError: ``marker`` is missing from an existing ``root`` (:func:`require_complete`).
+    """
+    from vidlit.core.io import is_url
+
+    if not is_url(root) and not Path(root).exists():
+        (log or logging.getLogger(__name__)).warning(
+            "%s does not exist: writing the SYNTHETIC %s there", root, what
+        )
+        if announce:
+            print(f"writing the synthetic {what} dataset to {root}")
+        write(Path(root))
+    if marker is not None:
+        if task is None:
+            raise TypeError("write_sample_if_missing: marker needs the task named in the error")
+        require_complete(root, marker, task)
 
 
 def synthesize(task: str, out: str | Path, **kwargs: Any) -> Path:
