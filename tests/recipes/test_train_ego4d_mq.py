@@ -38,9 +38,9 @@ def data_root(mq_root, tmp_path):
 def fitted(mq_root, tmp_path_factory):
     """The recipe, fitted once for the tests below with its schedule cut to 4 epochs and validated
     once, after the last (as shipped, 10 epochs reach val mAP 0.88; 4 reach 0.63, and 5 reach 0.73):
-    ``(data root, runs folder, common arguments, the fit's stdout)``. Each validation costs about
-    as much as an epoch of training; the fit takes about 20 s alone on 2 cores, so the tests sharing
-    it stay under a minute with two xdist workers on a busy CI machine."""
+    ``(data root, runs folder, common arguments, the fit's stdout)``. A validation costs about three
+    quarters of a training epoch here; the setup took 24 s alone on 2 cores at load average 2 (50 s
+    for 5 epochs validated after each), 35 s beside another xdist worker at load average 5-6."""
     base = tmp_path_factory.mktemp("mq_recipe")
     data_root = str(shutil.copytree(mq_root, base / "data"))
     runs = base / "runs"
