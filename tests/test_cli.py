@@ -258,6 +258,35 @@ def test_last_without_a_run_is_one_line(mq_root, tmp_path, capsys):
     assert line.startswith("vidlit: error: --ckpt_path last: no checkpoint under")
 
 
+def test_progress_bar_off_overrides_the_recipes_bar(mq_root, tmp_path, capsys):
+    # the MQ recipe lists a RichProgressBar; Lightning refuses it with enable_progress_bar=False
+    main(
+        ["fit", "--config", RECIPE, "--data.init_args.root", str(mq_root)]
+        + ["--trainer.enable_progress_bar", "false", "--trainer.fast_dev_run", "true"]
+        + ["--trainer.default_root_dir", str(tmp_path)]
+    )
+    lines = capsys.readouterr().out.splitlines()
+    # vidlit's plain per-epoch line (printed when no bar is drawn), and no bar's "Epoch 0/0 ━━ ..."
+    assert any(line.startswith("epoch 0/1 done in") for line in lines), lines
+    assert not any(line.lstrip().startswith("Epoch 0") for line in lines), lines
+
+
+def test_evaluating_last_ignores_how_the_run_was_trained(mq_root, tmp_path, capsys):
+    # trained with shortened trainer settings, tested with the recipe's: still the same model's run
+    main(
+        ["fit", "--config", RECIPE, "--data.init_args.root", str(mq_root), "--trainer.max_epochs", "1"]
+        + ["--trainer.limit_train_batches", "2", "--trainer.accumulate_grad_batches", "2"]
+        + ["--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false"]
+    )
+    capsys.readouterr()
+    main(
+        ["validate", "--config", RECIPE, "--data.init_args.root", str(mq_root), "--ckpt_path", "last"]
+        + ["--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false"]
+    )
+    chosen = [line for line in capsys.readouterr().out.splitlines() if "--ckpt_path last" in line]
+    assert len(chosen) == 1 and "last.ckpt of the newest run with this configuration" in chosen[0], chosen
+
+
 def test_missing_logger_package_is_one_line(mq_root, tmp_path, capsys):
     import importlib.util
 

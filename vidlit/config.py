@@ -26,7 +26,7 @@ import torch
 import yaml
 from jsonargparse._common import debug_mode_active
 from lightning.pytorch.accelerators import CPUAccelerator
-from lightning.pytorch.callbacks import RichProgressBar
+from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.plugins.io import CheckpointIO
@@ -56,6 +56,8 @@ from vidlit.tasks import TaskModule  # noqa: F401
 
 # What may change when a run is resumed: training longer is still the same run
 STOPPING_KEYS = ("trainer.max_epochs", "trainer.max_steps", "trainer.max_time")
+# what `test` / `validate` / `predict --ckpt_path last` may change from the run it evaluates
+EVALUATION_IGNORED = ("data", "trainer", "seed_everything")
 
 # Lightning's special values of --ckpt_path; anything else is a file
 _CKPT_KEYWORDS = ("last", "best", "hpc", "registry")
@@ -321,7 +323,12 @@ class VidlitCLI(LightningCLI):
             kwargs["logger"] = self._csv_logger(root) if self.subcommand != "predict" else False
         elif (continued := self._continued_wandb_run(config["logger"], root)) is not None:
             kwargs["logger"] = continued
-        for callback in config.get("callbacks") or []:
+        callbacks = config.get("callbacks") or []
+        if config.get("enable_progress_bar") is False and any(isinstance(c, ProgressBar) for c in callbacks):
+            # a recipe's progress bar gives way to --trainer.enable_progress_bar false (batch jobs'
+            # logs) instead of Lightning refusing the pair
+            kwargs["callbacks"] = callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+        for callback in callbacks:
             if type(callback) is RichProgressBar:
                 # same state and arguments; only shows the integer version as ``v_num: 0``
                 callback.__class__ = VersionTextRichProgressBar
@@ -469,9 +476,11 @@ class VidlitCLI(LightningCLI):
                 # resuming needs the same model and data; a new stopping point extends the run
                 choice = find_last_checkpoint(root, current, ignore=STOPPING_KEYS)
             else:
-                # evaluating may use other data or another split, and its own settings (a
-                # sampler's steps, ...): the newest matching run, else the newest run, said loudly
-                choice = find_last_checkpoint(root, current, ignore=("data",), fallback=True)
+                # evaluating may use other data or another split, its own trainer (devices,
+                # precision; how long training ran does not name another model) and its own
+                # settings (a sampler's steps, ...): the newest run of this model, else the
+                # newest run, said loudly
+                choice = find_last_checkpoint(root, current, ignore=EVALUATION_IGNORED, fallback=True)
         except FileNotFoundError as e:
             sys.stderr.write(f"vidlit: error: {e}\n")
             sys.exit(2)
