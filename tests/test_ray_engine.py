@@ -227,16 +227,18 @@ def test_curate_with_captioning_on_ray_matches_the_local_engine(
 
 @pytest.fixture(scope="module")
 def extracted(sources, extractor, ray_cluster, tmp_path_factory):
-    """The clips' features extracted by the local engine and by Ray (two model actors, partitions of
-    3 videos): ``(local summary, Ray summary, local folder, Ray folder)``; shared by the tests below."""
+    """The clips' features extracted by the local engine and by Ray (one model actor, as for
+    ``curated``; the resume below runs two), partitions of 3 videos: ``(local summary, Ray summary,
+    local folder, Ray folder)``; shared by the tests below."""
     from vidlit.core.device import torch_threads
 
     listing = sources / "clips" / "videos.csv"
     out = tmp_path_factory.mktemp("extracted")
     with torch_threads(1):
         local = extract_features(extractor, listing, out / "local", videos_per_partition=3, **EXTRACT)
+        one_worker = RayOptions(workers=1, cpus_per_worker=0.5, cpus_per_task=0.5)
         on_ray = extract_features(
-            extractor, listing, out / "ray", videos_per_partition=3, engine="ray", ray=ray_cluster, **EXTRACT
+            extractor, listing, out / "ray", videos_per_partition=3, engine="ray", ray=one_worker, **EXTRACT
         )
     return local, on_ray, out / "local", out / "ray"
 
@@ -260,6 +262,7 @@ def test_extract_on_ray_resumes_what_a_killed_run_left(
     shutil.copytree(extracted[3], out)
     (out / "000001.pt").unlink()  # a killed run: one file of partition 0 lost
     (out / "partitions" / "part-000001.json").unlink()  # partition 1 unmarked, files kept
+    # two model actors, one per pending partition (one actor wrote the folder)
     again = extract_features(
         extractor, listing, out, videos_per_partition=3, engine="ray", ray=ray_cluster, **EXTRACT
     )
