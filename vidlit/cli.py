@@ -105,6 +105,7 @@ def main(args: list[str] | None = None) -> None:
         verb(argv[1:])
         return
     _wandb_offline_without_credentials()
+    from vidlit.core.errors import ConfigurationError
     from vidlit.formats import AnnotationError
     from vidlit.tasks.empty_batches import NoReadableVideosError
 
@@ -116,11 +117,14 @@ def main(args: list[str] | None = None) -> None:
         sys.stderr.write(f"vidlit: error: {e}\n")
         sys.exit(1)
     except (ValueError, FileNotFoundError) as e:
-        # a malformed annotation file or a missing input file (data, checkpoint): its one line, not
-        # a traceback; also when jsonargparse wraps it in a link's error (a class list read to size
-        # the head). Other ValueErrors keep their traceback: they may be vidlit's own bugs.
+        # a malformed annotation file, a missing input file (data, checkpoint) or settings that
+        # conflict: its one line, not a traceback; also when jsonargparse wraps it in a link's error
+        # (a class list read to size the head). Other ValueErrors keep their traceback: they may
+        # be vidlit's own bugs.
         cause: BaseException | None = e
-        while cause is not None and not isinstance(cause, AnnotationError | FileNotFoundError):
+        while cause is not None and not isinstance(
+            cause, AnnotationError | FileNotFoundError | ConfigurationError
+        ):
             cause = cause.__cause__
         if cause is None:
             raise

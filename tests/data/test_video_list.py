@@ -11,6 +11,7 @@ import torch
 
 from vidlit.backbones import create_backbone
 from vidlit.cli import main
+from vidlit.core.errors import ConfigurationError
 from vidlit.data import VideoListDataModule
 from vidlit.data.synth.videos import write_corrupt_videos
 from vidlit.data.video import VideoDecodeError, VideoNotFoundError
@@ -152,6 +153,27 @@ def test_the_class_list_is_read_on_first_use_not_at_construction(tmp_path):
     dm = VideoListDataModule(root=str(tmp_path), classes="labels.txt")  # no file yet: no error here
     with pytest.raises(FileNotFoundError, match=r"labels\.txt: class list not found"):
         _ = dm.num_classes
+
+
+def test_lists_without_labels_for_self_supervised_pretraining(root):
+    with open(root / "videos.csv") as f:
+        paths = [row[0] for row in list(csv.reader(f))[1:]]
+    _write(root / "paths_only.csv", "path\n" + "".join(f"{p}\n" for p in paths))
+    for listed in ("paths_only.csv", "good.csv"):  # a label column is not read either
+        dm = VideoListDataModule(
+            root=str(root), train_list=listed, val_list=listed, classes="none.txt", labels=False, size=16
+        )
+        dm.setup("fit")
+        items = [dm.datasets["train"][i] for i in range(len(paths))]
+        assert [item["label"] for item in items] == [-1] * len(paths)
+        assert all(item["video"].shape[0] == dm.num_frames for item in items)
+        with pytest.raises(ConfigurationError, match="labels is false: the lists are read without labels"):
+            _ = dm.num_classes
+    # with labels (the default) the same list is refused, naming the file and the option
+    with pytest.raises(ValueError, match=r"paths_only\.csv: no labels to infer .*labels false\)"):
+        VideoListDataModule(root=str(root), train_list="paths_only.csv", classes=None).setup("fit")
+    with pytest.raises(ValueError, match=r"paths_only\.csv:2: no label \(every train video needs one\)"):
+        VideoListDataModule(root=str(root), train_list="paths_only.csv").setup("fit")
 
 
 # -- dataset -----------------------------------------------------------------------------------------

@@ -12,6 +12,9 @@ requested order, duplicates allowed). Backends:
   sorted or not, comes back exact.
 - ``torchcodec``: when the package is installed (``seek_mode="exact"``).
 
+Frames come back upright from every backend: a display matrix's rotation (a phone's portrait
+video, stored landscape) is applied, and a resize applies to the upright frame.
+
 Errors, the same for every backend:
 
 - a missing file raises :class:`VideoNotFoundError`, which is both a :class:`VideoDecodeError`
@@ -298,7 +301,10 @@ class VideoReader(ABC):
 
 
 def stored_size(path: str | Path, stat: os.stat_result | None = None) -> tuple[int, int]:
-    """``(h, w)`` of a video file's first video stream, from its header, cached per file.
+    """``(h, w)`` of a video file's first video stream as decoded, from its header, cached per file.
+
+    A display rotation of 90 or 270 degrees (a phone's portrait video, stored landscape with a
+    display matrix) swaps the two: every backend returns the frames turned upright.
 
     decord can only resize to an explicit ``(h, w)`` and has no call that reports the stored
     size, so a short-side resize needs it from elsewhere: PyAV reads it from the container
@@ -330,9 +336,23 @@ def _probe_header(path: str, device: int, inode: int, mtime_ns: int, size: int) 
             if not container.streams.video:
                 raise VideoDecodeError(path, "no video stream")
             context = container.streams.video[0].codec_context
-            return context.height, context.width
+            height, width = context.height, context.width
+            # PyAV exposes the display matrix on frames only: read it from the first one
+            try:
+                first = next(container.decode(video=0), None)
+            except av.FFmpegError:
+                first = None  # a damaged start: the readers report that, not the size probe
+            turns = 0 if first is None else _quarter_turns(first)
+            return (width, height) if turns % 2 else (height, width)
     except av.FFmpegError as e:
         raise VideoDecodeError(path, f"cannot open: {e}") from e
+
+
+def _quarter_turns(frame: Any) -> int:
+    """Counter-clockwise quarter turns (``np.rot90``'s ``k``) that show a PyAV frame upright, from
+    its display matrix (``frame.rotation``: 90 is one turn, -90 three), as players, decord and
+    torchcodec apply it."""
+    return round((getattr(frame, "rotation", 0) or 0) / 90) % 4  # no attribute in older PyAV
 
 
 class DecordReader(VideoReader):
@@ -346,7 +366,9 @@ class DecordReader(VideoReader):
 
     Files whose MP4 edit list hides leading frames are refused with :class:`VideoDecodeError`:
     decord counts the hidden frames and its seeks land off by several frames (see
-    :func:`open_video`, which reads them with PyAV instead).
+    :func:`open_video`, which reads them with PyAV instead). MPEG transport streams (``.ts``,
+    ``.m2ts``, known by their sync bytes) are refused the same way: decord's seeks in them land a
+    GOP late and return wrong frames without an error.
 
     decord resizes at decode time through FFmpeg's scaler (bilinear). decord 0.6 fails for some
     small output widths (8, 16, 24, 48 and 72 pixels at least: it keeps the source width and then
@@ -372,6 +394,13 @@ class DecordReader(VideoReader):
             self._decode_size = output_size(*source, resize)
         self._post_size = None
         self._pyav: PyAVReader | None = None  # see _decode_sorted
+        if _is_mpeg_ts(self.path):
+            # decord seeks in a transport stream land a GOP late: it returns wrong frames silently
+            # (measured on a remuxed real H.264 file: frame 0 was frame 30), so refuse the file
+            # and let open_video's "auto" read it with PyAV
+            raise VideoDecodeError(
+                self.path, "an MPEG-TS file, on which decord returns wrong frames; use the pyav backend"
+            )
         self._reader = self._open(self._decode_size)
         # frames an MP4 edit list hides (a file cut with `ffmpeg -ss ... -c copy`) have negative
         # timestamps; decord counts them and its seeks then land frames off, so refuse the file
@@ -521,8 +550,6 @@ class PyAVReader(VideoReader):
             self._fps = (len(self._pts) - 1) / float((self._pts[-1] - self._pts[0]) * stream.time_base)
         else:
             raise VideoDecodeError(self.path, "cannot determine the frame rate")
-        height, width = stream.codec_context.height, stream.codec_context.width
-        self._size = None if self.resize is None else output_size(height, width, self.resize)
 
     def __len__(self) -> int:
         return len(self._pts)
@@ -541,16 +568,27 @@ class PyAVReader(VideoReader):
         return i
 
     def _seek(self, keyframe: int) -> None:
-        self._container.seek(int(self._pts[keyframe]), stream=self._stream, backward=True, any_frame=False)
+        # keyframe 0 seeks to a timestamp at or before the first frame: an MPEG-TS demuxer sent to
+        # a keyframe's own timestamp lands on the NEXT keyframe (or nowhere), and the retry from
+        # the start in _decode_through must really start there
+        timestamp = min(int(self._pts[0]), 0) if keyframe == 0 else int(self._pts[keyframe])
+        self._container.seek(timestamp, stream=self._stream, backward=True, any_frame=False)
         self._frames = self._container.decode(self._stream)
         self._position = -1
 
     def _to_array(self, frame: Any) -> np.ndarray:
-        if self._size is None:
-            return frame.to_ndarray(format="rgb24")
-        return frame.to_ndarray(
-            format="rgb24", height=self._size[0], width=self._size[1], interpolation="BILINEAR"
-        )
+        # turned upright by its display matrix, as decord and torchcodec return it; a resize
+        # applies to the upright frame, so the stored frame is scaled to the transposed size
+        turns = _quarter_turns(frame)
+        if self.resize is None:
+            array = frame.to_ndarray(format="rgb24")
+        else:
+            upright = (frame.width, frame.height) if turns % 2 else (frame.height, frame.width)
+            height, width = output_size(*upright, self.resize)
+            if turns % 2:
+                height, width = width, height
+            array = frame.to_ndarray(format="rgb24", height=height, width=width, interpolation="BILINEAR")
+        return np.ascontiguousarray(np.rot90(array, turns)) if turns else array
 
     def _decode_sorted(self, indices: list[int]) -> np.ndarray:
         wanted, decoded = set(indices), {}
@@ -666,6 +704,17 @@ READERS: dict[str, type[VideoReader]] = {
     "pyav": PyAVReader,
     "torchcodec": TorchCodecReader,
 }
+
+
+def _is_mpeg_ts(path: Path) -> bool:
+    """Whether a file is an MPEG transport stream: the ``0x47`` sync byte every 188 bytes (every
+    192 bytes after a 4-byte timecode in M2TS / Blu-ray ``.m2ts``), whatever its name."""
+    with path.open("rb") as f:
+        head = f.read(4 * 192 + 4)
+    return any(
+        len(head) > offset + 3 * size and all(head[offset + i * size] == 0x47 for i in range(4))
+        for size, offset in ((188, 0), (192, 4))
+    )
 
 
 def _first_line(error: BaseException) -> str:

@@ -38,7 +38,7 @@ import json
 import logging
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from vidlit.core.errors import ConfigurationError
 from vidlit.core.io import confined_path, read_json, read_jsonl, write_json_atomic
 from vidlit.data.base import EpochSeeded, global_seed
 
@@ -685,7 +686,10 @@ class VideoListDataModule(RawVideoDataModule):
         predict_list: list ``vidlit predict`` runs on (labels optional); defaults to the test list.
         classes: a class-name file (one per line, line order = class index), the names
             themselves, or None to use the sorted label names of the train list (a val label
-            outside them is an error, not a new class).
+            outside them is an error, not a new class). Unused with ``labels: false``.
+        labels: False reads lists without labels (a ``path`` column is enough; a label column is
+            ignored) for self-supervised pretraining such as ``recipes/pretrain_mvm.yaml``: batches
+            carry label -1 and the module has no classes, so a head that needs them is refused.
         num_frames: frames per clip.
         frame_stride: frames between consecutive clip frames (dense sampling).
         sampling: ``"dense"`` (one clip of ``num_frames`` frames, ``frame_stride`` apart) or
@@ -742,6 +746,7 @@ class VideoListDataModule(RawVideoDataModule):
         test_list: str | None = None,
         predict_list: str | None = None,
         classes: str | list[str] | None = "classes.txt",
+        labels: bool = True,
         num_frames: int = 8,
         frame_stride: int = 2,
         sampling: str = "dense",
@@ -809,6 +814,7 @@ class VideoListDataModule(RawVideoDataModule):
             if not classes or len(set(classes)) != len(classes):
                 raise ValueError(f"classes must be distinct names, got {classes}")
         self._classes = classes
+        self.labels = labels
         self._class_names: list[str] | None = None
         self.datasets: dict[str, VideoListDataset] = {}
         self._init_skip_counts()
@@ -821,6 +827,11 @@ class VideoListDataModule(RawVideoDataModule):
         the train list only: a val / test label outside the train taxonomy is an error naming the
         line, never a new class.
         """
+        if not self.labels:
+            raise ConfigurationError(
+                "data.init_args.labels is false: the lists are read without labels, so there are no "
+                "classes (a head that needs num_classes needs labels: true and a class list)"
+            )
         if self._class_names is None:
             classes = self._classes
             if isinstance(classes, str):
@@ -832,7 +843,13 @@ class VideoListDataModule(RawVideoDataModule):
                     )
                 self._class_names = read_class_names(classes_file)
             elif classes is None:
-                self._class_names = infer_class_names(self._read(self.files["train"], None, "train"))
+                train = self._read(self.files["train"], None, "train")
+                if all(entry.label_name is None for entry in train):
+                    raise ValueError(
+                        f"{self.files['train']}: no labels to infer the class list from (a list without "
+                        "labels is for self-supervised pretraining: data.init_args.labels false)"
+                    )
+                self._class_names = infer_class_names(train)
             else:
                 self._class_names = list(classes)
         return self._class_names
@@ -850,9 +867,12 @@ class VideoListDataModule(RawVideoDataModule):
             ValueError: a malformed row, an unknown label, or (except for predict) a row without
                 a label; the message names the file and the line.
         """
-        entries = self._read(self.files[split], self.class_names, split)
+        entries = self._read(self.files[split], self.class_names if self.labels else None, split)
         if not entries:
             raise ValueError(f"{self.files[split]}: the {split} list names no videos")
+        if not self.labels:
+            # the label column, if any, is not read: every entry's label is None (-1 in batches)
+            return [replace(entry, label=None, label_name=None) for entry in entries]
         if split != "predict":
             for entry in entries:
                 if entry.label is None:
