@@ -116,9 +116,10 @@ def test_ray_refuses_a_pool_that_leaves_no_cpu_to_decode(sources, extractor, ray
 
 @pytest.fixture(scope="module")
 def curated(sources, model, ray_cluster, tmp_path_factory):
-    """The same sources curated by the local engine and by Ray (one model actor: each actor imports
-    torch and vidlit and builds the model, the most of a run's cost on 2 CPUs; the resume below runs
-    two): ``(local result, Ray result, local folder, Ray folder)``; shared by the two tests below."""
+    """The same sources curated by the local engine and by Ray (one model actor, one CPU task at a
+    time: each new actor or task worker process imports torch and vidlit, the most of a run's cost
+    on 2 CPUs; the resume below runs two actors): ``(local result, Ray result, local folder, Ray
+    folder)``; shared by the two tests below."""
     from vidlit.core.device import torch_threads
 
     out = tmp_path_factory.mktemp("curated")
@@ -130,7 +131,7 @@ def curated(sources, model, ray_cluster, tmp_path_factory):
             out / "ray",
             videos_per_partition=2,
             engine="ray",
-            ray=RayOptions(workers=1, cpus_per_worker=0.5, cpus_per_task=0.5),
+            ray=RayOptions(workers=1, cpus_per_worker=0.5, cpus_per_task=1.0),
             **CURATE,
         )
     return local, on_ray, out / "local", out / "ray"
@@ -236,7 +237,7 @@ def extracted(sources, extractor, ray_cluster, tmp_path_factory):
     out = tmp_path_factory.mktemp("extracted")
     with torch_threads(1):
         local = extract_features(extractor, listing, out / "local", videos_per_partition=3, **EXTRACT)
-        one_worker = RayOptions(workers=1, cpus_per_worker=0.5, cpus_per_task=0.5)
+        one_worker = RayOptions(workers=1, cpus_per_worker=0.5, cpus_per_task=1.0)
         on_ray = extract_features(
             extractor, listing, out / "ray", videos_per_partition=3, engine="ray", ray=one_worker, **EXTRACT
         )
