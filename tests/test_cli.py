@@ -271,11 +271,17 @@ def test_progress_bar_off_overrides_the_recipes_bar(mq_root, tmp_path, capsys):
     assert not any(line.lstrip().startswith("Epoch 0") for line in lines), lines
 
 
-def test_evaluating_last_ignores_how_the_run_was_trained(mq_root, tmp_path, capsys):
-    # trained with shortened trainer settings, tested with the recipe's: still the same model's run
+def test_evaluating_last_takes_the_models_run_trained_otherwise(mq_root, tmp_path, capsys):
+    # trained with shortened trainer settings, validated with the recipe's: the same model's run,
+    # taken over a newer run of another model and said so
     main(
         ["fit", "--config", RECIPE, "--data.init_args.root", str(mq_root), "--trainer.max_epochs", "1"]
         + ["--trainer.limit_train_batches", "2", "--trainer.accumulate_grad_batches", "2"]
+        + ["--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false"]
+    )
+    main(
+        ["fit", "--config", RECIPE, "--data.init_args.root", str(mq_root), "--trainer.max_epochs", "1"]
+        + ["--trainer.limit_train_batches", "1", "--model.init_args.optimizer.init_args.lr", "0.5"]
         + ["--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false"]
     )
     capsys.readouterr()
@@ -284,7 +290,8 @@ def test_evaluating_last_ignores_how_the_run_was_trained(mq_root, tmp_path, caps
         + ["--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false"]
     )
     chosen = [line for line in capsys.readouterr().out.splitlines() if "--ckpt_path last" in line]
-    assert len(chosen) == 1 and "last.ckpt of the newest run with this configuration" in chosen[0], chosen
+    assert len(chosen) == 1 and "version_0/checkpoints/last.ckpt: NO run has exactly this" in chosen[0]
+    assert "differs only in trainer, seed_everything" in chosen[0] and "optimizer.init_args.lr" in chosen[0]
 
 
 def test_missing_logger_package_is_one_line(mq_root, tmp_path, capsys):
