@@ -269,6 +269,7 @@ def test_progress_bar_off_overrides_the_recipes_bar(mq_root, tmp_path, capsys):
     # vidlit's plain per-epoch line (printed when no bar is drawn), and no bar's "Epoch 0/0 ━━ ..."
     assert any(line.startswith("epoch 0/1 done in") for line in lines), lines
     assert not any(line.lstrip().startswith("Epoch 0") for line in lines), lines
+    assert "vidlit: --trainer.enable_progress_bar false: leaving out the config's RichProgressBar" in lines
 
 
 def test_evaluating_last_takes_the_models_run_trained_otherwise(mq_root, tmp_path, capsys):

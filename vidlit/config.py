@@ -328,6 +328,8 @@ class VidlitCLI(LightningCLI):
         if config.get("enable_progress_bar") is False and any(isinstance(c, ProgressBar) for c in callbacks):
             # a recipe's progress bar gives way to --trainer.enable_progress_bar false (batch jobs'
             # logs) instead of Lightning refusing the pair
+            dropped = ", ".join(type(c).__name__ for c in callbacks if isinstance(c, ProgressBar))
+            print(f"vidlit: --trainer.enable_progress_bar false: leaving out the config's {dropped}")
             kwargs["callbacks"] = callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
         for callback in callbacks:
             if type(callback) is RichProgressBar:

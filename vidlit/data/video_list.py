@@ -307,8 +307,9 @@ class VideoListDataModule(RawVideoDataModule):
             themselves, or None to use the sorted label names of the train list (a val label
             outside them is an error, not a new class). Unused with ``labels: false``.
         labels: False reads lists without labels (a ``path`` column is enough; a label column is
-            ignored) for self-supervised pretraining such as ``recipes/pretrain_mvm.yaml``: batches
-            carry label -1 and the module has no classes, so a head that needs them is refused.
+            still checked for form but not used) for self-supervised pretraining such as
+            ``recipes/pretrain_mvm.yaml``: batches carry label -1 and the module has no classes
+            (:attr:`class_names` is empty), so a head that needs them is refused.
         num_frames: frames per clip.
         frame_stride: frames between consecutive clip frames (dense sampling).
         sampling: ``"dense"`` (one clip of ``num_frames`` frames, ``frame_stride`` apart) or
@@ -444,13 +445,11 @@ class VideoListDataModule(RawVideoDataModule):
 
         Read on first use (the CLI asks for :attr:`num_classes` to size the head). Inferred from
         the train list only: a val / test label outside the train taxonomy is an error naming the
-        line, never a new class.
+        line, never a new class. Empty with ``labels: false`` (no classes: :attr:`num_classes`
+        refuses to size a head).
         """
         if not self.labels:
-            raise ConfigurationError(
-                "data.init_args.labels is false: the lists are read without labels, so there are no "
-                "classes (a head that needs num_classes needs labels: true and a class list)"
-            )
+            return []
         if self._class_names is None:
             classes = self._classes
             if isinstance(classes, str):
@@ -464,7 +463,7 @@ class VideoListDataModule(RawVideoDataModule):
             elif classes is None:
                 train = self._read(self.files["train"], None, "train")
                 if all(entry.label_name is None for entry in train):
-                    raise ValueError(
+                    raise ConfigurationError(
                         f"{self.files['train']}: no labels to infer the class list from (a list without "
                         "labels is for self-supervised pretraining: data.init_args.labels false)"
                     )
@@ -475,7 +474,16 @@ class VideoListDataModule(RawVideoDataModule):
 
     @property
     def num_classes(self) -> int:
-        """Number of classes (linked into the head's ``num_classes``)."""
+        """Number of classes (linked into the head's ``num_classes``).
+
+        Raises:
+            ConfigurationError: ``labels: false`` (a head that needs classes needs labels).
+        """
+        if not self.labels:
+            raise ConfigurationError(
+                "data.init_args.labels is false: the lists are read without labels, so there are no "
+                "classes (a head that needs num_classes needs labels: true and a class list)"
+            )
         return len(self.class_names)
 
     def entries(self, split: str) -> list[VideoEntry]:
@@ -490,7 +498,7 @@ class VideoListDataModule(RawVideoDataModule):
         if not entries:
             raise ValueError(f"{self.files[split]}: the {split} list names no videos")
         if not self.labels:
-            # the label column, if any, is not read: every entry's label is None (-1 in batches)
+            # a label column, if any, is not used: every entry's label is None (-1 in batches)
             return [replace(entry, label=None, label_name=None) for entry in entries]
         if split != "predict":
             for entry in entries:
@@ -557,7 +565,15 @@ class VideoListDataModule(RawVideoDataModule):
         ``{"version": "1.0", "results": {video_id: [{"label": name, "score": p}, ...]},
         "external_data": {"used": false, "details": ""}}`` with each video's top 5 classes, the
         scores of its views averaged. Written to a temporary name and renamed.
+
+        Raises:
+            ConfigurationError: ``labels: false``: there are no class names to write.
         """
+        names = self.class_names
+        if not names:
+            raise ConfigurationError(
+                "data.init_args.labels is false: no class names to write a submission with"
+            )
         totals: dict[str, Tensor] = {}
         counts: dict[str, int] = {}
         for pred in predictions:
@@ -570,7 +586,7 @@ class VideoListDataModule(RawVideoDataModule):
             mean = total / counts[video_id]
             top = mean.topk(min(5, len(mean)))
             results[video_id] = [
-                {"label": self.class_names[int(i)], "score": float(s)}
+                {"label": names[int(i)], "score": float(s)}
                 for s, i in zip(top.values.tolist(), top.indices.tolist())
             ]
         doc = {"version": "1.0", "results": results, "external_data": {"used": False, "details": ""}}
