@@ -708,12 +708,18 @@ READERS: dict[str, type[VideoReader]] = {
 
 def _is_mpeg_ts(path: Path) -> bool:
     """Whether a file is an MPEG transport stream: the ``0x47`` sync byte every 188 bytes (every
-    192 bytes after a 4-byte timecode in M2TS / Blu-ray ``.m2ts``), whatever its name."""
-    with path.open("rb") as f:
-        head = f.read(4 * 192 + 4)
+    192 bytes in M2TS / Blu-ray ``.m2ts``, after a 4-byte timecode), whatever its name, from any
+    offset within the first packet (a capture cut mid-packet, leading junk). A file that cannot
+    be read is not one here: the reader's own open reports it."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(6 * 192)
+    except OSError:
+        return False
     return any(
-        len(head) > offset + 3 * size and all(head[offset + i * size] == 0x47 for i in range(4))
-        for size, offset in ((188, 0), (192, 4))
+        len(head) > start + 4 * size and all(head[start + i * size] == 0x47 for i in range(5))
+        for size in (188, 192)
+        for start in range(size)
     )
 
 
