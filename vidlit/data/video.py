@@ -352,7 +352,7 @@ def _quarter_turns(frame: Any) -> int:
     """Counter-clockwise quarter turns (``np.rot90``'s ``k``) that show a PyAV frame upright, from
     its display matrix (``frame.rotation``: 90 is one turn, -90 three), as players, decord and
     torchcodec apply it."""
-    return round((getattr(frame, "rotation", 0) or 0) / 90) % 4  # no attribute in older PyAV
+    return round((frame.rotation or 0) / 90) % 4  # PyAV >= 14.1 (setup.cfg's pin)
 
 
 class DecordReader(VideoReader):
