@@ -348,6 +348,25 @@ def _probe_header(path: str, device: int, inode: int, mtime_ns: int, size: int) 
         raise VideoDecodeError(path, f"cannot open: {e}") from e
 
 
+def upright_rgb(frame: Any, resize: int | tuple[int, int] | None = None) -> np.ndarray:
+    """A decoded PyAV frame as uint8 ``[h, w, 3]`` RGB, turned upright by its display matrix.
+
+    decord and torchcodec return frames upright; so does every PyAV path of vidlit through this.
+    ``resize`` (:func:`output_size`'s) applies to the upright frame: the stored frame is scaled by
+    FFmpeg (bilinear) to the transposed size, then turned.
+    """
+    turns = _quarter_turns(frame)
+    if resize is None:
+        array = frame.to_ndarray(format="rgb24")
+    else:
+        upright = (frame.width, frame.height) if turns % 2 else (frame.height, frame.width)
+        height, width = output_size(*upright, resize)
+        if turns % 2:
+            height, width = width, height
+        array = frame.to_ndarray(format="rgb24", height=height, width=width, interpolation="BILINEAR")
+    return np.ascontiguousarray(np.rot90(array, turns)) if turns else array
+
+
 def _quarter_turns(frame: Any) -> int:
     """Counter-clockwise quarter turns (``np.rot90``'s ``k``) that show a PyAV frame upright, from
     its display matrix (``frame.rotation``: 90 is one turn, -90 three), as players, decord and
@@ -577,18 +596,7 @@ class PyAVReader(VideoReader):
         self._position = -1
 
     def _to_array(self, frame: Any) -> np.ndarray:
-        # turned upright by its display matrix, as decord and torchcodec return it; a resize
-        # applies to the upright frame, so the stored frame is scaled to the transposed size
-        turns = _quarter_turns(frame)
-        if self.resize is None:
-            array = frame.to_ndarray(format="rgb24")
-        else:
-            upright = (frame.width, frame.height) if turns % 2 else (frame.height, frame.width)
-            height, width = output_size(*upright, self.resize)
-            if turns % 2:
-                height, width = width, height
-            array = frame.to_ndarray(format="rgb24", height=height, width=width, interpolation="BILINEAR")
-        return np.ascontiguousarray(np.rot90(array, turns)) if turns else array
+        return upright_rgb(frame, self.resize)
 
     def _decode_sorted(self, indices: list[int]) -> np.ndarray:
         wanted, decoded = set(indices), {}
