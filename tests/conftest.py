@@ -26,6 +26,22 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+# what Lightning's seed_everything exports for the rest of the process; a test file that runs
+# the CLI would otherwise hand its seed to whichever file runs next in the same (xdist) worker
+_SEED_VARIABLES = ("PL_GLOBAL_SEED", "PL_SEED_WORKERS")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _seed_does_not_leak_into_the_next_file():
+    saved = {name: os.environ.get(name) for name in _SEED_VARIABLES}
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @pytest.fixture
 def one_thread():
     """Run a test with one intra-op thread: tiny tensors gain nothing from more, and OpenMP

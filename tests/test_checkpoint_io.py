@@ -188,6 +188,28 @@ def test_evaluation_falls_back_to_the_newest_run_and_names_the_differences(tmp_p
     assert find_last_checkpoint(tmp_path, CONFIG, fallback=True).run_dir == tmp_path / "version_0"
 
 
+def test_evaluation_prefers_the_exact_run_then_the_same_model_trained_otherwise(tmp_path):
+    def config(seed, epochs, lr=0.2):
+        return {**CONFIG, "seed_everything": seed, "trainer": {"max_epochs": epochs}, "model": {"lr": lr}}
+
+    near = ("trainer", "seed_everything")
+    seed3 = _run(tmp_path, "version_0", config(3, 100), ["last.ckpt"], 1000)
+    seed5 = _run(tmp_path, "version_1", config(5, 100), ["last.ckpt"], 2000)
+    smoke = _run(tmp_path, "version_2", config(3, 1), ["last.ckpt"], 3000)
+    _run(tmp_path, "version_3", config(3, 100, lr=0.3), ["last.ckpt"], 4000)  # another model, newest
+    # the exact configuration wins over newer runs that differ in trainer / seed settings
+    exact = find_last_checkpoint(tmp_path, config(3, 100), fallback=True, near=near)
+    assert exact.run_dir == seed3 and exact.reason.startswith("last.ckpt of the newest run with this")
+    assert find_last_checkpoint(tmp_path, config(5, 100), fallback=True, near=near).run_dir == seed5
+    # none exact: the newest run of this model, over the newer run of another model, said so
+    other = find_last_checkpoint(tmp_path, config(3, 20), fallback=True, near=near)
+    assert other.run_dir == smoke
+    assert other.reason.startswith("NO run has exactly this configuration; taking the newest run that")
+    assert "trainer.max_epochs (run: 1, now: 20)" in other.reason and "model.lr" in other.reason
+    # without `near`, the newest run of any model, as before
+    assert find_last_checkpoint(tmp_path, config(3, 20), fallback=True).run_dir == tmp_path / "version_3"
+
+
 def test_last_compares_configs_first_and_opens_only_the_chosen_runs_checkpoints(tmp_path, monkeypatch):
     """Twelve old runs of other configurations and one match: one zip check, not one per file."""
     import vidlit.checkpoint_io as checkpoint_io

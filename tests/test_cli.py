@@ -341,17 +341,24 @@ def test_progress_bar_off_overrides_the_recipes_bar(mq_root, tmp_path, capsys):
     # vidlit's plain per-epoch line (printed when no bar is drawn), and no bar's "Epoch 0/0 ━━ ..."
     assert any(line.startswith("epoch 0/1 done in") for line in lines), lines
     assert not any(line.lstrip().startswith("Epoch 0") for line in lines), lines
+    assert "vidlit: --trainer.enable_progress_bar false: leaving out the config's RichProgressBar" in lines
     # fast_dev_run is a smoke run: it leaves no checkpoint or config.yaml in default_root_dir (it
     # left checkpoints/last-vN.ckpt and overwrote config.yaml) and says so instead of "logs: None"
     assert sorted(p.name for p in tmp_path.rglob("*") if p.suffix in (".ckpt", ".yaml")) == []
     assert "fast_dev_run: no checkpoint, log or config.yaml was written" in lines, lines
 
 
-def test_evaluating_last_ignores_how_the_run_was_trained(mq_root, tmp_path, capsys):
-    # trained with shortened trainer settings, tested with the recipe's: still the same model's run
+def test_evaluating_last_takes_the_models_run_trained_otherwise(mq_root, tmp_path, capsys):
+    # trained with shortened trainer settings, validated with the recipe's: the same model's run,
+    # taken over a newer run of another model and said so
     main(
         ["fit", "--config", RECIPE, "--data.init_args.root", str(mq_root), "--trainer.max_epochs", "1"]
         + ["--trainer.limit_train_batches", "2", "--trainer.accumulate_grad_batches", "2"]
+        + ["--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false"]
+    )
+    main(
+        ["fit", "--config", RECIPE, "--data.init_args.root", str(mq_root), "--trainer.max_epochs", "1"]
+        + ["--trainer.limit_train_batches", "1", "--model.init_args.optimizer.init_args.lr", "0.5"]
         + ["--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false"]
     )
     capsys.readouterr()
@@ -360,7 +367,8 @@ def test_evaluating_last_ignores_how_the_run_was_trained(mq_root, tmp_path, caps
         + ["--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false"]
     )
     chosen = [line for line in capsys.readouterr().out.splitlines() if "--ckpt_path last" in line]
-    assert len(chosen) == 1 and "last.ckpt of the newest run with this configuration" in chosen[0], chosen
+    assert len(chosen) == 1 and "version_0/checkpoints/last.ckpt: NO run has exactly this" in chosen[0]
+    assert "differs only in trainer, seed_everything" in chosen[0] and "optimizer.init_args.lr" in chosen[0]
 
 
 def test_missing_logger_package_is_one_line(mq_root, tmp_path, capsys):

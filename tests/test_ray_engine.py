@@ -102,10 +102,24 @@ def test_partitions_are_consecutive_and_fixed():
         split_partitions([1], ["x"], 0)
 
 
+@pytest.mark.slow  # starts the module's Ray instance
+def test_ray_refuses_a_pool_that_leaves_no_cpu_to_decode(sources, extractor, ray_cluster, tmp_path):
+    """Two 1-CPU model actors on 2 CPUs would leave the decoding tasks none: refused, not a hang.
+    (The first test to need the module's Ray instance: Ray's startup is its setup.)"""
+    listing = sources / "clips" / "videos.csv"
+    with pytest.raises(ValueError, match=r"--ray-workers 2: 2 model actors of 1 CPU each leave no CPU"):
+        extract_features(
+            extractor, listing, tmp_path / "f", engine="ray", ray=RayOptions(workers=2), **EXTRACT
+        )
+    assert not list((tmp_path / "f").rglob("*.pt"))  # refused before any video was read
+
+
 @pytest.fixture(scope="module")
 def curated(sources, model, ray_cluster, tmp_path_factory):
-    """The same sources curated by the local engine and by Ray (two model actors): ``(local result,
-    Ray result, local folder, Ray folder)``; shared by the two tests below (each stays under a minute)."""
+    """The same sources curated by the local engine and by Ray (one model actor, one CPU task at a
+    time: each new actor or task worker process imports torch and vidlit, the most of a run's cost
+    on 2 CPUs; the resume below runs two actors): ``(local result, Ray result, local folder, Ray
+    folder)``; shared by the two tests below."""
     from vidlit.core.device import torch_threads
 
     out = tmp_path_factory.mktemp("curated")
@@ -117,7 +131,7 @@ def curated(sources, model, ray_cluster, tmp_path_factory):
             out / "ray",
             videos_per_partition=2,
             engine="ray",
-            ray=ray_cluster,
+            ray=RayOptions(workers=1, cpus_per_worker=0.5, cpus_per_task=1.0),
             **CURATE,
         )
     return local, on_ray, out / "local", out / "ray"
@@ -157,10 +171,9 @@ def test_curate_on_ray_resumes_what_a_killed_run_left(
     shutil.copytree(ray_dir, out)
     # a killed run: partition 1's shard written, its marker not yet
     (out / "partitions" / "part-000001.json").unlink()
-    # the partitions do not depend on the worker count: resume with one model actor
-    one_worker = RayOptions(workers=1, cpus_per_worker=0.5, cpus_per_task=0.5)
+    # the partitions do not depend on the worker count: resume with two model actors (one wrote it)
     again = curate(
-        model, sources / "input.jsonl", out, videos_per_partition=2, engine="ray", ray=one_worker, **CURATE
+        model, sources / "input.jsonl", out, videos_per_partition=2, engine="ray", ray=ray_cluster, **CURATE
     )
     # partition 1 is redone, and partition 2 (its corrupt video is retried); partition 0 is skipped
     assert (again.processed, again.resumed, len(again.failed)) == (2, 2, 1)
@@ -213,46 +226,70 @@ def test_curate_with_captioning_on_ray_matches_the_local_engine(
     assert _files(tmp_path / "ray") == _files(tmp_path / "local")
 
 
+@pytest.fixture(scope="module")
+def extracted(sources, extractor, ray_cluster, tmp_path_factory):
+    """The clips' features extracted by the local engine and by Ray (one model actor, as for
+    ``curated``; the resume below runs two), partitions of 3 videos: ``(local summary, Ray summary,
+    local folder, Ray folder)``; shared by the tests below."""
+    from vidlit.core.device import torch_threads
+
+    listing = sources / "clips" / "videos.csv"
+    out = tmp_path_factory.mktemp("extracted")
+    with torch_threads(1):
+        local = extract_features(extractor, listing, out / "local", videos_per_partition=3, **EXTRACT)
+        one_worker = RayOptions(workers=1, cpus_per_worker=0.5, cpus_per_task=1.0)
+        on_ray = extract_features(
+            extractor, listing, out / "ray", videos_per_partition=3, engine="ray", ray=one_worker, **EXTRACT
+        )
+    return local, on_ray, out / "local", out / "ray"
+
+
 @pytest.mark.slow
-def test_extract_on_ray_writes_what_the_local_engine_writes_and_resumes(
-    sources, extractor, ray_cluster, tmp_path, caplog, one_thread
+def test_extract_on_ray_writes_what_the_local_engine_writes(extracted):
+    local, on_ray, local_dir, ray_dir = extracted
+    assert on_ray.written == local.written == ["000000", "000001", "000002", "000003"]
+    expected = _files(local_dir)
+    assert "partitions/part-000001.json" in expected and "000003.pt" in expected
+    assert _files(ray_dir) == expected  # the same tensors, the same bytes
+
+
+@pytest.mark.slow
+def test_extract_on_ray_resumes_what_a_killed_run_left(
+    sources, extractor, ray_cluster, extracted, tmp_path, one_thread
 ):
     listing = sources / "clips" / "videos.csv"
-    local = extract_features(extractor, listing, tmp_path / "local", videos_per_partition=3, **EXTRACT)
-    on_ray = extract_features(
-        extractor, listing, tmp_path / "ray", videos_per_partition=3, engine="ray", ray=ray_cluster, **EXTRACT
-    )
-    assert on_ray.written == local.written == ["000000", "000001", "000002", "000003"]
-    expected = _files(tmp_path / "local")
-    assert "partitions/part-000001.json" in expected and "000003.pt" in expected
-    assert _files(tmp_path / "ray") == expected  # the same tensors, the same bytes
-
-    (tmp_path / "ray" / "000001.pt").unlink()  # a killed run: one file of partition 0 lost
-    (tmp_path / "ray" / "partitions" / "part-000001.json").unlink()  # partition 1 unmarked, files kept
+    expected = _files(extracted[2])
+    out = tmp_path / "ray"
+    shutil.copytree(extracted[3], out)
+    (out / "000001.pt").unlink()  # a killed run: one file of partition 0 lost
+    (out / "partitions" / "part-000001.json").unlink()  # partition 1 unmarked, files kept
+    # two model actors, one per pending partition (one actor wrote the folder)
     again = extract_features(
-        extractor, listing, tmp_path / "ray", videos_per_partition=3, engine="ray", ray=ray_cluster, **EXTRACT
+        extractor, listing, out, videos_per_partition=3, engine="ray", ray=ray_cluster, **EXTRACT
     )
     assert again.written == ["000001"] and again.existing == ["000000", "000002", "000003"]
-    assert _files(tmp_path / "ray") == expected
-
-    # one video to do: one 1-CPU actor of --ray-workers 2 leaves a CPU to decode on 2 CPUs; a
-    # --ray-address when this process already joined a cluster is said to be ignored
-    (tmp_path / "ray" / "000001.pt").unlink()
-    (tmp_path / "ray" / "partitions" / "part-000000.json").unlink()
-    with caplog.at_level("WARNING"):
-        one = extract_features(extractor, listing, tmp_path / "ray", engine="ray", videos_per_partition=3,
-                               ray=RayOptions(address="auto", workers=2), **EXTRACT)  # fmt: skip
-    assert one.written == ["000001"] and _files(tmp_path / "ray") == expected
-    assert "--ray-address auto ignored: this process already joined a Ray cluster" in caplog.text
-    # two 1-CPU actors on 2 CPUs would leave the decoding tasks none: refused, not a hang
-    with pytest.raises(ValueError, match=r"--ray-workers 2: 2 model actors of 1 CPU each leave no CPU"):
-        extract_features(
-            extractor, listing, tmp_path / "f", engine="ray", ray=RayOptions(workers=2), **EXTRACT
-        )
+    assert _files(out) == expected
     with pytest.raises(ValueError, match=r"extracted otherwise \(feature_stride 16 -> 8\)"):
-        extract_features(
-            extractor, listing, tmp_path / "ray", engine="ray", ray=ray_cluster, **{**EXTRACT, "stride": 8}
-        )
+        extract_features(extractor, listing, out, engine="ray", ray=ray_cluster, **{**EXTRACT, "stride": 8})
+
+
+@pytest.mark.slow
+def test_extract_on_ray_with_one_video_to_do_and_a_ray_address(
+    sources, extractor, ray_cluster, extracted, tmp_path, caplog, one_thread
+):
+    """One video to do: one 1-CPU actor of --ray-workers 2 leaves a CPU to decode on 2 CPUs; a
+    --ray-address when this process already joined a cluster is said to be ignored."""
+    listing = sources / "clips" / "videos.csv"
+    expected = _files(extracted[2])
+    out = tmp_path / "ray"
+    shutil.copytree(extracted[3], out)
+    (out / "000001.pt").unlink()
+    (out / "partitions" / "part-000000.json").unlink()
+    with caplog.at_level("WARNING"):
+        one = extract_features(extractor, listing, out, engine="ray", videos_per_partition=3,
+                               ray=RayOptions(address="auto", workers=2), **EXTRACT)  # fmt: skip
+    assert one.written == ["000001"] and _files(out) == expected
+    assert "--ray-address auto ignored: this process already joined a Ray cluster" in caplog.text
 
 
 def test_curate_and_extract_write_to_fsspec_urls(sources, model, extractor, tmp_path, one_thread):

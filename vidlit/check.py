@@ -4,7 +4,7 @@
     vidlit data check data/k400/train.csv --workers 8 --full    # decode every frame
 
 What each mode verifies, per video of the list (CSV or JSONL, see
-:func:`~vidlit.data.video_list.read_video_list`):
+:func:`~vidlit.data.lists.read_video_list`):
 
 - **default (quick)**: the file exists and is not empty, a video backend opens it (container,
   video stream, frame count, frame rate), and its first and last frame decode. This finds
@@ -121,7 +121,7 @@ HELP = (
 
 def check_main(options: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     """Run ``vidlit data check`` with parsed ``options``; print the unreadable videos; exit 1 if any."""
-    from vidlit.data.video_list import read_video_list
+    from vidlit.data.lists import read_video_list
 
     try:
         entries = read_video_list(options.list)

@@ -157,7 +157,11 @@ def run_folder(checkpoint: Path, root: Path) -> Path | None:
 
 
 def find_last_checkpoint(
-    root: str | os.PathLike, current: dict[str, Any], ignore: tuple[str, ...] = (), fallback: bool = False
+    root: str | os.PathLike,
+    current: dict[str, Any],
+    ignore: tuple[str, ...] = (),
+    fallback: bool = False,
+    near: tuple[str, ...] = (),
 ) -> CheckpointChoice:
     """Resolve ``--ckpt_path last``: the newest run under ``root`` trained with this configuration.
 
@@ -179,6 +183,10 @@ def find_last_checkpoint(
             reason, how it differs (for evaluation, where the settings of the evaluation itself,
             such as a sampler's steps, may differ from training's). Never silent: the reason
             names every run skipped and the differences of the one taken.
+        near: with ``fallback``, keys (and the keys under them) whose differences make a run the
+            next choice when none matches exactly: the newest run that differs only in them is
+            taken before any other (e.g. ``("trainer", "seed_everything")`` for an evaluation
+            that does not repeat how its run was trained), and the reason names the differences.
 
     Raises:
         FileNotFoundError: no complete checkpoint under ``root`` belongs to a run of this
@@ -192,6 +200,7 @@ def find_last_checkpoint(
     newest_first = sorted(runs, key=lambda run: runs[run][0][0], reverse=True)
     skipped = []
     incomplete = False
+    nearest: tuple[Path, str] | None = None  # the newest run differing only in `near` keys
     for run in newest_first:
         if run is None:
             skipped.append(f"{runs[run][0][1].parent} has no config.yaml")
@@ -203,6 +212,9 @@ def find_last_checkpoint(
             ]
             more = f" and {len(differences) - 3} more" if len(differences) > 3 else ""
             skipped.append(f"{run} differs in {', '.join(shown)}{more}")
+            if nearest is None and near and not config_differences(saved, current, (*ignore, *near)):
+                if _newest_complete(runs[run]) is not None:
+                    nearest = (run, skipped[-1])
             continue
         if (found := _newest_complete(runs[run])) is None:
             incomplete = True
@@ -216,6 +228,16 @@ def find_last_checkpoint(
         if skipped:
             reason += f"; skipped newer: {'; '.join(skipped)}"
         return CheckpointChoice(path, run, reason)
+    if fallback and nearest is not None:
+        run, differs = nearest
+        path, _ = _newest_complete(runs[run])
+        others = "; ".join(line for line in skipped if line != differs) or "none"
+        return CheckpointChoice(
+            path,
+            run,
+            "NO run has exactly this configuration; taking the newest run that differs only in "
+            f"{', '.join(near)}: {differs}; skipped: {others}",
+        )
     if fallback:
         for run in newest_first:
             if run is not None and (found := _newest_complete(runs[run])) is not None:

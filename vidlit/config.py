@@ -59,8 +59,9 @@ from vidlit.tasks import TaskModule  # noqa: F401
 
 # What may change when a run is resumed: training longer is still the same run
 STOPPING_KEYS = ("trainer.max_epochs", "trainer.max_steps", "trainer.max_time")
-# what `test` / `validate` / `predict --ckpt_path last` may change from the run it evaluates
-EVALUATION_IGNORED = ("data", "trainer", "seed_everything")
+# what `test` / `validate` / `predict --ckpt_path last` may change from the run it evaluates and
+# still prefer that run to others (said on the first line): how it was trained and run
+EVALUATION_NEAR = ("trainer", "seed_everything")
 
 # Lightning's special values of --ckpt_path; anything else is a file
 _CKPT_KEYWORDS = ("last", "best", "hpc", "registry")
@@ -361,6 +362,8 @@ class VidlitCLI(LightningCLI):
         if config.get("enable_progress_bar") is False and any(isinstance(c, ProgressBar) for c in callbacks):
             # a recipe's progress bar gives way to --trainer.enable_progress_bar false (batch jobs'
             # logs) instead of Lightning refusing the pair
+            dropped = ", ".join(type(c).__name__ for c in callbacks if isinstance(c, ProgressBar))
+            print(f"vidlit: --trainer.enable_progress_bar false: leaving out the config's {dropped}")
             kwargs["callbacks"] = callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
         for callback in callbacks:
             if type(callback) is RichProgressBar:
@@ -524,11 +527,13 @@ class VidlitCLI(LightningCLI):
                 # resuming needs the same model and data; a new stopping point extends the run
                 choice = find_last_checkpoint(root, current, ignore=STOPPING_KEYS)
             else:
-                # evaluating may use other data or another split, its own trainer (devices,
-                # precision; how long training ran does not name another model) and its own
-                # settings (a sampler's steps, ...): the newest run of this model, else the
-                # newest run, said loudly
-                choice = find_last_checkpoint(root, current, ignore=EVALUATION_IGNORED, fallback=True)
+                # evaluating may use other data or another split; a run of this exact
+                # configuration first, else the newest run of this model trained or run with
+                # other trainer / seed settings (devices, precision, a --trainer.max_epochs 1
+                # try), else the newest run: the last two said loudly
+                choice = find_last_checkpoint(
+                    root, current, ignore=("data",), fallback=True, near=EVALUATION_NEAR
+                )
         except FileNotFoundError as e:
             sys.stderr.write(f"vidlit: error: {e}\n")
             sys.exit(2)

@@ -60,7 +60,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -73,6 +73,7 @@ from vidlit.core.imports import import_path
 from vidlit.core.io import confined_path, write_atomic
 from vidlit.core.progress import progress_bar
 from vidlit.data.features import EXTRACTION_RECORD, FEATURE_SUFFIXES
+from vidlit.data.lists import VideoEntry, read_video_list
 from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoBatchTransform
 from vidlit.data.video import BACKENDS, VideoDecodeError, open_video
 from vidlit.engines import (
@@ -88,11 +89,6 @@ from vidlit.engines import (
 )
 from vidlit.engines.partitions import MARKERS
 from vidlit.engines.ray_data import RayOptions
-
-if TYPE_CHECKING:
-    # imported where used: vidlit.data.video_list (with its data module) and vidlit.checkpoint_io
-    # import Lightning, which a Ray worker unpickling this module's stages has no use for
-    from vidlit.data.video_list import VideoEntry
 
 log = logging.getLogger(__name__)
 
@@ -468,7 +464,7 @@ def extract_features(
 
     Args:
         extractor: backbone and preprocessing.
-        videos: a video list (CSV / JSONL, :func:`~vidlit.data.video_list.read_video_list`) or its rows.
+        videos: a video list (CSV / JSONL, :func:`~vidlit.data.lists.read_video_list`) or its rows.
         out: feature folder (created): a local path or any fsspec URL (``s3://bucket/features``).
         window: frames per window (Ego4D SlowFast features: 32).
         stride: frames between windows (Ego4D: 16 at 30 fps).
@@ -511,8 +507,6 @@ def extract_features(
         )
     if fps is not None and fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
-    from vidlit.data.video_list import read_video_list
-
     source = str(videos) if isinstance(videos, (str, Path)) else "video list"
     entries = read_video_list(videos) if isinstance(videos, (str, Path)) else list(videos)
     folder = OutputFolder(out)

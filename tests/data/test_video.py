@@ -537,3 +537,28 @@ def test_reader_cache_is_private_to_its_process_and_drops_a_failed_file(syntheti
         assert torch.equal(fresh.get_frames([0, 3]), frames)
     assert len(outside) == 0 and fresh._closed
     cache.close()
+
+
+def test_mpeg_ts_is_recognized_from_any_offset_in_its_first_packet(tmp_path):
+    from vidlit.data.video import _is_mpeg_ts
+
+    rng = np.random.default_rng(0)
+
+    def packets(size: int, count: int = 8) -> bytes:
+        body = rng.integers(0, 256, size=(count, size), dtype=np.uint8)
+        body[body == 0x47] = 0  # only the sync bytes are 0x47
+        body[:, size - 188] = 0x47  # M2TS: a 4-byte timecode, then the 188-byte packet
+        return body.tobytes()
+
+    cases = {
+        "ts.ts": (packets(188), True),
+        "m2ts.m2ts": (packets(192), True),
+        "cut.ts": (packets(188)[100:], True),  # a capture cut mid-packet
+        "junk.ts": (b"\x00" * 37 + packets(188), True),
+        "noise.mp4": (bytes(rng.integers(0, 256, size=4096, dtype=np.uint8).tobytes()), False),
+        "short.ts": (packets(188, 2), False),
+    }
+    for name, (data, expected) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        assert _is_mpeg_ts(tmp_path / name) is expected, name
+    assert _is_mpeg_ts(tmp_path / "missing.ts") is False  # unreadable: the reader's own open reports it

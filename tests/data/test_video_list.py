@@ -167,8 +167,11 @@ def test_lists_without_labels_for_self_supervised_pretraining(root):
         items = [dm.datasets["train"][i] for i in range(len(paths))]
         assert [item["label"] for item in items] == [-1] * len(paths)
         assert all(item["video"].shape[0] == dm.num_frames for item in items)
+        assert dm.class_names == []  # no classes: callers asking with getattr see none
         with pytest.raises(ConfigurationError, match="labels is false: the lists are read without labels"):
             _ = dm.num_classes
+        with pytest.raises(ConfigurationError, match="no class names to write a submission"):
+            dm.write_submission([{"video_id": "a", "scores": torch.ones(4)}], root / "never.json")
     # with labels (the default) the same list is refused, naming the file and the option
     with pytest.raises(ValueError, match=r"paths_only\.csv: no labels to infer .*labels false\)"):
         VideoListDataModule(root=str(root), train_list="paths_only.csv", classes=None).setup("fit")

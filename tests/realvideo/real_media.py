@@ -26,14 +26,19 @@ class Probe(NamedTuple):
     width: int
 
 
-def ffprobe(path: Path) -> Probe:
-    """The first video stream's frame count (header), average frame rate and size, from ``ffprobe``."""
+def ffprobe_stream(path: Path, stream: str, entries: str) -> dict:
+    """``ffprobe``'s fields ``entries`` (comma-separated) of the stream ``stream`` (``v:0``, ``a:0``)."""
     out = subprocess.run(
-        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
-         "stream=nb_frames,avg_frame_rate,width,height", "-of", "json", str(path)],
+        ["ffprobe", "-v", "error", "-select_streams", stream, "-show_entries", f"stream={entries}",
+         "-of", "json", str(path)],
         check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
-    stream = json.loads(out)["streams"][0]
+    return json.loads(out)["streams"][0]
+
+
+def ffprobe(path: Path) -> Probe:
+    """The first video stream's frame count (header), average frame rate and size, from ``ffprobe``."""
+    stream = ffprobe_stream(path, "v:0", "nb_frames,avg_frame_rate,width,height")
     fps = Fraction(stream["avg_frame_rate"])
     return Probe(int(stream["nb_frames"]), fps, stream["height"], stream["width"])
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 from fractions import Fraction
 
@@ -10,6 +9,7 @@ import av
 import numpy as np
 import pytest
 import torch
+from real_media import ffprobe_stream
 
 from vidlit.data.video import VideoDecodeError, read_audio
 from vidlit.layers.log_mel import SAMPLE_RATE, log_mel_spectrogram
@@ -18,12 +18,7 @@ AAC_FRAME = 1024  # samples per AAC frame: "within one frame of audio"
 
 
 def _ffprobe_audio(path) -> tuple[int, float]:
-    out = subprocess.run(
-        ["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries",
-         "stream=sample_rate,duration_ts,time_base", "-of", "json", str(path)],
-        check=True, capture_output=True, text=True,
-    ).stdout  # fmt: skip
-    stream = json.loads(out)["streams"][0]
+    stream = ffprobe_stream(path, "a:0", "sample_rate,duration_ts,time_base")
     return int(stream["sample_rate"]), float(stream["duration_ts"] * Fraction(stream["time_base"]))
 
 

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from real_media import NAMES, probe_indices
 
+from vidlit.data.sampling import uniform_segments
+from vidlit.data.shards import decode_mp4
 from vidlit.data.video import VideoDecodeError, open_video, stored_size
 
 
@@ -208,3 +210,8 @@ def test_display_rotation_is_applied_alike_by_every_backend(references, real_vid
             frames = reader.get_frames(indices)
         assert frames.shape == (3, *small, 3), (backend, frames.shape)
         assert (frames.float() - expected_small).abs().mean() < 2.5, backend  # measured 0.25-1.3
+    # the in-memory decoder of WebDataset shards turns them upright too
+    picked = uniform_segments(ref.probe.num_frames, 3, train=False).tolist()
+    with open_video(path, "pyav") as reader:  # upright, as checked above
+        assert torch.equal(decode_mp4(path.read_bytes(), 3), reader.get_frames(picked))
+    assert decode_mp4(path.read_bytes(), 3, short_side=64).shape == (3, *small, 3)

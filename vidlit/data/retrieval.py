@@ -23,9 +23,9 @@ from vidlit.core.errors import ConfigurationError
 from vidlit.core.io import confined_path, read_json
 from vidlit.data.base import global_seed
 from vidlit.data.internvid import InternVidDataset, collate_video_text
+from vidlit.data.lists import read_csv_rows
 from vidlit.data.raw_video import RawVideoDataModule
 from vidlit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoBatchTransform
-from vidlit.data.video_list import read_csv_rows
 from vidlit.formats._schema import validate
 from vidlit.formats.internvid import VIDEO_SUFFIXES
 from vidlit.formats.retrieval import (

@@ -49,7 +49,7 @@ from vidlit.core.storage import OutputFolder
 from vidlit.data.epochs import EpochSeeded, EpochStreamLoader, _rank_and_world  # noqa: F401  (EpochStreamLoader lived here)
 from vidlit.data.sampling import uniform_segments
 from vidlit.data.transforms import bound_aspect
-from vidlit.data.video import VideoDecodeError, output_size
+from vidlit.data.video import VideoDecodeError, upright_rgb
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,8 @@ def decode_mp4(data: bytes, num_frames: int, short_side: int | None = None) -> T
 
     Frames are the centres of ``num_frames`` equal segments of the clip (TSN's test sampling,
     :func:`~vidlit.data.sampling.uniform_segments`); a clip shorter than ``num_frames`` repeats
-    frames. Resizing to ``short_side`` happens in FFmpeg's scaler while converting to RGB.
+    frames. Resizing to ``short_side`` happens in FFmpeg's scaler while converting to RGB; frames
+    come back upright (a display rotation applied), as :mod:`vidlit.data.video`'s readers return them.
 
     Args:
         data: a video file's bytes (any container FFmpeg reads).
@@ -162,15 +163,12 @@ def decode_mp4(data: bytes, num_frames: int, short_side: int | None = None) -> T
             if total < 1:
                 raise ValueError("the video stream has no frames")
             wanted = uniform_segments(total, num_frames, train=False)
-            height, width = stream.codec_context.height, stream.codec_context.width
-            size = output_size(height, width, short_side) if short_side else (height, width)
             wanted_set, last = set(wanted.tolist()), int(wanted[-1])
             picked: dict[int, np.ndarray] = {}
             for index, frame in enumerate(container.decode(stream)):
                 if index in wanted_set:
-                    picked[index] = frame.to_ndarray(
-                        format="rgb24", height=size[0], width=size[1], interpolation="BILINEAR"
-                    )
+                    # upright (a phone's display rotation applied), as the file readers return it
+                    picked[index] = upright_rgb(frame, short_side or None)
                 if index >= last:
                     break
         except av.FFmpegError as e:

@@ -348,11 +348,30 @@ def _probe_header(path: str, device: int, inode: int, mtime_ns: int, size: int) 
         raise VideoDecodeError(path, f"cannot open: {e}") from e
 
 
+def upright_rgb(frame: Any, resize: int | tuple[int, int] | None = None) -> np.ndarray:
+    """A decoded PyAV frame as uint8 ``[h, w, 3]`` RGB, turned upright by its display matrix.
+
+    decord and torchcodec return frames upright; so does every PyAV path of vidlit through this.
+    ``resize`` (:func:`output_size`'s) applies to the upright frame: the stored frame is scaled by
+    FFmpeg (bilinear) to the transposed size, then turned.
+    """
+    turns = _quarter_turns(frame)
+    if resize is None:
+        array = frame.to_ndarray(format="rgb24")
+    else:
+        upright = (frame.width, frame.height) if turns % 2 else (frame.height, frame.width)
+        height, width = output_size(*upright, resize)
+        if turns % 2:
+            height, width = width, height
+        array = frame.to_ndarray(format="rgb24", height=height, width=width, interpolation="BILINEAR")
+    return np.ascontiguousarray(np.rot90(array, turns)) if turns else array
+
+
 def _quarter_turns(frame: Any) -> int:
     """Counter-clockwise quarter turns (``np.rot90``'s ``k``) that show a PyAV frame upright, from
     its display matrix (``frame.rotation``: 90 is one turn, -90 three), as players, decord and
     torchcodec apply it."""
-    return round((getattr(frame, "rotation", 0) or 0) / 90) % 4  # no attribute in older PyAV
+    return round((frame.rotation or 0) / 90) % 4  # PyAV >= 14.1 (setup.cfg's pin)
 
 
 class DecordReader(VideoReader):
@@ -577,18 +596,7 @@ class PyAVReader(VideoReader):
         self._position = -1
 
     def _to_array(self, frame: Any) -> np.ndarray:
-        # turned upright by its display matrix, as decord and torchcodec return it; a resize
-        # applies to the upright frame, so the stored frame is scaled to the transposed size
-        turns = _quarter_turns(frame)
-        if self.resize is None:
-            array = frame.to_ndarray(format="rgb24")
-        else:
-            upright = (frame.width, frame.height) if turns % 2 else (frame.height, frame.width)
-            height, width = output_size(*upright, self.resize)
-            if turns % 2:
-                height, width = width, height
-            array = frame.to_ndarray(format="rgb24", height=height, width=width, interpolation="BILINEAR")
-        return np.ascontiguousarray(np.rot90(array, turns)) if turns else array
+        return upright_rgb(frame, self.resize)
 
     def _decode_sorted(self, indices: list[int]) -> np.ndarray:
         wanted, decoded = set(indices), {}
@@ -708,12 +716,18 @@ READERS: dict[str, type[VideoReader]] = {
 
 def _is_mpeg_ts(path: Path) -> bool:
     """Whether a file is an MPEG transport stream: the ``0x47`` sync byte every 188 bytes (every
-    192 bytes after a 4-byte timecode in M2TS / Blu-ray ``.m2ts``), whatever its name."""
-    with path.open("rb") as f:
-        head = f.read(4 * 192 + 4)
+    192 bytes in M2TS / Blu-ray ``.m2ts``, after a 4-byte timecode), whatever its name, from any
+    offset within the first packet (a capture cut mid-packet, leading junk). A file that cannot
+    be read is not one here: the reader's own open reports it."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(6 * 192)
+    except OSError:
+        return False
     return any(
-        len(head) > offset + 3 * size and all(head[offset + i * size] == 0x47 for i in range(4))
-        for size, offset in ((188, 0), (192, 4))
+        len(head) > start + 4 * size and all(head[start + i * size] == 0x47 for i in range(5))
+        for size in (188, 192)
+        for start in range(size)
     )
 
 
