@@ -143,11 +143,13 @@ def test_rich_progress_bar_shows_the_version_as_an_integer(tmp_path):
 
 
 def test_fast_dev_run_writes_no_checkpoint(tmp_path):
-    """``--trainer.fast_dev_run true`` is a smoke run: Lightning's end-of-training ``last.ckpt`` is not written.
+    """``--trainer.fast_dev_run true`` is a smoke run: no end-of-training ``last.ckpt`` (Lightning's).
 
     Before the fix every smoke run of a recipe left ``<default_root_dir>/checkpoints/last-vN.ckpt``.
     """
-    callback = ResumableCheckpoint(dirpath=tmp_path / "checkpoints", monitor="score", mode="max", save_last=True)
+    callback = ResumableCheckpoint(
+        dirpath=tmp_path / "checkpoints", monitor="score", mode="max", save_last=True
+    )
     trainer = Trainer(
         fast_dev_run=True, callbacks=[callback], enable_progress_bar=False, enable_model_summary=False
     )

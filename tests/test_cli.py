@@ -34,10 +34,16 @@ def _error_of(args, capsys):
             "unknown key 'model.init_args.head.init_args.windw'",
         ),
         (["--data.init_args.batch_size", "many"], "'data.init_args.batch_size': expected int, got 'many'"),
-        # Lightning's MisconfigurationException was a traceback (also `--trainer.accelerator gpu` without one)
-        (["--trainer.devices", "0"], "vidlit: error: trainer: `Trainer(devices='0')` value is not a valid input"),
+        # Lightning's MisconfigurationException was a traceback (also --trainer.accelerator gpu without one)
+        (
+            ["--trainer.devices", "0"],
+            "vidlit: error: trainer: `Trainer(devices='0')` value is not a valid input",
+        ),
         # was "'config': Parser key "config": File does not exist: ..."
-        (["--config", "nope.yaml"], f"vidlit: error: --config '{Path('nope.yaml').resolve()}': file not found"),
+        (
+            ["--config", "nope.yaml"],
+            f"vidlit: error: --config '{Path('nope.yaml').resolve()}': file not found",
+        ),
     ],
 )
 def test_bad_config_is_one_line_naming_the_key(override, expected, capsys):
@@ -82,7 +88,8 @@ def test_fitting_an_evaluation_recipe_is_one_line(recipe, line, tmp_path, monkey
     assert exit_info.value.code == 1
     err = capsys.readouterr().err.splitlines()
     assert err == [
-        f"vidlit: error: {line} and has nothing to train: use `vidlit test` or `vidlit validate` with this config"
+        f"vidlit: error: {line} and has nothing to train: "
+        "use `vidlit test` or `vidlit validate` with this config"
     ]
 
 

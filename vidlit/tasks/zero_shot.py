@@ -105,7 +105,7 @@ class _ZeroShotTask(L.LightningModule):
     """What both zero-shot tasks share: the model (given, or loaded from a checkpoint), no training,
     skipped empty batches, and ``val`` / ``test`` stages that evaluate the same way."""
 
-    evaluation_only = True  # `vidlit fit` refuses it in one line, before any data is read (VidlitCLI.before_fit)
+    evaluation_only = True  # `vidlit fit` refuses it in one line before training (VidlitCLI.before_fit)
 
     def __init__(self, model: VideoTextModel | None = None, checkpoint: str | None = None):
         super().__init__()
