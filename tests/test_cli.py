@@ -479,16 +479,23 @@ def test_killed_run_resumes_in_its_folder_with_its_top_k(mq_root, tmp_path, caps
 
 @pytest.mark.slow
 def test_a_resumed_fit_continues_its_wandb_run(mq_root, tmp_path, monkeypatch, capsys):
-    """`fit --ckpt_path last` with W&B: the same W&B run id and its `<project>/<run id>` folder."""
+    """`fit --ckpt_path last` with W&B: the same W&B run id and its `<project>/<run id>` folder.
+
+    The logger is given no folder: it saves under `default_root_dir`, nothing in the working
+    directory (W&B's own default), so `--ckpt_path last` finds its checkpoints."""
     wandb = pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_MODE", "offline")
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
     wandb.finish()  # W&B keeps a run and its settings process-wide: start from none, as a process does
     wandb.teardown()
     runs = tmp_path / "runs"
-    args = ["fit", "--config", RECIPE, "--data.init_args.root", str(mq_root), "--trainer.default_root_dir"]
+    recipe = str(Path(__file__).resolve().parents[1] / RECIPE)  # the working directory is cwd
+    args = ["fit", "--config", recipe, "--data.init_args.root", str(mq_root), "--trainer.default_root_dir"]
     args += [str(runs), "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1"]
     args += ["--trainer.enable_model_summary", "false", "--trainer.logger"]
-    args += ["lightning.pytorch.loggers.WandbLogger", "--trainer.logger.save_dir", str(runs)]
+    args += ["lightning.pytorch.loggers.WandbLogger"]
     try:
         main([*args, "--trainer.max_epochs", "1"])
         wandb.finish()
@@ -513,6 +520,7 @@ def test_a_resumed_fit_continues_its_wandb_run(mq_root, tmp_path, monkeypatch, c
     wandb.finish()
     wandb.teardown()
     assert len(list((runs / "lightning_logs").iterdir())) == 2
+    assert not any(cwd.iterdir())  # W&B's files and the checkpoints all under default_root_dir
 
 
 def test_a_missing_input_file_is_one_line(tmp_path, capsys, monkeypatch):

@@ -87,8 +87,9 @@ def test_quick_start_commands_run_in_order_twice(tmp_path, monkeypatch, capsys):
                 assert _versions(runs) == ["version_0", "version_1", "version_2"]
                 assert {p.name for p in (runs / "version_2").iterdir()} == {"metrics.csv"}
     assert (tmp_path / "mq_submission.json").is_file() and (tmp_path / "mq_test_submission.json").is_file()
-    # W&B, twice: two runs, each with its config and checkpoints where the README says
-    wandb_runs = sorted((runs / "lightning_logs").iterdir())
+    # W&B, twice (project "ego4d", no save_dir): two runs, each with its config and checkpoints
+    # where the README says, under default_root_dir
+    wandb_runs = sorted((runs / "ego4d").iterdir())
     assert len(wandb_runs) == 2
     for run in wandb_runs:
         assert (run / "config.yaml").is_file() and (run / "checkpoints" / "last.ckpt").is_file()

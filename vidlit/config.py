@@ -330,6 +330,7 @@ class VidlitCLI(LightningCLI):
         )
 
     def instantiate_classes(self) -> None:
+        self._wandb_under_root()
         try:
             super().instantiate_classes()
         except (ImportError, ValueError) as e:
@@ -428,6 +429,26 @@ class VidlitCLI(LightningCLI):
                 compute_fn=_data_size(name),
                 apply_on="instantiate",
             )
+
+    def _wandb_under_root(self) -> None:
+        """A ``WandbLogger`` given no folder (``save_dir`` ``.``, no ``dir``) saves in ``default_root_dir``.
+
+        W&B's default is the current directory: its files went to ``./wandb`` and the checkpoints to
+        ``./<project>/<run id>/``, outside the run's root, where ``--ckpt_path last`` never looked.
+        Set before the logger is built, so the saved config says where it went.
+        """
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        trainer = config.get("trainer")
+        root = trainer.get("default_root_dir") if trainer is not None else None
+        specs = trainer.get("logger") if trainer is not None else None
+        if not root or not specs:
+            return
+        for spec in specs if isinstance(specs, list) else [specs]:
+            if not hasattr(spec, "get") or not str(spec.get("class_path", "")).endswith("WandbLogger"):
+                continue
+            init = spec.get("init_args")
+            if init is not None and init.get("save_dir") in (None, ".") and init.get("dir") is None:
+                init["save_dir"] = str(root)
 
     def _csv_logger(self, root: Path) -> CSVLogger:
         """The default logger; a resumed ``fit`` continues the ``version_N`` folder of its checkpoint."""
