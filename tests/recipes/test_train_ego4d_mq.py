@@ -113,7 +113,10 @@ SMALL = [
 
 
 def test_sigkilled_run_resumes_to_the_same_metrics(data_root, tmp_path):
-    common = ["--config", RECIPE, "--data.init_args.root", data_root, *SMALL]
+    # 2 epochs of 8 batches: killed at epoch 1's batch 5, after epoch 0's checkpoint (a subprocess
+    # and two fits: about 3x slower under two xdist workers than alone)
+    short = ["--trainer.max_epochs", "2", "--trainer.limit_train_batches", "8"]
+    common = ["--config", RECIPE, "--data.init_args.root", data_root, *SMALL, *short]
     main(["fit", *common, "--trainer.default_root_dir", str(tmp_path / "straight")])
     expected = _final_val(_run_dirs(tmp_path / "straight")[-1])
 
