@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
+import fsspec
 import pytest
 
 from vidlit.data.synth.videos import write_corrupt_videos, write_synthetic_videos
@@ -31,3 +33,13 @@ def video_path(synthetic_videos: tuple[Path, list[dict]]) -> str:
 def corrupt_videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Zero-byte, random-bytes and truncated ``.mp4`` files by kind."""
     return write_corrupt_videos(tmp_path_factory.mktemp("corrupt_videos"))
+
+
+@pytest.fixture
+def memory_url():
+    """A fresh ``memory://`` dataset root (fsspec's in-process filesystem), removed afterwards."""
+    url = f"memory://vidlit-test-{uuid.uuid4().hex}/data"
+    yield url
+    fs, path = fsspec.core.url_to_fs(url)
+    if fs.exists(path.rpartition("/")[0]):
+        fs.rm(path.rpartition("/")[0], recursive=True)

@@ -1,8 +1,5 @@
 """LLP, AVE and XD-Violence read from fsspec URLs (``memory://``) give what a local copy gives."""
 
-import uuid
-
-import fsspec
 import pytest
 import torch
 
@@ -20,15 +17,6 @@ def _upload(local, url):
     out = OutputFolder(url)
     for path in sorted(p for p in local.rglob("*") if p.is_file()):
         out.write(path.relative_to(local).as_posix(), path.read_bytes())
-
-
-@pytest.fixture
-def memory_url():
-    url = f"memory://vidlit-test-{uuid.uuid4().hex}/data"
-    yield url
-    fs, path = fsspec.core.url_to_fs(url)
-    if fs.exists(path.rpartition("/")[0]):
-        fs.rm(path.rpartition("/")[0], recursive=True)
 
 
 def _assert_equal(a, b, where="batch"):

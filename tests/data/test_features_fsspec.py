@@ -3,7 +3,6 @@
 import csv
 import json
 import math
-import uuid
 from pathlib import Path
 
 import fsspec
@@ -51,12 +50,9 @@ def mq_local(tmp_path_factory):
 
 
 @pytest.fixture
-def mq_memory(mq_local):
-    url = f"memory://vidlit-test-{uuid.uuid4().hex}/mq"
-    _upload(mq_local, url)
-    yield url
-    fs, path = fsspec.core.url_to_fs(url)
-    fs.rm(path.rpartition("/")[0], recursive=True)
+def mq_memory(mq_local, memory_url):
+    _upload(mq_local, memory_url)
+    return memory_url
 
 
 def _batches(dm, split):
@@ -114,15 +110,6 @@ def _extract_mq(tmp_path, url):
         (tmp_path / "mq" / f"moments_{split}.json").write_text(json.dumps(document))
         OutputFolder(url).write_json(f"moments_{split}.json", document)
     return tmp_path / "mq"
-
-
-@pytest.fixture
-def memory_url():
-    url = f"memory://vidlit-test-{uuid.uuid4().hex}/mq"
-    yield url
-    fs, path = fsspec.core.url_to_fs(url)
-    if fs.exists(path.rpartition("/")[0]):
-        fs.rm(path.rpartition("/")[0], recursive=True)
 
 
 def test_mq_batches_from_features_extract_wrote_to_memory(tmp_path, memory_url):
