@@ -52,6 +52,20 @@ def features(key: str) -> tuple[torch.Tensor, torch.Tensor, int]:
     return video, F.normalize(text, dim=-1), int(torch.randint(3, (), generator=generator))
 
 
+def synced_metrics(video, text, keys, shared_ranks) -> tuple[dict, dict]:
+    """Recall of ``keys``' text -> video, and top-k accuracy with one view of the video "shared"
+    per rank in ``shared_ranks`` (under DDP, ``compute()`` gathers every rank's updates)."""
+    recall = RetrievalRecall(ks=(1, 5))
+    recall.update(text, video, keys)
+    accuracy = TopKAccuracy(num_classes=3, top_k=(1, 2))
+    preds = [{"video_id": k, "scores": video[i, :3]} for i, k in enumerate(keys)]
+    preds += [{"video_id": "shared", "scores": torch.eye(3)[r % 3]} for r in shared_ranks]
+    targets = [{"video_id": k, "label": features(k)[2]} for k in keys]
+    targets += [{"video_id": "shared", "label": 0} for _ in shared_ranks]
+    accuracy.update(preds, targets)
+    return recall.compute(), accuracy.compute()
+
+
 class TinyVideoText(L.LightningModule):
     """A linear video tower over fixed per-key features and CLIP's loss, gathered across all ranks."""
 
@@ -83,16 +97,8 @@ class TinyVideoText(L.LightningModule):
         keys = [k for step in self.steps for k in step["keys"]]
         with torch.no_grad():
             video, text = self.embed(keys)
-        recall = RetrievalRecall(ks=(1, 5))
-        recall.update(text, video, keys)
-        accuracy = TopKAccuracy(num_classes=3, top_k=(1, 2))
-        preds = [{"video_id": k, "scores": video[i, :3]} for i, k in enumerate(keys)]
         # one video seen by every rank, a view each: its views are averaged across the ranks
-        preds.append({"video_id": "shared", "scores": torch.eye(3)[self.global_rank % 3]})
-        targets = [{"video_id": k, "label": features(k)[2]} for k in keys] + [
-            {"video_id": "shared", "label": 0}
-        ]
-        accuracy.update(preds, targets)
+        recall, accuracy = synced_metrics(video, text, keys, [self.global_rank])
         trainer = self.trainer
         result = {
             "num_nodes": trainer.num_nodes,
@@ -101,8 +107,8 @@ class TinyVideoText(L.LightningModule):
             "global_rank": trainer.global_rank,
             "world_size": trainer.world_size,
             "steps": self.steps,
-            "recall": recall.compute(),
-            "accuracy": accuracy.compute(),
+            "recall": recall,
+            "accuracy": accuracy,
         }
         torch.save(result, self.out / f"rank{trainer.global_rank}.pt")
 
@@ -226,16 +232,7 @@ def test_two_nodes_of_two_processes(tmp_path):
     final.load_state_dict(torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"])
     with torch.no_grad():
         video, text = final.embed(seen)
-    recall = RetrievalRecall(ks=(1, 5))
-    recall.update(text, video, seen)
-    accuracy = TopKAccuracy(num_classes=3, top_k=(1, 2))
-    preds = [{"video_id": k, "scores": video[i, :3]} for i, k in enumerate(seen)]
-    preds += [{"video_id": "shared", "scores": torch.eye(3)[r % 3]} for r in range(WORLD)]
-    targets = [{"video_id": k, "label": features(k)[2]} for k in seen] + [
-        {"video_id": "shared", "label": 0}
-    ] * WORLD
-    accuracy.update(preds, targets)
-    expected_recall, expected_accuracy = recall.compute(), accuracy.compute()
+    expected_recall, expected_accuracy = synced_metrics(video, text, seen, range(WORLD))
     for result in ranks:
         assert result["recall"] == pytest.approx(expected_recall)
         assert result["accuracy"] == pytest.approx(expected_accuracy)
