@@ -742,7 +742,9 @@ class _CurateOutput:
         if overwrite:
             for name in (MANIFEST, jsonl_name, *folder.list("shards"), *folder.list(MARKERS)):
                 folder.remove(name)
-        if folder.exists(MANIFEST):
+        # a manifest of these settings: the folder is this curation's own (its stale files go)
+        self.own = folder.exists(MANIFEST)
+        if self.own:
             state = folder.read_json(MANIFEST, "curate manifest")  # corrupt: one line with line and column
             changes = settings_changes(state.get("settings") or {}, settings)
             if changes:
@@ -750,8 +752,6 @@ class _CurateOutput:
                     f"{folder.url_of(MANIFEST)}: this folder was curated otherwise ({'; '.join(changes)}); "
                     "curate into another folder, or pass --overwrite to start it over"
                 )
-        # a manifest of these settings: the folder is this curation's own (its stale files go)
-        self.own = folder.exists(MANIFEST)
         folder.makedirs("shards")
         folder.makedirs(MARKERS)
         self.markers: dict[int, dict[str, Any]] = {}

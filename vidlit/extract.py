@@ -733,10 +733,9 @@ def extract_main(args: list[str]) -> ExtractSummary:
 
     parser = build_parser()
     options = parser.parse_args(args)
-    local = "://" not in options.out or options.out.startswith("file://")
-    for path in (
-        remove_stale_temporaries(options.out.removeprefix("file://")) if local else ()
-    ):  # a killed run's half-written feature files
+    out = OutputFolder(options.out)
+    for path in remove_stale_temporaries(out.local_path()) if out.local else ():
+        # a killed run's half-written feature files
         print(f"vidlit extract: removed {path}, a temporary file of a killed run")
     device = resolve_device(options.device)
     try:

@@ -78,9 +78,10 @@ class OutputFolder:
         Raises:
             FileNotFoundError: naming the file.
         """
-        if not self.exists(name):
-            raise FileNotFoundError(f"{self.url_of(name)}: not found")
-        return self.fs.cat_file(self.path(name))
+        try:  # one request: cat_file raises for a missing file
+            return self.fs.cat_file(self.path(name))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{self.url_of(name)}: not found") from None
 
     def read_json(self, name: str, what: str) -> Any:
         """A JSON file; invalid JSON raises one line with its URL, line and column."""
@@ -114,8 +115,10 @@ class OutputFolder:
 
     def remove(self, name: str) -> None:
         """Delete ``name`` if it exists."""
-        if self.exists(name):
+        try:  # one request, not an existence check first
             self.fs.rm_file(self.path(name))
+        except FileNotFoundError:
+            pass
 
     def list(self, folder: str = "") -> list[str]:
         """Names (relative to this folder) of the files directly in ``folder``, sorted."""
@@ -123,5 +126,7 @@ class OutputFolder:
         if not self.fs.isdir(base):
             return []
         prefix = f"{folder}/" if folder else ""
-        names = [p.rstrip("/").rpartition("/")[2] for p in self.fs.ls(base, detail=False)]
-        return sorted(prefix + n for n in names if self.fs.isfile(f"{base}/{n}"))
+        # one listing with each entry's type (an object store answers it in one request)
+        entries = self.fs.ls(base, detail=True)
+        names = [e["name"].rstrip("/").rpartition("/")[2] for e in entries if e.get("type") == "file"]
+        return sorted(prefix + n for n in names)

@@ -512,11 +512,7 @@ class XDViolence(VidlitDataModule):
             if not file_exists(self.ground_truth):
                 raise FileNotFoundError(f"{self.ground_truth}: ground-truth file not found")
             # gt.npy follows the RGB features: 16 frames for each of their T snippets
-            lengths = [
-                feature_steps(v.rgb[0], v.name) if is_url(v.rgb[0])
-                else int(np.load(v.rgb[0], mmap_mode="r", allow_pickle=False).shape[0])
-                for v in videos
-            ]  # fmt: skip
+            lengths = [feature_steps(v.rgb[0], v.name) for v in videos]
             gt = self.ground_truth
             source = io.BytesIO(read_bytes(gt, "ground-truth file")) if is_url(gt) else gt
             dataset.gt = split_official_gt(np.load(source, allow_pickle=False), videos, lengths, gt)
