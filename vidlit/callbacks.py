@@ -17,7 +17,7 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
-from vidlit.data.base import gather_ranks
+from vidlit.data.epochs import gather_ranks
 
 log = logging.getLogger(__name__)
 

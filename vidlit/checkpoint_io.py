@@ -200,7 +200,8 @@ def find_last_checkpoint(
     newest_first = sorted(runs, key=lambda run: runs[run][0][0], reverse=True)
     skipped = []
     incomplete = False
-    nearest: tuple[Path, str] | None = None  # the newest run differing only in `near` keys
+    # the newest run differing only in `near` keys: (run, its checkpoint, how it differs)
+    nearest: tuple[Path, Path, str] | None = None
     for run in newest_first:
         if run is None:
             skipped.append(f"{runs[run][0][1].parent} has no config.yaml")
@@ -213,8 +214,8 @@ def find_last_checkpoint(
             more = f" and {len(differences) - 3} more" if len(differences) > 3 else ""
             skipped.append(f"{run} differs in {', '.join(shown)}{more}")
             if nearest is None and near and not config_differences(saved, current, (*ignore, *near)):
-                if _newest_complete(runs[run]) is not None:
-                    nearest = (run, skipped[-1])
+                if (found := _newest_complete(runs[run])) is not None:
+                    nearest = (run, found[0], skipped[-1])
             continue
         if (found := _newest_complete(runs[run])) is None:
             incomplete = True
@@ -229,8 +230,7 @@ def find_last_checkpoint(
             reason += f"; skipped newer: {'; '.join(skipped)}"
         return CheckpointChoice(path, run, reason)
     if fallback and nearest is not None:
-        run, differs = nearest
-        path, _ = _newest_complete(runs[run])
+        run, path, differs = nearest
         others = "; ".join(line for line in skipped if line != differs) or "none"
         return CheckpointChoice(
             path,

@@ -362,15 +362,14 @@ class CLIPVideoViT(nn.Module, PretrainedMixin):
         if temporal is not None and temporal.ndim == 3 and temporal.shape[-1] == self.embed_dim:
             frames = temporal.shape[1]
             if frames != self.num_frames:
+                # ViCLIP keeps the first frames' rows of a longer table in both modes
+                mode = "cut" if frames > self.num_frames else temporal_adapt
                 log.info(
-                    "adapting the temporal table from %d to %d frames (%s)",
-                    frames,
-                    self.num_frames,
-                    temporal_adapt if frames < self.num_frames else "cut",
+                    "adapting the temporal table from %d to %d frames (%s)", frames, self.num_frames, mode
                 )
-                if frames > self.num_frames:  # ViCLIP keeps the first frames' rows in both modes
+                if mode == "cut":
                     temporal = temporal[:, : self.num_frames]
-                elif temporal_adapt == "interpolate":
+                elif mode == "interpolate":
                     temporal = interpolate_pos_embed(temporal, (frames, 1, 1), (self.num_frames, 1, 1))
                 else:
                     pad = temporal.new_zeros(1, self.num_frames - frames, self.embed_dim)
