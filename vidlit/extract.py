@@ -521,7 +521,7 @@ def extract_features(
             )
         seen[key] = entry
         # a name from the list becomes an output path: it must stay inside the folder
-        confined_path(folder.root, f"{key}.{file_format}", f"{source}:{entry.line}")
+        confined_path(folder.url, f"{key}.{file_format}", f"{source}:{entry.line}")
     folder.makedirs()
     settings = extraction_settings(extractor, window, stride, fps, short_side, file_format)
     record = _prepare_folder(folder, settings, overwrite)
