@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import warnings
@@ -12,9 +14,58 @@ import pytest
 import torch
 
 os.environ.setdefault("WANDB_MODE", "offline")
-torch.set_num_threads(min(2, torch.get_num_threads()))
+
+# Under pytest-xdist every worker gets its share of the cores, and so do the processes a test
+# starts (they inherit OMP_NUM_THREADS). Two workers of two intra-op threads each on two cores
+# stall each other's OpenMP barriers: a 30 s test took 110 s beside another.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+_THREADS = max(1, min(2, (os.cpu_count() or 1) // _WORKERS))
+if _WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(_THREADS))
+torch.set_num_threads(min(_THREADS, torch.get_num_threads()))
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+class _ExclusiveLock:
+    """Tests marked ``exclusive`` (they start processes of their own: DDP, several nodes, Ray, a
+    run killed and resumed) run with no test of another xdist worker beside them; the others run
+    side by side as usual. A readers-writer lock on two files shared by the run's workers: an
+    exclusive test first takes the ``turn`` file, so that the other worker's next test waits
+    instead of overtaking it, then waits for the running test to finish."""
+
+    def __init__(self, folder: Path):
+        self.turn = open(folder / "vidlit-turn.lock", "a+")  # noqa: SIM115 (held for the worker's life)
+        self.running = open(folder / "vidlit-running.lock", "a+")  # noqa: SIM115
+
+    @contextlib.contextmanager
+    def hold(self, exclusive: bool):
+        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+        fcntl.flock(self.turn, mode)
+        if not exclusive:
+            fcntl.flock(self.turn, fcntl.LOCK_UN)
+        fcntl.flock(self.running, mode)
+        try:
+            yield
+        finally:
+            fcntl.flock(self.running, fcntl.LOCK_UN)
+            fcntl.flock(self.turn, fcntl.LOCK_UN)
+
+
+_lock: _ExclusiveLock | None = None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    global _lock
+    if not hasattr(item.config, "workerinput") or _WORKERS < 2:
+        yield
+        return
+    if _lock is None:  # the run's temporary folder (pytest-N), above each worker's popen-gwK
+        _lock = _ExclusiveLock(item.config._tmp_path_factory.getbasetemp().parent)
+    # the wait is outside setup / call / teardown, so --durations times the test alone
+    with _lock.hold(exclusive="exclusive" in item.keywords):
+        yield
 
 
 def pytest_collection_modifyitems(config, items):

@@ -295,6 +295,7 @@ def _ddp_fit(out: Path, ckpt_path: Path | None) -> None:
     torch.save({"losses": model.losses, "weights": model.state_dict()}, out / f"rank{trainer.global_rank}.pt")
 
 
+@pytest.mark.exclusive
 @pytest.mark.slow
 def test_each_rank_resumes_with_its_own_random_state(tmp_path):
     """2 DDP processes (gloo) draw different dropout and noise; resumed after step 2 of an epoch of 3,

@@ -154,6 +154,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.exclusive
 @pytest.mark.slow
 def test_two_nodes_of_two_processes(tmp_path):
     root, out = tmp_path / "data", tmp_path / "run"

@@ -21,6 +21,9 @@ from vidlit.data.synth.videos import write_synthetic_videos, write_video
 from vidlit.engines import OutputFolder, RayOptions, split_partitions
 from vidlit.extract import FeatureExtractor, extract_features
 
+# Ray starts its own worker processes: no other test runs beside these (tests/conftest.py)
+pytestmark = pytest.mark.exclusive
+
 ROOT = Path(__file__).resolve().parents[1]
 CURATE = {"threshold": -1.0, "min_shot_frames": 6, "min_clip_seconds": 0.5, "progress": False}
 EXTRACT = {"window": 16, "stride": 16, "batch_size": 2, "progress": False}

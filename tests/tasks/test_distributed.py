@@ -78,6 +78,7 @@ def _vidlit(*args: str) -> subprocess.CompletedProcess:
     return proc
 
 
+@pytest.mark.exclusive
 @pytest.mark.slow
 def test_ddp_two_processes_fit_and_predict(odd_data_root, tmp_path, capsys):
     runs = tmp_path / "runs"
