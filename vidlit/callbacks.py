@@ -328,9 +328,9 @@ class ResumableCheckpoint(ModelCheckpoint):
             self._refresh_last(trainer)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # Lightning 2.6 writes last.ckpt at the end even under fast_dev_run, which otherwise saves
-        # nothing: a smoke run left <default_root_dir>/checkpoints/last-vN.ckpt behind each time
-        if trainer.fast_dev_run:
+        # Lightning 2.6 writes last.ckpt at the end even of a smoke run, which otherwise saves
+        # nothing: each left <default_root_dir>/checkpoints/last-vN.ckpt behind (see smoke_run)
+        if smoke_run(trainer):
             return
         super().on_train_end(trainer, pl_module)
 
@@ -427,6 +427,19 @@ def _first_of_each(keyed: list[tuple[Any, Any]]) -> list[Any]:
             seen[key] = sample
     by_index = sorted(key for key in seen if key[0] == 0)
     return [seen[key] for key in by_index] + [seen[key] for key in seen if key[0] == 1] + rest
+
+
+def smoke_run(trainer: L.Trainer) -> bool:
+    """Whether ``trainer`` runs Lightning's ``fast_dev_run`` smoke run, which vidlit keeps from writing.
+
+    A smoke run (a batch or a few of each loop, to check that a config runs) has no logger and so
+    no run folder (:func:`run_dir`): its files would land in ``default_root_dir`` itself, beside or
+    over a trained run's. So a smoke run writes no checkpoint (:class:`ResumableCheckpoint`:
+    Lightning 2.6 still saves ``last.ckpt`` at its end), no ``config.yaml``
+    (:class:`~vidlit.config.RunConfig`) and no ``backbone.pt`` (:class:`~vidlit.tasks.ExportBackbone`),
+    and ``vidlit fit`` says so instead of naming them.
+    """
+    return bool(trainer.fast_dev_run)
 
 
 def run_dir(trainer: L.Trainer) -> Path:

@@ -44,6 +44,7 @@ from vidlit.callbacks import (
     SubmissionWriter,
     VersionTextRichProgressBar,
     run_dir,
+    smoke_run,
 )
 from vidlit.checkpoint_io import (
     AtomicCheckpointIO,
@@ -70,6 +71,17 @@ _CKPT_KEYWORDS = ("last", "best", "hpc", "registry")
 # that find no run folder (a SLURM requeue resumes hpc_ckpt_N.ckpt of default_root_dir)
 WANDB_RUN_KEY = "vidlit_wandb_run"
 _HPC_CHECKPOINT = re.compile(r"hpc_ckpt_(\d+)\.ckpt")
+
+
+def _section(config: Any) -> Any:
+    """The running subcommand's part of a parsed config (``config.fit``); all of it without one.
+
+    jsonargparse nests each subcommand's arguments under its name; a CLI built with ``run=False``
+    has no subcommand. Read from the config itself, as ``VidlitCLI.subcommand`` is set only after
+    parsing.
+    """
+    subcommand = config.get("subcommand")
+    return config[subcommand] if subcommand else config
 
 
 def _slurm_requeue_checkpoint(root: Path) -> Path | None:
@@ -343,7 +355,7 @@ class VidlitCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         # instances cannot live in trainer_defaults (the saved config must serialize), so the
         # atomic checkpoint IO and the default CSV logger are added here
-        config = self._get(self.config_init, "trainer", default={})
+        config = _section(self.config_init).get("trainer", {})
         root = Path(config.get("default_root_dir") or ".")
         for path in remove_stale_temporaries(root):
             print(f"vidlit: removed {path}, a temporary file of a killed run")
@@ -406,8 +418,7 @@ class VidlitCLI(LightningCLI):
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         self._size_links: tuple[str, ...] = getattr(self, "_size_links", tuple(DATA_LINKS))
         super().parse_arguments(parser, args)
-        subcommand = self.config.get("subcommand")
-        links = size_links(self.config[subcommand] if subcommand else self.config)
+        links = size_links(_section(self.config))
         if links == self._size_links:
             return
         self._size_links = links
@@ -437,8 +448,7 @@ class VidlitCLI(LightningCLI):
         ``./<project>/<run id>/``, outside the run's root, where ``--ckpt_path last`` never looked.
         Set before the logger is built, so the saved config says where it went.
         """
-        config = self.config[self.subcommand] if self.subcommand else self.config
-        trainer = config.get("trainer")
+        trainer = _section(self.config).get("trainer")
         root = trainer.get("default_root_dir") if trainer is not None else None
         specs = trainer.get("logger") if trainer is not None else None
         if not root or not specs:
@@ -452,7 +462,7 @@ class VidlitCLI(LightningCLI):
 
     def _csv_logger(self, root: Path) -> CSVLogger:
         """The default logger; a resumed ``fit`` continues the ``version_N`` folder of its checkpoint."""
-        config = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        config = _section(self.config_init)
         version = None
         if self.subcommand in (None, "fit") and config.get("ckpt_path") not in (None, *_CKPT_KEYWORDS):
             checkpoint = Path(config["ckpt_path"])
@@ -477,7 +487,7 @@ class VidlitCLI(LightningCLI):
         so the metrics continue the same W&B run and the checkpoints its ``<project>/<run id>``
         folder, as a CSV run continues its ``version_N``. None when nothing changes.
         """
-        config = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        config = _section(self.config_init)
         ckpt_path = config.get("ckpt_path")
         if self.subcommand not in (None, "fit"):
             return None
@@ -498,7 +508,7 @@ class VidlitCLI(LightningCLI):
                 record, where = _checkpoint_wandb_run(checkpoint), checkpoint
         if record is None:
             return None
-        trainer = self.config[self.subcommand]["trainer"] if self.subcommand else self.config["trainer"]
+        trainer = _section(self.config)["trainer"]
         built = loggers if isinstance(loggers, list) else [loggers]
         specs = trainer["logger"] if isinstance(trainer["logger"], list) else [trainer["logger"]]
         continued, changed = [], False
@@ -523,7 +533,7 @@ class VidlitCLI(LightningCLI):
 
     def _check_ckpt_path(self) -> None:
         """A ``--ckpt_path`` file that does not exist: one line, before anything is built."""
-        path = (self.config_init[self.subcommand] if self.subcommand else self.config_init).get("ckpt_path")
+        path = _section(self.config_init).get("ckpt_path")
         if path == "best":
             # Lightning knows "best" only within the process that trained: from the command line
             # it failed in a traceback saying ModelCheckpoint "is not configured to save the best model"
@@ -538,11 +548,11 @@ class VidlitCLI(LightningCLI):
         sys.exit(2)
 
     def _resolve_last_checkpoint(self, root: Path) -> CheckpointChoice | None:
-        config = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        config = _section(self.config_init)
         if config.get("ckpt_path") != "last":
             return None
         parser = self._parser(self.subcommand)
-        current = yaml.safe_load(parser.dump(self.config[self.subcommand], skip_unset=False)) or {}
+        current = yaml.safe_load(parser.dump(_section(self.config), skip_unset=False)) or {}
         try:
             if self.subcommand == "fit":
                 # resuming needs the same model and data; a new stopping point extends the run
@@ -617,7 +627,7 @@ class VidlitCLI(LightningCLI):
                 ),
                 soft_wrap=True,
             )
-        if self.trainer.fast_dev_run:
+        if smoke_run(self.trainer):
             console.print("fast_dev_run: no checkpoint, log or config.yaml was written", soft_wrap=True)
             return
         if checkpoint is not None:
@@ -715,10 +725,8 @@ class RunConfig(SaveConfigCallback):
     """
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if self.already_saved or stage != "fit" or trainer.fast_dev_run:
-            # a fast_dev_run smoke run has no run folder (no logger, no checkpoints): writing
-            # here would overwrite <default_root_dir>/config.yaml
-            return
+        if self.already_saved or stage != "fit" or smoke_run(trainer):
+            return  # a smoke run would overwrite <default_root_dir>/config.yaml (see smoke_run)
         folder = trainer.strategy.broadcast(str(run_dir(trainer)))
         if trainer.is_global_zero:
             Path(folder).mkdir(parents=True, exist_ok=True)

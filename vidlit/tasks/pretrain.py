@@ -27,6 +27,7 @@ from vidlit.backbones.mvm import (
     decoder_for,
     masked_reconstruction,
 )
+from vidlit.callbacks import smoke_run
 from vidlit.checkpoint_io import AtomicCheckpointIO
 from vidlit.core.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from vidlit.tasks.empty_batches import EmptyBatches
@@ -306,7 +307,7 @@ class ExportBackbone(L.Callback):
         if not trainer.is_global_zero:
             return
         path = Path(self.path) if self.path else Path(trainer.default_root_dir) / "backbone.pt"
-        if trainer.fast_dev_run:  # a smoke run's weights would overwrite a trained run's export
+        if smoke_run(trainer):  # its weights would overwrite a trained run's export
             print(f"fast_dev_run: backbone not exported to {path}")
             return
         save_backbone(backbone, path)
