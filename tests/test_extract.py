@@ -280,6 +280,45 @@ def test_a_rerun_with_other_settings_or_weights_is_refused(videos, tmp_path):
         extract_features(extractor, listing, tmp_path / "old", progress=False)
 
 
+def test_an_extraction_lists_its_output_folder_once(videos, tmp_path, monkeypatch):
+    """The settings check and the resume share one listing of the output folder (each listing of
+    an object store is a request): counted on fsspec's in-memory file system, which still lists."""
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    url, root = f"memory://vidlit-test-{tmp_path.name}/features", f"/vidlit-test-{tmp_path.name}/features"
+    listed: list[str] = []
+    real_ls = MemoryFileSystem.ls
+
+    def counting_ls(self, path, *args, **kwargs):
+        listed.append(path.rstrip("/"))
+        return real_ls(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(MemoryFileSystem, "ls", counting_ls)
+    listing = _two_videos(videos, tmp_path)
+    torch.manual_seed(0)
+    extractor = FeatureExtractor(
+        create_backbone("vit_test", num_frames=4).eval(), frames_per_window=4, size=32
+    )
+    memory = MemoryFileSystem()
+    try:
+        assert extract_features(extractor, listing, url, window=16, stride=16, progress=False).written == [
+            "000000",
+            "000001",
+        ]
+        assert listed.count(root) == 0  # a new folder: nothing there to list
+        memory.rm_file(f"{root}/000001.pt")  # a killed run: the resume lists once too
+        listed.clear()
+        resumed = extract_features(extractor, listing, url, window=16, stride=16, progress=False)
+        assert (resumed.written, resumed.existing) == (["000001"], ["000000"]) and listed.count(root) == 1
+        listed.clear()
+        again = extract_features(
+            extractor, listing, url, window=16, stride=16, progress=False, overwrite=True
+        )
+        assert again.written == ["000000", "000001"] and listed.count(root) == 1
+    finally:
+        memory.rm(root.rsplit("/", 1)[0], recursive=True)
+
+
 def test_random_weights_need_an_explicit_flag(videos, tmp_path, capsys):
     args = ["extract", "--config", MVM_RECIPE, "--videos", str(_two_videos(videos, tmp_path))]
     args += ["--out", str(tmp_path / "f"), "--window", "36", "--stride", "36"]

@@ -524,7 +524,9 @@ def extract_features(
         confined_path(folder.url, f"{key}.{file_format}", f"{source}:{entry.line}")
     folder.makedirs()
     settings = extraction_settings(extractor, window, stride, fps, short_side, file_format)
-    record = _prepare_folder(folder, settings, overwrite)
+    # one listing serves the settings check and the resume (on an object store, each is a request)
+    features = [name for name in folder.list() if Path(name).suffix in FEATURE_SUFFIXES]
+    record = _prepare_folder(folder, features, settings, overwrite)
     record = {
         **settings,
         "random_weights": extractor.random_weights,
@@ -532,7 +534,7 @@ def extract_features(
     }
     folder.write_json(EXTRACTION_RECORD, record)  # before the first feature file
     folder.makedirs(MARKERS)
-    present = {Path(name).stem for name in folder.list() if Path(name).suffix in FEATURE_SUFFIXES}
+    present = set() if overwrite else {Path(name).stem for name in features}  # --overwrite deleted them
     partitions = split_partitions(list(seen.items()), list(seen), videos_per_partition)
 
     def complete(partition: Partition, marker: dict[str, Any]) -> bool:
@@ -641,9 +643,13 @@ def extraction_settings(
     }
 
 
-def _prepare_folder(folder: OutputFolder, settings: dict[str, Any], overwrite: bool) -> dict[str, Any]:
-    """The folder's earlier record when it matches ``settings`` (or is absent); refuse otherwise."""
-    features = [name for name in folder.list() if Path(name).suffix in FEATURE_SUFFIXES]
+def _prepare_folder(
+    folder: OutputFolder, features: list[str], settings: dict[str, Any], overwrite: bool
+) -> dict[str, Any]:
+    """The folder's earlier record when it matches ``settings`` (or is absent); refuse otherwise.
+
+    ``features`` are the feature files in ``folder`` (names as :meth:`OutputFolder.list` gives them).
+    """
     if overwrite:
         for name in (*features, *folder.list(MARKERS), EXTRACTION_RECORD):
             folder.remove(name)
