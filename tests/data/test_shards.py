@@ -82,6 +82,35 @@ def test_url_forms_brace_list_file_and_memory(shard_dir, samples):
     assert [x["video_id"] for x in streamed] == expected
 
 
+def test_one_output_folder_serves_every_shard(samples, tmp_path, monkeypatch):
+    """``write_shards`` opens its output folder (an fsspec file system) once, not once per shard;
+    a number in a folder name still writes each shard into its own folder."""
+    from vidlit.core.storage import OutputFolder
+
+    opened: list[str] = []
+    real_init = OutputFolder.__init__
+
+    def counting_init(self, url):  # observes the real constructor, which still builds the folder
+        opened.append(str(url))
+        real_init(self, url)
+
+    monkeypatch.setattr(OutputFolder, "__init__", counting_init)
+    url = f"memory://vidlit-test-{tmp_path.name}/clips-%02d.tar"
+    try:
+        assert write_shards(samples, url, maxcount=2) == [url % i for i in range(3)]
+        assert opened == [f"memory://vidlit-test-{tmp_path.name}"]
+        assert [x["video_id"] for x in VideoTextShards([url % i for i in range(3)], num_frames=1)] == [
+            s["key"] for s in samples
+        ]
+    finally:
+        fsspec.filesystem("memory").rm(f"/vidlit-test-{tmp_path.name}", recursive=True)
+    opened.clear()
+    nested = write_shards(samples, str(tmp_path / "part-%d" / "clips.tar"), maxcount=3, start_index=1)
+    assert nested == [str(tmp_path / "part-1" / "clips.tar"), str(tmp_path / "part-2" / "clips.tar")]
+    assert opened == [str(tmp_path)]
+    assert [x["video_id"] for x in VideoTextShards(nested, num_frames=1)] == [s["key"] for s in samples]
+
+
 def test_shards_are_dealt_to_ranks_and_workers_once(shard_dir):
     dataset = VideoTextShards(str(shard_dir / "train-{000..002}.tar"), num_frames=2)
     dealt = [dataset.shards_for(rank, 2, worker, 2) for rank in range(2) for worker in range(2)]

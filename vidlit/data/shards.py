@@ -209,18 +209,18 @@ def _sample_files(sample: Mapping[str, Any], index: int) -> list[tuple[str, byte
     return files
 
 
-def _write_tar(files: list[tuple[str, bytes]], url: str) -> None:
-    """Write one tar atomically through :meth:`~vidlit.core.storage.OutputFolder.write` (a local
-    temporary file and rename, one object-store PUT, or a temporary name and rename elsewhere). The
-    tar is built in memory first, so a failure while building it writes nothing (no half shard)."""
+def _write_tar(files: list[tuple[str, bytes]], folder: OutputFolder, shard: str) -> None:
+    """Write one tar as ``shard`` in ``folder`` atomically through
+    :meth:`~vidlit.core.storage.OutputFolder.write` (a local temporary file and rename, one
+    object-store PUT, or a temporary name and rename elsewhere). The tar is built in memory first,
+    so a failure while building it writes nothing (no half shard)."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w|", format=tarfile.USTAR_FORMAT) as tar:
         for name, data in files:
             info = tarfile.TarInfo(name)
             info.size, info.mode, info.mtime = len(data), 0o444, 0  # reproducible bytes
             tar.addfile(info, io.BytesIO(data))
-    folder, _, base = url.rpartition("/")
-    OutputFolder(folder or ".").write(base, buffer.getvalue())
+    folder.write(shard, buffer.getvalue())
 
 
 def write_shards(
@@ -249,6 +249,10 @@ def write_shards(
         raise ValueError(f"pattern must contain exactly one integer field such as %06d, got {pattern!r}")
     if maxcount < 1:
         raise ValueError(f"maxcount must be positive, got {maxcount}")
+    # one folder for all shards: the pattern up to the last "/" before the number (a number in a
+    # folder name, ``out/%03d/shard.tar``, writes ``000/shard.tar``, ... inside ``out``)
+    root, sep, _ = pattern[: _PATTERN.search(pattern).start()].rpartition("/")
+    folder, names = OutputFolder(root or sep or "."), pattern[len(root) + len(sep) :]
     written: list[str] = []
     files: list[tuple[str, bytes]] = []
     count, keys = 0, set()
@@ -256,7 +260,7 @@ def write_shards(
     def flush() -> None:
         nonlocal files, count
         url = pattern % (start_index + len(written))
-        _write_tar(files, url)
+        _write_tar(files, folder, names % (start_index + len(written)))
         written.append(url)
         files, count = [], 0
 
