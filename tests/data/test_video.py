@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import pickle
 import sys
 import types
@@ -562,3 +563,34 @@ def test_mpeg_ts_is_recognized_from_any_offset_in_its_first_packet(tmp_path):
         (tmp_path / name).write_bytes(data)
         assert _is_mpeg_ts(tmp_path / name) is expected, name
     assert _is_mpeg_ts(tmp_path / "missing.ts") is False  # unreadable: the reader's own open reports it
+
+
+def test_the_mpeg_ts_check_reads_a_file_once_beside_its_stored_size(tmp_path):
+    """decord checks every open for MPEG-TS; the answer is kept with the stored size, under the
+    same (path, device, inode, mtime, size) key, so a video opened again is not read again."""
+    from vidlit.data.video import _is_mpeg_ts
+
+    video_module._probe_header.cache_clear()
+    path = tmp_path / "clip.mp4"
+    synth.write_video(path, np.zeros((4, 48, 80, 3), dtype=np.uint8), fps=10)
+    for _ in range(3):  # three items of one video, as a dataset opens it
+        with open_video(path, "decord", resize=24) as reader:
+            assert reader.get_frames([0]).shape == (1, 24, 40, 3)
+    stat = path.stat()
+    key = (str(path), stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    assert video_module._probe_header.cache_info().currsize == 1
+    assert video_module._probe_header(*key) == {"size": (48, 80), "mpeg_ts": False}
+
+    # the bytes are not read again: a file changed under the same key keeps its answer ...
+    stream = tmp_path / "capture.ts"
+    packets = np.zeros((8, 188), dtype=np.uint8)
+    packets[:, 0] = 0x47
+    stream.write_bytes(packets.tobytes())
+    assert _is_mpeg_ts(stream) is True
+    before = stream.stat()
+    stream.write_bytes(bytes(8 * 188))  # same inode and size; the modification time put back
+    os.utime(stream, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert _is_mpeg_ts(stream) is True
+    # ... and a file rewritten in place (a new modification time) is read anew
+    os.utime(stream, ns=(before.st_atime_ns, before.st_mtime_ns + 10**9))
+    assert _is_mpeg_ts(stream) is False

@@ -47,7 +47,7 @@ import os
 import re
 import stat as stat_mode
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -323,12 +323,27 @@ def stored_size(path: str | Path, stat: os.stat_result | None = None) -> tuple[i
     """
     if stat is None:
         stat = stat_video_file(path)
+    return _header_fact(str(Path(path)), stat, "size", _read_stored_size)
+
+
+def _header_fact(path: str, stat: os.stat_result, name: str, read: Callable[[str], Any]) -> Any:
+    """``read(path)``, once per version of the file and process: :func:`stored_size` and
+    :func:`_is_mpeg_ts` keep their answers in one cache entry per file (:func:`_probe_header`).
+    A read that raises is not kept: the next open tries again."""
     # device and inode tell two files apart where a relative path alone would not (another cwd)
-    return _probe_header(str(Path(path)), stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    facts = _probe_header(path, stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    if name not in facts:
+        facts[name] = read(path)
+    return facts[name]
 
 
 @functools.lru_cache(maxsize=1 << 16)
-def _probe_header(path: str, device: int, inode: int, mtime_ns: int, size: int) -> tuple[int, int]:
+def _probe_header(path: str, device: int, inode: int, mtime_ns: int, size: int) -> dict[str, Any]:
+    """What the readers learned from one version of a file's start, by name (:func:`_header_fact`)."""
+    return {}
+
+
+def _read_stored_size(path: str) -> tuple[int, int]:
     import av
 
     try:
@@ -413,7 +428,7 @@ class DecordReader(VideoReader):
             self._decode_size = output_size(*source, resize)
         self._post_size = None
         self._pyav: PyAVReader | None = None  # see _decode_sorted
-        if _is_mpeg_ts(self.path):
+        if _is_mpeg_ts(self.path, self._stat):
             # decord seeks in a transport stream land a GOP late: it returns wrong frames silently
             # (measured on a remuxed real H.264 file: frame 0 was frame 30), so refuse the file
             # and let open_video's "auto" read it with PyAV
@@ -714,16 +729,21 @@ READERS: dict[str, type[VideoReader]] = {
 }
 
 
-def _is_mpeg_ts(path: Path) -> bool:
+def _is_mpeg_ts(path: Path, stat: os.stat_result | None = None) -> bool:
     """Whether a file is an MPEG transport stream: the ``0x47`` sync byte every 188 bytes (every
     192 bytes in M2TS / Blu-ray ``.m2ts``, after a 4-byte timecode), whatever its name, from any
-    offset within the first packet (a capture cut mid-packet, leading junk). A file that cannot
-    be read is not one here: the reader's own open reports it."""
+    offset within the first packet (a capture cut mid-packet, leading junk). Read once per file
+    version and process, beside :func:`stored_size`'s answer (``stat``: the caller's, when it has
+    one). A file that cannot be read is not one here: the reader's own open reports it."""
     try:
-        with path.open("rb") as f:
-            head = f.read(6 * 192)
+        return _header_fact(str(path), stat or path.stat(), "mpeg_ts", _read_mpeg_ts)
     except OSError:
         return False
+
+
+def _read_mpeg_ts(path: str) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(6 * 192)
     return any(
         len(head) > start + 4 * size and all(head[start + i * size] == 0x47 for i in range(5))
         for size in (188, 192)
