@@ -72,6 +72,12 @@ def test_annotation_errors_name_file_line_and_key(tmp_path, line, match):
     assert "\n" not in str(err.value)
 
 
+def test_a_missing_annotation_file_is_one_line(tmp_path):
+    path = tmp_path / "trainSet.txt"
+    with pytest.raises(FileNotFoundError, match=rf"^{re.escape(str(path))}: AVE annotation file not found$"):
+        read_ave_annotations(path)
+
+
 def test_unknown_category_and_overlap(tmp_path):
     path = tmp_path / "a.txt"
     path.write_text("Kazoo&x&good&0&2\n")
