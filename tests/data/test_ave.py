@@ -197,6 +197,11 @@ def test_layout_errors(ave_root, tmp_path):
         f.create_dataset("order", data=np.array([0, 99]))
     with pytest.raises(ValueError, match=r"train_order.h5: row index 99 outside \[0, 12\)"):
         AVEDataModule(root=str(root), feature_dim=16, synthetic=False).setup("fit")
+    # a file that is not HDF5 (a truncated download, an HTML error page): one line naming it
+    (root / "train_order.h5").write_text("<html>Access denied</html>")
+    with pytest.raises(AnnotationError, match=r"train_order.h5: not a readable HDF5 file") as err:
+        AVEDataModule(root=str(root), feature_dim=16, synthetic=False).setup("fit")
+    assert "\n" not in str(err.value)
 
 
 def test_synthetic_features_are_gzip_h5_chunked_per_video(ave_root):

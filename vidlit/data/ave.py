@@ -145,6 +145,7 @@ def _open_h5(path: Path | str, closing: contextlib.ExitStack | None = None) -> h
 
     Raises:
         FileNotFoundError: ``{path}: not found`` (the open is the existence check: no extra request).
+        AnnotationError: a file h5py cannot open (not HDF5, truncated, a folder), in one line.
     """
     try:
         source: Any = path
@@ -157,6 +158,8 @@ def _open_h5(path: Path | str, closing: contextlib.ExitStack | None = None) -> h
         f = h5py.File(source, "r")
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: not found") from None
+    except OSError as e:  # h5py's "file signature not found", a folder, a truncated file
+        raise AnnotationError(f"{path}: not a readable HDF5 file ({e})") from None
     if closing is not None:
         closing.enter_context(f)
     return f
