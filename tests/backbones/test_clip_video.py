@@ -289,15 +289,53 @@ def test_missing_and_unknown_keys_are_named(tmp_path: Path) -> None:
         model.load_clip_state_dict(checkpoint, where="viclip.pth")
     message = str(err.value)
     assert "\n" not in message
+    # in the file's own names: under the prefix the tower has there
     assert message == (
-        "viclip.pth: viclip vision tower: missing keys ['ln_post.weight', "
+        "viclip.pth: viclip vision tower: missing keys ['vision_encoder.ln_post.weight', "
+        "'vision_encoder.transformer.resblocks.1.attn.in_proj_bias'], unexpected keys "
+        "['vision_encoder.transformer.resblocks.0.attn.rel_pos']"
+    )
+    with pytest.warns(UserWarning, match="missing keys") as caught:
+        report = model.load_clip_state_dict(checkpoint, strict=False)
+    assert len(caught) == 1
+    assert report.missing == [
+        "vision_encoder.ln_post.weight",
+        "vision_encoder.transformer.resblocks.1.attn.in_proj_bias",
+    ]
+    assert report.unexpected == ["vision_encoder.transformer.resblocks.0.attn.rel_pos"]
+    # a bare tower's keys have no prefix in the file, nor in the report
+    with pytest.raises(ValueError) as err:
+        model.load_clip_state_dict(tower_of(checkpoint), where="tower.pth")
+    assert str(err.value) == (
+        "tower.pth: viclip vision tower: missing keys ['ln_post.weight', "
         "'transformer.resblocks.1.attn.in_proj_bias'], unexpected keys "
         "['transformer.resblocks.0.attn.rel_pos']"
     )
-    with pytest.warns(UserWarning, match="missing keys"):
-        report = model.load_clip_state_dict(checkpoint, strict=False)
-    assert report.missing == ["ln_post.weight", "transformer.resblocks.1.attn.in_proj_bias"]
-    assert report.unexpected == ["transformer.resblocks.0.attn.rel_pos"]
+
+
+def test_open_clip_keys_are_named_under_visual(tmp_path: Path) -> None:
+    """An open_clip file's tower keys are reported as ``visual.*``; its zero temporal table is not missing."""
+    state = tiny_open_clip(tmp_path).state_dict()
+    del state["visual.ln_pre.bias"]
+    state["visual.transformer.resblocks.1.ls_1.gamma"] = torch.ones(WIDTH)  # LayerScale the model lacks
+    model = create_backbone("viclip_test")
+    with pytest.raises(ValueError) as err:
+        model.load_clip_state_dict(state, source="openclip", where="open_clip_pytorch_model.bin")
+    assert str(err.value) == (
+        "open_clip_pytorch_model.bin: openclip vision tower: missing keys ['visual.ln_pre.bias'], "
+        "unexpected keys ['visual.transformer.resblocks.1.ls_1.gamma']"
+    )
+    with pytest.warns(UserWarning, match=r"missing keys \['visual\.ln_pre\.bias'\]"):
+        report = model.load_clip_state_dict(state, source="openclip", strict=False)
+    assert report.missing == ["visual.ln_pre.bias"]
+    assert report.unexpected == ["visual.transformer.resblocks.1.ls_1.gamma"]
+    assert not model.temporal_embed.any()
+    # shapes that do not fit are named as the file names them too
+    wide = create_backbone("viclip_test", embed_dim=32, num_heads=2)
+    with pytest.raises(
+        ValueError, match=r"shape mismatch for visual\..*visual\.conv1\.weight: checkpoint \(64, 3, 1, 8, 8\)"
+    ):
+        wide.load_clip_state_dict(state, source="openclip", strict=False)
 
 
 def test_wrong_source_and_shape_are_one_line(tmp_path: Path) -> None:

@@ -264,6 +264,15 @@ def test_bad_checkpoints_are_named_in_one_line(tmp_path, released):
         load_tiny(save(lambda s: s.pop(gone)), strict=False)
     reports = [str(w.message) for w in caught if "missing keys" in str(w.message)]
     assert len(reports) == 1 and f"'{gone}'" in reports[0], reports
+    # a missing proj is not the tower's: one line for the shared space, not lenient (nothing to load)
+    projections = f"{tmp_path / 'edited.pth'}: missing keys ['vision_encoder.proj']: the projections into"
+    for strict in (True, False):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with pytest.raises(ValueError) as err:
+                load_tiny(save(lambda s: s.pop("vision_encoder.proj")), strict=strict)
+        assert str(err.value).startswith(projections) and "\n" not in str(err.value)
+        assert not [w for w in caught if "missing keys" in str(w.message)], strict
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         load_tiny(tmp_path / "none.pth")
 
@@ -326,6 +335,28 @@ def test_a_text_side_error_loads_neither_tower(tmp_path, released):
         load_clip_weights(model, tmp_path / "open_clip_pytorch_model.bin")
     after = model.state_dict()
     assert all(torch.equal(after[k], v) for k, v in before.items())
+
+
+def test_a_video_side_error_names_the_visual_key_and_loads_neither_tower(tmp_path, released):
+    """The video tower reports an open_clip file's keys as the file names them (``visual.*``), once."""
+    clip = open_clip_state(released[1])
+    del clip["visual.ln_post.bias"]
+    torch.save(clip, tmp_path / "open_clip_pytorch_model.bin")
+    model = VideoTextModel(
+        create_backbone("viclip_test"), text="clip_test", proj_dim=PROJ, text_max_length=CONTEXT
+    )
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=r"missing keys \['visual\.ln_post\.bias'\], unexpected keys \[\]$"):
+        load_clip_weights(model, tmp_path / "open_clip_pytorch_model.bin")
+    after = model.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in before.items())
+    with pytest.warns(UserWarning, match="missing keys") as caught:
+        load_clip_weights(model, tmp_path / "open_clip_pytorch_model.bin", strict=False)
+    assert [str(w.message) for w in caught] == [
+        f"{tmp_path / 'open_clip_pytorch_model.bin'}: openclip vision tower: missing keys "
+        "['visual.ln_post.bias'], unexpected keys []"
+    ]
+    assert torch.equal(model.text_proj.weight.T, clip["text_projection"])  # the rest loaded
 
 
 @torch.no_grad()

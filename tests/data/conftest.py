@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import uuid
 from pathlib import Path
 
@@ -43,3 +44,30 @@ def memory_url():
     fs, path = fsspec.core.url_to_fs(url)
     if fs.exists(path.rpartition("/")[0]):
         fs.rm(path.rpartition("/")[0], recursive=True)
+
+
+@pytest.fixture
+def memory_requests(monkeypatch):
+    """The paths the ``memory://`` file system is asked to list (``"ls"``) or asked about one by one
+    (``"stat"``: ``info``, ``isfile``, ``isdir``, ``exists``); on an object store each is a request.
+
+    A spy on the real file system object (fsspec caches one; every ``memory://`` URL opens it): the
+    calls run as they would. Calls the in-memory implementation makes to itself (its ``open`` checks
+    the parent folders in its dict) are not counted. Tests clear the lists before the part they count.
+    """
+    fs = fsspec.filesystem("memory")
+    calls: dict[str, list[str]] = {"ls": [], "stat": []}
+
+    def spy(method):
+        real, paths = getattr(fs, method), calls["ls" if method == "ls" else "stat"]
+
+        def call(path, *args, **kwargs):
+            if sys._getframe(1).f_globals.get("__name__") != type(fs).__module__:
+                paths.append(fs._strip_protocol(path))
+            return real(path, *args, **kwargs)
+
+        return call
+
+    for method in ("ls", "info", "isfile", "isdir", "exists"):
+        monkeypatch.setattr(fs, method, spy(method))
+    return calls

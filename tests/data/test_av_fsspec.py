@@ -1,5 +1,6 @@
 """LLP, AVE and XD-Violence read from fsspec URLs (``memory://``) give what a local copy gives."""
 
+import fsspec
 import pytest
 import torch
 
@@ -64,6 +65,18 @@ def test_llp_batches_from_memory_root_equal_local(llp_local, memory_url):
     assert all(str(p).startswith("memory://") for p in remote.dataset("val")._found.values())
 
 
+def test_llp_lists_each_url_feature_folder_once(llp_local, memory_url, memory_requests):
+    """Finding the feature files of every video of both splits lists each feature folder once."""
+    _upload(llp_local, memory_url)
+    memory_requests["ls"].clear(), memory_requests["stat"].clear()
+    dm = LLPVideoParsing(root=memory_url, batch_size=3, **LLP_DIMS)
+    dm.setup("fit")
+    root = fsspec.core.url_to_fs(memory_url)[1]
+    folders = [f"{root}/feats/{name}" for name in ("vggish", "res152", "r2plus1d_18")]
+    assert sorted(memory_requests["ls"]) == sorted(folders)
+    assert not [p for p in memory_requests["stat"] if p.startswith(f"{root}/feats/")]
+
+
 def test_llp_traversal_id_refused_for_url_root(llp_local, memory_url):
     _upload(llp_local, memory_url)
     out = OutputFolder(memory_url)
@@ -105,6 +118,16 @@ def test_xd_violence_batches_from_memory_root_equal_local(xd_local, memory_url, 
     assert all(str(p).startswith("memory://") for v in remote.videos("train") for p in (*v.rgb, v.audio))
 
 
+def test_xd_violence_lists_each_url_feature_folder_once(xd_local, memory_url, memory_requests):
+    _upload(xd_local, memory_url)
+    memory_requests["ls"].clear(), memory_requests["stat"].clear()
+    XDViolence(root=memory_url, **XD_DIMS).setup("fit")
+    root = fsspec.core.url_to_fs(memory_url)[1]
+    folders = ["i3d-features/RGB", "i3d-features/RGBTest", "vggish-features/train", "vggish-features/test"]
+    assert sorted(memory_requests["ls"]) == sorted(f"{root}/{folder}" for folder in folders)
+    assert not [p for p in memory_requests["stat"] if "-features/" in p]
+
+
 def test_xd_violence_traversal_entry_refused_for_url_root(xd_local, memory_url):
     _upload(xd_local, memory_url)
     out = OutputFolder(memory_url)
@@ -143,3 +166,17 @@ def test_ave_url_root_without_data_is_one_line(memory_url):
     message = r"^memory://.*: no audio_feature.h5: synthetic sample data is written to local folders only"
     with pytest.raises(FileNotFoundError, match=message):
         AVEDataModule(root=memory_url).setup("fit")
+
+
+def test_ave_opens_its_h5_files_without_asking_first(ave_local, memory_url, memory_requests):
+    """The optional files are found in one listing of the root; an h5 file is opened, not asked for."""
+    _upload(ave_local, memory_url)
+    memory_requests["ls"].clear(), memory_requests["stat"].clear()
+    dm = AVEDataModule(root=memory_url, synthetic=False, feature_dim=4, audio_dim=8, supervision="weak")
+    dm.setup("fit")
+    assert memory_requests == {"ls": [fsspec.core.url_to_fs(memory_url)[1]], "stat": []}
+
+
+def test_ave_missing_h5_at_a_url_is_one_line(memory_url):
+    with pytest.raises(FileNotFoundError, match=rf"^{memory_url}/audio_feature.h5: not found$"):
+        AVEDataModule(root=memory_url, synthetic=False).setup("fit")

@@ -72,6 +72,12 @@ def test_annotation_errors_name_file_line_and_key(tmp_path, line, match):
     assert "\n" not in str(err.value)
 
 
+def test_a_missing_annotation_file_is_one_line(tmp_path):
+    path = tmp_path / "trainSet.txt"
+    with pytest.raises(FileNotFoundError, match=rf"^{re.escape(str(path))}: AVE annotation file not found$"):
+        read_ave_annotations(path)
+
+
 def test_unknown_category_and_overlap(tmp_path):
     path = tmp_path / "a.txt"
     path.write_text("Kazoo&x&good&0&2\n")
@@ -191,6 +197,11 @@ def test_layout_errors(ave_root, tmp_path):
         f.create_dataset("order", data=np.array([0, 99]))
     with pytest.raises(ValueError, match=r"train_order.h5: row index 99 outside \[0, 12\)"):
         AVEDataModule(root=str(root), feature_dim=16, synthetic=False).setup("fit")
+    # a file that is not HDF5 (a truncated download, an HTML error page): one line naming it
+    (root / "train_order.h5").write_text("<html>Access denied</html>")
+    with pytest.raises(AnnotationError, match=r"train_order.h5: not a readable HDF5 file") as err:
+        AVEDataModule(root=str(root), feature_dim=16, synthetic=False).setup("fit")
+    assert "\n" not in str(err.value)
 
 
 def test_synthetic_features_are_gzip_h5_chunked_per_video(ave_root):

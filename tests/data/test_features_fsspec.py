@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from vidlit.core.io import confined_path, confined_url, join_path, read_json
+from vidlit.core.io import ListedFiles, confined_path, confined_url, join_path, read_json, url_listing
 from vidlit.core.storage import OutputFolder
 from vidlit.data.ego4d_mq import Ego4DMQ
 from vidlit.data.features import (
@@ -150,10 +150,13 @@ def test_vidlit_fit_reads_a_memory_root(tmp_path, memory_url, one_thread):
     )
 
 
-def test_feature_helpers_read_urls(mq_local, mq_memory):
+def test_feature_helpers_read_urls(mq_local, mq_memory, memory_requests):
     features = join_path(mq_memory, "features")
     keys = sorted(p.stem for p in (mq_local / "features").iterdir() if p.suffix in (".pt", ".npy"))
+    memory_requests["ls"].clear(), memory_requests["stat"].clear()
     found = find_feature_files(features, keys + ["absent"])
+    # one listing of the folder, no question per file (each would be a request on an object store)
+    assert memory_requests == {"ls": [fsspec.core.url_to_fs(features)[1]], "stat": []}
     assert found[-1] is None and all(isinstance(p, str) and p.startswith("memory://") for p in found[:-1])
     for key, url in zip(keys, found):
         local = next((mq_local / "features").glob(f"{key}.*"))
@@ -211,3 +214,35 @@ def test_an_id_with_a_protocol_is_refused_under_a_local_root(tmp_path, name):
         confined_path(tmp_path, name, "moments_train.json: videos[0].clips[0]")
     with pytest.raises(ValueError, match="points outside"):
         find_feature_file(tmp_path, name)
+
+
+def test_listed_files_lists_each_url_folder_once(memory_url, memory_requests):
+    out = OutputFolder(memory_url)
+    for name in ("a.npy", "b.pt", "sub/c.npy"):
+        out.write(name, b"x")
+    memory_requests["ls"].clear(), memory_requests["stat"].clear()
+    files = ListedFiles()
+    names = ["a.npy", "b.pt", "absent.npy", "sub", "sub/c.npy", "sub/d.npy", "nothing/e.npy", "a.npy"]
+    assert [files.exists(f"{memory_url}/{name}") for name in names] == [
+        True, True, False, False, True, False, False, True
+    ]  # fmt: skip
+    root = fsspec.core.url_to_fs(memory_url)[1]
+    assert memory_requests == {"ls": [root, f"{root}/sub", f"{root}/nothing"], "stat": []}
+    assert url_listing(memory_url) == {"a.npy", "b.pt"} and url_listing(f"{memory_url}/a.npy") == set()
+    fsspec.filesystem("memory").pipe_file("/vidlit-top-level.npy", b"x")
+    try:  # a file at the store's root has no folder to list: it is asked for
+        assert files.exists("memory://vidlit-top-level.npy") and not files.exists(
+            "memory://vidlit-absent.npy"
+        )
+    finally:
+        fsspec.filesystem("memory").rm_file("/vidlit-top-level.npy")
+
+
+def test_listed_files_answers_as_file_exists_for_local_paths_and_file_urls(tmp_path):
+    (tmp_path / "a.npy").write_bytes(b"x")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link.npy").symlink_to(tmp_path / "a.npy")
+    files = ListedFiles()
+    for name, expected in (("a.npy", True), ("link.npy", True), ("sub", False), ("absent.npy", False)):
+        assert files.exists(tmp_path / name) is expected, name
+        assert files.exists(f"file://{tmp_path}/{name}") is expected, name

@@ -36,6 +36,19 @@ def test_uniform_segments_train_mode_stays_in_its_segment_and_is_seeded():
     assert len(draws) == 5
 
 
+def test_uniform_segments_train_mode_draws_whole_frame_segments_as_videomae():
+    # VideoMAE's ssv2.py: segment n // k = 3 frames, i * 3 + randint(3); frames 12-13 never drawn
+    seen = np.stack([uniform_segments(14, 4, train=True, rng=rng(s), whole_frames=True) for s in range(200)])
+    for i in range(4):
+        assert set(seen[:, i]) == {3 * i, 3 * i + 1, 3 * i + 2}
+    # the default splits at i * n / k (ViCLIP's rand sampling): frame 13 is drawn
+    assert 13 in {int(uniform_segments(14, 4, train=True, rng=rng(s))[-1]) for s in range(200)}
+    # the same draw as numpy's integers on the same generator (what VideoMAE's randint draws)
+    np.testing.assert_array_equal(
+        uniform_segments(14, 4, train=True, rng=rng(7), whole_frames=True), np.arange(4) * 3 + rng(7).integers(3, size=4)
+    )
+
+
 def test_uniform_segments_more_segments_than_frames():
     for train in (False, True):
         indices = uniform_segments(3, 8, train=train, rng=rng())
@@ -106,6 +119,7 @@ def test_every_sampler_stays_in_range():
         k, clip_len, stride = (int(v) for v in generator.integers(1, 20, size=3))
         for indices in (
             uniform_segments(n, k, train=True, rng=generator),
+            uniform_segments(n, k, train=True, rng=generator, whole_frames=True),
             uniform_segments(n, k, train=False),
             dense_clip(n, clip_len, stride, train=True, rng=generator),
             dense_clip(n, clip_len, stride, train=False),

@@ -85,8 +85,10 @@ class CLIPLoadReport(NamedTuple):
 
     Attributes:
         missing: tensors the model has and the checkpoint lacks (left at their values), sorted, in
-            the official names (``ln_post.weight``, ``transformer.resblocks.0.attn.in_proj_bias``).
-        unexpected: checkpoint keys (official names, prefix removed) the model has no place for, sorted.
+            the file's own names: official ones under the prefix the tower's keys had in it
+            (``vision_encoder.ln_post.weight`` in a ViCLIP checkpoint, ``visual.ln_post.weight`` in an
+            open_clip one, ``ln_post.weight`` in a bare tower).
+        unexpected: checkpoint keys the model has no place for, sorted, named as ``missing``.
         proj: the tower's ``proj`` ``[width, embed]``, or ``None``; ``VideoTextModel.video_proj.weight``
             is its transpose.
     """
@@ -125,13 +127,17 @@ def detect_clip_source(state_dict: Mapping[str, Any]) -> ClipSource:
 
 def clip_vision_weights(
     state_dict: Mapping[str, Any], source: ClipSource, where: str = "checkpoint"
-) -> dict[str, Tensor]:
+) -> tuple[dict[str, Tensor], str]:
     """The vision tower's tensors of a CLIP-family checkpoint, under the tower's own (official) names.
 
     Unwraps ``{"model": ...}`` / ``{"state_dict": ...}`` nesting and ``module.`` / ``_orig_mod.``
     wrappers. With keys under the source's prefix (``vision_encoder.`` for ViCLIP, ``visual.`` for
     open_clip) only those are returned, prefix removed (the text tower and temperature are the text
     side's); without any, the checkpoint is taken to be a bare vision tower.
+
+    Returns:
+        the tensors, and the prefix removed from their keys (``""`` for a bare tower): put back, it
+        names a key as the file does, for messages.
 
     Raises:
         ValueError: for an unknown ``source``, or a bare dict without ``conv1.weight``.
@@ -146,13 +152,13 @@ def clip_vision_weights(
     }
     tower = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     if tower:
-        return tower
+        return tower, prefix
     if "conv1.weight" not in state:
         raise ValueError(
             f"{where}: no '{prefix}*' keys and no 'conv1.weight': not a {source} vision tower; "
             f"keys start {sorted(state)[:8]}"
         )
-    return state
+    return state, ""
 
 
 def convert_clip_vision(
@@ -165,7 +171,7 @@ def convert_clip_vision(
     image. Keys of no known meaning are kept under their official name, so the caller reports them.
 
     Args:
-        tower: :func:`clip_vision_weights`'s output.
+        tower: the tensors :func:`clip_vision_weights` returns.
         where: the file, for messages.
 
     Returns:

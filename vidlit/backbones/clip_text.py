@@ -221,7 +221,7 @@ class CLIPTextEncoder(TextTower):
                 or width that differs, or a positional embedding shorter than ``max_length``.
         """
         state, projection = self.check_clip_state_dict(state, source, prefix, strict)
-        self.model.load_state_dict(state, strict=strict)
+        self.load_checked(state)
         return projection
 
     def check_clip_state_dict(
@@ -230,7 +230,8 @@ class CLIPTextEncoder(TextTower):
         """Run :meth:`load_clip_state_dict`'s checks and load nothing.
 
         Returns:
-            the tensors that method loads into ``self.model``, and ``text_projection`` (or ``None``).
+            the tensors that method loads (:meth:`load_checked` loads them), and ``text_projection``
+            (or ``None``).
 
         Raises:
             ValueError: as :meth:`load_clip_state_dict`.
@@ -252,3 +253,10 @@ class CLIPTextEncoder(TextTower):
                 f"[{self.embed_dim}, proj_dim]"
             )
         return check_state_dict(self.model, state, source, strict, prefix), projection
+
+    def load_checked(self, loadable: Mapping[str, Tensor]) -> None:
+        """Load the tensors :meth:`check_clip_state_dict` returned; its checks are not run again.
+
+        What a caller runs once every check it needs has passed (so that an error loads nothing).
+        """
+        self.model.load_state_dict(loadable, strict=False)  # the missing keys were reported by the check

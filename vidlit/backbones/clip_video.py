@@ -292,16 +292,17 @@ class CLIPVideoViT(nn.Module, PretrainedMixin):
             where: the file, for messages.
 
         Returns:
-            the missing and unexpected keys, both in the checkpoint layout's names, and ``proj``
-            (``[width, embed]`` or ``None``), which belongs to ``VideoTextModel.video_proj``
-            (``video_proj.weight.copy_(proj.T)``).
+            the missing and unexpected keys, both in the file's own names (official ones under the
+            prefix the tower has there: ``vision_encoder.ln_post.weight``, ``visual.ln_post.weight``,
+            or ``ln_post.weight`` for a bare tower), and ``proj`` (``[width, embed]`` or ``None``),
+            which belongs to ``VideoTextModel.video_proj`` (``video_proj.weight.copy_(proj.T)``).
 
         Raises:
             ValueError: one line naming the missing and unexpected keys (strict), or the tensors whose
                 shapes do not fit; nothing is loaded then.
         """
         loadable, report = self.check_clip_state_dict(state_dict, source, strict, temporal_adapt, where)
-        self.load_state_dict(loadable, strict=False)
+        self.load_checked(loadable)
         return report
 
     def check_clip_state_dict(
@@ -315,24 +316,27 @@ class CLIPVideoViT(nn.Module, PretrainedMixin):
         """Run :meth:`load_clip_state_dict`'s conversion and checks and load nothing.
 
         Returns:
-            the converted tensors that method loads, and its report.
+            the converted tensors that method loads (:meth:`load_checked` loads them), and its report.
 
         Raises:
             ValueError: as :meth:`load_clip_state_dict`.
         """
         if temporal_adapt not in ("interpolate", "zero_pad"):
             raise ValueError(f"temporal_adapt must be 'interpolate' or 'zero_pad', got {temporal_adapt!r}")
-        tower = clip_vision_weights(state_dict, source, where)
+        tower, prefix = clip_vision_weights(state_dict, source, where)
         converted, proj = convert_clip_vision(tower, where)
         if source == "openclip" and "temporal_embed" not in converted:
             converted["temporal_embed"] = torch.zeros_like(self.temporal_embed, device="cpu")
         self._adapt_tables(converted, temporal_adapt, where)
         own = self.state_dict()
-        # both in the checkpoint's own (official) names, the ones a user can look up in the file
-        missing = sorted({official_key(k) for k in own if k not in converted})
-        unexpected = sorted({official_key(k) for k in converted if k not in own})
+
+        def in_file(key: str) -> str:  # the name a user can look up in the file
+            return prefix + official_key(key)
+
+        missing = sorted({in_file(k) for k in own if k not in converted})
+        unexpected = sorted({in_file(k) for k in converted if k not in own})
         bad = [
-            f"{official_key(k)}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+            f"{in_file(k)}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
             for k, v in converted.items()
             if k in own and v.shape != own[k].shape
         ]
@@ -347,6 +351,13 @@ class CLIPVideoViT(nn.Module, PretrainedMixin):
                 raise ValueError(message)
             warnings.warn(message, stacklevel=3)
         return {k: v for k, v in converted.items() if k in own}, CLIPLoadReport(missing, unexpected, proj)
+
+    def load_checked(self, loadable: Mapping[str, Tensor]) -> None:
+        """Load the tensors :meth:`check_clip_state_dict` returned; its checks are not run again.
+
+        What a caller runs once every check it needs has passed (so that an error loads nothing).
+        """
+        self.load_state_dict(loadable, strict=False)  # the missing keys were reported by the check
 
     def _adapt_tables(self, converted: dict[str, Tensor], temporal_adapt: TemporalAdapt, where: str) -> None:
         pos = converted.get("pos_embed")
@@ -400,7 +411,7 @@ class CLIPVideoViT(nn.Module, PretrainedMixin):
             the model and ``proj`` (``None`` when the checkpoint has none).
         """
         source = source or detect_clip_source(state_dict)
-        tower = clip_vision_weights(state_dict, source, where)
+        tower, _ = clip_vision_weights(state_dict, source, where)
         config = {**clip_vision_config(tower, where, overrides.get("num_heads")), **overrides}
         model = cls(**config)
         report = model.load_clip_state_dict(state_dict, source, strict, temporal_adapt, where)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import posixpath
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,12 +19,17 @@ from pathlib import Path
 from typing import IO, Any
 
 __all__ = [
+    "ListedFiles",
+    "as_folder",
+    "as_path",
     "atomic_open",
     "confined_path",
     "confined_url",
     "file_exists",
     "is_url",
     "join_path",
+    "path_name",
+    "path_suffix",
     "read_bytes",
     "read_json",
     "read_jsonl",
@@ -186,6 +192,26 @@ def is_url(path: Any) -> bool:
     return isinstance(path, str) and "://" in path
 
 
+def as_path(path: str | Path) -> Path | str:
+    """``path`` as the readers take it: a URL string (:func:`is_url`) as it is, else a ``Path``."""
+    return path if is_url(path) else Path(path)
+
+
+def as_folder(root: str | Path) -> Path | str:
+    """A dataset folder as :func:`as_path` gives it, a URL without trailing slashes (joins add one)."""
+    return root.rstrip("/") if is_url(root) else Path(root)
+
+
+def path_name(path: str | Path) -> str:
+    """The file name (last component) of a local path or an fsspec URL."""
+    return posixpath.basename(path) if is_url(path) else Path(path).name
+
+
+def path_suffix(path: str | Path) -> str:
+    """The suffix (``".npy"``) of a local path or an fsspec URL, ``""`` without one."""
+    return posixpath.splitext(path)[1] if is_url(path) else Path(path).suffix
+
+
 def join_path(root: str | Path, name: str | Path) -> Path | str:
     """``root / name`` for a local folder or an fsspec URL; a URL or absolute path ``name`` stands alone.
 
@@ -228,14 +254,47 @@ def file_exists(path: str | Path) -> bool:
 
 
 def url_listing(folder: str) -> set[str]:
-    """The names of the files directly in the fsspec URL folder ``folder`` (empty without one): one
-    listing instead of an existence query per file, which counts on object storage."""
+    """The names of the files directly in the fsspec URL folder ``folder`` (empty without one).
+
+    One ``ls`` (one request on an object store), not an existence query per file. Everything
+    but a folder counts as a file (a symbolic link in a ``file://`` folder too).
+    """
     import fsspec
 
     fs, inner = fsspec.core.url_to_fs(folder)
-    if not fs.isdir(inner):
+    inner = inner.rstrip("/")
+    try:
+        entries = fs.ls(inner, detail=True)
+    except (FileNotFoundError, NotADirectoryError):
         return set()
-    return {p.rstrip("/").rpartition("/")[2] for p in fs.find(inner, maxdepth=1)}
+    names = (entry["name"].rstrip("/") for entry in entries if entry.get("type") != "directory")
+    # a file system that lists a file as itself: the folder is that file, and holds nothing
+    return {name.rpartition("/")[2] for name in names if name != inner}
+
+
+class ListedFiles:
+    """Whether files exist, each fsspec URL folder listed once and its names kept.
+
+    For the many files of a few folders (a dataset's feature files): on an object store one
+    listing request per folder replaces one existence request per file. Local paths are asked
+    one by one (a ``stat`` is cheap, and a huge local folder is not listed for a few files).
+    The listings are kept as long as this object: files added to a URL folder afterwards are
+    not seen.
+    """
+
+    def __init__(self) -> None:
+        self._listed: dict[str, set[str]] = {}
+
+    def exists(self, path: str | Path) -> bool:
+        """Whether ``path`` (a local path or an fsspec URL) is a file."""
+        if not is_url(path):
+            return Path(path).is_file()
+        folder, _, name = path.rpartition("/")
+        if "://" not in folder:  # a bucket or the store's root itself: nothing to list it in
+            return file_exists(path)
+        if folder not in self._listed:
+            self._listed[folder] = url_listing(folder)
+        return name in self._listed[folder]
 
 
 def read_bytes(path: str | Path, what: str = "file") -> bytes:

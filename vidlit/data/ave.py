@@ -34,7 +34,6 @@ Batch (:class:`AVEBatch`), shape legend ``b`` videos, ``t`` segments (10), ``h w
 from __future__ import annotations
 
 import contextlib
-import posixpath
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -44,7 +43,15 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from vidlit.core.io import file_exists, is_url, join_path, read_bytes
+from vidlit.core.io import (
+    ListedFiles,
+    as_folder,
+    as_path,
+    is_url,
+    join_path,
+    path_name,
+    read_bytes,
+)
 from vidlit.data.base import InferenceInput, VidlitDataModule
 from vidlit.data.features import load_array_file
 from vidlit.formats._schema import AnnotationError, validate
@@ -76,10 +83,8 @@ def read_ave_annotations(path: str | Path, class_names: list[str] | None = None)
             fields, non-integer or out-of-range times, an empty VideoID, an unknown category, or a
             file without any event.
     """
-    path = path if is_url(path) else Path(path)
-    if not file_exists(path):
-        raise FileNotFoundError(f"{path}: AVE annotation file not found")
-    text = read_bytes(path).decode("utf-8") if is_url(path) else path.read_text(encoding="utf-8")
+    path = as_path(path)
+    text = read_bytes(path, "AVE annotation file").decode("utf-8")  # one request at a URL: no exists first
     context = {"classes": None if class_names is None else set(class_names)}
     events = []
     for number, raw in enumerate(text.splitlines(), start=1):
@@ -129,32 +134,42 @@ def segment_labels_from_events(
     return labels
 
 
-def _name(path: Path | str) -> str:
-    return posixpath.basename(path) if is_url(path) else Path(path).name
+def _open_h5(path: Path | str, closing: contextlib.ExitStack | None = None) -> h5py.File:
+    """An h5 file opened for reading; a URL through a :func:`fsspec.open` file object (h5py reads
+    file-like objects: a row costs ranged reads, not the whole file).
 
+    Args:
+        path: the file, local or an fsspec URL.
+        closing: the file (and its fsspec file object) close with this stack; None leaves it open
+            for the caller (a dataset keeps its files open).
 
-def _open_h5(path: Path | str) -> h5py.File:
-    """An h5 file opened for reading, kept open by the dataset; a URL through a :func:`fsspec.open`
-    file object (h5py reads file-like objects: a row costs ranged reads, not the whole file)."""
-    if not is_url(path):
-        return h5py.File(path, "r")
-    import fsspec
+    Raises:
+        FileNotFoundError: ``{path}: not found`` (the open is the existence check: no extra request).
+        AnnotationError: a file h5py cannot open (not HDF5, truncated, a folder), in one line.
+    """
+    try:
+        source: Any = path
+        if is_url(path):
+            import fsspec
 
-    return h5py.File(fsspec.open(path, "rb").open(), "r")
+            source = fsspec.open(path, "rb").open()
+            if closing is not None:
+                closing.callback(source.close)  # after the h5 file, which the stack closes first
+        f = h5py.File(source, "r")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: not found") from None
+    except OSError as e:  # h5py's "file signature not found", a folder, a truncated file
+        raise AnnotationError(f"{path}: not a readable HDF5 file ({e})") from None
+    if closing is not None:
+        closing.enter_context(f)
+    return f
 
 
 @contextlib.contextmanager
 def _h5_dataset(path: Path | str, key: str = H5_KEY) -> Iterator[h5py.Dataset]:
     """The dataset ``key`` of an h5 file (local or URL), the file closed afterwards."""
-    if not file_exists(path):
-        raise FileNotFoundError(f"{path}: not found")
     with contextlib.ExitStack() as stack:
-        source: Any = path
-        if is_url(path):
-            import fsspec
-
-            source = stack.enter_context(fsspec.open(path, "rb"))
-        f = stack.enter_context(h5py.File(source, "r"))
+        f = _open_h5(path, stack)
         if key not in f:
             raise ValueError(f"{path}: no dataset {key!r} (found {sorted(f.keys())})")
         yield f[key]
@@ -290,7 +305,7 @@ class AVEDataModule(VidlitDataModule):
         super().__init__(batch_size, num_workers)
         if supervision not in ("full", "weak"):
             raise ValueError(f"supervision must be 'full' or 'weak', got {supervision!r}")
-        self.root: Path | str = root.rstrip("/") if is_url(root) else Path(root)
+        self.root: Path | str = as_folder(root)
         self.synthetic = synthetic
         self.supervision = supervision
         self.feature_dim = feature_dim
@@ -299,6 +314,7 @@ class AVEDataModule(VidlitDataModule):
         self.noisy_background = noisy_background
         self._datasets: dict[str, AVEDataset] = {}
         self._loaded = False
+        self._listed = ListedFiles()
 
     @property
     def num_classes(self) -> int:
@@ -320,6 +336,8 @@ class AVEDataModule(VidlitDataModule):
             return
         self.prepare_data()
         root = self.root
+        # which of the optional files the root holds: a URL root is listed once, not asked per file
+        self._listed = ListedFiles()
         audio_path, visual_path = join_path(root, "audio_feature.h5"), join_path(root, "visual_feature.h5")
         n_audio, n_visual = _h5_shape(audio_path), _h5_shape(visual_path)
         n = n_audio[0]
@@ -333,7 +351,7 @@ class AVEDataModule(VidlitDataModule):
                 f"got {list(n_visual)}"
             )
         annotations = join_path(root, "Annotations.txt")
-        events = read_ave_annotations(annotations) if file_exists(annotations) else None
+        events = read_ave_annotations(annotations) if self._listed.exists(annotations) else None
         video_ids = video_order(events) if events is not None else [f"row{i}" for i in range(n)]
         if len(video_ids) != n:
             raise ValueError(
@@ -353,7 +371,7 @@ class AVEDataModule(VidlitDataModule):
     ) -> np.ndarray:
         labels_path = join_path(root, "labels.h5")
         k = self.num_classes
-        if file_exists(labels_path):
+        if self._listed.exists(labels_path):
             onehot = _read_h5(labels_path)
             if onehot.shape != (n, NUM_SEGMENTS, k):
                 raise ValueError(
@@ -397,13 +415,13 @@ class AVEDataModule(VidlitDataModule):
                 second = int(wrong[0]) + e.start
                 found = self.class_names[int(span[wrong[0]])]
                 raise AnnotationError(
-                    f"{text}: line {e.line}: key 'category': {e.category!r} but {_name(labels_path)} row "
+                    f"{text}: line {e.line}: key 'category': {e.category!r} but {path_name(labels_path)} row "
                     f"{row[e.video_id]} ({e.video_id}) says {found!r} on second {second}"
                 )
 
     def _video_labels(self, root: Path | str, segment: np.ndarray, n: int) -> np.ndarray:
         mil_path = join_path(root, "mil_labels.h5")
-        if file_exists(mil_path):
+        if self._listed.exists(mil_path):
             mil = _read_h5(mil_path).astype(np.float32)
             if mil.shape != (n, self.num_classes):
                 raise ValueError(f"{mil_path}: expected [{n}, {self.num_classes}], got {list(mil.shape)}")
@@ -414,16 +432,16 @@ class AVEDataModule(VidlitDataModule):
 
     def _split_rows(self, root: Path | str, split: str, video_ids: list[str]) -> np.ndarray:
         order_path = join_path(root, f"{split}_order.h5")
-        if file_exists(order_path):
+        if self._listed.exists(order_path):
             rows = _read_h5(order_path, ORDER_KEY).astype(np.int64).reshape(-1)
             bad = rows[(rows < 0) | (rows >= len(video_ids))]
             if len(bad):
                 raise ValueError(f"{order_path}: row index {int(bad[0])} outside [0, {len(video_ids)})")
             return rows
         split_path = join_path(root, SPLIT_FILES[split])
-        if not file_exists(split_path):
+        if not self._listed.exists(split_path):
             raise FileNotFoundError(
-                f"{root}: neither {_name(order_path)} nor {_name(split_path)} for the {split} split"
+                f"{root}: neither {path_name(order_path)} nor {path_name(split_path)} for the {split} split"
             )
         index = {v: i for i, v in enumerate(video_ids)}
         rows = []
@@ -439,7 +457,7 @@ class AVEDataModule(VidlitDataModule):
         paths = [
             join_path(root, f"{name}_noisy.h5") for name in ("audio_feature", "visual_feature", "labels")
         ]
-        if not all(file_exists(p) for p in paths):
+        if not all(self._listed.exists(p) for p in paths):
             return
         audio_path, visual_path, labels_path = paths
         m = _h5_shape(audio_path)[0]

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from vidlit.core.io import is_url, join_path
+from vidlit.core.io import as_folder, join_path
 from vidlit.data.base import VidlitDataModule, split_files
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class Ego4DFeatureDataModule(VidlitDataModule):
         num_workers: int,
     ):
         super().__init__(batch_size=batch_size, num_workers=num_workers)
-        self.root: Path | str = root.rstrip("/") if is_url(root) else Path(root)
+        self.root: Path | str = as_folder(root)
         if write_synthetic is not None:
             from vidlit.data.synth import write_sample_if_missing
 

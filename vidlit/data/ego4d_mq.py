@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from vidlit.core.io import is_url, read_json, write_json_atomic
+from vidlit.core.io import as_path, read_json, write_json_atomic
 from vidlit.data.base import EpochSeeded, InferenceInput, global_seed, missing_files
 from vidlit.data.ego4d import Ego4DFeatureDataModule
 from vidlit.data.features import feature_timing, find_feature_files, load_feature_file, pad_sequences
@@ -85,7 +85,7 @@ def read_moment_annotations(
         ValueError: invalid JSON (with line and column), or one line naming the record and key
             that breaks a rule of the schema.
     """
-    path = path if is_url(path) else Path(path)
+    path = as_path(path)
     context = {}
     if class_names is not None:
         context = {"classes": set(class_names), "taxonomy_file": str(taxonomy_file or "class_names")}

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from vidlit.core.io import is_url, read_json, write_json_atomic
+from vidlit.core.io import as_path, read_json, write_json_atomic
 from vidlit.core.temporal import resample_features, seconds_to_span, slice_by_seconds
 from vidlit.data.base import InferenceInput, missing_files
 from vidlit.data.ego4d import Ego4DFeatureDataModule
@@ -103,7 +103,7 @@ def read_nlq_annotations(path: str | Path) -> list[NLQQuery]:
             that breaks a rule of the schema (a missing, integer or blank ``query``, a window
             outside its clip, ...).
     """
-    path = path if is_url(path) else Path(path)
+    path = as_path(path)
     document = validate(NLQFile, read_json(path), path)
     queries = []
     for v, video in enumerate(document.videos):

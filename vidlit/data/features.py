@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import io
 import logging
-import posixpath
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vidlit.core.io import file_exists, is_url, join_path, read_bytes, read_json, url_listing
+from vidlit.core.io import (
+    ListedFiles,
+    as_path,
+    file_exists,
+    is_url,
+    join_path,
+    path_suffix,
+    read_bytes,
+    read_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -26,17 +34,22 @@ FEATURE_SUFFIXES = (".pt", ".npy")
 EXTRACTION_RECORD = "extraction.json"  # what ``vidlit extract`` records in its output folder
 
 
-def _suffix(path: str | Path) -> str:
-    return posixpath.splitext(path)[1] if is_url(path) else Path(path).suffix
+def find_feature_file(
+    feature_dir: str | Path, key: str, exists: Callable[[Path | str], bool] = file_exists
+) -> Path | str | None:
+    """The ``<key>.pt`` or ``<key>.npy`` file in ``feature_dir`` (a folder or URL), or None without one.
 
-
-def find_feature_file(feature_dir: str | Path, key: str) -> Path | str | None:
-    """The ``<key>.pt`` or ``<key>.npy`` file in ``feature_dir`` (a folder or URL), or None without one."""
+    Args:
+        feature_dir: the feature folder.
+        key: the file name without suffix.
+        exists: asks whether a file exists (:meth:`~vidlit.core.io.ListedFiles.exists` to list
+            a URL folder once for many keys).
+    """
     if is_url(key):  # an id from a file never names another store (join_path lets a URL stand alone)
         raise ValueError(f"feature id {key!r} points outside {feature_dir}")
     for suffix in FEATURE_SUFFIXES:
         path = join_path(feature_dir, f"{key}{suffix}")
-        if file_exists(path):
+        if exists(path):
             return path
     return None
 
@@ -46,16 +59,8 @@ def find_feature_files(feature_dir: str | Path, keys: Sequence[str]) -> list[Pat
 
     Keys are expected to be confined to the folder already (:func:`~vidlit.core.io.confined_path`).
     """
-    if not is_url(feature_dir):
-        return [find_feature_file(feature_dir, key) for key in keys]
-    names = url_listing(feature_dir)
-    found: list[Path | str | None] = []
-    for key in keys:
-        name = next((f"{key}{s}" for s in FEATURE_SUFFIXES if f"{key}{s}" in names), None)
-        # a key with a folder part (``a/b``) is not in the flat listing: ask for it
-        found.append(join_path(feature_dir, name) if name else None if "/" not in key else
-                     find_feature_file(feature_dir, key))  # fmt: skip
-    return found
+    exists = ListedFiles().exists
+    return [find_feature_file(feature_dir, key, exists) for key in keys]
 
 
 def load_array_file(path: str | Path, what: str = "", shape: str = "") -> Tensor:
@@ -70,12 +75,12 @@ def load_array_file(path: str | Path, what: str = "", shape: str = "") -> Tensor
         FileNotFoundError: no such file.
         ValueError: unreadable, or not a tensor; the message names the file and ``what``.
     """
-    path = path if is_url(path) else Path(path)
+    path = as_path(path)
     where = f"{path}{f' ({what})' if what else ''}"
     try:
         # a URL is read whole into memory (object stores have no seek-cheap file); a local file in place
         source = io.BytesIO(read_bytes(path, "feature file")) if is_url(path) else path
-        if _suffix(path) == ".npy":
+        if path_suffix(path) == ".npy":
             array = torch.from_numpy(np.load(source, allow_pickle=False))
         else:
             array = torch.load(source, map_location="cpu", weights_only=True)
@@ -113,7 +118,7 @@ def feature_steps(path: str | Path, what: str = "") -> int:
 def _url_feature_steps(url: str, what: str) -> int:
     """``T`` of a ``[T, C]`` feature file at a URL: a ``.npy`` header is read alone, a ``.pt`` file whole."""
     shape: tuple[int, ...] = ()
-    if _suffix(url) == ".npy":
+    if path_suffix(url) == ".npy":
         import fsspec
 
         try:
@@ -143,7 +148,7 @@ def load_feature_file(path: str | Path, expected_dim: int | None = None, what: s
         ValueError: unreadable file, not 2-D, empty, non-finite, or of the wrong dim; the
             message names the file and ``what``.
     """
-    path = path if is_url(path) else Path(path)
+    path = as_path(path)
     where = f"{path}{f' ({what})' if what else ''}"
     array = load_array_file(path, what, "[T, C]")
     if array.ndim != 2 or array.shape[0] == 0:
@@ -180,9 +185,10 @@ def read_extraction_record(feature_dir: str | Path) -> dict[str, Any] | None:
         ValueError: the file is not a JSON object; the message names it.
     """
     path = join_path(feature_dir, EXTRACTION_RECORD)
-    if not file_exists(path):
+    try:  # the read is the existence check: one request at a URL
+        record = read_json(path, "extraction record")
+    except FileNotFoundError:
         return None
-    record = read_json(path, "extraction record")
     if not isinstance(record, dict):
         raise ValueError(f"{path}: expected a JSON object, got {type(record).__name__}")
     return record

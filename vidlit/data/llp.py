@@ -37,7 +37,16 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from vidlit.core.io import confined_path, file_exists, is_url, join_path, read_bytes, url_listing
+from vidlit.core.io import (
+    ListedFiles,
+    as_folder,
+    as_path,
+    confined_path,
+    file_exists,
+    is_url,
+    join_path,
+    read_bytes,
+)
 from vidlit.data.base import InferenceInput, VidlitDataModule, missing_files, split_files
 from vidlit.data.features import load_feature_file, pad_sequences
 from vidlit.formats._schema import AnnotationError, validate
@@ -107,7 +116,7 @@ def read_weak_labels(
             unknown category, a video listed twice, or a file without any video (a header-only
             split would train or evaluate nothing).
     """
-    path = path if is_url(path) else Path(path)
+    path = as_path(path)
     context = {"classes": None if class_names is None else set(class_names)}
     videos, seen = [], {}
     for line, row in _read_tsv(path, ("filename", "event_labels")):
@@ -138,7 +147,7 @@ def read_event_annotations(
         AnnotationError: one line naming file, line and key: a missing column, a non-numeric,
             reversed or out-of-video time, or an unknown category.
     """
-    path = path if is_url(path) else Path(path)
+    path = as_path(path)
     context = {"classes": None if class_names is None else set(class_names), "duration": duration}
     events: dict[str, list[tuple[int, int, str]]] = {}
     for line, row in _read_tsv(path, ("filename", "onset", "offset", "event_labels")):
@@ -162,24 +171,23 @@ def segment_labels(
     return gt
 
 
-def find_llp_feature(folder: Path | str, filename: str, listed: set[str] | None = None) -> Path | str | None:
+def find_llp_feature(
+    folder: Path | str, filename: str, exists: Callable[[Path | str], bool] = file_exists
+) -> Path | str | None:
     """``<filename[:11]>.npy`` (the official naming), else ``<filename>.npy``; None if neither.
 
     Args:
         folder: the feature folder, local or an fsspec URL.
         filename: the video's ``filename``.
-        listed: the names in ``folder``, when listed already (a URL folder is listed once, not
-            asked once per file); None asks for each file.
+        exists: asks whether a file exists; :meth:`~vidlit.core.io.ListedFiles.exists` lists a
+            URL folder once instead of asking once per file.
 
     Raises:
         ValueError: a ``filename`` that would point outside ``folder`` (``../../x``).
     """
     for key in (filename[:11], filename):
         path = confined_path(folder, f"{key}.npy", f"video {filename!r}")
-        if listed is not None and "/" not in key:
-            if f"{key}.npy" in listed:
-                return path
-        elif file_exists(path):
+        if exists(path):
             return path
     return None
 
@@ -202,6 +210,8 @@ class LLPDataset(Dataset):
         motion_dim: expected motion width (R(2+1)D-18: 512), 0 without motion features.
         num_segments: segments per video (10).
         segment_truth: put the segment-level ground truth in ``target`` (eval splits).
+        listed: the lookup that lists each URL feature folder once, shared by the splits of a
+            data module; None starts one.
     """
 
     def __init__(
@@ -214,6 +224,7 @@ class LLPDataset(Dataset):
         motion_dim: int,
         num_segments: int = 10,
         segment_truth: bool = False,
+        listed: ListedFiles | None = None,
     ):
         self.videos = videos
         self.folders = folders
@@ -223,17 +234,12 @@ class LLPDataset(Dataset):
         self.segment_truth = segment_truth
         # each feature file is looked up once (missing() at setup fills this before workers fork)
         self._found: dict[tuple[Path | str, str], Path | str | None] = {}
-        self._listed: dict[str, set[str]] = {}
+        self._listed = listed if listed is not None else ListedFiles()
 
     def _find(self, folder: Path | str, filename: str) -> Path | str | None:
         key = (folder, filename)
         if key not in self._found:
-            listed = None
-            if is_url(folder):
-                if folder not in self._listed:
-                    self._listed[folder] = url_listing(folder)
-                listed = self._listed[folder]
-            self._found[key] = find_llp_feature(folder, filename, listed)
+            self._found[key] = find_llp_feature(folder, filename, self._listed.exists)
         return self._found[key]
 
     def missing(self) -> list[tuple[int, Path | str]]:
@@ -370,7 +376,7 @@ class LLPVideoParsing(VidlitDataModule):
             motion_dim = 0
         if not 0 <= motion_dim < feature_dim:
             raise ValueError(f"motion_dim {motion_dim} must lie in [0, feature_dim={feature_dim})")
-        self.root: Path | str = root.rstrip("/") if is_url(root) else Path(root)
+        self.root: Path | str = as_folder(root)
         if synthetic:
             from vidlit.data.synth import write_sample_if_missing
             from vidlit.data.synth.llp import write_llp
@@ -396,6 +402,7 @@ class LLPVideoParsing(VidlitDataModule):
         self.files = split_files(self.root, train_csv, val_csv, test_csv, predict_csv or test_csv)
         self.eval_files = (join_path(self.root, eval_audio_csv), join_path(self.root, eval_visual_csv))
         self._events: tuple[dict, dict] | None = None
+        self._listed = ListedFiles()  # each URL feature folder listed once, for all splits
 
     @property
     def num_classes(self) -> int:
@@ -433,6 +440,7 @@ class LLPVideoParsing(VidlitDataModule):
             self.motion_dim,
             self.num_segments,
             segment_truth=split != "train",
+            listed=self._listed,
         )
         missing = dataset.missing()
         if missing:

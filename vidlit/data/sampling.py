@@ -6,7 +6,8 @@ only from the ``numpy.random.Generator`` passed in, so a dataset that seeds one 
 ``(seed, epoch, sample)`` gets the same clips on every run, in every DataLoader worker.
 
 - :func:`uniform_segments`: TSN's sparse sampling (Wang et al., *Temporal Segment Networks*,
-  ECCV 2016, sec. 3.2): split the video into ``k`` equal segments, one frame from each.
+  ECCV 2016, sec. 3.2): split the video into ``k`` equal segments, one frame from each (optionally
+  VideoMAE's whole-frame training segments).
 - :func:`dense_clip`: one clip of ``clip_len`` frames, ``stride`` apart (I3D / SlowFast style).
 - :func:`multi_view_clips`: ``num_clips`` evenly spaced test clips (the multi-view protocol of
   SlowFast / MMAction2 ``SampleFrames(num_clips=..., test_mode=True)``).
@@ -36,19 +37,29 @@ def _generator(rng: np.random.Generator | None) -> np.random.Generator:
 
 
 def uniform_segments(
-    num_frames: int, k: int, train: bool, rng: np.random.Generator | None = None
+    num_frames: int,
+    k: int,
+    train: bool,
+    rng: np.random.Generator | None = None,
+    whole_frames: bool = False,
 ) -> np.ndarray:
     """One frame from each of ``k`` equal segments (TSN).
 
-    Segment ``i`` spans ``[i * n / k, (i + 1) * n / k)``; training takes a uniformly random
-    frame inside it, testing its centre. With ``k > num_frames`` the segments are shorter than a
-    frame and indices repeat, still in order.
+    Segment ``i`` spans ``[i * n / k, (i + 1) * n / k)``; testing takes its centre,
+    ``int((i + 0.5) * n / k)`` (VideoMAE's and MMAction2's test view), training a uniformly random
+    frame inside it (ViCLIP / InternVideo's ``rand`` sampling splits the video the same way).
+    With ``whole_frames``, training draws from segments of ``n // k`` whole frames instead,
+    ``i * (n // k) + randint(n // k)``, as VideoMAE's Something-Something V2 loader and
+    MMAction2's ``SampleFrames`` do (the last ``n % k`` frames are never drawn). A video with
+    fewer frames than ``k`` repeats frames, still in order, in both (VideoMAE takes frame 0
+    ``k`` times).
 
     Args:
         num_frames: frames in the video.
         k: segments (frames returned).
         train: random offsets (True) or segment centres (False).
         rng: randomness for ``train``; None draws fresh entropy.
+        whole_frames: VideoMAE's whole-frame training segments (testing is the same either way).
 
     Returns:
         ``[k]`` int64, non-decreasing.
@@ -59,6 +70,9 @@ def uniform_segments(
     _check_num_frames(num_frames)
     if k < 1:
         raise ValueError(f"k must be positive, got {k}")
+    segment = num_frames // k
+    if train and whole_frames and segment > 0:
+        return np.arange(k, dtype=np.int64) * segment + _generator(rng).integers(segment, size=k)
     edges = np.arange(k + 1) * (num_frames / k)
     offsets = _generator(rng).random(k) if train else np.full(k, 0.5)
     indices = np.floor(edges[:-1] + offsets * (edges[1:] - edges[:-1])).astype(np.int64)

@@ -96,7 +96,8 @@ class VideoListDataset(EpochSeeded, Dataset):
       training (I3D / SlowFast / VideoMAE); evaluation takes ``num_clips`` evenly spaced clips
       (:func:`~vidlit.data.sampling.multi_view_clips`, the centre clip when ``num_clips=1``).
     - ``sampling="segments"``: TSN's one frame from each of ``num_frames`` equal segments, random
-      in training; evaluation takes ``num_clips`` views at evenly spaced offsets inside the
+      in training (from segments of ``n // num_frames`` whole frames, as VideoMAE's SSv2 loader);
+      evaluation takes ``num_clips`` views at evenly spaced offsets inside the
       segments (:func:`~vidlit.data.sampling.multi_view_segments`: the centres for one view,
       VideoMAE's SSv2 starts and centres for two).
 
@@ -170,7 +171,8 @@ class VideoListDataset(EpochSeeded, Dataset):
         if self.train:
             rng = self.rng(index)
             if self.sampling == "segments":
-                sampler, kwargs = uniform_segments, {"k": self.num_frames}
+                # VideoMAE's SSv2 training draw: segments of n // k whole frames
+                sampler, kwargs = uniform_segments, {"k": self.num_frames, "whole_frames": True}
             else:
                 sampler, kwargs = dense_clip, clip
             return np.stack(

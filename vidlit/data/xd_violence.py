@@ -50,12 +50,16 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from vidlit.core.io import (
+    ListedFiles,
+    as_folder,
+    as_path,
     confined_path,
     file_exists,
     is_url,
     join_path,
+    path_name,
+    path_suffix,
     read_bytes,
-    url_listing,
     write_json_atomic,
 )
 from vidlit.data.base import InferenceInput, VidlitDataModule, missing_files
@@ -90,15 +94,6 @@ class XDVideo:
     audio: Path | str
 
 
-def _name(file: Path | str) -> str:
-    """The file name of a local path or a URL."""
-    return posixpath.basename(file) if is_url(file) else Path(file).name
-
-
-def _suffix(file: Path | str) -> str:
-    return posixpath.splitext(file)[1] if is_url(file) else Path(file).suffix
-
-
 def _read_text(path: Path | str, what: str) -> str:
     if is_url(path):
         return read_bytes(path, what).decode("utf-8")
@@ -122,7 +117,7 @@ def _read_list(
         elif not file.is_absolute():
             # a relative entry names a file of the dataset: it may not climb out of it
             file = confined_path(root, file, f"{path}: line {number}")
-        if _suffix(file) != ".npy":
+        if path_suffix(file) != ".npy":
             raise ValueError(f"{path}: line {number}: expected a .npy feature file, got {line!r}")
         entries.append((number, file))
     if not entries:
@@ -153,17 +148,17 @@ def read_feature_lists(
         ValueError: a malformed name, a crop listed twice or missing, or a video without audio;
             the message names the list file and line.
     """
-    paths = [p if p is None or is_url(p) else Path(p) for p in (rgb_list, audio_list, root, feature_dir)]
+    paths = [None if p is None else as_path(p) for p in (rgb_list, audio_list, root, feature_dir)]
     rgb_list, audio_list, root, directory = paths
     if root is None:
         root = posixpath.dirname(posixpath.dirname(rgb_list)) if is_url(rgb_list) else rgb_list.parent.parent
     crops: dict[str, dict[int, Path | str]] = {}
     first_line: dict[str, int] = {}
     for number, file in _read_list(rgb_list, root, directory):
-        name, sep, crop = _name(file).removesuffix(".npy").rpartition("__")
+        name, sep, crop = path_name(file).removesuffix(".npy").rpartition("__")
         if not sep or not name or not crop.isdigit():
             raise ValueError(
-                f"{rgb_list}: line {number}: {_name(file)!r} is not named <video>__<crop>.npy "
+                f"{rgb_list}: line {number}: {path_name(file)!r} is not named <video>__<crop>.npy "
                 "(e.g. ..._label_A__0.npy)"
             )
         index = int(crop)
@@ -177,7 +172,7 @@ def read_feature_lists(
         first_line.setdefault(name, number)
     audio: dict[str, Path | str] = {}
     for number, file in _read_list(audio_list, root, directory):
-        name = _name(file).removesuffix(".npy").removesuffix(AUDIO_SUFFIX)
+        name = path_name(file).removesuffix(".npy").removesuffix(AUDIO_SUFFIX)
         if name in audio:
             raise ValueError(f"{audio_list}: line {number}: audio of {name!r} is listed twice")
         audio[name] = file
@@ -212,7 +207,7 @@ def read_annotations(path: str | Path) -> dict[str, list[tuple[int, int]]]:
             normal, a video annotated twice, or a file with no annotation at all (which would
             score every violent video as normal and give AP 0.0).
     """
-    path = path if is_url(path) else Path(path)
+    path = as_path(path)
     ranges: dict[str, list[tuple[int, int]]] = {}
     for number, raw in enumerate(_read_text(path, "annotation file").splitlines(), start=1):
         fields = raw.split()
@@ -330,7 +325,7 @@ class XDViolenceDataset(Dataset):
         video = self.videos[index]
         crops = [load_feature_file(p, self.feature_dim, what=video.name) for p in video.rgb]
         if len({len(c) for c in crops}) != 1:
-            lengths = ", ".join(f"{_name(p)}: {len(c)}" for p, c in zip(video.rgb, crops))
+            lengths = ", ".join(f"{path_name(p)}: {len(c)}" for p, c in zip(video.rgb, crops))
             raise ValueError(
                 f"video {video.name!r}: its crops have different numbers of snippets ({lengths})"
             )
@@ -438,7 +433,7 @@ class XDViolence(VidlitDataModule):
         num_workers: int = 0,
     ):
         super().__init__(batch_size=batch_size, num_workers=num_workers)
-        self.root: Path | str = root.rstrip("/") if is_url(root) else Path(root)
+        self.root: Path | str = as_folder(root)
         if synthetic:
             from vidlit.data.synth import write_sample_if_missing
             from vidlit.data.synth.xd_violence import write_xd_violence
@@ -462,7 +457,7 @@ class XDViolence(VidlitDataModule):
         self.eval_batch_size = eval_batch_size
         self.strict = strict
         self._videos: dict[str, list[XDVideo]] = {}
-        self._listed: dict[str, set[str]] = {}  # names in each URL feature folder
+        self._files = ListedFiles()  # each URL feature folder listed once
         self.datasets: dict[str, XDViolenceDataset] = {}
 
     @property
@@ -477,12 +472,12 @@ class XDViolence(VidlitDataModule):
             videos = read_feature_lists(rgb, audio, self.root, self.feature_dir, self.num_crops)
             # one is_file per listed file: a big list on network storage makes each one count
             # (a URL folder is listed once instead)
-            absent = [[p for p in (*v.rgb, v.audio) if not self._exists(p)] for v in videos]
+            absent = [[p for p in (*v.rgb, v.audio) if not self._files.exists(p)] for v in videos]
             incomplete = [v for v, paths in zip(videos, absent) if paths]
             if incomplete:
                 missing = [p for paths in absent for p in paths]
-                cut_gt = split == "test" and _suffix(self.ground_truth) == ".npy"
-                needs_all = f"; {_name(self.ground_truth)} needs every test video" if cut_gt else ""
+                cut_gt = split == "test" and path_suffix(self.ground_truth) == ".npy"
+                needs_all = f"; {path_name(self.ground_truth)} needs every test video" if cut_gt else ""
                 missing_files(
                     f"{rgb} / {audio}: {len(missing)} listed feature files do not exist ({len(incomplete)} "
                     f"videos), e.g. {missing[0]} (set feature_dir when the lists hold another machine's "
@@ -497,18 +492,10 @@ class XDViolence(VidlitDataModule):
             self._videos[split] = videos
         return self._videos[split]
 
-    def _exists(self, path: Path | str) -> bool:
-        if not is_url(path):
-            return path.is_file()
-        folder, _, name = path.rpartition("/")
-        if folder not in self._listed:
-            self._listed[folder] = url_listing(folder)
-        return name in self._listed[folder]
-
     def _eval_dataset(self) -> XDViolenceDataset:
         videos = self.videos("test")
         dataset = XDViolenceDataset(videos, self.feature_dim, self.audio_dim, train=False)
-        if _suffix(self.ground_truth) == ".npy":
+        if path_suffix(self.ground_truth) == ".npy":
             if not file_exists(self.ground_truth):
                 raise FileNotFoundError(f"{self.ground_truth}: ground-truth file not found")
             # gt.npy follows the RGB features: 16 frames for each of their T snippets
