@@ -389,7 +389,8 @@ class SubmissionWriter(BasePredictionWriter):
             path = Path(self.path or Path(trainer.log_dir or trainer.default_root_dir) / "submission.json")
             written = datamodule.write_submission(flat, path)
             log.info("wrote %d predictions to %s", len(flat), written)
-            print(f"Submission written to {written} ({len(flat)} samples)")
+            # predictions, not entries: a multi-view submission averages several into one video's
+            print(f"Submission written to {written} ({len(flat)} predictions)")
 
 
 def _sample_keys(batch: list[Any], batch_index: list[int] | None, loader: int) -> list[Any]:

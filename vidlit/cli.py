@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,17 @@ def data_main(args: list[str]) -> None:
         check_main(options, check)
 
 
+def _quiet_library_noise(subcommand: list[str]) -> None:
+    """Warnings every run would print that say nothing about the user's run (filters of the
+    caller's ``warnings.catch_warnings()``, so ``main`` called from Python leaves none behind)."""
+    # Lightning 2.6's own pytree helper uses torch's deprecated LeafSpec on every fit and test
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    if subcommand != ["fit"]:
+        # evaluating a checkpoint restores its ModelCheckpoint state into this run's (new) log
+        # folder; which best-k files the training run kept matters only to a resumed fit
+        warnings.filterwarnings("ignore", message="The dirpath has changed from")
+
+
 def _wandb_offline_without_credentials() -> None:
     # a run must never block on a W&B login prompt: without credentials, W&B logs offline
     if "WANDB_API_KEY" in os.environ or "WANDB_MODE" in os.environ:
@@ -112,7 +124,9 @@ def main(args: list[str] | None = None) -> None:
     try:
         from vidlit.config import VidlitCLI  # lightning, torch and every family: only for these verbs
 
-        VidlitCLI(args=args, description=description())
+        with warnings.catch_warnings():
+            _quiet_library_noise(argv[:1])
+            VidlitCLI(args=args, description=description())
     except NoReadableVideosError as e:  # a whole split unreadable: one line, not a traceback
         sys.stderr.write(f"vidlit: error: {e}\n")
         sys.exit(1)

@@ -126,7 +126,7 @@ def test_ddp_two_processes_fit_and_predict(odd_data_root, tmp_path, capsys):
     clips = _clip_uids(odd_data_root / "moments_val_odd.json")
     assert len(clips) == 31
     # 32 predictions over two ranks, one of them the padding copy, written once
-    assert f"({len(clips)} samples)" in predict.stdout
+    assert f"({len(clips)} predictions)" in predict.stdout
     pairs = json.loads(submission.read_text(), object_pairs_hook=lambda kv: kv)
     results = dict(pairs)["detect_results"]
     assert [uid for uid, _ in results] == clips  # every clip exactly once, in file order
