@@ -202,6 +202,11 @@ def test_layout_errors(ave_root, tmp_path):
     with pytest.raises(AnnotationError, match=r"train_order.h5: not a readable HDF5 file") as err:
         AVEDataModule(root=str(root), feature_dim=16, synthetic=False).setup("fit")
     assert "\n" not in str(err.value)
+    (root / "audio_feature.h5").unlink()
+    (root / "audio_feature.h5").mkdir()  # h5py's message for a folder spans two lines
+    with pytest.raises(AnnotationError, match=r"audio_feature.h5: not a readable HDF5 file") as err:
+        AVEDataModule(root=str(root), feature_dim=16, synthetic=False).setup("fit")
+    assert "\n" not in str(err.value)
 
 
 def test_synthetic_features_are_gzip_h5_chunked_per_video(ave_root):

@@ -147,20 +147,26 @@ def _open_h5(path: Path | str, closing: contextlib.ExitStack | None = None) -> h
         FileNotFoundError: ``{path}: not found`` (the open is the existence check: no extra request).
         AnnotationError: a file h5py cannot open (not HDF5, truncated, a folder), in one line.
     """
+    opened = None  # a URL's fsspec file object
     try:
-        source: Any = path
         if is_url(path):
             import fsspec
 
-            source = fsspec.open(path, "rb").open()
-            if closing is not None:
-                closing.callback(source.close)  # after the h5 file, which the stack closes first
-        f = h5py.File(source, "r")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: not found") from None
-    except OSError as e:  # h5py's "file signature not found", a folder, a truncated file
-        raise AnnotationError(f"{path}: not a readable HDF5 file ({e})") from None
+            opened = fsspec.open(path, "rb").open()
+        f = h5py.File(path if opened is None else opened, "r")
+    except OSError as e:
+        if opened is not None:
+            opened.close()
+        if isinstance(e, FileNotFoundError):
+            raise FileNotFoundError(f"{path}: not found") from None
+        if isinstance(e, ConnectionError | TimeoutError):  # the store's trouble, not the file's
+            raise
+        # h5py's "file signature not found", a folder, a truncated file; its messages span lines
+        reason = " ".join(str(e).split())
+        raise AnnotationError(f"{path}: not a readable HDF5 file ({reason})") from None
     if closing is not None:
+        if opened is not None:
+            closing.callback(opened.close)  # after the h5 file, which the stack closes first
         closing.enter_context(f)
     return f
 
