@@ -9,6 +9,7 @@ import fsspec
 import numpy as np
 import pytest
 import torch
+from fsspec.implementations.memory import MemoryFileSystem
 
 from vidlit.core.io import ListedFiles, confined_path, confined_url, join_path, read_json, url_listing
 from vidlit.core.storage import OutputFolder
@@ -227,7 +228,11 @@ def test_listed_files_lists_each_url_folder_once(memory_url, memory_requests):
         True, True, False, False, True, False, False, True
     ]  # fmt: skip
     root = fsspec.core.url_to_fs(memory_url)[1]
-    assert memory_requests == {"ls": [root, f"{root}/sub", f"{root}/nothing"], "stat": []}
+    # a folder that lists empty is asked file by file (an HTTP root without an index lists empty)
+    assert memory_requests == {
+        "ls": [root, f"{root}/sub", f"{root}/nothing"],
+        "stat": [f"{root}/nothing/e.npy"],
+    }
     assert url_listing(memory_url) == {"a.npy", "b.pt"} and url_listing(f"{memory_url}/a.npy") == set()
     fsspec.filesystem("memory").pipe_file("/vidlit-top-level.npy", b"x")
     try:  # a file at the store's root has no folder to list: it is asked for
@@ -246,3 +251,44 @@ def test_listed_files_answers_as_file_exists_for_local_paths_and_file_urls(tmp_p
     for name, expected in (("a.npy", True), ("link.npy", True), ("sub", False), ("absent.npy", False)):
         assert files.exists(tmp_path / name) is expected, name
         assert files.exists(f"file://{tmp_path}/{name}") is expected, name
+
+
+def test_output_folder_lists_in_one_request(memory_url, memory_requests):
+    # an object store answers ls alone; the isdir that preceded it was a second request per listing
+    out = OutputFolder(memory_url)
+    for name in ("a.pt", "b.pt", "sub/c.pt"):
+        out.write(name, b"x")
+    memory_requests["ls"].clear(), memory_requests["stat"].clear()
+    assert out.list() == ["a.pt", "b.pt"] and out.list("sub") == ["sub/c.pt"] and out.list("none") == []
+    root = fsspec.core.url_to_fs(memory_url)[1]
+    assert memory_requests == {"ls": [root, f"{root}/sub", f"{root}/none"], "stat": []}
+    assert OutputFolder(f"{memory_url}/a.pt").list() == []  # a file is no folder
+
+
+class _UnlistableMemory(MemoryFileSystem):
+    """The in-memory store with an object store's read-only policy: objects are read, listings refused."""
+
+    protocol = "unlistable"
+
+    @classmethod
+    def _strip_protocol(cls, path):
+        return super()._strip_protocol("memory://" + path.removeprefix("unlistable://"))
+
+    def ls(self, path, detail=True, **kwargs):
+        raise PermissionError(f"{path}: Access Denied (no s3:ListBucket)")
+
+
+def test_listed_files_asks_file_by_file_where_listing_is_refused_or_at_the_root(tmp_path, monkeypatch):
+    fsspec.register_implementation("unlistable", _UnlistableMemory, clobber=True)
+    fs = fsspec.filesystem("unlistable")
+    fs.pipe_file("/vidlit-unlistable/feats/a.npy", b"x")
+    try:
+        files = ListedFiles()
+        assert files.exists("unlistable://vidlit-unlistable/feats/a.npy")
+        assert not files.exists("unlistable://vidlit-unlistable/feats/b.npy")
+    finally:
+        fs.rm("/vidlit-unlistable", recursive=True)
+    # file:///name: the folder is the file system's root, not the working directory
+    (tmp_path / "here.npy").write_bytes(b"x")
+    monkeypatch.chdir(tmp_path)
+    assert not ListedFiles().exists("file:///here.npy")

@@ -26,6 +26,7 @@ __all__ = [
     "confined_path",
     "confined_url",
     "file_exists",
+    "folder_files",
     "is_url",
     "join_path",
     "path_name",
@@ -261,8 +262,14 @@ def url_listing(folder: str) -> set[str]:
     """
     import fsspec
 
-    fs, inner = fsspec.core.url_to_fs(folder)
-    inner = inner.rstrip("/")
+    return folder_files(*fsspec.core.url_to_fs(folder))
+
+
+def folder_files(fs: Any, folder: str) -> set[str]:
+    """The names of the files directly in ``folder`` of the fsspec file system ``fs`` (a path of
+    ``fs``, without protocol); empty when there is no such folder. One ``ls`` request, no
+    ``isdir`` before it; everything but a folder counts as a file."""
+    inner = folder.rstrip("/") or "/"
     try:
         entries = fs.ls(inner, detail=True)
     except (FileNotFoundError, NotADirectoryError):
@@ -278,23 +285,29 @@ class ListedFiles:
     For the many files of a few folders (a dataset's feature files): on an object store one
     listing request per folder replaces one existence request per file. Local paths are asked
     one by one (a ``stat`` is cheap, and a huge local folder is not listed for a few files).
+    A folder that lists empty or refuses to be listed (an HTTP root without an index page, a
+    bucket that grants reads but not listings) is asked file by file, as without this class.
     The listings are kept as long as this object: files added to a URL folder afterwards are
     not seen.
     """
 
     def __init__(self) -> None:
-        self._listed: dict[str, set[str]] = {}
+        self._listed: dict[str, set[str] | None] = {}  # None: ask file by file
 
     def exists(self, path: str | Path) -> bool:
         """Whether ``path`` (a local path or an fsspec URL) is a file."""
         if not is_url(path):
             return Path(path).is_file()
         folder, _, name = path.rpartition("/")
-        if "://" not in folder:  # a bucket or the store's root itself: nothing to list it in
+        if "://" not in folder or folder.endswith("://"):  # the store's root: nothing to list it in
             return file_exists(path)
         if folder not in self._listed:
-            self._listed[folder] = url_listing(folder)
-        return name in self._listed[folder]
+            try:
+                self._listed[folder] = url_listing(folder) or None
+            except PermissionError:
+                self._listed[folder] = None
+        names = self._listed[folder]
+        return file_exists(path) if names is None else name in names
 
 
 def read_bytes(path: str | Path, what: str = "file") -> bytes:

@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from vidlit.core.io import atomic_open
+from vidlit.core.io import atomic_open, folder_files
 
 __all__ = ["OutputFolder"]
 
@@ -122,11 +122,6 @@ class OutputFolder:
 
     def list(self, folder: str = "") -> list[str]:
         """Names (relative to this folder) of the files directly in ``folder``, sorted."""
-        base = self.path(folder) if folder else self.root
-        if not self.fs.isdir(base):
-            return []
         prefix = f"{folder}/" if folder else ""
         # one listing with each entry's type (an object store answers it in one request)
-        entries = self.fs.ls(base, detail=True)
-        names = [e["name"].rstrip("/").rpartition("/")[2] for e in entries if e.get("type") == "file"]
-        return sorted(prefix + n for n in names)
+        return sorted(prefix + n for n in folder_files(self.fs, self.path(folder) if folder else self.root))
