@@ -109,6 +109,9 @@ def test_one_output_folder_serves_every_shard(samples, tmp_path, monkeypatch):
     assert nested == [str(tmp_path / "part-1" / "clips.tar"), str(tmp_path / "part-2" / "clips.tar")]
     assert opened == [str(tmp_path)]
     assert [x["video_id"] for x in VideoTextShards(nested, num_frames=1)] == [s["key"] for s in samples]
+    # "%%" is a literal "%" in the folder part as in the names: written where the returned paths say
+    literal = write_shards(samples, str(tmp_path / "100%%" / "s-%02d.tar"), maxcount=10)
+    assert literal == [str(tmp_path / "100%" / "s-00.tar")] and Path(literal[0]).is_file()
 
 
 def test_shards_are_dealt_to_ranks_and_workers_once(shard_dir):

@@ -252,7 +252,8 @@ def write_shards(
     # one folder for all shards: the pattern up to the last "/" before the number (a number in a
     # folder name, ``out/%03d/shard.tar``, writes ``000/shard.tar``, ... inside ``out``)
     root, sep, _ = pattern[: _PATTERN.search(pattern).start()].rpartition("/")
-    folder, names = OutputFolder(root or sep or "."), pattern[len(root) + len(sep) :]
+    # the folder part is a plain path: a literal "%" is spelled "%%" in the pattern, as in its names
+    folder, names = OutputFolder(root.replace("%%", "%") or sep or "."), pattern[len(root) + len(sep) :]
     written: list[str] = []
     files: list[tuple[str, bytes]] = []
     count, keys = 0, set()
