@@ -19,7 +19,7 @@ os.environ.setdefault("WANDB_MODE", "offline")
 # starts (they inherit OMP_NUM_THREADS). Two workers of two intra-op threads each on two cores
 # stall each other's OpenMP barriers: a 30 s test took 110 s beside another.
 _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-_THREADS = max(1, min(2, (os.cpu_count() or 1) // _WORKERS))
+_THREADS = max(1, min(2, len(os.sched_getaffinity(0)) // _WORKERS))  # the cores this process may use
 if _WORKERS > 1:
     os.environ.setdefault("OMP_NUM_THREADS", str(_THREADS))
 torch.set_num_threads(min(_THREADS, torch.get_num_threads()))

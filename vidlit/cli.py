@@ -85,12 +85,14 @@ def data_main(args: list[str]) -> None:
         check_main(options, check)
 
 
-def _quiet_library_noise(subcommand: list[str]) -> None:
+def _quiet_library_noise(argv: list[str]) -> None:
     """Warnings every run would print that say nothing about the user's run (filters of the
     caller's ``warnings.catch_warnings()``, so ``main`` called from Python leaves none behind)."""
     # Lightning 2.6's own pytree helper uses torch's deprecated LeafSpec on every fit and test
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
-    if subcommand != ["fit"]:
+    # the first subcommand word: options such as `-c run.yaml` may come before it
+    subcommand = next((a for a in argv if a in ("fit", "validate", "test", "predict")), None)
+    if subcommand != "fit":
         # evaluating a checkpoint restores its ModelCheckpoint state into this run's (new) log
         # folder; which best-k files the training run kept matters only to a resumed fit
         warnings.filterwarnings("ignore", message="The dirpath has changed from")
@@ -125,7 +127,7 @@ def main(args: list[str] | None = None) -> None:
         from vidlit.config import VidlitCLI  # lightning, torch and every family: only for these verbs
 
         with warnings.catch_warnings():
-            _quiet_library_noise(argv[:1])
+            _quiet_library_noise(argv)
             VidlitCLI(args=args, description=description())
     except NoReadableVideosError as e:  # a whole split unreadable: one line, not a traceback
         sys.stderr.write(f"vidlit: error: {e}\n")

@@ -199,6 +199,7 @@ def _worker(rank: int, world: int, port: int, results) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.exclusive  # two processes
 def test_gathered_loss_and_gradients_equal_the_full_batch_in_one_process():
     """Each of 2 gloo processes scores its rows against the gathered batch. The mean of their
     losses and the DDP-averaged parameter gradients equal one process computing the loss on the

@@ -267,6 +267,7 @@ def _ddp_worker(rank: int, world: int, port: int, queue) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.exclusive  # two processes
 @pytest.mark.slow  # two spawned processes, each importing torch: seconds, not milliseconds
 @pytest.mark.skipif(not dist.is_available(), reason="needs torch.distributed")
 def test_ddp_sync_matches_a_single_process():

@@ -47,7 +47,8 @@ def uniform_segments(
 
     Segment ``i`` spans ``[i * n / k, (i + 1) * n / k)``; testing takes its centre,
     ``int((i + 0.5) * n / k)`` (VideoMAE's and MMAction2's test view), training a uniformly random
-    frame inside it (ViCLIP / InternVideo's ``rand`` sampling splits the video the same way).
+    frame inside it (ViCLIP / InternVideo's ``rand`` sampling splits at the same points, rounded
+    down to whole frames, and never draws a segment's last frame).
     With ``whole_frames``, training draws from segments of ``n // k`` whole frames instead,
     ``i * (n // k) + randint(n // k)``, as VideoMAE's Something-Something V2 loader and
     MMAction2's ``SampleFrames`` do (the last ``n % k`` frames are never drawn). A video with
