@@ -7,6 +7,7 @@ import math
 from collections import Counter
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -145,6 +146,38 @@ def test_rand_augment_draws_timm_magnitudes():
     assert changed >= 15
     with pytest.raises(ValueError, match="magnitude in"):
         ClipRandAugment(magnitude=11)
+
+
+def test_rand_augment_is_timms_increasing_set_with_its_magnitudes():
+    """VideoMAE's rand-m7-n4-mstd0.5-inc1 is timm's ``_RAND_INCREASING_TRANSFORMS``: checked op by op
+    at m7 against PIL, on which timm's ops run (torchvision's own table keeps 5 bits in Posterize
+    at m7 where timm keeps 2, and has neither Invert nor SolarizeAdd)."""
+    from PIL import Image, ImageOps
+
+    augment = ClipRandAugment(num_ops=1, magnitude=7, magnitude_std=0, prob=1)
+    space = augment._AUGMENTATION_SPACE
+    assert set(space) == {
+        "AutoContrast", "Equalize", "Invert", "Rotate", "Posterize", "Solarize", "SolarizeAdd", "Color",
+        "Contrast", "Brightness", "Sharpness", "ShearX", "ShearY", "TranslateX", "TranslateY",
+    }  # fmt: skip
+    ramp = torch.arange(256, dtype=torch.uint8).repeat(3, 4, 1)[None]  # [t=1, c, h, w] every grey level
+    image = Image.fromarray(ramp[0].permute(1, 2, 0).numpy())
+
+    def run(name: str, clip: torch.Tensor = ramp) -> np.ndarray:
+        out = augment.apply(clip, [(name, 7.0, False, space[name][0])])
+        return out[0].permute(1, 2, 0).numpy()
+
+    np.testing.assert_array_equal(run("Posterize"), np.asarray(ImageOps.posterize(image, 2)))
+    np.testing.assert_array_equal(run("Solarize"), np.asarray(ImageOps.solarize(image, 77)))
+    np.testing.assert_array_equal(run("Invert"), np.asarray(ImageOps.invert(image)))
+    added = image.point([min(255, i + 77) if i < 128 else i for i in range(256)] * 3)  # timm's lut
+    np.testing.assert_array_equal(run("SolarizeAdd"), np.asarray(added))
+    floats = augment.apply(ramp / 255, [("SolarizeAdd", 7.0, False, space["SolarizeAdd"][0])])
+    np.testing.assert_allclose(floats[0].permute(1, 2, 0).numpy() * 255, np.asarray(added), atol=1e-3)
+    # translation is 0.45 of the side at m10 (0.315 at m7), uncovering timm's grey (128)
+    assert float(space["TranslateX"][0](101, 32, 200)[70]) == pytest.approx(0.315 * 200)
+    shifted = run("TranslateX", torch.zeros(1, 3, 4, 200, dtype=torch.uint8))
+    assert (shifted[:, :63] == 128).all() and (shifted[:, 63:] == 0).all()
 
 
 def test_erasing_fills_one_box_per_clip_in_every_frame():

@@ -18,9 +18,10 @@ What comes from torchvision ``transforms.v2`` and what is written here:
   ``v2.MixUp`` / ``v2.CutMix`` pair clip ``i`` with ``i - 1`` (``roll(1)``), which under
   repeated augmentation (the copies of a video adjacent in the batch) pairs half the clips with
   their own copy: their targets are not mixed at all.
-- RandAugment: :class:`ClipRandAugment` subclasses ``v2.RandAugment`` (its ops and magnitude
-  table) for timm's semantics: each of ``num_ops`` ops is applied with probability ``prob`` at a
-  magnitude drawn from ``N(magnitude, magnitude_std)``, once per clip for all of its frames.
+- RandAugment: :class:`ClipRandAugment` subclasses ``v2.RandAugment`` (its op machinery) with
+  timm's ``inc1`` op table and semantics: each of ``num_ops`` ops is applied with probability
+  ``prob`` at a magnitude drawn from ``N(magnitude, magnitude_std)``, once per clip for all of its
+  frames (torchvision's own table has milder Posterize, no Invert or SolarizeAdd, and Identity).
 - random erasing: :class:`ClipErasing`, one box per clip over all frames, filled with per-pixel
   normal noise drawn on the batch's device (``v2.RandomErasing`` draws it on the host).
 
@@ -62,14 +63,53 @@ def _bin(level: float) -> int:
     return round(level * (_BINS - 1) / _LEVELS)
 
 
+def _timm_increasing_space() -> dict[str, tuple[Callable[[int, int, int], Tensor | None], bool]]:
+    """timm's ``inc1`` RandAugment ops (``_RAND_INCREASING_TRANSFORMS``) as torchvision magnitude
+    tables: ``name -> (magnitudes(num_bins, height, width), signed)``; bin ``b`` of 101 is timm's
+    level ``b / 10``. Where torchvision's table differs from timm's it is replaced: Posterize keeps
+    ``4 - int(level * 0.4)`` bits (torchvision: 8 down to 4), translation is 0.45 of the side
+    (torchvision: 150 / 331); Invert and SolarizeAdd are timm's and Identity is not."""
+
+    def linear(top: float) -> Callable[[int, int, int], Tensor]:
+        return lambda bins, height, width: torch.linspace(0.0, top, bins)
+
+    def none(bins: int, height: int, width: int) -> None:
+        return None
+
+    def steps(bins: int) -> Tensor:  # timm's level of each bin, 0..10
+        return torch.arange(bins, dtype=torch.float64) * _LEVELS / (bins - 1)
+
+    return {
+        "AutoContrast": (none, False),
+        "Equalize": (none, False),
+        "Invert": (none, False),
+        "Rotate": (linear(30.0), True),
+        # timm's int() of a non-negative level is a floor
+        "Posterize": (lambda bins, height, width: 4 - (steps(bins) * 0.4).floor().int(), False),
+        "Solarize": (lambda bins, height, width: 1.0 - steps(bins).float() / _LEVELS, False),  # x max value
+        "SolarizeAdd": (lambda bins, height, width: (steps(bins) * 11).floor().float(), False),  # of 255
+        "Color": (linear(0.9), True),
+        "Contrast": (linear(0.9), True),
+        "Brightness": (linear(0.9), True),
+        "Sharpness": (linear(0.9), True),
+        "ShearX": (linear(0.3), True),
+        "ShearY": (linear(0.3), True),
+        "TranslateX": (lambda bins, height, width: torch.linspace(0.0, 0.45 * width, bins), True),
+        "TranslateY": (lambda bins, height, width: torch.linspace(0.0, 0.45 * height, bins), True),
+    }
+
+
 class ClipRandAugment(v2.RandAugment):
-    """RandAugment with timm's ``rand-m{magnitude}-n{num_ops}-mstd{magnitude_std}`` semantics, per clip.
+    """RandAugment with timm's ``rand-m{magnitude}-n{num_ops}-mstd{magnitude_std}-inc1`` semantics, per clip.
 
     One call takes one clip ``[t, c, h, w]`` (float in ``[0, 1]`` or uint8) and applies the same
-    ops, magnitudes and signs to all of its frames. Ops and their magnitude ranges are
-    torchvision's (``v2.RandAugment._AUGMENTATION_SPACE``), whose severity rises with the
-    magnitude for every op (timm's ``inc1`` set); timm's set also has Invert and SolarizeAdd and
-    no Identity.
+    ops, magnitudes and signs to all of its frames. The ops and their magnitudes are timm's
+    ``inc1`` set, whose severity rises with the magnitude (:func:`_timm_increasing_space`;
+    VideoMAE's ``rand_augment.py`` is a copy of it): AutoContrast, Equalize, Invert, Rotate,
+    Posterize, Solarize, SolarizeAdd, Color, Contrast, Brightness, Sharpness, ShearX / Y and
+    TranslateX / Y (relative), run by torchvision's ``v2.RandAugment`` machinery, with timm's grey
+    fill (128) for the pixels geometric ops uncover and bilinear interpolation (VideoMAE's PIL
+    frames use bicubic, which torchvision's tensor ``affine`` lacks).
 
     Args:
         num_ops: ops drawn per clip (timm ``n``; VideoMAE 4).
@@ -79,6 +119,8 @@ class ClipRandAugment(v2.RandAugment):
         prob: probability of applying each drawn op (timm's RandAugment: 0.5).
     """
 
+    _AUGMENTATION_SPACE = _timm_increasing_space()
+
     def __init__(
         self, num_ops: int = 4, magnitude: float = 7.0, magnitude_std: float = 0.5, prob: float = 0.5
     ):
@@ -87,7 +129,12 @@ class ClipRandAugment(v2.RandAugment):
                 f"ClipRandAugment needs num_ops >= 0, magnitude in [0, {_LEVELS}], magnitude_std >= 0 "
                 f"and prob in [0, 1]; got {num_ops}, {magnitude}, {magnitude_std}, {prob}"
             )
-        super().__init__(num_ops=num_ops, magnitude=_bin(magnitude), num_magnitude_bins=_BINS)
+        super().__init__(
+            num_ops=num_ops,
+            magnitude=_bin(magnitude),
+            num_magnitude_bins=_BINS,
+            interpolation=v2.InterpolationMode.BILINEAR,
+        )
         self.mean_magnitude = float(magnitude)
         self.magnitude_std = float(magnitude_std)
         self.prob = float(prob)
@@ -107,17 +154,27 @@ class ClipRandAugment(v2.RandAugment):
 
     def forward(self, clip: Tensor) -> Tensor:
         """``[t, c, h, w]`` clip in, the same clip with one draw of ops applied to every frame out."""
+        return self.apply(clip, self.draw())
+
+    def apply(self, clip: Tensor, ops: list[tuple[str, float, bool, Any]]) -> Tensor:
+        """``clip`` with ``ops`` (:meth:`draw`'s) applied to every frame; a signed op's sign is drawn here."""
+        top = 255.0 if clip.dtype == torch.uint8 else 1.0
+        fill = {tv_tensors.Video: 128 if clip.dtype == torch.uint8 else 128 / 255}  # timm's _FILL
         video = tv_tensors.Video(clip)
         height, width = clip.shape[-2:]
-        for name, level, signed, magnitudes_fn in self.draw():
+        for name, level, signed, magnitudes_fn in ops:
             magnitudes = magnitudes_fn(_BINS, height, width)
             value = 0.0
             if magnitudes is not None:
                 value = float(magnitudes[_bin(level)])
                 if signed and torch.rand(()) <= 0.5:
                     value = -value
+            if name == "SolarizeAdd":  # timm: pixels below 128 raised by value, capped at 255
+                raised = (video.as_subclass(Tensor).float() + value * top / 255).clamp(max=top)
+                video = tv_tensors.Video(torch.where(video < 128 * top / 255, raised.to(clip.dtype), video))
+                continue
             video = self._apply_image_or_video_transform(
-                video, name, value, interpolation=self.interpolation, fill=self._fill
+                video, name, value, interpolation=self.interpolation, fill=fill
             )
         return video.as_subclass(Tensor)
 
