@@ -62,3 +62,22 @@ def test_help_says_what_each_mode_checks_and_the_code_lives_in_the_cli_layer(cap
     assert "by default that it opens and its first and last frame decode; with --full every frame" in text
     assert "--full decode every frame" in text
     assert not hasattr(vidlit.data.video_list, "check_videos")
+
+
+@pytest.mark.parametrize("content", [b"", b"path,label\n"], ids=["zero-byte", "header-only"])
+def test_an_empty_list_is_an_error_not_a_pass(tmp_path, capsys, content):
+    """`0 readable, 0 unreadable` and exit 0 read as a pass: an empty list is one line, exit 2."""
+    (tmp_path / "list.csv").write_bytes(content)
+    with pytest.raises(SystemExit) as exit_:
+        main(["data", "check", str(tmp_path / "list.csv")])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith("list.csv: the list names no videos")
+
+
+def test_a_video_given_as_the_list_is_named(videos, capsys):
+    """The usual slip, a video where the list goes: one line naming it, not a bare UnicodeDecodeError."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["data", "check", str(videos / "good.mp4")])
+    assert exit_.value.code == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "good.mp4: not a text file" in line and "expected a CSV or JSONL list" in line, line

@@ -422,3 +422,27 @@ def test_a_shard_that_fails_while_filling_leaves_no_object():
     assert url == "memory://partial-shards/shard-000000.tar"
     assert fs.cat_file("/partial-shards/shard-000000.tar")[:512].startswith(b"clip_0.mp4")
     fs.rm("/partial-shards", recursive=True)
+
+
+def test_an_empty_or_binary_input_and_a_wrong_checkpoint_are_one_line(sources, tmp_path, capsys):
+    """An input with no source video, a video where the input or the checkpoint goes, another
+    model's checkpoint: one line naming the file, no traceback and no output folder."""
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    with pytest.raises(ValueError, match=r"empty.jsonl: no source videos"):
+        read_curation_input(empty)
+    with pytest.raises(ValueError, match=r"src0.mp4: not a text file \(.*\); expected a curation input"):
+        read_curation_input(sources / "src0.mp4")
+    classifier = tmp_path / "classifier.ckpt"  # a checkpoint of another model: no video-text hyper-parameters
+    torch.save({"state_dict": {"head.weight": torch.zeros(2, 2)}, "hyper_parameters": {}}, classifier)
+    for ckpt, message in [
+        (sources / "src0.mp4", "src0.mp4: not a checkpoint (not the zip archive torch.save writes)"),
+        (classifier, "classifier.ckpt: not a VideoTextPretrain checkpoint"),
+    ]:
+        with pytest.raises(SystemExit) as exit_:
+            main(["curate", str(sources / "input.jsonl"), "--ckpt_path", str(ckpt), "--out",
+                  str(tmp_path / "o")])  # fmt: skip
+        assert exit_.value.code == 2
+        line = capsys.readouterr().err.strip().splitlines()[-1]
+        assert line.startswith("vidlit curate: error: ") and message in line, line
+        assert not (tmp_path / "o").exists()

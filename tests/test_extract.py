@@ -352,3 +352,24 @@ def test_feature_data_modules_read_the_timing_from_the_record(videos, tmp_path):
         (root / f"moments_{split}.json").write_text(json.dumps(_mq_annotations(uids, FRAMES / FPS)))
     data = Ego4DMQ(str(root), feature_dim=64)
     assert (data.step_sec, data.offset_sec) == (pytest.approx(8 / FPS), pytest.approx(8 / FPS))
+
+
+def test_a_file_that_is_no_checkpoint_or_an_empty_list_is_one_line(videos, tmp_path, capsys):
+    """A video passed as --ckpt_path or as --videos, or a list with no rows: one line naming the file,
+    no traceback, and no output folder."""
+    video = str(videos / "videos" / "000000.mp4")
+    listing = _two_videos(videos, tmp_path)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("path\n")
+    cases = [
+        (["--ckpt_path", video, "--videos", str(listing)], "000000.mp4: not a checkpoint (not the zip archive"),
+        (["--random-weights", "--videos", video], "000000.mp4: not a text file"),
+        (["--random-weights", "--videos", str(empty)], "empty.csv: the list names no videos"),
+    ]
+    for i, (args, message) in enumerate(cases):
+        with pytest.raises(SystemExit) as exit_:
+            main(["extract", "--config", MVM_RECIPE, *args, "--out", str(tmp_path / f"f{i}")])
+        assert exit_.value.code == 2
+        line = capsys.readouterr().err.strip().splitlines()[-1]
+        assert line.startswith("vidlit extract: error: ") and message in line, line
+        assert not (tmp_path / f"f{i}").exists()

@@ -95,3 +95,19 @@ def test_infer_reads_a_feature_file_once(family, tmp_path, monkeypatch):
         batch = dm.inference_inputs(path, str(path), ["where?", "when?"]).batch
         assert batch["features"].shape == (2, 12, 8)
     assert reads == [path]
+
+
+def test_a_folder_or_a_file_that_is_no_checkpoint_is_named(tmp_path):
+    """A folder given as the video, a video given as the checkpoint: one line saying which."""
+    from pathlib import Path
+
+    from vidlit.inference import Predictor, _build, load
+
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "video_cls.yaml"
+    module, datamodule = _build(recipe)
+    (tmp_path / "clips").mkdir()
+    with pytest.raises(FileNotFoundError, match="clips: a folder, not a file"):
+        Predictor(module, datamodule).prepare(tmp_path / "clips")
+    (tmp_path / "clip.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(64))
+    with pytest.raises(ValueError, match=r"clip.mp4: not a checkpoint \(not the zip archive"):
+        load(tmp_path / "clip.mp4", config=recipe)

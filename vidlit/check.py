@@ -127,6 +127,8 @@ def check_main(options: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         entries = read_video_list(options.list)
     except (FileNotFoundError, ValueError) as e:
         parser.error(str(e))
+    if not entries:  # "0 readable, 0 unreadable" and exit 0 would read as a pass
+        parser.error(f"{options.list}: the list names no videos")
     reasons = check_videos(
         [e.path for e in entries], options.backend, options.workers, progress=True, full=options.full
     )

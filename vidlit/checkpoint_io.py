@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import pickle
 import re
 import stat
 import zipfile
@@ -39,7 +40,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: checkpoint not found")
-        return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+        try:
+            return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
+            if zipfile.is_zipfile(path):  # a checkpoint, unsafe or damaged: torch's own explanation
+                raise
+            # no checkpoint at all (torch.save writes zip archives), e.g. a video passed by mistake
+            raise ValueError(f"{path}: not a checkpoint (not the zip archive torch.save writes)") from e
 
 
 # ``atomic_open``'s temporaries: ``.<name>.<8 random characters>.tmp`` beside ``<name>``

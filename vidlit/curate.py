@@ -88,6 +88,7 @@ import json
 import logging
 import math
 import os
+import pickle
 import re
 import time
 from collections.abc import Iterator, Sequence
@@ -264,6 +265,8 @@ def read_curation_input(path: str | Path) -> list[SourceVideo]:
         prefixes[prefix] = (video_id, number)
         parsed = tuple(_caption(c, f"{where}: captions[{i}]") for i, c in enumerate(captions))
         videos.append(SourceVideo(path.parent / name, name, video_id, parsed, number, path.name))
+    if not videos:  # else an empty corpus and a summary of zeros, as if it had worked
+        raise ValueError(f'{path}: no source videos; expected one {{"video": path, ...}} object a line')
     return videos
 
 
@@ -1135,12 +1138,24 @@ def load_curation_model(ckpt_path: Path) -> tuple[nn.Module, Sequence[float] | N
 
     Raises:
         FileNotFoundError: no such checkpoint.
+        ValueError: the file is no checkpoint, or not a VideoTextPretrain one.
     """
+    from vidlit.checkpoint_io import AtomicCheckpointIO
     from vidlit.tasks.video_text import VideoTextPretrain
 
     if not ckpt_path.is_file():
         raise FileNotFoundError(f"{ckpt_path}: checkpoint not found")
-    task = VideoTextPretrain.load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=True)
+    try:
+        task = VideoTextPretrain.load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, TypeError, KeyError) as e:
+        # one line, not Lightning's traceback: a file that is no checkpoint at all (a video passed by
+        # mistake) says so here; another model's checkpoint (a classifier's) below
+        AtomicCheckpointIO().load_checkpoint(ckpt_path)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(
+            f"{ckpt_path}: not a VideoTextPretrain checkpoint (curation scores pairs with a video-text "
+            f"model, e.g. one `vidlit fit --config recipes/pretrain_viclip.yaml` trains): {first}"
+        ) from e
     return task.model, task.pixel_mean, task.pixel_std
 
 

@@ -223,9 +223,10 @@ def load_backbone(config: str | Path | dict[str, Any], ckpt_path: str | Path | N
         ckpt_path = Path(ckpt_path)
         if not ckpt_path.is_file():
             raise FileNotFoundError(f"{ckpt_path}: checkpoint not found")
-        state = backbone_state_dict(
-            torch.load(ckpt_path, map_location="cpu", weights_only=True), str(ckpt_path)
-        )
+        from vidlit.checkpoint_io import AtomicCheckpointIO
+
+        # weights_only, on the CPU; a file that is no checkpoint: one line naming it
+        state = backbone_state_dict(AtomicCheckpointIO().load_checkpoint(ckpt_path), str(ckpt_path))
         if hasattr(backbone, "load_state_dict_filtered"):
             backbone.load_state_dict_filtered(state, strict=True, source=str(ckpt_path))
         else:
@@ -509,6 +510,8 @@ def extract_features(
         raise ValueError(f"fps must be positive, got {fps}")
     source = str(videos) if isinstance(videos, (str, Path)) else "video list"
     entries = read_video_list(videos) if isinstance(videos, (str, Path)) else list(videos)
+    if not entries:  # else an empty feature folder and a summary of zeros, as if it had worked
+        raise ValueError(f"{source}: the list names no videos")
     folder = OutputFolder(out)
     summary = ExtractSummary()
     seen: dict[str, VideoEntry] = {}

@@ -234,7 +234,13 @@ class Predictor:
                 an input that cannot be decoded (the message names it and says why).
         """
         if isinstance(source, (str, Path)) and not Path(source).is_file():
-            raise FileNotFoundError(f"{source}: no such file")
+            # a folder is a common slip (`infer` takes one file): say so, not "no such file"
+            what = (
+                "a folder, not a file (infer takes one video or feature file)"
+                if Path(source).is_dir()
+                else "no such file"
+            )
+            raise FileNotFoundError(f"{source}: {what}")
         video_id = video_id or (str(source) if not isinstance(source, Tensor) else "tensor")
         inputs = {k: v for k, v in inputs.items() if v is not None}
         dm = self.datamodule

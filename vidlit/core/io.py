@@ -122,6 +122,14 @@ def read_json(path: str | Path, what: str = "annotation file") -> Any:
         raise ValueError(f"{path}: line {e.lineno} column {e.colno}: invalid JSON: {e.msg}") from None
 
 
+def _utf8_lines(f: Any, path: Path, what: str) -> Iterator[str]:
+    # a binary file (a video passed for the list) fails decoding: name the file, not only the byte
+    try:
+        yield from f
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not a text file ({e.reason}); expected a {what}") from None
+
+
 def read_jsonl(path: str | Path, what: str = "JSON Lines file") -> Iterator[tuple[int, dict[str, Any]]]:
     """``(line number, object)`` for each non-blank line of a JSON Lines file, read lazily.
 
@@ -136,7 +144,7 @@ def read_jsonl(path: str | Path, what: str = "JSON Lines file") -> Iterator[tupl
     if not path.is_file():
         raise FileNotFoundError(f"{path}: {what} not found")
     with path.open(encoding="utf-8") as f:
-        for number, text in enumerate(f, 1):
+        for number, text in enumerate(_utf8_lines(f, path, what), 1):
             if not text.strip():
                 continue
             try:

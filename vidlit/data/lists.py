@@ -158,8 +158,11 @@ def detect_list_format(path: str | Path) -> str:
         )
     if not path.is_file():
         return "jsonl" if suffix in JSONL_SUFFIXES else "csv"
-    with path.open(encoding="utf-8") as f:
-        head = f.read(4096)
+    try:
+        with path.open(encoding="utf-8") as f:
+            head = f.read(4096)
+    except UnicodeDecodeError as e:  # a binary file, e.g. a video passed for the list
+        raise ValueError(f"{path}: not a text file ({e.reason}); expected a CSV or JSONL list") from None
     if suffix == ".json" and head.lstrip().startswith("["):
         return "ssv2"
     if suffix in JSONL_SUFFIXES:
