@@ -550,3 +550,22 @@ def test_a_missing_input_file_is_one_line(tmp_path, capsys, monkeypatch):
     assert not any("Traceback" in line for line in err)
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         main(argv)
+
+
+def test_data_synth_refuses_a_folder_that_is_not_empty(tmp_path, capsys):
+    """`--out` pointed at a folder of the user's own data would have its train.csv, videos/... replaced:
+    refused in one line unless --overwrite; an empty folder is fine, a file is refused."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "moments_val.json").write_text("my own annotations")
+    for out, message in [(mine, "mine: exists and is not empty"), (mine / "moments_val.json", "is a file")]:
+        with pytest.raises(SystemExit) as exit_:
+            main(["data", "synth", "ego4d_mq", "--out", str(out)])
+        assert exit_.value.code == 2
+        assert message in capsys.readouterr().err.strip().splitlines()[-1]
+    assert (mine / "moments_val.json").read_text() == "my own annotations"
+    main(["data", "synth", "ego4d_mq", "--out", str(mine), "--overwrite"])
+    assert json.loads((mine / "moments_val.json").read_text())["videos"]
+    (tmp_path / "empty").mkdir()
+    main(["data", "synth", "ego4d_mq", "--out", str(tmp_path / "empty")])
+    assert (tmp_path / "empty" / "moments_val.json").is_file()

@@ -69,6 +69,11 @@ def data_main(args: list[str]) -> None:
     synth.add_argument("task", choices=sorted(SYNTHESIZERS))
     synth.add_argument("--out", required=True, type=Path, help="output folder")
     synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write into a folder that is not empty (its files of the sample's names are replaced)",
+    )
     from vidlit.check import HELP as CHECK_HELP
     from vidlit.check import add_arguments as add_check_arguments
 
@@ -77,6 +82,15 @@ def data_main(args: list[str]) -> None:
     commands.add_parser("curate", help="deprecated: use `vidlit curate`", add_help=False)
     options = parser.parse_args(args)
     if options.command == "synth":
+        # the sample's train.csv, videos/000000.mp4, ... would replace a user's files of those names
+        if options.out.exists() and not (options.out.is_dir() and not any(options.out.iterdir())):
+            if not options.out.is_dir():
+                parser.error(f"{options.out}: is a file; --out is the folder to write the sample into")
+            if not options.overwrite:
+                parser.error(
+                    f"{options.out}: exists and is not empty (a sample written before, or data of yours "
+                    "whose files of the same names it would replace); pass --overwrite to write into it"
+                )
         out = SYNTHESIZERS[options.task](options.out, seed=options.seed)
         print(f"wrote synthetic {options.task} sample data to {out}")
     elif options.command == "check":
