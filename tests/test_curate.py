@@ -357,6 +357,18 @@ def test_curate_command_with_a_trained_viclip_checkpoint(sources, tmp_path, one_
         )
     assert "curated otherwise (threshold 2.0 -> 0.0)" in capsys.readouterr().err
 
+    # no source video readable: the summary names them, and the exit status is 1 (a script stops)
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"video": "%s", "captions": ["x"]}\n' % (sources / "broken.mp4"))
+    with pytest.raises(SystemExit) as exit_:
+        main(["curate", str(broken), "--ckpt_path", str(ckpt), "--out", str(tmp_path / "broken")])
+    assert exit_.value.code == 1
+    captured = capsys.readouterr()
+    assert "skipped unreadable video" in captured.out and "broken.mp4" in captured.out
+    assert captured.err.strip().splitlines()[-1] == (
+        f"vidlit curate: error: no source video of {broken} could be read"
+    )
+
 
 def test_edited_captions_or_id_redo_the_partition(sources, model, tmp_path, one_thread):
     shutil.copy(sources / "src0.mp4", tmp_path)

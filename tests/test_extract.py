@@ -362,7 +362,10 @@ def test_a_file_that_is_no_checkpoint_or_an_empty_list_is_one_line(videos, tmp_p
     empty = tmp_path / "empty.csv"
     empty.write_text("path\n")
     cases = [
-        (["--ckpt_path", video, "--videos", str(listing)], "000000.mp4: not a checkpoint (not the zip archive"),
+        (
+            ["--ckpt_path", video, "--videos", str(listing)],
+            "000000.mp4: not a checkpoint (not the zip archive",
+        ),
         (["--random-weights", "--videos", video], "000000.mp4: not a text file"),
         (["--random-weights", "--videos", str(empty)], "empty.csv: the list names no videos"),
     ]
@@ -373,3 +376,24 @@ def test_a_file_that_is_no_checkpoint_or_an_empty_list_is_one_line(videos, tmp_p
         line = capsys.readouterr().err.strip().splitlines()[-1]
         assert line.startswith("vidlit extract: error: ") and message in line, line
         assert not (tmp_path / f"f{i}").exists()
+
+
+def test_exit_status_1_when_no_video_of_the_list_could_be_read(videos, tmp_path, capsys):
+    """Every video unreadable: the summary lists them and the exit status is 1, so a script that
+    extracts and then trains stops here; one readable video (or a resumed one) is a success."""
+    (tmp_path / "cut.mp4").write_bytes((videos / "videos" / "000002.mp4").read_bytes()[:3000])
+    listing = tmp_path / "list.csv"
+    listing.write_text("path\ncut.mp4\nmissing.mp4\n")
+    args = ["extract", "--config", MVM_RECIPE, "--random-weights", "--videos", str(listing)]
+    args += ["--out", str(tmp_path / "f"), "--window", "36", "--stride", "36"]
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    assert exit_.value.code == 1
+    captured = capsys.readouterr()
+    assert "0 feature files written, 0 already present, 2 unreadable videos" in captured.out
+    assert (
+        captured.err.strip().splitlines()[-1] == f"vidlit extract: error: no video of {listing} could be read"
+    )
+    shutil.copy(videos / "videos" / "000001.mp4", tmp_path)
+    listing.write_text("path\ncut.mp4\n000001.mp4\n")
+    assert main(args) is None and (tmp_path / "f" / "000001.pt").is_file()

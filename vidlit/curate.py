@@ -90,6 +90,7 @@ import math
 import os
 import pickle
 import re
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -1264,4 +1265,7 @@ def curate_main(args: list[str]) -> CurateSummary:
         )
     for path, reason in summary.failed:
         print(f"  skipped unreadable video {path}: {reason}")
+    if summary.failed and not summary.processed and not summary.resumed:  # a script must not go on
+        sys.stderr.write(f"vidlit curate: error: no source video of {options.input} could be read\n")
+        sys.exit(1)
     return summary

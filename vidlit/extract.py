@@ -782,4 +782,7 @@ def extract_main(args: list[str]) -> ExtractSummary:
     print(f"{options.out}: {summary}")
     for path, reason in summary.failed:
         print(f"  skipped unreadable video {path}: {reason}")
+    if summary.failed and not summary.written and not summary.existing:  # a script must not go on
+        sys.stderr.write(f"vidlit extract: error: no video of {options.videos} could be read\n")
+        sys.exit(1)
     return summary
