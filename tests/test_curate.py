@@ -357,6 +357,12 @@ def test_curate_command_with_a_trained_viclip_checkpoint(sources, tmp_path, one_
         )
     assert "curated otherwise (threshold 2.0 -> 0.0)" in capsys.readouterr().err
 
+    # sources without captions and no --caption: the summary says why no pair was scored
+    uncaptioned = tmp_path / "uncaptioned.jsonl"
+    uncaptioned.write_text('{"video": "%s"}\n' % (sources / "src0.mp4"))
+    main(["curate", str(uncaptioned), "--ckpt_path", str(ckpt), "--out", str(tmp_path / "uncaptioned")])
+    assert "no clip had a candidate caption" in capsys.readouterr().out
+
     # no source video readable: the summary names them, and the exit status is 1 (a script stops)
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"video": "%s", "captions": ["x"]}\n' % (sources / "broken.mp4"))

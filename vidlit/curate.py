@@ -1258,6 +1258,11 @@ def curate_main(args: list[str]) -> CurateSummary:
     print(f"annotations: {summary.jsonl}; shards: {options.out.rstrip('/')}/shards")
     if summary.summary_failures:
         print(f"{summary.summary_failures} clips have no fine caption (summarizer failed; see Summary_error)")
+    if summary.clips and not summary.pairs:  # else "0 of 0 pairs kept" leaves the user guessing why
+        print(
+            "no clip had a candidate caption: no caption of the input overlaps a clip"
+            + ("" if options.caption.strip() else " (and no --caption coarse,fine to write them)")
+        )
     if summary.pairs and not summary.kept:
         print(
             f"no pair reached --threshold {summary.threshold:g}; scores of the {summary.pairs} pairs: "
