@@ -273,10 +273,14 @@ def test_a_rerun_with_other_settings_or_weights_is_refused(videos, tmp_path):
     assert sorted(summary.written) == ["000000", "000001"] and not summary.existing
     assert {torch.load(f, weights_only=True).shape[0] for f in out.glob("*.pt")} == {num_windows(72, 16, 8)}
 
-    # a folder of features without a record: nobody knows how they were made
+    # a folder of features without a record: nobody knows how they were made; named, since
+    # --overwrite would delete them and they may be the user's own .pt files
     (tmp_path / "old").mkdir()
-    torch.save(torch.zeros(3, 64), tmp_path / "old" / "000000.pt")
-    with pytest.raises(ValueError, match=r"old: holds 1 feature files but no extraction.json"):
+    for name in ("000000.pt", "a.pt", "b.pt", "c.pt"):
+        torch.save(torch.zeros(3, 64), tmp_path / "old" / name)
+    with pytest.raises(
+        ValueError, match=r"old: holds 4 feature files \(000000.pt, a.pt, b.pt, ...\) but no "
+    ):
         extract_features(extractor, listing, tmp_path / "old", progress=False)
 
 

@@ -671,10 +671,11 @@ def _prepare_folder(
                 f"{where}: the features there were extracted otherwise ({'; '.join(changes)}); {hint}"
             )
         return old
-    if features:
+    if features:  # named: --overwrite deletes them, and they may be a user's own .pt files
+        names = ", ".join(sorted(features)[:3]) + (", ..." if len(features) > 3 else "")
         raise ValueError(
-            f"{folder}: holds {len(features)} feature files but no {EXTRACTION_RECORD}, so how they were "
-            f"made is unknown; {hint}"
+            f"{folder}: holds {len(features)} feature files ({names}) but no {EXTRACTION_RECORD}, so how "
+            f"they were made is unknown; {hint}"
         )
     return {}
 
