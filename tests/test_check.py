@@ -81,3 +81,6 @@ def test_a_video_given_as_the_list_is_named(videos, capsys):
     assert exit_.value.code == 2
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert "good.mp4: not a text file" in line and "expected a CSV or JSONL list" in line, line
+    with pytest.raises(SystemExit):  # the videos' folder, not "not found"
+        main(["data", "check", str(videos)])
+    assert capsys.readouterr().err.strip().endswith(": is a folder; expected a video list file")

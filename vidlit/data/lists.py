@@ -318,7 +318,8 @@ def read_video_list(
     if list_format not in LIST_FORMATS:
         raise ValueError(f"list_format must be one of {LIST_FORMATS}, got {list_format!r}")
     if not path.is_file() and not (list_format in ("auto", "hmdb51") and "*" in path.name):
-        raise FileNotFoundError(f"{path}: video list not found")
+        what = "is a folder; expected a video list file" if path.is_dir() else "video list not found"
+        raise FileNotFoundError(f"{path}: {what}")
     fmt = detect_list_format(path) if list_format == "auto" else list_format
     class_index = None if class_names is None else {name: i for i, name in enumerate(class_names)}
     folder = path.parent if video_dir is None else Path(video_dir)
