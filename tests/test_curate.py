@@ -464,3 +464,10 @@ def test_an_empty_or_binary_input_and_a_wrong_checkpoint_are_one_line(sources, t
         line = capsys.readouterr().err.strip().splitlines()[-1]
         assert line.startswith("vidlit curate: error: ") and message in line, line
         assert not (tmp_path / "o").exists()
+    with pytest.raises(SystemExit) as exit_:  # a file given as --out: said before the model loads
+        main(["curate", str(sources / "input.jsonl"), "--ckpt_path", str(classifier), "--out", str(empty)])
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith("empty.jsonl: is a file; --out is the folder to write the corpus into")
+    )

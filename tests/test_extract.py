@@ -372,10 +372,16 @@ def test_a_file_that_is_no_checkpoint_or_an_empty_list_is_one_line(videos, tmp_p
         ),
         (["--random-weights", "--videos", video], "000000.mp4: not a text file"),
         (["--random-weights", "--videos", str(empty)], "empty.csv: the list names no videos"),
+        (
+            ["--random-weights", "--videos", str(listing), "--out", str(empty)],
+            "empty.csv: is a file; --out is",
+        ),
     ]
     for i, (args, message) in enumerate(cases):
         with pytest.raises(SystemExit) as exit_:
-            main(["extract", "--config", MVM_RECIPE, *args, "--out", str(tmp_path / f"f{i}")])
+            main(
+                ["extract", "--config", MVM_RECIPE, "--out", str(tmp_path / f"f{i}"), *args]
+            )  # args' --out wins
         assert exit_.value.code == 2
         line = capsys.readouterr().err.strip().splitlines()[-1]
         assert line.startswith("vidlit extract: error: ") and message in line, line

@@ -1223,6 +1223,8 @@ def curate_main(args: list[str]) -> CurateSummary:
     """
     parser = build_parser()
     options = parser.parse_args(args)
+    if Path(options.out).is_file():  # else "Not a directory: .../shards" after loading the model
+        parser.error(f"{options.out}: is a file; --out is the folder to write the corpus into")
     try:
         model, mean, std = load_curation_model(options.ckpt_path)
         captioner, fine_captioner, summarizer = build_captioning(options)

@@ -743,6 +743,8 @@ def extract_main(args: list[str]) -> ExtractSummary:
 
     parser = build_parser()
     options = parser.parse_args(args)
+    if Path(options.out).is_file():  # else a FileExistsError traceback when the folder is made
+        parser.error(f"{options.out}: is a file; --out is the folder to write the features into")
     out = OutputFolder(options.out)
     for path in remove_stale_temporaries(out.local_path()) if out.local else ():
         # a killed run's half-written feature files
