@@ -1,49 +1,21 @@
-"""The server on task heads: a classification head's top-5 for a region, MQ moments for a timeline."""
+"""The server on task heads: a classification head's top-5 for a region, MQ moments for a timeline,
+Ego4D FHP hands and SCOD boxes at the frame the page shows."""
 
 import shutil
-import warnings
 from pathlib import Path
 
 import pytest
+import torch
 from fastapi.testclient import TestClient
-
-from vidlit.cli import main
 
 pytestmark = pytest.mark.slow
 
-RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 
-
-def _fit(recipe: str, data: Path, runs: Path):
-    from vidlit.inference import load
-
-    main(
-        [
-            "fit",
-            "--config",
-            str(RECIPES / recipe),
-            "--data.init_args.root",
-            str(data),
-            "--trainer.default_root_dir",
-            str(runs),
-            "--trainer.max_epochs",
-            "1",
-            "--trainer.limit_train_batches",
-            "1",
-            "--trainer.limit_val_batches",
-            "1",
-        ]
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return load(runs / "version_0" / "checkpoints" / "last.ckpt")
-
-
-def test_classification_head_region_top5(tmp_path):
+def test_classification_head_region_top5(fit, tmp_path):
     from vidlit.serve.app import create_app
 
     data = tmp_path / "videos"
-    predictor = _fit("video_cls.yaml", data, tmp_path / "runs")
+    predictor = fit("video_cls.yaml", data, tmp_path / "runs")
     app = create_app(predictor, folder=data / "videos")
     client = TestClient(app)
     name = client.get("/api/info").json()["folder_videos"][0]
@@ -55,14 +27,24 @@ def test_classification_head_region_top5(tmp_path):
     assert sum(r["score"] for r in ranked) == pytest.approx(1.0, abs=1e-4)
     box = client.post(f"/api/videos/{video_id}/region", json={"box": [0.0, 0.0, 0.5, 0.5]})
     assert box.status_code == 200 and len(box.json()["predictions"]) == 1
+    # a model that takes no key frame ignores one
+    assert client.get("/api/info").json()["takes_frame"] is False
+    whole = client.post(f"/api/videos/{video_id}/query", json={}).json()
+    at_frame = client.post(f"/api/videos/{video_id}/query", json={"frame": 3}).json()
+    assert (
+        at_frame["frame"] is None and at_frame["predictions"][0]["label"] == whole["predictions"][0]["label"]
+    )
+    torch.testing.assert_close(
+        _numbers(at_frame["predictions"], "scores"), _numbers(whole["predictions"], "scores")
+    )
     app.state.store.close()
 
 
-def test_moment_queries_head_on_an_uploaded_feature_file(mq_root, tmp_path):
+def test_moment_queries_head_on_an_uploaded_feature_file(fit, mq_root, tmp_path):
     from vidlit.serve.app import create_app
 
     data = Path(shutil.copytree(mq_root, tmp_path / "data"))
-    predictor = _fit("ego4d_mq.yaml", data, tmp_path / "runs")
+    predictor = fit("ego4d_mq.yaml", data, tmp_path / "runs")
     app = create_app(predictor)
     client = TestClient(app)
     assert client.get("/api/info").json()["accepts"] == [".pt", ".npy"]
@@ -81,4 +63,89 @@ def test_moment_queries_head_on_an_uploaded_feature_file(mq_root, tmp_path):
     assert video.status_code == 415
     bad = client.post("/api/videos", files={"file": ("bad.pt", b"garbage" * 10)})
     assert bad.status_code == 422 and "cannot read" in bad.json()["detail"]
+    app.state.store.close()
+
+
+def _numbers(predictions: list[dict], key: str) -> torch.Tensor:
+    return torch.tensor([p[key] for p in predictions])
+
+
+def _open_first(client: TestClient) -> tuple[dict, dict]:
+    info = client.get("/api/info").json()
+    opened = client.post("/api/videos/folder", json={"name": info["folder_videos"][0]})
+    assert opened.status_code == 200, opened.text
+    return info, opened.json()
+
+
+def test_hand_forecast_at_the_shown_frame(fit, tmp_path):
+    """FHP: a query at frame F forecasts from the clip ending before pre_45 = F, in stored-frame pixels."""
+    from vidlit.data.synth.ego4d_fhp import write_ego4d_fhp
+    from vidlit.data.video import stored_size
+    from vidlit.serve.app import create_app
+
+    data = write_ego4d_fhp(tmp_path / "data", num_train=8, num_val=8, num_test=1)
+    predictor = fit("ego4d_fhp.yaml", data, tmp_path / "runs")
+    app = create_app(predictor, folder=data / "clips")
+    client = TestClient(app)
+    info, opened = _open_first(client)
+    assert info["takes_frame"] is True
+    path = data / "clips" / info["folder_videos"][0]
+    assert opened["frames"] is True and (opened["height"], opened["width"]) == stored_size(path)
+    height, width = opened["height"], opened["width"]
+    url = f"/api/videos/{opened['video_id']}/query"
+    answers = {}
+    for frame in (20, opened["num_frames"] - 1):
+        result = client.post(url, json={"frame": frame})
+        assert result.status_code == 200, result.text
+        body = result.json()
+        assert body["frame"] == frame
+        # every view is keyed by the official `<clip>_<pre_45 - 1>` of the frame asked for
+        assert {p["video_id"] for p in body["predictions"]} == {f"{path.stem}_{frame - 1}"}
+        # the same numbers `vidlit infer --frame` gives
+        expected = predictor.predict(path, frame=frame).to_json()["predictions"]
+        torch.testing.assert_close(_numbers(body["predictions"], "hands"), _numbers(expected, "hands"))
+        for prediction in body["predictions"]:
+            hands = prediction["hands"]  # key frame, hand, (x, y)
+            assert len(hands) == 5 and all(len(h) == 2 for h in hands)
+            assert all(0 <= x <= width and 0 <= y <= height for h in hands for x, y in h)
+        answers[frame] = body["predictions"][0]["hands"]
+    assert answers[20] != answers[opened["num_frames"] - 1]  # another clip, another forecast
+    assert client.post(url, json={"frame": opened["num_frames"]}).status_code == 422
+    assert client.post(url, json={"frame": -1}).status_code == 422
+    default = client.post(url, json={})
+    assert default.status_code == 200 and default.json()["frame"] is None
+    app.state.store.close()
+
+
+def test_state_change_box_at_the_shown_frame(fit, tmp_path):
+    """SCOD: a query at frame F boxes the object of change on the clip centred on F, inside the frame."""
+    from vidlit.data.synth import synthesize
+    from vidlit.serve.app import create_app
+
+    data = synthesize("ego4d_scod", tmp_path / "data")
+    predictor = fit("ego4d_scod.yaml", data, tmp_path / "runs")
+    app = create_app(predictor, folder=data / "clips")
+    client = TestClient(app)
+    info, opened = _open_first(client)
+    assert info["takes_frame"] is True and opened["frames"] is True
+    path = data / "clips" / info["folder_videos"][0]
+    url = f"/api/videos/{opened['video_id']}/query"
+    boxes = {}
+    for frame in (3, opened["num_frames"] - 4):
+        result = client.post(url, json={"frame": frame})
+        assert result.status_code == 200, result.text
+        body = result.json()
+        (prediction,) = body["predictions"]
+        assert body["frame"] == frame and prediction["image_id"] == f"{path.stem}/{frame}.jpg"
+        expected = predictor.predict(path, frame=frame).to_json()["predictions"]
+        for key in ("boxes", "scores"):
+            torch.testing.assert_close(_numbers([prediction], key), _numbers(expected, key))
+        assert prediction["scores"] == sorted(prediction["scores"], reverse=True)
+        for x, y, w, h in prediction["boxes"]:
+            assert 0 <= x and 0 <= y and w >= 0 and h >= 0
+            assert x + w <= opened["width"] + 1e-3 and y + h <= opened["height"] + 1e-3
+        boxes[frame] = prediction["boxes"]
+    assert boxes[3] != boxes[opened["num_frames"] - 4]
+    frame_png = client.get(f"/api/videos/{opened['video_id']}/frames/3")
+    assert frame_png.status_code == 200 and frame_png.headers["content-type"] == "image/png"
     app.state.store.close()

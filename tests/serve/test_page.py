@@ -5,6 +5,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 pytestmark = pytest.mark.slow
 
@@ -135,3 +136,69 @@ def test_nlq_query_box_puts_windows_on_the_timeline(nlq_server, page, tmp_path):
     page.fill("#nlq-query", "")
     page.click("#ask")
     assert page.locator("#status").inner_text() == "type a question first"
+
+
+def _pixel(page, x: float, y: float) -> list[int]:
+    """RGB of the canvas at ``(x, y)`` in its own pixels."""
+    return page.evaluate(
+        "([x, y]) => Array.from(document.getElementById('view').getContext('2d')"
+        ".getImageData(Math.round(x), Math.round(y), 1, 1).data.slice(0, 3))",
+        [x, y],
+    )
+
+
+@pytest.mark.parametrize("recipe", ["ego4d_fhp.yaml", "ego4d_scod.yaml"])
+def test_key_frame_head_draws_on_the_frame_shown(recipe, fit, serve, page, tmp_path):
+    """FHP / SCOD: W queries the frame shown; the forecast hand points or the box are drawn over it."""
+    from vidlit.data.synth import synthesize
+    from vidlit.serve.app import create_app
+
+    family = recipe.removesuffix(".yaml")
+    if family == "ego4d_fhp":
+        from vidlit.data.synth.ego4d_fhp import write_ego4d_fhp
+
+        data = write_ego4d_fhp(tmp_path / "data", num_train=8, num_val=8, num_test=1)
+    else:
+        data = synthesize(family, tmp_path / "data")
+    predictor = fit(recipe, data, tmp_path / "runs")
+    app = create_app(predictor, folder=data / "clips")
+    with serve(app) as url:
+        page.goto(url + "/")
+        page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+        page.wait_for_function("document.getElementById('view').dataset.frameLoaded === '0'", timeout=30_000)
+        assert page.locator("#query-video").inner_text() == "Query this frame (W)"
+        page.locator("#view").focus()
+        for _ in range(2):
+            page.keyboard.press("Shift+ArrowRight")
+        page.wait_for_function("document.getElementById('view').dataset.frameLoaded === '20'", timeout=30_000)
+        version = page.locator("#results").get_attribute("data-version") or "0"
+        page.keyboard.press("w")
+        page.wait_for_function(
+            f"(document.getElementById('results').dataset.version || '0') !== '{version}'", timeout=30_000
+        )
+        assert page.locator("#status").inner_text() == ""
+        rows = page.locator("#results li").evaluate_all("items => items.map(i => i.dataset.text)")
+        path = data / "clips" / page.locator("#folder-videos").input_value()
+        expected = predictor.predict(path, frame=20).predictions
+        width = page.evaluate("document.getElementById('view').width")
+        scale = width / 64  # both sample data sets have 64 x 64 frames
+        if family == "ego4d_fhp":
+            from vidlit.formats.ego4d_fhp import KEY_FRAMES
+
+            assert page.locator("#view").get_attribute("data-drawn") == "hands:10"
+            assert [r.split(":")[0] for r in rows] == list(KEY_FRAMES)
+            # the point drawn last (contact frame, right hand: the views' mean) is on top
+            x, y = torch.stack([p["hands"] for p in expected]).mean(0)[-1, 1].tolist()
+            assert _pixel(page, x * scale, y * scale) == [0, 255, 255]
+        else:
+            assert page.locator("#view").get_attribute("data-drawn") == "box:1"
+            assert rows and rows[0].startswith("box ")
+            x, y, _, h = expected[0]["boxes"][0].tolist()
+            # the box's left edge, halfway down
+            assert _pixel(page, x * scale, (y + h / 2) * scale) == [255, 136, 0]
+        page.screenshot(path=str(tmp_path / f"vidlit_serve_{family}.png"))
+        # scrubbed away, the answer is not drawn over another frame
+        page.keyboard.press("ArrowRight")
+        page.wait_for_function("document.getElementById('view').dataset.frameLoaded === '21'", timeout=30_000)
+        assert page.locator("#view").get_attribute("data-drawn") == ""
+    app.state.store.close()
