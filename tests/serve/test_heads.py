@@ -149,3 +149,55 @@ def test_state_change_box_at_the_shown_frame(fit, tmp_path):
     frame_png = client.get(f"/api/videos/{opened['video_id']}/frames/3")
     assert frame_png.status_code == 200 and frame_png.headers["content-type"] == "image/png"
     app.state.store.close()
+
+
+def test_short_term_anticipation_labels_the_box_drawn(fit, tmp_path):
+    """STA: a box drawn on frame F is labelled (noun, verb, time to contact) as `vidlit infer` labels it."""
+    from vidlit.data.ego4d_sta import read_sta_annotations
+    from vidlit.data.synth.ego4d_sta import write_ego4d_sta
+    from vidlit.serve.app import create_app
+
+    data = write_ego4d_sta(tmp_path / "data", num_train=8, num_val=4, num_test=2)
+    predictor = fit("ego4d_sta.yaml", data, tmp_path / "runs")
+    app = create_app(predictor, folder=data / "videos")
+    client = TestClient(app)
+    item = read_sta_annotations(data / "fho_sta_val.json").frames[0]
+    info = client.get("/api/info").json()
+    assert info["takes_frame"] is True and info["takes_boxes"] is True
+    assert info["class_names"] == predictor.datamodule.noun_names
+    assert info["verb_names"] == predictor.datamodule.verb_names
+    opened = client.post("/api/videos/folder", json={"name": f"{item.video_uid}.mp4"})
+    assert opened.status_code == 200, opened.text
+    video = opened.json()
+    height, width = video["height"], video["width"]
+    x0, y0, x1, y1 = item.boxes[0].tolist()  # the annotated object, drawn as fractions of the frame
+    drawn = [x0 / width, y0 / height, x1 / width, y1 / height]
+    url = f"/api/videos/{video['video_id']}/region"
+    labelled = {}
+    for frame in (item.frame, item.frame - 6):
+        result = client.post(url, json={"frame": frame, "box": drawn})
+        assert result.status_code == 200, result.text
+        body = result.json()
+        (prediction,) = body["predictions"]
+        assert body["frame"] == frame
+        # every noun hypothesis is for the drawn box, in the stored frame's pixels
+        torch.testing.assert_close(
+            _numbers([prediction], "boxes")[0], item.boxes[:1].expand(len(prediction["boxes"]), 4)
+        )
+        want = predictor.predict(
+            data / "videos" / f"{item.video_uid}.mp4",
+            frame=frame,
+            detections=[{"box": [x0, y0, x1, y1], "score": 1.0}],
+        ).to_json()["predictions"]
+        assert prediction["nouns"] == want[0]["nouns"] and prediction["verbs"] == want[0]["verbs"]
+        for key in ("ttcs", "scores"):
+            torch.testing.assert_close(_numbers([prediction], key), _numbers(want, key))
+        labelled[frame] = prediction["ttcs"] + prediction["scores"]
+    assert labelled[item.frame] != labelled[item.frame - 6]  # another clip observed
+    points = client.post(url, json={"frame": item.frame, "points": [[0.5, 0.5]]})
+    assert points.status_code == 422 and "drag one" in points.json()["detail"]
+    assert client.post(url, json={"frame": video["num_frames"], "box": drawn}).status_code == 422
+    assert (
+        client.post(f"/api/videos/{video['video_id']}/query", json={"frame": item.frame}).status_code == 422
+    )
+    app.state.store.close()

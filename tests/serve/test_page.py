@@ -202,3 +202,61 @@ def test_key_frame_head_draws_on_the_frame_shown(recipe, fit, serve, page, tmp_p
         page.wait_for_function("document.getElementById('view').dataset.frameLoaded === '21'", timeout=30_000)
         assert page.locator("#view").get_attribute("data-drawn") == ""
     app.state.store.close()
+
+
+def test_sta_labels_the_box_dragged_on_the_frame_shown(fit, serve, page, tmp_path):
+    """STA: drag a box around the object on the frame shown, Enter: its noun / verb / contact time."""
+    from vidlit.data.ego4d_sta import read_sta_annotations
+    from vidlit.data.synth.ego4d_sta import write_ego4d_sta
+    from vidlit.serve.app import create_app
+
+    data = write_ego4d_sta(tmp_path / "data", num_train=8, num_val=4, num_test=2)
+    predictor = fit("ego4d_sta.yaml", data, tmp_path / "runs")
+    first = sorted(p.name for p in (data / "videos").iterdir())[0]
+    items = read_sta_annotations(data / "fho_sta_train.json").frames
+    item = next(i for i in items if f"{i.video_uid}.mp4" == first)
+    app = create_app(predictor, folder=data / "videos")
+    with serve(app) as url:
+        page.goto(url + "/")
+        page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+        page.wait_for_function("document.getElementById('view').dataset.frameLoaded === '0'", timeout=30_000)
+        page.locator("#view").focus()
+        for _ in range(item.frame // 10):
+            page.keyboard.press("Shift+ArrowRight")
+        for _ in range(item.frame % 10):
+            page.keyboard.press("ArrowRight")
+        loaded = f"document.getElementById('view').dataset.frameLoaded === '{item.frame}'"
+        page.wait_for_function(loaded, timeout=30_000)
+        height, width = page.evaluate("[state.video.height, state.video.width]")
+        x0, y0, x1, y1 = item.boxes[0].tolist()
+        canvas = page.locator("#view").bounding_box()
+        page.mouse.move(
+            canvas["x"] + x0 / width * canvas["width"], canvas["y"] + y0 / height * canvas["height"]
+        )
+        page.mouse.down()
+        page.mouse.move(
+            canvas["x"] + x1 / width * canvas["width"], canvas["y"] + y1 / height * canvas["height"], steps=5
+        )
+        page.mouse.up()
+        version = page.locator("#results").get_attribute("data-version") or "0"
+        page.keyboard.press("Enter")
+        page.wait_for_function(
+            f"(document.getElementById('results').dataset.version || '0') !== '{version}'", timeout=30_000
+        )
+        assert page.locator("#status").inner_text() == ""
+        drawn = page.evaluate("state.box").copy()
+        box = [drawn[0] * width, drawn[1] * height, drawn[2] * width, drawn[3] * height]
+        (want,) = predictor.predict(
+            data / "videos" / first, frame=item.frame, detections=[{"box": box, "score": 1.0}]
+        ).predictions
+        nouns, verbs = predictor.datamodule.noun_names, predictor.datamodule.verb_names
+        noun, verb, ttc = int(want["nouns"][0]), int(want["verbs"][0]), float(want["ttcs"][0])
+        rows = page.locator("#results li").evaluate_all("items => items.map(i => i.dataset.text)")
+        assert len(rows) == min(5, len(want["nouns"]))
+        assert rows[0] == f"{nouns[noun]} / {verbs[verb]}, contact in {ttc:.2f} s"
+        assert page.locator("#view").get_attribute("data-drawn") == "box:1"
+        scale = page.evaluate("document.getElementById('view').width") / width
+        # the labelled box's left edge, halfway down, over the user's (green) box
+        assert _pixel(page, box[0] * scale, (box[1] + box[3]) / 2 * scale) == [255, 136, 0]
+        page.screenshot(path=str(tmp_path / "vidlit_serve_ego4d_sta.png"))
+    app.state.store.close()

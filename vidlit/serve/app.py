@@ -12,7 +12,8 @@ Endpoints (OpenAPI docs at ``/docs``):
   opened feature file with the question in ``texts``; a head on a key frame, Ego4D FHP / SCOD /
   STA: on the clip its data module samples for source frame ``frame``).
 - ``POST /api/videos/{video_id}/region``: grow a region from points (or take a box) and run the
-  model on it.
+  model on it; an Ego4D STA head labels the box drawn on frame ``frame`` (noun, verb, time to
+  contact).
 
 Uploads are written under a temporary folder the server creates, with generated names (a client's
 file name is never a path), limited in size, decoded once on arrival (an undecodable file is a 422
@@ -189,6 +190,8 @@ def create_app(
     queries = predictor.kind == "task" and "texts" in predictor.input_options
     # a head on a key frame (Ego4D FHP, SCOD, STA) predicts for the frame the page shows
     takes_frame = predictor.kind == "task" and "frame" in predictor.input_options
+    # a head that labels given boxes (Ego4D STA) labels the box drawn on the page
+    takes_boxes = predictor.kind == "task" and "detections" in predictor.input_options
 
     def with_frames(clip: Clip, path: Path) -> Clip:
         """A data module's clip of a video, with the frame count, rate and stored size the page shows.
@@ -207,7 +210,11 @@ def create_app(
             with model_lock:
                 # an NLQ input is checked (and its duration found) with a placeholder query; each
                 # real query prepares it again with its own text
-                clip = predictor.prepare(path, video_id=path.name, texts=["?"] if queries else None)
+                # an STA input likewise with a placeholder box; each region query brings the real one
+                placeholder = [{"box": [0.0, 0.0, 1.0, 1.0], "score": 1.0}] if takes_boxes else None
+                clip = predictor.prepare(
+                    path, video_id=path.name, texts=["?"] if queries else None, detections=placeholder
+                )
                 clip = with_frames(clip, path)
         except (ValueError, FileNotFoundError, VideoDecodeError) as e:
             if owned:
@@ -248,7 +255,9 @@ def create_app(
             "head": type(head).__name__ if head is not None else None,
             "layout": getattr(head, "feature_layout", None),
             "takes_video": predictor.takes_video,
-            "class_names": list(getattr(predictor.datamodule, "class_names", None) or []),
+            # an STA data module names its nouns
+            "class_names": _names(predictor.datamodule, "class_names")
+            or _names(predictor.datamodule, "noun_names"),
             "folder_videos": names,
             "default_texts": default_texts or [],
             "max_upload_mb": max_upload_mb,
@@ -256,6 +265,8 @@ def create_app(
             "sam2": segmenter is not None,
             "queries": queries,
             "takes_frame": takes_frame,
+            "takes_boxes": takes_boxes,
+            "verb_names": _names(predictor.datamodule, "verb_names"),
         }
 
     @app.post("/api/videos")
@@ -336,6 +347,8 @@ def create_app(
         used (None: the data module's default, or a model that takes no frame).
         """
         video = store.get(video_id)
+        if takes_boxes:
+            raise HTTPException(422, "an STA model labels a box: drag one on the frame and query the region")
         texts = [t for t in request.texts if t.strip()] or None
         frame = request.frame if takes_frame else None
         if frame is not None and video.clip.num_frames and frame >= video.clip.num_frames:
@@ -353,9 +366,16 @@ def create_app(
 
     @app.post("/api/videos/{video_id}/region")
     def region(video_id: str, request: RegionRequest) -> dict[str, Any]:
-        """Grow a region from the points (or take the box) and run the model on its tokens."""
+        """Grow a region from the points (or take the box) and run the model on its tokens.
+
+        An STA head (``takes_boxes`` in ``/api/info``) labels the box on source frame ``frame``, the
+        last one observed: the response is its prediction (``boxes`` in stored-frame pixels, ``nouns``,
+        ``verbs``, ``ttcs`` seconds, ``scores``, best first) and the ``frame``.
+        """
         video = store.get(video_id)
         clip = video.clip
+        if takes_boxes:
+            return label_box(video, request)
         if clip.frame_indices is None:
             raise HTTPException(
                 422,
@@ -400,7 +420,31 @@ def create_app(
             "mask": mask.int().tolist(),
         }
 
+    def label_box(video: _Video, request: RegionRequest) -> dict[str, Any]:
+        if request.box is None:
+            raise HTTPException(422, "an STA model labels a box: drag one around the object")
+        if not 0 <= request.frame < video.clip.num_frames:
+            raise HTTPException(422, f"frame {request.frame} outside 0..{video.clip.num_frames - 1}")
+        height, width = video.clip.frame_size
+        x0, y0, x1, y1 = request.box
+        if not (0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1):
+            raise HTTPException(422, f"box {list(request.box)} is not x0 < x1, y0 < y1 inside 0..1")
+        box = [x0 * width, y0 * height, x1 * width, y1 * height]  # the stored frame's pixels
+        detections = [{"box": box, "score": 1.0}]
+        result = run(
+            predictor.predict, video.path, None, video.path.name, frame=request.frame, detections=detections
+        )
+        return {**result, "frame": request.frame}
+
     return app
+
+
+def _names(datamodule: Any, attr: str) -> list[str]:
+    """A data module's category names, or none where it has none (or cannot read them now)."""
+    try:
+        return list(getattr(datamodule, attr, None) or [])
+    except (ValueError, FileNotFoundError):  # read from the run's annotation files, maybe gone
+        return []
 
 
 def serve_main(args: list[str]) -> None:
