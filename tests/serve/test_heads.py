@@ -197,6 +197,16 @@ def test_short_term_anticipation_labels_the_box_drawn(fit, tmp_path):
     points = client.post(url, json={"frame": item.frame, "points": [[0.5, 0.5]]})
     assert points.status_code == 422 and "drag one" in points.json()["detail"]
     assert client.post(url, json={"frame": video["num_frames"], "box": drawn}).status_code == 422
+    flat = client.post(url, json={"frame": item.frame, "box": [0.5, 0.2, 0.5, 0.6]})
+    assert flat.status_code == 422 and "no area" in flat.json()["detail"]
+    # a drag past the frame's edge keeps the part inside it
+    edge = client.post(url, json={"frame": item.frame, "box": [-0.5, 0.5, 0.5, 1.5]})
+    assert edge.status_code == 200 and edge.json()["predictions"][0]["boxes"][0] == [
+        0,
+        height / 2,
+        width / 2,
+        height,
+    ]
     assert (
         client.post(f"/api/videos/{video['video_id']}/query", json={"frame": item.frame}).status_code == 422
     )

@@ -426,9 +426,12 @@ def create_app(
         if not 0 <= request.frame < video.clip.num_frames:
             raise HTTPException(422, f"frame {request.frame} outside 0..{video.clip.num_frames - 1}")
         height, width = video.clip.frame_size
-        x0, y0, x1, y1 = request.box
-        if not (0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1):
-            raise HTTPException(422, f"box {list(request.box)} is not x0 < x1, y0 < y1 inside 0..1")
+        # a drag may end past the canvas's edge: the part inside the frame is the box
+        x0, y0, x1, y1 = (min(max(v, 0.0), 1.0) for v in request.box)
+        if not (x0 < x1 and y0 < y1):
+            raise HTTPException(
+                422, f"box {list(request.box)} has no area inside the frame (x0 < x1, y0 < y1)"
+            )
         box = [x0 * width, y0 * height, x1 * width, y1 * height]  # the stored frame's pixels
         detections = [{"box": box, "score": 1.0}]
         result = run(
