@@ -114,6 +114,9 @@ def test_hand_forecast_at_the_shown_frame(fit, tmp_path):
     assert client.post(url, json={"frame": -1}).status_code == 422
     default = client.post(url, json={})
     assert default.status_code == 200 and default.json()["frame"] is None
+    # a key-frame head is queried at a frame, not on a region of tokens
+    region = client.post(f"/api/videos/{opened['video_id']}/region", json={"points": [[0.5, 0.5]]})
+    assert region.status_code == 422 and "query it at a frame" in region.json()["detail"]
     app.state.store.close()
 
 

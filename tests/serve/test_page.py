@@ -58,6 +58,7 @@ def test_click_a_shape_rank_prompts_and_flip(server, page, tmp_path):
     page.wait_for_function("document.getElementById('view').dataset.frameLoaded === '0'", timeout=30_000)
     assert page.locator("#texts").input_value().splitlines() == ["a red square", "a blue circle"]
     assert page.locator("#folder-videos").input_value() == "two_shapes.mp4"
+    assert page.locator("#query-video").inner_text() == "Whole video (W)"  # the model takes no key frame
 
     # frame 0: the red square is top-left, the blue circle bottom-right
     assert _query_at(page, 0.25, 0.25)[0] == "a red square"
