@@ -205,3 +205,12 @@ def test_bad_input_and_checkpoints_are_named(tmp_path: Path):
     del wide["text_projection"]
     with pytest.raises(ValueError, match=r"text_encoder.ln_final.weight: file \(64,\) vs model \(32,\)"):
         encoder.load_clip_state_dict(wide, "f.pth", prefix="text_encoder.")
+
+
+def test_missing_key_warning_points_at_the_callers_line():
+    encoder = CLIPTextEncoder("clip_test", max_length=8)
+    state = official_text_state()
+    del state["ln_final.bias"]
+    with pytest.warns(UserWarning, match=r"missing keys \['text_encoder\.ln_final\.bias'\]") as caught:
+        encoder.load_clip_state_dict(state, "f.pth", prefix="text_encoder.", strict=False)
+    assert [w.filename for w in caught] == [__file__]

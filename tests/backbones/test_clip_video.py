@@ -353,6 +353,76 @@ def test_wrong_source_and_shape_are_one_line(tmp_path: Path) -> None:
         CLIPVideoViT.from_clip_state_dict(reference.state_dict())
 
 
+def test_layout_errors_name_keys_as_the_file_does(tmp_path: Path) -> None:
+    """The patch kernel, position-grid and missing-key errors use the file's names: prefix and all."""
+    reference = tiny_open_clip(tmp_path)
+    checkpoint = viclip_checkpoint(reference)
+    model = create_backbone("viclip_test")
+    two_frames = {"model": dict(checkpoint["model"])}
+    two_frames["model"]["vision_encoder.conv1.weight"] = torch.zeros(WIDTH, 3, 2, PATCH, PATCH)
+    with pytest.raises(ValueError) as err:
+        model.load_clip_state_dict(two_frames, where="viclip.pth")
+    assert str(err.value) == (
+        "viclip.pth: key 'vision_encoder.conv1.weight': shape (64, 3, 2, 8, 8); expected [d, c, p, p] or "
+        "[d, c, 1, p, p] (temporal kernel 1)"
+    )
+    # 1 + 15 positions: no square grid, whether loaded into a tower or sizing one
+    state = reference.state_dict()
+    state["visual.positional_embedding"] = state["visual.positional_embedding"][:16]
+    not_square = "f.bin: key 'visual.positional_embedding': 15 patch positions are not a square grid"
+    with pytest.raises(ValueError) as err:
+        model.load_clip_state_dict(state, source="openclip", where="f.bin")
+    assert str(err.value) == not_square
+    with pytest.raises(ValueError) as err:
+        CLIPVideoViT.from_clip_state_dict(state, where="f.bin", num_heads=HEADS)
+    assert str(err.value) == not_square
+    del state["visual.positional_embedding"]
+    with pytest.raises(
+        ValueError, match=r"^f\.bin: missing key 'visual\.positional_embedding'; keys start \['visual\."
+    ):
+        CLIPVideoViT.from_clip_state_dict(state, where="f.bin", num_heads=HEADS)
+    # a bare tower's keys have no prefix in the file
+    bare = {k.removeprefix("visual."): v for k, v in state.items() if k.startswith("visual.")}
+    with pytest.raises(ValueError, match=r"^f\.bin: missing key 'positional_embedding'; keys start \['class"):
+        CLIPVideoViT.from_clip_state_dict(bare, source="openclip", where="f.bin", num_heads=HEADS)
+
+
+def test_missing_key_warnings_point_at_the_callers_line(tmp_path: Path) -> None:
+    """However deep the loader, ``strict=False``'s warning names this file (the user's call)."""
+    checkpoint = viclip_checkpoint(tiny_open_clip(tmp_path))
+    del checkpoint["model"]["vision_encoder.ln_post.bias"]
+    torch.save(checkpoint, tmp_path / "ViClip-tiny.pth")
+    model = create_backbone("viclip_test")
+    calls = {
+        "load_clip_state_dict": lambda: model.load_clip_state_dict(checkpoint, strict=False),
+        "from_clip_state_dict": lambda: CLIPVideoViT.from_clip_state_dict(
+            checkpoint, strict=False, num_heads=HEADS
+        ),
+        "load_pretrained": lambda: model.load_pretrained(tmp_path / "ViClip-tiny.pth", strict=False),
+        "from_pretrained": lambda: CLIPVideoViT.from_pretrained(
+            tmp_path / "ViClip-tiny.pth", strict=False, num_heads=HEADS
+        ),
+    }
+    for name, call in calls.items():
+        with pytest.warns(UserWarning, match=r"missing keys \['vision_encoder\.ln_post\.bias'\]") as caught:
+            call()
+        assert [w.filename for w in caught] == [__file__], name
+    # a saved folder's weights, checked by check_state_dict
+    model.save_pretrained(tmp_path / "saved")
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(str(tmp_path / "saved" / "model.safetensors"))
+    del weights["norm_post.bias"]
+    save_file(weights, str(tmp_path / "saved" / "model.safetensors"))
+    for name, call in {
+        "load_pretrained": lambda: model.load_pretrained(tmp_path / "saved", strict=False),
+        "from_pretrained": lambda: CLIPVideoViT.from_pretrained(tmp_path / "saved", strict=False),
+    }.items():
+        with pytest.warns(UserWarning, match=r"missing keys \['norm_post\.bias'\]") as caught:
+            call()
+        assert [w.filename for w in caught] == [__file__], name
+
+
 def test_checkpoint_files_load_with_weights_only(tmp_path: Path) -> None:
     checkpoint = viclip_checkpoint(tiny_open_clip(tmp_path))
     path = tmp_path / "ViClip-tiny.pth"

@@ -224,8 +224,11 @@ def test_transformers_folder_still_dispatches_to_videomae(tmp_path: Path) -> Non
     )
     transformers.VideoMAEModel(config).save_pretrained(tmp_path)
     assert not is_vidlit_folder(tmp_path)
-    with pytest.warns(UserWarning, match="final norm layout differs"):  # VideoMAEModel has no fc_norm
+    with pytest.warns(
+        UserWarning, match="final norm layout differs"
+    ) as caught:  # VideoMAEModel has no fc_norm
         model = VideoViT.from_pretrained(tmp_path)
+    assert {w.filename for w in caught} == {__file__}  # the user's call, not a line inside vidlit
     assert model.embed_dim == 32 and len(model.blocks) == 1
     # and the loaded model saves in vidlit's format, with the same outputs after a round trip
     model.save_pretrained(tmp_path / "vidlit")

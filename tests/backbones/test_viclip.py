@@ -359,6 +359,64 @@ def test_a_video_side_error_names_the_visual_key_and_loads_neither_tower(tmp_pat
     assert torch.equal(model.text_proj.weight.T, clip["text_projection"])  # the rest loaded
 
 
+def test_layout_errors_name_keys_as_the_file_does(tmp_path, released):
+    """Shape errors of the video side name ``vision_encoder.*`` / ``visual.*`` keys, as the file does."""
+    _, state = released
+    grid = dict(state)
+    grid["vision_encoder.positional_embedding"] = grid["vision_encoder.positional_embedding"][:16]
+    torch.save({"model": grid}, tmp_path / "grid.pth")
+    not_square = "key 'vision_encoder.positional_embedding': 15 patch positions are not a square grid"
+    for video in (None, "viclip_test"):  # sized from the weights, or a named tower
+        with pytest.raises(ValueError) as err:
+            load_viclip_checkpoint(tmp_path / "grid.pth", video=video, text="clip_test",
+                                   video_overrides={"num_heads": V_HEADS})  # fmt: skip
+        assert str(err.value) == f"{tmp_path / 'grid.pth'}: {not_square}", video
+    kernel = dict(state)
+    kernel["vision_encoder.conv1.weight"] = torch.zeros(V_WIDTH, 3, 2, PATCH, PATCH)
+    torch.save({"model": kernel}, tmp_path / "kernel.pth")
+    with pytest.raises(ValueError, match=r": key 'vision_encoder\.conv1\.weight': shape \(64, 3, 2, 8, 8\);"):
+        load_tiny(tmp_path / "kernel.pth")
+    # open_clip: visual.proj of another width than the model's projection
+    clip = open_clip_state(state)
+    clip["visual.proj"] = torch.zeros(V_WIDTH, PROJ + 1)
+    torch.save(clip, tmp_path / "open_clip_pytorch_model.bin")
+    model = VideoTextModel(
+        create_backbone("viclip_test"), text="clip_test", proj_dim=PROJ, text_max_length=CONTEXT
+    )
+    with pytest.raises(ValueError) as err:
+        load_clip_weights(model, tmp_path / "open_clip_pytorch_model.bin")
+    assert str(err.value) == (
+        f"{tmp_path / 'open_clip_pytorch_model.bin'}: key 'visual.proj': shape (64, 17), expected (64, 16)"
+    )
+
+
+def test_missing_key_warnings_point_at_the_callers_line(tmp_path, released):
+    """Every ``strict=False`` warning, from whichever tower or depth, names this file."""
+    _, state = released
+    edits = {
+        "extra": lambda s: s.update(extra=torch.zeros(1)),  # load_viclip_checkpoint's own check
+        "vision_encoder.ln_post.bias": lambda s: s.pop("vision_encoder.ln_post.bias"),  # the video tower's
+        "text_encoder.ln_final.bias": lambda s: s.pop("text_encoder.ln_final.bias"),  # the text tower's
+    }
+    for key, edit in edits.items():
+        edited = dict(state)
+        edit(edited)
+        torch.save({"model": edited}, tmp_path / "edited.pth")
+        with pytest.warns(UserWarning, match=rf"'{key}'") as caught:
+            load_tiny(tmp_path / "edited.pth", strict=False)
+        assert [w.filename for w in caught] == [__file__], key
+    for key in ("visual.ln_post.bias", "ln_final.bias"):
+        clip = open_clip_state(state)
+        del clip[key]
+        torch.save(clip, tmp_path / "open_clip_pytorch_model.bin")
+        model = VideoTextModel(
+            create_backbone("viclip_test"), text="clip_test", proj_dim=PROJ, text_max_length=CONTEXT
+        )
+        with pytest.warns(UserWarning, match=rf"'{key}'") as caught:
+            load_clip_weights(model, tmp_path / "open_clip_pytorch_model.bin", strict=False)
+        assert [w.filename for w in caught] == [__file__], key
+
+
 @torch.no_grad()
 def test_loaded_release_saves_and_reloads_with_identical_outputs(tmp_path, released):
     path, _ = released

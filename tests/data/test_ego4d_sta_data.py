@@ -81,6 +81,26 @@ def test_data_module_batches_and_submission(sta_root, tmp_path):
     assert entry["box"] == [1.0, 2.0, 3.0, 4.0]
 
 
+def test_inference_inputs_take_boxes_in_memory_or_from_a_file(sta_root, tmp_path):
+    """``vidlit serve`` hands the drawn box as a list; ``vidlit infer`` a detections file: one batch."""
+    dm = Ego4DSTA(str(sta_root))
+    item = read_sta_annotations(sta_root / "fho_sta_val.json").frames[0]
+    video = sta_root / "videos" / f"{item.video_uid}.mp4"
+    boxes = [{"box": b, "score": 0.9} for b in item.boxes.tolist()]
+    file = tmp_path / "detections.json"
+    file.write_text(json.dumps({item.video_uid: boxes}))
+    given = dm.inference_inputs(video, "mine", boxes, frame=item.frame).batch
+    read = dm.inference_inputs(video, "mine", file, frame=item.frame).batch
+    torch.testing.assert_close(given["orig_boxes"][0], item.boxes)
+    torch.testing.assert_close(given["box_scores"][0], torch.full((len(boxes),), 0.9))
+    torch.testing.assert_close(given["boxes"][0], read["boxes"][0])
+    assert torch.equal(given["video"], read["video"])
+    with pytest.raises(ValueError, match=r"^mine: detections: detection 0: box must be \[x1, y1, x2, y2\]"):
+        dm.inference_inputs(video, "mine", [{"box": [1, 2, 3], "score": 1.0}], frame=item.frame)
+    with pytest.raises(ValueError, match=r"^mine: detections: detection 0: missing key 'score'"):
+        dm.inference_inputs(video, "mine", [{"box": [1, 2, 3, 4]}], frame=item.frame)
+
+
 def test_unannotated_predict_needs_detections(sta_root):
     dm = Ego4DSTA(str(sta_root), predict_annotations="fho_sta_test_unannotated.json")
     with pytest.raises(ValueError, match="need detector boxes"):

@@ -14,6 +14,7 @@ from fsspec.implementations.memory import MemoryFileSystem
 from vidlit.core.io import ListedFiles, confined_path, confined_url, join_path, read_json, url_listing
 from vidlit.core.storage import OutputFolder
 from vidlit.data.ego4d_mq import Ego4DMQ
+from vidlit.data.ego4d_nlq import Ego4DNLQ
 from vidlit.data.features import (
     EXTRACTION_RECORD,
     feature_steps,
@@ -23,6 +24,7 @@ from vidlit.data.features import (
     load_feature_file,
 )
 from vidlit.data.synth.ego4d_mq import write_ego4d_mq
+from vidlit.data.synth.ego4d_nlq import write_ego4d_nlq
 from vidlit.data.synth.videos import write_synthetic_videos
 
 DIM = 32
@@ -166,6 +168,28 @@ def test_feature_helpers_read_urls(mq_local, mq_memory, memory_requests):
         assert feature_steps(url) == expected.shape[0]  # .npy: from the header alone
     assert feature_timing(features) == (15.0, 16, 32)
     assert read_json(join_path(features, EXTRACTION_RECORD)) == {"fps": 15.0, "feature_stride": 16}
+
+
+@pytest.mark.parametrize("family", ["mq", "nlq"])
+def test_the_feature_folder_is_listed_once_for_all_splits(
+    family, mq_memory, memory_url, tmp_path, memory_requests
+):
+    """fit's train and val datasets and test's share one listing of the URL feature folder."""
+    if family == "mq":
+        dm = Ego4DMQ(root=mq_memory, feature_dim=DIM, batch_size=2)
+    else:
+        local = write_ego4d_nlq(tmp_path / "nlq", num_train_videos=2, num_val_videos=2, num_test_videos=1,
+                                feature_dim=DIM)  # fmt: skip
+        root = f"{memory_url}-nlq"
+        _upload(local, root)
+        dm = Ego4DNLQ(root=root, feature_dim=DIM, batch_size=2)
+    features = fsspec.core.url_to_fs(dm.feature_dir)[1]
+    memory_requests["ls"].clear()
+    dm.setup("fit")
+    assert len(dm.train_dataloader().dataset) > 0 and len(dm.val_dataloader().dataset) > 0
+    dm.setup("test")
+    assert len(dm.test_dataloader().dataset) > 0
+    assert memory_requests["ls"].count(features) == 1, memory_requests["ls"]
 
 
 def test_url_errors_name_the_url_and_clip(mq_memory):

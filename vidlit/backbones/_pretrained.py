@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import re
+import sys
 import tempfile
 import warnings
 from collections.abc import Mapping
@@ -46,6 +48,7 @@ __all__ = [
     "load_any_vidlit_folder",
     "check_state_dict",
     "load_state_dict_checked",
+    "warn_caller",
     "read_pretrained_config",
     "resolve_pretrained_dir",
 ]
@@ -61,6 +64,22 @@ _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _FILE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors", ".json")
 
 ModelType = TypeVar("ModelType", bound="PretrainedMixin")
+
+_BACKBONES_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def warn_caller(message: str) -> None:
+    """``warnings.warn(message)`` attributed to the first frame outside ``vidlit/backbones``.
+
+    A loader's warning is reached through different depths of backbone code (a tower's own load,
+    ``load_viclip_checkpoint``, ``load_clip_weights``, ``from_pretrained``): a fixed ``stacklevel``
+    names the right line for one entry point only. This names the user's call for all of them
+    (Python 3.12's ``skip_file_prefixes`` does the same; vidlit supports 3.10).
+    """
+    level, frame = 1, sys._getframe(0)
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_BACKBONES_DIR):
+        level, frame = level + 1, frame.f_back
+    warnings.warn(message, stacklevel=level)
 
 
 def architectures() -> list[str]:
@@ -200,7 +219,7 @@ def check_state_dict(
         message = f"{source}: missing keys {missing}, unexpected keys {unexpected}"
         if strict:
             raise ValueError(message)
-        warnings.warn(message, stacklevel=4)  # the caller of load_state_dict_checked
+        warn_caller(message)
         state_dict = {k: v for k, v in state_dict.items() if k in own}
     bad = [
         f"{prefix}{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}"

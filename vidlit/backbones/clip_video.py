@@ -27,7 +27,6 @@ Shape legend: ``b`` batch, ``c`` channels, ``t`` frames, ``h``/``w`` token grid 
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -54,6 +53,7 @@ from vidlit.backbones._pretrained import (
     init_arguments,
     is_vidlit_folder,
     resolve_pretrained_dir,
+    warn_caller,
 )
 from vidlit.backbones._registry import register_backbone
 from vidlit.backbones.vit import (
@@ -324,10 +324,10 @@ class CLIPVideoViT(nn.Module, PretrainedMixin):
         if temporal_adapt not in ("interpolate", "zero_pad"):
             raise ValueError(f"temporal_adapt must be 'interpolate' or 'zero_pad', got {temporal_adapt!r}")
         tower, prefix = clip_vision_weights(state_dict, source, where)
-        converted, proj = convert_clip_vision(tower, where)
+        converted, proj = convert_clip_vision(tower, where, prefix)
         if source == "openclip" and "temporal_embed" not in converted:
             converted["temporal_embed"] = torch.zeros_like(self.temporal_embed, device="cpu")
-        self._adapt_tables(converted, temporal_adapt, where)
+        self._adapt_tables(converted, temporal_adapt, where, prefix)
         own = self.state_dict()
 
         def in_file(key: str) -> str:  # the name a user can look up in the file
@@ -349,7 +349,7 @@ class CLIPVideoViT(nn.Module, PretrainedMixin):
             message = f"{where}: {source} vision tower: missing keys {missing}, unexpected keys {unexpected}"
             if strict:
                 raise ValueError(message)
-            warnings.warn(message, stacklevel=3)
+            warn_caller(message)
         return {k: v for k, v in converted.items() if k in own}, CLIPLoadReport(missing, unexpected, proj)
 
     def load_checked(self, loadable: Mapping[str, Tensor]) -> None:
@@ -359,10 +359,12 @@ class CLIPVideoViT(nn.Module, PretrainedMixin):
         """
         self.load_state_dict(loadable, strict=False)  # the missing keys were reported by the check
 
-    def _adapt_tables(self, converted: dict[str, Tensor], temporal_adapt: TemporalAdapt, where: str) -> None:
+    def _adapt_tables(
+        self, converted: dict[str, Tensor], temporal_adapt: TemporalAdapt, where: str, prefix: str
+    ) -> None:
         pos = converted.get("pos_embed")
         if pos is not None and pos.ndim == 3 and pos.shape[-1] == self.embed_dim:
-            side = _square_side(pos.shape[1] - 1, where)
+            side = _square_side(pos.shape[1] - 1, where, prefix)
             _, h, w = self.grid_size
             # compare the layouts, not the counts: a 7x28 grid has the 14x14 table's 196 positions
             if (side, side) != (h, w):
@@ -411,8 +413,8 @@ class CLIPVideoViT(nn.Module, PretrainedMixin):
             the model and ``proj`` (``None`` when the checkpoint has none).
         """
         source = source or detect_clip_source(state_dict)
-        tower, _ = clip_vision_weights(state_dict, source, where)
-        config = {**clip_vision_config(tower, where, overrides.get("num_heads")), **overrides}
+        tower, prefix = clip_vision_weights(state_dict, source, where)
+        config = {**clip_vision_config(tower, where, overrides.get("num_heads"), prefix), **overrides}
         model = cls(**config)
         report = model.load_clip_state_dict(state_dict, source, strict, temporal_adapt, where)
         return model, report.proj

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import logging
 import math
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,8 @@ import torch
 from torch import Tensor
 
 from vidlit.backbones._builder import _read_weights, _strip_wrappers, _unwrap
-from vidlit.backbones._clip_interop import clip_vision_config
+from vidlit.backbones._clip_interop import clip_vision_config, clip_vision_weights
+from vidlit.backbones._pretrained import warn_caller
 from vidlit.backbones._registry import create_backbone
 from vidlit.backbones.clip_text import CLIPTextEncoder, clip_text_size_for_width
 from vidlit.backbones.clip_video import CLIPVideoViT, TemporalAdapt
@@ -165,7 +165,7 @@ def load_viclip_checkpoint(
         message = f"{where}: missing keys {missing}, unexpected keys {unexpected}"
         if strict:
             raise ValueError(message)
-        warnings.warn(message, stacklevel=2)
+        warn_caller(message)
 
     # text tower: its size from the widths, its context from the positional table (ViCLIP: 32)
     width = _required(text_state, "ln_final.weight", where, TEXT_PREFIX).shape[0]
@@ -180,7 +180,7 @@ def load_viclip_checkpoint(
     # video tower: CLIPVideoViT's own loader (tables adapted to num_frames / img_size)
     overrides = {"num_frames": num_frames, "img_size": img_size, **(video_overrides or {})}
     if video is None:  # sized from the weights, as CLIPVideoViT.from_clip_state_dict does
-        config = clip_vision_config(vision_state, where, overrides.get("num_heads"))
+        config = clip_vision_config(vision_state, where, overrides.get("num_heads"), VISION_PREFIX)
         video_tower = CLIPVideoViT(**{**config, **overrides})
     else:
         video_tower = create_backbone(video, **overrides)
@@ -282,8 +282,9 @@ def load_clip_weights(
             state, "openclip", strict, temporal_adapt, where
         )
         if report.proj is not None and report.proj.shape != (model.video.embed_dim, model.proj_dim):
+            _, vision_prefix = clip_vision_weights(state, "openclip", where)  # the key as the file names it
             raise ValueError(
-                f"{where}: key 'visual.proj': shape {tuple(report.proj.shape)}, expected "
+                f"{where}: key '{vision_prefix}proj': shape {tuple(report.proj.shape)}, expected "
                 f"({model.video.embed_dim}, {model.proj_dim})"
             )
         model.video.load_checked(video_loadable)

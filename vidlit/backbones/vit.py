@@ -13,7 +13,6 @@ Parameter names follow the original VideoMAE code, so its checkpoints load as th
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -37,6 +36,7 @@ from vidlit.backbones._pretrained import (
     init_arguments,
     is_vidlit_folder,
     resolve_pretrained_dir,
+    warn_caller,
 )
 from vidlit.backbones._registry import register_backbone
 from vidlit.layers.attention import Attention
@@ -460,10 +460,9 @@ class VideoViT(nn.Module, PretrainedMixin):
                 f"{source}: config.json has num_attention_heads={config['num_heads']}, the model {heads}"
             )
         if config["norm_eps"] != eps:
-            warnings.warn(
+            warn_caller(
                 f"{source}: config.json has layer_norm_eps={config['norm_eps']}, the model uses {eps}; "
-                f"features will differ slightly (from_pretrained takes the checkpoint's)",
-                stacklevel=3,
+                f"features will differ slightly (from_pretrained takes the checkpoint's)"
             )
 
     def load_state_dict_filtered(
@@ -501,12 +500,11 @@ class VideoViT(nn.Module, PretrainedMixin):
             message = f"{source}: missing keys {missing}, unexpected keys {unexpected}{hint}"
             if strict:
                 raise ValueError(message)
-            warnings.warn(message, stacklevel=2)
+            warn_caller(message)
         if soft_missing or soft_unexpected:
-            warnings.warn(
+            warn_caller(
                 f"{source}: final norm layout differs (use_mean_pooling={self.use_mean_pooling}); "
-                f"ignored {soft_unexpected}, left {soft_missing} at initialization",
-                stacklevel=2,
+                f"ignored {soft_unexpected}, left {soft_missing} at initialization"
             )
         self.load_state_dict({k: v for k, v in state_dict.items() if k in own}, strict=False)
 

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from vidlit.core.io import as_path, read_json, write_json_atomic
+from vidlit.core.io import ListedFiles, as_path, read_json, write_json_atomic
 from vidlit.data.base import EpochSeeded, InferenceInput, global_seed, missing_files
 from vidlit.data.ego4d import Ego4DFeatureDataModule
 from vidlit.data.features import feature_timing, find_feature_files, load_feature_file, pad_sequences
@@ -217,6 +217,8 @@ class MomentQueriesDataset(EpochSeeded, Dataset):
         crop_ratio: ``(lo, hi)``: training clips of at most ``max_steps`` are cropped to a
             random fraction in that range of their length; None keeps them whole.
         seed: base seed of the crops; a crop is a function of ``(seed, epoch, index)``.
+        listed: the feature folder's listing to share (a data module's, for all its splits); None
+            lists a URL folder afresh.
     """
 
     def __init__(
@@ -232,6 +234,7 @@ class MomentQueriesDataset(EpochSeeded, Dataset):
         trunc_thresh: float = 0.3,
         crop_ratio: Sequence[float] | None = None,
         seed: int = 0,
+        listed: ListedFiles | None = None,
     ):
         super().__init__(seed)
         self.clips = clips
@@ -244,7 +247,7 @@ class MomentQueriesDataset(EpochSeeded, Dataset):
         self.train = train
         self.trunc_thresh = trunc_thresh
         self.crop_ratio = crop_ratio
-        self.paths = find_feature_files(feature_dir, [clip.clip_uid for clip in clips])
+        self.paths = find_feature_files(feature_dir, [clip.clip_uid for clip in clips], listed)
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -402,6 +405,7 @@ class Ego4DMQ(Ego4DFeatureDataModule):
         self.crop_ratio = None if crop_ratio is None else tuple(float(r) for r in crop_ratio)
         self.primary_only = primary_only
         self._class_names = list(class_names) if class_names else None
+        self._listed = ListedFiles()  # a URL feature folder listed once, for all splits
 
     @property
     def class_names(self) -> list[str]:
@@ -453,6 +457,7 @@ class Ego4DMQ(Ego4DFeatureDataModule):
             trunc_thresh=self.trunc_thresh,
             crop_ratio=self.crop_ratio,
             seed=global_seed(),
+            listed=self._listed,
         )
         missing = [clip.clip_uid for clip, path in zip(clips, dataset.paths) if path is None]
         if missing:

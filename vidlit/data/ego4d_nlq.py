@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from vidlit.core.io import as_path, read_json, write_json_atomic
+from vidlit.core.io import ListedFiles, as_path, read_json, write_json_atomic
 from vidlit.core.temporal import resample_features, seconds_to_span, slice_by_seconds
 from vidlit.data.base import InferenceInput, missing_files
 from vidlit.data.ego4d import Ego4DFeatureDataModule
@@ -168,6 +168,8 @@ class NLQDataset(Dataset):
         step_sec: seconds between feature steps.
         max_len: clip features longer than this are resampled to it.
         cache_size: clips kept in memory (per process); queries of one clip share its features.
+        listed: the feature folder's listing to share (a data module's, for all its splits); None
+            lists a URL folder afresh.
     """
 
     def __init__(
@@ -178,6 +180,7 @@ class NLQDataset(Dataset):
         step_sec: float,
         max_len: int = 128,
         cache_size: int = 64,
+        listed: ListedFiles | None = None,
     ):
         self.queries = queries
         self.feature_dir = feature_dir
@@ -186,7 +189,7 @@ class NLQDataset(Dataset):
         self.max_len = max_len
         self.cache_size = cache_size
         uids = list(dict.fromkeys(q.video_uid for q in queries))
-        self.paths = dict(zip(uids, find_feature_files(feature_dir, uids)))
+        self.paths = dict(zip(uids, find_feature_files(feature_dir, uids, listed)))
         self._cache: OrderedDict[str, Tensor] = OrderedDict()
 
     def __len__(self) -> int:
@@ -318,6 +321,7 @@ class Ego4DNLQ(Ego4DFeatureDataModule):
         )
         self.step_sec = FeatureClock(fps, feature_stride).step_sec
         self.max_len = max_len
+        self._listed = ListedFiles()  # a URL feature folder listed once, for all splits
 
     def queries(self, split: str) -> list[NLQQuery]:
         """Parsed queries of ``split`` (train, val, test or predict), read once."""
@@ -336,7 +340,9 @@ class Ego4DNLQ(Ego4DFeatureDataModule):
                 f"{self.files[split]}: query {missing.key} has no clip_start_sec / clip_end_sec; "
                 f"the {split} split needs annotated queries (unannotated files are for predict)"
             )
-        dataset = NLQDataset(queries, self.feature_dir, self.feature_dim, self.step_sec, self.max_len)
+        dataset = NLQDataset(
+            queries, self.feature_dir, self.feature_dim, self.step_sec, self.max_len, listed=self._listed
+        )
         missing = sorted(uid for uid, path in dataset.paths.items() if path is None)
         if missing:
             missing_files(

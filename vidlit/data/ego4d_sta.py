@@ -156,23 +156,47 @@ def read_sta_detections(path: str | Path) -> dict[str, tuple[Tensor, Tensor, Ten
     data = read_json(path, "detections file")
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected an object {{uid: [detections]}}")
-    out = {}
-    for uid, dets in data.items():
-        boxes, scores, nouns = [], [], []
-        for d, det in enumerate(dets):
-            at = f"uid {uid} detection {d}"
-            box = require(det, "box", at, path)
-            if not isinstance(box, list) or len(box) != 4:
-                raise ValueError(f"{path}: {at}: box must be [x1, y1, x2, y2], got {box}")
-            boxes.append([float(v) for v in box])
-            scores.append(float(require(det, "score", at, path)))
-            nouns.append(int(det.get("noun_category_id", -1)))
-        out[uid] = (
-            torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-            torch.tensor(scores, dtype=torch.float32),
-            torch.tensor(nouns, dtype=torch.long),
+    return {uid: parse_sta_detections(dets, path, f"uid {uid} ") for uid, dets in data.items()}
+
+
+def parse_sta_detections(
+    detections: Any, source: str | Path, where: str = ""
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One frame's detections, ``[{"box": [x1, y1, x2, y2] pixels, "score", "noun_category_id"?}]``.
+
+    Args:
+        detections: the list (a detections file's entry, or boxes given in memory, e.g. drawn on
+            ``vidlit serve``'s page).
+        source: what errors name first (the file, or the input).
+        where: the entry's place in ``source`` (``"uid u "``), prefixed to ``detection i``.
+
+    Returns:
+        ``(boxes [N, 4] pixels, scores [N], nouns [N])`` (``-1`` where no noun is given).
+
+    Raises:
+        ValueError: not a list, a missing key or a box that is not four numbers, naming the detection.
+    """
+    if not isinstance(detections, list):
+        raise ValueError(
+            f"{source}: {where.strip() or 'detections'}: expected a list of detections, got {detections!r}"
         )
-    return out
+    boxes, scores, nouns = [], [], []
+    for d, det in enumerate(detections):
+        at = f"{where}detection {d}"
+        box = require(det, "box", at, source)
+        if not isinstance(box, list) or len(box) != 4 or not all(isinstance(v, (int, float)) for v in box):
+            raise ValueError(f"{source}: {at}: box must be [x1, y1, x2, y2], got {box}")
+        score = require(det, "score", at, source)
+        if not isinstance(score, (int, float)):
+            raise ValueError(f"{source}: {at}: score must be a number, got {score!r}")
+        boxes.append([float(v) for v in box])
+        scores.append(float(score))
+        nouns.append(int(det.get("noun_category_id", -1)))
+    return (
+        torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+        torch.tensor(scores, dtype=torch.float32),
+        torch.tensor(nouns, dtype=torch.long),
+    )
 
 
 def write_sta_submission(predictions: list[STAPrediction], path: str | Path) -> Path:
@@ -489,7 +513,11 @@ class Ego4DSTA(RawVideoFolderDataModule):
         return collate_sta
 
     def inference_inputs(
-        self, path: Path, video_id: str, detections: Path | None = None, frame: int | None = None
+        self,
+        path: Path,
+        video_id: str,
+        detections: str | Path | list[dict[str, Any]] | None = None,
+        frame: int | None = None,
     ) -> InferenceInput:
         """``vidlit infer``: a noun, a verb and a time to contact for each detected box of one frame.
 
@@ -498,7 +526,8 @@ class Ego4DSTA(RawVideoFolderDataModule):
 
         The head labels given boxes, so ``detections`` (``--detections``) is required: a file in
         the baseline's ``{uid: [{"box": [x1, y1, x2, y2], "score"}]}`` layout (pixels of the
-        video's stored frames), whose entry for ``<file stem>`` (or its only entry) is used;
+        video's stored frames), whose entry for ``<file stem>`` (or its only entry) is used, or
+        that entry's list itself, given in memory (``vidlit serve``: a box drawn on the page);
         boxes below ``detection_score_threshold`` are dropped as in evaluation.
         """
         if detections is None:
@@ -506,11 +535,16 @@ class Ego4DSTA(RawVideoFolderDataModule):
                 f"{video_id}: an STA model labels detected boxes: pass --detections "
                 '(a JSON {uid: [{"box": [x1, y1, x2, y2], "score": s}]})'
             )
-        found = read_sta_detections(detections)
         uid = path.stem
-        if uid not in found and len(found) != 1:
-            raise ValueError(f"{detections}: no entry for {uid!r} (and more than one entry to choose from)")
-        boxes = found.get(uid, next(iter(found.values()), None))
+        if isinstance(detections, list):
+            boxes = parse_sta_detections(detections, video_id, "detections: ")
+        else:
+            found = read_sta_detections(detections)
+            if uid not in found and len(found) != 1:
+                raise ValueError(
+                    f"{detections}: no entry for {uid!r} (and more than one entry to choose from)"
+                )
+            boxes = found.get(uid, next(iter(found.values()), None))
         if frame is None:
             with open_video(path, self.backend) as reader:
                 frame = len(reader) - 1

@@ -54,12 +54,20 @@ def find_feature_file(
     return None
 
 
-def find_feature_files(feature_dir: str | Path, keys: Sequence[str]) -> list[Path | str | None]:
+def find_feature_files(
+    feature_dir: str | Path, keys: Sequence[str], listed: ListedFiles | None = None
+) -> list[Path | str | None]:
     """:func:`find_feature_file` for each key; a URL folder is listed once, not asked once per key.
 
     Keys are expected to be confined to the folder already (:func:`~vidlit.core.io.confined_path`).
+
+    Args:
+        feature_dir: the feature folder.
+        keys: file names without suffix.
+        listed: the listings to use and keep (a data module's one, shared by its splits, lists a
+            URL folder once for all of them); None lists afresh.
     """
-    exists = ListedFiles().exists
+    exists = (listed if listed is not None else ListedFiles()).exists
     return [find_feature_file(feature_dir, key, exists) for key in keys]
 
 

@@ -9,9 +9,11 @@ Endpoints (OpenAPI docs at ``/docs``):
 - ``GET /api/videos/{video_id}/frames/{index}``: one frame as PNG (decoded by a reader kept open
   per video, closed when the video expires).
 - ``POST /api/videos/{video_id}/query``: run the model on the whole video (an NLQ head: on the
-  opened feature file with the question in ``texts``).
+  opened feature file with the question in ``texts``; a head on a key frame, Ego4D FHP / SCOD /
+  STA: on the clip its data module samples for source frame ``frame``).
 - ``POST /api/videos/{video_id}/region``: grow a region from points (or take a box) and run the
-  model on it.
+  model on it; an Ego4D STA head labels the box drawn on frame ``frame`` (noun, verb, time to
+  contact).
 
 Uploads are written under a temporary folder the server creates, with generated names (a client's
 file name is never a path), limited in size, decoded once on arrival (an undecodable file is a 422
@@ -21,6 +23,7 @@ with the reason and is deleted), and deleted ``ttl`` seconds after their last us
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import re
 import secrets
@@ -39,7 +42,8 @@ from pydantic import BaseModel, Field
 
 from vidlit.core.io import confined_path
 from vidlit.data.features import FEATURE_SUFFIXES
-from vidlit.data.video import ReaderCache, VideoDecodeError
+from vidlit.data.video import ReaderCache, VideoDecodeError, stored_size
+from vidlit.data.video import open_video as open_file
 from vidlit.inference import Clip, Predictor, load
 from vidlit.serve.regions import box_region, grow_region, to_token
 
@@ -56,6 +60,7 @@ class _Video:
     clip: Clip
     owned: bool  # an upload (deleted on expiry), not a file of the start folder
     queries: bool = False  # an NLQ head's input: prepared anew with each query's text
+    # (a key-frame head's input is prepared anew for each query's frame: see `takes_frame`)
     last_used: float = field(default_factory=time.monotonic)
     tokens: Any = None
 
@@ -67,6 +72,12 @@ class QueryRequest(BaseModel):
         default_factory=list,
         max_length=64,
         description="prompts to rank (video-text models), or questions to localize (NLQ heads)",
+    )
+    frame: int | None = Field(
+        None,
+        ge=0,
+        description="source frame a key-frame head (Ego4D FHP: pre_45, SCOD: PNR, STA: last observed) "
+        "predicts for; None: its data module's default; ignored by other models",
     )
 
 
@@ -177,14 +188,35 @@ def create_app(
     suffixes = VIDEO_SUFFIXES if predictor.takes_video else FEATURE_SUFFIXES
     # a head whose input includes texts (NLQ) answers the page's natural-language queries
     queries = predictor.kind == "task" and "texts" in predictor.input_options
+    # a head on a key frame (Ego4D FHP, SCOD, STA) predicts for the frame the page shows
+    takes_frame = predictor.kind == "task" and "frame" in predictor.input_options
+    # a head that labels given boxes (Ego4D STA) labels the box drawn on the page
+    takes_boxes = predictor.kind == "task" and "detections" in predictor.input_options
+
+    def with_frames(clip: Clip, path: Path) -> Clip:
+        """A data module's clip of a video, with the frame count, rate and stored size the page shows.
+
+        ``inference_inputs`` returns a batch only; a key-frame head's coordinates are pixels of the
+        stored frames, so the page shows those (``frame`` decodes at ``clip.frame_size``).
+        """
+        if clip.num_frames or not predictor.takes_video:
+            return clip
+        with open_file(path, getattr(predictor.datamodule, "backend", "auto")) as reader:
+            num_frames, fps = len(reader), reader.fps
+        return dataclasses.replace(clip, num_frames=num_frames, fps=fps, frame_size=stored_size(path))
 
     def open_video(path: Path, owned: bool) -> dict[str, Any]:
         try:
             with model_lock:
                 # an NLQ input is checked (and its duration found) with a placeholder query; each
                 # real query prepares it again with its own text
-                clip = predictor.prepare(path, video_id=path.name, texts=["?"] if queries else None)
-        except (ValueError, FileNotFoundError) as e:
+                # an STA input likewise with a placeholder box; each region query brings the real one
+                placeholder = [{"box": [0.0, 0.0, 1.0, 1.0], "score": 1.0}] if takes_boxes else None
+                clip = predictor.prepare(
+                    path, video_id=path.name, texts=["?"] if queries else None, detections=placeholder
+                )
+                clip = with_frames(clip, path)
+        except (ValueError, FileNotFoundError, VideoDecodeError) as e:
             if owned:
                 path.unlink(missing_ok=True)
             reason = str(e).replace(str(path), "the uploaded file" if owned else path.name)
@@ -192,7 +224,7 @@ def create_app(
         video_id = secrets.token_hex(16)
         with store.lock:
             store.videos[video_id] = _Video(path, clip, owned, queries)
-        if clip.frame_indices is None:  # stored features: no frames to show, a timeline only
+        if not clip.num_frames:  # stored features: no frames to show, a timeline only
             duration = float(clip.batch["duration"][0])
             return {"video_id": video_id, "num_frames": 0, "fps": 0.0, "duration": duration, "frames": False}
         return {
@@ -203,7 +235,8 @@ def create_app(
             "frames": True,
             "height": clip.frame_size[0],
             "width": clip.frame_size[1],
-            "sampled_frames": clip.frame_indices[0].tolist(),
+            # the frames a raw-video list samples (a data module's input samples per query: none)
+            "sampled_frames": clip.frame_indices[0].tolist() if clip.frame_indices is not None else [],
         }
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -222,13 +255,18 @@ def create_app(
             "head": type(head).__name__ if head is not None else None,
             "layout": getattr(head, "feature_layout", None),
             "takes_video": predictor.takes_video,
-            "class_names": list(getattr(predictor.datamodule, "class_names", None) or []),
+            # an STA data module names its nouns
+            "class_names": _names(predictor.datamodule, "class_names")
+            or _names(predictor.datamodule, "noun_names"),
             "folder_videos": names,
             "default_texts": default_texts or [],
             "max_upload_mb": max_upload_mb,
             "accepts": list(suffixes),
             "sam2": segmenter is not None,
             "queries": queries,
+            "takes_frame": takes_frame,
+            "takes_boxes": takes_boxes,
+            "verb_names": _names(predictor.datamodule, "verb_names"),
         }
 
     @app.post("/api/videos")
@@ -277,7 +315,7 @@ def create_app(
         from PIL import Image
 
         video = store.get(video_id)
-        if video.clip.frame_indices is None:
+        if not video.clip.num_frames:
             raise HTTPException(422, "this input is a feature file: it has no frames")
         if not 0 <= index < video.clip.num_frames:
             raise HTTPException(422, f"frame index {index} outside 0..{video.clip.num_frames - 1}")
@@ -290,31 +328,60 @@ def create_app(
         Image.fromarray(pixels).save(buffer, format="PNG")
         return Response(buffer.getvalue(), media_type="image/png")
 
-    def run(fn: Any, *args: Any) -> dict[str, Any]:
+    def run(fn: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
         try:
             with model_lock:
-                return fn(*args).to_json()
-        except ValueError as e:
+                return fn(*args, **kwargs).to_json()
+        except (ValueError, FileNotFoundError) as e:
             raise HTTPException(422, str(e)) from None
 
     @app.post("/api/videos/{video_id}/query")
     def query(video_id: str, request: QueryRequest) -> dict[str, Any]:
-        """Run the model on the whole video (a temporal head: its segments for the timeline)."""
+        """Run the model on the whole video (a temporal head: its segments for the timeline).
+
+        A key-frame head (``takes_frame`` in ``/api/info``) runs on the clip its data module
+        samples for source frame ``frame``: FHP forecasts both hands (``predictions[v]["hands"]``,
+        ``[5 key frames, 2 hands (left, right), (x, y)]``), SCOD boxes the object of change
+        (``boxes`` ``[q, 4]`` COCO ``x, y, w, h``, best score first), in pixels of the stored frames
+        (``width`` x ``height`` of the open response). ``frame`` in the response is the frame
+        used (None: the data module's default, or a model that takes no frame).
+        """
         video = store.get(video_id)
+        if takes_boxes:
+            raise HTTPException(422, "an STA model labels a box: drag one on the frame and query the region")
         texts = [t for t in request.texts if t.strip()] or None
+        frame = request.frame if takes_frame else None
+        if frame is not None and video.clip.num_frames and frame >= video.clip.num_frames:
+            raise HTTPException(422, f"frame {frame} outside 0..{video.clip.num_frames - 1}")
         if video.queries:
             if texts is None:
                 raise HTTPException(422, "an NLQ model answers a question: give it in texts")
-            return run(predictor.predict, video.path, texts, video.path.name)
-        return run(predictor.predict, video.clip, texts)
+            result = run(predictor.predict, video.path, texts, video.path.name)
+        elif frame is not None:
+            # prepared anew: the data module samples the clip that ends at (or centres on) the frame
+            result = run(predictor.predict, video.path, texts, video.path.name, frame=frame)
+        else:
+            result = run(predictor.predict, video.clip, texts)
+        return {**result, "frame": frame}
 
     @app.post("/api/videos/{video_id}/region")
     def region(video_id: str, request: RegionRequest) -> dict[str, Any]:
-        """Grow a region from the points (or take the box) and run the model on its tokens."""
+        """Grow a region from the points (or take the box) and run the model on its tokens.
+
+        An STA head (``takes_boxes`` in ``/api/info``) labels the box on source frame ``frame``, the
+        last one observed: the response is its prediction (``boxes`` in stored-frame pixels, ``nouns``,
+        ``verbs``, ``ttcs`` seconds, ``scores``, best first) and the ``frame``.
+        """
         video = store.get(video_id)
         clip = video.clip
+        if takes_boxes:
+            return label_box(video, request)
         if clip.frame_indices is None:
-            raise HTTPException(422, "region queries need a video; this input is a feature file")
+            raise HTTPException(
+                422,
+                "region queries need a video the model reads whole (a raw-video list); this input is a "
+                "feature file or a key-frame head's (query it at a frame instead)",
+            )
         if not request.points and request.box is None:
             raise HTTPException(422, "give points or a box")
         if not 0 <= request.frame < clip.num_frames:
@@ -353,7 +420,34 @@ def create_app(
             "mask": mask.int().tolist(),
         }
 
+    def label_box(video: _Video, request: RegionRequest) -> dict[str, Any]:
+        if request.box is None:
+            raise HTTPException(422, "an STA model labels a box: drag one around the object")
+        if not 0 <= request.frame < video.clip.num_frames:
+            raise HTTPException(422, f"frame {request.frame} outside 0..{video.clip.num_frames - 1}")
+        height, width = video.clip.frame_size
+        # a drag may end past the canvas's edge: the part inside the frame is the box
+        x0, y0, x1, y1 = (min(max(v, 0.0), 1.0) for v in request.box)
+        if not (x0 < x1 and y0 < y1):
+            raise HTTPException(
+                422, f"box {list(request.box)} has no area inside the frame (x0 < x1, y0 < y1)"
+            )
+        box = [x0 * width, y0 * height, x1 * width, y1 * height]  # the stored frame's pixels
+        detections = [{"box": box, "score": 1.0}]
+        result = run(
+            predictor.predict, video.path, None, video.path.name, frame=request.frame, detections=detections
+        )
+        return {**result, "frame": request.frame}
+
     return app
+
+
+def _names(datamodule: Any, attr: str) -> list[str]:
+    """A data module's category names, or none where it has none (or cannot read them now)."""
+    try:
+        return list(getattr(datamodule, attr, None) or [])
+    except (ValueError, FileNotFoundError):  # read from the run's annotation files, maybe gone
+        return []
 
 
 def serve_main(args: list[str]) -> None:
