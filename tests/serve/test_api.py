@@ -228,3 +228,15 @@ def test_wide_video_frames_keep_their_size_and_points_outside_the_crop_are_refus
     )
     assert red.status_code == 200 and red.json()["ranking"][0]["text"] == "a red square"
     assert red.json()["crop"] == pytest.approx([0.0, 0.25, 1.0, 0.5])
+
+
+def test_serve_refuses_a_file_or_a_missing_folder_as_videos(tmp_path, capsys):
+    from vidlit.serve.app import serve_main
+
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"x")
+    for given, said in ((video, "a file; --videos takes the folder"), (tmp_path / "none", "no such folder")):
+        with pytest.raises(SystemExit):
+            serve_main(["--ckpt_path", str(tmp_path / "model.ckpt"), "--videos", str(given)])
+        err = capsys.readouterr().err
+        assert f"{given}: {said}" in err, err

@@ -488,7 +488,12 @@ def serve_main(args: list[str]) -> None:
             options.videos = options.videos or video.parent
             texts = texts or list(DEMO_CAPTIONS.values())
         if options.videos is not None and not options.videos.is_dir():
-            raise FileNotFoundError(f"{options.videos}: no such folder (--videos)")
+            what = (
+                "a file; --videos takes the folder of videos to offer"
+                if options.videos.exists()
+                else "no such folder"
+            )
+            raise FileNotFoundError(f"{options.videos}: {what} (--videos)")
         predictor = load(options.ckpt_path, options.config, options.device)
     except (FileNotFoundError, ValueError) as e:
         parser.error(str(e))
