@@ -301,3 +301,16 @@ def test_a_slurm_requeue_continues_its_wandb_run(mq_root, tmp_path, monkeypatch,
     assert f"vidlit: continuing W&B run {first.name} of project lightning_logs" in out
     assert list((runs / "lightning_logs").iterdir()) == [first]  # no second run folder
     assert torch.load(first / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1
+
+
+def test_a_legacy_checkpoint_keeps_torchs_explanation(tmp_path):
+    # torch.save's pre-1.6 format is no zip archive, but a checkpoint: weights-only loading's
+    # refusal (a path object in it) is torch's own message, not "not a checkpoint"
+    from pathlib import PurePosixPath
+
+    path = tmp_path / "legacy.ckpt"
+    torch.save({"weights": torch.zeros(2)}, path, _use_new_zipfile_serialization=False)
+    assert torch.equal(AtomicCheckpointIO().load_checkpoint(path)["weights"], torch.zeros(2))
+    torch.save({"root": PurePosixPath("/data")}, path, _use_new_zipfile_serialization=False)
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        AtomicCheckpointIO().load_checkpoint(path)

@@ -43,10 +43,17 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         try:
             return torch.load(path, map_location=map_location or "cpu", weights_only=True)
         except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
-            if zipfile.is_zipfile(path):  # a checkpoint, unsafe or damaged: torch's own explanation
-                raise
+            if zipfile.is_zipfile(path) or _legacy_torch_save(path):
+                raise  # a checkpoint, unsafe or damaged: torch's own explanation
             # no checkpoint at all (torch.save writes zip archives), e.g. a video passed by mistake
             raise ValueError(f"{path}: not a checkpoint (not the zip archive torch.save writes)") from e
+
+
+def _legacy_torch_save(path: Path) -> bool:
+    """Whether ``path`` starts as ``torch.save(..., _use_new_zipfile_serialization=False)`` writes:
+    a protocol-2 pickle of torch's magic number (``0x1950a86a20f9469cfc6c``, a 10-byte long)."""
+    with path.open("rb") as f:
+        return f.read(4) == b"\x80\x02\x8a\x0a"
 
 
 # ``atomic_open``'s temporaries: ``.<name>.<8 random characters>.tmp`` beside ``<name>``

@@ -97,6 +97,6 @@ def test_an_incomplete_sample_folder_says_what_to_run(recipe, task, marker, tmp_
         _data_module(data, root)
     message = str(err.value)
     assert "\n" not in message
-    assert f"run `vidlit data synth {task} --out {root}`" in message
+    assert f"run `vidlit data synth {task} --out {root} --overwrite`" in message
     if marker:
         assert f"({marker} is missing)" in message

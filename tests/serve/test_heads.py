@@ -151,6 +151,12 @@ def test_state_change_box_at_the_shown_frame(fit, tmp_path):
     assert boxes[3] != boxes[opened["num_frames"] - 4]
     frame_png = client.get(f"/api/videos/{opened['video_id']}/frames/3")
     assert frame_png.status_code == 200 and frame_png.headers["content-type"] == "image/png"
+    # each query decodes the video again: one that became unreadable is a 422 with the reason
+    path.write_bytes(path.read_bytes()[:1000])
+    broken = client.post(url, json={"frame": 3})
+    assert broken.status_code == 422 and broken.json()["detail"].startswith("cannot read the video"), (
+        broken.text
+    )
     app.state.store.close()
 
 

@@ -73,7 +73,8 @@ def warn_caller(message: str) -> None:
 
     A loader's warning is reached through different depths of backbone code (a tower's own load,
     ``load_viclip_checkpoint``, ``load_clip_weights``, ``from_pretrained``): a fixed ``stacklevel``
-    names the right line for one entry point only. This names the user's call for all of them
+    names the right line for one entry point only. This names the first caller outside the
+    backbones for all of them (the user's line, or vidlit's own code that built the backbone)
     (Python 3.12's ``skip_file_prefixes`` does the same; vidlit supports 3.10).
     """
     level, frame = 1, sys._getframe(0)

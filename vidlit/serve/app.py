@@ -334,6 +334,8 @@ def create_app(
                 return fn(*args, **kwargs).to_json()
         except (ValueError, FileNotFoundError) as e:
             raise HTTPException(422, str(e)) from None
+        except VideoDecodeError as e:  # a key-frame query decodes the video again, at its frame
+            raise HTTPException(422, f"cannot read the video: {e.reason}") from None
 
     @app.post("/api/videos/{video_id}/query")
     def query(video_id: str, request: QueryRequest) -> dict[str, Any]:

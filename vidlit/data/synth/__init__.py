@@ -88,7 +88,7 @@ def require_complete(root: str | Path, marker: str | Path, task: str) -> None:
     if root.exists() and not (root / marker).exists():
         raise FileNotFoundError(
             f"{root}: incomplete {task} sample data ({marker} is missing): run "
-            f"`vidlit data synth {task} --out {root}` (or delete the folder to have the recipe write it)"
+            f"`vidlit data synth {task} --out {root} --overwrite` (or delete the folder to have the recipe write it)"
         )
 
 
