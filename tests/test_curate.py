@@ -455,7 +455,7 @@ def test_an_empty_or_binary_input_and_a_wrong_checkpoint_are_one_line(sources, t
     torch.save({"state_dict": {"head.weight": torch.zeros(2, 2)}, "hyper_parameters": {}}, classifier)
     for ckpt, message in [
         (sources / "src0.mp4", "src0.mp4: not a checkpoint (not the zip archive torch.save writes)"),
-        (classifier, "classifier.ckpt: not a VideoTextPretrain checkpoint"),
+        (classifier, "classifier.ckpt: cannot load it as a VideoTextPretrain checkpoint"),
     ]:
         with pytest.raises(SystemExit) as exit_:
             main(["curate", str(sources / "input.jsonl"), "--ckpt_path", str(ckpt), "--out",

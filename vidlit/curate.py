@@ -1154,8 +1154,8 @@ def load_curation_model(ckpt_path: Path) -> tuple[nn.Module, Sequence[float] | N
         AtomicCheckpointIO().load_checkpoint(ckpt_path)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(
-            f"{ckpt_path}: not a VideoTextPretrain checkpoint (curation scores pairs with a video-text "
-            f"model, e.g. one `vidlit fit --config recipes/pretrain_viclip.yaml` trains): {first}"
+            f"{ckpt_path}: cannot load it as a VideoTextPretrain checkpoint (curation scores pairs with a "
+            f"video-text model, e.g. one `vidlit fit --config recipes/pretrain_viclip.yaml` trains): {first}"
         ) from e
     return task.model, task.pixel_mean, task.pixel_std
 

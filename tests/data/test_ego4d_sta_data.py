@@ -11,6 +11,7 @@ from vidlit.data import ego4d_sta
 from vidlit.data.ego4d_sta import (
     STA_CHALLENGE,
     Ego4DSTA,
+    parse_sta_detections,
     read_sta_annotations,
     read_sta_detections,
     sta_frame_indices,
@@ -99,6 +100,11 @@ def test_inference_inputs_take_boxes_in_memory_or_from_a_file(sta_root, tmp_path
         dm.inference_inputs(video, "mine", [{"box": [1, 2, 3], "score": 1.0}], frame=item.frame)
     with pytest.raises(ValueError, match=r"^mine: detections: detection 0: missing key 'score'"):
         dm.inference_inputs(video, "mine", [{"box": [1, 2, 3, 4]}], frame=item.frame)
+    with pytest.raises(ValueError, match=r"^mine: detections: detection 0: noun_category_id must be a class"):
+        named = [{"box": [1, 2, 3, 4], "score": 1, "noun_category_id": "cup"}]
+        dm.inference_inputs(video, "mine", named, frame=item.frame)
+    _, _, nouns = parse_sta_detections([{"box": [1, 2, 3, 4], "score": 1, "noun_category_id": None}], "mine")
+    assert nouns.tolist() == [-1]  # null: the detector named no noun (it was a TypeError)
 
 
 def test_unannotated_predict_needs_detections(sta_root):

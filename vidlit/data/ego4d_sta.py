@@ -174,7 +174,8 @@ def parse_sta_detections(
         ``(boxes [N, 4] pixels, scores [N], nouns [N])`` (``-1`` where no noun is given).
 
     Raises:
-        ValueError: not a list, a missing key or a box that is not four numbers, naming the detection.
+        ValueError: not a list, a missing key, a box that is not four numbers or a noun that is no
+            class index, naming the detection.
     """
     if not isinstance(detections, list):
         raise ValueError(
@@ -191,7 +192,10 @@ def parse_sta_detections(
             raise ValueError(f"{source}: {at}: score must be a number, got {score!r}")
         boxes.append([float(v) for v in box])
         scores.append(float(score))
-        nouns.append(int(det.get("noun_category_id", -1)))
+        noun = det.get("noun_category_id")  # absent or null: the detector named no noun
+        if noun is not None and (not isinstance(noun, int) or isinstance(noun, bool) or noun < 0):
+            raise ValueError(f"{source}: {at}: noun_category_id must be a class index, got {noun!r}")
+        nouns.append(-1 if noun is None else noun)
     return (
         torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
         torch.tensor(scores, dtype=torch.float32),
