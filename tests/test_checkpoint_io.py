@@ -314,3 +314,13 @@ def test_a_legacy_checkpoint_keeps_torchs_explanation(tmp_path):
     torch.save({"root": PurePosixPath("/data")}, path, _use_new_zipfile_serialization=False)
     with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
         AtomicCheckpointIO().load_checkpoint(path)
+
+
+def test_a_zip_that_torch_did_not_write_is_not_a_checkpoint(tmp_path):
+    # an .npz is a zip archive too, without torch's data.pkl: one line, not torch's RuntimeError
+    import numpy as np
+
+    path = tmp_path / "features.npz"
+    np.savez(path, x=np.zeros(3))
+    with pytest.raises(ValueError, match=r"features.npz: not a checkpoint"):
+        AtomicCheckpointIO().load_checkpoint(path)

@@ -43,10 +43,19 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         try:
             return torch.load(path, map_location=map_location or "cpu", weights_only=True)
         except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
-            if zipfile.is_zipfile(path) or _legacy_torch_save(path):
+            if _torch_archive(path) or _legacy_torch_save(path):
                 raise  # a checkpoint, unsafe or damaged: torch's own explanation
-            # no checkpoint at all (torch.save writes zip archives), e.g. a video passed by mistake
+            # no checkpoint at all (a video passed by mistake, an .npz): torch.save writes a zip archive
+            # with a data.pkl
             raise ValueError(f"{path}: not a checkpoint (not the zip archive torch.save writes)") from e
+
+
+def _torch_archive(path: Path) -> bool:
+    """Whether ``path`` is a zip archive as ``torch.save`` writes them (``<name>/data.pkl`` in it)."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.endswith("data.pkl") for name in archive.namelist())
 
 
 def _legacy_torch_save(path: Path) -> bool:

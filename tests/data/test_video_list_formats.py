@@ -315,3 +315,14 @@ def test_detect_list_format(tmp_path):
     assert detect_list_format(tmp_path / "splits" / "*_test_split2.txt") == "hmdb51"
     with pytest.raises(ValueError, match="list_format must be one of"):
         VideoListDataModule(root=str(tmp_path), list_format="kinetics400")
+
+
+def test_a_csv_list_with_a_byte_that_is_not_utf8_is_one_line(tmp_path):
+    # past the first 4096 characters the format check reads: the reader names the file
+    from vidlit.data.lists import read_csv_rows
+
+    path = tmp_path / "train.csv"
+    path.write_bytes(b"path,label\n" + b"a.mp4,x\n" * 600 + "b\u00e9.mp4,y\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"train.csv: not UTF-8 text \(invalid") as err:
+        list(read_csv_rows(path, ("path",)))
+    assert "\n" not in str(err.value)

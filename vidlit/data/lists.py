@@ -86,7 +86,7 @@ def read_csv_rows(path: Path, keys: Sequence[str] = ("path",)) -> Iterator[tuple
             column named twice, a row with another number of fields than the header.
     """
     with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
+        reader = csv.reader(_decoded(f, path))
         header = None
         for row in reader:
             if not any(field.strip() for field in row):
@@ -129,6 +129,16 @@ _UCF_LIST = re.compile(r"(train|test)list\d+\.txt", re.IGNORECASE)
 _HMDB_SPLIT = re.compile(r"(.+)_test_split(\d+)\.txt", re.IGNORECASE)
 # the video suffix of the id-based formats when ``video_ext`` is not given
 _DEFAULT_EXT = {"kinetics": ".mp4", "ssv2": ".webm"}
+
+
+def _decoded(f: Any, path: Path) -> Iterator[str]:
+    # a byte that is not UTF-8 past the first lines (a list saved as Latin-1): one line naming the file
+    try:
+        yield from f
+    except UnicodeDecodeError as e:
+        raise ValueError(
+            f"{path}: not UTF-8 text ({e.reason}, byte {e.object[e.start : e.end]!r}); save it as UTF-8"
+        ) from None
 
 
 def detect_list_format(path: str | Path) -> str:
