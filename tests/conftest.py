@@ -104,6 +104,32 @@ def one_thread():
 
 
 @pytest.fixture
+def fit_one_step():
+    """``fit_one_step(*args, root=data, runs=folder)``: ``vidlit fit ARGS`` for one training and one
+    validation batch, data from ``root``, the run under ``runs``; returns its ``last.ckpt``."""
+    from vidlit.cli import main
+
+    def run(*args: str, root: Path, runs: Path) -> Path:
+        one_step = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1"]
+        one_step += ["--trainer.limit_val_batches", "1"]
+        main(
+            [
+                "fit",
+                *args,
+                "--data.init_args.root",
+                str(root),
+                "--trainer.default_root_dir",
+                str(runs),
+                *one_step,
+            ]
+        )
+        (ckpt,) = Path(runs).glob("version_*/checkpoints/last.ckpt")
+        return ckpt
+
+    return run
+
+
+@pytest.fixture
 def infer(capsys):
     """``infer(*args)``: run ``vidlit infer ARGS`` (warnings silenced) and return the JSON it printed."""
     from vidlit.cli import main

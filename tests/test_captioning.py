@@ -313,7 +313,7 @@ def test_a_failing_summarizer_is_recorded_per_clip_and_the_run_goes_on(
 
 @pytest.mark.slow
 def test_curate_command_captions_synthetic_sources_and_viclip_trains_on_the_shards(
-    models, tmp_path, one_thread
+    models, tmp_path, one_thread, fit_one_step
 ):
     """`vidlit curate --caption coarse,fine` with a ViCLIP checkpoint from `vidlit fit` and tiny
     captioners on the synthetic InternVid sources; recipes/pretrain_viclip.yaml then trains on the shards."""
@@ -323,18 +323,15 @@ def test_curate_command_captions_synthetic_sources_and_viclip_trains_on_the_shar
     data = write_internvid(tmp_path / "internvid", num_train_videos=3, num_val_videos=2, clips_per_video=2)
     tiny = tmp_path / "tiny.yaml"
     tiny.write_text("model:\n  init_args:\n    text: text_test\n    proj_dim: 32\n")
-    short = [
-        "--trainer.max_epochs",
-        "1",
-        "--trainer.limit_train_batches",
-        "1",
-        "--trainer.limit_val_batches",
-        "1",
+    viclip = [
+        "--config",
+        "recipes/pretrain_viclip.yaml",
+        "--config",
+        str(tiny),
+        "--data.init_args.batch_size",
+        "4",
     ]
-    common = ["fit", "--config", "recipes/pretrain_viclip.yaml", "--config", str(tiny), *short]
-    common += ["--data.init_args.root", str(data), "--data.init_args.batch_size", "4"]
-    main([*common, "--trainer.default_root_dir", str(tmp_path / "runs")])
-    (ckpt,) = (tmp_path / "runs").glob("version_*/checkpoints/last.ckpt")
+    ckpt = fit_one_step(*viclip, root=data, runs=tmp_path / "runs")
 
     sources = tmp_path / "sources.jsonl"
     videos = sorted((data / "videos").glob("*.mp4"))
@@ -365,6 +362,6 @@ def test_curate_command_captions_synthetic_sources_and_viclip_trains_on_the_shar
 
     shards = sorted((out / "shards").glob("shard-*.tar"))
     urls = str(shards[0]) if len(shards) == 1 else f"{out}/shards/shard-{{000000..{len(shards) - 1:06d}}}.tar"
-    runs = tmp_path / "runs_curated"
-    main([*common, "--data.init_args.shards", urls, "--trainer.default_root_dir", str(runs)])
-    assert list(runs.glob("version_*/checkpoints/last.ckpt"))
+    assert fit_one_step(
+        *viclip, "--data.init_args.shards", urls, root=data, runs=tmp_path / "runs_curated"
+    ).is_file()

@@ -305,7 +305,7 @@ def test_input_errors_name_the_line(tmp_path):
 
 
 @pytest.mark.slow
-def test_curate_command_with_a_trained_viclip_checkpoint(sources, tmp_path, one_thread, capsys):
+def test_curate_command_with_a_trained_viclip_checkpoint(sources, tmp_path, one_thread, capsys, fit_one_step):
     """`vidlit curate` loads a VideoTextPretrain checkpoint written by `vidlit fit`; `vidlit data curate`
     still works, with a deprecation note."""
     from vidlit.data.synth.internvid import write_internvid
@@ -313,21 +313,19 @@ def test_curate_command_with_a_trained_viclip_checkpoint(sources, tmp_path, one_
     data = write_internvid(tmp_path / "internvid", num_train_videos=4, num_val_videos=2, clips_per_video=2)
     tiny = tmp_path / "tiny.yaml"
     tiny.write_text("model:\n  init_args:\n    text: text_test\n    proj_dim: 32\n")
-    runs = tmp_path / "runs"
-    main(
-        ["fit", "--config", "recipes/pretrain_viclip.yaml", "--config", str(tiny)]
-        + ["--data.init_args.root", str(data), "--data.init_args.batch_size", "4"]
-        + [
-            "--trainer.max_epochs",
-            "1",
-            "--trainer.limit_train_batches",
-            "1",
-            "--trainer.limit_val_batches",
-            "1",
-        ]
-        + ["--trainer.check_val_every_n_epoch", "1", "--trainer.default_root_dir", str(runs)]
+    ckpt = fit_one_step(
+        *[
+            "--config",
+            "recipes/pretrain_viclip.yaml",
+            "--config",
+            str(tiny),
+            "--data.init_args.batch_size",
+            "4",
+        ],
+        *["--trainer.check_val_every_n_epoch", "1"],
+        root=data,
+        runs=tmp_path / "runs",
     )
-    (ckpt,) = runs.glob("version_*/checkpoints/last.ckpt")
     out = tmp_path / "curated"
     main(["curate", str(sources / "input.jsonl"), "--ckpt_path", str(ckpt), "--out", str(out)])
     capsys.readouterr()

@@ -83,29 +83,12 @@ def test_load_errors_name_the_missing_file(tmp_path):
         find_config(tmp_path / "x.ckpt")
 
 
-def test_infer_runs_an_mvm_backbone(tmp_path, infer):
+def test_infer_runs_an_mvm_backbone(tmp_path, infer, fit_one_step):
     from vidlit.inference import load
     from vidlit.serve.regions import grow_region
 
-    data, runs = tmp_path / "videos", tmp_path / "runs"
-    main(
-        [
-            "fit",
-            "--config",
-            str(RECIPES / "pretrain_mvm.yaml"),
-            "--data.init_args.root",
-            str(data),
-            "--trainer.default_root_dir",
-            str(runs),
-            "--trainer.max_epochs",
-            "1",
-            "--trainer.limit_train_batches",
-            "1",
-            "--trainer.limit_val_batches",
-            "1",
-        ]
-    )
-    ckpt = runs / "version_0" / "checkpoints" / "last.ckpt"
+    data = tmp_path / "videos"
+    ckpt = fit_one_step("--config", str(RECIPES / "pretrain_mvm.yaml"), root=data, runs=tmp_path / "runs")
     video = data / next(csv.DictReader((data / "val.csv").open()))["path"]
     printed = infer("--ckpt_path", str(ckpt), str(video))
     assert len(printed[0]["embedding"]) == 64  # vit_test's width

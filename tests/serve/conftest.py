@@ -83,34 +83,16 @@ def server(app):
         yield url
 
 
-def _fit(recipe: str, data: Path, runs: Path):
-    """``recipe`` fitted for one step on ``data`` (its sample data is written there if missing), loaded."""
-    from vidlit.cli import main
+@pytest.fixture
+def fit(fit_one_step):
+    """``fit(recipe, data, runs)``: a :class:`~vidlit.inference.Predictor` of the recipe after one step
+    (its sample data is written to ``data`` if missing)."""
     from vidlit.inference import load
 
-    main(
-        [
-            "fit",
-            "--config",
-            str(RECIPES / recipe),
-            "--data.init_args.root",
-            str(data),
-            "--trainer.default_root_dir",
-            str(runs),
-            "--trainer.max_epochs",
-            "1",
-            "--trainer.limit_train_batches",
-            "1",
-            "--trainer.limit_val_batches",
-            "1",
-        ]
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return load(runs / "version_0" / "checkpoints" / "last.ckpt")
+    def run(recipe: str, data: Path, runs: Path):
+        ckpt = fit_one_step("--config", str(RECIPES / recipe), root=data, runs=runs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return load(ckpt)
 
-
-@pytest.fixture
-def fit():
-    """``fit(recipe, data, runs)``: a :class:`~vidlit.inference.Predictor` of the recipe after one step."""
-    return _fit
+    return run
