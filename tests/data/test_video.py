@@ -105,7 +105,7 @@ def test_decord_short_side_resize_probes_each_file_once(tmp_path, monkeypatch):
         return real_open(path, *args, **kwargs)
 
     monkeypatch.setattr(av, "open", counting_open)
-    video_module._probe_header.cache_clear()
+    video_module._header_facts.cache_clear()
     path = tmp_path / "clip.mp4"
     synth.write_video(
         path, np.random.default_rng(0).integers(0, 255, (12, 48, 80, 3), dtype=np.uint8), fps=10
@@ -206,7 +206,7 @@ def test_an_open_stats_the_file_once(tmp_path, monkeypatch):
         return real_stat(self, *args, **kwargs)
 
     monkeypatch.setattr(pathlib.Path, "stat", counting_stat)
-    video_module._probe_header.cache_clear()
+    video_module._header_facts.cache_clear()
     with open_video(path, "decord", resize=24) as reader:  # a short-side resize probes the header
         assert reader.get_frames([0]).shape == (1, 24, 40, 3)
     assert calls == [str(path)]
@@ -570,7 +570,7 @@ def test_the_mpeg_ts_check_reads_a_file_once_beside_its_stored_size(tmp_path):
     same (path, device, inode, mtime, size) key, so a video opened again is not read again."""
     from vidlit.data.video import _is_mpeg_ts
 
-    video_module._probe_header.cache_clear()
+    video_module._header_facts.cache_clear()
     path = tmp_path / "clip.mp4"
     synth.write_video(path, np.zeros((4, 48, 80, 3), dtype=np.uint8), fps=10)
     for _ in range(3):  # three items of one video, as a dataset opens it
@@ -578,8 +578,8 @@ def test_the_mpeg_ts_check_reads_a_file_once_beside_its_stored_size(tmp_path):
             assert reader.get_frames([0]).shape == (1, 24, 40, 3)
     stat = path.stat()
     key = (str(path), stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size)
-    assert video_module._probe_header.cache_info().currsize == 1
-    assert video_module._probe_header(*key) == {"size": (48, 80), "mpeg_ts": False}
+    assert video_module._header_facts.cache_info().currsize == 1
+    assert video_module._header_facts(*key) == {"size": (48, 80), "mpeg_ts": False}
 
     # the bytes are not read again: a file changed under the same key keeps its answer ...
     stream = tmp_path / "capture.ts"

@@ -328,17 +328,17 @@ def stored_size(path: str | Path, stat: os.stat_result | None = None) -> tuple[i
 
 def _header_fact(path: str, stat: os.stat_result, name: str, read: Callable[[str], Any]) -> Any:
     """``read(path)``, once per version of the file and process: :func:`stored_size` and
-    :func:`_is_mpeg_ts` keep their answers in one cache entry per file (:func:`_probe_header`).
+    :func:`_is_mpeg_ts` keep their answers in one cache entry per file (:func:`_header_facts`).
     A read that raises is not kept: the next open tries again."""
     # device and inode tell two files apart where a relative path alone would not (another cwd)
-    facts = _probe_header(path, stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    facts = _header_facts(path, stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size)
     if name not in facts:
         facts[name] = read(path)
     return facts[name]
 
 
 @functools.lru_cache(maxsize=1 << 16)
-def _probe_header(path: str, device: int, inode: int, mtime_ns: int, size: int) -> dict[str, Any]:
+def _header_facts(path: str, device: int, inode: int, mtime_ns: int, size: int) -> dict[str, Any]:
     """What the readers learned from one version of a file's start, by name (:func:`_header_fact`)."""
     return {}
 
