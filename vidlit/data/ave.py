@@ -320,6 +320,8 @@ class AVEDataModule(VidlitDataModule):
         self.noisy_background = noisy_background
         self._datasets: dict[str, AVEDataset] = {}
         self._loaded = False
+        # which of the optional files the root holds: a URL root is listed once (after prepare_data
+        # wrote the sample), not asked per file
         self._listed = ListedFiles()
 
     @property
@@ -342,8 +344,6 @@ class AVEDataModule(VidlitDataModule):
             return
         self.prepare_data()
         root = self.root
-        # which of the optional files the root holds: a URL root is listed once, not asked per file
-        self._listed = ListedFiles()
         audio_path, visual_path = join_path(root, "audio_feature.h5"), join_path(root, "visual_feature.h5")
         n_audio, n_visual = _h5_shape(audio_path), _h5_shape(visual_path)
         n = n_audio[0]
