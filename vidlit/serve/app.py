@@ -317,8 +317,7 @@ def create_app(
         video = store.get(video_id)
         if not video.clip.num_frames:
             raise HTTPException(422, "this input is a feature file: it has no frames")
-        if not 0 <= index < video.clip.num_frames:
-            raise HTTPException(422, f"frame index {index} outside 0..{video.clip.num_frames - 1}")
+        _check_frame(video.clip, index, "frame index")
         try:
             with store.reader_lock, store.readers.reading(video.path, resize=video.clip.frame_size) as reader:
                 pixels = reader.get_frames([index])[0].numpy()
@@ -353,8 +352,8 @@ def create_app(
             raise HTTPException(422, "an STA model labels a box: drag one on the frame and query the region")
         texts = [t for t in request.texts if t.strip()] or None
         frame = request.frame if takes_frame else None
-        if frame is not None and video.clip.num_frames and frame >= video.clip.num_frames:
-            raise HTTPException(422, f"frame {frame} outside 0..{video.clip.num_frames - 1}")
+        if frame is not None and video.clip.num_frames:
+            _check_frame(video.clip, frame)
         if video.queries:
             if texts is None:
                 raise HTTPException(422, "an NLQ model answers a question: give it in texts")
@@ -386,8 +385,7 @@ def create_app(
             )
         if not request.points and request.box is None:
             raise HTTPException(422, "give points or a box")
-        if not 0 <= request.frame < clip.num_frames:
-            raise HTTPException(422, f"frame {request.frame} outside 0..{clip.num_frames - 1}")
+        _check_frame(clip, request.frame)
         try:
             with model_lock:
                 if video.tokens is None:
@@ -425,8 +423,7 @@ def create_app(
     def label_box(video: _Video, request: RegionRequest) -> dict[str, Any]:
         if request.box is None:
             raise HTTPException(422, "an STA model labels a box: drag one around the object")
-        if not 0 <= request.frame < video.clip.num_frames:
-            raise HTTPException(422, f"frame {request.frame} outside 0..{video.clip.num_frames - 1}")
+        _check_frame(video.clip, request.frame)
         height, width = video.clip.frame_size
         # a drag may end past the canvas's edge: the part inside the frame is the box
         x0, y0, x1, y1 = (min(max(v, 0.0), 1.0) for v in request.box)
@@ -442,6 +439,11 @@ def create_app(
         return {**result, "frame": request.frame}
 
     return app
+
+
+def _check_frame(clip: Clip, index: int, what: str = "frame") -> None:
+    if not 0 <= index < clip.num_frames:
+        raise HTTPException(422, f"{what} {index} outside 0..{clip.num_frames - 1}")
 
 
 def _names(datamodule: Any, attr: str) -> list[str]:
