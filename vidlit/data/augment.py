@@ -11,13 +11,14 @@ Shape legend: ``b`` clips, ``c`` channels, ``t`` frames, ``h``/``w`` pixels, ``k
 
 What comes from torchvision ``transforms.v2`` and what is written here:
 
-- mixup / cutmix: :class:`MixupCutmix`, written here with timm's pairing (clip ``i`` with clip
-  ``b - 1 - i``, ``flip(0)``) and torchvision's box law; it mixes whole clips (mixup) or pastes
-  one box of the spatial axes (the last two) over all frames (cutmix), and mixes one-hot targets
-  by the pasted area. timm's ``Mixup`` slices the wrong axes of a 5-D clip; torchvision's
+- mixup / cutmix: :class:`MixupCutmix`, written here with timm's batch mode and torchvision's
+  box law, pairing clip ``i`` with clip ``(i + b // 2) mod b``; it mixes whole clips (mixup) or
+  pastes one box of the spatial axes (the last two) over all frames (cutmix), and mixes one-hot
+  targets by the pasted area. timm's ``Mixup`` slices the wrong axes of a 5-D clip; torchvision's
   ``v2.MixUp`` / ``v2.CutMix`` pair clip ``i`` with ``i - 1`` (``roll(1)``), which under
   repeated augmentation (the copies of a video adjacent in the batch) pairs half the clips with
-  their own copy: their targets are not mixed at all.
+  their own copy: their targets are not mixed at all (timm's ``flip(0)`` does so for the middle
+  two clips when ``b = 2 mod 4``).
 - RandAugment: :class:`ClipRandAugment` subclasses ``v2.RandAugment`` (its op machinery) with
   timm's ``inc1`` op table and semantics: each of ``num_ops`` ops is applied with probability
   ``prob`` at a magnitude drawn from ``N(magnitude, magnitude_std)``, once per clip for all of its

@@ -336,7 +336,8 @@ class VideoListDataModule(RawVideoDataModule):
         synthetic: when ``root`` does not exist, write the synthetic sample dataset there
             (128 clips of shapes moving in 4 directions, labelled by direction; ``train.csv``,
             ``val.csv`` and ``classes.txt``) and say so; a ``vidlit data synth`` name writes that
-            sample instead (``"kinetics"``: the official Kinetics CSV layout). Leave False for real data.
+            sample instead (``"kinetics"``: the official Kinetics CSV layout; ``"pans"``: camera
+            pans over a colour texture in the same layout). Leave False for real data.
         list_format: the lists' format, one of ``"auto"`` (from each list's name and header),
             ``"csv"`` / ``"jsonl"`` (vidlit's ``path,label`` lists), ``"kinetics"`` (the official
             CSV), ``"ssv2"`` (Something-Something v2 JSON; ``classes`` is then
@@ -408,6 +409,8 @@ class VideoListDataModule(RawVideoDataModule):
 
             if sample == "videos":
                 write, marker = write_synthetic_video_list, train_list
+            elif sample == "pans":  # write_synthetic_video_list's layout: train.csv comes last
+                write, marker = functools.partial(synthesize, sample), train_list
             else:
                 write, marker = functools.partial(synthesize, sample), test_list or val_list
             write_sample_if_missing(self.root, write, f"{sample} sample", marker=marker, task=sample, log=log)

@@ -22,6 +22,7 @@ from vidlit.core.imports import import_path
 _GENERATORS: dict[str, str] = {
     "ego4d_mq": "vidlit.data.synth.ego4d_mq:write_ego4d_mq",
     "videos": "vidlit.data.synth.videos:write_videos",
+    "pans": "vidlit.data.synth.videos:write_pans",
     "internvid": "vidlit.data.synth.internvid:write_internvid",
     "ego4d_nlq": "vidlit.data.synth.ego4d_nlq:write_ego4d_nlq",
     "ego4d_fhp": "vidlit.data.synth.ego4d_fhp:write_ego4d_fhp",

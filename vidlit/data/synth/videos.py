@@ -1,9 +1,16 @@
-"""Synthetic action-recognition videos: coloured shapes moving across a dark, noisy background.
+"""Synthetic action-recognition videos: coloured shapes moving across a dark, noisy background, or pans.
 
-Every clip shows one shape (square, circle or triangle) in one colour (red, green or blue)
-sliding left, right, up or down. The label is one of those three attributes (``label_by``), so a
-video model has to look at appearance or at motion to get it right, and each record carries the
-other two, so captions ("a red circle moving left") can be generated for video-text training.
+Every clip of the ``"shapes"`` scene shows one shape (square, circle or triangle) in one colour
+(red, green or blue) sliding left, right, up or down. The label is one of those three attributes
+(``label_by``), so a video model has to look at appearance or at motion to get it right, and each
+record carries the other two, so captions ("a red circle moving left") can be generated for
+video-text training.
+
+Every clip of the ``"pans"`` scene is a camera panning over a smooth random colour texture: the
+whole frame moves left, right, up or down, the label. Unlike a small bright shape on a dark
+background, whose signal RandAugment's intensity ops (Equalize, Solarize, Invert) wipe out, the
+motion of a textured frame survives them, as it does in real footage: the fine-tuning recipe's
+test (``tests/tasks/test_finetune_margin.py``) trains on these.
 
 The layout is the Kinetics-style list format::
 
@@ -30,12 +37,14 @@ from typing import Any
 
 import av
 import numpy as np
+from PIL import Image
 
 log = logging.getLogger(__name__)
 
 SHAPES = ("square", "circle", "triangle")
 COLORS = {"red": (220, 40, 40), "green": (40, 200, 40), "blue": (40, 70, 230)}
 MOTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
+SCENES = ("shapes", "pans")
 LABEL_ATTRIBUTES = {"shape": SHAPES, "color": tuple(COLORS), "motion": tuple(MOTIONS)}
 # a tone per shape, so an audio track (when asked for) carries the same signal as the pixels
 TONE_HZ = {"square": 440.0, "circle": 660.0, "triangle": 880.0}
@@ -110,6 +119,61 @@ def render_clip(
             center = (across, along if dy > 0 else size - along)
         frame = background + rng.integers(-4, 5, size=background.shape, dtype=np.int16)
         frame[shape_mask(shape, size, center, extent)] = COLORS[color]
+        frames[t] = np.clip(frame, 0, 255).astype(np.uint8)
+    return frames
+
+
+def random_texture(rng: np.random.Generator, side: int, cell: float = 8.0) -> np.ndarray:
+    """A ``[side, side, 3]`` int16 smooth colour texture, levels 20-220.
+
+    Uniform noise on a grid of about ``side / cell`` points per axis, each channel upsampled
+    bicubically (PIL) and stretched to the full 20-220 range: colour blobs about ``cell`` pixels
+    across.
+    """
+    points = max(2, round(side / cell))
+    noise = rng.random((3, points, points), dtype=np.float32)
+    channels = [np.asarray(Image.fromarray(c, mode="F").resize((side, side), Image.BICUBIC)) for c in noise]
+    texture = np.stack(channels, axis=-1)
+    texture = (texture - texture.min()) / max(float(texture.max() - texture.min()), 1e-6)
+    return np.rint(20 + 200 * texture).astype(np.int16)
+
+
+def render_pan_clip(
+    rng: np.random.Generator,
+    motion: str,
+    num_frames: int,
+    size: int,
+    travel: float = 0.5,
+    cell: float = 8.0,
+) -> np.ndarray:
+    """``[T, H, W, 3]`` uint8 frames of a camera panning over a smooth colour texture.
+
+    The content moves in the direction ``motion`` names (the camera the other way) by ``travel``
+    of the frame side over the clip, in whole pixels; each frame adds per-pixel noise in
+    ``[-2, 2]``.
+
+    Args:
+        rng: draws, in this order, the texture, the window's cross-axis offset and each frame's
+            noise.
+        motion: a key of :data:`MOTIONS`.
+        num_frames: frames to render.
+        size: frame side in pixels.
+        travel: how far the content moves over the clip, as a fraction of ``size``.
+        cell: the texture's blob size in pixels (:func:`random_texture`).
+    """
+    dx, dy = MOTIONS[motion]
+    shift = round(size * travel)
+    texture = random_texture(rng, size + shift, cell)
+    across = int(rng.integers(shift + 1))
+    frames = np.empty((num_frames, size, size, 3), dtype=np.uint8)
+    for t in range(num_frames):
+        moved = round(shift * t / max(num_frames - 1, 1))
+        # the window slides against the motion: content moving right means the window moves left
+        along = shift - moved if dx > 0 or dy > 0 else moved
+        x, y = (along, across) if dx else (across, along)
+        frame = texture[y : y + size, x : x + size] + rng.integers(
+            -2, 3, size=(size, size, 3), dtype=np.int16
+        )
         frames[t] = np.clip(frame, 0, 255).astype(np.uint8)
     return frames
 
@@ -198,6 +262,7 @@ def write_synthetic_videos(
     audio: bool = False,
     sample_rate: int = 16000,
     progress: bool = False,
+    scene: str = "shapes",
 ) -> list[dict[str, Any]]:
     """Write ``num_videos`` labelled clips, ``videos.csv`` and ``classes.txt`` into ``out_dir``.
 
@@ -217,14 +282,22 @@ def write_synthetic_videos(
         audio: add a mono AAC track, a tone whose pitch depends on the shape (:data:`TONE_HZ`).
         sample_rate: audio sample rate.
         progress: show a progress bar (``rich``).
+        scene: ``"shapes"`` (:func:`render_clip`) or ``"pans"`` (:func:`render_pan_clip`: a
+            texture moving in one direction; labelled by motion, no shape, colour or audio).
 
     Returns:
         One record per clip: ``path`` (absolute, str), ``label`` (class name), ``label_index``,
         ``shape``, ``color``, ``motion`` (direction), ``caption``, ``num_frames``, ``fps`` and
-        ``codec``.
+        ``codec``; a pan's ``shape`` and ``color`` are None.
     """
+    if scene not in SCENES:
+        raise ValueError(f"scene must be one of {SCENES}, got {scene!r}")
     if label_by not in LABEL_ATTRIBUTES:
         raise ValueError(f"label_by must be one of {tuple(LABEL_ATTRIBUTES)}, got {label_by!r}")
+    if scene == "pans" and (label_by != "motion" or audio):
+        raise ValueError(
+            f"a pan has only a motion: label_by must be 'motion' and audio off; got {label_by!r}, {audio=}"
+        )
     values = LABEL_ATTRIBUTES[label_by]
     classes = tuple(values if classes is None else classes)
     unknown = [c for c in classes if c not in values]
@@ -253,7 +326,13 @@ def write_synthetic_videos(
             "motion": tuple(MOTIONS)[rng.integers(len(MOTIONS))],
         }
         attributes[label_by] = classes[i % len(classes)]
-        frames = render_clip(rng, num_frames=num_frames, size=size, **attributes)
+        if scene == "pans":
+            attributes["shape"] = attributes["color"] = None
+            frames = render_pan_clip(rng, attributes["motion"], num_frames=num_frames, size=size)
+            caption = f"a coloured texture moving {attributes['motion']}"
+        else:
+            frames = render_clip(rng, num_frames=num_frames, size=size, **attributes)
+            caption = f"a {attributes['color']} {attributes['shape']} moving {attributes['motion']}"
         waveform = None
         if audio:
             t = np.arange(round(num_frames / fps * sample_rate)) / sample_rate
@@ -266,7 +345,7 @@ def write_synthetic_videos(
                 "label": attributes[label_by],
                 "label_index": classes.index(attributes[label_by]),
                 **attributes,
-                "caption": f"a {attributes['color']} {attributes['shape']} moving {attributes['motion']}",
+                "caption": caption,
                 "num_frames": num_frames,
                 "fps": fps,
                 "codec": codec,
@@ -401,3 +480,13 @@ def write_videos(out: str | Path, seed: int = 0, **kwargs: Any) -> Path:
     ``classes.txt`` / ``videos.csv``), the same layout the recipes write when their root is missing.
     """
     return write_synthetic_video_list(out, seed=seed, **kwargs)
+
+
+def write_pans(out: str | Path, seed: int = 0, **kwargs: Any) -> Path:
+    """``vidlit data synth pans``: :func:`write_videos`' layout, of camera pans over a colour texture.
+
+    128 clips (16 frames, 64 x 64) of a smooth random colour texture moving left, right, up or
+    down, labelled by the direction (:func:`render_pan_clip`): the sample on which the fine-tuning
+    recipe's batch augmentations leave the motion visible (``recipes/finetune_k400.yaml``).
+    """
+    return write_synthetic_video_list(out, seed=seed, **{"scene": "pans", **kwargs})
