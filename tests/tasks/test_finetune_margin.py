@@ -38,8 +38,9 @@ Observed, final val top-1 fine-tuned / probe (margin), pretraining and fine-tuni
 validating once after the last epoch (2026-12-07): seed 0: 0.984 / 0.438 (0.55); 1: 1.0 / 0.516
 (0.48); 2: 0.609 / 0.344 (0.27); 3: 1.0 / 0.5 (0.5); 4: 1.0 / 0.484 (0.52). Smallest margin 0.27
 (seed 2); asserted ``MARGIN`` = 0.2 (one val clip is 0.016). The test runs seed 0. Validating every
-epoch, the fine-tuned run sits near chance for about 8 epochs, then climbs (seed 2: 0.52 at epoch
-10, 0.91 at 11, 0.98 from 16); when it leaves chance varies with the seed, hence 24 epochs: after
+epoch (a different run: each validation loader's seed draw from the global RNG moves the training
+draws after it), the fine-tuned run sits near chance for about 8 epochs, then climbs (seed 2: 0.52
+at epoch 10, 0.91 at 11, 0.98 from 16); when it leaves chance varies with the seed, hence 24 epochs: after
 20, seeds 2 and 4 had reached only 0.53 and 0.64 (probes 0.38, 0.44). Without the batch
 augmentations it reaches 1.0 at epoch 7 (seed 0): on 192 clips of one distribution there is no
 overfitting for them to prevent, so the probe, not the run without them, is the baseline.

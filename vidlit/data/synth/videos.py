@@ -37,7 +37,6 @@ from typing import Any
 
 import av
 import numpy as np
-from PIL import Image
 
 log = logging.getLogger(__name__)
 
@@ -127,9 +126,11 @@ def random_texture(rng: np.random.Generator, side: int, cell: float = 8.0) -> np
     """A ``[side, side, 3]`` int16 smooth colour texture, levels 20-220.
 
     Uniform noise on a grid of about ``side / cell`` points per axis, each channel upsampled
-    bicubically (PIL) and stretched to the full 20-220 range: colour blobs about ``cell`` pixels
-    across.
+    bicubically (PIL), the three channels together stretched to 20-220: colour blobs about
+    ``cell`` pixels across.
     """
+    from PIL import Image  # torchvision's dependency; imported where used, as in vidlit.serve
+
     points = max(2, round(side / cell))
     noise = rng.random((3, points, points), dtype=np.float32)
     channels = [np.asarray(Image.fromarray(c, mode="F").resize((side, side), Image.BICUBIC)) for c in noise]
@@ -161,6 +162,8 @@ def render_pan_clip(
         travel: how far the content moves over the clip, as a fraction of ``size``.
         cell: the texture's blob size in pixels (:func:`random_texture`).
     """
+    if travel < 0 or cell <= 0:
+        raise ValueError(f"render_pan_clip needs travel >= 0 and cell > 0, got {travel} and {cell}")
     dx, dy = MOTIONS[motion]
     shift = round(size * travel)
     texture = random_texture(rng, size + shift, cell)
@@ -489,4 +492,4 @@ def write_pans(out: str | Path, seed: int = 0, **kwargs: Any) -> Path:
     down, labelled by the direction (:func:`render_pan_clip`): the sample on which the fine-tuning
     recipe's batch augmentations leave the motion visible (``recipes/finetune_k400.yaml``).
     """
-    return write_synthetic_video_list(out, seed=seed, **{"scene": "pans", **kwargs})
+    return write_synthetic_video_list(out, seed=seed, **kwargs, scene="pans")
