@@ -12,8 +12,12 @@ requested order, duplicates allowed). Backends:
   sorted or not, comes back exact.
 - ``torchcodec``: when the package is installed (``seek_mode="exact"``).
 
-Frames come back upright from every backend: a display matrix's rotation (a phone's portrait
-video, stored landscape) is applied, and a resize applies to the upright frame.
+Frames come back upright from every backend, shown as the container's display matrix says and
+as the ``ffmpeg`` command line (6.1 and later) shows them: turned (a phone's portrait video, stored
+landscape), mirrored (a front camera, ``ffmpeg -display_hflip``), or both; a resize applies to the
+frame as shown. decord and torchcodec apply only the matrix's angle: their readers add the mirror.
+decord refuses a matrix that turns by an angle other than a multiple of 90 degrees (it applies
+some and not others); vidlit shows such a frame turned by the nearest quarter turn.
 
 Errors, the same for every backend:
 
@@ -43,13 +47,14 @@ import errno
 import functools
 import importlib.util
 import logging
+import math
 import os
 import re
 import stat as stat_mode
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import torch
@@ -303,8 +308,9 @@ class VideoReader(ABC):
 def stored_size(path: str | Path, stat: os.stat_result | None = None) -> tuple[int, int]:
     """``(h, w)`` of a video file's first video stream as decoded, from its header, cached per file.
 
-    A display rotation of 90 or 270 degrees (a phone's portrait video, stored landscape with a
-    display matrix) swaps the two: every backend returns the frames turned upright.
+    The size is that of the frames every backend returns, shown as the display matrix says: a
+    matrix that turns the picture by 90 or 270 degrees (a phone's portrait video, stored
+    landscape), mirrored or not, swaps the two; a mirror alone does not (see :func:`_orientation`).
 
     decord can only resize to an explicit ``(h, w)`` and has no call that reports the stored
     size, so a short-side resize needs it from elsewhere: PyAV reads it from the container
@@ -321,13 +327,11 @@ def stored_size(path: str | Path, stat: os.stat_result | None = None) -> tuple[i
         VideoNotFoundError: no such file.
         VideoDecodeError: no video stream, or a file PyAV cannot open.
     """
-    if stat is None:
-        stat = stat_video_file(path)
-    return _header_fact(str(Path(path)), stat, "size", _read_stored_size)
+    return _display(path, stat).size
 
 
 def _header_fact(path: str, stat: os.stat_result, name: str, read: Callable[[str], Any]) -> Any:
-    """``read(path)``, once per version of the file and process: :func:`stored_size` and
+    """``read(path)``, once per version of the file and process: :func:`_display` and
     :func:`_is_mpeg_ts` keep their answers in one cache entry per file (:func:`_header_facts`).
     A read that raises is not kept: the next open tries again."""
     # device and inode tell two files apart where a relative path alone would not (another cwd)
@@ -343,7 +347,169 @@ def _header_facts(path: str, device: int, inode: int, mtime_ns: int, size: int) 
     return {}
 
 
-def _read_stored_size(path: str) -> tuple[int, int]:
+# --- display matrix ------------------------------------------------------------------------------
+# A container's display matrix (FFmpeg's libavutil/display.h: 9 int32, row-major [a b u; c d v;
+# x y w], a b c d in 16.16 fixed point; a stored point (p, q) is shown at (a p + c q, b p + d q))
+# says how the stored picture is shown: turned, mirrored, or both. vidlit shows it as the ffmpeg
+# command line's autorotation does (fftools/ffmpeg_filter.c of FFmpeg 6.1 and 7.x; the ffmpeg 5.1
+# and 7.0 command lines show the 16 matrices of the rotations and flips that PyAV's
+# set_display_rotation writes bit for bit as vidlit's PyAV reader does): from the angle
+# av_display_rotation_get reports and the signs of the matrix entries, one of the 8 orientations
+# below (4 quarter turns, each mirrored or not). decord and torchcodec apply only the angle, as a
+# quarter turn: the readers finish the job after them (:meth:`_Orientation.after`).
+
+
+class _Orientation(NamedTuple):
+    """How to show a stored frame: mirror it left-right (``mirror``), then turn it ``turns``
+    quarter turns counter-clockwise (``np.rot90``'s ``k``). The 8 values are the 8 orientations
+    of a display matrix (and of EXIF)."""
+
+    turns: int = 0
+    mirror: bool = False
+
+    @property
+    def swaps(self) -> bool:
+        """Whether height and width trade places."""
+        return self.turns % 2 == 1
+
+    def apply(self, frames: np.ndarray) -> np.ndarray:
+        """``[..., h, w, c]`` frames shown this way (C-contiguous)."""
+        if self.mirror:
+            frames = frames[..., ::-1, :]
+        if self.turns:
+            frames = np.rot90(frames, self.turns, axes=(-3, -2))
+        return np.ascontiguousarray(frames)
+
+    def after(self, turns: int) -> _Orientation:
+        """What is left to do to frames that a decoder has already turned by ``turns`` quarter
+        turns (decord, torchcodec) to show them this way."""
+        # undo the decoder's turn, then apply self: a mirror reverses the sense of the turn undone
+        # (mirror(rot90(x, -r)) == rot90(mirror(x), r))
+        return _Orientation((self.turns + (turns if self.mirror else -turns)) % 4, self.mirror)
+
+
+# what FFmpeg's autorotation inserts, as an _Orientation (the filters' own diagrams, vf_transpose.c)
+_FLIPS = {  # (hflip, vflip)
+    (False, False): _Orientation(),
+    (True, False): _Orientation(0, True),
+    (False, True): _Orientation(2, True),  # a vertical mirror is a horizontal one turned half way
+    (True, True): _Orientation(2, False),
+}
+_TRANSPOSE = {  # transpose=...
+    "clock": _Orientation(3, False),
+    "cclock": _Orientation(1, False),
+    "cclock_flip": _Orientation(1, True),  # rows become columns: out[i, j] = in[j, i]
+    "clock_flip": _Orientation(3, True),  # the other diagonal: out[i, j] = in[h-1-j, w-1-i]
+}
+
+
+def _round_half_away(x: float) -> int:
+    """C's ``round``: halves away from zero (Python's ``round`` goes to the even integer)."""
+    return int(math.copysign(math.floor(abs(x) + 0.5), x))
+
+
+def _display_angle(matrix: Sequence[int]) -> float:
+    """libavutil's ``av_display_rotation_get``: the counter-clockwise angle in degrees (PyAV's
+    ``VideoFrame.rotation`` is it truncated to an int); NaN for a degenerate matrix."""
+    a, b, c, d = (v / 65536 for v in (matrix[0], matrix[1], matrix[3], matrix[4]))
+    scale_x, scale_y = math.hypot(a, c), math.hypot(b, d)
+    if scale_x == 0 or scale_y == 0:
+        return math.nan
+    return -math.degrees(math.atan2(b / scale_y, a / scale_x))
+
+
+def _quarter_turns(angle: float) -> int:
+    """The nearest counter-clockwise quarter turn of an angle (``np.rot90``'s ``k``): what decord
+    and torchcodec apply (0 for NaN)."""
+    return 0 if math.isnan(angle) else _round_half_away(angle / 90) % 4
+
+
+def _orientation(matrix: Sequence[int] | None) -> _Orientation:
+    """The way FFmpeg's command line (6.1 and later) shows frames stored under a display matrix.
+
+    Its autorotation rounds the clockwise angle ``theta = -av_display_rotation_get(matrix)`` to
+    whole degrees in ``[0, 360)`` and inserts ``transpose=cclock_flip`` (entry ``c > 0``) or
+    ``transpose=clock`` at 90 degrees; ``hflip`` (``a < 0``) and ``vflip`` (``d < 0``) at 180;
+    ``transpose=clock_flip`` (``c < 0``) or ``transpose=cclock`` at 270; ``vflip`` (``d < 0``) at 0.
+    Any other angle FFmpeg turns exactly (``rotate``, black corners, a mirror ignored); vidlit turns
+    such frames by the nearest quarter turn, as torchcodec does. A degenerate matrix shows the
+    frame as stored, as FFmpeg does.
+
+    Args:
+        matrix: the 9 int32 entries, or None (no display matrix).
+
+    Returns:
+        An ``_Orientation``: ``apply`` shows ``[..., h, w, c]`` frames that way.
+    """
+    if matrix is None:
+        return _Orientation()
+    angle = _display_angle(matrix)
+    if math.isnan(angle):
+        return _Orientation()
+    theta = -_round_half_away(angle)
+    theta -= 360 * math.floor(theta / 360 + 0.9 / 360)
+    a, c, d = matrix[0], matrix[3], matrix[4]
+    if theta == 90:
+        return _TRANSPOSE["cclock_flip" if c > 0 else "clock"]
+    if theta == 270:
+        return _TRANSPOSE["clock_flip" if c < 0 else "cclock"]
+    if theta == 180:
+        return _FLIPS[a < 0, d < 0]
+    if theta == 0:
+        return _FLIPS[False, d < 0]
+    return _Orientation(_quarter_turns(angle))
+
+
+def _display_matrix(frame: Any) -> tuple[int, ...] | None:
+    """A decoded PyAV frame's display matrix (9 int32, FFmpeg's layout), or None without one.
+
+    FFmpeg (6.1 and later, as PyAV bundles it) hands the stream's matrix to every decoded frame
+    as side data; an identity matrix is not written at all.
+    """
+    for data in frame.side_data:
+        if data.type.name == "DISPLAYMATRIX":
+            return tuple(np.frombuffer(data, dtype=np.int32, count=9).tolist())
+    return None
+
+
+class _Display(NamedTuple):
+    """A file's first video stream as the readers need it: the stored ``height`` and ``width`` and
+    the display ``matrix`` (None: none)."""
+
+    height: int
+    width: int
+    matrix: tuple[int, ...] | None
+
+    @property
+    def orientation(self) -> _Orientation:
+        return _orientation(self.matrix)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(h, w)`` as shown."""
+        return (self.width, self.height) if self.orientation.swaps else (self.height, self.width)
+
+    @property
+    def decoder_turns(self) -> int:
+        """The quarter turns decord and torchcodec apply by themselves."""
+        return 0 if self.matrix is None else _quarter_turns(_display_angle(self.matrix))
+
+    @property
+    def turns_by_quarters(self) -> bool:
+        """Whether the matrix turns by whole quarter turns, the only turns decord applies as
+        players do (it leaves other angles alone, or not, depending on how its FFmpeg formats them)."""
+        m = self.matrix
+        return m is None or (m[1] == 0 and m[3] == 0) or (m[0] == 0 and m[4] == 0)
+
+
+def _display(path: str | Path, stat: os.stat_result | None = None) -> _Display:
+    """:class:`_Display` of a file, read once per version of the file and process."""
+    if stat is None:
+        stat = stat_video_file(path)
+    return _header_fact(str(Path(path)), stat, "display", _read_display)
+
+
+def _read_display(path: str) -> _Display:
     import av
 
     try:
@@ -351,52 +517,46 @@ def _read_stored_size(path: str) -> tuple[int, int]:
             if not container.streams.video:
                 raise VideoDecodeError(path, "no video stream")
             context = container.streams.video[0].codec_context
-            height, width = context.height, context.width
             # PyAV exposes the display matrix on frames only: read it from the first one
             try:
                 first = next(container.decode(video=0), None)
             except av.FFmpegError:
                 first = None  # a damaged start: the readers report that, not the size probe
-            turns = 0 if first is None else _quarter_turns(first)
-            return (width, height) if turns % 2 else (height, width)
+            return _Display(context.height, context.width, None if first is None else _display_matrix(first))
     except av.FFmpegError as e:
         raise VideoDecodeError(path, f"cannot open: {e}") from e
 
 
 def upright_rgb(frame: Any, resize: int | tuple[int, int] | None = None) -> np.ndarray:
-    """A decoded PyAV frame as uint8 ``[h, w, 3]`` RGB, turned upright by its display matrix.
+    """A decoded PyAV frame as uint8 ``[h, w, 3]`` RGB, shown as its display matrix says.
 
-    decord and torchcodec return frames upright; so does every PyAV path of vidlit through this.
-    ``resize`` (:func:`output_size`'s) applies to the upright frame: the stored frame is scaled by
-    FFmpeg (bilinear) to the transposed size, then turned.
+    decord and torchcodec return frames the same way (their readers mirror what those decoders
+    leave unmirrored); so does every PyAV path of vidlit through this (see :func:`_orientation`).
+    ``resize`` (:func:`output_size`'s) applies to the frame as shown: the stored frame is scaled
+    by FFmpeg (bilinear) to the transposed size when the matrix transposes it, then turned.
     """
-    turns = _quarter_turns(frame)
+    shown = _orientation(_display_matrix(frame))
     if resize is None:
         array = frame.to_ndarray(format="rgb24")
     else:
-        upright = (frame.width, frame.height) if turns % 2 else (frame.height, frame.width)
+        upright = (frame.width, frame.height) if shown.swaps else (frame.height, frame.width)
         height, width = output_size(*upright, resize)
-        if turns % 2:
+        if shown.swaps:
             height, width = width, height
         array = frame.to_ndarray(format="rgb24", height=height, width=width, interpolation="BILINEAR")
-    return np.ascontiguousarray(np.rot90(array, turns)) if turns else array
-
-
-def _quarter_turns(frame: Any) -> int:
-    """Counter-clockwise quarter turns (``np.rot90``'s ``k``) that show a PyAV frame upright, from
-    its display matrix (``frame.rotation``: 90 is one turn, -90 three), as players, decord and
-    torchcodec apply it."""
-    return round((frame.rotation or 0) / 90) % 4  # PyAV >= 14.1 (setup.cfg's pin)
+    return shown.apply(array) if shown != _Orientation() else array
 
 
 class DecordReader(VideoReader):
     """Frames through decord (one decode thread by default).
 
-    A short-side resize (``resize=int``) needs the stored frame size, which decord does not
-    report: :func:`stored_size` reads it once per file and process (cached), so re-reading a
-    video opens one container. Decoding at full size and resizing afterwards would avoid even
-    the first probe, but costs more than the probe for high-resolution sources (measured about
-    30 % more CPU per 8-frame clip of a 1080p H.264 video; on par at 360p).
+    decord reports neither the stored frame size (a short-side resize, ``resize=int``, needs
+    it) nor the display matrix (it turns frames by the matrix's angle but ignores a mirror):
+    PyAV reads both from the file's header and first frame once per file and process (cached,
+    :func:`stored_size`), so re-reading a video opens one container more, not two (measured
+    20 ms for a 720p H.264 file, 3 ms at 640 x 272, once per file). The reader then mirrors what
+    decord left unmirrored. A matrix that turns by an angle that is not a multiple of 90 degrees
+    is refused with :class:`VideoDecodeError`: decord applies some such angles and not others.
 
     Files whose MP4 edit list hides leading frames are refused with :class:`VideoDecodeError`:
     decord counts the hidden frames and its seeks land off by several frames (see
@@ -421,13 +581,6 @@ class DecordReader(VideoReader):
         except ImportError:
             raise VideoBackendUnavailable("decord") from None
         self._decord = decord
-        # decode_size: what decord is asked to scale to; post_size: what torch scales to after
-        self._decode_size = None
-        if resize is not None:
-            source = resize if isinstance(resize, tuple) else stored_size(self.path, self._stat)
-            self._decode_size = output_size(*source, resize)
-        self._post_size = None
-        self._pyav: PyAVReader | None = None  # see _decode_sorted
         if _is_mpeg_ts(self.path, self._stat):
             # decord seeks in a transport stream land a GOP late: it returns wrong frames silently
             # (measured on a remuxed real H.264 file: frame 0 was frame 30), so refuse the file
@@ -435,6 +588,24 @@ class DecordReader(VideoReader):
             raise VideoDecodeError(
                 self.path, "an MPEG-TS file, on which decord returns wrong frames; use the pyav backend"
             )
+        display = _display(self.path, self._stat)
+        if not display.turns_by_quarters:
+            angle = _display_angle(display.matrix)
+            raise VideoDecodeError(
+                self.path,
+                f"a display matrix that turns by {angle:.4g} degrees, which decord may or may not "
+                "apply; use the pyav backend",
+            )
+        # decord turns frames by the matrix's quarter turns and ignores its mirror; _fix is what
+        # is left to show them as FFmpeg does: a mirror at most (both transpose, or neither)
+        self._fix = display.orientation.after(display.decoder_turns)
+        # decode_size: what decord is asked to scale to; post_size: what torch scales to after
+        self._decode_size = None
+        if resize is not None:
+            source = resize if isinstance(resize, tuple) else display.size
+            self._decode_size = output_size(*source, resize)
+        self._post_size = None
+        self._pyav: PyAVReader | None = None  # see _decode_sorted
         self._reader = self._open(self._decode_size)
         # frames an MP4 edit list hides (a file cut with `ffmpeg -ss ... -c copy`) have negative
         # timestamps; decord counts them and its seeks then land frames off, so refuse the file
@@ -486,6 +657,8 @@ class DecordReader(VideoReader):
         if self._decode_size is not None and frames.shape[1:3] != self._decode_size:
             self._resize_after_decoding()
             return self._decode_sorted(indices)
+        if self._fix != _Orientation():
+            frames = self._fix.apply(frames)
         frames = torch.from_numpy(frames)
         return frames if self._post_size is None else _resize_frames(frames, self._post_size)
 
@@ -662,9 +835,10 @@ class TorchCodecReader(VideoReader):
     """Frames through torchcodec's ``VideoDecoder`` (``seek_mode="exact"``, NHWC output).
 
     A resize is done by FFmpeg while decoding (torchcodec's decoder-side
-    ``torchcodec.transforms.Resize``; a short-side size reads the stored size once, as
-    :class:`DecordReader` does); a torchcodec without decoder transforms resizes after decoding
-    (antialiased bilinear, :func:`torch.nn.functional.interpolate`).
+    ``torchcodec.transforms.Resize``); a torchcodec without decoder transforms resizes after
+    decoding (antialiased bilinear, :func:`torch.nn.functional.interpolate`). torchcodec turns
+    frames by a display matrix's angle and ignores its mirror: as :class:`DecordReader` does, the
+    reader reads the matrix once per file and mirrors what torchcodec left unmirrored.
     """
 
     backend = "torchcodec"
@@ -676,6 +850,9 @@ class TorchCodecReader(VideoReader):
         except (ImportError, OSError, RuntimeError):  # RuntimeError: FFmpeg's libraries not found
             raise VideoBackendUnavailable("torchcodec") from None
         self._size = None  # resize after decoding
+        display = _display(self.path, self._stat)
+        # torchcodec turns frames by the matrix's nearest quarter turn and ignores its mirror
+        self._fix = display.orientation.after(display.decoder_turns)
         transforms = None
         if resize is not None:
             try:
@@ -683,7 +860,7 @@ class TorchCodecReader(VideoReader):
             except ImportError:
                 DecoderResize = None  # noqa: N806 - a class
             if DecoderResize is not None:
-                source = resize if isinstance(resize, tuple) else stored_size(self.path, self._stat)
+                source = resize if isinstance(resize, tuple) else display.size
                 transforms = [DecoderResize(size=output_size(*source, resize))]
         try:
             self._decoder = VideoDecoder(
@@ -715,7 +892,9 @@ class TorchCodecReader(VideoReader):
             raise VideoDecodeError(
                 self.path, f"torchcodec cannot decode frames {indices[0]}..{indices[-1]}: {_first_line(e)}"
             ) from e
-        return frames if self._size is None else _resize_frames(frames, self._size)
+        if self._size is not None:
+            frames = _resize_frames(frames, self._size)
+        return frames if self._fix == _Orientation() else torch.from_numpy(self._fix.apply(frames.numpy()))
 
     def close(self) -> None:
         self._decoder = None
