@@ -326,3 +326,27 @@ def test_a_csv_list_with_a_byte_that_is_not_utf8_is_one_line(tmp_path):
     with pytest.raises(ValueError, match=r"train.csv: not UTF-8 text \(invalid") as err:
         list(read_csv_rows(path, ("path",)))
     assert "\n" not in str(err.value)
+
+
+def test_a_list_that_fails_utf8_is_told_apart_as_binary_or_another_encoding(tmp_path):
+    # the bytes decide, not the reader: a JSONL list saved as Latin-1 is text in another encoding
+    # (it said "not a text file" before), an MP4 given as a JSON annotation file is binary (it was a
+    # bare UnicodeDecodeError traceback)
+    from vidlit.core.io import read_json, read_jsonl
+
+    latin = tmp_path / "train.jsonl"
+    latin.write_bytes('{"path": "caf\u00e9.mp4", "label": "x"}\n'.encode("latin-1"))
+    with pytest.raises(
+        ValueError, match=r"train.jsonl: not UTF-8 text \(.*byte b'\\xe9'\); save it as UTF-8$"
+    ):
+        list(read_jsonl(latin))
+    csv_list = tmp_path / "val.csv"  # the byte within the first 4096 characters the format check reads
+    csv_list.write_bytes("path,label\ncaf\u00e9.mp4,x\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"val.csv: not UTF-8 text \(.*\); save it as UTF-8$"):
+        detect_list_format(csv_list)
+    video = tmp_path / "annotations.json"
+    video.write_bytes(b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00\xff\xfe" * 8)
+    with pytest.raises(
+        ValueError, match=r"annotations.json: not a text file \(.*\); expected an annotation file$"
+    ):
+        read_json(video)

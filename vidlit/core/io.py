@@ -115,19 +115,39 @@ def read_json(path: str | Path, what: str = "annotation file") -> Any:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: {what} not found")
-        text = path.read_text()
+        text = path.read_bytes()
     try:
-        return json.loads(text)
+        return json.loads(text)  # bytes: UTF-8 (or the UTF-16 / 32 the JSON RFC allows), checked
+    except UnicodeDecodeError as e:
+        raise text_decode_error(path, e, what) from None
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: line {e.lineno} column {e.colno}: invalid JSON: {e.msg}") from None
 
 
-def _utf8_lines(f: Any, path: Path, what: str) -> Iterator[str]:
-    # a binary file (a video passed for the list) fails decoding: name the file, not only the byte
+def text_decode_error(path: str | Path, error: UnicodeDecodeError, what: str) -> ValueError:
+    """The one-line error for a file that failed UTF-8 decoding, by what its bytes look like.
+
+    A NUL byte in the chunk being decoded means a binary file (a video passed for a list):
+    ``{path}: not a text file (reason); expected a {what}``. Otherwise it is text in another
+    encoding (a list saved as Latin-1): ``{path}: not UTF-8 text (reason, byte b'..'); save it as
+    UTF-8``.
+    """
+    data = bytes(error.object)
+    if b"\0" in data:
+        article = "an" if what[:1].lower() in "aeiou" else "a"
+        return ValueError(f"{path}: not a text file ({error.reason}); expected {article} {what}")
+    return ValueError(
+        f"{path}: not UTF-8 text ({error.reason}, byte {data[error.start : error.end]!r}); save it as UTF-8"
+    )
+
+
+def utf8_lines(f: Any, path: str | Path, what: str) -> Iterator[str]:
+    """The lines of ``f`` (a file opened as UTF-8 text); a decoding failure anywhere in it is one
+    line naming ``path`` (:func:`text_decode_error`)."""
     try:
         yield from f
     except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not a text file ({e.reason}); expected a {what}") from None
+        raise text_decode_error(path, e, what) from None
 
 
 def read_jsonl(path: str | Path, what: str = "JSON Lines file") -> Iterator[tuple[int, dict[str, Any]]]:
@@ -144,7 +164,7 @@ def read_jsonl(path: str | Path, what: str = "JSON Lines file") -> Iterator[tupl
     if not path.is_file():
         raise FileNotFoundError(f"{path}: {what} not found")
     with path.open(encoding="utf-8") as f:
-        for number, text in enumerate(_utf8_lines(f, path, what), 1):
+        for number, text in enumerate(utf8_lines(f, path, what), 1):
             if not text.strip():
                 continue
             try:

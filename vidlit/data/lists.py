@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vidlit.core.io import confined_path, read_json, read_jsonl
+from vidlit.core.io import confined_path, read_json, read_jsonl, text_decode_error, utf8_lines
 from vidlit.formats._schema import validate
 from vidlit.formats.video_cls import (
     HMDB_MARKS,
@@ -86,7 +86,7 @@ def read_csv_rows(path: Path, keys: Sequence[str] = ("path",)) -> Iterator[tuple
             column named twice, a row with another number of fields than the header.
     """
     with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.reader(_decoded(f, path))
+        reader = csv.reader(utf8_lines(f, path, "CSV list"))
         header = None
         for row in reader:
             if not any(field.strip() for field in row):
@@ -131,16 +131,6 @@ _HMDB_SPLIT = re.compile(r"(.+)_test_split(\d+)\.txt", re.IGNORECASE)
 _DEFAULT_EXT = {"kinetics": ".mp4", "ssv2": ".webm"}
 
 
-def _decoded(f: Any, path: Path) -> Iterator[str]:
-    # a byte that is not UTF-8 past the first lines (a list saved as Latin-1): one line naming the file
-    try:
-        yield from f
-    except UnicodeDecodeError as e:
-        raise ValueError(
-            f"{path}: not UTF-8 text ({e.reason}, byte {e.object[e.start : e.end]!r}); save it as UTF-8"
-        ) from None
-
-
 def detect_list_format(path: str | Path) -> str:
     """The list format of a file, from its name and, for ``.json`` / ``.csv``, its first bytes.
 
@@ -171,8 +161,8 @@ def detect_list_format(path: str | Path) -> str:
     try:
         with path.open(encoding="utf-8") as f:
             head = f.read(4096)
-    except UnicodeDecodeError as e:  # a binary file, e.g. a video passed for the list
-        raise ValueError(f"{path}: not a text file ({e.reason}); expected a CSV or JSONL list") from None
+    except UnicodeDecodeError as e:  # a binary file (a video passed for the list) or Latin-1 text
+        raise text_decode_error(path, e, "CSV or JSONL list") from None
     if suffix == ".json" and head.lstrip().startswith("["):
         return "ssv2"
     if suffix in JSONL_SUFFIXES:
