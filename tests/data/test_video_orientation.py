@@ -215,3 +215,78 @@ def test_after_undoes_a_decoders_turn_before_showing():
             for r in range(4):
                 decoded = np.rot90(image, r, axes=(1, 2))
                 assert np.array_equal(shown.after(r).apply(decoded), shown.apply(image)), (shown, r)
+
+
+def _with_sei(source: Path, target: Path, orientation: str) -> Path:
+    """A copy whose H.264 stream carries the matrix (a display orientation SEI), the container none."""
+    import subprocess
+
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-i", str(source), "-c", "copy", "-bsf:v",
+         f"h264_metadata=display_orientation=insert:{orientation}", str(target)],
+        check=True,
+    )  # fmt: skip
+    return target
+
+
+def _container_matrix(source: Path, target: Path, name: str) -> Path:
+    return _remux(source, target, _matrix(*CASES[name][0]))
+
+
+# how each file gets its matrix: (maker, the case of CASES it shows, decord's refusal)
+ELSEWHERE = {
+    "mkv_hflip": (lambda s, t: _container_matrix(s, t.with_suffix(".mkv"), "hflip"), "hflip",
+                  "in a 'matroska,webm' container, which decord ignores"),
+    "mkv_rot90": (lambda s, t: _container_matrix(s, t.with_suffix(".mkv"), "rot90"), "rot90",
+                  "in a 'matroska,webm' container, which decord ignores"),
+    "sei_rot90": (lambda s, t: _with_sei(s, t, "rotate=90"), "rot90", "an orientation SEI"),
+    "sei_hflip": (lambda s, t: _with_sei(s, t, "flip=horizontal"), "hflip", "an orientation SEI"),
+    "sei_rot90_mkv": (lambda s, t: _with_sei(s, t.with_suffix(".mkv"), "rotate=90"), "rot90",
+                      "an orientation SEI"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ELSEWHERE)
+def test_a_matrix_decord_does_not_apply_is_read_elsewhere(clips, stored, name):
+    """Regression: decord applies the angle of an MP4 / MOV container's matrix only, torchcodec
+    that of any container's but not of the video stream's (an orientation SEI): an MKV with a
+    horizontal mirror came back vertically mirrored, a quarter turn in an MKV or an SEI unturned,
+    with ``stored_size`` disagreeing with the frames. decord refuses such a file (``auto`` reads it
+    with PyAV) and torchcodec's correction follows what its metadata says it turned."""
+    make, case, refusal = ELSEWHERE[name]
+    path = make(clips[0], clips[0].with_name(f"{name}.mp4"))
+    _, filters, _ = CASES[case]
+    transposed = filters[0].startswith("transpose")
+    shown_size = (WIDTH, HEIGHT) if transposed else (HEIGHT, WIDTH)
+    assert stored_size(path) == shown_size
+    with pytest.raises(VideoDecodeError, match=refusal) as info:
+        open_video(path, "decord")
+    assert str(info.value).startswith(str(path))
+    indices = [NUM_FRAMES - 1, 0, 5, 2]
+    with open_video(path) as reader:
+        assert reader.backend == "pyav"
+    for backend in ["auto", "pyav", *(["torchcodec"] if "torchcodec" in BACKENDS else [])]:
+        expected = _shown(stored["pyav" if backend == "auto" else backend][indices], filters)
+        with open_video(path, backend) as reader:
+            assert torch.equal(reader.get_frames(indices), expected), (name, backend)
+        for resize in (32, (40, 24)):
+            with open_video(path, backend, resize=resize) as reader:
+                frames = reader.get_frames(indices)
+            assert frames.shape == (len(indices), *output_size(*shown_size, resize), 3), (
+                name,
+                backend,
+                resize,
+            )
+
+
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "pyav"])
+def test_a_file_pyav_cannot_open_is_reported_by_the_backend_asked_for(tmp_path, backend):
+    """Regression: the PyAV probe of the display matrix ran first and its error ("cannot open:
+    [Errno ...]") stood for decord's or torchcodec's; ``auto`` repeated it under both names."""
+    path = tmp_path / "noise.mp4"
+    path.write_bytes(np.random.default_rng(3).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    with pytest.raises(VideoDecodeError, match=f"^{path}: {backend} cannot open"):
+        open_video(path, backend)
+    if backend == "decord":
+        with pytest.raises(VideoDecodeError, match=r"decord: decord cannot open.*; pyav: PyAV cannot open"):
+            open_video(path)

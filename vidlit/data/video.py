@@ -473,12 +473,16 @@ def _display_matrix(frame: Any) -> tuple[int, ...] | None:
 
 
 class _Display(NamedTuple):
-    """A file's first video stream as the readers need it: the stored ``height`` and ``width`` and
-    the display ``matrix`` (None: none)."""
+    """A file's first video stream as the readers need it: the stored ``height`` and ``width``, the
+    display ``matrix`` (None: none), the demuxer's ``container`` format name (PyAV's
+    ``container.format.name``) and whether the matrix came from the video stream itself
+    (``in_stream``: an H.264 / HEVC display orientation SEI) rather than from the container."""
 
     height: int
     width: int
     matrix: tuple[int, ...] | None
+    container: str = ""
+    in_stream: bool = False
 
     @property
     def orientation(self) -> _Orientation:
@@ -490,9 +494,12 @@ class _Display(NamedTuple):
         return (self.width, self.height) if self.orientation.swaps else (self.height, self.width)
 
     @property
-    def decoder_turns(self) -> int:
-        """The quarter turns decord and torchcodec apply by themselves."""
-        return 0 if self.matrix is None else _quarter_turns(_display_angle(self.matrix))
+    def decord_turns(self) -> int:
+        """The quarter turns decord applies by itself: the matrix's angle, from an MP4 / MOV
+        container's matrix only (its FFmpeg reads the angle from the mov demuxer's metadata)."""
+        if self.matrix is None or self.container != _MOV_DEMUXER or self.in_stream:
+            return 0
+        return _quarter_turns(_display_angle(self.matrix))
 
     @property
     def turns_by_quarters(self) -> bool:
@@ -500,6 +507,10 @@ class _Display(NamedTuple):
         players do (it leaves other angles alone, or not, depending on how its FFmpeg formats them)."""
         m = self.matrix
         return m is None or (m[1] == 0 and m[3] == 0) or (m[0] == 0 and m[4] == 0)
+
+
+# the demuxer of .mp4 / .mov files: the only one whose display matrix decord applies
+_MOV_DEMUXER = "mov,mp4,m4a,3gp,3g2,mj2"
 
 
 def _display(path: str | Path, stat: os.stat_result | None = None) -> _Display:
@@ -516,26 +527,56 @@ def _read_display(path: str) -> _Display:
         with av.open(path) as container:
             if not container.streams.video:
                 raise VideoDecodeError(path, "no video stream")
-            context = container.streams.video[0].codec_context
+            stream = container.streams.video[0]
+            context = stream.codec_context
+            context.thread_count = 1  # FFmpeg's default: a slice thread per core, for one frame
             # PyAV exposes the display matrix on frames only: read it from the first one
             try:
-                first = next(container.decode(video=0), None)
+                first = next(container.decode(stream), None)
             except av.FFmpegError:
                 first = None  # a damaged start: the readers report that, not the size probe
-            return _Display(context.height, context.width, None if first is None else _display_matrix(first))
+            matrix = None if first is None else _display_matrix(first)
+            in_stream = matrix is not None and _stream_matrix(container, stream) is not None
+            return _Display(context.height, context.width, matrix, container.format.name, in_stream)
     except av.FFmpegError as e:
         raise VideoDecodeError(path, f"cannot open: {e}") from e
 
 
-def upright_rgb(frame: Any, resize: int | tuple[int, int] | None = None) -> np.ndarray:
+def _stream_matrix(container: Any, stream: Any) -> tuple[int, ...] | None:
+    """The display matrix that the video stream's own bitstream carries (an H.264 / HEVC display
+    orientation SEI), or None: the first frame decoded by a bare decoder, which gets the packets
+    but not the container's side data (its matrix), so any matrix on it is the bitstream's.
+    Called only for a file with a matrix (rare), so the second decode of one frame is cheap."""
+    import av
+
+    try:
+        bare = av.CodecContext.create(stream.codec_context.name, "r")
+        if stream.codec_context.extradata:
+            bare.extradata = stream.codec_context.extradata
+        bare.thread_count = 1
+        container.seek(0, stream=stream, backward=True, any_frame=False)
+        for packet in container.demux(stream):
+            for frame in bare.decode(packet if packet.size else None):
+                return _display_matrix(frame)
+    except av.FFmpegError:
+        pass  # not known: taken as the container's (what decord and torchcodec read)
+    return None
+
+
+def upright_rgb(
+    frame: Any, resize: int | tuple[int, int] | None = None, orientation: _Orientation | None = None
+) -> np.ndarray:
     """A decoded PyAV frame as uint8 ``[h, w, 3]`` RGB, shown as its display matrix says.
 
     decord and torchcodec return frames the same way (their readers mirror what those decoders
     leave unmirrored); so does every PyAV path of vidlit through this (see :func:`_orientation`).
     ``resize`` (:func:`output_size`'s) applies to the frame as shown: the stored frame is scaled
     by FFmpeg (bilinear) to the transposed size when the matrix transposes it, then turned.
+    ``orientation``: the file's (:func:`_orientation` of its first frame's matrix), as the
+    ``ffmpeg`` command line applies it to every frame; None takes this frame's own matrix (a
+    matrix from an orientation SEI may be on the frames that follow the SEI only).
     """
-    shown = _orientation(_display_matrix(frame))
+    shown = _orientation(_display_matrix(frame)) if orientation is None else orientation
     if resize is None:
         array = frame.to_ndarray(format="rgb24")
     else:
@@ -588,23 +629,22 @@ class DecordReader(VideoReader):
             raise VideoDecodeError(
                 self.path, "an MPEG-TS file, on which decord returns wrong frames; use the pyav backend"
             )
-        display = _display(self.path, self._stat)
-        if not display.turns_by_quarters:
-            angle = _display_angle(display.matrix)
-            raise VideoDecodeError(
-                self.path,
-                f"a display matrix that turns by {angle:.4g} degrees, which decord may or may not "
-                "apply; use the pyav backend",
-            )
-        # decord turns frames by the matrix's quarter turns and ignores its mirror; _fix is what
-        # is left to show them as FFmpeg does: a mirror at most (both transpose, or neither)
-        self._fix = display.orientation.after(display.decoder_turns)
+        try:
+            display = _display(self.path, self._stat)
+        except VideoDecodeError:
+            display = None  # PyAV cannot read it: decord's own open below says why it cannot either
+        if display is not None:
+            self._refuse_unapplied_matrix(display)
+        # decord turns frames by an MP4 matrix's quarter turns and ignores its mirror; _fix is
+        # what is left to show them as FFmpeg does: a mirror at most (both transpose, or neither)
+        self._fix = _Orientation() if display is None else display.orientation.after(display.decord_turns)
         # decode_size: what decord is asked to scale to; post_size: what torch scales to after
         self._decode_size = None
-        if resize is not None:
-            source = resize if isinstance(resize, tuple) else display.size
-            self._decode_size = output_size(*source, resize)
         self._post_size = None
+        if isinstance(resize, tuple) or (resize is not None and display is not None):
+            self._decode_size = output_size(*(resize if isinstance(resize, tuple) else display.size), resize)
+        elif resize is not None:  # a short-side resize without PyAV's size: learnt from a frame
+            self._post_size = resize
         self._pyav: PyAVReader | None = None  # see _decode_sorted
         self._reader = self._open(self._decode_size)
         # frames an MP4 edit list hides (a file cut with `ffmpeg -ss ... -c copy`) have negative
@@ -619,6 +659,30 @@ class DecordReader(VideoReader):
                 f"an edit list hides {hidden} frames, which decord miscounts and mis-seeks; "
                 "use the pyav backend",
             )
+        if isinstance(self._post_size, int):
+            try:
+                shape = self._reader[0].shape
+            except Exception as e:  # noqa: BLE001 - decord raises bare RuntimeError / DECORDError
+                raise VideoDecodeError(self.path, f"decord cannot decode frame 0: {_first_line(e)}") from e
+            self._post_size = output_size(*shape[:2], self._post_size)
+
+    def _refuse_unapplied_matrix(self, display: _Display) -> None:
+        """Refuse a display matrix that decord would not apply as vidlit expects, so that
+        :func:`open_video`'s ``"auto"`` reads the file with PyAV."""
+        if display.matrix is None:
+            return
+        if not display.turns_by_quarters:
+            angle = _display_angle(display.matrix)
+            reason = f"a display matrix that turns by {angle:.4g} degrees, which decord may or may not apply"
+        elif display.in_stream:
+            # decord's FFmpeg applies no matrix of the bitstream's (a display orientation SEI)
+            reason = "a display matrix in the video stream (an orientation SEI), which decord ignores"
+        elif display.container != _MOV_DEMUXER:
+            # decord reads the angle from the mov demuxer's metadata only: elsewhere it turns nothing
+            reason = f"a display matrix in a {display.container!r} container, which decord ignores"
+        else:
+            return
+        raise VideoDecodeError(self.path, f"{reason}; use the pyav backend")
 
     def _open(self, size: tuple[int, int] | None) -> Any:
         kwargs = {} if size is None else {"height": size[0], "width": size[1]}
@@ -710,6 +774,7 @@ class PyAVReader(VideoReader):
             raise
         self._frames = None  # live decode generator
         self._position = -1  # index of the last frame it produced
+        self._orientation: _Orientation | None = None  # the file's, at the first frame decoded
 
     def _index_packets(self) -> None:
         if not self._container.streams.video:
@@ -784,7 +849,11 @@ class PyAVReader(VideoReader):
         self._position = -1
 
     def _to_array(self, frame: Any) -> np.ndarray:
-        return upright_rgb(frame, self.resize)
+        if self._orientation is None:
+            # the first frame's matrix for every frame, as ffmpeg's autorotation: an orientation
+            # SEI may come with the keyframes only (cached per file, as for the other backends)
+            self._orientation = _display(self.path, self._stat).orientation
+        return upright_rgb(frame, self.resize, self._orientation)
 
     def _decode_sorted(self, indices: list[int]) -> np.ndarray:
         wanted, decoded = set(indices), {}
@@ -846,37 +915,69 @@ class TorchCodecReader(VideoReader):
     def __init__(self, path: str | Path, resize: Resize = None, num_threads: int = 1):
         super().__init__(path, resize, num_threads)
         try:
-            from torchcodec.decoders import VideoDecoder
+            from torchcodec.decoders import VideoDecoder  # noqa: F401 - needs FFmpeg's libraries
         except (ImportError, OSError, RuntimeError):  # RuntimeError: FFmpeg's libraries not found
             raise VideoBackendUnavailable("torchcodec") from None
         self._size = None  # resize after decoding
-        display = _display(self.path, self._stat)
-        # torchcodec turns frames by the matrix's nearest quarter turn and ignores its mirror
-        self._fix = display.orientation.after(display.decoder_turns)
-        transforms = None
-        if resize is not None:
-            try:
-                from torchcodec.transforms import Resize as DecoderResize
-            except ImportError:
-                DecoderResize = None  # noqa: N806 - a class
-            if DecoderResize is not None:
-                source = resize if isinstance(resize, tuple) else display.size
-                transforms = [DecoderResize(size=output_size(*source, resize))]
         try:
-            self._decoder = VideoDecoder(
-                str(self.path), dimension_order="NHWC", num_ffmpeg_threads=num_threads, seek_mode="exact",
-                **({} if transforms is None else {"transforms": transforms}),
-            )  # fmt: skip
-            metadata = self._decoder.metadata
-            self._num_frames = int(metadata.num_frames)
-            self._fps = float(metadata.average_fps)
-            height, width = int(metadata.height), int(metadata.width)
-        except Exception as e:  # noqa: BLE001 - torchcodec raises RuntimeError / ValueError
-            raise VideoDecodeError(self.path, f"torchcodec cannot open: {_first_line(e)}") from e
+            display = _display(self.path, self._stat)
+        except VideoDecodeError:
+            display = None  # PyAV cannot read it: torchcodec's own open below says why it cannot either
+        try:
+            from torchcodec.transforms import Resize as DecoderResize
+        except ImportError:
+            DecoderResize = None  # noqa: N806 - a class
+        decoder_resize = resize is not None and DecoderResize is not None and display is not None
+        # torchcodec turns frames by the nearest quarter turn of the container's matrix, not of a
+        # matrix in the video stream (an orientation SEI), and ignores a mirror. Guess its turns for
+        # the decode-time resize target, then take them from its metadata once it is open.
+        guess = None
+        if display is not None and display.matrix is not None and not display.in_stream:
+            guess = _display_angle(display.matrix)
+        self._fix = self._correction(display, guess)
+        self._decoder = self._open(display, resize if decoder_resize else None, DecoderResize)
+        metadata = self._decoder.metadata
+        self._fix = self._correction(display, metadata.rotation)
+        if decoder_resize and self._fix.swaps != self._correction(display, guess).swaps:
+            self._decoder = self._open(display, resize, DecoderResize)  # the target turns with it
+        self._num_frames = int(metadata.num_frames or 0)
+        self._fps = float(metadata.average_fps or 0)
         if self._num_frames < 1:
             raise VideoDecodeError(self.path, "video stream has no frames")
-        if resize is not None and transforms is None:
-            self._size = output_size(height, width, resize)
+        if resize is not None and not decoder_resize:
+            height, width = int(metadata.height), int(metadata.width)
+            shown = (width, height) if self._fix.swaps else (height, width)
+            self._size = output_size(*shown, resize)
+            if self._fix.swaps:
+                self._size = self._size[::-1]
+
+    @staticmethod
+    def _correction(display: _Display | None, rotation: float | int | None) -> _Orientation:
+        """What is left to do after torchcodec turned the frames by ``rotation`` degrees (its
+        metadata's; None: no turn) to show them as the display matrix says."""
+        if display is None:
+            return _Orientation()  # nothing known of the matrix: as torchcodec shows them
+        turns = 0 if rotation is None else _quarter_turns(float(rotation))
+        return display.orientation.after(turns)
+
+    def _open(self, display: _Display | None, resize: Resize, decoder_resize: Any) -> Any:
+        """torchcodec's decoder, resizing to ``resize`` of the frame as shown (None: not at all)."""
+        from torchcodec.decoders import VideoDecoder
+
+        transforms = None
+        if resize is not None:
+            size = output_size(*(resize if isinstance(resize, tuple) else display.size), resize)
+            # torchcodec resizes its output, which a correction that transposes turns afterwards
+            transforms = [decoder_resize(size=size[::-1] if self._fix.swaps else size)]
+        try:
+            options = {"num_ffmpeg_threads": self.num_threads, "seek_mode": "exact"}
+            if transforms is not None:
+                options["transforms"] = transforms
+            decoder = VideoDecoder(str(self.path), dimension_order="NHWC", **options)
+            decoder.metadata.num_frames, decoder.metadata.average_fps  # noqa: B018 - raise here
+        except Exception as e:  # noqa: BLE001 - torchcodec raises RuntimeError / ValueError
+            raise VideoDecodeError(self.path, f"torchcodec cannot open: {_first_line(e)}") from e
+        return decoder
 
     def __len__(self) -> int:
         return self._num_frames
