@@ -579,7 +579,7 @@ def test_the_mpeg_ts_check_reads_a_file_once_beside_its_stored_size(tmp_path):
     stat = path.stat()
     key = (str(path), stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size)
     assert video_module._header_facts.cache_info().currsize == 1
-    assert video_module._header_facts(*key) == {"display": (48, 80, None), "mpeg_ts": False}
+    assert video_module._header_facts(*key) == {"display": (48, 80, None, "mov,mp4,m4a,3gp,3g2,mj2", False), "mpeg_ts": False}
 
     # the bytes are not read again: a file changed under the same key keeps its answer ...
     stream = tmp_path / "capture.ts"

@@ -49,7 +49,7 @@ from vidlit.core.storage import OutputFolder
 from vidlit.data.epochs import EpochSeeded, EpochStreamLoader, _rank_and_world  # noqa: F401  (EpochStreamLoader lived here)
 from vidlit.data.sampling import uniform_segments
 from vidlit.data.transforms import bound_aspect
-from vidlit.data.video import VideoDecodeError, upright_rgb
+from vidlit.data.video import VideoDecodeError, frame_orientation, upright_rgb
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,8 @@ def decode_mp4(data: bytes, num_frames: int, short_side: int | None = None) -> T
     Frames are the centres of ``num_frames`` equal segments of the clip (TSN's test sampling,
     :func:`~vidlit.data.sampling.uniform_segments`); a clip shorter than ``num_frames`` repeats
     frames. Resizing to ``short_side`` happens in FFmpeg's scaler while converting to RGB; frames
-    come back upright (a display rotation applied), as :mod:`vidlit.data.video`'s readers return them.
+    come back as the display matrix shows them (turned and mirrored, the first frame's matrix for
+    every frame), as :mod:`vidlit.data.video`'s readers return them.
 
     Args:
         data: a video file's bytes (any container FFmpeg reads).
@@ -165,10 +166,13 @@ def decode_mp4(data: bytes, num_frames: int, short_side: int | None = None) -> T
             wanted = uniform_segments(total, num_frames, train=False)
             wanted_set, last = set(wanted.tolist()), int(wanted[-1])
             picked: dict[int, np.ndarray] = {}
+            shown = None  # the first frame's display matrix, for every frame, as ffmpeg applies it
             for index, frame in enumerate(container.decode(stream)):
+                if shown is None:
+                    shown = frame_orientation(frame)
                 if index in wanted_set:
-                    # upright (a phone's display rotation applied), as the file readers return it
-                    picked[index] = upright_rgb(frame, short_side or None)
+                    # the display matrix applied (turns and mirrors), as the file readers return it
+                    picked[index] = upright_rgb(frame, short_side or None, shown)
                 if index >= last:
                     break
         except av.FFmpegError as e:

@@ -15,9 +15,14 @@ requested order, duplicates allowed). Backends:
 Frames come back upright from every backend, shown as the container's display matrix says and
 as the ``ffmpeg`` command line (6.1 and later) shows them: turned (a phone's portrait video, stored
 landscape), mirrored (a front camera, ``ffmpeg -display_hflip``), or both; a resize applies to the
-frame as shown. decord and torchcodec apply only the matrix's angle: their readers add the mirror.
-decord refuses a matrix that turns by an angle other than a multiple of 90 degrees (it applies
-some and not others); vidlit shows such a frame turned by the nearest quarter turn.
+frame as shown. The matrix may come from the container or from the video stream itself (an
+H.264 / HEVC display orientation SEI); as ``ffmpeg`` does, the first frame's applies to every
+frame. torchcodec applies only the angle of a container's matrix (its metadata's ``rotation``):
+its reader adds the rest. decord applies only the angle of an MP4 / MOV container's matrix: its
+reader adds the mirror, and refuses (so that ``auto`` reads the file with PyAV) a matrix in any
+other container, one in the video stream, and one that turns by an angle other than a multiple of
+90 degrees (it applies some and not others); vidlit shows such a frame turned by the nearest
+quarter turn.
 
 Errors, the same for every backend:
 
@@ -563,6 +568,12 @@ def _stream_matrix(container: Any, stream: Any) -> tuple[int, ...] | None:
     return None
 
 
+def frame_orientation(frame: Any) -> _Orientation:
+    """How a decoded PyAV frame is shown under its display matrix (pass a file's first frame's
+    to :func:`upright_rgb` for every frame, as the ``ffmpeg`` command line does)."""
+    return _orientation(_display_matrix(frame))
+
+
 def upright_rgb(
     frame: Any, resize: int | tuple[int, int] | None = None, orientation: _Orientation | None = None
 ) -> np.ndarray:
@@ -572,7 +583,7 @@ def upright_rgb(
     leave unmirrored); so does every PyAV path of vidlit through this (see :func:`_orientation`).
     ``resize`` (:func:`output_size`'s) applies to the frame as shown: the stored frame is scaled
     by FFmpeg (bilinear) to the transposed size when the matrix transposes it, then turned.
-    ``orientation``: the file's (:func:`_orientation` of its first frame's matrix), as the
+    ``orientation``: the file's (:func:`frame_orientation` of its first frame), as the
     ``ffmpeg`` command line applies it to every frame; None takes this frame's own matrix (a
     matrix from an orientation SEI may be on the frames that follow the SEI only).
     """
@@ -592,12 +603,16 @@ class DecordReader(VideoReader):
     """Frames through decord (one decode thread by default).
 
     decord reports neither the stored frame size (a short-side resize, ``resize=int``, needs
-    it) nor the display matrix (it turns frames by the matrix's angle but ignores a mirror):
+    it) nor the display matrix (it turns frames by an MP4 / MOV container matrix's angle but
+    ignores a mirror, a matrix in another container and one in the video stream):
     PyAV reads both from the file's header and first frame once per file and process (cached,
     :func:`stored_size`), so re-reading a video opens one container more, not two (measured
     20 ms for a 720p H.264 file, 3 ms at 640 x 272, once per file). The reader then mirrors what
     decord left unmirrored. A matrix that turns by an angle that is not a multiple of 90 degrees
-    is refused with :class:`VideoDecodeError`: decord applies some such angles and not others.
+    is refused with :class:`VideoDecodeError` (decord applies some such angles and not others), and
+    so is a matrix decord does not apply at all: one outside an MP4 / MOV container (an MKV's) or
+    in the video stream (an orientation SEI). A file PyAV cannot probe is left to decord's open,
+    which reports its own error.
 
     Files whose MP4 edit list hides leading frames are refused with :class:`VideoDecodeError`:
     decord counts the hidden frames and its seeks land off by several frames (see
@@ -906,8 +921,10 @@ class TorchCodecReader(VideoReader):
     A resize is done by FFmpeg while decoding (torchcodec's decoder-side
     ``torchcodec.transforms.Resize``); a torchcodec without decoder transforms resizes after
     decoding (antialiased bilinear, :func:`torch.nn.functional.interpolate`). torchcodec turns
-    frames by a display matrix's angle and ignores its mirror: as :class:`DecordReader` does, the
-    reader reads the matrix once per file and mirrors what torchcodec left unmirrored.
+    frames by a container matrix's angle (its metadata's ``rotation``), not by a matrix in the video
+    stream (an orientation SEI), and ignores a mirror: the reader reads the matrix once per file
+    (as :class:`DecordReader` does) and does what torchcodec left undone; a decode-time resize
+    targets torchcodec's output, transposed when that is left to do.
     """
 
     backend = "torchcodec"
@@ -937,7 +954,8 @@ class TorchCodecReader(VideoReader):
         self._fix = self._correction(display, guess)
         self._decoder = self._open(display, resize if decoder_resize else None, DecoderResize)
         metadata = self._decoder.metadata
-        self._fix = self._correction(display, metadata.rotation)
+        # an older torchcodec, without metadata.rotation, reports no turn: take it as none
+        self._fix = self._correction(display, getattr(metadata, "rotation", None))
         if decoder_resize and self._fix.swaps != self._correction(display, guess).swaps:
             self._decoder = self._open(display, resize, DecoderResize)  # the target turns with it
         self._num_frames = int(metadata.num_frames or 0)
