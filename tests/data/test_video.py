@@ -594,3 +594,33 @@ def test_the_mpeg_ts_check_reads_a_file_once_beside_its_stored_size(tmp_path):
     # ... and a file rewritten in place (a new modification time) is read anew
     os.utime(stream, ns=(before.st_atime_ns, before.st_mtime_ns + 10**9))
     assert _is_mpeg_ts(stream) is False
+
+
+def test_frames_read_leave_no_cyclic_garbage(tmp_path):
+    """Every frame the PyAV paths read is freed when dropped, not left to the cyclic GC: a frame
+    kept alive by a cycle holds its swscale context, and the GC may free that in a DataLoader
+    worker forked meanwhile, where joining the context's (unforked) slice threads hangs forever
+    (a full test run hung so, in ``test_shards_are_dealt_to_ranks_and_workers_once``)."""
+    import gc
+
+    import av
+
+    from vidlit.data.synth.videos import render_clip, write_video
+    from vidlit.data.video import upright_rgb
+
+    path = tmp_path / "clip.mp4"
+    write_video(path, render_clip(np.random.default_rng(0), "circle", "red", "up", 6, 32))
+    gc.collect()
+    gc.disable()
+    try:
+        with av.open(str(path)) as container:
+            for frame in container.decode(video=0):
+                upright_rgb(frame, resize=16)
+        del frame
+        with open_video(path, backend="pyav") as reader:
+            reader.get_frames([0, 2, 4])
+        del reader
+        left = [o for o in gc.get_objects() if type(o) is av.VideoFrame]
+    finally:
+        gc.enable()
+    assert left == []

@@ -333,6 +333,8 @@ def test_a_list_that_fails_utf8_is_told_apart_as_binary_or_another_encoding(tmp_
     # (it said "not a text file" before), an MP4 given as a JSON annotation file is binary (it was a
     # bare UnicodeDecodeError traceback)
     from vidlit.core.io import read_json, read_jsonl
+    from vidlit.core.storage import OutputFolder
+    from vidlit.data.lists import read_csv_rows
 
     latin = tmp_path / "train.jsonl"
     latin.write_bytes('{"path": "caf\u00e9.mp4", "label": "x"}\n'.encode("latin-1"))
@@ -344,9 +346,17 @@ def test_a_list_that_fails_utf8_is_told_apart_as_binary_or_another_encoding(tmp_
     csv_list.write_bytes("path,label\ncaf\u00e9.mp4,x\n".encode("latin-1"))
     with pytest.raises(ValueError, match=r"val.csv: not UTF-8 text \(.*\); save it as UTF-8$"):
         detect_list_format(csv_list)
+    excel = tmp_path / "test.csv"  # a spreadsheet's "Unicode text" export: UTF-16 with its mark
+    excel.write_bytes("path,label\na.mp4,x\n".encode("utf-16"))
+    with pytest.raises(
+        ValueError, match=r"test.csv: UTF-16 text \(its byte-order mark\), not UTF-8; save it as UTF-8$"
+    ):
+        list(read_csv_rows(excel, ("path",)))
     video = tmp_path / "annotations.json"
     video.write_bytes(b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00\xff\xfe" * 8)
     with pytest.raises(
         ValueError, match=r"annotations.json: not a text file \(.*\); expected an annotation file$"
     ):
         read_json(video)
+    with pytest.raises(ValueError, match=r"annotations.json: not a text file \(.*\); expected a manifest$"):
+        OutputFolder(tmp_path).read_json("annotations.json", "manifest")

@@ -8,6 +8,7 @@ leaves the old file (or none), never half a file.
 
 from __future__ import annotations
 
+import codecs
 import fcntl
 import json
 import os
@@ -107,32 +108,55 @@ def read_json(path: str | Path, what: str = "annotation file") -> Any:
 
     Raises:
         FileNotFoundError: ``{path}: {what} not found``.
-        ValueError: ``{path}: line L column C: invalid JSON: ...``.
+        ValueError: one line, :func:`parse_json`'s.
     """
     if is_url(path):
-        text = read_bytes(path, what)
+        data = read_bytes(path, what)
     else:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: {what} not found")
-        text = path.read_bytes()
+        data = path.read_bytes()
+    return parse_json(data, path, what)
+
+
+def parse_json(data: bytes, path: str | Path, what: str) -> Any:
+    """The JSON document in ``data`` (UTF-8, or the UTF-16 / 32 the JSON RFC allows) read from ``path``.
+
+    Raises:
+        ValueError: one line naming ``path``: ``line L column C: invalid JSON: ...``, or a file
+            that is not text in those encodings (:func:`text_decode_error`).
+    """
     try:
-        return json.loads(text)  # bytes: UTF-8 (or the UTF-16 / 32 the JSON RFC allows), checked
+        return json.loads(data)
     except UnicodeDecodeError as e:
         raise text_decode_error(path, e, what) from None
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: line {e.lineno} column {e.colno}: invalid JSON: {e.msg}") from None
 
 
+# longest first: UTF-32 LE's mark starts with UTF-16 LE's
+_BYTE_ORDER_MARKS = (
+    (codecs.BOM_UTF32_LE, "UTF-32"),
+    (codecs.BOM_UTF32_BE, "UTF-32"),
+    (codecs.BOM_UTF16_LE, "UTF-16"),
+    (codecs.BOM_UTF16_BE, "UTF-16"),
+)
+
+
 def text_decode_error(path: str | Path, error: UnicodeDecodeError, what: str) -> ValueError:
     """The one-line error for a file that failed UTF-8 decoding, by what its bytes look like.
 
-    A NUL byte in the chunk being decoded means a binary file (a video passed for a list):
-    ``{path}: not a text file (reason); expected a {what}``. Otherwise it is text in another
-    encoding (a list saved as Latin-1): ``{path}: not UTF-8 text (reason, byte b'..'); save it as
-    UTF-8``.
+    A UTF-16 / 32 byte-order mark (a spreadsheet's "Unicode text" export) is ``{path}: UTF-16
+    text ...; save it as UTF-8``; else a NUL byte in the chunk being decoded means a binary file
+    (a video passed for a list): ``{path}: not a text file (reason); expected a {what}``;
+    anything else is text in another encoding (a list saved as Latin-1): ``{path}: not UTF-8
+    text (reason, byte b'..'); save it as UTF-8``.
     """
     data = bytes(error.object)
+    for mark, name in _BYTE_ORDER_MARKS:
+        if data.startswith(mark):
+            return ValueError(f"{path}: {name} text (its byte-order mark), not UTF-8; save it as UTF-8")
     if b"\0" in data:
         article = "an" if what[:1].lower() in "aeiou" else "a"
         return ValueError(f"{path}: not a text file ({error.reason}); expected {article} {what}")

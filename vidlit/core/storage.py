@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from vidlit.core.io import atomic_open, folder_files
+from vidlit.core.io import atomic_open, folder_files, parse_json
 
 __all__ = ["OutputFolder"]
 
@@ -86,13 +86,10 @@ class OutputFolder:
     def read_json(self, name: str, what: str) -> Any:
         """A JSON file; invalid JSON raises one line with its URL, line and column."""
         try:
-            return json.loads(self.read_bytes(name))
+            data = self.read_bytes(name)
         except FileNotFoundError:
             raise FileNotFoundError(f"{self.url_of(name)}: {what} not found") from None
-        except json.JSONDecodeError as e:
-            raise ValueError(
-                f"{self.url_of(name)}: line {e.lineno} column {e.colno}: invalid JSON: {e.msg}"
-            ) from None
+        return parse_json(data, self.url_of(name), what)
 
     def write(self, name: str, data: bytes | str) -> str:
         """Write ``data`` (text as UTF-8) to ``name`` atomically (module docstring); returns its URL."""

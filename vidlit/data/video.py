@@ -471,7 +471,13 @@ def _display_matrix(frame: Any) -> tuple[int, ...] | None:
     FFmpeg (6.1 and later, as PyAV bundles it) hands the stream's matrix to every decoded frame
     as side data; an identity matrix is not written at all.
     """
-    for data in frame.side_data:
+    from av.sidedata.sidedata import SideDataContainer
+
+    # not `frame.side_data`: the frame caches that container, which refers back to the frame, so
+    # every frame read would live on as cyclic garbage with its swscale context. The cyclic GC then
+    # frees it at any time, also in a DataLoader worker forked meanwhile, where freeing the
+    # context's slice threads (which were not forked) blocks forever (seen: a hung test run).
+    for data in SideDataContainer(frame):
         if data.type.name == "DISPLAYMATRIX":
             return tuple(np.frombuffer(data, dtype=np.int32, count=9).tolist())
     return None
