@@ -12,17 +12,18 @@ requested order, duplicates allowed). Backends:
   sorted or not, comes back exact.
 - ``torchcodec``: when the package is installed (``seek_mode="exact"``).
 
-Frames come back upright from every backend, shown as the container's display matrix says and
-as the ``ffmpeg`` command line (6.1 and later) shows them: turned (a phone's portrait video, stored
+Frames come back upright from every backend, shown as the container's display matrix says and as
+the ``ffmpeg`` command line (6.1 and later) shows them: turned (a phone's portrait video, stored
 landscape), mirrored (a front camera, ``ffmpeg -display_hflip``), or both; a resize applies to the
-frame as shown. The matrix may come from the container or from the video stream itself (an
-H.264 / HEVC display orientation SEI); as ``ffmpeg`` does, the first frame's applies to every
-frame. torchcodec applies only the angle of a container's matrix (its metadata's ``rotation``):
-its reader adds the rest. decord applies only the angle of an MP4 / MOV container's matrix: its
-reader adds the mirror, and refuses (so that ``auto`` reads the file with PyAV) a matrix in any
-other container, one in the video stream, and one that turns by an angle other than a multiple of
-90 degrees (it applies some and not others); vidlit shows such a frame turned by the nearest
-quarter turn.
+frame as shown. The matrix may come from the container or from the video stream itself (an H.264 /
+HEVC display orientation SEI); the first frame's applies to every frame (vidlit's rule: an SEI may
+come with the keyframes only; ``ffmpeg`` 7 and later rebuild their filters when a frame's matrix
+changes, so they may show the frames without one unturned). torchcodec applies only the angle of a
+container's matrix (its metadata's ``rotation``): its reader adds the rest. decord applies only the
+angle of an MP4 / MOV container's matrix: its reader adds the mirror, and refuses (so that ``auto``
+reads the file with PyAV) a matrix in any other container, one in the video stream, and one that
+turns by an angle other than a multiple of 90 degrees (it applies some and not others); vidlit
+shows such a frame turned by the nearest quarter turn.
 
 Errors, the same for every backend:
 
@@ -566,9 +567,11 @@ def _stream_matrix(container: Any, stream: Any) -> tuple[int, ...] | None:
             bare.extradata = stream.codec_context.extradata
         bare.thread_count = 1
         container.seek(0, stream=stream, backward=True, any_frame=False)
-        for packet in container.demux(stream):
+        for number, packet in enumerate(container.demux(stream)):
             for frame in bare.decode(packet if packet.size else None):
                 return _display_matrix(frame)
+            if number == 64:  # a decoder that gives no frame by now gives none: do not read the file
+                break
     except av.FFmpegError:
         pass  # not known: taken as the container's (what decord and torchcodec read)
     return None
@@ -576,7 +579,7 @@ def _stream_matrix(container: Any, stream: Any) -> tuple[int, ...] | None:
 
 def frame_orientation(frame: Any) -> _Orientation:
     """How a decoded PyAV frame is shown under its display matrix (pass a file's first frame's
-    to :func:`upright_rgb` for every frame, as the ``ffmpeg`` command line does)."""
+    to :func:`upright_rgb` for every frame: vidlit's rule, see the module docstring)."""
     return _orientation(_display_matrix(frame))
 
 
@@ -684,6 +687,9 @@ class DecordReader(VideoReader):
             try:
                 shape = self._reader[0].shape
             except Exception as e:  # noqa: BLE001 - decord raises bare RuntimeError / DECORDError
+                # no open reader in the error's traceback: open_video's "auto" keeps the error, and
+                # a reader freed later by the cyclic GC (maybe in a forked worker) must not be one
+                self._reader = None
                 raise VideoDecodeError(self.path, f"decord cannot decode frame 0: {_first_line(e)}") from e
             self._post_size = output_size(*shape[:2], self._post_size)
 
@@ -772,7 +778,8 @@ class PyAVReader(VideoReader):
     Decoding keeps its position between requests: a frame after the last one decoded, with no
     keyframe in between, is reached by decoding on; anything else seeks to the nearest keyframe
     at or before it. Resizing is done by FFmpeg's scaler (bilinear, like decord) during the
-    conversion to RGB.
+    conversion to RGB. Frames are shown as the file's first frame's display matrix says (read once
+    per file and process with the other readers' probe; the module docstring's rule).
     """
 
     backend = "pyav"
@@ -871,7 +878,7 @@ class PyAVReader(VideoReader):
 
     def _to_array(self, frame: Any) -> np.ndarray:
         if self._orientation is None:
-            # the first frame's matrix for every frame, as ffmpeg's autorotation: an orientation
+            # the first frame's matrix for every frame (the module docstring's rule): an orientation
             # SEI may come with the keyframes only (cached per file, as for the other backends)
             self._orientation = _display(self.path, self._stat).orientation
         return upright_rgb(frame, self.resize, self._orientation)
@@ -966,8 +973,10 @@ class TorchCodecReader(VideoReader):
             self._decoder = self._open(display, resize, DecoderResize)  # the target turns with it
         self._num_frames = int(metadata.num_frames or 0)
         self._fps = float(metadata.average_fps or 0)
-        if self._num_frames < 1:
-            raise VideoDecodeError(self.path, "video stream has no frames")
+        if self._num_frames < 1 or (resize is not None and None in (metadata.height, metadata.width)):
+            self._decoder = None  # as DecordReader: no open decoder in the error's traceback
+            what = "has no frames" if self._num_frames < 1 else "reports no frame size"
+            raise VideoDecodeError(self.path, f"video stream {what}")
         if resize is not None and not decoder_resize:
             height, width = int(metadata.height), int(metadata.width)
             shown = (width, height) if self._fix.swaps else (height, width)
