@@ -25,16 +25,7 @@ from vidlit.data.video import (
     read_audio,
 )
 
-
-def _torchcodec_works() -> bool:
-    try:
-        from torchcodec.decoders import VideoDecoder  # noqa: F401 - needs FFmpeg's shared libraries
-    except (ImportError, OSError, RuntimeError):
-        return False
-    return True
-
-
-BACKENDS = ["decord", "pyav", *(["torchcodec"] if _torchcodec_works() else [])]
+BACKENDS = ["decord", "pyav", *(["torchcodec"] if backend_available("torchcodec") else [])]
 
 
 def _bright_mask(frame: torch.Tensor) -> torch.Tensor:
@@ -256,6 +247,18 @@ def test_unknown_backend(video_path):
         backend_available("opencv")
 
 
+def test_a_backend_that_is_installed_but_fails_to_import_is_not_available(tmp_path, monkeypatch):
+    # torchcodec without FFmpeg's shared libraries: installed (find_spec finds it), import fails
+    package = tmp_path / "vidlit_broken_decoder"
+    package.mkdir()
+    (package / "__init__.py").write_text("raise OSError('libavutil.so: not found')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importable = video_module._importable.__wrapped__  # uncached: the real import each time
+    assert not importable("vidlit_broken_decoder")
+    assert not importable("vidlit_no_such_package")
+    assert importable("av") and backend_available("pyav")
+
+
 @pytest.mark.skipif(backend_available("torchcodec"), reason="torchcodec is installed")
 def test_torchcodec_missing_is_an_import_error(video_path):
     with pytest.raises(ImportError, match="torchcodec") as info:
@@ -459,7 +462,9 @@ def test_decord_reads_frames_48_pixels_wide_through_pyav(tmp_path):
     assert torch.equal(got, expected)
 
 
-@pytest.mark.skipif(not _torchcodec_works(), reason="torchcodec (or FFmpeg's libraries) is not installed")
+@pytest.mark.skipif(
+    not backend_available("torchcodec"), reason="torchcodec (or FFmpeg's libraries) is not installed"
+)
 def test_torchcodec_decodes_like_pyav(video_path):
     """The real torchcodec backend: same count, rate and frames (to colour-conversion rounding) as PyAV."""
     indices = [0, 9, 3, 3, 20]
@@ -579,7 +584,10 @@ def test_the_mpeg_ts_check_reads_a_file_once_beside_its_stored_size(tmp_path):
     stat = path.stat()
     key = (str(path), stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size)
     assert video_module._header_facts.cache_info().currsize == 1
-    assert video_module._header_facts(*key) == {"display": (48, 80, None, "mov,mp4,m4a,3gp,3g2,mj2", False), "mpeg_ts": False}
+    assert video_module._header_facts(*key) == {
+        "display": (48, 80, None, "mov,mp4,m4a,3gp,3g2,mj2", False),
+        "mpeg_ts": False,
+    }
 
     # the bytes are not read again: a file changed under the same key keeps its answer ...
     stream = tmp_path / "capture.ts"

@@ -21,18 +21,9 @@ from vidlit.data import video as video_module
 from vidlit.data.sampling import uniform_segments
 from vidlit.data.shards import decode_mp4
 from vidlit.data.synth import videos as synth
-from vidlit.data.video import VideoDecodeError, open_video, output_size, stored_size
+from vidlit.data.video import VideoDecodeError, backend_available, open_video, output_size, stored_size
 
-
-def _torchcodec_works() -> bool:
-    try:
-        from torchcodec.decoders import VideoDecoder  # noqa: F401 - needs FFmpeg's shared libraries
-    except (ImportError, OSError, RuntimeError):
-        return False
-    return True
-
-
-BACKENDS = ["decord", "pyav", *(["torchcodec"] if _torchcodec_works() else [])]
+BACKENDS = ["decord", "pyav", *(["torchcodec"] if backend_available("torchcodec") else [])]
 
 # FFmpeg's filters on [t, h, w, c] frames, from vf_transpose.c's diagrams and vf_hflip / vf_vflip
 FILTERS = {

@@ -19,18 +19,9 @@ from real_media import NAMES, probe_indices
 
 from vidlit.data.sampling import uniform_segments
 from vidlit.data.shards import decode_mp4
-from vidlit.data.video import VideoDecodeError, open_video, stored_size
+from vidlit.data.video import VideoDecodeError, backend_available, open_video, stored_size
 
-
-def _torchcodec_works() -> bool:
-    try:
-        from torchcodec.decoders import VideoDecoder  # noqa: F401 - needs FFmpeg's shared libraries
-    except (ImportError, OSError, RuntimeError):
-        return False
-    return True
-
-
-READERS = ["pyav", "decord", *(["torchcodec"] if _torchcodec_works() else [])]
+READERS = ["pyav", "decord", *(["torchcodec"] if backend_available("torchcodec") else [])]
 
 # bigbuckbunny: 1280 x 720, 25 fps, 132 frames; bikes: 640 x 272, 25 fps, 250 frames;
 # carphone: 176 x 144, 30000/1001 fps, 120 frames (pristine and distorted)

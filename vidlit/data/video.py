@@ -51,7 +51,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
-import importlib.util
+import importlib
 import logging
 import math
 import os
@@ -143,10 +143,24 @@ class VideoBackendUnavailable(ImportError):
 
 
 def backend_available(backend: str) -> bool:
-    """Whether ``backend``'s package can be imported."""
+    """Whether ``backend``'s package can be imported (tried once per process).
+
+    Installed is not enough: torchcodec without FFmpeg's shared libraries is installed but fails
+    to import (``OSError`` / ``RuntimeError``), and its reader then raises
+    :class:`VideoBackendUnavailable`.
+    """
     if backend not in _BACKEND_PACKAGES:
         raise ValueError(f"unknown video backend {backend!r}; expected one of {BACKENDS}")
-    return importlib.util.find_spec(_BACKEND_PACKAGES[backend]) is not None
+    return _importable(_BACKEND_PACKAGES[backend])
+
+
+@functools.cache
+def _importable(package: str) -> bool:
+    try:
+        importlib.import_module(package)
+    except (ImportError, OSError, RuntimeError):  # RuntimeError: torchcodec without FFmpeg's libraries
+        return False
+    return True
 
 
 # what ``Path.exists()`` reads as "not there" rather than raising
@@ -964,13 +978,13 @@ class TorchCodecReader(VideoReader):
         guess = None
         if display is not None and display.matrix is not None and not display.in_stream:
             guess = _display_angle(display.matrix)
-        self._fix = self._correction(display, guess)
-        self._decoder = self._open(display, resize if decoder_resize else None, DecoderResize)
+        guessed = self._correction(display, guess)
+        self._decoder = self._open(display, resize if decoder_resize else None, DecoderResize, guessed.swaps)
         metadata = self._decoder.metadata
         # an older torchcodec, without metadata.rotation, reports no turn: take it as none
         self._fix = self._correction(display, getattr(metadata, "rotation", None))
-        if decoder_resize and self._fix.swaps != self._correction(display, guess).swaps:
-            self._decoder = self._open(display, resize, DecoderResize)  # the target turns with it
+        if decoder_resize and self._fix.swaps != guessed.swaps:  # the target turns with the correction
+            self._decoder = self._open(display, resize, DecoderResize, self._fix.swaps)
         self._num_frames = int(metadata.num_frames or 0)
         self._fps = float(metadata.average_fps or 0)
         if self._num_frames < 1 or (resize is not None and None in (metadata.height, metadata.width)):
@@ -993,15 +1007,16 @@ class TorchCodecReader(VideoReader):
         turns = 0 if rotation is None else _quarter_turns(float(rotation))
         return display.orientation.after(turns)
 
-    def _open(self, display: _Display | None, resize: Resize, decoder_resize: Any) -> Any:
-        """torchcodec's decoder, resizing to ``resize`` of the frame as shown (None: not at all)."""
+    def _open(self, display: _Display | None, resize: Resize, decoder_resize: Any, transposed: bool) -> Any:
+        """torchcodec's decoder, resizing to ``resize`` of the frame as shown (None: not at all);
+        ``transposed``: the correction after torchcodec swaps height and width."""
         from torchcodec.decoders import VideoDecoder
 
         transforms = None
         if resize is not None:
             size = output_size(*(resize if isinstance(resize, tuple) else display.size), resize)
             # torchcodec resizes its output, which a correction that transposes turns afterwards
-            transforms = [decoder_resize(size=size[::-1] if self._fix.swaps else size)]
+            transforms = [decoder_resize(size=size[::-1] if transposed else size)]
         try:
             options = {"num_ffmpeg_threads": self.num_threads, "seek_mode": "exact"}
             if transforms is not None:
