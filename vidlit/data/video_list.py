@@ -407,12 +407,10 @@ class VideoListDataModule(RawVideoDataModule):
         if synthetic:
             from vidlit.data.synth import synthesize, write_sample_if_missing
 
-            if sample == "videos":
-                write, marker = write_synthetic_video_list, train_list
-            elif sample == "pans":  # write_synthetic_video_list's layout: train.csv comes last
-                write, marker = functools.partial(synthesize, sample), train_list
-            else:
-                write, marker = functools.partial(synthesize, sample), test_list or val_list
+            # write_synthetic_video_list's samples write train.csv last; the official Kinetics layout
+            # its val / test list
+            marker = train_list if sample in ("videos", "pans") else test_list or val_list
+            write = functools.partial(synthesize, sample)
             write_sample_if_missing(self.root, write, f"{sample} sample", marker=marker, task=sample, log=log)
         self.files = {
             "train": self.root / train_list,
