@@ -55,6 +55,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from vidlit.cli import main
 from vidlit.data.synth.videos import write_synthetic_video_list
@@ -115,7 +116,14 @@ def fine_tune(data: Path, backbone: Path, out: Path, seed: int = SEED, epochs: i
         "model": {"init_args": {"backbone": backbone_args}},
         "trainer": {"callbacks": [], "enable_checkpointing": False},
     }
-    return final_top1(_fit("finetune_k400.yaml", out, overrides, data, epochs, seed))
+    run = _fit("finetune_k400.yaml", out, overrides, data, epochs, seed)
+    # the run trained with the recipe's batch augmentations (that TaskModule applies `augment` to
+    # training batches: tests/data/test_augment.py::test_task_module_augments_training_batches_only)
+    config = yaml.safe_load((run / "version_0" / "config.yaml").read_text())
+    augment = config["model"]["init_args"]["augment"]["init_args"]
+    parts = {name: (augment.get(name) or {}).get("class_path") for name in ("rand_augment", "erasing", "mix")}
+    assert all(parts.values()), parts
+    return final_top1(run)
 
 
 def linear_probe(data: Path, backbone: Path, out: Path, seed: int = SEED, epochs: int = EPOCHS) -> float:
