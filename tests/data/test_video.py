@@ -253,7 +253,9 @@ def test_a_backend_that_is_installed_but_fails_to_import_is_not_available(tmp_pa
     package.mkdir()
     (package / "__init__.py").write_text("raise OSError('libavutil.so: not found')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    importable = video_module._importable.__wrapped__  # uncached: the real import each time
+    from vidlit.core.imports import importable
+
+    importable = importable.__wrapped__  # uncached: the real import each time
     assert not importable("vidlit_broken_decoder")
     assert not importable("vidlit_no_such_package")
     assert importable("av") and backend_available("pyav")

@@ -1,12 +1,25 @@
-"""The one importer of dotted paths from configs (``class_path``, ``block_classes``, generator tables)."""
+"""The one importer of dotted paths from configs (``class_path``, ``block_classes``, generator tables),
+and of optional packages (:func:`importable`)."""
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["import_path"]
+__all__ = ["import_path", "importable"]
+
+
+@functools.cache
+def importable(module: str) -> bool:
+    """Whether ``module`` imports (tried once per process). Installed is not enough: torchcodec
+    without FFmpeg's shared libraries is found but fails to import (``OSError`` / ``RuntimeError``)."""
+    try:
+        importlib.import_module(module)
+    except (ImportError, OSError, RuntimeError):
+        return False
+    return True
 
 
 def import_path(path: str, what: str = "class_path", search: Sequence[str] = ()) -> Any:

@@ -51,7 +51,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
-import importlib
 import logging
 import math
 import os
@@ -67,6 +66,8 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
+
+from vidlit.core.imports import importable
 
 log = logging.getLogger(__name__)
 
@@ -143,24 +144,12 @@ class VideoBackendUnavailable(ImportError):
 
 
 def backend_available(backend: str) -> bool:
-    """Whether ``backend``'s package can be imported (tried once per process).
-
-    Installed is not enough: torchcodec without FFmpeg's shared libraries is installed but fails
-    to import (``OSError`` / ``RuntimeError``), and its reader then raises
-    :class:`VideoBackendUnavailable`.
-    """
+    """Whether ``backend``'s package can be imported (:func:`vidlit.core.imports.importable`:
+    tried once per process; a torchcodec without FFmpeg's shared libraries cannot, and its reader
+    would raise :class:`VideoBackendUnavailable`)."""
     if backend not in _BACKEND_PACKAGES:
         raise ValueError(f"unknown video backend {backend!r}; expected one of {BACKENDS}")
-    return _importable(_BACKEND_PACKAGES[backend])
-
-
-@functools.cache
-def _importable(package: str) -> bool:
-    try:
-        importlib.import_module(package)
-    except (ImportError, OSError, RuntimeError):  # RuntimeError: torchcodec without FFmpeg's libraries
-        return False
-    return True
+    return importable(_BACKEND_PACKAGES[backend])
 
 
 # what ``Path.exists()`` reads as "not there" rather than raising
